@@ -1,0 +1,54 @@
+# vifsec — see README.md. Every target installs what it needs (make deps).
+SHELL := /bin/bash
+GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
+BIN   := bin
+# Debian packages the tests, the lab and the demo use.
+APT_PKGS := iproute2 tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+# make test must stay under 15 minutes on a 2-core machine.
+TEST_TIMEOUT ?= 12m
+
+.PHONY: all deps build test unit fuzz-seeds bench bench-esp bench-sadb lint demo clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null || { echo "deps: apt-get install$$missing failed" >&2; exit 1; }; \
+	fi
+	@$(GO) mod download
+
+build: deps
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# test runs unit tests, integration tests (network namespaces, tshark,
+# strongSwan; they need root) and every Fuzz* target's seed corpus (go test
+# runs seeds as ordinary tests).
+test: build
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./sa/...
+
+bench: bench-esp bench-sadb
+
+bench-esp: deps
+	$(GO) run ./internal/bench/espbench
+
+bench-sadb: deps
+	$(GO) run ./internal/bench/sadbbench
+
+lint: deps
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+demo: build
+	./examples/demo/demo.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,41 @@
+// Package sa owns security associations: their configuration and
+// validation, the algorithm registry, the keyed crypto state, sequence
+// numbers, anti-replay, lifetimes, counters, and the database that finds an
+// SA by (vlan, mac, SPI).
+//
+// # Keying
+//
+// An SA belongs to one VM interface, identified by its Scope (VLAN, MAC).
+// The database key is Key{Scope, SPI}: SPI numbering is per VM (seed 004),
+// so two tenants may both use SPI 0x1000 and still get two different SAs.
+// Inbound ESP is looked up by that key; outbound traffic reaches its SA by
+// reference from a policy, never by lookup.
+//
+// # Concurrency: why sharded copy-on-write maps
+//
+// The data path looks an SA up for every inbound packet, from several
+// goroutines. DB keeps 64 shards, each an immutable map behind an
+// atomic.Pointer. A reader hashes the key, loads one pointer and does one map
+// lookup: no lock, no allocation, no write to shared memory (so no cache line
+// bouncing between cores). A writer takes the DB's mutex, copies only the
+// shard it changes, and publishes it with one atomic store (RCU-style:
+// readers holding the old map finish with it and the GC frees it). Writes are
+// control-plane events (CLI, IKE rekeys) and cost O(n/64); Apply batches many
+// changes into one copy per shard for bulk loads. A single global
+// atomic.Pointer map would make each write O(n); sync.Map takes its mutex on
+// misses after writes; a lock per lookup would serialise all cores.
+//
+// Per-SA mutable state follows the same rule where it can: the outbound
+// sequence number and the counters are atomics; the anti-replay window is a
+// per-SA mutex held only for the few nanoseconds of Accept (packets of one
+// SA arrive on one queue in practice, so it is uncontended); CBC+HMAC suites
+// keep their chaining and HMAC state behind a per-SA mutex, while AEAD
+// suites (AES-GCM, ChaCha20-Poly1305) are safe for concurrent use as they are.
+//
+// # What this package must not do
+//
+// It does not parse IP packets (sa/esp does), does not know about policies
+// or tenants (tenant does), and never blocks the data path on the control
+// plane: lifetime events are delivered on a buffered channel and dropped,
+// counted, if nobody reads them.
+package sa

@@ -1,0 +1,56 @@
+package sa
+
+import "fmt"
+
+// Drop is why the data path dropped a packet. It is a small enum, not an
+// error: the data path never builds an error string per packet, it
+// increments the counter indexed by the reason. DropNone (the zero value)
+// means the packet was not dropped.
+type Drop uint8
+
+const (
+	DropNone          Drop = iota
+	DropNoSA               // no SA for (vlan, mac, SPI)
+	DropReplay             // sequence number replayed or left of the window
+	DropAuthFailed         // ICV did not verify
+	DropBadPadding         // RFC 4303 §2.4 padding or pad length wrong
+	DropMalformed          // truncated or inconsistent headers
+	DropSeqOverflow        // outbound SA out of sequence numbers: rekey it
+	DropExpired            // SA passed its hard lifetime
+	DropNoRoom             // buffer lacks headroom or tailroom (a bug upstream)
+	DropPolicyDiscard      // an SP with action discard matched
+	DropPolicyMismatch     // inbound packet does not match its SA's policy (RFC 4301 §5.2)
+	DropSpoofedSource      // source MAC or IP is not the VM's
+	DropTooBig             // exceeds the effective MTU
+	DropDummy              // RFC 4303 §2.6 dummy packet (next header 59), consumed
+	DropFragment           // IP fragment on a transport-mode SA (RFC 4301 §7: whole datagrams only)
+	DropECN                // RFC 6040 §4.2: outer CE on a Not-ECT inner packet
+	NumDrops
+)
+
+var dropNames = [NumDrops]string{
+	DropNone:           "none",
+	DropNoSA:           "no-sa",
+	DropReplay:         "replay",
+	DropAuthFailed:     "auth-failed",
+	DropBadPadding:     "bad-padding",
+	DropMalformed:      "malformed",
+	DropSeqOverflow:    "seq-overflow",
+	DropExpired:        "expired",
+	DropNoRoom:         "no-room",
+	DropPolicyDiscard:  "policy-discard",
+	DropPolicyMismatch: "policy-mismatch",
+	DropSpoofedSource:  "spoofed-source",
+	DropTooBig:         "too-big",
+	DropDummy:          "dummy",
+	DropFragment:       "fragment",
+	DropECN:            "ecn-drop",
+}
+
+// String is the reason's name in `vifsec stats` and at /metrics.
+func (d Drop) String() string {
+	if d < NumDrops {
+		return dropNames[d]
+	}
+	return fmt.Sprintf("Drop(%d)", uint8(d))
+}

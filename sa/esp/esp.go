@@ -1,0 +1,347 @@
+package esp
+
+import (
+	"encoding/binary"
+
+	"github.com/vifsec/vifsec/sa"
+)
+
+// Buffer geometry. A packet handed to Encap sits at buf[off:off+n] with at
+// least Headroom bytes before it and Tailroom bytes after it, so the ESP
+// header, IV and outer header are written in front and the trailer and ICV
+// behind, and the cipher runs in place: no copy of the payload, no
+// allocation.
+const (
+	// Headroom covers the largest ESP prefix: an outer IPv6 header (40),
+	// the ESP header (8) and a 16-byte IV, rounded up with room for the
+	// link and overlay headers the layers outside ESP add.
+	Headroom = 128
+	// Tailroom covers the largest trailer: 15 bytes of padding, pad
+	// length, next header and a 32-byte ICV, rounded up.
+	Tailroom = 64
+)
+
+// Header is a view of an ESP header (RFC 4303 §2). Its accessors assume
+// len(h) ≥ 8: get one from ParseHeader.
+type Header []byte
+
+// ParseHeader returns the ESP header at the start of b, or false if b is too
+// short to hold one.
+func ParseHeader(b []byte) (Header, bool) {
+	if len(b) < 8 {
+		return nil, false
+	}
+	return Header(b[:8]), true
+}
+
+func (h Header) SPI() uint32 { return binary.BigEndian.Uint32(h[0:4]) }
+func (h Header) Seq() uint32 { return binary.BigEndian.Uint32(h[4:8]) }
+
+// Locate finds the ESP header of an IP packet: it returns the ESP offset
+// within pkt and the SPI, for the SA lookup that precedes Decap.
+func Locate(pkt []byte) (off int, spi uint32, ok bool) {
+	n, v6, ok := ipLen(pkt)
+	if !ok {
+		return 0, 0, false
+	}
+	pkt = pkt[:n]
+	if v6 {
+		off, _, ok = ipv6FindESP(pkt)
+	} else {
+		off = int(pkt[0]&0x0f) * 4
+		ok = pkt[9] == protoESP && !ipv4Fragment(pkt)
+	}
+	if !ok {
+		return 0, 0, false
+	}
+	h, ok := ParseHeader(pkt[off:])
+	if !ok {
+		return 0, 0, false
+	}
+	return off, h.SPI(), true
+}
+
+// Encap protects the clear IP packet buf[off:off+n] with s, in place, and
+// returns where the ESP packet now lies in buf. Transport mode inserts ESP
+// after the IP header (IPv4 options kept; IPv6 after hop-by-hop, routing
+// and fragment headers); tunnel mode puts the whole packet inside a new
+// outer header from s's endpoints.
+//
+// Encap allocates nothing. A drop leaves buf's packet in an unspecified
+// state.
+//
+// Stages:
+//  1. Validate the inner IP header and find where ESP goes.
+//  2. Reserve a sequence number and charge the lifetime (drop: seq-overflow, expired).
+//  3. Write the trailer: padding 1,2,3…, pad length, next header.
+//  4. Move the IP header (transport) or write the outer header (tunnel) and
+//     the ESP header in front.
+//  5. Seal in place (AEAD or CBC+HMAC).
+func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
+	if off < 0 || n < 0 || off+n > len(buf) {
+		return 0, 0, sa.DropNoRoom
+	}
+	// 1.
+	pkt := buf[off : off+n]
+	ln, v6, ok := ipLen(pkt)
+	if !ok {
+		return 0, 0, sa.DropMalformed
+	}
+	pkt = pkt[:ln]
+	tunnel := s.Mode() == sa.ModeTunnel
+	var hdrLen, nextField int // IP header bytes that stay in front of ESP
+	var next byte
+	switch {
+	case tunnel && v6:
+		next = protoIPv6
+	case tunnel:
+		next = protoIPv4
+	case v6:
+		hdrLen, nextField, ok = ipv6Insert(pkt)
+		if !ok {
+			return 0, 0, sa.DropMalformed
+		}
+		next = pkt[nextField]
+	default:
+		if ipv4Fragment(pkt) {
+			return 0, 0, sa.DropFragment
+		}
+		hdrLen, nextField = int(pkt[0]&0x0f)*4, 9
+		next = pkt[9]
+	}
+	if !tunnel && v6 != !s.Dst().Unmap().Is4() {
+		return 0, 0, sa.DropMalformed // transport SA of the other family
+	}
+	outerLen := hdrLen
+	outerV6 := v6
+	if tunnel {
+		outerV6 = !s.Dst().Unmap().Is4()
+		outerLen = ipv4MinLen
+		if outerV6 {
+			outerLen = ipv6Len
+		}
+	}
+	espHdr := 8 + s.IVLen()
+	payload := ln - hdrLen
+	padLen := (s.Align() - (payload+2)%s.Align()) % s.Align()
+	icv := s.ICVLen()
+	start = off + hdrLen - espHdr - outerLen
+	end = off + ln + padLen + 2 + icv
+	if start < 0 || end > len(buf) {
+		return 0, 0, sa.DropNoRoom
+	}
+	if end-start > 0xffff+ipv6Len || (!outerV6 && end-start > 0xffff) {
+		return 0, 0, sa.DropTooBig
+	}
+	// 2.
+	seq, d := s.NextSeq()
+	if d != sa.DropNone {
+		return 0, 0, d
+	}
+	if d = s.Account(ln); d != sa.DropNone {
+		return 0, 0, d
+	}
+	// 3.
+	tr := buf[off+ln : end-icv]
+	for i := 0; i < padLen; i++ {
+		tr[i] = byte(i + 1)
+	}
+	tr[padLen] = byte(padLen)
+	tr[padLen+1] = next
+	// 4.
+	espAt := off + hdrLen - espHdr
+	if tunnel {
+		writeOuter(s, buf[start:espAt], pkt, v6, outerV6, end-start, uint16(seq))
+	} else {
+		copy(buf[start:espAt], buf[off:off+hdrLen]) // memmove: regions overlap
+		h := buf[start:espAt]
+		h[nextField] = protoESP
+		if v6 {
+			binary.BigEndian.PutUint16(h[4:6], uint16(end-start-ipv6Len))
+		} else {
+			binary.BigEndian.PutUint16(h[2:4], uint16(end-start))
+			ipv4Checksum(h)
+		}
+	}
+	binary.BigEndian.PutUint32(buf[espAt:], s.SPI())
+	binary.BigEndian.PutUint32(buf[espAt+4:], uint32(seq))
+	// 5.
+	s.Seal(buf[espAt:end], seq, sc)
+	return start, end, sa.DropNone
+}
+
+// writeOuter writes a tunnel-mode outer header into h (RFC 4301 §5.1.2):
+// DSCP and ECN copied from the inner header (RFC 6040 normal mode), flow
+// label copied from an inner IPv6 header or derived from the inner
+// addresses (RFC 6438), hop limit 64, IPv4 with DF set (path MTU is
+// signalled to the guest, not left to fragmentation) and the ID taken from
+// the sequence number (RFC 6864: any value is fine for atomic datagrams).
+func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id uint16) {
+	t := tos(inner, innerV6)
+	src, dst := s.Src().Unmap(), s.Dst().Unmap()
+	if outerV6 {
+		var fl uint32
+		if innerV6 {
+			fl = binary.BigEndian.Uint32(inner[0:4]) & 0xfffff
+		} else {
+			fl = flowHash(inner[12:20], inner[9])
+		}
+		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(t)<<20|fl)
+		binary.BigEndian.PutUint16(h[4:6], uint16(total-ipv6Len))
+		h[6], h[7] = protoESP, 64
+		a, b := src.As16(), dst.As16()
+		copy(h[8:24], a[:])
+		copy(h[24:40], b[:])
+		return
+	}
+	h[0], h[1] = 0x45, t
+	binary.BigEndian.PutUint16(h[2:4], uint16(total))
+	binary.BigEndian.PutUint16(h[4:6], id)
+	h[6], h[7] = 0x40, 0 // DF
+	h[8], h[9] = 64, protoESP
+	a, b := src.As4(), dst.As4()
+	copy(h[12:16], a[:])
+	copy(h[16:20], b[:])
+	ipv4Checksum(h[:ipv4MinLen])
+}
+
+// flowHash derives a non-zero 20-bit flow label from inner IPv4 addresses
+// and protocol (RFC 6438 §3).
+func flowHash(addrs []byte, proto byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range addrs {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	h = (h ^ uint32(proto)) * 16777619
+	h ^= h >> 20
+	if fl := h & 0xfffff; fl != 0 {
+		return fl
+	}
+	return 1
+}
+
+// Decap verifies and removes ESP from the IP packet buf[off:off+n] with s,
+// in place, and returns where the clear packet now lies in buf. s is the SA
+// the caller found for the packet's (vlan, mac, SPI).
+//
+// Stages:
+//  1. Find the ESP header; check the SPI is s's.
+//  2. Anti-replay check on the inferred sequence number (before decryption).
+//  3. Verify the ICV and decrypt in place (drop: auth-failed).
+//  4. Move the replay window (only now, after authentication).
+//  5. Check the trailer: padding, pad length, next header.
+//  6. Rebuild the clear packet: restore the IP header (transport) or take
+//     the inner packet and apply RFC 6040 ECN decapsulation (tunnel).
+//
+// Decap allocates nothing.
+func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
+	if off < 0 || n < 0 || off+n > len(buf) {
+		return 0, 0, sa.DropMalformed
+	}
+	// 1.
+	pkt := buf[off : off+n]
+	ln, v6, ok := ipLen(pkt)
+	if !ok {
+		return 0, 0, sa.DropMalformed
+	}
+	pkt = pkt[:ln]
+	var espAt, nextField int
+	if v6 {
+		espAt, nextField, ok = ipv6FindESP(pkt)
+	} else {
+		espAt, nextField = int(pkt[0]&0x0f)*4, 9
+		ok = pkt[9] == protoESP && !ipv4Fragment(pkt)
+	}
+	if !ok {
+		return 0, 0, sa.DropMalformed
+	}
+	h, ok := ParseHeader(pkt[espAt:])
+	if !ok {
+		return 0, 0, sa.DropMalformed
+	}
+	if h.SPI() != s.SPI() || s.Dir() == sa.DirOut {
+		return 0, 0, sa.DropNoSA
+	}
+	if s.Expired() {
+		return 0, 0, sa.DropExpired
+	}
+	// 2.
+	seq, d := s.ReplayCheck(h.Seq())
+	if d != sa.DropNone {
+		return 0, 0, d
+	}
+	// 3.
+	pt, d := s.Open(pkt[espAt:], seq, sc)
+	if d != sa.DropNone {
+		return 0, 0, d
+	}
+	// 4.
+	if d = s.ReplayAccept(seq); d != sa.DropNone {
+		return 0, 0, d
+	}
+	// 5.
+	if len(pt) < 2 {
+		return 0, 0, sa.DropBadPadding
+	}
+	next := pt[len(pt)-1]
+	padLen := int(pt[len(pt)-2])
+	if padLen+2 > len(pt) {
+		return 0, 0, sa.DropBadPadding
+	}
+	pad := pt[len(pt)-2-padLen : len(pt)-2]
+	for i, b := range pad {
+		if b != byte(i+1) {
+			return 0, 0, sa.DropBadPadding
+		}
+	}
+	payload := pt[:len(pt)-2-padLen]
+	if next == protoNoNext {
+		return 0, 0, sa.DropDummy
+	}
+	if d = s.Account(len(payload)); d != sa.DropNone {
+		return 0, 0, d
+	}
+	// 6.
+	payloadAt := off + espAt + 8 + s.IVLen()
+	if s.Mode() == sa.ModeTunnel {
+		return decapTunnel(buf, payloadAt, payload, next, tos(pkt, v6))
+	}
+	if next == protoESP || next == protoIPv4 && v6 {
+		return 0, 0, sa.DropMalformed
+	}
+	hdr := buf[off : off+espAt]
+	hdr[nextField] = next
+	start = payloadAt - espAt
+	end = payloadAt + len(payload)
+	copy(buf[start:payloadAt], hdr) // memmove: regions overlap
+	h2 := buf[start:payloadAt]
+	if v6 {
+		binary.BigEndian.PutUint16(h2[4:6], uint16(end-start-ipv6Len))
+	} else {
+		binary.BigEndian.PutUint16(h2[2:4], uint16(end-start))
+		ipv4Checksum(h2)
+	}
+	return start, end, sa.DropNone
+}
+
+// decapTunnel checks the inner packet and applies the RFC 6040 §4.2
+// decapsulation table to its ECN field.
+func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, end int, d sa.Drop) {
+	ln, v6, ok := ipLen(inner)
+	if !ok || (next == protoIPv6) != v6 || (next != protoIPv6 && next != protoIPv4) {
+		return 0, 0, sa.DropMalformed
+	}
+	inner = inner[:ln]
+	const ect1, ect0, ce = 1, 2, 3
+	it := tos(inner, v6)
+	in, out := it&3, outerTOS&3
+	switch {
+	case out == ce && in == 0:
+		return 0, 0, sa.DropECN
+	case out == ce && in != ce:
+		setTOS(inner, v6, it|ce)
+	case out == ect1 && in == ect0:
+		setTOS(inner, v6, it&^3|ect1)
+	}
+	return at, at + ln, sa.DropNone
+}

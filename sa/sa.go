@@ -1,0 +1,404 @@
+package sa
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vifsec/vifsec/sa/replay"
+)
+
+// MAC is a VM interface's Ethernet address.
+type MAC [6]byte
+
+func (m MAC) String() string { return net.HardwareAddr(m[:]).String() }
+
+// MarshalText writes aa:bb:cc:dd:ee:ff.
+func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// UnmarshalText reads any form net.ParseMAC accepts for a 6-byte address.
+func (m *MAC) UnmarshalText(b []byte) error {
+	hw, err := net.ParseMAC(string(b))
+	if err != nil || len(hw) != 6 {
+		return fmt.Errorf("%q is not a MAC address; write six hex bytes like 52:54:00:12:34:56", b)
+	}
+	copy(m[:], hw)
+	return nil
+}
+
+// Scope identifies the VM interface an SA belongs to: its VLAN (0 =
+// untagged) and MAC. SPIs are unique within a Scope, not across the host.
+type Scope struct {
+	VLAN uint16 `json:"vlan"`
+	MAC  MAC    `json:"mac"`
+}
+
+func (s Scope) String() string { return fmt.Sprintf("vlan %d mac %s", s.VLAN, s.MAC) }
+
+// Key is the database key of an SA: (vlan, mac, SPI). It is comparable and
+// small (12 bytes), so map lookups with it do not allocate.
+type Key struct {
+	Scope Scope
+	SPI   uint32
+}
+
+func (k Key) String() string { return fmt.Sprintf("%s spi 0x%08x", k.Scope, k.SPI) }
+
+// Limits is one lifetime bound; a zero field is unlimited.
+type Limits struct {
+	Bytes   uint64 `json:"bytes,omitempty"`
+	Packets uint64 `json:"packets,omitempty"`
+	Seconds uint64 `json:"seconds,omitempty"`
+}
+
+// Lifetime holds an SA's soft limit (raise EventSoft: time to rekey) and
+// hard limit (the SA expires and drops traffic), RFC 4301 §4.4.2.1.
+type Lifetime struct {
+	Soft Limits `json:"soft"`
+	Hard Limits `json:"hard"`
+}
+
+// Config is everything that defines an SA. It is what the CLI, the store
+// and IKE produce; New turns it into a live SA.
+type Config struct {
+	Name  string `json:"name"`
+	Scope Scope  `json:"scope"`
+	SPI   uint32 `json:"spi"`
+	// Dir is DirIn or DirOut for SAs IKE creates. Manual SAs (esxcli has no
+	// direction flag) may leave it DirInvalid: the policy that uses the SA
+	// gives it its direction.
+	Dir Direction `json:"dir,omitempty"`
+	// Src and Dst are the SA's endpoints: the packet's addresses in
+	// transport mode, the outer tunnel header's in tunnel mode.
+	Src          netip.Addr `json:"src"`
+	Dst          netip.Addr `json:"dst"`
+	Mode         Mode       `json:"mode"`
+	Enc          EncAlg     `json:"enc"`
+	EncKey       []byte     `json:"enc_key,omitempty"`
+	Integ        IntegAlg   `json:"integ"`
+	IntegKey     []byte     `json:"integ_key,omitempty"`
+	ReplayWindow int        `json:"replay_window,omitempty"` // 0 = replay.DefaultSize
+	ESN          bool       `json:"esn,omitempty"`
+	Lifetime     Lifetime   `json:"lifetime"`
+}
+
+// Key returns the database key of c.
+func (c *Config) Key() Key { return Key{Scope: c.Scope, SPI: c.SPI} }
+
+// Validate checks c completely; the error names the CLI flag at fault.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return fmt.Errorf("--sa-name: required")
+	}
+	if c.SPI <= 0xff {
+		return fmt.Errorf("--sa-spi: 0x%x is reserved (RFC 4303 §2.1 reserves 0x0-0xff); use 0x100-0xffffffff", c.SPI)
+	}
+	if c.Scope.VLAN > 4094 {
+		return fmt.Errorf("--vlan: %d out of range; use 0-4094", c.Scope.VLAN)
+	}
+	if c.Mode != ModeTransport && c.Mode != ModeTunnel {
+		return fmt.Errorf("--sa-mode: required; use transport or tunnel")
+	}
+	if c.Dir != DirInvalid && c.Dir != DirIn && c.Dir != DirOut {
+		return fmt.Errorf("direction %v invalid; use in or out", c.Dir)
+	}
+	if !c.Src.IsValid() {
+		return fmt.Errorf("--sa-source: required; give an IPv6 or IPv4 address")
+	}
+	if !c.Dst.IsValid() {
+		return fmt.Errorf("--sa-destination: required; give an IPv6 or IPv4 address")
+	}
+	if c.Src.Zone() != "" || c.Dst.Zone() != "" {
+		return fmt.Errorf("--sa-source/--sa-destination: zones (%%if) are not accepted")
+	}
+	if c.Src.Unmap().Is4() != c.Dst.Unmap().Is4() {
+		return fmt.Errorf("--sa-source %s and --sa-destination %s are of different address families", c.Src, c.Dst)
+	}
+	if err := CheckSuite(c.Enc, c.Integ); err != nil {
+		return fmt.Errorf("--encryption-algorithm/--integrity-algorithm: %w", err)
+	}
+	if err := CheckEncKey(c.Enc, c.EncKey); err != nil {
+		return fmt.Errorf("--encryption-key: %w", err)
+	}
+	if err := CheckIntegKey(c.Integ, c.IntegKey); err != nil {
+		return fmt.Errorf("--integrity-key: %w", err)
+	}
+	if w := c.ReplayWindow; w != 0 && (w < replay.MinSize || w > replay.MaxSize) {
+		return fmt.Errorf("--replay-window: %d out of range; use %d-%d (default %d)", w, replay.MinSize, replay.MaxSize, replay.DefaultSize)
+	}
+	s, h := c.Lifetime.Soft, c.Lifetime.Hard
+	for _, p := range [...]struct {
+		flag       string
+		soft, hard uint64
+	}{{"--lifetime-bytes", s.Bytes, h.Bytes}, {"--lifetime-packets", s.Packets, h.Packets}, {"--lifetime-seconds", s.Seconds, h.Seconds}} {
+		if p.hard != 0 && p.soft > p.hard {
+			return fmt.Errorf("%s: soft limit %d exceeds hard limit %d", p.flag, p.soft, p.hard)
+		}
+	}
+	return nil
+}
+
+// Redacted returns a copy of c without key material, for listing and logs.
+func (c Config) Redacted() Config {
+	c.EncKey, c.IntegKey = nil, nil
+	return c
+}
+
+// String never includes keys.
+func (c Config) String() string {
+	b, _ := json.Marshal(c.Redacted())
+	return string(b)
+}
+
+// EventKind says what happened to an SA.
+type EventKind uint8
+
+const (
+	EventInvalid EventKind = iota
+	EventSoft              // soft lifetime reached: rekey now
+	EventHard              // hard lifetime reached: the SA drops traffic
+	EventSeqOverflow       // outbound sequence numbers exhausted
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventSoft:
+		return "soft-lifetime"
+	case EventHard:
+		return "hard-lifetime"
+	case EventSeqOverflow:
+		return "seq-overflow"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event reports a lifetime transition of an SA. It is a value; sending it
+// allocates nothing.
+type Event struct {
+	Kind EventKind
+	Key  Key
+	Name string
+}
+
+// Counters are an SA's statistics, updated lock-free by the data path and
+// read at scrape time.
+type Counters struct {
+	Packets atomic.Uint64
+	Bytes   atomic.Uint64
+	Drops   [NumDrops]atomic.Uint64
+}
+
+const (
+	stateLive uint32 = iota
+	stateSoft
+	stateExpired
+)
+
+// seqSoftMark is where a non-ESN outbound SA asks to be rekeyed: 2^32
+// minus 2^20 packets of margin, about a second at a million packets/s.
+const seqSoftMark = 1<<32 - 1<<20
+
+// SA is a live security association. Its configuration is immutable after
+// New; the data path may use an SA from several goroutines at once (see the
+// package comment for which state is atomic and which is under a per-SA
+// mutex).
+type SA struct {
+	cfg     Config
+	key     Key
+	suite   suite
+	created time.Time
+
+	outSeq atomic.Uint64 // last sequence number sent
+
+	replayMu sync.Mutex
+	replay   *replay.Window // nil for outbound-only SAs
+
+	state  atomic.Uint32
+	sink   *eventSink // set by DB.Apply; nil: nobody listens
+	Stats  Counters
+}
+
+// New validates cfg and builds the SA with its keyed crypto state. The SA
+// keeps its own copy of the keys.
+func New(cfg Config) (*SA, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.EncKey = append([]byte(nil), cfg.EncKey...)
+	cfg.IntegKey = append([]byte(nil), cfg.IntegKey...)
+	s := &SA{cfg: cfg, key: cfg.Key(), created: time.Now()}
+	if err := s.suite.init(&s.cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Dir != DirOut {
+		s.replay = new(replay.Window)
+		if err := s.replay.Init(cfg.ReplayWindow, cfg.ESN); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Config returns the SA's configuration without keys.
+func (s *SA) Config() Config { return s.cfg.Redacted() }
+
+// ConfigWithKeys returns the full configuration, keys included, for the
+// state store only.
+func (s *SA) ConfigWithKeys() Config {
+	c := s.cfg
+	c.EncKey = append([]byte(nil), c.EncKey...)
+	c.IntegKey = append([]byte(nil), c.IntegKey...)
+	return c
+}
+
+func (s *SA) Name() string       { return s.cfg.Name }
+func (s *SA) Key() Key           { return s.key }
+func (s *SA) SPI() uint32        { return s.cfg.SPI }
+func (s *SA) Mode() Mode         { return s.cfg.Mode }
+func (s *SA) Dir() Direction     { return s.cfg.Dir }
+func (s *SA) Src() netip.Addr    { return s.cfg.Src }
+func (s *SA) Dst() netip.Addr    { return s.cfg.Dst }
+func (s *SA) ESN() bool          { return s.cfg.ESN }
+func (s *SA) Created() time.Time { return s.created }
+
+// IVLen, ICVLen and Align describe the ESP framing of this SA's suite.
+func (s *SA) IVLen() int  { return s.suite.ivLen }
+func (s *SA) ICVLen() int { return s.suite.icvLen }
+func (s *SA) Align() int  { return s.suite.align }
+
+// Overhead is the most ESP adds to a payload of this SA, excluding any
+// outer (tunnel) IP header: header, IV, worst-case padding, trailer, ICV.
+func (s *SA) Overhead() int { return 8 + s.suite.ivLen + s.suite.align - 1 + 2 + s.suite.icvLen }
+
+// Expired reports whether the SA passed a hard limit.
+func (s *SA) Expired() bool { return s.state.Load() == stateExpired }
+
+// Drop counts a drop against s. It is safe on a nil SA (no-op).
+func (s *SA) Drop(d Drop) {
+	if s != nil {
+		s.Stats.Drops[d].Add(1)
+	}
+}
+
+// NextSeq reserves the next outbound sequence number. Without ESN an SA
+// that has sent 2^32-1 packets refuses (RFC 4303 §3.3.3: it must be
+// rekeyed, never wrap).
+func (s *SA) NextSeq() (uint64, Drop) {
+	if s.state.Load() == stateExpired {
+		return 0, DropExpired
+	}
+	n := s.outSeq.Add(1)
+	if !s.cfg.ESN {
+		if n > 0xffffffff {
+			s.outSeq.Store(1 << 32) // stay saturated, never wrap
+			s.emitOnce(stateExpired, EventSeqOverflow)
+			return 0, DropSeqOverflow
+		}
+		if n == seqSoftMark {
+			s.emitOnce(stateSoft, EventSoft)
+		}
+	} else if n == 0 {
+		s.outSeq.Store(^uint64(0))
+		s.emitOnce(stateExpired, EventSeqOverflow)
+		return 0, DropSeqOverflow
+	}
+	return n, DropNone
+}
+
+// SetNextSeq sets the next sequence number NextSeq returns; for tests
+// and for restoring state.
+func (s *SA) SetNextSeq(n uint64) { s.outSeq.Store(n - 1) }
+
+// ReplayCheck infers the full sequence number from the wire's low 32 bits
+// and checks it against the window, before any decryption.
+func (s *SA) ReplayCheck(seqLow uint32) (uint64, Drop) {
+	if s.replay == nil {
+		return 0, DropNoSA
+	}
+	s.replayMu.Lock()
+	seq, ok := s.replay.Infer(seqLow)
+	ok = ok && s.replay.Check(seq)
+	s.replayMu.Unlock()
+	if !ok {
+		return 0, DropReplay
+	}
+	return seq, DropNone
+}
+
+// ReplayAccept moves the window after the packet authenticated.
+func (s *SA) ReplayAccept(seq uint64) Drop {
+	s.replayMu.Lock()
+	ok := s.replay.Accept(seq)
+	s.replayMu.Unlock()
+	if !ok {
+		return DropReplay
+	}
+	return DropNone
+}
+
+// Account adds one packet of n bytes to the SA's counters and applies its
+// byte and packet lifetimes. It returns DropExpired once the hard limit is
+// crossed; the packet that crosses it is the first one refused.
+func (s *SA) Account(n int) Drop {
+	st := s.state.Load()
+	if st == stateExpired {
+		return DropExpired
+	}
+	p := s.Stats.Packets.Add(1)
+	b := s.Stats.Bytes.Add(uint64(n))
+	h := &s.cfg.Lifetime.Hard
+	if (h.Packets != 0 && p > h.Packets) || (h.Bytes != 0 && b > h.Bytes) {
+		s.Stats.Packets.Add(^uint64(0))
+		s.Stats.Bytes.Add(^uint64(n - 1))
+		s.emitOnce(stateExpired, EventHard)
+		return DropExpired
+	}
+	if st == stateLive {
+		so := &s.cfg.Lifetime.Soft
+		if (so.Packets != 0 && p >= so.Packets) || (so.Bytes != 0 && b >= so.Bytes) {
+			s.emitOnce(stateSoft, EventSoft)
+		}
+	}
+	return DropNone
+}
+
+// CheckTime applies the seconds lifetimes; the DB calls it from Tick.
+func (s *SA) CheckTime(now time.Time) {
+	age := uint64(now.Sub(s.created) / time.Second)
+	if h := s.cfg.Lifetime.Hard.Seconds; h != 0 && age >= h {
+		s.emitOnce(stateExpired, EventHard)
+		return
+	}
+	if so := s.cfg.Lifetime.Soft.Seconds; so != 0 && age >= so {
+		s.emitOnce(stateSoft, EventSoft)
+	}
+}
+
+// emitOnce moves the state forward to st (never back) and, if this call
+// made the move, reports the event without blocking.
+func (s *SA) emitOnce(st uint32, kind EventKind) {
+	for {
+		cur := s.state.Load()
+		if cur >= st {
+			return
+		}
+		if s.state.CompareAndSwap(cur, st) {
+			break
+		}
+	}
+	if s.sink != nil {
+		s.sink.emit(Event{Kind: kind, Key: s.key, Name: s.cfg.Name})
+	}
+}
+
+// close zeroes the SA's copies of its keys and expires it.
+func (s *SA) close() {
+	s.state.Store(stateExpired)
+	clear(s.cfg.EncKey)
+	clear(s.cfg.IntegKey)
+	s.suite.zero()
+}
