@@ -1,0 +1,260 @@
+package tenant
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/vifsec/vifsec/sa"
+)
+
+// lookupRef is the slow reference for SPD.Lookup, written from the
+// matching rules with netip.Prefix.Contains.
+func lookupRef(policies []Policy, dir sa.Direction, f *Flow) int {
+	ports := f.HasL4 && (f.Proto == protoTCP || f.Proto == protoUDP)
+	for i, p := range policies {
+		if p.Direction != dir || !p.SrcPort.IsValid() || !p.DstPort.IsValid() ||
+			p.ULProto == ProtoInvalid || p.Src.Addr().Is4() != p.Dst.Addr().Is4() {
+			continue
+		}
+		if !p.Src.Contains(f.Src) || !p.Dst.Contains(f.Dst) {
+			continue
+		}
+		if p.ULProto != ProtoAny && p.ULProto.Number() != f.Proto {
+			continue
+		}
+		if n, ok := p.SrcPort.Number(); ok && (!ports || n != f.SrcPort) {
+			continue
+		}
+		if n, ok := p.DstPort.Number(); ok {
+			if p.ULProto.isICMP() {
+				if !f.HasL4 || n != uint16(f.ICMPType) {
+					continue
+				}
+			} else if !ports || n != f.DstPort {
+				continue
+			}
+		}
+		return i
+	}
+	return -1
+}
+
+func pol(src, dst string, proto Proto, sport, dport Port, dir sa.Direction, act Action) Policy {
+	p := Policy{
+		Name: "sp", VM: "vm1",
+		Src: netip.MustParsePrefix(src), Dst: netip.MustParsePrefix(dst),
+		SrcPort: sport, DstPort: dport, ULProto: proto, Direction: dir, Action: act,
+	}
+	if act == ActionIPsec {
+		p.Mode, p.SAName = sa.ModeTransport, "sa1"
+	}
+	return p
+}
+
+func TestLookupSeed(t *testing.T) {
+	spd := Compile([]Policy{seedPolicy()})
+	tests := []struct {
+		name string
+		dir  sa.Direction
+		pkt  []byte
+		want int
+	}{
+		{name: "seed flow out", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: 0},
+		{name: "seed flow through fragment + hbh", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1:0:ffff::1", 64,
+			[]ext6{optsHdr(protoHopByHop, 1), fragHdr(0, true)}, protoTCP, tcpHdr(23, 25)), want: 0},
+		{name: "inbound direction", dir: sa.DirIn, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: -1},
+		{name: "other source port", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(24, 25)), want: -1},
+		{name: "other destination port", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 26)), want: -1},
+		{name: "udp", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoUDP, udpHdr(23, 25, 0)), want: -1},
+		{name: "source outside /64", dir: sa.DirOut, pkt: ipv6("2001:db8:2::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: -1},
+		{name: "destination outside /64", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: -1},
+		{name: "non-first fragment has no ports", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64,
+			[]ext6{fragHdr(100, false)}, protoTCP, make([]byte, 8)), want: -1},
+		{name: "ipv4", dir: sa.DirOut, pkt: ipv4(v4a, v4b, 64, nil, 0, false, protoTCP, tcpHdr(23, 25)), want: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f Flow
+			if !ParseFlow(tt.pkt, &f) {
+				t.Fatal("ParseFlow = false")
+			}
+			if got := spd.Lookup(tt.dir, &f); got != tt.want {
+				t.Fatalf("Lookup(%v, %+v) = %d, want %d", tt.dir, f, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLookupOrderAndSelectors(t *testing.T) {
+	out, in := sa.DirOut, sa.DirIn
+	policies := []Policy{
+		0: pol("2001:db8:1::/64", "2001:db8:2::/64", ProtoICMP6, PortAny, PortNumber(128), out, ActionNone),
+		1: pol("2001:db8:1::/64", "2001:db8:2::/64", ProtoAny, PortAny, PortNumber(53), out, ActionNone),
+		2: pol("2001:db8:1::5/128", "2001:db8::/32", ProtoTCP, PortAny, PortAny, out, ActionDiscard),
+		3: pol("2001:db8::/32", "::/0", ProtoAny, PortAny, PortAny, out, ActionIPsec),
+		4: pol("192.0.2.0/24", "203.0.113.0/24", ProtoICMP, PortAny, PortNumber(8), in, ActionDiscard),
+		5: pol("0.0.0.0/0", "0.0.0.0/0", ProtoAny, PortAny, PortAny, in, ActionIPsec),
+		6: {Name: "unset", Direction: out}, // never matches
+	}
+	spd := Compile(policies)
+	if spd.Len() != len(policies) {
+		t.Fatalf("Len() = %d", spd.Len())
+	}
+	tests := []struct {
+		name string
+		dir  sa.Direction
+		pkt  []byte
+		want int
+	}{
+		{name: "icmp6 echo request by type", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoICMPv6, icmpHdr(128, 0)), want: 0},
+		{name: "icmp6 echo reply falls through", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoICMPv6, icmpHdr(129, 0)), want: 3},
+		{name: "any proto with port: udp 53", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoUDP, udpHdr(5000, 53, 0)), want: 1},
+		{name: "any proto with port: tcp 53", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoTCP, tcpHdr(5000, 53)), want: 1},
+		{name: "any proto with port: not esp", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, 50, make([]byte, 16)), want: 3},
+		{name: "host /128 tcp", dir: out, pkt: ipv6("2001:db8:1::5", "2001:db8:ffff::1", 64, nil, protoTCP, tcpHdr(1, 2)), want: 2},
+		{name: "host /128 not udp", dir: out, pkt: ipv6("2001:db8:1::5", "2001:db8:ffff::1", 64, nil, protoUDP, udpHdr(1, 2, 0)), want: 3},
+		{name: "outside documentation prefix", dir: out, pkt: ipv6("2002:db8::1", "2001:db8::1", 64, nil, protoUDP, udpHdr(1, 2, 0)), want: -1},
+		{name: "ipv4 echo in", dir: in, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, protoICMP, icmpHdr(8, 0)), want: 4},
+		{name: "ipv4 echo reply in", dir: in, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, protoICMP, icmpHdr(0, 0)), want: 5},
+		{name: "ipv4 does not match ipv6 ::/0 rules", dir: out, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, protoUDP, udpHdr(1, 2, 0)), want: -1},
+		{name: "v4-mapped ipv6 does not match ipv4 rules", dir: in, pkt: ipv6("::ffff:192.0.2.1", "::ffff:203.0.113.9", 64, nil, protoUDP, udpHdr(1, 2, 0)), want: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f Flow
+			if !ParseFlow(tt.pkt, &f) {
+				t.Fatal("ParseFlow = false")
+			}
+			if got := spd.Lookup(tt.dir, &f); got != tt.want {
+				t.Fatalf("Lookup(%v, %+v) = %d, want %d", tt.dir, f, got, tt.want)
+			}
+			if ref := lookupRef(policies, tt.dir, &f); ref != tt.want {
+				t.Fatalf("lookupRef = %d, want %d (test is wrong)", ref, tt.want)
+			}
+		})
+	}
+	var nilSPD *SPD
+	f := mkFlow(v6a, v6b, protoTCP, 1, 2, 0, 64, true, false)
+	if nilSPD.Lookup(out, &f) != -1 || nilSPD.Len() != 0 || spd.Lookup(sa.DirInvalid, &f) != -1 || spd.Lookup(out, &Flow{}) != -1 {
+		t.Errorf("nil SPD, invalid direction or zero flow matched")
+	}
+}
+
+// randPolicy and randFlow draw from a small space so that matches, near
+// misses and family mix-ups are all common.
+func randPolicy(r *rand.Rand) Policy {
+	v4 := r.IntN(2) == 0
+	pfx := func() netip.Prefix {
+		if v4 {
+			a := netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(4))})
+			return netip.PrefixFrom(a, r.IntN(33)).Masked()
+		}
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(4))})
+		return netip.PrefixFrom(a, []int{0, 16, 32, 64, 126, 127, 128}[r.IntN(7)]).Masked()
+	}
+	port := func() Port {
+		if r.IntN(2) == 0 {
+			return PortAny
+		}
+		return PortNumber(uint16(r.IntN(3)))
+	}
+	return Policy{
+		Src: pfx(), Dst: pfx(), SrcPort: port(), DstPort: port(),
+		ULProto:   Proto(1 + r.IntN(5)),
+		Direction: sa.Direction(1 + r.IntN(2)),
+		Action:    ActionDiscard,
+	}
+}
+
+func randFlow(r *rand.Rand) Flow {
+	var f Flow
+	if r.IntN(2) == 0 {
+		f.Src = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(4))})
+		f.Dst = netip.AddrFrom4([4]byte{192, 0, 2, byte(r.IntN(4))})
+	} else {
+		f.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(4))})
+		f.Dst = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(4))})
+	}
+	f.Proto = []uint8{protoTCP, protoUDP, protoICMP, protoICMPv6, 50}[r.IntN(5)]
+	f.HasL4 = r.IntN(4) != 0 && f.Proto != 50
+	if f.HasL4 {
+		switch f.Proto {
+		case protoTCP, protoUDP:
+			f.SrcPort, f.DstPort = uint16(r.IntN(3)), uint16(r.IntN(3))
+		default:
+			f.ICMPType = uint8(r.IntN(3))
+		}
+	}
+	return f
+}
+
+// TestLookupMatchesReference diffs the compiled SPD against lookupRef.
+func TestLookupMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		policies := make([]Policy, r.IntN(12))
+		for i := range policies {
+			policies[i] = randPolicy(r)
+		}
+		spd := Compile(policies)
+		for range 50 {
+			f := randFlow(r)
+			dir := sa.Direction(1 + r.IntN(2))
+			if got, want := spd.Lookup(dir, &f), lookupRef(policies, dir, &f); got != want {
+				t.Fatalf("Lookup(%v, %+v) = %d, reference %d; policies:\n%+v", dir, f, got, want, policies)
+			}
+		}
+	}
+}
+
+// benchPolicies returns n policies of which only the last matches benchFlow.
+func benchPolicies(n int) []Policy {
+	ps := make([]Policy, n)
+	for i := range ps {
+		dst := netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x02, 0x0d, 0xb8, 4: byte(i >> 8), 5: byte(i)}), 48)
+		ps[i] = Policy{
+			Src: netip.MustParsePrefix("2001:db8:1::/64"), Dst: dst,
+			SrcPort: PortAny, DstPort: PortNumber(25), ULProto: ProtoTCP,
+			Direction: sa.DirOut, Action: ActionIPsec, Mode: sa.ModeTransport, SAName: "sa1",
+		}
+	}
+	return ps
+}
+
+func benchFlow(n int) Flow {
+	i := n - 1
+	return Flow{
+		Src: netip.MustParseAddr("2001:db8:1::121"), Dst: netip.AddrFrom16([16]byte{0x20, 0x02, 0x0d, 0xb8, 4: byte(i >> 8), 5: byte(i), 15: 1}),
+		Proto: protoTCP, SrcPort: 23, DstPort: 25, HasL4: true, HopLimit: 64,
+	}
+}
+
+func TestLookupAllocs(t *testing.T) {
+	for _, n := range []int{1, 16, 256} {
+		spd := Compile(benchPolicies(n))
+		f := benchFlow(n)
+		if got := spd.Lookup(sa.DirOut, &f); got != n-1 {
+			t.Fatalf("%d rules: Lookup = %d, want %d", n, got, n-1)
+		}
+		if a := testing.AllocsPerRun(1000, func() { spd.Lookup(sa.DirOut, &f) }); a != 0 {
+			t.Errorf("%d rules: Lookup allocates %v times, want 0", n, a)
+		}
+	}
+}
+
+func BenchmarkLookup(b *testing.B) {
+	for _, n := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			spd := Compile(benchPolicies(n))
+			f := benchFlow(n)
+			b.ReportAllocs()
+			for b.Loop() {
+				if spd.Lookup(sa.DirOut, &f) != n-1 {
+					b.Fatal("no match")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,16 @@
+// Package vif finds VM interfaces and moves batches of Ethernet frames on
+// them: the host end of a veth, a macvlan, a tap (libvirt's vnetN or one
+// vifsec creates), an SR-IOV VF or its switchdev representor, and the
+// uplink. It knows nothing about tenants, policies or ESP.
+//
+// Packet I/O is AF_PACKET with recvmmsg/sendmmsg batches on a non-blocking
+// socket driven by Go's netpoller (so a hundred idle VIFs cost a hundred
+// parked goroutines, not a hundred blocked threads). The VLAN tag the
+// kernel strips into packet metadata (PACKET_AUXDATA) is returned beside
+// each frame. The socket ignores outgoing frames (PACKET_IGNORE_OUTGOING),
+// so frames vifsec sends never loop back into its own reader, and bypasses
+// the qdisc (PACKET_QDISC_BYPASS), as a VM's frames already went through
+// the guest's.
+//
+// What it must not do: interpret frames, or keep package-global state.
+package vif
