@@ -1,0 +1,216 @@
+package datapath
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/tenant"
+	"github.com/vifsec/vifsec/vif"
+)
+
+// VM is one VM binding as the data path needs it.
+type VM struct {
+	Name string
+	// Port is the VM's VIF, opened by the caller; the engine reads it from
+	// one goroutine and closes it when the VM leaves the table.
+	Port          vif.Port
+	MAC           sa.MAC
+	VLAN          uint16
+	IPs           []netip.Addr // allowed sources; empty = any
+	DefaultAction tenant.Action
+	// Policies in order, and for each the SA an ipsec policy names (nil
+	// otherwise). The engine compiles Policies into the VM's SPD.
+	Policies []tenant.Policy
+	SAs      []*sa.SA
+}
+
+type vmKey struct {
+	vlan uint16
+	mac  sa.MAC
+}
+
+// vmState is a VM in one published snapshot: immutable except its
+// counters, which outlive snapshots.
+type vmState struct {
+	name     string
+	port     *txPort
+	mac      sa.MAC
+	vlan     uint16
+	ips      []netip.Addr
+	def      tenant.Action
+	spd      *tenant.SPD
+	policies []tenant.Policy
+	sas      []*sa.SA
+	stats    *VMStats
+}
+
+// snapshot is the table workers read: published whole, never modified.
+type snapshot struct {
+	byKey  map[vmKey]*vmState
+	byVLAN map[uint16][]*vmState
+	byPort map[vif.Port]*vmState
+}
+
+// txPort serialises writers of one port: a VIF is written by the uplink
+// worker and, for local delivery, by other VIF workers. The lock is taken
+// once per batch, not per frame.
+type txPort struct {
+	mu sync.Mutex
+	vif.Port
+	stats PortStats
+}
+
+func (t *txPort) write(frames [][]byte) {
+	t.mu.Lock()
+	n, err := t.WriteBatch(frames)
+	t.mu.Unlock()
+	if err != nil || n < len(frames) {
+		t.stats.TxErrors.Add(uint64(len(frames) - n))
+	}
+}
+
+// Engine runs the data path.
+type Engine struct {
+	db      *sa.DB
+	log     *slog.Logger
+	enabled atomic.Bool
+	snap    atomic.Pointer[snapshot]
+
+	uplink    atomic.Pointer[txPort]
+	upWorker  *worker
+	UplinkRx  PortStats
+	mu        sync.Mutex // Update, SetUplink, Close
+	workers   map[vif.Port]*worker
+	stats     map[string]*VMStats
+	ports     map[vif.Port]*txPort
+	wg        sync.WaitGroup
+	closed    bool
+}
+
+// New returns an engine with IPsec processing enabled and no VMs.
+func New(db *sa.DB, log *slog.Logger) *Engine {
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Engine{db: db, log: log, workers: map[vif.Port]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{}}
+	e.enabled.Store(true)
+	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byVLAN: map[uint16][]*vmState{}, byPort: map[vif.Port]*vmState{}})
+	return e
+}
+
+// SetEnabled is ONTAP's `security ipsec config modify -is-enabled`: when
+// false, no IPsec processing happens and frames pass as they are.
+func (e *Engine) SetEnabled(on bool) { e.enabled.Store(on) }
+
+// Enabled reports the switch.
+func (e *Engine) Enabled() bool { return e.enabled.Load() }
+
+// SetUplink starts using p as the uplink (nil stops). The engine closes
+// the previous uplink port.
+func (e *Engine) SetUplink(p vif.Port) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if w := e.upWorker; w != nil {
+		e.uplink.Store(nil)
+		w.port.Close()
+		<-w.done
+		e.upWorker = nil
+	}
+	if p == nil {
+		return
+	}
+	tp := &txPort{Port: p}
+	e.uplink.Store(tp)
+	w := newWorker(e, tp, true)
+	e.upWorker = w
+	e.wg.Add(1)
+	go w.run()
+}
+
+// Update publishes a new VM table. VMs whose Port is new get a worker;
+// ports no longer present are closed and their workers stopped. Counters
+// persist per VM name.
+func (e *Engine) Update(vms []VM) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := &snapshot{byKey: map[vmKey]*vmState{}, byVLAN: map[uint16][]*vmState{}, byPort: map[vif.Port]*vmState{}}
+	keepStats := map[string]*VMStats{}
+	keepPorts := map[vif.Port]*txPort{}
+	for i := range vms {
+		v := &vms[i]
+		st := e.stats[v.Name]
+		if st == nil {
+			st = new(VMStats)
+		}
+		keepStats[v.Name] = st
+		tp := e.ports[v.Port]
+		if tp == nil {
+			tp = &txPort{Port: v.Port}
+		}
+		keepPorts[v.Port] = tp
+		s := &vmState{
+			name: v.Name, port: tp, mac: v.MAC, vlan: v.VLAN,
+			ips: append([]netip.Addr(nil), v.IPs...), def: v.DefaultAction,
+			spd:      tenant.Compile(v.Policies),
+			policies: append([]tenant.Policy(nil), v.Policies...),
+			sas:      append([]*sa.SA(nil), v.SAs...),
+			stats:    st,
+		}
+		if s.def == tenant.ActionInvalid {
+			s.def = tenant.ActionNone
+		}
+		next.byKey[vmKey{v.VLAN, v.MAC}] = s
+		next.byVLAN[v.VLAN] = append(next.byVLAN[v.VLAN], s)
+		next.byPort[v.Port] = s
+	}
+	e.snap.Store(next)
+	// Stop workers of ports that left, after publishing: a worker still
+	// finishing a batch sees the new table.
+	for p, w := range e.workers {
+		if keepPorts[p] == nil {
+			p.Close()
+			<-w.done
+			delete(e.workers, p)
+		}
+	}
+	for p, tp := range keepPorts {
+		if e.workers[p] == nil && !e.closed {
+			w := newWorker(e, tp, false)
+			e.workers[p] = w
+			e.wg.Add(1)
+			go w.run()
+		}
+	}
+	e.stats, e.ports = keepStats, keepPorts
+}
+
+// Stats returns the counters of the VM named name, or nil.
+func (e *Engine) Stats(name string) *VMStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats[name]
+}
+
+// AllStats returns every VM's counters by name.
+func (e *Engine) AllStats() map[string]*VMStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]*VMStats, len(e.stats))
+	for k, v := range e.stats {
+		out[k] = v
+	}
+	return out
+}
+
+// Close stops every worker and closes every port.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	e.SetUplink(nil)
+	e.Update(nil)
+	e.wg.Wait()
+}

@@ -1,0 +1,26 @@
+package datapath
+
+import (
+	"sync/atomic"
+
+	"github.com/vifsec/vifsec/sa"
+)
+
+// VMStats are one VM's counters: what it sent and received and what was
+// dropped, by reason. Updated lock-free by workers, read at scrape time.
+// They live as long as the VM's binding, across table updates.
+type VMStats struct {
+	PacketsOut, BytesOut atomic.Uint64 // from the VM, forwarded
+	PacketsIn, BytesIn   atomic.Uint64 // delivered to the VM
+	Drops                [sa.NumDrops]atomic.Uint64
+}
+
+func (s *VMStats) drop(d sa.Drop) { s.Drops[d].Add(1) }
+
+// PortStats count what happened on a port that belongs to no single VM.
+type PortStats struct {
+	Frames      atomic.Uint64
+	UnknownDest atomic.Uint64 // unicast for a MAC that is no VM of ours
+	Malformed   atomic.Uint64
+	TxErrors    atomic.Uint64
+}

@@ -1,0 +1,444 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/esp"
+	"github.com/vifsec/vifsec/tenant"
+	"github.com/vifsec/vifsec/vif"
+)
+
+// Frame geometry: frames are read at readOff so ESP, an 802.1Q tag and
+// (later) VXLAN can be written in front in place; bufSize leaves room for a
+// 1500-byte MTU frame plus ESP's tailroom with margin. Bigger frames (GSO
+// super-frames, jumbo) are counted as truncated by the port.
+const (
+	readOff = esp.Headroom
+	bufSize = 4096
+	maxOut  = 4 * vif.MaxBatch
+
+	ethLen      = 14
+	etherIPv4   = 0x0800
+	etherARP    = 0x0806
+	etherVLAN   = 0x8100
+	etherIPv6   = 0x86dd
+	vlanTagSize = 4
+)
+
+// worker owns one port's receive loop and everything it needs per packet.
+// Nothing in it is shared with other workers.
+type worker struct {
+	e      *Engine
+	port   *txPort
+	uplink bool
+	done   chan struct{}
+
+	bufs  [][]byte
+	sizes []int
+	meta  []vif.Meta
+	spare [][]byte // copies for frames that go to several ports in different forms
+	nsp   int
+	sc    sa.Scratch
+	flow  tenant.Flow
+	macs  [12]byte
+
+	out   [maxOut]outFrame
+	nout  int
+	group [][]byte
+}
+
+type outFrame struct {
+	dst   *txPort
+	frame []byte
+	vm    *VMStats // counted as delivered to this VM (nil: uplink)
+}
+
+func newWorker(e *Engine, p *txPort, uplink bool) *worker {
+	w := &worker{e: e, port: p, uplink: uplink, done: make(chan struct{})}
+	w.bufs = make([][]byte, vif.MaxBatch)
+	w.spare = make([][]byte, vif.MaxBatch)
+	for i := range w.bufs {
+		w.bufs[i] = make([]byte, bufSize)
+		w.spare[i] = make([]byte, bufSize)
+	}
+	w.sizes = make([]int, vif.MaxBatch)
+	w.meta = make([]vif.Meta, vif.MaxBatch)
+	w.group = make([][]byte, 0, maxOut)
+	return w
+}
+
+func (w *worker) run() {
+	defer w.e.wg.Done()
+	defer close(w.done)
+	for {
+		n, err := w.port.ReadBatch(w.bufs, w.sizes, w.meta, readOff)
+		if err != nil {
+			if !errors.Is(err, vif.ErrClosed) {
+				w.e.log.Warn("port read failed; worker stops", "port", w.port.Name(), "err", err)
+			}
+			return
+		}
+		w.batch(n)
+	}
+}
+
+// batch processes n frames just read and sends what they produced.
+func (w *worker) batch(n int) {
+	snap := w.e.snap.Load()
+	w.nsp = 0
+	for i := 0; i < n; i++ {
+		if w.uplink {
+			w.fromUplink(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
+		} else {
+			w.fromVIF(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
+		}
+	}
+	w.flush()
+}
+
+// 1. VIF queue: a frame the VM sent
+// 2. VM identity: (vlan, src mac) must be the binding's; spoofed → drop
+// 3. Source IP anti-spoofing (--ip)
+// 4. Outbound SPD: none → clear, discard → drop, ipsec → ESP with the SA
+// 5. Forward: to a local VM of the same VLAN, or onto the uplink (802.1Q
+//    tagged when the VLAN is not 0)
+func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
+	vm := snap.byPort[w.port.Port]
+	if vm == nil {
+		w.port.stats.UnknownDest.Add(1)
+		return
+	}
+	st := vm.stats
+	if n < ethLen {
+		st.drop(sa.DropMalformed)
+		return
+	}
+	f := buf[off : off+n]
+	etype := binary.BigEndian.Uint16(f[12:14])
+	if m.Tagged && m.VLAN != vm.vlan {
+		st.drop(sa.DropSpoofedSource)
+		return
+	}
+	if etype == etherVLAN {
+		if n < ethLen+vlanTagSize || binary.BigEndian.Uint16(f[14:16])&0x0fff != vm.vlan {
+			st.drop(sa.DropSpoofedSource)
+			return
+		}
+		copy(f[vlanTagSize:vlanTagSize+12], f[0:12])
+		off, n = off+vlanTagSize, n-vlanTagSize
+		f = buf[off : off+n]
+		etype = binary.BigEndian.Uint16(f[12:14])
+	}
+	if [6]byte(f[6:12]) != vm.mac {
+		st.drop(sa.DropSpoofedSource)
+		return
+	}
+	dst := [6]byte(f[0:6])
+	var local *vmState
+	if dst[0]&1 == 0 {
+		local = snap.byKey[vmKey{vm.vlan, dst}]
+	}
+
+	switch etype {
+	case etherIPv4, etherIPv6:
+	case etherARP:
+		w.forward(snap, vm, local, buf, off, off+n)
+		return
+	default:
+		if vm.def == tenant.ActionDiscard && w.e.enabled.Load() {
+			st.drop(sa.DropPolicyDiscard)
+			return
+		}
+		w.forward(snap, vm, local, buf, off, off+n)
+		return
+	}
+	ip := off + ethLen
+	if !tenant.ParseFlow(buf[ip:off+n], &w.flow) {
+		st.drop(sa.DropMalformed)
+		return
+	}
+	nd := tenant.IsNeighborDiscovery(&w.flow)
+	if !sourceAllowed(vm, &w.flow, nd) {
+		st.drop(sa.DropSpoofedSource)
+		return
+	}
+	if nd || !w.e.enabled.Load() {
+		w.forward(snap, vm, local, buf, off, off+n)
+		return
+	}
+	idx := vm.spd.Lookup(sa.DirOut, &w.flow)
+	action := vm.def
+	if idx >= 0 {
+		action = vm.policies[idx].Action
+	}
+	switch action {
+	case tenant.ActionDiscard:
+		st.drop(sa.DropPolicyDiscard)
+		return
+	case tenant.ActionIPsec:
+	default:
+		w.forward(snap, vm, local, buf, off, off+n)
+		return
+	}
+	if local != nil {
+		// Never leaves the host: the wire ESP protects is not crossed.
+		w.forward(snap, vm, local, buf, off, off+n)
+		return
+	}
+	s := vm.sas[idx]
+	if s == nil || s.Dir() == sa.DirIn {
+		st.drop(sa.DropNoSA)
+		return
+	}
+	copy(w.macs[:], f[0:12])
+	start, end, d := esp.Encap(s, &w.sc, buf, ip, n-ethLen)
+	if d != sa.DropNone {
+		st.drop(d)
+		s.Drop(d)
+		return
+	}
+	start -= ethLen
+	copy(buf[start:], w.macs[:])
+	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[start+ethLen]))
+	w.forward(snap, vm, nil, buf, start, end)
+}
+
+// sourceAllowed applies --ip: without addresses any source is allowed;
+// neighbour discovery may also come from the unspecified address (DAD) or
+// a link-local one.
+func sourceAllowed(vm *vmState, f *tenant.Flow, nd bool) bool {
+	if len(vm.ips) == 0 {
+		return true
+	}
+	for _, a := range vm.ips {
+		if a == f.Src {
+			return true
+		}
+	}
+	return nd && (f.Src.IsUnspecified() || f.Src.IsLinkLocalUnicast())
+}
+
+// forward sends the VM's frame buf[start:end]: to the local VM it is
+// addressed to, or to every other VM of the VLAN and the uplink when it is
+// broadcast or multicast, or else to the uplink.
+func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start, end int) {
+	from.stats.PacketsOut.Add(1)
+	from.stats.BytesOut.Add(uint64(end - start))
+	if local != nil {
+		w.queue(local.port, buf[start:end], local.stats)
+		return
+	}
+	if buf[start]&1 != 0 {
+		for _, v := range snap.byVLAN[from.vlan] {
+			if v != from {
+				w.queue(v.port, buf[start:end], v.stats)
+			}
+		}
+		if from.vlan != 0 {
+			// The local copies above stay untagged; tag a copy.
+			if buf = w.copySpare(buf[start:end]); buf == nil {
+				return
+			}
+			start, end = readOff, readOff+end-start
+		}
+	}
+	up := w.e.uplink.Load()
+	if up == nil {
+		return
+	}
+	if from.vlan != 0 {
+		start = tag(buf, start, from.vlan)
+	}
+	w.queue(up, buf[start:end], nil)
+}
+
+// tag inserts an 802.1Q header into the frame at buf[start:], using the
+// headroom before it, and returns the frame's new start.
+func tag(buf []byte, start int, vlan uint16) int {
+	start -= vlanTagSize
+	copy(buf[start:start+12], buf[start+vlanTagSize:start+vlanTagSize+12])
+	binary.BigEndian.PutUint16(buf[start+12:], etherVLAN)
+	binary.BigEndian.PutUint16(buf[start+14:], vlan&0x0fff)
+	return start
+}
+
+// copySpare copies frame into one of the worker's spare buffers, at the
+// read offset so it has headroom; nil when the spares are used up.
+func (w *worker) copySpare(frame []byte) []byte {
+	if w.nsp == len(w.spare) || len(frame)+readOff > bufSize {
+		return nil
+	}
+	b := w.spare[w.nsp]
+	w.nsp++
+	copy(b[readOff:], frame)
+	return b
+}
+
+// etherTypeOf returns the EtherType for an IP packet's first byte.
+func etherTypeOf(b byte) uint16 {
+	if b>>4 == 6 {
+		return etherIPv6
+	}
+	return etherIPv4
+}
+
+// 1. Uplink queue: a frame from the wire
+// 2. VLAN from packet metadata or the frame; demultiplex by (vlan, dst mac)
+// 3. ESP: SA by (vlan, dst mac, SPI); replay check; decap
+// 4. Inbound SPD: the clear packet must match an inbound ipsec SP that names
+//    this SA (RFC 4301 §5.2); clear packets an ipsec SP covers are dropped
+// 5. Deliver to the VM's VIF, untagged
+func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
+	ps := &w.e.UplinkRx
+	ps.Frames.Add(1)
+	if n < ethLen {
+		ps.Malformed.Add(1)
+		return
+	}
+	f := buf[off : off+n]
+	var vlan uint16
+	if m.Tagged {
+		vlan = m.VLAN
+	}
+	etype := binary.BigEndian.Uint16(f[12:14])
+	if etype == etherVLAN {
+		if n < ethLen+vlanTagSize {
+			ps.Malformed.Add(1)
+			return
+		}
+		vlan = binary.BigEndian.Uint16(f[14:16]) & 0x0fff
+		copy(f[vlanTagSize:vlanTagSize+12], f[0:12])
+		off, n = off+vlanTagSize, n-vlanTagSize
+		f = buf[off : off+n]
+		etype = binary.BigEndian.Uint16(f[12:14])
+	}
+	if f[0]&1 != 0 {
+		for _, vm := range snap.byVLAN[vlan] {
+			if w.inboundClear(vm, buf, off, n, etype) {
+				w.deliver(vm, f)
+			}
+		}
+		return
+	}
+	vm := snap.byKey[vmKey{vlan, [6]byte(f[0:6])}]
+	if vm == nil {
+		ps.UnknownDest.Add(1)
+		return
+	}
+	if etype == etherIPv4 || etype == etherIPv6 {
+		if _, spi, ok := esp.Locate(f[ethLen:]); ok && w.e.enabled.Load() {
+			w.inboundESP(vm, buf, off, n, spi)
+			return
+		}
+	}
+	if w.inboundClear(vm, buf, off, n, etype) {
+		w.deliver(vm, f)
+	}
+}
+
+func (w *worker) inboundESP(vm *vmState, buf []byte, off, n int, spi uint32) {
+	st := vm.stats
+	s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: spi})
+	if s == nil {
+		st.drop(sa.DropNoSA)
+		return
+	}
+	copy(w.macs[6:], buf[off+6:off+12])
+	start, end, d := esp.Decap(s, &w.sc, buf, off+ethLen, n-ethLen)
+	if d != sa.DropNone {
+		st.drop(d)
+		s.Drop(d)
+		return
+	}
+	if !tenant.ParseFlow(buf[start:end], &w.flow) {
+		st.drop(sa.DropMalformed)
+		return
+	}
+	idx := vm.spd.Lookup(sa.DirIn, &w.flow)
+	if idx < 0 || vm.policies[idx].Action != tenant.ActionIPsec || vm.sas[idx] != s {
+		st.drop(sa.DropPolicyMismatch)
+		s.Drop(sa.DropPolicyMismatch)
+		return
+	}
+	start -= ethLen
+	copy(buf[start:], vm.mac[:])
+	copy(buf[start+6:], w.macs[6:])
+	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[start+ethLen]))
+	w.deliver(vm, buf[start:end])
+}
+
+// inboundClear applies the VM's inbound SPD to a clear frame.
+func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16) bool {
+	if !w.e.enabled.Load() || etype == etherARP {
+		return true
+	}
+	if etype != etherIPv4 && etype != etherIPv6 {
+		if vm.def == tenant.ActionDiscard {
+			vm.stats.drop(sa.DropPolicyDiscard)
+			return false
+		}
+		return true
+	}
+	if !tenant.ParseFlow(buf[off+ethLen:off+n], &w.flow) {
+		vm.stats.drop(sa.DropMalformed)
+		return false
+	}
+	if tenant.IsNeighborDiscovery(&w.flow) {
+		return true
+	}
+	idx := vm.spd.Lookup(sa.DirIn, &w.flow)
+	action := vm.def
+	if idx >= 0 {
+		action = vm.policies[idx].Action
+	}
+	switch action {
+	case tenant.ActionDiscard:
+		vm.stats.drop(sa.DropPolicyDiscard)
+		return false
+	case tenant.ActionIPsec:
+		// Clear traffic where the policy demands ESP: never downgrade.
+		vm.stats.drop(sa.DropPolicyMismatch)
+		return false
+	}
+	return true
+}
+
+func (w *worker) deliver(vm *vmState, frame []byte) {
+	w.queue(vm.port, frame, vm.stats)
+}
+
+func (w *worker) queue(dst *txPort, frame []byte, vm *VMStats) {
+	if w.nout == maxOut {
+		w.flush()
+	}
+	w.out[w.nout] = outFrame{dst: dst, frame: frame, vm: vm}
+	w.nout++
+}
+
+// flush writes the queued frames, one WriteBatch per destination port.
+func (w *worker) flush() {
+	for i := 0; i < w.nout; i++ {
+		dst := w.out[i].dst
+		if dst == nil {
+			continue
+		}
+		w.group = w.group[:0]
+		for j := i; j < w.nout; j++ {
+			o := &w.out[j]
+			if o.dst != dst {
+				continue
+			}
+			w.group = append(w.group, o.frame)
+			if o.vm != nil {
+				o.vm.PacketsIn.Add(1)
+				o.vm.BytesIn.Add(uint64(len(o.frame)))
+			}
+			o.dst = nil
+		}
+		dst.write(w.group)
+	}
+	clear(w.out[:w.nout])
+	w.nout = 0
+}
