@@ -206,8 +206,8 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 }
 
 // sourceAllowed applies --ip: without addresses any source is allowed;
-// neighbour discovery may also come from the unspecified address (DAD) or
-// a link-local one.
+// otherwise the source must be one of them, or link-local/unspecified for
+// traffic that stays on the link.
 func sourceAllowed(vm *vmState, f *tenant.Flow, nd bool) bool {
 	if len(vm.ips) == 0 {
 		return true
@@ -217,7 +217,10 @@ func sourceAllowed(vm *vmState, f *tenant.Flow, nd bool) bool {
 			return true
 		}
 	}
-	return nd && (f.Src.IsUnspecified() || f.Src.IsLinkLocalUnicast())
+	// Link-scope IPv6 (ND, MLD, router solicitation) from the VM's
+	// link-local or the unspecified address never leaves the segment.
+	return (f.Src.IsUnspecified() || f.Src.IsLinkLocalUnicast()) &&
+		(nd || f.Dst.IsLinkLocalUnicast() || f.Dst.IsLinkLocalMulticast() || f.Dst.IsInterfaceLocalMulticast())
 }
 
 // forward sends the VM's frame buf[start:end]: to the local VM it is
