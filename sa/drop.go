@@ -9,22 +9,22 @@ import "fmt"
 type Drop uint8
 
 const (
-	DropNone          Drop = iota
-	DropNoSA               // no SA for (vlan, mac, SPI)
-	DropReplay             // sequence number replayed or left of the window
-	DropAuthFailed         // ICV did not verify
-	DropBadPadding         // RFC 4303 §2.4 padding or pad length wrong
-	DropMalformed          // truncated or inconsistent headers
-	DropSeqOverflow        // outbound SA out of sequence numbers: rekey it
-	DropExpired            // SA passed its hard lifetime
-	DropNoRoom             // buffer lacks headroom or tailroom (a bug upstream)
-	DropPolicyDiscard      // an SP with action discard matched
-	DropPolicyMismatch     // inbound packet does not match its SA's policy (RFC 4301 §5.2)
-	DropSpoofedSource      // source MAC or IP is not the VM's
-	DropTooBig             // exceeds the effective MTU
-	DropDummy              // RFC 4303 §2.6 dummy packet (next header 59), consumed
-	DropFragment           // IP fragment on a transport-mode SA (RFC 4301 §7: whole datagrams only)
-	DropECN                // RFC 6040 §4.2: outer CE on a Not-ECT inner packet
+	DropNone           Drop = iota
+	DropNoSA                // no SA for (vlan, mac, SPI)
+	DropReplay              // sequence number replayed or left of the window
+	DropAuthFailed          // ICV did not verify
+	DropBadPadding          // RFC 4303 §2.4 padding or pad length wrong
+	DropMalformed           // truncated or inconsistent headers
+	DropSeqOverflow         // outbound SA out of sequence numbers: rekey it
+	DropExpired             // SA passed its hard lifetime
+	DropNoRoom              // buffer lacks headroom or tailroom (a bug upstream)
+	DropPolicyDiscard       // an SP with action discard matched
+	DropPolicyMismatch      // inbound packet does not match its SA's policy (RFC 4301 §5.2)
+	DropSpoofedSource       // source MAC or IP is not the VM's
+	DropTooBig              // exceeds the effective MTU
+	DropDummy               // RFC 4303 §2.6 dummy packet (next header 59), consumed
+	DropFragment            // IP fragment on a transport-mode SA (RFC 4301 §7: whole datagrams only)
+	DropECN                 // RFC 6040 §4.2: outer CE on a Not-ECT inner packet
 	NumDrops
 )
 

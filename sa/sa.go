@@ -158,10 +158,10 @@ func (c Config) String() string {
 type EventKind uint8
 
 const (
-	EventInvalid EventKind = iota
-	EventSoft              // soft lifetime reached: rekey now
-	EventHard              // hard lifetime reached: the SA drops traffic
-	EventSeqOverflow       // outbound sequence numbers exhausted
+	EventInvalid     EventKind = iota
+	EventSoft                  // soft lifetime reached: rekey now
+	EventHard                  // hard lifetime reached: the SA drops traffic
+	EventSeqOverflow           // outbound sequence numbers exhausted
 )
 
 func (k EventKind) String() string {
@@ -217,9 +217,9 @@ type SA struct {
 	replayMu sync.Mutex
 	replay   *replay.Window // nil for outbound-only SAs
 
-	state  atomic.Uint32
-	sink   *eventSink // set by DB.Apply; nil: nobody listens
-	Stats  Counters
+	state atomic.Uint32
+	sink  *eventSink // set by DB.Apply; nil: nobody listens
+	Stats Counters
 }
 
 // New validates cfg and builds the SA with its keyed crypto state. The SA

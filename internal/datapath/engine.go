@@ -79,15 +79,15 @@ type Engine struct {
 	enabled atomic.Bool
 	snap    atomic.Pointer[snapshot]
 
-	uplink    atomic.Pointer[txPort]
-	upWorker  *worker
-	UplinkRx  PortStats
-	mu        sync.Mutex // Update, SetUplink, Close
-	workers   map[vif.Port]*worker
-	stats     map[string]*VMStats
-	ports     map[vif.Port]*txPort
-	wg        sync.WaitGroup
-	closed    bool
+	uplink   atomic.Pointer[txPort]
+	upWorker *worker
+	UplinkRx PortStats
+	mu       sync.Mutex // Update, SetUplink, Close
+	workers  map[vif.Port]*worker
+	stats    map[string]*VMStats
+	ports    map[vif.Port]*txPort
+	wg       sync.WaitGroup
+	closed   bool
 }
 
 // New returns an engine with IPsec processing enabled and no VMs.

@@ -82,8 +82,8 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 				}
 				pols = append(pols, tenant.Policy{
 					Name: c.Name, VM: v.Name,
-					Src: netip.PrefixFrom(map[bool]netip.Addr{true: src, false: dst}[d.dir == sa.DirOut], bits),
-					Dst: netip.PrefixFrom(map[bool]netip.Addr{true: dst, false: src}[d.dir == sa.DirOut], bits),
+					Src:     netip.PrefixFrom(map[bool]netip.Addr{true: src, false: dst}[d.dir == sa.DirOut], bits),
+					Dst:     netip.PrefixFrom(map[bool]netip.Addr{true: dst, false: src}[d.dir == sa.DirOut], bits),
 					SrcPort: tenant.PortAny, DstPort: tenant.PortAny, ULProto: tenant.ProtoAny,
 					Direction: d.dir, Action: tenant.ActionIPsec, Mode: mode, SAName: c.Name,
 				})

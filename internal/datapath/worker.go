@@ -98,12 +98,12 @@ func (w *worker) batch(n int) {
 	w.flush()
 }
 
-// 1. VIF queue: a frame the VM sent
-// 2. VM identity: (vlan, src mac) must be the binding's; spoofed → drop
-// 3. Source IP anti-spoofing (--ip)
-// 4. Outbound SPD: none → clear, discard → drop, ipsec → ESP with the SA
-// 5. Forward: to a local VM of the same VLAN, or onto the uplink (802.1Q
-//    tagged when the VLAN is not 0)
+//  1. VIF queue: a frame the VM sent
+//  2. VM identity: (vlan, src mac) must be the binding's; spoofed → drop
+//  3. Source IP anti-spoofing (--ip)
+//  4. Outbound SPD: none → clear, discard → drop, ipsec → ESP with the SA
+//  5. Forward: to a local VM of the same VLAN, or onto the uplink (802.1Q
+//     tagged when the VLAN is not 0)
 func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	vm := snap.byPort[w.port.Port]
 	if vm == nil {
@@ -287,12 +287,12 @@ func etherTypeOf(b byte) uint16 {
 	return etherIPv4
 }
 
-// 1. Uplink queue: a frame from the wire
-// 2. VLAN from packet metadata or the frame; demultiplex by (vlan, dst mac)
-// 3. ESP: SA by (vlan, dst mac, SPI); replay check; decap
-// 4. Inbound SPD: the clear packet must match an inbound ipsec SP that names
-//    this SA (RFC 4301 §5.2); clear packets an ipsec SP covers are dropped
-// 5. Deliver to the VM's VIF, untagged
+//  1. Uplink queue: a frame from the wire
+//  2. VLAN from packet metadata or the frame; demultiplex by (vlan, dst mac)
+//  3. ESP: SA by (vlan, dst mac, SPI); replay check; decap
+//  4. Inbound SPD: the clear packet must match an inbound ipsec SP that names
+//     this SA (RFC 4301 §5.2); clear packets an ipsec SP covers are dropped
+//  5. Deliver to the VM's VIF, untagged
 func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	ps := &w.e.UplinkRx
 	ps.Frames.Add(1)
