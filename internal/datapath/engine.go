@@ -25,6 +25,9 @@ type VM struct {
 	// otherwise). The engine compiles Policies into the VM's SPD.
 	Policies []tenant.Policy
 	SAs      []*sa.SA
+	// Stats receives the VM's counters; nil: the engine keeps its own,
+	// per VM name, across updates.
+	Stats *VMStats
 }
 
 type vmKey struct {
@@ -88,6 +91,11 @@ type Engine struct {
 	ports    map[vif.Port]*txPort
 	wg       sync.WaitGroup
 	closed   bool
+
+	// OnPortDown, if set before ports are added, is called from a worker
+	// whose port failed (the interface went down or away) just before the
+	// worker stops. The port is not closed: the caller decides.
+	OnPortDown func(p vif.Port, err error)
 }
 
 // New returns an engine with IPsec processing enabled and no VMs.
@@ -141,7 +149,10 @@ func (e *Engine) Update(vms []VM) {
 	keepPorts := map[vif.Port]*txPort{}
 	for i := range vms {
 		v := &vms[i]
-		st := e.stats[v.Name]
+		st := v.Stats
+		if st == nil {
+			st = e.stats[v.Name]
+		}
 		if st == nil {
 			st = new(VMStats)
 		}

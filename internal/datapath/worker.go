@@ -77,6 +77,9 @@ func (w *worker) run() {
 		if err != nil {
 			if !errors.Is(err, vif.ErrClosed) {
 				w.e.log.Warn("port read failed; worker stops", "port", w.port.Name(), "err", err)
+				if f := w.e.OnPortDown; f != nil {
+					f(w.port.Port, err)
+				}
 			}
 			return
 		}

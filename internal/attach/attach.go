@@ -1,0 +1,244 @@
+// Package attach keeps the data path's ports in line with the configured VM
+// bindings and uplink: it opens a VIF when its VM is attached and its
+// interface exists, closes it when the VM is detached or the interface goes
+// away (a VM shut down), and re-opens it when the interface comes back.
+// It is the glue between the daemon's desired state and datapath.Engine,
+// and must not validate configuration (the daemon did) or touch packets.
+package attach
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/vif"
+)
+
+// Want is one VM the data path should serve: where its VIF is, and the
+// rest of what the engine needs (Port is filled in here).
+type Want struct {
+	Dev, Netns string
+	VM         datapath.VM
+}
+
+// UplinkWant is where the uplink is; nil means none.
+type UplinkWant struct{ Dev, Netns string }
+
+// Opener opens a port on an interface; vif.OpenPacket in production.
+type Opener func(dev, netns string) (vif.Port, error)
+
+type port struct {
+	dev, netns string
+	p          vif.Port
+	dead       atomic.Bool
+}
+
+// Attacher reconciles. Its methods are safe for concurrent use.
+type Attacher struct {
+	e    *datapath.Engine
+	open Opener
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	wants   []Want
+	uplink  *UplinkWant
+	ports   map[string]*port // by VM name
+	up      *port
+	lastErr map[string]string
+	watched map[string]bool
+	kick    chan struct{}
+
+	// Detached counts VIFs that went away under a running VM binding.
+	Detached atomic.Uint64
+	// Reattached counts VIFs opened again after going away.
+	Reattached atomic.Uint64
+}
+
+// New returns an attacher driving e. It sets e.OnPortDown.
+func New(e *datapath.Engine, open Opener, log *slog.Logger) *Attacher {
+	if log == nil {
+		log = slog.Default()
+	}
+	a := &Attacher{e: e, open: open, log: log, ports: map[string]*port{}, lastErr: map[string]string{},
+		watched: map[string]bool{}, kick: make(chan struct{}, 1)}
+	e.OnPortDown = a.portDown
+	return a
+}
+
+func (a *Attacher) portDown(p vif.Port, err error) {
+	a.mu.Lock()
+	for _, pt := range a.ports {
+		if pt.p == p {
+			pt.dead.Store(true)
+		}
+	}
+	if a.up != nil && a.up.p == p {
+		a.up.dead.Store(true)
+	}
+	a.mu.Unlock()
+	a.Kick()
+}
+
+// Kick asks Run to reconcile soon.
+func (a *Attacher) Kick() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Set replaces the desired state and reconciles at once.
+func (a *Attacher) Set(wants []Want, uplink *UplinkWant) {
+	a.mu.Lock()
+	a.wants = wants
+	a.uplink = uplink
+	a.mu.Unlock()
+	a.reconcile()
+}
+
+// Status reports, per VM name, "" when its VIF is attached or why not.
+func (a *Attacher) Status() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]string{}
+	for _, w := range a.wants {
+		if pt := a.ports[w.VM.Name]; pt != nil && !pt.dead.Load() {
+			out[w.VM.Name] = ""
+		} else if e := a.lastErr[w.VM.Name]; e != "" {
+			out[w.VM.Name] = e
+		} else {
+			out[w.VM.Name] = "interface down or missing"
+		}
+	}
+	return out
+}
+
+// Run reconciles on kicks, link events in every namespace in use, and
+// every few seconds as a backstop, until ctx ends. Then it closes the engine.
+func (a *Attacher) Run(ctx context.Context) {
+	events := make(chan vif.LinkEvent, 64)
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		a.watchNew(ctx, events)
+		select {
+		case <-ctx.Done():
+			a.e.Close()
+			return
+		case <-a.kick:
+		case <-events:
+			// Let a burst of events settle into one reconcile.
+			time.Sleep(50 * time.Millisecond)
+			for len(events) > 0 {
+				<-events
+			}
+		case <-tick.C:
+		}
+		a.reconcile()
+	}
+}
+
+// watchNew subscribes to link events of namespaces not yet watched.
+func (a *Attacher) watchNew(ctx context.Context, events chan<- vif.LinkEvent) {
+	a.mu.Lock()
+	var nss []string
+	for _, w := range a.wants {
+		nss = append(nss, w.Netns)
+	}
+	if a.uplink != nil {
+		nss = append(nss, a.uplink.Netns)
+	}
+	var todo []string
+	for _, ns := range nss {
+		if !a.watched[ns] {
+			a.watched[ns] = true
+			todo = append(todo, ns)
+		}
+	}
+	a.mu.Unlock()
+	for _, ns := range todo {
+		if err := vif.WatchLinks(ctx, ns, events); err != nil {
+			a.log.Warn("link watch failed; relying on periodic checks", "netns", ns, "err", err)
+		}
+	}
+}
+
+// reconcile opens what is wanted and missing, closes what is dead or no
+// longer wanted, and publishes the result to the engine.
+func (a *Attacher) reconcile() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	wanted := map[string]bool{}
+	var vms []datapath.VM
+	for _, w := range a.wants {
+		name := w.VM.Name
+		wanted[name] = true
+		pt := a.ports[name]
+		if pt != nil && (pt.dead.Load() || pt.dev != w.Dev || pt.netns != w.Netns) {
+			if pt.dead.Load() {
+				a.Detached.Add(1)
+				a.lastErr[name] = "interface went away"
+				a.log.Info("VIF gone; detached", "vm", name, "dev", pt.dev)
+			}
+			pt.p.Close()
+			delete(a.ports, name)
+			pt = nil
+		}
+		if pt == nil {
+			p, err := a.open(w.Dev, w.Netns)
+			if err != nil {
+				if a.lastErr[name] != err.Error() {
+					a.log.Info("VIF not available; will retry", "vm", name, "dev", w.Dev, "err", err)
+				}
+				a.lastErr[name] = err.Error()
+				continue
+			}
+			if _, was := a.lastErr[name]; was {
+				a.Reattached.Add(1)
+			}
+			delete(a.lastErr, name)
+			pt = &port{dev: w.Dev, netns: w.Netns, p: p}
+			a.ports[name] = pt
+			a.log.Info("VIF attached", "vm", name, "dev", w.Dev, "netns", w.Netns)
+		}
+		v := w.VM
+		v.Port = pt.p
+		vms = append(vms, v)
+	}
+	for name, pt := range a.ports {
+		if !wanted[name] {
+			delete(a.ports, name) // the engine closes ports that leave its table
+			_ = pt
+		}
+	}
+	for name := range a.lastErr {
+		if !wanted[name] {
+			delete(a.lastErr, name)
+		}
+	}
+	a.e.Update(vms)
+
+	// Uplink.
+	up := a.uplink
+	if a.up != nil && (up == nil || a.up.dead.Load() || a.up.dev != up.Dev || a.up.netns != up.Netns) {
+		a.e.SetUplink(nil) // closes it
+		a.up = nil
+	}
+	if up != nil && a.up == nil {
+		p, err := a.open(up.Dev, up.Netns)
+		if err != nil {
+			if a.lastErr["\x00uplink"] != err.Error() {
+				a.log.Warn("uplink not available; will retry", "dev", up.Dev, "err", err)
+			}
+			a.lastErr["\x00uplink"] = err.Error()
+			return
+		}
+		delete(a.lastErr, "\x00uplink")
+		a.up = &port{dev: up.Dev, netns: up.Netns, p: p}
+		a.e.SetUplink(p)
+		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns)
+	}
+}

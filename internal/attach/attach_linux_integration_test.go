@@ -1,0 +1,90 @@
+package attach
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/vif"
+)
+
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v %s", args, err, out)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIntegrationVIFGoneAndBack removes a VM's interface while frames
+// flow into it, and brings it back: the attacher detaches, counts, and
+// re-attaches, and nothing leaks.
+func TestIntegrationVIFGoneAndBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root")
+		}
+		t.Skip("needs root to create network namespaces")
+	}
+	ns := fmt.Sprintf("vat%d", os.Getpid()%100000)
+	sh(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	mkVIF := func() {
+		sh(t, "ip", "-n", ns, "link", "add", "vm0", "type", "veth", "peer", "name", "guest0")
+		sh(t, "ip", "-n", ns, "link", "set", "vm0", "up")
+		sh(t, "ip", "-n", ns, "link", "set", "guest0", "up")
+	}
+	mkVIF()
+	goroutines := runtime.NumGoroutine()
+
+	e := datapath.New(sa.NewDB(0), nil)
+	a := New(e, func(dev, n string) (vif.Port, error) { return vif.OpenPacket(dev, n) }, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	a.Set([]Want{{Dev: "vm0", Netns: ns, VM: datapath.VM{Name: "vm1", MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}}}, nil)
+	waitFor(t, "attach", func() bool { return a.Status()["vm1"] == "" })
+
+	// Traffic flows (the guest end sends broadcast frames the port reads)
+	// while the interface is deleted.
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			exec.Command("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "0.1", "-b", "-I", "guest0", "255.255.255.255").Run()
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	sh(t, "ip", "-n", ns, "link", "del", "vm0")
+	waitFor(t, "detach", func() bool { return a.Detached.Load() == 1 })
+	if a.Status()["vm1"] == "" {
+		t.Fatal("status still attached after the interface went away")
+	}
+	close(stop)
+	mkVIF()
+	waitFor(t, "re-attach", func() bool { return a.Status()["vm1"] == "" && a.Reattached.Load() == 1 })
+
+	cancel()
+	<-done
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines })
+}
