@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Daemon is a vifsecd running inside a gateway namespace.
+type Daemon struct {
+	GW     *Gateway
+	Dir    string // state, socket and log live here
+	Socket string
+	Log    string
+	bin    string
+	cmd    *exec.Cmd
+	exited chan error
+}
+
+// StartDaemon starts bin/vifsecd in gw's namespace with its state under dir.
+func StartDaemon(ctx context.Context, bin string, gw *Gateway, dir string) (*Daemon, error) {
+	d := &Daemon{GW: gw, Dir: dir, Socket: filepath.Join(dir, "vifsecd.sock"), Log: filepath.Join(dir, "vifsecd.log"), bin: bin}
+	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(d.Log)
+	if err != nil {
+		return nil, err
+	}
+	d.cmd = exec.Command("ip", "netns", "exec", gw.NS, filepath.Join(bin, "vifsecd"),
+		"--state", filepath.Join(dir, "state"), "--socket", d.Socket, "--metrics", "off", "--log-level", "info")
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- d.cmd.Wait(); logf.Close() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := d.CLI(ctx, "config", "show"); err == nil {
+			return d, nil
+		}
+		select {
+		case err := <-d.exited:
+			d.exited <- err
+			log, _ := os.ReadFile(d.Log)
+			return nil, fmt.Errorf("vifsecd on gateway %s exited: %v\n%s", gw.Name, err, log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			d.Stop()
+			return nil, fmt.Errorf("vifsecd on gateway %s: socket %s not answering after 10s", gw.Name, d.Socket)
+		}
+	}
+}
+
+// CLI runs the vifsec CLI against this daemon and returns its stdout;
+// on failure the error carries stderr.
+func (d *Daemon) CLI(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "vifsec"), append([]string{"--socket", d.Socket}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("vifsec %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// Stop sends SIGTERM and waits (then SIGKILL after 5s). It reports an
+// unclean exit.
+func (d *Daemon) Stop() error {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return nil
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		d.exited <- err
+		return err
+	case <-time.After(5 * time.Second):
+		_ = d.cmd.Process.Kill()
+		err := <-d.exited
+		d.exited <- err
+		return fmt.Errorf("vifsecd on gateway %s ignored SIGTERM for 5s; killed", d.GW.Name)
+	}
+}

@@ -1,0 +1,125 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestIntegrationDemo runs the demo scenario through the real binaries:
+// two vifsecd in gateway namespaces configured with the vifsec CLI, real
+// traffic between tenant VMs that share addresses and SPIs, the wire
+// captured with tcpdump and decrypted by tshark with each tenant's keys.
+func TestIntegrationDemo(t *testing.T) {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, tool := range []string{"ip", "ethtool", "ping", "tcpdump", "tshark"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	bin, err := Binaries()
+	if err == nil {
+		for _, b := range []string{"vifsecd", "vifsec"} {
+			if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+				missing = append(missing, filepath.Join(bin, b)+" (make build)")
+			}
+		}
+	}
+	if len(missing) > 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs %v", missing)
+		}
+		t.Skipf("needs %v (make build as root)", missing)
+	}
+	for _, mode := range []string{"transport", "tunnel"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx := context.Background()
+			l, err := Build(ctx, fmt.Sprintf("vt%d%c", os.Getpid()%10000, mode[1]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := l.Close(); err != nil {
+					t.Error(err)
+				}
+			})
+			var sas []SAEntry
+			var ds []*Daemon
+			for _, gw := range l.Gateways {
+				d, err := StartDaemon(ctx, bin, gw, filepath.Join(t.TempDir(), gw.Name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ds = append(ds, d)
+				t.Cleanup(func() {
+					if err := d.Stop(); err != nil {
+						t.Errorf("vifsecd %s: %v", d.GW.Name, err)
+					}
+					if t.Failed() {
+						log, _ := os.ReadFile(d.Log)
+						t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
+					}
+				})
+				s, err := Configure(ctx, l, d, mode, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sas = append(sas, s...)
+			}
+			capFile := filepath.Join(t.TempDir(), "wire.pcap")
+			c, err := StartCapture(ctx, l.Gateways[1], capFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flows := Traffic(ctx, l)
+			c.Stop()
+			for _, f := range flows {
+				if f.Got != f.Want {
+					t.Errorf("%s %s to %s: got through=%v, want %v (%s)", f.Tenant, f.Kind, f.Dst, f.Got, f.Want, f.Err)
+				}
+			}
+			w, err := Analyze(ctx, capFile, sas)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(w.Leaks) > 0 {
+				t.Errorf("clear IP on the wire outside the 'none' policy: %v", w.Leaks)
+			}
+			if w.Telnet > 0 {
+				t.Errorf("%d frames of the discarded telnet flow on the wire", w.Telnet)
+			}
+			if w.ClearUDP == 0 {
+				t.Errorf("the policy-none UDP flow did not cross the wire in clear")
+			}
+			for _, tn := range Tenants {
+				esp := w.ESPByTenant[tn.Name]
+				if esp == 0 {
+					t.Errorf("%s: no ESP on the wire", tn.Name)
+				}
+				// tshark decrypted every ESP frame of the tenant with that
+				// tenant's keys alone.
+				if w.Decrypted[tn.Name] != esp {
+					t.Errorf("%s: tshark decrypted %d of %d ESP frames", tn.Name, w.Decrypted[tn.Name], esp)
+				}
+				// The same SPIs in both VLANs.
+				if w.ESP[fmt.Sprintf("vlan %d spi 0x00001000", tn.VLAN)] == 0 {
+					t.Errorf("%s: no ESP with SPI 0x1000 in VLAN %d: %v", tn.Name, tn.VLAN, w.ESP)
+				}
+			}
+			out, err := ds[1].CLI(ctx, "--format", "json", "stats")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out, "acme-b") || !strings.Contains(out, "globex-b") {
+				t.Errorf("stats lack the VMs: %s", out)
+			}
+		})
+	}
+}

@@ -1,0 +1,331 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Keys of the demo SAs: per tenant and direction, so the two tenants'
+// traffic with SPI 0x1000 is keyed differently. AES-GCM-128: 16-byte key +
+// 4-byte salt (RFC 4106).
+func demoKey(tenant string, spi uint32) string {
+	seed := map[string]byte{"acme": 0xac, "globex": 0x6e}[tenant]
+	var b strings.Builder
+	b.WriteString("0x")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&b, "%02x", seed^byte(i*17)^byte(spi>>8)^byte(spi))
+	}
+	return b.String()
+}
+
+// SPIs: the same in every tenant, as seed 004 asks. a→b uses the seeds'
+// 0x1000 (IPv6) and 0x1001 (IPv4); b→a 0x2000 and 0x2001.
+func demoSPI(fromGW string, v4 bool) uint32 {
+	spi := uint32(0x1000)
+	if fromGW == "b" {
+		spi = 0x2000
+	}
+	if v4 {
+		spi++
+	}
+	return spi
+}
+
+// Ports of the demo's special flows.
+const (
+	ClearUDPPort   = 7777 // policy none: crosses the wire in clear
+	DiscardTCPPort = 23   // policy discard: never crosses
+)
+
+// SAEntry is one SA as tshark needs it for an independent check.
+type SAEntry struct {
+	Tenant   string
+	VLAN     uint16
+	Src, Dst netip.Addr
+	SPI      uint32
+	Key      string
+}
+
+// Configure writes the demo's desired state into gateway d's vifsecd
+// through the CLI, printing each command to w. Mode is transport or tunnel.
+func Configure(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Writer) ([]SAEntry, error) {
+	var sas []SAEntry
+	say := func(args ...string) error {
+		if w != nil {
+			fmt.Fprintf(w, "    $ vifsec %s\n", strings.Join(args, " "))
+		}
+		_, err := d.CLI(ctx, args...)
+		return err
+	}
+	gw := d.GW
+	other := map[string]string{"a": "b", "b": "a"}[gw.Name]
+	if err := say("uplink", "set", "--dev", gw.Uplink); err != nil {
+		return nil, err
+	}
+	for _, vm := range gw.VMs {
+		peer := l.VM(vm.Tenant, other)
+		if err := say("tenant", "add", "--tenant", vm.Tenant); err != nil {
+			return nil, err
+		}
+		if err := say("vm", "attach", "--vm", vm.Name, "--tenant", vm.Tenant, "--dev", vm.Dev, "--mac", vm.MAC,
+			"--vlan", fmt.Sprint(vm.VLAN), "--ip", vm.IP6.String(), "--ip", vm.IP4.String()); err != nil {
+			return nil, err
+		}
+		for _, fam := range []struct {
+			v4            bool
+			local, remote netip.Addr
+			bits          string
+		}{{false, vm.IP6, peer.IP6, "/128"}, {true, vm.IP4, peer.IP4, "/32"}} {
+			fname := map[bool]string{false: "6", true: "4"}[fam.v4]
+			outSPI, inSPI := demoSPI(gw.Name, fam.v4), demoSPI(other, fam.v4)
+			outName, inName := vm.Tenant+"-out"+fname, vm.Tenant+"-in"+fname
+			saSrc, saDst := fam.local, fam.remote
+			inSrc, inDst := fam.remote, fam.local
+			if mode == "tunnel" {
+				// Flat L2 has no underlay: the tunnel endpoints are the
+				// VMs' own addresses, as a host-to-host tunnel would be.
+				saSrc, saDst, inSrc, inDst = fam.local, fam.remote, fam.remote, fam.local
+			}
+			for _, s := range []struct {
+				name     string
+				spi      uint32
+				src, dst netip.Addr
+				from     string
+			}{{outName, outSPI, saSrc, saDst, gw.Name}, {inName, inSPI, inSrc, inDst, other}} {
+				key := demoKey(vm.Tenant, s.spi)
+				if err := say("sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
+					"--sa-mode", mode, "--sa-spi", fmt.Sprintf("0x%x", s.spi), "--encryption-algorithm", "aes128-gcm",
+					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", s.name); err != nil {
+					return nil, err
+				}
+				sas = append(sas, SAEntry{Tenant: vm.Tenant, VLAN: vm.VLAN, Src: s.src, Dst: s.dst, SPI: s.spi, Key: key})
+			}
+			l, r := fam.local.String()+fam.bits, fam.remote.String()+fam.bits
+			sps := [][]string{
+				// Order matters (first match): the clear and discard
+				// exceptions come before the catch-all ipsec policies.
+				{"--sp-source", l, "--sp-destination", r, "--source-port", "any", "--destination-port", fmt.Sprint(ClearUDPPort), "--upper-layer-protocol", "udp", "--flow-direction", "out", "--action", "none", "--sp-mode", mode, "--sp-name", vm.Tenant + "-clear-out" + fname},
+				{"--sp-source", r, "--sp-destination", l, "--source-port", "any", "--destination-port", fmt.Sprint(ClearUDPPort), "--upper-layer-protocol", "udp", "--flow-direction", "in", "--action", "none", "--sp-mode", mode, "--sp-name", vm.Tenant + "-clear-in" + fname},
+				{"--sp-source", l, "--sp-destination", r, "--source-port", "any", "--destination-port", fmt.Sprint(DiscardTCPPort), "--upper-layer-protocol", "tcp", "--flow-direction", "out", "--action", "discard", "--sp-mode", mode, "--sp-name", vm.Tenant + "-telnet-out" + fname},
+				{"--sp-source", l, "--sp-destination", r, "--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any", "--flow-direction", "out", "--action", "ipsec", "--sp-mode", mode, "--sa-name", outName, "--sp-name", vm.Tenant + "-esp-out" + fname},
+				{"--sp-source", r, "--sp-destination", l, "--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any", "--flow-direction", "in", "--action", "ipsec", "--sp-mode", mode, "--sa-name", inName, "--sp-name", vm.Tenant + "-esp-in" + fname},
+			}
+			for _, sp := range sps {
+				if err := say(append([]string{"sp", "add", "--vm", vm.Name}, sp...)...); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return sas, nil
+}
+
+// Capture runs tcpdump on a gateway's uplink until stop is called.
+type Capture struct {
+	File string
+	cmd  *exec.Cmd
+}
+
+// StartCapture captures gw's uplink into file.
+func StartCapture(ctx context.Context, gw *Gateway, file string) (*Capture, error) {
+	c := &Capture{File: file}
+	c.cmd = exec.Command("ip", "netns", "exec", gw.NS, "tcpdump", "-i", gw.Uplink, "-U", "-n", "-s", "0", "-w", file)
+	stderr, err := c.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("tcpdump: %w", err)
+	}
+	// tcpdump says "listening on" once the capture is live.
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), "listening on") {
+				close(ready)
+				once = true
+			}
+		}
+		if !once {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+	}
+	return c, nil
+}
+
+// Stop ends the capture and waits for tcpdump to flush.
+func (c *Capture) Stop() {
+	if c.cmd.Process != nil {
+		time.Sleep(200 * time.Millisecond)
+		_ = c.cmd.Process.Signal(os.Interrupt)
+		_ = c.cmd.Wait()
+	}
+}
+
+// Flow is one traffic check of the demo.
+type Flow struct {
+	Tenant string
+	Kind   string // ping6, ping4, tcp6, tcp4, udp6, udp4, clear-udp6, telnet6
+	Dst    netip.Addr
+	Want   bool // should it get through?
+	Got    bool
+	Err    string
+}
+
+// Traffic runs the demo's flows from gateway a's VMs to gateway b's.
+func Traffic(ctx context.Context, l *Lab) []Flow {
+	var flows []Flow
+	for _, t := range Tenants {
+		a, b := l.VM(t.Name, "a"), l.VM(t.Name, "b")
+		for _, dst := range []netip.Addr{b.IP6, b.IP4} {
+			fam := map[bool]string{true: "4", false: "6"}[dst.Is4()]
+			out, err := Exec(ctx, a.NS, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst.String())
+			flows = append(flows, flow(t.Name, "ping"+fam, dst, true, err, out))
+			err = TCPEcho(a.NS, b.NS, dst, 0, 64<<10)
+			flows = append(flows, flow(t.Name, "tcp"+fam, dst, true, err, nil))
+			err = UDPEcho(a.NS, b.NS, dst, 0)
+			flows = append(flows, flow(t.Name, "udp"+fam, dst, true, err, nil))
+		}
+		err := UDPEcho(a.NS, b.NS, b.IP6, ClearUDPPort)
+		flows = append(flows, flow(t.Name, "clear-udp6", b.IP6, true, err, nil))
+		err = TCPEcho(a.NS, b.NS, b.IP6, DiscardTCPPort, 16)
+		flows = append(flows, flow(t.Name, "telnet6", b.IP6, false, err, nil))
+	}
+	return flows
+}
+
+func flow(tenant, kind string, dst netip.Addr, want bool, err error, out []byte) Flow {
+	f := Flow{Tenant: tenant, Kind: kind, Dst: dst, Want: want, Got: err == nil}
+	if err != nil {
+		f.Err = strings.TrimSpace(err.Error() + " " + string(out))
+	}
+	return f
+}
+
+// TCPEcho sends size bytes over TCP from srcNS to an echo server in dstNS
+// listening on dst:port (0: any port) and checks they come back.
+func TCPEcho(srcNS, dstNS string, dst netip.Addr, port uint16, size int) error {
+	var ln net.Listener
+	if err := InNS(dstNS, func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, port).String())
+		return err
+	}); err != nil {
+		return err
+	}
+	served := make(chan struct{})
+	defer func() { ln.Close(); <-served }()
+	go func() {
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.Copy(c, c)
+	}()
+	var c net.Conn
+	if err := InNS(srcNS, func() (err error) {
+		c, err = net.DialTimeout("tcp", ln.Addr().String(), 3*time.Second)
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	msg := make([]byte, size)
+	for i := range msg {
+		msg[i] = byte(i*7 + 3)
+	}
+	wrote := make(chan error, 1)
+	go func() { _, err := c.Write(msg); wrote <- err }()
+	got := make([]byte, size)
+	_, err := io.ReadFull(c, got)
+	if werr := <-wrote; werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	if string(got) != string(msg) {
+		return fmt.Errorf("echoed data differs")
+	}
+	return nil
+}
+
+// UDPEcho sends three datagrams from srcNS to an echo server in dstNS on
+// dst:port (0: any port) and checks at least one answer.
+func UDPEcho(srcNS, dstNS string, dst netip.Addr, port uint16) error {
+	var srv net.PacketConn
+	if err := InNS(dstNS, func() (err error) {
+		srv, err = net.ListenPacket("udp", netip.AddrPortFrom(dst, port).String())
+		return err
+	}); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	defer func() { srv.Close(); <-done }()
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := srv.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteTo(buf[:n], from)
+		}
+	}()
+	var c net.Conn
+	if err := InNS(srcNS, func() (err error) {
+		c, err = net.Dial("udp", srv.LocalAddr().String())
+		return err
+	}); err != nil {
+		return err
+	}
+	defer c.Close()
+	msg := []byte("vifsec-udp-echo")
+	buf := make([]byte, 64)
+	for i := 0; i < 3; i++ {
+		c.Write(msg)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == string(msg) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no UDP echo from %s", srv.LocalAddr())
+}
+
+// Binaries returns the directory holding vifsecd and vifsec: $VIFSEC_BIN,
+// else ./bin under the module root found from the working directory.
+func Binaries() (string, error) {
+	if d := os.Getenv("VIFSEC_BIN"); d != "" {
+		return d, nil
+	}
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "bin"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory; set VIFSEC_BIN")
+		}
+		dir = parent
+	}
+}
