@@ -91,7 +91,7 @@ func EncAlgs() []EncAlg {
 // ParseEncAlg parses an --encryption-algorithm value.
 func ParseEncAlg(s string) (EncAlg, error) {
 	for _, a := range EncAlgs() {
-		if strings.EqualFold(s, a.String()) {
+		if asciiEqualFold(s, a.String()) {
 			return a, nil
 		}
 	}
@@ -161,7 +161,7 @@ func IntegAlgs() []IntegAlg {
 // ParseIntegAlg parses an --integrity-algorithm value.
 func ParseIntegAlg(s string) (IntegAlg, error) {
 	for _, a := range IntegAlgs() {
-		if strings.EqualFold(s, a.String()) {
+		if asciiEqualFold(s, a.String()) {
 			return a, nil
 		}
 	}
@@ -250,4 +250,25 @@ func joinNames[T fmt.Stringer](as []T) string {
 		b.WriteString(a.String())
 	}
 	return b.String()
+}
+
+// asciiEqualFold is strings.EqualFold for ASCII only: Unicode folding
+// would accept "hmac-\u017fha1" (long s) as hmac-sha1.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

@@ -46,7 +46,7 @@ func Locate(pkt []byte) (off int, spi uint32, ok bool) {
 	}
 	pkt = pkt[:n]
 	if v6 {
-		off, _, ok = ipv6FindESP(pkt)
+		off, _, _, ok = ipv6FindESP(pkt)
 	} else {
 		off = int(pkt[0]&0x0f) * 4
 		ok = pkt[9] == protoESP && !ipv4Fragment(pkt)
@@ -97,9 +97,13 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	case tunnel:
 		next = protoIPv4
 	case v6:
-		hdrLen, nextField, ok = ipv6Insert(pkt)
+		var frag bool
+		hdrLen, nextField, frag, ok = ipv6Insert(pkt)
 		if !ok {
 			return 0, 0, sa.DropMalformed
+		}
+		if frag {
+			return 0, 0, sa.DropFragment
 		}
 		next = pkt[nextField]
 	default:
@@ -246,11 +250,16 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	}
 	pkt = pkt[:ln]
 	var espAt, nextField int
+	var frag bool
 	if v6 {
-		espAt, nextField, ok = ipv6FindESP(pkt)
+		espAt, nextField, frag, ok = ipv6FindESP(pkt)
 	} else {
 		espAt, nextField = int(pkt[0]&0x0f)*4, 9
-		ok = pkt[9] == protoESP && !ipv4Fragment(pkt)
+		frag = ipv4Fragment(pkt)
+		ok = pkt[9] == protoESP && !frag
+	}
+	if frag {
+		return 0, 0, sa.DropFragment
 	}
 	if !ok {
 		return 0, 0, sa.DropMalformed

@@ -188,3 +188,30 @@ func TestAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestTransportRefusesFragments: transport mode protects whole datagrams
+// only (RFC 4301 §7), in both families; found by FuzzEncapDecap.
+func TestTransportRefusesFragments(t *testing.T) {
+	suite := satest.Suite{Enc: sa.EncAES128GCM, Integ: sa.IntegNone}
+	var sc sa.Scratch
+	for _, v6 := range []bool{true, false} {
+		p := newPair(t, suite, sa.ModeTransport, v6, false)
+		buf := make([]byte, Headroom+200+Tailroom)
+		s, d := inner(v6)
+		n := satest.UDP(buf, Headroom, s, d, 1, 2, 40)
+		pkt := buf[Headroom : Headroom+n]
+		if v6 {
+			// Insert a fragment header (M=1) in front of the UDP header.
+			copy(pkt[48:], pkt[40:n])
+			pkt[6] = protoFragment
+			pkt[40], pkt[41], pkt[42], pkt[43] = 17, 0, 0, 1
+			binary.BigEndian.PutUint16(pkt[4:], uint16(n+8-40))
+			n += 8
+		} else {
+			pkt[6] |= 0x20 // MF
+		}
+		if _, _, drop := Encap(p.out, &sc, buf, Headroom, n); drop != sa.DropFragment {
+			t.Errorf("v6=%v: fragment encap: %v, want fragment", v6, drop)
+		}
+	}
+}

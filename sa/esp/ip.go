@@ -55,8 +55,9 @@ func ipLen(pkt []byte) (n int, v6 bool, ok bool) {
 // and returns where ESP goes in transport mode (RFC 4303 §3.1.1: after
 // hop-by-hop, routing and fragment headers, and after destination options
 // that precede a routing header), and the offset of the Next Header byte
-// that must point to ESP.
-func ipv6Insert(pkt []byte) (at, nextField int, ok bool) {
+// that must point to ESP. frag reports a Fragment header with a non-zero
+// offset or M set: transport mode protects whole datagrams only.
+func ipv6Insert(pkt []byte) (at, nextField int, frag, ok bool) {
 	at, nextField = ipv6Len, 6
 	off, field := ipv6Len, 6
 	for {
@@ -64,21 +65,23 @@ func ipv6Insert(pkt []byte) (at, nextField int, ok bool) {
 		switch nh {
 		case protoHopByHop, protoRouting, protoFragment, protoDstOpts:
 		default:
-			return at, nextField, true
+			return at, nextField, frag, true
 		}
 		if off+8 > len(pkt) {
-			return 0, 0, false
+			return 0, 0, false, false
 		}
 		l := 8
 		if nh != protoFragment {
 			l = (int(pkt[off+1]) + 1) * 8
+		} else if binary.BigEndian.Uint16(pkt[off+2:off+4])&0xfff9 != 0 {
+			frag = true
 		}
 		if off+l > len(pkt) {
-			return 0, 0, false
+			return 0, 0, false, false
 		}
 		if nh == protoDstOpts && pkt[off] != protoRouting {
 			// Destination options for the final destination: after ESP.
-			return at, nextField, true
+			return at, nextField, frag, true
 		}
 		field = off
 		off += l
@@ -89,34 +92,35 @@ func ipv6Insert(pkt []byte) (at, nextField int, ok bool) {
 }
 
 // ipv6FindESP walks pkt's extension headers to the ESP header. It returns
-// the ESP offset and the offset of the Next Header byte that names ESP.
-func ipv6FindESP(pkt []byte) (at, nextField int, ok bool) {
+// the ESP offset and the offset of the Next Header byte that names ESP;
+// frag reports a fragment of an ESP packet (not reassembled here).
+func ipv6FindESP(pkt []byte) (at, nextField int, frag, ok bool) {
 	off, field := ipv6Len, 6
 	for i := 0; i < 16; i++ { // bound the walk: a chain of empty headers is an attack, not traffic
 		nh := pkt[field]
 		switch nh {
 		case protoESP:
-			return off, field, true
+			return off, field, false, true
 		case protoHopByHop, protoRouting, protoDstOpts, protoFragment:
 		default:
-			return 0, 0, false
+			return 0, 0, false, false
 		}
 		if off+8 > len(pkt) {
-			return 0, 0, false
+			return 0, 0, false, false
 		}
 		l := 8
 		if nh != protoFragment {
 			l = (int(pkt[off+1]) + 1) * 8
 		} else if binary.BigEndian.Uint16(pkt[off+2:off+4])&0xfff9 != 0 {
-			return 0, 0, false // a fragment of an ESP packet: not reassembled here
+			return 0, 0, true, false
 		}
 		if off+l > len(pkt) {
-			return 0, 0, false
+			return 0, 0, false, false
 		}
 		field = off
 		off += l
 	}
-	return 0, 0, false
+	return 0, 0, false, false
 }
 
 // ipv4Checksum recomputes the header checksum of the IPv4 header h.
