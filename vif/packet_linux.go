@@ -29,6 +29,9 @@ type PacketPort struct {
 
 	// Truncated counts frames larger than the read buffer, dropped.
 	Truncated atomic.Uint64
+	// TxDropped counts frames the kernel refused to send (ENOBUFS, link
+	// down, too big), dropped rather than retried.
+	TxDropped atomic.Uint64
 	closed    atomic.Bool
 }
 
@@ -42,7 +45,10 @@ func OpenPacket(name, nsName string) (*PacketPort, error) {
 		if err != nil {
 			return -1, 0, fmt.Errorf("--dev %s: %w", name, err)
 		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0: the socket receives nothing until bind names the
+		// interface and ETH_P_ALL. Created with ETH_P_ALL, it would take
+		// every interface's frames until bind.
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return -1, 0, fmt.Errorf("AF_PACKET socket: %w", err)
 		}
@@ -190,8 +196,9 @@ func (p *PacketPort) send(fd uintptr) bool {
 	case unix.EAGAIN:
 		return false
 	case unix.ENOBUFS, unix.EMSGSIZE, unix.ENETDOWN, unix.ENXIO:
-		// The frame cannot go out now; drop it rather than spin.
+		// The first frame cannot go out now; drop it rather than spin.
 		p.txN = 1
+		p.TxDropped.Add(1)
 	default:
 		p.txErr = errno
 	}
