@@ -73,19 +73,27 @@ func TestIntegrationDemo(t *testing.T) {
 				}
 				sas = append(sas, s...)
 			}
-			capFile := filepath.Join(t.TempDir(), "wire.pcap")
-			c, err := StartCapture(ctx, l.Gateways[1], capFile)
-			if err != nil {
-				t.Fatal(err)
+			var caps []*Capture
+			var capFiles []string
+			for _, gw := range l.Gateways {
+				f := filepath.Join(t.TempDir(), "wire-"+gw.Name+".pcap")
+				c, err := StartCapture(ctx, gw, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(c.Stop)
+				caps, capFiles = append(caps, c), append(capFiles, f)
 			}
 			flows := Traffic(ctx, l)
-			c.Stop()
+			for _, c := range caps {
+				c.Stop()
+			}
 			for _, f := range flows {
 				if f.Got != f.Want {
 					t.Errorf("%s %s to %s: got through=%v, want %v (%s)", f.Tenant, f.Kind, f.Dst, f.Got, f.Want, f.Err)
 				}
 			}
-			w, err := Analyze(ctx, capFile, sas)
+			w, err := Analyze(ctx, capFiles, sas)
 			if err != nil {
 				t.Fatal(err)
 			}

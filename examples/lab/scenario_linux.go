@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -133,6 +134,7 @@ func Configure(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Writer)
 type Capture struct {
 	File string
 	cmd  *exec.Cmd
+	once sync.Once
 }
 
 // StartCapture captures gw's uplink into file.
@@ -168,13 +170,14 @@ func StartCapture(ctx context.Context, gw *Gateway, file string) (*Capture, erro
 	return c, nil
 }
 
-// Stop ends the capture and waits for tcpdump to flush.
+// Stop ends the capture and waits for tcpdump to flush. It is safe to
+// call more than once (and from a deferred cleanup).
 func (c *Capture) Stop() {
-	if c.cmd.Process != nil {
+	c.once.Do(func() {
 		time.Sleep(200 * time.Millisecond)
 		_ = c.cmd.Process.Signal(os.Interrupt)
 		_ = c.cmd.Wait()
-	}
+	})
 }
 
 // Flow is one traffic check of the demo.

@@ -28,14 +28,26 @@ type Wire struct {
 	Telnet int
 }
 
-// Analyze reads a capture with tshark.
-func Analyze(ctx context.Context, file string, sas []SAEntry) (*Wire, error) {
+// Analyze reads captures with tshark. vifsec sends with
+// PACKET_QDISC_BYPASS, which taps on the sending interface never see, so
+// each direction is captured where it is received: pass both gateways'
+// captures.
+func Analyze(ctx context.Context, files []string, sas []SAEntry) (*Wire, error) {
 	w := &Wire{ESP: map[string]int{}, Decrypted: map[string]int{}, ESPByTenant: map[string]int{}}
+	for _, f := range files {
+		if err := w.analyze(ctx, f, sas); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func (w *Wire) analyze(ctx context.Context, file string, sas []SAEntry) error {
 	out, err := exec.CommandContext(ctx, "tshark", "-r", file, "-n", "-T", "fields", "-E", "separator=|",
 		"-e", "vlan.id", "-e", "esp.spi", "-e", "udp.dstport", "-e", "udp.srcport", "-e", "tcp.dstport",
 		"-e", "arp.opcode", "-e", "icmpv6.type", "-e", "ipv6.dst", "-e", "ip.dst").Output()
 	if err != nil {
-		return nil, fmt.Errorf("tshark -r %s: %w", file, err)
+		return fmt.Errorf("tshark -r %s: %w", file, err)
 	}
 	vlanTenant := map[string]string{}
 	for _, t := range Tenants {
@@ -86,7 +98,7 @@ func Analyze(ctx context.Context, file string, sas []SAEntry) (*Wire, error) {
 		}
 		out, err := exec.CommandContext(ctx, "tshark", args...).Output()
 		if err != nil {
-			return nil, fmt.Errorf("tshark decrypt (%s): %w", t.Name, err)
+			return fmt.Errorf("tshark decrypt (%s): %w", t.Name, err)
 		}
 		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 			f := strings.Split(line, "|")
@@ -95,5 +107,5 @@ func Analyze(ctx context.Context, file string, sas []SAEntry) (*Wire, error) {
 			}
 		}
 	}
-	return w, nil
+	return nil
 }

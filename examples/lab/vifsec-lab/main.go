@@ -106,16 +106,24 @@ func run(ctx context.Context, mode string, verbose bool, keep string) (err error
 	}
 	time.Sleep(300 * time.Millisecond) // VIF attach is asynchronous
 
-	fmt.Printf("[4/5] traffic from gateway a's VMs to gateway b's, wire captured on b's uplink:\n")
-	capFile := filepath.Join(tmp, "wire.pcap")
-	c, err := lab.StartCapture(ctx, l.Gateways[1], capFile)
-	if err != nil {
-		return err
+	fmt.Printf("[4/5] traffic from gateway a's VMs to gateway b's, wire captured on both uplinks:\n")
+	var caps []*lab.Capture
+	var capFiles []string
+	for _, gw := range l.Gateways {
+		f := filepath.Join(tmp, "wire-"+gw.Name+".pcap")
+		c, err := lab.StartCapture(ctx, gw, f)
+		if err != nil {
+			return err
+		}
+		defer c.Stop()
+		caps, capFiles = append(caps, c), append(capFiles, f)
 	}
 	flows := lab.Traffic(ctx, l)
-	c.Stop()
-	if keep != "" {
-		copyFile(capFile, filepath.Join(keep, "wire.pcap"))
+	for _, c := range caps {
+		c.Stop()
+		if keep != "" {
+			copyFile(c.File, filepath.Join(keep, filepath.Base(c.File)))
+		}
 	}
 	bad := 0
 	for _, f := range flows {
@@ -139,7 +147,7 @@ func run(ctx context.Context, mode string, verbose bool, keep string) (err error
 	}
 
 	fmt.Printf("[5/5] what the wire saw (tshark, independent of vifsec):\n")
-	w, err := lab.Analyze(ctx, capFile, sas)
+	w, err := lab.Analyze(ctx, capFiles, sas)
 	if err != nil {
 		return err
 	}
