@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BIN   := bin
 # Debian packages the tests, the lab and the demo use.
-APT_PKGS := iproute2 tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins
+APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
@@ -47,8 +47,10 @@ lint: deps
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
+# demo runs the main job on the embedded default lab (examples/lab): root needed.
 demo: build
-	./examples/demo/demo.sh
+	$(GO) build -o $(BIN)/ ./examples/lab/vifsec-lab
+	$(BIN)/vifsec-lab
 
 clean:
 	rm -rf $(BIN)

@@ -1,4 +1,4 @@
-package datapath
+package datapath_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/examples/lab"
+	"github.com/vifsec/vifsec/internal/datapath"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 	"github.com/vifsec/vifsec/vif"
@@ -43,8 +44,8 @@ func needLab(t *testing.T) {
 // gatewaySAs configures every VM of gw with SAs and policies protecting all
 // its traffic to the peer VM of its tenant, in mode, for both families.
 // Tenants share SPIs and addresses but not keys.
-func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mode, ports map[string]vif.Port) []VM {
-	var vms []VM
+func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mode, ports map[string]vif.Port) []datapath.VM {
+	var vms []datapath.VM
 	for ti, v := range gw.VMs {
 		mac, _ := tenant.ParseMAC(v.MAC)
 		peer := l.VM(v.Tenant, map[string]string{"a": "b", "b": "a"}[gw.Name])
@@ -90,7 +91,7 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 				sas = append(sas, s)
 			}
 		}
-		vms = append(vms, VM{Name: v.Name, Port: ports[v.Name], MAC: sa.MAC(mac), VLAN: v.VLAN,
+		vms = append(vms, datapath.VM{Name: v.Name, Port: ports[v.Name], MAC: sa.MAC(mac), VLAN: v.VLAN,
 			IPs: []netip.Addr{v.IP6, v.IP4}, DefaultAction: tenant.ActionNone, Policies: pols, SAs: sas})
 	}
 	return vms
@@ -111,10 +112,10 @@ func TestIntegrationLabDataPath(t *testing.T) {
 	for _, mode := range []sa.Mode{sa.ModeTransport, sa.ModeTunnel} {
 		t.Run(mode.String(), func(t *testing.T) {
 			goroutines := runtime.NumGoroutine()
-			var engines []*Engine
+			var engines []*datapath.Engine
 			for _, gw := range l.Gateways {
 				db := sa.NewDB(0)
-				e := New(db, nil)
+				e := datapath.New(db, nil)
 				t.Cleanup(e.Close)
 				engines = append(engines, e)
 				ports := map[string]vif.Port{}

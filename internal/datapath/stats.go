@@ -15,7 +15,12 @@ type VMStats struct {
 	Drops                [sa.NumDrops]atomic.Uint64
 }
 
-func (s *VMStats) drop(d sa.Drop) { s.Drops[d].Add(1) }
+// Drop counts one drop for reason d.
+func (s *VMStats) Drop(d sa.Drop) {
+	if d < sa.NumDrops {
+		s.Drops[d].Add(1)
+	}
+}
 
 // PortStats count what happened on a port that belongs to no single VM.
 type PortStats struct {

@@ -115,18 +115,18 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	st := vm.stats
 	if n < ethLen {
-		st.drop(sa.DropMalformed)
+		st.Drop(sa.DropMalformed)
 		return
 	}
 	f := buf[off : off+n]
 	etype := binary.BigEndian.Uint16(f[12:14])
 	if m.Tagged && m.VLAN != vm.vlan {
-		st.drop(sa.DropSpoofedSource)
+		st.Drop(sa.DropSpoofedSource)
 		return
 	}
 	if etype == etherVLAN {
 		if n < ethLen+vlanTagSize || binary.BigEndian.Uint16(f[14:16])&0x0fff != vm.vlan {
-			st.drop(sa.DropSpoofedSource)
+			st.Drop(sa.DropSpoofedSource)
 			return
 		}
 		copy(f[vlanTagSize:vlanTagSize+12], f[0:12])
@@ -135,7 +135,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		etype = binary.BigEndian.Uint16(f[12:14])
 	}
 	if [6]byte(f[6:12]) != vm.mac {
-		st.drop(sa.DropSpoofedSource)
+		st.Drop(sa.DropSpoofedSource)
 		return
 	}
 	dst := [6]byte(f[0:6])
@@ -151,7 +151,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		return
 	default:
 		if vm.def == tenant.ActionDiscard && w.e.enabled.Load() {
-			st.drop(sa.DropPolicyDiscard)
+			st.Drop(sa.DropPolicyDiscard)
 			return
 		}
 		w.forward(snap, vm, local, buf, off, off+n)
@@ -159,12 +159,12 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	ip := off + ethLen
 	if !tenant.ParseFlow(buf[ip:off+n], &w.flow) {
-		st.drop(sa.DropMalformed)
+		st.Drop(sa.DropMalformed)
 		return
 	}
 	nd := tenant.IsNeighborDiscovery(&w.flow)
 	if !sourceAllowed(vm, &w.flow, nd) {
-		st.drop(sa.DropSpoofedSource)
+		st.Drop(sa.DropSpoofedSource)
 		return
 	}
 	if nd || !w.e.enabled.Load() {
@@ -178,7 +178,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	switch action {
 	case tenant.ActionDiscard:
-		st.drop(sa.DropPolicyDiscard)
+		st.Drop(sa.DropPolicyDiscard)
 		return
 	case tenant.ActionIPsec:
 	default:
@@ -192,13 +192,13 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	s := vm.sas[idx]
 	if s == nil || s.Dir() == sa.DirIn {
-		st.drop(sa.DropNoSA)
+		st.Drop(sa.DropNoSA)
 		return
 	}
 	copy(w.macs[:], f[0:12])
 	start, end, d := esp.Encap(s, &w.sc, buf, ip, n-ethLen)
 	if d != sa.DropNone {
-		st.drop(d)
+		st.Drop(d)
 		s.Drop(d)
 		return
 	}
@@ -348,23 +348,23 @@ func (w *worker) inboundESP(vm *vmState, buf []byte, off, n int, spi uint32) {
 	st := vm.stats
 	s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: spi})
 	if s == nil {
-		st.drop(sa.DropNoSA)
+		st.Drop(sa.DropNoSA)
 		return
 	}
 	copy(w.macs[6:], buf[off+6:off+12])
 	start, end, d := esp.Decap(s, &w.sc, buf, off+ethLen, n-ethLen)
 	if d != sa.DropNone {
-		st.drop(d)
+		st.Drop(d)
 		s.Drop(d)
 		return
 	}
 	if !tenant.ParseFlow(buf[start:end], &w.flow) {
-		st.drop(sa.DropMalformed)
+		st.Drop(sa.DropMalformed)
 		return
 	}
 	idx := vm.spd.Lookup(sa.DirIn, &w.flow)
 	if idx < 0 || vm.policies[idx].Action != tenant.ActionIPsec || vm.sas[idx] != s {
-		st.drop(sa.DropPolicyMismatch)
+		st.Drop(sa.DropPolicyMismatch)
 		s.Drop(sa.DropPolicyMismatch)
 		return
 	}
@@ -382,13 +382,13 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 	}
 	if etype != etherIPv4 && etype != etherIPv6 {
 		if vm.def == tenant.ActionDiscard {
-			vm.stats.drop(sa.DropPolicyDiscard)
+			vm.stats.Drop(sa.DropPolicyDiscard)
 			return false
 		}
 		return true
 	}
 	if !tenant.ParseFlow(buf[off+ethLen:off+n], &w.flow) {
-		vm.stats.drop(sa.DropMalformed)
+		vm.stats.Drop(sa.DropMalformed)
 		return false
 	}
 	if tenant.IsNeighborDiscovery(&w.flow) {
@@ -401,11 +401,11 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 	}
 	switch action {
 	case tenant.ActionDiscard:
-		vm.stats.drop(sa.DropPolicyDiscard)
+		vm.stats.Drop(sa.DropPolicyDiscard)
 		return false
 	case tenant.ActionIPsec:
 		// Clear traffic where the policy demands ESP: never downgrade.
-		vm.stats.drop(sa.DropPolicyMismatch)
+		vm.stats.Drop(sa.DropPolicyMismatch)
 		return false
 	}
 	return true

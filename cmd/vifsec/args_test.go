@@ -1,0 +1,152 @@
+package main
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Seed examples, as pasted (esxcli network ip ipsec replaced by vifsec),
+// plus --vm.
+var (
+	seed001SA = strings.Fields(`sa add --vm vm1
+            --sa-source 2001:DB8:1::121
+            --sa-destination 2001:DB8:1::122
+            --sa-mode transport
+            --sa-spi 0x1000
+            --encryption-algorithm 3des-cbc
+            --encryption-key 0x6970763672656164796c6f676f336465736362636f757432
+            --integrity-algorithm hmac-sha1
+            --integrity-key 0x6970763672656164796c6f67736861316f757432
+            --sa-name sa_2`)
+	seed000SP = strings.Fields(`add --vm vm1
+       --sp-source=2001:0DB8:0001:/48
+       --sp-destination=2001:0DB8:0002:/48
+       --source-port=23
+       --destination-port=25
+       --upper-layer-protocol=tcp
+       --flow-direction=out
+       --action=ipsec
+       --sp-mode=transport
+       --sp-name sp_2`)
+	seed002SP = strings.Fields(`add --vm vm1
+--sp-source=2001:db8:1::/64
+--sp-destination=2002:db8:1::/64
+--source-port=23
+--destination-port=25
+--upper-layer-protocol=tcp
+--flow-direction=out
+--action=ipsec
+--sp-mode=transport
+--sa-name=sa1
+--sp-name=sp1`)
+)
+
+func TestParseArgs(t *testing.T) {
+	verbs := verbTable()
+	tests := []struct {
+		name   string
+		args   []string
+		verb   string
+		values map[string]string
+		format string
+		usage  string // substring of the usage error; "" means success
+	}{
+		{name: "seed 001 sa add", args: seed001SA, verb: "sa add", values: map[string]string{"sa-spi": "0x1000", "sa-name": "sa_2", "sa-source": "2001:DB8:1::121"}},
+		{name: "seed 000 add alias", args: seed000SP, verb: "sp add", values: map[string]string{"sp-source": "2001:0DB8:0001:/48", "sp-name": "sp_2"}},
+		{name: "seed 002 add", args: seed002SP, verb: "sp add", values: map[string]string{"sa-name": "sa1", "sp-mode": "transport"}},
+		{name: "globals anywhere", args: []string{"--format", "json", "sa", "list", "--socket=/x.sock"}, verb: "sa list", format: "json"},
+		{name: "ontap single dash", args: []string{"config", "modify", "-is-enabled", "true"}, verb: "config modify", values: map[string]string{"is-enabled": "true"}},
+		{name: "removeall", args: []string{"sa", "remove", "--removeall"}, verb: "sa remove", values: map[string]string{"removeall": "true"}},
+		{name: "seed 002 remove-all", args: []string{"sp", "remove", "--remove-all"}, verb: "sp remove", values: map[string]string{"removeall": "true"}},
+		{name: "esn bool", args: append(slices.Clone(seed001SA), "--esn"), verb: "sa add", values: map[string]string{"esn": "true"}},
+		{name: "value starting with dash via =", args: []string{"tenant", "add", "--tenant=-x"}, verb: "tenant add", values: map[string]string{"tenant": "-x"}},
+		{name: "repeated ip", args: []string{"vm", "attach", "--vm", "a", "--tenant", "t", "--dev", "d", "--mac", "m", "--ip", "1", "--ip", "2"}, verb: "vm attach"},
+
+		{name: "no verb", args: nil, usage: "no verb"},
+		{name: "unknown verb", args: []string{"sa", "frob"}, usage: "unknown command"},
+		{name: "unknown flag", args: []string{"sa", "list", "--bogus"}, usage: "unknown flag --bogus"},
+		{name: "missing value", args: []string{"tenant", "remove", "--tenant"}, usage: "needs a value"},
+		{name: "value is a flag", args: []string{"tenant", "add", "--tenant", "--vni", "1"}, usage: "needs a value"},
+		{name: "missing required", args: []string{"sa", "add", "--vm", "x"}, usage: "missing --sa-source"},
+		{name: "twice", args: []string{"tenant", "add", "--tenant", "a", "--tenant", "b"}, usage: "more than once"},
+		{name: "remove needs one", args: []string{"sa", "remove"}, usage: "exactly one of --sa-name or --removeall"},
+		{name: "remove both", args: []string{"sa", "remove", "--sa-name", "x", "--removeall"}, usage: "exactly one"},
+		{name: "seed 002 sp remove --sa-name", args: []string{"sp", "remove", "--sa-name", "x"}, usage: "--sp-name"},
+		{name: "bad format", args: []string{"--format", "yaml", "sa", "list"}, usage: "table or json"},
+		{name: "stray argument", args: []string{"sa", "list", "--format", "json", "extra"}, usage: "unexpected argument"},
+		{name: "not yet", args: []string{"policy", "create"}, usage: "needs IKE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := parseArgs(verbs, tt.args)
+			if tt.usage != "" {
+				var ue *usageError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tt.usage) {
+					t.Fatalf("err = %v, want usage error containing %q", err, tt.usage)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.verb.name() != tt.verb {
+				t.Errorf("verb %q, want %q", in.verb.name(), tt.verb)
+			}
+			for k, v := range tt.values {
+				if in.get(k) != v {
+					t.Errorf("--%s = %q, want %q", k, in.get(k), v)
+				}
+			}
+			if tt.format != "" && in.format != tt.format {
+				t.Errorf("format %q, want %q", in.format, tt.format)
+			}
+		})
+	}
+}
+
+func FuzzParseArgs(f *testing.F) {
+	f.Add(strings.Join(seed001SA, "\x00"))
+	f.Add(strings.Join(seed000SP, "\x00"))
+	f.Add(strings.Join(seed002SP, "\x00"))
+	f.Add("sa\x00remove\x00--removeall")
+	f.Add("--format=json\x00vm\x00attach\x00--ip\x00::1\x00--ip=1.2.3.4")
+	f.Add("-\x00--\x00---\x00--=\x00-=x")
+	f.Add("help\x00sa\x00add")
+	verbs := verbTable()
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		orig := slices.Clone(args)
+		in, err := parseArgs(verbs, args)
+		if !slices.Equal(args, orig) {
+			t.Fatalf("parseArgs modified its input")
+		}
+		if err != nil {
+			var ue *usageError
+			if !errors.As(err, &ue) || err.Error() == "" {
+				t.Fatalf("error %v is not a usage error with a message", err)
+			}
+			return
+		}
+		if in.help {
+			return
+		}
+		if in.verb == nil {
+			t.Fatal("no verb and no error")
+		}
+		if in.format != "table" && in.format != "json" {
+			t.Fatalf("format %q accepted", in.format)
+		}
+		for name := range in.values {
+			if in.verb.flag(name) == nil {
+				t.Fatalf("value for unknown flag %q", name)
+			}
+		}
+		for _, fd := range in.verb.flags {
+			if fd.required && !in.has(fd.name) {
+				t.Fatalf("required --%s missing without error", fd.name)
+			}
+		}
+	})
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/vifsec/vifsec/internal/attach"
+	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/vif"
+)
+
+// runDataPath keeps the data path in line with the daemon's state until ctx
+// ends: on every generation it turns the snapshot into the attacher's
+// desired ports and the engine's tables. It returns after the engine has
+// stopped and closed every port.
+func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger) {
+	e := datapath.New(d.SADB(), log.With("part", "datapath"))
+	a := attach.New(e, func(dev, ns string) (vif.Port, error) {
+		p, err := vif.OpenPacket(dev, ns)
+		if err != nil {
+			return nil, err
+		}
+		if info, err := vif.Describe(dev, ns); err == nil {
+			log.Info("VIF opened", "dev", dev, "netns", ns, "info", info.String())
+		}
+		return p, nil
+	}, log.With("part", "attach"))
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	for {
+		gen, changed := d.Watch()
+		snap := d.Snapshot()
+		e.SetEnabled(snap.Enabled)
+		a.Set(wants(snap), uplinkWant(snap))
+		log.Debug("data path updated", "generation", gen, "vms", len(snap.VMs))
+		select {
+		case <-ctx.Done():
+			<-done
+			return
+		case <-changed:
+		}
+	}
+}
+
+func wants(snap *daemon.Snapshot) []attach.Want {
+	out := make([]attach.Want, 0, len(snap.VMs))
+	for _, v := range snap.VMs {
+		out = append(out, attach.Want{Dev: v.VM.Dev, Netns: v.VM.Netns, VM: datapath.VM{
+			Name:          v.VM.Name,
+			MAC:           sa.MAC(v.VM.MAC),
+			VLAN:          v.VM.VLAN,
+			IPs:           v.VM.IPs,
+			DefaultAction: v.Tenant.DefaultAction,
+			Policies:      v.Policies,
+			SAs:           v.PolicySAs,
+			Stats:         v.Counters,
+		}})
+	}
+	return out
+}
+
+func uplinkWant(snap *daemon.Snapshot) *attach.UplinkWant {
+	if snap.Uplink == nil {
+		return nil
+	}
+	return &attach.UplinkWant{Dev: snap.Uplink.Dev, Netns: snap.Uplink.Netns}
+}

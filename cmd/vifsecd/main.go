@@ -1,0 +1,239 @@
+// Command vifsecd is the vifsec host daemon: it restores the configured
+// tenants, VMs, uplink, SAs and SPs from --state, serves the control API
+// on --socket and Prometheus metrics on --metrics.
+//
+//	vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level LEVEL]
+//
+// SIGTERM or SIGINT: stop serving, flush state, exit 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/internal/metrics"
+	"github.com/vifsec/vifsec/internal/store"
+)
+
+// version is set at link time: -ldflags "-X main.version=...".
+var version = "dev"
+
+const (
+	defaultState   = "/var/lib/vifsec"
+	defaultMetrics = "127.0.0.1:9483"
+	stateFile      = "state.db"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr, nil))
+}
+
+type options struct {
+	state, socket, metrics, logLevel string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
+	fs := flag.NewFlagSet("vifsecd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	fs.StringVar(&o.state, "state", defaultState, "state directory (embedded store, created if missing)")
+	fs.StringVar(&o.socket, "socket", api.DefaultSocket, "control API unix socket (mode 0600)")
+	fs.StringVar(&o.metrics, "metrics", defaultMetrics, "Prometheus /metrics listen address, or off")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	lv := new(slog.LevelVar)
+	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, nil, fmt.Errorf("--log-level: %q is not a level; use debug, info, warn or error", o.logLevel)
+	}
+	if o.state == "" || o.socket == "" || o.metrics == "" {
+		return nil, nil, errors.New("--state, --socket and --metrics must not be empty (use --metrics off to disable metrics)")
+	}
+	return o, lv, nil
+}
+
+// run is the daemon; it returns the exit status. ready, if not nil, is
+// called with the socket path and the metrics address ("" if off) once
+// both are serving.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(socket, metricsAddr string)) int {
+	o, lv, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "vifsecd:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	if err := serve(ctx, o, log, ready); err != nil {
+		log.Error("vifsecd: " + err.Error())
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string, string)) (err error) {
+	lock, err := store.LockDir(o.state)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+
+	st, err := store.OpenBolt(filepath.Join(o.state, stateFile), time.Second)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("flush state: %w", cerr)
+		}
+	}()
+
+	d, err := daemon.New(st, &daemon.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+
+	ln, err := listenSocket(o.socket)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(o.socket)
+
+	srv := &http.Server{
+		Handler:           api.NewHandler(d, log, version),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("api: %w", err)
+		}
+	})
+
+	var msrv *http.Server
+	metricsAddr := ""
+	if o.metrics != "off" {
+		mln, err := net.Listen("tcp", o.metrics)
+		if err != nil {
+			srv.Close()
+			wg.Wait()
+			return fmt.Errorf("--metrics %s: %w", o.metrics, err)
+		}
+		metricsAddr = mln.Addr().String()
+		reg := metrics.NewRegistry(d, d.SADB(), version)
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		})
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	wg.Go(func() { d.Run(runCtx) })
+	wg.Go(func() { runDataPath(runCtx, d, log) })
+
+	snap := d.Snapshot()
+	log.Info("vifsecd ready", "version", version, "state", o.state, "socket", o.socket, "metrics", orOff(metricsAddr),
+		"tenants", len(snap.Tenants), "vms", len(snap.VMs), "sas", d.SADB().Len(), "ipsec_enabled", snap.Enabled)
+	if ready != nil {
+		ready(o.socket, metricsAddr)
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx))
+	case serveErr = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	if msrv != nil {
+		if err := msrv.Shutdown(sctx); err != nil {
+			msrv.Close()
+		}
+	}
+	wg.Wait()
+	if serveErr != nil {
+		return serveErr
+	}
+	log.Info("vifsecd stopped", "generation", d.Generation())
+	return nil
+}
+
+func orOff(s string) string {
+	if s == "" {
+		return "off"
+	}
+	return s
+}
+
+// listenSocket listens on the unix socket path with mode 0600, creating
+// its directory (0700) if needed. A stale socket left by a daemon that
+// died is replaced; a live one (another daemon answering on it) is not.
+func listenSocket(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("--socket %s: %w", path, err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("--socket %s exists and is not a socket; refusing to replace it", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("--socket %s: another daemon is serving on it; stop it or give a different --socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("--socket %s: remove stale socket: %w", path, err)
+		}
+	}
+	// The umask makes the socket 0600 from its creation: there is no
+	// moment at which another user could connect.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("--socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--socket %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	return ln, nil
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/api"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLifecycle runs the daemon in process, talks to it, cancels it (as
+// SIGTERM does) and checks that it exits 0, removes its socket, and leaves
+// no goroutine behind (wireguard-go's goroutineLeakCheck).
+func TestLifecycle(t *testing.T) {
+	base := runtime.NumGoroutine()
+	dir, err := os.MkdirTemp("", "vifsecd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s.sock")
+	state := filepath.Join(dir, "state")
+	args := []string{"--state", state, "--socket", sock, "--metrics", "127.0.0.1:0", "--log-level", "debug"}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs lockedBuffer
+	readyc := make(chan string, 1)
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, &logs, func(_, m string) { readyc <- m }) }()
+	select {
+	case <-readyc:
+	case code := <-done:
+		t.Fatalf("exited %d before ready:\n%s", code, logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready")
+	}
+
+	c := api.NewClient(sock)
+	if _, err := c.AddTenant(ctx, api.TenantAddRequest{Tenant: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	// A second daemon on the same state directory refuses.
+	var logs2 lockedBuffer
+	if code := run(context.Background(), []string{"--state", state, "--socket", sock + "2", "--metrics", "off"}, &logs2, nil); code != 1 ||
+		!strings.Contains(logs2.String(), "in use by another vifsecd") {
+		t.Errorf("second daemon: exit %d, log %q", code, logs2.String())
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d after cancel, want 0:\n%s", code, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not stop")
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket not removed: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines leaked: %d > %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"--log-level", "loud"}, 2, "--log-level"},
+		{[]string{"extra"}, 2, "unexpected argument"},
+		{[]string{"--bogus"}, 2, "bogus"},
+		{[]string{"--metrics", ""}, 2, "--metrics off"},
+	}
+	for _, tt := range tests {
+		var b lockedBuffer
+		if code := run(context.Background(), tt.args, &b, nil); code != tt.code || !strings.Contains(b.String(), tt.msg) {
+			t.Errorf("vifsecd %v: exit %d, output %q; want %d mentioning %q", tt.args, code, b.String(), tt.code, tt.msg)
+		}
+	}
+	o, _, err := parseFlags(nil, &bytes.Buffer{})
+	if err != nil || o.state != "/var/lib/vifsec" || o.socket != "/run/vifsec/vifsecd.sock" || o.metrics != "127.0.0.1:9483" || o.logLevel != "info" {
+		t.Errorf("defaults %+v, %v", o, err)
+	}
+}

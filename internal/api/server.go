@@ -1,0 +1,480 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/tenant"
+)
+
+// maxBody bounds a request body; the largest request (sa add) is < 1 KiB.
+const maxBody = 1 << 20
+
+// NewHandler returns the /v1 API on d. version is reported by
+// GET /v1/version. Requests are logged at debug level without their
+// bodies (an SA request carries keys).
+func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{d: d, log: log, version: version}
+	mux := http.NewServeMux()
+	p := "/" + Version
+	mux.HandleFunc("GET "+p+"/version", s.getVersion)
+	mux.HandleFunc("GET "+p+"/tenants", s.listTenants)
+	mux.HandleFunc("POST "+p+"/tenants", s.addTenant)
+	mux.HandleFunc("DELETE "+p+"/tenants/{name}", s.removeTenant)
+	mux.HandleFunc("GET "+p+"/vms", s.listVMs)
+	mux.HandleFunc("POST "+p+"/vms", s.attachVM)
+	mux.HandleFunc("DELETE "+p+"/vms/{name}", s.detachVM)
+	mux.HandleFunc("GET "+p+"/uplink", s.getUplink)
+	mux.HandleFunc("PUT "+p+"/uplink", s.setUplink)
+	mux.HandleFunc("GET "+p+"/sa", s.listSAs)
+	mux.HandleFunc("POST "+p+"/sa", s.addSA)
+	mux.HandleFunc("DELETE "+p+"/sa", s.removeAllSAs)
+	mux.HandleFunc("DELETE "+p+"/sa/{name}", s.removeSA)
+	mux.HandleFunc("GET "+p+"/sp", s.listSPs)
+	mux.HandleFunc("POST "+p+"/sp", s.addSP)
+	mux.HandleFunc("DELETE "+p+"/sp", s.removeAllSPs)
+	mux.HandleFunc("DELETE "+p+"/sp/{name}", s.removeSP)
+	mux.HandleFunc("GET "+p+"/config", s.getConfig)
+	mux.HandleFunc("PUT "+p+"/config", s.setConfig)
+	mux.HandleFunc("GET "+p+"/stats", s.getStats)
+	mux.HandleFunc("GET "+p+"/ipsecsa", s.listIPsecSAs)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: "bad_request",
+			Message: fmt.Sprintf("no such API endpoint: %s %s (see internal/api/README.md)", r.Method, r.URL.Path)})
+	})
+	return s.logged(mux)
+}
+
+type server struct {
+	d       *daemon.Daemon
+	log     *slog.Logger
+	version string
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *server) logged(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		s.log.Debug("api request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration", time.Since(start))
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	writeJSON(w, e.Status, ErrorBody{Error: e})
+}
+
+// fail writes err, a daemon refusal or a parse error, as an API error.
+func fail(w http.ResponseWriter, err error) {
+	e := &Error{Message: err.Error()}
+	var de *daemon.Error
+	if !errors.As(err, &de) {
+		// Parse errors from this package: the request's fields are wrong.
+		e.Status, e.Code = http.StatusBadRequest, "invalid"
+		writeError(w, e)
+		return
+	}
+	e.Code = de.Code.String()
+	switch de.Code {
+	case daemon.CodeInvalid:
+		e.Status = http.StatusBadRequest
+	case daemon.CodeNotFound:
+		e.Status = http.StatusNotFound
+	case daemon.CodeExists, daemon.CodeInUse:
+		e.Status = http.StatusConflict
+	default:
+		e.Status = http.StatusInternalServerError
+	}
+	writeError(w, e)
+}
+
+// decode reads a JSON request body into v, refusing unknown fields (a
+// misspelt field must not be silently ignored) and trailing data.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err != nil {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: "bad_request", Message: "request body: " + err.Error()})
+		return false
+	}
+	return true
+}
+
+func (s *server) getVersion(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, VersionInfo{API: Version, Version: s.version, Go: runtime.Version()})
+}
+
+func (s *server) listTenants(w http.ResponseWriter, r *http.Request) {
+	out := []Tenant{}
+	for _, t := range s.d.Tenants() {
+		out = append(out, Tenant{Name: t.Name, VNI: t.VNI, DefaultAction: t.DefaultAction.String()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) addTenant(w http.ResponseWriter, r *http.Request) {
+	var req TenantAddRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	t, err := req.Parse()
+	if err == nil {
+		err = s.d.AddTenant(t)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, Added{Warnings: []string{}})
+}
+
+func (s *server) removeTenant(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.d.RemoveTenant(name); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+}
+
+// VMOf converts a tenant.VM for listing.
+func VMOf(v tenant.VM) VM {
+	out := VM{Name: v.Name, Tenant: v.Tenant, Dev: v.Dev, Netns: v.Netns, MAC: v.MAC.String(), VLAN: v.VLAN, IPs: []string{}}
+	for _, a := range v.IPs {
+		out.IPs = append(out.IPs, a.String())
+	}
+	return out
+}
+
+func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
+	out := []VM{}
+	for _, v := range s.d.VMs() {
+		out = append(out, VMOf(v))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) attachVM(w http.ResponseWriter, r *http.Request) {
+	var req VMAttachRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	v, err := req.Parse()
+	if err == nil {
+		err = s.d.AttachVM(v)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, Added{Warnings: []string{}})
+}
+
+func (s *server) detachVM(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.d.DetachVM(name); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+}
+
+func (s *server) getUplink(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.d.Uplink()
+	if !ok {
+		writeJSON(w, http.StatusOK, nil)
+		return
+	}
+	out := Uplink{Dev: u.Dev, Netns: u.Netns, Overlay: u.Overlay.String(), VXLANPort: u.VXLANPort}
+	if u.VXLANLocal.IsValid() {
+		out.VXLANLocal = u.VXLANLocal.String()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) setUplink(w http.ResponseWriter, r *http.Request) {
+	var req UplinkSetRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	u, err := req.Parse()
+	if err == nil {
+		err = s.d.SetUplink(u)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Added{Warnings: []string{}})
+}
+
+func dirString(d sa.Direction) string {
+	if d == sa.DirIn || d == sa.DirOut {
+		return d.String()
+	}
+	return ""
+}
+
+// SAOf converts a daemon.SAInfo for listing.
+func SAOf(info daemon.SAInfo) SA {
+	c := info.Config
+	out := SA{
+		Name: c.Name, VM: info.VM, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
+		Source: c.Src.String(), Destination: c.Dst.String(), Mode: c.Mode.String(),
+		SPI: fmt.Sprintf("0x%x", c.SPI), Direction: dirString(info.Dir),
+		EncryptionAlgorithm: c.Enc.String(), EncryptionKeyBytes: c.Enc.KeyLen(),
+		IntegrityAlgorithm: c.Integ.String(), IntegrityKeyBytes: c.Integ.KeyLen(),
+		ReplayWindow: c.ReplayWindow, ESN: c.ESN,
+		LifetimeBytes: c.Lifetime.Hard.Bytes, LifetimeSeconds: c.Lifetime.Hard.Seconds,
+		UsedBy: append([]string{}, info.UsedBy...), State: saState(info),
+	}
+	return out
+}
+
+func saState(info daemon.SAInfo) string {
+	switch {
+	case info.Expired:
+		return "expired"
+	case len(info.UsedBy) == 0:
+		return "idle"
+	}
+	return "installed"
+}
+
+func (s *server) listSAs(w http.ResponseWriter, r *http.Request) {
+	out := []SA{}
+	for _, info := range s.d.SAs() {
+		out = append(out, SAOf(info))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) addSA(w http.ResponseWriter, r *http.Request) {
+	var req SAAddRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	vm, cfg, err := req.Parse()
+	var warnings []string
+	if err == nil {
+		warnings, err = s.d.AddSA(vm, cfg)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, http.StatusCreated, Added{Warnings: warnings})
+}
+
+func (s *server) removeSA(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.d.RemoveSA(name); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+}
+
+// requireAll refuses a DELETE of a whole collection without ?all=true, so
+// that a stray request cannot remove everything.
+func requireAll(w http.ResponseWriter, r *http.Request, what string) bool {
+	if r.URL.Query().Get("all") == "true" {
+		return true
+	}
+	writeError(w, &Error{Status: http.StatusBadRequest, Code: "bad_request",
+		Message: fmt.Sprintf("DELETE /%s/%s removes every %s: add ?all=true (the CLI's --removeall), or DELETE /%s/%s/NAME", Version, what, strings.ToUpper(what), Version, what)})
+	return false
+}
+
+func (s *server) removeAllSAs(w http.ResponseWriter, r *http.Request) {
+	if !requireAll(w, r, "sa") {
+		return
+	}
+	removed, left, err := s.d.RemoveAllSAs()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	out := Removed{Removed: append([]string{}, removed...), Unprotected: []Unprotected{}}
+	for _, u := range left {
+		out.Unprotected = append(out.Unprotected, Unprotected{SP: u.SP, VM: u.VM, SA: u.SA})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// SPOf converts a daemon.SPInfo for listing.
+func SPOf(info daemon.SPInfo) SP {
+	p := info.Policy
+	out := SP{
+		Name: p.Name, VM: p.VM, Source: p.Src.String(), Destination: p.Dst.String(),
+		SourcePort: p.SrcPort.String(), DestinationPort: p.DstPort.String(),
+		UpperLayerProtocol: p.ULProto.String(), Direction: dirString(p.Direction),
+		Action: p.Action.String(), SAName: p.SAName, SAMissing: info.SAMissing,
+	}
+	if p.Mode == sa.ModeTransport || p.Mode == sa.ModeTunnel {
+		out.Mode = p.Mode.String()
+	}
+	return out
+}
+
+func (s *server) listSPs(w http.ResponseWriter, r *http.Request) {
+	out := []SP{}
+	for _, info := range s.d.SPs() {
+		out = append(out, SPOf(info))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) addSP(w http.ResponseWriter, r *http.Request) {
+	var req SPAddRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	p, warnings, err := req.Parse()
+	if err == nil {
+		err = s.d.AddSP(p)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, http.StatusCreated, Added{Warnings: warnings})
+}
+
+func (s *server) removeSP(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := s.d.RemoveSP(name); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+}
+
+func (s *server) removeAllSPs(w http.ResponseWriter, r *http.Request) {
+	if !requireAll(w, r, "sp") {
+		return
+	}
+	names, err := s.d.RemoveAllSPs()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Removed{Removed: append([]string{}, names...)})
+}
+
+func (s *server) getConfig(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, Config{IsEnabled: s.d.Enabled()})
+}
+
+func (s *server) setConfig(w http.ResponseWriter, r *http.Request) {
+	var req ConfigModifyRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	on, err := req.Parse()
+	if err == nil {
+		err = s.d.SetEnabled(on)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Added{Warnings: []string{}})
+}
+
+func dropMap(d *[sa.NumDrops]uint64) map[string]uint64 {
+	m := make(map[string]uint64, sa.NumDrops-1)
+	for i := sa.Drop(1); i < sa.NumDrops; i++ {
+		m[i.String()] = d[i]
+	}
+	return m
+}
+
+func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
+	st, err := s.d.Stats(r.URL.Query().Get("vm"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	out := []Stats{}
+	for _, v := range st {
+		o := Stats{VM: v.VM, Tenant: v.Tenant, PacketsIn: v.PacketsIn, PacketsOut: v.PacketsOut,
+			BytesIn: v.BytesIn, BytesOut: v.BytesOut, Drops: dropMap(&v.Drops), SAs: []SAStats{}}
+		for _, x := range v.SAs {
+			state := "active"
+			if x.Expired {
+				state = "expired"
+			}
+			o.SAs = append(o.SAs, SAStats{Name: x.Name, SPI: fmt.Sprintf("0x%x", x.SPI), Direction: dirString(x.Dir),
+				Packets: x.Packets, Bytes: x.Bytes, Drops: dropMap(&x.Drops), State: state})
+		}
+		out = append(out, o)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func ontapSPI(v uint32) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%08x", v)
+}
+
+func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
+	rows, err := s.d.IPsecSAs(r.URL.Query().Get("tenant"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	out := []IPsecSA{}
+	for _, x := range rows {
+		pol := "-"
+		if len(x.Policies) > 0 {
+			pol = strings.Join(x.Policies, ",")
+		}
+		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: pol, Policies: append([]string{}, x.Policies...),
+			VM: x.VM, SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
+			InboundSPI: ontapSPI(x.InboundSPI), OutboundSPI: ontapSPI(x.OutboundSPI), State: x.State})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

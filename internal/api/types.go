@@ -1,0 +1,266 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Value is a request field that the CLI writes as a flag value: in JSON it
+// may be a string ("4789", "any", "true") or a bare number or boolean (4789,
+// true), which is kept as its text. The daemon parses it as the flag
+// would be.
+type Value string
+
+// UnmarshalJSON accepts a string, number, boolean or null.
+func (v *Value) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*v = Value(s)
+	case bytes.Equal(b, []byte("null")):
+		*v = ""
+	case bytes.Equal(b, []byte("true")), bytes.Equal(b, []byte("false")):
+		*v = Value(b)
+	default:
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("want a string, number or boolean, got %s", b)
+		}
+		*v = Value(n)
+	}
+	return nil
+}
+
+// Requests. Field names are the CLI's flags with '-' written '_'.
+
+// TenantAddRequest is POST /v1/tenants (`vifsec tenant add`).
+type TenantAddRequest struct {
+	Tenant        string `json:"tenant"`
+	VNI           Value  `json:"vni,omitempty"`
+	DefaultAction string `json:"default_action,omitempty"`
+}
+
+// VMAttachRequest is POST /v1/vms (`vifsec vm attach`).
+type VMAttachRequest struct {
+	VM     string   `json:"vm"`
+	Tenant string   `json:"tenant"`
+	Dev    string   `json:"dev"`
+	Netns  string   `json:"netns,omitempty"`
+	MAC    string   `json:"mac"`
+	VLAN   Value    `json:"vlan,omitempty"`
+	IP     []string `json:"ip,omitempty"`
+}
+
+// UplinkSetRequest is PUT /v1/uplink (`vifsec uplink set`).
+type UplinkSetRequest struct {
+	Dev        string `json:"dev"`
+	Netns      string `json:"netns,omitempty"`
+	Overlay    string `json:"overlay,omitempty"`
+	VXLANLocal string `json:"vxlan_local,omitempty"`
+	VXLANPort  Value  `json:"vxlan_port,omitempty"`
+}
+
+// SAAddRequest is POST /v1/sa (`vifsec sa add`). Keys travel only in this
+// request; no response ever carries them.
+type SAAddRequest struct {
+	VM                  string `json:"vm"`
+	SAName              string `json:"sa_name"`
+	SASource            string `json:"sa_source"`
+	SADestination       string `json:"sa_destination"`
+	SAMode              string `json:"sa_mode"`
+	SASPI               string `json:"sa_spi"`
+	EncryptionAlgorithm string `json:"encryption_algorithm"`
+	EncryptionKey       string `json:"encryption_key,omitempty"`
+	IntegrityAlgorithm  string `json:"integrity_algorithm"`
+	IntegrityKey        string `json:"integrity_key,omitempty"`
+	ReplayWindow        Value  `json:"replay_window,omitempty"`
+	ESN                 Value  `json:"esn,omitempty"`
+	LifetimeBytes       Value  `json:"lifetime_bytes,omitempty"`
+	LifetimeSeconds     Value  `json:"lifetime_seconds,omitempty"`
+}
+
+// SPAddRequest is POST /v1/sp (`vifsec sp add`, `vifsec add`).
+type SPAddRequest struct {
+	VM                 string `json:"vm"`
+	SPName             string `json:"sp_name"`
+	SPSource           string `json:"sp_source"`
+	SPDestination      string `json:"sp_destination"`
+	SourcePort         Value  `json:"source_port"`
+	DestinationPort    Value  `json:"destination_port"`
+	UpperLayerProtocol string `json:"upper_layer_protocol"`
+	FlowDirection      string `json:"flow_direction"`
+	Action             string `json:"action"`
+	SPMode             string `json:"sp_mode,omitempty"`
+	SAName             string `json:"sa_name,omitempty"`
+}
+
+// ConfigModifyRequest is PUT /v1/config (`vifsec config modify`).
+type ConfigModifyRequest struct {
+	IsEnabled Value `json:"is_enabled"`
+}
+
+// Responses.
+
+// Error is the body of every response with status 4xx or 5xx.
+type Error struct {
+	// Status is the HTTP status; not part of the body.
+	Status int `json:"-"`
+	// Code is one of invalid, not_found, exists, in_use, bad_request,
+	// internal.
+	Code string `json:"code"`
+	// Message is for the operator; it names the CLI flag at fault and
+	// what it accepts. It may span several lines, one per problem.
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// ErrorBody wraps Error in responses: {"error": {...}}.
+type ErrorBody struct {
+	Error *Error `json:"error"`
+}
+
+// Tenant is a tenant as listed.
+type Tenant struct {
+	Name          string `json:"name"`
+	VNI           uint32 `json:"vni"`
+	DefaultAction string `json:"default_action"`
+}
+
+// VM is a VM as listed.
+type VM struct {
+	Name   string   `json:"name"`
+	Tenant string   `json:"tenant"`
+	Dev    string   `json:"dev"`
+	Netns  string   `json:"netns"`
+	MAC    string   `json:"mac"`
+	VLAN   uint16   `json:"vlan"`
+	IPs    []string `json:"ips"`
+}
+
+// Uplink is the uplink as shown; GET /v1/uplink answers null if none is set.
+type Uplink struct {
+	Dev        string `json:"dev"`
+	Netns      string `json:"netns"`
+	Overlay    string `json:"overlay"`
+	VXLANLocal string `json:"vxlan_local,omitempty"`
+	VXLANPort  uint16 `json:"vxlan_port,omitempty"`
+}
+
+// SA is an SA as listed: algorithms and key lengths, never keys.
+type SA struct {
+	Name                string   `json:"name"`
+	VM                  string   `json:"vm"`
+	VLAN                uint16   `json:"vlan"`
+	MAC                 string   `json:"mac"`
+	Source              string   `json:"source"`
+	Destination         string   `json:"destination"`
+	Mode                string   `json:"mode"`
+	SPI                 string   `json:"spi"` // 0x-prefixed hex
+	Direction           string   `json:"direction"`
+	EncryptionAlgorithm string   `json:"encryption_algorithm"`
+	EncryptionKeyBytes  int      `json:"encryption_key_bytes"`
+	IntegrityAlgorithm  string   `json:"integrity_algorithm"`
+	IntegrityKeyBytes   int      `json:"integrity_key_bytes"`
+	ReplayWindow        int      `json:"replay_window"`
+	ESN                 bool     `json:"esn"`
+	LifetimeBytes       uint64   `json:"lifetime_bytes"`
+	LifetimeSeconds     uint64   `json:"lifetime_seconds"`
+	UsedBy              []string `json:"used_by"`
+	State               string   `json:"state"` // installed, idle, expired
+}
+
+// SP is an SP as listed.
+type SP struct {
+	Name               string `json:"name"`
+	VM                 string `json:"vm"`
+	Source             string `json:"source"`
+	Destination        string `json:"destination"`
+	SourcePort         string `json:"source_port"`
+	DestinationPort    string `json:"destination_port"`
+	UpperLayerProtocol string `json:"upper_layer_protocol"`
+	Direction          string `json:"direction"`
+	Action             string `json:"action"`
+	Mode               string `json:"mode"`
+	SAName             string `json:"sa_name"`
+	// SAMissing is set for an ipsec SP whose SA `sa remove --removeall`
+	// removed: its traffic is discarded until the SA is added again.
+	SAMissing bool `json:"sa_missing"`
+}
+
+// Added answers a successful POST or PUT. Warnings are for the operator
+// (the CLI prints them on stderr); the request succeeded regardless.
+type Added struct {
+	Warnings []string `json:"warnings"`
+}
+
+// Unprotected is an ipsec SP left without its SA.
+type Unprotected struct {
+	SP string `json:"sp"`
+	VM string `json:"vm"`
+	SA string `json:"sa"`
+}
+
+// Removed answers a successful DELETE.
+type Removed struct {
+	Removed []string `json:"removed"`
+	// Unprotected lists, for DELETE /v1/sa?all=true, the SPs left
+	// without an SA.
+	Unprotected []Unprotected `json:"unprotected,omitempty"`
+}
+
+// Config is the global switch (`vifsec config show`).
+type Config struct {
+	IsEnabled bool `json:"is_enabled"`
+}
+
+// Stats is one VM's counters (`vifsec stats`). Drops maps every drop
+// reason to its count, zeros included.
+type Stats struct {
+	VM         string            `json:"vm"`
+	Tenant     string            `json:"tenant"`
+	PacketsIn  uint64            `json:"packets_in"`
+	PacketsOut uint64            `json:"packets_out"`
+	BytesIn    uint64            `json:"bytes_in"`
+	BytesOut   uint64            `json:"bytes_out"`
+	Drops      map[string]uint64 `json:"drops"`
+	SAs        []SAStats         `json:"sas"`
+}
+
+// SAStats is one SA's counters; Direction is in, out or "" if unknown.
+type SAStats struct {
+	Name      string            `json:"name"`
+	SPI       string            `json:"spi"`
+	Direction string            `json:"direction"`
+	Packets   uint64            `json:"packets"`
+	Bytes     uint64            `json:"bytes"`
+	Drops     map[string]uint64 `json:"drops"`
+	State     string            `json:"state"`
+}
+
+// IPsecSA is one row of `vifsec show-ipsecsa`. SPIs are 8 hex digits
+// without 0x, as ONTAP prints them, or "-".
+type IPsecSA struct {
+	Tenant        string   `json:"tenant"`
+	Policy        string   `json:"policy"`
+	Policies      []string `json:"policies"`
+	VM            string   `json:"vm"`
+	SA            string   `json:"sa"`
+	LocalAddress  string   `json:"local_address"`
+	RemoteAddress string   `json:"remote_address"`
+	InboundSPI    string   `json:"inbound_spi"`
+	OutboundSPI   string   `json:"outbound_spi"`
+	State         string   `json:"state"`
+}
+
+// VersionInfo answers GET /v1/version.
+type VersionInfo struct {
+	API     string `json:"api"`
+	Version string `json:"version"`
+	Go      string `json:"go"`
+}

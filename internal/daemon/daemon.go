@@ -1,0 +1,273 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/store"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/tenant"
+)
+
+// Config configures a Daemon. A nil *Config means defaults.
+type Config struct {
+	// Logger receives one line per accepted change and per SA lifetime
+	// event; nil discards. Keys are never logged.
+	Logger *slog.Logger
+	// DefaultDisabled starts with the global IPsec switch off until
+	// someone sets it (`vifsec config modify --is-enabled`). By default it
+	// is on, so SPs act as soon as they are added, as on ESXi.
+	DefaultDisabled bool
+}
+
+// Daemon holds the configured state of the host. It is safe for
+// concurrent use: mutating methods serialise (validate, commit, apply)
+// under one lock; read accessors take a shared lock and return copies;
+// the sa.DB is the data path's and is read without any lock.
+type Daemon struct {
+	log *slog.Logger
+	st  store.Store
+	db  *sa.DB
+
+	mu      sync.RWMutex
+	tenants map[string]tenant.Tenant
+	vms     map[string]*vmEntry
+	byScope map[sa.Scope]string // (vlan, mac) → VM name
+	saVM    map[string]string   // SA name → VM name
+	sps     map[string]*spEntry
+	nextSeq uint64
+	uplink  *Uplink
+	enabled bool
+
+	gen     atomic.Uint64
+	watchMu sync.Mutex
+	watchCh chan struct{}
+
+	expiredMu sync.Mutex
+	expired   map[*sa.SA]bool // already logged as expired
+}
+
+type vmEntry struct {
+	vm       tenant.VM
+	counters *VMCounters
+}
+
+func (e *vmEntry) scope() sa.Scope { return sa.Scope{VLAN: e.vm.VLAN, MAC: sa.MAC(e.vm.MAC)} }
+
+type spEntry struct {
+	seq uint64
+	p   tenant.Policy
+}
+
+// New restores the state held in st and returns the Daemon. It fails,
+// naming the record, if a stored record is unreadable or inconsistent:
+// the daemon never starts with part of its state silently dropped.
+func New(st store.Store, cfg *Config) (*Daemon, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{
+		log: log, st: st, db: sa.NewDB(0),
+		tenants: map[string]tenant.Tenant{}, vms: map[string]*vmEntry{},
+		byScope: map[sa.Scope]string{}, saVM: map[string]string{}, sps: map[string]*spEntry{},
+		nextSeq: 1, enabled: !cfg.DefaultDisabled,
+		watchCh: make(chan struct{}), expired: map[*sa.SA]bool{},
+	}
+	recs, err := st.Load()
+	if err != nil {
+		return nil, fmt.Errorf("restore state: %w", err)
+	}
+	if err := d.restore(recs); err != nil {
+		return nil, fmt.Errorf("restore state: %w", err)
+	}
+	d.gen.Store(1)
+	return d, nil
+}
+
+func (d *Daemon) restore(recs []store.Record) error {
+	var sas []*sa.SA
+	var sps []*spEntry
+	for _, r := range recs {
+		bad := func(err error) error { return fmt.Errorf("%s %q: %w", r.Kind, r.Name, err) }
+		switch r.Kind {
+		case store.KindConfig:
+			var c configRecord
+			if err := json.Unmarshal(r.Value, &c); err != nil {
+				return bad(err)
+			}
+			d.enabled = c.IPsecEnabled
+		case store.KindUplink:
+			var u Uplink
+			if err := json.Unmarshal(r.Value, &u); err != nil {
+				return bad(err)
+			}
+			if err := u.Validate(); err != nil {
+				return bad(err)
+			}
+			d.uplink = &u
+		case store.KindTenant:
+			var t tenant.Tenant
+			if err := json.Unmarshal(r.Value, &t); err != nil {
+				return bad(err)
+			}
+			if err := t.Validate(); err != nil {
+				return bad(err)
+			}
+			d.tenants[t.Name] = t
+		case store.KindVM:
+			var v tenant.VM
+			if err := json.Unmarshal(r.Value, &v); err != nil {
+				return bad(err)
+			}
+			if err := v.Validate(); err != nil {
+				return bad(err)
+			}
+			if _, ok := d.tenants[v.Tenant]; !ok {
+				return bad(fmt.Errorf("tenant %q is not stored", v.Tenant))
+			}
+			e := &vmEntry{vm: v, counters: new(VMCounters)}
+			if other, ok := d.byScope[e.scope()]; ok {
+				return bad(fmt.Errorf("same (vlan, mac) as VM %q", other))
+			}
+			d.vms[v.Name] = e
+			d.byScope[e.scope()] = v.Name
+		case store.KindSA:
+			vm, c, err := decodeSA(r.Value)
+			if err != nil {
+				return bad(err)
+			}
+			e := d.vms[vm]
+			if e == nil {
+				return bad(fmt.Errorf("VM %q is not stored", vm))
+			}
+			if c.Scope != e.scope() {
+				return bad(fmt.Errorf("stored with %s but VM %q has %s", c.Scope, vm, e.scope()))
+			}
+			s, err := sa.New(c)
+			clear(c.EncKey)
+			clear(c.IntegKey)
+			if err != nil {
+				return bad(err)
+			}
+			sas = append(sas, s)
+			d.saVM[c.Name] = vm
+		case store.KindSP:
+			var r2 spRecord
+			if err := json.Unmarshal(r.Value, &r2); err != nil {
+				return bad(err)
+			}
+			if err := r2.Policy.Validate(); err != nil {
+				return bad(err)
+			}
+			if d.vms[r2.Policy.VM] == nil {
+				return bad(fmt.Errorf("VM %q is not stored", r2.Policy.VM))
+			}
+			sps = append(sps, &spEntry{seq: r2.Seq, p: r2.Policy})
+		}
+		clear(r.Value) // SA records hold keys
+	}
+	if err := d.db.Apply(sas, nil); err != nil {
+		return err
+	}
+	for _, e := range sps {
+		if s := d.db.Get(e.p.SAName); s != nil && d.saVM[e.p.SAName] != e.p.VM {
+			return fmt.Errorf("sp %q: SA %q belongs to VM %q, not %q", e.p.Name, e.p.SAName, d.saVM[e.p.SAName], e.p.VM)
+		}
+		d.sps[e.p.Name] = e
+		if e.seq >= d.nextSeq {
+			d.nextSeq = e.seq + 1
+		}
+	}
+	return nil
+}
+
+// SADB returns the SA database. The data path looks SAs up in it directly;
+// only the Daemon writes to it.
+func (d *Daemon) SADB() *sa.DB { return d.db }
+
+// Generation counts accepted changes; it grows by one per change.
+func (d *Daemon) Generation() uint64 { return d.gen.Load() }
+
+// Watch returns the current generation and a channel that is closed at
+// the next change. The data path waits on it, then rebuilds from Snapshot.
+func (d *Daemon) Watch() (uint64, <-chan struct{}) {
+	d.watchMu.Lock()
+	defer d.watchMu.Unlock()
+	return d.gen.Load(), d.watchCh
+}
+
+// changed publishes a change. The caller holds d.mu.
+func (d *Daemon) changed() {
+	d.watchMu.Lock()
+	d.gen.Add(1)
+	close(d.watchCh)
+	d.watchCh = make(chan struct{})
+	d.watchMu.Unlock()
+}
+
+// commit makes ops durable; the caller holds d.mu and applies the change to
+// memory only if commit returns nil.
+func (d *Daemon) commit(ops []store.Op) error {
+	if err := d.st.Commit(ops); err != nil {
+		d.log.Error("state commit failed; request refused, nothing changed", "err", err)
+		return errf(CodeInternal, "vifsecd could not save the change (nothing changed): %v", err)
+	}
+	return nil
+}
+
+// Run does the daemon's periodic work until ctx is done: it applies SA
+// seconds lifetimes once a second and logs SA lifetime events. It returns
+// when ctx is done.
+func (d *Daemon) Run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d.tick(now)
+		case ev := <-d.db.Events():
+			d.log.Warn("SA lifetime event", "sa", ev.Name, "event", ev.Kind.String(), "key", ev.Key.String())
+		}
+	}
+}
+
+func (d *Daemon) tick(now time.Time) {
+	exp := d.db.Tick(now)
+	d.expiredMu.Lock()
+	defer d.expiredMu.Unlock()
+	live := make(map[*sa.SA]bool, len(exp))
+	for _, s := range exp {
+		live[s] = true
+		if !d.expired[s] {
+			d.log.Warn("SA expired: it drops traffic until replaced", "sa", s.Name(), "vm", d.vmOfSA(s.Name()))
+		}
+	}
+	d.expired = live
+}
+
+func (d *Daemon) vmOfSA(name string) string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.saVM[name]
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

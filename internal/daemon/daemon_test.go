@@ -1,0 +1,401 @@
+package daemon
+
+import (
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/vifsec/vifsec/internal/store"
+	"github.com/vifsec/vifsec/internal/store/storetest"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/tenant"
+)
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	k, err := sa.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// seedSA is seed 001's `sa add` example.
+func seedSA(t *testing.T, name string, spi uint32) sa.Config {
+	return sa.Config{
+		Name: name, SPI: spi, Mode: sa.ModeTransport,
+		Src: netip.MustParseAddr("2001:DB8:1::121"), Dst: netip.MustParseAddr("2001:DB8:1::122"),
+		Enc: sa.Enc3DESCBC, EncKey: mustHex(t, "0x6970763672656164796c6f676f336465736362636f757432"),
+		Integ: sa.IntegHMACSHA1, IntegKey: mustHex(t, "0x6970763672656164796c6f67736861316f757432"),
+	}
+}
+
+func gcmSA(t *testing.T, name string, spi uint32, mode sa.Mode) sa.Config {
+	return sa.Config{
+		Name: name, SPI: spi, Mode: mode,
+		Src: netip.MustParseAddr("2001:db8:1::1"), Dst: netip.MustParseAddr("2001:db8:2::1"),
+		Enc: sa.EncAES128GCM, EncKey: mustHex(t, "0x000102030405060708090a0b0c0d0e0f10111213"), Integ: sa.IntegNone,
+	}
+}
+
+func policy(name, vm, saName string, dir sa.Direction, action tenant.Action, mode sa.Mode) tenant.Policy {
+	return tenant.Policy{
+		Name: name, VM: vm,
+		Src: netip.MustParsePrefix("2001:db8:1::/64"), Dst: netip.MustParsePrefix("2002:db8:1::/64"),
+		SrcPort: tenant.PortNumber(23), DstPort: tenant.PortNumber(25), ULProto: tenant.ProtoTCP,
+		Direction: dir, Action: action, Mode: mode, SAName: saName,
+	}
+}
+
+func vm(name, tn, mac string, vlan uint16) tenant.VM {
+	m, err := tenant.ParseMAC(mac)
+	if err != nil {
+		panic(err)
+	}
+	return tenant.VM{Name: name, Tenant: tn, Dev: "tap-" + name, MAC: m, VLAN: vlan,
+		IPs: []netip.Addr{netip.MustParseAddr("2001:db8:1::121")}}
+}
+
+// setup returns a daemon with tenant t1 and VMs vm1, vm2.
+func setup(t *testing.T, st store.Store) *Daemon {
+	t.Helper()
+	d, err := New(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, d.AddTenant(tenant.Tenant{Name: "t1", VNI: 100}))
+	must(t, d.AttachVM(vm("vm1", "t1", "52:54:00:00:00:01", 10)))
+	must(t, d.AttachVM(vm("vm2", "t1", "52:54:00:00:00:02", 10)))
+	return d
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// state is everything observable, for before/after comparisons.
+type state struct {
+	Tenants []tenant.Tenant
+	VMs     []tenant.VM
+	SAs     []SAInfo
+	SPs     []SPInfo
+	Keys    map[string]sa.Config
+	Uplink  Uplink
+	Enabled bool
+}
+
+func observe(d *Daemon) state {
+	s := state{Tenants: d.Tenants(), VMs: d.VMs(), SAs: d.SAs(), SPs: d.SPs(), Enabled: d.Enabled(), Keys: map[string]sa.Config{}}
+	for i := range s.SAs {
+		s.SAs[i].Stats = nil
+	}
+	for _, x := range d.SADB().List() {
+		s.Keys[x.Name()] = x.ConfigWithKeys()
+	}
+	s.Uplink, _ = d.Uplink()
+	return s
+}
+
+func TestSPIIsPerVM(t *testing.T) {
+	d := setup(t, storetest.NewMemory())
+	if _, err := d.AddSA("vm1", seedSA(t, "a", 0x1000)); err != nil {
+		t.Fatal(err)
+	}
+	// Same SPI, other VM: a different SA (seed 004).
+	if _, err := d.AddSA("vm2", seedSA(t, "b", 0x1000)); err != nil {
+		t.Fatalf("same SPI on another VM: %v", err)
+	}
+	_, err := d.AddSA("vm1", seedSA(t, "c", 0x1000))
+	if CodeOf(err) != CodeExists || !strings.Contains(err.Error(), "--sa-spi") {
+		t.Fatalf("same SPI on the same VM: %v, want exists naming --sa-spi", err)
+	}
+	k1 := sa.Key{Scope: sa.Scope{VLAN: 10, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}, SPI: 0x1000}
+	if s := d.SADB().Lookup(k1); s == nil || s.Name() != "a" {
+		t.Errorf("Lookup(vm1, 0x1000) = %v, want a", s)
+	}
+}
+
+func TestAddSAWarnsDeprecated(t *testing.T) {
+	d := setup(t, storetest.NewMemory())
+	w, err := d.AddSA("vm1", seedSA(t, "sa_2", 0x1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w) != 1 || !strings.Contains(w[0], "3des-cbc is deprecated") {
+		t.Errorf("warnings = %q, want a 3des-cbc deprecation", w)
+	}
+	w, err = d.AddSA("vm1", gcmSA(t, "g", 0x2000, sa.ModeTransport))
+	if err != nil || len(w) != 0 {
+		t.Errorf("aes128-gcm: warnings %q, err %v; want none", w, err)
+	}
+}
+
+func TestRefusalsChangeNothing(t *testing.T) {
+	st := storetest.NewMemory()
+	d := setup(t, st)
+	_, err := d.AddSA("vm1", seedSA(t, "sa1", 0x1000))
+	must(t, err)
+	must(t, d.AddSP(policy("sp1", "vm1", "sa1", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)))
+
+	tunnel := policy("spx", "vm1", "sa1", sa.DirOut, tenant.ActionIPsec, sa.ModeTunnel)
+	otherVM := policy("spx", "vm2", "sa1", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)
+	noSA := policy("spx", "vm1", "nosuch", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)
+	dupSP := policy("sp1", "vm1", "", sa.DirOut, tenant.ActionDiscard, sa.ModeTransport)
+	badKey := seedSA(t, "sa9", 0x3000)
+	badKey.EncKey = badKey.EncKey[:10]
+	reserved := seedSA(t, "sa9", 0xff)
+	aeadInteg := gcmSA(t, "sa9", 0x3000, sa.ModeTransport)
+	aeadInteg.Integ = sa.IntegHMACSHA1
+
+	tests := []struct {
+		name string
+		do   func() error
+		code Code
+		flag string
+	}{
+		{"sa on unknown vm", func() error { _, err := d.AddSA("nosuch", gcmSA(t, "sa9", 0x3000, sa.ModeTransport)); return err }, CodeNotFound, "--vm"},
+		{"sa duplicate name", func() error { _, err := d.AddSA("vm2", gcmSA(t, "sa1", 0x3000, sa.ModeTransport)); return err }, CodeExists, "--sa-name"},
+		{"sa duplicate spi", func() error { _, err := d.AddSA("vm1", gcmSA(t, "sa9", 0x1000, sa.ModeTransport)); return err }, CodeExists, "--sa-spi"},
+		{"sa short key", func() error { _, err := d.AddSA("vm1", badKey); return err }, CodeInvalid, "--encryption-key"},
+		{"sa reserved spi", func() error { _, err := d.AddSA("vm1", reserved); return err }, CodeInvalid, "--sa-spi"},
+		{"sa aead with integrity", func() error { _, err := d.AddSA("vm1", aeadInteg); return err }, CodeInvalid, "--integrity-algorithm"},
+		{"sa bad name", func() error { _, err := d.AddSA("vm1", gcmSA(t, "-x", 0x3000, sa.ModeTransport)); return err }, CodeInvalid, "--sa-name"},
+		{"sa in use", func() error { return d.RemoveSA("sa1") }, CodeInUse, "sp1"},
+		{"sa remove unknown", func() error { return d.RemoveSA("nosuch") }, CodeNotFound, "--sa-name"},
+		{"sp mode differs", func() error { return d.AddSP(tunnel) }, CodeInvalid, "--sp-mode tunnel"},
+		{"sp sa of other vm", func() error { return d.AddSP(otherVM) }, CodeInvalid, "--sa-name"},
+		{"sp no such sa", func() error { return d.AddSP(noSA) }, CodeNotFound, "--sa-name"},
+		{"sp duplicate", func() error { return d.AddSP(dupSP) }, CodeExists, "--sp-name"},
+		{"sp remove unknown", func() error { return d.RemoveSP("nosuch") }, CodeNotFound, "--sp-name"},
+		{"tenant duplicate", func() error { return d.AddTenant(tenant.Tenant{Name: "t1"}) }, CodeExists, "--tenant"},
+		{"tenant vni taken", func() error { return d.AddTenant(tenant.Tenant{Name: "t2", VNI: 100}) }, CodeExists, "--vni"},
+		{"tenant in use", func() error { return d.RemoveTenant("t1") }, CodeInUse, "vm1"},
+		{"vm duplicate", func() error { return d.AttachVM(vm("vm1", "t1", "52:54:00:00:00:09", 0)) }, CodeExists, "--vm"},
+		{"vm same identity", func() error { return d.AttachVM(vm("vm9", "t1", "52:54:00:00:00:01", 10)) }, CodeExists, "--mac"},
+		{"vm unknown tenant", func() error { return d.AttachVM(vm("vm9", "nosuch", "52:54:00:00:00:09", 0)) }, CodeNotFound, "--tenant"},
+		{"vm bad vlan", func() error { return d.AttachVM(vm("vm9", "t1", "52:54:00:00:00:09", 4095)) }, CodeInvalid, "--vlan"},
+		{"vm in use", func() error { return d.DetachVM("vm1") }, CodeInUse, "sa1"},
+		{"uplink vxlan without local", func() error { return d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN}) }, CodeInvalid, "--vxlan-local"},
+		{"uplink bad dev", func() error { return d.SetUplink(Uplink{Dev: "a/b"}) }, CodeInvalid, "--dev"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, commits, gen := observe(d), st.Commits(), d.Generation()
+			err := tt.do()
+			if err == nil {
+				t.Fatal("accepted, want refused")
+			}
+			if CodeOf(err) != tt.code {
+				t.Errorf("code %v, want %v (%v)", CodeOf(err), tt.code, err)
+			}
+			if !strings.Contains(err.Error(), tt.flag) {
+				t.Errorf("message %q does not name %s", err, tt.flag)
+			}
+			if after := observe(d); !reflect.DeepEqual(before, after) {
+				t.Errorf("state changed:\nbefore %+v\nafter  %+v", before, after)
+			}
+			if st.Commits() != commits || d.Generation() != gen {
+				t.Errorf("refusal committed or bumped the generation")
+			}
+		})
+	}
+}
+
+func TestFailedCommitChangesNothing(t *testing.T) {
+	st := storetest.NewMemory()
+	d := setup(t, st)
+	before := observe(d)
+	st.FailCommits(true)
+	_, err := d.AddSA("vm1", seedSA(t, "sa1", 0x1000))
+	if CodeOf(err) != CodeInternal {
+		t.Fatalf("AddSA with a failing store: %v, want internal", err)
+	}
+	if err := d.DetachVM("vm2"); CodeOf(err) != CodeInternal {
+		t.Fatalf("DetachVM with a failing store: %v, want internal", err)
+	}
+	if after := observe(d); !reflect.DeepEqual(before, after) {
+		t.Errorf("state changed by a failed commit")
+	}
+	if d.SADB().Len() != 0 {
+		t.Errorf("sa.DB has %d SAs, want 0", d.SADB().Len())
+	}
+}
+
+func TestRemoveAllSAsLeavesSPs(t *testing.T) {
+	d := setup(t, storetest.NewMemory())
+	_, err := d.AddSA("vm1", seedSA(t, "sa1", 0x1000))
+	must(t, err)
+	_, err = d.AddSA("vm2", gcmSA(t, "sa2", 0x1000, sa.ModeTunnel))
+	must(t, err)
+	_, err = d.AddSA("vm2", gcmSA(t, "idle", 0x2000, sa.ModeTunnel))
+	must(t, err)
+	must(t, d.AddSP(policy("sp1", "vm1", "sa1", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)))
+	must(t, d.AddSP(policy("sp2", "vm2", "sa2", sa.DirIn, tenant.ActionIPsec, sa.ModeTunnel)))
+	must(t, d.AddSP(policy("sp3", "vm2", "", sa.DirIn, tenant.ActionDiscard, 0)))
+
+	removed, left, err := d.RemoveAllSAs()
+	must(t, err)
+	if want := []string{"idle", "sa1", "sa2"}; !reflect.DeepEqual(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	want := []Unprotected{{SP: "sp1", VM: "vm1", SA: "sa1"}, {SP: "sp2", VM: "vm2", SA: "sa2"}}
+	if !reflect.DeepEqual(left, want) {
+		t.Errorf("left %v, want %v", left, want)
+	}
+	if d.SADB().Len() != 0 || len(d.SPs()) != 3 {
+		t.Fatalf("after removeall: %d SAs, %d SPs; want 0 and 3", d.SADB().Len(), len(d.SPs()))
+	}
+	for _, sp := range d.SPs() {
+		if got := sp.SAMissing; got != (sp.Policy.Action == tenant.ActionIPsec) {
+			t.Errorf("%s: SAMissing = %v", sp.Policy.Name, got)
+		}
+	}
+	// The dangling SP constrains a new SA of its name: same VM, same mode.
+	if _, err := d.AddSA("vm2", seedSA(t, "sa1", 0x5000)); err == nil || !strings.Contains(err.Error(), "sp1") {
+		t.Errorf("re-adding sa1 on another VM: %v, want refused naming sp1", err)
+	}
+	if _, err := d.AddSA("vm1", gcmSA(t, "sa1", 0x5000, sa.ModeTunnel)); err == nil || !strings.Contains(err.Error(), "--sp-mode") {
+		t.Errorf("re-adding sa1 in another mode: %v, want refused naming --sp-mode", err)
+	}
+	if _, err := d.AddSA("vm1", seedSA(t, "sa1", 0x5000)); err != nil {
+		t.Errorf("re-adding sa1 as the SP wants: %v", err)
+	}
+	if sps := d.SPs(); sps[0].SAMissing {
+		t.Errorf("sp1 still missing its SA after re-adding it")
+	}
+}
+
+func TestRestoreIsExact(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	st, err := store.OpenBolt(path, 0)
+	must(t, err)
+	d := setup(t, st)
+	must(t, d.AddTenant(tenant.Tenant{Name: "t2", DefaultAction: tenant.ActionDiscard}))
+	_, err = d.AddSA("vm1", seedSA(t, "sa1", 0x1000))
+	must(t, err)
+	cfg := gcmSA(t, "sa2", 0xdeadbeef, sa.ModeTunnel)
+	cfg.ESN, cfg.ReplayWindow, cfg.Lifetime.Hard.Seconds = true, 1024, 3600
+	_, err = d.AddSA("vm2", cfg)
+	must(t, err)
+	// SPD order is insertion order, not name order.
+	must(t, d.AddSP(policy("z-first", "vm1", "sa1", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)))
+	must(t, d.AddSP(policy("a-second", "vm1", "", sa.DirOut, tenant.ActionDiscard, 0)))
+	must(t, d.AddSP(policy("m-third", "vm1", "", sa.DirIn, tenant.ActionNone, sa.ModeTransport)))
+	must(t, d.RemoveSP("a-second"))
+	must(t, d.AddSP(policy("b-fourth", "vm1", "", sa.DirOut, tenant.ActionDiscard, 0)))
+	must(t, d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("192.0.2.1")}))
+	must(t, d.SetEnabled(false))
+	before := observe(d)
+	must(t, st.Close())
+
+	st2, err := store.OpenBolt(path, 0)
+	must(t, err)
+	defer st2.Close()
+	d2, err := New(st2, nil)
+	must(t, err)
+	after := observe(d2)
+	if !reflect.DeepEqual(before, after) {
+		t.Errorf("restored state differs:\nbefore %+v\nafter  %+v", before, after)
+	}
+	var order []string
+	for _, p := range d2.Snapshot().VMs[0].Policies {
+		order = append(order, p.Name)
+	}
+	if want := "z-first m-third b-fourth"; strings.Join(order, " ") != want {
+		t.Errorf("vm1 SPD order %q, want %q", strings.Join(order, " "), want)
+	}
+	// New SPs continue the sequence after the restored ones.
+	must(t, d2.AddSP(policy("a-fifth", "vm1", "", sa.DirOut, tenant.ActionDiscard, 0)))
+	if ps := d2.Snapshot().VMs[0].Policies; ps[len(ps)-1].Name != "a-fifth" {
+		t.Errorf("new SP not appended last after restore")
+	}
+}
+
+func TestRestoreRefusesInconsistentState(t *testing.T) {
+	st := storetest.NewMemory()
+	must(t, st.Commit([]store.Op{store.Put(store.KindVM, "vm1", mustJSON(vm("vm1", "ghost", "52:54:00:00:00:01", 0)))}))
+	_, err := New(st, nil)
+	if err == nil || !strings.Contains(err.Error(), `vm "vm1"`) {
+		t.Fatalf("New = %v, want an error naming vm1", err)
+	}
+}
+
+func TestWatchAndSnapshot(t *testing.T) {
+	d := setup(t, storetest.NewMemory())
+	gen, ch := d.Watch()
+	_, err := d.AddSA("vm1", seedSA(t, "sa1", 0x1000))
+	must(t, err)
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Watch channel not closed by a change")
+	}
+	if d.Generation() != gen+1 {
+		t.Errorf("generation %d, want %d", d.Generation(), gen+1)
+	}
+	must(t, d.AddSP(policy("sp1", "vm1", "sa1", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)))
+	must(t, d.AddSP(policy("sp2", "vm1", "", sa.DirOut, tenant.ActionDiscard, 0)))
+	s := d.Snapshot()
+	v := s.VMs[0]
+	if v.VM.Name != "vm1" || len(v.Policies) != 2 || len(v.PolicySAs) != 2 || v.PolicySAs[0] == nil || v.PolicySAs[0].Name() != "sa1" || v.PolicySAs[1] != nil {
+		t.Errorf("snapshot of vm1 wrong: %+v", v)
+	}
+	if v.Counters == nil || v.Tenant.Name != "t1" || len(v.SAs) != 1 {
+		t.Errorf("snapshot of vm1 lacks counters, tenant or SAs: %+v", v)
+	}
+}
+
+func TestStatsAndIPsecSAs(t *testing.T) {
+	d := setup(t, storetest.NewMemory())
+	_, err := d.AddSA("vm1", seedSA(t, "out1", 0x1000))
+	must(t, err)
+	in := seedSA(t, "in1", 0x1001)
+	in.Src, in.Dst = in.Dst, in.Src
+	_, err = d.AddSA("vm1", in)
+	must(t, err)
+	must(t, d.AddSP(policy("spo", "vm1", "out1", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)))
+	must(t, d.AddSP(policy("spi", "vm1", "in1", sa.DirIn, tenant.ActionIPsec, sa.ModeTransport)))
+	d.SADB().Get("out1").Stats.Packets.Add(3)
+	d.Snapshot().VMs[0].Counters.PacketsOut.Add(7)
+	d.Snapshot().VMs[0].Counters.Drop(sa.DropNoSA)
+
+	st, err := d.Stats("vm1")
+	must(t, err)
+	if len(st) != 1 || st[0].PacketsOut != 7 || st[0].Drops[sa.DropNoSA] != 1 || len(st[0].SAs) != 2 {
+		t.Fatalf("Stats = %+v", st)
+	}
+	for _, x := range st[0].SAs {
+		if x.Name == "out1" && (x.Packets != 3 || x.Dir != sa.DirOut) || x.Name == "in1" && x.Dir != sa.DirIn {
+			t.Errorf("SA stats %+v", x)
+		}
+	}
+	if _, err := d.Stats("nosuch"); CodeOf(err) != CodeNotFound {
+		t.Errorf("Stats(nosuch) = %v", err)
+	}
+	rows, err := d.IPsecSAs("t1")
+	must(t, err)
+	if len(rows) != 2 {
+		t.Fatalf("IPsecSAs = %+v", rows)
+	}
+	for _, r := range rows {
+		switch r.SA {
+		case "in1":
+			if r.InboundSPI != 0x1001 || r.OutboundSPI != 0 || r.Local.String() != "2001:db8:1::121" || r.State != "INSTALLED" {
+				t.Errorf("in1 row %+v", r)
+			}
+		case "out1":
+			if r.OutboundSPI != 0x1000 || r.InboundSPI != 0 || r.Local.String() != "2001:db8:1::121" {
+				t.Errorf("out1 row %+v", r)
+			}
+		}
+	}
+	if _, err := d.IPsecSAs("nosuch"); !errors.Is(err, err) || CodeOf(err) != CodeNotFound {
+		t.Errorf("IPsecSAs(nosuch) = %v", err)
+	}
+}

@@ -1,0 +1,18 @@
+// Package daemon is vifsecd's state machine: the tenants, VMs, uplink, SAs
+// (in an sa.DB), SPs and the global IPsec switch that the operator has
+// configured, and the rules that keep them consistent.
+//
+// Every change follows one path (Daemon's mutating methods):
+//
+//  1. validate the request completely against the current state;
+//  2. commit it to the store (durable before anyone hears of it);
+//  3. apply it to memory (the sa.DB and the maps here);
+//  4. bump the generation and wake Watch-ers, so the data path can rebuild
+//     its per-VM SPD/SA tables from Snapshot.
+//
+// A refused request therefore changes nothing, in memory or on disk, and a
+// failed commit changes nothing either.
+//
+// It must not speak HTTP or parse operator strings (internal/api does), do
+// packet I/O (the data path does), or log key material.
+package daemon

@@ -1,0 +1,100 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/tenant"
+)
+
+// The store holds JSON records. Enums are stored by their CLI names, not
+// their numbers, so reordering a Go enum never changes what a stored
+// record means. Every record is validated again on load.
+
+const (
+	uplinkKey = "uplink"
+	configKey = "config"
+)
+
+type configRecord struct {
+	IPsecEnabled bool `json:"ipsec_enabled"`
+}
+
+// saRecord is an SA as stored, keys included: the state file is mode 0600
+// and these bytes are never logged.
+type saRecord struct {
+	VM           string      `json:"vm"`
+	Name         string      `json:"name"`
+	VLAN         uint16      `json:"vlan"`
+	MAC          tenant.MAC  `json:"mac"`
+	SPI          uint32      `json:"spi"`
+	Dir          string      `json:"dir,omitempty"`
+	Src          netip.Addr  `json:"src"`
+	Dst          netip.Addr  `json:"dst"`
+	Mode         string      `json:"mode"`
+	Enc          string      `json:"enc"`
+	EncKey       []byte      `json:"enc_key,omitempty"`
+	Integ        string      `json:"integ"`
+	IntegKey     []byte      `json:"integ_key,omitempty"`
+	ReplayWindow int         `json:"replay_window,omitempty"`
+	ESN          bool        `json:"esn,omitempty"`
+	Lifetime     sa.Lifetime `json:"lifetime"`
+}
+
+func encodeSA(vm string, c *sa.Config) ([]byte, error) {
+	r := saRecord{
+		VM: vm, Name: c.Name, VLAN: c.Scope.VLAN, MAC: tenant.MAC(c.Scope.MAC), SPI: c.SPI,
+		Src: c.Src, Dst: c.Dst, Mode: c.Mode.String(),
+		Enc: c.Enc.String(), EncKey: c.EncKey, Integ: c.Integ.String(), IntegKey: c.IntegKey,
+		ReplayWindow: c.ReplayWindow, ESN: c.ESN, Lifetime: c.Lifetime,
+	}
+	if c.Dir != sa.DirInvalid {
+		r.Dir = c.Dir.String()
+	}
+	return json.Marshal(r)
+}
+
+func decodeSA(b []byte) (vm string, c sa.Config, err error) {
+	var r saRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return "", c, err
+	}
+	c = sa.Config{
+		Name: r.Name, Scope: sa.Scope{VLAN: r.VLAN, MAC: sa.MAC(r.MAC)}, SPI: r.SPI,
+		Src: r.Src, Dst: r.Dst, EncKey: r.EncKey, IntegKey: r.IntegKey,
+		ReplayWindow: r.ReplayWindow, ESN: r.ESN, Lifetime: r.Lifetime,
+	}
+	if r.Dir != "" {
+		if c.Dir, err = sa.ParseDirection(r.Dir); err != nil {
+			return "", c, err
+		}
+	}
+	if c.Mode, err = sa.ParseMode(r.Mode); err != nil {
+		return "", c, err
+	}
+	if c.Enc, err = sa.ParseEncAlg(r.Enc); err != nil {
+		return "", c, err
+	}
+	if c.Integ, err = sa.ParseIntegAlg(r.Integ); err != nil {
+		return "", c, err
+	}
+	return r.VM, c, nil
+}
+
+// spRecord is an SP as stored. Seq keeps the SPD order across restarts:
+// policies are matched first-added first.
+type spRecord struct {
+	Seq    uint64        `json:"seq"`
+	Policy tenant.Policy `json:"policy"`
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Every stored type marshals; failing means a broken invariant.
+		panic(fmt.Sprintf("daemon: marshal %T: %v", v, err))
+	}
+	return b
+}

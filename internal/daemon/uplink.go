@@ -1,0 +1,109 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Overlay is how protected traffic is carried on the uplink. The zero
+// value is invalid.
+type Overlay uint8
+
+const (
+	OverlayInvalid Overlay = iota
+	// OverlayNone puts frames onto the uplink as they are (flat L2).
+	OverlayNone
+	// OverlayVXLAN encapsulates them in VXLAN, VNI per tenant.
+	OverlayVXLAN
+)
+
+func (o Overlay) String() string {
+	switch o {
+	case OverlayNone:
+		return "none"
+	case OverlayVXLAN:
+		return "vxlan"
+	}
+	return fmt.Sprintf("Overlay(%d)", uint8(o))
+}
+
+// ParseOverlay parses the CLI spelling (`--overlay`): "none" or "vxlan".
+func ParseOverlay(s string) (Overlay, error) {
+	switch s {
+	case "none":
+		return OverlayNone, nil
+	case "vxlan":
+		return OverlayVXLAN, nil
+	}
+	return OverlayInvalid, fmt.Errorf("%q is not an overlay; use none or vxlan", s)
+}
+
+// MarshalText returns the CLI spelling.
+func (o Overlay) MarshalText() ([]byte, error) {
+	if o != OverlayNone && o != OverlayVXLAN {
+		return nil, fmt.Errorf("daemon: cannot marshal %v", o)
+	}
+	return []byte(o.String()), nil
+}
+
+// UnmarshalText is the inverse of MarshalText.
+func (o *Overlay) UnmarshalText(b []byte) error {
+	v, err := ParseOverlay(string(b))
+	if err != nil {
+		return err
+	}
+	*o = v
+	return nil
+}
+
+// DefaultVXLANPort is the IANA VXLAN port (RFC 7348).
+const DefaultVXLANPort = 4789
+
+// Uplink is where protected traffic leaves the host. Equivalent to:
+// `vifsec uplink set --dev IFNAME [--netns NS] [--overlay none|vxlan]
+// [--vxlan-local ADDR] [--vxlan-port 4789]`.
+type Uplink struct {
+	Dev     string  `json:"dev"`
+	Netns   string  `json:"netns,omitempty"`
+	Overlay Overlay `json:"overlay"`
+	// VXLANLocal is the underlay source address of VXLAN packets; it is
+	// required with OverlayVXLAN and refused otherwise.
+	VXLANLocal netip.Addr `json:"vxlan_local,omitzero"`
+	// VXLANPort is the VXLAN UDP destination port; 0 means
+	// DefaultVXLANPort. Only with OverlayVXLAN.
+	VXLANPort uint16 `json:"vxlan_port,omitempty"`
+}
+
+// Validate returns nil if u can be stored, else every problem found, each
+// naming its flag.
+func (u *Uplink) Validate() error {
+	var errs []error
+	if u.Dev == "" || len(u.Dev) > 15 || u.Dev == "." || u.Dev == ".." || strings.ContainsAny(u.Dev, "/: \t\n\x00") {
+		errs = append(errs, fmt.Errorf("--dev: %q is not an interface name; use 1-15 characters without '/', ':' or spaces", u.Dev))
+	}
+	if strings.ContainsRune(u.Netns, 0) {
+		errs = append(errs, fmt.Errorf("--netns: %q contains a NUL byte", u.Netns))
+	}
+	switch u.Overlay {
+	case OverlayNone:
+		if u.VXLANLocal.IsValid() {
+			errs = append(errs, fmt.Errorf("--vxlan-local is only used with --overlay vxlan"))
+		}
+		if u.VXLANPort != 0 {
+			errs = append(errs, fmt.Errorf("--vxlan-port is only used with --overlay vxlan"))
+		}
+	case OverlayVXLAN:
+		a := u.VXLANLocal
+		switch {
+		case !a.IsValid():
+			errs = append(errs, fmt.Errorf("--overlay vxlan requires --vxlan-local, the underlay address VXLAN packets leave from"))
+		case a.Zone() != "" || a.IsUnspecified() || a.IsMulticast():
+			errs = append(errs, fmt.Errorf("--vxlan-local: %v cannot be a source address; give a unicast address of the host", a))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--overlay: not set; use none or vxlan"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,189 @@
+package daemon
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/tenant"
+)
+
+// Snapshot is a consistent copy of the configured state at one generation,
+// for the data path to rebuild its per-VM tables from. The values are
+// copies; the *VMCounters and *sa.SA pointers are the live ones the data
+// path updates.
+type Snapshot struct {
+	Gen     uint64
+	Enabled bool
+	Uplink  *Uplink // nil if none is set
+	Tenants []tenant.Tenant
+	VMs     []VMView // sorted by name
+}
+
+// VMView is one VM with everything the data path needs for it.
+type VMView struct {
+	VM       tenant.VM
+	Tenant   tenant.Tenant
+	Counters *VMCounters
+	// Policies is the VM's SPD in match order (tenant.Compile it);
+	// PolicySAs[i] is the SA of Policies[i] when its action is ipsec, and
+	// nil otherwise or when that SA was removed (discard: fail closed).
+	Policies  []tenant.Policy
+	PolicySAs []*sa.SA
+	// SAs are every SA of the VM (its inbound ESP is looked up in the
+	// sa.DB by (vlan, mac, SPI); this list is for statistics).
+	SAs []*sa.SA
+}
+
+// Snapshot returns the current state.
+func (d *Daemon) Snapshot() *Snapshot {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	s := &Snapshot{Gen: d.gen.Load(), Enabled: d.enabled}
+	if d.uplink != nil {
+		u := *d.uplink
+		s.Uplink = &u
+	}
+	for _, n := range sortedKeys(d.tenants) {
+		s.Tenants = append(s.Tenants, d.tenants[n])
+	}
+	idx := map[string]int{}
+	for _, n := range sortedKeys(d.vms) {
+		e := d.vms[n]
+		v := e.vm
+		v.IPs = slices.Clone(v.IPs)
+		idx[n] = len(s.VMs)
+		s.VMs = append(s.VMs, VMView{VM: v, Tenant: d.tenants[v.Tenant], Counters: e.counters})
+	}
+	for _, e := range d.sortedSPs() {
+		vv := &s.VMs[idx[e.p.VM]]
+		vv.Policies = append(vv.Policies, e.p)
+		var x *sa.SA
+		if e.p.Action == tenant.ActionIPsec {
+			x = d.db.Get(e.p.SAName)
+		}
+		vv.PolicySAs = append(vv.PolicySAs, x)
+	}
+	for _, x := range d.db.List() {
+		if i, ok := idx[d.saVM[x.Name()]]; ok {
+			s.VMs[i].SAs = append(s.VMs[i].SAs, x)
+		}
+	}
+	return s
+}
+
+// VMStats is one VM's counters, read now, and those of its SAs.
+type VMStats struct {
+	VM, Tenant            string
+	PacketsIn, PacketsOut uint64
+	BytesIn, BytesOut     uint64
+	Drops                 [sa.NumDrops]uint64
+	SAs                   []SAStats
+}
+
+// SAStats is one SA's counters, read now.
+type SAStats struct {
+	Name    string
+	SPI     uint32
+	Dir     sa.Direction
+	Packets uint64
+	Bytes   uint64
+	Drops   [sa.NumDrops]uint64
+	Expired bool
+}
+
+// Stats reads the counters of the VM named vm, or of every VM if vm is "".
+// Equivalent to: `vifsec stats [--vm NAME]`.
+func (d *Daemon) Stats(vm string) ([]VMStats, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	names := sortedKeys(d.vms)
+	if vm != "" {
+		if d.vms[vm] == nil {
+			return nil, errf(CodeNotFound, "--vm: no VM named %q (see vifsec vm list)", vm)
+		}
+		names = []string{vm}
+	}
+	byVM := map[string][]SAStats{}
+	for _, x := range d.db.List() {
+		info := d.saInfo(x)
+		st := SAStats{Name: x.Name(), SPI: x.SPI(), Dir: info.Dir, Expired: info.Expired,
+			Packets: x.Stats.Packets.Load(), Bytes: x.Stats.Bytes.Load()}
+		for i := range st.Drops {
+			st.Drops[i] = x.Stats.Drops[i].Load()
+		}
+		byVM[info.VM] = append(byVM[info.VM], st)
+	}
+	out := make([]VMStats, 0, len(names))
+	for _, n := range names {
+		e := d.vms[n]
+		c := e.counters
+		vs := VMStats{VM: n, Tenant: e.vm.Tenant,
+			PacketsIn: c.PacketsIn.Load(), PacketsOut: c.PacketsOut.Load(),
+			BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), SAs: byVM[n]}
+		for i := range vs.Drops {
+			vs.Drops[i] = c.Drops[i].Load()
+		}
+		out = append(out, vs)
+	}
+	return out, nil
+}
+
+// IPsecSA is one row of `vifsec show-ipsecsa` (ONTAP `security ipsec
+// show-ipsecsa`) for a manual SA. Local is the VM's side: an outbound SA
+// goes from Local (its --sa-source) to Remote, an inbound one the other
+// way. An SA no SP uses yet (direction unknown) is shown from its
+// --sa-source side with its SPI as outbound.
+type IPsecSA struct {
+	Tenant, VM, SA string
+	Policies       []string
+	Local, Remote  netip.Addr
+	InboundSPI     uint32 // 0: none
+	OutboundSPI    uint32 // 0: none
+	State          string // INSTALLED, IDLE (no SP uses it), EXPIRED, DISABLED (IPsec switched off)
+}
+
+// IPsecSAs returns the SAs of the tenant named tenantName, or of all
+// tenants if it is "", sorted by tenant then SA name.
+func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if tenantName != "" {
+		if _, ok := d.tenants[tenantName]; !ok {
+			return nil, errf(CodeNotFound, "--tenant: no tenant named %q (see vifsec tenant list)", tenantName)
+		}
+	}
+	var out []IPsecSA
+	for _, x := range d.db.List() {
+		info := d.saInfo(x)
+		e := d.vms[info.VM]
+		if e == nil || (tenantName != "" && e.vm.Tenant != tenantName) {
+			continue
+		}
+		c := info.Config
+		r := IPsecSA{Tenant: e.vm.Tenant, VM: info.VM, SA: c.Name, Policies: info.UsedBy}
+		if info.Dir == sa.DirIn {
+			r.Local, r.Remote, r.InboundSPI = c.Dst, c.Src, c.SPI
+		} else {
+			r.Local, r.Remote, r.OutboundSPI = c.Src, c.Dst, c.SPI
+		}
+		switch {
+		case info.Expired:
+			r.State = "EXPIRED"
+		case !d.enabled:
+			r.State = "DISABLED"
+		case len(info.UsedBy) == 0:
+			r.State = "IDLE"
+		default:
+			r.State = "INSTALLED"
+		}
+		out = append(out, r)
+	}
+	slices.SortStableFunc(out, func(a, b IPsecSA) int { return strings.Compare(a.Tenant, b.Tenant) })
+	return out, nil
+}
+
+// String is for logs and test failures.
+func (u Unprotected) String() string { return fmt.Sprintf("%s (vm %s, sa %s)", u.SP, u.VM, u.SA) }

@@ -1,0 +1,12 @@
+// Package store keeps vifsecd's state durable: tenants, VMs, the uplink,
+// SAs (with their keys), SPs and the global switch.
+//
+// It owns the Store interface, which the daemon commits every accepted
+// change through, and its embedded implementation on bbolt (Open). A later
+// etcd backend for fleets implements the same interface, so it is kept
+// small: one atomic Commit of puts and deletes, and one Load of everything.
+//
+// It must not interpret records: values are opaque bytes that the daemon
+// encodes and decodes, so validation lives in one place (the daemon), and
+// it must not log values (an SA record holds key material).
+package store

@@ -1,0 +1,94 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind is the type of a stored object. Each kind is its own namespace of
+// names: a tenant and a VM may share a name.
+type Kind string
+
+// The kinds vifsecd stores.
+const (
+	KindTenant Kind = "tenant"
+	KindVM     Kind = "vm"
+	KindUplink Kind = "uplink"
+	KindSA     Kind = "sa"
+	KindSP     Kind = "sp"
+	KindConfig Kind = "config"
+)
+
+// Kinds lists every kind, in the order Load returns them: an object only
+// refers to objects of earlier kinds (a VM to its tenant, an SA to its
+// VM, an SP to its VM and SA).
+func Kinds() []Kind {
+	return []Kind{KindConfig, KindUplink, KindTenant, KindVM, KindSA, KindSP}
+}
+
+func (k Kind) valid() bool {
+	for _, x := range Kinds() {
+		if k == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Op is one change in a Commit: Put stores Value under (Kind, Name); a nil
+// Value deletes (Kind, Name), which is not an error if it is absent.
+type Op struct {
+	Kind  Kind
+	Name  string
+	Value []byte
+}
+
+// Put returns the Op that stores value under (kind, name).
+func Put(kind Kind, name string, value []byte) Op {
+	if value == nil {
+		value = []byte{}
+	}
+	return Op{Kind: kind, Name: name, Value: value}
+}
+
+// Delete returns the Op that deletes (kind, name).
+func Delete(kind Kind, name string) Op { return Op{Kind: kind, Name: name} }
+
+// Record is one stored object.
+type Record struct {
+	Kind  Kind
+	Name  string
+	Value []byte
+}
+
+// Store is durable, transactional storage of named objects.
+//
+// Commit applies ops as one transaction: when it returns nil every op is
+// durable (on disk, or acknowledged by a quorum), and a crash at any moment
+// leaves either all of them or none. When it returns an error, nothing was
+// changed. Load returns every record, grouped by kind in the order of
+// Kinds, sorted by name within a kind.
+//
+// Implementations are safe for concurrent use; commits are serialised.
+type Store interface {
+	Commit(ops []Op) error
+	Load() ([]Record, error)
+	Close() error
+}
+
+// ErrClosed is returned by a Store used after Close.
+var ErrClosed = errors.New("store: closed")
+
+// CheckOps returns an error if an op has an unknown kind or an empty name.
+// Implementations call it before changing anything.
+func CheckOps(ops []Op) error {
+	for _, op := range ops {
+		if !op.Kind.valid() {
+			return fmt.Errorf("store: unknown kind %q", op.Kind)
+		}
+		if op.Name == "" {
+			return fmt.Errorf("store: empty name for kind %s", op.Kind)
+		}
+	}
+	return nil
+}
