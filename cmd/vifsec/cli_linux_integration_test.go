@@ -72,7 +72,7 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 	e.ok("add", "--vm", "vm1", "--sp-source", "2001:DB8:1::/64", "--sp-destination", "2002:db8:1::/64",
 		"--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any",
 		"--flow-direction", "out", "--action", "ipsec", "--sp-mode", "transport", "--sa-name", "sa_2", "--sp-name", "sp_2")
-	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "192.0.2.1")
+	e.ok("uplink", "set", "--dev", "eth0")
 
 	before := e.snapshot()
 	refusals := []struct {

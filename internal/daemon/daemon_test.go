@@ -182,6 +182,9 @@ func TestRefusalsChangeNothing(t *testing.T) {
 		{"vm bad vlan", func() error { return d.AttachVM(vm("vm9", "t1", "52:54:00:00:00:09", 4095)) }, CodeInvalid, "--vlan"},
 		{"vm in use", func() error { return d.DetachVM("vm1") }, CodeInUse, "sa1"},
 		{"uplink vxlan without local", func() error { return d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN}) }, CodeInvalid, "--vxlan-local"},
+		{"uplink vxlan not implemented", func() error {
+			return d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("192.0.2.1")})
+		}, CodeInvalid, "not implemented"},
 		{"uplink bad dev", func() error { return d.SetUplink(Uplink{Dev: "a/b"}) }, CodeInvalid, "--dev"},
 	}
 	for _, tt := range tests {
@@ -289,7 +292,7 @@ func TestRestoreIsExact(t *testing.T) {
 	must(t, d.AddSP(policy("m-third", "vm1", "", sa.DirIn, tenant.ActionNone, sa.ModeTransport)))
 	must(t, d.RemoveSP("a-second"))
 	must(t, d.AddSP(policy("b-fourth", "vm1", "", sa.DirOut, tenant.ActionDiscard, 0)))
-	must(t, d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("192.0.2.1")}))
+	must(t, d.SetUplink(Uplink{Dev: "eth0", Netns: "hv", Overlay: OverlayNone}))
 	must(t, d.SetEnabled(false))
 	before := observe(d)
 	must(t, st.Close())
