@@ -2,12 +2,16 @@ package lab
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestIntegrationDemo runs the demo scenario through the real binaries:
@@ -121,6 +125,51 @@ func TestIntegrationDemo(t *testing.T) {
 					t.Errorf("%s: no ESP with SPI 0x1000 in VLAN %d: %v", tn.Name, tn.VLAN, w.ESP)
 				}
 			}
+			// Attacks from the wire on gateway b, with a real ESP frame of
+			// acme's taken from the capture of b's uplink: replayed as it
+			// is, and re-addressed to globex (same SPI, globex's VLAN and
+			// MAC, acme's key: the ICV, which covers the sequence number, fails).
+			frames, err := ReadPcap(capFiles[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var acmeESP []byte
+			for _, f := range frames {
+				if len(f) > 18+40+8 && binary.BigEndian.Uint16(f[12:]) == 0x8100 && binary.BigEndian.Uint16(f[14:])&0xfff == 100 &&
+					binary.BigEndian.Uint16(f[16:]) == 0x86dd && f[18+6] == 50 {
+					acmeESP = append([]byte(nil), f...)
+				}
+			}
+			if acmeESP == nil {
+				t.Fatal("no acme IPv6 ESP frame in the capture")
+			}
+			globexB := l.VM("globex", "b")
+			mac, _ := net.ParseMAC(globexB.MAC)
+			toGlobex := append([]byte(nil), acmeESP...)
+			copy(toGlobex[0:6], mac)
+			binary.BigEndian.PutUint16(toGlobex[14:], 200)
+			// A sequence number ahead of globex's window, so the replay
+			// check (which runs first) passes and the ICV must decide.
+			binary.BigEndian.PutUint32(toGlobex[18+40+4:], 1<<30)
+			before := dropsOf(t, ds[1])
+			if err := Inject(l.Gateways[0], [][]byte{acmeESP, toGlobex}); err != nil {
+				t.Fatal(err)
+			}
+			var after map[string]map[string]uint64
+			for i := 0; i < 50; i++ {
+				time.Sleep(50 * time.Millisecond)
+				after = dropsOf(t, ds[1])
+				if after["acme-b"]["replay"] > before["acme-b"]["replay"] && after["globex-b"]["auth-failed"] > before["globex-b"]["auth-failed"] {
+					break
+				}
+			}
+			if after["acme-b"]["replay"] != before["acme-b"]["replay"]+1 {
+				t.Errorf("replayed acme frame: acme-b replay drops %d → %d, want +1", before["acme-b"]["replay"], after["acme-b"]["replay"])
+			}
+			if after["globex-b"]["auth-failed"] != before["globex-b"]["auth-failed"]+1 {
+				t.Errorf("acme's ESP sent to globex: globex-b auth-failed drops %d → %d, want +1", before["globex-b"]["auth-failed"], after["globex-b"]["auth-failed"])
+			}
+
 			out, err := ds[1].CLI(ctx, "--format", "json", "stats")
 			if err != nil {
 				t.Fatal(err)
@@ -130,4 +179,25 @@ func TestIntegrationDemo(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dropsOf returns per VM the drop counters `vifsec stats` reports.
+func dropsOf(t *testing.T, d *Daemon) map[string]map[string]uint64 {
+	t.Helper()
+	out, err := d.CLI(context.Background(), "--format", "json", "stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []struct {
+		VM    string            `json:"vm"`
+		Drops map[string]uint64 `json:"drops"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("stats json: %v\n%s", err, out)
+	}
+	m := map[string]map[string]uint64{}
+	for _, r := range rows {
+		m[r.VM] = r.Drops
+	}
+	return m
 }
