@@ -4,7 +4,7 @@ GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BIN   := bin
 # Debian packages the tests, the lab and the demo use.
 APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
 

@@ -109,7 +109,7 @@ func TestDecapDrops(t *testing.T) {
 	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropNone {
 		t.Fatalf("genuine packet after forgery: %v", d)
 	}
-	buf, st, en = mk()
+	buf, st, _ = mk()
 	if _, _, d := Decap(p.in, &sc, buf, st, 30); d != sa.DropMalformed {
 		t.Fatalf("truncated: %v", d)
 	}

@@ -55,11 +55,11 @@ import (
 
 // tsharkSA is one SA under test and the packets sent on it.
 type tsharkSA struct {
-	name             string
-	cfg              sa.Config
-	out              *sa.SA
-	innerV6, outerV6 bool
-	esn              bool
+	name    string
+	cfg     sa.Config
+	out     *sa.SA
+	innerV6 bool
+	esn     bool
 }
 
 // tsharkPkt is what we put into one ESP packet and expect tshark to find.
@@ -118,7 +118,7 @@ func TestIntegrationTsharkDecrypts(t *testing.T) {
 		// distinct regardless, so a wrong uat row can never decrypt by luck.
 		cfg.EncKey = satest.Key(suite.Enc.KeyLen(), byte(spi)^byte(spi>>8))
 		cfg.IntegKey = satest.Key(suite.Integ.KeyLen(), byte(spi)+0x80)
-		s := &tsharkSA{name: name, cfg: cfg, out: satest.MustNew(cfg), innerV6: innerV6, outerV6: outerV6, esn: esn}
+		s := &tsharkSA{name: name, cfg: cfg, out: satest.MustNew(cfg), innerV6: innerV6, esn: esn}
 		if esn {
 			// A non-zero high half, so leaving it out of the ICV or AAD
 			// would be visible.
