@@ -126,12 +126,6 @@ func (su *suite) init(c *Config) error {
 	return nil
 }
 
-func (su *suite) zero() {
-	su.mu.Lock()
-	clear(su.salt[:])
-	su.mu.Unlock()
-}
-
 // Seal protects one ESP packet in place. p is the whole ESP packet as it
 // will go on the wire (RFC 4303 §2):
 //

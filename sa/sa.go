@@ -395,10 +395,13 @@ func (s *SA) emitOnce(st uint32, kind EventKind) {
 	}
 }
 
-// close zeroes the SA's copies of its keys and expires it.
+// close expires the SA and zeroes its copies of the keys. The expanded
+// key schedules inside crypto/aes, chacha20poly1305 and crypto/hmac cannot
+// be zeroed from Go (they are not exported): they become garbage with the
+// SA. The data path may still be finishing a packet with them, which is why
+// they are not touched here.
 func (s *SA) close() {
 	s.state.Store(stateExpired)
 	clear(s.cfg.EncKey)
 	clear(s.cfg.IntegKey)
-	s.suite.zero()
 }

@@ -40,6 +40,25 @@ type PacketPort struct {
 // in promiscuous mode for the socket's lifetime: a VIF carries the VM's
 // MAC, an uplink carries every VM's.
 func OpenPacket(name, nsName string) (*PacketPort, error) {
+	return OpenPacketWith(name, nsName, PacketOptions{})
+}
+
+// PacketOptions tune an AF_PACKET port.
+type PacketOptions struct {
+	// VnetHdr turns on PACKET_VNET_HDR: every frame ReadBatch returns
+	// starts with a 10-byte struct virtio_net_hdr (include/uapi/linux/
+	// virtio_net.h) carrying the GSO and checksum-offload state, and every
+	// frame given to WriteBatch must start with one. With it a guest's
+	// TSO/GSO super-frames and partial checksums arrive described instead
+	// of silently broken; without it they arrive as bare oversized frames.
+	VnetHdr bool
+}
+
+// VnetHdrLen is the size of the header PacketOptions.VnetHdr adds.
+const VnetHdrLen = 10
+
+// OpenPacketWith is OpenPacket with options.
+func OpenPacketWith(name, nsName string, opt PacketOptions) (*PacketPort, error) {
 	fd, ifindex, err := inNetns(nsName, func() (int, int, error) {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
@@ -67,6 +86,11 @@ func OpenPacket(name, nsName string) (*PacketPort, error) {
 	}{{"PACKET_AUXDATA", unix.PACKET_AUXDATA}, {"PACKET_IGNORE_OUTGOING", unix.PACKET_IGNORE_OUTGOING}, {"PACKET_QDISC_BYPASS", unix.PACKET_QDISC_BYPASS}} {
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, o.opt, 1); err != nil {
 			return fail(o.name, err)
+		}
+	}
+	if opt.VnetHdr {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return fail("PACKET_VNET_HDR", err)
 		}
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)

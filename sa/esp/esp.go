@@ -307,7 +307,13 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if next == protoNoNext {
 		return 0, 0, sa.DropDummy
 	}
-	if d = s.Account(len(payload)); d != sa.DropNone {
+	// Lifetimes count the clear IP packet, as Encap does: the inner
+	// packet in tunnel mode, header plus payload in transport mode.
+	clearLen := espAt + len(payload)
+	if s.Mode() == sa.ModeTunnel {
+		clearLen = len(payload)
+	}
+	if d = s.Account(clearLen); d != sa.DropNone {
 		return 0, 0, d
 	}
 	// 6.

@@ -115,6 +115,32 @@ func UDP(buf []byte, off int, src, dst netip.Addr, sport, dport uint16, size int
 	for i := 0; i < size; i++ {
 		u[8+i] = byte(i*31 + 7)
 	}
+	// UDP checksum over the pseudo-header (RFC 768, RFC 8200 §8.1): IPv6
+	// forbids 0, and real receivers drop it.
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	if src.Is4() {
+		add(pkt[12:20])
+	} else {
+		add(pkt[8:40])
+	}
+	sum += 17 + uint32(8+size)
+	add(u[:8+size])
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	c := ^uint16(sum)
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(u[6:], c)
 	return l4 + 8 + size
 }
 
