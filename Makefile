@@ -3,12 +3,12 @@ SHELL := /bin/bash
 GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BIN   := bin
 # Debian packages the tests, the lab and the demo use.
-APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins
+APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build test unit fuzz-seeds bench bench-esp bench-sadb lint demo clean
+.PHONY: all deps build test bench bench-esp bench-sadb bench-e2e lint demo clean
 
 all: build
 
@@ -43,6 +43,12 @@ bench-esp: deps
 # bench-sadb: lookups in a DB of 1,000,000 SAs and memory per SA (~1 min, ~3 GB).
 bench-sadb: deps
 	$(GO) run ./internal/bench/cmd/vifsec-bench sadb
+
+# bench-e2e: iperf3 between VMs on two gateways: plain veth+bridge, vifsec
+# with action none, ESP aes128-gcm and chacha20-poly1305, and two strongSwan
+# charons with kernel-libipsec; RSS with 100 attached VMs (~2 min, root).
+bench-e2e: build
+	$(GO) run ./examples/lab/bench-e2e
 
 lint: deps
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
