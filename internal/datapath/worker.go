@@ -18,6 +18,8 @@ const (
 	readOff = esp.Headroom
 	bufSize = 4096
 	maxOut  = 4 * vif.MaxBatch
+	// maxSpare bounds broadcast copies per batch.
+	maxSpare = 8
 
 	ethLen      = 14
 	etherIPv4   = 0x0800
@@ -58,9 +60,13 @@ type outFrame struct {
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	w := &worker{e: e, port: p, uplink: uplink, done: make(chan struct{})}
 	w.bufs = make([][]byte, vif.MaxBatch)
-	w.spare = make([][]byte, vif.MaxBatch)
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, bufSize)
+	}
+	// Spares hold tagged copies of broadcast frames a VM sends on a VLAN:
+	// a few per batch is plenty (beyond that, broadcasts are dropped).
+	w.spare = make([][]byte, maxSpare)
+	for i := range w.spare {
 		w.spare[i] = make([]byte, bufSize)
 	}
 	w.sizes = make([]int, vif.MaxBatch)
