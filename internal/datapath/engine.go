@@ -63,6 +63,7 @@ type snapshot struct {
 type txPort struct {
 	mu sync.Mutex
 	vif.Port
+	vnet  bool // frames carry a virtio-net header (vif.PacketOptions.VnetHdr)
 	stats PortStats
 }
 

@@ -52,9 +52,10 @@ type worker struct {
 }
 
 type outFrame struct {
-	dst   *txPort
-	frame []byte
-	vm    *VMStats // counted as delivered to this VM (nil: uplink)
+	dst        *txPort
+	buf        []byte
+	start, end int
+	vm         *VMStats // counted as delivered to this VM (nil: uplink)
 }
 
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
@@ -239,13 +240,13 @@ func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start
 	from.stats.PacketsOut.Add(1)
 	from.stats.BytesOut.Add(uint64(end - start))
 	if local != nil {
-		w.queue(local.port, buf[start:end], local.stats)
+		w.queue(local.port, buf, start, end, local.stats)
 		return
 	}
 	if buf[start]&1 != 0 {
 		for _, v := range snap.byVLAN[from.vlan] {
 			if v != from {
-				w.queue(v.port, buf[start:end], v.stats)
+				w.queue(v.port, buf, start, end, v.stats)
 			}
 		}
 		if from.vlan != 0 {
@@ -263,7 +264,7 @@ func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start
 	if from.vlan != 0 {
 		start = tag(buf, start, from.vlan)
 	}
-	w.queue(up, buf[start:end], nil)
+	w.queue(up, buf, start, end, nil)
 }
 
 // tag inserts an 802.1Q header into the frame at buf[start:], using the
@@ -329,7 +330,7 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 	if f[0]&1 != 0 {
 		for _, vm := range snap.byVLAN[vlan] {
 			if w.inboundClear(vm, buf, off, n, etype) {
-				w.deliver(vm, f)
+				w.deliver(vm, buf, off, off+n)
 			}
 		}
 		return
@@ -346,7 +347,7 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		}
 	}
 	if w.inboundClear(vm, buf, off, n, etype) {
-		w.deliver(vm, f)
+		w.deliver(vm, buf, off, off+n)
 	}
 }
 
@@ -378,7 +379,7 @@ func (w *worker) inboundESP(vm *vmState, buf []byte, off, n int, spi uint32) {
 	copy(buf[start:], vm.mac[:])
 	copy(buf[start+6:], w.macs[6:])
 	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[start+ethLen]))
-	w.deliver(vm, buf[start:end])
+	w.deliver(vm, buf, start, end)
 }
 
 // inboundClear applies the VM's inbound SPD to a clear frame.
@@ -417,15 +418,18 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 	return true
 }
 
-func (w *worker) deliver(vm *vmState, frame []byte) {
-	w.queue(vm.port, frame, vm.stats)
+func (w *worker) deliver(vm *vmState, buf []byte, start, end int) {
+	w.queue(vm.port, buf, start, end, vm.stats)
 }
 
-func (w *worker) queue(dst *txPort, frame []byte, vm *VMStats) {
+// queue sends the frame buf[start:end] to dst at the end of the batch.
+// The frame must have vif.VnetHdrLen bytes of headroom in buf, where a
+// virtio-net header is written for ports that take one.
+func (w *worker) queue(dst *txPort, buf []byte, start, end int, vm *VMStats) {
 	if w.nout == maxOut {
 		w.flush()
 	}
-	w.out[w.nout] = outFrame{dst: dst, frame: frame, vm: vm}
+	w.out[w.nout] = outFrame{dst: dst, buf: buf, start: start, end: end, vm: vm}
 	w.nout++
 }
 
@@ -442,10 +446,17 @@ func (w *worker) flush() {
 			if o.dst != dst {
 				continue
 			}
-			w.group = append(w.group, o.frame)
+			start := o.start
+			if dst.vnet {
+				// A plain frame: no GSO, checksums complete (RFC-wise the
+				// guest verifies them), flags 0.
+				start -= vif.VnetHdrLen
+				clear(o.buf[start:o.start])
+			}
+			w.group = append(w.group, o.buf[start:o.end])
 			if o.vm != nil {
 				o.vm.PacketsIn.Add(1)
-				o.vm.BytesIn.Add(uint64(len(o.frame)))
+				o.vm.BytesIn.Add(uint64(o.end - o.start))
 			}
 			o.dst = nil
 		}
