@@ -249,9 +249,9 @@ func runVMList(c *cli, in *invocation) int {
 	}
 	var rows [][]string
 	for _, v := range vms {
-		rows = append(rows, []string{v.Name, v.Tenant, v.Dev, orDash(v.Netns), v.MAC, fmt.Sprint(v.VLAN), joinOrDash(v.IPs)})
+		rows = append(rows, []string{v.Name, v.Tenant, v.Dev, orDash(v.Netns), v.MAC, fmt.Sprint(v.VLAN), joinOrDash(v.IPs), orDash(v.VIF)})
 	}
-	c.table([]string{"Name", "Tenant", "Dev", "Netns", "MAC", "VLAN", "IPs"}, rows)
+	c.table([]string{"Name", "Tenant", "Dev", "Netns", "MAC", "VLAN", "IPs", "VIF"}, rows)
 	return exitOK
 }
 

@@ -27,6 +27,7 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger) {
 		}
 		return p, nil
 	}, log.With("part", "attach"))
+	d.SetVIFStatus(a.Status)
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
 	for {

@@ -77,6 +77,28 @@ func TestIntegrationDemo(t *testing.T) {
 				}
 				sas = append(sas, s...)
 			}
+			// Every VIF is attached by the data path.
+			for _, d := range ds {
+				var vms []struct{ Name, VIF string }
+				for i := 0; i < 40; i++ {
+					out, err := d.CLI(ctx, "--format", "json", "vm", "list")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := json.Unmarshal([]byte(out), &vms); err != nil {
+						t.Fatal(err)
+					}
+					if len(vms) == 2 && vms[0].VIF == "attached" && vms[1].VIF == "attached" {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				for _, v := range vms {
+					if v.VIF != "attached" {
+						t.Errorf("gateway %s: vm %s vif %q, want attached", d.GW.Name, v.Name, v.VIF)
+					}
+				}
+			}
 			var caps []*Capture
 			var capFiles []string
 			for _, gw := range l.Gateways {

@@ -182,8 +182,11 @@ func VMOf(v tenant.VM) VM {
 
 func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
 	out := []VM{}
+	st := s.d.VIFStatus()
 	for _, v := range s.d.VMs() {
-		out = append(out, VMOf(v))
+		vm := VMOf(v)
+		vm.VIF = st[v.Name]
+		out = append(out, vm)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -141,6 +141,9 @@ type VM struct {
 	MAC    string   `json:"mac"`
 	VLAN   uint16   `json:"vlan"`
 	IPs    []string `json:"ips"`
+	// VIF is "attached" when the data path serves the VM's interface, or
+	// why it does not (the device is missing, went away); "" if unknown.
+	VIF string `json:"vif"`
 }
 
 // Uplink is the uplink as shown; GET /v1/uplink answers null if none is set.

@@ -31,6 +31,8 @@ type Config struct {
 // under one lock; read accessors take a shared lock and return copies;
 // the sa.DB is the data path's and is read without any lock.
 type Daemon struct {
+	vifStatus atomic.Pointer[func() map[string]string]
+
 	log *slog.Logger
 	st  store.Store
 	db  *sa.DB
@@ -269,5 +271,28 @@ func sortedKeys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	sort.Strings(out)
+	return out
+}
+
+// SetVIFStatus installs the data path's report of which VM interfaces are
+// attached; VIFStatus then answers from it.
+func (d *Daemon) SetVIFStatus(f func() map[string]string) {
+	d.vifStatus.Store(&f)
+}
+
+// VIFStatus says, per VM name, "attached" or why its interface is not
+// (waiting for the device, gone): "" when no data path reports.
+func (d *Daemon) VIFStatus() map[string]string {
+	f := d.vifStatus.Load()
+	if f == nil {
+		return nil
+	}
+	out := map[string]string{}
+	for k, v := range (*f)() {
+		if v == "" {
+			v = "attached"
+		}
+		out[k] = v
+	}
 	return out
 }
