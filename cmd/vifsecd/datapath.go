@@ -17,15 +17,17 @@ import (
 // stopped and closed every port.
 func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger) {
 	e := datapath.New(d.SADB(), log.With("part", "datapath"))
-	a := attach.New(e, func(dev, ns string) (vif.Port, error) {
-		p, err := vif.OpenPacket(dev, ns)
+	a := attach.New(e, func(dev, ns string, vnet bool) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, ns, vif.PacketOptions{VnetHdr: vnet})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+		mtu := 0
 		if info, err := vif.Describe(dev, ns); err == nil {
-			log.Info("VIF opened", "dev", dev, "netns", ns, "info", info.String())
+			mtu = info.MTU
+			log.Info("port opened", "dev", dev, "netns", ns, "vnet_hdr", vnet, "info", info.String())
 		}
-		return p, nil
+		return p, mtu, nil
 	}, log.With("part", "attach"))
 	d.SetVIFStatus(a.Status)
 	done := make(chan struct{})

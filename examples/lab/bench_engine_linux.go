@@ -104,7 +104,7 @@ func StartBenchEngine(l *Lab, vm *VM, p BenchPolicy) (*BenchEngine, error) {
 	e := datapath.New(db, nil)
 	e.Update([]datapath.VM{{Name: vm.Name, Port: port, MAC: mac, VLAN: vm.VLAN,
 		IPs: []netip.Addr{vm.IP6, vm.IP4}, DefaultAction: tenant.ActionNone, Policies: pols, SAs: sas}})
-	e.SetUplink(up)
+	e.SetUplink(up, 0)
 	b := &BenchEngine{E: e, VM: vm}
 	for _, s := range sas {
 		if s != nil && s.Dir() == sa.DirOut {

@@ -27,8 +27,11 @@ type Want struct {
 // UplinkWant is where the uplink is; nil means none.
 type UplinkWant struct{ Dev, Netns string }
 
-// Opener opens a port on an interface; vif.OpenPacket in production.
-type Opener func(dev, netns string) (vif.Port, error)
+// Opener opens a port on an interface; vif.OpenPacketWith in production.
+// VIFs are opened with vnet true (frames carry virtio-net headers, so
+// guests may keep TSO/GSO and checksum offload), the uplink with false. It
+// returns the interface's MTU too (0 if unknown).
+type Opener func(dev, netns string, vnet bool) (p vif.Port, mtu int, err error)
 
 type port struct {
 	dev, netns string
@@ -188,7 +191,7 @@ func (a *Attacher) reconcile() {
 			pt = nil
 		}
 		if pt == nil {
-			p, err := a.open(w.Dev, w.Netns)
+			p, _, err := a.open(w.Dev, w.Netns, true)
 			if err != nil {
 				if a.lastErr[name] != err.Error() {
 					a.log.Info("VIF not available; will retry", "vm", name, "dev", w.Dev, "err", err)
@@ -206,6 +209,7 @@ func (a *Attacher) reconcile() {
 		}
 		v := w.VM
 		v.Port = pt.p
+		v.VnetHdr = true
 		vms = append(vms, v)
 	}
 	for name, pt := range a.ports {
@@ -224,11 +228,11 @@ func (a *Attacher) reconcile() {
 	// Uplink.
 	up := a.uplink
 	if a.up != nil && (up == nil || a.up.dead.Load() || a.up.dev != up.Dev || a.up.netns != up.Netns) {
-		a.e.SetUplink(nil) // closes it
+		a.e.SetUplink(nil, 0) // closes it
 		a.up = nil
 	}
 	if up != nil && a.up == nil {
-		p, err := a.open(up.Dev, up.Netns)
+		p, mtu, err := a.open(up.Dev, up.Netns, false)
 		if err != nil {
 			if a.lastErr["\x00uplink"] != err.Error() {
 				a.log.Warn("uplink not available; will retry", "dev", up.Dev, "err", err)
@@ -238,7 +242,7 @@ func (a *Attacher) reconcile() {
 		}
 		delete(a.lastErr, "\x00uplink")
 		a.up = &port{dev: up.Dev, netns: up.Netns, p: p}
-		a.e.SetUplink(p)
-		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns)
+		a.e.SetUplink(p, mtu)
+		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns, "mtu", mtu)
 	}
 }

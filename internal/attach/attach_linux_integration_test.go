@@ -54,7 +54,10 @@ func TestIntegrationVIFGoneAndBack(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 
 	e := datapath.New(sa.NewDB(0), nil)
-	a := New(e, func(dev, n string) (vif.Port, error) { return vif.OpenPacket(dev, n) }, nil)
+	a := New(e, func(dev, n string, vnet bool) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
+		return p, 0, err
+	}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()

@@ -96,8 +96,8 @@ func build(t *testing.T) (a, b *side, wireA *viftest.Port) {
 	upA, upB := viftest.Pair("uplinkA", "uplinkB", 256)
 	upA.Record = true
 	a.uplink, b.uplink = upA, upB
-	a.e.SetUplink(upA)
-	b.e.SetUplink(upB)
+	a.e.SetUplink(upA, 0)
+	b.e.SetUplink(upB, 0)
 	t.Cleanup(func() { a.e.Close(); b.e.Close() })
 	return a, b, upA
 }

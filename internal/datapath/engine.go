@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 	"github.com/vifsec/vifsec/vif"
@@ -28,6 +29,10 @@ type VM struct {
 	// Stats receives the VM's counters; nil: the engine keeps its own,
 	// per VM name, across updates.
 	Stats *VMStats
+	// VnetHdr says Port's frames carry a virtio-net header
+	// (vif.PacketOptions.VnetHdr): the guest's TSO/GSO super-frames and
+	// partial checksums are then segmented and completed here.
+	VnetHdr bool
 }
 
 type vmKey struct {
@@ -48,6 +53,8 @@ type vmState struct {
 	policies []tenant.Policy
 	sas      []*sa.SA
 	stats    *VMStats
+	// icmp limits the path-MTU errors sent back to the VM.
+	icmp *pmtu.RateLimiter
 }
 
 // snapshot is the table workers read: published whole, never modified.
@@ -83,15 +90,16 @@ type Engine struct {
 	enabled atomic.Bool
 	snap    atomic.Pointer[snapshot]
 
-	uplink   atomic.Pointer[txPort]
-	upWorker *worker
-	UplinkRx PortStats
-	mu       sync.Mutex // Update, SetUplink, Close
-	workers  map[vif.Port]*worker
-	stats    map[string]*VMStats
-	ports    map[vif.Port]*txPort
-	wg       sync.WaitGroup
-	closed   bool
+	uplink    atomic.Pointer[txPort]
+	uplinkMTU atomic.Int32
+	upWorker  *worker
+	UplinkRx  PortStats
+	mu        sync.Mutex // Update, SetUplink, Close
+	workers   map[vif.Port]*worker
+	stats     map[string]*VMStats
+	ports     map[vif.Port]*txPort
+	wg        sync.WaitGroup
+	closed    bool
 
 	// OnPortDown, if set before ports are added, is called from a worker
 	// whose port failed (the interface went down or away) just before the
@@ -106,6 +114,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 	}
 	e := &Engine{db: db, log: log, workers: map[vif.Port]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{}}
 	e.enabled.Store(true)
+	e.uplinkMTU.Store(DefaultMTU)
 	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byVLAN: map[uint16][]*vmState{}, byPort: map[vif.Port]*vmState{}})
 	return e
 }
@@ -117,9 +126,25 @@ func (e *Engine) SetEnabled(on bool) { e.enabled.Store(on) }
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.enabled.Load() }
 
-// SetUplink starts using p as the uplink (nil stops). The engine closes
-// the previous uplink port.
-func (e *Engine) SetUplink(p vif.Port) {
+// Path-MTU errors sent to one VM: at most this many per second, in bursts
+// of icmpBurst (RFC 4443 §2.4(f) asks for a limit; Linux defaults to 1/s per
+// destination with a burst of 50 per host).
+const (
+	icmpPerSecond = 100
+	icmpBurst     = 10
+)
+
+// DefaultMTU is the uplink MTU assumed until SetUplink is told one.
+const DefaultMTU = 1500
+
+// SetUplink starts using p as the uplink (nil stops), whose MTU (the
+// largest IP packet it carries; 0 = DefaultMTU) bounds what ESP may
+// produce. The engine closes the previous uplink port.
+func (e *Engine) SetUplink(p vif.Port, mtu int) {
+	if mtu <= 0 {
+		mtu = DefaultMTU
+	}
+	e.uplinkMTU.Store(int32(mtu))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if w := e.upWorker; w != nil {
@@ -160,7 +185,7 @@ func (e *Engine) Update(vms []VM) {
 		keepStats[v.Name] = st
 		tp := e.ports[v.Port]
 		if tp == nil {
-			tp = &txPort{Port: v.Port}
+			tp = &txPort{Port: v.Port, vnet: v.VnetHdr}
 		}
 		keepPorts[v.Port] = tp
 		s := &vmState{
@@ -170,6 +195,7 @@ func (e *Engine) Update(vms []VM) {
 			policies: append([]tenant.Policy(nil), v.Policies...),
 			sas:      append([]*sa.SA(nil), v.SAs...),
 			stats:    st,
+			icmp:     pmtu.NewRateLimiter(icmpPerSecond, icmpBurst),
 		}
 		if s.def == tenant.ActionInvalid {
 			s.def = tenant.ActionNone
@@ -222,7 +248,7 @@ func (e *Engine) Close() {
 	e.mu.Lock()
 	e.closed = true
 	e.mu.Unlock()
-	e.SetUplink(nil)
+	e.SetUplink(nil, 0)
 	e.Update(nil)
 	e.wg.Wait()
 }

@@ -92,7 +92,7 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 			}
 		}
 		vms = append(vms, datapath.VM{Name: v.Name, Port: ports[v.Name], MAC: sa.MAC(mac), VLAN: v.VLAN,
-			IPs: []netip.Addr{v.IP6, v.IP4}, DefaultAction: tenant.ActionNone, Policies: pols, SAs: sas})
+			IPs: []netip.Addr{v.IP6, v.IP4}, DefaultAction: tenant.ActionNone, Policies: pols, SAs: sas, VnetHdr: true})
 	}
 	return vms
 }
@@ -120,7 +120,7 @@ func TestIntegrationLabDataPath(t *testing.T) {
 				engines = append(engines, e)
 				ports := map[string]vif.Port{}
 				for _, v := range gw.VMs {
-					p, err := vif.OpenPacket(v.Dev, gw.NS)
+					p, err := vif.OpenPacketWith(v.Dev, gw.NS, vif.PacketOptions{VnetHdr: true})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -131,7 +131,7 @@ func TestIntegrationLabDataPath(t *testing.T) {
 					t.Fatal(err)
 				}
 				e.Update(gatewayVMs(t, l, gw, db, mode, ports))
-				e.SetUplink(up)
+				e.SetUplink(up, 0)
 			}
 			for _, tn := range lab.Tenants {
 				a, b := l.VM(tn.Name, "a"), l.VM(tn.Name, "b")

@@ -3,7 +3,13 @@ package datapath
 import (
 	"encoding/binary"
 	"errors"
+	"time"
 
+	"github.com/vifsec/vifsec/offload"
+	"github.com/vifsec/vifsec/offload/csum"
+	"github.com/vifsec/vifsec/offload/gso"
+	"github.com/vifsec/vifsec/offload/mss"
+	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/esp"
 	"github.com/vifsec/vifsec/tenant"
@@ -18,6 +24,13 @@ const (
 	readOff = esp.Headroom
 	bufSize = 4096
 	maxOut  = 4 * vif.MaxBatch
+
+	// Ports with virtio-net headers: batches of gsoBatch buffers big
+	// enough for a 64 KiB super-frame, and up to maxSegs segments each
+	// (64 KiB at the smallest useful MTU, 1280).
+	gsoBatch   = 16
+	gsoBufSize = readOff + vif.VnetHdrLen + 65535 + ethLen + 2*vlanTagSize + esp.Tailroom
+	maxSegs    = 64
 	// maxSpare bounds broadcast copies per batch.
 	maxSpare = 8
 
@@ -49,6 +62,13 @@ type worker struct {
 	out   [maxOut]outFrame
 	nout  int
 	group [][]byte
+
+	// VIF ports with virtio-net headers only: segments of a super-frame
+	// (or fragments of a packet), and room to build an ICMP error.
+	seg         [][]byte
+	segSizes    []int
+	icmpBuf     []byte
+	fragmenting bool // w.seg holds fragments being sent
 }
 
 type outFrame struct {
@@ -60,9 +80,22 @@ type outFrame struct {
 
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	w := &worker{e: e, port: p, uplink: uplink, done: make(chan struct{})}
-	w.bufs = make([][]byte, vif.MaxBatch)
+	nbuf, size := vif.MaxBatch, bufSize
+	if p.vnet {
+		// A port with virtio-net headers hands over super-frames of up to
+		// 64 KiB. Pages of a buffer the kernel never writes stay
+		// untouched, so an idle VM costs little resident memory.
+		nbuf, size = gsoBatch, gsoBufSize
+		w.seg = make([][]byte, maxSegs)
+		for i := range w.seg {
+			w.seg[i] = make([]byte, bufSize)
+		}
+		w.segSizes = make([]int, maxSegs)
+		w.icmpBuf = make([]byte, bufSize)
+	}
+	w.bufs = make([][]byte, nbuf)
 	for i := range w.bufs {
-		w.bufs[i] = make([]byte, bufSize)
+		w.bufs[i] = make([]byte, size)
 	}
 	// Spares hold tagged copies of broadcast frames a VM sends on a VLAN:
 	// a few per batch is plenty (beyond that, broadcasts are dropped).
@@ -70,8 +103,8 @@ func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	for i := range w.spare {
 		w.spare[i] = make([]byte, bufSize)
 	}
-	w.sizes = make([]int, vif.MaxBatch)
-	w.meta = make([]vif.Meta, vif.MaxBatch)
+	w.sizes = make([]int, nbuf)
+	w.meta = make([]vif.Meta, nbuf)
 	w.group = make([][]byte, 0, maxOut)
 	return w
 }
@@ -97,15 +130,173 @@ func (w *worker) run() {
 // batch processes n frames just read and sends what they produced.
 func (w *worker) batch(n int) {
 	snap := w.e.snap.Load()
-	w.nsp = 0
 	for i := 0; i < n; i++ {
-		if w.uplink {
+		switch {
+		case w.uplink:
 			w.fromUplink(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
-		} else {
+		case w.port.vnet:
+			w.fromVnet(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
+		default:
 			w.fromVIF(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
 		}
 	}
 	w.flush()
+}
+
+// fromVnet takes a frame with its virtio-net header from a VM: a plain
+// frame gets its partial checksum completed; a TSO/USO super-frame is cut
+// into segments that fit the uplink after ESP, each then handled as a
+// frame of its own.
+func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
+	vm := snap.byPort[w.port.Port]
+	if vm == nil {
+		w.port.stats.UnknownDest.Add(1)
+		return
+	}
+	h, d := offload.ParseVnetHdr(buf[off : off+n])
+	if d != offload.DropNone {
+		vm.stats.Drop(offloadDrop(d))
+		return
+	}
+	off, n = off+vif.VnetHdrLen, n-vif.VnetHdrLen
+	frame := buf[off : off+n]
+	if h.GSO() == offload.GSONone {
+		if h.NeedsCsum() && !csum.Complete(frame, int(h.CsumStart), int(h.CsumOffset)) {
+			vm.stats.Drop(sa.DropMalformed)
+			return
+		}
+		w.fromVIF(snap, buf, off, n, m)
+		return
+	}
+	// The segments must fit what the flow's policy adds: find it on the
+	// super-frame's headers (they are the segments' headers).
+	mtu := w.mtuFor(vm, frame)
+	ns, d := gso.Segment(frame, h, mtu, w.seg, readOff, w.segSizes)
+	if d != offload.DropNone {
+		if d == offload.DropTooBig {
+			// A USO datagram that cannot be cut: tell the guest the MTU.
+			w.tooBig(vm, buf, off, n, mtu)
+		}
+		vm.stats.Drop(offloadDrop(d))
+		return
+	}
+	// The segments' buffers are reused by the next super-frame: send what
+	// is queued now.
+	w.flush()
+	for i := 0; i < ns; i++ {
+		w.fromVIF(snap, w.seg[i], readOff, w.segSizes[i], m)
+	}
+	w.flush()
+}
+
+// mtuFor is the largest IP packet of the flow in frame (an Ethernet frame,
+// possibly tagged) that still fits the uplink once its policy's ESP is
+// added.
+func (w *worker) mtuFor(vm *vmState, frame []byte) int {
+	mtu := int(w.e.uplinkMTU.Load())
+	l2 := ethLen
+	if len(frame) >= ethLen+vlanTagSize && binary.BigEndian.Uint16(frame[12:14]) == etherVLAN {
+		l2 += vlanTagSize
+	}
+	if len(frame) < l2 || !w.e.enabled.Load() || !tenant.ParseFlow(frame[l2:], &w.flow) {
+		return mtu
+	}
+	if idx := vm.spd.Lookup(sa.DirOut, &w.flow); idx >= 0 && vm.policies[idx].Action == tenant.ActionIPsec {
+		if s := vm.sas[idx]; s != nil {
+			return mtu - espOverhead(s)
+		}
+	}
+	return mtu
+}
+
+// espOverhead is the most s adds to an IP packet: ESP framing plus the
+// outer header in tunnel mode.
+func espOverhead(s *sa.SA) int {
+	o := s.Overhead()
+	if s.Mode() == sa.ModeTunnel {
+		if s.Dst().Unmap().Is4() {
+			o += 20
+		} else {
+			o += 40
+		}
+	}
+	return o
+}
+
+// tooBig answers a VM's packet that does not fit (the IP packet in the
+// frame buf[off:off+n]) with ICMP fragmentation-needed or ICMPv6
+// packet-too-big carrying mtu, as a router on the path would, rate-limited.
+func (w *worker) tooBig(vm *vmState, buf []byte, off, n, mtu int) {
+	if w.icmpBuf == nil || !vm.icmp.Allow(time.Now()) {
+		return
+	}
+	l2 := ethLen
+	if binary.BigEndian.Uint16(buf[off+12:off+14]) == etherVLAN {
+		l2 += vlanTagSize
+	}
+	b := w.icmpBuf
+	ipAt := readOff + ethLen
+	ln := pmtu.ICMPTooBig(b[ipAt:], buf[off+l2:off+n], mtu)
+	if ln == 0 {
+		return
+	}
+	copy(b[readOff:readOff+6], buf[off+6:off+12]) // to the VM
+	copy(b[readOff+6:readOff+12], buf[off:off+6]) // from where it sent
+	binary.BigEndian.PutUint16(b[readOff+12:], etherTypeOf(b[ipAt]))
+	// The error is sent at once: icmpBuf is reused by the next one.
+	w.queue(vm.port, b, readOff, ipAt+ln, vm.stats)
+	w.flush()
+}
+
+// oversized handles a VM's packet (frame buf[off:off+n], untagged) that
+// will not fit the uplink after ESP: IPv4 without DF on a tunnel-mode SA is
+// fragmented first (each fragment then gets its own ESP); everything else
+// — IPv6, DF set, transport mode (RFC 4301 §7: whole datagrams only) — is
+// dropped and answered with ICMP too-big carrying mtu.
+func (w *worker) oversized(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, off, n int, m vif.Meta, mtu int) {
+	pkt := buf[off+ethLen : off+n]
+	if pkt[0]>>4 == 4 && pkt[6]&0x40 == 0 && s.Mode() == sa.ModeTunnel && w.seg != nil && !w.fragmenting {
+		nf, d := pmtu.Fragment(pkt, mtu, w.seg, readOff+ethLen, w.segSizes)
+		if d == offload.DropNone {
+			w.flush() // w.seg's previous contents are queued frames
+			w.fragmenting = true
+			for i := 0; i < nf; i++ {
+				copy(w.seg[i][readOff:readOff+ethLen], buf[off:off+ethLen])
+				w.fromVIF(snap, w.seg[i], readOff, ethLen+w.segSizes[i], m)
+			}
+			w.fragmenting = false
+			w.flush()
+			return
+		}
+	}
+	vm.stats.Drop(sa.DropTooBig)
+	w.tooBig(vm, buf, off, n, mtu)
+}
+
+// ipHeaderMin is the fixed IP header length of pkt's family.
+func ipHeaderMin(pkt []byte) int {
+	if pkt[0]>>4 == 6 {
+		return 40
+	}
+	return 20
+}
+
+const (
+	protoTCP     = 6
+	tcpHeaderMin = 20
+)
+
+// offloadDrop maps an offload refusal onto the counters' reasons.
+func offloadDrop(d offload.Drop) sa.Drop {
+	switch d {
+	case offload.DropTooBig, offload.DropTooManySegments:
+		return sa.DropTooBig
+	case offload.DropFragment:
+		return sa.DropFragment
+	case offload.DropNoRoom:
+		return sa.DropNoRoom
+	}
+	return sa.DropMalformed
 }
 
 //  1. VIF queue: a frame the VM sent
@@ -200,6 +391,16 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	s := vm.sas[idx]
 	if s == nil || s.Dir() == sa.DirIn {
 		st.Drop(sa.DropNoSA)
+		return
+	}
+	// Path MTU: what ESP adds must still fit the uplink.
+	mtu := int(w.e.uplinkMTU.Load()) - espOverhead(s)
+	pkt := buf[ip : off+n]
+	if w.flow.Proto == protoTCP {
+		mss.Clamp(pkt, uint16(mtu-ipHeaderMin(pkt)-tcpHeaderMin))
+	}
+	if len(pkt) > mtu {
+		w.oversized(snap, vm, s, buf, off, n, m, mtu)
 		return
 	}
 	copy(w.macs[:], f[0:12])
@@ -375,6 +576,11 @@ func (w *worker) inboundESP(vm *vmState, buf []byte, off, n int, spi uint32) {
 		s.Drop(sa.DropPolicyMismatch)
 		return
 	}
+	if w.flow.Proto == protoTCP {
+		// The peer's SYN may offer more than fits back through ESP.
+		pkt := buf[start:end]
+		mss.Clamp(pkt, uint16(int(w.e.uplinkMTU.Load())-espOverhead(s)-ipHeaderMin(pkt)-tcpHeaderMin))
+	}
 	start -= ethLen
 	copy(buf[start:], vm.mac[:])
 	copy(buf[start+6:], w.macs[6:])
@@ -464,4 +670,5 @@ func (w *worker) flush() {
 	}
 	clear(w.out[:w.nout])
 	w.nout = 0
+	w.nsp = 0
 }

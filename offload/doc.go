@@ -1,0 +1,36 @@
+// Package offload is the vocabulary shared by vifsec's offload packages:
+// the virtio_net_hdr that carries a guest's GSO and checksum-offload
+// metadata next to each frame (VnetHdr), and the drop reasons (Drop) those
+// packages return.
+//
+// The work is done in small packages, one job each, all pure functions
+// over caller-owned buffers (no I/O, no goroutines, no allocation per
+// packet):
+//
+//   - offload/csum: Internet checksums (RFC 1071), completing a
+//     CHECKSUM_PARTIAL frame, pseudo-headers, incremental update (RFC 1624).
+//   - offload/gso: software segmentation of TCPv4/TCPv6/UDP_L4 super-frames
+//     into MTU-sized frames, before ESP.
+//   - offload/mss: clamping the TCP MSS option of SYN and SYN-ACK.
+//   - offload/pmtu: ICMP fragmentation-needed / ICMPv6 packet-too-big
+//     towards the guest, its rate limiter, and IPv4 fragmentation.
+//
+// # Where it sits
+//
+// For a frame a VM sent: ParseVnetHdr on the bytes AF_PACKET (PACKET_VNET_HDR)
+// or a tap (IFF_VNET_HDR) delivered; then, under an ipsec policy, a GSO frame
+// goes through gso.Segment and a non-GSO frame with NeedsCsum through
+// csum.Complete; SYNs (after that completion) through mss.Clamp; frames
+// still above the effective MTU through pmtu (ICMP back to the guest, or
+// IPv4 fragmentation); then ESP. Frames under no policy or a bypass policy
+// need only the checksum completion before they leave on a device without
+// checksum offload.
+//
+// # What it must not do
+//
+// It does not read or write devices, choose MTUs, look up policies or keep
+// per-flow state: callers pass the effective MTU (or MSS) they computed
+// from the SA and overlay overhead. It never panics on packet bytes: every
+// header it reads comes from a guest and is checked for length and
+// consistency first.
+package offload

@@ -1,0 +1,18 @@
+// Package gso segments a guest's GSO/TSO super-frame in software, before
+// ESP: one Ethernet frame of up to 64 KiB carrying TCP over IPv4 or IPv6
+// (virtio GSO_TCPV4/GSO_TCPV6, with or without the ECN bit) or UDP with
+// USO (GSO_UDP_L4) becomes MTU-sized frames with their own lengths, IPv4
+// IDs, TCP sequence numbers and flags, and full checksums, written into a
+// caller-provided batch of buffers at a caller-given offset (the ESP
+// headroom).
+//
+// It owns the per-segment header rewrite and nothing else: it does not
+// choose the MTU (the caller passes the effective MTU after ESP and
+// overlay overhead), encrypt, clamp MSS (offload/mss) or tell the guest
+// about the MTU (offload/pmtu). It never panics on guest bytes and never
+// allocates; the output buffers must not overlap the input frame.
+//
+// The result matches what Linux's own software GSO (tcp_gso_segment,
+// __udp_gso_segment, inet_gso_segment, ipv6_gso_segment) puts on a veth
+// for the same input, byte for byte; an integration test checks that.
+package gso

@@ -1,0 +1,135 @@
+package mss
+
+import (
+	"encoding/binary"
+	"math/bits"
+
+	"github.com/vifsec/vifsec/offload/csum"
+)
+
+const (
+	ipv4MinLen = 20
+	ipv6Len    = 40
+	tcpMinLen  = 20
+
+	protoHopByHop = 0
+	protoTCP      = 6
+	protoRouting  = 43
+	protoDstOpts  = 60
+	maxExtHdrs    = 8
+
+	tcpSYN = 0x02
+
+	optEOL    = 0
+	optNOP    = 1
+	optMSS    = 2
+	optMSSLen = 4
+)
+
+// Clamp lowers every MSS option of the TCP SYN or SYN-ACK in the IP
+// packet pkt (IPv4 or IPv6, starting at the IP header) to max where it is
+// larger, fixing the TCP checksum incrementally (RFC 1624), and reports
+// whether it changed pkt.
+//
+// Anything else is left alone: non-TCP packets, TCP without SYN, IP
+// fragments, and packets whose headers or options do not parse (every
+// read is length-checked; the option walk stops at EOL or at the first
+// malformed option). A SYN without an MSS option is also left alone: its
+// peer then assumes 536 (IPv4) or 1220 (IPv6), RFC 9293 §3.7.1, which is
+// below any MTU vifsec clamps for.
+//
+// The TCP checksum must be complete: for a frame the guest sent with
+// NEEDS_CSUM, call csum.Complete first (the partial field holds only the
+// pseudo-header sum, which an incremental update would corrupt).
+func Clamp(pkt []byte, max uint16) (changed bool) {
+	tcp := findTCP(pkt)
+	if tcp == nil || tcp[13]&tcpSYN == 0 {
+		return false
+	}
+	doff := int(tcp[12]>>4) * 4
+	check := binary.BigEndian.Uint16(tcp[16:])
+	for i := tcpMinLen; i < doff; {
+		switch tcp[i] {
+		case optEOL:
+			i = doff
+			continue
+		case optNOP:
+			i++
+			continue
+		}
+		if i+1 >= doff {
+			break
+		}
+		n := int(tcp[i+1])
+		if n < 2 || i+n > doff {
+			break
+		}
+		if tcp[i] == optMSS && n == optMSSLen {
+			if old := binary.BigEndian.Uint16(tcp[i+2:]); old > max {
+				binary.BigEndian.PutUint16(tcp[i+2:], max)
+				o, w := old, max
+				if (i+2)%2 == 1 { // the value straddles two checksum words
+					o, w = bits.ReverseBytes16(o), bits.ReverseBytes16(w)
+				}
+				check = csum.Update(check, o, w)
+				changed = true
+			}
+		}
+		i += n
+	}
+	if changed {
+		binary.BigEndian.PutUint16(tcp[16:], check)
+	}
+	return changed
+}
+
+// findTCP returns the TCP header with its options (tcp[:doff] is safe to
+// read) of a non-fragmented IPv4 or IPv6 packet, or nil.
+func findTCP(pkt []byte) []byte {
+	if len(pkt) < 1 {
+		return nil
+	}
+	var l4, end int
+	var proto byte
+	switch pkt[0] >> 4 {
+	case 4:
+		if len(pkt) < ipv4MinLen {
+			return nil
+		}
+		ihl := int(pkt[0]&0x0f) * 4
+		end = int(binary.BigEndian.Uint16(pkt[2:]))
+		if ihl < ipv4MinLen || end < ihl || end > len(pkt) ||
+			binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 { // MF or an offset
+			return nil
+		}
+		l4, proto = ihl, pkt[9]
+	case 6:
+		if len(pkt) < ipv6Len {
+			return nil
+		}
+		end = ipv6Len + int(binary.BigEndian.Uint16(pkt[4:]))
+		if end > len(pkt) {
+			return nil
+		}
+		l4, proto = ipv6Len, pkt[6]
+		for i := 0; proto == protoHopByHop || proto == protoRouting || proto == protoDstOpts; i++ {
+			if i == maxExtHdrs || l4+8 > end {
+				return nil
+			}
+			proto = pkt[l4]
+			l4 += (int(pkt[l4+1]) + 1) * 8
+		}
+		// A fragment header (44) or anything else ends the walk here.
+	default:
+		return nil
+	}
+	if proto != protoTCP || l4+tcpMinLen > end {
+		return nil
+	}
+	tcp := pkt[l4:end]
+	doff := int(tcp[12]>>4) * 4
+	if doff < tcpMinLen || doff > len(tcp) {
+		return nil
+	}
+	return tcp
+}
