@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,64 +20,11 @@ import (
 // traffic between tenant VMs that share addresses and SPIs, the wire
 // captured with tcpdump and decrypted by tshark with each tenant's keys.
 func TestIntegrationDemo(t *testing.T) {
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, tool := range []string{"ip", "ethtool", "ping", "tcpdump", "tshark"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	bin, err := Binaries()
-	if err == nil {
-		for _, b := range []string{"vifsecd", "vifsec"} {
-			if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
-				missing = append(missing, filepath.Join(bin, b)+" (make build)")
-			}
-		}
-	}
-	if len(missing) > 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("needs %v", missing)
-		}
-		t.Skipf("needs %v (make build as root)", missing)
-	}
+	bin := needDemoTools(t)
 	for _, mode := range []string{"transport", "tunnel"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
-			l, err := Build(ctx, fmt.Sprintf("vt%d%c", os.Getpid()%10000, mode[1]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := l.Close(); err != nil {
-					t.Error(err)
-				}
-			})
-			var sas []SAEntry
-			var ds []*Daemon
-			for _, gw := range l.Gateways {
-				d, err := StartDaemon(ctx, bin, gw, filepath.Join(t.TempDir(), gw.Name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				ds = append(ds, d)
-				t.Cleanup(func() {
-					if err := d.Stop(); err != nil {
-						t.Errorf("vifsecd %s: %v", d.GW.Name, err)
-					}
-					if t.Failed() {
-						log, _ := os.ReadFile(d.Log)
-						t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
-					}
-				})
-				s, err := Configure(ctx, l, d, mode, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				sas = append(sas, s...)
-			}
+			l, ds, sas := startLab(t, bin, fmt.Sprintf("vt%d%c", os.Getpid()%10000, mode[1]), mode)
 			// Every VIF is attached by the data path.
 			for _, d := range ds {
 				var vms []struct{ Name, VIF string }
@@ -223,3 +171,75 @@ func dropsOf(t *testing.T, d *Daemon) map[string]map[string]uint64 {
 	}
 	return m
 }
+
+// needDemoTools returns the binaries' directory, or skips (fails in CI)
+// when the lab cannot run here.
+func needDemoTools(t *testing.T) string {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, tool := range []string{"ip", "ethtool", "ping", "tcpdump", "tshark", "nstat"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	bin, err := Binaries()
+	if err == nil {
+		for _, b := range []string{"vifsecd", "vifsec"} {
+			if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+				missing = append(missing, filepath.Join(bin, b)+" (make build)")
+			}
+		}
+	}
+	if len(missing) > 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs %v", missing)
+		}
+		t.Skipf("needs %v (make build as root)", missing)
+	}
+	return bin
+}
+
+// startLab builds the lab, starts a vifsecd per gateway and configures the
+// demo's SAs and SPs in mode; everything is removed when t ends.
+func startLab(t *testing.T, bin, prefix, mode string) (*Lab, []*Daemon, []SAEntry) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := Build(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	var ds []*Daemon
+	var sas []SAEntry
+	for _, gw := range l.Gateways {
+		d, err := StartDaemon(ctx, bin, gw, filepath.Join(t.TempDir(), gw.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+		t.Cleanup(func() {
+			if err := d.Stop(); err != nil {
+				t.Errorf("vifsecd %s: %v", d.GW.Name, err)
+			}
+			if t.Failed() {
+				log, _ := os.ReadFile(d.Log)
+				t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
+			}
+		})
+		s, err := Configure(ctx, l, d, mode, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sas = append(sas, s...)
+	}
+	return l, ds, sas
+}
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
