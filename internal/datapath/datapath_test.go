@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/offload/offloadtest"
+	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/satest"
 	"github.com/vifsec/vifsec/tenant"
@@ -269,5 +271,51 @@ func TestPipelineAllocs(t *testing.T) {
 	}
 	if !bytes.Equal(vifB.Last[:vifB.LastN], clearFrame) {
 		t.Fatal("B delivered a different frame")
+	}
+}
+
+// TestPipelineGSOAllocs feeds a guest's 60 KB TCP super-frame with a
+// partial checksum (as a TSO guest hands it over) through a VIF worker:
+// it must leave as MTU-sized ESP frames, allocating nothing.
+func TestPipelineGSOAllocs(t *testing.T) {
+	db := sa.NewDB(0)
+	e := New(db, nil)
+	out, _ := tenantSAs(t, "acme", macA1, 100, 1, 0x1000, 0x2000, satest.V6A, satest.V6B)
+	_ = db.Add(out)
+	vifA, up := viftest.NewSink("vifA"), viftest.NewSink("up")
+	pol := []tenant.Policy{{Name: "all-out", VM: "acme", Src: netip.PrefixFrom(satest.V6A, 128), Dst: netip.PrefixFrom(satest.V6B, 128),
+		SrcPort: tenant.PortAny, DstPort: tenant.PortAny, ULProto: tenant.ProtoAny, Direction: sa.DirOut, Action: tenant.ActionIPsec, Mode: sa.ModeTransport, SAName: "acme-out"}}
+	tp := &txPort{Port: vifA, vnet: true}
+	vm := &vmState{name: "acme", port: tp, mac: macA1, vlan: 100, def: tenant.ActionNone,
+		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1, 1)}
+	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{vifA: vm}})
+	e.uplink.Store(&txPort{Port: up})
+	w := newWorker(e, tp, false)
+
+	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 1000, Flags: 0x18, Payload: make([]byte, 60000)}
+	frame, h := offloadtest.Super(p, 1440, true, false)
+	copy(frame[0:6], macB1[:])
+	copy(frame[6:12], macA1[:])
+	mss := 1500 - espOverhead(out) - 40 - 20
+	wantSegs := (60000 + mss - 1) / mss
+	allocs := testing.AllocsPerRun(20, func() {
+		h.Put(w.bufs[0][readOff:])
+		w.sizes[0] = vif.VnetHdrLen + copy(w.bufs[0][readOff+vif.VnetHdrLen:], frame)
+		before := up.Frames
+		w.batch(1)
+		if got := up.Frames - before; got != wantSegs {
+			t.Fatalf("uplink got %d frames, want %d segments of MSS %d", got, wantSegs, mss)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("GSO pipeline allocates %v per super-frame", allocs)
+	}
+	if up.LastN > 1500+ethLen+vlanTagSize {
+		t.Fatalf("last frame %d bytes: over the MTU", up.LastN)
+	}
+	for d, c := range vm.stats.Drops {
+		if c.Load() != 0 {
+			t.Errorf("drops %v: %d", sa.Drop(d), c.Load())
+		}
 	}
 }
