@@ -313,9 +313,9 @@ func TestPipelineGSOAllocs(t *testing.T) {
 	if up.LastN > 1500+ethLen+vlanTagSize {
 		t.Fatalf("last frame %d bytes: over the MTU", up.LastN)
 	}
-	for d, c := range vm.stats.Drops {
-		if c.Load() != 0 {
-			t.Errorf("drops %v: %d", sa.Drop(d), c.Load())
+	for d := range vm.stats.Drops {
+		if c := vm.stats.Drops[d].Load(); c != 0 {
+			t.Errorf("drops %v: %d", sa.Drop(d), c)
 		}
 	}
 }
