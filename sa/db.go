@@ -10,8 +10,6 @@ import (
 
 const shardBits = 6
 
-type shard = map[Key]*SA
-
 // DB is the SA database: every SA of every VM on the host, found by
 // (vlan, mac, SPI) for inbound ESP and by name for the control plane.
 //
@@ -19,7 +17,7 @@ type shard = map[Key]*SA
 // writers and never blocks (see the package comment). Add, Remove and Apply
 // serialise among themselves.
 type DB struct {
-	shards [1 << shardBits]atomic.Pointer[shard]
+	shards [1 << shardBits]atomic.Pointer[table]
 
 	mu     sync.Mutex
 	byName map[string]*SA
@@ -48,25 +46,15 @@ func NewDB(eventBuf int) *DB {
 	}
 	db := &DB{byName: map[string]*SA{}, sink: eventSink{ch: make(chan Event, eventBuf)}}
 	for i := range db.shards {
-		m := shard{}
-		db.shards[i].Store(&m)
+		db.shards[i].Store(emptyTable)
 	}
 	return db
 }
 
-// shardOf mixes every bit of the key (Fibonacci hashing), so sequential
-// SPIs and MACs that differ in one byte spread across shards.
-func shardOf(k Key) int {
-	m := k.Scope.MAC
-	h := uint64(k.SPI) | uint64(k.Scope.VLAN)<<32
-	h ^= (uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])) * 0xff51afd7ed558ccd
-	h *= 0x9e3779b97f4a7c15
-	return int(h >> (64 - shardBits))
-}
-
 // Lookup finds the SA for k, or nil. It does not allocate or lock.
 func (db *DB) Lookup(k Key) *SA {
-	return (*db.shards[shardOf(k)].Load())[k]
+	h := hashKey(k)
+	return db.shards[h>>(64-shardBits)].Load().get(k, h)
 }
 
 // Get finds an SA by name.
@@ -153,32 +141,33 @@ func (db *DB) Apply(add []*SA, remove []string) error {
 		newName[n], newKey[s.key] = true, true
 	}
 
-	// Copy each touched shard once.
-	touched := map[int]shard{}
-	get := func(k Key) shard {
-		i := shardOf(k)
-		m, ok := touched[i]
-		if !ok {
-			old := *db.shards[i].Load()
-			m = make(shard, len(old)+1)
-			for k, v := range old {
-				m[k] = v
-			}
-			touched[i] = m
-		}
-		return m
-	}
+	// Rebuild each touched shard once, from its old SAs minus the removed
+	// plus the added.
+	touched := map[uint64][]*SA{}
 	for _, s := range gone {
-		delete(get(s.key), s.key)
+		touched[hashKey(s.key)>>(64-shardBits)] = nil
 	}
 	for _, s := range add {
-		get(s.key)[s.key] = s
+		touched[hashKey(s.key)>>(64-shardBits)] = nil
+	}
+	for i := range touched {
+		var keep []*SA
+		for _, s := range db.shards[i].Load().all(nil) {
+			if !goneKey[s.key] {
+				keep = append(keep, s)
+			}
+		}
+		touched[i] = keep
+	}
+	for _, s := range add {
+		i := hashKey(s.key) >> (64 - shardBits)
+		touched[i] = append(touched[i], s)
 	}
 	for _, s := range add {
 		s.sink = &db.sink // before publishing: readers may emit at once
 	}
-	for i, m := range touched {
-		db.shards[i].Store(&m)
+	for i, sas := range touched {
+		db.shards[i].Store(newTable(sas))
 	}
 	for n, s := range gone {
 		delete(db.byName, n)

@@ -11,13 +11,16 @@
 // Inbound ESP is looked up by that key; outbound traffic reaches its SA by
 // reference from a policy, never by lookup.
 //
-// # Concurrency: why sharded copy-on-write maps
+// # Concurrency: why sharded copy-on-write tables
 //
 // The data path looks an SA up for every inbound packet, from several
-// goroutines. DB keeps 64 shards, each an immutable map behind an
-// atomic.Pointer. A reader hashes the key, loads one pointer and does one map
-// lookup: no lock, no allocation, no write to shared memory (so no cache line
-// bouncing between cores). A writer takes the DB's mutex, copies only the
+// goroutines. DB keeps 64 shards, each an immutable open-addressing table
+// (keys inline beside the SA pointers, load factor ≤ 1/2) behind an
+// atomic.Pointer. A reader hashes the key, loads one pointer and probes one
+// contiguous array — usually a single cache line — with no lock, no
+// allocation and no write to shared memory (so no cache line bouncing
+// between cores). A Go map would add its directory and group indirections
+// to every lookup, which at a million SAs are cache misses. A writer takes the DB's mutex, copies only the
 // shard it changes, and publishes it with one atomic store (RCU-style:
 // readers holding the old map finish with it and the GC frees it). Writes are
 // control-plane events (CLI, IKE rekeys) and cost O(n/64); Apply batches many
