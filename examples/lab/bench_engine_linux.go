@@ -92,7 +92,10 @@ func StartBenchEngine(l *Lab, vm *VM, p BenchPolicy) (*BenchEngine, error) {
 			pols = append(pols, pol)
 		}
 	}
-	port, err := vif.OpenPacket(vm.Dev, gw.NS)
+	// As vifsecd opens them: the VIF with virtio-net headers (the guest
+	// keeps TSO/GSO and checksum offload), the uplink without, and with
+	// its MTU so super-frames are cut to fit after ESP.
+	port, err := vif.OpenPacketWith(vm.Dev, gw.NS, vif.PacketOptions{VnetHdr: true})
 	if err != nil {
 		return nil, err
 	}
@@ -101,10 +104,16 @@ func StartBenchEngine(l *Lab, vm *VM, p BenchPolicy) (*BenchEngine, error) {
 		port.Close()
 		return nil, err
 	}
+	upInfo, err := vif.Describe(gw.Uplink, gw.NS)
+	if err != nil {
+		port.Close()
+		up.Close()
+		return nil, err
+	}
 	e := datapath.New(db, nil)
-	e.Update([]datapath.VM{{Name: vm.Name, Port: port, MAC: mac, VLAN: vm.VLAN,
+	e.Update([]datapath.VM{{Name: vm.Name, Port: port, VnetHdr: true, MAC: mac, VLAN: vm.VLAN,
 		IPs: []netip.Addr{vm.IP6, vm.IP4}, DefaultAction: tenant.ActionNone, Policies: pols, SAs: sas}})
-	e.SetUplink(up, 0)
+	e.SetUplink(up, upInfo.MTU)
 	b := &BenchEngine{E: e, VM: vm}
 	for _, s := range sas {
 		if s != nil && s.Dir() == sa.DirOut {

@@ -391,3 +391,119 @@ func CPUBusy(ctx context.Context, d time.Duration) (float64, error) {
 	}
 	return 100 * float64(b1-b0) / float64(t1-t0), nil
 }
+
+// GuestOffloads are the features a guest hands the host super-frames and
+// partial checksums with, by ethtool's short (-K) and long (-k) names, in
+// the order ethtool -K takes them.
+var GuestOffloads = []struct{ Short, Long string }{
+	{"tx", "tx-checksumming"},
+	{"tso", "tcp-segmentation-offload"},
+	{"gso", "generic-segmentation-offload"},
+}
+
+// Offloads returns the state of each of GuestOffloads on dev in namespace
+// ns, by short name, as `ethtool -k` reports it.
+func Offloads(ctx context.Context, ns, dev string) (map[string]bool, error) {
+	out, err := Exec(ctx, ns, "ethtool", "-k", dev)
+	if err != nil {
+		return nil, fmt.Errorf("bench: ethtool -k %s in %s: %v: %s", dev, ns, err, strings.TrimSpace(string(out)))
+	}
+	on := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok {
+			continue
+		}
+		for _, f := range GuestOffloads {
+			if name == f.Long {
+				// "on", "off", "on [fixed]", "off [requested on]".
+				on[f.Short] = strings.HasPrefix(strings.TrimSpace(v), "on")
+			}
+		}
+	}
+	for _, f := range GuestOffloads {
+		if _, ok := on[f.Short]; !ok {
+			return nil, fmt.Errorf("bench: ethtool -k %s in %s: no %s", dev, ns, f.Long)
+		}
+	}
+	return on, nil
+}
+
+// SetOffloads sets GuestOffloads on dev in namespace ns to want (by short
+// name; missing ones stay as they are) in one `ethtool -K` and checks
+// that they took.
+func SetOffloads(ctx context.Context, ns, dev string, want map[string]bool) error {
+	args := []string{"ethtool", "-K", dev}
+	for _, f := range GuestOffloads {
+		if v, ok := want[f.Short]; ok {
+			args = append(args, f.Short, map[bool]string{true: "on", false: "off"}[v])
+		}
+	}
+	if out, err := Exec(ctx, ns, args...); err != nil {
+		return fmt.Errorf("bench: %s in %s: %v: %s", strings.Join(args, " "), ns, err, strings.TrimSpace(string(out)))
+	}
+	got, err := Offloads(ctx, ns, dev)
+	if err != nil {
+		return err
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return fmt.Errorf("bench: %s in %s: %s is still %t", strings.Join(args, " "), ns, k, got[k])
+		}
+	}
+	return nil
+}
+
+// GuestOffloadsOff runs `ethtool -K dev tso off gso off tx off` in
+// namespace ns, so the guest hands over whole, checksummed frames no
+// larger than its MTU, and returns a function that puts back the states
+// the three had.
+func GuestOffloadsOff(ctx context.Context, ns, dev string) (restore func() error, err error) {
+	was, err := Offloads(ctx, ns, dev)
+	if err != nil {
+		return nil, err
+	}
+	if err := SetOffloads(ctx, ns, dev, map[string]bool{"tso": false, "gso": false, "tx": false}); err != nil {
+		// Part of it may have taken.
+		SetOffloads(context.Background(), ns, dev, was)
+		return nil, err
+	}
+	return func() error { return SetOffloads(context.Background(), ns, dev, was) }, nil
+}
+
+// FormatOffloads prints GuestOffloads' states as ethtool -K would take
+// them: "tx on tso on gso on".
+func FormatOffloads(on map[string]bool) string {
+	var parts []string
+	for _, f := range GuestOffloads {
+		parts = append(parts, f.Short, map[bool]string{true: "on", false: "off"}[on[f.Short]])
+	}
+	return strings.Join(parts, " ")
+}
+
+// LinkMTU returns dev's MTU in namespace ns.
+func LinkMTU(ctx context.Context, ns, dev string) (int, error) {
+	out, err := Exec(ctx, ns, "cat", "/sys/class/net/"+dev+"/mtu")
+	if err != nil {
+		return 0, fmt.Errorf("bench: MTU of %s in %s: %v: %s", dev, ns, err, strings.TrimSpace(string(out)))
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
+
+// TxCounters returns dev's transmitted packets and bytes in namespace ns.
+// A veth counts a TSO/GSO super-frame as one packet, so bytes/packets
+// above the MTU says the guest handed super-frames over.
+func TxCounters(ctx context.Context, ns, dev string) (packets, bytes uint64, err error) {
+	out, err := Exec(ctx, ns, "cat", "/sys/class/net/"+dev+"/statistics/tx_packets", "/sys/class/net/"+dev+"/statistics/tx_bytes")
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: tx counters of %s in %s: %v: %s", dev, ns, err, strings.TrimSpace(string(out)))
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return 0, 0, fmt.Errorf("bench: tx counters of %s in %s: %q", dev, ns, out)
+	}
+	if packets, err = strconv.ParseUint(f[0], 10, 64); err == nil {
+		bytes, err = strconv.ParseUint(f[1], 10, 64)
+	}
+	return packets, bytes, err
+}

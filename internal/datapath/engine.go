@@ -85,10 +85,11 @@ func (t *txPort) write(frames [][]byte) {
 
 // Engine runs the data path.
 type Engine struct {
-	db      *sa.DB
-	log     *slog.Logger
-	enabled atomic.Bool
-	snap    atomic.Pointer[snapshot]
+	db       *sa.DB
+	log      *slog.Logger
+	enabled  atomic.Bool
+	coalesce atomic.Bool
+	snap     atomic.Pointer[snapshot]
 
 	uplink    atomic.Pointer[txPort]
 	uplinkMTU atomic.Int32
@@ -114,6 +115,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 	}
 	e := &Engine{db: db, log: log, workers: map[vif.Port]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{}}
 	e.enabled.Store(true)
+	e.coalesce.Store(true)
 	e.uplinkMTU.Store(DefaultMTU)
 	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byVLAN: map[uint16][]*vmState{}, byPort: map[vif.Port]*vmState{}})
 	return e
@@ -122,6 +124,11 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 // SetEnabled is ONTAP's `security ipsec config modify -is-enabled`: when
 // false, no IPsec processing happens and frames pass as they are.
 func (e *Engine) SetEnabled(on bool) { e.enabled.Store(on) }
+
+// SetCoalesce turns ingress coalescing (GRO-like merging of a flow's
+// TCP segments into one super-frame for VIFs that take virtio-net headers)
+// on or off. It is on by default.
+func (e *Engine) SetCoalesce(on bool) { e.coalesce.Store(on) }
 
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.enabled.Load() }

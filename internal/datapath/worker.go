@@ -69,6 +69,11 @@ type worker struct {
 	segSizes    []int
 	icmpBuf     []byte
 	fragmenting bool // w.seg holds fragments being sent
+
+	// Uplink worker only: the pending ingress-coalescing run.
+	co coalescer
+	// Coalesced counts segments merged into super-frames (read by tests).
+	Coalesced uint64
 }
 
 type outFrame struct {
@@ -76,6 +81,7 @@ type outFrame struct {
 	buf        []byte
 	start, end int
 	vm         *VMStats // counted as delivered to this VM (nil: uplink)
+	hasHdr     bool     // a virtio-net header is already in the headroom
 }
 
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
@@ -102,6 +108,9 @@ func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	w.spare = make([][]byte, maxSpare)
 	for i := range w.spare {
 		w.spare[i] = make([]byte, bufSize)
+	}
+	if uplink {
+		w.co.buf = make([]byte, gsoBufSize)
 	}
 	w.sizes = make([]int, nbuf)
 	w.meta = make([]vif.Meta, nbuf)
@@ -140,6 +149,7 @@ func (w *worker) batch(n int) {
 			w.fromVIF(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
 		}
 	}
+	w.flushRun()
 	w.flush()
 }
 
@@ -625,6 +635,10 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 }
 
 func (w *worker) deliver(vm *vmState, buf []byte, start, end int) {
+	if w.co.buf != nil && vm.port.vnet && w.e.coalesce.Load() {
+		w.coalesce(vm, buf, start, end)
+		return
+	}
 	w.queue(vm.port, buf, start, end, vm.stats)
 }
 
@@ -654,10 +668,12 @@ func (w *worker) flush() {
 			}
 			start := o.start
 			if dst.vnet {
-				// A plain frame: no GSO, checksums complete (RFC-wise the
-				// guest verifies them), flags 0.
 				start -= vif.VnetHdrLen
-				clear(o.buf[start:o.start])
+				if !o.hasHdr {
+					// A plain frame: no GSO, checksums complete (the
+					// guest verifies them), flags 0.
+					clear(o.buf[start:o.start])
+				}
 			}
 			w.group = append(w.group, o.buf[start:o.end])
 			if o.vm != nil {
