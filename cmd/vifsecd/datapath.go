@@ -15,8 +15,9 @@ import (
 // ends: on every generation it turns the snapshot into the attacher's
 // desired ports and the engine's tables. It returns after the engine has
 // stopped and closed every port.
-func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger) {
+func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool) {
 	e := datapath.New(d.SADB(), log.With("part", "datapath"))
+	e.SetCoalesce(gro)
 	a := attach.New(e, func(dev, ns string, vnet bool) (vif.Port, int, error) {
 		p, err := vif.OpenPacketWith(dev, ns, vif.PacketOptions{VnetHdr: vnet})
 		if err != nil {

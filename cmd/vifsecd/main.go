@@ -47,6 +47,7 @@ func main() {
 
 type options struct {
 	state, socket, metrics, logLevel string
+	gro                              bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
@@ -57,8 +58,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 	fs.StringVar(&o.socket, "socket", api.DefaultSocket, "control API unix socket (mode 0600)")
 	fs.StringVar(&o.metrics, "metrics", defaultMetrics, "Prometheus /metrics listen address, or off")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error]")
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--gro=true|false]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -162,7 +164,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 
 	runCtx, cancel := context.WithCancel(ctx)
 	wg.Go(func() { d.Run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log) })
+	wg.Go(func() { runDataPath(runCtx, d, log, o.gro) })
 
 	snap := d.Snapshot()
 	log.Info("vifsecd ready", "version", version, "state", o.state, "socket", o.socket, "metrics", orOff(metricsAddr),

@@ -23,8 +23,9 @@ type Daemon struct {
 	exited chan error
 }
 
-// StartDaemon starts bin/vifsecd in gw's namespace with its state under dir.
-func StartDaemon(ctx context.Context, bin string, gw *Gateway, dir string) (*Daemon, error) {
+// StartDaemon starts bin/vifsecd in gw's namespace with its state under
+// dir, passing it any extra flags.
+func StartDaemon(ctx context.Context, bin string, gw *Gateway, dir string, extra ...string) (*Daemon, error) {
 	d := &Daemon{GW: gw, Dir: dir, Socket: filepath.Join(dir, "vifsecd.sock"), Log: filepath.Join(dir, "vifsecd.log"), bin: bin}
 	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
 		return nil, err
@@ -33,8 +34,9 @@ func StartDaemon(ctx context.Context, bin string, gw *Gateway, dir string) (*Dae
 	if err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command("ip", "netns", "exec", gw.NS, filepath.Join(bin, "vifsecd"),
-		"--state", filepath.Join(dir, "state"), "--socket", d.Socket, "--metrics", "off", "--log-level", "info")
+	args := append([]string{"netns", "exec", gw.NS, filepath.Join(bin, "vifsecd"),
+		"--state", filepath.Join(dir, "state"), "--socket", d.Socket, "--metrics", "off", "--log-level", "info"}, extra...)
+	d.cmd = exec.Command("ip", args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
 		logf.Close()

@@ -28,7 +28,7 @@ const (
 	// Ports with virtio-net headers: batches of gsoBatch buffers big
 	// enough for a 64 KiB super-frame, and up to maxSegs segments each
 	// (64 KiB at the smallest useful MTU, 1280).
-	gsoBatch   = 16
+	gsoBatch   = 8
 	gsoBufSize = readOff + vif.VnetHdrLen + 65535 + ethLen + 2*vlanTagSize + esp.Tailroom
 	maxSegs    = 64
 	// maxSpare bounds broadcast copies per batch.

@@ -30,7 +30,7 @@
 //	e2e aes128-gcm gbps=1.23 ...
 //	e2e ratio esp_over_none=0.8 esp_over_strongswan=25
 //	e2e ratio tso_on_over_off=1.6
-//	e2e gro=not-implemented
+//	e2e ratio gro_on_over_off=R
 //	e2e rss vms=100 rss_kib=N
 //
 // Ingress coalescing (GRO toward the guest) is not implemented in vifsec,
@@ -64,14 +64,18 @@ import (
 )
 
 // allCases in the order they are reported.
-var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-tso-off", "chacha20-poly1305", "strongswan", "strongswan-openssl"}
+var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "chacha20-poly1305", "strongswan", "strongswan-openssl"}
 
 // vifsecCases run on vifsecd (or, with --engine, datapath.Engine).
-var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-tso-off", "chacha20-poly1305"}
+var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "chacha20-poly1305"}
 
 // tsoOff marks a case that runs its cipher with the guests' TSO, GSO and
 // tx checksum offload off.
 const tsoOff = "-tso-off"
+
+// groOff marks a case whose vifsecd runs with --gro=false: no ingress
+// coalescing of decrypted segments toward the guest.
+const groOff = "-gro-off"
 
 // strongswan runs charon with ../shared/lab's plugin list, where the aes and
 // gcm plugins (portable C, no AES-NI) come before openssl and so do ESP's
@@ -301,9 +305,10 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 			goal = verdict(results["aes128-gcm"].res.Gbps >= 1.5*results["aes128-gcm"+tsoOff].res.Gbps)
 		}
 		fmt.Printf("# goal for guest TSO: aes128-gcm with guest tso/gso/tx on >= 1.5x off: %s\n", goal)
-		// Coalescing decrypted segments into GSO frames toward the guest
-		// is not in vifsec's data path: there is nothing to switch on.
-		fmt.Printf("e2e gro=not-implemented   # vifsec writes each decrypted segment to the guest on its own; no ingress coalescing to compare\n")
+		// Ingress coalescing (vifsecd --gro) on vs off.
+		if want["aes128-gcm"] && want["aes128-gcm"+groOff] {
+			fmt.Printf("e2e ratio gro_on_over_off=%s\n", ratio("aes128-gcm", "aes128-gcm"+groOff))
+		}
 	}
 	if vms > 0 {
 		if rssErr != nil {
@@ -428,10 +433,16 @@ func (bn *bench) strongswan(name string) *result {
 func (bn *bench) vifsec(c string) (r *result) {
 	ctx := bn.ctx
 	enc, noTSO := strings.CutSuffix(c, tsoOff)
+	enc, noGRO := strings.CutSuffix(enc, groOff)
+	var daemonFlags []string
 	p := lab.BenchPolicy{Action: "ipsec", Enc: enc, Mode: bn.mode}
 	r = &result{name: c, note: fmt.Sprintf("vifsecd ESP %s, %s mode", enc, bn.mode)}
 	if noTSO {
 		r.note += ", guests tso/gso/tx off"
+	}
+	if noGRO {
+		daemonFlags = append(daemonFlags, "--gro=false")
+		r.note += ", vifsecd --gro=false"
 	}
 	if c == "none" {
 		p = lab.BenchPolicy{Action: "none", Mode: bn.mode}
@@ -450,7 +461,7 @@ func (bn *bench) vifsec(c string) (r *result) {
 		}
 	}()
 	for _, vm := range []*lab.VM{bn.a, bn.b} {
-		d, err := lab.StartDaemon(ctx, bn.bin, vm.Gateway, filepath.Join(bn.tmp, c, vm.Gateway.Name))
+		d, err := lab.StartDaemon(ctx, bn.bin, vm.Gateway, filepath.Join(bn.tmp, c, vm.Gateway.Name), daemonFlags...)
 		if err != nil {
 			r.err = err
 			return r
