@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -181,6 +182,7 @@ func verbTable() []*verb {
 		{words: []string{"uplink", "set"}, flags: []flagDef{req("dev"), opt("netns"), opt("overlay"), opt("vxlan-local"), opt("vxlan-port")},
 			usage: "uplink set --dev IFNAME [--netns NS] [--overlay none|vxlan] [--vxlan-local ADDR] [--vxlan-port 4789]", run: runUplinkSet},
 		{words: []string{"uplink", "show"}, usage: "uplink show", run: runUplinkShow},
+		{words: []string{"offload", "show"}, usage: "offload show", run: runOffloadShow},
 		{words: []string{"sa", "add"},
 			flags: []flagDef{req("vm"), req("sa-source"), req("sa-destination"), req("sa-mode"), req("sa-spi"),
 				req("encryption-algorithm"), opt("encryption-key"), req("integrity-algorithm"), opt("integrity-key"), req("sa-name"),
@@ -278,6 +280,46 @@ func runUplinkShow(c *cli, in *invocation) int {
 	fmt.Fprintf(c.stdout, "Device: %s\nNetns: %s\nOverlay: %s\n", u.Dev, orDash(u.Netns), u.Overlay)
 	if u.Overlay == "vxlan" {
 		fmt.Fprintf(c.stdout, "VXLAN Local: %s\nVXLAN Port: %d\n", u.VXLANLocal, u.VXLANPort)
+	}
+	return exitOK
+}
+
+func runOffloadShow(c *cli, in *invocation) int {
+	rows, err := c.c.Offloads(c.ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(rows)
+		return exitOK
+	}
+	if len(rows) == 0 {
+		fmt.Fprintln(c.stdout, "No VMs and no uplink.")
+		return exitOK
+	}
+	for i, r := range rows {
+		if i > 0 {
+			fmt.Fprintln(c.stdout)
+		}
+		fmt.Fprintf(c.stdout, "%s (%s", r.Interface, r.Role)
+		if r.Netns != "" {
+			fmt.Fprintf(c.stdout, ", netns %s", r.Netns)
+		}
+		fmt.Fprintln(c.stdout, ")")
+		fmt.Fprintf(c.stdout, "  vifsec uses: %s\n", strings.Join(r.Uses, "; "))
+		if r.Error != "" {
+			fmt.Fprintf(c.stdout, "  interface offers: unknown (%s)\n", r.Error)
+			continue
+		}
+		names := make([]string, 0, len(r.Offers))
+		for n := range r.Offers {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintln(c.stdout, "  interface offers:")
+		for _, n := range names {
+			fmt.Fprintf(c.stdout, "    %s: %s\n", n, r.Offers[n])
+		}
 	}
 	return exitOK
 }

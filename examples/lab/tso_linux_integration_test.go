@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,7 +39,32 @@ func TestIntegrationGuestTSO(t *testing.T) {
 	for _, mode := range []string{"transport", "tunnel"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
-			l, _, _ := startLab(t, bin, fmt.Sprintf("vs%d%c", os.Getpid()%10000, mode[1]), mode)
+			l, ds, _ := startLab(t, bin, fmt.Sprintf("vs%d%c", os.Getpid()%10000, mode[1]), mode)
+			// vifsec offload show: what vifsec does per interface and what
+			// each offers, read with ethtool netlink in its namespace.
+			out, err := ds[0].CLI(ctx, "--format", "json", "offload", "show")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []struct {
+				Interface, Role, Error string
+				Offers                 map[string]string
+			}
+			if err := json.Unmarshal([]byte(out), &rows); err != nil {
+				t.Fatalf("offload show: %v\n%s", err, out)
+			}
+			if len(rows) != 3 {
+				t.Fatalf("offload show: %d rows, want 2 VMs and the uplink:\n%s", len(rows), out)
+			}
+			for _, r := range rows {
+				// The lab turns TSO off on the uplinks, leaves it on on VIFs.
+				if r.Error != "" || (r.Role != "uplink") != strings.HasPrefix(r.Offers["tcp-segmentation-offload"], "on") {
+					t.Errorf("offload show %s (%s): error %q, tso %q", r.Interface, r.Role, r.Error, r.Offers["tcp-segmentation-offload"])
+				}
+			}
+			if human, err := ds[0].CLI(ctx, "offload", "show"); err != nil || !strings.Contains(human, "vifsec uses:") {
+				t.Errorf("offload show (table): %v\n%s", err, human)
+			}
 			a, b := l.VM("acme", "a"), l.VM("acme", "b")
 			if out, err := Exec(ctx, a.NS, "ethtool", "-k", "eth0"); err != nil || !strings.Contains(string(out), "tcp-segmentation-offload: on") {
 				t.Fatalf("guest TSO is not on: %v\n%s", err, out)

@@ -169,6 +169,11 @@ func (c *Client) Uplink(ctx context.Context) (out *Uplink, err error) {
 	return out, c.get(ctx, "/uplink", &out)
 }
 
+// Offloads is `vifsec offload show`.
+func (c *Client) Offloads(ctx context.Context) (out []Offload, err error) {
+	return out, c.get(ctx, "/offload", &out)
+}
+
 // SetUplink is `vifsec uplink set`.
 func (c *Client) SetUplink(ctx context.Context, r UplinkSetRequest) (Added, error) {
 	return c.send(ctx, http.MethodPut, "/uplink", r)

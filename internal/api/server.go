@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/vif"
 	"io"
 	"log/slog"
 	"net/http"
@@ -50,6 +51,7 @@ func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler
 	mux.HandleFunc("PUT "+p+"/config", s.setConfig)
 	mux.HandleFunc("GET "+p+"/stats", s.getStats)
 	mux.HandleFunc("GET "+p+"/ipsecsa", s.listIPsecSAs)
+	mux.HandleFunc("GET "+p+"/offload", s.listOffloads)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "bad_request",
 			Message: fmt.Sprintf("no such API endpoint: %s %s (see internal/api/README.md)", r.Method, r.URL.Path)})
@@ -478,6 +480,37 @@ func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
 		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: pol, Policies: append([]string{}, x.Policies...),
 			VM: x.VM, SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
 			InboundSPI: ontapSPI(x.InboundSPI), OutboundSPI: ontapSPI(x.OutboundSPI), State: x.State})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// What vifsec does on each kind of interface (the data path is software).
+var (
+	vifUses = []string{"virtio-net headers (PACKET_VNET_HDR)", "software TSO/USO segmentation before ESP",
+		"checksum completion", "MSS clamping", "ICMP too-big", "ingress coalescing (unless vifsecd --gro=false)"}
+	uplinkUses = []string{"software ESP (no NIC ESP offload)", "MTU-sized frames with complete checksums"}
+)
+
+func offloadRow(dev, netns, role string, uses []string) Offload {
+	o := Offload{Interface: dev, Netns: netns, Role: role, Uses: uses, Offers: map[string]string{}}
+	fs, err := vif.Features(dev, netns)
+	if err != nil {
+		o.Error = err.Error()
+		return o
+	}
+	for _, g := range fs.Offloads() {
+		o.Offers[g.Name] = strings.TrimPrefix(g.String(), g.Name+": ")
+	}
+	return o
+}
+
+func (s *server) listOffloads(w http.ResponseWriter, r *http.Request) {
+	out := []Offload{}
+	for _, v := range s.d.VMs() {
+		out = append(out, offloadRow(v.Dev, v.Netns, "vm "+v.Name, vifUses))
+	}
+	if u, ok := s.d.Uplink(); ok {
+		out = append(out, offloadRow(u.Dev, u.Netns, "uplink", uplinkUses))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -267,3 +267,20 @@ type VersionInfo struct {
 	Version string `json:"version"`
 	Go      string `json:"go"`
 }
+
+// Offload is one interface in `vifsec offload show`: what vifsec does on
+// it and what the interface (driver or hardware) offers.
+type Offload struct {
+	Interface string `json:"interface"`
+	Netns     string `json:"netns"`
+	// Role is "vm NAME" or "uplink".
+	Role string `json:"role"`
+	// Uses lists what vifsec itself does on this interface.
+	Uses []string `json:"uses"`
+	// Offers maps each offload group (tcp-segmentation-offload,
+	// generic-segmentation-offload, tx-checksumming,
+	// generic-receive-offload, esp) to its state as ethtool -k shows it.
+	Offers map[string]string `json:"offers"`
+	// Error says why the features could not be read (interface missing).
+	Error string `json:"error,omitempty"`
+}

@@ -1,0 +1,271 @@
+package vxlan
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/vifsec/vifsec/offload/csum"
+)
+
+// Local is the local VTEP: what Decap accepts. Decap only reads it, so
+// one Local may be shared by any number of goroutines.
+type Local struct {
+	// Addr4 and Addr6 are the local VTEP's underlay addresses. VXLAN to
+	// any other address (or over a family whose address is not set) is
+	// refused with DropNotLocal.
+	Addr4, Addr6 netip.Addr
+	// Port is the VXLAN UDP port; 0 means DefaultPort.
+	Port uint16
+	// InnerVLAN accepts inner frames with an 802.1Q tag (RFC 7348 §6:
+	// discarded unless configured).
+	InnerVLAN bool
+}
+
+// Result is what Decap found in a valid VXLAN frame.
+type Result struct {
+	// VNI names the tenant.
+	VNI uint32
+	// The inner Ethernet frame is buf[Start:End]. End excludes the outer
+	// frame's link-layer padding.
+	Start, End int
+	// Src and SrcPort are the remote VTEP's address and the outer UDP
+	// source port (for learning; not authenticated).
+	Src     netip.Addr
+	SrcPort uint16
+	// VLAN is the outer 802.1Q VLAN ID, 0 if the frame was untagged.
+	VLAN uint16
+}
+
+const (
+	protoHopOpts  = 0
+	protoRouting  = 43
+	protoFragment = 44
+	protoDstOpts  = 60
+)
+
+// Decap validates the VXLAN frame buf[off:off+n] (outer Ethernet, one
+// optional 802.1Q tag, IPv4 or IPv6, UDP to l's address and port, VXLAN)
+// and returns where its inner frame lies, its VNI and the remote VTEP.
+//
+// Stages:
+//  1. Outer Ethernet and 802.1Q tag (drop: malformed, not-vxlan).
+//  2. IPv4 or IPv6 header and lengths; IPv6 hop-by-hop, destination
+//     options and spent routing headers are skipped (drop: malformed,
+//     not-vxlan).
+//  3. UDP destination port, then destination address (drop: not-vxlan,
+//     not-local) and fragments (drop: fragment; a non-first fragment
+//     cannot be told from other UDP and is not-vxlan).
+//  4. Checksums: IPv4 header; UDP if non-zero on IPv4, always on IPv6
+//     (drop: bad-checksum, zero-checksum).
+//  5. VXLAN I flag (drop: bad-flags), VNI.
+//  6. Inner frame: Ethernet length, 802.1Q tag (drop: malformed,
+//     inner-vlan); RFC 6040 ECN decapsulation into the inner IP header
+//     (drop: ecn-drop).
+//
+// Decap never panics on any input and allocates nothing. It writes to buf
+// only in stage 6, and only the inner IP header's ECN field (and the IPv4
+// header checksum) of a frame it accepts.
+func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
+	if off < 0 || n < 0 || off > len(buf) || n > len(buf)-off {
+		return Result{}, DropMalformed
+	}
+	f := buf[off : off+n]
+	// 1.
+	if len(f) < ethLen {
+		return Result{}, DropMalformed
+	}
+	at := ethLen
+	et := binary.BigEndian.Uint16(f[12:14])
+	if et == etherVLAN {
+		if len(f) < ethLen+tagLen {
+			return Result{}, DropMalformed
+		}
+		r.VLAN = binary.BigEndian.Uint16(f[14:16]) & 0x0fff
+		et = binary.BigEndian.Uint16(f[16:18])
+		at += tagLen
+	}
+	port := l.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	// 2, 3.
+	var (
+		ip     = f[at:]
+		u      []byte // UDP header and payload, cut to the UDP length
+		tos    byte
+		pseudo uint16
+		v6     bool
+		ipSum  bool // IPv4: header checksum still to verify
+		ihl    int
+	)
+	switch et {
+	case etherIPv4:
+		if len(ip) < ipv4Len || ip[0]>>4 != 4 {
+			return Result{}, DropMalformed
+		}
+		ihl = int(ip[0]&0x0f) * 4
+		tl := int(binary.BigEndian.Uint16(ip[2:4]))
+		if ihl < ipv4Len || tl < ihl || tl > len(ip) {
+			return Result{}, DropMalformed
+		}
+		ip = ip[:tl]
+		if ip[9] != protoUDP {
+			return Result{}, DropNotVXLAN
+		}
+		frag := binary.BigEndian.Uint16(ip[6:8])
+		if frag&0x1fff != 0 {
+			return Result{}, DropNotVXLAN // no UDP header to tell
+		}
+		if len(ip)-ihl < udpLen {
+			return Result{}, DropMalformed
+		}
+		u = ip[ihl:]
+		if binary.BigEndian.Uint16(u[2:4]) != port {
+			return Result{}, DropNotVXLAN
+		}
+		if a := l.Addr4.Unmap(); !a.Is4() || [4]byte(ip[16:20]) != a.As4() {
+			return Result{}, DropNotLocal
+		}
+		if frag&0x2000 != 0 {
+			return Result{}, DropFragment
+		}
+		ipSum = true
+		tos = ip[1]
+		r.Src = netip.AddrFrom4([4]byte(ip[12:16]))
+		pseudo = csum.Pseudo(ip[12:16], ip[16:20], protoUDP, 0)
+	case etherIPv6:
+		if len(ip) < ipv6Len || ip[0]>>4 != 6 {
+			return Result{}, DropMalformed
+		}
+		pl := int(binary.BigEndian.Uint16(ip[4:6]))
+		if pl == 0 || ipv6Len+pl > len(ip) {
+			return Result{}, DropMalformed // jumbograms included
+		}
+		ip = ip[:ipv6Len+pl]
+		next, rest := ip[6], ip[ipv6Len:]
+		for i := 0; next != protoUDP; i++ {
+			if i == 4 || len(rest) < 8 {
+				return Result{}, DropNotVXLAN
+			}
+			switch next {
+			case protoHopOpts, protoDstOpts:
+			case protoRouting:
+				if rest[3] != 0 { // segments left: not the final destination
+					return Result{}, DropNotVXLAN
+				}
+			case protoFragment:
+				if binary.BigEndian.Uint16(rest[2:4])&0xfff8 == 0 && rest[0] == protoUDP &&
+					len(rest) >= 8+udpLen && binary.BigEndian.Uint16(rest[8+2:8+4]) == port {
+					return Result{}, DropFragment
+				}
+				return Result{}, DropNotVXLAN
+			default:
+				return Result{}, DropNotVXLAN
+			}
+			hl := (int(rest[1]) + 1) * 8
+			if hl > len(rest) {
+				return Result{}, DropMalformed
+			}
+			next, rest = rest[0], rest[hl:]
+		}
+		if len(rest) < udpLen {
+			return Result{}, DropMalformed
+		}
+		u = rest
+		if binary.BigEndian.Uint16(u[2:4]) != port {
+			return Result{}, DropNotVXLAN
+		}
+		if a := l.Addr6; !a.Is6() || a.Is4In6() || [16]byte(ip[24:40]) != a.As16() {
+			return Result{}, DropNotLocal
+		}
+		v6 = true
+		tos = ip[0]<<4 | ip[1]>>4
+		r.Src = netip.AddrFrom16([16]byte(ip[8:24]))
+		pseudo = csum.Pseudo(ip[8:24], ip[24:40], protoUDP, 0)
+	default:
+		return Result{}, DropNotVXLAN
+	}
+	ul := int(binary.BigEndian.Uint16(u[4:6]))
+	if ul < udpLen+HeaderLen || ul > len(u) {
+		return Result{}, DropMalformed
+	}
+	u = u[:ul]
+	// 4.
+	if ipSum && csum.Sum(ip[:ihl], 0) != 0xffff {
+		return Result{}, DropBadChecksum
+	}
+	if c := binary.BigEndian.Uint16(u[6:8]); c != 0 || v6 {
+		if c == 0 {
+			return Result{}, DropZeroChecksum
+		}
+		// The pseudo-header above has length 0: add the UDP length
+		// (RFC 768; RFC 8200 §8.1 sums to the same words).
+		s := csum.Add(pseudo, uint16(ul))
+		if csum.Sum(u, s) != 0xffff {
+			return Result{}, DropBadChecksum
+		}
+	}
+	// 5.
+	h := Header(u[udpLen : udpLen+HeaderLen])
+	if !h.Valid() {
+		return Result{}, DropBadFlags
+	}
+	r.VNI = h.VNI()
+	r.SrcPort = binary.BigEndian.Uint16(u[0:2])
+	// 6.
+	inner := u[udpLen+HeaderLen:]
+	if len(inner) < ethLen {
+		return Result{}, DropMalformed
+	}
+	if !l.InnerVLAN {
+		if et := binary.BigEndian.Uint16(inner[12:14]); et == etherVLAN || et == 0x88a8 {
+			return Result{}, DropInnerVLAN
+		}
+	}
+	if d := decapECN(inner, tos); d != DropNone {
+		return Result{}, d
+	}
+	// inner is a reslice of f (never a full slice expression), so the
+	// difference of capacities is its offset in f.
+	r.Start = off + cap(f) - cap(inner)
+	r.End = r.Start + len(inner)
+	return r, DropNone
+}
+
+// decapECN applies RFC 6040 §4.2 to the inner frame's IP header given the
+// outer TOS/traffic class: outer CE marks ECT inner CE and drops Not-ECT;
+// outer ECT(1) over inner ECT(0) becomes ECT(1). Non-IP inner frames are
+// left alone.
+func decapECN(inner []byte, outerTOS byte) Drop {
+	const ect1, ect0, ce = 1, 2, 3
+	out := outerTOS & 3
+	if out != ce && out != ect1 {
+		return DropNone
+	}
+	it, l3, v6, ok := innerTOS(inner)
+	if !ok {
+		return DropNone
+	}
+	in := it & 3
+	var nt byte
+	switch {
+	case out == ce && in == 0:
+		return DropECN
+	case out == ce && in != ce:
+		nt = it | ce
+	case out == ect1 && in == ect0:
+		nt = it&^3 | ect1
+	default:
+		return DropNone
+	}
+	p := inner[l3:]
+	if v6 {
+		p[0] = p[0]&0xf0 | nt>>4
+		p[1] = p[1]&0x0f | nt<<4
+		return DropNone
+	}
+	old := binary.BigEndian.Uint16(p[0:2])
+	p[1] = nt
+	binary.BigEndian.PutUint16(p[10:12], csum.Update(binary.BigEndian.Uint16(p[10:12]), old, binary.BigEndian.Uint16(p[0:2])))
+	return DropNone
+}

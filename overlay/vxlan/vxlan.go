@@ -1,0 +1,168 @@
+package vxlan
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// DefaultPort is the IANA-assigned VXLAN UDP port (RFC 7348 §5).
+const DefaultPort = 4789
+
+// MaxVNI is the largest VXLAN Network Identifier (24 bits).
+const MaxVNI = 1<<24 - 1
+
+// Header sizes and the buffer geometry Encap needs.
+const (
+	HeaderLen = 8 // the VXLAN header
+
+	ethLen  = 14
+	tagLen  = 4
+	ipv4Len = 20
+	ipv6Len = 40
+	udpLen  = 8
+
+	// Headroom is the most Encap writes in front of the inner frame: outer
+	// Ethernet with an 802.1Q tag, IPv6, UDP and VXLAN.
+	Headroom = ethLen + tagLen + ipv6Len + udpLen + HeaderLen // 74
+
+	// OverheadIPv4 and OverheadIPv6 are how much smaller the inner IP MTU
+	// is than the underlay's IP MTU: outer IP, UDP, VXLAN and the inner
+	// Ethernet header (an outer 802.1Q tag does not count against the IP
+	// MTU).
+	OverheadIPv4 = ipv4Len + udpLen + HeaderLen + ethLen // 50
+	OverheadIPv6 = ipv6Len + udpLen + HeaderLen + ethLen // 70
+)
+
+// Header is a view of a VXLAN header (RFC 7348 §5):
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|R|R|R|R|I|R|R|R|            Reserved                           |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                VXLAN Network Identifier (VNI) |   Reserved    |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// Its accessors assume len(h) ≥ HeaderLen: get one from ParseHeader.
+type Header []byte
+
+// FlagI is the I flag: the VNI is valid. It must be set (RFC 7348 §5).
+const FlagI = 0x08
+
+// ParseHeader returns the VXLAN header at the start of b, or false if b
+// is too short to hold one.
+func ParseHeader(b []byte) (Header, bool) {
+	if len(b) < HeaderLen {
+		return nil, false
+	}
+	return Header(b[:HeaderLen]), true
+}
+
+// Flags is the first byte: FlagI and reserved bits.
+func (h Header) Flags() byte { return h[0] }
+
+// Valid reports whether the I flag is set. Reserved bits are ignored, as
+// RFC 7348 §5 requires of a receiver.
+func (h Header) Valid() bool { return h[0]&FlagI != 0 }
+
+// VNI is the 24-bit VXLAN Network Identifier.
+func (h Header) VNI() uint32 { return binary.BigEndian.Uint32(h[4:8]) >> 8 }
+
+// Put writes a header with the I flag and vni (its low 24 bits), reserved
+// fields zero.
+func (h Header) Put(vni uint32) {
+	binary.BigEndian.PutUint32(h[0:4], FlagI<<24)
+	binary.BigEndian.PutUint32(h[4:8], vni<<8)
+}
+
+// Drop is why Encap or Decap refused a frame. Like sa.Drop it is a small
+// enum indexing a counter; DropNone (the zero value) means not dropped.
+type Drop uint8
+
+const (
+	DropNone Drop = iota
+	// DropNotVXLAN: not IPv4/IPv6 UDP to the VXLAN port (ARP, IKE, ESP of
+	// an underlay SA, …): not an error, the caller passes it elsewhere.
+	DropNotVXLAN
+	// DropNotLocal: VXLAN to an address that is not the local VTEP's.
+	DropNotLocal
+	// DropMalformed: truncated or inconsistent headers (lengths, IP
+	// version, IHL, an inner frame shorter than Ethernet).
+	DropMalformed
+	// DropFragment: an outer IP fragment (vifsec does not reassemble the
+	// underlay; VTEPs send with DF set or a big enough underlay MTU).
+	DropFragment
+	// DropBadChecksum: the outer IPv4 header or UDP checksum is wrong.
+	DropBadChecksum
+	// DropZeroChecksum: IPv6 UDP with a zero checksum (see the package
+	// doc: refused, as the Linux vxlan device does by default).
+	DropZeroChecksum
+	// DropBadFlags: the VXLAN I flag is clear.
+	DropBadFlags
+	// DropInnerVLAN: the inner frame carries an 802.1Q tag (RFC 7348 §6:
+	// discarded unless configured, Local.InnerVLAN).
+	DropInnerVLAN
+	// DropECN: outer CE on a Not-ECT inner packet (RFC 6040 §4.2).
+	DropECN
+	// DropNoRoom: Encap's buffer lacks headroom (a sizing bug upstream).
+	DropNoRoom
+	// DropTooBig: the encapsulated packet would exceed 65535 bytes of IP.
+	DropTooBig
+	// DropBadOuter: Encap's Outer is unusable: addresses missing or of
+	// different families, VNI above MaxVNI (a configuration bug upstream).
+	DropBadOuter
+	NumDrops
+)
+
+var dropNames = [NumDrops]string{
+	DropNone:         "none",
+	DropNotVXLAN:     "not-vxlan",
+	DropNotLocal:     "not-local",
+	DropMalformed:    "malformed",
+	DropFragment:     "fragment",
+	DropBadChecksum:  "bad-checksum",
+	DropZeroChecksum: "zero-checksum",
+	DropBadFlags:     "bad-flags",
+	DropInnerVLAN:    "inner-vlan",
+	DropECN:          "ecn-drop",
+	DropNoRoom:       "no-room",
+	DropTooBig:       "too-big",
+	DropBadOuter:     "bad-outer",
+}
+
+func (d Drop) String() string {
+	if d < NumDrops {
+		return dropNames[d]
+	}
+	return fmt.Sprintf("Drop(%d)", uint8(d))
+}
+
+const (
+	etherIPv4 = 0x0800
+	etherIPv6 = 0x86dd
+	etherVLAN = 0x8100
+	protoUDP  = 17
+)
+
+// innerTOS returns the inner frame's IPv4 TOS or IPv6 traffic class
+// (DSCP and ECN), with where it lives for Decap's ECN update; ok is false
+// for a non-IP frame. One 802.1Q tag is looked through.
+func innerTOS(frame []byte) (tos byte, l3 int, v6, ok bool) {
+	if len(frame) < ethLen {
+		return 0, 0, false, false
+	}
+	et := binary.BigEndian.Uint16(frame[12:14])
+	l3 = ethLen
+	if et == etherVLAN && len(frame) >= ethLen+tagLen {
+		et = binary.BigEndian.Uint16(frame[16:18])
+		l3 += tagLen
+	}
+	p := frame[l3:]
+	switch {
+	case et == etherIPv4 && len(p) >= ipv4Len && p[0]>>4 == 4:
+		return p[1], l3, false, true
+	case et == etherIPv6 && len(p) >= ipv6Len && p[0]>>4 == 6:
+		return p[0]<<4 | p[1]>>4, l3, true, true
+	}
+	return 0, 0, false, false
+}
