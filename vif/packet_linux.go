@@ -43,20 +43,6 @@ func OpenPacket(name, nsName string) (*PacketPort, error) {
 	return OpenPacketWith(name, nsName, PacketOptions{})
 }
 
-// PacketOptions tune an AF_PACKET port.
-type PacketOptions struct {
-	// VnetHdr turns on PACKET_VNET_HDR: every frame ReadBatch returns
-	// starts with a 10-byte struct virtio_net_hdr (include/uapi/linux/
-	// virtio_net.h) carrying the GSO and checksum-offload state, and every
-	// frame given to WriteBatch must start with one. With it a guest's
-	// TSO/GSO super-frames and partial checksums arrive described instead
-	// of silently broken; without it they arrive as bare oversized frames.
-	VnetHdr bool
-}
-
-// VnetHdrLen is the size of the header PacketOptions.VnetHdr adds.
-const VnetHdrLen = 10
-
 // OpenPacketWith is OpenPacket with options.
 func OpenPacketWith(name, nsName string, opt PacketOptions) (*PacketPort, error) {
 	fd, ifindex, err := inNetns(nsName, func() (int, int, error) {

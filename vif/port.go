@@ -35,3 +35,19 @@ var ErrClosed = errors.New("vif: port closed")
 
 // MaxBatch is the most frames one ReadBatch or WriteBatch moves.
 const MaxBatch = 64
+
+// VnetHdrLen is the size of struct virtio_net_hdr
+// (include/uapi/linux/virtio_net.h), which ports opened with virtio-net
+// headers put in front of every frame.
+const VnetHdrLen = 10
+
+// PacketOptions tune an AF_PACKET port.
+type PacketOptions struct {
+	// VnetHdr turns on PACKET_VNET_HDR: every frame ReadBatch returns
+	// starts with a 10-byte struct virtio_net_hdr (include/uapi/linux/
+	// virtio_net.h) carrying the GSO and checksum-offload state, and every
+	// frame given to WriteBatch must start with one. With it a guest's
+	// TSO/GSO super-frames and partial checksums arrive described instead
+	// of silently broken; without it they arrive as bare oversized frames.
+	VnetHdr bool
+}

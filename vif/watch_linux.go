@@ -9,15 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LinkEvent says an interface appeared, changed or disappeared.
-type LinkEvent struct {
-	Netns string // as given to WatchLinks
-	Name  string
-	Index int
-	Gone  bool // RTM_DELLINK
-	Up    bool
-}
-
 // WatchLinks reports link changes in network namespace nsName ("" = the
 // daemon's) on events until ctx ends. It returns once subscribed.
 func WatchLinks(ctx context.Context, nsName string, events chan<- LinkEvent) error {

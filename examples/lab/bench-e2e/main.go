@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench-e2e measures vifsec end to end on the namespace lab: iperf3
 // TCP from tenant acme's VM on gateway a to its VM on gateway b. The guests
 // run as the lab leaves them: eth0 MTU 1500 with TSO, GSO and checksum

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command vifsec-lab runs vifsec's main job on the embedded default lab and
 // prints what happened: two gateways in network namespaces, tenants acme and
 // globex with the same addresses and the same SPIs, their traffic encrypted
