@@ -1,3 +1,5 @@
+//go:build linux
+
 package gso_test
 
 // The independent cross-check: segments Segment made (and frames

@@ -1,3 +1,5 @@
+//go:build linux
+
 package pmtu_test
 
 // The independent cross-check: ICMP errors from ICMPTooBig and fragments

@@ -1,3 +1,5 @@
+//go:build linux
+
 package esp
 
 // The independent cross-check: packets built by Encap are written to a
