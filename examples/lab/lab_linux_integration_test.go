@@ -49,17 +49,7 @@ func TestIntegrationDemo(t *testing.T) {
 					}
 				}
 			}
-			var caps []*Capture
-			var capFiles []string
-			for _, gw := range l.Gateways {
-				f := filepath.Join(t.TempDir(), "wire-"+gw.Name+".pcap")
-				c, err := StartCapture(ctx, gw, f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(c.Stop)
-				caps, capFiles = append(caps, c), append(capFiles, f)
-			}
+			caps, capFiles := startCaptures(t, l)
 			flows := Traffic(ctx, l)
 			for _, c := range caps {
 				c.Stop()
@@ -245,3 +235,21 @@ func startLab(t *testing.T, bin, prefix, mode string) (*Lab, []*Daemon, []SAEntr
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// startCaptures captures both gateways' uplinks (each direction where it
+// is received) until the returned captures are stopped or t ends.
+func startCaptures(t *testing.T, l *Lab) ([]*Capture, []string) {
+	t.Helper()
+	var caps []*Capture
+	var files []string
+	for _, gw := range l.Gateways {
+		f := filepath.Join(t.TempDir(), "wire-"+gw.Name+".pcap")
+		c, err := StartCapture(context.Background(), gw, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Stop)
+		caps, files = append(caps, c), append(files, f)
+	}
+	return caps, files
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -71,17 +70,7 @@ func TestIntegrationGuestTSO(t *testing.T) {
 			if out, err := Exec(ctx, a.NS, "ethtool", "-k", "eth0"); err != nil || !strings.Contains(string(out), "tcp-segmentation-offload: on") {
 				t.Fatalf("guest TSO is not on: %v\n%s", err, out)
 			}
-			var caps []*Capture
-			var files []string
-			for _, gw := range l.Gateways {
-				f := filepath.Join(t.TempDir(), "wire-"+gw.Name+".pcap")
-				c, err := StartCapture(ctx, gw, f)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(c.Stop)
-				caps, files = append(caps, c), append(files, f)
-			}
+			caps, files := startCaptures(t, l)
 			sendBefore, recvBefore := nstat(t, a.NS), nstat(t, b.NS)
 			for _, dst := range []string{b.IP6.String(), b.IP4.String()} {
 				if err := TCPEcho(a.NS, b.NS, mustAddr(dst), 0, 8<<20); err != nil {

@@ -5,13 +5,10 @@ package datapath_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -144,7 +141,9 @@ func TestIntegrationLabDataPath(t *testing.T) {
 					}
 				}
 				for _, dst := range []netip.Addr{b.IP6, b.IP4} {
-					tcpEcho(t, a.NS, b.NS, dst)
+					if err := lab.TCPEcho(a.NS, b.NS, dst, 0, 64<<10); err != nil {
+						t.Fatalf("%s: tcp echo to %s: %v", tn.Name, dst, err)
+					}
 				}
 			}
 			for i, e := range engines {
@@ -170,50 +169,5 @@ func TestIntegrationLabDataPath(t *testing.T) {
 				t.Errorf("goroutines: %d before, %d after Close:\n%s", goroutines, n, buf[:runtime.Stack(buf, true)])
 			}
 		})
-	}
-}
-
-// tcpEcho connects from namespace src to an echo server in namespace dst
-// and checks 64 KiB come back intact.
-func tcpEcho(t *testing.T, srcNS, dstNS string, dst netip.Addr) {
-	t.Helper()
-	var ln net.Listener
-	if err := lab.InNS(dstNS, func() (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(dst, 0).String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	defer func() { ln.Close(); <-served }()
-	go func() {
-		defer close(served)
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		io.Copy(c, c)
-	}()
-	var c net.Conn
-	if err := lab.InNS(srcNS, func() (err error) {
-		c, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
-		return err
-	}); err != nil {
-		t.Fatalf("tcp to %s: %v", dst, err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	wrote := make(chan struct{})
-	defer func() { <-wrote }()
-	msg := []byte(strings.Repeat("vifsec-tcp-echo!", 4096))
-	go func() { c.Write(msg); close(wrote) }()
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("tcp echo via %s: %v", dst, err)
-	}
-	if string(got) != string(msg) {
-		t.Fatalf("tcp echo via %s: data differs", dst)
 	}
 }
