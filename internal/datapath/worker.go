@@ -92,11 +92,6 @@ func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 		// 64 KiB. Pages of a buffer the kernel never writes stay
 		// untouched, so an idle VM costs little resident memory.
 		nbuf, size = gsoBatch, gsoBufSize
-		w.seg = make([][]byte, maxSegs)
-		for i := range w.seg {
-			w.seg[i] = make([]byte, bufSize)
-		}
-		w.segSizes = make([]int, maxSegs)
 		w.icmpBuf = make([]byte, bufSize)
 	}
 	w.bufs = make([][]byte, nbuf)
@@ -181,6 +176,7 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	// The segments must fit what the flow's policy adds: find it on the
 	// super-frame's headers (they are the segments' headers).
 	mtu := w.mtuFor(vm, frame)
+	w.ensureSeg()
 	ns, d := gso.Segment(frame, h, mtu, w.seg, readOff, w.segSizes)
 	if d != offload.DropNone {
 		if d == offload.DropTooBig {
@@ -197,6 +193,19 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		w.fromVIF(snap, w.seg[i], readOff, w.segSizes[i], m)
 	}
 	w.flush()
+}
+
+// ensureSeg allocates the segment buffers on a VIF worker's first
+// super-frame or fragmentation: most VMs' workers never need them.
+func (w *worker) ensureSeg() {
+	if w.seg != nil {
+		return
+	}
+	w.seg = make([][]byte, maxSegs)
+	for i := range w.seg {
+		w.seg[i] = make([]byte, bufSize)
+	}
+	w.segSizes = make([]int, maxSegs)
 }
 
 // mtuFor is the largest IP packet of the flow in frame (an Ethernet frame,
@@ -265,7 +274,8 @@ func (w *worker) tooBig(vm *vmState, buf []byte, off, n, mtu int) {
 // dropped and answered with ICMP too-big carrying mtu.
 func (w *worker) oversized(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, off, n int, m vif.Meta, mtu int) {
 	pkt := buf[off+ethLen : off+n]
-	if pkt[0]>>4 == 4 && pkt[6]&0x40 == 0 && s.Mode() == sa.ModeTunnel && w.seg != nil && !w.fragmenting {
+	if pkt[0]>>4 == 4 && pkt[6]&0x40 == 0 && s.Mode() == sa.ModeTunnel && w.port.vnet && !w.fragmenting {
+		w.ensureSeg()
 		nf, d := pmtu.Fragment(pkt, mtu, w.seg, readOff+ethLen, w.segSizes)
 		if d == offload.DropNone {
 			w.flush() // w.seg's previous contents are queued frames
