@@ -61,6 +61,10 @@ type VM struct {
 	VLAN uint16 `json:"vlan"`
 	// IPs are the addresses the VM may source (anti-spoofing); none means any.
 	IPs []netip.Addr `json:"ips,omitempty"`
+	// CreateTap asks vifsec to create Dev as a persistent tap device when
+	// it does not exist (for `qemu -netdev tap,ifname=DEV,script=no`), and
+	// to delete it when the VM is detached.
+	CreateTap bool `json:"create_tap,omitempty"`
 }
 
 // maxIfName is IFNAMSIZ-1 (include/uapi/linux/if.h): a Linux interface

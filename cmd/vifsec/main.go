@@ -175,8 +175,8 @@ func verbTable() []*verb {
 		{words: []string{"tenant", "list"}, usage: "tenant list", run: runTenantList},
 		{words: []string{"tenant", "remove"}, flags: []flagDef{req("tenant")},
 			usage: "tenant remove --tenant NAME", run: runTenantRemove},
-		{words: []string{"vm", "attach"}, flags: []flagDef{req("vm"), req("tenant"), req("dev"), opt("netns"), req("mac"), opt("vlan"), {name: "ip", kind: flagRepeated}},
-			usage: "vm attach --vm NAME --tenant NAME --dev IFNAME [--netns NS] --mac MAC [--vlan 0-4094] [--ip ADDR]...", run: runVMAttach},
+		{words: []string{"vm", "attach"}, flags: []flagDef{req("vm"), req("tenant"), req("dev"), opt("netns"), req("mac"), opt("vlan"), {name: "ip", kind: flagRepeated}, boolean("create-tap")},
+			usage: "vm attach --vm NAME --tenant NAME --dev IFNAME [--netns NS] --mac MAC [--vlan 0-4094] [--ip ADDR]... [--create-tap]", run: runVMAttach},
 		{words: []string{"vm", "list"}, usage: "vm list", run: runVMList},
 		{words: []string{"vm", "detach"}, flags: []flagDef{req("vm")}, usage: "vm detach --vm NAME", run: runVMDetach},
 		{words: []string{"uplink", "set"}, flags: []flagDef{req("dev"), opt("netns"), opt("overlay"), opt("vxlan-local"), opt("vxlan-port")},
@@ -237,7 +237,7 @@ func runTenantRemove(c *cli, in *invocation) int {
 
 func runVMAttach(c *cli, in *invocation) int {
 	return c.added(c.c.AttachVM(c.ctx, api.VMAttachRequest{VM: in.get("vm"), Tenant: in.get("tenant"), Dev: in.get("dev"),
-		Netns: in.get("netns"), MAC: in.get("mac"), VLAN: val(in, "vlan"), IP: in.values["ip"]}))
+		Netns: in.get("netns"), MAC: in.get("mac"), VLAN: val(in, "vlan"), IP: in.values["ip"], CreateTap: val(in, "create-tap")}))
 }
 
 func runVMList(c *cli, in *invocation) int {

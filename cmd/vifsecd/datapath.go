@@ -51,7 +51,7 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 func wants(snap *daemon.Snapshot) []attach.Want {
 	out := make([]attach.Want, 0, len(snap.VMs))
 	for _, v := range snap.VMs {
-		out = append(out, attach.Want{Dev: v.VM.Dev, Netns: v.VM.Netns, VM: datapath.VM{
+		out = append(out, attach.Want{Dev: v.VM.Dev, Netns: v.VM.Netns, CreateTap: v.VM.CreateTap, VM: datapath.VM{
 			Name:          v.VM.Name,
 			MAC:           sa.MAC(v.VM.MAC),
 			VLAN:          v.VM.VLAN,

@@ -128,6 +128,13 @@ func (r *VMAttachRequest) Parse() (tenant.VM, error) {
 		}
 		v.IPs = append(v.IPs, a)
 	}
+	if r.CreateTap != "" {
+		b, err := ParseBool(string(r.CreateTap))
+		if err != nil {
+			p.add("--create-tap", err)
+		}
+		v.CreateTap = b
+	}
 	return v, p.err()
 }
 

@@ -175,7 +175,7 @@ func (s *server) removeTenant(w http.ResponseWriter, r *http.Request) {
 
 // VMOf converts a tenant.VM for listing.
 func VMOf(v tenant.VM) VM {
-	out := VM{Name: v.Name, Tenant: v.Tenant, Dev: v.Dev, Netns: v.Netns, MAC: v.MAC.String(), VLAN: v.VLAN, IPs: []string{}}
+	out := VM{Name: v.Name, Tenant: v.Tenant, Dev: v.Dev, Netns: v.Netns, MAC: v.MAC.String(), VLAN: v.VLAN, IPs: []string{}, CreateTap: v.CreateTap}
 	for _, a := range v.IPs {
 		out.IPs = append(out.IPs, a.String())
 	}

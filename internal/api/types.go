@@ -54,6 +54,8 @@ type VMAttachRequest struct {
 	MAC    string   `json:"mac"`
 	VLAN   Value    `json:"vlan,omitempty"`
 	IP     []string `json:"ip,omitempty"`
+	// CreateTap is --create-tap (ext).
+	CreateTap Value `json:"create_tap,omitempty"`
 }
 
 // UplinkSetRequest is PUT /v1/uplink (`vifsec uplink set`).
@@ -141,6 +143,8 @@ type VM struct {
 	MAC    string   `json:"mac"`
 	VLAN   uint16   `json:"vlan"`
 	IPs    []string `json:"ips"`
+	// CreateTap: vifsec creates Dev as a tap and deletes it on detach.
+	CreateTap bool `json:"create_tap,omitempty"`
 	// VIF is "attached" when the data path serves the VM's interface, or
 	// why it does not (the device is missing, went away); "" if unknown.
 	VIF string `json:"vif"`

@@ -22,6 +22,9 @@ import (
 type Want struct {
 	Dev, Netns string
 	VM         datapath.VM
+	// CreateTap: create Dev as a persistent tap when it is missing, and
+	// delete it when the VM is no longer wanted.
+	CreateTap bool
 }
 
 // UplinkWant is where the uplink is; nil means none.
@@ -53,6 +56,7 @@ type Attacher struct {
 	lastErr map[string]string
 	watched map[string]bool
 	kick    chan struct{}
+	taps    map[string]*vif.TapDevice // by VM name: taps this attacher created
 
 	// Detached counts VIFs that went away under a running VM binding.
 	Detached atomic.Uint64
@@ -66,7 +70,7 @@ func New(e *datapath.Engine, open Opener, log *slog.Logger) *Attacher {
 		log = slog.Default()
 	}
 	a := &Attacher{e: e, open: open, log: log, ports: map[string]*port{}, lastErr: map[string]string{},
-		watched: map[string]bool{}, kick: make(chan struct{}, 1)}
+		watched: map[string]bool{}, kick: make(chan struct{}, 1), taps: map[string]*vif.TapDevice{}}
 	e.OnPortDown = a.portDown
 	return a
 }
@@ -190,6 +194,21 @@ func (a *Attacher) reconcile() {
 			delete(a.ports, name)
 			pt = nil
 		}
+		if pt == nil && w.CreateTap && a.taps[name] == nil {
+			if _, err := vif.Describe(w.Dev, w.Netns); err != nil {
+				t, err := vif.CreateTap(w.Dev, w.Netns)
+				if err == nil {
+					// The tap is persistent: let the hypervisor attach.
+					err = t.ReleaseQueue()
+					a.taps[name] = t
+					a.log.Info("tap created for VM", "vm", name, "dev", w.Dev, "netns", w.Netns)
+				}
+				if err != nil {
+					a.lastErr[name] = "create tap: " + err.Error()
+					continue
+				}
+			}
+		}
 		if pt == nil {
 			p, _, err := a.open(w.Dev, w.Netns, true)
 			if err != nil {
@@ -212,18 +231,27 @@ func (a *Attacher) reconcile() {
 		v.VnetHdr = true
 		vms = append(vms, v)
 	}
-	for name, pt := range a.ports {
+	for name := range a.ports {
 		if !wanted[name] {
 			delete(a.ports, name) // the engine closes ports that leave its table
-			_ = pt
 		}
 	}
+
 	for name := range a.lastErr {
 		if !wanted[name] {
 			delete(a.lastErr, name)
 		}
 	}
 	a.e.Update(vms)
+	// Taps of VMs no longer wanted go after the engine let go of them.
+	for name, t := range a.taps {
+		if !wanted[name] {
+			if err := t.Close(); err != nil {
+				a.log.Warn("tap not deleted", "vm", name, "dev", t.Name(), "err", err)
+			}
+			delete(a.taps, name)
+		}
+	}
 
 	// Uplink.
 	up := a.uplink

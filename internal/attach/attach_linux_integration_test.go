@@ -93,3 +93,36 @@ func TestIntegrationVIFGoneAndBack(t *testing.T) {
 	<-done
 	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines })
 }
+
+// TestIntegrationCreateTap: a VM attached with --create-tap gets its tap
+// created (persistent, released for the hypervisor) and attached, and the
+// tap is deleted when the VM is detached.
+func TestIntegrationCreateTap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root")
+		}
+		t.Skip("needs root to create network namespaces")
+	}
+	ns := fmt.Sprintf("vtap%d", os.Getpid()%100000)
+	sh(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	e := datapath.New(sa.NewDB(0), nil)
+	defer e.Close()
+	a := New(e, func(dev, n string, vnet bool) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
+		return p, 0, err
+	}, nil)
+	a.Set([]Want{{Dev: "vmtap0", Netns: ns, CreateTap: true, VM: datapath.VM{Name: "vm1", MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 2}}}}, nil)
+	if st := a.Status()["vm1"]; st != "" {
+		t.Fatalf("vm1 not attached: %s", st)
+	}
+	info, err := vif.Describe("vmtap0", ns)
+	if err != nil || info.Type != "tap" {
+		t.Fatalf("Describe vmtap0: %+v, %v; want a tap", info, err)
+	}
+	a.Set(nil, nil)
+	if _, err := vif.Describe("vmtap0", ns); err == nil {
+		t.Fatal("tap still exists after the VM was detached")
+	}
+}
