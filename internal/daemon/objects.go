@@ -76,7 +76,8 @@ func (d *Daemon) Tenants() []tenant.Tenant {
 	return out
 }
 
-// AttachVM stores v. The data path (a later issue) attaches its device.
+// AttachVM stores v; the data path (cmd/vifsecd, internal/attach) then
+// attaches its device, or waits for it to appear.
 // Equivalent to: `vifsec vm attach --vm NAME --tenant NAME --dev IFNAME
 // [--netns NS] --mac MAC [--vlan 0-4094] [--ip ADDR]...`.
 func (d *Daemon) AttachVM(v tenant.VM) error {
@@ -169,8 +170,8 @@ func (d *Daemon) VMs() []tenant.VM {
 	return out
 }
 
-// SetUplink stores u, replacing the uplink. The data path (a later issue)
-// acts on it. Equivalent to: `vifsec uplink set --dev IFNAME ...`.
+// SetUplink stores u, replacing the uplink; the data path moves to it.
+// Equivalent to: `vifsec uplink set --dev IFNAME ...`.
 func (d *Daemon) SetUplink(u Uplink) error {
 	if u.Overlay == OverlayInvalid {
 		u.Overlay = OverlayNone
