@@ -84,6 +84,9 @@ type Config struct {
 	ReplayWindow int        `json:"replay_window,omitempty"` // 0 = replay.DefaultSize
 	ESN          bool       `json:"esn,omitempty"`
 	Lifetime     Lifetime   `json:"lifetime"`
+	// Created is when the SA was made, which seconds lifetimes count
+	// from; New sets it when zero. A restored SA keeps its original time.
+	Created time.Time `json:"created,omitzero"`
 }
 
 // Key returns the database key of c.
@@ -230,7 +233,10 @@ func New(cfg Config) (*SA, error) {
 	}
 	cfg.EncKey = append([]byte(nil), cfg.EncKey...)
 	cfg.IntegKey = append([]byte(nil), cfg.IntegKey...)
-	s := &SA{cfg: cfg, key: cfg.Key(), created: time.Now()}
+	if cfg.Created.IsZero() {
+		cfg.Created = time.Now().UTC().Round(0)
+	}
+	s := &SA{cfg: cfg, key: cfg.Key(), created: cfg.Created}
 	if err := s.suite.init(&s.cfg); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
@@ -41,6 +42,7 @@ type saRecord struct {
 	ReplayWindow int         `json:"replay_window,omitempty"`
 	ESN          bool        `json:"esn,omitempty"`
 	Lifetime     sa.Lifetime `json:"lifetime"`
+	Created      time.Time   `json:"created,omitzero"`
 }
 
 func encodeSA(vm string, c *sa.Config) ([]byte, error) {
@@ -48,7 +50,7 @@ func encodeSA(vm string, c *sa.Config) ([]byte, error) {
 		VM: vm, Name: c.Name, VLAN: c.Scope.VLAN, MAC: tenant.MAC(c.Scope.MAC), SPI: c.SPI,
 		Src: c.Src, Dst: c.Dst, Mode: c.Mode.String(),
 		Enc: c.Enc.String(), EncKey: c.EncKey, Integ: c.Integ.String(), IntegKey: c.IntegKey,
-		ReplayWindow: c.ReplayWindow, ESN: c.ESN, Lifetime: c.Lifetime,
+		ReplayWindow: c.ReplayWindow, ESN: c.ESN, Lifetime: c.Lifetime, Created: c.Created,
 	}
 	if c.Dir != sa.DirInvalid {
 		r.Dir = c.Dir.String()
@@ -64,7 +66,7 @@ func decodeSA(b []byte) (vm string, c sa.Config, err error) {
 	c = sa.Config{
 		Name: r.Name, Scope: sa.Scope{VLAN: r.VLAN, MAC: sa.MAC(r.MAC)}, SPI: r.SPI,
 		Src: r.Src, Dst: r.Dst, EncKey: r.EncKey, IntegKey: r.IntegKey,
-		ReplayWindow: r.ReplayWindow, ESN: r.ESN, Lifetime: r.Lifetime,
+		ReplayWindow: r.ReplayWindow, ESN: r.ESN, Lifetime: r.Lifetime, Created: r.Created,
 	}
 	if r.Dir != "" {
 		if c.Dir, err = sa.ParseDirection(r.Dir); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/sa"
@@ -35,6 +36,9 @@ func (d *Daemon) AddSA(vm string, cfg sa.Config) (warnings []string, err error) 
 		return nil, errf(CodeNotFound, "--vm: no VM named %q; attach it first (vifsec vm attach) or see vifsec vm list", vm)
 	}
 	cfg.Scope = e.scope()
+	if cfg.Created.IsZero() {
+		cfg.Created = time.Now().UTC().Round(0) // stored (wall clock only), so seconds lifetimes survive restarts
+	}
 	s, err := sa.New(cfg)
 	if err != nil {
 		return nil, wrap(CodeInvalid, err)
