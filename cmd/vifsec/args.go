@@ -92,7 +92,7 @@ func usagef(v *verb, format string, a ...any) error {
 // this version does not have yet.
 var notYet = map[string]string{
 	"policy": "needs IKE", "certificate": "needs IKE", "ca-certificate": "needs IKE", "crl": "needs IKE",
-	"show-ikesa": "needs IKE", "overlay": "needs the VXLAN underlay", "fleet": "needs the etcd store",
+	"show-ikesa": "needs IKE", "fleet": "needs the etcd store",
 }
 
 var globalFlags = []string{"socket", "format"}

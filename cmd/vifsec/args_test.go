@@ -114,6 +114,8 @@ func FuzzParseArgs(f *testing.F) {
 	f.Add("--format=json\x00vm\x00attach\x00--ip\x00::1\x00--ip=1.2.3.4")
 	f.Add("-\x00--\x00---\x00--=\x00-=x")
 	f.Add("help\x00sa\x00add")
+	f.Add("overlay\x00fdb\x00add\x00--tenant=t1\x00--mac\x0052:54:00:00:00:01\x00--remote\x00::1")
+	f.Add("overlay\x00fdb\x00list\x00--format\x00json")
 	verbs := verbTable()
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")

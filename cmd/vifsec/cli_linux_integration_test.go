@@ -73,6 +73,9 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 		"--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any",
 		"--flow-direction", "out", "--action", "ipsec", "--sp-mode", "transport", "--sa-name", "sa_2", "--sp-name", "sp_2")
 	e.ok("uplink", "set", "--dev", "eth0")
+	// Static VXLAN forwarding entries (ext).
+	e.ok("overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:AB:CD:31", "--remote", "2001:DB8:FF::31")
+	e.ok("overlay", "fdb", "add", "--tenant=t1", "--mac=52:54:00:ab:cd:32", "--remote=192.0.2.32")
 
 	before := e.snapshot()
 	refusals := []struct {
@@ -107,6 +110,18 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 		{"is-enabled", []string{"config", "modify", "--is-enabled", "yes"}, "--is-enabled"},
 		{"vni", []string{"tenant", "add", "--tenant", "t2", "--vni", "16777216"}, "--vni"},
 		{"overlay", []string{"uplink", "set", "--dev", "eth1", "--overlay", "geneve"}, "--overlay"},
+		{"vxlan without local", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan"}, "--vxlan-local"},
+		{"vxlan multicast local", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan", "--vxlan-local", "239.0.0.1"}, "--vxlan-local"},
+		{"vxlan port 0", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan", "--vxlan-local", "192.0.2.1", "--vxlan-port", "0"}, "--vxlan-port"},
+		{"fdb unknown tenant", []string{"overlay", "fdb", "add", "--tenant", "nosuch", "--mac", "52:54:00:ab:cd:33", "--remote", "192.0.2.33"}, "--tenant"},
+		{"fdb bad mac", []string{"overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:ab:cd", "--remote", "192.0.2.33"}, "--mac"},
+		{"fdb multicast mac", []string{"overlay", "fdb", "add", "--tenant", "t1", "--mac", "33:33:00:00:00:01", "--remote", "192.0.2.33"}, "--mac"},
+		{"fdb multicast remote", []string{"overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:ab:cd:33", "--remote", "ff0e::1"}, "--remote"},
+		{"fdb multicast remote v4", []string{"overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:ab:cd:33", "--remote", "239.1.2.3"}, "--remote"},
+		{"fdb unspecified remote", []string{"overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:ab:cd:33", "--remote", "::"}, "--remote"},
+		{"fdb duplicate", []string{"overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:ab:cd:31", "--remote", "2001:db8:ff::99"}, "--mac"},
+		{"fdb remove unknown", []string{"overlay", "fdb", "remove", "--tenant", "t1", "--mac", "52:54:00:ab:cd:39"}, "--mac"},
+		{"fdb list unknown tenant", []string{"overlay", "fdb", "list", "--tenant", "nosuch"}, "--tenant"},
 	}
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,7 +139,8 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 	}
 
 	// Usage errors exit 2, change nothing.
-	for _, args := range [][]string{{"sa", "add", "--vm", "vm1"}, {"sa", "frob"}, {"sa", "list", "--bogus"}, {"sp", "remove", "--sa-name", "sp1"}, {"--format", "xml", "sa", "list"}} {
+	for _, args := range [][]string{{"sa", "add", "--vm", "vm1"}, {"sa", "frob"}, {"overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:ab:cd:33"},
+		{"overlay", "fdb"}, {"overlay", "fdb", "remove", "--tenant", "t1"}, {"overlay", "fdb", "list", "--remote", "192.0.2.1"}, {"sa", "list", "--bogus"}, {"sp", "remove", "--sa-name", "sp1"}, {"--format", "xml", "sa", "list"}} {
 		if r := e.cli(args...); r.code != exitUsage || r.stderr == "" {
 			t.Errorf("vifsec %v: exit %d, stderr %q; want 2 with a message", args, r.code, r.stderr)
 		}
@@ -132,6 +148,31 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 	if e.snapshot() != before {
 		t.Error("usage errors changed state")
 	}
+
+	// overlay fdb list (table and json), remove.
+	if out := e.ok("overlay", "fdb", "list").stdout; !strings.Contains(out, "Tenant") || !strings.Contains(out, "Remote") ||
+		!strings.Contains(out, "52:54:00:ab:cd:31") || !strings.Contains(out, "2001:db8:ff::31") || !strings.Contains(out, "192.0.2.32") {
+		t.Errorf("overlay fdb list:\n%s", out)
+	}
+	var fdb []api.FDBEntry
+	if err := json.Unmarshal([]byte(e.ok("--format", "json", "overlay", "fdb", "list", "--tenant", "t1").stdout), &fdb); err != nil {
+		t.Fatal(err)
+	}
+	wantFDB := []api.FDBEntry{{Tenant: "t1", MAC: "52:54:00:ab:cd:31", Remote: "2001:db8:ff::31"}, {Tenant: "t1", MAC: "52:54:00:ab:cd:32", Remote: "192.0.2.32"}}
+	if !slices.Equal(fdb, wantFDB) {
+		t.Errorf("overlay fdb list --tenant t1: %+v, want %+v", fdb, wantFDB)
+	}
+	var rm0 api.Removed
+	r = e.ok("--format", "json", "overlay", "fdb", "remove", "--tenant", "t1", "--mac", "52:54:00:AB:CD:31")
+	if err := json.Unmarshal([]byte(r.stdout), &rm0); err != nil || !slices.Equal(rm0.Removed, []string{"t1/52:54:00:ab:cd:31"}) {
+		t.Errorf("overlay fdb remove json: %s (%v)", r.stdout, err)
+	}
+	e.ok("overlay", "fdb", "remove", "--tenant", "t1", "--mac", "52:54:00:ab:cd:32")
+	if out := e.ok("--format", "json", "overlay", "fdb", "list").stdout; strings.TrimSpace(out) != "[]" {
+		t.Errorf("overlay fdb list after remove = %s", out)
+	}
+	e.ok("overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:ab:cd:31", "--remote", "2001:db8:ff::99")
+	e.ok("overlay", "fdb", "remove", "--tenant", "t1", "--mac", "52:54:00:ab:cd:31")
 
 	// Keys are never printed or logged.
 	keyHex := []string{strings.TrimPrefix(seedEncKey, "0x"), strings.TrimPrefix(seedIntegKey, "0x"), "ipv6readylogo3descbcout2"}
@@ -242,8 +283,13 @@ func TestIntegrationRestartPersistence(t *testing.T) {
 	e.ok("add", "--vm", "vm1", "--sp-source", "2001:db8:1::/64", "--sp-destination", "::/0", "--source-port", "any",
 		"--destination-port", "135", "--upper-layer-protocol", "icmp6", "--flow-direction", "in", "--action", "discard",
 		"--sp-mode", "transport", "--sp-name", "a2")
-	e.ok("uplink", "set", "--dev", "eth0")
+	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1")
+	e.ok("overlay", "fdb", "add", "--tenant", "t2", "--mac", "52:54:00:00:00:22", "--remote", "192.0.2.22")
+	e.ok("overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:00:00:12", "--remote", "2001:db8:ff::12")
 	e.ok("config", "modify", "--is-enabled=false")
+	if out := e.ok("uplink", "show").stdout; !strings.Contains(out, "Overlay: vxlan") || !strings.Contains(out, "VXLAN Local: 2001:db8:ff::1") || !strings.Contains(out, "VXLAN Port: 4789") {
+		t.Errorf("uplink show:\n%s", out)
+	}
 	before := e.snapshot()
 
 	// A second daemon on the same state directory refuses, clearly.

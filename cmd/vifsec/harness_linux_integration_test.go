@@ -249,7 +249,7 @@ func (e *env) ok(args ...string) result {
 func (e *env) snapshot() string {
 	e.t.Helper()
 	var b bytes.Buffer
-	for _, v := range [][]string{{"tenant", "list"}, {"vm", "list"}, {"uplink", "show"}, {"sa", "list"}, {"sp", "list"}, {"config", "show"}} {
+	for _, v := range [][]string{{"tenant", "list"}, {"vm", "list"}, {"uplink", "show"}, {"sa", "list"}, {"sp", "list"}, {"config", "show"}, {"overlay", "fdb", "list"}} {
 		b.WriteString(e.ok(append([]string{"--format", "json"}, v...)...).stdout)
 	}
 	return b.String()

@@ -183,6 +183,12 @@ func verbTable() []*verb {
 			usage: "uplink set --dev IFNAME [--netns NS] [--overlay none|vxlan] [--vxlan-local ADDR] [--vxlan-port 4789]", run: runUplinkSet},
 		{words: []string{"uplink", "show"}, usage: "uplink show", run: runUplinkShow},
 		{words: []string{"offload", "show"}, usage: "offload show", run: runOffloadShow},
+		{words: []string{"overlay", "fdb", "add"}, flags: []flagDef{req("tenant"), req("mac"), req("remote")},
+			usage: "overlay fdb add --tenant NAME --mac MAC --remote ADDR", run: runFDBAdd},
+		{words: []string{"overlay", "fdb", "list"}, flags: []flagDef{opt("tenant")},
+			usage: "overlay fdb list [--tenant NAME]", run: runFDBList},
+		{words: []string{"overlay", "fdb", "remove"}, flags: []flagDef{req("tenant"), req("mac")},
+			usage: "overlay fdb remove --tenant NAME --mac MAC", run: runFDBRemove},
 		{words: []string{"sa", "add"},
 			flags: []flagDef{req("vm"), req("sa-source"), req("sa-destination"), req("sa-mode"), req("sa-spi"),
 				req("encryption-algorithm"), opt("encryption-key"), req("integrity-algorithm"), opt("integrity-key"), req("sa-name"),
@@ -282,6 +288,31 @@ func runUplinkShow(c *cli, in *invocation) int {
 		fmt.Fprintf(c.stdout, "VXLAN Local: %s\nVXLAN Port: %d\n", u.VXLANLocal, u.VXLANPort)
 	}
 	return exitOK
+}
+
+func runFDBAdd(c *cli, in *invocation) int {
+	return c.added(c.c.AddFDB(c.ctx, api.FDBAddRequest{Tenant: in.get("tenant"), MAC: in.get("mac"), Remote: in.get("remote")}))
+}
+
+func runFDBList(c *cli, in *invocation) int {
+	es, err := c.c.FDB(c.ctx, in.get("tenant"))
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(es)
+		return exitOK
+	}
+	var rows [][]string
+	for _, e := range es {
+		rows = append(rows, []string{e.Tenant, e.MAC, e.Remote})
+	}
+	c.table([]string{"Tenant", "MAC", "Remote"}, rows)
+	return exitOK
+}
+
+func runFDBRemove(c *cli, in *invocation) int {
+	return c.removed(c.c.RemoveFDB(c.ctx, in.get("tenant"), in.get("mac")))
 }
 
 func runOffloadShow(c *cli, in *invocation) int {

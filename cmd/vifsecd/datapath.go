@@ -31,17 +31,22 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		return p, mtu, nil
 	}, log.With("part", "attach"))
 	d.SetVIFStatus(a.Status)
+	ov := newOverlayCtl(e, log.With("part", "overlay"))
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
+	ovDone := make(chan struct{})
+	go func() { ov.resolve(ctx); close(ovDone) }()
 	for {
 		gen, changed := d.Watch()
 		snap := d.Snapshot()
 		e.SetEnabled(snap.Enabled)
+		ov.apply(snap)
 		a.Set(wants(snap), uplinkWant(snap))
 		log.Debug("data path updated", "generation", gen, "vms", len(snap.VMs))
 		select {
 		case <-ctx.Done():
 			<-done
+			<-ovDone
 			return
 		case <-changed:
 		}
@@ -55,6 +60,7 @@ func wants(snap *daemon.Snapshot) []attach.Want {
 			Name:          v.VM.Name,
 			MAC:           sa.MAC(v.VM.MAC),
 			VLAN:          v.VM.VLAN,
+			VNI:           v.Tenant.VNI,
 			IPs:           v.VM.IPs,
 			DefaultAction: v.Tenant.DefaultAction,
 			Policies:      v.Policies,

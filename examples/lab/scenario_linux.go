@@ -59,6 +59,34 @@ type SAEntry struct {
 // Configure writes the demo's desired state into gateway d's vifsecd
 // through the CLI, printing each command to w. Mode is transport or tunnel.
 func Configure(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Writer) ([]SAEntry, error) {
+	return ConfigureWith(ctx, l, d, mode, w, false)
+}
+
+// Underlay addresses of the gateways' uplinks when the lab runs VXLAN
+// (UnderlayAddr gives each gateway's).
+var underlay = map[string]netip.Addr{"a": netip.MustParseAddr("203.0.113.1"), "b": netip.MustParseAddr("203.0.113.2")}
+
+// UnderlayAddr is gateway gw's VTEP address in VXLAN mode.
+func UnderlayAddr(gw string) netip.Addr { return underlay[gw] }
+
+// VNI of each tenant in VXLAN mode.
+func VNI(tenant string) uint32 { return map[string]uint32{"acme": 1000, "globex": 2000}[tenant] }
+
+// AddUnderlay gives each gateway's uplink its VTEP address (the host's
+// stack answers ARP for it, so the other side can resolve it).
+func (l *Lab) AddUnderlay(ctx context.Context) error {
+	for _, gw := range l.Gateways {
+		if err := run(ctx, "ip", "-n", gw.NS, "addr", "add", underlay[gw.Name].String()+"/24", "dev", gw.Uplink); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ConfigureWith is Configure, over a VXLAN underlay when vxlan is true:
+// the uplink gets --overlay vxlan, each tenant its VNI, and the FDB the
+// peer VM's MAC behind the other gateway's VTEP.
+func ConfigureWith(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Writer, vxlan bool) ([]SAEntry, error) {
 	var sas []SAEntry
 	say := func(args ...string) error {
 		if w != nil {
@@ -69,13 +97,26 @@ func Configure(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Writer)
 	}
 	gw := d.GW
 	other := map[string]string{"a": "b", "b": "a"}[gw.Name]
-	if err := say("uplink", "set", "--dev", gw.Uplink); err != nil {
+	uplink := []string{"uplink", "set", "--dev", gw.Uplink}
+	if vxlan {
+		uplink = append(uplink, "--overlay", "vxlan", "--vxlan-local", underlay[gw.Name].String())
+	}
+	if err := say(uplink...); err != nil {
 		return nil, err
 	}
 	for _, vm := range gw.VMs {
 		peer := l.VM(vm.Tenant, other)
-		if err := say("tenant", "add", "--tenant", vm.Tenant); err != nil {
+		tenantAdd := []string{"tenant", "add", "--tenant", vm.Tenant}
+		if vxlan {
+			tenantAdd = append(tenantAdd, "--vni", fmt.Sprint(VNI(vm.Tenant)))
+		}
+		if err := say(tenantAdd...); err != nil {
 			return nil, err
+		}
+		if vxlan {
+			if err := say("overlay", "fdb", "add", "--tenant", vm.Tenant, "--mac", peer.MAC, "--remote", underlay[other].String()); err != nil {
+				return nil, err
+			}
 		}
 		if err := say("vm", "attach", "--vm", vm.Name, "--tenant", vm.Tenant, "--dev", vm.Dev, "--mac", vm.MAC,
 			"--vlan", fmt.Sprint(vm.VLAN), "--ip", vm.IP6.String(), "--ip", vm.IP4.String()); err != nil {

@@ -26,6 +26,20 @@ type Wire struct {
 	Leaks []string
 	// Telnet counts frames to DiscardTCPPort: there must be none.
 	Telnet int
+	// VXLAN counts frames inside VXLAN; ESPOutsideVXLAN ESP frames that
+	// were not (with a VXLAN underlay there must be none).
+	VXLAN, ESPOutsideVXLAN int
+	// VXLANMode: the capture is of a VXLAN underlay (set before Analyze).
+	VXLANMode bool
+}
+
+// lastOf returns the last of tshark's comma-separated values of a field
+// that occurs in several layers.
+func lastOf(v string) string {
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		return v[i+1:]
+	}
+	return v
 }
 
 // Analyze reads captures with tshark. vifsec sends with
@@ -33,7 +47,12 @@ type Wire struct {
 // each direction is captured where it is received: pass both gateways'
 // captures.
 func Analyze(ctx context.Context, files []string, sas []SAEntry) (*Wire, error) {
-	w := &Wire{ESP: map[string]int{}, Decrypted: map[string]int{}, ESPByTenant: map[string]int{}}
+	return AnalyzeWith(ctx, files, sas, false)
+}
+
+// AnalyzeWith is Analyze; with vxlan, ESP outside VXLAN is counted apart.
+func AnalyzeWith(ctx context.Context, files []string, sas []SAEntry, vxlan bool) (*Wire, error) {
+	w := &Wire{ESP: map[string]int{}, Decrypted: map[string]int{}, ESPByTenant: map[string]int{}, VXLANMode: vxlan}
 	for _, f := range files {
 		if err := w.analyze(ctx, f, sas); err != nil {
 			return nil, err
@@ -45,13 +64,14 @@ func Analyze(ctx context.Context, files []string, sas []SAEntry) (*Wire, error) 
 func (w *Wire) analyze(ctx context.Context, file string, sas []SAEntry) error {
 	out, err := exec.CommandContext(ctx, "tshark", "-r", file, "-n", "-T", "fields", "-E", "separator=|",
 		"-e", "vlan.id", "-e", "esp.spi", "-e", "udp.dstport", "-e", "udp.srcport", "-e", "tcp.dstport",
-		"-e", "arp.opcode", "-e", "icmpv6.type", "-e", "ipv6.dst", "-e", "ip.dst").Output()
+		"-e", "arp.opcode", "-e", "icmpv6.type", "-e", "ipv6.dst", "-e", "ip.dst", "-e", "vxlan.vni").Output()
 	if err != nil {
 		return fmt.Errorf("tshark -r %s: %w", file, err)
 	}
-	vlanTenant := map[string]string{}
+	vlanTenant, vniTenant := map[string]string{}, map[string]string{}
 	for _, t := range Tenants {
 		vlanTenant[strconv.Itoa(int(t.VLAN))] = t.Name
+		vniTenant[strconv.Itoa(int(VNI(t.Name)))] = t.Name
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if line == "" {
@@ -59,14 +79,29 @@ func (w *Wire) analyze(ctx context.Context, file string, sas []SAEntry) error {
 		}
 		w.Frames++
 		f := strings.Split(line, "|")
-		for len(f) < 9 {
+		for len(f) < 10 {
 			f = append(f, "")
 		}
-		vlan, spi, udpD, udpS, tcpD, arp, icmp6, dst6, dst4 := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+		vlan, spi, udpD, udpS, tcpD, arp, icmp6, dst6, dst4, vni := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+		tenant := vlanTenant[vlan]
+		if vni != "" {
+			w.VXLAN++
+			tenant = vniTenant[vni]
+			// tshark lists outer and inner fields: the inner ones last.
+			udpD, udpS = lastOf(udpD), lastOf(udpS)
+			dst4, dst6 = lastOf(dst4), lastOf(dst6)
+		}
 		switch {
 		case spi != "":
-			w.ESP[fmt.Sprintf("vlan %s spi %s", vlan, spi)]++
-			w.ESPByTenant[vlanTenant[vlan]]++
+			if vni == "" {
+				w.ESP[fmt.Sprintf("vlan %s spi %s", vlan, spi)]++
+			} else {
+				w.ESP[fmt.Sprintf("vni %s spi %s", vni, spi)]++
+			}
+			w.ESPByTenant[tenant]++
+			if vni == "" && w.VXLANMode {
+				w.ESPOutsideVXLAN++
+			}
 		case udpD == strconv.Itoa(ClearUDPPort) || udpS == strconv.Itoa(ClearUDPPort):
 			w.ClearUDP++
 		case tcpD == strconv.Itoa(DiscardTCPPort):
@@ -83,7 +118,7 @@ func (w *Wire) analyze(ctx context.Context, file string, sas []SAEntry) error {
 	// (addresses, SPI) only, which the two tenants share on purpose.
 	for _, t := range Tenants {
 		args := []string{"-r", file, "-n", "-o", "esp.enable_encryption_decode:TRUE",
-			"-Y", fmt.Sprintf("vlan.id == %d && esp", t.VLAN), "-T", "fields", "-E", "separator=|",
+			"-Y", fmt.Sprintf("(vlan.id == %d || vxlan.vni == %d) && esp", t.VLAN, VNI(t.Name)), "-T", "fields", "-E", "separator=|",
 			"-e", "esp.spi", "-e", "udp.dstport", "-e", "tcp.dstport", "-e", "icmpv6.type", "-e", "icmp.type"}
 		for _, s := range sas {
 			if s.Tenant != t.Name {

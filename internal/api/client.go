@@ -219,6 +219,25 @@ func (c *Client) RemoveAllSPs(ctx context.Context) (Removed, error) {
 	return c.remove(ctx, "/sp?all=true")
 }
 
+// FDB is `vifsec overlay fdb list [--tenant NAME]`.
+func (c *Client) FDB(ctx context.Context, tenantName string) (out []FDBEntry, err error) {
+	p := "/fdb"
+	if tenantName != "" {
+		p += "?tenant=" + url.QueryEscape(tenantName)
+	}
+	return out, c.get(ctx, p, &out)
+}
+
+// AddFDB is `vifsec overlay fdb add`.
+func (c *Client) AddFDB(ctx context.Context, r FDBAddRequest) (Added, error) {
+	return c.send(ctx, http.MethodPost, "/fdb", r)
+}
+
+// RemoveFDB is `vifsec overlay fdb remove --tenant NAME --mac MAC`.
+func (c *Client) RemoveFDB(ctx context.Context, tenantName, mac string) (Removed, error) {
+	return c.remove(ctx, "/fdb?"+url.Values{"tenant": {tenantName}, "mac": {mac}}.Encode())
+}
+
 // Config is `vifsec config show`.
 func (c *Client) Config(ctx context.Context) (out Config, err error) {
 	return out, c.get(ctx, "/config", &out)

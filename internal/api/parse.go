@@ -170,6 +170,29 @@ func (r *UplinkSetRequest) Parse() (daemon.Uplink, error) {
 	return u, p.err()
 }
 
+// Parse returns the forwarding entry r describes. Whether the remote is
+// a usable unicast address is for the daemon to say.
+func (r *FDBAddRequest) Parse() (daemon.FDBEntry, error) {
+	var p problems
+	e := daemon.FDBEntry{Tenant: r.Tenant}
+	p.required("--tenant", r.Tenant, "name the tenant the MAC belongs to")
+	if p.required("--mac", r.MAC, "give the MAC of the VM behind the remote VTEP, e.g. 52:54:00:12:34:56") {
+		m, err := tenant.ParseMAC(r.MAC)
+		if err != nil {
+			p.add("--mac", err)
+		}
+		e.MAC = m
+	}
+	if p.required("--remote", r.Remote, "give the underlay address of the remote VTEP, e.g. 2001:db8::2 or 192.0.2.2") {
+		a, err := tenant.ParseAddr(r.Remote)
+		if err != nil {
+			p.add("--remote", err)
+		}
+		e.Remote = a
+	}
+	return e, p.err()
+}
+
 // Parse returns the VM name and SA configuration r describes; the daemon
 // fills in the scope from the VM. The returned key slices are fresh; the
 // caller zeroes them after use.

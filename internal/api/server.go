@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler
 	mux.HandleFunc("POST "+p+"/sp", s.addSP)
 	mux.HandleFunc("DELETE "+p+"/sp", s.removeAllSPs)
 	mux.HandleFunc("DELETE "+p+"/sp/{name}", s.removeSP)
+	mux.HandleFunc("GET "+p+"/fdb", s.listFDB)
+	mux.HandleFunc("POST "+p+"/fdb", s.addFDB)
+	mux.HandleFunc("DELETE "+p+"/fdb", s.removeFDB)
 	mux.HandleFunc("GET "+p+"/config", s.getConfig)
 	mux.HandleFunc("PUT "+p+"/config", s.setConfig)
 	mux.HandleFunc("GET "+p+"/stats", s.getStats)
@@ -405,6 +409,64 @@ func (s *server) removeAllSPs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, Removed{Removed: append([]string{}, names...)})
+}
+
+// FDBOf converts a daemon.FDBEntry for listing.
+func FDBOf(e daemon.FDBEntry) FDBEntry {
+	return FDBEntry{Tenant: e.Tenant, MAC: e.MAC.String(), Remote: e.Remote.String()}
+}
+
+func (s *server) listFDB(w http.ResponseWriter, r *http.Request) {
+	tn := r.URL.Query().Get("tenant")
+	if tn != "" && !slices.ContainsFunc(s.d.Tenants(), func(t tenant.Tenant) bool { return t.Name == tn }) {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: daemon.CodeNotFound.String(),
+			Message: fmt.Sprintf("--tenant: no tenant named %q (see vifsec tenant list)", tn)})
+		return
+	}
+	out := []FDBEntry{}
+	for _, e := range s.d.FDB(tn) {
+		out = append(out, FDBOf(e))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) addFDB(w http.ResponseWriter, r *http.Request) {
+	var req FDBAddRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	e, err := req.Parse()
+	if err == nil {
+		err = s.d.AddFDB(e)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, Added{Warnings: []string{}})
+}
+
+func (s *server) removeFDB(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	tn := q.Get("tenant")
+	var p problems
+	p.required("--tenant", tn, "name the tenant (DELETE /v1/fdb?tenant=NAME&mac=MAC)")
+	var mac tenant.MAC
+	if ms := q.Get("mac"); p.required("--mac", ms, "give the MAC of the entry (DELETE /v1/fdb?tenant=NAME&mac=MAC)") {
+		var err error
+		if mac, err = tenant.ParseMAC(ms); err != nil {
+			p.add("--mac", err)
+		}
+	}
+	if err := p.err(); err != nil {
+		fail(w, err)
+		return
+	}
+	if err := s.d.RemoveFDB(tn, mac); err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Removed{Removed: []string{tn + "/" + mac.String()}})
 }
 
 func (s *server) getConfig(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -101,5 +102,81 @@ func TestClientUnreachable(t *testing.T) {
 	var ue *UnreachableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("err = %v, want UnreachableError", err)
+	}
+}
+
+func TestAPIFDB(t *testing.T) {
+	c := serve(t)
+	ctx := context.Background()
+	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t2", VNI: "5002"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "2001:db8::1"}); err != nil {
+		t.Fatalf("uplink vxlan: %v", err)
+	}
+	if u, err := c.Uplink(ctx); err != nil || u == nil || u.Overlay != "vxlan" || u.VXLANPort != 4789 || u.VXLANLocal != "2001:db8::1" {
+		t.Errorf("Uplink = %+v, %v", u, err)
+	}
+	for _, r := range []FDBAddRequest{
+		{Tenant: "t2", MAC: "52:54:00:00:00:02", Remote: "192.0.2.2"},
+		{Tenant: "t1", MAC: "52:54:00:AB:CD:01", Remote: "2001:DB8::2"},
+	} {
+		if a, err := c.AddFDB(ctx, r); err != nil || len(a.Warnings) != 0 {
+			t.Fatalf("AddFDB(%+v) = %+v, %v", r, a, err)
+		}
+	}
+	all, err := c.FDB(ctx, "")
+	want := []FDBEntry{{Tenant: "t1", MAC: "52:54:00:ab:cd:01", Remote: "2001:db8::2"}, {Tenant: "t2", MAC: "52:54:00:00:00:02", Remote: "192.0.2.2"}}
+	if err != nil || !reflect.DeepEqual(all, want) {
+		t.Errorf("FDB() = %+v, %v; want %+v", all, err, want)
+	}
+	if got, err := c.FDB(ctx, "t2"); err != nil || !reflect.DeepEqual(got, want[1:]) {
+		t.Errorf("FDB(t2) = %+v, %v", got, err)
+	}
+	var ae *Error
+	if _, err := c.FDB(ctx, "nosuch"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound || !strings.Contains(ae.Message, "--tenant") {
+		t.Errorf("FDB(nosuch) = %v, want 404 naming --tenant", err)
+	}
+	refusals := []struct {
+		req    FDBAddRequest
+		status int
+		code   string
+		flag   string
+	}{
+		{FDBAddRequest{Tenant: "nosuch", MAC: "52:54:00:00:00:09", Remote: "192.0.2.9"}, 404, "not_found", "--tenant"},
+		{FDBAddRequest{Tenant: "t1", MAC: "52:54:00:ab:cd:01", Remote: "192.0.2.9"}, 409, "exists", "--mac"},
+		{FDBAddRequest{Tenant: "t1", MAC: "52:54:00:00:09", Remote: "192.0.2.9"}, 400, "invalid", "--mac"},
+		{FDBAddRequest{Tenant: "t1", MAC: "01:00:5e:00:00:01", Remote: "192.0.2.9"}, 400, "invalid", "--mac"},
+		{FDBAddRequest{Tenant: "t1", MAC: "52:54:00:00:00:09", Remote: "ff02::1"}, 400, "invalid", "--remote"},
+		{FDBAddRequest{Tenant: "t1", MAC: "52:54:00:00:00:09", Remote: "192.0.2.0/24"}, 400, "invalid", "--remote"},
+		{FDBAddRequest{Tenant: "t1", MAC: "52:54:00:00:00:09"}, 400, "invalid", "--remote"},
+	}
+	for _, tt := range refusals {
+		_, err := c.AddFDB(ctx, tt.req)
+		if !errors.As(err, &ae) || ae.Status != tt.status || ae.Code != tt.code || !strings.Contains(ae.Message, tt.flag) {
+			t.Errorf("AddFDB(%+v) = %v, want %d %s naming %s", tt.req, err, tt.status, tt.code, tt.flag)
+		}
+	}
+	if _, err := c.RemoveTenant(ctx, "t2"); !errors.As(err, &ae) || ae.Code != "in_use" || !strings.Contains(ae.Message, "52:54:00:00:00:02") {
+		t.Errorf("RemoveTenant(t2) = %v, want in_use naming the MAC", err)
+	}
+	if _, err := c.RemoveFDB(ctx, "t1", "52:54:00:00:00:09"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound || !strings.Contains(ae.Message, "--mac") {
+		t.Errorf("RemoveFDB(absent) = %v", err)
+	}
+	if _, err := c.RemoveFDB(ctx, "t1", ""); !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "--mac") {
+		t.Errorf("RemoveFDB(no mac) = %v", err)
+	}
+	if all2, _ := c.FDB(ctx, ""); !reflect.DeepEqual(all2, want) {
+		t.Errorf("refusals changed the FDB: %+v", all2)
+	}
+	r, err := c.RemoveFDB(ctx, "t1", "52:54:00:AB:CD:01")
+	if err != nil || !reflect.DeepEqual(r.Removed, []string{"t1/52:54:00:ab:cd:01"}) {
+		t.Errorf("RemoveFDB = %+v, %v", r, err)
+	}
+	if got, err := c.FDB(ctx, "t1"); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("FDB(t1) after remove = %#v, %v; want []", got, err)
 	}
 }

@@ -101,6 +101,13 @@ type SPAddRequest struct {
 	SAName             string `json:"sa_name,omitempty"`
 }
 
+// FDBAddRequest is POST /v1/fdb (`vifsec overlay fdb add`).
+type FDBAddRequest struct {
+	Tenant string `json:"tenant"`
+	MAC    string `json:"mac"`
+	Remote string `json:"remote"`
+}
+
 // ConfigModifyRequest is PUT /v1/config (`vifsec config modify`).
 type ConfigModifyRequest struct {
 	IsEnabled Value `json:"is_enabled"`
@@ -157,6 +164,14 @@ type Uplink struct {
 	Overlay    string `json:"overlay"`
 	VXLANLocal string `json:"vxlan_local,omitempty"`
 	VXLANPort  uint16 `json:"vxlan_port,omitempty"`
+}
+
+// FDBEntry is a static VXLAN forwarding entry as listed: frames of Tenant
+// to MAC go to the remote VTEP Remote.
+type FDBEntry struct {
+	Tenant string `json:"tenant"`
+	MAC    string `json:"mac"`
+	Remote string `json:"remote"`
 }
 
 // SA is an SA as listed: algorithms and key lengths, never keys.

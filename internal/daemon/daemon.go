@@ -44,6 +44,7 @@ type Daemon struct {
 	saVM    map[string]string   // SA name → VM name
 	sps     map[string]*spEntry
 	nextSeq uint64
+	fdb     map[fdbKey]FDBEntry // static VXLAN forwarding entries
 	uplink  *Uplink
 	enabled bool
 
@@ -82,7 +83,7 @@ func New(st store.Store, cfg *Config) (*Daemon, error) {
 		log: log, st: st, db: sa.NewDB(0),
 		tenants: map[string]tenant.Tenant{}, vms: map[string]*vmEntry{},
 		byScope: map[sa.Scope]string{}, saVM: map[string]string{}, sps: map[string]*spEntry{},
-		nextSeq: 1, enabled: !cfg.DefaultDisabled,
+		fdb: map[fdbKey]FDBEntry{}, nextSeq: 1, enabled: !cfg.DefaultDisabled,
 		watchCh: make(chan struct{}), expired: map[*sa.SA]bool{},
 	}
 	recs, err := st.Load()
@@ -175,6 +176,14 @@ func (d *Daemon) restore(recs []store.Record) error {
 				return bad(fmt.Errorf("VM %q is not stored", r2.Policy.VM))
 			}
 			sps = append(sps, &spEntry{seq: r2.Seq, p: r2.Policy})
+		case store.KindFDB:
+			var e FDBEntry
+			if err := json.Unmarshal(r.Value, &e); err != nil {
+				return bad(err)
+			}
+			if err := d.restoreFDB(r.Name, e); err != nil {
+				return bad(err)
+			}
 		}
 		clear(r.Value) // SA records hold keys
 	}

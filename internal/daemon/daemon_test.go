@@ -72,6 +72,14 @@ func setup(t *testing.T, st store.Store) *Daemon {
 	return d
 }
 
+func fdb(tn, mac, remote string) FDBEntry {
+	m, err := tenant.ParseMAC(mac)
+	if err != nil {
+		panic(err)
+	}
+	return FDBEntry{Tenant: tn, MAC: m, Remote: netip.MustParseAddr(remote)}
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -88,6 +96,7 @@ type state struct {
 	Keys    map[string]sa.Config
 	Uplink  Uplink
 	Enabled bool
+	FDB     []FDBEntry
 }
 
 func observe(d *Daemon) state {
@@ -99,6 +108,7 @@ func observe(d *Daemon) state {
 		s.Keys[x.Name()] = x.ConfigWithKeys()
 	}
 	s.Uplink, _ = d.Uplink()
+	s.FDB = d.FDB("")
 	return s
 }
 
@@ -152,6 +162,11 @@ func TestRefusalsChangeNothing(t *testing.T) {
 	reserved := seedSA(t, "sa9", 0xff)
 	aeadInteg := gcmSA(t, "sa9", 0x3000, sa.ModeTransport)
 	aeadInteg.Integ = sa.IntegHMACSHA1
+	must(t, d.AddTenant(tenant.Tenant{Name: "t3"}))
+	must(t, d.AddFDB(fdb("t1", "52:54:00:00:00:51", "2001:db8::51")))
+	must(t, d.AddFDB(fdb("t3", "52:54:00:00:00:52", "192.0.2.52")))
+	mcastMAC := fdb("t1", "52:54:00:00:00:53", "2001:db8::53")
+	mcastMAC.MAC[0] |= 1
 
 	tests := []struct {
 		name string
@@ -182,9 +197,24 @@ func TestRefusalsChangeNothing(t *testing.T) {
 		{"vm bad vlan", func() error { return d.AttachVM(vm("vm9", "t1", "52:54:00:00:00:09", 4095)) }, CodeInvalid, "--vlan"},
 		{"vm in use", func() error { return d.DetachVM("vm1") }, CodeInUse, "sa1"},
 		{"uplink vxlan without local", func() error { return d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN}) }, CodeInvalid, "--vxlan-local"},
-		{"uplink vxlan not implemented", func() error {
-			return d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("192.0.2.1")})
-		}, CodeInvalid, "not implemented"},
+		{"uplink vxlan multicast local", func() error {
+			return d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("ff02::1")})
+		}, CodeInvalid, "--vxlan-local"},
+		{"uplink none with vxlan port", func() error { return d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayNone, VXLANPort: 4789}) }, CodeInvalid, "--vxlan-port"},
+		{"fdb unknown tenant", func() error { return d.AddFDB(fdb("nosuch", "52:54:00:00:00:54", "2001:db8::54")) }, CodeNotFound, "--tenant"},
+		{"fdb duplicate", func() error { return d.AddFDB(fdb("t1", "52:54:00:00:00:51", "2001:db8::99")) }, CodeExists, "--mac"},
+		{"fdb zero mac", func() error { return d.AddFDB(FDBEntry{Tenant: "t1", Remote: netip.MustParseAddr("2001:db8::1")}) }, CodeInvalid, "--mac"},
+		{"fdb multicast mac", func() error { return d.AddFDB(mcastMAC) }, CodeInvalid, "--mac"},
+		{"fdb no remote", func() error { return d.AddFDB(FDBEntry{Tenant: "t1", MAC: fdb("t1", "52:54:00:00:00:55", "::1").MAC}) }, CodeInvalid, "--remote"},
+		{"fdb multicast remote", func() error { return d.AddFDB(fdb("t1", "52:54:00:00:00:55", "ff02::1")) }, CodeInvalid, "--remote"},
+		{"fdb multicast remote v4", func() error { return d.AddFDB(fdb("t1", "52:54:00:00:00:55", "239.1.1.1")) }, CodeInvalid, "--remote"},
+		{"fdb unspecified remote", func() error { return d.AddFDB(fdb("t1", "52:54:00:00:00:55", "0.0.0.0")) }, CodeInvalid, "--remote"},
+		{"fdb broadcast remote", func() error { return d.AddFDB(fdb("t1", "52:54:00:00:00:55", "255.255.255.255")) }, CodeInvalid, "--remote"},
+		{"fdb zoned remote", func() error { return d.AddFDB(fdb("t1", "52:54:00:00:00:55", "fe80::1%eth0")) }, CodeInvalid, "--remote"},
+		{"fdb mapped remote", func() error { return d.AddFDB(fdb("t1", "52:54:00:00:00:55", "::ffff:192.0.2.1")) }, CodeInvalid, "--remote"},
+		{"fdb remove unknown mac", func() error { return d.RemoveFDB("t1", fdb("t1", "52:54:00:00:00:99", "::1").MAC) }, CodeNotFound, "--mac"},
+		{"fdb remove unknown tenant", func() error { return d.RemoveFDB("nosuch", fdb("t1", "52:54:00:00:00:51", "::1").MAC) }, CodeNotFound, "--tenant"},
+		{"tenant with fdb", func() error { return d.RemoveTenant("t3") }, CodeInUse, "52:54:00:00:00:52"},
 		{"uplink bad dev", func() error { return d.SetUplink(Uplink{Dev: "a/b"}) }, CodeInvalid, "--dev"},
 	}
 	for _, tt := range tests {
@@ -292,8 +322,13 @@ func TestRestoreIsExact(t *testing.T) {
 	must(t, d.AddSP(policy("m-third", "vm1", "", sa.DirIn, tenant.ActionNone, sa.ModeTransport)))
 	must(t, d.RemoveSP("a-second"))
 	must(t, d.AddSP(policy("b-fourth", "vm1", "", sa.DirOut, tenant.ActionDiscard, 0)))
-	must(t, d.SetUplink(Uplink{Dev: "eth0", Netns: "hv", Overlay: OverlayNone}))
+	must(t, d.SetUplink(Uplink{Dev: "eth0", Netns: "hv", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("2001:db8:ff::1")}))
 	must(t, d.SetEnabled(false))
+	must(t, d.AddFDB(fdb("t2", "52:54:00:00:00:22", "192.0.2.22")))
+	must(t, d.AddFDB(fdb("t1", "52:54:00:00:00:12", "2001:db8:ff::12")))
+	must(t, d.AddFDB(fdb("t1", "02:00:00:00:00:01", "2001:db8:ff::2")))
+	must(t, d.AddFDB(fdb("t1", "52:54:00:00:00:13", "2001:db8:ff::13")))
+	must(t, d.RemoveFDB("t1", fdb("t1", "52:54:00:00:00:13", "::1").MAC))
 	before := observe(d)
 	must(t, st.Close())
 
@@ -305,6 +340,13 @@ func TestRestoreIsExact(t *testing.T) {
 	after := observe(d2)
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if u, _ := d2.Uplink(); u.Overlay != OverlayVXLAN || u.VXLANPort != DefaultVXLANPort || u.VXLANLocal != netip.MustParseAddr("2001:db8:ff::1") {
+		t.Errorf("restored uplink %+v", u)
+	}
+	want := []FDBEntry{fdb("t1", "02:00:00:00:00:01", "2001:db8:ff::2"), fdb("t1", "52:54:00:00:00:12", "2001:db8:ff::12"), fdb("t2", "52:54:00:00:00:22", "192.0.2.22")}
+	if got := d2.Snapshot().FDB; !reflect.DeepEqual(got, want) {
+		t.Errorf("restored Snapshot().FDB = %v, want %v", got, want)
 	}
 	var order []string
 	for _, p := range d2.Snapshot().VMs[0].Policies {
@@ -400,5 +442,84 @@ func TestStatsAndIPsecSAs(t *testing.T) {
 	}
 	if _, err := d.IPsecSAs("nosuch"); !errors.Is(err, err) || CodeOf(err) != CodeNotFound {
 		t.Errorf("IPsecSAs(nosuch) = %v", err)
+	}
+}
+
+func TestFDB(t *testing.T) {
+	st := storetest.NewMemory()
+	d := setup(t, st)
+	must(t, d.AddTenant(tenant.Tenant{Name: "t0", VNI: 7}))
+	gen, ch := d.Watch()
+	must(t, d.AddFDB(fdb("t1", "52:54:00:00:00:aa", "2001:db8::a")))
+	select {
+	case <-ch:
+	default:
+		t.Fatal("AddFDB did not signal Watch")
+	}
+	if d.Generation() != gen+1 {
+		t.Errorf("generation %d after AddFDB, want %d", d.Generation(), gen+1)
+	}
+	must(t, d.AddFDB(fdb("t1", "02:00:00:00:00:01", "192.0.2.1")))
+	must(t, d.AddFDB(fdb("t0", "52:54:00:00:00:aa", "2001:db8::b"))) // same MAC, other tenant
+	if v := st.Get(store.KindFDB, "t1/52:54:00:00:00:aa"); v == nil {
+		t.Error("entry not stored under TENANT/MAC")
+	}
+	want := []FDBEntry{fdb("t0", "52:54:00:00:00:aa", "2001:db8::b"), fdb("t1", "02:00:00:00:00:01", "192.0.2.1"), fdb("t1", "52:54:00:00:00:aa", "2001:db8::a")}
+	if got := d.Snapshot().FDB; !reflect.DeepEqual(got, want) {
+		t.Errorf("Snapshot().FDB = %v, want %v", got, want)
+	}
+	if got := d.FDB("t1"); !reflect.DeepEqual(got, want[1:]) {
+		t.Errorf("FDB(t1) = %v, want %v", got, want[1:])
+	}
+	if got := d.FDB("nosuch"); got == nil || len(got) != 0 {
+		t.Errorf("FDB(nosuch) = %#v, want empty", got)
+	}
+	// To change an entry: remove, then add.
+	gen = d.Generation()
+	must(t, d.RemoveFDB("t1", want[2].MAC))
+	must(t, d.AddFDB(fdb("t1", "52:54:00:00:00:aa", "2001:db8::c")))
+	if d.Generation() != gen+2 {
+		t.Errorf("generation %d, want %d", d.Generation(), gen+2)
+	}
+	if got := d.FDB("t1"); len(got) != 2 || got[1].Remote != netip.MustParseAddr("2001:db8::c") {
+		t.Errorf("FDB(t1) after change = %v", got)
+	}
+	// A tenant with entries cannot be removed; without, it can.
+	err := d.RemoveTenant("t0")
+	if CodeOf(err) != CodeInUse || !strings.Contains(err.Error(), "52:54:00:00:00:aa") {
+		t.Errorf("RemoveTenant(t0) = %v, want in_use naming the MAC", err)
+	}
+	must(t, d.RemoveFDB("t0", want[0].MAC))
+	must(t, d.RemoveTenant("t0"))
+	if st.Get(store.KindFDB, "t0/52:54:00:00:00:aa") != nil {
+		t.Error("removed entry still stored")
+	}
+}
+
+func TestUplinkVXLAN(t *testing.T) {
+	d := setup(t, storetest.NewMemory())
+	must(t, d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("192.0.2.1")}))
+	if u, _ := d.Uplink(); u.VXLANPort != DefaultVXLANPort || u.Overlay != OverlayVXLAN {
+		t.Errorf("uplink %+v, want vxlan on port %d", u, DefaultVXLANPort)
+	}
+	must(t, d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("2001:db8::1"), VXLANPort: 8472}))
+	if s := d.Snapshot(); s.Uplink == nil || s.Uplink.VXLANPort != 8472 || s.Uplink.VXLANLocal != netip.MustParseAddr("2001:db8::1") {
+		t.Errorf("snapshot uplink %+v", s.Uplink)
+	}
+}
+
+func TestRestoreRefusesBadFDB(t *testing.T) {
+	for name, rec := range map[string]store.Op{
+		"ghost tenant": store.Put(store.KindFDB, "ghost/52:54:00:00:00:01", mustJSON(fdb("ghost", "52:54:00:00:00:01", "192.0.2.1"))),
+		"wrong name":   store.Put(store.KindFDB, "t1/52:54:00:00:00:02", mustJSON(fdb("t1", "52:54:00:00:00:01", "192.0.2.1"))),
+		"multicast":    store.Put(store.KindFDB, "t1/52:54:00:00:00:01", mustJSON(fdb("t1", "52:54:00:00:00:01", "224.0.0.1"))),
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := storetest.NewMemory()
+			must(t, st.Commit([]store.Op{store.Put(store.KindTenant, "t1", mustJSON(tenant.Tenant{Name: "t1", DefaultAction: tenant.ActionNone})), rec}))
+			if _, err := New(st, nil); err == nil || !strings.Contains(err.Error(), "fdb "+`"`+rec.Name+`"`) {
+				t.Fatalf("New = %v, want an error naming fdb %q", err, rec.Name)
+			}
+		})
 	}
 }

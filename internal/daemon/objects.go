@@ -40,7 +40,7 @@ func (d *Daemon) AddTenant(t tenant.Tenant) error {
 }
 
 // RemoveTenant removes the tenant named name. It refuses while VMs of the
-// tenant are attached, naming them.
+// tenant are attached or it has FDB entries, naming them.
 func (d *Daemon) RemoveTenant(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -55,6 +55,9 @@ func (d *Daemon) RemoveTenant(name string) error {
 	}
 	if len(vms) > 0 {
 		return errf(CodeInUse, "--tenant: tenant %q still has VM %s; detach them first (vifsec vm detach --vm NAME)", name, strings.Join(vms, ", "))
+	}
+	if macs := d.fdbMACs(name); macs != "" {
+		return errf(CodeInUse, "--tenant: tenant %q still has FDB entries for MAC %s; remove them first (vifsec overlay fdb remove --tenant %s --mac MAC)", name, macs, name)
 	}
 	if err := d.commit([]store.Op{store.Delete(store.KindTenant, name)}); err != nil {
 		return err

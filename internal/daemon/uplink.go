@@ -95,9 +95,6 @@ func (u *Uplink) Validate() error {
 			errs = append(errs, fmt.Errorf("--vxlan-port is only used with --overlay vxlan"))
 		}
 	case OverlayVXLAN:
-		// The data path does not encapsulate VXLAN yet: refuse rather than
-		// accept a setting that would silently do nothing.
-		errs = append(errs, fmt.Errorf("--overlay vxlan: the VXLAN underlay is not implemented in this version; use --overlay none (flat L2)"))
 		a := u.VXLANLocal
 		switch {
 		case !a.IsValid():

@@ -20,6 +20,9 @@ type Snapshot struct {
 	Uplink  *Uplink // nil if none is set
 	Tenants []tenant.Tenant
 	VMs     []VMView // sorted by name
+	// FDB is every static VXLAN forwarding entry, sorted by tenant then
+	// MAC (bytewise).
+	FDB []FDBEntry
 }
 
 // VMView is one VM with everything the data path needs for it.
@@ -49,6 +52,7 @@ func (d *Daemon) Snapshot() *Snapshot {
 	for _, n := range sortedKeys(d.tenants) {
 		s.Tenants = append(s.Tenants, d.tenants[n])
 	}
+	s.FDB = d.fdbLocked("")
 	idx := map[string]int{}
 	for _, n := range sortedKeys(d.vms) {
 		e := d.vms[n]

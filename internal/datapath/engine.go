@@ -29,6 +29,9 @@ type VM struct {
 	// Stats receives the VM's counters; nil: the engine keeps its own,
 	// per VM name, across updates.
 	Stats *VMStats
+	// VNI is the VM's tenant VXLAN network identifier (0: none); with an
+	// overlay on the uplink it replaces the VLAN on the wire.
+	VNI uint32
 	// VnetHdr says Port's frames carry a virtio-net header
 	// (vif.PacketOptions.VnetHdr): the guest's TSO/GSO super-frames and
 	// partial checksums are then segmented and completed here.
@@ -47,6 +50,7 @@ type vmState struct {
 	port     *txPort
 	mac      sa.MAC
 	vlan     uint16
+	vni      uint32
 	ips      []netip.Addr
 	def      tenant.Action
 	spd      *tenant.SPD
@@ -62,6 +66,14 @@ type snapshot struct {
 	byKey  map[vmKey]*vmState
 	byVLAN map[uint16][]*vmState
 	byPort map[vif.Port]*vmState
+	// With a VXLAN underlay: VMs by (VNI, MAC) and by VNI.
+	byVNIMAC map[FDBKey]*vmState
+	byVNI    map[uint32][]*vmState
+}
+
+func newSnapshot() *snapshot {
+	return &snapshot{byKey: map[vmKey]*vmState{}, byVLAN: map[uint16][]*vmState{}, byPort: map[vif.Port]*vmState{},
+		byVNIMAC: map[FDBKey]*vmState{}, byVNI: map[uint32][]*vmState{}}
 }
 
 // txPort serialises writers of one port: a VIF is written by the uplink
@@ -93,14 +105,21 @@ type Engine struct {
 
 	uplink    atomic.Pointer[txPort]
 	uplinkMTU atomic.Int32
-	upWorker  *worker
-	UplinkRx  PortStats
-	mu        sync.Mutex // Update, SetUplink, Close
-	workers   map[vif.Port]*worker
-	stats     map[string]*VMStats
-	ports     map[vif.Port]*txPort
-	wg        sync.WaitGroup
-	closed    bool
+	overlay   atomic.Pointer[overlayState]
+	neigh     atomic.Pointer[map[netip.Addr]sa.MAC]
+	misses    chan netip.Addr
+	// OverlayStats count what the VXLAN underlay dropped.
+	OverlayStats struct {
+		NoNeighbor, EncapErrors, NoRemote, DecapErrors atomic.Uint64
+	}
+	upWorker *worker
+	UplinkRx PortStats
+	mu       sync.Mutex // Update, SetUplink, Close
+	workers  map[vif.Port]*worker
+	stats    map[string]*VMStats
+	ports    map[vif.Port]*txPort
+	wg       sync.WaitGroup
+	closed   bool
 
 	// OnPortDown, if set before ports are added, is called from a worker
 	// whose port failed (the interface went down or away) just before the
@@ -113,11 +132,12 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{db: db, log: log, workers: map[vif.Port]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{}}
+	e := &Engine{db: db, log: log, workers: map[vif.Port]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
+		misses: make(chan netip.Addr, 16)}
 	e.enabled.Store(true)
 	e.coalesce.Store(true)
 	e.uplinkMTU.Store(DefaultMTU)
-	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byVLAN: map[uint16][]*vmState{}, byPort: map[vif.Port]*vmState{}})
+	e.snap.Store(newSnapshot())
 	return e
 }
 
@@ -177,7 +197,7 @@ func (e *Engine) SetUplink(p vif.Port, mtu int) {
 func (e *Engine) Update(vms []VM) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	next := &snapshot{byKey: map[vmKey]*vmState{}, byVLAN: map[uint16][]*vmState{}, byPort: map[vif.Port]*vmState{}}
+	next := newSnapshot()
 	keepStats := map[string]*VMStats{}
 	keepPorts := map[vif.Port]*txPort{}
 	for i := range vms {
@@ -196,7 +216,7 @@ func (e *Engine) Update(vms []VM) {
 		}
 		keepPorts[v.Port] = tp
 		s := &vmState{
-			name: v.Name, port: tp, mac: v.MAC, vlan: v.VLAN,
+			name: v.Name, port: tp, mac: v.MAC, vlan: v.VLAN, vni: v.VNI,
 			ips: append([]netip.Addr(nil), v.IPs...), def: v.DefaultAction,
 			spd:      tenant.Compile(v.Policies),
 			policies: append([]tenant.Policy(nil), v.Policies...),
@@ -210,6 +230,10 @@ func (e *Engine) Update(vms []VM) {
 		next.byKey[vmKey{v.VLAN, v.MAC}] = s
 		next.byVLAN[v.VLAN] = append(next.byVLAN[v.VLAN], s)
 		next.byPort[v.Port] = s
+		if v.VNI != 0 {
+			next.byVNIMAC[FDBKey{v.VNI, v.MAC}] = s
+			next.byVNI[v.VNI] = append(next.byVNI[v.VNI], s)
+		}
 	}
 	e.snap.Store(next)
 	// Stop workers of ports that left, after publishing: a worker still

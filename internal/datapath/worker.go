@@ -10,6 +10,7 @@ import (
 	"github.com/vifsec/vifsec/offload/gso"
 	"github.com/vifsec/vifsec/offload/mss"
 	"github.com/vifsec/vifsec/offload/pmtu"
+	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/esp"
 	"github.com/vifsec/vifsec/tenant"
@@ -21,7 +22,7 @@ import (
 // 1500-byte MTU frame plus ESP's tailroom with margin. Bigger frames (GSO
 // super-frames, jumbo) are counted as truncated by the port.
 const (
-	readOff = esp.Headroom
+	readOff = esp.Headroom + vxlan.Headroom
 	bufSize = 4096
 	maxOut  = 4 * vif.MaxBatch
 
@@ -208,11 +209,26 @@ func (w *worker) ensureSeg() {
 	w.segSizes = make([]int, maxSegs)
 }
 
+// pathMTU is the largest IP packet a VM may hand over before ESP: the
+// uplink MTU, less VXLAN's encapsulation when the overlay is on.
+func (w *worker) pathMTU() int {
+	mtu := int(w.e.uplinkMTU.Load())
+	if ov := w.e.overlay.Load(); ov != nil {
+		// Outer IP, UDP, VXLAN and the inner Ethernet header.
+		if ov.src.Is4() {
+			mtu -= vxlan.OverheadIPv4
+		} else {
+			mtu -= vxlan.OverheadIPv6
+		}
+	}
+	return mtu
+}
+
 // mtuFor is the largest IP packet of the flow in frame (an Ethernet frame,
 // possibly tagged) that still fits the uplink once its policy's ESP is
 // added.
 func (w *worker) mtuFor(vm *vmState, frame []byte) int {
-	mtu := int(w.e.uplinkMTU.Load())
+	mtu := w.pathMTU()
 	l2 := ethLen
 	if len(frame) >= ethLen+vlanTagSize && binary.BigEndian.Uint16(frame[12:14]) == etherVLAN {
 		l2 += vlanTagSize
@@ -413,8 +429,8 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		st.Drop(sa.DropNoSA)
 		return
 	}
-	// Path MTU: what ESP adds must still fit the uplink.
-	mtu := int(w.e.uplinkMTU.Load()) - espOverhead(s)
+	// Path MTU: what ESP (and VXLAN) add must still fit the uplink.
+	mtu := w.pathMTU() - espOverhead(s)
 	pkt := buf[ip : off+n]
 	if w.flow.Proto == protoTCP {
 		mss.Clamp(pkt, uint16(mtu-ipHeaderMin(pkt)-tcpHeaderMin))
@@ -464,28 +480,56 @@ func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start
 		w.queue(local.port, buf, start, end, local.stats)
 		return
 	}
-	if buf[start]&1 != 0 {
+	bcast := buf[start]&1 != 0
+	if bcast {
 		for _, v := range snap.byVLAN[from.vlan] {
 			if v != from {
 				w.queue(v.port, buf, start, end, v.stats)
 			}
-		}
-		if from.vlan != 0 {
-			// The local copies above stay untagged; tag a copy.
-			if buf = w.copySpare(buf[start:end]); buf == nil {
-				return
-			}
-			start, end = readOff, readOff+end-start
 		}
 	}
 	up := w.e.uplink.Load()
 	if up == nil {
 		return
 	}
+	if ov := w.e.overlay.Load(); ov != nil && from.vni != 0 {
+		w.overlayOut(ov, up, from, bcast, buf, start, end)
+		return
+	}
+	if bcast && from.vlan != 0 {
+		// The local copies above stay untagged; tag a copy.
+		if buf = w.copySpare(buf[start:end]); buf == nil {
+			return
+		}
+		start, end = readOff, readOff+end-start
+	}
 	if from.vlan != 0 {
 		start = tag(buf, start, from.vlan)
 	}
 	w.queue(up, buf, start, end, nil)
+}
+
+// overlayOut sends a VM's frame into VXLAN: unicast to the remote VTEP the
+// FDB names for its destination, broadcast and multicast to every remote
+// VTEP of the VNI, each from its own copy (encapsulation writes into the
+// headroom, which local copies and other remotes must not share).
+func (w *worker) overlayOut(ov *overlayState, up *txPort, from *vmState, bcast bool, buf []byte, start, end int) {
+	if !bcast {
+		remote, ok := ov.fdb[FDBKey{from.vni, sa.MAC(buf[start : start+6])}]
+		if !ok {
+			w.e.OverlayStats.NoRemote.Add(1)
+			return
+		}
+		w.vxlanOut(ov, up, from, remote, buf, start, end)
+		return
+	}
+	for _, remote := range ov.remotes[from.vni] {
+		b := w.copySpare(buf[start:end])
+		if b == nil {
+			return
+		}
+		w.vxlanOut(ov, up, from, remote, b, readOff, readOff+end-start)
+	}
 }
 
 // tag inserts an 802.1Q header into the frame at buf[start:], using the
@@ -531,6 +575,19 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		ps.Malformed.Add(1)
 		return
 	}
+	if ov := w.e.overlay.Load(); ov != nil {
+		r, d := vxlan.Decap(&ov.local, buf, off, n)
+		switch d {
+		case vxlan.DropNone:
+			w.fromTunnel(snap, r.VNI, buf, r.Start, r.End-r.Start)
+			return
+		case vxlan.DropNotVXLAN, vxlan.DropNotLocal:
+			// Not for our VTEP: flat traffic (or the host's own).
+		default:
+			w.e.OverlayStats.DecapErrors.Add(1)
+			return
+		}
+	}
 	f := buf[off : off+n]
 	var vlan uint16
 	if m.Tagged {
@@ -549,18 +606,46 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		etype = binary.BigEndian.Uint16(f[12:14])
 	}
 	if f[0]&1 != 0 {
-		for _, vm := range snap.byVLAN[vlan] {
-			if w.inboundClear(vm, buf, off, n, etype) {
-				w.deliver(vm, buf, off, off+n)
-			}
+		w.toVMs(snap.byVLAN[vlan], buf, off, n, etype)
+		return
+	}
+	w.toVM(snap.byKey[vmKey{vlan, [6]byte(f[0:6])}], buf, off, n, etype)
+}
+
+// fromTunnel takes an inner frame decapsulated from VXLAN: the VNI names
+// the tenant, the inner destination MAC the VM.
+func (w *worker) fromTunnel(snap *snapshot, vni uint32, buf []byte, off, n int) {
+	if n < ethLen {
+		w.e.UplinkRx.Malformed.Add(1)
+		return
+	}
+	f := buf[off : off+n]
+	etype := binary.BigEndian.Uint16(f[12:14])
+	if f[0]&1 != 0 {
+		w.toVMs(snap.byVNI[vni], buf, off, n, etype)
+		return
+	}
+	w.toVM(snap.byVNIMAC[FDBKey{vni, sa.MAC(f[0:6])}], buf, off, n, etype)
+}
+
+// toVMs delivers a broadcast or multicast frame to each VM its inbound
+// policy allows.
+func (w *worker) toVMs(vms []*vmState, buf []byte, off, n int, etype uint16) {
+	for _, vm := range vms {
+		if w.inboundClear(vm, buf, off, n, etype) {
+			w.deliver(vm, buf, off, off+n)
 		}
-		return
 	}
-	vm := snap.byKey[vmKey{vlan, [6]byte(f[0:6])}]
+}
+
+// toVM handles a unicast frame for vm (nil: no VM of ours): ESP is
+// decapsulated and checked, clear traffic checked against the inbound SPD.
+func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 	if vm == nil {
-		ps.UnknownDest.Add(1)
+		w.e.UplinkRx.UnknownDest.Add(1)
 		return
 	}
+	f := buf[off : off+n]
 	if etype == etherIPv4 || etype == etherIPv6 {
 		if _, spi, ok := esp.Locate(f[ethLen:]); ok && w.e.enabled.Load() {
 			w.inboundESP(vm, buf, off, n, spi)
@@ -599,7 +684,7 @@ func (w *worker) inboundESP(vm *vmState, buf []byte, off, n int, spi uint32) {
 	if w.flow.Proto == protoTCP {
 		// The peer's SYN may offer more than fits back through ESP.
 		pkt := buf[start:end]
-		mss.Clamp(pkt, uint16(int(w.e.uplinkMTU.Load())-espOverhead(s)-ipHeaderMin(pkt)-tcpHeaderMin))
+		mss.Clamp(pkt, uint16(w.pathMTU()-espOverhead(s)-ipHeaderMin(pkt)-tcpHeaderMin))
 	}
 	start -= ethLen
 	copy(buf[start:], vm.mac[:])

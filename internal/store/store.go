@@ -17,13 +17,16 @@ const (
 	KindSA     Kind = "sa"
 	KindSP     Kind = "sp"
 	KindConfig Kind = "config"
+	// KindFDB is a static VXLAN forwarding entry (`vifsec overlay fdb
+	// add`): a tenant's MAC behind a remote VTEP, named "TENANT/MAC".
+	KindFDB Kind = "fdb"
 )
 
 // Kinds lists every kind, in the order Load returns them: an object only
 // refers to objects of earlier kinds (a VM to its tenant, an SA to its
-// VM, an SP to its VM and SA).
+// VM, an SP to its VM and SA, an FDB entry to its tenant).
 func Kinds() []Kind {
-	return []Kind{KindConfig, KindUplink, KindTenant, KindVM, KindSA, KindSP}
+	return []Kind{KindConfig, KindUplink, KindTenant, KindVM, KindSA, KindSP, KindFDB}
 }
 
 func (k Kind) valid() bool {

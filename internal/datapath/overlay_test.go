@@ -1,0 +1,88 @@
+package datapath
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+
+	"github.com/vifsec/vifsec/overlay/vxlan"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/satest"
+)
+
+// TestOverlayESPInVXLAN: with a VXLAN underlay, a VM's ESP leaves inside
+// VXLAN (VNI of its tenant, outer UDP 4789 from a port in 49152-65535) and
+// the remote gateway decapsulates both layers to the right VM; two tenants
+// with the same SPI stay apart by VNI.
+func TestOverlayESPInVXLAN(t *testing.T) {
+	a, b, wire := build(t)
+	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
+	upMACA, upMACB := sa.MAC{2, 0, 0, 0, 0, 0xa}, sa.MAC{2, 0, 0, 0, 0, 0xb}
+	vni := map[string]uint32{"acme": 1000, "globex": 2000}
+	for _, gw := range []struct {
+		s              *side
+		local, remote  netip.Addr
+		upMAC, peerMAC sa.MAC
+		remoteVMs      map[string]sa.MAC
+	}{
+		{a, vtepA, vtepB, upMACA, upMACB, map[string]sa.MAC{"acme": macB1, "globex": macB2}},
+		{b, vtepB, vtepA, upMACB, upMACA, map[string]sa.MAC{"acme": macA1, "globex": macA2}},
+	} {
+		fdb := map[FDBKey]netip.Addr{}
+		for tn, mac := range gw.remoteVMs {
+			fdb[FDBKey{vni[tn], mac}] = gw.remote
+		}
+		gw.s.e.SetOverlay(&Overlay{Local: gw.local, UplinkMAC: gw.upMAC, FDB: fdb})
+		gw.s.e.SetNeighbors(map[netip.Addr]sa.MAC{gw.remote: gw.peerMAC})
+		// Re-publish the VMs with their VNI.
+		snap := gw.s.e.snap.Load()
+		next := newSnapshot()
+		for k, v := range snap.byKey {
+			v2 := *v
+			v2.vni = vni[map[sa.MAC]string{macA1: "acme", macB1: "acme", macA2: "globex", macB2: "globex"}[v.mac]]
+			next.byKey[k] = &v2
+			next.byVLAN[v2.vlan] = append(next.byVLAN[v2.vlan], &v2)
+			next.byVNIMAC[FDBKey{v2.vni, v2.mac}] = &v2
+			next.byVNI[v2.vni] = append(next.byVNI[v2.vni], &v2)
+		}
+		for p, v := range snap.byPort {
+			next.byPort[p] = next.byKey[vmKey{v.vlan, v.mac}]
+		}
+		gw.s.e.snap.Store(next)
+	}
+	for _, tc := range []struct {
+		name     string
+		src, dst sa.MAC
+	}{{"acme", macA1, macB1}, {"globex", macA2, macB2}} {
+		f := frame(tc.dst, tc.src, satest.V6A, satest.V6B, 300)
+		a.guests[tc.name].WriteBatch([][]byte{f})
+		if got := recv(t, b.guests[tc.name]); !bytes.Equal(got, f) {
+			t.Fatalf("%s: delivered frame differs", tc.name)
+		}
+	}
+	w := wire.Written()
+	if len(w) != 2 {
+		t.Fatalf("wire carried %d frames, want 2", len(w))
+	}
+	for i, tn := range []string{"acme", "globex"} {
+		fr := w[i].Data
+		if !bytes.Equal(fr[0:6], upMACB[:]) || binary.BigEndian.Uint16(fr[12:]) != etherIPv4 || fr[14+9] != 17 {
+			t.Fatalf("%s: outer frame is not IPv4/UDP to gateway B: %x", tn, fr[:40])
+		}
+		udp := fr[14+20:]
+		sport, dport := binary.BigEndian.Uint16(udp[0:]), binary.BigEndian.Uint16(udp[2:])
+		if dport != vxlan.DefaultPort || sport < 49152 {
+			t.Fatalf("%s: UDP %d -> %d", tn, sport, dport)
+		}
+		h, _ := vxlan.ParseHeader(udp[8:])
+		if h.VNI() != vni[tn] {
+			t.Fatalf("%s: VNI %d, want %d", tn, h.VNI(), vni[tn])
+		}
+		inner := udp[8+8:]
+		// Inner frame: untagged Ethernet, IPv6, ESP with the shared SPI.
+		if binary.BigEndian.Uint16(inner[12:]) != etherIPv6 || inner[14+6] != 50 || binary.BigEndian.Uint32(inner[14+40:]) != 0x1000 {
+			t.Fatalf("%s: inner is not ESP SPI 0x1000: %x", tn, inner[:60])
+		}
+	}
+}

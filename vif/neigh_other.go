@@ -1,0 +1,21 @@
+//go:build !linux
+
+package vif
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+)
+
+// ResolveNeighbor is not supported off Linux.
+func ResolveNeighbor(dev, nsName string, addr netip.Addr) ([6]byte, bool, error) {
+	return [6]byte{}, false, fmt.Errorf("neighbour of %s: %w on %s", addr, errors.ErrUnsupported, runtime.GOOS)
+}
+
+// ListenUDP is not supported off Linux.
+func ListenUDP(nsName string, addr netip.AddrPort) (net.PacketConn, error) {
+	return nil, fmt.Errorf("udp %s: %w on %s", addr, errors.ErrUnsupported, runtime.GOOS)
+}
