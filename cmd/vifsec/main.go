@@ -257,9 +257,13 @@ func runVMList(c *cli, in *invocation) int {
 	}
 	var rows [][]string
 	for _, v := range vms {
-		rows = append(rows, []string{v.Name, v.Tenant, v.Dev, orDash(v.Netns), v.MAC, fmt.Sprint(v.VLAN), joinOrDash(v.IPs), orDash(v.VIF)})
+		mtu := "-"
+		if v.MTU > 0 {
+			mtu = fmt.Sprint(v.MTU)
+		}
+		rows = append(rows, []string{v.Name, v.Tenant, v.Dev, orDash(v.Netns), v.MAC, fmt.Sprint(v.VLAN), joinOrDash(v.IPs), mtu, orDash(v.VIF)})
 	}
-	c.table([]string{"Name", "Tenant", "Dev", "Netns", "MAC", "VLAN", "IPs", "VIF"}, rows)
+	c.table([]string{"Name", "Tenant", "Dev", "Netns", "MAC", "VLAN", "IPs", "MTU", "VIF"}, rows)
 	return exitOK
 }
 

@@ -31,6 +31,7 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		return p, mtu, nil
 	}, log.With("part", "attach"))
 	d.SetVIFStatus(a.Status)
+	d.SetMTUReport(e.MTUs)
 	ov := newOverlayCtl(e, log.With("part", "overlay"))
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()

@@ -4,6 +4,7 @@ package lab
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,6 +52,25 @@ func TestIntegrationVXLANGateways(t *testing.T) {
 			t.Fatal(err)
 		}
 		sas = append(sas, s...)
+	}
+	// The effective MTU each VM is told: uplink 1500, less VXLAN over IPv4
+	// (50) and transport-mode AES-GCM ESP (8 header + 8 IV + 3 pad + 2 +
+	// 16 ICV = 37).
+	out, err := ds[0].CLI(ctx, "--format", "json", "vm", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vms []struct {
+		Name string
+		MTU  int
+	}
+	if err := json.Unmarshal([]byte(out), &vms); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vms {
+		if v.MTU != 1500-50-37 {
+			t.Errorf("vm %s: effective MTU %d, want %d", v.Name, v.MTU, 1500-50-37)
+		}
 	}
 	caps, files := startCaptures(t, l)
 	flows := Traffic(ctx, l)

@@ -188,10 +188,11 @@ func VMOf(v tenant.VM) VM {
 
 func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
 	out := []VM{}
-	st := s.d.VIFStatus()
+	st, mtu := s.d.VIFStatus(), s.d.VMMTUs()
 	for _, v := range s.d.VMs() {
 		vm := VMOf(v)
 		vm.VIF = st[v.Name]
+		vm.MTU = mtu[v.Name]
 		out = append(out, vm)
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -152,6 +152,9 @@ type VM struct {
 	IPs    []string `json:"ips"`
 	// CreateTap: vifsec creates Dev as a tap and deletes it on detach.
 	CreateTap bool `json:"create_tap,omitempty"`
+	// MTU is the VM's effective MTU: the largest IP packet that fits the
+	// uplink after its ESP and the overlay (0: not attached).
+	MTU int `json:"mtu,omitempty"`
 	// VIF is "attached" when the data path serves the VM's interface, or
 	// why it does not (the device is missing, went away); "" if unknown.
 	VIF string `json:"vif"`

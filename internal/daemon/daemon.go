@@ -32,6 +32,7 @@ type Config struct {
 // the sa.DB is the data path's and is read without any lock.
 type Daemon struct {
 	vifStatus atomic.Pointer[func() map[string]string]
+	vmMTU     atomic.Pointer[func() map[string]int]
 
 	log *slog.Logger
 	st  store.Store
@@ -304,4 +305,17 @@ func (d *Daemon) VIFStatus() map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// SetMTUReport installs the data path's report of each VM's effective MTU
+// (after ESP and the overlay); VMMTUs answers from it.
+func (d *Daemon) SetMTUReport(f func() map[string]int) { d.vmMTU.Store(&f) }
+
+// VMMTUs returns each attached VM's effective MTU, or nil when no data path
+// reports.
+func (d *Daemon) VMMTUs() map[string]int {
+	if f := d.vmMTU.Load(); f != nil {
+		return (*f)()
+	}
+	return nil
 }

@@ -114,3 +114,39 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 	}
 	w.queue(up, buf, s, end, nil)
 }
+
+// pathMTU is the largest IP packet a VM may hand over before ESP: the
+// uplink MTU, less VXLAN's encapsulation when the overlay is on.
+func (e *Engine) pathMTU() int {
+	mtu := int(e.uplinkMTU.Load())
+	if ov := e.overlay.Load(); ov != nil {
+		// Outer IP, UDP, VXLAN and the inner Ethernet header.
+		if ov.src.Is4() {
+			mtu -= vxlan.OverheadIPv4
+		} else {
+			mtu -= vxlan.OverheadIPv6
+		}
+	}
+	return mtu
+}
+
+// MTUs reports, per VM, the effective MTU of its traffic: the largest IP
+// packet that still fits the uplink after its policies' ESP (the largest
+// overhead of its outbound SAs) and the VXLAN underlay, if any. Guests
+// learn it from MSS clamping and ICMP too-big; operators see it in
+// `vifsec vm list`.
+func (e *Engine) MTUs() map[string]int {
+	snap := e.snap.Load()
+	base := e.pathMTU()
+	out := make(map[string]int, len(snap.byPort))
+	for _, vm := range snap.byPort {
+		worst := 0
+		for _, s := range vm.sas {
+			if s != nil && s.Dir() != sa.DirIn {
+				worst = max(worst, espOverhead(s))
+			}
+		}
+		out[vm.name] = base - worst
+	}
+	return out
+}

@@ -211,18 +211,7 @@ func (w *worker) ensureSeg() {
 
 // pathMTU is the largest IP packet a VM may hand over before ESP: the
 // uplink MTU, less VXLAN's encapsulation when the overlay is on.
-func (w *worker) pathMTU() int {
-	mtu := int(w.e.uplinkMTU.Load())
-	if ov := w.e.overlay.Load(); ov != nil {
-		// Outer IP, UDP, VXLAN and the inner Ethernet header.
-		if ov.src.Is4() {
-			mtu -= vxlan.OverheadIPv4
-		} else {
-			mtu -= vxlan.OverheadIPv6
-		}
-	}
-	return mtu
-}
+func (w *worker) pathMTU() int { return w.e.pathMTU() }
 
 // mtuFor is the largest IP packet of the flow in frame (an Ethernet frame,
 // possibly tagged) that still fits the uplink once its policy's ESP is
