@@ -24,6 +24,7 @@ type BenchPolicy struct {
 	Action string // "none" (bump in the wire) or "ipsec"
 	Enc    string // with ipsec: aes128-gcm, aes256-gcm or chacha20-poly1305
 	Mode   string // transport or tunnel
+	VXLAN  bool   // over the VXLAN underlay (the uplinks need AddUnderlay)
 }
 
 // benchKeyLen is the AEAD key length with its 4-byte salt (RFC 4106, RFC 7634).
@@ -65,11 +66,21 @@ func ConfigureBench(ctx context.Context, l *Lab, d *Daemon, vm *VM, p BenchPolic
 	if p.Action != "none" && p.Action != "ipsec" {
 		return fmt.Errorf("bench: action %q: use none or ipsec", p.Action)
 	}
-	if err := say("uplink", "set", "--dev", gw.Uplink); err != nil {
+	uplink, tenantAdd := []string{"uplink", "set", "--dev", gw.Uplink}, []string{"tenant", "add", "--tenant", vm.Tenant}
+	if p.VXLAN {
+		uplink = append(uplink, "--overlay", "vxlan", "--vxlan-local", UnderlayAddr(gw.Name).String())
+		tenantAdd = append(tenantAdd, "--vni", fmt.Sprint(VNI(vm.Tenant)))
+	}
+	if err := say(uplink...); err != nil {
 		return err
 	}
-	if err := say("tenant", "add", "--tenant", vm.Tenant); err != nil {
+	if err := say(tenantAdd...); err != nil {
 		return err
+	}
+	if p.VXLAN {
+		if err := say("overlay", "fdb", "add", "--tenant", vm.Tenant, "--mac", peer.MAC, "--remote", UnderlayAddr(other).String()); err != nil {
+			return err
+		}
 	}
 	if err := say("vm", "attach", "--vm", vm.Name, "--tenant", vm.Tenant, "--dev", vm.Dev, "--mac", vm.MAC,
 		"--vlan", fmt.Sprint(vm.VLAN), "--ip", vm.IP6.String(), "--ip", vm.IP4.String()); err != nil {

@@ -74,9 +74,14 @@ func VNI(tenant string) uint32 { return map[string]uint32{"acme": 1000, "globex"
 
 // AddUnderlay gives each gateway's uplink its VTEP address (the host's
 // stack answers ARP for it, so the other side can resolve it).
-func (l *Lab) AddUnderlay(ctx context.Context) error {
+func (l *Lab) AddUnderlay(ctx context.Context) error { return l.underlayAddrs(ctx, "add") }
+
+// RemoveUnderlay takes the VTEP addresses away again.
+func (l *Lab) RemoveUnderlay(ctx context.Context) error { return l.underlayAddrs(ctx, "del") }
+
+func (l *Lab) underlayAddrs(ctx context.Context, op string) error {
 	for _, gw := range l.Gateways {
-		if err := run(ctx, "ip", "-n", gw.NS, "addr", "add", underlay[gw.Name].String()+"/24", "dev", gw.Uplink); err != nil {
+		if err := run(ctx, "ip", "-n", gw.NS, "addr", op, underlay[gw.Name].String()+"/24", "dev", gw.Uplink); err != nil {
 			return err
 		}
 	}

@@ -66,10 +66,10 @@ import (
 )
 
 // allCases in the order they are reported.
-var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "chacha20-poly1305", "strongswan", "strongswan-openssl"}
+var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305", "strongswan", "strongswan-openssl"}
 
 // vifsecCases run on vifsecd (or, with --engine, datapath.Engine).
-var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "chacha20-poly1305"}
+var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305"}
 
 // tsoOff marks a case that runs its cipher with the guests' TSO, GSO and
 // tx checksum offload off.
@@ -78,6 +78,9 @@ const tsoOff = "-tso-off"
 // groOff marks a case whose vifsecd runs with --gro=false: no ingress
 // coalescing of decrypted segments toward the guest.
 const groOff = "-gro-off"
+
+// overVXLAN marks a case run over the VXLAN underlay (ESP inside VXLAN).
+const overVXLAN = "-vxlan"
 
 // strongswan runs charon with ../shared/lab's plugin list, where the aes and
 // gcm plugins (portable C, no AES-NI) come before openssl and so do ESP's
@@ -311,6 +314,9 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 		if want["aes128-gcm"] && want["aes128-gcm"+groOff] {
 			fmt.Printf("e2e ratio gro_on_over_off=%s\n", ratio("aes128-gcm", "aes128-gcm"+groOff))
 		}
+		if want["aes128-gcm"] && want["aes128-gcm"+overVXLAN] {
+			fmt.Printf("e2e ratio vxlan_esp_over_esp=%s\n", ratio("aes128-gcm"+overVXLAN, "aes128-gcm"))
+		}
 	}
 	if vms > 0 {
 		if rssErr != nil {
@@ -436,6 +442,7 @@ func (bn *bench) vifsec(c string) (r *result) {
 	ctx := bn.ctx
 	enc, noTSO := strings.CutSuffix(c, tsoOff)
 	enc, noGRO := strings.CutSuffix(enc, groOff)
+	enc, viaVXLAN := strings.CutSuffix(enc, overVXLAN)
 	var daemonFlags []string
 	p := lab.BenchPolicy{Action: "ipsec", Enc: enc, Mode: bn.mode}
 	r = &result{name: c, note: fmt.Sprintf("vifsecd ESP %s, %s mode", enc, bn.mode)}
@@ -445,6 +452,15 @@ func (bn *bench) vifsec(c string) (r *result) {
 	if noGRO {
 		daemonFlags = append(daemonFlags, "--gro=false")
 		r.note += ", vifsecd --gro=false"
+	}
+	if viaVXLAN {
+		p.VXLAN = true
+		r.note += ", inside VXLAN (IPv4 underlay)"
+		if err := bn.l.AddUnderlay(ctx); err != nil {
+			r.err = err
+			return r
+		}
+		defer bn.l.RemoveUnderlay(ctx)
 	}
 	if c == "none" {
 		p = lab.BenchPolicy{Action: "none", Mode: bn.mode}
@@ -561,6 +577,9 @@ func (bn *bench) vifsec(c string) (r *result) {
 // vifsecEngine runs one vifsec case with both gateways' data paths as
 // datapath.Engines in this process.
 func (bn *bench) vifsecEngine(c string) (r *result) {
+	if strings.HasSuffix(c, overVXLAN) || strings.HasSuffix(c, groOff) {
+		return &result{name: c, err: fmt.Errorf("case %s runs with vifsecd only (not --engine)", c)}
+	}
 	enc, noTSO := strings.CutSuffix(c, tsoOff)
 	p := lab.BenchPolicy{Action: "ipsec", Enc: enc, Mode: bn.mode}
 	r = &result{name: c, note: fmt.Sprintf("in-process datapath.Engine ESP %s, %s mode", enc, bn.mode)}
