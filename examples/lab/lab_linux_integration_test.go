@@ -197,6 +197,11 @@ func needDemoTools(t *testing.T) string {
 // startLab builds the lab, starts a vifsecd per gateway and configures the
 // demo's SAs and SPs in mode; everything is removed when t ends.
 func startLab(t *testing.T, bin, prefix, mode string) (*Lab, []*Daemon, []SAEntry) {
+	return startLabWith(t, bin, prefix, mode, false)
+}
+
+// startLabWith is startLab, over the VXLAN underlay when vxlan is true.
+func startLabWith(t *testing.T, bin, prefix, mode string, vxlan bool) (*Lab, []*Daemon, []SAEntry) {
 	t.Helper()
 	ctx := context.Background()
 	l, err := Build(ctx, prefix)
@@ -208,6 +213,11 @@ func startLab(t *testing.T, bin, prefix, mode string) (*Lab, []*Daemon, []SAEntr
 			t.Error(err)
 		}
 	})
+	if vxlan {
+		if err := l.AddUnderlay(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var ds []*Daemon
 	var sas []SAEntry
 	for _, gw := range l.Gateways {
@@ -225,7 +235,7 @@ func startLab(t *testing.T, bin, prefix, mode string) (*Lab, []*Daemon, []SAEntr
 				t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
 			}
 		})
-		s, err := Configure(ctx, l, d, mode, nil)
+		s, err := ConfigureWith(ctx, l, d, mode, nil, vxlan)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -37,10 +37,14 @@ func nstat(t *testing.T, ns string) map[string]uint64 {
 // than the effective MTU learns it from ICMP and then fits.
 func TestIntegrationGuestTSO(t *testing.T) {
 	bin := needDemoTools(t)
-	for _, mode := range []string{"transport", "tunnel"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode string
+		vxlan      bool
+	}{{"transport", "transport", false}, {"tunnel", "tunnel", false}, {"transport-in-vxlan", "transport", true}} {
+		mode := tc.mode
+		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			l, ds, _ := startLab(t, bin, fmt.Sprintf("vs%d%c", os.Getpid()%10000, mode[1]), mode)
+			l, ds, _ := startLabWith(t, bin, fmt.Sprintf("vs%d%c%d", os.Getpid()%10000, mode[1], map[bool]int{false: 0, true: 1}[tc.vxlan]), mode, tc.vxlan)
 			// vifsec offload show: what vifsec does per interface and what
 			// each offers, read with ethtool netlink in its namespace.
 			out, err := ds[0].CLI(ctx, "--format", "json", "offload", "show")
@@ -107,6 +111,9 @@ func TestIntegrationGuestTSO(t *testing.T) {
 			t.Logf("wire: %d frames, largest %d bytes", frames, maxLen)
 			if maxLen > 1500+14+4 {
 				t.Errorf("a %d-byte frame on the wire: larger than MTU 1500 + Ethernet + 802.1Q", maxLen)
+			}
+			if tc.vxlan && maxLen > 1500+14 {
+				t.Errorf("a %d-byte frame on the VXLAN underlay: larger than MTU 1500 + Ethernet", maxLen)
 			}
 
 			// Path MTU: DF pings of a full 1500-byte packet do not fit once
