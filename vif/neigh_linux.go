@@ -68,6 +68,24 @@ func handleIn(nsName string) (*netlink.Handle, error) {
 // daemon holds the VXLAN port with one so the host's stack does not answer
 // VXLAN meant for vifsec with ICMP port-unreachable.
 func ListenUDP(nsName string, addr netip.AddrPort) (net.PacketConn, error) {
+	return listenIn(nsName, func() (net.PacketConn, error) { return net.ListenPacket("udp", addr.String()) })
+}
+
+// ListenESP opens a raw IP socket for protocol 50 (ESP) bound to addr
+// inside namespace nsName. With the underlay protected, the daemon holds
+// one so the host's stack, which has no ESP of its own here, does not
+// answer vifsec's ESP with ICMP protocol-unreachable.
+func ListenESP(nsName string, addr netip.Addr) (net.PacketConn, error) {
+	network := "ip6:50"
+	if addr.Unmap().Is4() {
+		network = "ip4:50"
+	}
+	return listenIn(nsName, func() (net.PacketConn, error) { return net.ListenPacket(network, addr.Unmap().String()) })
+}
+
+// listenIn runs listen on a thread inside namespace nsName; the socket
+// stays in that namespace.
+func listenIn(nsName string, listen func() (net.PacketConn, error)) (net.PacketConn, error) {
 	type result struct {
 		c   net.PacketConn
 		err error
@@ -88,7 +106,7 @@ func ListenUDP(nsName string, addr netip.AddrPort) (net.PacketConn, error) {
 				return
 			}
 		}
-		c, err := net.ListenPacket("udp", addr.String())
+		c, err := listen()
 		res <- result{c, err}
 	}()
 	r := <-res

@@ -19,3 +19,8 @@ func ResolveNeighbor(dev, nsName string, addr netip.Addr) ([6]byte, bool, error)
 func ListenUDP(nsName string, addr netip.AddrPort) (net.PacketConn, error) {
 	return nil, fmt.Errorf("udp %s: %w on %s", addr, errors.ErrUnsupported, runtime.GOOS)
 }
+
+// ListenESP is not supported off Linux.
+func ListenESP(nsName string, addr netip.Addr) (net.PacketConn, error) {
+	return nil, fmt.Errorf("esp %s: %w on %s", addr, errors.ErrUnsupported, runtime.GOOS)
+}

@@ -283,11 +283,13 @@ func TestIntegrationRestartPersistence(t *testing.T) {
 	e.ok("add", "--vm", "vm1", "--sp-source", "2001:db8:1::/64", "--sp-destination", "::/0", "--source-port", "any",
 		"--destination-port", "135", "--upper-layer-protocol", "icmp6", "--flow-direction", "in", "--action", "discard",
 		"--sp-mode", "transport", "--sp-name", "a2")
-	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1")
+	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
+	e.ok(with(underlaySAArgs, "--tenant", "t2", "--sa-spi", "auto", "--sa-name", "u-auto", "--esn")...)
+	e.ok(with(underlaySAArgs, "--tenant", "t1", "--sa-spi", "0x1000", "--sa-name", "u-fixed")...)
 	e.ok("overlay", "fdb", "add", "--tenant", "t2", "--mac", "52:54:00:00:00:22", "--remote", "192.0.2.22")
 	e.ok("overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:00:00:12", "--remote", "2001:db8:ff::12")
 	e.ok("config", "modify", "--is-enabled=false")
-	if out := e.ok("uplink", "show").stdout; !strings.Contains(out, "Overlay: vxlan") || !strings.Contains(out, "VXLAN Local: 2001:db8:ff::1") || !strings.Contains(out, "VXLAN Port: 4789") {
+	if out := e.ok("uplink", "show").stdout; !strings.Contains(out, "Protect: underlay") || !strings.Contains(out, "Overlay: vxlan") || !strings.Contains(out, "VXLAN Local: 2001:db8:ff::1") || !strings.Contains(out, "VXLAN Port: 4789") {
 		t.Errorf("uplink show:\n%s", out)
 	}
 	before := e.snapshot()
@@ -311,6 +313,112 @@ func TestIntegrationRestartPersistence(t *testing.T) {
 	if len(sps) != 2 || sps[0].Name != "z1" || sps[1].Name != "a2" {
 		t.Errorf("SP order after restart: %+v", sps)
 	}
+}
+
+// underlaySAArgs is an underlay SA between VTEPs 2001:db8:ff::1 (local)
+// and 2001:db8:ff::2, without --tenant, --sa-spi and --sa-name.
+var underlaySAArgs = []string{"sa", "add", "--sa-source", "2001:db8:ff::1", "--sa-destination", "2001:db8:ff::2",
+	"--sa-mode", "tunnel", "--encryption-algorithm", "aes256-gcm",
+	"--encryption-key", "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20212223", "--integrity-algorithm", "none"}
+
+func TestIntegrationUnderlaySA(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.base()
+	e.ok("tenant", "add", "--tenant", "t2", "--vni", "5002")
+
+	// --protect underlay only with --overlay vxlan.
+	for _, args := range [][]string{
+		{"uplink", "set", "--dev", "eth0", "--protect", "underlay"},
+		{"uplink", "set", "--dev", "eth0", "--overlay", "none", "--protect", "underlay"},
+	} {
+		r := e.cli(args...)
+		if r.code != exitRejected || !strings.Contains(r.stderr, "--protect underlay") || !strings.Contains(r.stderr, "--overlay vxlan") {
+			t.Errorf("vifsec %v: exit %d, stderr %q; want 1 naming --protect underlay and --overlay vxlan", args, r.code, r.stderr)
+		}
+	}
+	if r := e.cli("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "esp"); r.code != exitRejected || !strings.Contains(r.stderr, "--protect") {
+		t.Errorf("--protect esp: exit %d, stderr %q", r.code, r.stderr)
+	}
+	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
+	if out := e.ok("uplink", "show").stdout; !strings.Contains(out, "Protect: underlay") {
+		t.Errorf("uplink show:\n%s", out)
+	}
+
+	// Exactly one of --vm and --tenant: usage error otherwise.
+	for _, args := range [][]string{
+		with(underlaySAArgs, "--sa-spi", "0x2000", "--sa-name", "x"),
+		with(underlaySAArgs, "--vm", "vm1", "--tenant", "t1", "--sa-spi", "0x2000", "--sa-name", "x"),
+	} {
+		if r := e.cli(args...); r.code != exitUsage || !strings.Contains(r.stderr, "--vm or --tenant") {
+			t.Errorf("vifsec %v: exit %d, stderr %q; want 2 naming --vm or --tenant", args, r.code, r.stderr)
+		}
+	}
+
+	// --sa-spi auto: the chosen SPI is told on stderr and listed.
+	r := e.ok(with(underlaySAArgs, "--tenant", "t1", "--sa-spi", "auto", "--sa-name", "u1")...)
+	var spi uint32
+	if _, err := fmt.Sscanf(r.stderr[strings.Index(r.stderr, "SPI 0x")+4:], "0x%x chosen for u1", &spi); err != nil || spi < 0x100 {
+		t.Fatalf("sa add --sa-spi auto: stderr %q (%v)", r.stderr, err)
+	}
+	e.ok(with(underlaySAArgs, "--tenant", "t2", "--sa-spi", "0x2000", "--sa-name", "u2")...)
+	// Same SPI on a VM's SA: another scope, accepted; auto for a VM too.
+	e.ok(with(underlaySAArgs, "--vm", "vm1", "--sa-spi", fmt.Sprintf("0x%x", spi), "--sa-name", "vmsa")...)
+	if r := e.ok(with(underlaySAArgs, "--vm", "vm2", "--sa-spi", "auto", "--sa-name", "vmauto")...); !strings.Contains(r.stderr, "chosen for vmauto") {
+		t.Errorf("vm auto SPI: stderr %q", r.stderr)
+	}
+
+	var sas []api.SA
+	if err := json.Unmarshal([]byte(e.ok("--format", "json", "sa", "list").stdout), &sas); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]api.SA{}
+	for _, s := range sas {
+		byName[s.Name] = s
+	}
+	if u := byName["u1"]; u.VM != "" || u.Tenant != "t1" || u.SPI != fmt.Sprintf("0x%x", spi) || u.MAC != "00:00:00:00:00:00" || u.Direction != "out" {
+		t.Errorf("u1 listed as %+v", u)
+	}
+	if v := byName["vmsa"]; v.VM != "vm1" || v.Tenant != "t1" {
+		t.Errorf("vmsa listed as %+v", v)
+	}
+	out := e.ok("sa", "list").stdout
+	found := false
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[0] == "u1" && f[1] == "-" && f[2] == "t1" {
+			found = true
+		}
+	}
+	if !strings.Contains(out, "Tenant") || !found {
+		t.Errorf("sa list table:\n%s", out)
+	}
+	if out := e.ok("show-ipsecsa", "--tenant", "t2").stdout; !strings.Contains(out, "underlay") || !strings.Contains(out, "00002000") {
+		t.Errorf("show-ipsecsa:\n%s", out)
+	}
+
+	before := e.snapshot()
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"underlay spi taken", with(underlaySAArgs, "--tenant", "t1", "--sa-spi", "0x2000", "--sa-name", "x"), "--sa-spi"},
+		{"unknown tenant", with(underlaySAArgs, "--tenant", "nosuch", "--sa-spi", "auto", "--sa-name", "x"), "--tenant"},
+		{"spi 0", with(underlaySAArgs, "--tenant", "t1", "--sa-spi", "0x0", "--sa-name", "x"), "--sa-spi"},
+		{"bad spi", with(underlaySAArgs, "--tenant", "t1", "--sa-spi", "automatic", "--sa-name", "x"), "--sa-spi"},
+		{"tenant with underlay sa", []string{"tenant", "remove", "--tenant", "t2"}, "u2"},
+		{"sp on underlay sa", []string{"sp", "add", "--vm", "vm1", "--sp-source", "2001:db8::/64", "--sp-destination", "2001:db8:1::/64", "--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any", "--flow-direction", "out", "--action", "ipsec", "--sp-mode", "tunnel", "--sa-name", "u1", "--sp-name", "x"}, "underlay"},
+	} {
+		r := e.cli(tt.args...)
+		if r.code != exitRejected || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 1 naming %s", tt.name, r.code, r.stderr, tt.want)
+		}
+	}
+	if after := e.snapshot(); after != before {
+		t.Errorf("state changed by a refused request:\nbefore %s\nafter %s", before, after)
+	}
+	e.ok("sa", "remove", "--sa-name", "u2")
+	e.ok("tenant", "remove", "--tenant", "t2")
 }
 
 // TestIntegrationKill9Durability kills vifsecd with SIGKILL while 1000

@@ -179,8 +179,8 @@ func verbTable() []*verb {
 			usage: "vm attach --vm NAME --tenant NAME --dev IFNAME [--netns NS] --mac MAC [--vlan 0-4094] [--ip ADDR]... [--create-tap]", run: runVMAttach},
 		{words: []string{"vm", "list"}, usage: "vm list", run: runVMList},
 		{words: []string{"vm", "detach"}, flags: []flagDef{req("vm")}, usage: "vm detach --vm NAME", run: runVMDetach},
-		{words: []string{"uplink", "set"}, flags: []flagDef{req("dev"), opt("netns"), opt("overlay"), opt("vxlan-local"), opt("vxlan-port")},
-			usage: "uplink set --dev IFNAME [--netns NS] [--overlay none|vxlan] [--vxlan-local ADDR] [--vxlan-port 4789]", run: runUplinkSet},
+		{words: []string{"uplink", "set"}, flags: []flagDef{req("dev"), opt("netns"), opt("overlay"), opt("vxlan-local"), opt("vxlan-port"), opt("protect")},
+			usage: "uplink set --dev IFNAME [--netns NS] [--overlay none|vxlan] [--vxlan-local ADDR] [--vxlan-port 4789] [--protect none|underlay]", run: runUplinkSet},
 		{words: []string{"uplink", "show"}, usage: "uplink show", run: runUplinkShow},
 		{words: []string{"offload", "show"}, usage: "offload show", run: runOffloadShow},
 		{words: []string{"overlay", "fdb", "add"}, flags: []flagDef{req("tenant"), req("mac"), req("remote")},
@@ -190,10 +190,11 @@ func verbTable() []*verb {
 		{words: []string{"overlay", "fdb", "remove"}, flags: []flagDef{req("tenant"), req("mac")},
 			usage: "overlay fdb remove --tenant NAME --mac MAC", run: runFDBRemove},
 		{words: []string{"sa", "add"},
-			flags: []flagDef{req("vm"), req("sa-source"), req("sa-destination"), req("sa-mode"), req("sa-spi"),
+			flags: []flagDef{opt("vm"), opt("tenant"), req("sa-source"), req("sa-destination"), req("sa-mode"), req("sa-spi"),
 				req("encryption-algorithm"), opt("encryption-key"), req("integrity-algorithm"), opt("integrity-key"), req("sa-name"),
 				opt("replay-window"), boolean("esn"), opt("lifetime-bytes"), opt("lifetime-seconds")},
-			usage: "sa add --vm NAME --sa-source ADDR --sa-destination ADDR --sa-mode transport|tunnel --sa-spi 0xHEX --encryption-algorithm ALG [--encryption-key KEY] --integrity-algorithm ALG [--integrity-key KEY] --sa-name NAME [--replay-window N] [--esn] [--lifetime-bytes N] [--lifetime-seconds N]",
+			oneOf: []string{"vm", "tenant"},
+			usage: "sa add --vm NAME|--tenant NAME --sa-source ADDR --sa-destination ADDR --sa-mode transport|tunnel --sa-spi 0xHEX|auto --encryption-algorithm ALG [--encryption-key KEY] --integrity-algorithm ALG [--integrity-key KEY] --sa-name NAME [--replay-window N] [--esn] [--lifetime-bytes N] [--lifetime-seconds N]   (--tenant: an underlay SA between VTEP addresses, for uplink --protect underlay)",
 			run:   runSAAdd},
 		{words: []string{"sa", "list"}, usage: "sa list", run: runSAList},
 		{words: []string{"sa", "remove"}, flags: []flagDef{opt("sa-name"), boolean("removeall")}, oneOf: []string{"sa-name", "removeall"},
@@ -271,7 +272,7 @@ func runVMDetach(c *cli, in *invocation) int { return c.removed(c.c.DetachVM(c.c
 
 func runUplinkSet(c *cli, in *invocation) int {
 	return c.added(c.c.SetUplink(c.ctx, api.UplinkSetRequest{Dev: in.get("dev"), Netns: in.get("netns"), Overlay: in.get("overlay"),
-		VXLANLocal: in.get("vxlan-local"), VXLANPort: val(in, "vxlan-port")}))
+		VXLANLocal: in.get("vxlan-local"), VXLANPort: val(in, "vxlan-port"), Protect: in.get("protect")}))
 }
 
 func runUplinkShow(c *cli, in *invocation) int {
@@ -291,6 +292,7 @@ func runUplinkShow(c *cli, in *invocation) int {
 	if u.Overlay == "vxlan" {
 		fmt.Fprintf(c.stdout, "VXLAN Local: %s\nVXLAN Port: %d\n", u.VXLANLocal, u.VXLANPort)
 	}
+	fmt.Fprintf(c.stdout, "Protect: %s\n", orDash(u.Protect))
 	return exitOK
 }
 
@@ -361,7 +363,7 @@ func runOffloadShow(c *cli, in *invocation) int {
 
 func runSAAdd(c *cli, in *invocation) int {
 	return c.added(c.c.AddSA(c.ctx, api.SAAddRequest{
-		VM: in.get("vm"), SAName: in.get("sa-name"), SASource: in.get("sa-source"), SADestination: in.get("sa-destination"),
+		VM: in.get("vm"), Tenant: in.get("tenant"), SAName: in.get("sa-name"), SASource: in.get("sa-source"), SADestination: in.get("sa-destination"),
 		SAMode: in.get("sa-mode"), SASPI: in.get("sa-spi"),
 		EncryptionAlgorithm: in.get("encryption-algorithm"), EncryptionKey: in.get("encryption-key"),
 		IntegrityAlgorithm: in.get("integrity-algorithm"), IntegrityKey: in.get("integrity-key"),
@@ -388,11 +390,11 @@ func runSAList(c *cli, in *invocation) int {
 	}
 	var rows [][]string
 	for _, s := range sas {
-		rows = append(rows, []string{s.Name, s.VM, s.Source, s.Destination, s.Mode, s.SPI,
+		rows = append(rows, []string{s.Name, orDash(s.VM), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI,
 			algWithKey(s.EncryptionAlgorithm, s.EncryptionKeyBytes), algWithKey(s.IntegrityAlgorithm, s.IntegrityKeyBytes),
 			joinOrDash(s.UsedBy), s.State})
 	}
-	c.table([]string{"Name", "VM", "Source", "Destination", "Mode", "SPI", "Encryption Algorithm", "Integrity Algorithm", "Used By", "State"}, rows)
+	c.table([]string{"Name", "VM", "Tenant", "Source", "Destination", "Mode", "SPI", "Encryption Algorithm", "Integrity Algorithm", "Used By", "State"}, rows)
 	return exitOK
 }
 
@@ -459,7 +461,7 @@ func runSPList(c *cli, in *invocation) int {
 		rows = append(rows, []string{p.Name, p.VM, p.Source, p.Destination, p.SourcePort, p.DestinationPort,
 			p.UpperLayerProtocol, p.Direction, p.Action, orDash(p.Mode), sa})
 	}
-	c.table([]string{"Name", "VM", "Source", "Destination", "Source Port", "Destination Port", "Upper Layer Protocol", "Direction", "Action", "Mode", "SA Name"}, rows)
+	c.table([]string{"Name", "VM", "Tenant", "Source", "Destination", "Source Port", "Destination Port", "Upper Layer Protocol", "Direction", "Action", "Mode", "SA Name"}, rows)
 	return exitOK
 }
 

@@ -28,8 +28,10 @@ type overlayCtl struct {
 	mu      sync.Mutex
 	dev, ns string
 	remotes []netip.Addr
-	hold    net.PacketConn
+	hold    net.PacketConn // the VXLAN UDP port
 	holdAt  string
+	holdESP net.PacketConn // protocol 50, with --protect underlay
+	espAt   string
 }
 
 func newOverlayCtl(e *datapath.Engine, log *slog.Logger) *overlayCtl {
@@ -75,7 +77,14 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 	if port == 0 {
 		port = daemon.DefaultVXLANPort
 	}
-	o.e.SetOverlay(&datapath.Overlay{Local: u.VXLANLocal, Port: port, UplinkMAC: sa.MAC(info.MAC), FDB: fdb, Key: o.key})
+	ov := &datapath.Overlay{Local: u.VXLANLocal, Port: port, UplinkMAC: sa.MAC(info.MAC), FDB: fdb, Key: o.key,
+		ProtectUnderlay: u.Protect == daemon.ProtectUnderlay}
+	for _, us := range snap.UnderlaySAs {
+		if v := vni[us.Tenant]; v != 0 {
+			ov.Underlay = append(ov.Underlay, datapath.UnderlaySA{VNI: v, SA: us.SA})
+		}
+	}
+	o.e.SetOverlay(ov)
 	o.dev, o.ns, o.remotes = u.Dev, u.Netns, remotes
 	at := u.Netns + "/" + netip.AddrPortFrom(u.VXLANLocal, port).String()
 	if o.holdAt != at {
@@ -88,12 +97,35 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 			go drain(c)
 		}
 	}
+	espAt := ""
+	if ov.ProtectUnderlay {
+		espAt = u.Netns + "/" + u.VXLANLocal.String()
+	}
+	if o.espAt != espAt {
+		if o.holdESP != nil {
+			o.holdESP.Close()
+			o.holdESP, o.espAt = nil, ""
+		}
+		if espAt != "" {
+			c, err := vif.ListenESP(u.Netns, u.VXLANLocal)
+			if err != nil {
+				o.log.Warn("cannot hold ESP on the host; its stack may answer underlay ESP with ICMP", "addr", espAt, "err", err)
+			} else {
+				o.holdESP, o.espAt = c, espAt
+				go drain(c)
+			}
+		}
+	}
 }
 
 func (o *overlayCtl) release() {
 	if o.hold != nil {
 		o.hold.Close()
 		o.hold, o.holdAt = nil, ""
+	}
+	if o.holdESP != nil {
+		o.holdESP.Close()
+		o.holdESP, o.espAt = nil, ""
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -171,4 +173,160 @@ func TestIntegrationVXLANKernelVTEP(t *testing.T) {
 	if !strings.Contains(string(fdb), vm.MAC) || !strings.Contains(string(fdb), UnderlayAddr("a").String()) {
 		t.Errorf("kernel VTEP did not learn %s behind %s:\n%s", vm.MAC, UnderlayAddr("a"), fdb)
 	}
+}
+
+// TestIntegrationVXLANProtectUnderlay: `--protect underlay` puts each
+// tenant's VXLAN inside ESP between the two VTEPs, one SA pair per tenant
+// and remote host. The VMs have no SAs of their own: the wire must show
+// only ESP between the VTEP addresses (and ARP for them), and tshark,
+// given the underlay keys, must find VXLAN of the right VNI inside every
+// ESP frame. acme's SPIs are chosen by vifsec (--sa-spi auto: random, so
+// ECMP hashing on the SPI spreads).
+func TestIntegrationVXLANProtectUnderlay(t *testing.T) {
+	bin := needDemoTools(t)
+	ctx := context.Background()
+	l, err := Build(ctx, fmt.Sprintf("vp%d", os.Getpid()%10000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := l.AddUnderlay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ds := map[string]*Daemon{}
+	for _, gw := range l.Gateways {
+		d, err := StartDaemon(ctx, bin, gw, filepath.Join(t.TempDir(), gw.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds[gw.Name] = d
+		t.Cleanup(func() {
+			d.Stop()
+			if t.Failed() {
+				log, _ := os.ReadFile(d.Log)
+				t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
+			}
+		})
+	}
+	cli := func(gw string, args ...string) string {
+		t.Helper()
+		out, err := ds[gw].CLI(ctx, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for _, gw := range l.Gateways {
+		other := map[string]string{"a": "b", "b": "a"}[gw.Name]
+		cli(gw.Name, "uplink", "set", "--dev", gw.Uplink, "--overlay", "vxlan", "--vxlan-local", UnderlayAddr(gw.Name).String(), "--protect", "underlay")
+		for _, vm := range gw.VMs {
+			peer := l.VM(vm.Tenant, other)
+			cli(gw.Name, "tenant", "add", "--tenant", vm.Tenant, "--vni", fmt.Sprint(VNI(vm.Tenant)))
+			cli(gw.Name, "vm", "attach", "--vm", vm.Name, "--tenant", vm.Tenant, "--dev", vm.Dev, "--mac", vm.MAC, "--vlan", fmt.Sprint(vm.VLAN))
+			cli(gw.Name, "overlay", "fdb", "add", "--tenant", vm.Tenant, "--mac", peer.MAC, "--remote", UnderlayAddr(other).String())
+		}
+	}
+	// Underlay SAs: per tenant, a→b and b→a. acme's SPIs are picked by
+	// gateway a (auto) and given to b; globex's are fixed.
+	type usa struct {
+		tenant, from, to string
+		spi              string
+		key              string
+	}
+	spiOf := func(gw, name string) string {
+		var rows []struct {
+			Name string `json:"name"`
+			SPI  string `json:"spi"`
+		}
+		if err := json.Unmarshal([]byte(cli(gw, "--format", "json", "sa", "list")), &rows); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r.Name == name {
+				return r.SPI
+			}
+		}
+		t.Fatalf("gateway %s has no SA %s", gw, name)
+		return ""
+	}
+	var sas []usa
+	for _, tn := range []string{"acme", "globex"} {
+		for _, dir := range [][2]string{{"a", "b"}, {"b", "a"}} {
+			name := fmt.Sprintf("%s-%s%s", tn, dir[0], dir[1])
+			key := demoKey(tn+"-underlay", uint32(len(name)+int(dir[0][0])))
+			spi := map[string]string{"globex-ab": "0x6000", "globex-ba": "0x6001"}[name]
+			if spi == "" {
+				spi = "auto"
+			}
+			// The sender adds it first; its SPI (maybe chosen) goes to the receiver.
+			for i, gw := range []string{dir[0], dir[1]} {
+				cli(gw, "sa", "add", "--tenant", tn, "--sa-source", UnderlayAddr(dir[0]).String(), "--sa-destination", UnderlayAddr(dir[1]).String(),
+					"--sa-mode", "transport", "--sa-spi", spi, "--encryption-algorithm", "aes128-gcm", "--encryption-key", key,
+					"--integrity-algorithm", "none", "--sa-name", name)
+				if i == 0 {
+					spi = spiOf(gw, name)
+				}
+			}
+			sas = append(sas, usa{tenant: tn, from: dir[0], to: dir[1], spi: spi, key: key})
+		}
+	}
+	caps, files := startCaptures(t, l)
+	for _, tn := range Tenants {
+		a, b := l.VM(tn.Name, "a"), l.VM(tn.Name, "b")
+		for _, dst := range []netip.Addr{b.IP6, b.IP4} {
+			if out, err := Exec(ctx, a.NS, "ping", "-c", "2", "-i", "0.2", "-W", "2", dst.String()); err != nil {
+				t.Errorf("%s: ping %s: %v\n%s", tn.Name, dst, err, out)
+			}
+			if err := TCPEcho(a.NS, b.NS, dst, 0, 64<<10); err != nil {
+				t.Errorf("%s: tcp %s: %v", tn.Name, dst, err)
+			}
+		}
+	}
+	for _, c := range caps {
+		c.Stop()
+	}
+	// tshark with the underlay keys: every IP frame is ESP between the
+	// VTEPs, and each decrypts to VXLAN of its tenant's VNI.
+	args := []string{"-n", "-o", "esp.enable_encryption_decode:TRUE", "-T", "fields", "-E", "separator=|",
+		"-e", "ip.src", "-e", "ip.proto", "-e", "esp.spi", "-e", "vxlan.vni", "-e", "arp.opcode"}
+	for _, s := range sas {
+		args = append(args, "-o", fmt.Sprintf(`uat:esp_sa:"IPv4","%s","%s","0x%08s","AES-GCM with 16 octet ICV [RFC4106]","%s","NULL",""`,
+			UnderlayAddr(s.from), UnderlayAddr(s.to), strings.TrimPrefix(s.spi, "0x"), s.key))
+	}
+	spiTenant := map[string]string{}
+	for _, s := range sas {
+		v := strings.TrimPrefix(s.spi, "0x")
+		spiTenant["0x"+strings.Repeat("0", 8-len(v))+v] = s.tenant
+	}
+	esp := 0
+	for _, f := range files {
+		out, err := exec.CommandContext(ctx, "tshark", append([]string{"-r", f}, args...)...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			x := strings.Split(line, "|")
+			if len(x) < 5 || x[4] != "" || line == "" {
+				continue // ARP
+			}
+			src, proto, spi, vni := x[0], x[1], x[2], x[3]
+			if !strings.HasPrefix(proto, "50") || (src != UnderlayAddr("a").String() && src != UnderlayAddr("b").String() && !strings.HasPrefix(src, "203.0.113.")) {
+				t.Errorf("not underlay ESP on the wire: %s", line)
+				continue
+			}
+			esp++
+			tn := spiTenant[strings.Split(spi, ",")[0]]
+			if tn == "" || vni != fmt.Sprint(VNI(tn)) {
+				t.Errorf("ESP SPI %s (tenant %q) decrypts to VNI %q, want %d", spi, tn, vni, VNI(tn))
+			}
+		}
+	}
+	if esp == 0 {
+		t.Fatal("no underlay ESP on the wire")
+	}
+	t.Logf("%d underlay ESP frames, every one VXLAN of its tenant's VNI inside; SAs %v", esp, sas)
 }

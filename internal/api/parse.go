@@ -142,6 +142,13 @@ func (r *VMAttachRequest) Parse() (tenant.VM, error) {
 func (r *UplinkSetRequest) Parse() (daemon.Uplink, error) {
 	var p problems
 	u := daemon.Uplink{Dev: r.Dev, Netns: r.Netns, Overlay: daemon.OverlayNone}
+	if r.Protect != "" {
+		v, err := daemon.ParseProtect(r.Protect)
+		if err != nil {
+			p.add("--protect", err)
+		}
+		u.Protect = v
+	}
 	p.required("--dev", r.Dev, "give the interface protected traffic leaves by")
 	if r.Overlay != "" {
 		o, err := daemon.ParseOverlay(r.Overlay)
@@ -194,12 +201,19 @@ func (r *FDBAddRequest) Parse() (daemon.FDBEntry, error) {
 }
 
 // Parse returns the VM name and SA configuration r describes; the daemon
-// fills in the scope from the VM. The returned key slices are fresh; the
-// caller zeroes them after use.
+// fills in the scope from the VM. For an underlay SA (r.Tenant set) vm is
+// "": add it with daemon.AddUnderlaySA(r.Tenant, cfg). SASPI "auto" gives
+// cfg.SPI daemon.SPIAuto. The returned key slices are fresh; the caller
+// zeroes them after use.
 func (r *SAAddRequest) Parse() (vm string, cfg sa.Config, err error) {
 	var p problems
 	cfg.Name = r.SAName
-	p.required("--vm", r.VM, "name the VM the SA is for (see vifsec vm list)")
+	switch {
+	case r.VM != "" && r.Tenant != "":
+		p.addf("--vm/--tenant: give exactly one: --vm NAME for an SA of a VM, or --tenant NAME for an underlay SA (ESP between VTEPs)")
+	case r.Tenant == "":
+		p.required("--vm", r.VM, "name the VM the SA is for (see vifsec vm list), or give --tenant NAME for an underlay SA")
+	}
 	p.required("--sa-name", r.SAName, "give the SA a name")
 	addr := func(flag, s string) netip.Addr {
 		if !p.required(flag, s, "give an IPv6 or IPv4 address, e.g. 2001:db8:1::121") {
@@ -220,8 +234,11 @@ func (r *SAAddRequest) Parse() (vm string, cfg sa.Config, err error) {
 		}
 		cfg.Mode = m
 	}
-	if p.required("--sa-spi", r.SASPI, "write 0x and hex digits, e.g. 0x1000") {
+	if p.required("--sa-spi", r.SASPI, "write 0x and hex digits, e.g. 0x1000, or auto") && r.SASPI != "auto" {
 		v, err := ParseSPI(r.SASPI)
+		if err == nil && v == daemon.SPIAuto {
+			err = fmt.Errorf("%q is reserved (RFC 4303 §2.1 reserves 0x0-0xff); use 0x100-0xffffffff, or auto", r.SASPI)
+		}
 		if err != nil {
 			p.add("--sa-spi", err)
 		}
@@ -287,6 +304,9 @@ func (r *SAAddRequest) Parse() (vm string, cfg sa.Config, err error) {
 		clear(cfg.EncKey)
 		clear(cfg.IntegKey)
 		return "", sa.Config{}, err
+	}
+	if r.Tenant != "" {
+		return "", cfg, nil
 	}
 	return r.VM, cfg, nil
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"github.com/vifsec/vifsec/internal/daemon"
 	"strings"
 	"testing"
 )
@@ -150,5 +151,22 @@ func TestValueUnmarshal(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"esn": [1]}`), &s); err == nil {
 		t.Error("array accepted as a Value")
+	}
+}
+
+func TestSAAddRequestParseUnderlay(t *testing.T) {
+	r := seedSARequest()
+	r.VM, r.Tenant, r.SASPI = "", "t1", "auto"
+	vm, cfg, err := r.Parse()
+	if err != nil || vm != "" || cfg.SPI != daemon.SPIAuto {
+		t.Errorf("underlay auto: %q %+v %v", vm, cfg.Redacted(), err)
+	}
+	r.VM = "vm1"
+	if _, _, err := r.Parse(); err == nil || !strings.Contains(err.Error(), "--vm/--tenant") {
+		t.Errorf("both --vm and --tenant: %v", err)
+	}
+	r.VM, r.SASPI = "", "0x0"
+	if _, _, err := r.Parse(); err == nil || !strings.Contains(err.Error(), "--sa-spi") {
+		t.Errorf("SPI 0x0: %v", err)
 	}
 }

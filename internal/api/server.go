@@ -229,7 +229,7 @@ func (s *server) getUplink(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, nil)
 		return
 	}
-	out := Uplink{Dev: u.Dev, Netns: u.Netns, Overlay: u.Overlay.String(), VXLANPort: u.VXLANPort}
+	out := Uplink{Dev: u.Dev, Netns: u.Netns, Overlay: u.Overlay.String(), VXLANPort: u.VXLANPort, Protect: u.Protect.String()}
 	if u.VXLANLocal.IsValid() {
 		out.VXLANLocal = u.VXLANLocal.String()
 	}
@@ -263,7 +263,7 @@ func dirString(d sa.Direction) string {
 func SAOf(info daemon.SAInfo) SA {
 	c := info.Config
 	out := SA{
-		Name: c.Name, VM: info.VM, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
+		Name: c.Name, VM: info.VM, Tenant: info.Tenant, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
 		Source: c.Src.String(), Destination: c.Dst.String(), Mode: c.Mode.String(),
 		SPI: fmt.Sprintf("0x%x", c.SPI), Direction: dirString(info.Dir),
 		EncryptionAlgorithm: c.Enc.String(), EncryptionKeyBytes: c.Enc.KeyLen(),
@@ -279,7 +279,9 @@ func saState(info daemon.SAInfo) string {
 	switch {
 	case info.Expired:
 		return "expired"
-	case len(info.UsedBy) == 0:
+	case info.VM == "" && info.Dir == sa.DirInvalid: // underlay SA the uplink does not use
+		return "idle"
+	case info.VM != "" && len(info.UsedBy) == 0:
 		return "idle"
 	}
 	return "installed"
@@ -300,7 +302,11 @@ func (s *server) addSA(w http.ResponseWriter, r *http.Request) {
 	}
 	vm, cfg, err := req.Parse()
 	var warnings []string
-	if err == nil {
+	switch {
+	case err != nil:
+	case vm == "":
+		warnings, err = s.d.AddUnderlaySA(req.Tenant, cfg)
+	default:
 		warnings, err = s.d.AddSA(vm, cfg)
 	}
 	if err != nil {
@@ -537,7 +543,9 @@ func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
 	out := []IPsecSA{}
 	for _, x := range rows {
 		pol := "-"
-		if len(x.Policies) > 0 {
+		if x.Underlay {
+			pol = "underlay"
+		} else if len(x.Policies) > 0 {
 			pol = strings.Join(x.Policies, ",")
 		}
 		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: pol, Policies: append([]string{}, x.Policies...),

@@ -180,3 +180,83 @@ func TestAPIFDB(t *testing.T) {
 		t.Errorf("FDB(t1) after remove = %#v, %v; want []", got, err)
 	}
 }
+
+func TestAPIUnderlay(t *testing.T) {
+	c := serve(t)
+	ctx := context.Background()
+	var ae *Error
+	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
+		t.Fatal(err)
+	}
+	// --protect underlay needs --overlay vxlan.
+	_, err := c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Protect: "underlay"})
+	if !errors.As(err, &ae) || ae.Code != "invalid" || !strings.Contains(ae.Message, "--protect underlay") || !strings.Contains(ae.Message, "--overlay vxlan") {
+		t.Errorf("protect without vxlan: %v", err)
+	}
+	_, err = c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "192.0.2.1", Protect: "esp"})
+	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "--protect:") {
+		t.Errorf("bad protect: %v", err)
+	}
+	if _, err := c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "192.0.2.1", Protect: "underlay"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.Uplink(ctx)
+	if err != nil || u == nil || u.Protect != "underlay" {
+		t.Errorf("uplink %+v, %v", u, err)
+	}
+
+	req := SAAddRequest{Tenant: "t1", SAName: "u1", SASource: "192.0.2.1", SADestination: "192.0.2.2",
+		SAMode: "tunnel", SASPI: "auto", EncryptionAlgorithm: "aes128-gcm",
+		EncryptionKey: "0x000102030405060708090a0b0c0d0e0f10111213", IntegrityAlgorithm: "none"}
+	a, err := c.AddSA(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Warnings) != 1 || !strings.Contains(a.Warnings[0], "chosen for u1") {
+		t.Errorf("warnings %q, want the chosen SPI", a.Warnings)
+	}
+	sas, err := c.SAs(ctx)
+	if err != nil || len(sas) != 1 {
+		t.Fatalf("SAs = %v, %v", sas, err)
+	}
+	s := sas[0]
+	if s.VM != "" || s.Tenant != "t1" || s.MAC != "00:00:00:00:00:00" || s.VLAN != 0 || s.Direction != "out" || s.State != "installed" ||
+		!strings.Contains(a.Warnings[0], "SPI 0x"+strings.Repeat("0", 10-len(s.SPI))+s.SPI[2:]) {
+		t.Errorf("listed underlay SA %+v (warning %q)", s, a.Warnings[0])
+	}
+	// The same explicit SPI is refused, naming --sa-spi.
+	req.SAName, req.SASPI = "u2", s.SPI
+	_, err = c.AddSA(ctx, req)
+	if !errors.As(err, &ae) || ae.Code != "exists" || !strings.Contains(ae.Message, "--sa-spi") {
+		t.Errorf("duplicate underlay SPI: %v", err)
+	}
+	req.SASPI = "0x0"
+	_, err = c.AddSA(ctx, req)
+	if !errors.As(err, &ae) || ae.Code != "invalid" || !strings.Contains(ae.Message, "--sa-spi") {
+		t.Errorf("SPI 0x0: %v", err)
+	}
+	req.SASPI, req.VM = "0x2000", "vm1"
+	_, err = c.AddSA(ctx, req)
+	if !errors.As(err, &ae) || ae.Code != "invalid" || !strings.Contains(ae.Message, "--vm/--tenant") {
+		t.Errorf("both --vm and --tenant: %v", err)
+	}
+	req.VM, req.Tenant = "", "nosuch"
+	_, err = c.AddSA(ctx, req)
+	if !errors.As(err, &ae) || ae.Code != "not_found" || !strings.Contains(ae.Message, "--tenant") {
+		t.Errorf("unknown tenant: %v", err)
+	}
+	rows, err := c.IPsecSAs(ctx, "t1")
+	if err != nil || len(rows) != 1 || rows[0].Policy != "underlay" || rows[0].VM != "" || rows[0].LocalAddress != "192.0.2.1" || rows[0].State != "INSTALLED" {
+		t.Errorf("show-ipsecsa %+v, %v", rows, err)
+	}
+	_, err = c.RemoveTenant(ctx, "t1")
+	if !errors.As(err, &ae) || ae.Code != "in_use" || !strings.Contains(ae.Message, "u1") {
+		t.Errorf("remove tenant with underlay SA: %v", err)
+	}
+	if _, err := c.RemoveSA(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RemoveTenant(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -65,12 +65,18 @@ type UplinkSetRequest struct {
 	Overlay    string `json:"overlay,omitempty"`
 	VXLANLocal string `json:"vxlan_local,omitempty"`
 	VXLANPort  Value  `json:"vxlan_port,omitempty"`
+	// Protect is --protect none|underlay (underlay only with overlay vxlan).
+	Protect string `json:"protect,omitempty"`
 }
 
 // SAAddRequest is POST /v1/sa (`vifsec sa add`). Keys travel only in this
-// request; no response ever carries them.
+// request; no response ever carries them. Exactly one of VM (an SA of the
+// VM) and Tenant (an underlay SA: ESP between VTEPs around the tenant's
+// VXLAN packets) is set. SASPI is 0xHEX or "auto" (the daemon picks a
+// random unused SPI and tells it in a warning).
 type SAAddRequest struct {
-	VM                  string `json:"vm"`
+	VM                  string `json:"vm,omitempty"`
+	Tenant              string `json:"tenant,omitempty"`
 	SAName              string `json:"sa_name"`
 	SASource            string `json:"sa_source"`
 	SADestination       string `json:"sa_destination"`
@@ -167,6 +173,8 @@ type Uplink struct {
 	Overlay    string `json:"overlay"`
 	VXLANLocal string `json:"vxlan_local,omitempty"`
 	VXLANPort  uint16 `json:"vxlan_port,omitempty"`
+	// Protect is none or underlay.
+	Protect string `json:"protect"`
 }
 
 // FDBEntry is a static VXLAN forwarding entry as listed: frames of Tenant
@@ -177,10 +185,13 @@ type FDBEntry struct {
 	Remote string `json:"remote"`
 }
 
-// SA is an SA as listed: algorithms and key lengths, never keys.
+// SA is an SA as listed: algorithms and key lengths, never keys. An
+// underlay SA has VM "" (vlan 0, mac 00:00:00:00:00:00); Tenant is the
+// underlay SA's tenant, or the tenant of the SA's VM.
 type SA struct {
 	Name                string   `json:"name"`
 	VM                  string   `json:"vm"`
+	Tenant              string   `json:"tenant"`
 	VLAN                uint16   `json:"vlan"`
 	MAC                 string   `json:"mac"`
 	Source              string   `json:"source"`
@@ -269,7 +280,8 @@ type SAStats struct {
 }
 
 // IPsecSA is one row of `vifsec show-ipsecsa`. SPIs are 8 hex digits
-// without 0x, as ONTAP prints them, or "-".
+// without 0x, as ONTAP prints them, or "-". An underlay SA has Policy
+// "underlay" and VM "".
 type IPsecSA struct {
 	Tenant        string   `json:"tenant"`
 	Policy        string   `json:"policy"`

@@ -43,11 +43,14 @@ type Daemon struct {
 	vms     map[string]*vmEntry
 	byScope map[sa.Scope]string // (vlan, mac) → VM name
 	saVM    map[string]string   // SA name → VM name
-	sps     map[string]*spEntry
-	nextSeq uint64
-	fdb     map[fdbKey]FDBEntry // static VXLAN forwarding entries
-	uplink  *Uplink
-	enabled bool
+	// saTenant maps the name of an underlay SA (`sa add --tenant`, zero
+	// scope) to its tenant. An SA is in exactly one of saVM and saTenant.
+	saTenant map[string]string
+	sps      map[string]*spEntry
+	nextSeq  uint64
+	fdb      map[fdbKey]FDBEntry // static VXLAN forwarding entries
+	uplink   *Uplink
+	enabled  bool
 
 	gen     atomic.Uint64
 	watchMu sync.Mutex
@@ -83,7 +86,7 @@ func New(st store.Store, cfg *Config) (*Daemon, error) {
 	d := &Daemon{
 		log: log, st: st, db: sa.NewDB(0),
 		tenants: map[string]tenant.Tenant{}, vms: map[string]*vmEntry{},
-		byScope: map[sa.Scope]string{}, saVM: map[string]string{}, sps: map[string]*spEntry{},
+		byScope: map[sa.Scope]string{}, saVM: map[string]string{}, saTenant: map[string]string{}, sps: map[string]*spEntry{},
 		fdb: map[fdbKey]FDBEntry{}, nextSeq: 1, enabled: !cfg.DefaultDisabled,
 		watchCh: make(chan struct{}), expired: map[*sa.SA]bool{},
 	}
@@ -146,25 +149,50 @@ func (d *Daemon) restore(recs []store.Record) error {
 			d.vms[v.Name] = e
 			d.byScope[e.scope()] = v.Name
 		case store.KindSA:
-			vm, c, err := decodeSA(r.Value)
+			o, c, err := decodeSA(r.Value)
 			if err != nil {
 				return bad(err)
 			}
-			e := d.vms[vm]
-			if e == nil {
-				return bad(fmt.Errorf("VM %q is not stored", vm))
+			if c.Name != r.Name {
+				clear(c.EncKey)
+				clear(c.IntegKey)
+				return bad(fmt.Errorf("holds SA %q", c.Name))
 			}
-			if c.Scope != e.scope() {
-				return bad(fmt.Errorf("stored with %s but VM %q has %s", c.Scope, vm, e.scope()))
+			var want sa.Scope // an underlay SA's scope is the zero Scope
+			switch {
+			case o.vm != "" && o.tenant != "":
+				err = fmt.Errorf("names both VM %q and tenant %q", o.vm, o.tenant)
+			case o.vm != "":
+				if e := d.vms[o.vm]; e == nil {
+					err = fmt.Errorf("VM %q is not stored", o.vm)
+				} else {
+					want = e.scope()
+				}
+			case o.tenant != "":
+				if _, ok := d.tenants[o.tenant]; !ok {
+					err = fmt.Errorf("tenant %q is not stored", o.tenant)
+				}
+			default:
+				err = fmt.Errorf("names neither a VM nor a tenant")
 			}
-			s, err := sa.New(c)
+			if err == nil && c.Scope != want {
+				err = fmt.Errorf("stored with %s but its %s has %s", c.Scope, o, want)
+			}
+			var s *sa.SA
+			if err == nil {
+				s, err = sa.New(c)
+			}
 			clear(c.EncKey)
 			clear(c.IntegKey)
 			if err != nil {
 				return bad(err)
 			}
 			sas = append(sas, s)
-			d.saVM[c.Name] = vm
+			if o.vm != "" {
+				d.saVM[c.Name] = o.vm
+			} else {
+				d.saTenant[c.Name] = o.tenant
+			}
 		case store.KindSP:
 			var r2 spRecord
 			if err := json.Unmarshal(r.Value, &r2); err != nil {
@@ -193,6 +221,9 @@ func (d *Daemon) restore(recs []store.Record) error {
 	}
 	for _, e := range sps {
 		if s := d.db.Get(e.p.SAName); s != nil && d.saVM[e.p.SAName] != e.p.VM {
+			if tn, ok := d.saTenant[e.p.SAName]; ok {
+				return fmt.Errorf("sp %q: SA %q is an underlay SA of tenant %q, not an SA of VM %q", e.p.Name, e.p.SAName, tn, e.p.VM)
+			}
 			return fmt.Errorf("sp %q: SA %q belongs to VM %q, not %q", e.p.Name, e.p.SAName, d.saVM[e.p.SAName], e.p.VM)
 		}
 		d.sps[e.p.Name] = e
@@ -263,16 +294,25 @@ func (d *Daemon) tick(now time.Time) {
 	for _, s := range exp {
 		live[s] = true
 		if !d.expired[s] {
-			d.log.Warn("SA expired: it drops traffic until replaced", "sa", s.Name(), "vm", d.vmOfSA(s.Name()))
+			o := d.ownerOfSA(s.Name())
+			d.log.Warn("SA expired: it drops traffic until replaced", "sa", s.Name(), "vm", o.vm, "tenant", o.tenant)
 		}
 	}
 	d.expired = live
 }
 
-func (d *Daemon) vmOfSA(name string) string {
+func (d *Daemon) ownerOfSA(name string) saOwner {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	return d.saVM[name]
+	return d.ownerLocked(name)
+}
+
+// ownerLocked is ownerOfSA; the caller holds d.mu.
+func (d *Daemon) ownerLocked(name string) saOwner {
+	if vm, ok := d.saVM[name]; ok {
+		return saOwner{vm: vm}
+	}
+	return saOwner{tenant: d.saTenant[name]}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -40,7 +40,7 @@ func (d *Daemon) AddTenant(t tenant.Tenant) error {
 }
 
 // RemoveTenant removes the tenant named name. It refuses while VMs of the
-// tenant are attached or it has FDB entries, naming them.
+// tenant are attached or it has underlay SAs or FDB entries, naming them.
 func (d *Daemon) RemoveTenant(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -55,6 +55,15 @@ func (d *Daemon) RemoveTenant(name string) error {
 	}
 	if len(vms) > 0 {
 		return errf(CodeInUse, "--tenant: tenant %q still has VM %s; detach them first (vifsec vm detach --vm NAME)", name, strings.Join(vms, ", "))
+	}
+	var sas []string
+	for _, n := range sortedKeys(d.saTenant) {
+		if d.saTenant[n] == name {
+			sas = append(sas, n)
+		}
+	}
+	if len(sas) > 0 {
+		return errf(CodeInUse, "--tenant: tenant %q still has underlay SA %s; remove them first (vifsec sa remove --sa-name %s)", name, strings.Join(sas, ", "), sas[0])
 	}
 	if macs := d.fdbMACs(name); macs != "" {
 		return errf(CodeInUse, "--tenant: tenant %q still has FDB entries for MAC %s; remove them first (vifsec overlay fdb remove --tenant %s --mac MAC)", name, macs, name)
@@ -192,7 +201,7 @@ func (d *Daemon) SetUplink(u Uplink) error {
 	}
 	d.uplink = &u
 	d.changed()
-	d.log.Info("uplink set", "dev", u.Dev, "netns", u.Netns, "overlay", u.Overlay.String())
+	d.log.Info("uplink set", "dev", u.Dev, "netns", u.Netns, "overlay", u.Overlay.String(), "protect", u.Protect.String())
 	return nil
 }
 

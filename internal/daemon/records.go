@@ -24,9 +24,11 @@ type configRecord struct {
 }
 
 // saRecord is an SA as stored, keys included: the state file is mode 0600
-// and these bytes are never logged.
+// and these bytes are never logged. Exactly one of VM (an SA of a VM) and
+// Tenant (an underlay SA, zero scope) is set.
 type saRecord struct {
 	VM           string      `json:"vm"`
+	Tenant       string      `json:"tenant,omitempty"`
 	Name         string      `json:"name"`
 	VLAN         uint16      `json:"vlan"`
 	MAC          tenant.MAC  `json:"mac"`
@@ -45,9 +47,21 @@ type saRecord struct {
 	Created      time.Time   `json:"created,omitzero"`
 }
 
-func encodeSA(vm string, c *sa.Config) ([]byte, error) {
+// saOwner is whom an SA belongs to: a VM, or (underlay SA) a tenant.
+type saOwner struct {
+	vm, tenant string
+}
+
+func (o saOwner) String() string {
+	if o.vm != "" {
+		return "VM " + o.vm
+	}
+	return "underlay SA of tenant " + o.tenant
+}
+
+func encodeSA(o saOwner, c *sa.Config) ([]byte, error) {
 	r := saRecord{
-		VM: vm, Name: c.Name, VLAN: c.Scope.VLAN, MAC: tenant.MAC(c.Scope.MAC), SPI: c.SPI,
+		VM: o.vm, Tenant: o.tenant, Name: c.Name, VLAN: c.Scope.VLAN, MAC: tenant.MAC(c.Scope.MAC), SPI: c.SPI,
 		Src: c.Src, Dst: c.Dst, Mode: c.Mode.String(),
 		Enc: c.Enc.String(), EncKey: c.EncKey, Integ: c.Integ.String(), IntegKey: c.IntegKey,
 		ReplayWindow: c.ReplayWindow, ESN: c.ESN, Lifetime: c.Lifetime, Created: c.Created,
@@ -58,11 +72,12 @@ func encodeSA(vm string, c *sa.Config) ([]byte, error) {
 	return json.Marshal(r)
 }
 
-func decodeSA(b []byte) (vm string, c sa.Config, err error) {
+func decodeSA(b []byte) (o saOwner, c sa.Config, err error) {
 	var r saRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return "", c, err
+		return o, c, err
 	}
+	o = saOwner{vm: r.VM, tenant: r.Tenant}
 	c = sa.Config{
 		Name: r.Name, Scope: sa.Scope{VLAN: r.VLAN, MAC: sa.MAC(r.MAC)}, SPI: r.SPI,
 		Src: r.Src, Dst: r.Dst, EncKey: r.EncKey, IntegKey: r.IntegKey,
@@ -70,19 +85,19 @@ func decodeSA(b []byte) (vm string, c sa.Config, err error) {
 	}
 	if r.Dir != "" {
 		if c.Dir, err = sa.ParseDirection(r.Dir); err != nil {
-			return "", c, err
+			return o, c, err
 		}
 	}
 	if c.Mode, err = sa.ParseMode(r.Mode); err != nil {
-		return "", c, err
+		return o, c, err
 	}
 	if c.Enc, err = sa.ParseEncAlg(r.Enc); err != nil {
-		return "", c, err
+		return o, c, err
 	}
 	if c.Integ, err = sa.ParseIntegAlg(r.Integ); err != nil {
-		return "", c, err
+		return o, c, err
 	}
-	return r.VM, c, nil
+	return o, c, nil
 }
 
 // spRecord is an SP as stored. Seq keeps the SPD order across restarts:

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,11 +13,19 @@ import (
 	"github.com/vifsec/vifsec/tenant"
 )
 
+// SPIAuto as sa.Config.SPI asks AddSA and AddUnderlaySA to choose the SPI
+// (`--sa-spi auto`): uniformly at random (crypto/rand) in
+// 0x100-0xffffffff among those not used in the SA's scope, so that the
+// SPI, which underlay ECMP hashes, has full entropy. The chosen SPI is
+// told in a warning line "SPI 0x%08x chosen for NAME". 0 is reserved
+// (RFC 4303 §2.1), so it is never a real SPI.
+const SPIAuto uint32 = 0
+
 // AddSA adds a manual SA for the VM named vm, which gives it its scope
 // (vlan, mac): cfg.Scope is set from the VM. It returns warnings for the
-// operator (a deprecated algorithm) on success. Equivalent to:
-// `vifsec sa add --vm NAME --sa-source ... --sa-name NAME` (esxcli
-// `network ip ipsec sa add`).
+// operator (a deprecated algorithm, the SPI chosen for SPIAuto) on
+// success. Equivalent to: `vifsec sa add --vm NAME --sa-source ...
+// --sa-name NAME` (esxcli `network ip ipsec sa add`).
 //
 // cfg's key slices are zeroed when AddSA returns: the SA keeps its own
 // copy and the store its own.
@@ -25,34 +35,76 @@ func (d *Daemon) AddSA(vm string, cfg sa.Config) (warnings []string, err error) 
 	if err := tenant.ValidName(vm); err != nil {
 		return nil, errf(CodeInvalid, "--vm: %w", err)
 	}
+	return d.addSA(saOwner{vm: vm}, cfg)
+}
+
+// AddUnderlaySA adds an underlay SA of the tenant named tenantName: ESP
+// between VTEPs (its Src and Dst are hypervisor underlay addresses)
+// around the tenant's VXLAN packets, used when the uplink has
+// ProtectUnderlay. Its scope is the zero sa.Scope (no VM has the zero
+// MAC), so SPIs are unique among underlay SAs, whatever their tenant.
+// Otherwise as AddSA. Equivalent to: `vifsec sa add --tenant NAME
+// --sa-source VTEP --sa-destination VTEP ... --sa-name NAME`.
+func (d *Daemon) AddUnderlaySA(tenantName string, cfg sa.Config) (warnings []string, err error) {
+	defer clear(cfg.EncKey)
+	defer clear(cfg.IntegKey)
+	if err := tenant.ValidName(tenantName); err != nil {
+		return nil, errf(CodeInvalid, "--tenant: %w", err)
+	}
+	return d.addSA(saOwner{tenant: tenantName}, cfg)
+}
+
+// addSA is AddSA and AddUnderlaySA; the caller zeroes cfg's keys.
+func (d *Daemon) addSA(o saOwner, cfg sa.Config) (warnings []string, err error) {
 	if err := tenant.ValidName(cfg.Name); err != nil {
 		return nil, errf(CodeInvalid, "--sa-name: %w", err)
 	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e := d.vms[vm]
-	if e == nil {
-		return nil, errf(CodeNotFound, "--vm: no VM named %q; attach it first (vifsec vm attach) or see vifsec vm list", vm)
+	if o.vm != "" {
+		e := d.vms[o.vm]
+		if e == nil {
+			return nil, errf(CodeNotFound, "--vm: no VM named %q; attach it first (vifsec vm attach) or see vifsec vm list", o.vm)
+		}
+		cfg.Scope = e.scope()
+	} else {
+		if _, ok := d.tenants[o.tenant]; !ok {
+			return nil, errf(CodeNotFound, "--tenant: no tenant named %q; add it first (vifsec tenant add --tenant %s) or see vifsec tenant list", o.tenant, o.tenant)
+		}
+		cfg.Scope = sa.Scope{}
 	}
-	cfg.Scope = e.scope()
 	if cfg.Created.IsZero() {
 		cfg.Created = time.Now().UTC().Round(0) // stored (wall clock only), so seconds lifetimes survive restarts
+	}
+	auto := cfg.SPI == SPIAuto
+	if auto {
+		spi, ok := d.randomSPI(cfg.Scope)
+		if !ok {
+			return nil, errf(CodeExists, "--sa-spi auto: found no unused SPI in the %s; give one with --sa-spi 0xHEX", scopeName(o))
+		}
+		cfg.SPI = spi
 	}
 	s, err := sa.New(cfg)
 	if err != nil {
 		return nil, wrap(CodeInvalid, err)
 	}
 	if old := d.db.Get(cfg.Name); old != nil {
-		return nil, errf(CodeExists, "--sa-name: an SA named %q already exists (VM %s); SA names are unique on the host", cfg.Name, d.saVM[cfg.Name])
+		return nil, errf(CodeExists, "--sa-name: an SA named %q already exists (%s); SA names are unique on the host", cfg.Name, d.ownerLocked(cfg.Name))
 	}
 	if old := d.db.Lookup(cfg.Key()); old != nil {
-		return nil, errf(CodeExists, "--sa-spi: SPI 0x%x is already used by SA %q of VM %s; SPIs are unique per VM", cfg.SPI, old.Name(), vm)
+		if o.vm != "" {
+			return nil, errf(CodeExists, "--sa-spi: SPI 0x%x is already used by SA %q of VM %s; SPIs are unique per VM (or use --sa-spi auto)", cfg.SPI, old.Name(), o.vm)
+		}
+		return nil, errf(CodeExists, "--sa-spi: SPI 0x%x is already used by underlay SA %q (tenant %s); SPIs of underlay SAs are unique on the host, whatever their tenant (or use --sa-spi auto)", cfg.SPI, old.Name(), d.saTenant[old.Name()])
 	}
 	// SPs left without an SA by `sa remove --removeall` still name it: the
 	// new SA must fit them as `sp add` would have required.
 	for _, sp := range d.spsUsing(cfg.Name) {
-		if sp.VM != vm {
+		if o.vm == "" {
+			return nil, errf(CodeInvalid, "--tenant: SP %q of VM %s names SA %q, and an SP cannot use an underlay SA; add this SA with --vm %s, or remove the SP first", sp.Name, sp.VM, cfg.Name, sp.VM)
+		}
+		if sp.VM != o.vm {
 			return nil, errf(CodeInvalid, "--vm: SP %q of VM %s names SA %q; add this SA for --vm %s, or remove the SP first", sp.Name, sp.VM, cfg.Name, sp.VM)
 		}
 		if sp.Mode != cfg.Mode {
@@ -60,7 +112,7 @@ func (d *Daemon) AddSA(vm string, cfg sa.Config) (warnings []string, err error) 
 		}
 	}
 
-	rec, err := encodeSA(vm, &cfg)
+	rec, err := encodeSA(o, &cfg)
 	if err != nil {
 		return nil, errf(CodeInternal, "encode SA %q: %v", cfg.Name, err)
 	}
@@ -73,18 +125,66 @@ func (d *Daemon) AddSA(vm string, cfg sa.Config) (warnings []string, err error) 
 		// Checked above under d.mu, and only the Daemon writes to db.
 		panic(fmt.Sprintf("daemon: sa.DB refused SA %q after commit: %v", cfg.Name, err))
 	}
-	d.saVM[cfg.Name] = vm
+	if o.vm != "" {
+		d.saVM[cfg.Name] = o.vm
+	} else {
+		d.saTenant[cfg.Name] = o.tenant
+	}
 	d.changed()
 
+	if auto {
+		warnings = append(warnings, fmt.Sprintf("SPI 0x%08x chosen for %s (--sa-spi auto)", cfg.SPI, cfg.Name))
+	}
 	if cfg.Enc.Deprecated() {
 		warnings = append(warnings, fmt.Sprintf("--encryption-algorithm %s is deprecated (RFC 8221): use it only for peers that offer nothing else; prefer aes256-gcm or chacha20-poly1305", cfg.Enc))
 	}
 	if cfg.Enc == sa.EncNull {
 		warnings = append(warnings, "--encryption-algorithm null: traffic of this SA is authenticated but not encrypted")
 	}
-	d.log.Info("sa added", "sa", cfg.Name, "vm", vm, "spi", fmt.Sprintf("0x%x", cfg.SPI), "src", cfg.Src, "dst", cfg.Dst,
-		"mode", cfg.Mode.String(), "enc", cfg.Enc.String(), "integ", cfg.Integ.String())
+	if o.tenant != "" {
+		if u := d.uplink; u == nil || u.Protect != ProtectUnderlay {
+			warnings = append(warnings, fmt.Sprintf("underlay SA %q is unused until the uplink protects the underlay (vifsec uplink set ... --overlay vxlan --protect underlay)", cfg.Name))
+		} else if cfg.Src != u.VXLANLocal && cfg.Dst != u.VXLANLocal {
+			warnings = append(warnings, fmt.Sprintf("neither --sa-source %v nor --sa-destination %v is the uplink's --vxlan-local %v: underlay SA %q is unused until they match", cfg.Src, cfg.Dst, u.VXLANLocal, cfg.Name))
+		}
+	}
+	d.log.Info("sa added", "sa", cfg.Name, "vm", o.vm, "tenant", o.tenant, "spi", fmt.Sprintf("0x%x", cfg.SPI), "auto_spi", auto,
+		"src", cfg.Src, "dst", cfg.Dst, "mode", cfg.Mode.String(), "enc", cfg.Enc.String(), "integ", cfg.Integ.String())
 	return warnings, nil
+}
+
+func scopeName(o saOwner) string {
+	if o.vm != "" {
+		return "SPIs of VM " + o.vm
+	}
+	return "SPIs of underlay SAs"
+}
+
+// minSPI is the lowest SPI that is not reserved (RFC 4303 §2.1).
+const minSPI = 0x100
+
+// randomSPI picks an SPI uniformly in minSPI-0xffffffff among those free
+// in scope; the caller holds d.mu.
+func (d *Daemon) randomSPI(scope sa.Scope) (uint32, bool) {
+	for range 1 << 16 {
+		spi := randomSPIValue()
+		if d.db.Lookup(sa.Key{Scope: scope, SPI: spi}) == nil {
+			return spi, true
+		}
+	}
+	return 0, false
+}
+
+// randomSPIValue returns a uniformly random SPI in minSPI-0xffffffff
+// (rejection sampling of crypto/rand words).
+func randomSPIValue() uint32 {
+	var b [4]byte
+	for {
+		rand.Read(b[:]) // never fails (Go ≥ 1.24)
+		if v := binary.BigEndian.Uint32(b[:]); v >= minSPI {
+			return v
+		}
+	}
 }
 
 // spsUsing returns the ipsec SPs that name the SA called name, in SPD
@@ -136,10 +236,11 @@ func (d *Daemon) RemoveSA(name string) error {
 	if _, err := d.db.Remove(name); err != nil {
 		panic(fmt.Sprintf("daemon: sa.DB refused to remove SA %q after commit: %v", name, err))
 	}
-	vm := d.saVM[name]
+	o := d.ownerLocked(name)
 	delete(d.saVM, name)
+	delete(d.saTenant, name)
 	d.changed()
-	d.log.Info("sa removed", "sa", name, "vm", vm)
+	d.log.Info("sa removed", "sa", name, "vm", o.vm, "tenant", o.tenant)
 	return nil
 }
 
@@ -150,13 +251,14 @@ type Unprotected struct {
 	SP, VM, SA string
 }
 
-// RemoveAllSAs removes every SA, even those in use, and returns their names
-// and the SPs it left without an SA. Equivalent to:
+// RemoveAllSAs removes every SA (underlay SAs too), even those in use, and
+// returns their names and the SPs it left without an SA. Equivalent to:
 // `vifsec sa remove --removeall`.
 func (d *Daemon) RemoveAllSAs() (removed []string, left []Unprotected, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	removed = sortedKeys(d.saVM)
+	removed = append(sortedKeys(d.saVM), sortedKeys(d.saTenant)...)
+	slices.Sort(removed)
 	if len(removed) == 0 {
 		return nil, nil, nil
 	}
@@ -174,6 +276,7 @@ func (d *Daemon) RemoveAllSAs() (removed []string, left []Unprotected, err error
 		panic(fmt.Sprintf("daemon: sa.DB refused to remove all SAs after commit: %v", err))
 	}
 	clear(d.saVM)
+	clear(d.saTenant)
 	d.changed()
 	spNames := make([]string, len(left))
 	for i, u := range left {
@@ -185,10 +288,16 @@ func (d *Daemon) RemoveAllSAs() (removed []string, left []Unprotected, err error
 
 // SAInfo describes one SA for listing. Config carries no keys.
 type SAInfo struct {
-	VM     string
+	// VM is the SA's VM; "" for an underlay SA.
+	VM string
+	// Tenant is the tenant of the SA's VM, or of the underlay SA.
+	Tenant string
 	Config sa.Config
 	// Dir is the SA's direction: Config.Dir if set, else the direction of
-	// the SPs that use it if they agree, else DirInvalid.
+	// the SPs that use it if they agree, else DirInvalid. For an underlay
+	// SA without Config.Dir it is DirOut if Config.Src is the uplink's
+	// --vxlan-local, DirIn if Config.Dst is, when the uplink has
+	// ProtectUnderlay; else DirInvalid (the SA is unused).
 	Dir     sa.Direction
 	UsedBy  []string // SPs using it, in SPD order
 	Expired bool
@@ -211,6 +320,21 @@ func (d *Daemon) SAs() []SAInfo {
 func (d *Daemon) saInfo(s *sa.SA) SAInfo {
 	cfg := s.Config()
 	info := SAInfo{VM: d.saVM[cfg.Name], Config: cfg, Dir: cfg.Dir, Expired: s.Expired(), Stats: &s.Stats}
+	if tn, ok := d.saTenant[cfg.Name]; ok {
+		info.Tenant = tn
+		if u := d.uplink; cfg.Dir == sa.DirInvalid && u != nil && u.Protect == ProtectUnderlay {
+			switch u.VXLANLocal {
+			case cfg.Src:
+				info.Dir = sa.DirOut
+			case cfg.Dst:
+				info.Dir = sa.DirIn
+			}
+		}
+		return info
+	}
+	if e := d.vms[info.VM]; e != nil {
+		info.Tenant = e.vm.Tenant
+	}
 	for i, p := range d.spsUsing(cfg.Name) {
 		info.UsedBy = append(info.UsedBy, p.Name)
 		if cfg.Dir == sa.DirInvalid {

@@ -28,6 +28,9 @@ func (d *Daemon) AddSP(p tenant.Policy) error {
 		if s == nil {
 			return errf(CodeNotFound, "--sa-name: no SA named %q; add it first (vifsec sa add --vm %s ... --sa-name %s)", p.SAName, p.VM, p.SAName)
 		}
+		if tn, ok := d.saTenant[p.SAName]; ok {
+			return errf(CodeInvalid, "--sa-name: SA %q is an underlay SA of tenant %s (it protects VXLAN between VTEPs); an SP uses an SA of its own VM (vifsec sa add --vm %s)", p.SAName, tn, p.VM)
+		}
 		if vm := d.saVM[p.SAName]; vm != p.VM {
 			return errf(CodeInvalid, "--sa-name: SA %q belongs to VM %s, not %s; an SP uses an SA of its own VM", p.SAName, vm, p.VM)
 		}

@@ -58,12 +58,66 @@ func (o *Overlay) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Protect is what the uplink's ESP protects. The zero value, ProtectNone,
+// means vifsec's ESP protects tenant packets only (ESP inside VXLAN, by
+// SPs and VM SAs).
+type Protect uint8
+
+const (
+	// ProtectNone: no ESP around the overlay (the zero value).
+	ProtectNone Protect = iota
+	// ProtectUnderlay puts ESP between hypervisor underlay (VTEP)
+	// addresses around each VXLAN packet, using the underlay SAs
+	// (`vifsec sa add --tenant NAME`): one SA per remote host and tenant.
+	// Only with OverlayVXLAN.
+	ProtectUnderlay
+)
+
+func (p Protect) String() string {
+	switch p {
+	case ProtectNone:
+		return "none"
+	case ProtectUnderlay:
+		return "underlay"
+	}
+	return fmt.Sprintf("Protect(%d)", uint8(p))
+}
+
+// ParseProtect parses the CLI spelling (`--protect`): "none" or "underlay".
+func ParseProtect(s string) (Protect, error) {
+	switch s {
+	case "none":
+		return ProtectNone, nil
+	case "underlay":
+		return ProtectUnderlay, nil
+	}
+	return ProtectNone, fmt.Errorf("%q is not a protection mode; use none or underlay", s)
+}
+
+// MarshalText returns the CLI spelling.
+func (p Protect) MarshalText() ([]byte, error) {
+	if p != ProtectNone && p != ProtectUnderlay {
+		return nil, fmt.Errorf("daemon: cannot marshal %v", p)
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText is the inverse of MarshalText.
+func (p *Protect) UnmarshalText(b []byte) error {
+	v, err := ParseProtect(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
 // DefaultVXLANPort is the IANA VXLAN port (RFC 7348).
 const DefaultVXLANPort = 4789
 
 // Uplink is where protected traffic leaves the host. Equivalent to:
 // `vifsec uplink set --dev IFNAME [--netns NS] [--overlay none|vxlan]
-// [--vxlan-local ADDR] [--vxlan-port 4789]`.
+// [--vxlan-local ADDR] [--vxlan-port 4789] [--protect none|underlay]`.
 type Uplink struct {
 	Dev     string  `json:"dev"`
 	Netns   string  `json:"netns,omitempty"`
@@ -74,6 +128,10 @@ type Uplink struct {
 	// VXLANPort is the VXLAN UDP destination port; 0 means
 	// DefaultVXLANPort. Only with OverlayVXLAN.
 	VXLANPort uint16 `json:"vxlan_port,omitempty"`
+	// Protect says whether ESP between VTEPs is put around each VXLAN
+	// packet (ProtectUnderlay, only with OverlayVXLAN) using the
+	// tenant's underlay SAs.
+	Protect Protect `json:"protect,omitempty"`
 }
 
 // Validate returns nil if u can be stored, else every problem found, each
@@ -104,6 +162,15 @@ func (u *Uplink) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--overlay: not set; use none or vxlan"))
+	}
+	switch u.Protect {
+	case ProtectNone:
+	case ProtectUnderlay:
+		if u.Overlay != OverlayVXLAN {
+			errs = append(errs, fmt.Errorf("--protect underlay requires --overlay vxlan: it puts ESP between VTEPs around VXLAN packets (--overlay is %v)", u.Overlay))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--protect: %v is not a protection mode; use none or underlay", u.Protect))
 	}
 	return errors.Join(errs...)
 }

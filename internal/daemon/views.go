@@ -23,6 +23,18 @@ type Snapshot struct {
 	// FDB is every static VXLAN forwarding entry, sorted by tenant then
 	// MAC (bytewise).
 	FDB []FDBEntry
+	// UnderlaySAs is every underlay SA (`vifsec sa add --tenant`), sorted
+	// by SA name: ESP between VTEPs around the tenant's VXLAN packets when
+	// Uplink.Protect is ProtectUnderlay. Their scope is the zero sa.Scope:
+	// inbound, look them up in the sa.DB by (sa.Scope{}, SPI).
+	UnderlaySAs []UnderlaySA
+}
+
+// UnderlaySA is an underlay SA and its tenant. SA is the live SA of the
+// sa.DB.
+type UnderlaySA struct {
+	Tenant string
+	SA     *sa.SA
 }
 
 // VMView is one VM with everything the data path needs for it.
@@ -71,7 +83,9 @@ func (d *Daemon) Snapshot() *Snapshot {
 		vv.PolicySAs = append(vv.PolicySAs, x)
 	}
 	for _, x := range d.db.List() {
-		if i, ok := idx[d.saVM[x.Name()]]; ok {
+		if tn, ok := d.saTenant[x.Name()]; ok {
+			s.UnderlaySAs = append(s.UnderlaySAs, UnderlaySA{Tenant: tn, SA: x})
+		} else if i, ok := idx[d.saVM[x.Name()]]; ok {
 			s.VMs[i].SAs = append(s.VMs[i].SAs, x)
 		}
 	}
@@ -139,9 +153,11 @@ func (d *Daemon) Stats(vm string) ([]VMStats, error) {
 // show-ipsecsa`) for a manual SA. Local is the VM's side: an outbound SA
 // goes from Local (its --sa-source) to Remote, an inbound one the other
 // way. An SA no SP uses yet (direction unknown) is shown from its
-// --sa-source side with its SPI as outbound.
+// --sa-source side with its SPI as outbound. An underlay SA has
+// Underlay set and VM "": Local and Remote are VTEP addresses.
 type IPsecSA struct {
 	Tenant, VM, SA string
+	Underlay       bool
 	Policies       []string
 	Local, Remote  netip.Addr
 	InboundSPI     uint32 // 0: none
@@ -162,12 +178,12 @@ func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
 	var out []IPsecSA
 	for _, x := range d.db.List() {
 		info := d.saInfo(x)
-		e := d.vms[info.VM]
-		if e == nil || (tenantName != "" && e.vm.Tenant != tenantName) {
+		underlay := info.VM == ""
+		if info.Tenant == "" || (tenantName != "" && info.Tenant != tenantName) {
 			continue
 		}
 		c := info.Config
-		r := IPsecSA{Tenant: e.vm.Tenant, VM: info.VM, SA: c.Name, Policies: info.UsedBy}
+		r := IPsecSA{Tenant: info.Tenant, VM: info.VM, SA: c.Name, Underlay: underlay, Policies: info.UsedBy}
 		if info.Dir == sa.DirIn {
 			r.Local, r.Remote, r.InboundSPI = c.Dst, c.Src, c.SPI
 		} else {
@@ -178,7 +194,7 @@ func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
 			r.State = "EXPIRED"
 		case !d.enabled:
 			r.State = "DISABLED"
-		case len(info.UsedBy) == 0:
+		case underlay && info.Dir == sa.DirInvalid, !underlay && len(info.UsedBy) == 0:
 			r.State = "IDLE"
 		default:
 			r.State = "INSTALLED"

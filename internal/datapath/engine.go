@@ -111,6 +111,9 @@ type Engine struct {
 	// OverlayStats count what the VXLAN underlay dropped.
 	OverlayStats struct {
 		NoNeighbor, EncapErrors, NoRemote, DecapErrors atomic.Uint64
+		// UnderlayNoSA: ESP for the VTEP with no underlay SA; Unprotected:
+		// plain VXLAN while the underlay must be protected.
+		UnderlayNoSA, Unprotected atomic.Uint64
 	}
 	upWorker *worker
 	UplinkRx PortStats

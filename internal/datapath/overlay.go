@@ -1,12 +1,14 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 
 	"github.com/vifsec/vifsec/overlay/entropy"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/esp"
 )
 
 // Overlay is the VXLAN underlay of the uplink (RFC 7348): VM frames — ESP
@@ -25,6 +27,27 @@ type Overlay struct {
 	// Key keys the source-port hash (per host, so outsiders cannot steer
 	// ECMP buckets).
 	Key [16]byte
+	// ProtectUnderlay puts ESP around the VXLAN packet, between the VTEPs,
+	// with the tenant's underlay SA for the remote VTEP (instead of, or
+	// besides, the VMs' own ESP inside). VXLAN that arrives unprotected is
+	// then dropped: no downgrade.
+	ProtectUnderlay bool
+	// Underlay lists the underlay SAs: outbound ones have Src = Local and
+	// are used toward their Dst; inbound ones are found by SPI in the zero
+	// scope and must carry their tenant's VNI from their Src.
+	Underlay []UnderlaySA
+}
+
+// UnderlaySA is an SA protecting one tenant's VXLAN between two VTEPs.
+type UnderlaySA struct {
+	VNI uint32
+	SA  *sa.SA
+}
+
+// underlayKey is the outbound underlay SA's key: tenant and remote VTEP.
+type underlayKey struct {
+	vni    uint32
+	remote netip.Addr
 }
 
 // FDBKey is an FDB entry's key.
@@ -42,6 +65,11 @@ type overlayState struct {
 	fdb     map[FDBKey]netip.Addr
 	remotes map[uint32][]netip.Addr // per VNI, for broadcast
 	hasher  *entropy.Hasher
+
+	protect    bool
+	underOut   map[underlayKey]*sa.SA
+	underIn    map[*sa.SA]underlayKey // inbound SA → the VNI and remote it may carry
+	underExtra int                    // the most an outbound underlay SA adds
 }
 
 func compileOverlay(o *Overlay) *overlayState {
@@ -61,6 +89,18 @@ func compileOverlay(o *Overlay) *overlayState {
 		st.fdb[k] = r
 		if !slices.Contains(st.remotes[k.VNI], r) {
 			st.remotes[k.VNI] = append(st.remotes[k.VNI], r)
+		}
+	}
+	st.protect = o.ProtectUnderlay
+	st.underOut, st.underIn = map[underlayKey]*sa.SA{}, map[*sa.SA]underlayKey{}
+	for _, u := range o.Underlay {
+		s := u.SA
+		switch {
+		case s.Src().Unmap() == st.src && s.Dir() != sa.DirIn:
+			st.underOut[underlayKey{u.VNI, s.Dst().Unmap()}] = s
+			st.underExtra = max(st.underExtra, espOverhead(s))
+		case s.Dst().Unmap() == st.src && s.Dir() != sa.DirOut:
+			st.underIn[s] = underlayKey{u.VNI, s.Src().Unmap()}
 		}
 	}
 	return st
@@ -112,7 +152,69 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 		w.e.OverlayStats.EncapErrors.Add(1)
 		return
 	}
+	if ov.protect && w.e.enabled.Load() {
+		// ESP around the VXLAN packet, between the VTEPs (the SPI is
+		// then what ECMP hashes: underlay SPIs are random).
+		u := ov.underOut[underlayKey{from.vni, remote}]
+		if u == nil {
+			from.stats.Drop(sa.DropNoSA)
+			return
+		}
+		a, b, d := esp.Encap(u, &w.sc, buf, s+ethLen, end-s-ethLen)
+		if d != sa.DropNone {
+			from.stats.Drop(d)
+			u.Drop(d)
+			return
+		}
+		s, end = a-ethLen, b
+		copy(buf[s:s+6], mac[:])
+		copy(buf[s+6:s+12], ov.srcMAC[:])
+		binary.BigEndian.PutUint16(buf[s+12:], etherTypeOf(buf[a]))
+	}
 	w.queue(up, buf, s, end, nil)
+}
+
+// fromUnderlayESP takes ESP addressed to the local VTEP when the underlay
+// is protected: the SA is found by SPI among the underlay SAs, the VXLAN
+// packet inside is decapsulated and must carry that SA's tenant VNI and
+// come from its remote VTEP. It reports false when the frame is not ESP
+// for an underlay SA (the caller goes on with it).
+func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, off, n int) bool {
+	if n < ethLen+20 {
+		return false
+	}
+	et := binary.BigEndian.Uint16(buf[off+12 : off+14])
+	if et != etherIPv4 && et != etherIPv6 {
+		return false
+	}
+	_, spi, ok := esp.Locate(buf[off+ethLen : off+n])
+	if !ok {
+		return false
+	}
+	s := w.e.db.Lookup(sa.Key{SPI: spi})
+	k, ok := ov.underIn[s]
+	if s == nil || !ok {
+		w.e.OverlayStats.UnderlayNoSA.Add(1)
+		return true
+	}
+	copy(w.macs[:], buf[off:off+12])
+	a, b, d := esp.Decap(s, &w.sc, buf, off+ethLen, n-ethLen)
+	if d != sa.DropNone {
+		s.Drop(d)
+		return true
+	}
+	start := a - ethLen
+	copy(buf[start:start+12], w.macs[:])
+	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[a]))
+	r, vd := vxlan.Decap(&ov.local, buf, start, b-start)
+	if vd != vxlan.DropNone || r.VNI != k.vni || r.Src.Unmap() != k.remote {
+		// ESP that carried something else than its tenant's VXLAN from
+		// its VTEP: the inbound policy check of the underlay SA.
+		s.Drop(sa.DropPolicyMismatch)
+		return true
+	}
+	w.fromTunnel(snap, r.VNI, buf, r.Start, r.End-r.Start)
+	return true
 }
 
 // pathMTU is the largest IP packet a VM may hand over before ESP: the
@@ -120,12 +222,14 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 func (e *Engine) pathMTU() int {
 	mtu := int(e.uplinkMTU.Load())
 	if ov := e.overlay.Load(); ov != nil {
-		// Outer IP, UDP, VXLAN and the inner Ethernet header.
+		// Outer IP, UDP, VXLAN and the inner Ethernet header, and the
+		// underlay ESP around them.
 		if ov.src.Is4() {
 			mtu -= vxlan.OverheadIPv4
 		} else {
 			mtu -= vxlan.OverheadIPv6
 		}
+		mtu -= ov.underExtra
 	}
 	return mtu
 }

@@ -3,6 +3,7 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -15,7 +16,14 @@ import (
 // VXLAN (VNI of its tenant, outer UDP 4789 from a port in 49152-65535) and
 // the remote gateway decapsulates both layers to the right VM; two tenants
 // with the same SPI stay apart by VNI.
-func TestOverlayESPInVXLAN(t *testing.T) {
+func TestOverlayESPInVXLAN(t *testing.T) { testOverlay(t, false) }
+
+// TestOverlayProtectUnderlay: with --protect underlay, the VXLAN packet
+// itself travels inside ESP between the VTEPs, with each tenant's underlay
+// SA; the wire shows only ESP between the VTEP addresses.
+func TestOverlayProtectUnderlay(t *testing.T) { testOverlay(t, true) }
+
+func testOverlay(t *testing.T, protect bool) {
 	a, b, wire := build(t)
 	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
 	upMACA, upMACB := sa.MAC{2, 0, 0, 0, 0, 0xa}, sa.MAC{2, 0, 0, 0, 0, 0xb}
@@ -33,7 +41,32 @@ func TestOverlayESPInVXLAN(t *testing.T) {
 		for tn, mac := range gw.remoteVMs {
 			fdb[FDBKey{vni[tn], mac}] = gw.remote
 		}
-		gw.s.e.SetOverlay(&Overlay{Local: gw.local, UplinkMAC: gw.upMAC, FDB: fdb})
+		ov := &Overlay{Local: gw.local, UplinkMAC: gw.upMAC, FDB: fdb, ProtectUnderlay: protect}
+		if protect {
+			for tn, base := range map[string]uint32{"acme": 0x5000, "globex": 0x6000} {
+				// SPI base from A to B, base+1 back; a key per tenant.
+				outSPI, inSPI := base, base+1
+				if gw.s == b {
+					outSPI, inSPI = inSPI, outSPI
+				}
+				for _, d := range []struct {
+					dir      sa.Direction
+					spi      uint32
+					src, dst netip.Addr
+				}{{sa.DirOut, outSPI, gw.local, gw.remote}, {sa.DirIn, inSPI, gw.remote, gw.local}} {
+					s, err := sa.New(sa.Config{Name: fmt.Sprintf("%s-u%x", tn, d.spi), SPI: d.spi, Dir: d.dir, Src: d.src, Dst: d.dst,
+						Mode: sa.ModeTransport, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, byte(d.spi>>8)), Integ: sa.IntegNone})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := gw.s.db.Add(s); err != nil {
+						t.Fatal(err)
+					}
+					ov.Underlay = append(ov.Underlay, UnderlaySA{VNI: vni[tn], SA: s})
+				}
+			}
+		}
+		gw.s.e.SetOverlay(ov)
 		gw.s.e.SetNeighbors(map[netip.Addr]sa.MAC{gw.remote: gw.peerMAC})
 		// Re-publish the VMs with their VNI.
 		snap := gw.s.e.snap.Load()
@@ -67,6 +100,17 @@ func TestOverlayESPInVXLAN(t *testing.T) {
 	}
 	for i, tn := range []string{"acme", "globex"} {
 		fr := w[i].Data
+		if protect {
+			// Outer: IPv4 ESP between the VTEPs with the tenant's
+			// underlay SPI; nothing of VXLAN or the tenant is visible.
+			spi := binary.BigEndian.Uint32(fr[14+20:])
+			want := map[string]uint32{"acme": 0x5000, "globex": 0x6000}[tn]
+			if binary.BigEndian.Uint16(fr[12:]) != etherIPv4 || fr[14+9] != 50 || spi != want ||
+				netip.AddrFrom4([4]byte(fr[14+12:14+16])) != vtepA || netip.AddrFrom4([4]byte(fr[14+16:14+20])) != vtepB {
+				t.Fatalf("%s: not underlay ESP SPI %#x between the VTEPs: %x", tn, want, fr[:40])
+			}
+			continue
+		}
 		if !bytes.Equal(fr[0:6], upMACB[:]) || binary.BigEndian.Uint16(fr[12:]) != etherIPv4 || fr[14+9] != 17 {
 			t.Fatalf("%s: outer frame is not IPv4/UDP to gateway B: %x", tn, fr[:40])
 		}
@@ -83,6 +127,12 @@ func TestOverlayESPInVXLAN(t *testing.T) {
 		// Inner frame: untagged Ethernet, IPv6, ESP with the shared SPI.
 		if binary.BigEndian.Uint16(inner[12:]) != etherIPv6 || inner[14+6] != 50 || binary.BigEndian.Uint32(inner[14+40:]) != 0x1000 {
 			t.Fatalf("%s: inner is not ESP SPI 0x1000: %x", tn, inner[:60])
+		}
+	}
+	if protect {
+		// Plain VXLAN is refused while the underlay must be protected.
+		if got := b.e.OverlayStats.Unprotected.Load(); got != 0 {
+			t.Fatalf("unprotected VXLAN counted %d before any was sent", got)
 		}
 	}
 }

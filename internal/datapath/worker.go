@@ -273,13 +273,14 @@ func (w *worker) tooBig(vm *vmState, buf []byte, off, n, mtu int) {
 }
 
 // oversized handles a VM's packet (frame buf[off:off+n], untagged) that
-// will not fit the uplink after ESP: IPv4 without DF on a tunnel-mode SA is
-// fragmented first (each fragment then gets its own ESP); everything else
+// will not fit the uplink after ESP (s, or nil for clear traffic into the
+// overlay): IPv4 without DF, clear or on a tunnel-mode SA, is fragmented
+// first (each fragment then gets its own ESP); everything else
 // — IPv6, DF set, transport mode (RFC 4301 §7: whole datagrams only) — is
 // dropped and answered with ICMP too-big carrying mtu.
 func (w *worker) oversized(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, off, n int, m vif.Meta, mtu int) {
 	pkt := buf[off+ethLen : off+n]
-	if pkt[0]>>4 == 4 && pkt[6]&0x40 == 0 && s.Mode() == sa.ModeTunnel && w.port.vnet && !w.fragmenting {
+	if pkt[0]>>4 == 4 && pkt[6]&0x40 == 0 && (s == nil || s.Mode() == sa.ModeTunnel) && w.port.vnet && !w.fragmenting {
 		w.ensureSeg()
 		nf, d := pmtu.Fragment(pkt, mtu, w.seg, readOff+ethLen, w.segSizes)
 		if d == offload.DropNone {
@@ -405,6 +406,19 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		return
 	case tenant.ActionIPsec:
 	default:
+		if local == nil && w.e.overlay.Load() != nil {
+			// Clear, but into VXLAN (and maybe underlay ESP): the path
+			// MTU is smaller than the VM's link.
+			mtu := w.pathMTU()
+			pkt := buf[ip : off+n]
+			if w.flow.Proto == protoTCP {
+				mss.Clamp(pkt, uint16(mtu-ipHeaderMin(pkt)-tcpHeaderMin))
+			}
+			if len(pkt) > mtu {
+				w.oversized(snap, vm, nil, buf, off, n, m, mtu)
+				return
+			}
+		}
 		w.forward(snap, vm, local, buf, off, off+n)
 		return
 	}
@@ -565,9 +579,16 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		return
 	}
 	if ov := w.e.overlay.Load(); ov != nil {
+		if ov.protect && w.e.enabled.Load() && w.fromUnderlayESP(snap, ov, buf, off, n) {
+			return
+		}
 		r, d := vxlan.Decap(&ov.local, buf, off, n)
 		switch d {
 		case vxlan.DropNone:
+			if ov.protect && w.e.enabled.Load() {
+				w.e.OverlayStats.Unprotected.Add(1) // no downgrade
+				return
+			}
 			w.fromTunnel(snap, r.VNI, buf, r.Start, r.End-r.Start)
 			return
 		case vxlan.DropNotVXLAN, vxlan.DropNotLocal:
