@@ -36,7 +36,8 @@ type Gateway struct {
 type Lab struct {
 	Prefix   string
 	Gateways []*Gateway
-	made     []string // namespaces, in creation order
+	made     []string              // namespaces, in creation order
+	underlay map[string]netip.Addr // VTEP addresses when not the IPv4 default
 }
 
 // Tenant addresses: the same in every tenant, on purpose.

@@ -20,9 +20,15 @@ import (
 // VXLAN and no clear IP outside the policy-none flow, and decrypts each
 // tenant's ESP with that tenant's keys alone.
 func TestIntegrationVXLANGateways(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ipv4-underlay", true: "ipv6-underlay"}[v6], func(t *testing.T) { testVXLANGateways(t, v6) })
+	}
+}
+
+func testVXLANGateways(t *testing.T, v6 bool) {
 	bin := needDemoTools(t)
 	ctx := context.Background()
-	l, err := Build(ctx, fmt.Sprintf("vx%d", os.Getpid()%10000))
+	l, err := Build(ctx, fmt.Sprintf("vx%d%d", os.Getpid()%10000, map[bool]int{false: 4, true: 6}[v6]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +37,12 @@ func TestIntegrationVXLANGateways(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	if err := l.AddUnderlay(ctx); err != nil {
+	if v6 {
+		err = l.AddUnderlay6(ctx)
+	} else {
+		err = l.AddUnderlay(ctx)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	var sas []SAEntry
@@ -56,8 +67,12 @@ func TestIntegrationVXLANGateways(t *testing.T) {
 		sas = append(sas, s...)
 	}
 	// The effective MTU each VM is told: uplink 1500, less VXLAN over IPv4
-	// (50) and transport-mode AES-GCM ESP (8 header + 8 IV + 3 pad + 2 +
-	// 16 ICV = 37).
+	// (50) or IPv6 (70) and transport-mode AES-GCM ESP (8 header + 8 IV + 3
+	// pad + 2 + 16 ICV = 37).
+	wantMTU := 1500 - 50 - 37
+	if v6 {
+		wantMTU = 1500 - 70 - 37
+	}
 	out, err := ds[0].CLI(ctx, "--format", "json", "vm", "list")
 	if err != nil {
 		t.Fatal(err)
@@ -70,8 +85,8 @@ func TestIntegrationVXLANGateways(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range vms {
-		if v.MTU != 1500-50-37 {
-			t.Errorf("vm %s: effective MTU %d, want %d", v.Name, v.MTU, 1500-50-37)
+		if v.MTU != wantMTU {
+			t.Errorf("vm %s: effective MTU %d, want %d", v.Name, v.MTU, wantMTU)
 		}
 	}
 	caps, files := startCaptures(t, l)

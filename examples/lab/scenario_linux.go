@@ -76,6 +76,35 @@ func VNI(tenant string) uint32 { return map[string]uint32{"acme": 1000, "globex"
 // stack answers ARP for it, so the other side can resolve it).
 func (l *Lab) AddUnderlay(ctx context.Context) error { return l.underlayAddrs(ctx, "add") }
 
+// IPv6 underlay addresses (AddUnderlay6).
+var underlay6 = map[string]netip.Addr{"a": netip.MustParseAddr("2001:db8:ff::1"), "b": netip.MustParseAddr("2001:db8:ff::2")}
+
+// AddUnderlay6 gives each gateway's uplink an IPv6 VTEP address instead
+// (IPv6 is turned on for the uplink only; the VIFs stay without it), and
+// makes ConfigureWith use it.
+func (l *Lab) AddUnderlay6(ctx context.Context) error {
+	for _, gw := range l.Gateways {
+		for _, args := range [][]string{
+			{"ip", "netns", "exec", gw.NS, "sysctl", "-qw", "net.ipv6.conf." + gw.Uplink + ".disable_ipv6=0"},
+			{"ip", "-n", gw.NS, "addr", "add", underlay6[gw.Name].String() + "/64", "dev", gw.Uplink, "nodad"},
+		} {
+			if err := run(ctx, args...); err != nil {
+				return err
+			}
+		}
+	}
+	l.underlay = underlay6
+	return nil
+}
+
+// vtep is gateway gw's VTEP address in this lab.
+func (l *Lab) vtep(gw string) netip.Addr {
+	if l.underlay != nil {
+		return l.underlay[gw]
+	}
+	return underlay[gw]
+}
+
 // RemoveUnderlay takes the VTEP addresses away again.
 func (l *Lab) RemoveUnderlay(ctx context.Context) error { return l.underlayAddrs(ctx, "del") }
 
@@ -104,7 +133,7 @@ func ConfigureWith(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Wri
 	other := map[string]string{"a": "b", "b": "a"}[gw.Name]
 	uplink := []string{"uplink", "set", "--dev", gw.Uplink}
 	if vxlan {
-		uplink = append(uplink, "--overlay", "vxlan", "--vxlan-local", underlay[gw.Name].String())
+		uplink = append(uplink, "--overlay", "vxlan", "--vxlan-local", l.vtep(gw.Name).String())
 	}
 	if err := say(uplink...); err != nil {
 		return nil, err
@@ -119,7 +148,7 @@ func ConfigureWith(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Wri
 			return nil, err
 		}
 		if vxlan {
-			if err := say("overlay", "fdb", "add", "--tenant", vm.Tenant, "--mac", peer.MAC, "--remote", underlay[other].String()); err != nil {
+			if err := say("overlay", "fdb", "add", "--tenant", vm.Tenant, "--mac", peer.MAC, "--remote", l.vtep(other).String()); err != nil {
 				return nil, err
 			}
 		}
