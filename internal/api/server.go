@@ -153,28 +153,18 @@ func (s *server) listTenants(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) addTenant(w http.ResponseWriter, r *http.Request) {
-	var req TenantAddRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	t, err := req.Parse()
-	if err == nil {
-		err = s.d.AddTenant(t)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, Added{Warnings: []string{}})
+	change(w, r, http.StatusCreated, func(req *TenantAddRequest) ([]string, error) {
+		t, err := req.Parse()
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.d.AddTenant(t)
+	})
 }
 
 func (s *server) removeTenant(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.d.RemoveTenant(name); err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+	removed(w, s.d.RemoveTenant(name), name)
 }
 
 // VMOf converts a tenant.VM for listing.
@@ -199,28 +189,18 @@ func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) attachVM(w http.ResponseWriter, r *http.Request) {
-	var req VMAttachRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	v, err := req.Parse()
-	if err == nil {
-		err = s.d.AttachVM(v)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, Added{Warnings: []string{}})
+	change(w, r, http.StatusCreated, func(req *VMAttachRequest) ([]string, error) {
+		v, err := req.Parse()
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.d.AttachVM(v)
+	})
 }
 
 func (s *server) detachVM(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.d.DetachVM(name); err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+	removed(w, s.d.DetachVM(name), name)
 }
 
 func (s *server) getUplink(w http.ResponseWriter, r *http.Request) {
@@ -237,19 +217,13 @@ func (s *server) getUplink(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) setUplink(w http.ResponseWriter, r *http.Request) {
-	var req UplinkSetRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	u, err := req.Parse()
-	if err == nil {
-		err = s.d.SetUplink(u)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Added{Warnings: []string{}})
+	change(w, r, http.StatusOK, func(req *UplinkSetRequest) ([]string, error) {
+		u, err := req.Parse()
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.d.SetUplink(u)
+	})
 }
 
 func dirString(d sa.Direction) string {
@@ -296,36 +270,21 @@ func (s *server) listSAs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) addSA(w http.ResponseWriter, r *http.Request) {
-	var req SAAddRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	vm, cfg, err := req.Parse()
-	var warnings []string
-	switch {
-	case err != nil:
-	case vm == "":
-		warnings, err = s.d.AddUnderlaySA(req.Tenant, cfg)
-	default:
-		warnings, err = s.d.AddSA(vm, cfg)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	if warnings == nil {
-		warnings = []string{}
-	}
-	writeJSON(w, http.StatusCreated, Added{Warnings: warnings})
+	change(w, r, http.StatusCreated, func(req *SAAddRequest) ([]string, error) {
+		vm, cfg, err := req.Parse()
+		switch {
+		case err != nil:
+			return nil, err
+		case vm == "":
+			return s.d.AddUnderlaySA(req.Tenant, cfg)
+		}
+		return s.d.AddSA(vm, cfg)
+	})
 }
 
 func (s *server) removeSA(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.d.RemoveSA(name); err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+	removed(w, s.d.RemoveSA(name), name)
 }
 
 // requireAll refuses a DELETE of a whole collection without ?all=true, so
@@ -379,31 +338,18 @@ func (s *server) listSPs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) addSP(w http.ResponseWriter, r *http.Request) {
-	var req SPAddRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	p, warnings, err := req.Parse()
-	if err == nil {
-		err = s.d.AddSP(p)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	if warnings == nil {
-		warnings = []string{}
-	}
-	writeJSON(w, http.StatusCreated, Added{Warnings: warnings})
+	change(w, r, http.StatusCreated, func(req *SPAddRequest) ([]string, error) {
+		p, warnings, err := req.Parse()
+		if err != nil {
+			return nil, err
+		}
+		return warnings, s.d.AddSP(p)
+	})
 }
 
 func (s *server) removeSP(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if err := s.d.RemoveSP(name); err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Removed{Removed: []string{name}})
+	removed(w, s.d.RemoveSP(name), name)
 }
 
 func (s *server) removeAllSPs(w http.ResponseWriter, r *http.Request) {
@@ -438,19 +384,13 @@ func (s *server) listFDB(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) addFDB(w http.ResponseWriter, r *http.Request) {
-	var req FDBAddRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	e, err := req.Parse()
-	if err == nil {
-		err = s.d.AddFDB(e)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, Added{Warnings: []string{}})
+	change(w, r, http.StatusCreated, func(req *FDBAddRequest) ([]string, error) {
+		e, err := req.Parse()
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.d.AddFDB(e)
+	})
 }
 
 func (s *server) removeFDB(w http.ResponseWriter, r *http.Request) {
@@ -481,19 +421,13 @@ func (s *server) getConfig(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) setConfig(w http.ResponseWriter, r *http.Request) {
-	var req ConfigModifyRequest
-	if !decode(w, r, &req) {
-		return
-	}
-	on, err := req.Parse()
-	if err == nil {
-		err = s.d.SetEnabled(on)
-	}
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, Added{Warnings: []string{}})
+	change(w, r, http.StatusOK, func(req *ConfigModifyRequest) ([]string, error) {
+		on, err := req.Parse()
+		if err != nil {
+			return nil, err
+		}
+		return nil, s.d.SetEnabled(on)
+	})
 }
 
 func dropMap(d *[sa.NumDrops]uint64) map[string]uint64 {
@@ -584,4 +518,31 @@ func (s *server) listOffloads(w http.ResponseWriter, r *http.Request) {
 		out = append(out, offloadRow(u.Dev, u.Netns, "uplink", uplinkUses))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// change is every POST and PUT: decode a request of type R, let apply parse
+// and carry it out, and answer status with its warnings, or the error.
+func change[R any](w http.ResponseWriter, r *http.Request, status int, apply func(*R) ([]string, error)) {
+	var req R
+	if !decode(w, r, &req) {
+		return
+	}
+	warnings, err := apply(&req)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, status, Added{Warnings: warnings})
+}
+
+// removed answers a DELETE of names: the error, or what was removed.
+func removed(w http.ResponseWriter, err error, names ...string) {
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Removed{Removed: names})
 }
