@@ -10,6 +10,8 @@ import (
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/satest"
+	"github.com/vifsec/vifsec/tenant"
+	"github.com/vifsec/vifsec/vif/viftest"
 )
 
 // TestOverlayESPInVXLAN: with a VXLAN underlay, a VM's ESP leaves inside
@@ -133,6 +135,53 @@ func testOverlay(t *testing.T, protect bool) {
 		// Plain VXLAN is refused while the underlay must be protected.
 		if got := b.e.OverlayStats.Unprotected.Load(); got != 0 {
 			t.Fatalf("unprotected VXLAN counted %d before any was sent", got)
+		}
+	}
+}
+
+// TestOverlayAllocs: VM frame → ESP → VXLAN → underlay ESP (protect mode)
+// → uplink, allocating nothing per batch.
+func TestOverlayAllocs(t *testing.T) {
+	for _, protect := range []bool{false, true} {
+		db := sa.NewDB(0)
+		e := New(db, nil)
+		out, _ := tenantSAs(t, "acme", macA1, 100, 1, 0x1000, 0x2000, satest.V6A, satest.V6B)
+		_ = db.Add(out)
+		vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
+		ov := &Overlay{Local: vtepA, UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}, ProtectUnderlay: protect}
+		if protect {
+			u, err := sa.New(sa.Config{Name: "u", SPI: 0x5000, Dir: sa.DirOut, Src: vtepA, Dst: vtepB, Mode: sa.ModeTransport,
+				Enc: sa.EncAES128GCM, EncKey: satest.Key(20, 9), Integ: sa.IntegNone})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ov.Underlay = []UnderlaySA{{VNI: 1000, SA: u}}
+		}
+		e.SetOverlay(ov)
+		e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
+		vifA, up := viftest.NewSink("vifA"), viftest.NewSink("up")
+		pol := policies("acme", netip.PrefixFrom(satest.V6A, 128), netip.PrefixFrom(satest.V6B, 128))
+		vm := &vmState{name: "acme", port: &txPort{Port: vifA}, mac: macA1, vlan: 100, vni: 1000, def: tenant.ActionNone,
+			spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out, nil}, stats: new(VMStats)}
+		snap := newSnapshot()
+		snap.byPort[vifA] = vm
+		e.snap.Store(snap)
+		e.uplink.Store(&txPort{Port: up})
+		w := newWorker(e, vm.port, false)
+		f := frame(macB1, macA1, satest.V6A, satest.V6B, 1000)
+		const batch = 32
+		allocs := testing.AllocsPerRun(50, func() {
+			for i := 0; i < batch; i++ {
+				w.sizes[i] = copy(w.bufs[i][readOff:], f)
+			}
+			before := up.Frames
+			w.batch(batch)
+			if up.Frames-before != batch {
+				t.Fatalf("protect=%v: uplink got %d frames", protect, up.Frames-before)
+			}
+		})
+		if allocs != 0 {
+			t.Fatalf("protect=%v: overlay pipeline allocates %v per batch", protect, allocs)
 		}
 	}
 }
