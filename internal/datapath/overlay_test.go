@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/satest"
 	"github.com/vifsec/vifsec/tenant"
+	"github.com/vifsec/vifsec/vif"
 	"github.com/vifsec/vifsec/vif/viftest"
 )
 
@@ -132,9 +134,28 @@ func testOverlay(t *testing.T, protect bool) {
 		}
 	}
 	if protect {
-		// Plain VXLAN is refused while the underlay must be protected.
-		if got := b.e.OverlayStats.Unprotected.Load(); got != 0 {
-			t.Fatalf("unprotected VXLAN counted %d before any was sent", got)
+		// No downgrade: plain VXLAN (a valid frame for acme's VM, just
+		// without the underlay ESP) is refused and counted.
+		inner := frame(macB1, macA1, satest.V6A, satest.V6B, 100)
+		buf := make([]byte, 256+len(inner))
+		copy(buf[256:], inner)
+		o := vxlan.Outer{SrcMAC: upMACA, DstMAC: upMACB, Src: vtepA, Dst: vtepB, VNI: vni["acme"]}
+		st, d := vxlan.Encap(&o, 50000, buf, 256, len(inner))
+		if d != vxlan.DropNone {
+			t.Fatal(d)
+		}
+		b.uplink.Inject(buf[st:], vif.Meta{})
+		deadline := time.Now().Add(2 * time.Second)
+		for b.e.OverlayStats.Unprotected.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if b.e.OverlayStats.Unprotected.Load() != 1 {
+			t.Fatal("unprotected VXLAN was not refused")
+		}
+		select {
+		case f := <-recvCh(b.guests["acme"]):
+			t.Fatalf("acme received unprotected VXLAN: %x", f.Data[:20])
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
