@@ -31,9 +31,10 @@ type Want struct {
 type UplinkWant struct{ Dev, Netns string }
 
 // Opener opens a port on an interface; vif.OpenPacketWith in production.
-// VIFs are opened with vnet true (frames carry virtio-net headers, so
-// guests may keep TSO/GSO and checksum offload), the uplink with false. It
-// returns the interface's MTU too (0 if unknown).
+// Every port is opened with vnet true (frames carry virtio-net headers, so
+// guests may keep TSO/GSO and checksum offload, and the uplink's GRO'd
+// frames arrive described). It returns the interface's MTU too (0 if
+// unknown).
 type Opener func(dev, netns string, vnet bool) (p vif.Port, mtu int, err error)
 
 type port struct {
@@ -210,6 +211,13 @@ func (a *Attacher) reconcile() {
 			}
 		}
 		if pt == nil {
+			// A packet socket bound to a device that is down reports
+			// ENETDOWN at once: wait for the link to come up (a link
+			// event triggers the next reconcile).
+			if info, err := vif.Describe(w.Dev, w.Netns); err == nil && !info.AdminUp {
+				a.lastErr[name] = "interface is down"
+				continue
+			}
 			p, _, err := a.open(w.Dev, w.Netns, true)
 			if err != nil {
 				if a.lastErr[name] != err.Error() {
@@ -260,7 +268,11 @@ func (a *Attacher) reconcile() {
 		a.up = nil
 	}
 	if up != nil && a.up == nil {
-		p, mtu, err := a.open(up.Dev, up.Netns, false)
+		if info, err := vif.Describe(up.Dev, up.Netns); err == nil && !info.AdminUp {
+			a.lastErr["\x00uplink"] = "interface is down"
+			return
+		}
+		p, mtu, err := a.open(up.Dev, up.Netns, true)
 		if err != nil {
 			if a.lastErr["\x00uplink"] != err.Error() {
 				a.log.Warn("uplink not available; will retry", "dev", up.Dev, "err", err)
@@ -270,7 +282,7 @@ func (a *Attacher) reconcile() {
 		}
 		delete(a.lastErr, "\x00uplink")
 		a.up = &port{dev: up.Dev, netns: up.Netns, p: p}
-		a.e.SetUplink(p, mtu)
+		a.e.SetUplinkWith(p, datapath.UplinkOptions{MTU: mtu, VnetHdr: true})
 		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns, "mtu", mtu)
 	}
 }

@@ -170,7 +170,21 @@ const DefaultMTU = 1500
 // SetUplink starts using p as the uplink (nil stops), whose MTU (the
 // largest IP packet it carries; 0 = DefaultMTU) bounds what ESP may
 // produce. The engine closes the previous uplink port.
-func (e *Engine) SetUplink(p vif.Port, mtu int) {
+func (e *Engine) SetUplink(p vif.Port, mtu int) { e.SetUplinkWith(p, UplinkOptions{MTU: mtu}) }
+
+// UplinkOptions describe the uplink port.
+type UplinkOptions struct {
+	// MTU is the largest IP packet the uplink carries; 0 = DefaultMTU.
+	MTU int
+	// VnetHdr says the port's frames carry a virtio-net header: frames the
+	// NIC or the kernel coalesced (GRO) arrive described, and are handed
+	// to the VMs as the super-frames they are.
+	VnetHdr bool
+}
+
+// SetUplinkWith is SetUplink with options.
+func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
+	mtu := o.MTU
 	if mtu <= 0 {
 		mtu = DefaultMTU
 	}
@@ -186,7 +200,7 @@ func (e *Engine) SetUplink(p vif.Port, mtu int) {
 	if p == nil {
 		return
 	}
-	tp := &txPort{Port: p}
+	tp := &txPort{Port: p, vnet: o.VnetHdr}
 	e.uplink.Store(tp)
 	w := newWorker(e, tp, true)
 	e.upWorker = w

@@ -88,7 +88,11 @@ type outFrame struct {
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	w := &worker{e: e, port: p, uplink: uplink, done: make(chan struct{})}
 	nbuf, size := vif.MaxBatch, bufSize
-	if p.vnet {
+	if p.vnet && uplink {
+		// The uplink is the busiest port: full batches, each buffer big
+		// enough for a coalesced (GRO) super-frame.
+		size = gsoBufSize
+	} else if p.vnet {
 		// A port with virtio-net headers hands over super-frames of up to
 		// 64 KiB. Pages of a buffer the kernel never writes stay
 		// untouched, so an idle VM costs little resident memory.
@@ -137,6 +141,8 @@ func (w *worker) batch(n int) {
 	snap := w.e.snap.Load()
 	for i := 0; i < n; i++ {
 		switch {
+		case w.uplink && w.port.vnet:
+			w.fromUplinkVnet(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
 		case w.uplink:
 			w.fromUplink(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
 		case w.port.vnet:
@@ -571,6 +577,66 @@ func etherTypeOf(b byte) uint16 {
 //  4. Inbound SPD: the clear packet must match an inbound ipsec SP that names
 //     this SA (RFC 4301 §5.2); clear packets an ipsec SP covers are dropped
 //  5. Deliver to the VM's VIF, untagged
+//
+// fromUplinkVnet takes a frame with its virtio-net header from the uplink.
+// A plain frame gets its partial checksum completed (a local sender's
+// offload) and goes on as usual; a super-frame the kernel or NIC coalesced
+// (GRO) is clear TCP by construction — ESP and VXLAN are not coalesced — and
+// goes to its VM whole, with its header, after the inbound policy check.
+func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
+	h, d := offload.ParseVnetHdr(buf[off : off+n])
+	if d != offload.DropNone {
+		w.e.UplinkRx.Malformed.Add(1)
+		return
+	}
+	off, n = off+vif.VnetHdrLen, n-vif.VnetHdrLen
+	if h.GSO() == offload.GSONone {
+		if h.NeedsCsum() && !csum.Complete(buf[off:off+n], int(h.CsumStart), int(h.CsumOffset)) {
+			w.e.UplinkRx.Malformed.Add(1)
+			return
+		}
+		w.fromUplink(snap, buf, off, n, m)
+		return
+	}
+	var vlan uint16
+	if m.Tagged {
+		vlan = m.VLAN
+	}
+	if n >= ethLen+vlanTagSize && binary.BigEndian.Uint16(buf[off+12:off+14]) == etherVLAN {
+		vlan = binary.BigEndian.Uint16(buf[off+14:off+16]) & 0x0fff
+		copy(buf[off+vlanTagSize:off+vlanTagSize+12], buf[off:off+12])
+		off, n = off+vlanTagSize, n-vlanTagSize
+		var ok bool
+		if h, ok = h.Shift(-vlanTagSize); !ok {
+			w.e.UplinkRx.Malformed.Add(1)
+			return
+		}
+	}
+	if n < ethLen || buf[off]&1 != 0 {
+		w.e.UplinkRx.Malformed.Add(1)
+		return
+	}
+	vm := snap.byKey[vmKey{vlan, [6]byte(buf[off : off+6])}]
+	if vm == nil {
+		w.e.UplinkRx.UnknownDest.Add(1)
+		return
+	}
+	if !vm.port.vnet {
+		vm.stats.Drop(sa.DropTooBig)
+		return
+	}
+	if !w.inboundClear(vm, buf, off, n, binary.BigEndian.Uint16(buf[off+12:off+14])) {
+		return
+	}
+	w.flushRun() // keep the VM's frames in order
+	h.Put(buf[off-vif.VnetHdrLen:])
+	if w.nout == maxOut {
+		w.flush()
+	}
+	w.out[w.nout] = outFrame{dst: vm.port, buf: buf, start: off, end: off + n, vm: vm.stats, hasHdr: true}
+	w.nout++
+}
+
 func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	ps := &w.e.UplinkRx
 	ps.Frames.Add(1)
