@@ -43,7 +43,7 @@ type side struct {
 
 // tenantSAs returns the out and in SA of a VM for a given key seed: both
 // gateways use SPI 0x1000 for every tenant, as the seeds do.
-func tenantSAs(t *testing.T, name string, mac sa.MAC, vlan uint16, keySeed byte, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
+func tenantSAs(t testing.TB, name string, mac sa.MAC, vlan uint16, keySeed byte, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
 	mk := func(n string, dir sa.Direction, spi uint32, src, dst netip.Addr) *sa.SA {
 		c := sa.Config{Name: n, Scope: sa.Scope{VLAN: vlan, MAC: mac}, SPI: spi, Dir: dir, Src: src, Dst: dst,
 			Mode: sa.ModeTransport, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, keySeed+byte(spi)), Integ: sa.IntegNone}
