@@ -197,11 +197,31 @@ func needDemoTools(t *testing.T) string {
 // startLab builds the lab, starts a vifsecd per gateway and configures the
 // demo's SAs and SPs in mode; everything is removed when t ends.
 func startLab(t *testing.T, bin, prefix, mode string) (*Lab, []*Daemon, []SAEntry) {
-	return startLabWith(t, bin, prefix, mode, false)
+	return startLabWith(t, bin, prefix, mode, 0)
 }
 
-// startLabWith is startLab, over the VXLAN underlay when vxlan is true.
-func startLabWith(t *testing.T, bin, prefix, mode string, vxlan bool) (*Lab, []*Daemon, []SAEntry) {
+// startLabWith is startLab over a VXLAN underlay of IP version underlay
+// (4 or 6; 0 means flat L2).
+func startLabWith(t *testing.T, bin, prefix, mode string, underlay int) (*Lab, []*Daemon, []SAEntry) {
+	t.Helper()
+	l := buildLab(t, prefix, underlay)
+	var ds []*Daemon
+	var sas []SAEntry
+	for _, gw := range l.Gateways {
+		d := startDaemon(t, bin, gw)
+		ds = append(ds, d)
+		s, err := ConfigureWith(context.Background(), l, d, mode, nil, underlay != 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sas = append(sas, s...)
+	}
+	return l, ds, sas
+}
+
+// buildLab builds the lab, with VTEP addresses of IP version underlay on
+// the uplinks (4 or 6; 0: none), and removes it when t ends.
+func buildLab(t *testing.T, prefix string, underlay int) *Lab {
 	t.Helper()
 	ctx := context.Background()
 	l, err := Build(ctx, prefix)
@@ -213,35 +233,36 @@ func startLabWith(t *testing.T, bin, prefix, mode string, vxlan bool) (*Lab, []*
 			t.Error(err)
 		}
 	})
-	if vxlan {
-		if err := l.AddUnderlay(ctx); err != nil {
-			t.Fatal(err)
-		}
+	switch underlay {
+	case 4:
+		err = l.AddUnderlay(ctx)
+	case 6:
+		err = l.AddUnderlay6(ctx)
 	}
-	var ds []*Daemon
-	var sas []SAEntry
-	for _, gw := range l.Gateways {
-		d, err := StartDaemon(ctx, bin, gw, filepath.Join(t.TempDir(), gw.Name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds = append(ds, d)
-		t.Cleanup(func() {
-			if err := d.Stop(); err != nil {
-				t.Errorf("vifsecd %s: %v", d.GW.Name, err)
-			}
-			if t.Failed() {
-				log, _ := os.ReadFile(d.Log)
-				t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
-			}
-		})
-		s, err := ConfigureWith(ctx, l, d, mode, nil, vxlan)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sas = append(sas, s...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return l, ds, sas
+	return l
+}
+
+// startDaemon starts vifsecd on gw; it is stopped when t ends, and its log
+// shown if t failed.
+func startDaemon(t *testing.T, bin string, gw *Gateway) *Daemon {
+	t.Helper()
+	d, err := StartDaemon(context.Background(), bin, gw, filepath.Join(t.TempDir(), gw.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Stop(); err != nil {
+			t.Errorf("vifsecd %s: %v", d.GW.Name, err)
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(d.Log)
+			t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
+		}
+	})
+	return d
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

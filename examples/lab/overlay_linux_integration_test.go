@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,44 +27,8 @@ func TestIntegrationVXLANGateways(t *testing.T) {
 func testVXLANGateways(t *testing.T, v6 bool) {
 	bin := needDemoTools(t)
 	ctx := context.Background()
-	l, err := Build(ctx, fmt.Sprintf("vx%d%d", os.Getpid()%10000, map[bool]int{false: 4, true: 6}[v6]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if v6 {
-		err = l.AddUnderlay6(ctx)
-	} else {
-		err = l.AddUnderlay(ctx)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sas []SAEntry
-	var ds []*Daemon
-	for _, gw := range l.Gateways {
-		d, err := StartDaemon(ctx, bin, gw, filepath.Join(t.TempDir(), gw.Name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds = append(ds, d)
-		t.Cleanup(func() {
-			d.Stop()
-			if t.Failed() {
-				log, _ := os.ReadFile(d.Log)
-				t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
-			}
-		})
-		s, err := ConfigureWith(ctx, l, d, "transport", nil, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sas = append(sas, s...)
-	}
+	ipv := map[bool]int{false: 4, true: 6}[v6]
+	l, ds, sas := startLabWith(t, bin, fmt.Sprintf("vx%d%d", os.Getpid()%10000, ipv), "transport", ipv)
 	// The effective MTU each VM is told: uplink 1500, less VXLAN over IPv4
 	// (50) or IPv6 (70) and transport-mode AES-GCM ESP (8 header + 8 IV + 3
 	// pad + 2 + 16 ICV = 37).
@@ -129,18 +92,7 @@ func testVXLANGateways(t *testing.T, v6 bool) {
 func TestIntegrationVXLANKernelVTEP(t *testing.T) {
 	bin := needDemoTools(t)
 	ctx := context.Background()
-	l, err := Build(ctx, fmt.Sprintf("vk%d", os.Getpid()%10000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := l.AddUnderlay(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := buildLab(t, fmt.Sprintf("vk%d", os.Getpid()%10000), 4)
 	gwa, gwb := l.Gateways[0], l.Gateways[1]
 	// Gateway b is not vifsec here: its namespace holds the kernel VTEP.
 	for _, args := range [][]string{
@@ -157,17 +109,7 @@ func TestIntegrationVXLANKernelVTEP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := StartDaemon(ctx, bin, gwa, filepath.Join(t.TempDir(), "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		d.Stop()
-		if t.Failed() {
-			log, _ := os.ReadFile(d.Log)
-			t.Logf("vifsecd log:\n%s", log)
-		}
-	})
+	d := startDaemon(t, bin, gwa)
 	vm := l.VM("acme", "a")
 	for _, args := range [][]string{
 		{"uplink", "set", "--dev", gwa.Uplink, "--overlay", "vxlan", "--vxlan-local", UnderlayAddr("a").String()},
@@ -200,32 +142,10 @@ func TestIntegrationVXLANKernelVTEP(t *testing.T) {
 func TestIntegrationVXLANProtectUnderlay(t *testing.T) {
 	bin := needDemoTools(t)
 	ctx := context.Background()
-	l, err := Build(ctx, fmt.Sprintf("vp%d", os.Getpid()%10000))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := l.AddUnderlay(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l := buildLab(t, fmt.Sprintf("vp%d", os.Getpid()%10000), 4)
 	ds := map[string]*Daemon{}
 	for _, gw := range l.Gateways {
-		d, err := StartDaemon(ctx, bin, gw, filepath.Join(t.TempDir(), gw.Name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds[gw.Name] = d
-		t.Cleanup(func() {
-			d.Stop()
-			if t.Failed() {
-				log, _ := os.ReadFile(d.Log)
-				t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
-			}
-		})
+		ds[gw.Name] = startDaemon(t, bin, gw)
 	}
 	cli := func(gw string, args ...string) string {
 		t.Helper()

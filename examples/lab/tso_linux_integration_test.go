@@ -45,7 +45,8 @@ func TestIntegrationGuestTSO(t *testing.T) {
 		mode := tc.mode
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			l, ds, _ := startLabWith(t, bin, fmt.Sprintf("vs%d%c%d", os.Getpid()%10000, mode[1], map[bool]int{false: 0, true: 1}[tc.vxlan]), mode, tc.vxlan)
+			underlay := map[bool]int{false: 0, true: 4}[tc.vxlan]
+			l, ds, _ := startLabWith(t, bin, fmt.Sprintf("vs%d%c%d", os.Getpid()%10000, mode[1], underlay), mode, underlay)
 			// vifsec offload show: what vifsec does per interface and what
 			// each offers, read with ethtool netlink in its namespace.
 			out, err := ds[0].CLI(ctx, "--format", "json", "offload", "show")
