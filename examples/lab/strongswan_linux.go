@@ -75,6 +75,11 @@ type CharonConfig struct {
 	Plugins string
 
 	SwanctlConf string // a whole swanctl.conf, overriding the connection fields
+
+	// Files are written under charon's private /etc/swanctl before it
+	// starts, by path relative to it: "x509/peer.pem", "x509ca/ca.pem",
+	// "private/peer.key" (swanctl --load-all loads them from there).
+	Files map[string][]byte
 }
 
 // Charon is a running charon. Its methods may be called from one goroutine
@@ -152,6 +157,15 @@ func StartCharon(ctx context.Context, cfg CharonConfig) (c *Charon, err error) {
 	}
 	if err := os.WriteFile(filepath.Join(swanctlDir, "swanctl.conf"), []byte(swc), 0o600); err != nil {
 		return c, err
+	}
+	for rel, b := range cfg.Files {
+		f := filepath.Join(swanctlDir, filepath.Clean("/"+rel))
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			return c, err
+		}
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			return c, err
+		}
 	}
 	logf, err := os.Create(c.Log)
 	if err != nil {
