@@ -1,0 +1,471 @@
+package suite
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vifsec/vifsec/sa"
+)
+
+// IKE is one negotiated IKE SA suite: exactly one transform of each type.
+// EncrKeyBits is the ENCR transform's Key Length attribute (128 or 256 for
+// AES-CBC and AES-GCM-16) and 0 for ChaCha20-Poly1305, which has a fixed
+// 256-bit key and never carries the attribute (RFC 7634 §4). Integ is
+// IntegNone for the AEAD ciphers. The zero IKE is invalid.
+type IKE struct {
+	Encr, EncrKeyBits, PRF, Integ, DH uint16
+}
+
+func (s IKE) encr() *encrAlg { return findEncr(s.Encr, s.EncrKeyBits) }
+
+// Valid checks that every transform of s is one this package implements
+// and that they fit together (an AEAD has no integrity transform).
+func (s IKE) Valid() error {
+	e := s.encr()
+	if e == nil {
+		return fmt.Errorf("IKE encryption transform %d with key length %d is not supported; use %s",
+			s.Encr, s.EncrKeyBits, ikeEncrNames())
+	}
+	if findPRF(s.PRF) == nil {
+		return fmt.Errorf("IKE PRF transform %d is not supported; use %s", s.PRF, prfNames())
+	}
+	if e.aead {
+		if s.Integ != IntegNone {
+			return fmt.Errorf("IKE suite: %s is an AEAD and takes no integrity transform (got %d)", e.name, s.Integ)
+		}
+	} else if findInteg(s.Integ) == nil {
+		return fmt.Errorf("IKE integrity transform %d is not supported with %s; use %s", s.Integ, e.name, integNames())
+	}
+	if findDH(s.DH) == nil {
+		return fmt.Errorf("IKE DH group %d is not supported; use %s", s.DH, dhNames(false))
+	}
+	return nil
+}
+
+// String gives s in strongSwan's proposal syntax, the canonical spelling
+// ParseIKEProposal reads back: "aes128gcm16-prfsha256-modp2048",
+// "aes256-sha256-ecp384" (a PRF equal to the one the integrity algorithm
+// implies is left out, as strongSwan writers do). Unknown transforms print
+// as their numbers.
+func (s IKE) String() string {
+	var parts []string
+	e := s.encr()
+	if e != nil {
+		parts = append(parts, e.name)
+	} else {
+		parts = append(parts, "encr"+strconv.Itoa(int(s.Encr))+"_"+strconv.Itoa(int(s.EncrKeyBits)))
+	}
+	var impliedPRF uint16
+	if e == nil || !e.aead || s.Integ != IntegNone {
+		if i := findInteg(s.Integ); i != nil {
+			parts = append(parts, i.name)
+			impliedPRF = i.prf
+		} else {
+			parts = append(parts, "integ"+strconv.Itoa(int(s.Integ)))
+		}
+	}
+	if p := findPRF(s.PRF); p == nil {
+		parts = append(parts, "prf"+strconv.Itoa(int(s.PRF)))
+	} else if p.id != impliedPRF {
+		parts = append(parts, p.name)
+	}
+	parts = append(parts, DHName(s.DH))
+	return strings.Join(parts, "-")
+}
+
+// ESP is one negotiated Child SA suite in the ESP core's terms. DH is the
+// PFS group of a CREATE_CHILD_SA exchange, 0 for none.
+type ESP struct {
+	Enc   sa.EncAlg
+	Integ sa.IntegAlg
+	ESN   bool
+	DH    uint16
+}
+
+// Valid checks e against the ESP core's rules (sa.CheckSuite) and the DH
+// groups this package implements.
+func (e ESP) Valid() error {
+	if err := sa.CheckSuite(e.Enc, e.Integ); err != nil {
+		return fmt.Errorf("ESP suite: %w", err)
+	}
+	if e.DH != 0 && findDH(e.DH) == nil {
+		return fmt.Errorf("ESP PFS group %d is not supported; use %s", e.DH, dhNames(true))
+	}
+	return nil
+}
+
+// String gives e in strongSwan's esp_proposals syntax: "aes128gcm16",
+// "aes256-sha256", "aes256gcm16-ecp384-esn". No ESN is strongSwan's default
+// and is not written.
+func (e ESP) String() string {
+	var parts []string
+	if n := espEncName(e.Enc); n != "" {
+		parts = append(parts, n)
+	} else {
+		parts = append(parts, e.Enc.String())
+	}
+	if !e.Enc.IsAEAD() || e.Integ != sa.IntegNone {
+		if i := integForESP(e.Integ); i != nil {
+			parts = append(parts, i.name)
+		} else {
+			parts = append(parts, e.Integ.String())
+		}
+	}
+	if e.DH != 0 {
+		parts = append(parts, DHName(e.DH))
+	}
+	if e.ESN {
+		parts = append(parts, "esn")
+	}
+	return strings.Join(parts, "-")
+}
+
+// tokens of one proposal, sorted by kind, in the order written.
+type tokens struct {
+	encr  []string // canonical names
+	integ []string
+	prf   []string
+	dh    []uint16 // 0 for "none"
+	esn   []bool
+}
+
+func addOnce[T comparable](l []T, v T) []T {
+	if slices.Contains(l, v) {
+		return l
+	}
+	return append(l, v)
+}
+
+// splitProposals splits "a-b-c, d-e" into proposals of tokens, the way
+// strongSwan does (proposals separated by commas, algorithms by '-',
+// blanks ignored), lower-casing and resolving aliases.
+func splitProposals(kind, s string, encrOK func(string) bool) ([]tokens, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%s proposal is empty; write e.g. %s", kind, example(kind))
+	}
+	var out []tokens
+	for _, p := range strings.Split(s, ",") {
+		var t tokens
+		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("%s proposals %q: empty proposal between commas", kind, s)
+		}
+		for _, tok := range strings.Split(p, "-") {
+			tok = strings.TrimSpace(tok)
+			if tok == "" {
+				return nil, fmt.Errorf("%s proposal %q: empty algorithm between dashes", kind, p)
+			}
+			name := lower(tok)
+			if a, ok := aliases[name]; ok {
+				name = a
+			}
+			switch {
+			case encrOK(name):
+				t.encr = addOnce(t.encr, name)
+			case name == "none":
+				t.dh = addOnce(t.dh, 0)
+			case name == "esn" || name == "noesn":
+				t.esn = addOnce(t.esn, name == "esn")
+			default:
+				if integByName(name) != nil {
+					t.integ = addOnce(t.integ, name)
+				} else if prfByName(name) != nil {
+					t.prf = addOnce(t.prf, name)
+				} else if d := dhByName(name); d != nil {
+					t.dh = addOnce(t.dh, d.id)
+				} else {
+					return nil, fmt.Errorf("%s proposal %q: algorithm %q is not supported; %s", kind, p, tok, accepted(kind))
+				}
+			}
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func example(kind string) string {
+	if kind == "IKE" {
+		return `"aes128gcm16-prfsha256-modp2048" or "aes256-sha256-ecp384"`
+	}
+	return `"aes128gcm16" or "aes256-sha256-esn"`
+}
+
+func accepted(kind string) string {
+	if kind == "IKE" {
+		return fmt.Sprintf("use encryption %s; integrity %s; prf %s; dh %s",
+			ikeEncrNames(), integNames(), prfNames(), dhNames(false))
+	}
+	return fmt.Sprintf("use encryption %s; integrity %s; pfs dh %s; esn, noesn",
+		espEncNames(), integNames(), dhNames(true))
+}
+
+func ikeEncrNames() string {
+	var n []string
+	for _, e := range ikeEncrs {
+		n = append(n, e.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func espEncNames() string {
+	var n []string
+	for _, a := range sa.EncAlgs() {
+		n = append(n, espEncName(a))
+	}
+	return strings.Join(n, ", ")
+}
+
+func integNames() string {
+	var n []string
+	for _, i := range integs {
+		n = append(n, i.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func prfNames() string {
+	var n []string
+	for _, p := range prfs {
+		n = append(n, p.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func dhNames(withNone bool) string {
+	var n []string
+	for _, d := range dhs {
+		if d.id == DHCurve25519 {
+			n = append(n, "curve25519 (x25519)")
+			continue
+		}
+		n = append(n, d.name)
+	}
+	if withNone {
+		n = append(n, "none")
+	}
+	return strings.Join(n, ", ")
+}
+
+func ikeEncrByName(name string) *encrAlg {
+	for i := range ikeEncrs {
+		if ikeEncrs[i].name == name {
+			return &ikeEncrs[i]
+		}
+	}
+	return nil
+}
+
+func espEncByName(name string) sa.EncAlg {
+	for _, a := range sa.EncAlgs() {
+		if espEncName(a) == name {
+			return a
+		}
+	}
+	return sa.EncInvalid
+}
+
+func integByName(name string) *integAlg {
+	for i := range integs {
+		if integs[i].name == name {
+			return &integs[i]
+		}
+	}
+	return nil
+}
+
+func prfByName(name string) *prfAlg {
+	for i := range prfs {
+		if prfs[i].name == name {
+			return &prfs[i]
+		}
+	}
+	return nil
+}
+
+func dhByName(name string) *dhAlg {
+	for i := range dhs {
+		if dhs[i].name == name {
+			return &dhs[i]
+		}
+	}
+	return nil
+}
+
+// ParseIKEProposal parses strongSwan's proposal syntax
+// ("aes256gcm16-prfsha384-ecp384", "aes256-sha256-modp2048",
+// "chacha20poly1305-prfsha256-x25519"), also a comma-separated list of
+// proposals. Algorithm names are case-insensitive and strongSwan's aliases
+// are accepted (aes, aes128gcm128, sha, sha2_256, x25519, …).
+//
+// It follows strongSwan's rules (proposal.c check_proposal): without a PRF
+// the PRFs implied by the integrity algorithms are used; an AEAD-only
+// proposal drops its integrity algorithms; classic and AEAD ciphers do not
+// mix in one proposal; a DH group is required ("none" is dropped). A
+// proposal naming several algorithms of a kind expands into every
+// combination, in order of preference: encryption first, then integrity,
+// PRF, DH. Duplicates are removed.
+func ParseIKEProposal(s string) ([]IKE, error) {
+	props, err := splitProposals("IKE", s, func(n string) bool { return ikeEncrByName(n) != nil })
+	if err != nil {
+		return nil, err
+	}
+	var out []IKE
+	for i, t := range props {
+		name := proposalName(s, i)
+		if len(t.esn) > 0 {
+			return nil, fmt.Errorf("IKE proposal %q: esn/noesn apply to ESP proposals only", name)
+		}
+		if len(t.encr) == 0 {
+			return nil, fmt.Errorf("IKE proposal %q: needs an encryption algorithm (%s)", name, ikeEncrNames())
+		}
+		aead := ikeEncrByName(t.encr[0]).aead
+		for _, n := range t.encr[1:] {
+			if ikeEncrByName(n).aead != aead {
+				return nil, fmt.Errorf("IKE proposal %q: classic (%s) and AEAD (%s) encryption cannot be in one proposal; write two proposals separated by a comma",
+					name, classicOf(t.encr), aeadOf(t.encr))
+			}
+		}
+		prfList := t.prf
+		if len(prfList) == 0 {
+			for _, n := range t.integ {
+				prfList = addOnce(prfList, findPRF(integByName(n).prf).name)
+			}
+		}
+		if len(prfList) == 0 {
+			return nil, fmt.Errorf("IKE proposal %q: needs a PRF (%s)", name, prfNames())
+		}
+		integList := t.integ
+		if aead {
+			integList = nil
+		} else if len(integList) == 0 {
+			return nil, fmt.Errorf("IKE proposal %q: %s needs an integrity algorithm (%s)", name, t.encr[0], integNames())
+		}
+		var dhList []uint16
+		for _, d := range t.dh {
+			if d != 0 {
+				dhList = append(dhList, d)
+			}
+		}
+		if len(dhList) == 0 {
+			return nil, fmt.Errorf("IKE proposal %q: needs a DH group (%s)", name, dhNames(false))
+		}
+		for _, en := range t.encr {
+			e := ikeEncrByName(en)
+			integIDs := []uint16{IntegNone}
+			if !aead {
+				integIDs = integIDs[:0]
+				for _, n := range integList {
+					integIDs = append(integIDs, integByName(n).id)
+				}
+			}
+			for _, ig := range integIDs {
+				for _, pn := range prfList {
+					for _, d := range dhList {
+						out = addOnce(out, IKE{Encr: e.id, EncrKeyBits: e.keyBits, PRF: prfByName(pn).id, Integ: ig, DH: d})
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// ParseESPProposal parses strongSwan's esp_proposals syntax ("aes128gcm16",
+// "aes256-sha256", "aes256gcm16-ecp384", "chacha20poly1305-esn"), also a
+// comma-separated list. A DH group asks for PFS in CREATE_CHILD_SA; "none"
+// beside a group makes PFS optional. Without esn/noesn the suite has no
+// ESN (strongSwan's default); naming both offers both. As in strongSwan,
+// an AEAD-only proposal drops integrity algorithms and PRFs are ignored;
+// unlike strongSwan a classic cipher needs an integrity algorithm, because
+// the ESP core never runs ESP without authentication.
+func ParseESPProposal(s string) ([]ESP, error) {
+	props, err := splitProposals("ESP", s, func(n string) bool { return espEncByName(n) != sa.EncInvalid })
+	if err != nil {
+		return nil, err
+	}
+	var out []ESP
+	for i, t := range props {
+		name := proposalName(s, i)
+		if len(t.encr) == 0 {
+			return nil, fmt.Errorf("ESP proposal %q: needs an encryption algorithm (%s)", name, espEncNames())
+		}
+		aead := espEncByName(t.encr[0]).IsAEAD()
+		for _, n := range t.encr[1:] {
+			if espEncByName(n).IsAEAD() != aead {
+				return nil, fmt.Errorf("ESP proposal %q: classic (%s) and AEAD (%s) encryption cannot be in one proposal; write two proposals separated by a comma",
+					name, classicOfESP(t.encr), aeadOfESP(t.encr))
+			}
+		}
+		integList := []sa.IntegAlg{sa.IntegNone}
+		if !aead {
+			if len(t.integ) == 0 {
+				return nil, fmt.Errorf("ESP proposal %q: %s needs an integrity algorithm (%s): ESP without authentication is never allowed",
+					name, t.encr[0], integNames())
+			}
+			integList = integList[:0]
+			for _, n := range t.integ {
+				integList = append(integList, integByName(n).esp)
+			}
+		}
+		dhList := t.dh
+		if len(dhList) == 0 {
+			dhList = []uint16{0}
+		}
+		esnList := t.esn
+		if len(esnList) == 0 {
+			esnList = []bool{false}
+		}
+		for _, en := range t.encr {
+			for _, ig := range integList {
+				for _, d := range dhList {
+					for _, esn := range esnList {
+						out = addOnce(out, ESP{Enc: espEncByName(en), Integ: ig, DH: d, ESN: esn})
+					}
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func proposalName(s string, i int) string {
+	return strings.TrimSpace(strings.Split(s, ",")[i])
+}
+
+func classicOf(names []string) string {
+	for _, n := range names {
+		if !ikeEncrByName(n).aead {
+			return n
+		}
+	}
+	return ""
+}
+
+func aeadOf(names []string) string {
+	for _, n := range names {
+		if ikeEncrByName(n).aead {
+			return n
+		}
+	}
+	return ""
+}
+
+func classicOfESP(names []string) string {
+	for _, n := range names {
+		if !espEncByName(n).IsAEAD() {
+			return n
+		}
+	}
+	return ""
+}
+
+func aeadOfESP(names []string) string {
+	for _, n := range names {
+		if espEncByName(n).IsAEAD() {
+			return n
+		}
+	}
+	return ""
+}

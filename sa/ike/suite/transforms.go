@@ -1,0 +1,242 @@
+package suite
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/ike/wire"
+)
+
+// ErrNoSuite is wrapped when a received proposal holds no combination of
+// transforms this package implements: the proposal is unacceptable
+// (RFC 7296 §3.3.6), and if no proposal is left the answer is
+// NO_PROPOSAL_CHOSEN.
+var ErrNoSuite = errors.New("suite: proposal has no supported combination of transforms")
+
+// Transforms lists s as the transforms of one IKE proposal (RFC 7296
+// §3.3.2): ENCR (with Key Length for AES), PRF, INTEG (not for AEADs), DH.
+func (s IKE) Transforms() []wire.Transform {
+	ts := []wire.Transform{{Type: wire.TransformENCR, ID: s.Encr, KeyLength: s.EncrKeyBits}}
+	ts = append(ts, wire.Transform{Type: wire.TransformPRF, ID: s.PRF})
+	if e := s.encr(); e == nil || !e.aead || s.Integ != IntegNone {
+		ts = append(ts, wire.Transform{Type: wire.TransformINTEG, ID: s.Integ})
+	}
+	return append(ts, wire.Transform{Type: wire.TransformDH, ID: s.DH})
+}
+
+// Transforms lists e as the transforms of one ESP proposal: ENCR (with
+// Key Length for AES), INTEG (not for AEADs), DH if e asks for PFS, and
+// ESN, which is mandatory in ESP proposals (RFC 7296 §3.3.3).
+func (e ESP) Transforms() []wire.Transform {
+	ts := []wire.Transform{{Type: wire.TransformENCR, ID: e.Enc.IKEID(), KeyLength: espKeyBits(e.Enc)}}
+	if !e.Enc.IsAEAD() || e.Integ != sa.IntegNone {
+		ts = append(ts, wire.Transform{Type: wire.TransformINTEG, ID: e.Integ.IKEID()})
+	}
+	if e.DH != 0 {
+		ts = append(ts, wire.Transform{Type: wire.TransformDH, ID: e.DH})
+	}
+	esn := uint16(ESNNone)
+	if e.ESN {
+		esn = ESNYes
+	}
+	return append(ts, wire.Transform{Type: wire.TransformESN, ID: esn})
+}
+
+// byType sorts a proposal's transforms by type, in the order received,
+// without duplicates. It fails on a transform type RFC 7296 does not
+// define for proto.
+func byType(ts []wire.Transform, allowed ...wire.TransformType) (map[wire.TransformType][]wire.Transform, error) {
+	m := make(map[wire.TransformType][]wire.Transform)
+	seen := make(map[wire.Transform]bool, len(ts))
+	for _, t := range ts {
+		if !slices.Contains(allowed, t.Type) {
+			return nil, fmt.Errorf("%w: transform type %d is not allowed here", ErrNoSuite, t.Type)
+		}
+		if !seen[t] {
+			seen[t] = true
+			m[t.Type] = append(m[t.Type], t)
+		}
+	}
+	return m, nil
+}
+
+// IKEFromTransforms reads the transforms of one received IKE proposal and
+// returns every combination this package implements, in the order the
+// peer listed them (encryption first, then integrity, PRF, DH).
+// Unsupported transforms are skipped; a proposal with an unknown
+// transform type, a missing mandatory type, or nothing supported is an
+// error wrapping ErrNoSuite. ChaCha20-Poly1305 is accepted with or without
+// a 256-bit Key Length attribute (strongSwan's chacha20poly1305compat).
+// At most 5 × 4 × 4 × 4 suites come back, whatever the peer sent.
+func IKEFromTransforms(ts []wire.Transform) ([]IKE, error) {
+	m, err := byType(ts, wire.TransformENCR, wire.TransformPRF, wire.TransformINTEG, wire.TransformDH)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range []wire.TransformType{wire.TransformENCR, wire.TransformPRF, wire.TransformDH} {
+		if len(m[t]) == 0 {
+			return nil, fmt.Errorf("%w: IKE proposal without a %v transform", ErrNoSuite, t)
+		}
+	}
+	// Keep only what is supported before combining, so that a proposal of
+	// thousands of unknown transforms costs one pass.
+	var prfIDs, dhIDs, integIDs []uint16
+	integNone := len(m[wire.TransformINTEG]) == 0
+	for _, t := range m[wire.TransformPRF] {
+		if t.KeyLength == 0 && findPRF(t.ID) != nil {
+			prfIDs = append(prfIDs, t.ID)
+		}
+	}
+	for _, t := range m[wire.TransformDH] {
+		if t.KeyLength == 0 && findDH(t.ID) != nil {
+			dhIDs = append(dhIDs, t.ID)
+		}
+	}
+	for _, t := range m[wire.TransformINTEG] {
+		switch {
+		case t.KeyLength != 0:
+		case t.ID == IntegNone:
+			integNone = true
+		case findInteg(t.ID) != nil:
+			integIDs = append(integIDs, t.ID)
+		}
+	}
+	var out []IKE
+	for _, et := range m[wire.TransformENCR] {
+		e := ikeEncrFromTransform(et)
+		if e == nil {
+			continue
+		}
+		igs := integIDs
+		if e.aead {
+			igs = nil
+			if integNone {
+				igs = []uint16{IntegNone}
+			}
+		}
+		for _, ig := range igs {
+			for _, p := range prfIDs {
+				for _, d := range dhIDs {
+					out = addOnce(out, IKE{Encr: e.id, EncrKeyBits: e.keyBits, PRF: p, Integ: ig, DH: d})
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: IKE proposal %s", ErrNoSuite, describe(ts))
+	}
+	return out, nil
+}
+
+func ikeEncrFromTransform(t wire.Transform) *encrAlg {
+	if t.ID == EncrChaCha20Poly1305 && t.KeyLength == 256 {
+		return findEncr(t.ID, 0)
+	}
+	return findEncr(t.ID, t.KeyLength)
+}
+
+func espEncFromTransform(t wire.Transform) sa.EncAlg {
+	for _, a := range sa.EncAlgs() {
+		if a.IKEID() != t.ID {
+			continue
+		}
+		kl := t.KeyLength
+		if a == sa.EncChaCha20Poly1305 && kl == 256 {
+			kl = 0
+		}
+		if espKeyBits(a) == kl {
+			return a
+		}
+	}
+	return sa.EncInvalid
+}
+
+// ESPFromTransforms reads the transforms of one received ESP proposal and
+// returns every combination the ESP core implements, in the order the
+// peer listed them. DH NONE (or no DH transform) is a suite without PFS;
+// a proposal without an ESN transform is read as ESN NONE. Errors wrap
+// ErrNoSuite.
+func ESPFromTransforms(ts []wire.Transform) ([]ESP, error) {
+	m, err := byType(ts, wire.TransformENCR, wire.TransformINTEG, wire.TransformDH, wire.TransformESN)
+	if err != nil {
+		return nil, err
+	}
+	if len(m[wire.TransformENCR]) == 0 {
+		return nil, fmt.Errorf("%w: ESP proposal without an encryption transform", ErrNoSuite)
+	}
+	dhs := []uint16{0}
+	if l := m[wire.TransformDH]; len(l) > 0 {
+		dhs = dhs[:0]
+		for _, t := range l {
+			if t.KeyLength == 0 && (t.ID == 0 || findDH(t.ID) != nil) {
+				dhs = append(dhs, t.ID)
+			}
+		}
+	}
+	esns := []bool{false}
+	if l := m[wire.TransformESN]; len(l) > 0 {
+		esns = esns[:0]
+		for _, t := range l {
+			if t.KeyLength == 0 && (t.ID == ESNNone || t.ID == ESNYes) {
+				esns = append(esns, t.ID == ESNYes)
+			}
+		}
+	}
+	var integs []sa.IntegAlg
+	integNone := len(m[wire.TransformINTEG]) == 0
+	for _, t := range m[wire.TransformINTEG] {
+		if t.KeyLength != 0 {
+			continue
+		}
+		if t.ID == IntegNone {
+			integNone = true
+		} else if i := findInteg(t.ID); i != nil {
+			integs = append(integs, i.esp)
+		}
+	}
+	var out []ESP
+	for _, et := range m[wire.TransformENCR] {
+		enc := espEncFromTransform(et)
+		if enc == sa.EncInvalid {
+			continue
+		}
+		igs := integs
+		if enc.IsAEAD() {
+			igs = nil
+			if integNone {
+				igs = []sa.IntegAlg{sa.IntegNone}
+			}
+		}
+		for _, ig := range igs {
+			for _, d := range dhs {
+				for _, esn := range esns {
+					out = addOnce(out, ESP{Enc: enc, Integ: ig, DH: d, ESN: esn})
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: ESP proposal %s", ErrNoSuite, describe(ts))
+	}
+	return out, nil
+}
+
+func describe(ts []wire.Transform) string {
+	b := make([]byte, 0, 16*len(ts))
+	for i, t := range ts {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = fmt.Appendf(b, "%v:%d", t.Type, t.ID)
+		if t.KeyLength != 0 {
+			b = fmt.Appendf(b, "/%d", t.KeyLength)
+		}
+		if i == 15 && len(ts) > 16 {
+			b = fmt.Appendf(b, " … (%d transforms)", len(ts))
+			break
+		}
+	}
+	return string(b)
+}
