@@ -12,7 +12,7 @@ import (
 //	guest (IKEGuest)          hypervisor (vifsecd)              peer (charon)
 //	eth0 192.0.2.10 ──veth── vm1 │ GW │ up0 ──veth── eth0 192.0.2.20
 //	     2001:db8:1::10                                   2001:db8:1::20
-//	                                                 prot0 198.51.100.1/24
+//	                                     prot0 (bridge) 198.51.100.1/24
 //	                                                       2001:db8:2::1/64
 //
 // The guest runs nothing but its IP stack: vifsec speaks IKE for it from
@@ -76,7 +76,7 @@ func BuildIKE(ctx context.Context, prefix string) (l *IKELab, err error) {
 		{"ip", "-n", l.Peer, "addr", "add", IKEPeer4.String() + "/24", "dev", "eth0"},
 		{"ip", "-n", l.Peer, "addr", "add", IKEPeer6.String() + "/64", "dev", "eth0", "nodad"},
 		{"ip", "-n", l.Peer, "link", "set", "eth0", "up"},
-		{"ip", "-n", l.Peer, "link", "add", "prot0", "type", "dummy"},
+		{"ip", "-n", l.Peer, "link", "add", "prot0", "type", "bridge"},
 		{"ip", "-n", l.Peer, "addr", "add", IKEProtHost4.String() + "/24", "dev", "prot0"},
 		{"ip", "-n", l.Peer, "addr", "add", IKEProtHost6.String() + "/64", "dev", "prot0", "nodad"},
 		{"ip", "-n", l.Peer, "link", "set", "prot0", "up"},
