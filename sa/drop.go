@@ -25,6 +25,8 @@ const (
 	DropDummy               // RFC 4303 §2.6 dummy packet (next header 59), consumed
 	DropFragment            // IP fragment on a transport-mode SA (RFC 4301 §7: whole datagrams only)
 	DropECN                 // RFC 6040 §4.2: outer CE on a Not-ECT inner packet
+	DropEncapMismatch       // ESP in UDP for an SA without Encap, or plain ESP for one with it (RFC 3948)
+	DropNATKeepalive        // RFC 3948 §2.3 NAT-keepalive (one 0xff byte to UDP 4500), consumed
 	NumDrops
 )
 
@@ -45,6 +47,8 @@ var dropNames = [NumDrops]string{
 	DropDummy:          "dummy",
 	DropFragment:       "fragment",
 	DropECN:            "ecn-drop",
+	DropEncapMismatch:  "encap-mismatch",
+	DropNATKeepalive:   "nat-keepalive",
 }
 
 // String is the reason's name in `vifsec stats` and at /metrics.

@@ -62,6 +62,18 @@ type Lifetime struct {
 	Hard Limits `json:"hard"`
 }
 
+// UDPEncap is RFC 3948 UDP encapsulation of ESP (NAT traversal, RFC 7296
+// §2.23): every ESP packet of the SA travels in a UDP datagram between
+// these ports, in transport and tunnel mode alike. SrcPort is the port at
+// the SA's Src, DstPort at its Dst: 4500 both, unless a NAT maps them
+// (IKE learns the mapped port from the peer's datagrams). On receipt the
+// ports are not checked (a NAT may re-map them at any time; ESP's ICV, not
+// the UDP header, authenticates the packet).
+type UDPEncap struct {
+	SrcPort uint16 `json:"src_port"`
+	DstPort uint16 `json:"dst_port"`
+}
+
 // Config is everything that defines an SA. It is what the CLI, the store
 // and IKE produce; New turns it into a live SA.
 type Config struct {
@@ -84,6 +96,10 @@ type Config struct {
 	ReplayWindow int        `json:"replay_window,omitempty"` // 0 = replay.DefaultSize
 	ESN          bool       `json:"esn,omitempty"`
 	Lifetime     Lifetime   `json:"lifetime"`
+	// Encap, when set, carries the SA's ESP in UDP (RFC 3948); nil is
+	// plain ESP (IP protocol 50). An SA with Encap accepts only
+	// UDP-encapsulated ESP, one without only plain ESP.
+	Encap *UDPEncap `json:"encap,omitempty"`
 	// Created is when the SA was made, which seconds lifetimes count
 	// from; New sets it when zero. A restored SA keeps its original time.
 	Created time.Time `json:"created,omitzero"`
@@ -133,6 +149,9 @@ func (c *Config) Validate() error {
 	if w := c.ReplayWindow; w != 0 && (w < replay.MinSize || w > replay.MaxSize) {
 		return fmt.Errorf("--replay-window: %d out of range; use %d-%d (default %d)", w, replay.MinSize, replay.MaxSize, replay.DefaultSize)
 	}
+	if e := c.Encap; e != nil && (e.SrcPort == 0 || e.DstPort == 0) {
+		return fmt.Errorf("encap: UDP ports %d -> %d invalid; both must be 1-65535 (4500 unless a NAT maps them)", e.SrcPort, e.DstPort)
+	}
 	s, h := c.Lifetime.Soft, c.Lifetime.Hard
 	for _, p := range [...]struct {
 		flag       string
@@ -148,7 +167,17 @@ func (c *Config) Validate() error {
 // Redacted returns a copy of c without key material, for listing and logs.
 func (c Config) Redacted() Config {
 	c.EncKey, c.IntegKey = nil, nil
+	c.Encap = c.Encap.clone()
 	return c
+}
+
+// clone returns a copy of e that shares nothing with it (nil for nil).
+func (e *UDPEncap) clone() *UDPEncap {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	return &c
 }
 
 // String never includes keys.
@@ -220,6 +249,10 @@ type SA struct {
 	replayMu sync.Mutex
 	replay   *replay.Window // nil for outbound-only SAs
 
+	// encap is cfg.Encap as a value, for the data path; udp says it is set.
+	encap UDPEncap
+	udp   bool
+
 	state atomic.Uint32
 	sink  *eventSink // set by DB.Apply; nil: nobody listens
 	Stats Counters
@@ -233,10 +266,14 @@ func New(cfg Config) (*SA, error) {
 	}
 	cfg.EncKey = append([]byte(nil), cfg.EncKey...)
 	cfg.IntegKey = append([]byte(nil), cfg.IntegKey...)
+	cfg.Encap = cfg.Encap.clone()
 	if cfg.Created.IsZero() {
 		cfg.Created = time.Now().UTC().Round(0)
 	}
 	s := &SA{cfg: cfg, key: cfg.Key(), created: cfg.Created}
+	if cfg.Encap != nil {
+		s.encap, s.udp = *cfg.Encap, true
+	}
 	if err := s.suite.init(&s.cfg); err != nil {
 		return nil, err
 	}
@@ -258,6 +295,7 @@ func (s *SA) ConfigWithKeys() Config {
 	c := s.cfg
 	c.EncKey = append([]byte(nil), c.EncKey...)
 	c.IntegKey = append([]byte(nil), c.IntegKey...)
+	c.Encap = c.Encap.clone()
 	return c
 }
 
@@ -271,14 +309,25 @@ func (s *SA) Dst() netip.Addr    { return s.cfg.Dst }
 func (s *SA) ESN() bool          { return s.cfg.ESN }
 func (s *SA) Created() time.Time { return s.created }
 
+// Encap returns the SA's UDP encapsulation (RFC 3948) and whether it has
+// one.
+func (s *SA) Encap() (UDPEncap, bool) { return s.encap, s.udp }
+
 // IVLen, ICVLen and Align describe the ESP framing of this SA's suite.
 func (s *SA) IVLen() int  { return s.suite.ivLen }
 func (s *SA) ICVLen() int { return s.suite.icvLen }
 func (s *SA) Align() int  { return s.suite.align }
 
 // Overhead is the most ESP adds to a payload of this SA, excluding any
-// outer (tunnel) IP header: header, IV, worst-case padding, trailer, ICV.
-func (s *SA) Overhead() int { return 8 + s.suite.ivLen + s.suite.align - 1 + 2 + s.suite.icvLen }
+// outer (tunnel) IP header: header, IV, worst-case padding, trailer, ICV,
+// and the 8-byte UDP header of an SA with Encap.
+func (s *SA) Overhead() int {
+	o := 8 + s.suite.ivLen + s.suite.align - 1 + 2 + s.suite.icvLen
+	if s.udp {
+		o += 8
+	}
+	return o
+}
 
 // Expired reports whether the SA passed a hard limit.
 func (s *SA) Expired() bool { return s.state.Load() == stateExpired }

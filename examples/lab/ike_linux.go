@@ -44,10 +44,10 @@ const IKEGuestMAC = "52:54:00:0a:00:10"
 // On error, whatever was made is removed.
 func BuildIKE(ctx context.Context, prefix string) (l *IKELab, err error) {
 	l = &IKELab{Lab: &Lab{Prefix: prefix}}
+	made := l
 	defer func() {
 		if err != nil {
-			l.Close()
-			l = nil
+			made.Close() // l is already nil here: return nil, err
 		}
 	}()
 	gw := &Gateway{Name: "a", NS: prefix + "gw", Uplink: "up0"}

@@ -59,10 +59,10 @@ var Tenants = []struct {
 // made is removed.
 func Build(ctx context.Context, prefix string) (l *Lab, err error) {
 	l = &Lab{Prefix: prefix}
+	made := l
 	defer func() {
 		if err != nil {
-			l.Close()
-			l = nil
+			made.Close() // l is already nil here: return nil, err
 		}
 	}()
 	for gi, g := range []string{"a", "b"} {

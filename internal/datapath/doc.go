@@ -12,6 +12,12 @@
 // crypto scratch, moves frames in batches, and allocates nothing per
 // packet (proved by AllocsPerRun tests with viftest ports).
 //
+// ESP may travel in UDP (RFC 3948 NAT traversal, per SA): the uplink takes
+// ESP in UDP to port 4500 like plain ESP, and consumes NAT-keepalives. For
+// VMs whose IKE the gateway runs (VM.IKE), IKE addressed to the VM is taken
+// off the wire for the IKE handler and SendIKE speaks from the VM's MAC and
+// addresses (ike.go).
+//
 // What it must not do: parse CLI input, touch the store, or block on the
 // control plane.
 package datapath

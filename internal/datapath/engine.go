@@ -36,6 +36,12 @@ type VM struct {
 	// (vif.PacketOptions.VnetHdr): the guest's TSO/GSO super-frames and
 	// partial checksums are then segmented and completed here.
 	VnetHdr bool
+	// IKE says the gateway runs IKE on this VM's behalf: IKE from the
+	// wire for one of IPs (any address when IPs is empty) — UDP to port
+	// 500, or to 4500 behind the non-ESP marker — goes to the handler
+	// SetIKEHandler installed instead of the guest, and SendIKE may speak
+	// from the VM's MAC and addresses. False: IKE is ordinary traffic.
+	IKE bool
 }
 
 type vmKey struct {
@@ -59,6 +65,26 @@ type vmState struct {
 	stats    *VMStats
 	// icmp limits the path-MTU errors sent back to the VM.
 	icmp *pmtu.RateLimiter
+	ike  bool // IKE on the VM's behalf (VM.IKE)
+	// inBySA holds, per inbound SA, the inbound ipsec policies that name
+	// it (compiled): an SA not named by the first match may still carry
+	// the flow when one of these matches it (rekey overlap).
+	inBySA map[*sa.SA]*tenant.SPD
+}
+
+// compileInBySA groups vm's inbound ipsec policies by the SA they name.
+func compileInBySA(policies []tenant.Policy, sas []*sa.SA) map[*sa.SA]*tenant.SPD {
+	by := map[*sa.SA][]tenant.Policy{}
+	for i, p := range policies {
+		if p.Direction == sa.DirIn && p.Action == tenant.ActionIPsec && i < len(sas) && sas[i] != nil {
+			by[sas[i]] = append(by[sas[i]], p)
+		}
+	}
+	out := make(map[*sa.SA]*tenant.SPD, len(by))
+	for s, ps := range by {
+		out[s] = tenant.Compile(ps)
+	}
+	return out
 }
 
 // snapshot is the table workers read: published whole, never modified.
@@ -115,6 +141,13 @@ type Engine struct {
 		// plain VXLAN while the underlay must be protected.
 		UnderlayNoSA, Unprotected atomic.Uint64
 	}
+	// IKE on VMs' behalf (ike.go).
+	ikeHandler atomic.Pointer[func(IKEPacket)]
+	ikeNeigh   ikeNeighbors
+	ikeTxMu    sync.Mutex
+	ikeTx      *worker // SendIKE's own worker, under ikeTxMu
+	ikeID      atomic.Uint32
+
 	upWorker *worker
 	UplinkRx PortStats
 	mu       sync.Mutex // Update, SetUplink, Close
@@ -240,6 +273,8 @@ func (e *Engine) Update(vms []VM) {
 			sas:      append([]*sa.SA(nil), v.SAs...),
 			stats:    st,
 			icmp:     pmtu.NewRateLimiter(icmpPerSecond, icmpBurst),
+			ike:      v.IKE,
+			inBySA:   compileInBySA(v.Policies, v.SAs),
 		}
 		if s.def == tenant.ActionInvalid {
 			s.def = tenant.ActionNone

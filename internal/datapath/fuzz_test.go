@@ -7,6 +7,7 @@ import (
 	"github.com/vifsec/vifsec/offload/offloadtest"
 	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/esp"
 	"github.com/vifsec/vifsec/sa/satest"
 	"github.com/vifsec/vifsec/tenant"
 	"github.com/vifsec/vifsec/vif"
@@ -16,7 +17,8 @@ import (
 // FuzzPipeline feeds arbitrary bytes to every entry of the data path — a
 // guest's frame with its virtio-net header, a wire frame on a plain and on
 // a virtio-net uplink, flat and with the VXLAN underlay (protected or not) —
-// with real SAs and policies behind them. No input may panic: guests and
+// with real SAs and policies behind them (plain ESP and ESP in UDP), to a
+// VM whose IKE the gateway runs. No input may panic: guests and
 // the wire are untrusted.
 func FuzzPipeline(f *testing.F) {
 	// Seeds: genuine frames of each kind.
@@ -34,7 +36,38 @@ func FuzzPipeline(f *testing.F) {
 	db := sa.NewDB(0)
 	e := New(db, nil)
 	out, in := tenantSAs(f, "acme", macA1, 100, 1, 0x1000, 0x2000, satest.V6A, satest.V6B)
-	_ = db.Apply([]*sa.SA{out, in}, nil)
+	// ESP in UDP (RFC 3948): the VM's outbound SA, and a second inbound
+	// SA; what the peer would send on each inbound SA makes the seeds.
+	outUDP, inUDP := natSAs(f, macA1, sa.ModeTransport, true, 0x1000, 0x3000, satest.V6A, satest.V6B)
+	peerPlain, _ := tenantSAs(f, "acme", macB1, 100, 1, 0x2000, 0x1000, satest.V6B, satest.V6A)
+	peerUDP, _ := natSAs(f, macB1, sa.ModeTransport, true, 0x3000, 0x1000, satest.V6B, satest.V6A)
+	out = outUDP
+	if err := db.Apply([]*sa.SA{out, in, inUDP}, nil); err != nil {
+		f.Fatal(err)
+	}
+	// Wire frames to the VM (VLAN 100 in the frame; sel 1: plain uplink,
+	// no overlay): ESP, ESP in UDP, IKE on 500 and 4500, a keepalive.
+	tagged := func(fr []byte) []byte {
+		return append(append(append([]byte(nil), fr[:12]...), 0x81, 0, 0, 100), fr[12:]...)
+	}
+	sealed := func(s *sa.SA) []byte {
+		fr := frame(macA1, macB1, satest.V6B, satest.V6A, 100)
+		buf := make([]byte, readOff+len(fr)+64)
+		copy(buf[readOff:], fr)
+		var sc sa.Scratch
+		st, en, _ := esp.Encap(s, &sc, buf, readOff+ethLen, len(fr)-ethLen)
+		copy(buf[st-ethLen:], fr[:ethLen])
+		return buf[st-ethLen : en]
+	}
+	ikeMsg := append([]byte{1, 2, 3, 4, 5, 6, 7, 8}, make([]byte, 20)...)
+	for _, fr := range [][]byte{
+		sealed(peerPlain), sealed(peerUDP),
+		udpFrame(macA1, peerMAC, satest.V6B, satest.V6A, 500, 500, ikeMsg),
+		udpFrame(macA1, peerMAC, satest.V6B, satest.V6A, 4500, 4500, append([]byte{0, 0, 0, 0}, ikeMsg...)),
+		udpFrame(macA1, peerMAC, satest.V4B, satest.V4A, 4500, 4500, []byte{0xff}),
+	} {
+		f.Add(tagged(fr), uint8(1))
+	}
 	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
 	u, _ := sa.New(sa.Config{Name: "u", SPI: 0x5000, Src: vtepB, Dst: vtepA, Mode: sa.ModeTransport,
 		Enc: sa.EncAES128GCM, EncKey: satest.Key(20, 9), Integ: sa.IntegNone})
@@ -42,7 +75,13 @@ func FuzzPipeline(f *testing.F) {
 	pol := policies("acme", netip.PrefixFrom(satest.V6A, 128), netip.PrefixFrom(satest.V6B, 128))
 	vifA := viftest.NewSink("vifA")
 	vm := &vmState{name: "acme", port: &txPort{Port: vifA, vnet: true}, mac: macA1, vlan: 100, vni: 1000, def: tenant.ActionNone,
-		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out, in}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1<<20, 1<<10)}
+		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out, in}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1<<20, 1<<10),
+		ike: true, ips: []netip.Addr{satest.V6A, satest.V4A}}
+	e.SetIKEHandler(func(p IKEPacket) {
+		if len(p.Data) > 0xffff || !p.Local.IsValid() {
+			panic("IKE handler got a packet that cannot have come off the wire")
+		}
+	})
 	snap := newSnapshot()
 	snap.byPort[vifA] = vm
 	snap.byKey[vmKey{100, macA1}] = vm

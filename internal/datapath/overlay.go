@@ -174,10 +174,11 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 	w.queue(up, buf, s, end, nil)
 }
 
-// fromUnderlayESP takes ESP addressed to the local VTEP when the underlay
-// is protected: the SA is found by SPI among the underlay SAs, the VXLAN
-// packet inside is decapsulated and must carry that SA's tenant VNI and
-// come from its remote VTEP. It reports false when the frame is not ESP
+// fromUnderlayESP takes ESP (plain, or in UDP to 4500 for an underlay SA
+// with Encap) addressed to the local VTEP when the underlay is protected:
+// the SA is found by SPI among the underlay SAs, the VXLAN packet inside is
+// decapsulated and must carry that SA's tenant VNI and come from its
+// remote VTEP. It reports false when the frame is not ESP
 // for an underlay SA (the caller goes on with it).
 func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, off, n int) bool {
 	if n < ethLen+20 {
@@ -187,11 +188,11 @@ func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, o
 	if et != etherIPv4 && et != etherIPv6 {
 		return false
 	}
-	_, spi, ok := esp.Locate(buf[off+ethLen : off+n])
-	if !ok {
+	c := esp.Classify(buf[off+ethLen : off+n])
+	if c.Kind != esp.KindESP && c.Kind != esp.KindESPInUDP {
 		return false
 	}
-	s := w.e.db.Lookup(sa.Key{SPI: spi})
+	s := w.e.db.Lookup(sa.Key{SPI: c.SPI})
 	k, ok := ov.underIn[s]
 	if s == nil || !ok {
 		w.e.OverlayStats.UnderlayNoSA.Add(1)

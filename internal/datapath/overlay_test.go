@@ -27,7 +27,13 @@ func TestOverlayESPInVXLAN(t *testing.T) { testOverlay(t, false) }
 // SA; the wire shows only ESP between the VTEP addresses.
 func TestOverlayProtectUnderlay(t *testing.T) { testOverlay(t, true) }
 
-func testOverlay(t *testing.T, protect bool) {
+// TestOverlayProtectUnderlayNATT: the same with the underlay SAs' ESP in
+// UDP (RFC 3948), as IKE between the VTEPs sets up across a NAT.
+func TestOverlayProtectUnderlayNATT(t *testing.T) { testOverlayWith(t, true, true) }
+
+func testOverlay(t *testing.T, protect bool) { testOverlayWith(t, protect, false) }
+
+func testOverlayWith(t *testing.T, protect, natt bool) {
 	a, b, wire := build(t)
 	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
 	upMACA, upMACB := sa.MAC{2, 0, 0, 0, 0, 0xa}, sa.MAC{2, 0, 0, 0, 0, 0xb}
@@ -58,8 +64,12 @@ func testOverlay(t *testing.T, protect bool) {
 					spi      uint32
 					src, dst netip.Addr
 				}{{sa.DirOut, outSPI, gw.local, gw.remote}, {sa.DirIn, inSPI, gw.remote, gw.local}} {
-					s, err := sa.New(sa.Config{Name: fmt.Sprintf("%s-u%x", tn, d.spi), SPI: d.spi, Dir: d.dir, Src: d.src, Dst: d.dst,
-						Mode: sa.ModeTransport, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, byte(d.spi>>8)), Integ: sa.IntegNone})
+					c := sa.Config{Name: fmt.Sprintf("%s-u%x", tn, d.spi), SPI: d.spi, Dir: d.dir, Src: d.src, Dst: d.dst,
+						Mode: sa.ModeTransport, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, byte(d.spi>>8)), Integ: sa.IntegNone}
+					if natt {
+						c.Encap = &sa.UDPEncap{SrcPort: 4500, DstPort: 4500}
+					}
+					s, err := sa.New(c)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -108,8 +118,15 @@ func testOverlay(t *testing.T, protect bool) {
 			// Outer: IPv4 ESP between the VTEPs with the tenant's
 			// underlay SPI; nothing of VXLAN or the tenant is visible.
 			spi := binary.BigEndian.Uint32(fr[14+20:])
+			proto := byte(50)
+			if natt {
+				spi, proto = binary.BigEndian.Uint32(fr[14+28:]), 17
+				if binary.BigEndian.Uint16(fr[14+22:]) != 4500 {
+					t.Fatalf("%s: underlay ESP in UDP not to port 4500: %x", tn, fr[:50])
+				}
+			}
 			want := map[string]uint32{"acme": 0x5000, "globex": 0x6000}[tn]
-			if binary.BigEndian.Uint16(fr[12:]) != etherIPv4 || fr[14+9] != 50 || spi != want ||
+			if binary.BigEndian.Uint16(fr[12:]) != etherIPv4 || fr[14+9] != proto || spi != want ||
 				netip.AddrFrom4([4]byte(fr[14+12:14+16])) != vtepA || netip.AddrFrom4([4]byte(fr[14+16:14+20])) != vtepB {
 				t.Fatalf("%s: not underlay ESP SPI %#x between the VTEPs: %x", tn, want, fr[:40])
 			}

@@ -13,6 +13,10 @@ type VMStats struct {
 	PacketsOut, BytesOut atomic.Uint64 // from the VM, forwarded
 	PacketsIn, BytesIn   atomic.Uint64 // delivered to the VM
 	Drops                [sa.NumDrops]atomic.Uint64
+	// IKEIn counts IKE messages from the wire handed to the IKE handler
+	// instead of the VM; IKEOut what SendIKE and SendNATKeepalive sent
+	// on its behalf.
+	IKEIn, IKEOut atomic.Uint64
 }
 
 // Drop counts one drop for reason d.

@@ -18,11 +18,18 @@ import (
 )
 
 // Frame geometry: frames are read at readOff so ESP, an 802.1Q tag and
-// (later) VXLAN can be written in front in place; bufSize leaves room for a
+// VXLAN can be written in front in place; bufSize leaves room for a
 // 1500-byte MTU frame plus ESP's tailroom with margin. Bigger frames (GSO
 // super-frames, jumbo) are counted as truncated by the port.
+//
+// The most written in front of a VM's frame is ESP inside VXLAN inside
+// underlay ESP toward a virtio-net uplink: the VM's ESP (esp.MaxPrefix,
+// outer IPv6 + UDP + ESP + IV; its Ethernet header is rebuilt in the
+// frame's own), VXLAN (vxlan.Headroom, outer Ethernet, tag, IPv6, UDP,
+// VXLAN), the underlay's ESP (esp.MaxPrefix again) and the virtio-net
+// header (TestHeadroomWorstCase sends such a frame).
 const (
-	readOff = esp.Headroom + vxlan.Headroom
+	readOff = max(esp.Headroom+vxlan.Headroom, 2*esp.MaxPrefix+vxlan.Headroom+vif.VnetHdrLen)
 	bufSize = 4096
 	maxOut  = 4 * vif.MaxBatch
 
@@ -435,6 +442,12 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	s := vm.sas[idx]
 	if s == nil || s.Dir() == sa.DirIn {
+		// No SA yet (IKE has not installed it): discarded, as ONTAP does.
+		// The frame tells where the guest sends traffic for that peer,
+		// which is where IKE on its behalf goes too.
+		if vm.ike && dst[0]&1 == 0 {
+			w.e.ikeNeigh.learnIfWanted(vm, w.flow.Dst, dst)
+		}
 		st.Drop(sa.DropNoSA)
 		return
 	}
@@ -573,10 +586,14 @@ func etherTypeOf(b byte) uint16 {
 
 //  1. Uplink queue: a frame from the wire
 //  2. VLAN from packet metadata or the frame; demultiplex by (vlan, dst mac)
-//  3. ESP: SA by (vlan, dst mac, SPI); replay check; decap
-//  4. Inbound SPD: the clear packet must match an inbound ipsec SP that names
+//  3. IKE for a VM whose IKE the gateway runs (UDP 500, or 4500 behind the
+//     non-ESP marker, to one of its addresses): to the IKE handler, never
+//     the guest
+//  4. ESP, plain or in UDP to 4500 (RFC 3948): SA by (vlan, dst mac, SPI);
+//     replay check; decap. NAT-keepalives are consumed (counted)
+//  5. Inbound SPD: the clear packet must match an inbound ipsec SP that names
 //     this SA (RFC 4301 §5.2); clear packets an ipsec SP covers are dropped
-//  5. Deliver to the VM's VIF, untagged
+//  6. Deliver to the VM's VIF, untagged
 //
 // fromUplinkVnet takes a frame with its virtio-net header from the uplink.
 // A plain frame gets its partial checksum completed (a local sender's
@@ -723,9 +740,27 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 	}
 	f := buf[off : off+n]
 	if etype == etherIPv4 || etype == etherIPv6 {
-		if _, spi, ok := esp.Locate(f[ethLen:]); ok && w.e.enabled.Load() {
-			w.inboundESP(vm, buf, off, n, spi)
-			return
+		c := esp.Classify(f[ethLen:])
+		switch c.Kind {
+		case esp.KindIKE:
+			if vm.ike && w.puntIKE(vm, buf, off, &c) {
+				return
+			}
+		case esp.KindESP, esp.KindESPInUDP:
+			if w.e.enabled.Load() {
+				w.inboundESP(vm, buf, off, n, c.SPI)
+				return
+			}
+		case esp.KindKeepalive:
+			if w.e.enabled.Load() {
+				vm.stats.Drop(sa.DropNATKeepalive)
+				return
+			}
+		case esp.KindFragment:
+			if w.e.enabled.Load() {
+				vm.stats.Drop(sa.DropFragment) // ESP is not reassembled
+				return
+			}
 		}
 	}
 	if w.inboundClear(vm, buf, off, n, etype) {
@@ -751,8 +786,12 @@ func (w *worker) inboundESP(vm *vmState, buf []byte, off, n int, spi uint32) {
 		st.Drop(sa.DropMalformed)
 		return
 	}
+	// RFC 4301 §5.2: the first inbound SP the clear packet matches must
+	// demand ESP, and an ipsec SP it matches must name s: the first one,
+	// or, while IKE rekeys a policy (a newer child's SP comes first and
+	// the older child's SA still carries traffic), a later one.
 	idx := vm.spd.Lookup(sa.DirIn, &w.flow)
-	if idx < 0 || vm.policies[idx].Action != tenant.ActionIPsec || vm.sas[idx] != s {
+	if idx < 0 || vm.policies[idx].Action != tenant.ActionIPsec || vm.sas[idx] != s && vm.inBySA[s].Lookup(sa.DirIn, &w.flow) < 0 {
 		st.Drop(sa.DropPolicyMismatch)
 		s.Drop(sa.DropPolicyMismatch)
 		return

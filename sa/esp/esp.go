@@ -3,6 +3,7 @@ package esp
 import (
 	"encoding/binary"
 
+	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/sa"
 )
 
@@ -12,10 +13,15 @@ import (
 // behind, and the cipher runs in place: no copy of the payload, no
 // allocation.
 const (
-	// Headroom covers the largest ESP prefix: an outer IPv6 header (40),
-	// the ESP header (8) and a 16-byte IV, rounded up with room for the
-	// link and overlay headers the layers outside ESP add.
-	Headroom = 128
+	// MaxPrefix is the most Encap writes in front of the packet it is
+	// given: an outer IPv6 header (40), a UDP header (8, RFC 3948), the
+	// ESP header (8) and a 16-byte IV.
+	MaxPrefix = ipv6Len + udpLen + 8 + 16 // 72
+	// Headroom covers MaxPrefix, rounded up with room for the link and
+	// overlay headers the layers outside ESP add (Ethernet, an 802.1Q tag,
+	// a virtio-net header). Callers that stack two ESP layers (ESP inside
+	// VXLAN inside underlay ESP) need more: see internal/datapath.
+	Headroom = 136
 	// Tailroom covers the largest trailer: 15 bytes of padding, pad
 	// length, next header and a 32-byte ICV, rounded up.
 	Tailroom = 64
@@ -37,35 +43,25 @@ func ParseHeader(b []byte) (Header, bool) {
 func (h Header) SPI() uint32 { return binary.BigEndian.Uint32(h[0:4]) }
 func (h Header) Seq() uint32 { return binary.BigEndian.Uint32(h[4:8]) }
 
-// Locate finds the ESP header of an IP packet: it returns the ESP offset
-// within pkt and the SPI, for the SA lookup that precedes Decap.
+// Locate finds the ESP header of an IP packet carrying plain ESP (IP
+// protocol 50): it returns the ESP offset within pkt and the SPI, for the
+// SA lookup that precedes Decap. Classify also finds ESP in UDP.
 func Locate(pkt []byte) (off int, spi uint32, ok bool) {
-	n, v6, ok := ipLen(pkt)
-	if !ok {
+	c := Classify(pkt)
+	if c.Kind != KindESP {
 		return 0, 0, false
 	}
-	pkt = pkt[:n]
-	if v6 {
-		off, _, _, ok = ipv6FindESP(pkt)
-	} else {
-		off = int(pkt[0]&0x0f) * 4
-		ok = pkt[9] == protoESP && !ipv4Fragment(pkt)
-	}
-	if !ok {
-		return 0, 0, false
-	}
-	h, ok := ParseHeader(pkt[off:])
-	if !ok {
-		return 0, 0, false
-	}
-	return off, h.SPI(), true
+	return c.ESP, c.SPI, true
 }
 
 // Encap protects the clear IP packet buf[off:off+n] with s, in place, and
 // returns where the ESP packet now lies in buf. Transport mode inserts ESP
 // after the IP header (IPv4 options kept; IPv6 after hop-by-hop, routing
 // and fragment headers); tunnel mode puts the whole packet inside a new
-// outer header from s's endpoints.
+// outer header from s's endpoints. An SA with Encap puts a UDP header in
+// front of ESP (RFC 3948 §3.1.1, §3.1.3) with its ports: checksum 0 over
+// IPv4 (RFC 3948 §2.1), computed over IPv6, where UDP must carry one (RFC
+// 8200 §8.1).
 //
 // Encap allocates nothing. A drop leaves buf's packet in an unspecified
 // state.
@@ -74,9 +70,9 @@ func Locate(pkt []byte) (off int, spi uint32, ok bool) {
 //  1. Validate the inner IP header and find where ESP goes.
 //  2. Reserve a sequence number and charge the lifetime (drop: seq-overflow, expired).
 //  3. Write the trailer: padding 1,2,3…, pad length, next header.
-//  4. Move the IP header (transport) or write the outer header (tunnel) and
-//     the ESP header in front.
-//  5. Seal in place (AEAD or CBC+HMAC).
+//  4. Move the IP header (transport) or write the outer header (tunnel),
+//     the UDP header (Encap) and the ESP header in front.
+//  5. Seal in place (AEAD or CBC+HMAC); over IPv6, the UDP checksum.
 func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
 	if off < 0 || n < 0 || off+n > len(buf) {
 		return 0, 0, sa.DropNoRoom
@@ -126,10 +122,15 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		}
 	}
 	espHdr := 8 + s.IVLen()
+	encap, udp := s.Encap()
+	ul := 0
+	if udp {
+		ul = udpLen
+	}
 	payload := ln - hdrLen
 	padLen := (s.Align() - (payload+2)%s.Align()) % s.Align()
 	icv := s.ICVLen()
-	start = off + hdrLen - espHdr - outerLen
+	start = off + hdrLen - espHdr - ul - outerLen
 	end = off + ln + padLen + 2 + icv
 	if start < 0 || end > len(buf) {
 		return 0, 0, sa.DropNoRoom
@@ -154,12 +155,16 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	tr[padLen+1] = next
 	// 4.
 	espAt := off + hdrLen - espHdr
+	proto := byte(protoESP)
+	if udp {
+		proto = protoUDP
+	}
 	if tunnel {
-		writeOuter(s, buf[start:espAt], pkt, v6, outerV6, end-start, uint16(seq))
+		writeOuter(s, buf[start:espAt-ul], pkt, v6, outerV6, end-start, uint16(seq), proto)
 	} else {
-		copy(buf[start:espAt], buf[off:off+hdrLen]) // memmove: regions overlap
-		h := buf[start:espAt]
-		h[nextField] = protoESP
+		copy(buf[start:espAt-ul], buf[off:off+hdrLen]) // memmove: regions overlap
+		h := buf[start : espAt-ul]
+		h[nextField] = proto
 		if v6 {
 			binary.BigEndian.PutUint16(h[4:6], uint16(end-start-ipv6Len))
 		} else {
@@ -167,10 +172,26 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 			ipv4Checksum(h)
 		}
 	}
+	if udp {
+		u := buf[espAt-udpLen : espAt]
+		binary.BigEndian.PutUint16(u[0:2], encap.SrcPort)
+		binary.BigEndian.PutUint16(u[2:4], encap.DstPort)
+		binary.BigEndian.PutUint16(u[4:6], uint16(end-espAt+udpLen))
+		u[6], u[7] = 0, 0
+	}
 	binary.BigEndian.PutUint32(buf[espAt:], s.SPI())
 	binary.BigEndian.PutUint32(buf[espAt+4:], uint32(seq))
 	// 5.
 	s.Seal(buf[espAt:end], seq, sc)
+	if udp && outerV6 {
+		h := buf[start:]
+		u := buf[espAt-udpLen : end]
+		c := csum.Checksum(u, csum.Pseudo(h[8:24], h[24:40], protoUDP, len(u)))
+		if c == 0 {
+			c = 0xffff // RFC 768: a computed 0 is sent as all ones
+		}
+		binary.BigEndian.PutUint16(u[6:8], c)
+	}
 	return start, end, sa.DropNone
 }
 
@@ -180,7 +201,8 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 // addresses (RFC 6438), hop limit 64, IPv4 with DF set (path MTU is
 // signalled to the guest, not left to fragmentation) and the ID taken from
 // the sequence number (RFC 6864: any value is fine for atomic datagrams).
-func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id uint16) {
+// proto is ESP, or UDP for ESP in UDP.
+func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id uint16, proto byte) {
 	t := tos(inner, innerV6)
 	src, dst := s.Src().Unmap(), s.Dst().Unmap()
 	if outerV6 {
@@ -192,7 +214,7 @@ func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id 
 		}
 		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(t)<<20|fl)
 		binary.BigEndian.PutUint16(h[4:6], uint16(total-ipv6Len))
-		h[6], h[7] = protoESP, 64
+		h[6], h[7] = proto, 64
 		a, b := src.As16(), dst.As16()
 		copy(h[8:24], a[:])
 		copy(h[24:40], b[:])
@@ -202,7 +224,7 @@ func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id 
 	binary.BigEndian.PutUint16(h[2:4], uint16(total))
 	binary.BigEndian.PutUint16(h[4:6], id)
 	h[6], h[7] = 0x40, 0 // DF
-	h[8], h[9] = 64, protoESP
+	h[8], h[9] = 64, proto
 	a, b := src.As4(), dst.As4()
 	copy(h[12:16], a[:])
 	copy(h[16:20], b[:])
@@ -226,16 +248,25 @@ func flowHash(addrs []byte, proto byte) uint32 {
 
 // Decap verifies and removes ESP from the IP packet buf[off:off+n] with s,
 // in place, and returns where the clear packet now lies in buf. s is the SA
-// the caller found for the packet's (vlan, mac, SPI).
+// the caller found for the packet's (vlan, mac, SPI). An SA with Encap
+// takes only ESP in UDP to port 4500, one without only plain ESP
+// (drop: encap-mismatch). After transport-mode decap of ESP in UDP the
+// inner checksum is repaired, as RFC 3948 §3.1.2 allows: the sender
+// computed it over addresses a NAT may since have rewritten, so a TCP,
+// ICMPv6 or IPv6 UDP checksum is recomputed over the packet's addresses as
+// it now stands (ESP's ICV already vouched for the bytes it covers), and
+// an IPv4 UDP checksum is zeroed.
 //
 // Stages:
-//  1. Find the ESP header; check the SPI is s's.
+//  1. Find the ESP header (after the UDP header with Encap); check the
+//     SPI is s's.
 //  2. Anti-replay check on the inferred sequence number (before decryption).
 //  3. Verify the ICV and decrypt in place (drop: auth-failed).
 //  4. Move the replay window (only now, after authentication).
 //  5. Check the trailer: padding, pad length, next header.
-//  6. Rebuild the clear packet: restore the IP header (transport) or take
-//     the inner packet and apply RFC 6040 ECN decapsulation (tunnel).
+//  6. Rebuild the clear packet: restore the IP header (transport; with
+//     Encap, repair the inner checksum) or take the inner packet and apply
+//     RFC 6040 ECN decapsulation (tunnel).
 //
 // Decap allocates nothing.
 func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
@@ -249,19 +280,33 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		return 0, 0, sa.DropMalformed
 	}
 	pkt = pkt[:ln]
-	var espAt, nextField int
+	var hdrLen, nextField int
+	var proto byte
 	var frag bool
 	if v6 {
-		espAt, nextField, frag, ok = ipv6FindESP(pkt)
+		hdrLen, nextField, proto, frag, ok = ipv6Upper(pkt)
 	} else {
-		espAt, nextField = int(pkt[0]&0x0f)*4, 9
+		hdrLen, nextField, proto = int(pkt[0]&0x0f)*4, 9, pkt[9]
 		frag = ipv4Fragment(pkt)
-		ok = pkt[9] == protoESP && !frag
 	}
 	if frag {
 		return 0, 0, sa.DropFragment
 	}
 	if !ok {
+		return 0, 0, sa.DropMalformed
+	}
+	_, udp := s.Encap()
+	espAt := hdrLen
+	switch {
+	case proto == protoESP && !udp:
+	case proto == protoUDP && espInUDP(pkt[hdrLen:]):
+		if !udp {
+			return 0, 0, sa.DropEncapMismatch
+		}
+		espAt += udpLen
+	case proto == protoESP:
+		return 0, 0, sa.DropEncapMismatch
+	default:
 		return 0, 0, sa.DropMalformed
 	}
 	h, ok := ParseHeader(pkt[espAt:])
@@ -309,7 +354,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	}
 	// Lifetimes count the clear IP packet, as Encap does: the inner
 	// packet in tunnel mode, header plus payload in transport mode.
-	clearLen := espAt + len(payload)
+	clearLen := hdrLen + len(payload)
 	if s.Mode() == sa.ModeTunnel {
 		clearLen = len(payload)
 	}
@@ -324,9 +369,9 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if next == protoESP || next == protoIPv4 && v6 {
 		return 0, 0, sa.DropMalformed
 	}
-	hdr := buf[off : off+espAt]
+	hdr := buf[off : off+hdrLen]
 	hdr[nextField] = next
-	start = payloadAt - espAt
+	start = payloadAt - hdrLen
 	end = payloadAt + len(payload)
 	copy(buf[start:payloadAt], hdr) // memmove: regions overlap
 	h2 := buf[start:payloadAt]
@@ -335,6 +380,9 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	} else {
 		binary.BigEndian.PutUint16(h2[2:4], uint16(end-start))
 		ipv4Checksum(h2)
+	}
+	if udp {
+		natChecksum(buf[start:end], hdrLen, nextField, v6)
 	}
 	return start, end, sa.DropNone
 }

@@ -29,12 +29,14 @@ var fuzzSuites = []satest.Suite{
 //	bit  4    IPv6 SA endpoints
 //	bit  5    ESN
 //	bit  6    tunnel mode: IPv6 inner packet
+//	bit  7    ESP in UDP (RFC 3948)
 type fuzzSel byte
 
 func (s fuzzSel) suite() satest.Suite { return fuzzSuites[int(s&7)%len(fuzzSuites)] }
 func (s fuzzSel) tunnel() bool        { return s&8 != 0 }
 func (s fuzzSel) v6() bool            { return s&16 != 0 }
 func (s fuzzSel) esn() bool           { return s&32 != 0 }
+func (s fuzzSel) udp() bool           { return s&128 != 0 }
 
 // innerV6 is the family of the packets the SA carries.
 func (s fuzzSel) innerV6() bool {
@@ -62,6 +64,9 @@ func (s fuzzSel) pair() (out, in *sa.SA) {
 	}
 	c := satest.Config("fuzz", s.suite(), mode, src, dst, 0x1000)
 	c.ESN = s.esn()
+	if s.udp() {
+		c.Encap = &sa.UDPEncap{SrcPort: esp.NATTPort, DstPort: esp.NATTPort}
+	}
 	co, ci := c, c
 	co.Dir, ci.Dir = sa.DirOut, sa.DirIn
 	return satest.MustNew(co), satest.MustNew(ci)
@@ -140,13 +145,14 @@ func fuzzEncap(t testing.TB, out *sa.SA, pkt []byte) []byte {
 	return buf[st:en]
 }
 
-// FuzzDecap feeds arbitrary bytes to Locate and Decap, as the uplink does
-// with what arrives from the wire. Decap must never panic, never touch
-// bytes outside the packet it is given, and accept only what Locate finds,
-// returning a range inside the packet that holds one IP packet whose
-// header says its own length.
+// FuzzDecap feeds arbitrary bytes to Classify and Decap, as the uplink
+// does with what arrives from the wire: plain ESP and ESP in UDP (the
+// seeds with selector bit 7). Decap must never panic, never touch bytes
+// outside the packet it is given, and accept only what Classify finds as
+// ESP of the SA's kind (plain or in UDP), returning a range inside the
+// packet that holds one IP packet whose header says its own length.
 func FuzzDecap(f *testing.F) {
-	for sel := 0; sel < 128; sel++ {
+	for sel := 0; sel < 256; sel++ {
 		s := fuzzSel(sel)
 		if int(s&7) >= len(fuzzSuites) || (!s.tunnel() && s&64 != 0) {
 			continue // the same SA as a smaller selector
@@ -170,6 +176,23 @@ func FuzzDecap(f *testing.F) {
 			f.Add(byte(sel), flipped)
 		}
 	}
+	// What else arrives on the NAT-T and IKE ports: IKE on 500, IKE
+	// behind the non-ESP marker on 4500, a NAT-keepalive.
+	for _, v6 := range []bool{false, true} {
+		src, dst := satest.V4A, satest.V4B
+		if v6 {
+			src, dst = satest.V6A, satest.V6B
+		}
+		for _, c := range []struct {
+			port    uint16
+			payload []byte
+		}{{500, []byte("IKE message, 28 bytes or so")}, {4500, []byte("\x00\x00\x00\x00IKE after the marker")}, {4500, []byte{0xff}}} {
+			buf := make([]byte, 100)
+			n := satest.UDP(buf, 0, src, dst, c.port, c.port, len(c.payload))
+			copy(buf[n-len(c.payload):], c.payload)
+			f.Add(byte(128), buf[:n])
+		}
+	}
 	f.Fuzz(func(t *testing.T, sel byte, wire []byte) {
 		_, in := fuzzSel(sel).pair()
 		const pre, post = 7, 16 // guard bytes around the packet
@@ -178,9 +201,40 @@ func FuzzDecap(f *testing.F) {
 			buf[i] = 0xa5
 		}
 		copy(buf[pre:], wire)
-		off, spi, located := esp.Locate(buf[pre : pre+len(wire)])
+		c := esp.Classify(buf[pre : pre+len(wire)])
+		off, spi := c.ESP, c.SPI
+		located := c.Kind == esp.KindESP || c.Kind == esp.KindESPInUDP
 		if located && (off < 0 || off+8 > len(wire) || spi != binary.BigEndian.Uint32(wire[off:])) {
-			t.Fatalf("Locate = %d, %#x for a %d-byte packet", off, spi, len(wire))
+			t.Fatalf("Classify = %+v for a %d-byte packet", c, len(wire))
+		}
+		if c.Kind == esp.KindESPInUDP && (c.UDP+8 != off || binary.BigEndian.Uint16(wire[c.UDP+2:]) != esp.NATTPort) {
+			t.Fatalf("Classify = %+v: ESP in UDP not after a UDP header to port 4500", c)
+		}
+		if c.End > len(wire) || c.Kind == esp.KindInvalid {
+			t.Fatalf("Classify = %+v for a %d-byte packet", c, len(wire))
+		}
+		switch c.Kind {
+		case esp.KindIKE:
+			// The message lies after the UDP header (and the zero marker
+			// on 4500), within the packet; the handler gets wire[IKE:End].
+			port := binary.BigEndian.Uint16(wire[c.UDP+2:])
+			want := c.UDP + 8
+			if port == esp.NATTPort {
+				want += esp.NonESPMarkerLen
+				if binary.BigEndian.Uint32(wire[c.UDP+8:]) != 0 {
+					t.Fatalf("Classify = %+v: IKE on 4500 without the marker", c)
+				}
+			}
+			if c.IKE != want || c.IKE > c.End || port != esp.NATTPort && port != esp.IKEPort {
+				t.Fatalf("Classify = %+v: IKE at %d, want %d (port %d)", c, c.IKE, want, port)
+			}
+		case esp.KindKeepalive:
+			if c.End-c.UDP != 9 || wire[c.UDP+8] != 0xff {
+				t.Fatalf("Classify = %+v: not a one-byte 0xff keepalive", c)
+			}
+		}
+		if l, sp, ok := esp.Locate(buf[pre : pre+len(wire)]); ok != (c.Kind == esp.KindESP) || ok && (l != off || sp != spi) {
+			t.Fatalf("Locate = %d, %#x, %v; Classify = %+v", l, sp, ok, c)
 		}
 		var sc sa.Scratch
 		st, en, d := esp.Decap(in, &sc, buf, pre, len(wire))
@@ -200,8 +254,8 @@ func FuzzDecap(f *testing.F) {
 		if st < pre || st > en || en > pre+len(wire) {
 			t.Fatalf("Decap returned [%d:%d] for a packet at [%d:%d]", st, en, pre, pre+len(wire))
 		}
-		if !located || spi != in.SPI() {
-			t.Fatalf("Decap accepted a packet Locate rejects (Locate: %#x, %v)", spi, located)
+		if !located || spi != in.SPI() || (c.Kind == esp.KindESPInUDP) != fuzzSel(sel).udp() {
+			t.Fatalf("Decap accepted a packet Classify does not find as its SA's ESP (%+v)", c)
 		}
 		p := buf[st:en]
 		if len(p) < 20 {
@@ -229,7 +283,7 @@ func FuzzDecap(f *testing.F) {
 // extension headers, any traffic class and payload, survives Encap then
 // Decap byte for byte, and Encap stays within the SA's stated overhead.
 func FuzzEncapDecap(f *testing.F) {
-	for sel := 0; sel < 128; sel += 3 {
+	for sel := 0; sel < 256; sel += 3 {
 		f.Add(byte(sel), byte(0), byte(0), []byte{})
 		f.Add(byte(sel), byte(sel*5), byte(0xb8|sel&3), []byte("payload of a fuzzed packet"))
 	}
@@ -254,8 +308,33 @@ func FuzzEncapDecap(f *testing.F) {
 			t.Fatalf("Encap of %d bytes made %d, more than Overhead allows (%d)", len(pkt), len(wire), limit)
 		}
 		got := katDecap(t, in, wire)
+		if s.udp() && !s.tunnel() && len(got) == len(pkt) {
+			// RFC 3948 §3.1.2 repair of the inner UDP checksum (see
+			// Decap): zeroed over IPv4; over IPv6 recomputed, so it must
+			// verify. Everything else is the round trip's.
+			u := len(pkt) - 8 - len(payload)
+			if s.innerV6() && fuzzL4Sum(got, u) != 0xffff {
+				t.Fatalf("IPv6 UDP checksum does not verify after decap: %x", got)
+			}
+			if !s.innerV6() && (got[u+6] != 0 || got[u+7] != 0) {
+				t.Fatalf("IPv4 UDP checksum %x, want zero", got[u+6:u+8])
+			}
+			got[u+6], got[u+7] = pkt[u+6], pkt[u+7]
+		}
 		if !bytes.Equal(got, pkt) {
 			t.Fatalf("round trip\n got %x\nwant %x", got, pkt)
 		}
 	})
+}
+
+// fuzzL4Sum is the ones' complement sum of the IPv6 packet pkt's UDP
+// datagram at offset u with its pseudo-header (0xffff when it verifies).
+func fuzzL4Sum(pkt []byte, u int) uint16 {
+	l := len(pkt) - u
+	b := append(append([]byte(nil), pkt[8:40]...), 0, 0, byte(l>>8), byte(l), 0, 0, 0, 17)
+	b = append(b, pkt[u:]...)
+	if len(b)%2 == 1 {
+		b = append(b, 0) // RFC 1071: an odd last byte is padded (katSum reads whole words)
+	}
+	return katSum(b)
 }

@@ -6,11 +6,14 @@ import "encoding/binary"
 const (
 	protoHopByHop = 0
 	protoIPv4     = 4
+	protoTCP      = 6
+	protoUDP      = 17
 	protoIPv6     = 41
 	protoRouting  = 43
 	protoFragment = 44
 	protoESP      = 50
 	protoNoNext   = 59
+	protoICMPv6   = 58
 	protoDstOpts  = 60
 )
 
@@ -91,36 +94,42 @@ func ipv6Insert(pkt []byte) (at, nextField int, frag, ok bool) {
 	}
 }
 
-// ipv6FindESP walks pkt's extension headers to the ESP header. It returns
-// the ESP offset and the offset of the Next Header byte that names ESP;
-// frag reports a fragment of an ESP packet (not reassembled here).
-func ipv6FindESP(pkt []byte) (at, nextField int, frag, ok bool) {
-	off, field := ipv6Len, 6
+// ipv6Upper walks pkt's extension headers (hop-by-hop, routing,
+// destination options, fragment) to the upper-layer header: it returns its
+// offset and protocol and the offset of the Next Header byte that names it.
+// frag reports a Fragment header with a non-zero offset or M set; the walk
+// stops there, with proto the fragment's next header (a fragment is not
+// reassembled here). ok is false for a truncated or overlong chain.
+func ipv6Upper(pkt []byte) (at, nextField int, proto byte, frag, ok bool) {
+	return ipv6Walk(pkt, ipv6Len, 6)
+}
+
+// ipv6Walk is ipv6Upper from the header at off, whose type is named by
+// the byte at field.
+func ipv6Walk(pkt []byte, off, field int) (at, nextField int, proto byte, frag, ok bool) {
 	for i := 0; i < 16; i++ { // bound the walk: a chain of empty headers is an attack, not traffic
 		nh := pkt[field]
 		switch nh {
-		case protoESP:
-			return off, field, false, true
 		case protoHopByHop, protoRouting, protoDstOpts, protoFragment:
 		default:
-			return 0, 0, false, false
+			return off, field, nh, false, true
 		}
 		if off+8 > len(pkt) {
-			return 0, 0, false, false
+			return 0, 0, 0, false, false
 		}
 		l := 8
 		if nh != protoFragment {
 			l = (int(pkt[off+1]) + 1) * 8
 		} else if binary.BigEndian.Uint16(pkt[off+2:off+4])&0xfff9 != 0 {
-			return 0, 0, true, false
+			return off + 8, off, pkt[off], true, true
 		}
 		if off+l > len(pkt) {
-			return 0, 0, false, false
+			return 0, 0, 0, false, false
 		}
 		field = off
 		off += l
 	}
-	return 0, 0, false, false
+	return 0, 0, 0, false, false
 }
 
 // ipv4Checksum recomputes the header checksum of the IPv4 header h.

@@ -95,9 +95,10 @@ func katDecap(t *testing.T, s *sa.SA, pkt []byte) []byte {
 	t.Helper()
 	buf := make([]byte, esp.Headroom+len(pkt)+esp.Tailroom)
 	copy(buf[esp.Headroom:], pkt)
-	off, spi, ok := esp.Locate(buf[esp.Headroom : esp.Headroom+len(pkt)])
-	if !ok || spi != s.SPI() {
-		t.Fatalf("Locate = %d, %#x, %v; want SPI %#x", off, spi, ok, s.SPI())
+	c := esp.Classify(buf[esp.Headroom : esp.Headroom+len(pkt)])
+	_, udp := s.Encap()
+	if want := map[bool]esp.Kind{false: esp.KindESP, true: esp.KindESPInUDP}[udp]; c.Kind != want || c.SPI != s.SPI() {
+		t.Fatalf("Classify = %+v; want %v with SPI %#x", c, want, s.SPI())
 	}
 	var sc sa.Scratch
 	st, en, d := esp.Decap(s, &sc, buf, esp.Headroom, len(pkt))

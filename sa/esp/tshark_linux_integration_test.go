@@ -22,6 +22,11 @@ package esp
 //     to that.)
 //   - The inner UDP checksum, computed here before Encap, must verify in
 //     tshark: the inner packet survived byte for byte, addresses included.
+//   - ESP in UDP (RFC 3948, SAs with Encap), both modes and families:
+//     tshark's udpencap dissector, registered on UDP port 4500, hands the
+//     datagram to ESP, which must decrypt it as above; the outer UDP
+//     header must carry the SA's ports, the ESP packet as its payload, a
+//     checksum tshark verifies over IPv6 and none (0) over IPv4.
 //   - ChaCha20-Poly1305: tshark 4.0 cannot decrypt it at all (it has no
 //     TsharkName); the RFC 7634 ESP known-answer test covers it.
 //   - ESN: tshark 4.0's esp_sa table has no sequence-number column (its
@@ -62,6 +67,7 @@ type tsharkSA struct {
 	out     *sa.SA
 	innerV6 bool
 	esn     bool
+	udp     bool // ESP in UDP (RFC 3948), decoded by tshark's udpencap dissector on port 4500
 }
 
 // tsharkPkt is what we put into one ESP packet and expect tshark to find.
@@ -79,6 +85,7 @@ type tsharkPkt struct {
 	outerSrc     netip.Addr // == inner in transport mode
 	outerDst     netip.Addr
 	frameNumber  int
+	udpPayload   []byte // ESP in UDP: the outer UDP datagram's payload (the ESP packet)
 }
 
 func requireTshark(t *testing.T) string {
@@ -99,7 +106,7 @@ func TestIntegrationTsharkDecrypts(t *testing.T) {
 
 	var sas []*tsharkSA
 	spi := uint32(0x2000)
-	add := func(suite satest.Suite, mode sa.Mode, outerV6, innerV6, esn bool) {
+	add := func(suite satest.Suite, mode sa.Mode, outerV6, innerV6, esn, udp bool) {
 		spi++
 		var src, dst netip.Addr
 		switch {
@@ -112,15 +119,19 @@ func TestIntegrationTsharkDecrypts(t *testing.T) {
 		default:
 			src, dst = satest.V4GwA, satest.V4GwB
 		}
-		name := fmt.Sprintf("%v/%v/outer=%s/inner=%s/esn=%v", suite, mode, fam(outerV6), fam(innerV6), esn)
+		name := fmt.Sprintf("%v/%v/outer=%s/inner=%s/esn=%v/udp=%v", suite, mode, fam(outerV6), fam(innerV6), esn, udp)
 		cfg := satest.Config(fmt.Sprintf("ts%d", spi), suite, mode, src, dst, spi)
 		cfg.Dir = sa.DirOut
 		cfg.ESN = esn
+		if udp {
+			// The source port a NAT mapped; the peer's port is 4500.
+			cfg.Encap = &sa.UDPEncap{SrcPort: 31000 + uint16(spi&0xff), DstPort: NATTPort}
+		}
 		// satest keys depend on the SPI's low byte; make every SA's keys
 		// distinct regardless, so a wrong uat row can never decrypt by luck.
 		cfg.EncKey = satest.Key(suite.Enc.KeyLen(), byte(spi)^byte(spi>>8))
 		cfg.IntegKey = satest.Key(suite.Integ.KeyLen(), byte(spi)+0x80)
-		s := &tsharkSA{name: name, cfg: cfg, out: satest.MustNew(cfg), innerV6: innerV6, esn: esn}
+		s := &tsharkSA{name: name, cfg: cfg, out: satest.MustNew(cfg), innerV6: innerV6, esn: esn, udp: udp}
 		if esn {
 			// A non-zero high half, so leaving it out of the ICV or AAD
 			// would be visible.
@@ -133,15 +144,26 @@ func TestIntegrationTsharkDecrypts(t *testing.T) {
 			continue // chacha20-poly1305: tshark 4.0 cannot decrypt it (covered by the RFC 7634 KAT)
 		}
 		for _, v6 := range []bool{true, false} {
-			add(suite, sa.ModeTransport, v6, v6, false)
-			add(suite, sa.ModeTunnel, v6, v6, false)
-			add(suite, sa.ModeTunnel, v6, !v6, false) // 4in6 and 6in4
+			add(suite, sa.ModeTransport, v6, v6, false, false)
+			add(suite, sa.ModeTunnel, v6, v6, false, false)
+			add(suite, sa.ModeTunnel, v6, !v6, false, false) // 4in6 and 6in4
 		}
 	}
 	esnSuites := []satest.Suite{{Enc: sa.EncAES128GCM, Integ: sa.IntegNone}, {Enc: sa.EncAES128CBC, Integ: sa.IntegHMACSHA256}}
 	for _, suite := range esnSuites {
-		add(suite, sa.ModeTransport, true, true, true)
-		add(suite, sa.ModeTunnel, false, false, true)
+		add(suite, sa.ModeTransport, true, true, true, false)
+		add(suite, sa.ModeTunnel, false, false, true, false)
+	}
+	// ESP in UDP (RFC 3948): both modes, both families, one suite of each
+	// kind. tshark's udpencap dissector (registered on UDP port 4500)
+	// hands the datagram to ESP.
+	udpSuites := []satest.Suite{{Enc: sa.EncAES128GCM, Integ: sa.IntegNone}, {Enc: sa.EncAES256CBC, Integ: sa.IntegHMACSHA256},
+		{Enc: sa.Enc3DESCBC, Integ: sa.IntegHMACSHA1}, {Enc: sa.EncNull, Integ: sa.IntegHMACSHA256}}
+	for _, suite := range udpSuites {
+		for _, v6 := range []bool{true, false} {
+			add(suite, sa.ModeTransport, v6, v6, false, true)
+			add(suite, sa.ModeTunnel, v6, !v6, false, true)
+		}
 	}
 
 	// Build the packets and the capture.
@@ -176,6 +198,10 @@ func TestIntegrationTsharkDecrypts(t *testing.T) {
 				bad.tampered, bad.wantICVGood = true, false
 				wire := append([]byte(nil), p.wire...)
 				wire[len(wire)-1] ^= 1
+				if bad.udpPayload != nil {
+					bad.udpPayload = append([]byte(nil), bad.udpPayload...)
+					bad.udpPayload[len(bad.udpPayload)-1] ^= 1
+				}
 				if err := w.WritePacket(ts.Add(time.Duration(len(pkts))*time.Millisecond), wire); err != nil {
 					t.Fatal(err)
 				}
@@ -251,10 +277,26 @@ func TestIntegrationTsharkDecrypts(t *testing.T) {
 		// Decrypted: the trailer we wrote and the exact UDP datagram inside.
 		check("esp.pad_len", strconv.Itoa(p.padLen))
 		check("esp.protocol", fmt.Sprintf("0x%02x", p.next))
-		check("udp.srcport", strconv.Itoa(int(p.sport)))
-		check("udp.dstport", strconv.Itoa(int(p.dport)))
-		check("udp.checksum.status", "1") // PROTO_CHECKSUM_E_GOOD
-		check("udp.payload", hex.EncodeToString(p.payload))
+		if e := p.sa.cfg.Encap; e != nil {
+			// The outer UDP header of ESP in UDP comes first: our ports,
+			// and a checksum tshark verifies over IPv6 (1: good; 0: bad
+			// for the tampered copy, whose ESP bytes it covers) and finds
+			// absent over IPv4 (3: PROTO_CHECKSUM_E_NOT_PRESENT, RFC 3948
+			// §2.1 sends 0).
+			outer := "3"
+			if !p.sa.cfg.Src.Is4() {
+				outer = map[bool]string{false: "1", true: "0"}[p.tampered]
+			}
+			check("udp.srcport", fmt.Sprintf("%d,%d", e.SrcPort, p.sport))
+			check("udp.dstport", fmt.Sprintf("%d,%d", e.DstPort, p.dport))
+			check("udp.checksum.status", outer+",1")
+			check("udp.payload", hex.EncodeToString(p.udpPayload)+","+hex.EncodeToString(p.payload))
+		} else {
+			check("udp.srcport", strconv.Itoa(int(p.sport)))
+			check("udp.dstport", strconv.Itoa(int(p.dport)))
+			check("udp.checksum.status", "1") // PROTO_CHECKSUM_E_GOOD
+			check("udp.payload", hex.EncodeToString(p.payload))
+		}
 		var v4src, v4dst, v6src, v6dst []string
 		addAddr := func(src, dst netip.Addr) {
 			if src.Is4() {
@@ -336,11 +378,14 @@ func buildTsharkPkt(t *testing.T, s *tsharkSA, sc *sa.Scratch, rng *rand.Rand, i
 		innerSrc: isrc, innerDst: idst,
 		outerSrc: s.cfg.Src, outerDst: s.cfg.Dst,
 	}
-	off, _, ok := Locate(wire)
-	if !ok {
-		t.Fatalf("%s: Locate failed on our own packet", s.name)
+	c := Classify(wire)
+	if want := map[bool]Kind{false: KindESP, true: KindESPInUDP}[s.udp]; c.Kind != want {
+		t.Fatalf("%s: Classify found %v in our own packet, want %v", s.name, c.Kind, want)
 	}
-	p.seq = uint64(Header(wire[off:]).Seq())
+	p.seq = uint64(Header(wire[c.ESP:]).Seq())
+	if s.udp {
+		p.udpPayload = wire[c.UDP+8:]
+	}
 	if s.esn {
 		p.seq |= 3 << 32 // from SetNextSeq; only the low half is on the wire
 	}

@@ -1,0 +1,400 @@
+package datapath
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vifsec/vifsec/offload"
+	"github.com/vifsec/vifsec/offload/csum"
+	"github.com/vifsec/vifsec/offload/pmtu"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/esp"
+)
+
+// IKE on a VM's behalf (ARCHITECTURE.md: who runs IKE when the hypervisor
+// does not own the outer IP). The gateway's IKE engine speaks for a VM from
+// the VM's own MAC and addresses:
+//
+//  1. Punt: on the uplink, a unicast frame to a VM with VM.IKE set that is
+//     UDP to port 500, or to 4500 behind the 4-byte non-ESP marker, and
+//     addressed to one of the VM's IPs, goes to the IKE handler (a copy;
+//     the marker removed) and never to the guest. ESP in UDP to 4500 is
+//     not IKE: it is decapsulated as ESP.
+//  2. Inject: SendIKE builds Ethernet (the VM's MAC, its VLAN tag) + IP
+//     (the VM's address) + UDP (+ the marker when a port is 4500) and
+//     writes it to the uplink, through VXLAN for a VM of an overlay tenant.
+//
+// The destination MAC of what SendIKE sends is, in order: the source MAC
+// of the last IKE frame that peer sent for this VM (learned at punt); the
+// destination MAC the guest itself used toward that address (the guest's
+// own ARP/ND answer), learned from a guest frame its SPD would protect but
+// that had no SA yet — only for an address SendIKE already asked for in
+// vain, so the guest cannot fill the table; or the uplink neighbour table
+// the daemon publishes with SetNeighbors. Otherwise SendIKE fails with
+// ErrNoNeighbor and the address is offered on NeighborMisses; the IKE
+// engine's retransmission tries again. vifsec does not send ARP or ND on a
+// VM's behalf.
+//
+// What is not punted: IKE to a VM without VM.IKE (the guest may run its
+// own), IKE to an address that is not the VM's, IKE from the guest (its
+// frames to UDP 500/4500 are ordinary traffic under its outbound SPD, so a
+// guest can send IKE from its own address when policy lets it), and IP
+// fragments (IKE avoids them with RFC 7383 fragmentation). IKE between
+// the hypervisor's own underlay address and a peer never needs the data
+// path: the frames are addressed to the host's MAC, which is no VM's, so
+// the uplink worker counts them as UplinkRx.UnknownDest and leaves them
+// alone, while the host's stack, which receives its own copy (AF_PACKET
+// only observes), delivers them to the daemon's UDP socket (vif.ListenUDP).
+// The uplink port ignores outgoing frames (PACKET_IGNORE_OUTGOING), so
+// what that socket sends is never seen here either.
+
+// IKEPacket is one IKE datagram received or sent on a VM's behalf.
+type IKEPacket struct {
+	VM    string   // the VM's name (SendIKE: optional; when set it must match Scope)
+	Scope sa.Scope // the VM's (vlan, mac)
+	// Local is the VM's address and port, Remote the peer's.
+	Local, Remote netip.AddrPort
+	// Data is the IKE message, without the non-ESP marker. A received
+	// packet's Data is a copy the handler owns; SendIKE does not keep it.
+	Data []byte
+}
+
+// Errors of SendIKE; the error returned wraps one of them.
+var (
+	ErrNoVM        = errors.New("no VM with that scope")
+	ErrNotIKE      = errors.New("the VM is not one whose IKE the gateway runs (VM.IKE)")
+	ErrBadAddress  = errors.New("address not usable")
+	ErrNoUplink    = errors.New("no uplink")
+	ErrNoNeighbor  = errors.New("next-hop MAC of the peer not known yet")
+	ErrTooBig      = errors.New("IKE message too big for the uplink")
+	ErrOverlayDrop = errors.New("the VXLAN underlay could not send it (see the overlay counters)")
+)
+
+// SetIKEHandler installs h (nil: none) to receive IKE addressed to VMs
+// with VM.IKE. h runs on the uplink worker goroutine, so it must return
+// quickly: hand the packet to a queue (it may call SendIKE, which then
+// holds up the uplink for that send). Without a handler, IKE is ordinary
+// traffic to the guest.
+func (e *Engine) SetIKEHandler(h func(IKEPacket)) {
+	if h == nil {
+		e.ikeHandler.Store(nil)
+		return
+	}
+	e.ikeHandler.Store(&h)
+}
+
+// owns reports whether a is one of vm's addresses (any, when the VM has
+// none configured).
+func (vm *vmState) owns(a netip.Addr) bool {
+	if len(vm.ips) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, x := range vm.ips {
+		if x.Unmap() == a {
+			return true
+		}
+	}
+	return false
+}
+
+// puntIKE hands the IKE datagram in the frame at buf[off:] (untagged;
+// c describes its IP packet) to the IKE handler when it is addressed to
+// one of vm's addresses, and reports whether it did. Only this, the rare
+// path, allocates: the copy the handler owns.
+func (w *worker) puntIKE(vm *vmState, buf []byte, off int, c *esp.Class) bool {
+	h := w.e.ikeHandler.Load()
+	if h == nil {
+		return false
+	}
+	ip := buf[off+ethLen:]
+	var src, dst netip.Addr
+	if c.V6 {
+		src, dst = netip.AddrFrom16([16]byte(ip[8:24])), netip.AddrFrom16([16]byte(ip[24:40]))
+	} else {
+		src, dst = netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20]))
+	}
+	if !vm.owns(dst) {
+		return false
+	}
+	u := ip[c.UDP:]
+	p := IKEPacket{
+		VM:     vm.name,
+		Scope:  sa.Scope{VLAN: vm.vlan, MAC: vm.mac},
+		Local:  netip.AddrPortFrom(dst, binary.BigEndian.Uint16(u[2:4])),
+		Remote: netip.AddrPortFrom(src, binary.BigEndian.Uint16(u[0:2])),
+		Data:   bytes.Clone(ip[c.IKE:c.End]),
+	}
+	w.e.ikeNeigh.learn(vm, src, sa.MAC(buf[off+6:off+12]))
+	vm.stats.IKEIn.Add(1)
+	(*h)(p)
+	return true
+}
+
+// ikeNeighbors is what SendIKE knows of peers' next-hop MACs, per VM:
+// learned from the peer's IKE frames, and from the guest's own frames
+// toward an address SendIKE asked for in vain (want).
+type ikeNeighbors struct {
+	mu    sync.Mutex
+	m     map[ikeNeighKey]sa.MAC
+	want  map[ikeNeighKey]struct{}
+	nwant atomic.Int32 // len(want), read without the lock
+}
+
+type ikeNeighKey struct {
+	scope sa.Scope
+	addr  netip.Addr
+}
+
+// maxIKENeighbors bounds each table: when one is full it starts over.
+const maxIKENeighbors = 4096
+
+func keyOf(vm *vmState, addr netip.Addr) ikeNeighKey {
+	return ikeNeighKey{sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, addr.Unmap()}
+}
+
+// learn records mac as the next hop toward addr for vm (the punt path).
+func (n *ikeNeighbors) learn(vm *vmState, addr netip.Addr, mac sa.MAC) {
+	k := keyOf(vm, addr)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.put(k, mac)
+}
+
+func (n *ikeNeighbors) put(k ikeNeighKey, mac sa.MAC) {
+	if old, ok := n.m[k]; ok && old == mac {
+		return
+	}
+	if n.m == nil || len(n.m) >= maxIKENeighbors {
+		n.m = make(map[ikeNeighKey]sa.MAC)
+	}
+	n.m[k] = mac
+	if _, ok := n.want[k]; ok {
+		delete(n.want, k)
+		n.nwant.Store(int32(len(n.want)))
+	}
+}
+
+// learnIfWanted is learn for the guest's frames: only an address SendIKE
+// is waiting for is recorded, so a guest cannot fill the table, and a VM
+// nobody waits for costs one atomic load.
+func (n *ikeNeighbors) learnIfWanted(vm *vmState, addr netip.Addr, mac sa.MAC) {
+	if n.nwant.Load() == 0 {
+		return
+	}
+	k := keyOf(vm, addr)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.want[k]; ok {
+		n.put(k, mac)
+	}
+}
+
+// wantNeighbor notes that SendIKE found no next hop toward addr for scope.
+func (n *ikeNeighbors) wantNeighbor(scope sa.Scope, addr netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.want == nil || len(n.want) >= maxIKENeighbors {
+		n.want = make(map[ikeNeighKey]struct{})
+	}
+	n.want[ikeNeighKey{scope, addr}] = struct{}{}
+	n.nwant.Store(int32(len(n.want)))
+}
+
+func (n *ikeNeighbors) lookup(scope sa.Scope, addr netip.Addr) (sa.MAC, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	mac, ok := n.m[ikeNeighKey{scope, addr}]
+	return mac, ok
+}
+
+// ikeNextHop finds the MAC SendIKE sends toward remote for scope.
+func (e *Engine) ikeNextHop(scope sa.Scope, remote netip.Addr) (sa.MAC, bool) {
+	if mac, ok := e.ikeNeigh.lookup(scope, remote); ok {
+		return mac, true
+	}
+	if nm := e.neigh.Load(); nm != nil {
+		if mac, ok := (*nm)[remote]; ok {
+			return mac, true
+		}
+	}
+	return sa.MAC{}, false
+}
+
+// SendIKE sends p on the VM's behalf: an Ethernet frame from the VM's MAC
+// (802.1Q-tagged with its VLAN, or inside VXLAN for a VM of an overlay
+// tenant) carrying IP from p.Local (one of the VM's addresses) to
+// p.Remote, UDP between their ports, the non-ESP marker in front of Data
+// when either port is 4500. IPv4 leaves without DF (IKE messages may be
+// fragmented on the path) and is fragmented here when it exceeds the
+// uplink's path MTU; IPv6 that does not fit is refused (ErrTooBig: use
+// RFC 7383 fragmentation). Like a UDP socket's send, success means the
+// frame was handed to the uplink, not that it arrived.
+//
+// SendIKE is safe for concurrent use; it allocates (IKE is rare).
+func (e *Engine) SendIKE(p IKEPacket) error { return e.sendUDP(p, true) }
+
+// SendNATKeepalive sends a NAT-keepalive (RFC 3948 §2.3: one byte, 0xff,
+// no marker) from local to remote on the VM's behalf, as SendIKE sends
+// IKE: the side behind a NAT sends one when it has sent nothing else for
+// a while (20 s is usual), so the NAT keeps its mapping for port 4500.
+func (e *Engine) SendNATKeepalive(vm string, scope sa.Scope, local, remote netip.AddrPort) error {
+	return e.sendUDP(IKEPacket{VM: vm, Scope: scope, Local: local, Remote: remote, Data: []byte{0xff}}, false)
+}
+
+// sendUDP is SendIKE; withMarker false leaves the non-ESP marker out.
+func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
+	snap := e.snap.Load()
+	vm := snap.byKey[vmKey{p.Scope.VLAN, p.Scope.MAC}]
+	if vm == nil || (p.VM != "" && p.VM != vm.name) {
+		return fmt.Errorf("send IKE for VM %q (%v): %w", p.VM, p.Scope, ErrNoVM)
+	}
+	if !vm.ike {
+		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrNotIKE)
+	}
+	local, remote := p.Local.Addr().Unmap(), p.Remote.Addr().Unmap()
+	switch {
+	case !local.IsValid() || !remote.IsValid() || local.Is4() != remote.Is4() || p.Local.Port() == 0 || p.Remote.Port() == 0:
+		return fmt.Errorf("send IKE from %v to %v: %w: both need an address of one family and a port", p.Local, p.Remote, ErrBadAddress)
+	case !vm.owns(local):
+		return fmt.Errorf("send IKE from %v: %w: not an address of VM %q (--ip)", local, ErrBadAddress, vm.name)
+	}
+	up := e.uplink.Load()
+	if up == nil {
+		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrNoUplink)
+	}
+	mac, ok := e.ikeNextHop(p.Scope, remote)
+	if !ok {
+		e.ikeNeigh.wantNeighbor(p.Scope, remote)
+		select {
+		case e.misses <- remote:
+		default:
+		}
+		return fmt.Errorf("send IKE to %v for VM %q: %w", remote, vm.name, ErrNoNeighbor)
+	}
+	marker := 0
+	if withMarker && (p.Local.Port() == esp.NATTPort || p.Remote.Port() == esp.NATTPort) {
+		marker = esp.NonESPMarkerLen
+	}
+	ipLen := ipv4HeaderLen
+	if !local.Is4() {
+		ipLen = ipv6HeaderLen
+	}
+	total := ipLen + udpHeaderLen + marker + len(p.Data)
+	if total > 0xffff {
+		return fmt.Errorf("send IKE: %d-byte message: %w", len(p.Data), ErrTooBig)
+	}
+	mtu := e.pathMTU()
+	if total > mtu && !local.Is4() {
+		return fmt.Errorf("send IKE: %d-byte IPv6 packet over the path MTU %d: %w", total, mtu, ErrTooBig)
+	}
+	buf := make([]byte, readOff+ethLen+total+esp.Tailroom)
+	f := buf[readOff:]
+	copy(f[0:6], mac[:])
+	copy(f[6:12], vm.mac[:])
+	et := uint16(etherIPv4)
+	if !local.Is4() {
+		et = etherIPv6
+	}
+	binary.BigEndian.PutUint16(f[12:14], et)
+	buildIKEPacket(f[ethLen:ethLen+total], local, remote, p.Local.Port(), p.Remote.Port(), marker, p.Data, uint16(e.ikeID.Add(1)))
+
+	e.ikeTxMu.Lock()
+	defer e.ikeTxMu.Unlock()
+	if e.ikeTx == nil {
+		e.ikeTx = &worker{e: e, group: make([][]byte, 0, maxOut)}
+	}
+	w := e.ikeTx
+	frames := [][]byte{buf}
+	starts, ends := []int{readOff}, []int{readOff + ethLen + total}
+	if total > mtu {
+		w.ensureSeg()
+		nf, d := pmtu.Fragment(f[ethLen:ethLen+total], mtu, w.seg, readOff+ethLen, w.segSizes)
+		if d != offload.DropNone {
+			return fmt.Errorf("send IKE: fragmenting %d bytes for MTU %d: %w (%v)", total, mtu, ErrTooBig, d)
+		}
+		frames, starts, ends = w.seg[:nf], make([]int, nf), make([]int, nf)
+		for i := range frames {
+			copy(frames[i][readOff:], f[:ethLen])
+			starts[i], ends[i] = readOff, readOff+ethLen+w.segSizes[i]
+		}
+	}
+	ov := e.overlay.Load()
+	for i, b := range frames {
+		if ov != nil && vm.vni != 0 {
+			w.overlayOut(ov, up, vm, false, b, starts[i], ends[i])
+			continue
+		}
+		start := starts[i]
+		if vm.vlan != 0 {
+			start = tag(b, start, vm.vlan)
+		}
+		w.queue(up, b, start, ends[i], nil)
+	}
+	sent := w.nout
+	w.flush()
+	if sent < len(frames) {
+		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrOverlayDrop)
+	}
+	vm.stats.IKEOut.Add(1)
+	return nil
+}
+
+const (
+	ipv4HeaderLen = 20
+	ipv6HeaderLen = 40
+	udpHeaderLen  = 8
+	protoUDP      = 17
+)
+
+// buildIKEPacket writes into pkt (exactly its length) an IP packet from
+// src to dst carrying UDP between sport and dport with a non-ESP marker of
+// marker bytes and data: IPv4 with ID id, no DF, TTL 64; IPv6 with hop
+// limit 64; the UDP checksum computed in both.
+func buildIKEPacket(pkt []byte, src, dst netip.Addr, sport, dport uint16, marker int, data []byte, id uint16) {
+	var hl int
+	if src.Is4() {
+		hl = ipv4HeaderLen
+		h := pkt[:hl]
+		h[0], h[1] = 0x45, 0
+		binary.BigEndian.PutUint16(h[2:4], uint16(len(pkt)))
+		binary.BigEndian.PutUint16(h[4:6], id)
+		h[6], h[7], h[8], h[9] = 0, 0, 64, protoUDP
+		h[10], h[11] = 0, 0
+		a, b := src.As4(), dst.As4()
+		copy(h[12:16], a[:])
+		copy(h[16:20], b[:])
+		binary.BigEndian.PutUint16(h[10:12], csum.Checksum(h, 0))
+	} else {
+		hl = ipv6HeaderLen
+		h := pkt[:hl]
+		binary.BigEndian.PutUint32(h[0:4], 6<<28)
+		binary.BigEndian.PutUint16(h[4:6], uint16(len(pkt)-hl))
+		h[6], h[7] = protoUDP, 64
+		a, b := src.As16(), dst.As16()
+		copy(h[8:24], a[:])
+		copy(h[24:40], b[:])
+	}
+	u := pkt[hl:]
+	binary.BigEndian.PutUint16(u[0:2], sport)
+	binary.BigEndian.PutUint16(u[2:4], dport)
+	binary.BigEndian.PutUint16(u[4:6], uint16(len(u)))
+	u[6], u[7] = 0, 0
+	clear(u[udpHeaderLen : udpHeaderLen+marker])
+	copy(u[udpHeaderLen+marker:], data)
+	var c uint16
+	if src.Is4() {
+		c = csum.Checksum(u, csum.Pseudo(pkt[12:16], pkt[16:20], protoUDP, len(u)))
+	} else {
+		c = csum.Checksum(u, csum.Pseudo(pkt[8:24], pkt[24:40], protoUDP, len(u)))
+	}
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(u[6:8], c)
+}

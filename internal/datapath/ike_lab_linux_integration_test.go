@@ -1,0 +1,183 @@
+//go:build linux
+
+package datapath_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"os/exec"
+	"strings"
+
+	"github.com/vifsec/vifsec/examples/lab"
+	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/tenant"
+	"github.com/vifsec/vifsec/vif"
+)
+
+// TestIntegrationIKEPuntInject runs IKE on a guest's behalf through real
+// AF_PACKET ports in the IKE lab's namespaces (examples/lab.BuildIKE): a
+// UDP socket on the peer host sends IKE to the guest's address on ports 500
+// and 4500 (behind the non-ESP marker), over IPv4 and IPv6; the engine's
+// IKE handler gets each message and the guest's own socket on that port
+// gets nothing; SendIKE answers from the guest's MAC and address, and the
+// peer's socket receives the answer from the guest's address and port.
+// The peer's receive checksum offload is off, so its kernel verifies the
+// IPv4 and UDP checksums SendIKE wrote.
+//
+// The topology is examples/lab.BuildIKE's without the peer's protected
+// subnet (a dummy device, which these kernels lack):
+//
+//	guest ns: eth0 192.0.2.10 2001:db8:1::10 ──veth── vm1 │ gw ns │ up0 ──veth── eth0 192.0.2.20 2001:db8:1::20: peer ns
+func TestIntegrationIKEPuntInject(t *testing.T) {
+	needLab(t)
+	l := ikeLab(t, fmt.Sprintf("vik%d", os.Getpid()%10000))
+
+	e := datapath.New(sa.NewDB(0), nil)
+	t.Cleanup(e.Close)
+	got := make(chan datapath.IKEPacket, 16)
+	e.SetIKEHandler(func(p datapath.IKEPacket) { got <- p })
+	port, err := vif.OpenPacketWith("vm1", l.gw, vif.PacketOptions{VnetHdr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := vif.OpenPacket("up0", l.gw)
+	if err != nil {
+		port.Close()
+		t.Fatal(err)
+	}
+	mac, _ := tenant.ParseMAC(lab.IKEGuestMAC)
+	scope := sa.Scope{MAC: sa.MAC(mac)}
+	const name = "acme-a"
+	e.Update([]datapath.VM{{Name: name, Port: port, MAC: sa.MAC(mac), IPs: []netip.Addr{lab.IKEGuest4, lab.IKEGuest6},
+		DefaultAction: tenant.ActionNone, VnetHdr: true, IKE: true}})
+	e.SetUplink(up, 0)
+
+	listen := func(ns string, at netip.AddrPort) *net.UDPConn {
+		t.Helper()
+		var c *net.UDPConn
+		err := lab.InNS(ns, func() (err error) {
+			c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(at))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	msg := append([]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}, bytes.Repeat([]byte("IKE_SA_INIT "), 10)...)
+	for _, tc := range []struct {
+		name         string
+		guest, peer  netip.Addr
+		port         uint16
+		markerOnWire []byte
+	}{
+		{"v4/500", lab.IKEGuest4, lab.IKEPeer4, 500, nil},
+		{"v4/4500", lab.IKEGuest4, lab.IKEPeer4, 4500, []byte{0, 0, 0, 0}},
+		{"v6/500", lab.IKEGuest6, lab.IKEPeer6, 500, nil},
+		{"v6/4500", lab.IKEGuest6, lab.IKEPeer6, 4500, []byte{0, 0, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			local, remote := netip.AddrPortFrom(tc.guest, tc.port), netip.AddrPortFrom(tc.peer, tc.port)
+			peer := listen(l.peer, remote)
+			guest := listen(l.guest, local) // must stay silent
+			wire := append(append([]byte(nil), tc.markerOnWire...), msg...)
+			// The first datagram may wait for ARP/ND (answered by the
+			// guest through vifsec); send until the handler has it.
+			var p datapath.IKEPacket
+			deadline := time.Now().Add(10 * time.Second)
+		wait:
+			for {
+				if _, err := peer.WriteToUDPAddrPort(wire, local); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case p = <-got:
+					break wait
+				case <-time.After(300 * time.Millisecond):
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the IKE handler got nothing")
+				}
+			}
+			if p.VM != name || p.Scope != scope || p.Local != local || p.Remote != remote || !bytes.Equal(p.Data, msg) {
+				t.Fatalf("handler got %+v, want %v <- %v with the message (no marker)", p, local, remote)
+			}
+			reply := append([]byte("reply to "), msg...)
+			if err := e.SendIKE(datapath.IKEPacket{VM: name, Scope: scope, Local: local, Remote: remote, Data: reply}); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 2048)
+			peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, from, err := peer.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("peer received nothing: %v", err)
+			}
+			want := append(append([]byte(nil), tc.markerOnWire...), reply...)
+			if from != local || !bytes.Equal(buf[:n], want) {
+				t.Fatalf("peer got %x from %v, want %x from %v", buf[:n], from, want, local)
+			}
+			guest.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if n, from, err := guest.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the guest's socket got %x from %v (%v): IKE on its behalf must not reach it", buf[:n], from, err)
+			}
+		})
+	}
+	st := e.Stats(name)
+	if st.IKEIn.Load() < 4 || st.IKEOut.Load() != 4 {
+		t.Errorf("IKEIn %d, IKEOut %d", st.IKEIn.Load(), st.IKEOut.Load())
+	}
+}
+
+// ikeNamespaces are the three namespaces of ikeLab.
+type ikeNamespaces struct{ gw, guest, peer string }
+
+// ikeLab builds the topology described at TestIntegrationIKEPuntInject
+// with namespace names starting with prefix; t.Cleanup removes them.
+func ikeLab(t *testing.T, prefix string) ikeNamespaces {
+	t.Helper()
+	l := ikeNamespaces{gw: prefix + "gw", guest: prefix + "vm", peer: prefix + "sw"}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+	}
+	for _, ns := range []string{l.gw, l.guest, l.peer} {
+		run("ip", "netns", "add", ns)
+		t.Cleanup(func() {
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Errorf("ip netns del %s: %v %s", ns, err, out)
+			}
+		})
+	}
+	for _, s := range [][]string{
+		{"ip", "netns", "exec", l.gw, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"},
+		{"ip", "netns", "exec", l.gw, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"},
+		{"ip", "link", "add", "eth0", "netns", l.guest, "address", lab.IKEGuestMAC, "type", "veth", "peer", "name", "vm1", "netns", l.gw},
+		{"ip", "link", "add", "eth0", "netns", l.peer, "type", "veth", "peer", "name", "up0", "netns", l.gw},
+		{"ip", "-n", l.guest, "addr", "add", lab.IKEGuest4.String() + "/24", "dev", "eth0"},
+		{"ip", "-n", l.guest, "addr", "add", lab.IKEGuest6.String() + "/64", "dev", "eth0", "nodad"},
+		{"ip", "-n", l.guest, "link", "set", "eth0", "up"},
+		{"ip", "-n", l.peer, "addr", "add", lab.IKEPeer4.String() + "/24", "dev", "eth0"},
+		{"ip", "-n", l.peer, "addr", "add", lab.IKEPeer6.String() + "/64", "dev", "eth0", "nodad"},
+		{"ip", "-n", l.peer, "link", "set", "eth0", "up"},
+		{"ip", "-n", l.gw, "link", "set", "vm1", "up"},
+		{"ip", "-n", l.gw, "link", "set", "up0", "up"},
+		// The wire is ours: frames must be whole and checksummed, and the
+		// peer's kernel checks the checksums of what vifsec writes.
+		{"ip", "netns", "exec", l.gw, "ethtool", "-K", "up0", "tx", "off", "tso", "off", "gso", "off"},
+		{"ip", "netns", "exec", l.peer, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off", "rx", "off"},
+	} {
+		run(s...)
+	}
+	return l
+}
