@@ -65,7 +65,15 @@ type VM struct {
 	// it does not exist (for `qemu -netdev tap,ifname=DEV,script=no`), and
 	// to delete it when the VM is detached.
 	CreateTap bool `json:"create_tap,omitempty"`
+	// Origin says who attached the VM when it was not an operator:
+	// "libvirt:UUID" for an interface of the libvirt domain UUID, attached
+	// by vifsec-hook or the daemon's libvirt reconciliation, which detach
+	// it again when the domain stops. "" means an operator (`vm attach`).
+	Origin string `json:"origin,omitempty"`
 }
+
+// maxOrigin bounds VM.Origin ("libvirt:" and a UUID need 44 bytes).
+const maxOrigin = 128
 
 // maxIfName is IFNAMSIZ-1 (include/uapi/linux/if.h): a Linux interface
 // name is at most 15 bytes.
@@ -94,6 +102,9 @@ func (v *VM) Validate() error {
 	}
 	if v.VLAN > MaxVLAN {
 		errs = append(errs, fmt.Errorf("--vlan: %d is not a VLAN ID; use 0-4094 (0 means untagged)", v.VLAN))
+	}
+	if len(v.Origin) > maxOrigin || strings.IndexFunc(v.Origin, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		errs = append(errs, fmt.Errorf("origin: %q is not an origin; use up to %d printable ASCII characters without spaces, e.g. libvirt:UUID", v.Origin, maxOrigin))
 	}
 	for i, a := range v.IPs {
 		switch {

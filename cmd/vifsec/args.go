@@ -61,6 +61,7 @@ func (v *verb) flag(name string) *flagDef {
 type invocation struct {
 	verb   *verb
 	socket string
+	host   string // --host NAME: another fleet host's objects (fleet.go)
 	format string // table or json
 	help   bool
 	values map[string][]string
@@ -88,14 +89,10 @@ func usagef(v *verb, format string, a ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, a...), verb: v}
 }
 
-// notYet are verbs of spec/cli.md that need IKE or the data path, which
-// this version does not have yet.
-var notYet = map[string]string{
-	"policy": "needs IKE", "certificate": "needs IKE", "ca-certificate": "needs IKE", "crl": "needs IKE",
-	"show-ikesa": "needs IKE", "fleet": "needs the etcd store",
-}
+// notYet are verbs of spec/cli.md that this version does not have yet.
+var notYet = map[string]string{}
 
-var globalFlags = []string{"socket", "format"}
+var globalFlags = []string{"socket", "format", "host"}
 
 // splitFlag returns the name and inline value of a flag token ("--a=b" →
 // "a", "b", true), and ok=false if tok is not a flag.
@@ -265,6 +262,11 @@ func (in *invocation) setGlobal(name, val string) error {
 			return usagef(nil, "--socket needs a path")
 		}
 		in.socket = val
+	case "host":
+		if val == "" {
+			return usagef(nil, "--host needs a host name (see vifsec fleet status)")
+		}
+		in.host = val
 	case "format":
 		if val != "table" && val != "json" {
 			return usagef(nil, "--format: %q is not a format; use table or json", val)

@@ -30,6 +30,11 @@ var (
        --action=ipsec
        --sp-mode=transport
        --sp-name sp_2`)
+	// Seed 003's ONTAP examples, with "security ipsec" dropped and the
+	// placeholders filled in (-vserver is accepted for --tenant).
+	seed003PSK = strings.Fields(`policy create -vserver vs1 -name test34 -local-ip-subnets 192.0.2.10/32 -remote-ip-subnets 198.51.100.0/24`)
+	seed003PKI = strings.Fields(`policy create -vserver vs1 -name test34 -local-ip-subnets 192.0.2.10/32 -remote-ip-subnets 198.51.100.0/24
+		-local-ports 2049 -protocols tcp -auth-method PKI -cert-name my_nfs_server_cert -local-identity CN=netapp.ipsec.lif1.vs0 -remote-identity ANYTHING`)
 	seed002SP = strings.Fields(`add --vm vm1
 --sp-source=2001:db8:1::/64
 --sp-destination=2002:db8:1::/64
@@ -76,7 +81,18 @@ func TestParseArgs(t *testing.T) {
 		{name: "seed 002 sp remove --sa-name", args: []string{"sp", "remove", "--sa-name", "x"}, usage: "--sp-name"},
 		{name: "bad format", args: []string{"--format", "yaml", "sa", "list"}, usage: "table or json"},
 		{name: "stray argument", args: []string{"sa", "list", "--format", "json", "extra"}, usage: "unexpected argument"},
-		{name: "not yet", args: []string{"policy", "create"}, usage: "needs IKE"},
+		{name: "fleet status", args: []string{"fleet", "status"}, verb: "fleet status"},
+		{name: "global --host", args: []string{"--host", "b", "vm", "move", "--vm", "web", "--to-host", "c"}, verb: "vm move", values: map[string]string{"vm": "web", "to-host": "c"}},
+		{name: "empty --host", args: []string{"--host=", "sa", "list"}, usage: "--host needs a host name"},
+		{name: "seed 003 psk policy", args: seed003PSK, verb: "policy create", values: map[string]string{"tenant": "vs1", "name": "test34", "local-ip-subnets": "192.0.2.10/32"}},
+		{name: "seed 003 pki policy", args: seed003PKI, verb: "policy create", values: map[string]string{"auth-method": "PKI", "remote-identity": "ANYTHING", "local-identity": "CN=netapp.ipsec.lif1.vs0"}},
+		{name: "seed 003 ca add", args: strings.Fields("ca-certificate add -vserver svm_name -ca-certs my_ca_cert"), verb: "ca-certificate add", values: map[string]string{"tenant": "svm_name", "ca-certs": "my_ca_cert"}},
+		{name: "seed 003 cert install", args: strings.Fields("certificate install -vserver svm_name -type server-ca -cert-name my_ca_cert"), verb: "certificate install", values: map[string]string{"type": "server-ca"}},
+		{name: "policy modify empty value", args: []string{"policy", "modify", "--tenant", "t", "--name", "p", "--remote-address="}, verb: "policy modify", values: map[string]string{"remote-address": ""}},
+		{name: "policy create needs subnets", args: []string{"policy", "create", "--tenant", "t", "--name", "p"}, usage: "missing --local-ip-subnets"},
+		{name: "psk is no flag", args: []string{"policy", "create", "--tenant", "t", "--name", "p", "--local-ip-subnets", "::1", "--remote-ip-subnets", "::2", "--psk", "x"}, usage: "unknown flag --psk"},
+		{name: "crl add", args: []string{"crl", "add", "--tenant", "t"}, verb: "crl add"},
+		{name: "show-ikesa", args: []string{"show-ikesa", "--format", "json", "-vserver", "vs1"}, verb: "show-ikesa", format: "json", values: map[string]string{"tenant": "vs1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,6 +132,13 @@ func FuzzParseArgs(f *testing.F) {
 	f.Add("help\x00sa\x00add")
 	f.Add("overlay\x00fdb\x00add\x00--tenant=t1\x00--mac\x0052:54:00:00:00:01\x00--remote\x00::1")
 	f.Add("overlay\x00fdb\x00list\x00--format\x00json")
+	f.Add(strings.Join(seed003PSK, "\x00"))
+	f.Add(strings.Join(seed003PKI, "\x00"))
+	f.Add("policy\x00modify\x00--tenant=t\x00--name=p\x00--remote-address=\x00--auth-method\x00PSK")
+	f.Add("certificate\x00install\x00-vserver\x00v\x00--type\x00server\x00--cert-name\x00c")
+	f.Add("ca-certificate\x00add\x00--tenant\x00t\x00--ca-certs\x00a,b")
+	f.Add("crl\x00add\x00--tenant\x00t\x00--vserver\x00u")
+	f.Add("show-ikesa\x00--format=json")
 	verbs := verbTable()
 	f.Fuzz(func(t *testing.T, joined string) {
 		args := strings.Split(joined, "\x00")

@@ -36,6 +36,7 @@ func main() {
 type cli struct {
 	c      *api.Client
 	ctx    context.Context
+	stdin  io.Reader // PEM and pre-shared keys (ike.go)
 	stdout io.Writer
 	stderr io.Writer
 	format string
@@ -67,18 +68,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	c := api.NewClient(api.SocketPath(in.socket))
 	defer c.Close()
-	return in.verb.run(&cli{c: c, ctx: ctx, stdout: stdout, stderr: stderr, format: in.format}, in)
+	c = c.ForHost(in.host) // --host (fleet.go)
+	return in.verb.run(&cli{c: c, ctx: ctx, stdin: os.Stdin, stdout: stdout, stderr: stderr, format: in.format}, in)
 }
 
 func printHelp(w io.Writer, verbs []*verb) {
-	fmt.Fprintln(w, "usage: vifsec [--socket PATH] [--format table|json] VERB ...")
+	fmt.Fprintln(w, "usage: vifsec [--socket PATH] [--format table|json] [--host NAME] VERB ...")
 	fmt.Fprintln(w)
 	for _, v := range verbs {
 		fmt.Fprintln(w, "  vifsec", v.usage)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Flags are written --flag value or --flag=value. The daemon is found at --socket,")
-	fmt.Fprintln(w, "else $VIFSEC_SOCKET, else "+api.DefaultSocket+".")
+	fmt.Fprintln(w, "else $VIFSEC_SOCKET, else "+api.DefaultSocket+". With a fleet store, --host NAME")
+	fmt.Fprintln(w, "makes the command about host NAME's VMs, uplink, SAs and SPs (see vifsec fleet status).")
 	fmt.Fprintln(w, "Exit status: 0 ok, 1 rejected, 2 usage error, 3 daemon unreachable.")
 }
 
@@ -169,7 +172,7 @@ func verbTable() []*verb {
 		usage: "sp add --vm NAME --sp-source ADDR/LEN --sp-destination ADDR/LEN --source-port 0-65535|any --destination-port 0-65535|any --upper-layer-protocol any|tcp|udp|icmp6|icmp --flow-direction in|out --action none|discard|ipsec --sp-mode transport|tunnel [--sa-name NAME] --sp-name NAME   (also: vifsec add)",
 		run:   runSPAdd,
 	}
-	return []*verb{
+	return append([]*verb{
 		{words: []string{"tenant", "add"}, flags: []flagDef{req("tenant"), opt("vni"), opt("default-action")},
 			usage: "tenant add --tenant NAME [--vni N] [--default-action none|discard]", run: runTenantAdd},
 		{words: []string{"tenant", "list"}, usage: "tenant list", run: runTenantList},
@@ -209,8 +212,8 @@ func verbTable() []*verb {
 		{words: []string{"config", "show"}, usage: "config show", run: runConfigShow},
 		{words: []string{"config", "modify"}, flags: []flagDef{req("is-enabled")}, usage: "config modify --is-enabled true|false", run: runConfigModify},
 		{words: []string{"stats"}, flags: []flagDef{opt("vm")}, usage: "stats [--vm NAME]", run: runStats},
-		{words: []string{"show-ipsecsa"}, flags: []flagDef{opt("tenant")}, usage: "show-ipsecsa [--tenant NAME]", run: runShowIPsecSA},
-	}
+		{words: []string{"show-ipsecsa"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms, usage: "show-ipsecsa [--tenant NAME]", run: runShowIPsecSA},
+	}, append(ikeVerbs(), fleetVerbs()...)...) // ike.go, fleet.go
 }
 
 func runTenantAdd(c *cli, in *invocation) int {

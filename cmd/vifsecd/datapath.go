@@ -14,10 +14,14 @@ import (
 // runDataPath keeps the data path in line with the daemon's state until ctx
 // ends: on every generation it turns the snapshot into the attacher's
 // desired ports and the engine's tables. It returns after the engine has
-// stopped and closed every port.
-func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool) {
+// stopped and closed every port. onEngine, if not nil, is given the
+// engine before it runs (IKE's punt and send, ike.go).
+func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, onEngine func(*datapath.Engine)) {
 	e := datapath.New(d.SADB(), log.With("part", "datapath"))
 	e.SetCoalesce(gro)
+	if onEngine != nil {
+		onEngine(e)
+	}
 	a := attach.New(e, func(dev, ns string, vnet bool) (vif.Port, int, error) {
 		p, err := vif.OpenPacketWith(dev, ns, vif.PacketOptions{VnetHdr: vnet})
 		if err != nil {
@@ -67,6 +71,7 @@ func wants(snap *daemon.Snapshot) []attach.Want {
 			Policies:      v.Policies,
 			SAs:           v.PolicySAs,
 			Stats:         v.Counters,
+			IKE:           v.IKE,
 		}})
 	}
 	return out

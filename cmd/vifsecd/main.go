@@ -48,6 +48,8 @@ func main() {
 type options struct {
 	state, socket, metrics, logLevel string
 	gro                              bool
+	libvirt                          string       // --libvirt auto|off|SOCKET (libvirt.go)
+	fleet                            fleetOptions // --store etcd://... (fleet.go)
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
@@ -59,8 +61,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 	fs.StringVar(&o.metrics, "metrics", defaultMetrics, "Prometheus /metrics listen address, or off")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
+	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
+	addFleetFlags(fs, &o.fleet)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--gro=true|false]")
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--gro=true|false] [--libvirt auto|off|SOCKET] "+fleetUsage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -76,6 +80,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 	}
 	if o.state == "" || o.socket == "" || o.metrics == "" {
 		return nil, nil, errors.New("--state, --socket and --metrics must not be empty (use --metrics off to disable metrics)")
+	}
+	if err := o.fleet.check(); err != nil {
+		return nil, nil, err
 	}
 	return o, lv, nil
 }
@@ -107,19 +114,30 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	defer lock.Unlock()
 
-	st, err := store.OpenBolt(filepath.Join(o.state, stateFile), time.Second)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := st.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("flush state: %w", cerr)
+	var d *daemon.Daemon
+	var handler http.Handler
+	var fl *fleetHost
+	if o.fleet.enabled() {
+		if fl, err = openFleet(ctx, o, log); err != nil {
+			return err
 		}
-	}()
-
-	d, err := daemon.New(st, &daemon.Config{Logger: log})
-	if err != nil {
-		return err
+		defer fl.close()
+		d = fl.f.Daemon()
+		handler = api.NewFleetHandler(fl.f, log, version)
+	} else {
+		var st *store.Bolt
+		if st, err = store.OpenBolt(filepath.Join(o.state, stateFile), time.Second); err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := st.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("flush state: %w", cerr)
+			}
+		}()
+		if d, err = daemon.New(st, &daemon.Config{Logger: log}); err != nil {
+			return err
+		}
+		handler = api.NewHandler(d, log, version)
 	}
 
 	ln, err := listenSocket(o.socket)
@@ -129,7 +147,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	defer os.Remove(o.socket)
 
 	srv := &http.Server{
-		Handler:           api.NewHandler(d, log, version),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -164,7 +182,13 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 
 	runCtx, cancel := context.WithCancel(ctx)
 	wg.Go(func() { d.Run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log, o.gro) })
+	if fl != nil {
+		wg.Go(func() { fl.f.Run(runCtx) })
+	}
+	ig := newIKEGlue(d, log.With("part", "ike"))
+	wg.Go(func() { ig.run(runCtx) })
+	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, ig.attachDataPath) })
+	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()
 	log.Info("vifsecd ready", "version", version, "state", o.state, "socket", o.socket, "metrics", orOff(metricsAddr),

@@ -66,9 +66,16 @@ func StartDaemon(ctx context.Context, bin string, gw *Gateway, dir string, extra
 // CLI runs the vifsec CLI against this daemon and returns its stdout;
 // on failure the error carries stderr.
 func (d *Daemon) CLI(ctx context.Context, args ...string) (string, error) {
+	return d.CLIStdin(ctx, "", args...)
+}
+
+// CLIStdin is CLI with stdin: a PSK for `policy create --auth-method PSK`,
+// a PEM for `certificate install` or `crl add`.
+func (d *Daemon) CLIStdin(ctx context.Context, stdin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "vifsec"), append([]string{"--socket", d.Socket}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

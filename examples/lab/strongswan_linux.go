@@ -71,6 +71,13 @@ type CharonConfig struct {
 	// RawESP asks for raw ESP (kernel-libipsec raw_esp); 5.9.8 ignores it.
 	RawESP bool
 
+	// NoRoutes stops charon installing routes for its Child SAs
+	// (charon.install_routes = no). kernel-libipsec routes the whole
+	// remote TS into its TUN device, IKE to the peer included when the
+	// peer's own address is in the TS, as it is when vifsec speaks IKE
+	// for a VM: the caller then routes by source (ip rule) itself.
+	NoRoutes bool
+
 	// Plugins is charon's load list; "" means CharonPlugins.
 	Plugins string
 
@@ -275,6 +282,9 @@ func (c *Charon) Stop() error {
 func strongswanConf(cfg CharonConfig) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "charon {\n  load = %s\n", cfg.Plugins)
+	if cfg.NoRoutes {
+		b.WriteString("  install_routes = no\n")
+	}
 	b.WriteString("  filelog {\n    stderr {\n      default = 1\n      time_format = %T\n    }\n  }\n")
 	b.WriteString("  plugins {\n    kernel-libipsec {\n      allow_peer_ts = yes\n")
 	fmt.Fprintf(&b, "      raw_esp = %s\n", map[bool]string{true: "yes", false: "no"}[cfg.RawESP])

@@ -102,7 +102,7 @@ func (r *TenantAddRequest) Parse() (tenant.Tenant, error) {
 // Parse returns the VM r describes.
 func (r *VMAttachRequest) Parse() (tenant.VM, error) {
 	var p problems
-	v := tenant.VM{Name: r.VM, Tenant: r.Tenant, Dev: r.Dev, Netns: r.Netns}
+	v := tenant.VM{Name: r.VM, Tenant: r.Tenant, Dev: r.Dev, Netns: r.Netns, Origin: r.Origin}
 	p.required("--vm", r.VM, "give the VM interface a name")
 	p.required("--tenant", r.Tenant, "name the tenant the VM belongs to")
 	p.required("--dev", r.Dev, "give the host-side interface (veth, macvlan, tap, VF)")

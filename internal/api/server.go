@@ -38,6 +38,7 @@ func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler
 	mux.HandleFunc("GET "+p+"/vms", s.listVMs)
 	mux.HandleFunc("POST "+p+"/vms", s.attachVM)
 	mux.HandleFunc("DELETE "+p+"/vms/{name}", s.detachVM)
+	mux.HandleFunc("PUT "+p+"/vms/{name}", s.putVM)
 	mux.HandleFunc("GET "+p+"/uplink", s.getUplink)
 	mux.HandleFunc("PUT "+p+"/uplink", s.setUplink)
 	mux.HandleFunc("GET "+p+"/sa", s.listSAs)
@@ -56,6 +57,7 @@ func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler
 	mux.HandleFunc("GET "+p+"/stats", s.getStats)
 	mux.HandleFunc("GET "+p+"/ipsecsa", s.listIPsecSAs)
 	mux.HandleFunc("GET "+p+"/offload", s.listOffloads)
+	s.ikeRoutes(mux, p) // ike.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "bad_request",
 			Message: fmt.Sprintf("no such API endpoint: %s %s (see internal/api/README.md)", r.Method, r.URL.Path)})
@@ -169,7 +171,7 @@ func (s *server) removeTenant(w http.ResponseWriter, r *http.Request) {
 
 // VMOf converts a tenant.VM for listing.
 func VMOf(v tenant.VM) VM {
-	out := VM{Name: v.Name, Tenant: v.Tenant, Dev: v.Dev, Netns: v.Netns, MAC: v.MAC.String(), VLAN: v.VLAN, IPs: []string{}, CreateTap: v.CreateTap}
+	out := VM{Name: v.Name, Tenant: v.Tenant, Dev: v.Dev, Netns: v.Netns, MAC: v.MAC.String(), VLAN: v.VLAN, IPs: []string{}, CreateTap: v.CreateTap, Origin: v.Origin}
 	for _, a := range v.IPs {
 		out.IPs = append(out.IPs, a.String())
 	}
@@ -244,7 +246,7 @@ func SAOf(info daemon.SAInfo) SA {
 		IntegrityAlgorithm: c.Integ.String(), IntegrityKeyBytes: c.Integ.KeyLen(),
 		ReplayWindow: c.ReplayWindow, ESN: c.ESN,
 		LifetimeBytes: c.Lifetime.Hard.Bytes, LifetimeSeconds: c.Lifetime.Hard.Seconds,
-		UsedBy: append([]string{}, info.UsedBy...), State: saState(info),
+		UsedBy: append([]string{}, info.UsedBy...), State: saState(info), IKEPolicy: info.IKEPolicy,
 	}
 	return out
 }
@@ -333,6 +335,11 @@ func (s *server) listSPs(w http.ResponseWriter, r *http.Request) {
 	out := []SP{}
 	for _, info := range s.d.SPs() {
 		out = append(out, SPOf(info))
+	}
+	for _, info := range s.d.IKESPs() { // derived from IKE policies (ext)
+		sp := SPOf(info)
+		sp.Owner = "ike"
+		out = append(out, sp)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -476,13 +483,7 @@ func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []IPsecSA{}
 	for _, x := range rows {
-		pol := "-"
-		if x.Underlay {
-			pol = "underlay"
-		} else if len(x.Policies) > 0 {
-			pol = strings.Join(x.Policies, ",")
-		}
-		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: pol, Policies: append([]string{}, x.Policies...),
+		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: ipsecSAPolicy(x), Policies: append([]string{}, x.Policies...),
 			VM: x.VM, SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
 			InboundSPI: ontapSPI(x.InboundSPI), OutboundSPI: ontapSPI(x.OutboundSPI), State: x.State})
 	}

@@ -56,6 +56,9 @@ type VMAttachRequest struct {
 	IP     []string `json:"ip,omitempty"`
 	// CreateTap is --create-tap (ext).
 	CreateTap Value `json:"create_tap,omitempty"`
+	// Origin (ext) marks a VM attached on behalf of something other than
+	// an operator: vifsec-hook sends "libvirt:DOMAIN-UUID".
+	Origin string `json:"origin,omitempty"`
 }
 
 // UplinkSetRequest is PUT /v1/uplink (`vifsec uplink set`).
@@ -158,6 +161,9 @@ type VM struct {
 	IPs    []string `json:"ips"`
 	// CreateTap: vifsec creates Dev as a tap and deletes it on detach.
 	CreateTap bool `json:"create_tap,omitempty"`
+	// Origin is who attached the VM: "" an operator, "libvirt:UUID" the
+	// libvirt hook or reconciliation for domain UUID.
+	Origin string `json:"origin,omitempty"`
 	// MTU is the VM's effective MTU: the largest IP packet that fits the
 	// uplink after its ESP and the overlay (0: not attached).
 	MTU int `json:"mtu,omitempty"`
@@ -209,6 +215,10 @@ type SA struct {
 	LifetimeSeconds     uint64   `json:"lifetime_seconds"`
 	UsedBy              []string `json:"used_by"`
 	State               string   `json:"state"` // installed, idle, expired
+
+	// IKEPolicy is the IKE policy whose Child SA this is, managed by IKE
+	// (`sa remove` refuses it); absent for a manual SA.
+	IKEPolicy string `json:"ike_policy,omitempty"`
 }
 
 // SP is an SP as listed.
@@ -227,6 +237,11 @@ type SP struct {
 	// SAMissing is set for an ipsec SP whose SA `sa remove --removeall`
 	// removed: its traffic is discarded until the SA is added again.
 	SAMissing bool `json:"sa_missing"`
+
+	// Owner is "ike" for an SP derived from an IKE policy (matched
+	// before the VM's own SPs; not removable by `sp remove`); absent for
+	// an operator's.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Added answers a successful POST or PUT. Warnings are for the operator

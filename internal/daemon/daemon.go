@@ -33,6 +33,8 @@ type Config struct {
 type Daemon struct {
 	vifStatus atomic.Pointer[func() map[string]string]
 	vmMTU     atomic.Pointer[func() map[string]int]
+	ikeReport atomic.Pointer[func() IKEReport]
+	ikeEvents atomic.Pointer[func(sa.Event) bool] // SetIKEEvents (ikesa.go)
 
 	log *slog.Logger
 	st  store.Store
@@ -51,6 +53,7 @@ type Daemon struct {
 	fdb      map[fdbKey]FDBEntry // static VXLAN forwarding entries
 	uplink   *Uplink
 	enabled  bool
+	ike      *ikeState // IKE policies, certificates, CRLs and IKE-installed SAs
 
 	gen     atomic.Uint64
 	watchMu sync.Mutex
@@ -88,7 +91,7 @@ func New(st store.Store, cfg *Config) (*Daemon, error) {
 		tenants: map[string]tenant.Tenant{}, vms: map[string]*vmEntry{},
 		byScope: map[sa.Scope]string{}, saVM: map[string]string{}, saTenant: map[string]string{}, sps: map[string]*spEntry{},
 		fdb: map[fdbKey]FDBEntry{}, nextSeq: 1, enabled: !cfg.DefaultDisabled,
-		watchCh: make(chan struct{}), expired: map[*sa.SA]bool{},
+		watchCh: make(chan struct{}), expired: map[*sa.SA]bool{}, ike: newIKEState(),
 	}
 	recs, err := st.Load()
 	if err != nil {
@@ -205,6 +208,10 @@ func (d *Daemon) restore(recs []store.Record) error {
 				return bad(fmt.Errorf("VM %q is not stored", r2.Policy.VM))
 			}
 			sps = append(sps, &spEntry{seq: r2.Seq, p: r2.Policy})
+		case store.KindCertificate, store.KindCRL, store.KindPolicy:
+			if err := d.restoreIKE(r); err != nil {
+				return bad(err)
+			}
 		case store.KindFDB:
 			var e FDBEntry
 			if err := json.Unmarshal(r.Value, &e); err != nil {
@@ -281,6 +288,10 @@ func (d *Daemon) Run(ctx context.Context) {
 		case now := <-t.C:
 			d.tick(now)
 		case ev := <-d.db.Events():
+			if h := d.ikeEvents.Load(); h != nil && (*h)(ev) {
+				d.log.Info("SA lifetime event handled by IKE", "sa", ev.Name, "event", ev.Kind.String(), "key", ev.Key.String())
+				continue
+			}
 			d.log.Warn("SA lifetime event", "sa", ev.Name, "event", ev.Kind.String(), "key", ev.Key.String())
 		}
 	}

@@ -1,6 +1,8 @@
 // Package daemon is vifsecd's state machine: the tenants, VMs, uplink, SAs
-// (in an sa.DB), SPs and the global IPsec switch that the operator has
-// configured, and the rules that keep them consistent.
+// (in an sa.DB), SPs, the global IPsec switch, and the IKE policies,
+// certificates and CRLs that the operator has configured, and the rules
+// that keep them consistent. It also holds the SAs the IKE engine
+// installs (memory only; see ikesa.go) and the SPs derived from them.
 //
 // Every change follows one path (Daemon's mutating methods):
 //

@@ -65,6 +65,9 @@ func (d *Daemon) RemoveTenant(name string) error {
 	if len(sas) > 0 {
 		return errf(CodeInUse, "--tenant: tenant %q still has underlay SA %s; remove them first (vifsec sa remove --sa-name %s)", name, strings.Join(sas, ", "), sas[0])
 	}
+	if what := d.ikeUsersLocked(name, ""); what != "" {
+		return errf(CodeInUse, "--tenant: tenant %q still has %s; remove them first", name, what)
+	}
 	if macs := d.fdbMACs(name); macs != "" {
 		return errf(CodeInUse, "--tenant: tenant %q still has FDB entries for MAC %s; remove them first (vifsec overlay fdb remove --tenant %s --mac MAC)", name, macs, name)
 	}
@@ -136,6 +139,9 @@ func (d *Daemon) DetachVM(name string) error {
 	defer d.mu.Unlock()
 	if _, ok := d.vms[name]; !ok {
 		return errf(CodeNotFound, "--vm: no VM named %q (see vifsec vm list)", name)
+	}
+	if what := d.ikeUsersLocked("", name); what != "" {
+		return errf(CodeInUse, "--vm: VM %q is protected by %s; delete it first", name, what)
 	}
 	var sas, sps []string
 	for _, n := range sortedKeys(d.saVM) {

@@ -222,6 +222,9 @@ func (d *Daemon) RemoveSA(name string) error {
 	if d.db.Get(name) == nil {
 		return errf(CodeNotFound, "--sa-name: no SA named %q (see vifsec sa list)", name)
 	}
+	if ch := d.ike.saChild[name]; ch != nil {
+		return errf(CodeInUse, "--sa-name: SA %q is managed by IKE (policy %s of tenant %s): IKE rekeys and deletes it; delete or modify the policy instead (vifsec policy delete --tenant %s --name %s)", name, ch.policy, ch.tenant, ch.tenant, ch.policy)
+	}
 	if users := d.spsUsing(name); len(users) > 0 {
 		names := make([]string, len(users))
 		for i, p := range users {
@@ -251,13 +254,15 @@ type Unprotected struct {
 	SP, VM, SA string
 }
 
-// RemoveAllSAs removes every SA (underlay SAs too), even those in use, and
+// RemoveAllSAs removes every SA (underlay SAs too), even those in use, but
+// not the SAs IKE manages (see ikesa.go), and
 // returns their names and the SPs it left without an SA. Equivalent to:
 // `vifsec sa remove --removeall`.
 func (d *Daemon) RemoveAllSAs() (removed []string, left []Unprotected, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	removed = append(sortedKeys(d.saVM), sortedKeys(d.saTenant)...)
+	removed = slices.DeleteFunc(removed, isIKESAName) // managed by IKE: left alone
 	slices.Sort(removed)
 	if len(removed) == 0 {
 		return nil, nil, nil
@@ -275,8 +280,10 @@ func (d *Daemon) RemoveAllSAs() (removed []string, left []Unprotected, err error
 	if err := d.db.Apply(nil, removed); err != nil {
 		panic(fmt.Sprintf("daemon: sa.DB refused to remove all SAs after commit: %v", err))
 	}
-	clear(d.saVM)
-	clear(d.saTenant)
+	for _, n := range removed {
+		delete(d.saVM, n)
+		delete(d.saTenant, n)
+	}
 	d.changed()
 	spNames := make([]string, len(left))
 	for i, u := range left {
@@ -302,6 +309,10 @@ type SAInfo struct {
 	UsedBy  []string // SPs using it, in SPD order
 	Expired bool
 	Stats   *sa.Counters
+
+	// IKEPolicy is the IKE policy whose Child SA this SA is; "" for a
+	// manual SA. IKE SAs have Config.Dir set.
+	IKEPolicy string
 }
 
 // SAs returns every SA sorted by name.
@@ -320,6 +331,18 @@ func (d *Daemon) SAs() []SAInfo {
 func (d *Daemon) saInfo(s *sa.SA) SAInfo {
 	cfg := s.Config()
 	info := SAInfo{VM: d.saVM[cfg.Name], Config: cfg, Dir: cfg.Dir, Expired: s.Expired(), Stats: &s.Stats}
+	if ch := d.ike.saChild[cfg.Name]; ch != nil {
+		info.Tenant, info.IKEPolicy = ch.tenant, ch.policy
+		if ch.vm != "" {
+			ps, _ := d.ikeSPsLocked(ch.vm)
+			for _, p := range ps {
+				if p.SAName == cfg.Name {
+					info.UsedBy = append(info.UsedBy, p.Name)
+				}
+			}
+		}
+		return info
+	}
 	if tn, ok := d.saTenant[cfg.Name]; ok {
 		info.Tenant = tn
 		if u := d.uplink; cfg.Dir == sa.DirInvalid && u != nil && u.Protect == ProtectUnderlay {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/tenant"
@@ -56,6 +57,9 @@ func (d *Daemon) RemoveSP(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.sps[name]
+	if e == nil && strings.HasPrefix(name, "ike/") {
+		return errf(CodeInUse, "--sp-name: SP %q is derived from an IKE policy; modify or delete the policy instead (vifsec policy modify/delete)", name)
+	}
 	if e == nil {
 		return errf(CodeNotFound, "--sp-name: no SP named %q (see vifsec sp list)", name)
 	}

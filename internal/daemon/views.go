@@ -35,6 +35,7 @@ type Snapshot struct {
 type UnderlaySA struct {
 	Tenant string
 	SA     *sa.SA
+	seq    uint64 // install order of an IKE SA; 0 for an operator's
 }
 
 // VMView is one VM with everything the data path needs for it.
@@ -50,6 +51,10 @@ type VMView struct {
 	// SAs are every SA of the VM (its inbound ESP is looked up in the
 	// sa.DB by (vlan, mac, SPI); this list is for statistics).
 	SAs []*sa.SA
+
+	// IKE says an IKE policy speaks for the VM (--vm): the data path
+	// hands IKE addressed to it to vifsecd's IKE engine (datapath.VM.IKE).
+	IKE bool
 }
 
 // Snapshot returns the current state.
@@ -73,6 +78,11 @@ func (d *Daemon) Snapshot() *Snapshot {
 		idx[n] = len(s.VMs)
 		s.VMs = append(s.VMs, VMView{VM: v, Tenant: d.tenants[v.Tenant], Counters: e.counters})
 	}
+	for i := range s.VMs {
+		// IKE policies' SPs are matched before the VM's own (ikesa.go).
+		s.VMs[i].Policies, s.VMs[i].PolicySAs = d.ikeSPsLocked(s.VMs[i].VM.Name)
+		s.VMs[i].IKE = len(s.VMs[i].Policies) > 0
+	}
 	for _, e := range d.sortedSPs() {
 		vv := &s.VMs[idx[e.p.VM]]
 		vv.Policies = append(vv.Policies, e.p)
@@ -84,11 +94,21 @@ func (d *Daemon) Snapshot() *Snapshot {
 	}
 	for _, x := range d.db.List() {
 		if tn, ok := d.saTenant[x.Name()]; ok {
-			s.UnderlaySAs = append(s.UnderlaySAs, UnderlaySA{Tenant: tn, SA: x})
+			us := UnderlaySA{Tenant: tn, SA: x}
+			if ch := d.ike.saChild[x.Name()]; ch != nil {
+				if ch.pending && ch.out == x.Name() {
+					continue // not carrying traffic yet (ikesa.go)
+				}
+				us.seq = ch.seq
+			}
+			s.UnderlaySAs = append(s.UnderlaySAs, us)
 		} else if i, ok := idx[d.saVM[x.Name()]]; ok {
 			s.VMs[i].SAs = append(s.VMs[i].SAs, x)
 		}
 	}
+	// The data path uses the last outbound SA it sees to a remote VTEP:
+	// operators' SAs first, then IKE's, oldest to newest.
+	slices.SortStableFunc(s.UnderlaySAs, func(a, b UnderlaySA) int { return cmpU64(a.seq, b.seq) })
 	return s
 }
 
@@ -163,11 +183,16 @@ type IPsecSA struct {
 	InboundSPI     uint32 // 0: none
 	OutboundSPI    uint32 // 0: none
 	State          string // INSTALLED, IDLE (no SP uses it), EXPIRED, DISABLED (IPsec switched off)
+
+	// IKEPolicy is the IKE policy of an IKE Child SA (one row for both
+	// of its SAs; SA is the inbound one); "" for a manual SA.
+	IKEPolicy string
 }
 
 // IPsecSAs returns the SAs of the tenant named tenantName, or of all
 // tenants if it is "", sorted by tenant then SA name.
 func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
+	rep := d.readIKEReport() // before d.mu: the engine's lock is taken inside
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if tenantName != "" {
@@ -177,6 +202,9 @@ func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
 	}
 	var out []IPsecSA
 	for _, x := range d.db.List() {
+		if d.ike.saChild[x.Name()] != nil {
+			continue // one row per Child SA, below
+		}
 		info := d.saInfo(x)
 		underlay := info.VM == ""
 		if info.Tenant == "" || (tenantName != "" && info.Tenant != tenantName) {
@@ -201,6 +229,7 @@ func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
 		}
 		out = append(out, r)
 	}
+	out = append(out, d.ikeIPsecSAsLocked(tenantName, rep.ChildState)...)
 	slices.SortStableFunc(out, func(a, b IPsecSA) int { return strings.Compare(a.Tenant, b.Tenant) })
 	return out, nil
 }

@@ -13,10 +13,12 @@
 // packet (proved by AllocsPerRun tests with viftest ports).
 //
 // ESP may travel in UDP (RFC 3948 NAT traversal, per SA): the uplink takes
-// ESP in UDP to port 4500 like plain ESP, and consumes NAT-keepalives. For
-// VMs whose IKE the gateway runs (VM.IKE), IKE addressed to the VM is taken
-// off the wire for the IKE handler and SendIKE speaks from the VM's MAC and
-// addresses (ike.go).
+// UDP to port 4500 as ESP when its SPI names an SA of the VM (other UDP to
+// 4500 is the guest's). For VMs whose IKE the gateway runs (VM.IKE), IKE
+// addressed to the VM is taken off the wire for the IKE handler,
+// NAT-keepalives are consumed, and SendIKE speaks from the VM's MAC and
+// addresses (ike.go), resolving the peer's MAC with ARP or Neighbor
+// Discovery as the guest would (neigh.go).
 //
 // What it must not do: parse CLI input, touch the store, or block on the
 // control plane.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
@@ -147,6 +148,9 @@ type Engine struct {
 	ikeTxMu    sync.Mutex
 	ikeTx      *worker // SendIKE's own worker, under ikeTxMu
 	ikeID      atomic.Uint32
+	// now is the clock of neighbour resolution (time.Now; tests set it
+	// before the engine runs).
+	now func() time.Time
 
 	upWorker *worker
 	UplinkRx PortStats
@@ -169,7 +173,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 		log = slog.Default()
 	}
 	e := &Engine{db: db, log: log, workers: map[vif.Port]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
-		misses: make(chan netip.Addr, 16)}
+		misses: make(chan netip.Addr, 16), now: time.Now}
 	e.enabled.Store(true)
 	e.coalesce.Store(true)
 	e.uplinkMTU.Store(DefaultMTU)

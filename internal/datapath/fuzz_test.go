@@ -18,8 +18,8 @@ import (
 // guest's frame with its virtio-net header, a wire frame on a plain and on
 // a virtio-net uplink, flat and with the VXLAN underlay (protected or not) —
 // with real SAs and policies behind them (plain ESP and ESP in UDP), to a
-// VM whose IKE the gateway runs. No input may panic: guests and
-// the wire are untrusted.
+// VM whose IKE the gateway runs and for which SendIKE is resolving its
+// peers' addresses. No input may panic: guests and the wire are untrusted.
 func FuzzPipeline(f *testing.F) {
 	// Seeds: genuine frames of each kind.
 	clear := frame(macB1, macA1, satest.V6A, satest.V6B, 200)
@@ -65,6 +65,10 @@ func FuzzPipeline(f *testing.F) {
 		udpFrame(macA1, peerMAC, satest.V6B, satest.V6A, 500, 500, ikeMsg),
 		udpFrame(macA1, peerMAC, satest.V6B, satest.V6A, 4500, 4500, append([]byte{0, 0, 0, 0}, ikeMsg...)),
 		udpFrame(macA1, peerMAC, satest.V4B, satest.V4A, 4500, 4500, []byte{0xff}),
+		udpFrame(macA1, peerMAC, satest.V4B, satest.V4A, 4500, 4500, make([]byte, 40)),
+		// Answers to what SendIKE asks (see the re-arming below).
+		arpFrame(macA1, peerMAC, 2, peerMAC, satest.V4B, macA1, satest.V4A),
+		naFrame(macA1, peerMAC, satest.V6B, satest.V6A, satest.V6B, naOpts{flags: 0x60, hop: 255, tlla: &peerMAC}),
 	} {
 		f.Add(tagged(fr), uint8(1))
 	}
@@ -102,6 +106,18 @@ func FuzzPipeline(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte, sel uint8) {
 		e.SetOverlay(overlays[int(sel>>4)%len(overlays)])
+		// SendIKE waits for both peers' MACs, with a datagram each: an
+		// answer among the inputs is learned and sends it.
+		now := e.now()
+		for _, r := range []netip.Addr{satest.V4B, satest.V6B} {
+			l := satest.V4A
+			if r.Is6() {
+				l = satest.V6A
+			}
+			q := &queuedUDP{p: IKEPacket{Scope: sa.Scope{VLAN: 100, MAC: macA1}, Local: netip.AddrPortFrom(l, 500),
+				Remote: netip.AddrPortFrom(r, 500), Data: []byte("IKE")}, marker: true, at: now}
+			_, _ = e.ikeNeigh.miss(keyOf(vm, r), q, now)
+		}
 		var w *worker
 		switch sel % 3 {
 		case 0:

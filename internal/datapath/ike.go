@@ -6,8 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
-	"sync/atomic"
+	"time"
 
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
@@ -24,21 +23,27 @@ import (
 //     UDP to port 500, or to 4500 behind the 4-byte non-ESP marker, and
 //     addressed to one of the VM's IPs, goes to the IKE handler (a copy;
 //     the marker removed) and never to the guest. ESP in UDP to 4500 is
-//     not IKE: it is decapsulated as ESP.
+//     not IKE: it is decapsulated as ESP (worker.go: only for an SA of
+//     the VM's; other UDP to 4500 is the guest's). NAT-keepalives to such
+//     a VM are consumed.
 //  2. Inject: SendIKE builds Ethernet (the VM's MAC, its VLAN tag) + IP
 //     (the VM's address) + UDP (+ the marker when a port is 4500) and
 //     writes it to the uplink, through VXLAN for a VM of an overlay tenant.
 //
 // The destination MAC of what SendIKE sends is, in order: the source MAC
 // of the last IKE frame that peer sent for this VM (learned at punt); the
-// destination MAC the guest itself used toward that address (the guest's
-// own ARP/ND answer), learned from a guest frame its SPD would protect but
-// that had no SA yet — only for an address SendIKE already asked for in
-// vain, so the guest cannot fill the table; or the uplink neighbour table
-// the daemon publishes with SetNeighbors. Otherwise SendIKE fails with
-// ErrNoNeighbor and the address is offered on NeighborMisses; the IKE
-// engine's retransmission tries again. vifsec does not send ARP or ND on a
-// VM's behalf.
+// answer to an ARP request or Neighbor Solicitation SendIKE sent from the
+// VM's MAC and address for the peer's address (neigh.go), or the
+// destination MAC the guest itself used toward that address, learned from
+// a guest frame its SPD would protect but that had no SA yet — both only
+// for an address SendIKE is resolving, so neither the wire nor the guest
+// can fill the table; or the uplink neighbour table the daemon publishes
+// with SetNeighbors. Learned entries expire after neighTTL (5 min) unless
+// the peer's IKE refreshes them. While the peer's address resolves, the
+// datagram waits (the newest per VM and peer) and leaves with the answer;
+// the address is also offered on NeighborMisses. A peer off the VM's link
+// does not answer for its address: its next hop must come from
+// SetNeighbors or from the peer's own first IKE frame (neigh.go).
 //
 // What is not punted: IKE to a VM without VM.IKE (the guest may run its
 // own), IKE to an address that is not the VM's, IKE from the guest (its
@@ -130,96 +135,23 @@ func (w *worker) puntIKE(vm *vmState, buf []byte, off int, c *esp.Class) bool {
 		Remote: netip.AddrPortFrom(src, binary.BigEndian.Uint16(u[0:2])),
 		Data:   bytes.Clone(ip[c.IKE:c.End]),
 	}
-	w.e.ikeNeigh.learn(vm, src, sa.MAC(buf[off+6:off+12]))
 	vm.stats.IKEIn.Add(1)
+	mac := sa.MAC(buf[off+6 : off+12])
+	if q := w.e.ikeNeigh.learn(keyOf(vm, src), mac, w.e.now()); q != nil {
+		w.e.sendQueued(q, mac) // what waited for this peer's MAC
+	}
 	(*h)(p)
 	return true
 }
 
-// ikeNeighbors is what SendIKE knows of peers' next-hop MACs, per VM:
-// learned from the peer's IKE frames, and from the guest's own frames
-// toward an address SendIKE asked for in vain (want).
-type ikeNeighbors struct {
-	mu    sync.Mutex
-	m     map[ikeNeighKey]sa.MAC
-	want  map[ikeNeighKey]struct{}
-	nwant atomic.Int32 // len(want), read without the lock
-}
-
-type ikeNeighKey struct {
-	scope sa.Scope
-	addr  netip.Addr
-}
-
-// maxIKENeighbors bounds each table: when one is full it starts over.
-const maxIKENeighbors = 4096
-
-func keyOf(vm *vmState, addr netip.Addr) ikeNeighKey {
-	return ikeNeighKey{sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, addr.Unmap()}
-}
-
-// learn records mac as the next hop toward addr for vm (the punt path).
-func (n *ikeNeighbors) learn(vm *vmState, addr netip.Addr, mac sa.MAC) {
-	k := keyOf(vm, addr)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.put(k, mac)
-}
-
-func (n *ikeNeighbors) put(k ikeNeighKey, mac sa.MAC) {
-	if old, ok := n.m[k]; ok && old == mac {
-		return
-	}
-	if n.m == nil || len(n.m) >= maxIKENeighbors {
-		n.m = make(map[ikeNeighKey]sa.MAC)
-	}
-	n.m[k] = mac
-	if _, ok := n.want[k]; ok {
-		delete(n.want, k)
-		n.nwant.Store(int32(len(n.want)))
-	}
-}
-
-// learnIfWanted is learn for the guest's frames: only an address SendIKE
-// is waiting for is recorded, so a guest cannot fill the table, and a VM
-// nobody waits for costs one atomic load.
-func (n *ikeNeighbors) learnIfWanted(vm *vmState, addr netip.Addr, mac sa.MAC) {
-	if n.nwant.Load() == 0 {
-		return
-	}
-	k := keyOf(vm, addr)
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if _, ok := n.want[k]; ok {
-		n.put(k, mac)
-	}
-}
-
-// wantNeighbor notes that SendIKE found no next hop toward addr for scope.
-func (n *ikeNeighbors) wantNeighbor(scope sa.Scope, addr netip.Addr) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.want == nil || len(n.want) >= maxIKENeighbors {
-		n.want = make(map[ikeNeighKey]struct{})
-	}
-	n.want[ikeNeighKey{scope, addr}] = struct{}{}
-	n.nwant.Store(int32(len(n.want)))
-}
-
-func (n *ikeNeighbors) lookup(scope sa.Scope, addr netip.Addr) (sa.MAC, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	mac, ok := n.m[ikeNeighKey{scope, addr}]
-	return mac, ok
-}
-
-// ikeNextHop finds the MAC SendIKE sends toward remote for scope.
-func (e *Engine) ikeNextHop(scope sa.Scope, remote netip.Addr) (sa.MAC, bool) {
-	if mac, ok := e.ikeNeigh.lookup(scope, remote); ok {
+// ikeNextHop finds the MAC SendIKE sends toward k's address for k's VM:
+// learned (neigh.go), or the uplink neighbour table.
+func (e *Engine) ikeNextHop(k ikeNeighKey, now time.Time) (sa.MAC, bool) {
+	if mac, ok := e.ikeNeigh.lookup(k, now); ok {
 		return mac, true
 	}
 	if nm := e.neigh.Load(); nm != nil {
-		if mac, ok := (*nm)[remote]; ok {
+		if mac, ok := (*nm)[k.addr]; ok {
 			return mac, true
 		}
 	}
@@ -234,7 +166,12 @@ func (e *Engine) ikeNextHop(scope sa.Scope, remote netip.Addr) (sa.MAC, bool) {
 // fragmented on the path) and is fragmented here when it exceeds the
 // uplink's path MTU; IPv6 that does not fit is refused (ErrTooBig: use
 // RFC 7383 fragmentation). Like a UDP socket's send, success means the
-// frame was handed to the uplink, not that it arrived.
+// frame was handed to the uplink, not that it arrived; when the peer's
+// next-hop MAC is not known yet, it means the datagram waits while the
+// peer's address resolves (neigh.go), as a host's stack holds a datagram
+// while ARP runs, and is dropped if no answer comes within 3 s (the IKE
+// engine retransmits). ErrNoNeighbor: too many addresses are being
+// resolved at once to queue it.
 //
 // SendIKE is safe for concurrent use; it allocates (IKE is rare).
 func (e *Engine) SendIKE(p IKEPacket) error { return e.sendUDP(p, true) }
@@ -268,31 +205,59 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 	if up == nil {
 		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrNoUplink)
 	}
-	mac, ok := e.ikeNextHop(p.Scope, remote)
-	if !ok {
-		e.ikeNeigh.wantNeighbor(p.Scope, remote)
-		select {
-		case e.misses <- remote:
-		default:
-		}
-		return fmt.Errorf("send IKE to %v for VM %q: %w", remote, vm.name, ErrNoNeighbor)
+	if _, _, err := e.datagramLen(p, withMarker); err != nil {
+		return err
 	}
-	marker := 0
+	now := e.now()
+	k := keyOf(vm, remote)
+	mac, ok := e.ikeNextHop(k, now)
+	if ok {
+		return e.sendDatagram(vm, up, mac, p, withMarker)
+	}
+	// Resolve the peer's address as the guest's stack would, and let the
+	// datagram wait for the answer (neigh.go).
+	select {
+	case e.misses <- remote:
+	default:
+	}
+	p.Data = bytes.Clone(p.Data)
+	ask, err := e.ikeNeigh.miss(k, &queuedUDP{p: p, marker: withMarker, at: now}, now)
+	if err != nil {
+		return fmt.Errorf("send IKE to %v for VM %q: %w", remote, vm.name, err)
+	}
+	if ask {
+		return e.solicit(vm, up, local, remote)
+	}
+	return nil
+}
+
+// datagramLen checks that p fits what SendIKE can send: the IP packet's
+// length and the non-ESP marker's.
+func (e *Engine) datagramLen(p IKEPacket, withMarker bool) (total, marker int, err error) {
 	if withMarker && (p.Local.Port() == esp.NATTPort || p.Remote.Port() == esp.NATTPort) {
 		marker = esp.NonESPMarkerLen
 	}
 	ipLen := ipv4HeaderLen
-	if !local.Is4() {
+	if !p.Local.Addr().Unmap().Is4() {
 		ipLen = ipv6HeaderLen
 	}
-	total := ipLen + udpHeaderLen + marker + len(p.Data)
+	total = ipLen + udpHeaderLen + marker + len(p.Data)
 	if total > 0xffff {
-		return fmt.Errorf("send IKE: %d-byte message: %w", len(p.Data), ErrTooBig)
+		return 0, 0, fmt.Errorf("send IKE: %d-byte message: %w", len(p.Data), ErrTooBig)
 	}
-	mtu := e.pathMTU()
-	if total > mtu && !local.Is4() {
-		return fmt.Errorf("send IKE: %d-byte IPv6 packet over the path MTU %d: %w", total, mtu, ErrTooBig)
+	if mtu := e.pathMTU(); total > mtu && ipLen == ipv6HeaderLen {
+		return 0, 0, fmt.Errorf("send IKE: %d-byte IPv6 packet over the path MTU %d: %w", total, mtu, ErrTooBig)
 	}
+	return total, marker, nil
+}
+
+// sendDatagram sends p (checked by sendUDP) for vm to the next hop mac.
+func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac sa.MAC, p IKEPacket, withMarker bool) error {
+	total, marker, err := e.datagramLen(p, withMarker)
+	if err != nil {
+		return err
+	}
+	local, remote := p.Local.Addr().Unmap(), p.Remote.Addr().Unmap()
 	buf := make([]byte, readOff+ethLen+total+esp.Tailroom)
 	f := buf[readOff:]
 	copy(f[0:6], mac[:])
@@ -306,13 +271,10 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 
 	e.ikeTxMu.Lock()
 	defer e.ikeTxMu.Unlock()
-	if e.ikeTx == nil {
-		e.ikeTx = &worker{e: e, group: make([][]byte, 0, maxOut)}
-	}
-	w := e.ikeTx
+	w := e.ikeWorker()
 	frames := [][]byte{buf}
 	starts, ends := []int{readOff}, []int{readOff + ethLen + total}
-	if total > mtu {
+	if mtu := e.pathMTU(); total > mtu {
 		w.ensureSeg()
 		nf, d := pmtu.Fragment(f[ethLen:ethLen+total], mtu, w.seg, readOff+ethLen, w.segSizes)
 		if d != offload.DropNone {
@@ -324,10 +286,35 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 			starts[i], ends[i] = readOff, readOff+ethLen+w.segSizes[i]
 		}
 	}
-	ov := e.overlay.Load()
+	if w.sendAsVM(up, vm, false, frames, starts, ends) < len(frames) {
+		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrOverlayDrop)
+	}
+	vm.stats.IKEOut.Add(1)
+	return nil
+}
+
+// ikeWorker is SendIKE's own worker (its buffers, its output queue),
+// made on first use; ikeTxMu must be held.
+func (e *Engine) ikeWorker() *worker {
+	if e.ikeTx == nil {
+		w := &worker{e: e, group: make([][]byte, 0, maxOut), spare: make([][]byte, maxSpare)}
+		for i := range w.spare {
+			w.spare[i] = make([]byte, bufSize)
+		}
+		e.ikeTx = w
+	}
+	return e.ikeTx
+}
+
+// sendAsVM writes frames (each frames[i][starts[i]:ends[i]], untagged,
+// with readOff bytes of headroom) to the uplink as vm's: 802.1Q-tagged
+// with its VLAN, or into VXLAN for a VM of an overlay tenant (bcast: to
+// every remote VTEP of its VNI). It returns how many frames left.
+func (w *worker) sendAsVM(up *txPort, vm *vmState, bcast bool, frames [][]byte, starts, ends []int) int {
+	ov := w.e.overlay.Load()
 	for i, b := range frames {
 		if ov != nil && vm.vni != 0 {
-			w.overlayOut(ov, up, vm, false, b, starts[i], ends[i])
+			w.overlayOut(ov, up, vm, bcast, b, starts[i], ends[i])
 			continue
 		}
 		start := starts[i]
@@ -338,11 +325,7 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 	}
 	sent := w.nout
 	w.flush()
-	if sent < len(frames) {
-		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrOverlayDrop)
-	}
-	vm.stats.IKEOut.Add(1)
-	return nil
+	return sent
 }
 
 const (

@@ -40,39 +40,8 @@ func TestIntegrationIKEPuntInject(t *testing.T) {
 	needLab(t)
 	l := ikeLab(t, fmt.Sprintf("vik%d", os.Getpid()%10000))
 
-	e := datapath.New(sa.NewDB(0), nil)
-	t.Cleanup(e.Close)
-	got := make(chan datapath.IKEPacket, 16)
-	e.SetIKEHandler(func(p datapath.IKEPacket) { got <- p })
-	port, err := vif.OpenPacketWith("vm1", l.gw, vif.PacketOptions{VnetHdr: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up, err := vif.OpenPacket("up0", l.gw)
-	if err != nil {
-		port.Close()
-		t.Fatal(err)
-	}
-	mac, _ := tenant.ParseMAC(lab.IKEGuestMAC)
-	scope := sa.Scope{MAC: sa.MAC(mac)}
+	e, got, scope := ikeLabEngine(t, l)
 	const name = "acme-a"
-	e.Update([]datapath.VM{{Name: name, Port: port, MAC: sa.MAC(mac), IPs: []netip.Addr{lab.IKEGuest4, lab.IKEGuest6},
-		DefaultAction: tenant.ActionNone, VnetHdr: true, IKE: true}})
-	e.SetUplink(up, 0)
-
-	listen := func(ns string, at netip.AddrPort) *net.UDPConn {
-		t.Helper()
-		var c *net.UDPConn
-		err := lab.InNS(ns, func() (err error) {
-			c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(at))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
 	msg := append([]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}, bytes.Repeat([]byte("IKE_SA_INIT "), 10)...)
 	for _, tc := range []struct {
 		name         string
@@ -87,8 +56,8 @@ func TestIntegrationIKEPuntInject(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			local, remote := netip.AddrPortFrom(tc.guest, tc.port), netip.AddrPortFrom(tc.peer, tc.port)
-			peer := listen(l.peer, remote)
-			guest := listen(l.guest, local) // must stay silent
+			peer := listenIn(t, l.peer, remote)
+			guest := listenIn(t, l.guest, local) // must stay silent
 			wire := append(append([]byte(nil), tc.markerOnWire...), msg...)
 			// The first datagram may wait for ARP/ND (answered by the
 			// guest through vifsec); send until the handler has it.
@@ -135,6 +104,104 @@ func TestIntegrationIKEPuntInject(t *testing.T) {
 	if st.IKEIn.Load() < 4 || st.IKEOut.Load() != 4 {
 		t.Errorf("IKEIn %d, IKEOut %d", st.IKEIn.Load(), st.IKEOut.Load())
 	}
+}
+
+// TestIntegrationIKEInitiate: the gateway initiates IKE for a guest that
+// has sent nothing, toward a peer on the guest's link that has never
+// heard of it, with no neighbour table anywhere: SendIKE resolves the
+// peer's address itself (an ARP request over IPv4, a Neighbor
+// Solicitation over IPv6, from the guest's MAC and address), and the
+// datagram that waited for the answer reaches the peer's socket, from the
+// guest's address; the next one goes at once. The guest's own socket gets
+// nothing, and its stack ignores the answer it did not ask for.
+func TestIntegrationIKEInitiate(t *testing.T) {
+	needLab(t)
+	l := ikeLab(t, fmt.Sprintf("vii%d", os.Getpid()%10000))
+	e, _, scope := ikeLabEngine(t, l)
+	for _, tc := range []struct {
+		name         string
+		guest, peer  netip.Addr
+		port         uint16
+		markerOnWire []byte
+	}{
+		{"v4/500", lab.IKEGuest4, lab.IKEPeer4, 500, nil},
+		{"v6/4500", lab.IKEGuest6, lab.IKEPeer6, 4500, []byte{0, 0, 0, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			local, remote := netip.AddrPortFrom(tc.guest, tc.port), netip.AddrPortFrom(tc.peer, tc.port)
+			peer := listenIn(t, l.peer, remote)
+			guest := listenIn(t, l.guest, local)
+			if out, err := exec.Command("ip", "-n", l.peer, "neigh", "show", "to", tc.guest.String()).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+				t.Fatalf("the peer knows the guest already (%v): %s", err, out)
+			}
+			buf := make([]byte, 2048)
+			for i, msg := range []string{"IKE_SA_INIT request", "IKE_AUTH request"} {
+				start := time.Now()
+				if err := e.SendIKE(datapath.IKEPacket{Scope: scope, Local: local, Remote: remote, Data: []byte(msg)}); err != nil {
+					t.Fatalf("SendIKE %d: %v", i, err)
+				}
+				peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, from, err := peer.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					t.Fatalf("message %d: the peer received nothing: %v", i, err)
+				}
+				want := append(append([]byte(nil), tc.markerOnWire...), msg...)
+				if from != local || !bytes.Equal(buf[:n], want) {
+					t.Fatalf("peer got %x from %v, want %x from %v", buf[:n], from, want, local)
+				}
+				t.Logf("message %d arrived after %v", i, time.Since(start).Round(time.Microsecond))
+			}
+			guest.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if n, from, err := guest.ReadFromUDPAddrPort(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the guest's socket got %x from %v (%v)", buf[:n], from, err)
+			}
+		})
+	}
+	st := e.Stats("acme-a")
+	if st.NeighRequests.Load() != 2 || st.NeighLearned.Load() != 2 || st.IKEOut.Load() != 4 {
+		t.Errorf("NeighRequests %d, NeighLearned %d, IKEOut %d; want 2, 2, 4",
+			st.NeighRequests.Load(), st.NeighLearned.Load(), st.IKEOut.Load())
+	}
+}
+
+// ikeLabEngine starts a data path in l's gateway namespace: the guest's
+// VIF (with virtio-net headers) as VM "acme-a" with IKE on its behalf, and
+// the uplink; IKE for the guest arrives on the returned channel.
+func ikeLabEngine(t *testing.T, l ikeNamespaces) (*datapath.Engine, chan datapath.IKEPacket, sa.Scope) {
+	t.Helper()
+	e := datapath.New(sa.NewDB(0), nil)
+	t.Cleanup(e.Close)
+	got := make(chan datapath.IKEPacket, 16)
+	e.SetIKEHandler(func(p datapath.IKEPacket) { got <- p })
+	port, err := vif.OpenPacketWith("vm1", l.gw, vif.PacketOptions{VnetHdr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := vif.OpenPacket("up0", l.gw)
+	if err != nil {
+		port.Close()
+		t.Fatal(err)
+	}
+	mac, _ := tenant.ParseMAC(lab.IKEGuestMAC)
+	e.Update([]datapath.VM{{Name: "acme-a", Port: port, MAC: sa.MAC(mac), IPs: []netip.Addr{lab.IKEGuest4, lab.IKEGuest6},
+		DefaultAction: tenant.ActionNone, VnetHdr: true, IKE: true}})
+	e.SetUplink(up, 0)
+	return e, got, sa.Scope{MAC: sa.MAC(mac)}
+}
+
+// listenIn opens a UDP socket on at in namespace ns, closed at cleanup.
+func listenIn(t *testing.T, ns string, at netip.AddrPort) *net.UDPConn {
+	t.Helper()
+	var c *net.UDPConn
+	err := lab.InNS(ns, func() (err error) {
+		c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(at))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // ikeNamespaces are the three namespaces of ikeLab.

@@ -291,10 +291,78 @@ func TestESPInUDPDrops(t *testing.T) {
 	expectNoDelivery(t, plainSt)
 }
 
+// TestUDP4500IsTheGuests: UDP to port 4500 is ESP in UDP only when its
+// first word is the SPI of an inbound SA of the VM; otherwise it is the
+// guest's own UDP (its own NAT-T IPsec, or any application on 4500) under
+// the inbound SPD. NAT-keepalives are consumed only for a VM whose IKE the
+// gateway runs.
+func TestUDP4500IsTheGuests(t *testing.T) {
+	tagged := vif.Meta{VLAN: 100, Tagged: true}
+	stranger := netip.MustParseAddr("198.51.100.9") // no SP covers it
+	espLike := func(spi uint32) []byte {
+		b := make([]byte, 60)
+		binary.BigEndian.PutUint32(b, spi)
+		binary.BigEndian.PutUint32(b[4:], 1)
+		return b
+	}
+	for _, ike := range []bool{true, false} {
+		x := newIKEEngine(t, ike) // inbound SA 0x1000 (Encap), outbound 0x2000
+		st := x.e.Stats("acme")
+		for _, tc := range []struct {
+			name    string
+			from    netip.Addr
+			payload []byte
+			drop    sa.Drop // DropNone: delivered as it is
+		}{
+			{"no SA with that SPI", stranger, espLike(0x7777), sa.DropNone},
+			{"the SPI of the VM's outbound SA", stranger, espLike(0x2000), sa.DropNone},
+			{"no SA, from a peer whose traffic must be ESP", x.remote4, espLike(0x7777), sa.DropPolicyMismatch},
+			{"keepalive", stranger, []byte{0xff}, map[bool]sa.Drop{true: sa.DropNATKeepalive, false: sa.DropNone}[ike]},
+		} {
+			f := udpFrame(macB1, peerMAC, tc.from, x.v4, 4500, 4500, tc.payload)
+			before := st.Drops[tc.drop].Load()
+			x.up.Inject(f, tagged)
+			if tc.drop == sa.DropNone {
+				if got := recv(t, x.guest); !bytes.Equal(got, f) {
+					t.Fatalf("IKE %v, %s: guest got %x, want %x", ike, tc.name, got, f)
+				}
+				continue
+			}
+			waitFor(t, tc.name+": "+tc.drop.String(), func() bool { return st.Drops[tc.drop].Load() == before+1 })
+		}
+		if n := st.Drops[sa.DropNoSA].Load(); n != 0 {
+			t.Fatalf("IKE %v: %d no-sa drops", ike, n)
+		}
+		x.noneHandled(t)
+	}
+	// The SPI of an inbound SA: ESP, authenticated or dropped as such
+	// (TestESPInUDPDrops: encap-mismatch for one without Encap).
+	x := newIKEEngine(t, false)
+	x.up.Inject(udpFrame(macB1, peerMAC, stranger, x.v4, 4500, 4500, espLike(0x1000)), tagged)
+	waitFor(t, "auth-failed", func() bool { return x.e.Stats("acme").Drops[sa.DropAuthFailed].Load() == 1 })
+	if n := x.e.Stats("acme").PacketsIn.Load(); n != 0 {
+		t.Fatalf("%d frames delivered", n)
+	}
+
+	// With a protected VXLAN underlay, such UDP to a flat VM is not taken
+	// for the underlay's ESP either (it is not addressed to the VTEP).
+	y := newIKEEngine(t, false)
+	y.e.SetOverlay(&Overlay{Local: netip.MustParseAddr("203.0.113.1"), UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, ProtectUnderlay: true})
+	f := udpFrame(macB1, peerMAC, stranger, y.v4, 4500, 4500, espLike(0x7777))
+	y.up.Inject(f, tagged)
+	if got := recv(t, y.guest); !bytes.Equal(got, f) {
+		t.Fatalf("flat VM beside a protected underlay got %x, want %x", got, f)
+	}
+	if n := y.e.OverlayStats.UnderlayNoSA.Load(); n != 0 {
+		t.Fatalf("UnderlayNoSA %d", n)
+	}
+}
+
 // TestNoSAYetDiscards: a guest's traffic that an ipsec SP covers but whose
 // SA is not installed yet (IKE has not finished) is discarded and counted
-// as no-sa, never sent in clear (ONTAP's semantics); the frame teaches
-// SendIKE the next hop the guest uses for that peer.
+// as no-sa, never sent in clear (ONTAP's semantics); while SendIKE
+// resolves the peer's address, such a frame toward it teaches SendIKE the
+// next hop the guest uses, and the waiting IKE datagram leaves.
 func TestNoSAYetDiscards(t *testing.T) {
 	db := sa.NewDB(0)
 	e := New(db, nil)
@@ -310,21 +378,29 @@ func TestNoSAYetDiscards(t *testing.T) {
 	t.Cleanup(e.Close)
 	ike := IKEPacket{Scope: sa.Scope{VLAN: 100, MAC: macA1}, Local: netip.AddrPortFrom(satest.V4A, 500),
 		Remote: netip.AddrPortFrom(satest.V4B, 500), Data: []byte("hello")}
-	// Before the guest's frame, and for a frame to an address SendIKE
-	// never asked for, nothing is learned.
-	if err := e.SendIKE(ike); !errors.Is(err, ErrNoNeighbor) {
-		t.Fatalf("first SendIKE: %v, want ErrNoNeighbor", err)
+	// The next hop is unknown: SendIKE asks (an ARP request; nobody
+	// answers here) and the datagram waits.
+	if err := e.SendIKE(ike); err != nil {
+		t.Fatalf("first SendIKE: %v", err)
 	}
+	if fr := recv(t, peer); binary.BigEndian.Uint16(fr[16:]) != etherARP {
+		t.Fatalf("not an ARP request: %x", fr)
+	}
+	// A frame to an address SendIKE is not resolving teaches nothing; one
+	// to the peer does, and sends the waiting datagram.
 	guest.WriteBatch([][]byte{frame(peerMAC, macA1, satest.V4A, other, 64), frame(peerMAC, macA1, satest.V4A, satest.V4B, 64)})
 	waitFor(t, "no-sa drops", func() bool { return e.Stats("acme").Drops[sa.DropNoSA].Load() == 2 })
-	time.Sleep(20 * time.Millisecond)
-	if n := len(up.Written()); n != 0 {
-		t.Fatalf("%d frames on the wire", n)
+	if p := parseIKEFrame(t, recv(t, peer)); p.dst != peerMAC || string(p.data) != "hello" {
+		t.Fatalf("waiting datagram sent as %+v, want to the guest's next hop %v", p, peerMAC)
 	}
-	if _, ok := e.ikeNeigh.lookup(ike.Scope, other); ok {
+	time.Sleep(20 * time.Millisecond)
+	if n := len(up.Written()); n != 2 {
+		t.Fatalf("%d frames on the wire, want the ARP request and the IKE datagram", n)
+	}
+	if _, ok := e.ikeNeigh.lookup(ikeNeighKey{ike.Scope, other}, time.Now()); ok {
 		t.Fatal("learned a next hop nobody asked for")
 	}
-	// The IKE engine's retransmission now finds the guest's next hop.
+	// The IKE engine's next message goes at once.
 	if err := e.SendIKE(ike); err != nil {
 		t.Fatal(err)
 	}
@@ -341,6 +417,7 @@ type ikeEngine struct {
 	guest      *viftest.Port
 	up, peer   *viftest.Port // the engine's uplink end and the wire's other end
 	got        chan IKEPacket
+	clock      *fakeClock // the engine's clock: moves only when told
 	in4, out4  *sa.SA
 	scope      sa.Scope
 	v4, v6     netip.Addr
@@ -354,6 +431,8 @@ func newIKEEngine(t *testing.T, ike bool) *ikeEngine {
 		v4: satest.V4B, v6: satest.V6B, remote4: satest.V4A, remote6: satest.V6A, foreignDst: netip.MustParseAddr("192.0.2.99")}
 	db := sa.NewDB(0)
 	x.e = New(db, nil)
+	x.clock = &fakeClock{t: time.Now()}
+	x.e.now = x.clock.now
 	var host *viftest.Port
 	x.guest, host = viftest.Pair("guest", "vif", 64)
 	x.up, x.peer = viftest.Pair("up", "peer", 64)
@@ -644,13 +723,23 @@ func TestSendIKEErrors(t *testing.T) {
 		{"not the VM's address", x.e, func(p *IKEPacket) { p.Local = netip.AddrPortFrom(x.foreignDst, 500) }, ErrBadAddress},
 		{"families differ", x.e, func(p *IKEPacket) { p.Remote = netip.AddrPortFrom(x.remote6, 500) }, ErrBadAddress},
 		{"port 0", x.e, func(p *IKEPacket) { p.Remote = netip.AddrPortFrom(x.remote4, 0) }, ErrBadAddress},
-		{"next hop unknown", x.e, func(p *IKEPacket) {}, ErrNoNeighbor},
+		{"IPv6 over the MTU", x.e, func(p *IKEPacket) {
+			p.Local, p.Remote, p.Data = netip.AddrPortFrom(x.v6, 500), netip.AddrPortFrom(x.remote6, 500), make([]byte, 1500)
+		}, ErrTooBig},
 	} {
 		p := ok
 		tc.edit(&p)
 		if err := tc.e.SendIKE(p); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
+	}
+	if len(x.up.Written()) != 0 {
+		t.Error("something was sent")
+	}
+	// A next hop not known yet is no error: the datagram waits while the
+	// address resolves, and the address is offered on NeighborMisses.
+	if err := x.e.SendIKE(ok); err != nil {
+		t.Errorf("next hop unknown: %v", err)
 	}
 	select {
 	case a := <-x.e.NeighborMisses():
@@ -665,14 +754,12 @@ func TestSendIKEErrors(t *testing.T) {
 	if err := x.e.SendIKE(ok); !errors.Is(err, ErrNoUplink) {
 		t.Errorf("no uplink: %v", err)
 	}
-	if len(x.peer.Written()) != 0 {
-		t.Error("something was sent")
-	}
 }
 
 // TestNATAndIKEAllocs: the uplink path allocates nothing for frames that
 // are not IKE for the VM — ordinary UDP, UDP to port 500 of an address
-// that is not the VM's, ESP in UDP (decapsulated), NAT-keepalives — on a
+// that is not the VM's, ESP in UDP (decapsulated), NAT-keepalives, UDP to
+// 4500 whose first word is no SA's SPI (the guest's) — on a
 // VM whose IKE the gateway runs, with a handler installed; nor does the
 // guest side encapsulating ESP in UDP.
 func TestNATAndIKEAllocs(t *testing.T) {
@@ -698,27 +785,28 @@ func TestNATAndIKEAllocs(t *testing.T) {
 	plain := udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 3000, 4000, make([]byte, 200))
 	foreign := udpFrame(macB1, peerMAC, satest.V4A, netip.MustParseAddr("192.0.2.99"), 500, 500, make([]byte, 60))
 	keepalive := udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 4500, 4500, []byte{0xff})
+	guest4500 := udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 4500, 4500, bytes.Repeat([]byte{0x77}, 40)) // no such SPI
 	inner := udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 1000, 2000, make([]byte, 1000))
 	var sc sa.Scratch
-	const n = 4
+	const n = 5
 	allocs := testing.AllocsPerRun(50, func() {
-		for i, f := range [][]byte{plain, foreign, keepalive} {
+		for i, f := range [][]byte{plain, foreign, keepalive, guest4500} {
 			w.sizes[i] = copy(w.bufs[i][readOff:], f)
 			w.meta[i] = vif.Meta{VLAN: 100, Tagged: true}
 		}
-		b := w.bufs[3]
+		b := w.bufs[n-1]
 		copy(b[readOff:], inner)
 		st, en, d := esp.Encap(outA, &sc, b, readOff+ethLen, len(inner)-ethLen)
 		if d != sa.DropNone {
 			t.Fatal(d)
 		}
 		copy(b[st-ethLen:st], inner[:ethLen])
-		w.sizes[3] = copy(b[readOff:], b[st-ethLen:en])
-		w.meta[3] = vif.Meta{VLAN: 100, Tagged: true}
+		w.sizes[n-1] = copy(b[readOff:], b[st-ethLen:en])
+		w.meta[n-1] = vif.Meta{VLAN: 100, Tagged: true}
 		before := vifB.Frames
 		w.batch(n)
-		if vifB.Frames-before != 3 {
-			t.Fatalf("guest got %d frames, want 3", vifB.Frames-before)
+		if vifB.Frames-before != 4 {
+			t.Fatalf("guest got %d frames, want 4", vifB.Frames-before)
 		}
 	})
 	if allocs != 0 {
@@ -974,9 +1062,11 @@ func TestNoSAYetAllocs(t *testing.T) {
 		}
 		w.batch(8)
 	}
+	now := time.Now()
+	e.now = func() time.Time { return now }
 	for _, waiting := range []bool{false, true} {
 		if waiting {
-			e.ikeNeigh.wantNeighbor(sa.Scope{VLAN: 100, MAC: macA1}, netip.MustParseAddr("192.0.2.200"))
+			_, _ = e.ikeNeigh.miss(ikeNeighKey{sa.Scope{VLAN: 100, MAC: macA1}, netip.MustParseAddr("192.0.2.200")}, nil, now)
 		}
 		if allocs := testing.AllocsPerRun(50, run); allocs != 0 {
 			t.Fatalf("waiting %v: %v allocations per batch", waiting, allocs)

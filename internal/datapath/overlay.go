@@ -188,8 +188,14 @@ func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, o
 	if et != etherIPv4 && et != etherIPv6 {
 		return false
 	}
-	c := esp.Classify(buf[off+ethLen : off+n])
+	ip := buf[off+ethLen : off+n]
+	c := esp.Classify(ip)
 	if c.Kind != esp.KindESP && c.Kind != esp.KindESPInUDP {
+		return false
+	}
+	// ESP (or UDP to 4500) for another address — a flat VM's, or the
+	// host's own — is not the underlay's.
+	if c.V6 && netip.AddrFrom16([16]byte(ip[24:40])) != ov.src || !c.V6 && netip.AddrFrom4([4]byte(ip[16:20])) != ov.src {
 		return false
 	}
 	s := w.e.db.Lookup(sa.Key{SPI: c.SPI})

@@ -17,6 +17,10 @@ type VMStats struct {
 	// instead of the VM; IKEOut what SendIKE and SendNATKeepalive sent
 	// on its behalf.
 	IKEIn, IKEOut atomic.Uint64
+	// NeighRequests counts ARP requests and Neighbor Solicitations sent
+	// on the VM's behalf to resolve an IKE peer; NeighLearned the answers
+	// (or the guest's frames) that taught one.
+	NeighRequests, NeighLearned atomic.Uint64
 }
 
 // Drop counts one drop for reason d.

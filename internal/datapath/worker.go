@@ -446,7 +446,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		// The frame tells where the guest sends traffic for that peer,
 		// which is where IKE on its behalf goes too.
 		if vm.ike && dst[0]&1 == 0 {
-			w.e.ikeNeigh.learnIfWanted(vm, w.flow.Dst, dst)
+			w.e.learnPending(vm, w.flow.Dst, dst)
 		}
 		st.Drop(sa.DropNoSA)
 		return
@@ -590,7 +590,11 @@ func etherTypeOf(b byte) uint16 {
 //     non-ESP marker, to one of its addresses): to the IKE handler, never
 //     the guest
 //  4. ESP, plain or in UDP to 4500 (RFC 3948): SA by (vlan, dst mac, SPI);
-//     replay check; decap. NAT-keepalives are consumed (counted)
+//     replay check; decap. UDP to 4500 is ESP only when that SA exists,
+//     NAT-keepalives only for a VM whose IKE the gateway runs (consumed,
+//     counted); otherwise both are the guest's UDP. ARP replies and
+//     Neighbor Advertisements SendIKE waits for are learned (neigh.go)
+//     and go on to the guest
 //  5. Inbound SPD: the clear packet must match an inbound ipsec SP that names
 //     this SA (RFC 4301 §5.2); clear packets an ipsec SP covers are dropped
 //  6. Deliver to the VM's VIF, untagged
@@ -739,6 +743,9 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 		return
 	}
 	f := buf[off : off+n]
+	if vm.ike && (etype == etherARP || etype == etherIPv6) && w.e.ikeNeigh.npending.Load() != 0 {
+		w.snoopNeighbor(vm, f, etype) // an answer SendIKE waits for (neigh.go)
+	}
 	if etype == etherIPv4 || etype == etherIPv6 {
 		c := esp.Classify(f[ethLen:])
 		switch c.Kind {
@@ -746,13 +753,28 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			if vm.ike && w.puntIKE(vm, buf, off, &c) {
 				return
 			}
-		case esp.KindESP, esp.KindESPInUDP:
+		case esp.KindESP:
 			if w.e.enabled.Load() {
-				w.inboundESP(vm, buf, off, n, c.SPI)
+				w.inboundESP(vm, w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI}), buf, off, n)
 				return
 			}
-		case esp.KindKeepalive:
+		case esp.KindESPInUDP:
+			// Any UDP to 4500 whose first word is not 0 looks like ESP
+			// in UDP; it is only when the VM has an inbound SA with that
+			// SPI (one without Encap then refuses it: encap-mismatch).
+			// Otherwise it is the guest's own UDP — its own NAT-T IPsec,
+			// or any application on port 4500 — under the inbound SPD.
 			if w.e.enabled.Load() {
+				s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
+				if s != nil && s.Dir() != sa.DirOut {
+					w.inboundESP(vm, s, buf, off, n)
+					return
+				}
+			}
+		case esp.KindKeepalive:
+			// Keepalives are IKE's business: consumed for a VM whose IKE
+			// the gateway runs, the guest's UDP otherwise.
+			if vm.ike && w.e.enabled.Load() {
 				vm.stats.Drop(sa.DropNATKeepalive)
 				return
 			}
@@ -768,9 +790,10 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 	}
 }
 
-func (w *worker) inboundESP(vm *vmState, buf []byte, off, n int, spi uint32) {
+// inboundESP decapsulates ESP for vm on s, the SA its SPI names in the
+// VM's scope (nil: none), and delivers what the inbound SPD accepts.
+func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 	st := vm.stats
-	s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: spi})
 	if s == nil {
 		st.Drop(sa.DropNoSA)
 		return

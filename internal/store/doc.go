@@ -1,5 +1,6 @@
 // Package store keeps vifsecd's state durable: tenants, VMs, the uplink,
-// SAs (with their keys), SPs and the global switch.
+// SAs (with their keys), SPs, the global switch, and IKE policies (with
+// their pre-shared keys), certificates (with private keys) and CRLs.
 //
 // It owns the Store interface, which the daemon commits every accepted
 // change through, and its embedded implementation on bbolt (Open). A later

@@ -20,13 +20,25 @@ const (
 	// KindFDB is a static VXLAN forwarding entry (`vifsec overlay fdb
 	// add`): a tenant's MAC behind a remote VTEP, named "TENANT/MAC".
 	KindFDB Kind = "fdb"
+	// KindCertificate is a tenant's installed certificate (`vifsec
+	// certificate install`): a server certificate chain with its private
+	// key, or CA certificates. Named "TENANT/CERT-NAME".
+	KindCertificate Kind = "certificate"
+	// KindCRL is a certificate revocation list of one of a tenant's CAs
+	// (`vifsec crl add`), named "TENANT/ISSUER-HASH".
+	KindCRL Kind = "crl"
+	// KindPolicy is an IKE policy (`vifsec policy create`), its
+	// pre-shared key included, named "TENANT/NAME".
+	KindPolicy Kind = "policy"
 )
 
 // Kinds lists every kind, in the order Load returns them: an object only
 // refers to objects of earlier kinds (a VM to its tenant, an SA to its
-// VM, an SP to its VM and SA, an FDB entry to its tenant).
+// VM, an SP to its VM and SA, an FDB entry to its tenant, a certificate to
+// its tenant, a CRL to a CA certificate, an IKE policy to its tenant, VM
+// and certificate).
 func Kinds() []Kind {
-	return []Kind{KindConfig, KindUplink, KindTenant, KindVM, KindSA, KindSP, KindFDB}
+	return []Kind{KindConfig, KindUplink, KindTenant, KindVM, KindSA, KindSP, KindFDB, KindCertificate, KindCRL, KindPolicy}
 }
 
 func (k Kind) valid() bool {

@@ -41,7 +41,7 @@ const (
 	KindInvalid   Kind = iota
 	KindOther          // none of the below: ordinary traffic
 	KindESP            // plain ESP (IP protocol 50)
-	KindESPInUDP       // ESP in UDP to NATTPort (RFC 3948)
+	KindESPInUDP       // shaped as ESP in UDP to NATTPort (RFC 3948): see Classify
 	KindIKE            // UDP to IKEPort, or to NATTPort behind the non-ESP marker
 	KindKeepalive      // a NAT-keepalive to NATTPort (RFC 3948 §2.3)
 	KindFragment       // a fragment of a plain ESP packet (not reassembled)
@@ -76,7 +76,13 @@ type Class struct {
 }
 
 // Classify tells plain ESP, ESP in UDP, IKE and NAT-keepalives apart from
-// other traffic in the IP packet pkt, reading only its headers. It is what
+// other traffic in the IP packet pkt, reading only its headers. It judges
+// by shape alone: any UDP datagram to NATTPort whose first word is not 0
+// and that has room for an ESP header is KindESPInUDP, and any one-byte
+// 0xff datagram to it KindKeepalive — an application of the receiving host
+// on port 4500 (its own NAT-T IPsec, say) sends the same. Whether it is
+// ESP is for the caller to decide, by looking up an SA with that SPI
+// (the data path does, and otherwise hands it on as ordinary UDP). It is what
 // the data path asks of every IP packet from the wire, so it never
 // allocates. A packet that is malformed or too short for what its headers
 // announce is KindOther (the caller's ordinary path deals with it), except

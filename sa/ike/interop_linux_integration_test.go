@@ -247,8 +247,8 @@ func certSwanctlConf(ikeProp, espProp string) string {
     }
     children {
       lab {
-        local_ts = 10.2.0.0/24
-        remote_ts = 10.1.0.0/24
+        local_ts = 203.0.113.0/24
+        remote_ts = 198.51.100.0/24
         esp_proposals = %s
         mode = tunnel
         start_action = none
@@ -277,7 +277,7 @@ func interop(t *testing.T, tc interopCase) {
 		sh(t, "ip", "-n", x.ns, "link", "set", "lo", "up")
 	}
 	// libipsec installs its routes from an address inside its local TS.
-	sh(t, "ip", "-n", nsB, "addr", "add", "10.2.0.1/24", "dev", "lo")
+	sh(t, "ip", "-n", nsB, "addr", "add", "203.0.113.1/24", "dev", "lo")
 	psk := "interop-test-key-0123456789"
 	cc := lab.CharonConfig{
 		NS: nsB, Conn: "lab", Child: "lab", Local: addrB, Remote: addrA, PSK: psk,
@@ -285,7 +285,7 @@ func interop(t *testing.T, tc interopCase) {
 		// Subnets behind the gateways, not the IKE endpoints: libipsec
 		// routes traffic for its remote TS into its TUN device, IKE
 		// included if the TS covered the peer's address.
-		LocalTS: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")},
+		LocalTS: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
 	}
 	var ourCert, ca *x509.Certificate
 	var ourKey crypto.Signer
@@ -346,7 +346,7 @@ func interop(t *testing.T, tc interopCase) {
 	}
 	pol := ike.Policy{
 		Tenant: "acme", Name: "interop", Local: addrA,
-		LocalTS: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
+		LocalTS: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")},
 		Mode: sa.ModeTunnel, PSK: []byte(psk), IKE: ikes, ESP: esps,
 	}
 	if tc.auth != "psk" {

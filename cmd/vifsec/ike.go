@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/vifsec/vifsec/internal/api"
+)
+
+// The IKE verbs follow ONTAP's `security ipsec` (seed 003): policy,
+// certificate, ca-certificate, show-ikesa; crl and the show/delete/remove
+// verbs of certificates are extensions. ONTAP's -vserver is accepted for
+// --tenant. Secrets never travel on the command line: the pre-shared key
+// is read from a prompt (no echo) or one line of stdin, certificates and
+// keys as PEM from stdin.
+
+// maxStdin bounds what is read from stdin (PEM with a chain, or a PSK).
+const maxStdin = 1 << 20
+
+// maxPSKLine bounds a pre-shared key read from stdin.
+const maxPSKLine = 4096
+
+// policyFlags are the flags of policy create and modify besides --tenant
+// and --name.
+var policyFlags = []string{"vm", "local-ip-subnets", "remote-ip-subnets", "protocols", "local-ports", "remote-ports",
+	"remote-address", "mode", "auth-method", "cert-name", "local-identity", "remote-identity", "ike-proposals", "esp-proposals"}
+
+var ontapSynonyms = map[string]string{"vserver": "tenant"}
+
+func ikeVerbs() []*verb {
+	req := func(name string) flagDef { return flagDef{name: name, kind: flagValue, required: true} }
+	opt := func(name string) flagDef { return flagDef{name: name, kind: flagValue} }
+	create := []flagDef{req("tenant"), req("name"), req("local-ip-subnets"), req("remote-ip-subnets")}
+	modify := []flagDef{req("tenant"), req("name")}
+	for _, f := range policyFlags {
+		if f != "local-ip-subnets" && f != "remote-ip-subnets" {
+			create = append(create, opt(f))
+		}
+		modify = append(modify, opt(f))
+	}
+	const policyUsage = " [--vm NAME] [--protocols any|tcp|udp|icmp|icmp6|N] [--local-ports N|N-M|any] [--remote-ports N|N-M|any] [--remote-address ADDR] [--mode transport|tunnel] [--auth-method PSK|PKI] [--cert-name NAME] [--local-identity ID] [--remote-identity ID|ANYTHING] [--ike-proposals LIST] [--esp-proposals LIST]"
+	return []*verb{
+		{words: []string{"policy", "create"}, flags: create, synonyms: ontapSynonyms,
+			usage: "policy create --tenant NAME --name NAME --local-ip-subnets LIST --remote-ip-subnets LIST" + policyUsage +
+				"   (PSK, the default: the key is read from a prompt, or one line of stdin)",
+			run: runPolicyCreate},
+		{words: []string{"policy", "modify"}, flags: modify, synonyms: ontapSynonyms,
+			usage: "policy modify --tenant NAME --name NAME [--local-ip-subnets LIST] [--remote-ip-subnets LIST]" + policyUsage +
+				"   (--auth-method PSK reads a new key; an empty value resets an optional flag)",
+			run: runPolicyModify},
+		{words: []string{"policy", "show"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms,
+			usage: "policy show [--tenant NAME]", run: runPolicyShow},
+		{words: []string{"policy", "delete"}, flags: []flagDef{req("tenant"), req("name")}, synonyms: ontapSynonyms,
+			usage: "policy delete --tenant NAME --name NAME", run: runPolicyDelete},
+		{words: []string{"certificate", "install"}, flags: []flagDef{req("tenant"), req("type"), req("cert-name")}, synonyms: ontapSynonyms,
+			usage: "certificate install --tenant NAME --type server|server-ca|client-ca --cert-name NAME < PEM   (server: certificate, chain and private key; CA types: CA certificates)",
+			run:   runCertificateInstall},
+		{words: []string{"certificate", "show"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms,
+			usage: "certificate show [--tenant NAME]", run: runCertificateShow},
+		{words: []string{"certificate", "delete"}, flags: []flagDef{req("tenant"), req("cert-name")}, synonyms: ontapSynonyms,
+			usage: "certificate delete --tenant NAME --cert-name NAME", run: runCertificateDelete},
+		{words: []string{"ca-certificate", "add"}, flags: []flagDef{req("tenant"), req("ca-certs")}, synonyms: ontapSynonyms,
+			usage: "ca-certificate add --tenant NAME --ca-certs NAME[,NAME...]", run: runCACertificateAdd},
+		{words: []string{"ca-certificate", "show"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms,
+			usage: "ca-certificate show [--tenant NAME]", run: runCACertificateShow},
+		{words: []string{"ca-certificate", "remove"}, flags: []flagDef{req("tenant"), req("ca-certs")}, synonyms: ontapSynonyms,
+			usage: "ca-certificate remove --tenant NAME --ca-certs NAME", run: runCACertificateRemove},
+		{words: []string{"crl", "add"}, flags: []flagDef{req("tenant")}, synonyms: ontapSynonyms,
+			usage: "crl add --tenant NAME < CRL.pem", run: runCRLAdd},
+		{words: []string{"crl", "show"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms,
+			usage: "crl show [--tenant NAME]", run: runCRLShow},
+		{words: []string{"show-ikesa"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms,
+			usage: "show-ikesa [--tenant NAME]", run: runShowIKESA},
+	}
+}
+
+// isTerminal reports whether r is a terminal, and its descriptor.
+func isTerminal(r io.Reader) (int, bool) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return 0, false
+	}
+	fd := int(f.Fd())
+	return fd, term.IsTerminal(fd)
+}
+
+// readPSK reads the pre-shared key of policy name: from a prompt on the
+// terminal, without echo, asked twice (as ONTAP asks to enter and
+// verify it), or else one line of stdin. It never prints the key.
+func (c *cli) readPSK(tenantName, name string) (string, error) {
+	if fd, ok := isTerminal(c.stdin); ok {
+		fmt.Fprintf(c.stderr, "Enter the preshared key for IPsec Policy %s on tenant %s: ", name, tenantName)
+		a, err := term.ReadPassword(fd)
+		fmt.Fprintln(c.stderr)
+		if err != nil {
+			return "", fmt.Errorf("pre-shared key: reading the terminal: %w", err)
+		}
+		fmt.Fprintf(c.stderr, "Confirm the preshared key: ")
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(c.stderr)
+		defer clear(a)
+		defer clear(b)
+		if err != nil {
+			return "", fmt.Errorf("pre-shared key: reading the terminal: %w", err)
+		}
+		if !bytes.Equal(a, b) {
+			return "", errors.New("pre-shared key: the two entries differ; nothing changed")
+		}
+		if len(a) == 0 {
+			return "", errors.New("pre-shared key: empty; nothing changed")
+		}
+		return string(a), nil
+	}
+	br := bufio.NewReaderSize(io.LimitReader(c.stdin, maxPSKLine+2), maxPSKLine+2)
+	line, err := br.ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("pre-shared key: reading stdin: %w", err)
+	}
+	if len(line) > maxPSKLine+1 || (err == io.EOF && len(line) > maxPSKLine) {
+		return "", fmt.Errorf("pre-shared key: the line on stdin is longer than %d bytes", maxPSKLine)
+	}
+	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+	if line == "" {
+		return "", errors.New("pre-shared key: none on stdin; give it on a prompt (a terminal) or as one line of stdin (--auth-method PSK)")
+	}
+	return line, nil
+}
+
+// readPEM reads PEM from stdin (until EOF: Ctrl-D on a terminal).
+func (c *cli) readPEM(what string) (string, error) {
+	if _, ok := isTerminal(c.stdin); ok {
+		fmt.Fprintf(c.stderr, "Paste %s (PEM), then press Ctrl-D:\n", what)
+	}
+	b, err := io.ReadAll(io.LimitReader(c.stdin, maxStdin+1))
+	if err != nil {
+		return "", fmt.Errorf("reading %s from stdin: %w", what, err)
+	}
+	if len(b) > maxStdin {
+		return "", fmt.Errorf("stdin: more than %d bytes; give %s as PEM", maxStdin, what)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "", fmt.Errorf("stdin is empty; give %s as PEM on stdin (e.g. < file.pem)", what)
+	}
+	s := string(b)
+	clear(b)
+	return s, nil
+}
+
+func runPolicyCreate(c *cli, in *invocation) int {
+	r := api.PolicyCreateRequest{
+		Tenant: in.get("tenant"), Name: in.get("name"), VM: in.get("vm"),
+		LocalIPSubnets: api.SplitList(in.get("local-ip-subnets")), RemoteIPSubnets: api.SplitList(in.get("remote-ip-subnets")),
+		Protocols: in.get("protocols"), LocalPorts: val(in, "local-ports"), RemotePorts: val(in, "remote-ports"),
+		RemoteAddress: in.get("remote-address"), Mode: in.get("mode"), AuthMethod: in.get("auth-method"),
+		CertName: in.get("cert-name"), LocalIdentity: in.get("local-identity"), RemoteIdentity: in.get("remote-identity"),
+	}
+	if in.has("ike-proposals") {
+		r.IKEProposals = api.SplitList(in.get("ike-proposals"))
+	}
+	if in.has("esp-proposals") {
+		r.ESPProposals = api.SplitList(in.get("esp-proposals"))
+	}
+	if r.AuthMethod == "" || strings.EqualFold(r.AuthMethod, "PSK") {
+		psk, err := c.readPSK(r.Tenant, r.Name)
+		if err != nil {
+			return c.fail(err)
+		}
+		r.PSK = psk
+	}
+	return c.added(c.c.CreatePolicy(c.ctx, r))
+}
+
+func runPolicyModify(c *cli, in *invocation) int {
+	var r api.PolicyModifyRequest
+	str := func(name string) *string {
+		if !in.has(name) {
+			return nil
+		}
+		v := in.get(name)
+		return &v
+	}
+	list := func(name string) *api.List {
+		if !in.has(name) {
+			return nil
+		}
+		l := api.SplitList(in.get(name))
+		return &l
+	}
+	value := func(name string) *api.Value {
+		if !in.has(name) {
+			return nil
+		}
+		v := val(in, name)
+		return &v
+	}
+	r.VM, r.Protocols, r.RemoteAddress, r.Mode = str("vm"), str("protocols"), str("remote-address"), str("mode")
+	r.AuthMethod, r.CertName, r.LocalIdentity, r.RemoteIdentity = str("auth-method"), str("cert-name"), str("local-identity"), str("remote-identity")
+	r.LocalIPSubnets, r.RemoteIPSubnets = list("local-ip-subnets"), list("remote-ip-subnets")
+	r.IKEProposals, r.ESPProposals = list("ike-proposals"), list("esp-proposals")
+	r.LocalPorts, r.RemotePorts = value("local-ports"), value("remote-ports")
+	if r.AuthMethod != nil && strings.EqualFold(*r.AuthMethod, "PSK") {
+		psk, err := c.readPSK(in.get("tenant"), in.get("name"))
+		if err != nil {
+			return c.fail(err)
+		}
+		r.PSK = &psk
+	}
+	return c.added(c.c.ModifyPolicy(c.ctx, in.get("tenant"), in.get("name"), r))
+}
+
+func runPolicyShow(c *cli, in *invocation) int {
+	ps, err := c.c.Policies(c.ctx, in.get("tenant"))
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(ps)
+		return exitOK
+	}
+	var rows [][]string
+	for _, p := range ps {
+		rows = append(rows, []string{p.Tenant, p.Name, orDash(p.VM), strings.Join(p.LocalIPSubnets, ","), strings.Join(p.RemoteIPSubnets, ","),
+			p.Protocols, p.LocalPorts, p.RemotePorts, orDash(p.RemoteAddress), p.Mode, p.AuthMethod, orDash(p.PSK), orDash(p.CertName),
+			orDash(p.LocalIdentity), orDash(p.RemoteIdentity), orDash(p.LocalAddress)})
+	}
+	c.table([]string{"Tenant", "Policy", "VM", "Local-IP-Subnets", "Remote-IP-Subnets", "Protocols", "Local-Ports", "Remote-Ports",
+		"Remote-Address", "Mode", "Auth-Method", "PSK", "Cert-Name", "Local-Identity", "Remote-Identity", "IKE-Address"}, rows)
+	return exitOK
+}
+
+func runPolicyDelete(c *cli, in *invocation) int {
+	return c.removed(c.c.DeletePolicy(c.ctx, in.get("tenant"), in.get("name")))
+}
+
+func runCertificateInstall(c *cli, in *invocation) int {
+	what := "the CA certificates"
+	if in.get("type") == "server" {
+		what = "the certificate, its chain and its private key"
+	}
+	pem, err := c.readPEM(what)
+	if err != nil {
+		return c.fail(err)
+	}
+	return c.added(c.c.InstallCertificate(c.ctx, api.CertificateInstallRequest{
+		Tenant: in.get("tenant"), CertName: in.get("cert-name"), Type: in.get("type"), PEM: pem}))
+}
+
+func (c *cli) certificates(certs []api.Certificate, err error) int {
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(certs)
+		return exitOK
+	}
+	var rows [][]string
+	for _, x := range certs {
+		ca := "-"
+		if x.IPsecCA {
+			ca = "yes"
+		}
+		rows = append(rows, []string{x.Tenant, x.CertName, x.Type, x.Subject, x.Issuer, x.NotAfter, fmt.Sprint(x.Count), orDash(x.PrivateKey), ca, joinOrDash(x.UsedBy)})
+	}
+	c.table([]string{"Tenant", "Cert-Name", "Type", "Subject", "Issuer", "Not-After", "Certs", "Private-Key", "IPsec-CA", "Used-By"}, rows)
+	return exitOK
+}
+
+func runCertificateShow(c *cli, in *invocation) int {
+	return c.certificates(c.c.Certificates(c.ctx, in.get("tenant")))
+}
+
+func runCertificateDelete(c *cli, in *invocation) int {
+	return c.removed(c.c.DeleteCertificate(c.ctx, in.get("tenant"), in.get("cert-name")))
+}
+
+func runCACertificateAdd(c *cli, in *invocation) int {
+	return c.added(c.c.AddCACertificates(c.ctx, api.CACertificatesAddRequest{Tenant: in.get("tenant"), CACerts: api.SplitList(in.get("ca-certs"))}))
+}
+
+func runCACertificateShow(c *cli, in *invocation) int {
+	return c.certificates(c.c.CACertificates(c.ctx, in.get("tenant")))
+}
+
+func runCACertificateRemove(c *cli, in *invocation) int {
+	return c.removed(c.c.RemoveCACertificate(c.ctx, in.get("tenant"), in.get("ca-certs")))
+}
+
+func runCRLAdd(c *cli, in *invocation) int {
+	pem, err := c.readPEM("the CRL")
+	if err != nil {
+		return c.fail(err)
+	}
+	return c.added(c.c.AddCRL(c.ctx, api.CRLAddRequest{Tenant: in.get("tenant"), PEM: pem}))
+}
+
+func runCRLShow(c *cli, in *invocation) int {
+	crls, err := c.c.CRLs(c.ctx, in.get("tenant"))
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(crls)
+		return exitOK
+	}
+	var rows [][]string
+	for _, x := range crls {
+		rows = append(rows, []string{x.Tenant, x.CACert, x.Issuer, orDash(x.Number), x.ThisUpdate, orDash(x.NextUpdate), fmt.Sprint(x.Revoked)})
+	}
+	c.table([]string{"Tenant", "CA-Cert", "Issuer", "Number", "This-Update", "Next-Update", "Revoked"}, rows)
+	return exitOK
+}
+
+func runShowIKESA(c *cli, in *invocation) int {
+	rows, err := c.c.IKESAs(c.ctx, in.get("tenant"))
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(rows)
+		return exitOK
+	}
+	var out [][]string
+	for _, r := range rows {
+		out = append(out, []string{r.Tenant, r.Policy, orDash(r.LocalAddress), orDash(r.RemoteAddress), r.InitiatorSPI, r.State})
+	}
+	c.table([]string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Initiator-SPI", "State"}, out)
+	return exitOK
+}

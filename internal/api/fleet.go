@@ -1,0 +1,337 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/tenant"
+)
+
+// With a fleet store (vifsecd --store etcd://...), the API adds:
+//
+//   - ?host=NAME on every endpoint: the request is about host NAME's
+//     objects (its VMs, uplink, SAs, SPs, FDB, switch). The daemon that
+//     receives it runs it on a temporary daemon built from NAME's desired
+//     state in the store, with the same validation, and commits to the
+//     store; NAME's vifsecd applies it through its watch. Fleet-wide
+//     objects (tenants, IKE policies, certificates) are the same on every
+//     host. Without ?host, or with the receiving daemon's own name, the
+//     request is served as without a fleet.
+//   - GET /v1/health: the store's health from this daemon's view.
+//   - GET /v1/fleet: every host, its liveness, VMs and SA counts.
+//   - POST /v1/vms/NAME/move {"to_host":"B"}: move a VM binding, with its
+//     SAs and SPs, to host B (one transaction).
+
+// Health answers GET /v1/health.
+type Health struct {
+	Store string `json:"store"` // "etcd"
+	Host  string `json:"host"`
+	// State is "ok", or "degraded" while the store cannot be reached
+	// with a quorum: the data path keeps its last state and changes are
+	// refused.
+	State       string    `json:"state"`
+	Since       time.Time `json:"since"`
+	LastContact time.Time `json:"last_contact,omitzero"`
+	Error       string    `json:"error,omitempty"`
+	// Revision is the store revision of the state the daemon runs.
+	Revision int64 `json:"revision"`
+	Tenants  int   `json:"tenants"`
+	VMs      int   `json:"vms"`
+	SAs      int   `json:"sas"`
+	// Problems are stored records this host did not apply, and why.
+	Problems []string `json:"problems"`
+}
+
+// FleetVM is one VM of a host in GET /v1/fleet.
+type FleetVM struct {
+	Name   string `json:"name"`
+	Tenant string `json:"tenant"`
+	VIF    string `json:"vif"`
+	SAs    int    `json:"sas"`
+}
+
+// FleetHost is one host in GET /v1/fleet; it is also what each daemon
+// keeps in the store as its status.
+type FleetHost struct {
+	Host string `json:"host"`
+	// State is ok or degraded (as the host last reported), or down: no
+	// live vifsecd (its status key expired), or unknown: the store
+	// cannot be read.
+	State    string    `json:"state"`
+	Version  string    `json:"version,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	Revision int64     `json:"revision,omitempty"`
+	Tenants  int       `json:"tenants"`
+	SAs      int       `json:"sas"`
+	VMs      []FleetVM `json:"vms"`
+	// VMCount is the number of VMs; VMs may list fewer (a status keeps at
+	// most 8192).
+	VMCount  int      `json:"vm_count"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// FleetStatus answers GET /v1/fleet.
+type FleetStatus struct {
+	Self  string `json:"self"`
+	Store string `json:"store"` // ok | degraded (this daemon's view)
+	// Error says why other hosts are unknown.
+	Error string      `json:"error,omitempty"`
+	Hosts []FleetHost `json:"hosts"`
+}
+
+// MoveRequest is POST /v1/vms/NAME/move (`vifsec vm move`).
+type MoveRequest struct {
+	ToHost string `json:"to_host"`
+	// Dev and Netns, if set, are the VM's interface on the destination
+	// (tap names differ between hosts); else they stay as they were.
+	Dev   string `json:"dev,omitempty"`
+	Netns string `json:"netns,omitempty"`
+}
+
+// Fleet is what vifsecd's fleet runtime offers the API.
+type Fleet interface {
+	Self() string
+	Health() Health
+	Status(ctx context.Context) (FleetStatus, error)
+	// Exec runs fn on the daemon of host ("" is this host): this
+	// daemon, or a temporary one over host's desired state. Writes are
+	// serialised and first wait until this daemon runs the store's
+	// latest state. retry says a commit lost a race with another writer
+	// (nothing changed): the request may be run again.
+	Exec(ctx context.Context, host string, o ExecOptions, fn func(*daemon.Daemon)) (retry bool, err error)
+	// MoveVM moves VM vm of host from ("" is this host) to the host
+	// and interface of req.
+	MoveVM(ctx context.Context, from, vm string, req MoveRequest) (warnings []string, err error)
+}
+
+// ExecOptions qualify a Fleet.Exec.
+type ExecOptions struct {
+	Write bool
+	// RemoveTenant names a tenant the request removes: it is refused
+	// while a VM of any host uses it.
+	RemoveTenant string
+}
+
+// NewFleetHandler returns the API of a fleet daemon: the /v1 API of
+// NewHandler on each host's daemon (see Fleet.Exec), plus the fleet
+// endpoints.
+func NewFleetHandler(f Fleet, log *slog.Logger, version string) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &fleetHandler{f: f, log: log, version: version, handlers: map[*daemon.Daemon]http.Handler{}}
+	mux := http.NewServeMux()
+	p := "/" + Version
+	mux.HandleFunc("GET "+p+"/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.Health()) })
+	mux.HandleFunc("GET "+p+"/fleet", h.status)
+	mux.HandleFunc("POST "+p+"/vms/{name}/move", h.move)
+	mux.HandleFunc("/", h.forward)
+	return h.logged(mux)
+}
+
+type fleetHandler struct {
+	f       Fleet
+	log     *slog.Logger
+	version string
+
+	mu       sync.Mutex
+	handlers map[*daemon.Daemon]http.Handler // the local daemon's, reused
+}
+
+func (h *fleetHandler) logged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		h.log.Debug("api request", "method", r.Method, "path", r.URL.Path, "host", r.URL.Query().Get("host"), "status", sw.status, "duration", time.Since(start))
+	})
+}
+
+// hostParam returns ?host, "" for this host; ok false (answered) if invalid.
+func (h *fleetHandler) hostParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	host := r.URL.Query().Get("host")
+	if host == "" || host == h.f.Self() {
+		return "", true
+	}
+	if err := tenant.ValidName(host); err != nil {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "--host: " + err.Error()})
+		return "", false
+	}
+	return host, true
+}
+
+func (h *fleetHandler) status(w http.ResponseWriter, r *http.Request) {
+	st, err := h.f.Status(r.Context())
+	if err != nil {
+		failFleet(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *fleetHandler) move(w http.ResponseWriter, r *http.Request) {
+	host, ok := h.hostParam(w, r)
+	if !ok {
+		return
+	}
+	var req MoveRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	var p problems
+	if p.required("--to-host", req.ToHost, "name the host the VM moves to") {
+		if err := tenant.ValidName(req.ToHost); err != nil {
+			p.add("--to-host", err)
+		}
+	}
+	if err := p.err(); err != nil {
+		fail(w, err)
+		return
+	}
+	ws, err := h.f.MoveVM(r.Context(), host, r.PathValue("name"), req)
+	if err != nil {
+		failFleet(w, err)
+		return
+	}
+	if ws == nil {
+		ws = []string{}
+	}
+	writeJSON(w, http.StatusOK, Added{Warnings: ws})
+}
+
+// failFleet answers err: a daemon refusal as fail does, anything else
+// (the store cannot be reached) as 503 unavailable.
+func failFleet(w http.ResponseWriter, err error) {
+	var de *daemon.Error
+	var ae *Error
+	switch {
+	case errors.As(err, &ae):
+		writeError(w, ae)
+	case errors.As(err, &de):
+		fail(w, err)
+	default:
+		writeError(w, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()})
+	}
+}
+
+// maxAttempts bounds the retries of a request that keeps losing races.
+const maxAttempts = 5
+
+// forward serves every /v1 endpoint of NewHandler on the daemon of ?host.
+func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
+	host, ok := h.hostParam(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		writeError(w, &Error{Status: http.StatusBadRequest, Code: "bad_request", Message: "request body: " + err.Error()})
+		return
+	}
+	o := ExecOptions{Write: r.Method != http.MethodGet && r.Method != http.MethodHead}
+	if name, ok := strings.CutPrefix(r.URL.Path, "/"+Version+"/tenants/"); ok && r.Method == http.MethodDelete && !strings.Contains(name, "/") {
+		o.RemoveTenant, _ = url.PathUnescape(name)
+	}
+	for range maxAttempts {
+		rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
+		retry, err := h.f.Exec(r.Context(), host, o, func(d *daemon.Daemon) {
+			r2 := r.Clone(r.Context())
+			r2.Body = io.NopCloser(bytes.NewReader(body))
+			h.handler(d, host == "").ServeHTTP(rec, r2)
+		})
+		if err != nil {
+			failFleet(w, err)
+			return
+		}
+		if !retry {
+			rec.copyTo(w)
+			return
+		}
+	}
+	writeError(w, &Error{Status: http.StatusConflict, Code: "conflict",
+		Message: fmt.Sprintf("the desired state kept changing under this request (other writers); nothing changed after %d attempts, try again", maxAttempts)})
+}
+
+// handler returns the API on d: cached for this host's daemon, made
+// afresh for a temporary one.
+func (h *fleetHandler) handler(d *daemon.Daemon, local bool) http.Handler {
+	if !local {
+		return NewHandler(d, h.log, h.version)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hh := h.handlers[d]
+	if hh == nil {
+		hh = NewHandler(d, h.log, h.version)
+		h.handlers = map[*daemon.Daemon]http.Handler{d: hh}
+	}
+	return hh
+}
+
+// bufferedResponse holds an answer until it is known not to be retried.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
+func (b *bufferedResponse) WriteHeader(code int)        { b.status = code }
+
+func (b *bufferedResponse) copyTo(w http.ResponseWriter) {
+	for k, v := range b.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(b.status)
+	w.Write(b.body.Bytes())
+}
+
+// Client side.
+
+// ForHost returns a client whose requests carry ?host=name: they are
+// about host name's objects (see NewFleetHandler). "" returns c.
+func (c *Client) ForHost(name string) *Client {
+	if name == "" {
+		return c
+	}
+	base := c.hc.Transport
+	c2 := *c
+	c2.hc = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context()) // a RoundTripper must not change the caller's request
+		q := r.URL.Query()
+		q.Set("host", name)
+		r.URL.RawQuery = q.Encode()
+		return base.RoundTrip(r)
+	})}
+	return &c2
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Health is GET /v1/health.
+func (c *Client) Health(ctx context.Context) (out Health, err error) {
+	return out, c.get(ctx, "/health", &out)
+}
+
+// FleetStatus is `vifsec fleet status`.
+func (c *Client) FleetStatus(ctx context.Context) (out FleetStatus, err error) {
+	return out, c.get(ctx, "/fleet", &out)
+}
+
+// MoveVM is `vifsec vm move --vm NAME --to-host HOST [--dev IFNAME] [--netns NS]`.
+func (c *Client) MoveVM(ctx context.Context, vm string, r MoveRequest) (Added, error) {
+	return c.send(ctx, http.MethodPost, "/vms/"+url.PathEscape(vm)+"/move", r)
+}

@@ -1,0 +1,36 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+)
+
+// putVM is PUT /v1/vms/NAME (ext): attach the VM, or move an attached VM
+// of the same origin to the request's device, or change nothing if it is
+// attached as asked (daemon.RebindVM). The libvirt hook uses it at every
+// domain start, where the tap has a new name.
+func (s *server) putVM(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	change(w, r, http.StatusOK, func(req *VMAttachRequest) ([]string, error) {
+		if req.VM == "" {
+			req.VM = name
+		}
+		if req.VM != name {
+			return nil, fmt.Errorf("--vm: the body names VM %q but the path names %q; give one name", req.VM, name)
+		}
+		v, err := req.Parse()
+		if err != nil {
+			return nil, err
+		}
+		_, err = s.d.RebindVM(v)
+		return nil, err
+	})
+}
+
+// PutVM attaches the VM r describes, or moves the attached VM of that name
+// and the same origin to r's device (PUT /v1/vms/NAME). It is idempotent.
+func (c *Client) PutVM(ctx context.Context, r VMAttachRequest) (Added, error) {
+	return c.send(ctx, http.MethodPut, "/vms/"+url.PathEscape(r.VM), r)
+}
