@@ -3,7 +3,8 @@ SHELL := /bin/bash
 GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
 BIN   := bin
 # Debian packages the tests, the lab and the demo use.
-APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
@@ -32,7 +33,7 @@ test: build
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
-	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./sa/... ./internal/datapath ./internal/attach ./internal/daemon ./internal/api ./offload/... ./overlay/...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./sa/... ./internal/datapath ./internal/attach ./internal/daemon ./internal/api ./internal/ikectl ./cmd/vifsecd ./offload/... ./overlay/...
 
 bench: bench-esp bench-sadb
 

@@ -85,6 +85,7 @@ func (g *ikeGlue) attachDataPath(e *datapath.Engine) {
 }
 
 func (g *ikeGlue) enqueue(p ike.Packet) {
+	g.log.Debug("IKE datagram received", "scope", p.Scope.String(), "local", p.Local, "remote", p.Remote, "bytes", len(p.Data))
 	select {
 	case g.in <- p:
 	default:
@@ -94,14 +95,28 @@ func (g *ikeGlue) enqueue(p ike.Packet) {
 	}
 }
 
+// ikeResendAfter is how long a datagram for a VM waits for one more try
+// when the data path does not know the VM's IKE role yet: the engine
+// initiates as soon as a policy is created, the data path takes the new
+// state a moment later, and the engine's own retransmission comes only
+// seconds after.
+const ikeResendAfter = 200 * time.Millisecond
+
 // send is the engine's Send.
-func (g *ikeGlue) send(p ike.Packet) {
+func (g *ikeGlue) send(p ike.Packet) { g.sendTry(p, true) }
+
+func (g *ikeGlue) sendTry(p ike.Packet, retry bool) {
 	if p.Scope != (sa.Scope{}) {
 		dp := g.dp.Load()
 		if dp == nil {
 			return
 		}
 		err := dp.SendIKE(datapath.IKEPacket{Scope: p.Scope, Local: p.Local, Remote: p.Remote, Data: p.Data})
+		if retry && (errors.Is(err, datapath.ErrNotIKE) || errors.Is(err, datapath.ErrNoVM)) {
+			p.Data = slices.Clone(p.Data)
+			time.AfterFunc(ikeResendAfter, func() { g.sendTry(p, false) })
+			return
+		}
 		if err != nil {
 			lv := slog.LevelWarn
 			if errors.Is(err, datapath.ErrNoNeighbor) || errors.Is(err, datapath.ErrNoUplink) || errors.Is(err, datapath.ErrNotIKE) {
