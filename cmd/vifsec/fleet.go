@@ -24,9 +24,6 @@ func fleetVerbs() []*verb {
 func runFleetStatus(c *cli, in *invocation) int {
 	st, err := c.c.FleetStatus(c.ctx)
 	if err != nil {
-		if ae, ok := err.(*api.Error); ok && ae.Status == 404 {
-			return c.fail(fmt.Errorf("vifsecd is not a fleet host (it runs on the embedded store; start it with --store etcd://...)"))
-		}
 		return c.fail(err)
 	}
 	if c.format == "json" {

@@ -30,7 +30,8 @@ const maxPSKLine = 4096
 // policyFlags are the flags of policy create and modify besides --tenant
 // and --name.
 var policyFlags = []string{"vm", "local-ip-subnets", "remote-ip-subnets", "protocols", "local-ports", "remote-ports",
-	"remote-address", "mode", "auth-method", "cert-name", "local-identity", "remote-identity", "ike-proposals", "esp-proposals"}
+	"remote-address", "mode", "auth-method", "cert-name", "local-identity", "remote-identity", "ike-proposals", "esp-proposals",
+	"ike-lifetime", "esp-lifetime", "dpd-interval", "dpd-action"}
 
 var ontapSynonyms = map[string]string{"vserver": "tenant"}
 
@@ -45,7 +46,8 @@ func ikeVerbs() []*verb {
 		}
 		modify = append(modify, opt(f))
 	}
-	const policyUsage = " [--vm NAME] [--protocols any|tcp|udp|icmp|icmp6|N] [--local-ports N|N-M|any] [--remote-ports N|N-M|any] [--remote-address ADDR] [--mode transport|tunnel] [--auth-method PSK|PKI] [--cert-name NAME] [--local-identity ID] [--remote-identity ID|ANYTHING] [--ike-proposals LIST] [--esp-proposals LIST]"
+	const policyUsage = " [--vm NAME] [--protocols any|tcp|udp|icmp|icmp6|N] [--local-ports N|N-M|any] [--remote-ports N|N-M|any] [--remote-address ADDR] [--mode transport|tunnel] [--auth-method PSK|PKI] [--cert-name NAME] [--local-identity ID] [--remote-identity ID|ANYTHING] [--ike-proposals LIST] [--esp-proposals LIST]    (ext:) [--ike-lifetime DURATION] [--esp-lifetime DURATION] [--dpd-interval DURATION|off] [--dpd-action clear|restart]" +
+		"   (ext defaults: 4h, 1h, off, restart with --remote-address else clear; durations like 30s, 5m, 1h)"
 	return []*verb{
 		{words: []string{"policy", "create"}, flags: create, synonyms: ontapSynonyms,
 			usage: "policy create --tenant NAME --name NAME --local-ip-subnets LIST --remote-ip-subnets LIST" + policyUsage +
@@ -57,6 +59,9 @@ func ikeVerbs() []*verb {
 			run: runPolicyModify},
 		{words: []string{"policy", "show"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms,
 			usage: "policy show [--tenant NAME]", run: runPolicyShow},
+		{words: []string{"policy", "rekey"}, flags: []flagDef{req("tenant"), req("name"), {name: "ike", kind: flagBool}}, synonyms: ontapSynonyms,
+			usage: "policy rekey --tenant NAME --name NAME [--ike]   (ext: rekey the policy's Child SAs now, make before break, or with --ike its IKE SA)",
+			run:   runPolicyRekey},
 		{words: []string{"policy", "delete"}, flags: []flagDef{req("tenant"), req("name")}, synonyms: ontapSynonyms,
 			usage: "policy delete --tenant NAME --name NAME", run: runPolicyDelete},
 		{words: []string{"certificate", "install"}, flags: []flagDef{req("tenant"), req("type"), req("cert-name")}, synonyms: ontapSynonyms,
@@ -167,6 +172,8 @@ func runPolicyCreate(c *cli, in *invocation) int {
 	if in.has("esp-proposals") {
 		r.ESPProposals = api.SplitList(in.get("esp-proposals"))
 	}
+	r.IKELifetime, r.ESPLifetime, r.DPDInterval = val(in, "ike-lifetime"), val(in, "esp-lifetime"), val(in, "dpd-interval")
+	r.DPDAction = in.get("dpd-action")
 	if r.AuthMethod == "" || strings.EqualFold(r.AuthMethod, "PSK") {
 		psk, err := c.readPSK(r.Tenant, r.Name)
 		if err != nil {
@@ -205,6 +212,8 @@ func runPolicyModify(c *cli, in *invocation) int {
 	r.LocalIPSubnets, r.RemoteIPSubnets = list("local-ip-subnets"), list("remote-ip-subnets")
 	r.IKEProposals, r.ESPProposals = list("ike-proposals"), list("esp-proposals")
 	r.LocalPorts, r.RemotePorts = value("local-ports"), value("remote-ports")
+	r.IKELifetime, r.ESPLifetime, r.DPDInterval = value("ike-lifetime"), value("esp-lifetime"), value("dpd-interval")
+	r.DPDAction = str("dpd-action")
 	if r.AuthMethod != nil && strings.EqualFold(*r.AuthMethod, "PSK") {
 		psk, err := c.readPSK(in.get("tenant"), in.get("name"))
 		if err != nil {
@@ -228,10 +237,35 @@ func runPolicyShow(c *cli, in *invocation) int {
 	for _, p := range ps {
 		rows = append(rows, []string{p.Tenant, p.Name, orDash(p.VM), strings.Join(p.LocalIPSubnets, ","), strings.Join(p.RemoteIPSubnets, ","),
 			p.Protocols, p.LocalPorts, p.RemotePorts, orDash(p.RemoteAddress), p.Mode, p.AuthMethod, orDash(p.PSK), orDash(p.CertName),
-			orDash(p.LocalIdentity), orDash(p.RemoteIdentity), orDash(p.LocalAddress)})
+			orDash(p.LocalIdentity), orDash(p.RemoteIdentity), orDash(p.LocalAddress),
+			p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction})
 	}
 	c.table([]string{"Tenant", "Policy", "VM", "Local-IP-Subnets", "Remote-IP-Subnets", "Protocols", "Local-Ports", "Remote-Ports",
-		"Remote-Address", "Mode", "Auth-Method", "PSK", "Cert-Name", "Local-Identity", "Remote-Identity", "IKE-Address"}, rows)
+		"Remote-Address", "Mode", "Auth-Method", "PSK", "Cert-Name", "Local-Identity", "Remote-Identity", "IKE-Address",
+		"IKE-Lifetime", "ESP-Lifetime", "DPD-Interval", "DPD-Action"}, rows)
+	return exitOK
+}
+
+// runPolicyRekey is `vifsec policy rekey` (ext; strongSwan's `swanctl
+// --rekey --child NAME` or `--ike NAME`).
+func runPolicyRekey(c *cli, in *invocation) int {
+	ikeSA := in.get("ike") == "true"
+	r, err := c.c.RekeyPolicy(c.ctx, in.get("tenant"), in.get("name"), ikeSA)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(r)
+		return exitOK
+	}
+	what := "Child SA"
+	if ikeSA {
+		what = "IKE SA"
+	}
+	if r.Rekeyed != 1 {
+		what += "s"
+	}
+	fmt.Fprintf(c.stdout, "rekeying %d %s of policy %s (tenant %s)\n", r.Rekeyed, what, in.get("name"), in.get("tenant"))
 	return exitOK
 }
 

@@ -137,7 +137,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		if d, err = daemon.New(st, &daemon.Config{Logger: log}); err != nil {
 			return err
 		}
-		handler = api.NewHandler(d, log, version)
+		handler = api.WithoutFleet(api.NewHandler(d, log, version))
 	}
 
 	ln, err := listenSocket(o.socket)

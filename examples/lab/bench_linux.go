@@ -518,3 +518,65 @@ func TxCounters(ctx context.Context, ns, dev string) (packets, bytes uint64, err
 	}
 	return packets, bytes, err
 }
+
+// UDPLoss is what an iperf3 UDP run at a fixed rate saw at the receiver.
+type UDPLoss struct {
+	Packets, Lost int
+	OutOfOrder    int
+}
+
+// Iperf3UDP runs iperf3 over UDP at rate bits/s for dur from src in cliNS
+// to a server on dst in srvNS (reverse: the server sends) and returns the
+// receiver's packet and loss counts. during, if not nil, runs while the
+// test is under way (rekeys, say); its error is returned.
+func Iperf3UDP(ctx context.Context, srvNS, cliNS string, src, dst netip.Addr, rate int, dur time.Duration, reverse bool, during func() error) (UDPLoss, error) {
+	var r UDPLoss
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	srv := exec.CommandContext(sctx, "ip", "netns", "exec", srvNS, "iperf3", "-s", "-1", "-B", dst.String())
+	var srvOut strings.Builder
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		return r, fmt.Errorf("iperf3 server in %s: %w", srvNS, err)
+	}
+	srvDone := make(chan struct{})
+	go func() { srv.Wait(); close(srvDone) }()
+	defer func() { stop(); <-srvDone }()
+	time.Sleep(300 * time.Millisecond) // until the server listens
+	args := []string{"netns", "exec", cliNS, "iperf3", "-c", dst.String(), "-B", src.String(), "-u", "-b", strconv.Itoa(rate),
+		"-l", "1200", "-t", strconv.Itoa(int(dur.Round(time.Second) / time.Second)), "-J", "--connect-timeout", "3000"}
+	if reverse {
+		args = append(args, "-R")
+	}
+	cctx, cancel := context.WithTimeout(ctx, dur+30*time.Second)
+	defer cancel()
+	cli := exec.CommandContext(cctx, "ip", args...)
+	var out strings.Builder
+	cli.Stdout = &out
+	if err := cli.Start(); err != nil {
+		return r, err
+	}
+	var duringErr error
+	if during != nil {
+		duringErr = during()
+	}
+	err := cli.Wait()
+	var j struct {
+		Error string `json:"error"`
+		End   struct {
+			Sum struct {
+				Packets    int `json:"packets"`
+				Lost       int `json:"lost_packets"`
+				OutOfOrder int `json:"out_of_order"`
+			} `json:"sum"`
+		} `json:"end"`
+	}
+	if jerr := json.Unmarshal([]byte(out.String()), &j); jerr != nil {
+		return r, fmt.Errorf("iperf3 -u %s -> %s: %v (%v): %.300s", src, dst, err, jerr, out.String())
+	}
+	if j.Error != "" || err != nil {
+		return r, fmt.Errorf("iperf3 -u %s -> %s: %v: %s", src, dst, err, j.Error)
+	}
+	r.Packets, r.Lost, r.OutOfOrder = j.End.Sum.Packets, j.End.Sum.Lost, j.End.Sum.OutOfOrder
+	return r, duringErr
+}

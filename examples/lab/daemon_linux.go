@@ -35,7 +35,7 @@ func StartDaemon(ctx context.Context, bin string, gw *Gateway, dir string, extra
 		return nil, err
 	}
 	args := append([]string{"netns", "exec", gw.NS, filepath.Join(bin, "vifsecd"),
-		"--state", filepath.Join(dir, "state"), "--socket", d.Socket, "--metrics", "off", "--log-level", "info"}, extra...)
+		"--state", filepath.Join(dir, "state"), "--socket", d.Socket, "--metrics", "off", "--log-level", logLevel()}, extra...)
 	d.cmd = exec.Command("ip", args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
@@ -101,4 +101,12 @@ func (d *Daemon) Stop() error {
 		d.exited <- err
 		return fmt.Errorf("vifsecd on gateway %s ignored SIGTERM for 5s; killed", d.GW.Name)
 	}
+}
+
+// logLevel is the lab daemons' --log-level: info, or $VIFSEC_LAB_LOG.
+func logLevel() string {
+	if l := os.Getenv("VIFSEC_LAB_LOG"); l != "" {
+		return l
+	}
+	return "info"
 }

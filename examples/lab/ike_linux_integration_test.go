@@ -64,7 +64,8 @@ func needCharon(t *testing.T) {
 func ikeLabT(t *testing.T, bin, prefix string) (*IKELab, *Daemon) {
 	t.Helper()
 	ctx := context.Background()
-	l, err := BuildIKE(ctx, prefix)
+	// Several test binaries may run at once: names carry the pid.
+	l, err := BuildIKE(ctx, fmt.Sprintf("%s%d", prefix, os.Getpid()%1000))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,14 +85,11 @@ func ikeLabT(t *testing.T, bin, prefix string) (*IKELab, *Daemon) {
 			t.Fatal(err)
 		}
 	}
-	// The peer answers the guest's tunnelled traffic through libipsec's
-	// TUN device, routed by source: its own IKE and ESP-in-UDP to the
-	// guest's address must keep leaving through eth0.
+	// The peer gets the guest's traffic from libipsec's TUN device, with
+	// the guest's source address that its main table puts on eth0.
 	for _, s := range [][]string{
 		{"ip", "netns", "exec", l.Peer, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"},
 		{"ip", "netns", "exec", l.Peer, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0"},
-		{"ip", "-n", l.Peer, "rule", "add", "from", IKEProtected4.String(), "lookup", "220", "priority", "100"},
-		{"ip", "-n", l.Peer, "-6", "rule", "add", "from", IKEProtected6.String(), "lookup", "220", "priority", "100"},
 	} {
 		if err := run(ctx, s...); err != nil {
 			t.Fatal(err)
@@ -100,12 +98,11 @@ func ikeLabT(t *testing.T, bin, prefix string) (*IKELab, *Daemon) {
 	return l, d
 }
 
-// peerCharon starts charon on the peer for case c, with the routes its
-// TUN device needs.
+// peerCharon starts charon on the peer for case c.
 func peerCharon(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity) *Charon {
 	t.Helper()
 	ctx := context.Background()
-	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", NoRoutes: true}
+	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4}
 	auth, ids := "psk", [2]string{IKEPeer4.String(), IKEGuest4.String()}
 	var certs string
 	if c.auth != "psk" {
@@ -159,9 +156,6 @@ secrets {
 		}
 		ch.Stop()
 	})
-	if err := run(ctx, "ip", "-n", l.Peer, "route", "add", IKEGuest4.String()+"/32", "dev", TunDevice, "table", "220"); err != nil {
-		t.Fatal(err)
-	}
 	return ch
 }
 
@@ -219,15 +213,14 @@ func installPKI(t *testing.T, d *Daemon, alg string) (*PKI, *Identity) {
 
 var spiRE = regexp.MustCompile(`(?i)\b(?:0x)?([0-9a-f]{8})\b`)
 
-// charonChildSPIs returns the ESP SPIs `swanctl --list-sas` shows
-// ("SPIs: c1234567_i c7654321_o").
+// charonChildSPIs returns the ESP SPIs `swanctl --list-sas` shows on its
+// "in  c1234567, 0 bytes, ..." and "out c7654321, ..." lines.
 func charonChildSPIs(out string) []string {
 	var spis []string
 	for _, line := range strings.Split(out, "\n") {
-		if i := strings.Index(line, "SPIs:"); i >= 0 {
-			for _, f := range strings.Fields(line[i+5:]) {
-				spis = append(spis, strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(f, "_i"), "_o")))
-			}
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "in" || f[0] == "out") {
+			spis = append(spis, strings.ToLower(strings.TrimSuffix(f[1], ",")))
 		}
 	}
 	return spis
@@ -260,7 +253,7 @@ func waitIPsecSA(t *testing.T, d *Daemon, policy string, timeout time.Duration) 
 func TestIntegrationIKEStrongSwan(t *testing.T) {
 	bin := needDemoTools(t)
 	needCharon(t)
-	l, d := ikeLabT(t, bin, "vik")
+	l, d := ikeLabT(t, bin, "vis")
 	ctx := context.Background()
 	var cases []ikeCase
 	for _, auth := range []string{"psk", "rsa", "ecdsa"} {
@@ -317,4 +310,157 @@ func TestIntegrationIKEStrongSwan(t *testing.T) {
 			break // the rest would fail the same way, slowly
 		}
 	}
+}
+
+// ikeUp builds the IKE lab, starts charon for a PSK AES-GCM case and has
+// vifsec establish policy "p" with the extra policy flags given.
+func ikeUp(t *testing.T, prefix string, extra ...string) (*IKELab, *Daemon, *Charon) {
+	t.Helper()
+	bin := needDemoTools(t)
+	needCharon(t)
+	l, d := ikeLabT(t, bin, prefix)
+	c := ikeCase{auth: "psk", ike: ikeProposalSets[0][0], esp: ikeProposalSets[0][1], weInitiate: true}
+	ch := peerCharon(t, l, c, nil, nil)
+	args := []string{"policy", "create", "--tenant", "acme", "--name", "p", "--vm", l.Guest.Name,
+		"--local-ip-subnets", IKEGuest4.String() + "/32", "--remote-ip-subnets", IKEProtected4.String(),
+		"--mode", "tunnel", "--ike-proposals", c.ike, "--esp-proposals", c.esp, "--remote-address", IKEPeer4.String(),
+		"--auth-method", "PSK"}
+	if _, err := d.CLIStdin(context.Background(), ikeLabPSK+"\n", append(args, extra...)...); err != nil {
+		t.Fatal(err)
+	}
+	waitIPsecSA(t, d, "p", 20*time.Second)
+	return l, d, ch
+}
+
+// childSPIs is the set of ESP SPIs charon shows.
+func childSPIsOf(t *testing.T, ch *Charon) map[string]bool {
+	t.Helper()
+	out, err := ch.ListSAs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, s := range charonChildSPIs(out) {
+		m[s] = true
+	}
+	return m
+}
+
+// TestIntegrationIKERekeyUnderLoad: with iperf3 sending UDP at a fixed
+// rate through the tunnel, a Child SA rekey initiated by vifsec, one
+// initiated by charon and an IKE SA rekey lose no packet, each way.
+func TestIntegrationIKERekeyUnderLoad(t *testing.T) {
+	l, d, ch := ikeUp(t, "vir")
+	ctx := context.Background()
+	before := childSPIsOf(t, ch)
+	for _, reverse := range []bool{false, true} {
+		rekeys := func() error {
+			steps := []func() error{
+				func() error {
+					_, err := d.CLI(ctx, "policy", "rekey", "--tenant", "acme", "--name", "p")
+					return err
+				},
+				func() error {
+					out, err := ch.Swanctl(ctx, "--rekey", "--child", "vm")
+					if err != nil {
+						return fmt.Errorf("swanctl --rekey --child: %v: %s", err, out)
+					}
+					return nil
+				},
+				func() error {
+					_, err := d.CLI(ctx, "policy", "rekey", "--tenant", "acme", "--name", "p", "--ike")
+					return err
+				},
+			}
+			for _, s := range steps {
+				time.Sleep(1500 * time.Millisecond)
+				if err := s(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		r, err := Iperf3UDP(ctx, l.Peer, l.Guest.NS, IKEGuest4, IKEProtHost4, 20_000_000, 7*time.Second, reverse, rekeys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("reverse=%v: %d packets, %d lost, %d out of order across 3 rekeys", reverse, r.Packets, r.Lost, r.OutOfOrder)
+		if r.Packets < 1000 || r.Lost != 0 {
+			t.Errorf("reverse=%v: %d of %d packets lost across the rekeys, want 0", reverse, r.Lost, r.Packets)
+		}
+	}
+	after := childSPIsOf(t, ch)
+	for s := range after {
+		if before[s] {
+			t.Errorf("SPI %s survived the rekeys", s)
+		}
+	}
+	if len(after) != 2 {
+		t.Errorf("charon keeps %d child SPIs after the rekeys, want 2 (old ones deleted): %v", len(after), after)
+	}
+	out := waitIPsecSA(t, d, "p", time.Second)
+	for s := range after {
+		if !strings.Contains(strings.ToLower(out), s) {
+			t.Errorf("charon's SPI %s missing in show-ipsecsa:\n%s", s, out)
+		}
+	}
+}
+
+// TestIntegrationIKEDeleteAndDPD: a Delete from either side removes the
+// SAs on both ends, and a peer that dies without a word is found by
+// liveness checks and its SAs go.
+func TestIntegrationIKEDeleteAndDPD(t *testing.T) {
+	l, d, ch := ikeUp(t, "vid", "--dpd-interval", "2s", "--dpd-action", "clear")
+	ctx := context.Background()
+	waitNoSA := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out, _ := d.CLI(ctx, "show-ipsecsa", "--tenant", "acme")
+			if !spiRE.MatchString(out) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: vifsec still shows Child SAs:\n%s", what, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// The peer deletes: vifsec's SAs go.
+	if out, err := ch.Swanctl(ctx, "--terminate", "--ike", "vm"); err != nil {
+		t.Fatalf("swanctl --terminate: %v: %s", err, out)
+	}
+	waitNoSA("after charon's delete")
+	if sas, _ := d.CLI(ctx, "sa", "list"); strings.Contains(sas, "ike/") {
+		t.Errorf("IKE SAs left in sa list after the peer's delete:\n%s", sas)
+	}
+	// vifsec deletes (the policy goes): charon's SAs go.
+	if _, err := d.CLI(ctx, "policy", "modify", "--tenant", "acme", "--name", "p", "--dpd-action", "restart"); err != nil {
+		t.Fatal(err)
+	}
+	waitIPsecSA(t, d, "p", 20*time.Second)
+	if _, err := d.CLI(ctx, "policy", "delete", "--tenant", "acme", "--name", "p"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(childSPIsOf(t, ch)) != 0 {
+		if time.Now().After(deadline) {
+			out, _ := ch.ListSAs(ctx)
+			t.Fatalf("charon keeps SAs after vifsec deleted the policy:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The peer dies: liveness checks find it and the SAs go.
+	args := []string{"policy", "create", "--tenant", "acme", "--name", "p", "--vm", l.Guest.Name,
+		"--local-ip-subnets", IKEGuest4.String() + "/32", "--remote-ip-subnets", IKEProtected4.String(),
+		"--mode", "tunnel", "--ike-proposals", ikeProposalSets[0][0], "--esp-proposals", ikeProposalSets[0][1],
+		"--remote-address", IKEPeer4.String(), "--auth-method", "PSK", "--dpd-interval", "2s", "--dpd-action", "clear"}
+	if _, err := d.CLIStdin(ctx, ikeLabPSK+"\n", args...); err != nil {
+		t.Fatal(err)
+	}
+	waitIPsecSA(t, d, "p", 20*time.Second)
+	ch.Kill()
+	start := time.Now()
+	waitNoSA("after the peer died")
+	t.Logf("dead peer detected and its SAs removed %v after the kill", time.Since(start).Round(100*time.Millisecond))
 }

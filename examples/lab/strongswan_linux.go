@@ -71,11 +71,10 @@ type CharonConfig struct {
 	// RawESP asks for raw ESP (kernel-libipsec raw_esp); 5.9.8 ignores it.
 	RawESP bool
 
-	// NoRoutes stops charon installing routes for its Child SAs
-	// (charon.install_routes = no). kernel-libipsec routes the whole
-	// remote TS into its TUN device, IKE to the peer included when the
-	// peer's own address is in the TS, as it is when vifsec speaks IKE
-	// for a VM: the caller then routes by source (ip rule) itself.
+	// NoRoutes sets charon.install_routes = no. kernel-libipsec 5.9.8
+	// still routes each child's remote TS into its TUN device (table 220,
+	// looked up before main); StartCharon keeps charon's own packets from
+	// Local on the main table whatever this says.
 	NoRoutes bool
 
 	// Plugins is charon's load list; "" means CharonPlugins.
@@ -216,6 +215,22 @@ func StartCharon(ctx context.Context, cfg CharonConfig) (c *Charon, err error) {
 	}
 	if out, err := c.Swanctl(ctx, "--load-all"); err != nil {
 		return c, fmt.Errorf("strongswan: swanctl --load-all in %s: %w\n%s", cfg.NS, err, out)
+	}
+	if cfg.Local.IsValid() {
+		// kernel-libipsec routes a child's remote TS into its TUN device
+		// (table 220, before main). When the peer's own address is in
+		// that TS, as when vifsec speaks IKE for a VM, charon's IKE and
+		// ESP-in-UDP to it would loop into the TUN: keep what charon
+		// sends from its own address on the main table.
+		fam := "-4"
+		if cfg.Local.Is6() {
+			fam = "-6"
+		}
+		rule := []string{"rule", "add", "from", cfg.Local.String(), "lookup", "main", "priority", "50"}
+		_ = exec.Command("ip", append([]string{"-n", cfg.NS, fam, "rule", "del"}, rule[2:]...)...).Run() // an earlier charon's
+		if err := run(ctx, append([]string{"ip", "-n", cfg.NS, fam}, rule...)...); err != nil {
+			return c, fmt.Errorf("strongswan: %w", err)
+		}
 	}
 	if cfg.MTU > 0 {
 		// kernel-libipsec creates its TUN device when the plugin loads,
@@ -377,4 +392,16 @@ func tail(file string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Kill ends charon with SIGKILL, as a crashed peer: it sends no Delete.
+// Stop still removes its directory afterwards.
+func (c *Charon) Kill() {
+	if c.cmd == nil || c.cmd.Process == nil || c.exited == nil {
+		return
+	}
+	_ = c.cmd.Process.Kill()
+	<-c.exited
+	c.exited <- nil
+	c.cmd = nil
 }

@@ -335,3 +335,23 @@ func (c *Client) FleetStatus(ctx context.Context) (out FleetStatus, err error) {
 func (c *Client) MoveVM(ctx context.Context, vm string, r MoveRequest) (Added, error) {
 	return c.send(ctx, http.MethodPost, "/vms/"+url.PathEscape(vm)+"/move", r)
 }
+
+// WithoutFleet wraps the API of a daemon on the embedded store: a request
+// with ?host= is refused (400) rather than silently answered about this
+// host, and the fleet endpoints say that there is no fleet.
+func WithoutFleet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := "/" + Version
+		switch {
+		case r.URL.Query().Get("host") != "":
+			writeError(w, &Error{Status: http.StatusBadRequest, Code: "invalid",
+				Message: "--host: this vifsecd runs on the embedded store and has no other hosts (a fleet needs vifsecd --store etcd://...)"})
+		case r.URL.Path == p+"/fleet" || r.URL.Path == p+"/health" ||
+			r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, p+"/vms/") && strings.HasSuffix(r.URL.Path, "/move") && strings.Count(r.URL.Path, "/") == 4:
+			writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found",
+				Message: "not a fleet host: this vifsecd runs on the embedded store (start it with --store etcd://... for fleet status and moves)"})
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+}

@@ -131,3 +131,26 @@ func TestFleetHandler(t *testing.T) {
 		t.Errorf("base client after ForHost: %v %q", err, f.hosts[len(f.hosts)-1])
 	}
 }
+
+func TestWithoutFleet(t *testing.T) {
+	d, err := daemon.New(storetest.NewMemory(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := WithoutFleet(NewHandler(d, nil, "test"))
+	for _, tt := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/v1/sa", 200, "[]"},
+		{"/v1/sa?host=b", 400, "--host"},
+		{"/v1/fleet", 404, "not a fleet host"},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))
+		if rec.Code != tt.code || !strings.Contains(rec.Body.String(), tt.want) {
+			t.Errorf("GET %s: %d %s", tt.path, rec.Code, rec.Body.String())
+		}
+	}
+}

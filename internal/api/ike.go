@@ -18,6 +18,7 @@ func (s *server) ikeRoutes(mux *http.ServeMux, p string) {
 	mux.HandleFunc("POST "+p+"/policies", s.createPolicy)
 	mux.HandleFunc("PATCH "+p+"/policies/{tenant}/{name}", s.modifyPolicy)
 	mux.HandleFunc("DELETE "+p+"/policies/{tenant}/{name}", s.deletePolicy)
+	mux.HandleFunc("POST "+p+"/policies/{tenant}/{name}/rekey", s.rekeyPolicy)
 	mux.HandleFunc("GET "+p+"/certificates", s.listCertificates)
 	mux.HandleFunc("POST "+p+"/certificates", s.installCertificate)
 	mux.HandleFunc("DELETE "+p+"/certificates/{tenant}/{name}", s.deleteCertificate)
@@ -70,6 +71,20 @@ func clearString(s *string) { *s = "" }
 func (s *server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	tn, name := r.PathValue("tenant"), r.PathValue("name")
 	removed(w, s.d.DeletePolicy(tn, name), tn+"/"+name)
+}
+
+// rekeyPolicy rekeys a policy's Child SAs or IKE SA now (ext).
+func (s *server) rekeyPolicy(w http.ResponseWriter, r *http.Request) {
+	var req PolicyRekeyRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	n, err := s.d.RekeyPolicy(r.PathValue("tenant"), r.PathValue("name"), req.IKE)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Rekeyed{Rekeyed: n})
 }
 
 func (s *server) listCertificates(w http.ResponseWriter, r *http.Request) {

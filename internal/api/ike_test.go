@@ -57,7 +57,8 @@ func TestAPIPolicies(t *testing.T) {
 	want := Policy{Tenant: "t1", Name: "pol1", VM: "vm1", LocalIPSubnets: []string{"2001:db8:1::121/128"},
 		RemoteIPSubnets: []string{"2001:db8:2::/64", "2001:db8:3::/64"}, Protocols: "tcp", LocalPorts: "2049", RemotePorts: "any",
 		RemoteAddress: "2001:db8:2::5", Mode: "transport", AuthMethod: "PSK", PSK: "set",
-		IKEProposals: []string{"aes256gcm16-prfsha384-ecp384"}, ESPProposals: []string{}, LocalAddress: "2001:db8:1::121"}
+		IKEProposals: []string{"aes256gcm16-prfsha384-ecp384"}, ESPProposals: []string{}, LocalAddress: "2001:db8:1::121",
+		IKELifetime: "4h", ESPLifetime: "1h", DPDInterval: "off", DPDAction: "restart"}
 	if !reflect.DeepEqual(ps[0], want) {
 		t.Errorf("policy listed as\n%+v\nwant\n%+v", ps[0], want)
 	}
@@ -181,6 +182,8 @@ func FuzzPolicyRequest(f *testing.F) {
 	f.Add([]byte(`{"tenant":"t1","name":"p","local_ip_subnets":"192.0.2.1/32,192.0.2.0/24","remote_ip_subnets":"","auth_method":"pki","cert_name":"c","remote_identity":"ANYTHING","ike_proposals":"aes256gcm16-prfsha384-ecp384"}`))
 	f.Add([]byte(`{"mode":"tunnel","remote_address":"","local_ports":"1-2","psk":"secret-in-fuzz"}`))
 	f.Add([]byte(`{"local_ip_subnets":null,"esp_proposals":["AES128GCM16",""]}`))
+	f.Add([]byte(`{"ike_lifetime":"20m","esp_lifetime":600,"dpd_interval":"off","dpd_action":"clear"}`))
+	f.Add([]byte(`{"ike_lifetime":"-1h","esp_lifetime":"1e9h","dpd_interval":true,"dpd_action":"RESTART"}`))
 	// leaks reports an error that quotes psk, when psk is long enough to
 	// tell and appears in the body only as the key (a mode "0000" and a
 	// key "0000" would be quoted for the mode).

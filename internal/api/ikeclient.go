@@ -33,6 +33,11 @@ func (c *Client) DeletePolicy(ctx context.Context, tenantName, name string) (Rem
 	return c.remove(ctx, "/policies/"+url.PathEscape(tenantName)+"/"+url.PathEscape(name))
 }
 
+// RekeyPolicy is `vifsec policy rekey [--ike]` (ext).
+func (c *Client) RekeyPolicy(ctx context.Context, tenantName, name string, ikeSA bool) (out Rekeyed, err error) {
+	return out, c.Do(ctx, http.MethodPost, "/"+Version+"/policies/"+url.PathEscape(tenantName)+"/"+url.PathEscape(name)+"/rekey", PolicyRekeyRequest{IKE: ikeSA}, &out)
+}
+
 // Certificates is `vifsec certificate show [--tenant NAME]`.
 func (c *Client) Certificates(ctx context.Context, tenantName string) (out []Certificate, err error) {
 	return out, c.get(ctx, tenantQuery("/certificates", tenantName), &out)

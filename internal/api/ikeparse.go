@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
@@ -100,6 +101,28 @@ func (ps *policySetter) auth(pol *daemon.IKEPolicy, v string) {
 	pol.Auth = a
 }
 
+// timer parses --ike-lifetime, --esp-lifetime or --dpd-interval; ""
+// is the default. The daemon checks the range.
+func (ps *policySetter) timer(flag string, d *time.Duration, v Value) {
+	*d = 0
+	if v == "" {
+		return
+	}
+	x, err := daemon.ParseTimerValue(string(v))
+	if err != nil {
+		ps.p.add(flag, err)
+	}
+	*d = x
+}
+
+func (ps *policySetter) dpdAction(pol *daemon.IKEPolicy, v string) {
+	a, err := daemon.ParseDPDAction(v)
+	if err != nil {
+		ps.p.add("--dpd-action", err)
+	}
+	pol.DPDAction = a
+}
+
 // psk parses the pre-shared key as the CLI read it: 0x-prefixed hex, or
 // text taken byte for byte. The error never quotes the key.
 func (ps *policySetter) psk(pol *daemon.IKEPolicy, v string) {
@@ -154,6 +177,10 @@ func (r *PolicyCreateRequest) Parse() (daemon.IKEPolicy, error) {
 	pol.CertName = r.CertName
 	pol.LocalIdentity, pol.RemoteIdentity = r.LocalIdentity, r.RemoteIdentity
 	pol.IKEProposals, pol.ESPProposals = parseProposals(r.IKEProposals), parseProposals(r.ESPProposals)
+	ps.timer("--ike-lifetime", &pol.IKELifetime, r.IKELifetime)
+	ps.timer("--esp-lifetime", &pol.ESPLifetime, r.ESPLifetime)
+	ps.timer("--dpd-interval", &pol.DPDInterval, r.DPDInterval)
+	ps.dpdAction(&pol, r.DPDAction)
 	if err := ps.p.err(); err != nil {
 		clear(pol.PSK)
 		return daemon.IKEPolicy{}, err
@@ -218,6 +245,18 @@ func (r *PolicyModifyRequest) Edit() func(*daemon.IKEPolicy) error {
 		if r.ESPProposals != nil {
 			pol.ESPProposals = parseProposals(*r.ESPProposals)
 		}
+		if r.IKELifetime != nil {
+			ps.timer("--ike-lifetime", &pol.IKELifetime, *r.IKELifetime)
+		}
+		if r.ESPLifetime != nil {
+			ps.timer("--esp-lifetime", &pol.ESPLifetime, *r.ESPLifetime)
+		}
+		if r.DPDInterval != nil {
+			ps.timer("--dpd-interval", &pol.DPDInterval, *r.DPDInterval)
+		}
+		if r.DPDAction != nil {
+			ps.dpdAction(pol, *r.DPDAction)
+		}
 		return ps.p.err()
 	}
 }
@@ -245,6 +284,9 @@ func PolicyOf(info daemon.PolicyInfo) Policy {
 	if info.Local.IsValid() {
 		out.LocalAddress = info.Local.String()
 	}
+	ikeL, espL := p.Lifetimes()
+	out.IKELifetime, out.ESPLifetime, out.DPDInterval = daemon.FormatTimer(ikeL), daemon.FormatTimer(espL), daemon.FormatTimer(p.DPDInterval)
+	out.DPDAction = p.EffectiveDPDAction().String()
 	return out
 }
 

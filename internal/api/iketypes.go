@@ -72,6 +72,12 @@ type PolicyCreateRequest struct {
 	RemoteIdentity  string `json:"remote_identity,omitempty"`
 	IKEProposals    List   `json:"ike_proposals,omitempty"`
 	ESPProposals    List   `json:"esp_proposals,omitempty"`
+	// Extensions: durations ("30s", "4h", or a number of seconds),
+	// dpd_interval also "off"; dpd_action clear or restart.
+	IKELifetime Value  `json:"ike_lifetime,omitempty"`
+	ESPLifetime Value  `json:"esp_lifetime,omitempty"`
+	DPDInterval Value  `json:"dpd_interval,omitempty"`
+	DPDAction   string `json:"dpd_action,omitempty"`
 }
 
 // PolicyModifyRequest is PATCH /v1/policies/TENANT/NAME (`vifsec policy
@@ -94,6 +100,21 @@ type PolicyModifyRequest struct {
 	RemoteIdentity  *string `json:"remote_identity,omitempty"`
 	IKEProposals    *List   `json:"ike_proposals,omitempty"`
 	ESPProposals    *List   `json:"esp_proposals,omitempty"`
+	IKELifetime     *Value  `json:"ike_lifetime,omitempty"`
+	ESPLifetime     *Value  `json:"esp_lifetime,omitempty"`
+	DPDInterval     *Value  `json:"dpd_interval,omitempty"`
+	DPDAction       *string `json:"dpd_action,omitempty"`
+}
+
+// PolicyRekeyRequest is POST /v1/policies/TENANT/NAME/rekey (`vifsec
+// policy rekey`, ext): the policy's Child SAs, or with IKE its IKE SA.
+type PolicyRekeyRequest struct {
+	IKE bool `json:"ike"`
+}
+
+// Rekeyed answers a rekey: how many rekeys started.
+type Rekeyed struct {
+	Rekeyed int `json:"rekeyed"`
 }
 
 // CertificateInstallRequest is POST /v1/certificates (`vifsec certificate
@@ -142,6 +163,12 @@ type Policy struct {
 	// address, or the uplink's underlay address); "" while it waits for
 	// an uplink --vxlan-local.
 	LocalAddress string `json:"local_address"`
+	// Timers in force, defaults filled in ("4h", "1h", "off"), and the
+	// DPD action in force (clear or restart).
+	IKELifetime string `json:"ike_lifetime"`
+	ESPLifetime string `json:"esp_lifetime"`
+	DPDInterval string `json:"dpd_interval"`
+	DPDAction   string `json:"dpd_action"`
 }
 
 // Certificate is an installed certificate as listed: "private_key" says

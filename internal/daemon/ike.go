@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/sa"
@@ -25,6 +27,8 @@ type ikeState struct {
 	saChild  map[string]*ikeChild // SA name (both directions) → its child
 	seq      uint64               // install order of children
 	reserved map[sa.Key]int64     // SPIs handed out by AllocIKESPI, not yet installed → unix nano of expiry
+
+	rekey atomic.Pointer[func(tenant, name string, ikeSA bool) int] // SetIKERekey (ikerekey.go); not guarded by Daemon.mu
 }
 
 func newIKEState() *ikeState {
@@ -55,6 +59,31 @@ type policyRecord struct {
 	RemoteIdentity string         `json:"remote_identity,omitempty"`
 	IKEProposals   []string       `json:"ike_proposals,omitempty"`
 	ESPProposals   []string       `json:"esp_proposals,omitempty"`
+	// Timers as written by FormatTimer ("4h", "30s"); absent: default.
+	IKELifetime string `json:"ike_lifetime,omitempty"`
+	ESPLifetime string `json:"esp_lifetime,omitempty"`
+	DPDInterval string `json:"dpd_interval,omitempty"`
+	DPDAction   string `json:"dpd_action,omitempty"`
+}
+
+// timerRecord is d as stored: "" for 0.
+func timerRecord(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return FormatTimer(d)
+}
+
+// timerField parses a stored timer ("" is 0).
+func timerField(name, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := ParseTimerValue(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return d, nil
 }
 
 func encodePolicy(p *IKEPolicy) []byte {
@@ -63,6 +92,8 @@ func encodePolicy(p *IKEPolicy) []byte {
 		Protocol: p.Protocol, LocalPorts: p.LocalPorts, RemotePorts: p.RemotePorts, RemoteAddress: p.RemoteAddress,
 		Mode: p.Mode.String(), Auth: p.Auth.String(), PSK: p.PSK, CertName: p.CertName,
 		LocalIdentity: p.LocalIdentity, RemoteIdentity: p.RemoteIdentity, IKEProposals: p.IKEProposals, ESPProposals: p.ESPProposals,
+		IKELifetime: timerRecord(p.IKELifetime), ESPLifetime: timerRecord(p.ESPLifetime), DPDInterval: timerRecord(p.DPDInterval),
+		DPDAction: p.DPDAction.String(),
 	})
 }
 
@@ -85,6 +116,20 @@ func decodePolicy(b []byte) (IKEPolicy, error) {
 	if p.Auth, err = ParseAuthMethod(r.Auth); err != nil {
 		clear(p.PSK)
 		return IKEPolicy{}, err
+	}
+	for _, t := range [...]struct {
+		name string
+		s    string
+		d    *time.Duration
+	}{{"ike_lifetime", r.IKELifetime, &p.IKELifetime}, {"esp_lifetime", r.ESPLifetime, &p.ESPLifetime}, {"dpd_interval", r.DPDInterval, &p.DPDInterval}} {
+		if *t.d, err = timerField(t.name, t.s); err != nil {
+			clear(p.PSK)
+			return IKEPolicy{}, err
+		}
+	}
+	if p.DPDAction, err = ParseDPDAction(r.DPDAction); err != nil {
+		clear(p.PSK)
+		return IKEPolicy{}, fmt.Errorf("dpd_action: %w", err)
 	}
 	return p, nil
 }

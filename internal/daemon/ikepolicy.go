@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/vifsec/vifsec/sa"
@@ -183,7 +184,9 @@ const maxIdentity = 255
 // [--remote-ports P] [--remote-address ADDR] [--mode transport|tunnel]
 // --auth-method PSK|PKI [--cert-name NAME] [--local-identity ID]
 // [--remote-identity ID|ANYTHING] [--ike-proposals LIST]
-// [--esp-proposals LIST]` (ONTAP `security ipsec policy create`).
+// [--esp-proposals LIST] [--ike-lifetime D] [--esp-lifetime D]
+// [--dpd-interval D] [--dpd-action clear|restart]` (ONTAP `security ipsec
+// policy create`; the last four are extensions).
 //
 // With VM set, IKE speaks from that VM's address for it and the SAs it
 // negotiates are the VM's; without, from the uplink's underlay address
@@ -222,6 +225,15 @@ type IKEPolicy struct {
 	// vifsec's defaults.
 	IKEProposals []string
 	ESPProposals []string
+	// IKELifetime (ext: --ike-lifetime) is when the IKE SA is rekeyed;
+	// ESPLifetime (ext: --esp-lifetime) the Child SAs' hard lifetime
+	// (rekeyed at 85-95% of it); zero means DefaultIKELifetime,
+	// DefaultESPLifetime. DPDInterval (ext: --dpd-interval) is the idle
+	// time after which the peer's liveness is checked; zero: never.
+	// DPDAction (ext: --dpd-action) is what happens when the peer is
+	// found dead (see EffectiveDPDAction).
+	IKELifetime, ESPLifetime, DPDInterval time.Duration
+	DPDAction                             DPDAction
 }
 
 // key is the policy's name in the store and in Daemon maps: tenant names
@@ -336,6 +348,7 @@ func (p *IKEPolicy) Validate() error {
 	default:
 		add("--auth-method: not set; use PSK or PKI")
 	}
+	p.checkTimers(&errs)
 	for _, pr := range [...]struct {
 		flag string
 		v    []string

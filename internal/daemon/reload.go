@@ -77,7 +77,7 @@ type Converger struct {
 	// Extra applies records of kinds this file does not converge
 	// (IKE policies, certificates, CRLs) after the others, holding the
 	// daemon's state lock; without a handler, a change of such a kind is
-	// reported as a Problem (it applies at the next restart).
+	// logged (another host's change applies at the next restart).
 	Extra map[store.Kind]func(d *Daemon, recs []store.Record) []Problem
 
 	extraSeen map[store.Kind]string // digest of the records of other kinds last seen
@@ -146,15 +146,15 @@ func NewFleet(st store.Store, cfg *Config, o *FleetOptions) (*Daemon, *Converger
 		}
 	}
 	if len(other) > 0 {
+		// One at a time, so that one bad record leaves the others in.
 		d.mu.Lock()
-		err := d.restore(other)
-		if err == nil {
-			d.changed()
+		for _, r := range other {
+			if err := d.restore([]store.Record{r}); err != nil {
+				probs = append(probs, Problem{Kind: r.Kind, Name: r.Name, Err: err.Error()})
+			}
 		}
+		d.changed()
 		d.mu.Unlock()
-		if err != nil {
-			probs = append(probs, Problem{Kind: "restore", Name: "", Err: err.Error()})
-		}
 	}
 	return d, c, probs, nil
 }
@@ -530,12 +530,14 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			probs = append(probs, h(d, byKind[kind])...)
 			changed = true
 		} else {
-			probs = append(probs, Problem{Kind: kind, Name: "*", Err: "changed in the store; this version applies such changes when vifsecd restarts"})
+			// The change may be this daemon's own (applied already) or
+			// another host's: which, only the kind's own code can tell.
+			d.log.Warn("stored records changed; changes of this kind made by other hosts apply here when vifsecd restarts", "kind", string(kind))
 		}
 	}
 	for kind := range c.extraSeen {
 		if _, ok := other[kind]; !ok && c.Extra[kind] == nil {
-			probs = append(probs, Problem{Kind: kind, Name: "*", Err: "removed from the store; this version applies such changes when vifsecd restarts"})
+			d.log.Warn("stored records removed; changes of this kind made by other hosts apply here when vifsecd restarts", "kind", string(kind))
 		}
 	}
 	c.extraSeen = other

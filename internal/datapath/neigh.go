@@ -261,21 +261,21 @@ func (w *worker) snoopNeighbor(vm *vmState, f []byte, etype uint16) {
 }
 
 const (
-	arpLen       = 28 // Ethernet/IPv4 ARP (RFC 826)
-	arpRequest   = 1
-	arpReply     = 2
-	protoICMPv6  = 58
-	ndSolicit    = 135 // RFC 4861 §4.3
-	ndAdvert     = 136 // RFC 4861 §4.4
-	ndOptSrcLL   = 1
-	ndOptTgtLL   = 2
-	nsLen        = 24 + 8 // NS: header, target, source link-layer option
-	naMinLen     = 24
-	ndHopLimit   = 255
-	naSolicited  = 0x40
-	arpFrameLen  = ethLen + arpLen
-	nsFrameLen   = ethLen + ipv6HeaderLen + nsLen
-	maxNeighRqst = max(arpFrameLen, nsFrameLen)
+	arpLen          = 28 // Ethernet/IPv4 ARP (RFC 826)
+	arpRequest      = 1
+	arpReply        = 2
+	protoICMPv6     = 58
+	ndSolicit       = 135 // RFC 4861 §4.3
+	ndAdvert        = 136 // RFC 4861 §4.4
+	ndOptSrcLL      = 1
+	ndOptTgtLL      = 2
+	nsLen           = 24 + 8 // NS: header, target, source link-layer option
+	naMinLen        = 24
+	ndHopLimit      = 255
+	naSolicited     = 0x40
+	arpFrameLen     = ethLen + arpLen
+	nsFrameLen      = ethLen + ipv6HeaderLen + nsLen
+	neighRequestMax = max(arpFrameLen, nsFrameLen)
 )
 
 // unicastMAC reports whether m can be a host's address.
@@ -398,7 +398,7 @@ func buildNeighborSolicit(f []byte, mac sa.MAC, local, target netip.Addr) int {
 // solicit sends, on vm's behalf from local, an ARP request or a Neighbor
 // Solicitation for target.
 func (e *Engine) solicit(vm *vmState, up *txPort, local, target netip.Addr) error {
-	buf := make([]byte, readOff+maxNeighRqst)
+	buf := make([]byte, readOff+neighRequestMax)
 	f := buf[readOff:]
 	var n int
 	if target.Is4() {

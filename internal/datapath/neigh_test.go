@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -492,52 +493,111 @@ func TestNeighborTables(t *testing.T) {
 	}
 }
 
-// TestNeighborSnoopAllocs: while SendIKE resolves addresses, the uplink
-// path allocates nothing for ordinary frames of either family, nor for
-// ARP and ND frames that answer nothing asked.
-func TestNeighborSnoopAllocs(t *testing.T) {
-	x := newIKEEngine(t, true) // for its addresses
-	e := New(sa.NewDB(0), nil)
+// snoopBench is an uplink worker in front of one VM whose IKE the
+// gateway runs (192.0.2.2, 2001:db8:1::122 on VLAN 100), with frames from
+// the wire: ordinary UDP of both families, and ARP and ND frames that
+// answer nothing SendIKE asked.
+type snoopBench struct {
+	e      *Engine
+	vm     *vmState
+	sink   *viftest.Sink
+	w      *worker
+	frames [][]byte
+}
+
+func newSnoopBench() *snoopBench {
+	v4, v6 := netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8:1::122")
+	r4, r6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:1::121")
+	x := &snoopBench{e: New(sa.NewDB(0), nil), sink: viftest.NewSink("vifB")}
 	now := time.Now()
-	e.now = func() time.Time { return now }
-	vifB := viftest.NewSink("vifB")
-	vm := &vmState{name: "acme", port: &txPort{Port: vifB}, mac: macB1, vlan: 100, ips: []netip.Addr{x.v4, x.v6}, def: tenant.ActionNone,
+	x.e.now = func() time.Time { return now }
+	x.vm = &vmState{name: "acme", port: &txPort{Port: x.sink}, mac: macB1, vlan: 100, ips: []netip.Addr{v4, v6}, def: tenant.ActionNone,
 		spd: tenant.Compile(nil), stats: new(VMStats), ike: true, icmp: pmtu.NewRateLimiter(1, 1)}
 	snap := newSnapshot()
-	snap.byKey[vmKey{100, macB1}] = vm
-	snap.byPort[vifB] = vm
-	e.snap.Store(snap)
-	e.uplink.Store(&txPort{Port: viftest.NewSink("up")})
-	for _, a := range []netip.Addr{x.remote4, x.remote6} {
-		_, _ = e.ikeNeigh.miss(keyOf(vm, a), nil, now)
-	}
-	w := newWorker(e, &txPort{Port: viftest.NewSink("upw")}, true)
-	other6 := netip.MustParseAddr("2001:db8:1::77")
+	snap.byKey[vmKey{100, macB1}] = x.vm
+	snap.byPort[x.sink] = x.vm
+	x.e.snap.Store(snap)
+	x.e.uplink.Store(&txPort{Port: viftest.NewSink("up")})
+	x.w = newWorker(x.e, &txPort{Port: viftest.NewSink("upw")}, true)
 	mac := sa.MAC{2, 0, 0, 0, 0x66, 6}
-	frames := [][]byte{
-		udpFrame(macB1, peerMAC, x.remote4, x.v4, 3000, 4000, make([]byte, 200)),
-		udpFrame(macB1, peerMAC, x.remote6, x.v6, 3000, 4000, make([]byte, 200)),
-		arpFrame(macB1, mac, 2, mac, netip.MustParseAddr("192.0.2.77"), macB1, x.v4),
-		arpFrame(macB1, mac, 1, mac, x.remote4, macB1, x.v4),
-		naFrame(macB1, mac, x.remote6, x.v6, other6, naOpts{flags: 0x40, hop: 255, tlla: &mac}),
-		naFrame(macB1, mac, x.remote6, x.v6, x.remote6, naOpts{flags: 0x40, hop: 255, tlla: &mac, badSum: true}),
+	x.frames = [][]byte{
+		udpFrame(macB1, peerMAC, r4, v4, 3000, 4000, make([]byte, 200)),
+		udpFrame(macB1, peerMAC, r6, v6, 3000, 4000, make([]byte, 200)),
+		arpFrame(macB1, mac, 2, mac, netip.MustParseAddr("192.0.2.77"), macB1, v4),
+		arpFrame(macB1, mac, 1, mac, r4, macB1, v4),
+		naFrame(macB1, mac, r6, v6, netip.MustParseAddr("2001:db8:1::77"), naOpts{flags: 0x40, hop: 255, tlla: &mac}),
+		naFrame(macB1, mac, r6, v6, r6, naOpts{flags: 0x40, hop: 255, tlla: &mac, badSum: true}),
 	}
+	return x
+}
+
+// resolving makes SendIKE's table wait for both peers.
+func (x *snoopBench) resolving() {
+	now := x.e.now()
+	for _, a := range []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:1::121")} {
+		_, _ = x.e.ikeNeigh.miss(keyOf(x.vm, a), nil, now)
+	}
+}
+
+// run hands frames[i] (frame, frame, ...) to the worker as one batch and
+// reports how many reached the VM.
+func (x *snoopBench) run(frames [][]byte) int {
+	for i, f := range frames {
+		x.w.sizes[i] = copy(x.w.bufs[i][readOff:], f)
+		x.w.meta[i] = vif.Meta{VLAN: 100, Tagged: true}
+	}
+	before := x.sink.Frames
+	x.w.batch(len(frames))
+	return x.sink.Frames - before
+}
+
+// TestNeighborSnoopAllocs: while SendIKE resolves addresses, the uplink
+// path allocates nothing for ordinary frames of either family, nor for
+// ARP and ND frames that answer nothing asked, and all of them reach the
+// guest.
+func TestNeighborSnoopAllocs(t *testing.T) {
+	x := newSnoopBench()
+	x.resolving()
 	allocs := testing.AllocsPerRun(50, func() {
-		for i, f := range frames {
-			w.sizes[i] = copy(w.bufs[i][readOff:], f)
-			w.meta[i] = vif.Meta{VLAN: 100, Tagged: true}
-		}
-		before := vifB.Frames
-		w.batch(len(frames))
-		if vifB.Frames-before != len(frames) {
-			t.Fatalf("guest got %d frames, want %d", vifB.Frames-before, len(frames))
+		if n := x.run(x.frames); n != len(x.frames) {
+			t.Fatalf("guest got %d frames, want %d", n, len(x.frames))
 		}
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per batch", allocs)
 	}
-	if e.ikeNeigh.npending.Load() != 2 || len(e.ikeNeigh.m) != 0 {
-		t.Fatalf("%d pending, %d learned", e.ikeNeigh.npending.Load(), len(e.ikeNeigh.m))
+	if x.e.ikeNeigh.npending.Load() != 2 || len(x.e.ikeNeigh.m) != 0 {
+		t.Fatalf("%d pending, %d learned", x.e.ikeNeigh.npending.Load(), len(x.e.ikeNeigh.m))
+	}
+}
+
+// BenchmarkNeighborSnoop: the uplink path's cost per frame for a VM whose
+// IKE the gateway runs, with and without addresses being resolved: IPv6
+// UDP (looked at for an NA only while resolving) and an NA that answers
+// nothing asked (parsed, checksummed).
+func BenchmarkNeighborSnoop(b *testing.B) {
+	for _, kind := range []struct {
+		name  string
+		frame int
+	}{{"udp6", 1}, {"na-other", 4}} {
+		for _, resolving := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/resolving=%v", kind.name, resolving), func(b *testing.B) {
+				x := newSnoopBench()
+				if resolving {
+					x.resolving()
+				}
+				batch := make([][]byte, vif.MaxBatch)
+				for i := range batch {
+					batch[i] = x.frames[kind.frame]
+				}
+				b.ReportAllocs()
+				b.SetBytes(int64(len(batch[0])))
+				b.ResetTimer()
+				for i := 0; i < b.N; i += len(batch) {
+					x.run(batch)
+				}
+			})
+		}
 	}
 }
 

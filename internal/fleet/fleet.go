@@ -352,3 +352,5 @@ func (f *Fleet) tenantUsers(ctx context.Context, tn, except string) ([]string, i
 	}
 	return users, rev, nil
 }
+
+var _ api.Fleet = (*Fleet)(nil)

@@ -69,6 +69,7 @@ func New(d *daemon.Daemon, cfg *Config) *Controller {
 	c.e = ike.New(&ec)
 	d.SetIKEEvents(c.e.HandleEvent)
 	d.SetIKEReport(c.report)
+	d.SetIKERekey(c.rekey)
 	return c
 }
 
@@ -167,7 +168,9 @@ func enginePolicy(pc daemon.IKEPolicyConfig) (p ike.Policy, why string) {
 		LocalTS: d.LocalSubnets, RemoteTS: d.RemoteSubnets, Protocol: d.Protocol,
 		LocalPorts: ports(d.LocalPorts), RemotePorts: ports(d.RemotePorts), Mode: d.Mode,
 		LocalID: d.LocalIdentity, RemoteID: d.RemoteIdentity,
+		DPD: d.DPDInterval, DPDClear: d.EffectiveDPDAction() == daemon.DPDClear,
 	}
+	p.IKELifetime, p.ChildLifetime = d.Lifetimes()
 	if d.RemoteIdentity == daemon.AnyIdentity {
 		p.RemoteID, p.AnyRemoteID = "", true
 	}
@@ -245,6 +248,15 @@ func (c *Controller) remove(cs *ike.ChildSA) {
 	if err := c.d.RemoveIKEChild(cs.Scope, cs.In.SPI); err != nil {
 		c.log.Warn("IKE child SA not removed", "tenant", cs.Tenant, "policy", cs.Policy, "err", err)
 	}
+}
+
+// rekey is the daemon's `policy rekey`: the policy's Child SAs, or with
+// ikeSA its IKE SAs, now.
+func (c *Controller) rekey(tenant, name string, ikeSA bool) int {
+	if ikeSA {
+		return c.e.RekeyIKE(tenant, name)
+	}
+	return c.e.RekeyChild(tenant, name)
 }
 
 // report is the daemon's view of the engine (show-ikesa, show-ipsecsa).

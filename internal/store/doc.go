@@ -3,9 +3,11 @@
 // their pre-shared keys), certificates (with private keys) and CRLs.
 //
 // It owns the Store interface, which the daemon commits every accepted
-// change through, and its embedded implementation on bbolt (Open). A later
-// etcd backend for fleets implements the same interface, so it is kept
-// small: one atomic Commit of puts and deletes, and one Load of everything.
+// change through, and its embedded implementation on bbolt (Open). The
+// fleet backend on etcd (store/etcd) implements the same interface, so it
+// is kept small: one atomic Commit of puts and deletes, and one Load of
+// everything; a store whose records change under the daemon also
+// implements Watcher (watch.go).
 //
 // It must not interpret records: values are opaque bytes that the daemon
 // encodes and decodes, so validation lives in one place (the daemon), and

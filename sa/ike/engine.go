@@ -490,15 +490,20 @@ func (e *Engine) sasOf(p *policyState) []*ikeSA {
 
 // reconcile initiates an initiating policy that has no IKE SA.
 func (e *Engine) reconcile(p *policyState) {
-	if p.removed || !p.initiates() || p.retry.idx >= 0 {
+	if p.removed || p.cleared || !p.initiates() || p.retry.idx >= 0 || p.live() {
 		return
 	}
+	e.initiate(p)
+}
+
+// live reports whether p has an IKE SA that is up or coming up.
+func (p *policyState) live() bool {
 	for s := range p.sas {
 		if s.state != ikeDead && s.state != ikeDeleting && s.rekeyedTo == nil {
-			return
+			return true
 		}
 	}
-	e.initiate(p)
+	return false
 }
 
 // failed is called when an initiation of p failed: retry later.
@@ -550,6 +555,34 @@ func (e *Engine) RekeyIKE(tenant, name string) int {
 			if s.state == ikeEstablished && s.rekeyedTo == nil && !s.rekeyPending {
 				s.rekeyIKE(0)
 				k++
+			}
+		}
+	}
+	e.unlock()
+	return k
+}
+
+// RekeyChild rekeys the installed Child SAs of a policy now, make
+// before break as at their soft lifetime (as `swanctl --rekey --child`
+// does), and reports how many rekeys it started. A Child SA already being
+// rekeyed or deleted, or on an IKE SA that is not established or is being
+// rekeyed itself, is not counted (the latter is rekeyed shortly after).
+func (e *Engine) RekeyChild(tenant, name string) int {
+	e.mu.Lock()
+	k := 0
+	if p := e.policies[tenant+"/"+name]; p != nil {
+		for _, s := range e.sasOf(p) {
+			if s.state != ikeEstablished || s.rekeyedTo != nil {
+				continue
+			}
+			for _, c := range slices.Clone(s.children) {
+				if c.state != childInstalled || c.redundant {
+					continue
+				}
+				s.rekeyChild(c)
+				if c.state == childRekeying {
+					k++
+				}
 			}
 		}
 	}

@@ -489,6 +489,11 @@ func (s *ikeSA) dead(reason string) {
 	}
 	if wasUp {
 		pol.fails = 0
+		if pol.DPDClear && pol.initiates() && !pol.live() {
+			pol.cleared = true
+			s.linfo("peer dead: the policy waits for the peer to initiate (DPD action clear)")
+			return
+		}
 		s.e.reconcile(pol)
 	} else if s.initiator {
 		s.e.failed(pol)

@@ -66,6 +66,14 @@ type Policy struct {
 	// rekeyed at 85-95% of it (default 1h). DPD is the idle time after
 	// which the peer's liveness is checked (0: never).
 	IKELifetime, ChildLifetime, DPD time.Duration
+
+	// DPDClear: when the peer is found dead (a liveness check or any
+	// other exchange of an established IKE SA went unanswered), only
+	// remove the SAs. By default an initiating policy re-initiates at
+	// once (strongSwan's dpd_action restart; clear is its "clear"). A
+	// cleared policy then only responds until SetPolicies gives it
+	// changed.
+	DPDClear bool
 }
 
 // Default proposals: strongSwan's preferred suites that every peer of
@@ -197,6 +205,9 @@ type policyState struct {
 	remSel   []wire.Selector
 	removed  bool
 	sas      map[*ikeSA]struct{} // IKE SAs of this policy
+	// cleared: DPDClear found the peer dead; the policy no longer
+	// initiates (until SetPolicies replaces it).
+	cleared bool
 
 	retry timer // re-initiation after a failure
 	// fails counts consecutive failed initiations, for the retry backoff.

@@ -687,3 +687,8 @@ func (v *View) Sync(ctx context.Context) error {
 
 // Keyring is the cluster's keyring.
 func (c *Cluster) Keyring() *Keyring { return c.kr }
+
+var (
+	_ store.Store   = (*View)(nil)
+	_ store.Watcher = (*View)(nil)
+)

@@ -1,12 +1,14 @@
 // Command vifsec-bench prints vifsec's performance figures, one line per
-// measurement, for `make bench-esp` and `make bench-sadb`:
+// measurement, for `make bench-esp`, `make bench-sadb` and `make bench-ike`:
 //
 //	vifsec-bench esp  [-benchtime 1s] [-suites all|NAME,...] [-sizes 64,512,...]
 //	vifsec-bench sadb [-benchtime 1s] [-sas 1000000]
+//	vifsec-bench ike  [-n 10000] [-n-certs 4000] [-concurrency 64] [-rounds 3] [-net auto|netns|loopback] [-mem-sas 2000]
 //
 // It runs the benchmark bodies of internal/bench/espbench and
 // internal/bench/sadbbench through testing.Benchmark, in one process and
-// one goroutine (so "per core" figures are per goroutine). It reports; it
+// one goroutine (so "per core" figures are per goroutine); ike runs
+// internal/bench/ikebench (two engines, one goroutine each). It reports; it
 // never judges: timing goals are read by people, not asserted, because
 // the machines are noisy shared VMs.
 package main
@@ -27,7 +29,7 @@ import (
 )
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: vifsec-bench esp|sadb [flags]; vifsec-bench esp -h for the flags\n")
+	fmt.Fprintf(os.Stderr, "usage: vifsec-bench esp|sadb|ike [flags]; vifsec-bench esp -h for the flags\n")
 	os.Exit(2)
 }
 
@@ -42,6 +44,8 @@ func main() {
 		err = runESP(os.Args[2:])
 	case "sadb":
 		err = runSADB(os.Args[2:])
+	case "ike":
+		err = runIKE(os.Args[2:]) // ike.go
 	default:
 		usage()
 	}
