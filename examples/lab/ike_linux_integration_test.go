@@ -173,7 +173,14 @@ func vifsecPolicy(t *testing.T, d *Daemon, l *IKELab, c ikeCase, name string) {
 		args = append(args, "--auth-method", "PSK")
 		stdin = ikeLabPSK + "\n"
 	} else {
-		args = append(args, "--auth-method", "PKI", "--cert-name", "guest-"+c.auth, "--remote-identity", IKEPeer4.String())
+		// The guest's identity is its address (the certificate's
+		// subjectAltName proves it). ECDSA cases take any identity the
+		// peer's chain proves (ONTAP's ANYTHING).
+		remote := IKEPeer4.String()
+		if c.auth == "ecdsa" {
+			remote = "ANYTHING"
+		}
+		args = append(args, "--auth-method", "PKI", "--cert-name", "guest-"+c.auth, "--local-identity", IKEGuest4.String(), "--remote-identity", remote)
 	}
 	if _, err := d.CLIStdin(context.Background(), stdin, args...); err != nil {
 		t.Fatal(err)
