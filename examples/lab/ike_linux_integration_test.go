@@ -285,6 +285,16 @@ func TestIntegrationIKEStrongSwan(t *testing.T) {
 			}
 			ch := peerCharon(t, l, c, pki, peerID)
 			name := fmt.Sprintf("p%d", i)
+			var capture *Capture
+			if i == 0 {
+				// The wire, seen from the peer's side.
+				var err error
+				capture, err = StartCapture(ctx, &Gateway{NS: l.Peer, Uplink: "eth0"}, filepath.Join(t.TempDir(), "wire.pcap"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(capture.Stop)
+			}
 			vifsecPolicy(t, d, l, c, name)
 			t.Cleanup(func() { d.CLI(ctx, "policy", "delete", "--tenant", "acme", "--name", name) })
 			if !c.weInitiate {
@@ -298,6 +308,10 @@ func TestIntegrationIKEStrongSwan(t *testing.T) {
 			}
 			if err := TCPEcho(l.Guest.NS, l.Peer, IKEProtHost4, 0, 256<<10); err != nil {
 				t.Fatalf("TCP through the tunnel: %v", err)
+			}
+			if capture != nil {
+				capture.Stop()
+				checkOnBehalfWire(t, capture.File)
 			}
 			list, err := ch.ListSAs(ctx)
 			if err != nil {
@@ -470,4 +484,45 @@ func TestIntegrationIKEDeleteAndDPD(t *testing.T) {
 	start := time.Now()
 	waitNoSA("after the peer died")
 	t.Logf("dead peer detected and its SAs removed %v after the kill", time.Since(start).Round(100*time.Millisecond))
+}
+
+// checkOnBehalfWire reads the wire capture of an IKE-on-behalf run: IKE
+// and ESP-in-UDP leave from the guest's own address, and nothing between
+// the guest and the protected subnet crosses in clear.
+func checkOnBehalfWire(t *testing.T, file string) {
+	t.Helper()
+	out, err := exec.Command("tshark", "-r", file, "-T", "fields", "-E", "separator=,",
+		"-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "isakmp.exchangetype", "-e", "esp.spi", "-Y", "ip").Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v", file, err)
+	}
+	var ike, esp, clear int
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) < 6 {
+			continue
+		}
+		src, dst := f[0], f[1]
+		if IKEProtected4.Contains(parseAddr(src)) || IKEProtected4.Contains(parseAddr(dst)) {
+			clear++
+		}
+		if src != IKEGuest4.String() {
+			continue
+		}
+		switch {
+		case f[4] != "":
+			ike++
+		case f[5] != "" && f[2] == "4500":
+			esp++
+		}
+	}
+	t.Logf("wire: %d IKE and %d ESP-in-UDP frames from the guest's address %s, %d in clear to or from %s", ike, esp, IKEGuest4, clear, IKEProtected4)
+	if ike == 0 || esp == 0 || clear != 0 {
+		t.Errorf("wire: want IKE and ESP-in-UDP from %s and nothing in clear; got %d IKE, %d ESP, %d clear", IKEGuest4, ike, esp, clear)
+	}
+}
+
+func parseAddr(s string) netip.Addr {
+	a, _ := netip.ParseAddr(s)
+	return a
 }

@@ -215,7 +215,7 @@ type Capture struct {
 // StartCapture captures gw's uplink into file.
 func StartCapture(ctx context.Context, gw *Gateway, file string) (*Capture, error) {
 	c := &Capture{File: file}
-	c.cmd = exec.Command("ip", "netns", "exec", gw.NS, "tcpdump", "-i", gw.Uplink, "-U", "-n", "-s", "0", "-w", file)
+	c.cmd = exec.Command("ip", "netns", "exec", gw.NS, "tcpdump", "-i", gw.Uplink, "--immediate-mode", "-U", "-n", "-s", "0", "-w", file)
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
