@@ -44,15 +44,14 @@ var (
 )
 
 // PeerTable is the routing table a strongSwan peer answers its guest's
-// tunnelled traffic by (ip rule from the protected subnet). Not 220:
-// that is charon's own (kernel-netlink routing_table), looked up "from
-// all" at priority 220 from the moment charon starts. kernel-libipsec
-// puts its TUN route there (192.0.2.10 dev ipsec0) when a Child SA is
-// installed, even with install_routes = no, and since the guest's address
-// is the IKE peer's too, every later datagram charon sends to it — the
-// IKE_AUTH response when it is the responder, then its ESP in UDP — would
-// go into the TUN device. So the peer also has a rule, before 220, that
-// routes its own address's traffic by the main table.
+// tunnelled traffic by (ip rule from the protected subnet into libipsec's
+// TUN device). Not 220: that is charon's own (kernel-netlink
+// routing_table, looked up "from all" at priority 220), where
+// kernel-libipsec puts its TUN route to the guest (install_routes = no
+// notwithstanding); an identical route of ours there would collide with it.
+// charon's own IKE and ESP in UDP to the guest, whose address is the IKE
+// peer's too, stay on the main table by StartCharon's rule from its
+// address.
 const PeerTable = 221
 
 // BuildIKETenants creates the two-tenant IKE lab with namespace names
@@ -120,7 +119,6 @@ func BuildIKETenants(ctx context.Context, prefix string) (_ *IKETenantsLab, err 
 			// charon runs).
 			[]string{"ip", "netns", "exec", peer.NS, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"},
 			[]string{"ip", "netns", "exec", peer.NS, "sysctl", "-qw", "net.ipv4.conf.default.rp_filter=0"},
-			[]string{"ip", "-n", peer.NS, "rule", "add", "from", peer.Addr.String(), "lookup", "main", "priority", "50"},
 			[]string{"ip", "-n", peer.NS, "rule", "add", "from", IKEProtected4.String(), "lookup", fmt.Sprint(PeerTable), "priority", "100"},
 			[]string{"ip", "netns", "exec", peer.NS, "ethtool", "-K", "eth0", "tx", "off", "tso", "off", "gso", "off"},
 		)

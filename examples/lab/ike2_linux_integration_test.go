@@ -51,26 +51,6 @@ func ike2Charon(t *testing.T, p *IKETenantPeer) *Charon {
 	return ch
 }
 
-// ike2Daemon is startDaemon with debug logging (every IKE datagram punted
-// to the engine is logged), shown when t fails.
-func ike2Daemon(t *testing.T, bin string, gw *Gateway) *Daemon {
-	t.Helper()
-	d, err := StartDaemon(context.Background(), bin, gw, filepath.Join(t.TempDir(), gw.Name), "--log-level", "debug")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Stop(); err != nil {
-			t.Errorf("vifsecd %s: %v", d.GW.Name, err)
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(d.Log)
-			t.Logf("vifsecd %s log:\n%s", d.GW.Name, log)
-		}
-	})
-	return d
-}
-
 // ike2IPsecSAs returns `show-ipsecsa --tenant T` as JSON rows.
 func ike2IPsecSAs(t *testing.T, d *Daemon, tenant string) []api.IPsecSA {
 	t.Helper()
@@ -168,7 +148,7 @@ func TestIntegrationIKETwoTenants(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	d := ike2Daemon(t, bin, l.GW)
+	d := startDaemon(t, bin, l.GW)
 	for _, args := range [][]string{
 		{"tenant", "add", "--tenant", "acme"},
 		{"tenant", "add", "--tenant", "globex"},
@@ -261,7 +241,7 @@ func TestIntegrationIKETwoTenants(t *testing.T) {
 				t.Errorf("show-ipsecsa --tenant %s shows %s's SPI %s", p.Tenant, other, spi)
 			}
 		}
-		// The peer's own view: its Child SA carries its own SPIs only.
+		// The Child SA is between the guest's address and its own peer's.
 		c := children[p.Tenant]
 		if c.RemoteAddress != p.Addr.String() || c.LocalAddress != IKEGuest4.String() {
 			t.Errorf("%s: Child SA between %s and %s, want %s and %s", p.Tenant, c.LocalAddress, c.RemoteAddress, IKEGuest4, p.Addr)
@@ -418,7 +398,7 @@ func TestIntegrationIKEVifsecToVifsec(t *testing.T) {
 	l := buildLab(t, fmt.Sprintf("v2v%d", os.Getpid()%10000), 0)
 	var ds []*Daemon
 	for _, gw := range l.Gateways {
-		d := ike2Daemon(t, bin, gw)
+		d := startDaemon(t, bin, gw)
 		ike2AttachVMs(t, d)
 		ds = append(ds, d)
 	}

@@ -770,6 +770,12 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 					w.inboundESP(vm, s, buf, off, n)
 					return
 				}
+				if vm.ike {
+					// Port 4500 of a VM whose IKE vifsec runs is vifsec's:
+					// the guest runs no NAT-T of its own to receive it.
+					vm.stats.Drop(sa.DropNoSA)
+					return
+				}
 			}
 		case esp.KindKeepalive:
 			// Keepalives are IKE's business: consumed for a VM whose IKE
