@@ -36,7 +36,7 @@ test: build
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./sa/... ./internal/datapath ./internal/attach ./internal/daemon ./internal/api ./internal/ikectl ./cmd/vifsecd ./internal/fleet ./internal/store/etcd ./offload/... ./overlay/...
 
-bench: bench-esp bench-sadb
+bench: bench-esp bench-sadb bench-ike
 
 # bench-esp: ESP encap/decap against the bare cipher, per suite and size (~2 min).
 bench-esp: deps
@@ -51,6 +51,12 @@ bench-sadb: deps
 # charons with kernel-libipsec; RSS with 100 attached VMs (~2 min, root).
 bench-e2e: build
 	$(GO) run ./examples/lab/bench-e2e
+
+# bench-ike: IKE SA setups/s (x25519+PSK, ecp256+ECDSA certificates) in memory
+# and between two network namespaces over a veth pair (root; else loopback),
+# and heap per IKE SA (~1 min).
+bench-ike: deps
+	$(GO) run ./internal/bench/cmd/vifsec-bench ike
 
 # bench-fleet: one etcd member, one vifsecd; 10,000 VMs with 2 SAs each
 # written to etcd: convergence time, daemon RSS, etcd write rate (~15 s).

@@ -31,7 +31,7 @@ func (d *Daemon) RekeyPolicy(tenantName, name string, ikeSA bool) (int, error) {
 	f := d.ike.rekey.Load()
 	switch {
 	case f == nil:
-		return 0, errf(CodeInternal, "no IKE engine runs in this daemon: nothing to rekey")
+		return 0, errf(CodeInternal, "no IKE engine runs in this daemon: nothing to rekey (with a fleet store, run policy rekey on the host itself, without --host)")
 	case !enabled:
 		return 0, errf(CodeNotFound, "IPsec is disabled (vifsec config modify --is-enabled true): policy %s of tenant %s has no %s to rekey", name, tenantName, what)
 	}

@@ -312,8 +312,16 @@ func (s *ikeSA) rekeyChild(c *childSA) {
 		return
 	}
 	if s.state != ikeEstablished || s.rekeyedTo != nil || s.rekeyPending {
-		// Try again shortly (the IKE SA is busy being rekeyed itself).
-		s.e.arm(&c.tRekey, s.e.now().Add(s.e.jitter(10*time.Second, 1, 2)))
+		// Try again shortly (the IKE SA is busy being rekeyed itself),
+		// and well before the hard lifetime ends (it may be short).
+		now := s.e.now()
+		d := s.e.jitter(10*time.Second, 1, 2)
+		if c.tExpire.idx >= 0 {
+			if left := c.tExpire.at.Sub(now); left > 0 {
+				d = min(d, max(left/4, min(100*time.Millisecond, left/2)))
+			}
+		}
+		s.e.arm(&c.tRekey, now.Add(d))
 		return
 	}
 	c.state = childRekeying

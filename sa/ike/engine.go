@@ -545,8 +545,9 @@ func (e *Engine) HandleEvent(ev sa.Event) bool {
 }
 
 // RekeyIKE rekeys the established IKE SAs of a policy now (as
-// `swanctl --rekey --ike` does) and reports how many it started. Child SAs
-// are rekeyed with HandleEvent(sa.Event{Kind: sa.EventSoft, ...}).
+// `swanctl --rekey --ike` does) and reports how many it started; their
+// Child SAs move to the new IKE SAs unchanged. RekeyChild rekeys the
+// Child SAs.
 func (e *Engine) RekeyIKE(tenant, name string) int {
 	e.mu.Lock()
 	k := 0

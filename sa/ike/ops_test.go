@@ -188,3 +188,56 @@ func TestDPDActionRestartDefault(t *testing.T) {
 	n.advance(10 * time.Minute)
 	wantUp(t, a, b, 1)
 }
+
+// TestShortLifetimes: with the shortest lifetimes the CLI accepts (10s
+// both), IKE and Child SA rekeys keep colliding in time; the policy must
+// stay up with exactly one Child SA throughout.
+func TestShortLifetimes(t *testing.T) {
+	pa, pb := pskPair()
+	for _, p := range []*Policy{&pa, &pb} {
+		p.IKELifetime, p.ChildLifetime = 10*time.Second, 10*time.Second
+	}
+	n, a, b := establish(t, pa, pb, nil, nil)
+	first := onlyChild(t, a)
+	for i := 0; i < 60; i++ {
+		n.advance(5 * time.Second)
+		wantUp(t, a, b, 1)
+	}
+	if onlyChild(t, a).In.SPI == first.In.SPI {
+		t.Fatal("never rekeyed")
+	}
+}
+
+// TestChildRekeyWhileIKERekeys: a Child SA whose rekey falls while its
+// IKE SA is being rekeyed tries again soon enough to beat its hard
+// lifetime, even when that is short.
+func TestChildRekeyWhileIKERekeys(t *testing.T) {
+	pa, pb := pskPair()
+	pa.ChildLifetime = 10 * time.Second // only A's children rekey in this test
+	n, a, b := establish(t, pa, pb, nil, nil)
+	first := onlyChild(t, a)
+	var held []Packet
+	n.filter = func(p *Packet) bool {
+		if p.Local.Addr() == addrA {
+			held = append(held, *p)
+			return false
+		}
+		return true
+	}
+	if got := a.e.RekeyIKE("acme", "p1"); got != 1 {
+		t.Fatalf("RekeyIKE = %d", got)
+	}
+	// A's child is due for rekeying (8.5-9.5s) while the IKE rekey is
+	// stuck; it is let through just before the child's hard lifetime.
+	n.advance(9700 * time.Millisecond)
+	n.filter = nil
+	for _, p := range held {
+		n.deliver(p)
+	}
+	n.pump()
+	n.advance(800 * time.Millisecond)
+	wantUp(t, a, b, 1)
+	if onlyChild(t, a).In.SPI == first.In.SPI {
+		t.Fatal("child not rekeyed")
+	}
+}
