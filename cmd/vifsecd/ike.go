@@ -69,9 +69,9 @@ type underlaySockets struct {
 	c500, c4500 net.PacketConn
 }
 
-func newIKEGlue(d *daemon.Daemon, log *slog.Logger) *ikeGlue {
+func newIKEGlue(d *daemon.Daemon, log *slog.Logger, tune *ike.Config) *ikeGlue {
 	g := &ikeGlue{d: d, log: log, in: make(chan ike.Packet, ikeQueue)}
-	g.ctl = ikectl.New(d, &ikectl.Config{Logger: log, Send: g.send})
+	g.ctl = ikectl.New(d, &ikectl.Config{Logger: log, Send: g.send, Engine: tune})
 	return g
 }
 
@@ -112,17 +112,16 @@ func (g *ikeGlue) sendTry(p ike.Packet, retry bool) {
 			return
 		}
 		err := dp.SendIKE(datapath.IKEPacket{Scope: p.Scope, Local: p.Local, Remote: p.Remote, Data: p.Data})
-		if retry && (errors.Is(err, datapath.ErrNotIKE) || errors.Is(err, datapath.ErrNoVM)) {
+		if retry && errors.Is(err, datapath.ErrNoVM) {
 			p.Data = slices.Clone(p.Data)
 			time.AfterFunc(ikeResendAfter, func() { g.sendTry(p, false) })
 			return
 		}
 		if err != nil {
 			lv := slog.LevelWarn
-			if errors.Is(err, datapath.ErrNoNeighbor) || errors.Is(err, datapath.ErrNoUplink) || errors.Is(err, datapath.ErrNotIKE) {
-				// The engine retransmits: the peer's MAC gets learned, the
-				// data path takes the VM's new IKE role a moment after the
-				// policy was created.
+			if errors.Is(err, datapath.ErrNoNeighbor) || errors.Is(err, datapath.ErrNoUplink) {
+				// The engine retransmits: the peer's address resolves, the
+				// uplink comes.
 				lv = slog.LevelDebug
 			}
 			g.log.Log(context.Background(), lv, "IKE datagram for a VM not sent", "scope", p.Scope.String(), "remote", p.Remote, "err", err)

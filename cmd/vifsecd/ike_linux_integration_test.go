@@ -87,7 +87,7 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 		if _, err := d.CreatePolicy(p); err != nil {
 			t.Fatal(err)
 		}
-		return &gw{name: name, d: d, g: newIKEGlue(d, log), logs: logs}
+		return &gw{name: name, d: d, g: newIKEGlue(d, log, nil), logs: logs}
 	}
 	// b responds only, and listens before a starts.
 	a, b := mk("a", nsA, "192.0.2.1", "192.0.2.2", true), mk("b", nsB, "192.0.2.2", "192.0.2.1", false)

@@ -28,6 +28,7 @@ import (
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/metrics"
 	"github.com/vifsec/vifsec/internal/store"
+	"github.com/vifsec/vifsec/sa/ike"
 )
 
 // version is set at link time: -ldflags "-X main.version=...".
@@ -48,8 +49,10 @@ func main() {
 type options struct {
 	state, socket, metrics, logLevel string
 	gro                              bool
-	libvirt                          string       // --libvirt auto|off|SOCKET (libvirt.go)
-	fleet                            fleetOptions // --store etcd://... (fleet.go)
+	libvirt                          string        // --libvirt auto|off|SOCKET (libvirt.go)
+	fleet                            fleetOptions  // --store etcd://... (fleet.go)
+	ikeRetransmit                    time.Duration // --ike-retransmit-timeout (ike.go)
+	ikeTries                         int           // --ike-retransmit-tries
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
@@ -62,9 +65,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
 	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
+	fs.DurationVar(&o.ikeRetransmit, "ike-retransmit-timeout", 4*time.Second, "IKE: first retransmission after this, then ×1.8 each try, as strongSwan's retransmit_timeout (ext)")
+	fs.IntVar(&o.ikeTries, "ike-retransmit-tries", 5, "IKE: retransmissions before a peer is declared dead, as strongSwan's retransmit_tries (ext)")
 	addFleetFlags(fs, &o.fleet)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--gro=true|false] [--libvirt auto|off|SOCKET] "+fleetUsage)
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--gro=true|false] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -80,6 +85,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 	}
 	if o.state == "" || o.socket == "" || o.metrics == "" {
 		return nil, nil, errors.New("--state, --socket and --metrics must not be empty (use --metrics off to disable metrics)")
+	}
+	if o.ikeRetransmit < 100*time.Millisecond || o.ikeRetransmit > time.Minute {
+		return nil, nil, fmt.Errorf("--ike-retransmit-timeout: %v out of range; use 100ms to 1m", o.ikeRetransmit)
+	}
+	if o.ikeTries < 1 || o.ikeTries > 20 {
+		return nil, nil, fmt.Errorf("--ike-retransmit-tries: %d out of range; use 1 to 20", o.ikeTries)
 	}
 	if err := o.fleet.check(); err != nil {
 		return nil, nil, err
@@ -185,7 +196,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	if fl != nil {
 		wg.Go(func() { fl.f.Run(runCtx) })
 	}
-	ig := newIKEGlue(d, log.With("part", "ike"))
+	ig := newIKEGlue(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
 	wg.Go(func() { ig.run(runCtx) })
 	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, ig.attachDataPath) })
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })

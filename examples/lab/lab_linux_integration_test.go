@@ -247,9 +247,9 @@ func buildLab(t *testing.T, prefix string, underlay int) *Lab {
 
 // startDaemon starts vifsecd on gw; it is stopped when t ends, and its log
 // shown if t failed.
-func startDaemon(t *testing.T, bin string, gw *Gateway) *Daemon {
+func startDaemon(t *testing.T, bin string, gw *Gateway, extra ...string) *Daemon {
 	t.Helper()
-	d, err := StartDaemon(context.Background(), bin, gw, filepath.Join(t.TempDir(), gw.Name))
+	d, err := StartDaemon(context.Background(), bin, gw, filepath.Join(t.TempDir(), gw.Name), extra...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,6 @@ type IKEPacket struct {
 // Errors of SendIKE; the error returned wraps one of them.
 var (
 	ErrNoVM        = errors.New("no VM with that scope")
-	ErrNotIKE      = errors.New("the VM is not one whose IKE the gateway runs (VM.IKE)")
 	ErrBadAddress  = errors.New("address not usable")
 	ErrNoUplink    = errors.New("no uplink")
 	ErrNoNeighbor  = errors.New("next-hop MAC of the peer not known yet")
@@ -165,7 +164,8 @@ func (e *Engine) ikeNextHop(k ikeNeighKey, now time.Time) (sa.MAC, bool) {
 // when either port is 4500. IPv4 leaves without DF (IKE messages may be
 // fragmented on the path) and is fragmented here when it exceeds the
 // uplink's path MTU; IPv6 that does not fit is refused (ErrTooBig: use
-// RFC 7383 fragmentation). Like a UDP socket's send, success means the
+// RFC 7383 fragmentation). The VM need not have VM.IKE: an IKE SA may
+// outlive its policy long enough to send its Delete. Like a UDP socket's send, success means the
 // frame was handed to the uplink, not that it arrived; when the peer's
 // next-hop MAC is not known yet, it means the datagram waits while the
 // peer's address resolves (neigh.go), as a host's stack holds a datagram
@@ -190,9 +190,6 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 	vm := snap.byKey[vmKey{p.Scope.VLAN, p.Scope.MAC}]
 	if vm == nil || (p.VM != "" && p.VM != vm.name) {
 		return fmt.Errorf("send IKE for VM %q (%v): %w", p.VM, p.Scope, ErrNoVM)
-	}
-	if !vm.ike {
-		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrNotIKE)
 	}
 	local, remote := p.Local.Addr().Unmap(), p.Remote.Addr().Unmap()
 	switch {

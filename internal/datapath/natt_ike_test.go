@@ -712,7 +712,6 @@ func TestSendIKEFragments(t *testing.T) {
 // unknown is offered on NeighborMisses.
 func TestSendIKEErrors(t *testing.T) {
 	x := newIKEEngine(t, true)
-	y := newIKEEngine(t, false)
 	ok := IKEPacket{Scope: x.scope, Local: netip.AddrPortFrom(x.v4, 500), Remote: netip.AddrPortFrom(x.remote4, 500), Data: []byte("x")}
 	for _, tc := range []struct {
 		name string
@@ -722,7 +721,6 @@ func TestSendIKEErrors(t *testing.T) {
 	}{
 		{"unknown scope", x.e, func(p *IKEPacket) { p.Scope.VLAN = 7 }, ErrNoVM},
 		{"name does not match", x.e, func(p *IKEPacket) { p.VM = "globex" }, ErrNoVM},
-		{"not an IKE VM", y.e, func(p *IKEPacket) {}, ErrNotIKE},
 		{"not the VM's address", x.e, func(p *IKEPacket) { p.Local = netip.AddrPortFrom(x.foreignDst, 500) }, ErrBadAddress},
 		{"families differ", x.e, func(p *IKEPacket) { p.Remote = netip.AddrPortFrom(x.remote6, 500) }, ErrBadAddress},
 		{"port 0", x.e, func(p *IKEPacket) { p.Remote = netip.AddrPortFrom(x.remote4, 0) }, ErrBadAddress},
