@@ -182,6 +182,18 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 			clear(p.PSK)
 			return err
 		}
+		if p.VM != "" && d.vms[p.VM] == nil {
+			// With a fleet store, policies are fleet-wide and a VM is on
+			// one host: elsewhere its policy is dormant, and wakes when
+			// the VM is attached here (a move). The IKE controller leaves
+			// it out meanwhile ("VM not attached").
+			if _, ok := d.tenants[p.Tenant]; !ok {
+				clear(p.PSK)
+				return fmt.Errorf("tenant %q is not stored", p.Tenant)
+			}
+			d.ike.policies[r.Name] = &p
+			return nil
+		}
 		if _, err := d.checkPolicyLocked(&p); err != nil {
 			clear(p.PSK)
 			return err

@@ -78,6 +78,7 @@ type Converger struct {
 	// (IKE policies, certificates, CRLs) after the others, holding the
 	// daemon's state lock; without a handler, a change of such a kind is
 	// logged (another host's change applies at the next restart).
+	// NewConverger sets the IKE kinds' handlers (ikeconverge.go).
 	Extra map[store.Kind]func(d *Daemon, recs []store.Record) []Problem
 
 	extraSeen map[store.Kind]string // digest of the records of other kinds last seen
@@ -110,7 +111,7 @@ type decoded struct {
 // the config record is deleted.
 func NewConverger(d *Daemon) *Converger {
 	return &Converger{d: d, defaultEnabled: d.Enabled(), cache: map[recKey]*decoded{}, reported: map[string]bool{},
-		extraSeen: map[store.Kind]string{}, built: map[string]built{}}
+		extraSeen: map[store.Kind]string{}, built: map[string]built{}, Extra: ikeConvergers()}
 }
 
 // NewFleet is New for a store whose records other writers change: it never
@@ -520,16 +521,31 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 		d.fdb, changed = want.fdb, true
 	}
 
-	// 5. Kinds converged elsewhere.
+	// 5. Kinds converged elsewhere. They refer to one another (a policy
+	// to its certificate, a CRL to its CA), so when any of them changed,
+	// every handled kind is applied again, in store order.
 	other := digestOther(recs)
+	extraChanged := false
 	for kind, dg := range other {
-		if c.extraSeen[kind] == dg {
-			continue
+		if c.extraSeen[kind] != dg && c.Extra[kind] != nil {
+			extraChanged = true
 		}
-		if h := c.Extra[kind]; h != nil {
-			probs = append(probs, h(d, byKind[kind])...)
-			changed = true
-		} else {
+	}
+	for kind := range c.extraSeen {
+		if _, ok := other[kind]; !ok && c.Extra[kind] != nil {
+			extraChanged = true
+		}
+	}
+	if extraChanged {
+		for _, kind := range store.Kinds() {
+			if h := c.Extra[kind]; h != nil {
+				probs = append(probs, h(d, byKind[kind])...)
+			}
+		}
+		changed = true
+	}
+	for kind, dg := range other {
+		if c.extraSeen[kind] != dg && c.Extra[kind] == nil {
 			// The change may be this daemon's own (applied already) or
 			// another host's: which, only the kind's own code can tell.
 			d.log.Warn("stored records changed; changes of this kind made by other hosts apply here when vifsecd restarts", "kind", string(kind))

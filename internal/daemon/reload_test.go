@@ -386,3 +386,63 @@ func FuzzConverge(f *testing.F) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestConvergeIKE: IKE policies are fleet-wide; another host's create,
+// change and delete of one applies live, and a policy of a VM that is not
+// on this host is dormant here, not a problem.
+func TestConvergeIKE(t *testing.T) {
+	m := storetest.NewMemory()
+	a := setup(t, m)
+	b, conv, probs, err := NewFleet(m, nil, nil)
+	if err != nil || len(probs) > 0 {
+		t.Fatalf("NewFleet: %v %v", err, probs)
+	}
+	names := func(d *Daemon) []string {
+		var out []string
+		ps, err := d.Policies("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			out = append(out, p.Policy.Name)
+		}
+		return out
+	}
+	if _, err := a.CreatePolicy(pskPolicy("p1")); err != nil {
+		t.Fatal(err)
+	}
+	res := conv.Converge(load(t, m), nil)
+	if !res.Changed || len(res.Problems) > 0 || strings.Join(names(b), ",") != "p1" {
+		t.Fatalf("created: %+v, policies %v", res, names(b))
+	}
+	if got := b.IKEConfig().Policies[0].Policy.PSK; string(got) != testPSK {
+		t.Fatalf("converged policy's PSK %q, want the stored one", got)
+	}
+
+	// A host without vm1 (it moved): the policy is dormant, not refused.
+	c := storetest.NewMemory()
+	recs := load(t, m)
+	var keep []store.Op
+	for _, r := range recs {
+		if r.Kind == store.KindVM && r.Name == "vm1" {
+			continue
+		}
+		keep = append(keep, store.Put(r.Kind, r.Name, r.Value))
+	}
+	must(t, c.Commit(keep))
+	o, _, probs, err := NewFleet(c, nil, nil)
+	if err != nil || len(probs) > 0 || strings.Join(names(o), ",") != "p1" {
+		t.Fatalf("host without the VM: %v, problems %v, policies %v", err, probs, names(o))
+	}
+	if sc := o.IKEConfig().Policies[0].Scope; sc != (sa.Scope{}) {
+		t.Fatalf("dormant policy has scope %v", sc)
+	}
+
+	if err := a.DeletePolicy("t1", "p1"); err != nil {
+		t.Fatal(err)
+	}
+	res = conv.Converge(load(t, m), nil)
+	if !res.Changed || len(res.Problems) > 0 || len(names(b)) != 0 {
+		t.Fatalf("deleted: %+v, policies %v", res, names(b))
+	}
+}
