@@ -95,11 +95,11 @@ func (g *ikeGlue) enqueue(p ike.Packet) {
 	}
 }
 
-// ikeResendAfter is how long a datagram for a VM waits for one more try
-// when the data path does not know the VM's IKE role yet: the engine
-// initiates as soon as a policy is created, the data path takes the new
-// state a moment later, and the engine's own retransmission comes only
-// seconds after.
+// ikeResendAfter is how long a datagram waits for one more try when the
+// data path does not know the VM's IKE role yet, or the underlay sockets
+// are not open yet: the engine initiates as soon as a policy is created,
+// the data path (or run, for the sockets) takes the new state a moment
+// later, and the engine's own retransmission comes only seconds after.
 const ikeResendAfter = 200 * time.Millisecond
 
 // send is the engine's Send.
@@ -132,6 +132,11 @@ func (g *ikeGlue) sendTry(p ike.Packet, retry bool) {
 	u := g.under
 	g.mu.Unlock()
 	if u == nil || p.Local.Addr().Unmap() != u.at.addr.Unmap() {
+		if retry {
+			p.Data = slices.Clone(p.Data)
+			time.AfterFunc(ikeResendAfter, func() { g.sendTry(p, false) })
+			return
+		}
 		g.log.Debug("IKE datagram from an underlay address not open", "local", p.Local, "remote", p.Remote)
 		return
 	}

@@ -240,6 +240,9 @@ func (d *Daemon) checkPolicyLocked(p *IKEPolicy) (warnings []string, err error) 
 		case d.uplink.Protect != ProtectUnderlay:
 			warnings = append(warnings, fmt.Sprintf("policy %s has no --vm: its SAs are underlay SAs of tenant %s, used only once the uplink protects the underlay (vifsec uplink set ... --protect underlay)", p.Name, p.Tenant))
 		}
+		if w := d.underlayClashLocked(p); w != "" {
+			warnings = append(warnings, w)
+		}
 	}
 	if p.Auth == AuthPKI {
 		c := d.ike.certs[p.Tenant+"/"+p.CertName]
