@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/syslog"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -202,9 +203,58 @@ func (h *hook) prepare(ctx context.Context, d *libvirt.Domain, perr error) error
 		}
 	}
 	if d.Meta.Policy != "" {
-		h.log.Info(fmt.Sprintf("policy=%q is not applied by this version: bind IKE policies with vifsec policy create --vm NAME", d.Meta.Policy))
+		if err := h.checkPolicy(ctx, d.Meta.Policy, bs); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkPolicy checks the domain's policy="NAME": an IKE policy NAME of
+// the domain's tenant must exist and speak for one of its VMs (vifsec
+// policy create --vm NAME-OF-VM; it may be created before the domain first
+// starts, and waits for the VM). With fail="closed" the domain then does
+// not start unless IKE will protect it.
+func (h *hook) checkPolicy(ctx context.Context, name string, bs []libvirt.Binding) error {
+	if len(bs) == 0 {
+		return fmt.Errorf("policy=%q: the domain has no interface for vifsec, so no VM the policy could speak for", name)
+	}
+	tenants := map[string]bool{}
+	vms := map[string]bool{}
+	for _, b := range bs {
+		tenants[b.VM.Tenant] = true
+		vms[b.VM.Name] = true
+	}
+	var names []string
+	for tn := range tenants {
+		ps, err := h.c.Policies(ctx, tn)
+		if err != nil {
+			return fmt.Errorf("policy=%q: %w", name, err)
+		}
+		for _, p := range ps {
+			if p.Name != name {
+				continue
+			}
+			if vms[p.VM] {
+				return nil
+			}
+			return fmt.Errorf("policy=%q: IKE policy %s of tenant %s speaks for VM %q, not for this domain's VMs (%s); bind it with vifsec policy modify --tenant %s --name %s --vm NAME",
+				name, name, tn, p.VM, strings.Join(sortedKeys(vms), ", "), tn, name)
+		}
+		names = append(names, tn)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("policy=%q: tenant %s has no IKE policy %s; create it first (vifsec policy create --tenant %s --name %s --vm %s ...)",
+		name, strings.Join(names, ", "), name, names[0], name, strings.Join(sortedKeys(vms), "|"))
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func hasTenant(ts []api.Tenant, name string) bool {

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/vifsec/vifsec/sa"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -298,5 +300,57 @@ func TestInstallCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "qemu.d", "vifsec")); !os.IsNotExist(err) {
 		t.Fatal("hook file still there")
+	}
+}
+
+// TestHookPolicy: policy="NAME" requires an IKE policy NAME of the tenant
+// that speaks for one of the domain's VMs; with fail="closed" the domain
+// does not start without it. A policy may be created before the domain
+// first starts (it waits for the VM); the domain's stop detaches the VM
+// and leaves the policy waiting for the next start.
+func TestHookPolicy(t *testing.T) {
+	td := newTestDaemon(t, "acme")
+	x := bytes.Replace(corpus(t, "ethernet-reconnect.xml"), []byte(`tenant="acme" fail="open"`), []byte(`tenant="acme" policy="web" fail="closed"`), 1)
+	if !bytes.Contains(x, []byte(`policy="web"`)) {
+		t.Fatal("corpus file changed: no metadata to edit")
+	}
+	r := hookRun(t, td.sock, x, "vifsec-probe1", "prepare", "begin", "-")
+	if r.code == 0 || !strings.Contains(r.stderr, `policy="web"`) || !strings.Contains(r.stderr, "has no IKE policy web") {
+		t.Fatalf("prepare without the policy: %+v", r)
+	}
+	pol := daemon.IKEPolicy{
+		Tenant: "acme", Name: "web", VM: "other-vm",
+		LocalSubnets:  []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")},
+		RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+		RemoteAddress: netip.MustParseAddr("192.0.2.20"), Mode: sa.ModeTunnel,
+		Auth: daemon.AuthPSK, PSK: []byte("a lab pre-shared key 0123456789"),
+	}
+	if _, err := td.d.CreatePolicy(pol); err != nil {
+		t.Fatal(err)
+	}
+	r = hookRun(t, td.sock, x, "vifsec-probe1", "prepare", "begin", "-")
+	if r.code == 0 || !strings.Contains(r.stderr, `speaks for VM "other-vm"`) {
+		t.Fatalf("prepare with the policy bound elsewhere: %+v", r)
+	}
+	if err := td.d.DeletePolicy("acme", "web"); err != nil {
+		t.Fatal(err)
+	}
+	pol.VM = probeVM // not attached yet: the policy waits for it
+	if _, err := td.d.CreatePolicy(pol); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []string{"prepare", "start"} {
+		if r := hookRun(t, td.sock, x, "vifsec-probe1", op, "begin", "-"); r.code != 0 {
+			t.Fatalf("%s with the policy: %+v", op, r)
+		}
+	}
+	if _, ok := td.vms()[probeVM]; !ok {
+		t.Fatal("VM not attached")
+	}
+	if r := hookRun(t, td.sock, x, "vifsec-probe1", "stopped", "end", "-"); r.code != 0 || len(td.vms()) != 0 {
+		t.Fatalf("stopped: %+v, VMs %v", r, td.vms())
+	}
+	if ps, _ := td.d.Policies("acme"); len(ps) != 1 {
+		t.Fatalf("policy gone with the VM: %+v", ps)
 	}
 }

@@ -153,7 +153,6 @@ func TestIntegrationIKEConfig(t *testing.T) {
 		{"ca add unknown", "", []string{"ca-certificate", "add", "--tenant", "t1", "--ca-certs", "ca,nosuch"}, exitRejected, "--ca-certs"},
 		{"crl of another ca", string(pkitest.NewCA("other").CRL()), []string{"crl", "add", "--tenant", "t1"}, exitRejected, "none of tenant t1's CA"},
 		{"crl older", string(ca.CRLNumber(0)), []string{"crl", "add", "--tenant", "t1"}, exitRejected, "older"},
-		{"vm with policy", "", []string{"vm", "detach", "--vm", "vm1"}, exitRejected, "test34"},
 		{"ike sp", "", []string{"sp", "remove", "--sp-name", "ike/t1/test34/waiting/out"}, exitRejected, "IKE policy"},
 		{"show-ikesa unknown tenant", "", []string{"show-ikesa", "--tenant", "nosuch"}, exitRejected, "--tenant"},
 	}

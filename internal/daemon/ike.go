@@ -213,7 +213,9 @@ func (d *Daemon) checkPolicyLocked(p *IKEPolicy) (warnings []string, err error) 
 	if p.VM != "" {
 		e := d.vms[p.VM]
 		if e == nil {
-			return nil, errf(CodeNotFound, "--vm: no VM named %q; attach it first (vifsec vm attach) or see vifsec vm list", p.VM)
+			// A policy may name a VM before it is attached (a libvirt
+			// domain not started yet): it waits for the VM.
+			return []string{fmt.Sprintf("VM %s is not attached: policy %s waits for it (vifsec vm attach, or the libvirt hook when its domain starts)", p.VM, p.Name)}, nil
 		}
 		if e.vm.Tenant != p.Tenant {
 			return nil, errf(CodeInvalid, "--vm: VM %q belongs to tenant %s, not %s; a policy protects VMs of its own tenant", p.VM, e.vm.Tenant, p.Tenant)

@@ -134,9 +134,31 @@ func TestPolicyLifecycle(t *testing.T) {
 	if string(d.ike.policies["t1/pol1"].PSK) != testPSK {
 		t.Errorf("modify lost the PSK")
 	}
-	// Policies protect the VM and the tenant from removal.
-	if err := d.DetachVM("vm1"); CodeOf(err) != CodeInUse || !strings.Contains(err.Error(), "pol1") {
-		t.Errorf("DetachVM(vm1) = %v, want in_use naming pol1", err)
+	// A VM with policies may be detached (a libvirt domain stops): its
+	// policies stay, dormant, and wake when it is attached again.
+	v1 := d.vms["vm1"].vm
+	must(t, d.DetachVM("vm1"))
+	if infos, _ = d.Policies("t1"); len(infos) != 2 {
+		t.Fatalf("after detach: %d policies, want 2 (dormant)", len(infos))
+	}
+	if cfg := d.IKEConfig(); cfg.Policies[0].Scope != (sa.Scope{}) || cfg.Policies[0].Local.IsValid() {
+		t.Errorf("dormant policy has scope %v, local %v", cfg.Policies[0].Scope, cfg.Policies[0].Local)
+	}
+	must(t, d.AttachVM(v1))
+	if cfg := d.IKEConfig(); cfg.Policies[0].Scope == (sa.Scope{}) {
+		t.Error("policy did not wake when its VM came back")
+	}
+	// A policy may name a VM not attached yet: accepted with a warning.
+	later := pskPolicy("later")
+	later.VM = "vm9"
+	w, err = d.CreatePolicy(later)
+	if err != nil || len(w) != 1 || !strings.Contains(w[0], "vm9") {
+		t.Errorf("policy for a VM not attached yet: %v %v", w, err)
+	}
+	must(t, d.DeletePolicy("t1", "later"))
+	// Policies protect the tenant from removal.
+	if err := d.RemoveTenant("t1"); CodeOf(err) != CodeInUse {
+		t.Errorf("RemoveTenant(t1) = %v, want in_use", err)
 	}
 	must(t, d.DeletePolicy("t1", "pol1"))
 	must(t, d.DeletePolicy("t1", "pol2"))
@@ -205,7 +227,6 @@ func TestIKERefusalsChangeNothing(t *testing.T) {
 	}{
 		{"duplicate name", create(pskPolicy("pol1")), CodeExists, "--name"},
 		{"unknown tenant", create(mod(func(p *IKEPolicy) { p.Tenant = "nosuch" })), CodeNotFound, "--tenant"},
-		{"unknown vm", create(mod(func(p *IKEPolicy) { p.VM = "nosuch" })), CodeNotFound, "--vm"},
 		{"vm of other tenant", create(mod(func(p *IKEPolicy) { p.VM = "vm3" })), CodeInvalid, "--vm"},
 		{"vm without ip and a subnet", create(mod(func(p *IKEPolicy) { p.VM = "vm4"; p.LocalSubnets = pfx("2001:db8:1::/64") })), CodeInvalid, "--vm"},
 		{"local subnet not the vm's", create(mod(func(p *IKEPolicy) { p.LocalSubnets = pfx("2001:db8:9::/64") })), CodeInvalid, "--local-ip-subnets"},

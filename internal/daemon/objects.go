@@ -132,20 +132,19 @@ func dedupAddrs(in []netip.Addr) []netip.Addr {
 	return out
 }
 
-// DetachVM removes the VM named name. It refuses while SAs or SPs of the
-// VM exist, naming them: they are keyed by the VM's (vlan, mac).
+// DetachVM removes the VM named name. It refuses while manual SAs or SPs
+// of the VM exist, naming them: they are keyed by the VM's (vlan, mac).
+// IKE policies of the VM stay, dormant until it is attached again; the SAs
+// IKE installed for it go.
 func (d *Daemon) DetachVM(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.vms[name]; !ok {
 		return errf(CodeNotFound, "--vm: no VM named %q (see vifsec vm list)", name)
 	}
-	if what := d.ikeUsersLocked("", name); what != "" {
-		return errf(CodeInUse, "--vm: VM %q is protected by %s; delete it first", name, what)
-	}
 	var sas, sps []string
 	for _, n := range sortedKeys(d.saVM) {
-		if d.saVM[n] == name {
+		if d.saVM[n] == name && !isIKESAName(n) {
 			sas = append(sas, n)
 		}
 	}
@@ -167,11 +166,24 @@ func (d *Daemon) DetachVM(name string) error {
 	if err := d.commit([]store.Op{store.Delete(store.KindVM, name)}); err != nil {
 		return err
 	}
+	// IKE policies of the VM stay, dormant until it is attached again (a
+	// libvirt domain's restart, a move); their SAs go with the VM.
+	var dormant []string
+	for _, k := range sortedKeys(d.ike.policies) {
+		if p := d.ike.policies[k]; p.VM == name {
+			dormant = append(dormant, p.Name)
+			d.removeChildrenLocked(d.childrenOfLocked(k))
+		}
+	}
 	e := d.vms[name]
 	delete(d.vms, name)
 	delete(d.byScope, e.scope())
 	d.changed()
-	d.log.Info("vm detached", "vm", name)
+	if len(dormant) > 0 {
+		d.log.Info("vm detached; its IKE policies wait for it", "vm", name, "policies", strings.Join(dormant, ","))
+	} else {
+		d.log.Info("vm detached", "vm", name)
+	}
 	return nil
 }
 

@@ -102,8 +102,8 @@ type VLANTag struct {
 type Meta struct {
 	// Tenant is the tenant of every interface that does not name its own.
 	Tenant string
-	// Policy names the IKE policy the domain's VMs are for (accepted and
-	// checked; see cmd/vifsec-hook for what is done with it).
+	// Policy names the IKE policy that must speak for one of the
+	// domain's VMs: the hook checks it at prepare (cmd/vifsec-hook).
 	Policy string
 	Fail   FailMode
 	// Interfaces are the per-interface settings, by MAC.
