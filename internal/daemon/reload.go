@@ -475,6 +475,19 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 		}
 	}
 	if res.Added[store.KindVM]+res.Updated[store.KindVM]+res.Removed[store.KindVM] > 0 {
+		// The SAs IKE installed for a VM that left (moved to another
+		// host, detached there) or whose (vlan, mac) changed go with it;
+		// its policies stay, dormant until it is here again.
+		var gone []*ikeChild
+		for _, ch := range d.ike.children {
+			e, old := vms[ch.vm], d.vms[ch.vm]
+			if e == nil || old == nil || e.scope() != old.scope() {
+				gone = append(gone, ch)
+			}
+		}
+		if len(gone) > 0 {
+			d.removeChildrenLocked(gone)
+		}
 		d.vms, d.byScope, changed = vms, byScope, true
 	}
 	// SA ownership: IKE's SAs stay as they are.

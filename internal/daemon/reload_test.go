@@ -446,3 +446,39 @@ func TestConvergeIKE(t *testing.T) {
 		t.Fatalf("deleted: %+v, policies %v", res, names(b))
 	}
 }
+
+// TestConvergeVMLeavesWithIKESAs: when a VM leaves a fleet host (detached
+// elsewhere, moved), the SAs IKE installed for it there go with it and its
+// policy stays, dormant.
+func TestConvergeVMLeavesWithIKESAs(t *testing.T) {
+	m := storetest.NewMemory()
+	a := setup(t, m)
+	if _, err := a.CreatePolicy(pskPolicy("p1")); err != nil {
+		t.Fatal(err)
+	}
+	b, conv, probs, err := NewFleet(m, nil, nil)
+	if err != nil || len(probs) > 0 {
+		t.Fatalf("NewFleet: %v %v", err, probs)
+	}
+	scope := b.IKEConfig().Policies[0].Scope
+	in, out := gcmSA(t, "", 0x5001, sa.ModeTransport), gcmSA(t, "", 0x5002, sa.ModeTransport)
+	local, remote := netip.MustParseAddr("2001:db8:1::121"), netip.MustParseAddr("2001:db8:2::5")
+	in.Src, in.Dst, in.Dir, in.Scope = remote, local, sa.DirIn, scope
+	out.Src, out.Dst, out.Dir, out.Scope = local, remote, sa.DirOut, scope
+	must(t, b.InstallIKEChild(IKEChild{Tenant: "t1", Policy: "p1", In: in, Out: out,
+		LocalTS: pfx("2001:db8:1::121/128"), RemoteTS: pfx("2001:db8:2::5/128")}))
+	if n := len(b.SADB().List()); n != 2 {
+		t.Fatalf("%d SAs in the DB after the child, want 2", n)
+	}
+	must(t, a.DetachVM("vm1")) // the VM leaves, as a move to another host does
+	res := conv.Converge(load(t, m), nil)
+	if !res.Changed || len(res.Problems) > 0 {
+		t.Fatalf("converge: %+v", res)
+	}
+	if n := len(b.SADB().List()); n != 0 {
+		t.Fatalf("%d SAs left in the DB after the VM left, want 0", n)
+	}
+	if ps, _ := b.Policies("t1"); len(ps) != 1 {
+		t.Fatalf("policy gone with the VM: %+v", ps)
+	}
+}
