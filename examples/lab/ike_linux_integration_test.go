@@ -540,3 +540,37 @@ func parseAddr(s string) netip.Addr {
 	a, _ := netip.ParseAddr(s)
 	return a
 }
+
+// TestIntegrationIKERevokedPeer: a peer whose certificate the tenant's CRL
+// (vifsec crl add) revokes is refused: no SA, whichever side initiates.
+func TestIntegrationIKERevokedPeer(t *testing.T) {
+	bin := needDemoTools(t)
+	needCharon(t)
+	l, d := ikeLabT(t, bin, "vic")
+	ctx := context.Background()
+	pki, peerID := installPKI(t, d, "ecdsa")
+	crl, err := pki.CRL(peerID.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CLIStdin(ctx, string(crl), "crl", "add", "--tenant", "acme"); err != nil {
+		t.Fatal(err)
+	}
+	c := ikeCase{auth: "ecdsa", ike: ikeProposalSets[1][0], esp: ikeProposalSets[1][1], weInitiate: true}
+	ch := peerCharon(t, l, c, pki, peerID)
+	vifsecPolicy(t, d, l, c, "revoked")
+	if err := ch.Initiate(ctx); err == nil {
+		t.Fatal("charon established a Child SA with a revoked certificate")
+	}
+	time.Sleep(time.Second) // vifsec's own attempt, too
+	if out, _ := d.CLI(ctx, "show-ipsecsa", "--tenant", "acme"); spiRE.MatchString(out) {
+		t.Fatalf("vifsec installed SAs for a revoked peer:\n%s", out)
+	}
+	if n := len(childSPIsOf(t, ch)); n != 0 {
+		t.Fatalf("charon has %d child SPIs with a revoked peer", n)
+	}
+	log, _ := os.ReadFile(d.Log)
+	if !strings.Contains(strings.ToLower(string(log)), "revoked") {
+		t.Errorf("vifsecd's log does not say the peer's certificate is revoked:\n%s", log)
+	}
+}
