@@ -31,16 +31,7 @@ func (s *server) ikeRoutes(mux *http.ServeMux, p string) {
 }
 
 func (s *server) listPolicies(w http.ResponseWriter, r *http.Request) {
-	infos, err := s.d.Policies(r.URL.Query().Get("tenant"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	out := []Policy{}
-	for _, i := range infos {
-		out = append(out, PolicyOf(i))
-	}
-	writeJSON(w, http.StatusOK, out)
+	listByTenant(w, r, s.d.Policies, keep(PolicyOf))
 }
 
 func (s *server) createPolicy(w http.ResponseWriter, r *http.Request) {
@@ -88,16 +79,7 @@ func (s *server) rekeyPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listCertificates(w http.ResponseWriter, r *http.Request) {
-	infos, err := s.d.Certificates(r.URL.Query().Get("tenant"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	out := []Certificate{}
-	for _, c := range infos {
-		out = append(out, CertificateOf(c))
-	}
-	writeJSON(w, http.StatusOK, out)
+	listByTenant(w, r, s.d.Certificates, keep(CertificateOf))
 }
 
 func (s *server) installCertificate(w http.ResponseWriter, r *http.Request) {
@@ -119,18 +101,7 @@ func (s *server) deleteCertificate(w http.ResponseWriter, r *http.Request) {
 // listCACertificates lists the IPsec CAs: installed CA certificates that
 // `ca-certificate add` made trusted.
 func (s *server) listCACertificates(w http.ResponseWriter, r *http.Request) {
-	infos, err := s.d.Certificates(r.URL.Query().Get("tenant"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	out := []Certificate{}
-	for _, c := range infos {
-		if c.IPsecCA {
-			out = append(out, CertificateOf(c))
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
+	listByTenant(w, r, s.d.Certificates, func(x daemon.CertInfo) (Certificate, bool) { return CertificateOf(x), x.IPsecCA })
 }
 
 func (s *server) addCACertificates(w http.ResponseWriter, r *http.Request) {
@@ -161,16 +132,7 @@ func (s *server) removeCACertificate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listCRLs(w http.ResponseWriter, r *http.Request) {
-	infos, err := s.d.CRLs(r.URL.Query().Get("tenant"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	out := []CRL{}
-	for _, c := range infos {
-		out = append(out, CRLOf(c))
-	}
-	writeJSON(w, http.StatusOK, out)
+	listByTenant(w, r, s.d.CRLs, keep(CRLOf))
 }
 
 func (s *server) addCRL(w http.ResponseWriter, r *http.Request) {
@@ -188,16 +150,7 @@ func (s *server) addCRL(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listIKESAs(w http.ResponseWriter, r *http.Request) {
-	rows, err := s.d.IKESAs(r.URL.Query().Get("tenant"))
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	out := []IKESA{}
-	for _, x := range rows {
-		out = append(out, IKESAOf(x))
-	}
-	writeJSON(w, http.StatusOK, out)
+	listByTenant(w, r, s.d.IKESAs, keep(IKESAOf))
 }
 
 // ipsecSAPolicy is the "policy" column of a show-ipsecsa row: the IKE
@@ -214,3 +167,24 @@ func ipsecSAPolicy(x daemon.IPsecSA) string {
 	}
 	return "-"
 }
+
+// listByTenant answers a listing of the daemon's objects of the tenant
+// the "tenant" query names (all when empty), each converted (and kept or
+// not) by conv; an empty listing is [].
+func listByTenant[T, U any](w http.ResponseWriter, r *http.Request, list func(tenant string) ([]T, error), conv func(T) (U, bool)) {
+	xs, err := list(r.URL.Query().Get("tenant"))
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	out := []U{}
+	for _, x := range xs {
+		if u, ok := conv(x); ok {
+			out = append(out, u)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// keep makes a conversion that keeps every object.
+func keep[T, U any](f func(T) U) func(T) (U, bool) { return func(x T) (U, bool) { return f(x), true } }
