@@ -189,7 +189,7 @@ func TestIntegrationIKEConfig(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(e.state, "state.db")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("state file: %v %v", fi, err)
 	}
-	d = e.start()
+	e.start()
 	if after, afterIKE := e.snapshot(), e.ikeSnapshot(); after != before || afterIKE != beforeIKE {
 		t.Errorf("state differs after restart:\nbefore %s\n%s\nafter  %s\n%s", before, beforeIKE, after, afterIKE)
 	}

@@ -50,7 +50,7 @@ func (o *fleetOptions) check() error {
 		for flag, v := range map[string]string{"--host-id": o.hostID, "--kek-file": o.kekFile, "--etcd-cacert": o.cacert,
 			"--etcd-cert": o.cert, "--etcd-key": o.key, "--etcd-user": o.user, "--etcd-password-file": o.passwordFile} {
 			if v != "" {
-				return fmt.Errorf("%s is only used with --store etcd://...", flag)
+				return fmt.Errorf("%s is only used with --store etcd://HOST:PORT/PREFIX", flag)
 			}
 		}
 		return nil

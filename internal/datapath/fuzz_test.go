@@ -35,13 +35,13 @@ func FuzzPipeline(f *testing.F) {
 
 	db := sa.NewDB(0)
 	e := New(db, nil)
-	out, in := tenantSAs(f, "acme", macA1, 100, 1, 0x1000, 0x2000, satest.V6A, satest.V6B)
+	_, in := tenantSAs(f, "acme", macA1, 100, 1, 0x1000, 0x2000, satest.V6A, satest.V6B)
 	// ESP in UDP (RFC 3948): the VM's outbound SA, and a second inbound
 	// SA; what the peer would send on each inbound SA makes the seeds.
 	outUDP, inUDP := natSAs(f, macA1, sa.ModeTransport, true, 0x1000, 0x3000, satest.V6A, satest.V6B)
 	peerPlain, _ := tenantSAs(f, "acme", macB1, 100, 1, 0x2000, 0x1000, satest.V6B, satest.V6A)
 	peerUDP, _ := natSAs(f, macB1, sa.ModeTransport, true, 0x3000, 0x1000, satest.V6B, satest.V6A)
-	out = outUDP
+	out := outUDP // the VM sends ESP in UDP; its plain outbound SA is not used
 	if err := db.Apply([]*sa.SA{out, in, inUDP}, nil); err != nil {
 		f.Fatal(err)
 	}

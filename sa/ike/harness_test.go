@@ -48,9 +48,6 @@ type fakeNet struct {
 	sent  []Packet // everything sent, in order
 	// filter returns false to drop a datagram; it may change it (a NAT).
 	filter func(p *Packet) bool
-	// nat maps a public address to a private one for replies
-	// (destination rewrite), when set.
-	natIn func(p *Packet)
 }
 
 func newNet(t testing.TB) *fakeNet {

@@ -268,12 +268,12 @@ const attrKeyLength = 14
 func parseTransforms(b []byte, count int) ([]Transform, error) {
 	if count == 0 {
 		if len(b) != 0 {
-			return nil, fmt.Errorf("Num Transforms 0 but %d bytes of transforms: %w", len(b), ErrBadLength)
+			return nil, fmt.Errorf("field Num Transforms 0 but %d bytes of transforms: %w", len(b), ErrBadLength)
 		}
 		return nil, nil
 	}
 	if len(b) < 8*count {
-		return nil, fmt.Errorf("Num Transforms %d needs at least %d bytes, have %d: %w", count, 8*count, len(b), ErrBadLength)
+		return nil, fmt.Errorf("field Num Transforms %d needs at least %d bytes, have %d: %w", count, 8*count, len(b), ErrBadLength)
 	}
 	ts := make([]Transform, 0, count)
 	for n := 1; n <= count; n++ {
@@ -334,7 +334,7 @@ func parseAttributes(b []byte) (keyLength uint16, err error) {
 		v := be.Uint16(b[2:])
 		if !tv {
 			if typ == attrKeyLength {
-				return 0, fmt.Errorf("Key Length attribute in TLV format: %w", ErrBadValue)
+				return 0, fmt.Errorf("attribute Key Length in TLV format: %w", ErrBadValue)
 			}
 			if 4+int(v) > len(b) {
 				return 0, fmt.Errorf("attribute %d: Attribute Length %d, %d bytes left: %w", typ, v, len(b)-4, ErrTruncated)
@@ -347,7 +347,7 @@ func parseAttributes(b []byte) (keyLength uint16, err error) {
 				return 0, fmt.Errorf("two Key Length attributes: %w", ErrBadValue)
 			}
 			if v == 0 {
-				return 0, fmt.Errorf("Key Length 0: %w", ErrBadValue)
+				return 0, fmt.Errorf("attribute Key Length 0: %w", ErrBadValue)
 			}
 			seen, keyLength = true, v
 		}
@@ -399,7 +399,7 @@ func parseDelete(b []byte) (*Delete, error) {
 		return d, nil
 	}
 	if num*int(d.SPISize) != len(rest) {
-		return nil, fmt.Errorf("Num of SPIs %d × SPI Size %d != %d bytes: %w", num, d.SPISize, len(rest), ErrBadLength)
+		return nil, fmt.Errorf("field Num of SPIs %d × SPI Size %d != %d bytes: %w", num, d.SPISize, len(rest), ErrBadLength)
 	}
 	if num > 0 {
 		d.SPIs = make([][]byte, num) // num ≤ len(b): bounded by the input
@@ -434,7 +434,7 @@ func parseTS(responder bool, b []byte) (*TS, error) {
 	count := int(b[0])
 	b = b[4:]
 	if len(b) < 16*count {
-		return nil, fmt.Errorf("Number of TSs %d needs at least %d bytes, have %d: %w", count, 16*count, len(b), ErrBadLength)
+		return nil, fmt.Errorf("field Number of TSs %d needs at least %d bytes, have %d: %w", count, 16*count, len(b), ErrBadLength)
 	}
 	ts := &TS{Responder: responder}
 	if count > 0 {

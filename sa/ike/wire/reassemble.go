@@ -16,7 +16,7 @@ const (
 // Reassembly errors. The fragment is dropped; for ErrReassemblyTooLarge the
 // whole message in progress is dropped too.
 var (
-	ErrTooManyFragments   = errors.New("Total Fragments above the reassembly limit")
+	ErrTooManyFragments   = errors.New("field Total Fragments above the reassembly limit")
 	ErrReassemblyTooLarge = errors.New("reassembled message above the size limit")
 	ErrStaleFragment      = errors.New("fragment of an older fragmentation of the message (smaller Total Fragments)")
 )
