@@ -409,12 +409,15 @@ func TestIntegrationIKERekeyUnderLoad(t *testing.T) {
 			}
 			return nil
 		}
-		r, err := Iperf3UDP(ctx, l.Peer, l.Guest.NS, IKEGuest4, IKEProtHost4, 20_000_000, 7*time.Second, reverse, rekeys)
+		// 4 Mbit/s: a tenth of what charon's kernel-libipsec forwards
+		// here (make bench-e2e), so that on a busy 2-core machine a loss
+		// is the rekeys', not the peer's.
+		r, err := Iperf3UDP(ctx, l.Peer, l.Guest.NS, IKEGuest4, IKEProtHost4, 4_000_000, 7*time.Second, reverse, rekeys)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("reverse=%v: %d packets, %d lost, %d out of order across 3 rekeys", reverse, r.Packets, r.Lost, r.OutOfOrder)
-		if r.Packets < 1000 || r.Lost != 0 {
+		if r.Packets < 2000 || r.Lost != 0 {
 			t.Errorf("reverse=%v: %d of %d packets lost across the rekeys, want 0", reverse, r.Lost, r.Packets)
 		}
 	}

@@ -70,6 +70,11 @@ func TestIntegrationIKEPuntInject(t *testing.T) {
 				}
 				select {
 				case p = <-got:
+					if p.Local != local || p.Remote != remote {
+						// A late copy of an earlier case's datagram,
+						// sent again while ARP/ND ran on a busy machine.
+						continue
+					}
 					break wait
 				case <-time.After(300 * time.Millisecond):
 				}
