@@ -95,26 +95,45 @@ func (g *ikeGlue) enqueue(p ike.Packet) {
 	}
 }
 
-// ikeResendAfter is how long a datagram waits for one more try when the
-// data path does not know the VM's IKE role yet, or the underlay sockets
-// are not open yet: the engine initiates as soon as a policy is created,
-// the data path (or run, for the sockets) takes the new state a moment
-// later, and the engine's own retransmission comes only seconds after.
-const ikeResendAfter = 200 * time.Millisecond
+// A datagram that cannot go yet, because the data path does not know the
+// VM's IKE role yet or the underlay sockets are not open yet, is tried
+// again after ikeResendFirst, then after twice as long each time up to
+// ikeResendLast (ikeResendAfter in all): the engine initiates as soon as a
+// policy is created or its VM arrives (a move), the data path (or run, for
+// the sockets) takes the new state a moment later, usually within a few
+// milliseconds, and the engine's own retransmission comes only seconds
+// after.
+const (
+	ikeResendFirst = 5 * time.Millisecond
+	ikeResendLast  = 160 * time.Millisecond
+	ikeResendAfter = 2*ikeResendLast - ikeResendFirst // 315 ms
+)
 
 // send is the engine's Send.
-func (g *ikeGlue) send(p ike.Packet) { g.sendTry(p, true) }
+func (g *ikeGlue) send(p ike.Packet) { g.sendTry(p, ikeResendFirst) }
 
-func (g *ikeGlue) sendTry(p ike.Packet, retry bool) {
+// resend tries p again after wait, then after twice as long each time, up
+// to ikeResendLast.
+func (g *ikeGlue) resend(p ike.Packet, wait time.Duration) {
+	p.Data = slices.Clone(p.Data)
+	next := 2 * wait
+	if next > ikeResendLast {
+		next = 0
+	}
+	time.AfterFunc(wait, func() { g.sendTry(p, next) })
+}
+
+// sendTry sends p; if it cannot go yet and retry is not 0, it is tried
+// again after retry.
+func (g *ikeGlue) sendTry(p ike.Packet, retry time.Duration) {
 	if p.Scope != (sa.Scope{}) {
 		dp := g.dp.Load()
 		if dp == nil {
 			return
 		}
 		err := dp.SendIKE(datapath.IKEPacket{Scope: p.Scope, Local: p.Local, Remote: p.Remote, Data: p.Data})
-		if retry && errors.Is(err, datapath.ErrNoVM) {
-			p.Data = slices.Clone(p.Data)
-			time.AfterFunc(ikeResendAfter, func() { g.sendTry(p, false) })
+		if retry > 0 && errors.Is(err, datapath.ErrNoVM) {
+			g.resend(p, retry)
 			return
 		}
 		if err != nil {
@@ -132,9 +151,8 @@ func (g *ikeGlue) sendTry(p ike.Packet, retry bool) {
 	u := g.under
 	g.mu.Unlock()
 	if u == nil || p.Local.Addr().Unmap() != u.at.addr.Unmap() {
-		if retry {
-			p.Data = slices.Clone(p.Data)
-			time.AfterFunc(ikeResendAfter, func() { g.sendTry(p, false) })
+		if retry > 0 {
+			g.resend(p, retry)
 			return
 		}
 		g.log.Debug("IKE datagram from an underlay address not open", "local", p.Local, "remote", p.Remote)

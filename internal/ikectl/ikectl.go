@@ -93,7 +93,7 @@ func (c *Controller) Run(ctx context.Context) {
 		c.Sync()
 		select {
 		case <-ctx.Done():
-			c.setPolicies(nil)
+			c.setPolicies(nil, nil)
 			<-done
 			return
 		case <-changed:
@@ -109,10 +109,12 @@ func (c *Controller) Sync() {
 	if cfg.Enabled {
 		ps = c.policies(cfg)
 	}
-	c.setPolicies(ps)
+	c.setPolicies(ps, cfg.Policies)
 }
 
-func (c *Controller) setPolicies(ps []ike.Policy) {
+// setPolicies gives the engine ps; all is every policy of the daemon,
+// running or waiting.
+func (c *Controller) setPolicies(ps []ike.Policy, all []daemon.IKEPolicyConfig) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ps == nil {
@@ -120,6 +122,26 @@ func (c *Controller) setPolicies(ps []ike.Policy) {
 	}
 	if c.last != nil && reflect.DeepEqual(c.last, ps) {
 		return
+	}
+	// A VM policy that still exists but whose VM is no longer here as it
+	// was (moved to another host, detached, re-attached with another MAC
+	// or VLAN) loses its SAs without a Delete: nothing may be sent from
+	// the VM's address here any more. The peer learns it from the
+	// INITIAL_CONTACT of the VM's new host, or by DPD.
+	var left []string
+	for _, old := range c.last {
+		if old.VM == "" {
+			continue
+		}
+		for _, pc := range all {
+			if pc.Policy.Tenant == old.Tenant && pc.Policy.Name == old.Name && pc.Scope != old.Scope {
+				left = append(left, old.Tenant+"/"+old.Name)
+			}
+		}
+	}
+	if len(left) > 0 {
+		n := c.e.DropPolicies(left...)
+		c.log.Info("IKE SAs of policies whose VM left dropped without a Delete", "policies", left, "ike_sas", n)
 	}
 	if err := c.e.SetPolicies(ps); err != nil {
 		// Each policy was validated on its own (policies): a broken

@@ -477,6 +477,36 @@ func (e *Engine) SetPolicies(ps []Policy) error {
 	return nil
 }
 
+// DropPolicies removes the policies named by keys ("TENANT/NAME") as
+// SetPolicies without them would, except that their IKE SAs and Child SAs
+// go at once and the peer is told nothing. It is for a policy whose VM
+// has left this host (moved to another one, detached): no datagram may go
+// out from the VM's address here any more, so a Delete could not be sent
+// (and would be retransmitted for minutes, its IKE SA listed as DELETING
+// meanwhile). The peer learns of it from the INITIAL_CONTACT of the IKE
+// SA the VM's new host sets up, or by DPD. Keys of no policy are ignored.
+// It reports how many IKE SAs went.
+func (e *Engine) DropPolicies(keys ...string) int {
+	e.mu.Lock()
+	k := 0
+	for _, key := range keys {
+		p := e.policies[key]
+		if p == nil {
+			continue
+		}
+		p.removed = true
+		e.disarm(&p.retry)
+		for _, s := range e.sasOf(p) {
+			s.destroy("policy dropped: its VM left this host")
+			k++
+		}
+		delete(e.policies, key)
+		e.order = slices.DeleteFunc(e.order, func(x *policyState) bool { return x == p })
+	}
+	e.unlock()
+	return k
+}
+
 // sasOf lists the IKE SAs of policy p (responder SAs only once
 // authenticated).
 func (e *Engine) sasOf(p *policyState) []*ikeSA {
