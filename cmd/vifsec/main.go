@@ -121,6 +121,9 @@ func (c *cli) table(headers []string, rows [][]string) {
 	}
 	fmt.Fprintln(tw, strings.Join(rule, "\t"))
 	for _, r := range rows {
+		if len(r) != len(headers) {
+			panic(fmt.Sprintf("vifsec: table row has %d columns, headers %d (%v)", len(r), len(headers), headers))
+		}
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	tw.Flush()
@@ -464,7 +467,7 @@ func runSPList(c *cli, in *invocation) int {
 		rows = append(rows, []string{p.Name, p.VM, p.Source, p.Destination, p.SourcePort, p.DestinationPort,
 			p.UpperLayerProtocol, p.Direction, p.Action, orDash(p.Mode), sa})
 	}
-	c.table([]string{"Name", "VM", "Tenant", "Source", "Destination", "Source Port", "Destination Port", "Upper Layer Protocol", "Direction", "Action", "Mode", "SA Name"}, rows)
+	c.table([]string{"Name", "VM", "Source", "Destination", "Source Port", "Destination Port", "Upper Layer Protocol", "Direction", "Action", "Mode", "SA Name"}, rows)
 	return exitOK
 }
 
