@@ -214,7 +214,7 @@ func verbTable() []*verb {
 			usage: "sp remove --sp-name NAME | --removeall   (also: vifsec remove)", run: runSPRemove},
 		{words: []string{"config", "show"}, usage: "config show", run: runConfigShow},
 		{words: []string{"config", "modify"}, flags: []flagDef{req("is-enabled")}, usage: "config modify --is-enabled true|false", run: runConfigModify},
-		{words: []string{"stats"}, flags: []flagDef{opt("vm")}, usage: "stats [--vm NAME]", run: runStats},
+		{words: []string{"stats"}, flags: []flagDef{opt("vm"), boolean("uplink")}, usage: "stats [--vm NAME | --uplink]", run: runStats},
 		{words: []string{"show-ipsecsa"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms, usage: "show-ipsecsa [--tenant NAME]", run: runShowIPsecSA},
 	}, append(ikeVerbs(), fleetVerbs()...)...) // ike.go, fleet.go
 }
@@ -518,6 +518,11 @@ func dropsString(m map[string]uint64) string {
 }
 
 func runStats(c *cli, in *invocation) int {
+	if up, code := uplinkFlag(c, in); code != exitOK {
+		return code
+	} else if up {
+		return runUplinkStats(c) // stats.go
+	}
 	st, err := c.c.Stats(c.ctx, in.get("vm"))
 	if err != nil {
 		return c.fail(err)
@@ -537,7 +542,7 @@ func runStats(c *cli, in *invocation) int {
 	c.table([]string{"VM", "Tenant", "Packets In", "Packets Out", "Bytes In", "Bytes Out", "Drops"}, vmRows)
 	fmt.Fprintln(c.stdout)
 	c.table([]string{"SA", "VM", "SPI", "Direction", "Packets", "Bytes", "Drops", "State"}, saRows)
-	return exitOK
+	return c.statsExtra(st, in.get("vm") == "") // stats.go
 }
 
 func runShowIPsecSA(c *cli, in *invocation) int {

@@ -36,6 +36,7 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 	}, log.With("part", "attach"))
 	d.SetVIFStatus(a.Status)
 	d.SetMTUReport(e.MTUs)
+	d.SetUplinkCounters(e.UplinkCounts)
 	ov := newOverlayCtl(e, log.With("part", "overlay"))
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()

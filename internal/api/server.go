@@ -55,6 +55,7 @@ func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler
 	mux.HandleFunc("GET "+p+"/config", s.getConfig)
 	mux.HandleFunc("PUT "+p+"/config", s.setConfig)
 	mux.HandleFunc("GET "+p+"/stats", s.getStats)
+	mux.HandleFunc("GET "+p+"/stats/uplink", s.getUplinkStats) // stats.go
 	mux.HandleFunc("GET "+p+"/ipsecsa", s.listIPsecSAs)
 	mux.HandleFunc("GET "+p+"/offload", s.listOffloads)
 	s.ikeRoutes(mux, p) // ike.go
@@ -454,7 +455,8 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 	out := []Stats{}
 	for _, v := range st {
 		o := Stats{VM: v.VM, Tenant: v.Tenant, PacketsIn: v.PacketsIn, PacketsOut: v.PacketsOut,
-			BytesIn: v.BytesIn, BytesOut: v.BytesOut, Drops: dropMap(&v.Drops), SAs: []SAStats{}}
+			BytesIn: v.BytesIn, BytesOut: v.BytesOut, Drops: dropMap(&v.Drops), SAs: []SAStats{},
+			IKEIn: v.IKEIn, IKEOut: v.IKEOut, NeighborRequests: v.NeighRequests, NeighborsLearned: v.NeighLearned}
 		for _, x := range v.SAs {
 			state := "active"
 			if x.Expired {

@@ -281,6 +281,25 @@ type Stats struct {
 	BytesOut   uint64            `json:"bytes_out"`
 	Drops      map[string]uint64 `json:"drops"`
 	SAs        []SAStats         `json:"sas"`
+	// IKE datagrams on the VM's behalf: IKEIn taken from the wire for
+	// vifsecd's IKE instead of the VM, IKEOut sent (NAT keepalives
+	// included); ARP/ND requests sent to resolve an IKE peer's next hop,
+	// and next hops learned.
+	IKEIn            uint64 `json:"ike_in"`
+	IKEOut           uint64 `json:"ike_out"`
+	NeighborRequests uint64 `json:"neighbor_requests"`
+	NeighborsLearned uint64 `json:"neighbors_learned"`
+}
+
+// UplinkStats are the counters that belong to no VM (`vifsec stats
+// --uplink`, GET /v1/stats/uplink): frames received on the uplink, the
+// uplink port's write errors (since it was last opened), and drops by
+// reason on the uplink and in the VXLAN overlay, zeros included.
+type UplinkStats struct {
+	FramesIn     uint64            `json:"frames_in"`
+	TxErrors     uint64            `json:"tx_errors"`
+	Drops        map[string]uint64 `json:"drops"`
+	OverlayDrops map[string]uint64 `json:"overlay_drops"`
 }
 
 // SAStats is one SA's counters; Direction is in, out or "" if unknown.

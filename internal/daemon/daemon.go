@@ -36,6 +36,8 @@ type Daemon struct {
 	ikeReport atomic.Pointer[func() IKEReport]
 	ikeEvents atomic.Pointer[func(sa.Event) bool] // SetIKEEvents (ikesa.go)
 
+	uplinkCnt atomic.Pointer[func() UplinkCounters] // SetUplinkCounters (uplinkcounters.go)
+
 	log *slog.Logger
 	st  store.Store
 	db  *sa.DB

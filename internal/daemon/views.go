@@ -119,6 +119,10 @@ type VMStats struct {
 	BytesIn, BytesOut     uint64
 	Drops                 [sa.NumDrops]uint64
 	SAs                   []SAStats
+	// IKE datagrams and neighbour resolution on the VM's behalf
+	// (datapath.VMStats).
+	IKEIn, IKEOut               uint64
+	NeighRequests, NeighLearned uint64
 }
 
 // SAStats is one SA's counters, read now.
@@ -160,7 +164,9 @@ func (d *Daemon) Stats(vm string) ([]VMStats, error) {
 		c := e.counters
 		vs := VMStats{VM: n, Tenant: e.vm.Tenant,
 			PacketsIn: c.PacketsIn.Load(), PacketsOut: c.PacketsOut.Load(),
-			BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), SAs: byVM[n]}
+			BytesIn: c.BytesIn.Load(), BytesOut: c.BytesOut.Load(), SAs: byVM[n],
+			IKEIn: c.IKEIn.Load(), IKEOut: c.IKEOut.Load(),
+			NeighRequests: c.NeighRequests.Load(), NeighLearned: c.NeighLearned.Load()}
 		for i := range vs.Drops {
 			vs.Drops[i] = c.Drops[i].Load()
 		}

@@ -21,6 +21,7 @@ import (
 type Source interface {
 	Snapshot() *daemon.Snapshot
 	SAs() []daemon.SAInfo
+	UplinkCounters() daemon.UplinkCounters
 }
 
 var (
@@ -36,6 +37,14 @@ var (
 	descSADrops    = prometheus.NewDesc("vifsec_sa_drops_total", "Packets dropped against an SA, by reason (only reasons seen are exported).", []string{"tenant", "vm", "sa", "spi", "reason"}, nil)
 	descSAExpired  = prometheus.NewDesc("vifsec_sa_expired", "1 if the SA passed its hard lifetime.", []string{"tenant", "vm", "sa", "spi"}, nil)
 	descLostEvents = prometheus.NewDesc("vifsec_sa_lost_events_total", "SA lifetime events dropped because nobody read them.", nil, nil)
+
+	descVMIKE          = prometheus.NewDesc("vifsec_vm_ike_datagrams_total", "IKE datagrams on a VM's behalf: in, taken from the wire for vifsecd's IKE instead of the VM; out, sent by it (NAT keepalives included).", []string{"tenant", "vm", "direction"}, nil)
+	descVMNeighReq     = prometheus.NewDesc("vifsec_vm_neighbor_requests_total", "ARP requests and IPv6 Neighbor Solicitations sent on a VM's behalf to resolve an IKE peer's next hop.", []string{"tenant", "vm"}, nil)
+	descVMNeighLearned = prometheus.NewDesc("vifsec_vm_neighbors_learned_total", "Next hops of a VM's IKE peers learned from answers or from the VM's own frames.", []string{"tenant", "vm"}, nil)
+	descUplinkFrames   = prometheus.NewDesc("vifsec_uplink_received_frames_total", "Frames received on the uplink (super-frames the kernel coalesced not counted).", nil, nil)
+	descUplinkDrops    = prometheus.NewDesc("vifsec_uplink_drops_total", "Frames from the uplink dropped before reaching any VM, by reason.", []string{"reason"}, nil)
+	descUplinkTxErrors = prometheus.NewDesc("vifsec_uplink_tx_errors_total", "Frames the uplink port did not take; restarts at 0 when the uplink port is reopened.", nil, nil)
+	descOverlayDrops   = prometheus.NewDesc("vifsec_overlay_drops_total", "Frames the VXLAN overlay dropped, by reason.", []string{"reason"}, nil)
 )
 
 // Collector is a prometheus.Collector over a Source.
@@ -53,7 +62,8 @@ func NewCollector(src Source, db *sa.DB, version string) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descEnabled, descGen, descObjects, descVMPackets, descVMBytes,
-		descVMDrops, descSAPackets, descSABytes, descSADrops, descSAExpired, descLostEvents} {
+		descVMDrops, descSAPackets, descSABytes, descSADrops, descSAExpired, descLostEvents,
+		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descOverlayDrops} {
 		ch <- d
 	}
 }
@@ -85,6 +95,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for r := sa.Drop(1); r < sa.NumDrops; r++ {
 			counter(descVMDrops, k.Drops[r].Load(), t, n, r.String())
 		}
+		counter(descVMIKE, k.IKEIn.Load(), t, n, "in")
+		counter(descVMIKE, k.IKEOut.Load(), t, n, "out")
+		counter(descVMNeighReq, k.NeighRequests.Load(), t, n)
+		counter(descVMNeighLearned, k.NeighLearned.Load(), t, n)
+	}
+	up := c.src.UplinkCounters()
+	counter(descUplinkFrames, up.Frames)
+	counter(descUplinkTxErrors, up.TxErrors)
+	for r, v := range daemon.UplinkDrops(up) {
+		counter(descUplinkDrops, v, r)
+	}
+	for r, v := range daemon.OverlayDrops(up) {
+		counter(descOverlayDrops, v, r)
 	}
 	sas := c.src.SAs()
 	for _, info := range sas {

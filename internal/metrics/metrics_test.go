@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/internal/datapath"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
@@ -38,6 +39,24 @@ func TestCollector(t *testing.T) {
 	vc := d.Snapshot().VMs[0].Counters
 	vc.PacketsOut.Add(9)
 	vc.Drop(sa.DropSpoofedSource)
+	vc.IKEIn.Add(3)
+	vc.IKEOut.Add(4)
+	vc.NeighRequests.Add(2)
+	vc.NeighLearned.Add(1)
+	// The uplink's and the overlay's counters, through the engine's reader
+	// as vifsecd wires it.
+	e := datapath.New(d.SADB(), nil)
+	t.Cleanup(e.Close)
+	d.SetUplinkCounters(e.UplinkCounts)
+	e.UplinkRx.Frames.Add(100)
+	e.UplinkRx.UnknownDest.Add(7)
+	e.UplinkRx.Malformed.Add(8)
+	e.OverlayStats.NoRemote.Add(11)
+	e.OverlayStats.NoNeighbor.Add(12)
+	e.OverlayStats.EncapErrors.Add(13)
+	e.OverlayStats.DecapErrors.Add(14)
+	e.OverlayStats.UnderlayNoSA.Add(15)
+	e.OverlayStats.Unprotected.Add(16)
 
 	c := NewCollector(d, d.SADB(), "v-test")
 	want := `
@@ -53,6 +72,39 @@ vifsec_vm_packets_total{direction="in",tenant="t1",vm="vm1"} 0
 vifsec_vm_packets_total{direction="out",tenant="t1",vm="vm1"} 9
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "vifsec_sa_packets_total", "vifsec_sa_drops_total", "vifsec_vm_packets_total"); err != nil {
+		t.Error(err)
+	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP vifsec_vm_ike_datagrams_total IKE datagrams on a VM's behalf: in, taken from the wire for vifsecd's IKE instead of the VM; out, sent by it (NAT keepalives included).
+# TYPE vifsec_vm_ike_datagrams_total counter
+vifsec_vm_ike_datagrams_total{direction="in",tenant="t1",vm="vm1"} 3
+vifsec_vm_ike_datagrams_total{direction="out",tenant="t1",vm="vm1"} 4
+# HELP vifsec_vm_neighbor_requests_total ARP requests and IPv6 Neighbor Solicitations sent on a VM's behalf to resolve an IKE peer's next hop.
+# TYPE vifsec_vm_neighbor_requests_total counter
+vifsec_vm_neighbor_requests_total{tenant="t1",vm="vm1"} 2
+# HELP vifsec_vm_neighbors_learned_total Next hops of a VM's IKE peers learned from answers or from the VM's own frames.
+# TYPE vifsec_vm_neighbors_learned_total counter
+vifsec_vm_neighbors_learned_total{tenant="t1",vm="vm1"} 1
+# HELP vifsec_uplink_received_frames_total Frames received on the uplink (super-frames the kernel coalesced not counted).
+# TYPE vifsec_uplink_received_frames_total counter
+vifsec_uplink_received_frames_total 100
+# HELP vifsec_uplink_drops_total Frames from the uplink dropped before reaching any VM, by reason.
+# TYPE vifsec_uplink_drops_total counter
+vifsec_uplink_drops_total{reason="malformed"} 8
+vifsec_uplink_drops_total{reason="unknown-destination"} 7
+# HELP vifsec_uplink_tx_errors_total Frames the uplink port did not take; restarts at 0 when the uplink port is reopened.
+# TYPE vifsec_uplink_tx_errors_total counter
+vifsec_uplink_tx_errors_total 0
+# HELP vifsec_overlay_drops_total Frames the VXLAN overlay dropped, by reason.
+# TYPE vifsec_overlay_drops_total counter
+vifsec_overlay_drops_total{reason="decap-error"} 14
+vifsec_overlay_drops_total{reason="encap-error"} 13
+vifsec_overlay_drops_total{reason="no-fdb-entry"} 11
+vifsec_overlay_drops_total{reason="no-neighbor"} 12
+vifsec_overlay_drops_total{reason="underlay-no-sa"} 15
+vifsec_overlay_drops_total{reason="unprotected"} 16
+`), "vifsec_vm_ike_datagrams_total", "vifsec_vm_neighbor_requests_total", "vifsec_vm_neighbors_learned_total",
+		"vifsec_uplink_received_frames_total", "vifsec_uplink_drops_total", "vifsec_uplink_tx_errors_total", "vifsec_overlay_drops_total"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(c, "vifsec_vm_drops_total"); n != int(sa.NumDrops)-1 {
@@ -71,7 +123,32 @@ vifsec_objects{kind="vm"} 1
 	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
 	}
-	if reg := NewRegistry(d, d.SADB(), "v"); reg == nil {
-		t.Fatal("no registry")
+	// The whole exposition, as /metrics serves it, passes the same lint
+	// (promtool check metrics).
+	if problems, err := testutil.GatherAndLint(NewRegistry(d, d.SADB(), "v")); err != nil || len(problems) > 0 {
+		t.Errorf("registry lint: %v %v", problems, err)
+	}
+}
+
+// TestCollectorNoDataPath: before the data path reports, the uplink and
+// overlay series exist with value 0 (a scrape sees every name at once).
+func TestCollectorNoDataPath(t *testing.T) {
+	d, err := daemon.New(storetest.NewMemory(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCollector(d, d.SADB(), "v-test")
+	for name, n := range map[string]int{"vifsec_uplink_received_frames_total": 1, "vifsec_uplink_tx_errors_total": 1,
+		"vifsec_uplink_drops_total": 2, "vifsec_overlay_drops_total": 6, "vifsec_vm_ike_datagrams_total": 0} {
+		if got := testutil.CollectAndCount(c, name); got != n {
+			t.Errorf("%s: %d series, want %d", name, got, n)
+		}
+	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP vifsec_uplink_tx_errors_total Frames the uplink port did not take; restarts at 0 when the uplink port is reopened.
+# TYPE vifsec_uplink_tx_errors_total counter
+vifsec_uplink_tx_errors_total 0
+`), "vifsec_uplink_tx_errors_total"); err != nil {
+		t.Error(err)
 	}
 }
