@@ -8,14 +8,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vifsec/vifsec/internal/api"
-	"github.com/vifsec/vifsec/internal/store/etcd/etcdtest"
 )
 
 // TestIntegrationFleetIKEMove: VM web (host b) and VM db (host c) protect
@@ -38,71 +36,12 @@ import (
 // peer detection gave up on the old IKE SA.
 func TestIntegrationFleetIKEMove(t *testing.T) {
 	bin := needDemoTools(t)
-	if !etcdtest.Available() {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("needs %s (apt-get install etcd-server)", etcdtest.Binary())
-		}
-		t.Skipf("needs %s (apt-get install etcd-server)", etcdtest.Binary())
-	}
 	began := time.Now()
 	ctx := context.Background()
-	dir := t.TempDir()
-	ec, err := etcdtest.Start(ctx, filepath.Join(dir, "etcd"), etcdtest.Options{Members: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ec.Close)
-	kek := filepath.Join(dir, "kek")
-	if err := os.WriteFile(kek, []byte(strings.Repeat("6b", 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := BuildFleet(ctx, fmt.Sprintf("vfm%d", os.Getpid()), "a", "b", "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	web, err := l.AddVM(ctx, "web", "acme", l.Gateway("b"), "52:54:00:01:0b:01", 100, IP6A, IP4A)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := l.AddVM(ctx, "db", "acme", l.Gateway("c"), "52:54:00:01:0c:01", 100, IP6B, IP4B)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ports []int
-	for _, ep := range ec.Endpoints() {
-		var p int
-		fmt.Sscanf(ep[strings.LastIndexByte(ep, ':')+1:], "%d", &p)
-		ports = append(ports, p)
-	}
+	f := newFleetT(t, fmt.Sprintf("vfm%d", os.Getpid()), "6b")
+	l, web, db, ds := f.l, f.web, f.db, f.ds
 	for _, gw := range l.Gateways {
-		stop, err := ForwardLoopback(ctx, gw.NS, ports)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-	}
-	ds := map[string]*Daemon{}
-	for _, gw := range l.Gateways {
-		d, err := StartDaemon(ctx, bin, gw, filepath.Join(dir, "host-"+gw.Name),
-			"--store", ec.URL("/vifsec"), "--host-id", gw.Name, "--kek-file", kek, "--libvirt", "off")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds[gw.Name] = d
-		t.Cleanup(func() {
-			if err := d.Stop(); err != nil {
-				t.Errorf("vifsecd %s: %v", gw.Name, err)
-			}
-			if t.Failed() {
-				log, _ := os.ReadFile(d.Log)
-				t.Logf("vifsecd %s log:\n%s", gw.Name, log)
-			}
-		})
+		f.start(t, bin, gw)
 	}
 	A, C := ds["a"], ds["c"]
 	cli := func(d *Daemon, args ...string) string {

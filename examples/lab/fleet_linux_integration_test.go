@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,84 +36,13 @@ import (
 // clear.
 func TestIntegrationFleet(t *testing.T) {
 	bin := needDemoTools(t)
-	if !etcdtest.Available() {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("needs %s (apt-get install etcd-server)", etcdtest.Binary())
-		}
-		t.Skipf("needs %s (apt-get install etcd-server)", etcdtest.Binary())
-	}
 	ctx := context.Background()
-	dir := t.TempDir()
-	ec, err := etcdtest.Start(ctx, filepath.Join(dir, "etcd"), etcdtest.Options{Members: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ec.Close)
-	kek := filepath.Join(dir, "kek")
-	if err := os.WriteFile(kek, []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	l, err := BuildFleet(ctx, fmt.Sprintf("vf%d", os.Getpid()%1000), "a", "b", "c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	web, err := l.AddVM(ctx, "web", "acme", l.Gateway("b"), "52:54:00:01:0b:01", 100, IP6A, IP4A)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := l.AddVM(ctx, "db", "acme", l.Gateway("c"), "52:54:00:01:0c:01", 100, IP6B, IP4B)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The gateways' vifsecd reach the members at 127.0.0.1 of their
-	// own namespace.
-	var ports []int
-	for _, ep := range ec.Endpoints() {
-		var p int
-		fmt.Sscanf(ep[strings.LastIndexByte(ep, ':')+1:], "%d", &p)
-		ports = append(ports, p)
-	}
-	for _, gw := range l.Gateways {
-		stop, err := ForwardLoopback(ctx, gw.NS, ports)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-	}
-
-	ds := map[string]*Daemon{}
-	start := func(gw *Gateway) *Daemon {
-		t.Helper()
-		d, err := StartDaemon(ctx, bin, gw, filepath.Join(dir, "host-"+gw.Name),
-			"--store", ec.URL("/vifsec"), "--host-id", gw.Name, "--kek-file", kek, "--libvirt", "off")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds[gw.Name] = d
-		return d
-	}
+	f := newFleetT(t, fmt.Sprintf("vf%d", os.Getpid()%1000), "5a")
+	l, ec, web, db, ds := f.l, f.ec, f.web, f.db, f.ds
+	start := func(gw *Gateway) *Daemon { return f.start(t, bin, gw) }
 	for _, gw := range l.Gateways {
 		start(gw)
 	}
-	t.Cleanup(func() {
-		for _, name := range []string{"a", "b", "c"} {
-			d := ds[name]
-			if err := d.Stop(); err != nil {
-				t.Errorf("vifsecd %s: %v", name, err)
-			}
-			if t.Failed() {
-				log, _ := os.ReadFile(d.Log)
-				t.Logf("vifsecd %s log:\n%s", name, log)
-			}
-		}
-	})
 	A := ds["a"]
 	cli := func(d *Daemon, args ...string) string {
 		t.Helper()
@@ -539,4 +470,95 @@ func etcdSnapshot(t *testing.T, ec *etcdtest.Cluster) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// fleetT is what the fleet tests share: a three-member etcd cluster, the
+// fleet lab with hosts a, b, c and VMs web (on b) and db (on c) of tenant
+// acme, the members reachable at 127.0.0.1 in every host's namespace, a
+// KEK file, and the hosts' vifsecd (started by start, stopped at the end).
+type fleetT struct {
+	ctx     context.Context
+	dir     string
+	kek     string
+	ec      *etcdtest.Cluster
+	l       *FleetLab
+	web, db *VM
+	ds      map[string]*Daemon // by host; start replaces a host's entry
+}
+
+// newFleetT builds the fleet setup with namespace names starting with
+// prefix and a KEK made of the hex byte kekByte repeated. It fails (or
+// skips, outside CI) without etcd-server.
+func newFleetT(t *testing.T, prefix, kekByte string) *fleetT {
+	t.Helper()
+	if !etcdtest.Available() {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("needs %s (apt-get install etcd-server)", etcdtest.Binary())
+		}
+		t.Skipf("needs %s (apt-get install etcd-server)", etcdtest.Binary())
+	}
+	f := &fleetT{ctx: context.Background(), dir: t.TempDir(), ds: map[string]*Daemon{}}
+	var err error
+	if f.ec, err = etcdtest.Start(f.ctx, filepath.Join(f.dir, "etcd"), etcdtest.Options{Members: 3}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.ec.Close)
+	f.kek = filepath.Join(f.dir, "kek")
+	if err := os.WriteFile(f.kek, []byte(strings.Repeat(kekByte, 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f.l, err = BuildFleet(f.ctx, prefix, "a", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.l.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if f.web, err = f.l.AddVM(f.ctx, "web", "acme", f.l.Gateway("b"), "52:54:00:01:0b:01", 100, IP6A, IP4A); err != nil {
+		t.Fatal(err)
+	}
+	if f.db, err = f.l.AddVM(f.ctx, "db", "acme", f.l.Gateway("c"), "52:54:00:01:0c:01", 100, IP6B, IP4B); err != nil {
+		t.Fatal(err)
+	}
+	// The gateways' vifsecd reach the members at 127.0.0.1 of their
+	// own namespace.
+	var ports []int
+	for _, ep := range f.ec.Endpoints() {
+		var p int
+		fmt.Sscanf(ep[strings.LastIndexByte(ep, ':')+1:], "%d", &p)
+		ports = append(ports, p)
+	}
+	for _, gw := range f.l.Gateways {
+		stop, err := ForwardLoopback(f.ctx, gw.NS, ports)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+	}
+	t.Cleanup(func() {
+		for _, name := range slices.Sorted(maps.Keys(f.ds)) {
+			d := f.ds[name]
+			if err := d.Stop(); err != nil {
+				t.Errorf("vifsecd %s: %v", name, err)
+			}
+			if t.Failed() {
+				log, _ := os.ReadFile(d.Log)
+				t.Logf("vifsecd %s log:\n%s", name, log)
+			}
+		}
+	})
+	return f
+}
+
+// start starts host gw's vifsecd on the fleet store.
+func (f *fleetT) start(t *testing.T, bin string, gw *Gateway) *Daemon {
+	t.Helper()
+	d, err := StartDaemon(f.ctx, bin, gw, filepath.Join(f.dir, "host-"+gw.Name),
+		"--store", f.ec.URL("/vifsec"), "--host-id", gw.Name, "--kek-file", f.kek, "--libvirt", "off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ds[gw.Name] = d
+	return d
 }
