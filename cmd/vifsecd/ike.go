@@ -96,7 +96,7 @@ func (g *ikeGlue) enqueue(p ike.Packet) {
 }
 
 // A datagram that cannot go yet, because the data path does not know the
-// VM's IKE role yet or the underlay sockets are not open yet, is tried
+// VM yet or the underlay sockets are not open yet, is tried
 // again after ikeResendFirst, then after twice as long each time up to
 // ikeResendLast (ikeResendAfter in all): the engine initiates as soon as a
 // policy is created or its VM arrives (a move), the data path (or run, for
