@@ -226,24 +226,15 @@ func runPolicyModify(c *cli, in *invocation) int {
 
 func runPolicyShow(c *cli, in *invocation) int {
 	ps, err := c.c.Policies(c.ctx, in.get("tenant"))
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.format == "json" {
-		c.json(ps)
-		return exitOK
-	}
-	var rows [][]string
-	for _, p := range ps {
-		rows = append(rows, []string{p.Tenant, p.Name, orDash(p.VM), strings.Join(p.LocalIPSubnets, ","), strings.Join(p.RemoteIPSubnets, ","),
-			p.Protocols, p.LocalPorts, p.RemotePorts, orDash(p.RemoteAddress), p.Mode, p.AuthMethod, orDash(p.PSK), orDash(p.CertName),
-			orDash(p.LocalIdentity), orDash(p.RemoteIdentity), orDash(p.LocalAddress),
-			p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction})
-	}
-	c.table([]string{"Tenant", "Policy", "VM", "Local-IP-Subnets", "Remote-IP-Subnets", "Protocols", "Local-Ports", "Remote-Ports",
+	return list(c, ps, err, []string{"Tenant", "Policy", "VM", "Local-IP-Subnets", "Remote-IP-Subnets", "Protocols", "Local-Ports", "Remote-Ports",
 		"Remote-Address", "Mode", "Auth-Method", "PSK", "Cert-Name", "Local-Identity", "Remote-Identity", "IKE-Address",
-		"IKE-Lifetime", "ESP-Lifetime", "DPD-Interval", "DPD-Action"}, rows)
-	return exitOK
+		"IKE-Lifetime", "ESP-Lifetime", "DPD-Interval", "DPD-Action"},
+		func(p api.Policy) []string {
+			return []string{p.Tenant, p.Name, orDash(p.VM), strings.Join(p.LocalIPSubnets, ","), strings.Join(p.RemoteIPSubnets, ","),
+				p.Protocols, p.LocalPorts, p.RemotePorts, orDash(p.RemoteAddress), p.Mode, p.AuthMethod, orDash(p.PSK), orDash(p.CertName),
+				orDash(p.LocalIdentity), orDash(p.RemoteIdentity), orDash(p.LocalAddress),
+				p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction}
+		})
 }
 
 // runPolicyRekey is `vifsec policy rekey` (ext; strongSwan's `swanctl
@@ -287,23 +278,14 @@ func runCertificateInstall(c *cli, in *invocation) int {
 }
 
 func (c *cli) certificates(certs []api.Certificate, err error) int {
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.format == "json" {
-		c.json(certs)
-		return exitOK
-	}
-	var rows [][]string
-	for _, x := range certs {
-		ca := "-"
-		if x.IPsecCA {
-			ca = "yes"
-		}
-		rows = append(rows, []string{x.Tenant, x.CertName, x.Type, x.Subject, x.Issuer, x.NotAfter, fmt.Sprint(x.Count), orDash(x.PrivateKey), ca, joinOrDash(x.UsedBy)})
-	}
-	c.table([]string{"Tenant", "Cert-Name", "Type", "Subject", "Issuer", "Not-After", "Certs", "Private-Key", "IPsec-CA", "Used-By"}, rows)
-	return exitOK
+	return list(c, certs, err, []string{"Tenant", "Cert-Name", "Type", "Subject", "Issuer", "Not-After", "Certs", "Private-Key", "IPsec-CA", "Used-By"},
+		func(x api.Certificate) []string {
+			ca := "-"
+			if x.IPsecCA {
+				ca = "yes"
+			}
+			return []string{x.Tenant, x.CertName, x.Type, x.Subject, x.Issuer, x.NotAfter, fmt.Sprint(x.Count), orDash(x.PrivateKey), ca, joinOrDash(x.UsedBy)}
+		})
 }
 
 func runCertificateShow(c *cli, in *invocation) int {
@@ -336,34 +318,16 @@ func runCRLAdd(c *cli, in *invocation) int {
 
 func runCRLShow(c *cli, in *invocation) int {
 	crls, err := c.c.CRLs(c.ctx, in.get("tenant"))
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.format == "json" {
-		c.json(crls)
-		return exitOK
-	}
-	var rows [][]string
-	for _, x := range crls {
-		rows = append(rows, []string{x.Tenant, x.CACert, x.Issuer, orDash(x.Number), x.ThisUpdate, orDash(x.NextUpdate), fmt.Sprint(x.Revoked)})
-	}
-	c.table([]string{"Tenant", "CA-Cert", "Issuer", "Number", "This-Update", "Next-Update", "Revoked"}, rows)
-	return exitOK
+	return list(c, crls, err, []string{"Tenant", "CA-Cert", "Issuer", "Number", "This-Update", "Next-Update", "Revoked"},
+		func(x api.CRL) []string {
+			return []string{x.Tenant, x.CACert, x.Issuer, orDash(x.Number), x.ThisUpdate, orDash(x.NextUpdate), fmt.Sprint(x.Revoked)}
+		})
 }
 
 func runShowIKESA(c *cli, in *invocation) int {
 	rows, err := c.c.IKESAs(c.ctx, in.get("tenant"))
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.format == "json" {
-		c.json(rows)
-		return exitOK
-	}
-	var out [][]string
-	for _, r := range rows {
-		out = append(out, []string{r.Tenant, r.Policy, orDash(r.LocalAddress), orDash(r.RemoteAddress), r.InitiatorSPI, r.State})
-	}
-	c.table([]string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Initiator-SPI", "State"}, out)
-	return exitOK
+	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Initiator-SPI", "State"},
+		func(r api.IKESA) []string {
+			return []string{r.Tenant, r.Policy, orDash(r.LocalAddress), orDash(r.RemoteAddress), r.InitiatorSPI, r.State}
+		})
 }

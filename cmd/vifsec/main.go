@@ -129,6 +129,24 @@ func (c *cli) table(headers []string, rows [][]string) {
 	tw.Flush()
 }
 
+// list finishes a listing: the objects as JSON with --format json, else a
+// table of headers with one row per object.
+func list[T any](c *cli, xs []T, err error, headers []string, row func(T) []string) int {
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.format == "json" {
+		c.json(xs)
+		return exitOK
+	}
+	rows := make([][]string, 0, len(xs))
+	for _, x := range xs {
+		rows = append(rows, row(x))
+	}
+	c.table(headers, rows)
+	return exitOK
+}
+
 // added finishes a create or modify: warnings on stderr, the answer on
 // stdout with --format json, nothing otherwise (as esxcli).
 func (c *cli) added(a api.Added, err error) int {
@@ -547,17 +565,8 @@ func runStats(c *cli, in *invocation) int {
 
 func runShowIPsecSA(c *cli, in *invocation) int {
 	rows, err := c.c.IPsecSAs(c.ctx, in.get("tenant"))
-	if err != nil {
-		return c.fail(err)
-	}
-	if c.format == "json" {
-		c.json(rows)
-		return exitOK
-	}
-	var out [][]string
-	for _, r := range rows {
-		out = append(out, []string{r.Tenant, r.Policy, r.LocalAddress, r.RemoteAddress, r.InboundSPI, r.OutboundSPI, r.State})
-	}
-	c.table([]string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Inbound-SPI", "Outbound-SPI", "State"}, out)
-	return exitOK
+	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Inbound-SPI", "Outbound-SPI", "State"},
+		func(r api.IPsecSA) []string {
+			return []string{r.Tenant, r.Policy, r.LocalAddress, r.RemoteAddress, r.InboundSPI, r.OutboundSPI, r.State}
+		})
 }
