@@ -3,34 +3,16 @@ package api
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/vifsec/vifsec/internal/daemon"
-	"github.com/vifsec/vifsec/internal/store/storetest"
 )
 
 // serve runs the API on a temporary unix socket and returns a client.
 func serve(t *testing.T) *Client {
-	t.Helper()
-	d, err := daemon.New(storetest.NewMemory(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(t.TempDir(), "api.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: NewHandler(d, nil, "test")}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	c := NewClient(sock)
-	t.Cleanup(c.Close)
+	c, _ := serveDaemon(t)
 	return c
 }
 
