@@ -1,7 +1,26 @@
 # vifsec — see README.md. Every target installs what it needs (make deps).
 SHELL := /bin/bash
-GO    ?= $(shell command -v go || echo /usr/local/go/bin/go)
+# Go at least as new as go.mod's go line: the one on PATH or in
+# /usr/local/go, else fetched from the Go module proxy (packaging/find-go.sh).
+GO    := $(shell packaging/find-go.sh)
+ifeq ($(GO),)
+$(error no Go toolchain: packaging/find-go.sh found none and could not fetch one)
+endif
+GOFMT := $(dir $(GO))gofmt
 BIN   := bin
+PKG   := github.com/vifsec/vifsec
+# VERSION is stamped into every binary (--version) and names the package.
+BASE_VERSION := 0.1.0
+VERSION ?= $(BASE_VERSION)+git$(shell git rev-list --count HEAD 2>/dev/null || echo 0).$(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X $(PKG)/internal/buildinfo.Version=$(VERSION)
+# make install PREFIX=/usr DESTDIR=...: binaries in PREFIX/sbin (vifsecd,
+# vifsec-hook) and PREFIX/bin (vifsec), man pages, completions, the unit.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
+ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB := $(BIN)/vifsec_$(VERSION)_$(ARCH).deb
 # Debian packages the tests, the lab and the demo use.
 APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 \
@@ -10,7 +29,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build test bench bench-esp bench-sadb bench-e2e bench-fleet bench-ike lint demo clean
+.PHONY: all deps build install deb test test-package bench bench-esp bench-sadb bench-e2e bench-fleet bench-ike lint demo clean
 
 all: build
 
@@ -25,15 +44,44 @@ deps:
 
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+# install builds static binaries that know where they are installed (the
+# libvirt hook file names PREFIX/sbin/vifsec-hook), and generates the man
+# pages and shell completions from the programs' own flag tables.
+install: deps
+	@mkdir -p $(BIN)/install
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -X $(PKG)/internal/buildinfo.SbinDir=$(PREFIX)/sbin" -o $(BIN)/install/ ./cmd/...
+	install -D -m 0755 $(BIN)/install/vifsecd $(DESTDIR)$(PREFIX)/sbin/vifsecd
+	install -D -m 0755 $(BIN)/install/vifsec-hook $(DESTDIR)$(PREFIX)/sbin/vifsec-hook
+	install -D -m 0755 $(BIN)/install/vifsec $(DESTDIR)$(PREFIX)/bin/vifsec
+	install -d $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions
+	for p in vifsecd vifsec vifsec-hook; do $(BIN)/install/$$p --man | gzip -9n > $(DESTDIR)$(PREFIX)/share/man/man8/$$p.8.gz; done
+	$(BIN)/install/vifsec completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/vifsec
+	$(BIN)/install/vifsec completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/vendor-completions/_vifsec
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|@SBINDIR@|$(PREFIX)/sbin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/vifsecd.service > $(DESTDIR)$(UNITDIR)/vifsecd.service
+	install -D -m 0644 packaging/vifsecd.default $(DESTDIR)$(SYSCONFDIR)/default/vifsecd
+	install -D -m 0644 LICENSE $(DESTDIR)$(PREFIX)/share/doc/vifsec/copyright
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/vifsec/README.md
+
+# deb builds the Debian package from make install PREFIX=/usr.
+deb: deps
+	rm -rf $(BIN)/debroot && mkdir -p $(BIN)/debroot/DEBIAN
+	$(MAKE) --no-print-directory install PREFIX=/usr DESTDIR=$(abspath $(BIN)/debroot)
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@ARCH@|$(ARCH)|' -e "s|@SIZE@|$$(du -sk --exclude=DEBIAN $(BIN)/debroot | cut -f1)|" packaging/debian/control.in > $(BIN)/debroot/DEBIAN/control
+	install -m 0644 packaging/debian/conffiles $(BIN)/debroot/DEBIAN/conffiles
+	install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm $(BIN)/debroot/DEBIAN/
+	dpkg-deb --root-owner-group -Zxz --build $(BIN)/debroot $(DEB)
+	@echo "built $(DEB)"
 
 # test runs unit tests, integration tests (network namespaces, tshark,
 # strongSwan; they need root) and every Fuzz* target's seed corpus (go test
 # runs seeds as ordinary tests).
-test: build
+test: build deb
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l .; exit 1; }
+	VIFSEC_DEB=$(abspath $(DEB)) VIFSEC_VERSION=$(VERSION) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./sa/... ./internal/datapath ./internal/attach ./internal/daemon ./internal/api ./internal/ikectl ./cmd/vifsecd ./internal/fleet ./internal/store/etcd ./offload/... ./overlay/...
 
 bench: bench-esp bench-sadb bench-ike
@@ -64,7 +112,7 @@ bench-fleet: build
 	$(GO) run ./examples/lab/bench-fleet
 
 lint: deps
-	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	@test -z "$$($(GOFMT) -l .)" || { $(GOFMT) -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 

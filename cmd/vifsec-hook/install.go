@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/libvirt"
 )
 
@@ -19,17 +20,31 @@ import (
 // PID: the monolithic libvirtd and the modular virtqemud.
 var libvirtPidFiles = []string{"/run/libvirtd.pid", "/run/virtqemud.pid"}
 
-// runInstall is `vifsec-hook install|uninstall`.
-func runInstall(verb string, args []string, stdout, stderr io.Writer) int {
+// installFlags are the flags of install and uninstall; they drive parsing
+// and the manual page alike.
+type installFlags struct {
+	h           libvirt.HookFile
+	reload      bool
+	socket, bin string
+}
+
+func (f *installFlags) define(verb string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("vifsec-hook "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var h libvirt.HookFile
-	fs.StringVar(&h.Dir, "hooks-dir", libvirt.DefaultHooksDir, "libvirt's hooks directory")
-	fs.StringVar(&h.Name, "name", "vifsec", "the hook file's name in HOOKS-DIR/qemu.d")
-	fs.BoolVar(&h.Force, "force", false, "replace or remove a file at that path that vifsec-hook did not write")
-	reload := fs.Bool("reload", false, "send SIGHUP to the running libvirtd or virtqemud, which reads hooks at start-up and on SIGHUP")
-	socket := fs.String("socket", "", "vifsecd's socket, written into the hook file (default "+api.DefaultSocket+")")
-	bin := fs.String("bin", "", "absolute path of vifsec-hook (default: this program)")
+	fs.StringVar(&f.h.Dir, "hooks-dir", libvirt.DefaultHooksDir, "libvirt's hooks directory")
+	fs.StringVar(&f.h.Name, "name", "vifsec", "the hook file's name in HOOKS-DIR/qemu.d")
+	fs.BoolVar(&f.h.Force, "force", false, "replace or remove a file at that path that vifsec-hook did not write")
+	fs.BoolVar(&f.reload, "reload", false, "send SIGHUP to the running libvirtd or virtqemud, which reads hooks at start-up and on SIGHUP")
+	fs.StringVar(&f.socket, "socket", "", "install: vifsecd's socket, written into the hook file (default "+api.DefaultSocket+")")
+	fs.StringVar(&f.bin, "bin", "", "install: absolute path of vifsec-hook (default: where make install put it, else this program)")
+	return fs
+}
+
+// runInstall is `vifsec-hook install|uninstall`.
+func runInstall(verb string, args []string, stdout, stderr io.Writer) int {
+	var inf installFlags
+	fs := inf.define(verb, stderr)
+	h, reload, socket, bin := &inf.h, &inf.reload, &inf.socket, &inf.bin
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -56,6 +71,9 @@ func runInstall(verb string, args []string, stdout, stderr io.Writer) int {
 
 	h.Socket = *socket
 	h.Bin = *bin
+	if h.Bin == "" {
+		h.Bin = buildinfo.InstalledPath("vifsec-hook")
+	}
 	if h.Bin == "" {
 		exe, err := os.Executable()
 		if err == nil {

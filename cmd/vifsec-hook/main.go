@@ -7,6 +7,7 @@
 //	vifsec-hook [--socket PATH] [--timeout 5s] DOMAIN OPERATION SUBOP EXTRA < domain.xml
 //	vifsec-hook install [--hooks-dir /etc/libvirt/hooks] [--name vifsec] [--socket PATH] [--bin PATH] [--force] [--reload]
 //	vifsec-hook uninstall [--hooks-dir /etc/libvirt/hooks] [--name vifsec] [--force] [--reload]
+//	vifsec-hook --version
 //
 // Only domains that carry vifsec's metadata element (see
 // examples/libvirt) are touched; for every other domain it exits 0 at once.
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/libvirt"
 )
 
@@ -44,20 +46,45 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
+// hookFlags are the flags of a hook call; they drive parsing and the
+// manual page alike.
+type hookFlags struct {
+	socket, sysfs string
+	timeout       time.Duration
+	syslog        bool
+}
+
+func (hf *hookFlags) define(stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("vifsec-hook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&hf.socket, "socket", "", "vifsecd's socket (default $VIFSEC_SOCKET, else "+api.DefaultSocket+")")
+	fs.DurationVar(&hf.timeout, "timeout", 5*time.Second, "give up on vifsecd after this long")
+	fs.StringVar(&hf.sysfs, "sysfs", "/sys", "where sysfs is mounted (to find a hostdev VF's netdev)")
+	fs.BoolVar(&hf.syslog, "syslog", true, "also log to syslog (/dev/log), where libvirt does not discard it")
+	return fs
+}
+
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "--man") {
+		// Not as a hook: libvirt always passes four arguments.
+		if args[0] == "--man" {
+			manPage().Write(stdout)
+		} else {
+			fmt.Fprintln(stdout, buildinfo.String("vifsec-hook"))
+		}
+		return exitOK
+	}
 	if len(args) > 0 && (args[0] == "install" || args[0] == "uninstall") && !(len(args) == 4 && isOperation(args[1])) {
 		return runInstall(args[0], args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("vifsec-hook", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	socket := fs.String("socket", "", "vifsecd's socket (default $VIFSEC_SOCKET, else "+api.DefaultSocket+")")
-	timeout := fs.Duration("timeout", 5*time.Second, "give up on vifsecd after this long")
-	sysfs := fs.String("sysfs", "/sys", "where sysfs is mounted (to find a hostdev VF's netdev)")
-	useSyslog := fs.Bool("syslog", true, "also log to syslog (/dev/log), where libvirt does not discard it")
+	var hf hookFlags
+	fs := hf.define(stderr)
+	socket, timeout, sysfs, useSyslog := &hf.socket, &hf.timeout, &hf.sysfs, &hf.syslog
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: vifsec-hook [--socket PATH] [--timeout 5s] DOMAIN OPERATION SUBOP EXTRA < domain.xml")
 		fmt.Fprintln(stderr, "       vifsec-hook install [--hooks-dir DIR] [--name vifsec] [--socket PATH] [--bin PATH] [--force] [--reload]")
 		fmt.Fprintln(stderr, "       vifsec-hook uninstall [--hooks-dir DIR] [--name vifsec] [--force] [--reload]")
+		fmt.Fprintln(stderr, "       vifsec-hook --version")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

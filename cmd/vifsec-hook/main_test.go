@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/tenant"
@@ -352,5 +353,35 @@ func TestHookPolicy(t *testing.T) {
 	}
 	if ps, _ := td.d.Policies("acme"); len(ps) != 1 {
 		t.Fatalf("policy gone with the VM: %+v", ps)
+	}
+}
+
+// TestInstallUsesInstalledPath: a binary built for installation writes its
+// installed path into the hook file, wherever it runs from.
+func TestInstallUsesInstalledPath(t *testing.T) {
+	dir := t.TempDir()
+	sbin := filepath.Join(dir, "sbin")
+	os.MkdirAll(sbin, 0o755)
+	os.WriteFile(filepath.Join(sbin, "vifsec-hook"), []byte("#!/bin/sh\n"), 0o755)
+	old := buildinfo.SbinDir
+	buildinfo.SbinDir = sbin
+	t.Cleanup(func() { buildinfo.SbinDir = old })
+	var out, errb bytes.Buffer
+	if code := run([]string{"install", "--hooks-dir", dir}, nil, &out, &errb); code != 0 {
+		t.Fatalf("install: %d %q %q", code, out.String(), errb.String())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "qemu.d", "vifsec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "exec '" + filepath.Join(sbin, "vifsec-hook") + "'"; !strings.Contains(string(b), want) {
+		t.Fatalf("hook file %q does not %s", b, want)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"--version"}, nil, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "vifsec-hook ") {
+		t.Fatalf("--version: %d %q %q", code, out.String(), errb.String())
 	}
 }

@@ -64,6 +64,7 @@ type invocation struct {
 	host   string // --host NAME: another fleet host's objects (fleet.go)
 	format string // table or json
 	help   bool
+	vers   bool // --version: print the CLI's version and exit
 	values map[string][]string
 }
 
@@ -129,6 +130,10 @@ func parseArgs(verbs []*verb, args []string) (*invocation, error) {
 			in.help = true
 			continue
 		}
+		if name == "version" && !hasVal {
+			in.vers = true
+			continue
+		}
 		if !slices.Contains(globalFlags, name) {
 			return nil, usagef(nil, "unknown flag %s before the verb; write the verb first, e.g. vifsec sa add --sa-name ...", tok)
 		}
@@ -148,7 +153,7 @@ func parseArgs(verbs []*verb, args []string) (*invocation, error) {
 		words = append(words, args[i])
 	}
 	if len(words) == 0 {
-		if in.help {
+		if in.help || in.vers {
 			return in, nil
 		}
 		return nil, usagef(nil, "no verb given")

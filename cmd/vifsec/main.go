@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/internal/buildinfo"
 )
 
 const (
@@ -56,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	if in.vers && !in.help {
+		fmt.Fprintln(stdout, buildinfo.String("vifsec"))
+		return exitOK
+	}
 	if in.help {
 		if in.verb != nil {
 			fmt.Fprintln(stdout, "usage: vifsec", in.verb.usage)
@@ -74,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func printHelp(w io.Writer, verbs []*verb) {
 	fmt.Fprintln(w, "usage: vifsec [--socket PATH] [--format table|json] [--host NAME] VERB ...")
+	fmt.Fprintln(w, "       vifsec --version")
 	fmt.Fprintln(w)
 	for _, v := range verbs {
 		fmt.Fprintln(w, "  vifsec", v.usage)

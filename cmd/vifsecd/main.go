@@ -2,9 +2,11 @@
 // tenants, VMs, uplink, SAs and SPs from --state, serves the control API
 // on --socket and Prometheus metrics on --metrics.
 //
-//	vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level LEVEL]
+//	vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level LEVEL] [--log-format text|json]
+//	vifsecd --version
 //
-// SIGTERM or SIGINT: stop serving, flush state, exit 0.
+// SIGTERM or SIGINT: stop serving, flush state, exit 0. Under systemd
+// (Type=notify) it reports READY=1 once the API and metrics serve.
 package main
 
 import (
@@ -25,14 +27,16 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/metrics"
+	"github.com/vifsec/vifsec/internal/sdnotify"
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/sa/ike"
 )
 
-// version is set at link time: -ldflags "-X main.version=...".
-var version = "dev"
+// version is stamped at link time into internal/buildinfo.
+var version = buildinfo.Version
 
 const (
 	defaultState   = "/var/lib/vifsec"
@@ -41,6 +45,14 @@ const (
 )
 
 func main() {
+	if o, _, err := parseFlags(os.Args[1:], io.Discard); err == nil && (o.version || o.man) {
+		if o.man {
+			manPage().Write(os.Stdout)
+		} else {
+			fmt.Println(buildinfo.String("vifsecd"))
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stderr, nil))
@@ -48,6 +60,9 @@ func main() {
 
 type options struct {
 	state, socket, metrics, logLevel string
+	logFormat                        string // --log-format text|json
+	version                          bool   // --version
+	man                              bool   // --man: print the manual page (make install)
 	gro                              bool
 	libvirt                          string        // --libvirt auto|off|SOCKET (libvirt.go)
 	fleet                            fleetOptions  // --store etcd://... (fleet.go)
@@ -55,23 +70,33 @@ type options struct {
 	ikeTries                         int           // --ike-retransmit-tries
 }
 
-func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
+// flagSet defines vifsecd's flags into o; it drives parsing and the
+// manual page alike.
+func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("vifsecd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	o := &options{}
 	fs.StringVar(&o.state, "state", defaultState, "state directory (embedded store, created if missing)")
 	fs.StringVar(&o.socket, "socket", api.DefaultSocket, "control API unix socket (mode 0600)")
 	fs.StringVar(&o.metrics, "metrics", defaultMetrics, "Prometheus /metrics listen address, or off")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text (logfmt) or json, one object per line")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.BoolVar(&o.man, "man", false, "print the manual page (roff) and exit")
 	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
 	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
 	fs.DurationVar(&o.ikeRetransmit, "ike-retransmit-timeout", 4*time.Second, "IKE: first retransmission after this, then ×1.8 each try, as strongSwan's retransmit_timeout (ext)")
 	fs.IntVar(&o.ikeTries, "ike-retransmit-tries", 5, "IKE: retransmissions before a peer is declared dead, as strongSwan's retransmit_tries (ext)")
 	addFleetFlags(fs, &o.fleet)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--gro=true|false] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
+	o := &options{}
+	fs := flagSet(o, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -79,9 +104,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 		fs.Usage()
 		return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if o.version || o.man {
+		return o, nil, nil
+	}
 	lv := new(slog.LevelVar)
 	if err := lv.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return nil, nil, fmt.Errorf("--log-level: %q is not a level; use debug, info, warn or error", o.logLevel)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, nil, fmt.Errorf("--log-format: %q is not a format; use text or json", o.logFormat)
 	}
 	if o.state == "" || o.socket == "" || o.metrics == "" {
 		return nil, nil, errors.New("--state, --socket and --metrics must not be empty (use --metrics off to disable metrics)")
@@ -110,12 +141,30 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(socket
 		fmt.Fprintln(stderr, "vifsecd:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	if o.version || o.man { // main prints them on stdout; here they go with the logs
+		if o.man {
+			manPage().Write(stderr)
+		} else {
+			fmt.Fprintln(stderr, buildinfo.String("vifsecd"))
+		}
+		return 0
+	}
+	log := newLogger(stderr, o.logFormat, lv)
 	if err := serve(ctx, o, log, ready); err != nil {
 		log.Error("vifsecd: " + err.Error())
 		return 1
 	}
 	return 0
+}
+
+// newLogger logs to w at level lv, as logfmt text or one JSON object per
+// line (for journald's and log shippers' parsers).
+func newLogger(w io.Writer, format string, lv *slog.LevelVar) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string, string)) (err error) {
@@ -207,6 +256,10 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	if ready != nil {
 		ready(o.socket, metricsAddr)
 	}
+	notify := sdnotify.FromEnv()
+	if err := notify.Ready(fmt.Sprintf("serving %d VMs, %d SAs", len(snap.VMs), d.SADB().Len())); err != nil {
+		log.Warn("could not tell the service manager we are ready", "err", err)
+	}
 
 	var serveErr error
 	select {
@@ -214,6 +267,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		log.Info("shutting down", "reason", context.Cause(ctx))
 	case serveErr = <-errc:
 	}
+	notify.Stopping()
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()

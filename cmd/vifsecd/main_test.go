@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -103,6 +105,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"extra"}, 2, "unexpected argument"},
 		{[]string{"--bogus"}, 2, "bogus"},
 		{[]string{"--metrics", ""}, 2, "--metrics off"},
+		{[]string{"--log-format", "xml"}, 2, "--log-format"},
+		{[]string{"--version"}, 0, "vifsecd "},
 	}
 	for _, tt := range tests {
 		var b lockedBuffer
@@ -113,5 +117,23 @@ func TestFlags(t *testing.T) {
 	o, _, err := parseFlags(nil, &bytes.Buffer{})
 	if err != nil || o.state != "/var/lib/vifsec" || o.socket != "/run/vifsec/vifsecd.sock" || o.metrics != "127.0.0.1:9483" || o.logLevel != "info" {
 		t.Errorf("defaults %+v, %v", o, err)
+	}
+}
+
+func TestLogFormatJSON(t *testing.T) {
+	var b bytes.Buffer
+	lv := new(slog.LevelVar)
+	newLogger(&b, "json", lv).Info("vifsecd ready", "vms", 3)
+	var rec map[string]any
+	if err := json.Unmarshal(b.Bytes(), &rec); err != nil {
+		t.Fatalf("--log-format json wrote %q: %v", b.String(), err)
+	}
+	if rec["msg"] != "vifsecd ready" || rec["vms"] != float64(3) || rec["level"] != "INFO" {
+		t.Fatalf("record %v", rec)
+	}
+	b.Reset()
+	newLogger(&b, "text", lv).Info("vifsecd ready", "vms", 3)
+	if !strings.Contains(b.String(), `msg="vifsecd ready" vms=3`) {
+		t.Fatalf("--log-format text wrote %q", b.String())
 	}
 }
