@@ -15,8 +15,9 @@ import (
 // ends: on every generation it turns the snapshot into the attacher's
 // desired ports and the engine's tables. It returns after the engine has
 // stopped and closed every port. onEngine, if not nil, is given the
-// engine before it runs (IKE's punt and send, ike.go).
-func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, onEngine func(*datapath.Engine)) {
+// engine before it runs (IKE's punt and send, ike.go); onAttach, if not
+// nil, the attacher (readiness, health.go).
+func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, onEngine func(*datapath.Engine), onAttach func(*attach.Attacher)) {
 	e := datapath.New(d.SADB(), log.With("part", "datapath"))
 	e.SetCoalesce(gro)
 	if onEngine != nil {
@@ -35,6 +36,9 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		return p, mtu, nil
 	}, log.With("part", "attach"))
 	d.SetVIFStatus(a.Status)
+	if onAttach != nil {
+		onAttach(a)
+	}
 	d.SetMTUReport(e.MTUs)
 	d.SetUplinkCounters(e.UplinkCounts)
 	ov := newOverlayCtl(e, log.With("part", "overlay"))

@@ -27,6 +27,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/internal/attach"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/metrics"
@@ -200,6 +201,16 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		handler = api.WithoutFleet(api.NewHandler(d, log, version))
 	}
 
+	hl := &health{store: func() string { return "" }}
+	if fl != nil {
+		hl.store = func() string {
+			if h := fl.f.Health(); h.State != "ok" {
+				return "etcd " + h.State + ": " + h.Error
+			}
+			return ""
+		}
+	}
+
 	ln, err := listenSocket(o.socket)
 	if err != nil {
 		return err
@@ -232,6 +243,8 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		reg := metrics.NewRegistry(d, d.SADB(), version)
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+		mux.HandleFunc("GET /healthz", hl.healthz)
+		mux.HandleFunc("GET /readyz", hl.readyz)
 		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
@@ -247,7 +260,12 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	ig := newIKEGlue(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
 	wg.Go(func() { ig.run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, ig.attachDataPath) })
+	wg.Go(func() {
+		runDataPath(runCtx, d, log, o.gro, ig.attachDataPath, func(a *attach.Attacher) {
+			f := a.UplinkStatus
+			hl.uplink.Store(&f)
+		})
+	})
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()

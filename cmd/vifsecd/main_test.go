@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -52,8 +54,9 @@ func TestLifecycle(t *testing.T) {
 	readyc := make(chan string, 1)
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, &logs, func(_, m string) { readyc <- m }) }()
+	var metricsAddr string
 	select {
-	case <-readyc:
+	case metricsAddr = <-readyc:
 	case code := <-done:
 		t.Fatalf("exited %d before ready:\n%s", code, logs.String())
 	case <-time.After(10 * time.Second):
@@ -65,6 +68,26 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+
+	// Alive, but not ready without an uplink: /readyz says what is missing.
+	for _, tc := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/healthz", http.StatusOK, "ok"},
+		{"/readyz", http.StatusServiceUnavailable, "uplink: none configured"},
+	} {
+		resp, err := http.Get("http://" + metricsAddr + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(string(b), tc.body) {
+			t.Errorf("GET %s: %d %q, want %d with %q", tc.path, resp.StatusCode, b, tc.code, tc.body)
+		}
+	}
 
 	// A second daemon on the same state directory refuses.
 	var logs2 lockedBuffer
