@@ -24,7 +24,7 @@ DEB := $(BIN)/vifsec_$(VERSION)_$(ARCH).deb
 # Debian packages the tests, the lab and the demo use.
 APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 \
-  etcd-server
+  etcd-server zsh man-db
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
@@ -46,12 +46,12 @@ build: deps
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-# install builds static binaries that know where they are installed (the
+# install builds binaries that know where they are installed (the
 # libvirt hook file names PREFIX/sbin/vifsec-hook), and generates the man
 # pages and shell completions from the programs' own flag tables.
 install: deps
 	@mkdir -p $(BIN)/install
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS) -X $(PKG)/internal/buildinfo.SbinDir=$(PREFIX)/sbin" -o $(BIN)/install/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS) -X $(PKG)/internal/buildinfo.SbinDir=$(PREFIX)/sbin" -o $(BIN)/install/ ./cmd/...
 	install -D -m 0755 $(BIN)/install/vifsecd $(DESTDIR)$(PREFIX)/sbin/vifsecd
 	install -D -m 0755 $(BIN)/install/vifsec-hook $(DESTDIR)$(PREFIX)/sbin/vifsec-hook
 	install -D -m 0755 $(BIN)/install/vifsec $(DESTDIR)$(PREFIX)/bin/vifsec

@@ -65,6 +65,9 @@ type invocation struct {
 	format string // table or json
 	help   bool
 	vers   bool // --version: print the CLI's version and exit
+	man    bool // --man: print the manual page (make install)
+	// prefix is set for `vifsec sa --help`: the words of a verb group.
+	prefix []string
 	values map[string][]string
 }
 
@@ -82,6 +85,8 @@ func (in *invocation) has(name string) bool { _, ok := in.values[name]; return o
 type usageError struct {
 	msg  string
 	verb *verb // for its usage line, may be nil
+	// sub lists the commands of a verb group given alone (`vifsec sa`).
+	sub []*verb
 }
 
 func (e *usageError) Error() string { return e.msg }
@@ -134,6 +139,10 @@ func parseArgs(verbs []*verb, args []string) (*invocation, error) {
 			in.vers = true
 			continue
 		}
+		if name == "man" && !hasVal {
+			in.man = true
+			continue
+		}
 		if !slices.Contains(globalFlags, name) {
 			return nil, usagef(nil, "unknown flag %s before the verb; write the verb first, e.g. vifsec sa add --sa-name ...", tok)
 		}
@@ -153,7 +162,7 @@ func parseArgs(verbs []*verb, args []string) (*invocation, error) {
 		words = append(words, args[i])
 	}
 	if len(words) == 0 {
-		if in.help || in.vers {
+		if in.help || in.vers || in.man {
 			return in, nil
 		}
 		return nil, usagef(nil, "no verb given")
@@ -170,6 +179,14 @@ func parseArgs(verbs []*verb, args []string) (*invocation, error) {
 		return nil, usagef(nil, "vifsec %s: not implemented in this version (%s)", words[0], notYet[words[0]])
 	}
 	if v == nil {
+		if sub := subVerbs(verbs, words); len(sub) > 0 {
+			// A verb group alone (vifsec sa): list its commands.
+			if in.help || slices.ContainsFunc(args[i:], func(a string) bool { return a == "--help" || a == "-h" || a == "-help" }) {
+				in.help, in.prefix = true, words
+				return in, nil
+			}
+			return nil, &usageError{msg: fmt.Sprintf("%s: which command?", strings.Join(words, " ")), sub: sub}
+		}
 		return nil, usagef(nil, "unknown command %q", strings.Join(words, " "))
 	}
 	in.verb = v

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -50,6 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		var ue *usageError
 		errors.As(err, &ue)
 		fmt.Fprintln(stderr, "vifsec:", err)
+		if ue != nil && len(ue.sub) > 0 {
+			printSubVerbs(stderr, strings.Join(ue.sub[0].words[:len(ue.sub[0].words)-1], " "), ue.sub)
+			return exitUsage
+		}
 		if ue != nil && ue.verb != nil {
 			fmt.Fprintln(stderr, "usage: vifsec", ue.verb.usage)
 		} else {
@@ -57,13 +62,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	if in.man {
+		manPage(verbs).Write(stdout)
+		return exitOK
+	}
 	if in.vers && !in.help {
 		fmt.Fprintln(stdout, buildinfo.String("vifsec"))
 		return exitOK
 	}
 	if in.help {
 		if in.verb != nil {
-			fmt.Fprintln(stdout, "usage: vifsec", in.verb.usage)
+			printVerbHelp(stdout, in.verb)
+		} else if in.prefix != nil {
+			printSubVerbs(stdout, strings.Join(in.prefix, " "), subVerbs(verbs, in.prefix))
 		} else {
 			printHelp(stdout, verbs)
 		}
@@ -79,6 +90,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func printHelp(w io.Writer, verbs []*verb) {
 	fmt.Fprintln(w, "usage: vifsec [--socket PATH] [--format table|json] [--host NAME] VERB ...")
+	fmt.Fprintln(w, "       vifsec VERB --help        what a command does and each of its flags")
+	fmt.Fprintln(w, "       vifsec completion bash|zsh")
 	fmt.Fprintln(w, "       vifsec --version")
 	fmt.Fprintln(w)
 	for _, v := range verbs {
@@ -240,7 +253,7 @@ func verbTable() []*verb {
 		{words: []string{"config", "modify"}, flags: []flagDef{req("is-enabled")}, usage: "config modify --is-enabled true|false", run: runConfigModify},
 		{words: []string{"stats"}, flags: []flagDef{opt("vm"), boolean("uplink")}, usage: "stats [--vm NAME | --uplink]", run: runStats},
 		{words: []string{"show-ipsecsa"}, flags: []flagDef{opt("tenant")}, synonyms: ontapSynonyms, usage: "show-ipsecsa [--tenant NAME]", run: runShowIPsecSA},
-	}, append(ikeVerbs(), fleetVerbs()...)...) // ike.go, fleet.go
+	}, slices.Concat(ikeVerbs(), fleetVerbs(), completionVerbs())...) // ike.go, fleet.go, help.go
 }
 
 func runTenantAdd(c *cli, in *invocation) int {

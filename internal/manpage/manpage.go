@@ -32,10 +32,12 @@ type Section struct {
 	Items []Item   // tagged paragraphs (.TP)
 }
 
-// Item is one tagged paragraph: a flag or a command and what it does.
+// Item is one tagged paragraph: a flag or a command and what it does,
+// and indented items under it (a command's flags).
 type Item struct {
 	Tag  string
 	Text string
+	Sub  []Item
 }
 
 // Write renders p as roff.
@@ -59,12 +61,21 @@ func (p *Page) Write(w io.Writer) error {
 			}
 			b.WriteString(Escape(t) + "\n")
 		}
-		for _, it := range s.Items {
-			fmt.Fprintf(&b, ".TP\n.B %s\n%s\n", Escape(it.Tag), Escape(it.Text))
-		}
+		writeItems(&b, s.Items)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func writeItems(b *strings.Builder, items []Item) {
+	for _, it := range items {
+		fmt.Fprintf(b, ".TP\n.B %s\n%s\n", Escape(it.Tag), Escape(it.Text))
+		if len(it.Sub) > 0 {
+			b.WriteString(".RS\n")
+			writeItems(b, it.Sub)
+			b.WriteString(".RE\n")
+		}
+	}
 }
 
 // Escape makes s safe as roff text: backslashes doubled, hyphens as
