@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/sa/ike/iketest"
 	"github.com/vifsec/vifsec/sa/ike/wire"
 )
 
@@ -58,6 +59,26 @@ func respondOnly(tenant string, local netip.Addr) Policy {
 	return p
 }
 
+// attacker is a hostile initiator against r (iketest.Attacker) that fails
+// the test on an error.
+type attacker struct {
+	t *testing.T
+	a *iketest.Attacker
+}
+
+func newAttacker(t *testing.T, rt iketest.RoundTrip, frag bool) *attacker {
+	return &attacker{t, iketest.NewAttacker(rt, DefaultIKEProposals[0], frag)}
+}
+
+func (a *attacker) open(src, dst netip.AddrPort) (*iketest.HalfOpen, iketest.Outcome) {
+	a.t.Helper()
+	h, o, err := a.a.Open(src, dst)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return h, o
+}
+
 func ap(s string, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr(s), port)
 }
@@ -78,7 +99,7 @@ func TestHalfOpenPerSource(t *testing.T) {
 	cookies := 0
 	for i := range 40 {
 		h, o := a.open(ap("198.51.100.7", uint16(1000+i)), dst)
-		if o == answered && h.cookie {
+		if o == iketest.Answered && h.Cookie {
 			cookies++
 		}
 	}
@@ -92,16 +113,16 @@ func TestHalfOpenPerSource(t *testing.T) {
 		t.Errorf("%d drops counted for half_open_per_source, want 8", d)
 	}
 	// Another source is answered; so is the first once its SAs time out.
-	if _, o := a.open(ap("198.51.100.8", 500), dst); o != answered {
-		t.Fatalf("another source: outcome %d", o)
+	if _, o := a.open(ap("198.51.100.8", 500), dst); o != iketest.Answered {
+		t.Fatalf("another source: outcome %v", o)
 	}
 	r.now = r.now.Add(31 * time.Second)
 	r.e.tick()
 	if r.e.nHalf != 0 || len(r.e.halfBySource) != 0 || len(r.e.halfByTenant) != 0 {
 		t.Fatalf("after the timeout: %d half-open, by source %v, by tenant %v", r.e.nHalf, r.e.halfBySource, r.e.halfByTenant)
 	}
-	if _, o := a.open(ap("198.51.100.7", 999), dst); o != answered {
-		t.Fatalf("first source after the timeout: outcome %d", o)
+	if _, o := a.open(ap("198.51.100.7", 999), dst); o != iketest.Answered {
+		t.Fatalf("first source after the timeout: outcome %v", o)
 	}
 }
 
@@ -120,8 +141,8 @@ func TestHalfOpenPerTenant(t *testing.T) {
 		a.open(ap(fmt.Sprintf("198.51.100.%d", 10+i/2), uint16(500+i)), netip.AddrPortFrom(addrB, 500))
 		if i%32 == 31 {
 			h, o := peer.open(ap("203.0.113.5", uint16(600+i)), netip.AddrPortFrom(globexAddr, 500))
-			if o != answered || h.cookie {
-				t.Fatalf("after %d attempts on acme: globex's peer got outcome %d (cookie asked: %v)", i+1, o, o == answered && h.cookie)
+			if o != iketest.Answered || h.Cookie {
+				t.Fatalf("after %d attempts on acme: globex's peer got outcome %v (cookie asked: %v)", i+1, o, o == iketest.Answered && h.Cookie)
 			}
 		}
 	}
@@ -142,13 +163,13 @@ func TestCookiePerTenant(t *testing.T) {
 	a := newAttacker(t, r.roundTrip, false)
 	for i := range 4 {
 		h, o := a.open(ap(fmt.Sprintf("198.51.100.%d", 10+i), 500), netip.AddrPortFrom(addrB, 500))
-		if o != answered || h.cookie != (i >= 2) {
-			t.Fatalf("acme attempt %d: outcome %d, cookie asked %v; want a cookie from the third on", i, o, o == answered && h.cookie)
+		if o != iketest.Answered || h.Cookie != (i >= 2) {
+			t.Fatalf("acme attempt %d: outcome %v, cookie asked %v; want a cookie from the third on", i, o, o == iketest.Answered && h.Cookie)
 		}
 	}
 	h, o := a.open(ap("203.0.113.5", 500), netip.AddrPortFrom(globexAddr, 500))
-	if o != answered || h.cookie {
-		t.Fatalf("globex's peer: outcome %d, cookie asked %v; want answered without", o, o == answered && h.cookie)
+	if o != iketest.Answered || h.Cookie {
+		t.Fatalf("globex's peer: outcome %v, cookie asked %v; want answered without", o, o == iketest.Answered && h.Cookie)
 	}
 	if r.e.Stats().CookiesSent != 2 {
 		t.Fatalf("%d cookies counted, want 2", r.e.Stats().CookiesSent)
@@ -160,13 +181,13 @@ func TestCookiePerTenant(t *testing.T) {
 func TestFragmentsNeedNegotiation(t *testing.T) {
 	r := newResponder(t, nil, respondOnly("acme", addrB))
 	h, o := newAttacker(t, r.roundTrip, false).open(ap("198.51.100.7", 500), netip.AddrPortFrom(addrB, 500))
-	if o != answered {
-		t.Fatalf("outcome %d", o)
+	if o != iketest.Answered {
+		t.Fatalf("outcome %v", o)
 	}
 	for n := uint16(1); n < 4; n++ {
-		r.input(h.src, h.dst, h.fragment(wire.ExchangeIKEAuth, 1, n, 4, 1000))
+		r.input(h.Src, h.Dst, h.Fragment(wire.ExchangeIKEAuth, 1, n, 4, 1000))
 	}
-	s := r.e.sas[h.spiR]
+	s := r.e.sas[h.SPIr]
 	if s.reasm.Pending() != 0 || s.reasm.Held() != 0 {
 		t.Fatalf("fragments held without RFC 7383 negotiated: %d messages, %d bytes", s.reasm.Pending(), s.reasm.Held())
 	}
@@ -180,16 +201,16 @@ func TestFragmentsNeedNegotiation(t *testing.T) {
 func TestHalfOpenReassemblyBound(t *testing.T) {
 	r := newResponder(t, nil, respondOnly("acme", addrB))
 	h, o := newAttacker(t, r.roundTrip, true).open(ap("198.51.100.7", 500), netip.AddrPortFrom(addrB, 500))
-	if o != answered {
-		t.Fatalf("outcome %d", o)
+	if o != iketest.Answered {
+		t.Fatalf("outcome %v", o)
 	}
-	s := r.e.sas[h.spiR]
+	s := r.e.sas[h.SPIr]
 	if !s.fragOK {
 		t.Fatal("fragmentation not negotiated")
 	}
 	// 63 of 64 fragments of 1200 bytes: 75,600 bytes, above 64 KiB.
 	for n := uint16(1); n < 64; n++ {
-		r.input(h.src, h.dst, h.fragment(wire.ExchangeIKEAuth, 1, n, 64, 1200))
+		r.input(h.Src, h.Dst, h.Fragment(wire.ExchangeIKEAuth, 1, n, 64, 1200))
 	}
 	if held := s.reasm.Held(); held > 64<<10+64*24 || held != r.e.Stats().ReassemblyBytes {
 		t.Fatalf("half-open IKE SA holds %d bytes of fragments (engine counts %d), limit 64 KiB", held, r.e.Stats().ReassemblyBytes)
@@ -198,8 +219,8 @@ func TestHalfOpenReassemblyBound(t *testing.T) {
 		t.Fatal("no drop counted for reassembly_per_sa")
 	}
 	// Other exchanges are not taken before IKE_AUTH.
-	r.input(h.src, h.dst, h.fragment(wire.ExchangeInformational, 1, 1, 2, 100))
-	r.input(h.src, h.dst, h.fragment(wire.ExchangeCreateChildSA, 1, 1, 2, 100))
+	r.input(h.Src, h.Dst, h.Fragment(wire.ExchangeInformational, 1, 1, 2, 100))
+	r.input(h.Src, h.Dst, h.Fragment(wire.ExchangeCreateChildSA, 1, 1, 2, 100))
 	if d := r.e.Stats().Drops[LimitHalfOpenExchange]; d != 2 {
 		t.Fatalf("%d drops counted for half_open_exchange, want 2", d)
 	}
@@ -219,12 +240,12 @@ func TestReassemblyTotal(t *testing.T) {
 	a := newAttacker(t, r.roundTrip, true)
 	for i := range 10 {
 		h, o := a.open(ap(fmt.Sprintf("198.51.100.%d", 10+i), 500), netip.AddrPortFrom(addrB, 500))
-		if o != answered {
-			t.Fatalf("SA %d: outcome %d", i, o)
+		if o != iketest.Answered {
+			t.Fatalf("SA %d: outcome %v", i, o)
 		}
 		// 40 of 41 fragments of 1000 bytes: within the per-SA limit.
 		for n := uint16(1); n <= 40; n++ {
-			r.input(h.src, h.dst, h.fragment(wire.ExchangeIKEAuth, 1, n, 41, 1000))
+			r.input(h.Src, h.Dst, h.Fragment(wire.ExchangeIKEAuth, 1, n, 41, 1000))
 		}
 	}
 	st := r.e.Stats()
@@ -253,8 +274,8 @@ func TestInitRequestSize(t *testing.T) {
 		m.Payloads = append(m.Payloads, &wire.VendorID{Data: make([]byte, maxInitRequest)})
 		return r.roundTrip(src, dst, m.Encode())
 	}, false)
-	if _, o := a.open(ap("198.51.100.7", 500), netip.AddrPortFrom(addrB, 500)); o != dropped {
-		t.Fatalf("outcome %d, want dropped", o)
+	if _, o := a.open(ap("198.51.100.7", 500), netip.AddrPortFrom(addrB, 500)); o != iketest.Dropped {
+		t.Fatalf("outcome %v, want dropped", o)
 	}
 	if r.e.nHalf != 0 || r.e.Stats().Drops[LimitInitSize] != 1 {
 		t.Fatalf("%d half-open, %d drops counted for init_request_size", r.e.nHalf, r.e.Stats().Drops[LimitInitSize])
