@@ -34,6 +34,7 @@ type Daemon struct {
 	vifStatus atomic.Pointer[func() map[string]string]
 	vmMTU     atomic.Pointer[func() map[string]int]
 	ikeReport atomic.Pointer[func() IKEReport]
+	ikeStats  atomic.Pointer[func() IKEStats]     // SetIKEStats (ikesa.go)
 	ikeEvents atomic.Pointer[func(sa.Event) bool] // SetIKEEvents (ikesa.go)
 
 	uplinkCnt atomic.Pointer[func() UplinkCounters] // SetUplinkCounters (uplinkcounters.go)

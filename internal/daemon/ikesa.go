@@ -465,6 +465,29 @@ func (d *Daemon) readIKEReport() IKEReport {
 	return IKEReport{}
 }
 
+// IKEStats are the IKE engine's exhaustion limits at one moment: how much
+// of each it uses, and how often each refused a datagram.
+type IKEStats struct {
+	HalfOpen         int               // half-open IKE SAs (IKE_SA_INIT answered, IKE_AUTH not done)
+	HalfOpenByTenant map[string]int    // charged to each tenant whose policies could answer them
+	ReassemblyBytes  int               // memory held by IKE fragment reassembly
+	CookiesSent      uint64            // IKE_SA_INIT requests answered with a COOKIE
+	Drops            map[string]uint64 // by limit (e.g. half_open_per_source); every limit present
+}
+
+// SetIKEStats installs the IKE engine's limit counters for IKEStats. f is
+// called without any Daemon lock held.
+func (d *Daemon) SetIKEStats(f func() IKEStats) { d.ikeStats.Store(&f) }
+
+// IKEStats returns the IKE engine's limit counters (zero without an
+// engine).
+func (d *Daemon) IKEStats() IKEStats {
+	if f := d.ikeStats.Load(); f != nil {
+		return (*f)()
+	}
+	return IKEStats{}
+}
+
 // IKESAs returns the IKE SAs of the tenant named tenantName, or of all
 // tenants if it is "", as the engine reports them (none without an
 // engine). Equivalent to: `vifsec show-ikesa [--tenant NAME]`.

@@ -69,6 +69,7 @@ func New(d *daemon.Daemon, cfg *Config) *Controller {
 	c.e = ike.New(&ec)
 	d.SetIKEEvents(c.e.HandleEvent)
 	d.SetIKEReport(c.report)
+	d.SetIKEStats(c.stats)
 	d.SetIKERekey(c.rekey)
 	return c
 }
@@ -295,4 +296,18 @@ func (c *Controller) report() daemon.IKEReport {
 		r.ChildState[sa.Key{Scope: ch.Scope, SPI: ch.InSPI}] = ch.State
 	}
 	return r
+}
+
+// stats is the daemon's view of the engine's limits (metrics).
+func (c *Controller) stats() daemon.IKEStats {
+	st := c.e.Stats()
+	out := daemon.IKEStats{
+		HalfOpen: st.HalfOpen, HalfOpenByTenant: st.HalfOpenByTenant,
+		ReassemblyBytes: st.ReassemblyBytes, CookiesSent: st.CookiesSent,
+		Drops: map[string]uint64{},
+	}
+	for l := ike.Limit(1); l < ike.NumLimits; l++ {
+		out.Drops[l.String()] = st.Drops[l]
+	}
+	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/ike"
+	ikewire "github.com/vifsec/vifsec/sa/ike/wire"
 	"github.com/vifsec/vifsec/tenant"
 )
 
@@ -382,5 +383,22 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out: %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestIKEStats: the engine's limit counters reach the daemon (metrics),
+// every limit named.
+func TestIKEStats(t *testing.T) {
+	w := newWire(t)
+	a := newGateway(t, w, "a", "", 0, "")
+	a.c = New(a.d, &Config{Logger: testLogger(a.logs)})
+	big := &ikewire.Message{
+		Header:   ikewire.Header{SPIi: 1, Exchange: ikewire.ExchangeIKESAInit, Flags: ikewire.FlagInitiator},
+		Payloads: []ikewire.Payload{&ikewire.VendorID{Data: make([]byte, 20000)}},
+	}
+	a.c.Input(ike.Packet{Local: netip.MustParseAddrPort("192.0.2.1:500"), Remote: netip.MustParseAddrPort("198.51.100.7:500"), Data: big.Encode()})
+	st := a.d.IKEStats()
+	if len(st.Drops) != int(ike.NumLimits)-1 || st.Drops["init_request_size"] != 1 || st.HalfOpen != 0 {
+		t.Fatalf("IKEStats %+v, want every limit and one init_request_size drop", st)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/ike"
 )
 
 // Source is what the collector reads; *daemon.Daemon implements it.
@@ -22,6 +23,7 @@ type Source interface {
 	Snapshot() *daemon.Snapshot
 	SAs() []daemon.SAInfo
 	UplinkCounters() daemon.UplinkCounters
+	IKEStats() daemon.IKEStats
 }
 
 var (
@@ -45,6 +47,12 @@ var (
 	descUplinkDrops    = prometheus.NewDesc("vifsec_uplink_drops_total", "Frames from the uplink dropped before reaching any VM, by reason.", []string{"reason"}, nil)
 	descUplinkTxErrors = prometheus.NewDesc("vifsec_uplink_tx_errors_total", "Frames the uplink port did not take; restarts at 0 when the uplink port is reopened.", nil, nil)
 	descOverlayDrops   = prometheus.NewDesc("vifsec_overlay_drops_total", "Frames the VXLAN overlay dropped, by reason.", []string{"reason"}, nil)
+
+	descIKEHalfOpen       = prometheus.NewDesc("vifsec_ike_half_open_sas", "Half-open IKE SAs: IKE_SA_INIT answered, IKE_AUTH not done.", nil, nil)
+	descIKETenantHalfOpen = prometheus.NewDesc("vifsec_ike_tenant_half_open_sas", "Half-open IKE SAs counted against a tenant's limit (one that any of several tenants' policies could answer counts for each).", []string{"tenant"}, nil)
+	descIKEReassembly     = prometheus.NewDesc("vifsec_ike_reassembly_bytes", "Memory held by the reassembly of IKE fragments (RFC 7383), all IKE SAs.", nil, nil)
+	descIKECookies        = prometheus.NewDesc("vifsec_ike_cookies_sent_total", "IKE_SA_INIT requests answered with a COOKIE (RFC 7296 section 2.6).", nil, nil)
+	descIKELimitDrops     = prometheus.NewDesc("vifsec_ike_limit_drops_total", "IKE datagrams or fragments dropped by a limit against exhaustion, by limit.", []string{"limit"}, nil)
 )
 
 // Collector is a prometheus.Collector over a Source.
@@ -63,7 +71,8 @@ func NewCollector(src Source, db *sa.DB, version string) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descEnabled, descGen, descObjects, descVMPackets, descVMBytes,
 		descVMDrops, descSAPackets, descSABytes, descSADrops, descSAExpired, descLostEvents,
-		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descOverlayDrops} {
+		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descOverlayDrops,
+		descIKEHalfOpen, descIKETenantHalfOpen, descIKEReassembly, descIKECookies, descIKELimitDrops} {
 		ch <- d
 	}
 }
@@ -108,6 +117,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for r, v := range daemon.OverlayDrops(up) {
 		counter(descOverlayDrops, v, r)
+	}
+	ik := c.src.IKEStats()
+	gauge(descIKEHalfOpen, float64(ik.HalfOpen))
+	gauge(descIKEReassembly, float64(ik.ReassemblyBytes))
+	counter(descIKECookies, ik.CookiesSent)
+	for l := ike.Limit(1); l < ike.NumLimits; l++ {
+		counter(descIKELimitDrops, ik.Drops[l.String()], l.String())
+	}
+	for _, t := range snap.Tenants {
+		gauge(descIKETenantHalfOpen, float64(ik.HalfOpenByTenant[t.Name]), t.Name)
 	}
 	sas := c.src.SAs()
 	for _, info := range sas {

@@ -10,6 +10,7 @@ import (
 	"github.com/vifsec/vifsec/internal/datapath"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/ike"
 	"github.com/vifsec/vifsec/tenant"
 )
 
@@ -57,6 +58,12 @@ func TestCollector(t *testing.T) {
 	e.OverlayStats.DecapErrors.Add(14)
 	e.OverlayStats.UnderlayNoSA.Add(15)
 	e.OverlayStats.Unprotected.Add(16)
+
+	// The IKE engine's limits, as internal/ikectl reports them.
+	d.SetIKEStats(func() daemon.IKEStats {
+		return daemon.IKEStats{HalfOpen: 40, HalfOpenByTenant: map[string]int{"t1": 32, "gone": 8}, ReassemblyBytes: 4096,
+			CookiesSent: 17, Drops: map[string]uint64{"half_open_per_source": 5, "reassembly_total": 2}}
+	})
 
 	c := NewCollector(d, d.SADB(), "v-test")
 	want := `
@@ -107,6 +114,39 @@ vifsec_overlay_drops_total{reason="unprotected"} 16
 		"vifsec_uplink_received_frames_total", "vifsec_uplink_drops_total", "vifsec_uplink_tx_errors_total", "vifsec_overlay_drops_total"); err != nil {
 		t.Error(err)
 	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP vifsec_ike_half_open_sas Half-open IKE SAs: IKE_SA_INIT answered, IKE_AUTH not done.
+# TYPE vifsec_ike_half_open_sas gauge
+vifsec_ike_half_open_sas 40
+# HELP vifsec_ike_tenant_half_open_sas Half-open IKE SAs counted against a tenant's limit (one that any of several tenants' policies could answer counts for each).
+# TYPE vifsec_ike_tenant_half_open_sas gauge
+vifsec_ike_tenant_half_open_sas{tenant="t1"} 32
+# HELP vifsec_ike_reassembly_bytes Memory held by the reassembly of IKE fragments (RFC 7383), all IKE SAs.
+# TYPE vifsec_ike_reassembly_bytes gauge
+vifsec_ike_reassembly_bytes 4096
+# HELP vifsec_ike_cookies_sent_total IKE_SA_INIT requests answered with a COOKIE (RFC 7296 section 2.6).
+# TYPE vifsec_ike_cookies_sent_total counter
+vifsec_ike_cookies_sent_total 17
+`), "vifsec_ike_half_open_sas", "vifsec_ike_tenant_half_open_sas", "vifsec_ike_reassembly_bytes", "vifsec_ike_cookies_sent_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(c, "vifsec_ike_limit_drops_total"); n != int(ike.NumLimits)-1 {
+		t.Errorf("%d IKE limit drop series, want one per limit (%d)", n, ike.NumLimits-1)
+	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP vifsec_ike_limit_drops_total IKE datagrams or fragments dropped by a limit against exhaustion, by limit.
+# TYPE vifsec_ike_limit_drops_total counter
+vifsec_ike_limit_drops_total{limit="fragment_not_negotiated"} 0
+vifsec_ike_limit_drops_total{limit="half_open_exchange"} 0
+vifsec_ike_limit_drops_total{limit="half_open_per_source"} 5
+vifsec_ike_limit_drops_total{limit="half_open_per_tenant"} 0
+vifsec_ike_limit_drops_total{limit="half_open_total"} 0
+vifsec_ike_limit_drops_total{limit="init_request_size"} 0
+vifsec_ike_limit_drops_total{limit="reassembly_per_sa"} 0
+vifsec_ike_limit_drops_total{limit="reassembly_total"} 2
+`), "vifsec_ike_limit_drops_total"); err != nil {
+		t.Error(err)
+	}
 	if n := testutil.CollectAndCount(c, "vifsec_vm_drops_total"); n != int(sa.NumDrops)-1 {
 		t.Errorf("%d vm drop series, want one per reason (%d)", n, sa.NumDrops-1)
 	}
@@ -139,7 +179,8 @@ func TestCollectorNoDataPath(t *testing.T) {
 	}
 	c := NewCollector(d, d.SADB(), "v-test")
 	for name, n := range map[string]int{"vifsec_uplink_received_frames_total": 1, "vifsec_uplink_tx_errors_total": 1,
-		"vifsec_uplink_drops_total": 2, "vifsec_overlay_drops_total": 6, "vifsec_vm_ike_datagrams_total": 0} {
+		"vifsec_uplink_drops_total": 2, "vifsec_overlay_drops_total": 6, "vifsec_vm_ike_datagrams_total": 0,
+		"vifsec_ike_half_open_sas": 1, "vifsec_ike_limit_drops_total": int(ike.NumLimits) - 1} {
 		if got := testutil.CollectAndCount(c, name); got != n {
 			t.Errorf("%s: %d series, want %d", name, got, n)
 		}

@@ -403,11 +403,7 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 	s.cands = nil
 	s.state = ikeEstablished
 	s.established = s.e.now()
-	s.e.nHalf--
-	if s.e.halfOpen[s.hoKey] == s {
-		delete(s.e.halfOpen, s.hoKey)
-	}
-	s.e.disarm(&s.tHalf)
+	s.e.leaveHalfOpen(s)
 	s.linfo("IKE SA established", "suite", s.suite.String(), "remote_id", peerID.String())
 	if ap.initial {
 		s.e.initialContact(s)

@@ -10,8 +10,11 @@
 // detection and the float to port 4500 (§2.23), IKE fragmentation (RFC
 // 7383), proposal selection, traffic selector narrowing (§2.9),
 // identities, the PKI checks (chain, CRLs, identity proven by the
-// certificate) and the timers: lifetimes, rekeying, DPD, half-open and
-// retry.
+// certificate), the timers (lifetimes, rekeying, DPD, half-open and
+// retry) and the limits that keep a hostile peer from exhausting the
+// responder: half-open IKE SAs per source, per tenant and in all, and
+// reassembly memory per IKE SA and in all, each refusal counted
+// (limits.go, Engine.Stats).
 //
 // It does not encode messages (sa/ike/wire does), does no cryptography of
 // its own (sa/ike/suite does), does not open sockets or handle the

@@ -90,8 +90,10 @@ type Config struct {
 	FreeSPI func(scope sa.Scope, spi uint32)
 
 	// HalfOpenCookieThreshold: with this many half-open IKE SAs (answered
-	// IKE_SA_INIT, no IKE_AUTH yet), new IKE_SA_INIT requests must carry a
-	// cookie (RFC 7296 §2.6). Default 64; negative: never.
+	// IKE_SA_INIT, no IKE_AUTH yet) of a tenant, new IKE_SA_INIT requests
+	// to its policies must carry a cookie (RFC 7296 §2.6); so must those
+	// of a source at half its MaxHalfOpenPerSource and all once half of
+	// MaxHalfOpen are in use (limits.go). Default 64; negative: never.
 	HalfOpenCookieThreshold int
 	// HalfOpenTimeout drops a half-open IKE SA (default 30s).
 	HalfOpenTimeout time.Duration
@@ -118,6 +120,20 @@ type Config struct {
 	// MaxHalfOpen bounds the half-open IKE SAs; IKE_SA_INIT requests
 	// beyond it are dropped. Default 16384.
 	MaxHalfOpen int
+	// MaxHalfOpenPerSource bounds the half-open IKE SAs from one IP
+	// address (any port). Default 32.
+	MaxHalfOpenPerSource int
+	// MaxHalfOpenPerTenant bounds the half-open IKE SAs a tenant's
+	// policies may answer, so that one tenant's flood leaves the others
+	// room. Default MaxHalfOpen/16 (1024), at least 1.
+	MaxHalfOpenPerTenant int
+	// MaxReassembly bounds an IKE message reassembled from RFC 7383
+	// fragments, in bytes; an IKE SA reassembles one message at a time
+	// while half-open, two once established. Default 64 KiB.
+	MaxReassembly int
+	// MaxReassemblyTotal bounds the memory all IKE SAs' reassembly holds,
+	// in bytes. Default 16 MiB.
+	MaxReassemblyTotal int
 }
 
 // Engine is the IKEv2 protocol engine (RFC 7296) for any number of
@@ -148,10 +164,16 @@ type Engine struct {
 	sas      map[uint64]*ikeSA // by our SPI
 	halfOpen map[halfOpenKey]*ikeSA
 	nHalf    int
-	children map[string]*childSA // by In.Name and Out.Name
-	spis     map[sa.Key]bool     // inbound SPIs allocated and not yet freed
-	timers   timerHeap
-	cookies  cookieJar
+	// Limits (limits.go).
+	halfBySource map[netip.Addr]int
+	halfByTenant map[string]int
+	reasmHeld    int // sum of Reassembler.Held over all IKE SAs
+	lastSweep    time.Time
+	stats        Stats
+	children     map[string]*childSA // by In.Name and Out.Name
+	spis         map[sa.Key]bool     // inbound SPIs allocated and not yet freed
+	timers       timerHeap
+	cookies      cookieJar
 
 	fx       []func()
 	draining bool
@@ -209,15 +231,29 @@ func New(cfg *Config) *Engine {
 	if c.MaxHalfOpen <= 0 {
 		c.MaxHalfOpen = 16384
 	}
+	if c.MaxHalfOpenPerSource <= 0 {
+		c.MaxHalfOpenPerSource = 32
+	}
+	if c.MaxHalfOpenPerTenant <= 0 {
+		c.MaxHalfOpenPerTenant = max(c.MaxHalfOpen/16, 1)
+	}
+	if c.MaxReassembly <= 0 {
+		c.MaxReassembly = 64 << 10
+	}
+	if c.MaxReassemblyTotal <= 0 {
+		c.MaxReassemblyTotal = 16 << 20
+	}
 	e := &Engine{
-		cfg:      c,
-		log:      c.Logger.With("component", "ike"),
-		policies: map[string]*policyState{},
-		sas:      map[uint64]*ikeSA{},
-		halfOpen: map[halfOpenKey]*ikeSA{},
-		children: map[string]*childSA{},
-		spis:     map[sa.Key]bool{},
-		wake:     make(chan struct{}, 1),
+		cfg:          c,
+		log:          c.Logger.With("component", "ike"),
+		policies:     map[string]*policyState{},
+		sas:          map[uint64]*ikeSA{},
+		halfOpen:     map[halfOpenKey]*ikeSA{},
+		halfBySource: map[netip.Addr]int{},
+		halfByTenant: map[string]int{},
+		children:     map[string]*childSA{},
+		spis:         map[sa.Key]bool{},
+		wake:         make(chan struct{}, 1),
 	}
 	return e
 }

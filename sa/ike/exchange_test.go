@@ -581,7 +581,7 @@ func TestRetransmitSchedule(t *testing.T) {
 
 func TestHalfOpenLimit(t *testing.T) {
 	n := newNet(t)
-	b := n.add("b", "192.0.2.2", &Config{MaxHalfOpen: 3, HalfOpenCookieThreshold: -1})
+	b := n.add("b", "192.0.2.2", &Config{MaxHalfOpen: 3, MaxHalfOpenPerTenant: 5, HalfOpenCookieThreshold: -1})
 	_, pb := pskPair()
 	b.e.SetPolicies([]Policy{pb})
 	// Initiators whose IKE_AUTH never comes.

@@ -33,6 +33,10 @@ type ikeSA struct {
 	pol   *policyState   // nil on a responder until IKE_AUTH picks one
 	cands []*policyState // responder: policies the addresses matched
 	hoKey halfOpenKey    // responder: its entry in Engine.halfOpen
+	// Responder while half-open: what it is counted against (limits.go).
+	hoCounted bool
+	hoSource  netip.Addr
+	hoTenants []string
 
 	initiator  bool // we are the original initiator
 	spiI, spiR uint64
@@ -342,6 +346,11 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 		return
 	}
 	resp := h.Flags&wire.FlagResponse != 0
+	if s.state == ikeHalfOpen && (resp || h.Exchange != wire.ExchangeIKEAuth) {
+		// Before IKE_AUTH only its request may come (RFC 7296 §1.2).
+		s.e.drop(LimitHalfOpenExchange, "message dropped: a half-open IKE SA takes only the IKE_AUTH request", "remote", p.Remote, "exchange", h.Exchange)
+		return
+	}
 	dup := false
 	if resp {
 		if s.req == nil || s.req.raw != nil || h.MessageID != s.req.id || h.Exchange != s.req.exch {
@@ -369,6 +378,10 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 	case *wire.Encrypted:
 		body, first = x.Body, x.Inner
 	case *wire.Fragment:
+		if !s.fragOK {
+			s.e.drop(LimitFragmentNotNegotiated, "IKE fragment dropped: fragmentation was not negotiated", "remote", p.Remote)
+			return
+		}
 		body, frag = x.Body, x
 	default:
 		return
@@ -386,10 +399,8 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 		return
 	}
 	if frag != nil {
-		now := s.e.now()
-		s.reasm.Expire(now.Add(-reassemblyTimeout))
-		inner, data, err := s.reasm.Add(h, frag, plain, now)
-		if err != nil || data == nil {
+		inner, data := s.reassemble(h, frag, plain)
+		if data == nil {
 			return
 		}
 		first, plain = inner, data
@@ -453,12 +464,7 @@ func (s *ikeSA) destroy(reason string) {
 	for len(s.children) > 0 {
 		e.dropChild(s.children[0], false)
 	}
-	if s.state == ikeHalfOpen {
-		e.nHalf--
-	}
-	if e.halfOpen[s.hoKey] == s {
-		delete(e.halfOpen, s.hoKey)
-	}
+	e.leaveHalfOpen(s)
 	if e.sas[s.ourSPI()] == s {
 		delete(e.sas, s.ourSPI())
 	}
@@ -470,7 +476,7 @@ func (s *ikeSA) destroy(reason string) {
 		e.disarm(t)
 	}
 	s.req, s.queue = nil, nil
-	s.reasm.Reset()
+	s.resetReassembly()
 	s.keys.Zero()
 	s.keys = suite.Keys{}
 	s.out, s.in, s.dh = nil, nil, nil

@@ -338,6 +338,19 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 		}
 		return
 	}
+	// The cheap limits first: a flood refused here costs no parsing.
+	src := sourceOf(p)
+	switch {
+	case len(p.Data) > maxInitRequest:
+		e.drop(LimitInitSize, "IKE_SA_INIT dropped: request too large", "remote", p.Remote, "bytes", len(p.Data))
+		return
+	case e.halfBySource[src] >= e.cfg.MaxHalfOpenPerSource:
+		e.drop(LimitHalfOpenSource, "IKE_SA_INIT dropped: too many half-open IKE SAs from its source", "remote", p.Remote)
+		return
+	case e.nHalf >= e.cfg.MaxHalfOpen:
+		e.drop(LimitHalfOpenTotal, "IKE_SA_INIT dropped: too many half-open IKE SAs", "remote", p.Remote)
+		return
+	}
 	m, err := wire.Parse(p.Data)
 	if err != nil {
 		var uc *wire.UnsupportedCriticalError
@@ -350,18 +363,19 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	if ip.sa == nil || ip.ke == nil || ip.nonce == nil || len(ip.nonce) < minNonce || len(ip.nonce) > maxNonce {
 		return
 	}
-	if e.nHalf >= e.cfg.MaxHalfOpen {
-		e.log.Debug("IKE_SA_INIT dropped: too many half-open IKE SAs", "remote", p.Remote)
-		return
-	}
 	cands := e.candidates(p)
 	if len(cands) == 0 {
 		e.log.Info("IKE_SA_INIT from a peer no policy covers", "remote", p.Remote, "local", p.Local, "scope", p.Scope)
 		e.initNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
 	}
-	if t := e.cfg.HalfOpenCookieThreshold; t >= 0 && e.nHalf >= t {
+	cands, needCookie := e.admitHalfOpen(src, cands)
+	if len(cands) == 0 {
+		return
+	}
+	if needCookie {
 		if ip.cookie == nil || !e.cookies.valid(e, ip.cookie, ip.nonce, p.Remote.Addr(), h.SPIi) {
+			e.stats.CookiesSent++
 			e.initNotify(p, h, wire.NotifyCookie, e.cookies.make(e, ip.nonce, p.Remote.Addr(), h.SPIi))
 			return
 		}
@@ -441,11 +455,7 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	s.initRsp = rsp.Encode()
 	s.lastRsp = [][]byte{s.initRsp}
 	s.msgIDIn = 1
-	s.state = ikeHalfOpen
 	e.sas[s.spiR] = s
-	e.halfOpen[k] = s
-	s.hoKey = k
-	e.nHalf++
-	e.arm(&s.tHalf, e.now().Add(e.cfg.HalfOpenTimeout))
+	e.enterHalfOpen(s, k)
 	s.sendPkts(s.lastRsp, p.Local, p.Remote)
 }

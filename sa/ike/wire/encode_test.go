@@ -95,7 +95,7 @@ func TestCheckPayloads(t *testing.T) {
 		{"Delete SPIs with size 0", []Payload{&Delete{SPIs: [][]byte{{}}}}, "SPISize 0"},
 		{"256 selectors", []Payload{&TS{Selectors: make([]Selector, 256)}}, "256 selectors"},
 		{"mixed family selector", []Payload{&TS{Selectors: []Selector{{Start: v4, End: v6}}}}, "not an IPv4 or IPv6"},
-		{"4in6 selector", []Payload{&TS{Selectors: []Selector{{Start: netip.AddrFrom16(v4.As16()), End: netip.AddrFrom16(v4.As16())}}}}, "not an IPv4 or IPv6"},
+		{"IPv4 to 4in6 selector", []Payload{&TS{Selectors: []Selector{{Start: v4, End: netip.AddrFrom16(v4.As16())}}}}, "not an IPv4 or IPv6"},
 		{"zero selector", []Payload{&TS{Selectors: []Selector{{}}}}, "not an IPv4 or IPv6"},
 		{"fragment 0", []Payload{&Fragment{Total: 1}}, "fragment 0 of 1"},
 		{"Unknown with known type", []Payload{&Unknown{T: PayloadNonce}}, "which this package decodes"},

@@ -109,6 +109,9 @@ func FuzzReassembler(f *testing.F) {
 			if r.Pending() > 2 {
 				t.Fatalf("%d messages pending, limit 2", r.Pending())
 			}
+			if h := r.Held(); h < 0 || h > 2*(64+8*fragCost(0)+24*8) || (r.Pending() == 0) != (h == 0) {
+				t.Fatalf("Held %d with %d messages pending", h, r.Pending())
+			}
 		}
 	})
 }

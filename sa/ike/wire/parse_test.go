@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -271,5 +272,28 @@ func TestParseAllocationBound(t *testing.T) {
 		if per := ms.bytesSince() / 100; per > 4096 {
 			t.Errorf("input %d (%d bytes): %d bytes allocated per Parse", i, len(b), per)
 		}
+	}
+}
+
+// TestTSIPv4MappedRoundTrip: a TS_IPV6_ADDR_RANGE carries 16-byte
+// addresses, IPv4-mapped ones included (RFC 7296 §3.13.1). Parse keeps them
+// IPv6 (never unmapped to IPv4), and Encode writes them back as they came.
+func TestTSIPv4MappedRoundTrip(t *testing.T) {
+	mapped := netip.MustParseAddr("::ffff:192.0.2.1")
+	sel := cat([]byte{byte(TSIPv6Range), 17}, u16(40), u16(0), u16(0xffff), mapped.AsSlice(), netip.MustParseAddr("2001:db8::1").AsSlice())
+	b := msgOf(raw{t: PayloadTSi, body: cat([]byte{1, 0, 0, 0}, sel)})
+	m, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.Payloads[0].(*TS).Selectors[0]
+	if s.Start != mapped || !s.Start.Is4In6() || s.TSType() != TSIPv6Range {
+		t.Fatalf("selector start %v (%v), want IPv6 %v", s.Start, s.TSType(), mapped)
+	}
+	if err := CheckPayloads(m.Payloads); err != nil {
+		t.Fatalf("CheckPayloads: %v", err)
+	}
+	if enc := m.Encode(); !bytes.Equal(enc, b) {
+		t.Fatalf("Encode:\n got %x\nwant %x", enc, b)
 	}
 }

@@ -31,8 +31,9 @@ var (
 // Messages are told apart by Message ID and the Response flag (a peer's
 // request and the response to our request may share an ID). Limits bound
 // memory to about MaxMessages × MaxBytes: the oldest message in progress is
-// dropped to make room for a new one. Timeouts are the caller's: it calls
-// Expire with its clock.
+// dropped to make room for a new one. Held reports what it holds, for
+// budgets across Reassemblers. Timeouts are the caller's: it calls Expire
+// with its clock.
 //
 // A Reassembler is not safe for concurrent use; the engine keeps one per IKE
 // SA under that SA's lock. The zero value is ready to use with the defaults.
@@ -42,6 +43,7 @@ type Reassembler struct {
 	MaxMessages  int // messages in progress at once; 0: DefaultMaxMessages
 
 	pending map[fragKey]*partial
+	held    int // Held: the sum of partial.held
 }
 
 type fragKey struct {
@@ -54,9 +56,20 @@ type partial struct {
 	inner   PayloadType // from fragment 1
 	parts   [][]byte    // index Number-1; nil until received
 	got     int
-	size    int
+	size    int // content bytes
+	held    int // memory: fragment buffers and their slice headers
 	started time.Time
 }
+
+// fragCost is the memory Add keeps for a fragment of n content bytes: its
+// buffer and its slice header in partial.parts.
+func fragCost(n int) int { return n + 24 }
+
+// MaxGrowth is the most Held can grow by when Add takes fragment f with n
+// content bytes (a fragment that starts a message adds its slots). A
+// caller keeping a memory budget over several Reassemblers checks it
+// before Add.
+func MaxGrowth(f *Fragment, n int) int { return fragCost(n) + 24*int(f.Total) }
 
 // Add adds the decrypted content plain of fragment f, received in a message
 // with header h, at time now. It returns the inner payload type (of fragment
@@ -88,7 +101,7 @@ func (r *Reassembler) Add(h Header, f *Fragment, plain []byte, now time.Time) (P
 	case p != nil && f.Total > p.total:
 		// The sender refragmented (smaller fragments, more of them):
 		// RFC 7383 §2.6.1 says to start over with the new set.
-		delete(r.pending, k)
+		r.drop(k)
 		p = nil
 	}
 	if p == nil {
@@ -96,6 +109,8 @@ func (r *Reassembler) Add(h Header, f *Fragment, plain []byte, now time.Time) (P
 			r.dropOldest()
 		}
 		p = &partial{total: f.Total, parts: make([][]byte, f.Total), started: now}
+		p.held = 24 * int(f.Total) // parts
+		r.held += p.held
 		r.pending[k] = p
 	}
 	i := int(f.Number) - 1
@@ -103,19 +118,21 @@ func (r *Reassembler) Add(h Header, f *Fragment, plain []byte, now time.Time) (P
 		return PayloadNone, nil, nil // retransmitted duplicate
 	}
 	if p.size+len(plain) > maxBytes {
-		delete(r.pending, k)
+		r.drop(k)
 		return PayloadNone, nil, fmt.Errorf("wire: reassembly: message %d: more than %d bytes: %w", h.MessageID, maxBytes, ErrReassemblyTooLarge)
 	}
 	p.parts[i] = append(make([]byte, 0, len(plain)), plain...) // non-nil even when empty
 	p.got++
 	p.size += len(plain)
+	p.held += fragCost(len(plain))
+	r.held += fragCost(len(plain))
 	if f.Number == 1 {
 		p.inner = f.Inner
 	}
 	if p.got < int(p.total) {
 		return PayloadNone, nil, nil
 	}
-	delete(r.pending, k)
+	r.drop(k)
 	out := make([]byte, 0, p.size)
 	for _, b := range p.parts {
 		out = append(out, b...)
@@ -129,7 +146,7 @@ func (r *Reassembler) Expire(cutoff time.Time) int {
 	n := 0
 	for k, p := range r.pending {
 		if p.started.Before(cutoff) {
-			delete(r.pending, k)
+			r.drop(k)
 			n++
 		}
 	}
@@ -139,8 +156,23 @@ func (r *Reassembler) Expire(cutoff time.Time) int {
 // Pending is the number of messages in progress.
 func (r *Reassembler) Pending() int { return len(r.pending) }
 
+// Held is the memory the messages in progress hold, in bytes: the
+// fragments' content plus a slice header for each fragment slot (what
+// Add allocates, not counting the allocator's rounding).
+func (r *Reassembler) Held() int { return r.held }
+
 // Reset drops every message in progress.
-func (r *Reassembler) Reset() { clear(r.pending) }
+func (r *Reassembler) Reset() {
+	clear(r.pending)
+	r.held = 0
+}
+
+func (r *Reassembler) drop(k fragKey) {
+	if p := r.pending[k]; p != nil {
+		r.held -= p.held
+		delete(r.pending, k)
+	}
+}
 
 func (r *Reassembler) limits() (maxFrag, maxBytes, maxMsgs int) {
 	maxFrag, maxBytes, maxMsgs = r.MaxFragments, r.MaxBytes, r.MaxMessages
@@ -168,5 +200,5 @@ func (r *Reassembler) dropOldest() {
 			oldest, t, first = k, p.started, false
 		}
 	}
-	delete(r.pending, oldest)
+	r.drop(oldest)
 }

@@ -173,3 +173,68 @@ func mustAddAt(t *testing.T, r *Reassembler, h Header, f *Fragment, plain []byte
 	}
 	return out
 }
+
+func TestReassemblerHeld(t *testing.T) {
+	req := Header{MessageID: 1, Flags: FlagInitiator}
+	chunk := make([]byte, 100)
+	var r Reassembler
+	r.MaxMessages = 2
+	add := func(h Header, n, total uint16) {
+		t.Helper()
+		inner := PayloadNone
+		if n == 1 {
+			inner = PayloadIDi
+		}
+		f := frag(n, total, inner)
+		before := r.Held()
+		if _, _, err := r.Add(h, f, chunk, t0); err != nil {
+			t.Fatalf("fragment %d/%d: %v", n, total, err)
+		}
+		if g := r.Held() - before; g > MaxGrowth(f, len(chunk)) {
+			t.Fatalf("fragment %d/%d: Held grew by %d > MaxGrowth %d", n, total, g, MaxGrowth(f, len(chunk)))
+		}
+	}
+	add(req, 1, 4)
+	add(req, 2, 4)
+	if h := r.Held(); h < 200 || h > 200+6*24 {
+		t.Fatalf("two 100-byte fragments of four: Held %d", h)
+	}
+	add(req, 2, 4) // duplicate: nothing more held
+	if h := r.Held(); h > 200+6*24 {
+		t.Fatalf("duplicate fragment: Held %d", h)
+	}
+	add(req, 1, 5) // refragmented: the old set goes
+	if h := r.Held(); h > 100+6*24 {
+		t.Fatalf("after refragmentation: Held %d", h)
+	}
+	for n := uint16(2); n <= 5; n++ {
+		add(req, n, 5)
+	}
+	if r.Held() != 0 || r.Pending() != 0 {
+		t.Fatalf("completed: Held %d, %d pending", r.Held(), r.Pending())
+	}
+	// Dropped messages release what they held: oldest, expiry, size, Reset.
+	for id := uint32(10); id < 13; id++ {
+		add(Header{MessageID: id}, 1, 2)
+	}
+	if r.Pending() != 2 || r.Held() > 2*(124+48) {
+		t.Fatalf("three messages with room for two: %d pending, Held %d", r.Pending(), r.Held())
+	}
+	r.Expire(t0.Add(time.Second))
+	if r.Held() != 0 {
+		t.Fatalf("expired: Held %d", r.Held())
+	}
+	r.MaxBytes = 150
+	add(Header{MessageID: 20}, 1, 2)
+	if _, _, err := r.Add(Header{MessageID: 20}, frag(2, 2, PayloadNone), chunk, t0); !errors.Is(err, ErrReassemblyTooLarge) {
+		t.Fatalf("over MaxBytes: %v", err)
+	}
+	if r.Held() != 0 {
+		t.Fatalf("message over MaxBytes dropped: Held %d", r.Held())
+	}
+	add(Header{MessageID: 21}, 1, 2)
+	r.Reset()
+	if r.Held() != 0 {
+		t.Fatalf("Reset: Held %d", r.Held())
+	}
+}

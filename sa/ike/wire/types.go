@@ -338,8 +338,11 @@ func (t TSType) String() string {
 }
 
 // Selector is one traffic selector (RFC 7296 §3.13.1). Start and End are both
-// IPv4 (TS_IPV4_ADDR_RANGE) or both IPv6 (TS_IPV6_ADDR_RANGE). StartPort >
-// EndPort is the OPAQUE port convention (65535, 0) and is carried as is.
+// IPv4 (TS_IPV4_ADDR_RANGE) or both IPv6 (TS_IPV6_ADDR_RANGE). An IPv6
+// range may hold IPv4-mapped addresses (::ffff:a.b.c.d): they are 16-byte
+// addresses like any other there, kept as IPv6 (never unmapped), so they
+// encode back to the bytes they came from. StartPort > EndPort is the
+// OPAQUE port convention (65535, 0) and is carried as is.
 type Selector struct {
 	Proto              uint8 // 0: any
 	StartPort, EndPort uint16
@@ -347,12 +350,13 @@ type Selector struct {
 }
 
 // TSType returns the selector's type on the wire: TSIPv4Range or
-// TSIPv6Range, TSInvalid if Start and End are not of one family.
+// TSIPv6Range, TSInvalid if Start and End are not of one family (an IPv4
+// address and an IPv4-mapped IPv6 one are not).
 func (s Selector) TSType() TSType {
 	switch {
 	case s.Start.Is4() && s.End.Is4():
 		return TSIPv4Range
-	case s.Start.Is6() && s.End.Is6() && !s.Start.Is4In6() && !s.End.Is4In6():
+	case s.Start.Is6() && s.End.Is6():
 		return TSIPv6Range
 	}
 	return TSInvalid
