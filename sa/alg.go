@@ -7,7 +7,7 @@ import (
 )
 
 // EncAlg is an ESP encryption transform. Names are the CLI's
-// (spec/cli.md `--encryption-algorithm`).
+// (docs/cli.md `--encryption-algorithm`).
 type EncAlg uint8
 
 const (
@@ -168,7 +168,7 @@ func ParseIntegAlg(s string) (IntegAlg, error) {
 	return IntegInvalid, fmt.Errorf("%q is not an integrity algorithm; use one of %s", s, joinNames(IntegAlgs()))
 }
 
-// CheckSuite checks the combination rules of spec/cli.md: an AEAD takes
+// CheckSuite checks the combination rules of docs/cli.md: an AEAD takes
 // integrity none; every other cipher (null included) needs a real integrity
 // algorithm, because ESP without authentication is never allowed here.
 func CheckSuite(enc EncAlg, integ IntegAlg) error {

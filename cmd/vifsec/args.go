@@ -95,7 +95,7 @@ func usagef(v *verb, format string, a ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, a...), verb: v}
 }
 
-// notYet are verbs of spec/cli.md that this version does not have yet.
+// notYet are verbs of docs/cli.md that this version does not have yet.
 var notYet = map[string]string{}
 
 var globalFlags = []string{"socket", "format", "host"}

@@ -106,7 +106,7 @@ func TestIntegrationIKEConfig(t *testing.T) {
 	if out := e.ok("sp", "list").stdout; !strings.Contains(out, "ike/t1/test34/waiting/out") || !strings.Contains(out, "(missing)") {
 		t.Errorf("sp list lacks the waiting SPs of test34:\n%s", out)
 	}
-	// Column headers as spec/cli.md gives them.
+	// Column headers as docs/cli.md gives them.
 	if out := e.ok("show-ikesa").stdout; !regexp.MustCompile(`^Tenant +Policy +Local-Address +Remote-Address +Initiator-SPI +State\n`).MatchString(out) {
 		t.Errorf("show-ikesa header:\n%s", out)
 	}

@@ -1,7 +1,7 @@
 // Command vifsec is the vifsec operator CLI. Its sa and sp verbs are those
 // of `esxcli network ip ipsec` (paste an ESXi example, replace
 // `esxcli network ip ipsec` with `vifsec`, add --vm); config and
-// show-ipsecsa follow ONTAP's `security ipsec`. See spec/cli.md.
+// show-ipsecsa follow ONTAP's `security ipsec`. See docs/cli.md.
 //
 // Exit status: 0 success, 1 request rejected (the message names the flag),
 // 2 usage error, 3 daemon unreachable.
