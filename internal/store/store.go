@@ -42,6 +42,9 @@ func Kinds() []Kind {
 }
 
 func (k Kind) valid() bool {
+	if k == KindSeq {
+		return true
+	}
 	for _, x := range Kinds() {
 		if k == x {
 			return true
