@@ -102,6 +102,10 @@ func (db *DB) Events() <-chan Event { return db.sink.ch }
 // reservations should extend them.
 func (db *DB) RenewalWanted() <-chan struct{} { return db.sink.renew }
 
+// WantRenewal wakes the RenewalWanted reader (an SA was added that needs
+// a reservation).
+func (db *DB) WantRenewal() { db.sink.askRenewal() }
+
 // LostEvents counts events dropped because Events was not drained.
 func (db *DB) LostEvents() uint64 { return db.sink.lost.Load() }
 

@@ -88,10 +88,13 @@ type Record struct {
 // Kinds, sorted by name within a kind.
 //
 // Implementations are safe for concurrent use; commits are serialised.
+//
+// Every Store also keeps sequence reservations (SeqStore, seq.go).
 type Store interface {
 	Commit(ops []Op) error
 	Load() ([]Record, error)
 	Close() error
+	SeqStore
 }
 
 // ErrClosed is returned by a Store used after Close.

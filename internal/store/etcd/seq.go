@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -88,11 +89,26 @@ func (v *View) renewSeqs(recs []store.Record) (gone []string, err error) {
 	for i, r := range recs {
 		k := v.c.seqKey(v.host, r.Name)
 		if r.Name != store.SeqEpochName {
-			// 0 (never seen): must not exist, so RenewSeqs creates nothing.
+			if known[i] == 0 {
+				// Never seen, or deleted by this view's commit: RenewSeqs
+				// creates nothing.
+				gone = append(gone, r.Name)
+				continue
+			}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", known[i]))
 		}
 		puts = append(puts, clientv3.OpPut(k, string(v.c.kr.Seal(v.c.loc(k), r.Value))))
 	}
+	if len(puts) == 0 {
+		return gone, nil
+	}
+	var kept []store.Record
+	for _, r := range recs {
+		if !slices.Contains(gone, r.Name) {
+			kept = append(kept, r)
+		}
+	}
+	recs = kept
 	ctx, cancel := v.c.opCtx(context.Background())
 	defer cancel()
 	resp, err := v.c.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
@@ -112,13 +128,13 @@ func (v *View) renewSeqs(recs []store.Record) (gone []string, err error) {
 			v.seqRev[r.Name] = resp.Header.Revision
 		}
 		v.mu.Unlock()
-		return nil, nil
+		return gone, nil
 	}
 	if len(recs) == 1 {
 		v.mu.Lock()
 		delete(v.seqRev, recs[0].Name)
 		v.mu.Unlock()
-		return []string{recs[0].Name}, nil
+		return append(gone, recs[0].Name), nil
 	}
 	// Some record changed under us: find which, one at a time (rare: a
 	// move or a removal of an SA between two renewals).
