@@ -115,7 +115,7 @@ func newDaemon(st store.Store, cfg *Config) (*Daemon, error) {
 		byScope: map[sa.Scope]string{}, saVM: map[string]string{}, saTenant: map[string]string{}, sps: map[string]*spEntry{},
 		fdb: map[fdbKey]FDBEntry{}, nextSeq: 1, enabled: !cfg.DefaultDisabled,
 		watchCh: make(chan struct{}), expired: map[*sa.SA]bool{}, ike: newIKEState(),
-		seqs:    seqBook{entries: map[string]*seqEntry{}, byKey: map[string]string{}}, seqAnchor: cfg.SeqAnchor,
+		seqs: seqBook{entries: map[string]*seqEntry{}, byKey: map[string]string{}}, seqAnchor: cfg.SeqAnchor,
 	}
 	recs, err := st.Load()
 	if err != nil {

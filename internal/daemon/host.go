@@ -96,8 +96,8 @@ func (s staticStore) Load() ([]store.Record, error) {
 	}
 	return out, nil
 }
-func (staticStore) Commit([]store.Op) error { return errors.New("daemon: read-only store") }
-func (staticStore) Close() error            { return nil }
+func (staticStore) Commit([]store.Op) error           { return errors.New("daemon: read-only store") }
+func (staticStore) Close() error                      { return nil }
 func (staticStore) LoadSeqs() ([]store.Record, error) { return nil, nil }
 func (staticStore) RenewSeqs([]store.Record) ([]string, error) {
 	return nil, errors.New("daemon: read-only store")

@@ -134,7 +134,6 @@ type seqBook struct {
 	failing bool              // the last renewal failed (logged once)
 }
 
-
 // keyFingerprint identifies an SA's key material without revealing it:
 // the encryption key (with its salt), or the integrity key of an SA
 // without encryption.
