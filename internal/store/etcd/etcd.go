@@ -34,6 +34,7 @@ import (
 //	P/hosts/HOST/~guard      rewritten by every commit that changes HOST's records
 //	P/members/HOST           exists once HOST ran vifsecd or was given desired state
 //	P/status/HOST            HOST's status (JSON, not sealed), bound to a lease
+//	P/seq/HOST/NAME          HOST's outbound sequence reservation of SA NAME (seq.go)
 //
 // Record values are sealed (Keyring.Seal) bound to their location; status
 // values are not (they hold names and counts only).
