@@ -26,8 +26,18 @@ type DB struct {
 
 // eventSink is where SAs report lifetime events without blocking.
 type eventSink struct {
-	ch   chan Event
-	lost atomic.Uint64
+	ch    chan Event
+	lost  atomic.Uint64
+	renew chan struct{} // capacity 1: a renewal is wanted
+}
+
+// askRenewal wakes whoever renews sequence reservations, without
+// blocking or allocating.
+func (e *eventSink) askRenewal() {
+	select {
+	case e.renew <- struct{}{}:
+	default:
+	}
 }
 
 func (e *eventSink) emit(ev Event) {
@@ -44,7 +54,7 @@ func NewDB(eventBuf int) *DB {
 	if eventBuf <= 0 {
 		eventBuf = 1024
 	}
-	db := &DB{byName: map[string]*SA{}, sink: eventSink{ch: make(chan Event, eventBuf)}}
+	db := &DB{byName: map[string]*SA{}, sink: eventSink{ch: make(chan Event, eventBuf), renew: make(chan struct{}, 1)}}
 	for i := range db.shards {
 		db.shards[i].Store(emptyTable)
 	}
@@ -86,6 +96,15 @@ func (db *DB) List() []*SA {
 // Events delivers lifetime events. If nobody drains it, events are
 // dropped and counted (LostEvents), never blocking the data path.
 func (db *DB) Events() <-chan Event { return db.sink.ch }
+
+// RenewalWanted receives a value when an SA reached the renewal mark of
+// its sequence reservation (SA.SetSeqLimit): the owner of the
+// reservations should extend them.
+func (db *DB) RenewalWanted() <-chan struct{} { return db.sink.renew }
+
+// WantRenewal wakes the RenewalWanted reader (an SA was added that needs
+// a reservation).
+func (db *DB) WantRenewal() { db.sink.askRenewal() }
 
 // LostEvents counts events dropped because Events was not drained.
 func (db *DB) LostEvents() uint64 { return db.sink.lost.Load() }

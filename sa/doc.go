@@ -35,6 +35,21 @@
 // keep their chaining and HMAC state behind a per-SA mutex, while AEAD
 // suites (AES-GCM, ChaCha20-Poly1305) are safe for concurrent use as they are.
 //
+// # Outbound sequence numbers
+//
+// With AES-GCM and ChaCha20-Poly1305 the sequence number is the nonce
+// (RFC 4106 §3): under one key, no sequence number may ever be sent twice,
+// not across a restart, a crash or a move. The SA enforces a limit that its
+// owner has made durable first (a reservation): NextSeq hands out a number
+// only if it is at most SeqLimit, a check that costs one atomic load and
+// compare against a renewal mark on every packet. Past the mark it asks
+// for a renewal (DB.RenewalWanted, a non-blocking wake-up); past the limit
+// it drops the packet (DropSeqReservation) rather than exceed it. Freeze
+// stops an SA and returns the exact last number (a clean stop), Refuse
+// stops it for good when its history cannot be proven (DropSeqRefused).
+// An SA built by New has no limit (SeqUnlimited); the daemon sets one on
+// every SA it stores (internal/daemon, seqres.go).
+//
 // # What this package must not do
 //
 // It does not parse IP packets (sa/esp does), does not know about policies

@@ -27,6 +27,8 @@ const (
 	DropECN                 // RFC 6040 §4.2: outer CE on a Not-ECT inner packet
 	DropEncapMismatch       // ESP in UDP for an SA without Encap, or plain ESP for one with it (RFC 3948)
 	DropNATKeepalive        // RFC 3948 §2.3 NAT-keepalive (one 0xff byte to UDP 4500), consumed
+	DropSeqReservation      // outbound SA reached its durable sequence reservation before the renewal landed
+	DropSeqRefused          // outbound SA refuses to send: it may have sent numbers it cannot prove (rekey it)
 	NumDrops
 )
 
@@ -49,6 +51,8 @@ var dropNames = [NumDrops]string{
 	DropECN:            "ecn-drop",
 	DropEncapMismatch:  "encap-mismatch",
 	DropNATKeepalive:   "nat-keepalive",
+	DropSeqReservation: "seq-reservation",
+	DropSeqRefused:     "seq-refused",
 }
 
 // String is the reason's name in `vifsec stats` and at /metrics.

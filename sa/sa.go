@@ -246,6 +246,16 @@ type SA struct {
 
 	outSeq atomic.Uint64 // last sequence number sent
 
+	// Sequence reservation (see "Outbound sequence numbers" in the
+	// package comment): NextSeq hands out numbers up to seqLimit; from
+	// seqMark on it takes the slow path (asks for a renewal, or refuses).
+	// seqStopped is set by Freeze and Refuse: a stopped SA's limit is
+	// never raised again.
+	seqLimit   atomic.Uint64
+	seqMark    atomic.Uint64
+	seqStopped atomic.Bool
+	refused    atomic.Pointer[string] // why the SA refuses to send; nil if it does not
+
 	replayMu sync.Mutex
 	replay   *replay.Window // nil for outbound-only SAs
 
@@ -271,6 +281,8 @@ func New(cfg Config) (*SA, error) {
 		cfg.Created = time.Now().UTC().Round(0)
 	}
 	s := &SA{cfg: cfg, key: cfg.Key(), created: cfg.Created}
+	s.seqLimit.Store(SeqUnlimited)
+	s.seqMark.Store(SeqUnlimited)
 	if cfg.Encap != nil {
 		s.encap, s.udp = *cfg.Encap, true
 	}
@@ -347,6 +359,11 @@ func (s *SA) NextSeq() (uint64, Drop) {
 		return 0, DropExpired
 	}
 	n := s.outSeq.Add(1)
+	if n >= s.seqMark.Load() {
+		if d := s.seqSlow(n); d != DropNone {
+			return 0, d
+		}
+	}
 	if !s.cfg.ESN {
 		if n > 0xffffffff {
 			s.outSeq.Store(1 << 32) // stay saturated, never wrap
@@ -365,8 +382,105 @@ func (s *SA) NextSeq() (uint64, Drop) {
 }
 
 // SetNextSeq sets the next sequence number NextSeq returns; for tests
-// and for restoring state.
+// and for restoring state, before the SA is published.
 func (s *SA) SetNextSeq(n uint64) { s.outSeq.Store(n - 1) }
+
+// SeqUnlimited as a sequence limit means the SA has no reservation to
+// respect: an SA that dies with the process (IKE's) or a test's.
+const SeqUnlimited = ^uint64(0)
+
+// seqSlow is NextSeq past the renewal mark: n is refused if it is above
+// the reservation, and a renewal is asked for either way. A refused
+// number is never handed out again: the gap it leaves is harmless.
+func (s *SA) seqSlow(n uint64) Drop {
+	lim := s.seqLimit.Load()
+	if lim == SeqUnlimited {
+		return DropNone
+	}
+	if n > lim {
+		if s.refused.Load() != nil {
+			return DropSeqRefused
+		}
+		s.askRenewal()
+		return DropSeqReservation
+	}
+	s.askRenewal()
+	return DropNone
+}
+
+func (s *SA) askRenewal() {
+	if s.sink != nil && !s.seqStopped.Load() {
+		s.sink.askRenewal()
+	}
+}
+
+// LastSeq is the last sequence number NextSeq handed out (0: none),
+// whether or not the packet was then sent. No number above it was ever
+// handed out.
+func (s *SA) LastSeq() uint64 { return s.outSeq.Load() }
+
+// SeqLimit is the highest sequence number the SA may hand out (its
+// durable reservation); SeqUnlimited if it has none to respect.
+func (s *SA) SeqLimit() uint64 { return s.seqLimit.Load() }
+
+// SetSeqLimit makes NextSeq hand out numbers up to limit only and ask for
+// a renewal (DB.RenewalWanted) from mark on (mark <= limit). It is for an
+// SA not yet published; a published SA's limit only grows (RaiseSeqLimit)
+// or drops to nothing (Freeze, Refuse).
+func (s *SA) SetSeqLimit(limit, mark uint64) {
+	s.seqLimit.Store(limit)
+	s.seqMark.Store(min(mark, limit))
+}
+
+// RaiseSeqLimit raises the reservation to limit (never lowers it), with
+// the renewal mark at mark. The caller made limit durable first. It
+// reports false, changing nothing, once the SA was frozen or refused.
+func (s *SA) RaiseSeqLimit(limit, mark uint64) bool {
+	for {
+		if s.seqStopped.Load() {
+			return false
+		}
+		cur := s.seqLimit.Load()
+		if limit <= cur {
+			return true
+		}
+		if s.seqLimit.CompareAndSwap(cur, limit) {
+			// The mark only ever moves forward with the limit: a sender
+			// that read the old mark takes the slow path once more.
+			s.seqMark.Store(min(mark, limit))
+			return true
+		}
+	}
+}
+
+// Freeze stops the SA from handing out any further sequence number and
+// returns the last one it handed out: the exact value to store at a clean
+// stop. After Freeze, NextSeq refuses (DropSeqReservation) and
+// RaiseSeqLimit does nothing.
+func (s *SA) Freeze() uint64 {
+	s.seqStopped.Store(true)
+	s.seqLimit.Store(0)
+	s.seqMark.Store(0)
+	// Any NextSeq that took a number above this load sees the zero limit
+	// (its Add came after the stores above), so none above it is sent.
+	return s.outSeq.Load()
+}
+
+// Refuse makes the SA refuse to send (DropSeqRefused) until it is
+// replaced: the daemon cannot prove which sequence numbers it sent under
+// its key. why is shown to the operator.
+func (s *SA) Refuse(why string) {
+	s.refused.Store(&why)
+	s.Freeze()
+}
+
+// Refused says why the SA refuses to send; "" if it does not.
+func (s *SA) Refused() string {
+	if p := s.refused.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // ReplayCheck infers the full sequence number from the wire's low 32 bits
 // and checks it against the window, before any decryption.

@@ -22,8 +22,8 @@ import (
 //	[--etcd-user NAME --etcd-password-file PATH]
 //
 // Without --store (or with --store bolt) the embedded store in --state is
-// used, as before. With etcd, --state still holds the host's lock and its
-// sequence checkpoints.
+// used, as before. With etcd, --state still holds the host's lock; the
+// SAs' sequence reservations are in etcd.
 type fleetOptions struct {
 	store, hostID, kekFile                string
 	cacert, cert, key, user, passwordFile string
@@ -112,7 +112,7 @@ func openFleet(ctx context.Context, o *options, log *slog.Logger) (*fleetHost, e
 		return nil, err
 	}
 	f, err := fleet.Open(ctx, fleet.Config{Cluster: c, Host: fo.hostID, StateDir: o.state, Version: version,
-		Logger: log, Daemon: &daemon.Config{}})
+		Logger: log, Daemon: &daemon.Config{SeqAnchor: seqAnchor(o.socket, "etcd:"+prefix+"/"+fo.hostID)}})
 	if err != nil {
 		c.Close()
 		return nil, err

@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -195,7 +197,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 				err = fmt.Errorf("flush state: %w", cerr)
 			}
 		}()
-		if d, err = daemon.New(st, &daemon.Config{Logger: log}); err != nil {
+		if d, err = daemon.New(st, &daemon.Config{Logger: log, SeqAnchor: seqAnchor(o.socket, "bolt:"+absPath(o.state))}); err != nil {
 			return err
 		}
 		handler = api.WithoutFleet(api.NewHandler(d, log, version))
@@ -303,6 +305,22 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	log.Info("vifsecd stopped", "generation", d.Generation())
 	return nil
+}
+
+// seqAnchor is the file that binds the store's sequence reservations to
+// this host's last start (internal/daemon, seqres.go): beside the API
+// socket (by default in /run, which a reboot empties, not a crash), one
+// per store.
+func seqAnchor(socket, storeID string) string {
+	h := sha256.Sum256([]byte(storeID))
+	return filepath.Join(filepath.Dir(socket), "seq-"+hex.EncodeToString(h[:8])+".anchor")
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 func orOff(s string) string {

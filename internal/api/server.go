@@ -247,7 +247,7 @@ func SAOf(info daemon.SAInfo) SA {
 		IntegrityAlgorithm: c.Integ.String(), IntegrityKeyBytes: c.Integ.KeyLen(),
 		ReplayWindow: c.ReplayWindow, ESN: c.ESN,
 		LifetimeBytes: c.Lifetime.Hard.Bytes, LifetimeSeconds: c.Lifetime.Hard.Seconds,
-		UsedBy: append([]string{}, info.UsedBy...), State: saState(info), IKEPolicy: info.IKEPolicy,
+		UsedBy: append([]string{}, info.UsedBy...), State: saState(info), IKEPolicy: info.IKEPolicy, Refused: info.Refused,
 	}
 	return out
 }
@@ -256,6 +256,8 @@ func saState(info daemon.SAInfo) string {
 	switch {
 	case info.Expired:
 		return "expired"
+	case info.Refused != "":
+		return "refused"
 	case info.VM == "" && info.Dir == sa.DirInvalid: // underlay SA the uplink does not use
 		return "idle"
 	case info.VM != "" && len(info.UsedBy) == 0:

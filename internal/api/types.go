@@ -214,11 +214,15 @@ type SA struct {
 	LifetimeBytes       uint64   `json:"lifetime_bytes"`
 	LifetimeSeconds     uint64   `json:"lifetime_seconds"`
 	UsedBy              []string `json:"used_by"`
-	State               string   `json:"state"` // installed, idle, expired
+	State               string   `json:"state"` // installed, idle, expired, refused
 
 	// IKEPolicy is the IKE policy whose Child SA this is, managed by IKE
 	// (`sa remove` refuses it); absent for a manual SA.
 	IKEPolicy string `json:"ike_policy,omitempty"`
+	// Refused says why the SA refuses to send (state "refused") until it
+	// is replaced by an SA with a new key: vifsecd cannot prove which
+	// sequence numbers it already sent under its key.
+	Refused string `json:"refused,omitempty"`
 }
 
 // SP is an SP as listed.

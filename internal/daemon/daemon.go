@@ -24,6 +24,11 @@ type Config struct {
 	// someone sets it (`vifsec config modify --is-enabled`). By default it
 	// is on, so SPs act as soon as they are added, as on ESXi.
 	DefaultDisabled bool
+	// SeqAnchor is the file, outside the store, that binds the store's
+	// sequence reservations to this host's last start (seqres.go):
+	// vifsecd keeps it beside its API socket. "" keeps none: after a
+	// restart only SAs that stopped cleanly may send.
+	SeqAnchor string
 }
 
 // Daemon holds the configured state of the host. It is safe for
@@ -64,6 +69,9 @@ type Daemon struct {
 
 	expiredMu sync.Mutex
 	expired   map[*sa.SA]bool // already logged as expired
+
+	seqs      seqBook // outbound sequence reservations (seqres.go)
+	seqAnchor string
 }
 
 type vmEntry struct {
@@ -82,6 +90,19 @@ type spEntry struct {
 // naming the record, if a stored record is unreadable or inconsistent:
 // the daemon never starts with part of its state silently dropped.
 func New(st store.Store, cfg *Config) (*Daemon, error) {
+	d, err := newDaemon(st, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.startSeqs(d.seqAnchor); err != nil {
+		d.Discard()
+		return nil, err
+	}
+	return d, nil
+}
+
+// newDaemon is New without taking charge of sequence reservations.
+func newDaemon(st store.Store, cfg *Config) (*Daemon, error) {
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -95,6 +116,7 @@ func New(st store.Store, cfg *Config) (*Daemon, error) {
 		byScope: map[sa.Scope]string{}, saVM: map[string]string{}, saTenant: map[string]string{}, sps: map[string]*spEntry{},
 		fdb: map[fdbKey]FDBEntry{}, nextSeq: 1, enabled: !cfg.DefaultDisabled,
 		watchCh: make(chan struct{}), expired: map[*sa.SA]bool{}, ike: newIKEState(),
+		seqs: seqBook{entries: map[string]*seqEntry{}, byKey: map[string]string{}}, seqAnchor: cfg.SeqAnchor,
 	}
 	recs, err := st.Load()
 	if err != nil {
@@ -279,11 +301,16 @@ func (d *Daemon) commit(ops []store.Op) error {
 }
 
 // Run does the daemon's periodic work until ctx is done: it applies SA
-// seconds lifetimes once a second and logs SA lifetime events. It returns
-// when ctx is done.
+// seconds lifetimes once a second, logs SA lifetime events, and renews
+// the SAs' sequence reservations (seqres.go). It returns when ctx is
+// done, after storing every SA's exact last sequence number (a clean
+// stop; the SAs send nothing more).
 func (d *Daemon) Run(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { d.runSeqs(ctx) })
 	for {
 		select {
 		case <-ctx.Done():

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
 	"net/netip"
 	"path/filepath"
@@ -37,8 +39,24 @@ func gcmSA(t *testing.T, name string, spi uint32, mode sa.Mode) sa.Config {
 	return sa.Config{
 		Name: name, SPI: spi, Mode: mode,
 		Src: netip.MustParseAddr("2001:db8:1::1"), Dst: netip.MustParseAddr("2001:db8:2::1"),
-		Enc: sa.EncAES128GCM, EncKey: mustHex(t, "0x000102030405060708090a0b0c0d0e0f10111213"), Integ: sa.IntegNone,
+		Enc: sa.EncAES128GCM, EncKey: nameKey(name, 20), Integ: sa.IntegNone,
 	}
+}
+
+// nameKey is an n-byte key of its own for the SA named name: SAs that
+// share a key are warned about.
+func nameKey(name string, n int) []byte {
+	k := sha256.Sum256([]byte(name))
+	return append([]byte(nil), k[:n]...)
+}
+
+// stopCleanly stops d as vifsecd does at SIGTERM: its SAs' exact
+// sequence numbers are stored, so that a daemon restarted on the store
+// lets them send.
+func stopCleanly(d *Daemon) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.Run(ctx)
 }
 
 func policy(name, vm, saName string, dir sa.Direction, action tenant.Action, mode sa.Mode) tenant.Policy {
@@ -330,6 +348,7 @@ func TestRestoreIsExact(t *testing.T) {
 	must(t, d.AddFDB(fdb("t1", "52:54:00:00:00:13", "2001:db8:ff::13")))
 	must(t, d.RemoveFDB("t1", fdb("t1", "52:54:00:00:00:13", "::1").MAC))
 	before := observe(d)
+	stopCleanly(d)
 	must(t, st.Close())
 
 	st2, err := store.OpenBolt(path, 0)

@@ -15,6 +15,15 @@
 // A refused request therefore changes nothing, in memory or on disk, and a
 // failed commit changes nothing either.
 //
+// It also keeps the outbound sequence reservations of the stored SAs
+// (seqres.go): under one key no (SPI, sequence number) is sent twice,
+// across restarts, crashes, moves and restored state directories. An SA
+// sends only below a limit made durable first; a clean stop stores the
+// exact value; a store that may be older than what was sent (restored,
+// rolled back, a crash followed by a reboot, no record at all) makes its
+// SAs refuse to send until re-keyed. seqres.go's comment gives the rules
+// and the one case left undetected.
+//
 // It must not speak HTTP or parse operator strings (internal/api does), do
 // packet I/O (the data path does), or log key material.
 package daemon

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"strconv"
 
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/tenant"
@@ -75,18 +74,6 @@ func VMRecords(recs []store.Record, vm string) ([]store.Record, error) {
 	return out, nil
 }
 
-// WithNextSeq returns a stored SA record that also says where the SA's
-// outbound sequence numbers continue (the SA moves to another host, whose
-// daemon starts the SA there, see Converger.NextSeq).
-func WithNextSeq(rec []byte, next uint64) ([]byte, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(rec, &m); err != nil {
-		return nil, err
-	}
-	m["next_seq"] = json.RawMessage(strconv.FormatUint(next, 10))
-	return json.Marshal(m)
-}
-
 // CheckRecords reports the records of recs that a daemon would not apply
 // (Problems), without any store: whether a host's records plus some moved
 // ones form a consistent state.
@@ -109,8 +96,12 @@ func (s staticStore) Load() ([]store.Record, error) {
 	}
 	return out, nil
 }
-func (staticStore) Commit([]store.Op) error { return errors.New("daemon: read-only store") }
-func (staticStore) Close() error            { return nil }
+func (staticStore) Commit([]store.Op) error           { return errors.New("daemon: read-only store") }
+func (staticStore) Close() error                      { return nil }
+func (staticStore) LoadSeqs() ([]store.Record, error) { return nil, nil }
+func (staticStore) RenewSeqs([]store.Record) ([]string, error) {
+	return nil, errors.New("daemon: read-only store")
+}
 
 // WithDevice returns a stored VM record with its interface changed: dev
 // and netns, where not "" (a VM moving to another host, whose tap has

@@ -68,12 +68,6 @@ type Converger struct {
 	cache          map[recKey]*decoded
 	reported       map[string]bool
 
-	// NextSeq, if set, gives the first outbound sequence number of an SA
-	// object Converge creates (the daemon restarted, and a checkpoint
-	// says how far the SA had sent); 0 or 1 means from the start. A
-	// record's own "next_seq" (written when a VM moved from another host)
-	// is used when it is larger.
-	NextSeq func(cfg *sa.Config) uint64
 	// Extra applies records of kinds this file does not converge
 	// (IKE policies, certificates, CRLs) after the others, holding the
 	// daemon's state lock; without a handler, a change of such a kind is
@@ -127,12 +121,11 @@ func NewFleet(st store.Store, cfg *Config, o *FleetOptions) (*Daemon, *Converger
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("restore state: %w", err)
 	}
-	d, err := New(emptyStore{st}, cfg)
+	d, err := newDaemon(emptyStore{st}, cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	c := NewConverger(d)
-	c.NextSeq = o.NextSeq
 	c.extraSeen = digestOther(recs) // restored below, not "changed"
 	c.quiet = true
 	res := c.Converge(recs, nil)
@@ -157,14 +150,22 @@ func NewFleet(st store.Store, cfg *Config, o *FleetOptions) (*Daemon, *Converger
 		d.changed()
 		d.mu.Unlock()
 	}
+	if o.Reserve {
+		if err := d.startSeqs(d.seqAnchor); err != nil {
+			d.Discard()
+			return nil, nil, nil, err
+		}
+	}
 	return d, c, probs, nil
 }
 
 // FleetOptions qualify NewFleet. A nil *FleetOptions means defaults.
 type FleetOptions struct {
-	// NextSeq is the Converger's NextSeq, also for the SAs of the first
-	// state.
-	NextSeq func(cfg *sa.Config) uint64
+	// Reserve makes the daemon the owner of the host's sequence
+	// reservations (seqres.go): the host's own daemon. A temporary daemon
+	// over a host's state (to check or change it from elsewhere) leaves
+	// them alone; its SAs never send.
+	Reserve bool
 }
 
 // emptyStore is st whose Load returns nothing, so New starts empty and
@@ -198,7 +199,6 @@ type desired struct {
 type wantSA struct {
 	owner saOwner
 	cfg   sa.Config // keys included
-	hint  uint64    // record's next_seq
 }
 
 // Converge makes the daemon's state that of recs (every record of the
@@ -246,7 +246,17 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 		sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
 	}
 
+	// An SA object built below takes its sequence numbers from its
+	// stored reservation, read now, before the state lock (seqres.go).
 	d := c.d
+	var seqRecs map[string]store.Record
+	var seqErr error
+	if c.needSeqs(byKind[store.KindSA], objs) {
+		var rs []store.Record
+		rs, seqErr = d.st.LoadSeqs()
+		seqRecs, _, _ = parseSeqs(rs)
+	}
+
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if begin != nil && !begin() {
@@ -394,13 +404,7 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			delete(want.sas, name)
 			continue
 		}
-		next := w.hint
-		if c.NextSeq != nil {
-			next = max(next, c.NextSeq(&w.cfg))
-		}
-		if next > 1 {
-			s.SetNextSeq(next)
-		}
+		d.adoptSeqLocked(s, seqRecs, seqErr)
 		add = append(add, s)
 		c.built[name] = built{w, s}
 		if live != nil {
@@ -435,10 +439,19 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 		return false
 	})
 	if len(add)+len(remove) > 0 {
+		var old []*sa.SA
+		for _, n := range remove {
+			old = append(old, d.db.Get(n))
+		}
 		if err := d.db.Apply(add, remove); err != nil {
 			// Checked above; only the Daemon writes to db.
 			panic(fmt.Sprintf("daemon: converge: sa.DB refused the change: %v", err))
 		}
+		d.seqs.mu.Lock()
+		for _, s := range old {
+			d.seqs.untrackLocked(s.Name(), s)
+		}
+		d.seqs.mu.Unlock()
 	}
 
 	// 4. Everything else is swapped in, reusing unchanged entries.
@@ -579,6 +592,28 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 	res.Problems = probs
 	c.report(&res)
 	return res
+}
+
+// needSeqs says whether Converge may build an SA object from recs (a
+// record that did not build the live SA of its name), which then needs
+// its reservation; only the reservations' owner reads them.
+func (c *Converger) needSeqs(recs []store.Record, objs map[recKey]any) bool {
+	c.d.seqs.mu.Lock()
+	on := c.d.seqs.on
+	c.d.seqs.mu.Unlock()
+	if !on {
+		return false
+	}
+	for _, r := range recs {
+		w, ok := objs[recKey{r.Kind, r.Name}].(*wantSA)
+		if !ok {
+			continue
+		}
+		if b := c.built[r.Name]; b.w != w || c.d.db.Get(r.Name) != b.s {
+			return true
+		}
+	}
+	return false
 }
 
 // report logs what changed, and each problem once while it lasts.
@@ -729,11 +764,7 @@ func decodeRecord(r store.Record) (any, error) {
 			clear(c.IntegKey)
 			return nil, err
 		}
-		var extra struct {
-			NextSeq uint64 `json:"next_seq"`
-		}
-		json.Unmarshal(r.Value, &extra)
-		return &wantSA{owner: o, cfg: c, hint: extra.NextSeq}, nil
+		return &wantSA{owner: o, cfg: c}, nil
 	case store.KindSP:
 		var s spRecord
 		if err := json.Unmarshal(r.Value, &s); err != nil {

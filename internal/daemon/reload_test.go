@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/internal/store/storetest"
@@ -207,40 +208,61 @@ func TestConverge(t *testing.T) {
 		}
 	})
 
-	t.Run("sequence hints", func(t *testing.T) {
-		conv.NextSeq = func(c *sa.Config) uint64 {
-			if c.Name == "h1" {
-				return 5000
-			}
-			return 0
-		}
-		defer func() { conv.NextSeq = nil }()
+	t.Run("sequence reservations", func(t *testing.T) {
+		// b owns reservations (a fleet host's daemon); an SA that another
+		// writer stored with its reservation continues above it, one
+		// stored without any refuses to send.
+		b.seqs.mu.Lock()
+		b.seqs.on = true
+		b.seqs.mu.Unlock()
+		defer func() { b.seqs.mu.Lock(); b.seqs.on = false; b.seqs.mu.Unlock() }()
 		c1 := gcmSA(t, "h1", 0x4000, sa.ModeTransport)
 		c2 := gcmSA(t, "h2", 0x4001, sa.ModeTransport)
+		for _, c := range []*sa.Config{&c1, &c2} {
+			c.Scope = sa.Scope{VLAN: 10, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 2}}
+			c.Created = time.Unix(1700000000, 0).UTC()
+		}
 		r1, _ := encodeSA(saOwner{vm: "vm2"}, &c1)
 		r2, _ := encodeSA(saOwner{vm: "vm2"}, &c2)
-		var rec map[string]any
-		json.Unmarshal(r2, &rec)
-		rec["next_seq"] = 777 // moved from another host
-		r2, _ = json.Marshal(rec)
-		// vm2's scope.
-		for _, r := range []*[]byte{&r1, &r2} {
-			var x map[string]any
-			json.Unmarshal(*r, &x)
-			x["vlan"], x["mac"] = 10, "52:54:00:00:00:02"
-			*r, _ = json.Marshal(x)
-		}
-		must(t, m.Commit([]store.Op{store.Put(store.KindSA, "h1", r1), store.Put(store.KindSA, "h2", r2)}))
+		moved := newSeqRecord(&c1, 5000) // a host sent up to 5000, then the VM moved here
+		must(t, m.Commit([]store.Op{store.Put(store.KindSA, "h1", r1), seqOp("h1", moved), store.Put(store.KindSA, "h2", r2)}))
 		res := conv.Converge(load(t, m), nil)
 		if len(res.Problems) > 0 {
 			t.Fatal(res.Problems)
 		}
-		if s, _ := b.SADB().Get("h1").NextSeq(); s != 5000 {
-			t.Errorf("h1 starts at %d, want 5000 (checkpoint)", s)
+		h1, h2 := b.SADB().Get("h1"), b.SADB().Get("h2")
+		if _, d := h1.NextSeq(); d != sa.DropSeqReservation {
+			t.Errorf("h1 before its first renewal: %v, want seq-reservation", d)
 		}
-		if s, _ := b.SADB().Get("h2").NextSeq(); s != 777 {
-			t.Errorf("h2 starts at %d, want 777 (record)", s)
+		b.renewSeqs()
+		if s, d := h1.NextSeq(); d != sa.DropNone || s <= 5000 {
+			t.Errorf("h1 continues at %d (%v), want above 5000", s, d)
 		}
+		var rec seqRecord
+		json.Unmarshal(m.Get(store.KindSeq, "h1"), &rec)
+		if rec.Limit < h1.SeqLimit() || h1.SeqLimit() <= 5000 {
+			t.Errorf("h1's limit %d is not durable (stored %d)", h1.SeqLimit(), rec.Limit)
+		}
+		if _, d := h2.NextSeq(); d != sa.DropSeqRefused || !strings.Contains(h2.Refused(), "no sequence reservation") {
+			t.Errorf("h2 without a reservation: %v %q, want seq-refused", d, h2.Refused())
+		}
+		info := b.SAs()
+		for _, x := range info {
+			if x.Config.Name == "h2" && x.Refused == "" {
+				t.Error("SAInfo of h2 does not say it refuses")
+			}
+		}
+		// The reservation is taken away (a move): h1 stops at its limit.
+		must(t, m.Commit([]store.Op{store.Delete(store.KindSeq, "h1")}))
+		lim := h1.SeqLimit()
+		h1.SetNextSeq(lim - 10) // near its limit: it asks for a renewal
+		h1.NextSeq()
+		b.renewSeqs()
+		if h1.SeqLimit() != 0 {
+			t.Errorf("h1 still sends (limit %d) after its reservation left", h1.SeqLimit())
+		}
+		must(t, m.Commit([]store.Op{store.Delete(store.KindSA, "h1"), store.Delete(store.KindSA, "h2")}))
+		conv.Converge(load(t, m), nil)
 	})
 }
 
@@ -314,10 +336,6 @@ func TestMoveHelpers(t *testing.T) {
 	}
 	if _, err := VMRecords(recs, "nope"); CodeOf(err) != CodeNotFound {
 		t.Errorf("VMRecords of a missing VM: %v", err)
-	}
-	sa1, err := WithNextSeq(moved[1].Value, 12345)
-	if err != nil || !strings.Contains(string(sa1), `"next_seq":12345`) {
-		t.Errorf("WithNextSeq: %s %v", sa1, err)
 	}
 	vmRec, err := WithDevice(moved[0].Value, "tap9", "")
 	if err != nil || !strings.Contains(string(vmRec), `"tap9"`) {

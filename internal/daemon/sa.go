@@ -112,14 +112,25 @@ func (d *Daemon) addSA(o saOwner, cfg sa.Config) (warnings []string, err error) 
 		}
 	}
 
+	d.seqs.mu.Lock()
+	defer d.seqs.mu.Unlock()
+	dupKey := d.warnDupKeyLocked(cfg.Name, keyFingerprint(&cfg))
 	rec, err := encodeSA(o, &cfg)
 	if err != nil {
 		return nil, errf(CodeInternal, "encode SA %q: %v", cfg.Name, err)
 	}
-	err = d.commit([]store.Op{store.Put(store.KindSA, cfg.Name, rec)})
+	// The SA and its first reservation are stored together: nothing was
+	// sent under its key, and nothing above seqChunkMin will be before a
+	// renewal is durable.
+	seq := newSeqRecord(&cfg, seqChunkMin)
+	err = d.commit([]store.Op{store.Put(store.KindSA, cfg.Name, rec), seqOp(cfg.Name, seq)})
 	clear(rec)
 	if err != nil {
 		return nil, err
+	}
+	s.SetSeqLimit(seqChunkMin, seqChunkMin/2)
+	if d.seqs.on {
+		d.seqs.trackLocked(cfg.Name, &seqEntry{s: s, rec: seq, chunk: seqChunkMin, renewed: time.Now()})
 	}
 	if err := d.db.Add(s); err != nil {
 		// Checked above under d.mu, and only the Daemon writes to db.
@@ -132,6 +143,9 @@ func (d *Daemon) addSA(o saOwner, cfg sa.Config) (warnings []string, err error) 
 	}
 	d.changed()
 
+	if dupKey != "" {
+		warnings = append(warnings, dupKey)
+	}
 	if auto {
 		warnings = append(warnings, fmt.Sprintf("SPI 0x%08x chosen for %s (--sa-spi auto)", cfg.SPI, cfg.Name))
 	}
@@ -233,9 +247,12 @@ func (d *Daemon) RemoveSA(name string) error {
 		return errf(CodeInUse, "--sa-name: SA %q is used by SP %s; remove the SP first (vifsec sp remove --sp-name %s), or use --removeall to remove every SA and leave such SPs without one",
 			name, strings.Join(names, ", "), names[0])
 	}
-	if err := d.commit([]store.Op{store.Delete(store.KindSA, name)}); err != nil {
+	d.seqs.mu.Lock()
+	defer d.seqs.mu.Unlock()
+	if err := d.commit([]store.Op{store.Delete(store.KindSA, name), store.Delete(store.KindSeq, name)}); err != nil {
 		return err
 	}
+	d.seqs.untrackLocked(name, nil)
 	if _, err := d.db.Remove(name); err != nil {
 		panic(fmt.Sprintf("daemon: sa.DB refused to remove SA %q after commit: %v", name, err))
 	}
@@ -267,15 +284,20 @@ func (d *Daemon) RemoveAllSAs() (removed []string, left []Unprotected, err error
 	if len(removed) == 0 {
 		return nil, nil, nil
 	}
-	ops := make([]store.Op, len(removed))
-	for i, n := range removed {
-		ops[i] = store.Delete(store.KindSA, n)
+	ops := make([]store.Op, 0, 2*len(removed))
+	for _, n := range removed {
+		ops = append(ops, store.Delete(store.KindSA, n), store.Delete(store.KindSeq, n))
 		for _, p := range d.spsUsing(n) {
 			left = append(left, Unprotected{SP: p.Name, VM: p.VM, SA: n})
 		}
 	}
+	d.seqs.mu.Lock()
+	defer d.seqs.mu.Unlock()
 	if err := d.commit(ops); err != nil {
 		return nil, nil, err
+	}
+	for _, n := range removed {
+		d.seqs.untrackLocked(n, nil)
 	}
 	if err := d.db.Apply(nil, removed); err != nil {
 		panic(fmt.Sprintf("daemon: sa.DB refused to remove all SAs after commit: %v", err))
@@ -313,6 +335,11 @@ type SAInfo struct {
 	// IKEPolicy is the IKE policy whose Child SA this SA is; "" for a
 	// manual SA. IKE SAs have Config.Dir set.
 	IKEPolicy string
+
+	// Refused says why the SA refuses to send until it is replaced by an
+	// SA with a new key (its sequence numbers cannot be proven unused,
+	// seqres.go); "" if it does not.
+	Refused string
 }
 
 // SAs returns every SA sorted by name.
@@ -330,7 +357,7 @@ func (d *Daemon) SAs() []SAInfo {
 // saInfo describes s; the caller holds d.mu.
 func (d *Daemon) saInfo(s *sa.SA) SAInfo {
 	cfg := s.Config()
-	info := SAInfo{VM: d.saVM[cfg.Name], Config: cfg, Dir: cfg.Dir, Expired: s.Expired(), Stats: &s.Stats}
+	info := SAInfo{VM: d.saVM[cfg.Name], Config: cfg, Dir: cfg.Dir, Expired: s.Expired(), Stats: &s.Stats, Refused: s.Refused()}
 	if ch := d.ike.saChild[cfg.Name]; ch != nil {
 		info.Tenant, info.IKEPolicy = ch.tenant, ch.policy
 		if ch.vm != "" {

@@ -243,6 +243,7 @@ func TestUnderlayRestoreIsExact(t *testing.T) {
 	must(t, err)
 	before := observe(d)
 	snap := d.Snapshot()
+	stopCleanly(d)
 	must(t, st.Close())
 
 	st2, err := store.OpenBolt(path, 0)

@@ -1,8 +1,7 @@
 // Package fleet runs a vifsecd that takes its desired state from a fleet
 // store (etcd, internal/store/etcd): it builds the host's daemon from the
 // store, converges it to every change the store's watch delivers, keeps
-// the host's status key alive, checkpoints outbound sequence numbers, and
-// serves the fleet side of the API (api.Fleet): requests for another
+// the host's status key alive, and serves the fleet side of the API (api.Fleet): requests for another
 // host's objects, fleet status, VM moves.
 //
 // It must not touch the data path: when the store is lost, the daemon
@@ -33,7 +32,7 @@ type Config struct {
 	Cluster *etcd.Cluster
 	// Host is this host's name in the fleet (--host-id).
 	Host string
-	// StateDir holds host-local files (sequence checkpoints).
+	// StateDir is the host's state directory (its lock).
 	StateDir string
 	Version  string
 	Logger   *slog.Logger
@@ -51,7 +50,6 @@ type Fleet struct {
 	view    *etcd.View
 	d       *daemon.Daemon
 	conv    *daemon.Converger
-	seq     *seqBook
 	started time.Time
 
 	mu        sync.Mutex
@@ -74,12 +72,12 @@ func Open(ctx context.Context, cfg Config) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &Fleet{cfg: cfg, log: cfg.Logger, view: v, started: time.Now().UTC().Round(time.Second), seq: openSeqBook(cfg.StateDir)}
+	f := &Fleet{cfg: cfg, log: cfg.Logger, view: v, started: time.Now().UTC().Round(time.Second)}
 	dcfg := *cfg.Daemon
 	dcfg.Logger = cfg.Logger
 	var lastLog time.Time
 	for {
-		d, conv, probs, err := daemon.NewFleet(v, &dcfg, &daemon.FleetOptions{NextSeq: f.seq.next})
+		d, conv, probs, err := daemon.NewFleet(v, &dcfg, &daemon.FleetOptions{Reserve: true})
 		if err == nil {
 			f.d, f.conv = d, conv
 			f.setProblems(probs, v.Unreadable())
@@ -127,8 +125,9 @@ func (f *Fleet) setProblems(probs []daemon.Problem, unreadable []string) {
 }
 
 // Run converges the daemon to the store until ctx is done: the watch, the
-// heartbeat (status key and health probe), KEK rewrap and sequence
-// checkpoints. The daemon's own Run and the data path are the caller's.
+// heartbeat (status key and health probe) and KEK rewrap. The daemon's
+// own Run (which keeps the SAs' sequence reservations) and the data path
+// are the caller's.
 func (f *Fleet) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -144,15 +143,10 @@ func (f *Fleet) Run(ctx context.Context) {
 		}
 	})
 	ch := f.view.Watch(ctx)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			if err := f.seq.checkpoint(f.d.SADB()); err != nil {
-				f.log.Warn("final sequence checkpoint failed", "err", err)
-			}
 			return
 		case snap, ok := <-ch:
 			if !ok {
@@ -161,10 +155,6 @@ func (f *Fleet) Run(ctx context.Context) {
 			res := f.conv.Converge(snap.Records, func() bool { return f.view.Accept(snap) })
 			if !res.Skipped {
 				f.setProblems(res.Problems, snap.Unreadable)
-			}
-		case <-tick.C:
-			if err := f.seq.checkpoint(f.d.SADB()); err != nil {
-				f.log.Warn("sequence checkpoint failed", "err", err)
 			}
 		}
 	}

@@ -12,11 +12,6 @@ import (
 	"github.com/vifsec/vifsec/internal/store/etcd"
 )
 
-// moveSeqMargin is added to a moved SA's outbound sequence number: the
-// source keeps sending until its daemon sees the move (milliseconds); a
-// million packets is ~170 ms at 6 Mpps.
-const moveSeqMargin = 1 << 20
-
 // MoveVM implements api.Fleet: one transaction deletes the VM binding, its
 // SAs and its SPs from host from ("" is this host) and puts them on host
 // to, if neither host's state (nor the fleet's) changed meanwhile; the
@@ -24,10 +19,13 @@ const moveSeqMargin = 1 << 20
 // deliver the change (a live migration's order: detach on A, attach on
 // B). req.Dev and req.Netns, if set, give the VM's interface on the
 // destination. The destination's rules are checked first (its names, SPIs and
-// (vlan, mac) must not collide). When the source is this host, each moved
-// SA's record carries how far its outbound sequence numbers went, so the
-// destination continues above them and the peer sees no replays; from
-// another host they restart (warned).
+// (vlan, mac) must not collide). Each moved SA's sequence reservation
+// (store.KindSeq) moves in the same transaction, on condition that the
+// source did not renew it since it was read: the source can no longer
+// extend it and stops at its limit, the destination continues above it, so
+// no (SPI, sequence number) is sent twice and the peer sees no replays,
+// whichever host runs the move. An SA without a reservation moves, and
+// refuses to send there until re-keyed (warned).
 func (f *Fleet) MoveVM(ctx context.Context, from, vm string, req api.MoveRequest) ([]string, error) {
 	to := req.ToHost
 	if from == "" {
@@ -117,29 +115,35 @@ func (f *Fleet) moveOnce(ctx context.Context, from, vm string, req api.MoveReque
 			"--to-host %s: VM %s cannot move there: %s", to, vm, strings.Join(bad, "; "))}
 	}
 
+	seqs, err := src.LoadSeqs()
+	if err != nil {
+		return nil, err
+	}
+	seqOf := map[string][]byte{}
+	for _, r := range seqs {
+		seqOf[r.Name] = r.Value
+	}
 	var warnings []string
 	var del, put []store.Op
-	hinted := 0
+	carried := 0
 	for _, r := range moved {
 		del = append(del, store.Delete(r.Kind, r.Name))
-		val := r.Value
-		if r.Kind == store.KindSA && from == f.cfg.Host {
-			if s := f.d.SADB().Get(r.Name); s != nil {
-				seq, _ := s.NextSeq()
-				if v, err := daemon.WithNextSeq(val, seq+moveSeqMargin); err == nil {
-					val = v
-					hinted++
-				}
-			}
+		put = append(put, store.Put(r.Kind, r.Name, r.Value))
+		if r.Kind != store.KindSA {
+			continue
 		}
-		put = append(put, store.Put(r.Kind, r.Name, val))
-	}
-	if from != f.cfg.Host && len(put) > 1 {
-		warnings = append(warnings, fmt.Sprintf("the outbound sequence numbers of VM %s's SAs restart on host %s: the peer may drop its first packets as replays; run the move on host %s itself (without --host) to carry them", vm, to, from))
+		// Deleted at the source in any case: nothing may extend it there.
+		del = append(del, store.Delete(store.KindSeq, r.Name))
+		if v, ok := seqOf[r.Name]; ok && v != nil {
+			put = append(put, store.Put(store.KindSeq, r.Name, v))
+			carried++
+		} else {
+			warnings = append(warnings, fmt.Sprintf("SA %s has no readable sequence reservation on host %s: it refuses to send on host %s until re-keyed (replace it with an SA with a new key)", r.Name, from, to))
+		}
 	}
 	if err := f.cfg.Cluster.Move(ctx, src, del, dst, put); err != nil {
 		return nil, err
 	}
-	f.log.Info("vm moved", "vm", vm, "from", from, "to", to, "records", len(moved), "sa_sequences_carried", hinted)
+	f.log.Info("vm moved", "vm", vm, "from", from, "to", to, "records", len(moved), "sa_reservations_carried", carried)
 	return warnings, nil
 }

@@ -38,6 +38,7 @@ var (
 	descSABytes    = prometheus.NewDesc("vifsec_sa_bytes_total", "Bytes processed by an SA.", []string{"tenant", "vm", "sa", "spi", "direction"}, nil)
 	descSADrops    = prometheus.NewDesc("vifsec_sa_drops_total", "Packets dropped against an SA, by reason (only reasons seen are exported).", []string{"tenant", "vm", "sa", "spi", "reason"}, nil)
 	descSAExpired  = prometheus.NewDesc("vifsec_sa_expired", "1 if the SA passed its hard lifetime.", []string{"tenant", "vm", "sa", "spi"}, nil)
+	descSARefused  = prometheus.NewDesc("vifsec_sa_seq_refused", "1 if the SA refuses to send until re-keyed: its sequence numbers under its key cannot be proven unused.", []string{"tenant", "vm", "sa", "spi"}, nil)
 	descLostEvents = prometheus.NewDesc("vifsec_sa_lost_events_total", "SA lifetime events dropped because nobody read them.", nil, nil)
 
 	descVMIKE          = prometheus.NewDesc("vifsec_vm_ike_datagrams_total", "IKE datagrams on a VM's behalf: in, taken from the wire for vifsecd's IKE instead of the VM; out, sent by it (NAT keepalives included).", []string{"tenant", "vm", "direction"}, nil)
@@ -70,7 +71,7 @@ func NewCollector(src Source, db *sa.DB, version string) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descEnabled, descGen, descObjects, descVMPackets, descVMBytes,
-		descVMDrops, descSAPackets, descSABytes, descSADrops, descSAExpired, descLostEvents,
+		descVMDrops, descSAPackets, descSABytes, descSADrops, descSAExpired, descSARefused, descLostEvents,
 		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descOverlayDrops,
 		descIKEHalfOpen, descIKETenantHalfOpen, descIKEReassembly, descIKECookies, descIKELimitDrops} {
 		ch <- d
@@ -144,6 +145,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		gauge(descSAExpired, b2f(info.Expired), t, vm, name, spi)
+		gauge(descSARefused, b2f(info.Refused != ""), t, vm, name, spi)
 	}
 	gauge(descObjects, float64(len(snap.Tenants)), "tenant")
 	gauge(descObjects, float64(len(snap.VMs)), "vm")

@@ -43,7 +43,7 @@ func OpenBolt(path string, lockTimeout time.Duration) (*Bolt, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, k := range Kinds() {
+		for _, k := range append(Kinds(), KindSeq) {
 			if _, err := tx.CreateBucketIfNotExists([]byte(k)); err != nil {
 				return err
 			}
@@ -112,6 +112,57 @@ func (b *Bolt) Load() ([]Record, error) {
 		return nil, fmt.Errorf("store: load: %w", err)
 	}
 	return out, nil
+}
+
+// LoadSeqs implements SeqStore.
+func (b *Bolt) LoadSeqs() ([]Record, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.db == nil {
+		return nil, ErrClosed
+	}
+	var out []Record
+	err := b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(KindSeq)).ForEach(func(name, v []byte) error {
+			out = append(out, Record{Kind: KindSeq, Name: string(name), Value: bytes.Clone(v)})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: load reservations: %w", err)
+	}
+	return out, nil
+}
+
+// RenewSeqs implements SeqStore. The state directory's lock makes this
+// process the file's only writer, so a record is gone only if it was
+// deleted (its SA removed) since.
+func (b *Bolt) RenewSeqs(recs []Record) (gone []string, err error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.db == nil {
+		return nil, ErrClosed
+	}
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket([]byte(KindSeq))
+		for _, r := range recs {
+			if r.Name == "" {
+				return fmt.Errorf("empty name for kind %s", KindSeq)
+			}
+			if r.Name != SeqEpochName && bk.Get([]byte(r.Name)) == nil {
+				gone = append(gone, r.Name)
+				continue
+			}
+			if err := bk.Put([]byte(r.Name), r.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: renew reservations: %w", err)
+	}
+	return gone, nil
 }
 
 // Close flushes and closes the file. It waits for commits in progress.

@@ -9,6 +9,12 @@
 // everything; a store whose records change under the daemon also
 // implements Watcher (watch.go).
 //
+// Every Store also keeps outbound sequence reservations (SeqStore,
+// seq.go): records of kind KindSeq beside the desired state, which Load
+// leaves out, written together with an SA by Commit and renewed on their
+// own by RenewSeqs, which never re-creates a record someone removed or
+// moved away.
+//
 // It must not interpret records: values are opaque bytes that the daemon
 // encodes and decodes, so validation lives in one place (the daemon), and
 // it must not log values (an SA record holds key material).

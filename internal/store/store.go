@@ -42,6 +42,9 @@ func Kinds() []Kind {
 }
 
 func (k Kind) valid() bool {
+	if k == KindSeq {
+		return true
+	}
 	for _, x := range Kinds() {
 		if k == x {
 			return true
@@ -85,10 +88,13 @@ type Record struct {
 // Kinds, sorted by name within a kind.
 //
 // Implementations are safe for concurrent use; commits are serialised.
+//
+// Every Store also keeps sequence reservations (SeqStore, seq.go).
 type Store interface {
 	Commit(ops []Op) error
 	Load() ([]Record, error)
 	Close() error
+	SeqStore
 }
 
 // ErrClosed is returned by a Store used after Close.

@@ -8,7 +8,9 @@
 // guard keys) and store.Watcher (a revision-based watch that resumes after
 // a disconnect and reads everything again after a compaction), the
 // cluster's health as its client sees it, and the hosts' lease-bound
-// status keys (status.go).
+// status keys (status.go), and the hosts' outbound sequence reservations
+// outside the desired state, renewed only while unchanged by others and
+// carried by moves (seq.go).
 //
 // It must not interpret records beyond their kind (the daemon decodes and
 // checks them), log values, or store a record value unsealed.

@@ -34,6 +34,7 @@ import (
 //	P/hosts/HOST/~guard      rewritten by every commit that changes HOST's records
 //	P/members/HOST           exists once HOST ran vifsecd or was given desired state
 //	P/status/HOST            HOST's status (JSON, not sealed), bound to a lease
+//	P/seq/HOST/NAME          HOST's outbound sequence reservation of SA NAME (seq.go)
 //
 // Record values are sealed (Keyring.Seal) bound to their location; status
 // values are not (they hold names and counts only).
@@ -402,6 +403,7 @@ type View struct {
 	hostsSince int64
 	loaded     *viewState // from the last Load, for Watch
 	unreadable []string
+	seqRev     map[string]int64 // reservation name → mod revision last read or written (seq.go)
 }
 
 // HostName is the view's host.
@@ -411,6 +413,9 @@ func (v *View) HostName() string { return v.host }
 func (v *View) Cluster() *Cluster { return v.c }
 
 func (v *View) key(op store.Op) string {
+	if op.Kind == store.KindSeq {
+		return v.c.seqKey(v.host, op.Name)
+	}
 	if HostScoped(op.Kind) {
 		return v.c.hostKey(v.host, op.Kind, op.Name)
 	}
@@ -427,6 +432,9 @@ func (v *View) Commit(ops []store.Op) error {
 	base, since := v.base, v.hostsSince
 	v.mu.Unlock()
 	rev, err := v.c.commit(context.Background(), []change{{v: v, ops: ops, base: base, member: true}}, since)
+	if err == nil {
+		v.noteSeqCommit(ops, rev)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if errors.Is(err, ErrConflict) {
@@ -439,6 +447,9 @@ func (v *View) Commit(ops []store.Op) error {
 	// which no other commit changed (the guards said so): its state now
 	// includes the change at rev in the key spaces the ops touched.
 	for _, op := range ops {
+		if op.Kind == store.KindSeq {
+			continue
+		}
 		if HostScoped(op.Kind) {
 			v.base.host = max(v.base.host, rev)
 		} else {
@@ -477,6 +488,9 @@ type change struct {
 	blind bool
 	// member registers the host in P/members/.
 	member bool
+	// seqCmp: each reservation op requires the reservation to be as the
+	// view last saw it (a move carries the value it read).
+	seqCmp bool
 }
 
 // commit runs one transaction of every change; it returns its revision.
@@ -497,6 +511,13 @@ func (c *Cluster) commit(ctx context.Context, chs []change, hostsSince int64) (i
 				then = append(then, clientv3.OpDelete(k))
 			} else {
 				then = append(then, clientv3.OpPut(k, string(c.kr.Seal(c.loc(k), op.Value))))
+			}
+			if op.Kind == store.KindSeq {
+				// Not desired state: no guard (see seq.go).
+				if ch.seqCmp {
+					cmps = append(cmps, ch.v.seqCmp(op))
+				}
+				continue
 			}
 			if HostScoped(op.Kind) {
 				hostsChanged[ch.v.host] = true
@@ -629,7 +650,10 @@ func (v *View) Register(ctx context.Context) error {
 
 // Move is one transaction that deletes del from the view from and puts
 // put into the view to, if neither view's records (nor the fleet-wide
-// ones) changed since each view's state was read. It registers to. The
+// ones) changed since each view's state was read, nor any sequence
+// reservation (store.KindSeq) del deletes since from last read it
+// (LoadSeqs): a move carries an SA's reservation as it read it, and the
+// source must not have extended it meanwhile. It registers to. The
 // views' OCC bases are left as they are: the daemons learn of the move
 // through their watches.
 func (c *Cluster) Move(ctx context.Context, from *View, del []store.Op, to *View, put []store.Op) error {
@@ -642,7 +666,11 @@ func (c *Cluster) Move(ctx context.Context, from *View, del []store.Op, to *View
 	to.mu.Lock()
 	tb := to.base
 	to.mu.Unlock()
-	_, err := c.commit(ctx, []change{{v: from, ops: del, base: fb}, {v: to, ops: put, base: tb, member: true}}, 0)
+	rev, err := c.commit(ctx, []change{{v: from, ops: del, base: fb, seqCmp: true}, {v: to, ops: put, base: tb, member: true}}, 0)
+	if err == nil {
+		from.noteSeqCommit(del, rev)
+		to.noteSeqCommit(put, rev)
+	}
 	return err
 }
 

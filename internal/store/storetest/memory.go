@@ -26,7 +26,7 @@ type Memory struct {
 // NewMemory returns an empty store.
 func NewMemory() *Memory {
 	m := &Memory{data: map[store.Kind]map[string][]byte{}}
-	for _, k := range store.Kinds() {
+	for _, k := range append(store.Kinds(), store.KindSeq) {
 		m.data[k] = map[string][]byte{}
 	}
 	return m
@@ -97,6 +97,42 @@ func (m *Memory) Load() ([]store.Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// LoadSeqs implements store.SeqStore.
+func (m *Memory) LoadSeqs() ([]store.Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, store.ErrClosed
+	}
+	var out []store.Record
+	for n, v := range m.data[store.KindSeq] {
+		out = append(out, store.Record{Kind: store.KindSeq, Name: n, Value: bytes.Clone(v)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// RenewSeqs implements store.SeqStore; it fails while FailCommits is set.
+func (m *Memory) RenewSeqs(recs []store.Record) (gone []string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, store.ErrClosed
+	}
+	if m.fail {
+		return nil, ErrInjected
+	}
+	seqs := m.data[store.KindSeq]
+	for _, r := range recs {
+		if _, ok := seqs[r.Name]; !ok && r.Name != store.SeqEpochName {
+			gone = append(gone, r.Name)
+			continue
+		}
+		seqs[r.Name] = bytes.Clone(r.Value)
+	}
+	return gone, nil
 }
 
 // Close implements store.Store.
