@@ -27,6 +27,11 @@ const (
 	DropECN                 // RFC 6040 §4.2: outer CE on a Not-ECT inner packet
 	DropEncapMismatch       // ESP in UDP for an SA without Encap, or plain ESP for one with it (RFC 3948)
 	DropNATKeepalive        // RFC 3948 §2.3 NAT-keepalive (one 0xff byte to UDP 4500), consumed
+	DropBadTag              // more than one VLAN tag (packet metadata and frame count together), or a tag other than 802.1Q
+	DropEtherType           // EtherType not on the data path's allow-list (IPv4, IPv6, ARP)
+	DropFragmentPolicy      // non-first IP fragment the policies do not agree on whatever its ports (RFC 4301 §7.1)
+	DropBadNeighbor         // ARP or neighbour discovery message malformed, too big, or claiming addresses not the VM's
+	DropWrongDest           // unicast to a VM on this host for an IP address that is not one of that VM's
 	NumDrops
 )
 
@@ -49,6 +54,11 @@ var dropNames = [NumDrops]string{
 	DropECN:            "ecn-drop",
 	DropEncapMismatch:  "encap-mismatch",
 	DropNATKeepalive:   "nat-keepalive",
+	DropBadTag:         "bad-tag",
+	DropEtherType:      "ethertype",
+	DropFragmentPolicy: "fragment-policy",
+	DropBadNeighbor:    "bad-neighbor",
+	DropWrongDest:      "wrong-destination",
 }
 
 // String is the reason's name in `vifsec stats` and at /metrics.
