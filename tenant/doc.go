@@ -27,8 +27,8 @@
 //     (for example through an atomic.Pointer) instead of locking.
 //   - allocate, lock or format on the data path: ParseFlow, Lookup,
 //     LookupFragment and IsNeighborDiscovery are proven allocation-free by
-//     tests, and a
-//     malformed packet makes ParseFlow return false, never panic.
+//     tests, and a malformed packet makes ParseFlow return false, never
+//     panic.
 //   - import anything but package sa (for Direction and Mode) and the
 //     standard library.
 package tenant
