@@ -29,6 +29,11 @@ const (
 	DropNATKeepalive        // RFC 3948 §2.3 NAT-keepalive (one 0xff byte to UDP 4500), consumed
 	DropSeqReservation      // outbound SA reached its durable sequence reservation before the renewal landed
 	DropSeqRefused          // outbound SA refuses to send: it may have sent numbers it cannot prove (rekey it)
+	DropBadTag              // more than one VLAN tag (packet metadata and frame count together), or a tag other than 802.1Q
+	DropEtherType           // EtherType not on the data path's allow-list (IPv4, IPv6, ARP)
+	DropFragmentPolicy      // non-first IP fragment the policies do not agree on whatever its ports (RFC 4301 §7.1)
+	DropBadNeighbor         // ARP or neighbour discovery message malformed, too big, or claiming addresses not the VM's
+	DropWrongDest           // unicast to a VM on this host for an IP address that is not one of that VM's
 	NumDrops
 )
 
@@ -53,6 +58,11 @@ var dropNames = [NumDrops]string{
 	DropNATKeepalive:   "nat-keepalive",
 	DropSeqReservation: "seq-reservation",
 	DropSeqRefused:     "seq-refused",
+	DropBadTag:         "bad-tag",
+	DropEtherType:      "ethertype",
+	DropFragmentPolicy: "fragment-policy",
+	DropBadNeighbor:    "bad-neighbor",
+	DropWrongDest:      "wrong-destination",
 }
 
 // String is the reason's name in `vifsec stats` and at /metrics.

@@ -12,7 +12,10 @@
 //     caller's "--flag: " prefix.
 //   - The data path's classifier: ParseFlow extracts the selectors of an IP
 //     packet into a Flow, IsNeighborDiscovery recognises the ICMPv6 messages
-//     that always pass, and SPD.Lookup finds the first matching policy.
+//     that always pass, SPD.Lookup finds the first matching policy, and
+//     SPD.LookupFragment classifies a non-first fragment, whose ports are
+//     unknown, only where every policy its datagram could match agrees
+//     (RFC 4301 §7.1).
 //
 // It must not:
 //
@@ -22,9 +25,10 @@
 //   - do I/O or keep package-global state. Values here are plain data; an
 //     SPD is immutable once compiled, so the data path swaps whole SPDs
 //     (for example through an atomic.Pointer) instead of locking.
-//   - allocate, lock or format on the data path: ParseFlow, Lookup and
-//     IsNeighborDiscovery are proven allocation-free by tests, and a
-//     malformed packet makes ParseFlow return false, never panic.
+//   - allocate, lock or format on the data path: ParseFlow, Lookup,
+//     LookupFragment and IsNeighborDiscovery are proven allocation-free by
+//     tests, and a malformed packet makes ParseFlow return false, never
+//     panic.
 //   - import anything but package sa (for Direction and Mode) and the
 //     standard library.
 package tenant

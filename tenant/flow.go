@@ -13,7 +13,8 @@ import (
 //     padding is ignored).
 //  3. IPv6 extension headers: hop-by-hop (first only), routing, destination
 //     options and fragment headers are walked to the upper-layer protocol.
-//  4. Fragments: a non-first fragment has a protocol but no ports or type.
+//  4. Fragments: a non-first fragment has a protocol but no ports or type
+//     (NonFirst); SPD.LookupFragment classifies it.
 //  5. Upper layer: ports for TCP and UDP, the type for ICMP and ICMPv6,
 //     each after checking the header is all there.
 //
@@ -41,6 +42,10 @@ type Flow struct {
 	// Fragment reports that the packet is a fragment, first or not (IPv4
 	// MF or offset, or any IPv6 fragment header).
 	Fragment bool
+	// NonFirst reports a fragment whose offset is not 0: it carries no
+	// upper-layer header, so its ports or ICMP type are unknown and
+	// SPD.LookupFragment, not Lookup, classifies it.
+	NonFirst bool
 }
 
 // ParseFlow parses the IPv4 or IPv6 packet that starts at pkt[0] into f and
@@ -95,6 +100,7 @@ func parseIPv4(pkt []byte, f *Flow) bool {
 	if frag&(moreFragments|offsetMask) != 0 {
 		f.Fragment = true
 		if frag&offsetMask != 0 {
+			f.NonFirst = true
 			return true
 		}
 	}
@@ -153,6 +159,7 @@ func parseIPv6(pkt []byte, f *Flow) bool {
 			const offsetMask = 0xfff8
 			if binary.BigEndian.Uint16(pkt[off+2:off+4])&offsetMask != 0 {
 				f.Proto = next
+				f.NonFirst = true
 				return true
 			}
 			off += 8

@@ -112,6 +112,11 @@ func mkFlow(src, dst string, proto uint8, sport, dport uint16, typ, hop uint8, h
 		SrcPort: sport, DstPort: dport, ICMPType: typ, HopLimit: hop, HasL4: hasL4, Fragment: frag}
 }
 
+func nonFirst(f Flow) Flow {
+	f.NonFirst = true
+	return f
+}
+
 func TestParseFlow(t *testing.T) {
 	tests := []struct {
 		name string
@@ -136,7 +141,7 @@ func TestParseFlow(t *testing.T) {
 		{
 			name: "ipv6 hop-by-hop + fragment (non-first): no ports",
 			pkt:  ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 2), fragHdr(185, false)}, protoTCP, make([]byte, 16)),
-			want: mkFlow(v6a, v6b, protoTCP, 0, 0, 0, 64, false, true),
+			want: nonFirst(mkFlow(v6a, v6b, protoTCP, 0, 0, 0, 64, false, true)),
 		},
 		{
 			name: "ipv6 every extension header",
@@ -196,7 +201,7 @@ func TestParseFlow(t *testing.T) {
 		{
 			name: "ipv4 non-first fragment: no ports",
 			pkt:  ipv4(v4a, v4b, 64, nil, 3, false, protoTCP, make([]byte, 4)),
-			want: mkFlow(v4a, v4b, protoTCP, 0, 0, 0, 64, false, true),
+			want: nonFirst(mkFlow(v4a, v4b, protoTCP, 0, 0, 0, 64, false, true)),
 		},
 		{
 			name: "ipv4 ethernet padding ignored",

@@ -56,12 +56,18 @@ func FuzzParseFlow(f *testing.F) {
 		if !fl.Fragment && !fl.HasL4 && (isPorts || isICMP) {
 			t.Fatalf("unfragmented %d packet without its header accepted: %+v", fl.Proto, fl)
 		}
+		if fl.NonFirst && (!fl.Fragment || fl.HasL4) {
+			t.Fatalf("non-first fragment that is no fragment or has its header: %+v", fl)
+		}
 		if IsNeighborDiscovery(&fl) && (fl.Fragment || fl.HopLimit != 255 || fl.Proto != protoICMPv6) {
 			t.Fatalf("IsNeighborDiscovery(%+v)", fl)
 		}
 		// The classifier must not panic on anything ParseFlow produces.
 		spd := Compile([]Policy{seedPolicy()})
 		spd.Lookup(seedPolicy().Direction, &fl)
+		if fl.NonFirst {
+			spd.LookupFragment(seedPolicy().Direction, &fl, func(i, j int) bool { return i == j })
+		}
 	})
 }
 

@@ -178,3 +178,71 @@ func (s *SPD) Lookup(dir sa.Direction, f *Flow) int {
 	}
 	return -1
 }
+
+// LookupFragment is Lookup for a non-first fragment (f.NonFirst), whose
+// ports or ICMP type are unknown: it returns the first policy of direction
+// dir that matches f whatever those are (-1: none, the default action),
+// and ok when every policy that could be the first match of some fragment
+// of f's datagram — each port- or type-specific policy before that one
+// that matches f otherwise, and that one or the default — has the same
+// outcome by same (i or j is -1 for the default action). When ok is
+// false the fragment's outcome depends on ports it does not carry, and
+// the caller must drop it (RFC 4301 §7.1). For any other flow it is
+// Lookup, with ok true. Data path: same must not retain its arguments,
+// and LookupFragment does not allocate.
+//
+// Port-specific policies count only for TCP and UDP fragments, type-
+// specific ones only for ICMP, as in Lookup: the datagram of a fragment
+// of another protocol has no ports, so no such policy can match it.
+func (s *SPD) LookupFragment(dir sa.Direction, f *Flow, same func(i, j int) bool) (idx int, ok bool) {
+	if !f.NonFirst {
+		return s.Lookup(dir, f), true
+	}
+	if s == nil || dir != sa.DirIn && dir != sa.DirOut {
+		return -1, true
+	}
+	var fam uint8
+	switch {
+	case f.Src.Is4() && f.Dst.Is4():
+	case f.Src.Is6() && f.Dst.Is6():
+		fam = ruleIPv6
+	default:
+		return -1, true
+	}
+	shi, slo := split(f.Src)
+	dhi, dlo := split(f.Dst)
+	ports := f.Proto == protoTCP || f.Proto == protoUDP
+	first := -2 // the first candidate's index, once there is one
+	ok = true
+	rules := s.dirs[dir-sa.DirIn]
+	for i := range rules {
+		r := &rules[i]
+		if r.flags&ruleIPv6 != fam ||
+			r.flags&ruleAnyProto == 0 && r.proto != f.Proto ||
+			!r.src.contains(shi, slo) || !r.dst.contains(dhi, dlo) {
+			continue
+		}
+		// A policy that names a port can match only a datagram with
+		// ports; one that names an ICMP type, any ICMP datagram.
+		if r.flags&ruleAnySport == 0 && !ports ||
+			r.flags&ruleAnyDport == 0 && r.flags&ruleICMPType == 0 && !ports {
+			continue
+		}
+		wild := r.flags&ruleAnySport != 0 && r.flags&ruleAnyDport != 0
+		if first == -2 {
+			first = int(r.idx)
+		} else if ok && !same(first, int(r.idx)) {
+			ok = false
+		}
+		if wild {
+			if !ok {
+				return -1, false
+			}
+			return int(r.idx), true
+		}
+	}
+	if first != -2 && (!ok || !same(first, -1)) {
+		return -1, false
+	}
+	return -1, true
+}

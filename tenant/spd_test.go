@@ -258,3 +258,148 @@ func BenchmarkLookup(b *testing.B) {
 		})
 	}
 }
+
+// lookupFragmentRef is the slow reference for SPD.LookupFragment: the
+// outcome of every datagram the fragment f may belong to, by lookupRef
+// on f with each port pair or ICMP type the policies name and one they
+// do not.
+func lookupFragmentRef(policies []Policy, dir sa.Direction, f *Flow, class func(int) int) (int, bool) {
+	values := []uint16{3} // named by no policy
+	for _, p := range policies {
+		for _, pt := range []Port{p.SrcPort, p.DstPort} {
+			if n, ok := pt.Number(); ok {
+				values = append(values, n)
+			}
+		}
+	}
+	var outcomes []int
+	g := *f
+	g.NonFirst, g.HasL4 = false, true
+	switch f.Proto {
+	case protoTCP, protoUDP:
+		for _, sp := range values {
+			for _, dp := range values {
+				g.SrcPort, g.DstPort = sp, dp
+				outcomes = append(outcomes, lookupRef(policies, dir, &g))
+			}
+		}
+	case protoICMP, protoICMPv6:
+		for _, t := range values {
+			g.ICMPType = uint8(t)
+			outcomes = append(outcomes, lookupRef(policies, dir, &g))
+		}
+	default:
+		g.HasL4 = false
+		outcomes = append(outcomes, lookupRef(policies, dir, &g))
+	}
+	for _, o := range outcomes {
+		if class(o) != class(outcomes[0]) {
+			return -1, false
+		}
+	}
+	// The answer names the last possible match: the wildcard policy
+	// (the match of the port pair no policy names), or the default.
+	return outcomes[0], true
+}
+
+// TestLookupFragmentSound checks LookupFragment against the reference on
+// random policies whose outcomes are one of three classes (the default is
+// a fourth or one of them): whenever it answers ok, every datagram the
+// fragment may belong to has the outcome it names. It may refuse more than
+// the reference (it does not work out that a policy is shadowed by an
+// earlier one for every port it names), which the count bounds.
+func TestLookupFragmentSound(t *testing.T) {
+	var cases, stricter int
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		policies := make([]Policy, r.IntN(12))
+		classes := make([]int, len(policies))
+		for i := range policies {
+			policies[i] = randPolicy(r)
+			classes[i] = r.IntN(3)
+		}
+		def := r.IntN(4)
+		class := func(i int) int {
+			if i < 0 {
+				return def
+			}
+			return classes[i]
+		}
+		same := func(i, j int) bool { return class(i) == class(j) }
+		spd := Compile(policies)
+		for range 50 {
+			f := randFlow(r)
+			f.NonFirst, f.Fragment, f.HasL4, f.SrcPort, f.DstPort, f.ICMPType = true, true, false, 0, 0, 0
+			dir := sa.Direction(1 + r.IntN(2))
+			got, ok := spd.LookupFragment(dir, &f, same)
+			want, wantOK := lookupFragmentRef(policies, dir, &f, class)
+			if ok && (!wantOK || class(got) != class(want)) {
+				t.Fatalf("LookupFragment(%v, %+v) = %d (class %d), %v; reference %d (class %d), %v; policies:\n%+v",
+					dir, f, got, class(got), ok, want, class(want), wantOK, policies)
+			}
+			cases++
+			if !ok && wantOK {
+				stricter++
+			}
+		}
+	}
+	if stricter*20 > cases {
+		t.Errorf("refused %d of %d fragments the reference lets through", stricter, cases)
+	}
+	t.Logf("refused %d of %d fragments the reference lets through (shadowed policies)", stricter, cases)
+}
+
+func TestLookupFragment(t *testing.T) {
+	out := sa.DirOut
+	policies := []Policy{
+		0: pol("192.0.2.1/32", "192.0.2.2/32", ProtoUDP, PortAny, PortNumber(5000), out, ActionIPsec),
+		1: pol("192.0.2.1/32", "198.51.100.0/24", ProtoAny, PortAny, PortAny, out, ActionIPsec),
+		2: pol("192.0.2.1/32", "203.0.113.0/24", ProtoTCP, PortAny, PortNumber(22), out, ActionNone),
+		3: pol("192.0.2.1/32", "203.0.113.0/24", ProtoAny, PortAny, PortAny, out, ActionNone),
+		4: pol("2001:db8:1::/64", "::/0", ProtoICMP6, PortAny, PortNumber(128), out, ActionDiscard),
+		5: pol("2001:db8:1::/64", "::/0", ProtoAny, PortAny, PortAny, out, ActionIPsec),
+	}
+	spd := Compile(policies)
+	same := func(i, j int) bool {
+		a, b := ActionNone, ActionNone // the default
+		if i >= 0 {
+			a = policies[i].Action
+		}
+		if j >= 0 {
+			b = policies[j].Action
+		}
+		return a == b
+	}
+	frag := func(pkt []byte) Flow {
+		var f Flow
+		if !ParseFlow(pkt, &f) || !f.NonFirst {
+			t.Fatalf("not a non-first fragment: %+v", f)
+		}
+		return f
+	}
+	tests := []struct {
+		name   string
+		f      Flow
+		want   int
+		wantOK bool
+	}{
+		{"udp 5000 policy or default: disagree", frag(ipv4("192.0.2.1", "192.0.2.2", 64, nil, 185, false, protoUDP, make([]byte, 8))), -1, false},
+		{"tcp to that peer: no candidate, default", frag(ipv4("192.0.2.1", "192.0.2.2", 64, nil, 185, false, protoTCP, make([]byte, 8))), -1, true},
+		{"any-port ipsec", frag(ipv4("192.0.2.1", "198.51.100.9", 64, nil, 185, false, protoUDP, make([]byte, 8))), 1, true},
+		{"tcp 22 none then any none: agree", frag(ipv4("192.0.2.1", "203.0.113.9", 64, nil, 185, false, protoTCP, make([]byte, 8))), 3, true},
+		{"icmpv6 echo discard or ipsec: disagree", frag(ipv6("2001:db8:1::1", "2001:db8:2::1", 64, []ext6{fragHdr(100, false)}, protoICMPv6, make([]byte, 8))), -1, false},
+		{"udp v6: only the any-port ipsec", frag(ipv6("2001:db8:1::1", "2001:db8:2::1", 64, []ext6{fragHdr(100, false)}, protoUDP, make([]byte, 8))), 5, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := spd.LookupFragment(out, &tt.f, same)
+			if got != tt.want || ok != tt.wantOK {
+				t.Fatalf("LookupFragment = %d, %v; want %d, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+	f := tests[0].f
+	if a := testing.AllocsPerRun(1000, func() { spd.LookupFragment(out, &f, same) }); a != 0 {
+		t.Errorf("LookupFragment allocates %v times, want 0", a)
+	}
+}

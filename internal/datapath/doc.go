@@ -20,6 +20,41 @@
 // addresses (ike.go), resolving the peer's MAC with ARP or Neighbor
 // Discovery as the guest would (neigh.go).
 //
+// What a frame may be is decided before anything else looks at it, the
+// same way in both directions (frame.go): at most one VLAN tag, counting
+// the one AF_PACKET may have moved into packet metadata, which must be
+// 802.1Q and name the binding's VLAN (or VID 0, a priority tag, which is
+// normalised); an EtherType on the allow-list IPv4, IPv6, ARP; ARP and
+// neighbour discovery well formed, bounded in size and, from a VM,
+// claiming only its MAC and --ip addresses; and an IP packet a VM sends
+// to the MAC of another VM on the host delivered only when it is for one
+// of that VM's --ip. Everything else is dropped and counted by reason
+// (bad-tag, ethertype, bad-neighbor, wrong-destination), on the VM, or as
+// a malformed uplink frame when a stack of tags leaves its tenant unknown.
+// So every IP packet that crosses, at any depth, went through its VM's
+// SPD, and a VM's stack sees only frames of its own binding.
+//
+// Fragments (RFC 4301 §7): a non-first fragment carries no ports, so it
+// cannot be classified by a port-specific policy. The data path applies
+// §7.1 statelessly, in both directions, through tenant's LookupFragment:
+// its ports are taken as unknown, and it is classified only when every
+// policy that could be the first match of its datagram — each port-
+// specific one before the first that matches any port, and that one or
+// the default — has the same outcome (action and, for ipsec, SA);
+// otherwise it is dropped (fragment-policy). Outbound, a fragment of an
+// ipsec flow therefore leaves on that flow's SA or not at all (transport
+// mode refuses fragments: whole datagrams only); inbound, a clear
+// fragment that any ipsec policy could cover is dropped, and one that
+// arrived on an SA must have that SA for an outcome. Tracking fragments
+// per datagram (the first fragment's verdict by source, destination,
+// protocol and IP ID) would let more through, but it needs per-VM state
+// that one VM's fragments could fill, order dependence (a non-first
+// fragment may come first) and a table that a forged first fragment
+// could poison; the stateless rule needs none of these and costs nothing
+// where policies do not name ports. Fragments vifsec cuts itself (IPv4
+// too big for the path, pmtu.Fragment) keep the policy of the datagram
+// they were cut from.
+//
 // What it must not do: parse CLI input, touch the store, or block on the
 // control plane.
 package datapath

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 
@@ -20,6 +21,9 @@ import (
 // with real SAs and policies behind them (plain ESP and ESP in UDP), to a
 // VM whose IKE the gateway runs and for which SendIKE is resolving its
 // peers' addresses. No input may panic: guests and the wire are untrusted.
+// Nothing may leave with more than one VLAN tag, a tag other than the VM's
+// VLAN 100, or an EtherType off the allow-list; nothing the VM is
+// delivered is tagged.
 func FuzzPipeline(f *testing.F) {
 	// Seeds: genuine frames of each kind.
 	clear := frame(macB1, macA1, satest.V6A, satest.V6B, 200)
@@ -32,6 +36,34 @@ func FuzzPipeline(f *testing.F) {
 	f.Add(clear, uint8(2))
 	f.Add(clear, uint8(3))
 	f.Add([]byte{}, uint8(4))
+	// Tags, fragments, ARP and neighbour discovery from the guest (sel 0:
+	// its VIF, no tag in metadata) and from the wire (sel 1).
+	v4 := udp(peerMAC, macA1, satest.V4A, satest.V4B, 1000, 5000, 100)
+	for _, fr := range [][]byte{
+		withTags(clear, 0x8100, 100, 0x8100, 100, 0x8100, 200),
+		withTags(clear, 0x8100, 100, 0x88a8, 0),
+		withTags(clear, 0x8100, 0),
+		withTags(clear, 0x9100, 100),
+		withEtherType(clear, 0x88b5),
+		fragment4(v4, 0, true),
+		fragment4(v4, 1480, false),
+		arpFrame(broadcastMAC, macA1, arpRequest, macA1, satest.V4A, sa.MAC{}, satest.V4B),
+		ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndSolicit, nsBody(satest.V6B, 1, macA1, 1100)),
+		ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x60, satest.V6A, macA1)),
+	} {
+		f.Add(append(make([]byte, vif.VnetHdrLen), fr...), uint8(0))
+	}
+	in4 := udp(macA1, peerMAC, satest.V4B, satest.V4A, 1000, 5000, 100)
+	for _, fr := range [][]byte{
+		withTags(in4, 0x8100, 100, 0x8100, 0),
+		withTags(in4, 0x8100, 100, 0x88a8, 200),
+		withTags(fragment4(in4, 1480, false), 0x8100, 100),
+		withTags(fragment4(in4, 0, true), 0x8100, 100),
+		withTags(withEtherType(in4, 0x8847), 0x8100, 100),
+		withTags(padded(arpFrame(macA1, peerMAC, arpReply, peerMAC, satest.V4B, macA1, satest.V4A), 1000), 0x8100, 100),
+	} {
+		f.Add(fr, uint8(1))
+	}
 
 	db := sa.NewDB(0)
 	e := New(db, nil)
@@ -93,7 +125,8 @@ func FuzzPipeline(f *testing.F) {
 	snap.byVNIMAC[FDBKey{1000, macA1}] = vm
 	snap.byVNI[1000] = []*vmState{vm}
 	e.snap.Store(snap)
-	plainUp, vnetUp := &txPort{Port: viftest.NewSink("up")}, &txPort{Port: viftest.NewSink("upv"), vnet: true}
+	up := viftest.NewSink("up")
+	plainUp, vnetUp := &txPort{Port: up}, &txPort{Port: viftest.NewSink("upv"), vnet: true}
 	e.uplink.Store(plainUp)
 	e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
 	overlays := []*Overlay{nil,
@@ -132,6 +165,25 @@ func FuzzPipeline(f *testing.F) {
 		}
 		w.sizes[0] = copy(w.bufs[0][readOff:], data)
 		w.meta[0] = vif.Meta{VLAN: uint16(sel) & 0xfff, Tagged: sel&8 != 0}
+		wire, toVM := up.Frames, vifA.Frames
 		w.batch(1)
+		if up.Frames != wire {
+			l := up.Last[:up.LastN]
+			et := binary.BigEndian.Uint16(l[12:14])
+			if et == etherVLAN {
+				if binary.BigEndian.Uint16(l[14:16])&vidMask != 100 {
+					t.Fatalf("wire frame tagged % x", l[12:16])
+				}
+				et = binary.BigEndian.Uint16(l[16:18])
+			}
+			if !etherTypeAllowed(et) {
+				t.Fatalf("wire frame with EtherType %#x: % x", et, l[:min(len(l), 40)])
+			}
+		}
+		if vifA.Frames != toVM {
+			if et := binary.BigEndian.Uint16(vifA.Last[vif.VnetHdrLen+12:]); !etherTypeAllowed(et) {
+				t.Fatalf("VM delivered EtherType %#x", et)
+			}
+		}
 	})
 }

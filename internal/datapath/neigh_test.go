@@ -256,7 +256,9 @@ func TestNeighborAnswerLearned(t *testing.T) {
 // to what SendIKE asked teaches a next hop — not an answer about another
 // address, to another MAC or address, a request, a gratuitous broadcast, a
 // malformed or unsolicited NA, an answer after the request went stale, or
-// any answer when nothing was asked. Every one still reaches the guest.
+// any answer when nothing was asked. Every one still reaches the guest
+// but the NA with an option of length 0, which the data path drops as a
+// host would (RFC 4861 §7.1.2).
 func TestNeighborAnswerNotLearned(t *testing.T) {
 	x := newIKEEngine(t, true)
 	for _, r := range []netip.Addr{x.remote4, x.remote6} {
@@ -280,25 +282,28 @@ func TestNeighborAnswerNotLearned(t *testing.T) {
 		return o
 	}
 	for _, tc := range []struct {
-		name  string
-		frame []byte
+		name    string
+		frame   []byte
+		dropped bool
 	}{
-		{"ARP reply about an address not asked for", arpFrame(macB1, mac, 2, mac, other4, macB1, x.v4)},
-		{"ARP reply to another MAC", arpFrame(macB1, mac, 2, mac, x.remote4, macA1, x.v4)},
-		{"ARP reply to an address not the VM's", arpFrame(macB1, mac, 2, mac, x.remote4, macB1, notVM4)},
-		{"ARP request from the peer", arpFrame(macB1, mac, 1, mac, x.remote4, macB1, x.v4)},
-		{"ARP reply with a multicast sender", arpFrame(macB1, mac, 2, mcast, x.remote4, macB1, x.v4)},
-		{"gratuitous ARP (broadcast)", arpFrame(broadcastMAC, mac, 2, mac, x.remote4, broadcastMAC, x.remote4)},
-		{"NA about an address not asked for", naFrame(macB1, mac, x.remote6, x.v6, other6, na(naOpts{tlla: &mac}))},
-		{"NA to an address not the VM's", naFrame(macB1, mac, x.remote6, notVM6, x.remote6, na(naOpts{tlla: &mac}))},
-		{"NA not solicited", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{flags: 0x20, tlla: &mac}))},
-		{"NA with hop limit 64", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{hop: 64, tlla: &mac}))},
-		{"NA with a bad checksum", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{badSum: true, tlla: &mac}))},
-		{"NA with an option of length 0", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{tlla: &mac, extra: []byte{5, 0, 0, 0, 0, 0, 0, 0}}))},
-		{"NA with a multicast target link-layer address", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{tlla: &mcast}))},
+		{"ARP reply about an address not asked for", arpFrame(macB1, mac, 2, mac, other4, macB1, x.v4), false},
+		{"ARP reply to another MAC", arpFrame(macB1, mac, 2, mac, x.remote4, macA1, x.v4), false},
+		{"ARP reply to an address not the VM's", arpFrame(macB1, mac, 2, mac, x.remote4, macB1, notVM4), false},
+		{"ARP request from the peer", arpFrame(macB1, mac, 1, mac, x.remote4, macB1, x.v4), false},
+		{"ARP reply with a multicast sender", arpFrame(macB1, mac, 2, mcast, x.remote4, macB1, x.v4), false},
+		{"gratuitous ARP (broadcast)", arpFrame(broadcastMAC, mac, 2, mac, x.remote4, broadcastMAC, x.remote4), false},
+		{"NA about an address not asked for", naFrame(macB1, mac, x.remote6, x.v6, other6, na(naOpts{tlla: &mac})), false},
+		{"NA to an address not the VM's", naFrame(macB1, mac, x.remote6, notVM6, x.remote6, na(naOpts{tlla: &mac})), false},
+		{"NA not solicited", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{flags: 0x20, tlla: &mac})), false},
+		{"NA with hop limit 64", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{hop: 64, tlla: &mac})), false},
+		{"NA with a bad checksum", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{badSum: true, tlla: &mac})), false},
+		{"NA with an option of length 0", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{tlla: &mac, extra: []byte{5, 0, 0, 0, 0, 0, 0, 0}})), true},
+		{"NA with a multicast target link-layer address", naFrame(macB1, mac, x.remote6, x.v6, x.remote6, na(naOpts{tlla: &mcast})), false},
 	} {
 		x.up.Inject(tc.frame, vif.Meta{VLAN: 100, Tagged: true})
-		if got := recv(t, x.guest); !bytes.Equal(got, tc.frame) {
+		if tc.dropped {
+			waitFor(t, tc.name+" dropped", func() bool { return x.e.Stats("acme").Drops[sa.DropBadNeighbor].Load() == 1 })
+		} else if got := recv(t, x.guest); !bytes.Equal(got, tc.frame) {
 			t.Fatalf("%s: guest got %x", tc.name, got)
 		}
 		for _, a := range []netip.Addr{x.remote4, x.remote6, other4, other6} {

@@ -77,6 +77,7 @@ type worker struct {
 	segSizes    []int
 	icmpBuf     []byte
 	fragmenting bool // w.seg holds fragments being sent
+	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
 
 	// Uplink worker only: the pending ingress-coalescing run.
 	co coalescer
@@ -231,10 +232,7 @@ func (w *worker) pathMTU() int { return w.e.pathMTU() }
 // added.
 func (w *worker) mtuFor(vm *vmState, frame []byte) int {
 	mtu := w.pathMTU()
-	l2 := ethLen
-	if len(frame) >= ethLen+vlanTagSize && binary.BigEndian.Uint16(frame[12:14]) == etherVLAN {
-		l2 += vlanTagSize
-	}
+	l2 := l2Len(frame)
 	if len(frame) < l2 || !w.e.enabled.Load() || !tenant.ParseFlow(frame[l2:], &w.flow) {
 		return mtu
 	}
@@ -267,10 +265,7 @@ func (w *worker) tooBig(vm *vmState, buf []byte, off, n, mtu int) {
 	if w.icmpBuf == nil || !vm.icmp.Allow(time.Now()) {
 		return
 	}
-	l2 := ethLen
-	if binary.BigEndian.Uint16(buf[off+12:off+14]) == etherVLAN {
-		l2 += vlanTagSize
-	}
+	l2 := l2Len(buf[off : off+n])
 	b := w.icmpBuf
 	ipAt := readOff + ethLen
 	ln := pmtu.ICMPTooBig(b[ipAt:], buf[off+l2:off+n], mtu)
@@ -339,10 +334,15 @@ func offloadDrop(d offload.Drop) sa.Drop {
 }
 
 //  1. VIF queue: a frame the VM sent
-//  2. VM identity: (vlan, src mac) must be the binding's; spoofed → drop
-//  3. Source IP anti-spoofing (--ip)
-//  4. Outbound SPD: none → clear, discard → drop, ipsec → ESP with the SA
-//  5. Forward: to a local VM of the same VLAN, or onto the uplink (802.1Q
+//  2. Link layer (frame.go): one tag at most, the binding's VLAN or VID 0;
+//     an allowed EtherType
+//  3. VM identity: (vlan, src mac) must be the binding's; spoofed → drop
+//  4. Source IP anti-spoofing (--ip); ARP and neighbour discovery claim
+//     only the VM's addresses; a local VM is sent only what is addressed
+//     to it
+//  5. Outbound SPD: none → clear, discard → drop, ipsec → ESP with the SA;
+//     a non-first fragment by every policy its datagram could match
+//  6. Forward: to a local VM of the same VLAN, or onto the uplink (802.1Q
 //     tagged when the VLAN is not 0)
 func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	vm := snap.byPort[w.port.Port]
@@ -351,28 +351,25 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		return
 	}
 	st := vm.stats
-	if n < ethLen {
-		st.Drop(sa.DropMalformed)
+	h, d := parseL2(buf[off:off+n], m)
+	if d != sa.DropNone {
+		st.Drop(d)
 		return
+	}
+	if h.vlan != vm.vlan && h.vlan != 0 {
+		st.Drop(sa.DropSpoofedSource)
+		return
+	}
+	if h.inband {
+		off, n = untag(buf, off, n)
 	}
 	f := buf[off : off+n]
-	etype := binary.BigEndian.Uint16(f[12:14])
-	if m.Tagged && m.VLAN != vm.vlan {
+	if [6]byte(f[6:12]) != vm.mac {
 		st.Drop(sa.DropSpoofedSource)
 		return
 	}
-	if etype == etherVLAN {
-		if n < ethLen+vlanTagSize || binary.BigEndian.Uint16(f[14:16])&0x0fff != vm.vlan {
-			st.Drop(sa.DropSpoofedSource)
-			return
-		}
-		copy(f[vlanTagSize:vlanTagSize+12], f[0:12])
-		off, n = off+vlanTagSize, n-vlanTagSize
-		f = buf[off : off+n]
-		etype = binary.BigEndian.Uint16(f[12:14])
-	}
-	if [6]byte(f[6:12]) != vm.mac {
-		st.Drop(sa.DropSpoofedSource)
+	if !etherTypeAllowed(h.etype) {
+		st.Drop(sa.DropEtherType)
 		return
 	}
 	dst := [6]byte(f[0:6])
@@ -380,15 +377,9 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	if dst[0]&1 == 0 {
 		local = snap.byKey[vmKey{vm.vlan, dst}]
 	}
-
-	switch etype {
-	case etherIPv4, etherIPv6:
-	case etherARP:
-		w.forward(snap, vm, local, buf, off, off+n)
-		return
-	default:
-		if vm.def == tenant.ActionDiscard && w.e.enabled.Load() {
-			st.Drop(sa.DropPolicyDiscard)
+	if h.etype == etherARP {
+		if d := checkARP(vm, f[ethLen:], true); d != sa.DropNone {
+			st.Drop(d)
 			return
 		}
 		w.forward(snap, vm, local, buf, off, off+n)
@@ -404,11 +395,33 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		st.Drop(sa.DropSpoofedSource)
 		return
 	}
+	if nd {
+		if d := checkND(vm, buf[ip:off+n], true); d != sa.DropNone {
+			st.Drop(d)
+			return
+		}
+	}
+	if local != nil && !local.accepts(w.flow.Dst) {
+		st.Drop(sa.DropWrongDest)
+		return
+	}
 	if nd || !w.e.enabled.Load() {
 		w.forward(snap, vm, local, buf, off, off+n)
 		return
 	}
-	idx := vm.spd.Lookup(sa.DirOut, &w.flow)
+	var idx int
+	if w.fragmenting {
+		// A fragment vifsec cut from a datagram it classified: the
+		// datagram's policy, whose ports a non-first fragment lacks.
+		idx = w.fragPolicy
+	} else {
+		var ok bool
+		if idx, ok = w.lookup(vm, sa.DirOut); !ok {
+			st.Drop(sa.DropFragmentPolicy)
+			return
+		}
+	}
+	w.fragPolicy = idx
 	action := vm.def
 	if idx >= 0 {
 		action = vm.policies[idx].Action
@@ -472,6 +485,37 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	copy(buf[start:], w.macs[:])
 	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[start+ethLen]))
 	w.forward(snap, vm, nil, buf, start, end)
+}
+
+// lookup finds vm's policy for w.flow in direction dir (-1: the default
+// action). A non-first fragment is classified only when every policy its
+// datagram could match has the same outcome (tenant's LookupFragment);
+// otherwise ok is false and the fragment must be dropped.
+func (w *worker) lookup(vm *vmState, dir sa.Direction) (idx int, ok bool) {
+	if !w.flow.NonFirst {
+		return vm.spd.Lookup(dir, &w.flow), true
+	}
+	return vm.spd.LookupFragment(dir, &w.flow, vm.sameOutcome)
+}
+
+// sameOutcome reports whether vm's policies i and j (-1: the default
+// action) do the same with a packet: the same action, and for ipsec the
+// same SA.
+func (vm *vmState) sameOutcome(i, j int) bool {
+	a, s := vm.outcome(i)
+	b, t := vm.outcome(j)
+	return a == b && s == t
+}
+
+func (vm *vmState) outcome(i int) (tenant.Action, *sa.SA) {
+	if i < 0 {
+		return vm.def, nil
+	}
+	a := vm.policies[i].Action
+	if a != tenant.ActionIPsec || i >= len(vm.sas) {
+		return a, nil
+	}
+	return a, vm.sas[i]
 }
 
 // sourceAllowed applies --ip: without addresses any source is allowed;
@@ -619,25 +663,20 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 		w.fromUplink(snap, buf, off, n, m)
 		return
 	}
-	var vlan uint16
-	if m.Tagged {
-		vlan = m.VLAN
+	l, ld := parseL2(buf[off:off+n], m)
+	if ld != sa.DropNone || buf[off]&1 != 0 {
+		w.e.UplinkRx.Malformed.Add(1)
+		return
 	}
-	if n >= ethLen+vlanTagSize && binary.BigEndian.Uint16(buf[off+12:off+14]) == etherVLAN {
-		vlan = binary.BigEndian.Uint16(buf[off+14:off+16]) & 0x0fff
-		copy(buf[off+vlanTagSize:off+vlanTagSize+12], buf[off:off+12])
-		off, n = off+vlanTagSize, n-vlanTagSize
+	if l.inband {
+		off, n = untag(buf, off, n)
 		var ok bool
 		if h, ok = h.Shift(-vlanTagSize); !ok {
 			w.e.UplinkRx.Malformed.Add(1)
 			return
 		}
 	}
-	if n < ethLen || buf[off]&1 != 0 {
-		w.e.UplinkRx.Malformed.Add(1)
-		return
-	}
-	vm := snap.byKey[vmKey{vlan, [6]byte(buf[off : off+6])}]
+	vm := snap.byKey[vmKey{l.vlan, [6]byte(buf[off : off+6])}]
 	if vm == nil {
 		w.e.UplinkRx.UnknownDest.Add(1)
 		return
@@ -646,7 +685,7 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 		vm.stats.Drop(sa.DropTooBig)
 		return
 	}
-	if !w.inboundClear(vm, buf, off, n, binary.BigEndian.Uint16(buf[off+12:off+14])) {
+	if !w.inboundClear(vm, buf, off, n, l.etype) {
 		return
 	}
 	w.flushRun() // keep the VM's frames in order
@@ -685,44 +724,42 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 			return
 		}
 	}
-	f := buf[off : off+n]
-	var vlan uint16
-	if m.Tagged {
-		vlan = m.VLAN
-	}
-	etype := binary.BigEndian.Uint16(f[12:14])
-	if etype == etherVLAN {
-		if n < ethLen+vlanTagSize {
-			ps.Malformed.Add(1)
-			return
-		}
-		vlan = binary.BigEndian.Uint16(f[14:16]) & 0x0fff
-		copy(f[vlanTagSize:vlanTagSize+12], f[0:12])
-		off, n = off+vlanTagSize, n-vlanTagSize
-		f = buf[off : off+n]
-		etype = binary.BigEndian.Uint16(f[12:14])
-	}
-	if f[0]&1 != 0 {
-		w.toVMs(snap.byVLAN[vlan], buf, off, n, etype)
+	h, d := parseL2(buf[off:off+n], m)
+	if d != sa.DropNone {
+		// More than one tag: which tenant's it is cannot be told.
+		ps.Malformed.Add(1)
 		return
 	}
-	w.toVM(snap.byKey[vmKey{vlan, [6]byte(f[0:6])}], buf, off, n, etype)
+	if h.inband {
+		off, n = untag(buf, off, n)
+	}
+	f := buf[off : off+n]
+	if f[0]&1 != 0 {
+		w.toVMs(snap.byVLAN[h.vlan], buf, off, n, h.etype)
+		return
+	}
+	w.toVM(snap.byKey[vmKey{h.vlan, [6]byte(f[0:6])}], buf, off, n, h.etype)
 }
 
 // fromTunnel takes an inner frame decapsulated from VXLAN: the VNI names
 // the tenant, the inner destination MAC the VM.
 func (w *worker) fromTunnel(snap *snapshot, vni uint32, buf []byte, off, n int) {
-	if n < ethLen {
+	// The VNI is the tenant: the inner frame has no VLAN of its own, at
+	// most a priority tag.
+	h, d := parseL2(buf[off:off+n], vif.Meta{})
+	if d != sa.DropNone || h.vlan != 0 {
 		w.e.UplinkRx.Malformed.Add(1)
 		return
 	}
+	if h.inband {
+		off, n = untag(buf, off, n)
+	}
 	f := buf[off : off+n]
-	etype := binary.BigEndian.Uint16(f[12:14])
 	if f[0]&1 != 0 {
-		w.toVMs(snap.byVNI[vni], buf, off, n, etype)
+		w.toVMs(snap.byVNI[vni], buf, off, n, h.etype)
 		return
 	}
-	w.toVM(snap.byVNIMAC[FDBKey{vni, sa.MAC(f[0:6])}], buf, off, n, etype)
+	w.toVM(snap.byVNIMAC[FDBKey{vni, sa.MAC(f[0:6])}], buf, off, n, h.etype)
 }
 
 // toVMs delivers a broadcast or multicast frame to each VM its inbound
@@ -818,9 +855,17 @@ func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 	// RFC 4301 §5.2: the first inbound SP the clear packet matches must
 	// demand ESP, and an ipsec SP it matches must name s: the first one,
 	// or, while IKE rekeys a policy (a newer child's SP comes first and
-	// the older child's SA still carries traffic), a later one.
-	idx := vm.spd.Lookup(sa.DirIn, &w.flow)
-	if idx < 0 || vm.policies[idx].Action != tenant.ActionIPsec || vm.sas[idx] != s && vm.inBySA[s].Lookup(sa.DirIn, &w.flow) < 0 {
+	// the older child's SA still carries traffic), a later one. A
+	// non-first fragment (tunnel mode) must have s for an outcome whatever
+	// its ports, with no rekey allowance.
+	idx, ok := w.lookup(vm, sa.DirIn)
+	if !ok {
+		st.Drop(sa.DropFragmentPolicy)
+		s.Drop(sa.DropFragmentPolicy)
+		return
+	}
+	if idx < 0 || vm.policies[idx].Action != tenant.ActionIPsec ||
+		vm.sas[idx] != s && (w.flow.NonFirst || vm.inBySA[s].Lookup(sa.DirIn, &w.flow) < 0) {
 		st.Drop(sa.DropPolicyMismatch)
 		s.Drop(sa.DropPolicyMismatch)
 		return
@@ -837,16 +882,23 @@ func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 	w.deliver(vm, buf, start, end)
 }
 
-// inboundClear applies the VM's inbound SPD to a clear frame.
+// inboundClear applies to a clear, untagged frame for vm the EtherType
+// allow-list, the checks of ARP and neighbour discovery (frame.go) and the
+// VM's inbound SPD.
 func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16) bool {
-	if !w.e.enabled.Load() || etype == etherARP {
-		return true
-	}
-	if etype != etherIPv4 && etype != etherIPv6 {
-		if vm.def == tenant.ActionDiscard {
-			vm.stats.Drop(sa.DropPolicyDiscard)
+	switch etype {
+	case etherARP:
+		if d := checkARP(vm, buf[off+ethLen:off+n], false); d != sa.DropNone {
+			vm.stats.Drop(d)
 			return false
 		}
+		return true
+	case etherIPv4, etherIPv6:
+	default:
+		vm.stats.Drop(sa.DropEtherType)
+		return false
+	}
+	if !w.e.enabled.Load() {
 		return true
 	}
 	if !tenant.ParseFlow(buf[off+ethLen:off+n], &w.flow) {
@@ -854,9 +906,17 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 		return false
 	}
 	if tenant.IsNeighborDiscovery(&w.flow) {
+		if d := checkND(vm, buf[off+ethLen:off+n], false); d != sa.DropNone {
+			vm.stats.Drop(d)
+			return false
+		}
 		return true
 	}
-	idx := vm.spd.Lookup(sa.DirIn, &w.flow)
+	idx, ok := w.lookup(vm, sa.DirIn)
+	if !ok {
+		vm.stats.Drop(sa.DropFragmentPolicy)
+		return false
+	}
 	action := vm.def
 	if idx >= 0 {
 		action = vm.policies[idx].Action
