@@ -178,4 +178,3 @@ func TestFrameBuffersFollowMTU(t *testing.T) {
 		w.port.Close()
 	}
 }
-
