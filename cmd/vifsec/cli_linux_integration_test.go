@@ -72,7 +72,9 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 	e.ok("add", "--vm", "vm1", "--sp-source", "2001:DB8:1::/64", "--sp-destination", "2002:db8:1::/64",
 		"--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any",
 		"--flow-direction", "out", "--action", "ipsec", "--sp-mode", "transport", "--sa-name", "sa_2", "--sp-name", "sp_2")
-	e.ok("uplink", "set", "--dev", "eth0")
+	// The uplink must exist (vifsecd checks): lo is on every host, and
+	// this test's vifsecd sends nothing on it.
+	e.ok("uplink", "set", "--dev", "lo")
 	// Static VXLAN forwarding entries (ext).
 	e.ok("overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:AB:CD:31", "--remote", "2001:DB8:FF::31")
 	e.ok("overlay", "fdb", "add", "--tenant=t1", "--mac=52:54:00:ab:cd:32", "--remote=192.0.2.32")
@@ -110,6 +112,8 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 		{"is-enabled", []string{"config", "modify", "--is-enabled", "yes"}, "--is-enabled"},
 		{"vni", []string{"tenant", "add", "--tenant", "t2", "--vni", "16777216"}, "--vni"},
 		{"overlay", []string{"uplink", "set", "--dev", "eth1", "--overlay", "geneve"}, "--overlay"},
+		{"uplink device missing", []string{"uplink", "set", "--dev", "vifsec-eht1"}, "--dev vifsec-eht1"},
+		{"uplink netns missing", []string{"uplink", "set", "--dev", "lo", "--netns", "vifsec-nosuch-ns"}, "--netns vifsec-nosuch-ns"},
 		{"vxlan without local", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan"}, "--vxlan-local"},
 		{"vxlan multicast local", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan", "--vxlan-local", "239.0.0.1"}, "--vxlan-local"},
 		{"vxlan port 0", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan", "--vxlan-local", "192.0.2.1", "--vxlan-port", "0"}, "--vxlan-port"},
@@ -283,7 +287,7 @@ func TestIntegrationRestartPersistence(t *testing.T) {
 	e.ok("add", "--vm", "vm1", "--sp-source", "2001:db8:1::/64", "--sp-destination", "::/0", "--source-port", "any",
 		"--destination-port", "135", "--upper-layer-protocol", "icmp6", "--flow-direction", "in", "--action", "discard",
 		"--sp-mode", "transport", "--sp-name", "a2")
-	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
+	e.ok("uplink", "set", "--dev", "lo", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
 	e.ok(with(underlaySAArgs, "--tenant", "t2", "--sa-spi", "auto", "--sa-name", "u-auto", "--esn")...)
 	e.ok(with(underlaySAArgs, "--tenant", "t1", "--sa-spi", "0x1000", "--sa-name", "u-fixed")...)
 	e.ok("overlay", "fdb", "add", "--tenant", "t2", "--mac", "52:54:00:00:00:22", "--remote", "192.0.2.22")
@@ -340,7 +344,7 @@ func TestIntegrationUnderlaySA(t *testing.T) {
 	if r := e.cli("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "esp"); r.code != exitRejected || !strings.Contains(r.stderr, "--protect") {
 		t.Errorf("--protect esp: exit %d, stderr %q", r.code, r.stderr)
 	}
-	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
+	e.ok("uplink", "set", "--dev", "lo", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
 	if out := e.ok("uplink", "show").stdout; !strings.Contains(out, "Protect: underlay") {
 		t.Errorf("uplink show:\n%s", out)
 	}

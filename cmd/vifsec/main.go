@@ -317,6 +317,13 @@ func runUplinkShow(c *cli, in *invocation) int {
 		fmt.Fprintf(c.stdout, "VXLAN Local: %s\nVXLAN Port: %d\n", u.VXLANLocal, u.VXLANPort)
 	}
 	fmt.Fprintf(c.stdout, "Protect: %s\n", orDash(u.Protect))
+	if u.State != "" {
+		state := u.State
+		if u.Reason != "" {
+			state += " (" + u.Reason + ")"
+		}
+		fmt.Fprintf(c.stdout, "State: %s\n", state)
+	}
 	return exitOK
 }
 

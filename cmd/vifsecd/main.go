@@ -5,6 +5,13 @@
 //	vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level LEVEL]
 //
 // SIGTERM or SIGINT: stop serving, flush state, exit 0.
+//
+// SIGHUP: keep running and re-check: the embedded store is read again and
+// the running state converged to it (it changes nothing unless the two
+// disagree, which is logged; a fleet store is followed continuously
+// anyway), and the uplink and every VM's interface are probed at once
+// (missing devices re-opened without waiting for the periodic check).
+// Each step is logged.
 package main
 
 import (
@@ -128,6 +135,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	var d *daemon.Daemon
 	var handler http.Handler
 	var fl *fleetHost
+	var st *store.Bolt // the embedded store; nil with a fleet store
 	if o.fleet.enabled() {
 		if fl, err = openFleet(ctx, o, log); err != nil {
 			return err
@@ -136,7 +144,6 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		d = fl.f.Daemon()
 		handler = api.NewFleetHandler(fl.f, log, version)
 	} else {
-		var st *store.Bolt
 		if st, err = store.OpenBolt(filepath.Join(o.state, stateFile), time.Second); err != nil {
 			return err
 		}
@@ -191,6 +198,12 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		})
 	}
 
+	// SIGHUP is caught from here on: it must never kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	recheck := make(chan struct{}, 1)
+
 	runCtx, cancel := context.WithCancel(ctx)
 	wg.Go(func() { d.Run(runCtx) })
 	if fl != nil {
@@ -198,7 +211,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	ig := newIKEGlue(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
 	wg.Go(func() { ig.run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, ig.attachDataPath) })
+	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, ig.attachDataPath, recheck) })
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()
@@ -209,10 +222,22 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx))
-	case serveErr = <-errc:
+	var conv *daemon.Converger // SIGHUP's, made at the first one
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "reason", context.Cause(ctx))
+			break wait
+		case serveErr = <-errc:
+			break wait
+		case <-hup:
+			conv = reload(log, d, st, conv)
+			select {
+			case recheck <- struct{}{}:
+			default: // one is pending already
+			}
+		}
 	}
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -231,6 +256,31 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	log.Info("vifsecd stopped", "generation", d.Generation())
 	return nil
+}
+
+// reload is SIGHUP's first step: with the embedded store st, read it
+// again and converge d to it (conv, made on the first call, is returned
+// for the next); with a fleet store (st nil) there is nothing to read,
+// the store is followed continuously. It logs what it found and never
+// fails the daemon.
+func reload(log *slog.Logger, d *daemon.Daemon, st *store.Bolt, conv *daemon.Converger) *daemon.Converger {
+	log.Info("SIGHUP: re-reading the state and re-checking the uplink and VM interfaces")
+	if st == nil {
+		log.Info("SIGHUP: the fleet store is followed continuously; nothing to re-read")
+		return conv
+	}
+	recs, err := st.Load()
+	if err != nil {
+		log.Error("SIGHUP: state not re-read; running on as before", "err", err)
+		return conv
+	}
+	if conv == nil {
+		conv = daemon.NewConvergerFrom(d, recs)
+	}
+	res := conv.Converge(recs, nil)
+	log.Info("SIGHUP: state re-read", "records", len(recs), "changed", res.Changed, "problems", len(res.Problems),
+		"generation", d.Generation())
+	return conv
 }
 
 func orOff(s string) string {

@@ -201,7 +201,9 @@ func (d *Daemon) VMs() []tenant.VM {
 }
 
 // SetUplink stores u, replacing the uplink; the data path moves to it.
-// Equivalent to: `vifsec uplink set --dev IFNAME ...`.
+// With a link check installed (SetLinkCheck), an interface that does not
+// exist is refused, naming --dev (or --netns). Equivalent to:
+// `vifsec uplink set --dev IFNAME ...`.
 func (d *Daemon) SetUplink(u Uplink) error {
 	if u.Overlay == OverlayInvalid {
 		u.Overlay = OverlayNone
@@ -211,6 +213,9 @@ func (d *Daemon) SetUplink(u Uplink) error {
 	}
 	if err := u.Validate(); err != nil {
 		return wrap(CodeInvalid, err)
+	}
+	if err := d.checkLink(&u); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
