@@ -112,6 +112,11 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 		{"is-enabled", []string{"config", "modify", "--is-enabled", "yes"}, "--is-enabled"},
 		{"vni", []string{"tenant", "add", "--tenant", "t2", "--vni", "16777216"}, "--vni"},
 		{"overlay", []string{"uplink", "set", "--dev", "eth1", "--overlay", "geneve"}, "--overlay"},
+		{"sa not the vm's", []string{"sa", "add", "--vm", "vm1", "--sa-source", "2001:db8:9::1", "--sa-destination", "2001:db8:9::2", "--sa-mode", "tunnel", "--sa-spi", "0x5000", "--encryption-algorithm", "aes128-gcm", "--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none", "--sa-name", "x"}, "--sa-destination 2001:db8:9::2"},
+		{"replay window range", []string{"sa", "add", "--vm", "vm1", "--sa-source", "2001:db8:1::121", "--sa-destination", "2001:db8::2", "--sa-mode", "transport", "--sa-spi", "0x5000", "--encryption-algorithm", "aes128-gcm", "--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none", "--sa-name", "x", "--replay-window", "100000"}, "--replay-window: \"100000\" is not a replay window size; use 32-4096"},
+		{"replay window word", []string{"sa", "add", "--vm", "vm1", "--sa-source", "2001:db8:1::121", "--sa-destination", "2001:db8::2", "--sa-mode", "transport", "--sa-spi", "0x5000", "--encryption-algorithm", "aes128-gcm", "--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none", "--sa-name", "x", "--replay-window", "abc"}, "--replay-window: \"abc\" is not a replay window size; use 32-4096"},
+		{"port with protocol any", []string{"sp", "add", "--vm", "vm1", "--sp-source", "2001:db8::/64", "--sp-destination", "2001:db8:1::/64", "--source-port", "any", "--destination-port", "443", "--upper-layer-protocol", "any", "--flow-direction", "out", "--action", "none", "--sp-mode", "transport", "--sp-name", "x"}, "--destination-port 443"},
+		{"ip of another vm", []string{"vm", "attach", "--vm", "x", "--tenant", "t1", "--dev", "tapx", "--mac", "52:54:00:00:00:09", "--ip", "2001:db8:1::121"}, "--ip 2001:db8:1::121"},
 		{"uplink device missing", []string{"uplink", "set", "--dev", "vifsec-eht1"}, "--dev vifsec-eht1"},
 		{"uplink netns missing", []string{"uplink", "set", "--dev", "lo", "--netns", "vifsec-nosuch-ns"}, "--netns vifsec-nosuch-ns"},
 		{"vxlan without local", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan"}, "--vxlan-local"},
@@ -367,7 +372,8 @@ func TestIntegrationUnderlaySA(t *testing.T) {
 	}
 	e.ok(with(underlaySAArgs, "--tenant", "t2", "--sa-spi", "0x2000", "--sa-name", "u2")...)
 	// Same SPI on a VM's SA: another scope, accepted; auto for a VM too.
-	e.ok(with(underlaySAArgs, "--vm", "vm1", "--sa-spi", fmt.Sprintf("0x%x", spi), "--sa-name", "vmsa")...)
+	// (vm2 has no --ip: any address is its own.)
+	e.ok(with(underlaySAArgs, "--vm", "vm2", "--sa-spi", fmt.Sprintf("0x%x", spi), "--sa-name", "vmsa")...)
 	if r := e.ok(with(underlaySAArgs, "--vm", "vm2", "--sa-spi", "auto", "--sa-name", "vmauto")...); !strings.Contains(r.stderr, "chosen for vmauto") {
 		t.Errorf("vm auto SPI: stderr %q", r.stderr)
 	}
@@ -383,7 +389,7 @@ func TestIntegrationUnderlaySA(t *testing.T) {
 	if u := byName["u1"]; u.VM != "" || u.Tenant != "t1" || u.SPI != fmt.Sprintf("0x%x", spi) || u.MAC != "00:00:00:00:00:00" || u.Direction != "out" {
 		t.Errorf("u1 listed as %+v", u)
 	}
-	if v := byName["vmsa"]; v.VM != "vm1" || v.Tenant != "t1" {
+	if v := byName["vmsa"]; v.VM != "vm2" || v.Tenant != "t1" {
 		t.Errorf("vmsa listed as %+v", v)
 	}
 	out := e.ok("sa", "list").stdout
@@ -563,7 +569,7 @@ func TestIntegrationConcurrentClients(t *testing.T) {
 				codes[i] = e.cli("--format", "json", "sa", "list")
 				return
 			}
-			codes[i] = e.cli("sa", "add", "--vm", []string{"vm1", "vm2"}[i%2], "--sa-source", "2001:db8::1", "--sa-destination", "2001:db8::2",
+			codes[i] = e.cli("sa", "add", "--vm", []string{"vm1", "vm2"}[i%2], "--sa-source", "2001:db8:1::121", "--sa-destination", "2001:db8::2",
 				"--sa-mode", "transport", "--sa-spi", fmt.Sprintf("0x%x", 0x4000+i), "--encryption-algorithm", "aes128-gcm",
 				"--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none",
 				"--sa-name", fmt.Sprintf("c%02d", i))
