@@ -72,7 +72,9 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 	e.ok("add", "--vm", "vm1", "--sp-source", "2001:DB8:1::/64", "--sp-destination", "2002:db8:1::/64",
 		"--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any",
 		"--flow-direction", "out", "--action", "ipsec", "--sp-mode", "transport", "--sa-name", "sa_2", "--sp-name", "sp_2")
-	e.ok("uplink", "set", "--dev", "eth0")
+	// The uplink must exist (vifsecd checks): lo is on every host, and
+	// this test's vifsecd sends nothing on it.
+	e.ok("uplink", "set", "--dev", "lo")
 	// Static VXLAN forwarding entries (ext).
 	e.ok("overlay", "fdb", "add", "--tenant", "t1", "--mac", "52:54:00:AB:CD:31", "--remote", "2001:DB8:FF::31")
 	e.ok("overlay", "fdb", "add", "--tenant=t1", "--mac=52:54:00:ab:cd:32", "--remote=192.0.2.32")
@@ -110,6 +112,13 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 		{"is-enabled", []string{"config", "modify", "--is-enabled", "yes"}, "--is-enabled"},
 		{"vni", []string{"tenant", "add", "--tenant", "t2", "--vni", "16777216"}, "--vni"},
 		{"overlay", []string{"uplink", "set", "--dev", "eth1", "--overlay", "geneve"}, "--overlay"},
+		{"sa not the vm's", []string{"sa", "add", "--vm", "vm1", "--sa-source", "2001:db8:9::1", "--sa-destination", "2001:db8:9::2", "--sa-mode", "tunnel", "--sa-spi", "0x5000", "--encryption-algorithm", "aes128-gcm", "--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none", "--sa-name", "x"}, "--sa-destination 2001:db8:9::2"},
+		{"replay window range", []string{"sa", "add", "--vm", "vm1", "--sa-source", "2001:db8:1::121", "--sa-destination", "2001:db8::2", "--sa-mode", "transport", "--sa-spi", "0x5000", "--encryption-algorithm", "aes128-gcm", "--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none", "--sa-name", "x", "--replay-window", "100000"}, "--replay-window: \"100000\" is not a replay window size; use 32-4096"},
+		{"replay window word", []string{"sa", "add", "--vm", "vm1", "--sa-source", "2001:db8:1::121", "--sa-destination", "2001:db8::2", "--sa-mode", "transport", "--sa-spi", "0x5000", "--encryption-algorithm", "aes128-gcm", "--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none", "--sa-name", "x", "--replay-window", "abc"}, "--replay-window: \"abc\" is not a replay window size; use 32-4096"},
+		{"port with protocol any", []string{"sp", "add", "--vm", "vm1", "--sp-source", "2001:db8::/64", "--sp-destination", "2001:db8:1::/64", "--source-port", "any", "--destination-port", "443", "--upper-layer-protocol", "any", "--flow-direction", "out", "--action", "none", "--sp-mode", "transport", "--sp-name", "x"}, "--destination-port 443"},
+		{"ip of another vm", []string{"vm", "attach", "--vm", "x", "--tenant", "t1", "--dev", "tapx", "--mac", "52:54:00:00:00:09", "--ip", "2001:db8:1::121"}, "--ip 2001:db8:1::121"},
+		{"uplink device missing", []string{"uplink", "set", "--dev", "vifsec-eht1"}, "--dev vifsec-eht1"},
+		{"uplink netns missing", []string{"uplink", "set", "--dev", "lo", "--netns", "vifsec-nosuch-ns"}, "--netns vifsec-nosuch-ns"},
 		{"vxlan without local", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan"}, "--vxlan-local"},
 		{"vxlan multicast local", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan", "--vxlan-local", "239.0.0.1"}, "--vxlan-local"},
 		{"vxlan port 0", []string{"uplink", "set", "--dev", "eth1", "--overlay", "vxlan", "--vxlan-local", "192.0.2.1", "--vxlan-port", "0"}, "--vxlan-port"},
@@ -283,7 +292,7 @@ func TestIntegrationRestartPersistence(t *testing.T) {
 	e.ok("add", "--vm", "vm1", "--sp-source", "2001:db8:1::/64", "--sp-destination", "::/0", "--source-port", "any",
 		"--destination-port", "135", "--upper-layer-protocol", "icmp6", "--flow-direction", "in", "--action", "discard",
 		"--sp-mode", "transport", "--sp-name", "a2")
-	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
+	e.ok("uplink", "set", "--dev", "lo", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
 	e.ok(with(underlaySAArgs, "--tenant", "t2", "--sa-spi", "auto", "--sa-name", "u-auto", "--esn")...)
 	e.ok(with(underlaySAArgs, "--tenant", "t1", "--sa-spi", "0x1000", "--sa-name", "u-fixed")...)
 	e.ok("overlay", "fdb", "add", "--tenant", "t2", "--mac", "52:54:00:00:00:22", "--remote", "192.0.2.22")
@@ -340,7 +349,7 @@ func TestIntegrationUnderlaySA(t *testing.T) {
 	if r := e.cli("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "esp"); r.code != exitRejected || !strings.Contains(r.stderr, "--protect") {
 		t.Errorf("--protect esp: exit %d, stderr %q", r.code, r.stderr)
 	}
-	e.ok("uplink", "set", "--dev", "eth0", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
+	e.ok("uplink", "set", "--dev", "lo", "--overlay", "vxlan", "--vxlan-local", "2001:db8:ff::1", "--protect", "underlay")
 	if out := e.ok("uplink", "show").stdout; !strings.Contains(out, "Protect: underlay") {
 		t.Errorf("uplink show:\n%s", out)
 	}
@@ -363,7 +372,8 @@ func TestIntegrationUnderlaySA(t *testing.T) {
 	}
 	e.ok(with(underlaySAArgs, "--tenant", "t2", "--sa-spi", "0x2000", "--sa-name", "u2")...)
 	// Same SPI on a VM's SA: another scope, accepted; auto for a VM too.
-	e.ok(with(underlaySAArgs, "--vm", "vm1", "--sa-spi", fmt.Sprintf("0x%x", spi), "--sa-name", "vmsa")...)
+	// (vm2 has no --ip: any address is its own.)
+	e.ok(with(underlaySAArgs, "--vm", "vm2", "--sa-spi", fmt.Sprintf("0x%x", spi), "--sa-name", "vmsa")...)
 	if r := e.ok(with(underlaySAArgs, "--vm", "vm2", "--sa-spi", "auto", "--sa-name", "vmauto")...); !strings.Contains(r.stderr, "chosen for vmauto") {
 		t.Errorf("vm auto SPI: stderr %q", r.stderr)
 	}
@@ -379,7 +389,7 @@ func TestIntegrationUnderlaySA(t *testing.T) {
 	if u := byName["u1"]; u.VM != "" || u.Tenant != "t1" || u.SPI != fmt.Sprintf("0x%x", spi) || u.MAC != "00:00:00:00:00:00" || u.Direction != "out" {
 		t.Errorf("u1 listed as %+v", u)
 	}
-	if v := byName["vmsa"]; v.VM != "vm1" || v.Tenant != "t1" {
+	if v := byName["vmsa"]; v.VM != "vm2" || v.Tenant != "t1" {
 		t.Errorf("vmsa listed as %+v", v)
 	}
 	out := e.ok("sa", "list").stdout
@@ -559,7 +569,7 @@ func TestIntegrationConcurrentClients(t *testing.T) {
 				codes[i] = e.cli("--format", "json", "sa", "list")
 				return
 			}
-			codes[i] = e.cli("sa", "add", "--vm", []string{"vm1", "vm2"}[i%2], "--sa-source", "2001:db8::1", "--sa-destination", "2001:db8::2",
+			codes[i] = e.cli("sa", "add", "--vm", []string{"vm1", "vm2"}[i%2], "--sa-source", "2001:db8:1::121", "--sa-destination", "2001:db8::2",
 				"--sa-mode", "transport", "--sa-spi", fmt.Sprintf("0x%x", 0x4000+i), "--encryption-algorithm", "aes128-gcm",
 				"--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213", "--integrity-algorithm", "none",
 				"--sa-name", fmt.Sprintf("c%02d", i))

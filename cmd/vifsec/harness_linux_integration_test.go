@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -245,12 +246,25 @@ func (e *env) ok(args ...string) result {
 	return r
 }
 
-// snapshot is every list the CLI can print, as JSON, to compare states.
+// snapshot is every list the CLI can print, as JSON, to compare states:
+// the configured state only, not the uplink port's state (up or down,
+// which the data path reports as it opens the port).
 func (e *env) snapshot() string {
 	e.t.Helper()
 	var b bytes.Buffer
 	for _, v := range [][]string{{"tenant", "list"}, {"vm", "list"}, {"uplink", "show"}, {"sa", "list"}, {"sp", "list"}, {"config", "show"}, {"overlay", "fdb", "list"}} {
-		b.WriteString(e.ok(append([]string{"--format", "json"}, v...)...).stdout)
+		out := e.ok(append([]string{"--format", "json"}, v...)...).stdout
+		if v[0] == "uplink" {
+			var u map[string]any
+			if err := json.Unmarshal([]byte(out), &u); err != nil {
+				e.t.Fatalf("uplink show: %v\n%s", err, out)
+			}
+			delete(u, "state")
+			delete(u, "reason")
+			j, _ := json.Marshal(u)
+			out = string(j) + "\n"
+		}
+		b.WriteString(out)
 	}
 	return b.String()
 }

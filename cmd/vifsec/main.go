@@ -234,10 +234,11 @@ func verbTable() []*verb {
 			usage: "overlay fdb remove --tenant NAME --mac MAC", run: runFDBRemove},
 		{words: []string{"sa", "add"},
 			flags: []flagDef{opt("vm"), opt("tenant"), req("sa-source"), req("sa-destination"), req("sa-mode"), req("sa-spi"),
-				req("encryption-algorithm"), opt("encryption-key"), req("integrity-algorithm"), opt("integrity-key"), req("sa-name"),
+				req("encryption-algorithm"), opt("encryption-key"), opt("encryption-key-file"), req("integrity-algorithm"), opt("integrity-key"),
+				opt("integrity-key-file"), req("sa-name"),
 				opt("replay-window"), boolean("esn"), opt("lifetime-bytes"), opt("lifetime-seconds")},
 			oneOf: []string{"vm", "tenant"},
-			usage: "sa add --vm NAME|--tenant NAME --sa-source ADDR --sa-destination ADDR --sa-mode transport|tunnel --sa-spi 0xHEX|auto --encryption-algorithm ALG [--encryption-key KEY] --integrity-algorithm ALG [--integrity-key KEY] --sa-name NAME [--replay-window N] [--esn] [--lifetime-bytes N] [--lifetime-seconds N]   (--tenant: an underlay SA between VTEP addresses, for uplink --protect underlay)",
+			usage: "sa add --vm NAME|--tenant NAME --sa-source ADDR --sa-destination ADDR --sa-mode transport|tunnel --sa-spi 0xHEX|auto --encryption-algorithm ALG [--encryption-key-file FILE|- | --encryption-key KEY] --integrity-algorithm ALG [--integrity-key-file FILE|- | --integrity-key KEY] --sa-name NAME [--replay-window N] [--esn] [--lifetime-bytes N] [--lifetime-seconds N]   (--tenant: an underlay SA between VTEP addresses, for uplink --protect underlay; a key file holds the key on one line, - reads it from stdin; a key given on the command line is visible to other users)",
 			run:   runSAAdd},
 		{words: []string{"sa", "list"}, usage: "sa list", run: runSAList},
 		{words: []string{"sa", "remove"}, flags: []flagDef{opt("sa-name"), boolean("removeall")}, oneOf: []string{"sa-name", "removeall"},
@@ -336,6 +337,13 @@ func runUplinkShow(c *cli, in *invocation) int {
 		fmt.Fprintf(c.stdout, "VXLAN Local: %s\nVXLAN Port: %d\n", u.VXLANLocal, u.VXLANPort)
 	}
 	fmt.Fprintf(c.stdout, "Protect: %s\n", orDash(u.Protect))
+	if u.State != "" {
+		state := u.State
+		if u.Reason != "" {
+			state += " (" + u.Reason + ")"
+		}
+		fmt.Fprintf(c.stdout, "State: %s\n", state)
+	}
 	return exitOK
 }
 
@@ -405,11 +413,20 @@ func runOffloadShow(c *cli, in *invocation) int {
 }
 
 func runSAAdd(c *cli, in *invocation) int {
+	encKey, integKey, usage, err := c.saKeys(in) // keyfile.go
+	if usage {
+		fmt.Fprintln(c.stderr, "vifsec:", err)
+		fmt.Fprintln(c.stderr, "usage: vifsec", in.verb.usage)
+		return exitUsage
+	}
+	if err != nil {
+		return c.fail(err)
+	}
 	return c.added(c.c.AddSA(c.ctx, api.SAAddRequest{
 		VM: in.get("vm"), Tenant: in.get("tenant"), SAName: in.get("sa-name"), SASource: in.get("sa-source"), SADestination: in.get("sa-destination"),
 		SAMode: in.get("sa-mode"), SASPI: in.get("sa-spi"),
-		EncryptionAlgorithm: in.get("encryption-algorithm"), EncryptionKey: in.get("encryption-key"),
-		IntegrityAlgorithm: in.get("integrity-algorithm"), IntegrityKey: in.get("integrity-key"),
+		EncryptionAlgorithm: in.get("encryption-algorithm"), EncryptionKey: encKey,
+		IntegrityAlgorithm: in.get("integrity-algorithm"), IntegrityKey: integKey,
 		ReplayWindow: val(in, "replay-window"), ESN: val(in, "esn"),
 		LifetimeBytes: val(in, "lifetime-bytes"), LifetimeSeconds: val(in, "lifetime-seconds"),
 	}))

@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/vifsec/vifsec/internal/attach"
 	"github.com/vifsec/vifsec/internal/daemon"
@@ -15,9 +18,10 @@ import (
 // ends: on every generation it turns the snapshot into the attacher's
 // desired ports and the engine's tables. It returns after the engine has
 // stopped and closed every port. onEngine, if not nil, is given the
-// engine before it runs (IKE's punt and send, ike.go); onAttach, if not
-// nil, the attacher (readiness, health.go).
-func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, onEngine func(*datapath.Engine), onAttach func(*attach.Attacher)) {
+// engine before it runs (IKE's punt and send, ike.go). A receive on
+// recheck probes the uplink and every VM's interface at once and logs
+// what it found (SIGHUP).
+func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, onEngine func(*datapath.Engine), recheck <-chan struct{}) {
 	e := datapath.New(d.SADB(), log.With("part", "datapath"))
 	e.SetCoalesce(gro)
 	if onEngine != nil {
@@ -36,9 +40,8 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		return p, mtu, nil
 	}, log.With("part", "attach"))
 	d.SetVIFStatus(a.Status)
-	if onAttach != nil {
-		onAttach(a)
-	}
+	d.SetUplinkState(a.UplinkStatus)
+	d.SetLinkCheck(linkExists)
 	d.SetMTUReport(e.MTUs)
 	d.SetUplinkCounters(e.UplinkCounts)
 	ov := newOverlayCtl(e, log.With("part", "overlay"))
@@ -46,6 +49,7 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 	go func() { a.Run(ctx); close(done) }()
 	ovDone := make(chan struct{})
 	go func() { ov.resolve(ctx); close(ovDone) }()
+	logCheck := false
 	for {
 		gen, changed := d.Watch()
 		snap := d.Snapshot()
@@ -53,12 +57,18 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		ov.apply(snap)
 		a.Set(wants(snap), uplinkWant(snap))
 		log.Debug("data path updated", "generation", gen, "vms", len(snap.VMs))
+		if logCheck {
+			logRecheck(log, d)
+			logCheck = false
+		}
 		select {
 		case <-ctx.Done():
 			<-done
 			<-ovDone
 			return
 		case <-changed:
+		case <-recheck: // Set at the top of the loop reconciles at once
+			logCheck = true
 		}
 	}
 }
@@ -87,4 +97,40 @@ func uplinkWant(snap *daemon.Snapshot) *attach.UplinkWant {
 		return nil
 	}
 	return &attach.UplinkWant{Dev: snap.Uplink.Dev, Netns: snap.Uplink.Netns}
+}
+
+// linkExists is the daemon's check that an uplink's interface exists
+// here: its error names the flag at fault.
+func linkExists(dev, netns string) error {
+	if _, err := vif.Describe(dev, netns); err != nil {
+		if netns != "" {
+			if _, nserr := os.Stat(filepath.Join("/run/netns", netns)); nserr != nil {
+				return fmt.Errorf("--netns %s: no such network namespace (ip netns list)", netns)
+			}
+			return fmt.Errorf("--dev %s: no such interface in network namespace %s (%v); give one that exists (ip -n %s link show)", dev, netns, err, netns)
+		}
+		return fmt.Errorf("--dev %s: no such interface (%v); give one that exists (ip link show)", dev, err)
+	}
+	return nil
+}
+
+// logRecheck logs the uplink's and the VM interfaces' state after a
+// re-check.
+func logRecheck(log *slog.Logger, d *daemon.Daemon) {
+	attached, waiting := 0, map[string]string{}
+	for vm, st := range d.VIFStatus() {
+		if st == "attached" {
+			attached++
+		} else {
+			waiting[vm] = st
+		}
+	}
+	uplink := "none"
+	if u, ok := d.Uplink(); ok {
+		uplink = u.Dev + ": " + d.UplinkState().String()
+	}
+	log.Info("SIGHUP: re-checked the uplink and VM interfaces", "uplink", uplink, "vifs_attached", attached, "vifs_waiting", len(waiting))
+	for vm, why := range waiting {
+		log.Warn("SIGHUP: VM interface not attached", "vm", vm, "why", why)
+	}
 }

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
+
+	"github.com/vifsec/vifsec/internal/daemon"
 )
 
 // health answers /healthz and /readyz on the metrics listener.
@@ -17,9 +18,9 @@ import (
 type health struct {
 	// store reports "" when the store is usable, else why not.
 	store func() string
-	// uplink reports whether an uplink is configured and "" when it is
-	// attached, else why not; set once the data path runs.
-	uplink atomic.Pointer[func() (bool, string)]
+	// d reports the uplink: configured (d.Uplink) and attached
+	// (d.UplinkState, from the data path).
+	d *daemon.Daemon
 }
 
 func (h *health) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -36,22 +37,20 @@ func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
 	} else {
 		lines = append(lines, "store: ok")
 	}
-	switch f := h.uplink.Load(); {
-	case f == nil:
+	u, configured := h.d.Uplink()
+	st := h.d.UplinkState()
+	switch {
+	case !configured:
 		ok = false
-		lines = append(lines, "uplink: data path not started")
+		lines = append(lines, "uplink: none configured (vifsec uplink set --dev IFNAME)")
+	case !st.Known:
+		ok = false
+		lines = append(lines, "uplink: "+u.Dev+": data path not started")
+	case !st.Up:
+		ok = false
+		lines = append(lines, "uplink: "+u.Dev+": down: "+st.Reason)
 	default:
-		configured, problem := (*f)()
-		switch {
-		case !configured:
-			ok = false
-			lines = append(lines, "uplink: none configured (vifsec uplink set --dev IFNAME)")
-		case problem != "":
-			ok = false
-			lines = append(lines, "uplink: not attached: "+problem)
-		default:
-			lines = append(lines, "uplink: attached")
-		}
+		lines = append(lines, "uplink: "+u.Dev+": up")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if !ok {

@@ -7,6 +7,13 @@
 //
 // SIGTERM or SIGINT: stop serving, flush state, exit 0. Under systemd
 // (Type=notify) it reports READY=1 once the API and metrics serve.
+//
+// SIGHUP: keep running and re-check: the embedded store is read again and
+// the running state converged to it (it changes nothing unless the two
+// disagree, which is logged; a fleet store is followed continuously
+// anyway), and the uplink and every VM's interface are probed at once
+// (missing devices re-opened without waiting for the periodic check).
+// Each step is logged.
 package main
 
 import (
@@ -29,7 +36,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vifsec/vifsec/internal/api"
-	"github.com/vifsec/vifsec/internal/attach"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/metrics"
@@ -180,6 +186,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	var d *daemon.Daemon
 	var handler http.Handler
 	var fl *fleetHost
+	var st *store.Bolt // the embedded store; nil with a fleet store
 	if o.fleet.enabled() {
 		if fl, err = openFleet(ctx, o, log); err != nil {
 			return err
@@ -188,7 +195,6 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		d = fl.f.Daemon()
 		handler = api.NewFleetHandler(fl.f, log, version)
 	} else {
-		var st *store.Bolt
 		if st, err = store.OpenBolt(filepath.Join(o.state, stateFile), time.Second); err != nil {
 			return err
 		}
@@ -203,7 +209,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		handler = api.WithoutFleet(api.NewHandler(d, log, version))
 	}
 
-	hl := &health{store: func() string { return "" }}
+	hl := &health{store: func() string { return "" }, d: d}
 	if fl != nil {
 		hl.store = func() string {
 			if h := fl.f.Health(); h.State != "ok" {
@@ -255,6 +261,12 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		})
 	}
 
+	// SIGHUP is caught from here on: it must never kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	recheck := make(chan struct{}, 1)
+
 	runCtx, cancel := context.WithCancel(ctx)
 	wg.Go(func() { d.Run(runCtx) })
 	if fl != nil {
@@ -262,12 +274,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	ig := newIKEGlue(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
 	wg.Go(func() { ig.run(runCtx) })
-	wg.Go(func() {
-		runDataPath(runCtx, d, log, o.gro, ig.attachDataPath, func(a *attach.Attacher) {
-			f := a.UplinkStatus
-			hl.uplink.Store(&f)
-		})
-	})
+	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, ig.attachDataPath, recheck) })
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()
@@ -282,10 +289,22 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 
 	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx))
-	case serveErr = <-errc:
+	var conv *daemon.Converger // SIGHUP's, made at the first one
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "reason", context.Cause(ctx))
+			break wait
+		case serveErr = <-errc:
+			break wait
+		case <-hup:
+			conv = reload(log, d, st, conv)
+			select {
+			case recheck <- struct{}{}:
+			default: // one is pending already
+			}
+		}
 	}
 	notify.Stopping()
 	cancel()
@@ -321,6 +340,31 @@ func absPath(p string) string {
 		return a
 	}
 	return p
+}
+
+// reload is SIGHUP's first step: with the embedded store st, read it
+// again and converge d to it (conv, made on the first call, is returned
+// for the next); with a fleet store (st nil) there is nothing to read,
+// the store is followed continuously. It logs what it found and never
+// fails the daemon.
+func reload(log *slog.Logger, d *daemon.Daemon, st *store.Bolt, conv *daemon.Converger) *daemon.Converger {
+	log.Info("SIGHUP: re-reading the state and re-checking the uplink and VM interfaces")
+	if st == nil {
+		log.Info("SIGHUP: the fleet store is followed continuously; nothing to re-read")
+		return conv
+	}
+	recs, err := st.Load()
+	if err != nil {
+		log.Error("SIGHUP: state not re-read; running on as before", "err", err)
+		return conv
+	}
+	if conv == nil {
+		conv = daemon.NewConvergerFrom(d, recs)
+	}
+	res := conv.Converge(recs, nil)
+	log.Info("SIGHUP: state re-read", "records", len(recs), "changed", res.Changed, "problems", len(res.Problems),
+		"generation", d.Generation())
+	return conv
 }
 
 func orOff(s string) string {

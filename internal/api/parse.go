@@ -3,12 +3,14 @@ package api
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/replay"
 	"github.com/vifsec/vifsec/tenant"
 )
 
@@ -273,9 +275,11 @@ func (r *SAAddRequest) Parse() (vm string, cfg sa.Config, err error) {
 		cfg.IntegKey = k
 	}
 	if r.ReplayWindow != "" {
-		n, err := parseUint(string(r.ReplayWindow), 1<<20, "a replay window size")
-		if err != nil {
-			p.add("--replay-window", err)
+		// One accepted range in every message, whether the value is not a
+		// number or out of range: the window's (sa/replay); 0 is the default.
+		n, err := parseUint(string(r.ReplayWindow), math.MaxUint32, "a number")
+		if err != nil || n != 0 && (n < replay.MinSize || n > replay.MaxSize) {
+			p.addf("--replay-window: %q is not a replay window size; use %d-%d packets (default %d)", string(r.ReplayWindow), replay.MinSize, replay.MaxSize, replay.DefaultSize)
 		}
 		cfg.ReplayWindow = int(n)
 	}
@@ -328,7 +332,11 @@ func (r *SPAddRequest) Parse() (tenant.Policy, []string, error) {
 			p.add(flag, err)
 			return v
 		}
-		if a, _, _ := strings.Cut(s, "/"); !strings.EqualFold(a, v.Addr().String()) {
+		if !strings.Contains(s, "/") {
+			// esxcli's syntax is ADDR/LEN; a bare address is taken as the
+			// one host, and said so.
+			warnings = append(warnings, fmt.Sprintf("%s %s has no /LEN; using %s (this host only); write ADDR/LEN for a network", flag, s, v))
+		} else if a, _, _ := strings.Cut(s, "/"); !strings.EqualFold(a, v.Addr().String()) {
 			if given, err := netip.ParseAddr(a); err == nil && given != v.Addr() {
 				warnings = append(warnings, fmt.Sprintf("%s %s has host bits set; using %s", flag, s, v))
 			}
@@ -369,6 +377,18 @@ func (r *SPAddRequest) Parse() (tenant.Policy, []string, error) {
 			p.add("--action", err)
 		}
 		pol.Action = v
+	}
+	if pol.ULProto == tenant.ProtoAny {
+		// Ports select TCP and UDP traffic only: with any protocol they
+		// would silently not apply to the rest.
+		for _, f := range []struct {
+			flag string
+			port tenant.Port
+		}{{"--source-port", pol.SrcPort}, {"--destination-port", pol.DstPort}} {
+			if n, ok := f.port.Number(); ok {
+				p.addf("%s %d needs --upper-layer-protocol tcp or udp (it is any, which has no ports); use %s any, or name the protocol", f.flag, n, f.flag)
+			}
+		}
 	}
 	if r.SPMode != "" {
 		v, err := sa.ParseMode(r.SPMode)

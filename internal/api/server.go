@@ -216,6 +216,12 @@ func (s *server) getUplink(w http.ResponseWriter, r *http.Request) {
 	if u.VXLANLocal.IsValid() {
 		out.VXLANLocal = u.VXLANLocal.String()
 	}
+	if st := s.d.UplinkState(); st.Known {
+		out.State, out.Reason = "down", st.Reason
+		if st.Up {
+			out.State = "up"
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -181,6 +181,12 @@ type Uplink struct {
 	VXLANPort  uint16 `json:"vxlan_port,omitempty"`
 	// Protect is none or underlay.
 	Protect string `json:"protect"`
+	// State is "up" when the data path has the uplink's port open, "down"
+	// when not (Reason says why: the device is missing, down, went away),
+	// "" when no data path reports. A stored uplink whose device is
+	// missing is kept, down, until the device appears.
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // FDBEntry is a static VXLAN forwarding entry as listed: frames of Tenant

@@ -124,23 +124,6 @@ func (a *Attacher) Status() map[string]string {
 	return out
 }
 
-// UplinkStatus reports whether an uplink is configured and, if so, ""
-// when its port is attached or why not.
-func (a *Attacher) UplinkStatus() (configured bool, problem string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.uplink == nil {
-		return false, ""
-	}
-	if a.up != nil && !a.up.dead.Load() {
-		return true, ""
-	}
-	if e := a.lastErr["\x00uplink"]; e != "" {
-		return true, e
-	}
-	return true, "interface down or missing"
-}
-
 // Run reconciles on kicks, link events in every namespace in use, and
 // every few seconds as a backstop, until ctx ends. Then it closes the engine.
 func (a *Attacher) Run(ctx context.Context) {

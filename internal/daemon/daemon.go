@@ -43,6 +43,8 @@ type Daemon struct {
 	ikeEvents atomic.Pointer[func(sa.Event) bool] // SetIKEEvents (ikesa.go)
 
 	uplinkCnt atomic.Pointer[func() UplinkCounters] // SetUplinkCounters (uplinkcounters.go)
+	links     atomic.Pointer[linkHooks]             // SetLinkCheck, SetUplinkState (uplinkstate.go)
+	linksMu   sync.Mutex                            // serialises the setters of links
 
 	log *slog.Logger
 	st  store.Store

@@ -73,8 +73,15 @@ func vm(name, tn, mac string, vlan uint16) tenant.VM {
 	if err != nil {
 		panic(err)
 	}
-	return tenant.VM{Name: name, Tenant: tn, Dev: "tap-" + name, MAC: m, VLAN: vlan,
-		IPs: []netip.Addr{netip.MustParseAddr("2001:db8:1::121")}}
+	// Each VM's addresses are its own in its tenant (AttachVM refuses an
+	// address another VM of the tenant has) and one end of the test SAs
+	// (seedSA, gcmSA) added for it; other VMs may use any address.
+	ips := map[string][]string{"vm1": {"2001:db8:1::121", "2001:db8:1::1"}, "vm2": {"2001:db8:1::122", "2001:db8:2::1"}}[name]
+	v := tenant.VM{Name: name, Tenant: tn, Dev: "tap-" + name, MAC: m, VLAN: vlan}
+	for _, a := range ips {
+		v.IPs = append(v.IPs, netip.MustParseAddr(a))
+	}
+	return v
 }
 
 // setup returns a daemon with tenant t1 and VMs vm1, vm2.

@@ -112,6 +112,9 @@ func (d *Daemon) AttachVM(v tenant.VM) error {
 	if other, ok := d.byScope[e.scope()]; ok {
 		return errf(CodeExists, "--mac/--vlan: VM %q already has mac %s on vlan %d; a VM interface is identified by (vlan, mac), which must be unique", other, v.MAC, v.VLAN)
 	}
+	if err := d.ipsFree(v); err != nil {
+		return err
+	}
 	if err := d.commit([]store.Op{store.Put(store.KindVM, v.Name, mustJSON(v))}); err != nil {
 		return err
 	}
@@ -119,6 +122,24 @@ func (d *Daemon) AttachVM(v tenant.VM) error {
 	d.byScope[e.scope()] = v.Name
 	d.changed()
 	d.log.Info("vm attached", "vm", v.Name, "tenant", v.Tenant, "dev", v.Dev, "netns", v.Netns, "mac", v.MAC.String(), "vlan", v.VLAN)
+	return nil
+}
+
+// ipsFree refuses v if another VM of its tenant already claims one of its
+// --ip addresses: anti-spoofing and the SPs of each would then admit the
+// other's traffic. The caller holds d.mu.
+func (d *Daemon) ipsFree(v tenant.VM) error {
+	for _, n := range sortedKeys(d.vms) {
+		o := d.vms[n].vm
+		if o.Tenant != v.Tenant {
+			continue
+		}
+		for _, a := range v.IPs {
+			if slices.Contains(o.IPs, a) {
+				return errf(CodeExists, "--ip %v: VM %q of tenant %s already has this address; an address belongs to one VM of a tenant (detach %s first, or give another --ip)", a, n, v.Tenant, n)
+			}
+		}
+	}
 	return nil
 }
 
@@ -201,7 +222,9 @@ func (d *Daemon) VMs() []tenant.VM {
 }
 
 // SetUplink stores u, replacing the uplink; the data path moves to it.
-// Equivalent to: `vifsec uplink set --dev IFNAME ...`.
+// With a link check installed (SetLinkCheck), an interface that does not
+// exist is refused, naming --dev (or --netns). Equivalent to:
+// `vifsec uplink set --dev IFNAME ...`.
 func (d *Daemon) SetUplink(u Uplink) error {
 	if u.Overlay == OverlayInvalid {
 		u.Overlay = OverlayNone
@@ -211,6 +234,9 @@ func (d *Daemon) SetUplink(u Uplink) error {
 	}
 	if err := u.Validate(); err != nil {
 		return wrap(CodeInvalid, err)
+	}
+	if err := d.checkLink(&u); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

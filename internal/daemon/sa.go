@@ -98,6 +98,11 @@ func (d *Daemon) addSA(o saOwner, cfg sa.Config) (warnings []string, err error) 
 		}
 		return nil, errf(CodeExists, "--sa-spi: SPI 0x%x is already used by underlay SA %q (tenant %s); SPIs of underlay SAs are unique on the host, whatever their tenant (or use --sa-spi auto)", cfg.SPI, old.Name(), d.saTenant[old.Name()])
 	}
+	if o.vm != "" {
+		if err := vmEndpoint(d.vms[o.vm].vm, &cfg); err != nil {
+			return nil, err
+		}
+	}
 	// SPs left without an SA by `sa remove --removeall` still name it: the
 	// new SA must fit them as `sp add` would have required.
 	for _, sp := range d.spsUsing(cfg.Name) {
@@ -165,6 +170,24 @@ func (d *Daemon) addSA(o saOwner, cfg sa.Config) (warnings []string, err error) 
 	d.log.Info("sa added", "sa", cfg.Name, "vm", o.vm, "tenant", o.tenant, "spi", fmt.Sprintf("0x%x", cfg.SPI), "auto_spi", auto,
 		"src", cfg.Src, "dst", cfg.Dst, "mode", cfg.Mode.String(), "enc", cfg.Enc.String(), "integ", cfg.Integ.String())
 	return warnings, nil
+}
+
+// vmEndpoint refuses a VM SA neither of whose addresses is the VM's: its
+// packets leave from, or arrive for, the VM's MAC, so (in transport mode
+// as in tunnel mode, where they are the outer addresses) one end is the
+// VM, and which one gives the SA's direction. A VM without --ip may use
+// any address.
+func vmEndpoint(v tenant.VM, cfg *sa.Config) error {
+	if len(v.IPs) == 0 || slices.Contains(v.IPs, cfg.Src.Unmap()) || slices.Contains(v.IPs, cfg.Dst.Unmap()) {
+		return nil
+	}
+	ips := make([]string, len(v.IPs))
+	for i, a := range v.IPs {
+		ips[i] = a.String()
+	}
+	return errf(CodeInvalid, "--sa-source %v, --sa-destination %v: neither is an address of VM %s (--ip %s); one end of a VM's SA must be the VM "+
+		"(--sa-source for outbound, --sa-destination for inbound), or add the address to the VM (vifsec vm attach ... --ip ADDR)",
+		cfg.Src, cfg.Dst, v.Name, strings.Join(ips, ", "))
 }
 
 func scopeName(o saOwner) string {

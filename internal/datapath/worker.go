@@ -18,9 +18,13 @@ import (
 )
 
 // Frame geometry: frames are read at readOff so ESP, an 802.1Q tag and
-// VXLAN can be written in front in place; bufSize leaves room for a
-// 1500-byte MTU frame plus ESP's tailroom with margin. Bigger frames (GSO
-// super-frames, jumbo) are counted as truncated by the port.
+// VXLAN can be written in front in place. A buffer for one frame holds
+// frameBufSize(MTU) bytes: never less than bufSize (a 1500-byte MTU frame
+// plus ESP's tailroom with margin), more on a jumbo uplink. Ports with
+// virtio-net headers read into gsoBufSize buffers (a 64 KiB super-frame,
+// so any MTU); a port without them reads frames up to the uplink's MTU as
+// it was when the port's worker started, and counts bigger ones as
+// truncated.
 //
 // The most written in front of a VM's frame is ESP inside VXLAN inside
 // underlay ESP toward a virtio-net uplink: the VM's ESP (esp.MaxPrefix,
@@ -41,6 +45,11 @@ const (
 	maxSegs    = 64
 	// maxSpare bounds broadcast copies per batch.
 	maxSpare = 8
+
+	// frameExtra is what a frame buffer holds besides the IP packet: the
+	// headroom, a virtio-net header, Ethernet with two tags, ESP's
+	// tailroom.
+	frameExtra = readOff + vif.VnetHdrLen + ethLen + 2*vlanTagSize + esp.Tailroom
 
 	ethLen      = 14
 	etherIPv4   = 0x0800
@@ -93,9 +102,19 @@ type outFrame struct {
 	hasHdr     bool     // a virtio-net header is already in the headroom
 }
 
+// frameBufSize is the size of a buffer for one frame carrying an IP
+// packet of up to mtu bytes (frameExtra more, at least bufSize): an MTU of
+// 1500 keeps bufSize, a jumbo MTU gets what it needs.
+func frameBufSize(mtu int) int { return max(bufSize, frameExtra+mtu) }
+
+// newWorker makes p's worker. Its frame buffers (reads without virtio-net
+// headers, broadcast copies) are sized for the uplink's MTU at this
+// moment; segment buffers follow the uplink's MTU as it changes
+// (ensureSeg).
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	w := &worker{e: e, port: p, uplink: uplink, done: make(chan struct{})}
-	nbuf, size := vif.MaxBatch, bufSize
+	frame := frameBufSize(int(e.uplinkMTU.Load()))
+	nbuf, size := vif.MaxBatch, frame
 	if p.vnet && uplink {
 		// The uplink is the busiest port: full batches, each buffer big
 		// enough for a coalesced (GRO) super-frame.
@@ -115,7 +134,7 @@ func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	// a few per batch is plenty (beyond that, broadcasts are dropped).
 	w.spare = make([][]byte, maxSpare)
 	for i := range w.spare {
-		w.spare[i] = make([]byte, bufSize)
+		w.spare[i] = make([]byte, frame)
 	}
 	if uplink {
 		w.co.buf = make([]byte, gsoBufSize)
@@ -211,14 +230,18 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 }
 
 // ensureSeg allocates the segment buffers on a VIF worker's first
-// super-frame or fragmentation: most VMs' workers never need them.
+// super-frame or fragmentation (most VMs' workers never need them), each
+// big enough for a segment of the uplink's MTU; it allocates them again,
+// bigger, when the uplink's MTU has grown since. Buffers a frame still
+// queued refers to stay valid: they are replaced, never reused.
 func (w *worker) ensureSeg() {
-	if w.seg != nil {
+	size := frameBufSize(int(w.e.uplinkMTU.Load()))
+	if w.seg != nil && len(w.seg[0]) >= size {
 		return
 	}
 	w.seg = make([][]byte, maxSegs)
 	for i := range w.seg {
-		w.seg[i] = make([]byte, bufSize)
+		w.seg[i] = make([]byte, size)
 	}
 	w.segSizes = make([]int, maxSegs)
 }
@@ -611,7 +634,7 @@ func tag(buf []byte, start int, vlan uint16) int {
 // copySpare copies frame into one of the worker's spare buffers, at the
 // read offset so it has headroom; nil when the spares are used up.
 func (w *worker) copySpare(frame []byte) []byte {
-	if w.nsp == len(w.spare) || len(frame)+readOff > bufSize {
+	if w.nsp == len(w.spare) || len(frame)+readOff > len(w.spare[w.nsp]) {
 		return nil
 	}
 	b := w.spare[w.nsp]

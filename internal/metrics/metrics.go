@@ -24,6 +24,7 @@ type Source interface {
 	SAs() []daemon.SAInfo
 	UplinkCounters() daemon.UplinkCounters
 	IKEStats() daemon.IKEStats
+	UplinkState() daemon.UplinkState
 }
 
 var (
@@ -47,6 +48,7 @@ var (
 	descUplinkFrames   = prometheus.NewDesc("vifsec_uplink_received_frames_total", "Frames received on the uplink (super-frames the kernel coalesced not counted).", nil, nil)
 	descUplinkDrops    = prometheus.NewDesc("vifsec_uplink_drops_total", "Frames from the uplink dropped before reaching any VM, by reason.", []string{"reason"}, nil)
 	descUplinkTxErrors = prometheus.NewDesc("vifsec_uplink_tx_errors_total", "Frames the uplink port did not take; restarts at 0 when the uplink port is reopened.", nil, nil)
+	descUplinkUp       = prometheus.NewDesc("vifsec_uplink_up", "1 if the configured uplink's port is open, 0 if not (device missing, down or gone); absent without an uplink.", []string{"dev"}, nil)
 	descOverlayDrops   = prometheus.NewDesc("vifsec_overlay_drops_total", "Frames the VXLAN overlay dropped, by reason.", []string{"reason"}, nil)
 
 	descIKEHalfOpen       = prometheus.NewDesc("vifsec_ike_half_open_sas", "Half-open IKE SAs: IKE_SA_INIT answered, IKE_AUTH not done.", nil, nil)
@@ -72,7 +74,7 @@ func NewCollector(src Source, db *sa.DB, version string) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descEnabled, descGen, descObjects, descVMPackets, descVMBytes,
 		descVMDrops, descSAPackets, descSABytes, descSADrops, descSAExpired, descSARefused, descLostEvents,
-		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descOverlayDrops,
+		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descUplinkUp, descOverlayDrops,
 		descIKEHalfOpen, descIKETenantHalfOpen, descIKEReassembly, descIKECookies, descIKELimitDrops} {
 		ch <- d
 	}
@@ -109,6 +111,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVMIKE, k.IKEOut.Load(), t, n, "out")
 		counter(descVMNeighReq, k.NeighRequests.Load(), t, n)
 		counter(descVMNeighLearned, k.NeighLearned.Load(), t, n)
+	}
+	if snap.Uplink != nil {
+		if st := c.src.UplinkState(); st.Known {
+			gauge(descUplinkUp, b2f(st.Up), snap.Uplink.Dev)
+		}
 	}
 	up := c.src.UplinkCounters()
 	counter(descUplinkFrames, up.Frames)
