@@ -4,6 +4,7 @@ package attach
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -387,5 +388,79 @@ func leakMacvlanGuest(t *testing.T, kind, hv string) func([]byte) error {
 	return func(frame []byte) error {
 		_, err := f.Write(append(make([]byte, vif.VnetHdrLen), frame...))
 		return err
+	}
+}
+
+// TestIntegrationGuardLifecycle: the guard is restored when someone takes
+// it off, stays when the daemon stops, is taken over by the next one,
+// follows a VM to its new device and comes off at detach; a VIF where it
+// cannot go first is not attached.
+func TestIntegrationGuardLifecycle(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root")
+		}
+		t.Skip("needs root to create network namespaces")
+	}
+	ns := leakNetns(t, "l")
+	for _, d := range []string{"vm0", "vm1", "vm2"} {
+		sh(t, "ip", "-n", ns, "link", "add", d, "type", "veth", "peer", "name", "g"+d)
+		sh(t, "ip", "-n", ns, "link", "set", d, "up")
+		sh(t, "ip", "-n", ns, "link", "set", "g"+d, "up")
+	}
+	guarded := func(dev string) bool { _, err := vif.CheckGuard(dev, ns); return err == nil }
+	open := func(dev, n string, vnet bool) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
+		return p, 0, err
+	}
+	want := func(dev string) []Want {
+		return []Want{{Dev: dev, Netns: ns, VM: datapath.VM{Name: "vm1", MAC: sa.MAC(leakGuestMAC)}}}
+	}
+
+	e := datapath.New(sa.NewDB(0), nil)
+	a := New(e, open, nil)
+	a.Set(want("vm0"), nil)
+	if st := a.Status()["vm1"]; st != "" || !guarded("vm0") {
+		t.Fatalf("attach: status %q, guarded %v", st, guarded("vm0"))
+	}
+	sh(t, "tc", "-n", ns, "filter", "del", "dev", "vm0", "ingress")
+	a.Set(want("vm0"), nil) // a reconcile
+	if st := a.Status()["vm1"]; st != "" || !guarded("vm0") {
+		t.Fatalf("after tc filter del: status %q, guarded %v; want the guard back", st, guarded("vm0"))
+	}
+
+	// The daemon stops: the guard stays; the next daemon takes it over.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	cancel()
+	<-done
+	if !guarded("vm0") {
+		t.Fatal("the guard went away with the daemon: the guest would be exposed until it comes back")
+	}
+	e = datapath.New(sa.NewDB(0), nil)
+	t.Cleanup(e.Close)
+	a = New(e, open, nil)
+	a.Set(want("vm0"), nil)
+	if st := a.Status()["vm1"]; st != "" || !guarded("vm0") {
+		t.Fatalf("next daemon: status %q, guarded %v", st, guarded("vm0"))
+	}
+
+	// A move to vm1, then detach.
+	a.Set(want("vm1"), nil)
+	if st := a.Status()["vm1"]; st != "" || !guarded("vm1") || guarded("vm0") {
+		t.Fatalf("move: status %q, guarded vm1 %v, vm0 %v; want vm1 only", st, guarded("vm1"), guarded("vm0"))
+	}
+	a.Set(nil, nil)
+	if guarded("vm1") {
+		t.Fatal("guard left on vm1 after detach")
+	}
+
+	// Something else first on vm2's ingress: not attached.
+	sh(t, "tc", "-n", ns, "qdisc", "add", "dev", "vm2", "clsact")
+	sh(t, "tc", "-n", ns, "filter", "add", "dev", "vm2", "ingress", "pref", "1", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1")
+	a.Set(want("vm2"), nil)
+	if st := a.Status()["vm1"]; !strings.Contains(st, "pref 1 holds a u32 filter") {
+		t.Fatalf("status %q, want the attach refused for the u32 filter at pref 1", st)
 	}
 }
