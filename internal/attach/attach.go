@@ -94,16 +94,19 @@ func (a *Attacher) portDown(p vif.Port, err error) {
 // stopped) otherwise. The caller holds a.mu.
 func (a *Attacher) guard(w Want) error {
 	k := guardKey{w.Dev, w.Netns}
-	if index, ok := a.guards[k]; ok {
-		if got, err := vif.CheckGuard(w.Dev, w.Netns); err == nil && got == index {
+	old, had := a.guards[k]
+	if had {
+		got, err := vif.CheckGuard(w.Dev, w.Netns)
+		if err == nil && got == old {
 			return nil
 		}
+		a.log.Warn("VIF guard not in force; installing it again", "dev", w.Dev, "netns", w.Netns, "err", err)
 	}
 	index, err := vif.InstallGuard(w.Dev, w.Netns)
 	if err != nil {
 		return err
 	}
-	if _, ok := a.guards[k]; !ok {
+	if !had {
 		a.log.Info("VIF guard installed: the kernel forwards none of its frames", "dev", w.Dev, "netns", w.Netns)
 	}
 	a.guards[k] = index

@@ -34,6 +34,19 @@
 // socket on the VIF sees none of them and nothing on the VIF can stop
 // them. The libvirt hook then refuses to start a fail="closed" domain.
 //
+// Per kind, as the lab test TestIntegrationGuestFramesNeverLeak checks:
+//
+//	veth host end, bridge port or routed      guard (10 ESP, 0 clear on the wire)
+//	tap, bridge port or routed                guard (10 ESP, 0 clear on the wire)
+//	switchdev representor (in a bridge)       guard (tested with a veth standing in)
+//	SR-IOV VF netdev, plain device            guard
+//	macvlan, macvtap: bridge, vepa, private,
+//	passthru, source                          refused
+//	anything else (bridge, bond, vlan, tun…)  refused: not a VM's interface
+//
+// No kind goes without the guard: a VIF in no bridge still has the host's
+// IP stack behind it, which routes what the guest addresses to it.
+//
 // Life cycle: the guard goes on before the port opens and is checked on
 // every reconcile (re-installed when someone took it off; when that
 // fails the port closes and the status says why). If it cannot be
