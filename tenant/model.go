@@ -50,8 +50,8 @@ func (t *Tenant) Validate() error {
 type VM struct {
 	Name   string `json:"name"`
 	Tenant string `json:"tenant"`
-	// Dev is the host-side interface: a veth peer, macvlan, tap, SR-IOV VF
-	// or its representor.
+	// Dev is the host-side interface: a veth peer, tap, SR-IOV VF or its
+	// representor (a macvlan or macvtap is refused at attach).
 	Dev string `json:"dev"`
 	// Netns is the network namespace Dev lives in; "" means the daemon's.
 	Netns string `json:"netns,omitempty"`

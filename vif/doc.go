@@ -1,7 +1,7 @@
 // Package vif finds VM interfaces and moves batches of Ethernet frames on
-// them: the host end of a veth, a macvlan, a tap (libvirt's vnetN or one
-// vifsec creates), an SR-IOV VF or its switchdev representor, and the
-// uplink. It knows nothing about tenants, policies or ESP.
+// them: the host end of a veth, a tap (libvirt's vnetN or one vifsec
+// creates), an SR-IOV VF or its switchdev representor, and the uplink.
+// It knows nothing about tenants, policies or ESP.
 //
 // Packet I/O is AF_PACKET with recvmmsg/sendmmsg batches on a non-blocking
 // socket driven by Go's netpoller (so a hundred idle VIFs cost a hundred
@@ -11,6 +11,14 @@
 // so frames vifsec sends never loop back into its own reader, and bypasses
 // the qdisc (PACKET_QDISC_BYPASS), as a VM's frames already went through
 // the guest's.
+//
+// A packet socket gets a copy of what the interface receives; the kernel
+// still forwards the original (a bridge port) or routes it. InstallGuard
+// puts a tc ingress filter on a VIF that drops every frame after the
+// packet taps have run (guard.go tells why that order holds), and
+// CheckKind tells the kinds a guard cannot protect: a macvlan or macvtap
+// transmits its guest's frames to its lower device, past any socket on
+// it. The uplink is never guarded: it carries the host's own traffic.
 //
 // What it must not do: interpret frames, or keep package-global state.
 package vif

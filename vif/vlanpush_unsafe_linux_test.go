@@ -11,20 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// bpfProgLoadAttr is the BPF_PROG_LOAD part of union bpf_attr
-// (include/uapi/linux/bpf.h); the kernel zeroes the fields after it.
-type bpfProgLoadAttr struct {
-	progType    uint32
-	insnCnt     uint32
-	insns       uint64
-	license     uint64
-	logLevel    uint32
-	logSize     uint32
-	logBuf      uint64
-	kernVersion uint32
-	progFlags   uint32
-}
-
 // vlanPushOnEgress makes every frame dev sends carry an 802.1Q tag tci
 // in skb metadata (a "hardware-accelerated" tag, skb->vlan_tci), as a
 // VLAN device or a VLAN-filtering bridge would put it; neither exists in

@@ -146,7 +146,11 @@ type hook struct {
 //     the device does not exist yet.
 //   - start (and attach, an external QEMU taken over): attach every
 //     interface (PUT /v1/vms/NAME: attach, move to the new vnetN, or
-//     nothing if attached as asked).
+//     nothing if attached as asked). With fail="closed", then wait until
+//     vifsecd reports each attached (its guard on: the kernel forwards
+//     none of the guest's frames); a refused interface (macvlan,
+//     macvtap: libvirt type='direct') or one not attached within the
+//     timeout refuses the start. With fail="open" the hook does not wait.
 //   - reconnect (libvirtd restarted with the domain running): the same
 //     as start, but it never fails: libvirt kills a domain whose
 //     reconnect hook fails, and a running guest is not stopped over a
@@ -321,9 +325,18 @@ func (h *hook) start(ctx context.Context, d *libvirt.Domain, perr error, fail li
 		done = append(done, v.Name)
 		h.log.Info(fmt.Sprintf("VM %s attached: tenant %s, dev %s, mac %s, vlan %d", v.Name, v.Tenant, v.Dev, v.MAC, v.VLAN))
 	}
+	if len(errs) == 0 && fail == libvirt.FailClosed {
+		if err := h.waitAttached(ctx, done); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 && fail == libvirt.FailClosed {
+		// The wait may have used up ctx: the detaches get a moment of
+		// their own.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
 		for _, n := range done {
-			if _, err := h.c.DetachVM(ctx, n); err != nil {
+			if _, err := h.c.DetachVM(dctx, n); err != nil {
 				h.log.Warn("VM " + n + " not detached after the refused start: " + err.Error())
 			} else {
 				h.log.Info("VM " + n + " detached again: the start is refused")
@@ -331,6 +344,54 @@ func (h *hook) start(ctx context.Context, d *libvirt.Domain, perr error, fail li
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// waitAttached returns when vifsecd reports every VM in names attached:
+// the guard on its interface, so the kernel forwards none of the guest's
+// frames, and its port open. libvirt starts QEMU after the start hook
+// returns, so with fail="closed" the guest's first frame finds its
+// interface protected. A refusal (a macvlan or macvtap) fails at once;
+// any other state is waited out until ctx ends, and then fails with it.
+func (h *hook) waitAttached(ctx context.Context, names []string) error {
+	pending := map[string]string{}
+	for _, n := range names {
+		pending[n] = "not reported by vifsecd"
+	}
+	for {
+		vms, err := h.c.VMs(ctx)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		for _, v := range vms {
+			if _, ok := pending[v.Name]; !ok {
+				continue
+			}
+			switch {
+			case v.VIF == "attached":
+				delete(pending, v.Name)
+			case strings.HasPrefix(v.VIF, "refused"):
+				return fmt.Errorf("VM %s: vifsecd cannot protect interface %s: %s", v.Name, v.Dev, v.VIF)
+			default:
+				pending[v.Name] = v.VIF
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			var errs []error
+			for _, n := range names {
+				if why, ok := pending[n]; ok {
+					errs = append(errs, fmt.Errorf("VM %s: interface not attached in time (%s)", n, why))
+				}
+			}
+			return errors.Join(errs...)
+		case <-t.C:
+		}
+	}
 }
 
 // put attaches b's VM or moves it to its device; a VM of this domain

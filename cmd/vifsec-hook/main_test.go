@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
@@ -21,10 +23,31 @@ import (
 )
 
 // testDaemon serves a real daemon's API (memory store) on a unix socket.
+// It has no data path: the VIF status it reports is "attached" for every
+// VM, unless setVIF says otherwise.
 type testDaemon struct {
 	d        *daemon.Daemon
 	sock     string
 	requests atomic.Int64
+
+	mu  sync.Mutex
+	vif map[string]string // VM name → status; "" attached
+}
+
+func (td *testDaemon) setVIF(vm, status string) {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	td.vif[vm] = status
+}
+
+func (td *testDaemon) vifStatus() map[string]string {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	out := map[string]string{}
+	for _, v := range td.d.VMs() {
+		out[v.Name] = td.vif[v.Name]
+	}
+	return out
 }
 
 func newTestDaemon(t *testing.T, tenants ...string) *testDaemon {
@@ -43,7 +66,8 @@ func newTestDaemon(t *testing.T, tenants ...string) *testDaemon {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	td := &testDaemon{d: d, sock: filepath.Join(dir, "s")}
+	td := &testDaemon{d: d, sock: filepath.Join(dir, "s"), vif: map[string]string{}}
+	d.SetVIFStatus(td.vifStatus)
 	ln, err := net.Listen("unix", td.sock)
 	if err != nil {
 		t.Fatal(err)
@@ -383,5 +407,49 @@ func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"--version"}, nil, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "vifsec-hook ") {
 		t.Fatalf("--version: %d %q %q", code, out.String(), errb.String())
+	}
+}
+
+// TestHookWaitsForAttach: with fail="closed", start returns only once
+// vifsecd reports the VM's interface attached; a refused interface
+// (a macvtap: libvirt type='direct') or one not attached before the
+// timeout refuses the start and detaches the VM again. fail="open" does
+// not wait.
+func TestHookWaitsForAttach(t *testing.T) {
+	open := corpus(t, "ethernet-reconnect.xml")
+	closed := bytes.Replace(open, []byte(`fail="open"`), []byte(`fail="closed"`), 1)
+	const refused = "refused: vnet1 is a macvtap (mode bridge): the guest's frames leave it straight for its lower device"
+
+	td := newTestDaemon(t, "acme")
+	td.setVIF(probeVM, refused)
+	r := hookRun(t, td.sock, closed, "vifsec-probe1", "start", "begin", "-")
+	if r.code != exitRefuse || !strings.Contains(r.stderr, "VM "+probeVM+": vifsecd cannot protect interface vnet1: "+refused) ||
+		!strings.Contains(r.stderr, "detached again") || len(td.vms()) != 0 {
+		t.Fatalf("refused interface, fail=closed: %+v, VMs %v", r, td.vms())
+	}
+	r = hookRun(t, td.sock, open, "vifsec-probe1", "start", "begin", "-")
+	if r.code != 0 || len(td.vms()) != 1 {
+		t.Fatalf("refused interface, fail=open: %+v, VMs %v", r, td.vms())
+	}
+	hookRun(t, td.sock, open, "vifsec-probe1", "stopped", "end", "-")
+
+	td.setVIF(probeVM, "interface is down")
+	r = hookRun(t, td.sock, closed, "--timeout", "300ms", "vifsec-probe1", "start", "begin", "-")
+	if r.code != exitRefuse || !strings.Contains(r.stderr, "VM "+probeVM+": interface not attached in time (interface is down)") || len(td.vms()) != 0 {
+		t.Fatalf("interface never attached, fail=closed: %+v, VMs %v", r, td.vms())
+	}
+
+	// Attached a moment after the request: the hook waits for it.
+	td.setVIF(probeVM, "describe --dev vnet1: no such interface")
+	go func() {
+		for len(td.vms()) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond)
+		td.setVIF(probeVM, "")
+	}()
+	r = hookRun(t, td.sock, closed, "vifsec-probe1", "start", "begin", "-")
+	if r.code != 0 || len(td.vms()) != 1 {
+		t.Fatalf("attached late, fail=closed: %+v, VMs %v", r, td.vms())
 	}
 }

@@ -1,13 +1,8 @@
-// Package attach keeps the data path's ports in line with the configured VM
-// bindings and uplink: it opens a VIF when its VM is attached and its
-// interface exists, closes it when the VM is detached or the interface goes
-// away (a VM shut down), and re-opens it when the interface comes back.
-// It is the glue between the daemon's desired state and datapath.Engine,
-// and must not validate configuration (the daemon did) or touch packets.
 package attach
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -37,6 +32,9 @@ type UplinkWant struct{ Dev, Netns string }
 // unknown).
 type Opener func(dev, netns string, vnet bool) (p vif.Port, mtu int, err error)
 
+// guardKey names a VIF that carries vifsec's guard (vif.InstallGuard).
+type guardKey struct{ dev, netns string }
+
 type port struct {
 	dev, netns string
 	p          vif.Port
@@ -58,6 +56,7 @@ type Attacher struct {
 	watched map[string]bool
 	kick    chan struct{}
 	taps    map[string]*vif.TapDevice // by VM name: taps this attacher created
+	guards  map[guardKey]int          // guarded VIFs: their ifindex
 
 	// Detached counts VIFs that went away under a running VM binding.
 	Detached atomic.Uint64
@@ -71,7 +70,7 @@ func New(e *datapath.Engine, open Opener, log *slog.Logger) *Attacher {
 		log = slog.Default()
 	}
 	a := &Attacher{e: e, open: open, log: log, ports: map[string]*port{}, lastErr: map[string]string{},
-		watched: map[string]bool{}, kick: make(chan struct{}, 1), taps: map[string]*vif.TapDevice{}}
+		watched: map[string]bool{}, kick: make(chan struct{}, 1), taps: map[string]*vif.TapDevice{}, guards: map[guardKey]int{}}
 	e.OnPortDown = a.portDown
 	return a
 }
@@ -88,6 +87,43 @@ func (a *Attacher) portDown(p vif.Port, err error) {
 	}
 	a.mu.Unlock()
 	a.Kick()
+}
+
+// guard makes sure w's interface carries the guard: checked if this
+// attacher put it there, installed (or taken over from a vifsec that
+// stopped) otherwise. The caller holds a.mu.
+func (a *Attacher) guard(w Want) error {
+	k := guardKey{w.Dev, w.Netns}
+	old, had := a.guards[k]
+	if had {
+		got, err := vif.CheckGuard(w.Dev, w.Netns)
+		if err == nil && got == old {
+			return nil
+		}
+		a.log.Warn("VIF guard not in force; installing it again", "dev", w.Dev, "netns", w.Netns, "err", err)
+	}
+	index, err := vif.InstallGuard(w.Dev, w.Netns)
+	if err != nil {
+		return err
+	}
+	if !had {
+		a.log.Info("VIF guard installed: the kernel forwards none of its frames", "dev", w.Dev, "netns", w.Netns)
+	}
+	a.guards[k] = index
+	return nil
+}
+
+// setErr records why VM name's interface is not attached, logging it
+// when the reason changes. The caller holds a.mu.
+func (a *Attacher) setErr(name string, w Want, err error) {
+	if a.lastErr[name] != err.Error() {
+		if errors.Is(err, vif.ErrKindRefused) {
+			a.log.Warn("VIF refused", "vm", name, "dev", w.Dev, "netns", w.Netns, "err", err)
+		} else {
+			a.log.Info("VIF not available; will retry", "vm", name, "dev", w.Dev, "err", err)
+		}
+	}
+	a.lastErr[name] = err.Error()
 }
 
 // Kick asks Run to reconcile soon.
@@ -210,20 +246,44 @@ func (a *Attacher) reconcile() {
 				}
 			}
 		}
+		if pt != nil {
+			// The guard may have been taken off (tc filter del) or the
+			// device replaced under the same name: put it back, or let go.
+			if err := a.guard(w); err != nil {
+				a.log.Warn("VIF guard gone and not restored; detached", "vm", name, "dev", w.Dev, "err", err)
+				a.lastErr[name] = err.Error()
+				pt.p.Close()
+				delete(a.ports, name)
+				continue
+			}
+		}
 		if pt == nil {
+			info, err := vif.Describe(w.Dev, w.Netns)
+			if err != nil {
+				a.setErr(name, w, err)
+				continue
+			}
+			if err := vif.CheckKind(info); err != nil {
+				a.setErr(name, w, err)
+				continue
+			}
+			// The guard goes on before the port opens: from then on the
+			// kernel forwards none of the guest's frames, whether vifsec
+			// reads them yet or not.
+			if err := a.guard(w); err != nil {
+				a.setErr(name, w, err)
+				continue
+			}
 			// A packet socket bound to a device that is down reports
 			// ENETDOWN at once: wait for the link to come up (a link
 			// event triggers the next reconcile).
-			if info, err := vif.Describe(w.Dev, w.Netns); err == nil && !info.AdminUp {
+			if !info.AdminUp {
 				a.lastErr[name] = "interface is down"
 				continue
 			}
 			p, _, err := a.open(w.Dev, w.Netns, true)
 			if err != nil {
-				if a.lastErr[name] != err.Error() {
-					a.log.Info("VIF not available; will retry", "vm", name, "dev", w.Dev, "err", err)
-				}
-				a.lastErr[name] = err.Error()
+				a.setErr(name, w, err)
 				continue
 			}
 			if _, was := a.lastErr[name]; was {
@@ -251,6 +311,22 @@ func (a *Attacher) reconcile() {
 		}
 	}
 	a.e.Update(vms)
+	// Guards of interfaces no VM wants any more come off.
+	inUse := map[guardKey]bool{}
+	for _, w := range a.wants {
+		inUse[guardKey{w.Dev, w.Netns}] = true
+	}
+	for k, index := range a.guards {
+		if inUse[k] {
+			continue
+		}
+		if err := vif.RemoveGuard(k.dev, k.netns, index); err != nil {
+			a.log.Warn("VIF guard not removed; the interface stays cut off", "dev", k.dev, "netns", k.netns, "err", err)
+			continue
+		}
+		delete(a.guards, k)
+		a.log.Info("VIF guard removed", "dev", k.dev, "netns", k.netns)
+	}
 	// Taps of VMs no longer wanted go after the engine let go of them.
 	for name, t := range a.taps {
 		if !wanted[name] {

@@ -87,7 +87,10 @@ type PlanOptions struct {
 // (macvtap); for hostdev, the VF's switchdev representor (or its own
 // netdev) found in sysfs from <source><address>. Interfaces with
 // protect="no" are left out; other types (user, vhostuser, ...) have no
-// host device vifsec can use and are refused unless left out.
+// host device vifsec can use and are refused unless left out. A direct
+// interface is planned like the others, and its macvtap then refused by
+// vifsecd's data path (internal/attach), which the hook waits for with
+// fail="closed".
 func (d *Domain) Plan(o *PlanOptions) ([]Binding, error) {
 	if d.Meta == nil {
 		return nil, nil

@@ -1,0 +1,133 @@
+//go:build linux
+
+package vif
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+)
+
+// TestIntegrationGuard: a VIF that is a bridge port forwards the guest's
+// frames to the bridge's other ports beside the packet socket's copy;
+// with the guard, the socket still reads every frame and the bridge
+// forwards none. Removing the guard restores the bridge and removes the
+// clsact qdisc it added; an ingress qdisc found there is used and kept;
+// a foreign filter at the guard's priority makes the install fail.
+func TestIntegrationGuard(t *testing.T) {
+	needRoot(t)
+	hv, vm, wire := newNetns(t, "hv"), newNetns(t, "vm"), newNetns(t, "wire")
+	vethPair(t, hv, "vif0", vm, "eth0")
+	run(t, "ip", "-n", hv, "link", "add", "lan0", "type", "veth", "peer", "name", "wire0", "netns", wire)
+	run(t, "ip", "-n", hv, "link", "add", "br0", "type", "bridge", "stp_state", "0")
+	for _, l := range []string{"vif0", "lan0"} {
+		run(t, "ip", "-n", hv, "link", "set", l, "master", "br0")
+	}
+	for _, l := range []string{"br0", "lan0"} {
+		run(t, "ip", "-n", hv, "link", "set", l, "up")
+	}
+	run(t, "ip", "-n", wire, "link", "set", "wire0", "up")
+
+	host, guest, onWire := openPort(t, "vif0", hv), openPort(t, "eth0", vm), openPort(t, "wire0", wire)
+	lan := openPort(t, "lan0", hv)
+	peer := net.HardwareAddr{0x02, 0x00, 0x5e, 0x10, 0x00, 0x99}
+
+	// round sends 10 frames from the guest to peer (a MAC the bridge has
+	// not learned: flooded), checks that vifsec's socket reads them all,
+	// then sends a sentinel from the bridge's other port straight onto
+	// the wire and returns how many guest frames the wire saw before it.
+	seq := uint32(0)
+	round := func() int {
+		t.Helper()
+		out := make([][]byte, 10)
+		for i := range out {
+			out[i] = testFrame(peer, macVM, seq, 100)
+			seq++
+		}
+		writeAll(t, guest, out)
+		got, _ := readFrames(t, host, 2048, len(out), keepTest)
+		sameFrames(t, "guest→vifsec", got, out)
+		sentinel := testFrame(peer, macHV, 0xfeed0000+seq, 100)
+		writeAll(t, lan, [][]byte{sentinel})
+		leaked := 0
+		for {
+			fs, _ := readFrames(t, onWire, 2048, 1, keepTest)
+			for _, f := range fs {
+				if bytes.Equal(f.data, sentinel) {
+					return leaked
+				}
+				leaked++
+			}
+		}
+	}
+	if n := round(); n != 10 {
+		t.Fatalf("without the guard the wire saw %d of the guest's 10 frames, want all: the checks below prove nothing", n)
+	}
+
+	index, err := InstallGuard("vif0", hv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := round(); n != 0 {
+		t.Fatalf("with the guard the wire saw %d of the guest's frames, want 0", n)
+	}
+	// Installing again (a restarted vifsec) replaces it.
+	if _, err := InstallGuard("vif0", hv); err != nil {
+		t.Fatalf("install again: %v", err)
+	}
+	if _, err := CheckGuard("vif0", hv); err != nil {
+		t.Fatal(err)
+	}
+	if n := round(); n != 0 {
+		t.Fatalf("after a second install the wire saw %d of the guest's frames, want 0", n)
+	}
+
+	if err := RemoveGuard("vif0", hv, index); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckGuard("vif0", hv); err == nil {
+		t.Fatal("CheckGuard passes after RemoveGuard")
+	}
+	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); strings.Contains(q, "clsact") {
+		t.Fatalf("clsact left after RemoveGuard:\n%s", q)
+	}
+	if n := round(); n != 10 {
+		t.Fatalf("after RemoveGuard the wire saw %d of the guest's 10 frames, want all", n)
+	}
+	if err := RemoveGuard("vif0", hv, index); err != nil {
+		t.Fatalf("removing twice: %v", err)
+	}
+
+	// An ingress qdisc (libvirt's inbound bandwidth) takes the guard and stays.
+	run(t, "tc", "-n", hv, "qdisc", "add", "dev", "vif0", "ingress")
+	if index, err = InstallGuard("vif0", hv); err != nil {
+		t.Fatalf("install on an ingress qdisc: %v", err)
+	}
+	if n := round(); n != 0 {
+		t.Fatalf("with the guard on an ingress qdisc the wire saw %d of the guest's frames, want 0", n)
+	}
+	if err := RemoveGuard("vif0", hv, index); err != nil {
+		t.Fatal(err)
+	}
+	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); !strings.Contains(q, "ingress") {
+		t.Fatalf("RemoveGuard removed the ingress qdisc it did not add:\n%s", q)
+	}
+
+	// A foreign filter at the guard's priority: the install fails.
+	run(t, "tc", "-n", hv, "filter", "add", "dev", "vif0", "ingress", "pref", "1", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1")
+	if _, err := InstallGuard("vif0", hv); err == nil || !strings.Contains(err.Error(), "pref 1") {
+		t.Fatalf("install beside a u32 filter at pref 1: %v, want an error naming pref 1", err)
+	}
+
+	// Gone interfaces and namespaces are not errors for RemoveGuard.
+	if err := RemoveGuard("nosuch0", hv, 1); err != nil {
+		t.Errorf("RemoveGuard of a missing interface: %v", err)
+	}
+	if err := RemoveGuard("vif0", "vifsec-no-such-netns", 1); err != nil {
+		t.Errorf("RemoveGuard in a missing namespace: %v", err)
+	}
+	if _, err := InstallGuard("nosuch0", hv); err == nil {
+		t.Error("InstallGuard on a missing interface succeeded")
+	}
+}
