@@ -36,7 +36,7 @@ var wantFiles = []string{
 
 // capabilities are the unit's CapabilityBoundingSet, as setpriv spells
 // them.
-const capabilities = "-all,+net_admin,+net_raw,+net_bind_service"
+const capabilities = "-all,+net_admin,+net_raw,+bpf,+net_bind_service"
 
 // TestIntegrationPackage installs the Debian package make deb built
 // (VIFSEC_DEB), checks its contents and unit, and runs /usr/sbin/vifsecd
