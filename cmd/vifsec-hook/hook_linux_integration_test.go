@@ -19,6 +19,7 @@ import (
 
 	"github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/libvirt"
+	"github.com/vifsec/vifsec/internal/libvirt/remote"
 	"github.com/vifsec/vifsec/tenant"
 )
 
@@ -197,7 +198,7 @@ const (
 func libvirtUp() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, _, err := libvirt.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
+	_, _, err := remote.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
 	return err
 }
 
@@ -290,7 +291,7 @@ func liveTarget(t *testing.T, name string) (uuid, dev string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	doms, _, err := libvirt.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
+	doms, _, err := remote.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +306,29 @@ func liveTarget(t *testing.T, name string) (uuid, dev string) {
 	}
 	t.Fatalf("domain %s is not running", name)
 	return "", ""
+}
+
+// logListLive logs how long one ListLive (connect, authenticate, open,
+// list the running domains, read each one's XML, close) takes against
+// the real libvirtd: ten calls, for information, not as an assertion.
+func logListLive(t *testing.T) {
+	t.Helper()
+	var total, worst time.Duration
+	n := 0
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		doms, _, err := remote.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
+		d := time.Since(start)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = len(doms)
+		total += d
+		worst = max(worst, d)
+	}
+	t.Logf("ListLive against libvirtd (%d running domains): mean %v, max %v over 10 calls", n, total/10, worst)
 }
 
 func findVM(t *testing.T, c *api.Client, name string) (api.VM, bool) {
@@ -420,6 +444,7 @@ func TestIntegrationLibvirt(t *testing.T) {
 	mustVirsh(t, "start", "--paused", dom1)
 	t.Logf("virsh start took %v", time.Since(startT))
 	uuid1, dev1 := liveTarget(t, dom1)
+	logListLive(t)
 	if !strings.HasPrefix(dev1, "vnet") {
 		t.Fatalf("target dev %q, want vnetN", dev1)
 	}
