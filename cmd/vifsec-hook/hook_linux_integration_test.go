@@ -19,7 +19,6 @@ import (
 
 	"github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/libvirt"
-	"github.com/vifsec/vifsec/internal/libvirt/remote"
 	"github.com/vifsec/vifsec/tenant"
 )
 
@@ -198,7 +197,7 @@ const (
 func libvirtUp() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, _, err := remote.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
+	_, _, err := libvirt.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
 	return err
 }
 
@@ -291,7 +290,7 @@ func liveTarget(t *testing.T, name string) (uuid, dev string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	doms, _, err := remote.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
+	doms, _, err := libvirt.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +317,7 @@ func logListLive(t *testing.T) {
 	for range 10 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
-		doms, _, err := remote.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
+		doms, _, err := libvirt.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
 		d := time.Since(start)
 		cancel()
 		if err != nil {

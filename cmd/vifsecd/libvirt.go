@@ -7,7 +7,6 @@ import (
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/libvirt"
-	"github.com/vifsec/vifsec/internal/libvirt/remote"
 	"github.com/vifsec/vifsec/vif"
 )
 
@@ -32,7 +31,7 @@ func runLibvirt(ctx context.Context, d *daemon.Daemon, log *slog.Logger, spec st
 	r := &libvirt.Reconciler{
 		Host: d,
 		List: func(ctx context.Context) ([]libvirt.LiveDomain, error) {
-			doms, _, err := remote.ListLive(ctx, sockets, libvirt.DefaultURI)
+			doms, _, err := libvirt.ListLive(ctx, sockets, libvirt.DefaultURI)
 			return doms, err
 		},
 		DevExists: func(dev, netns string) bool {
