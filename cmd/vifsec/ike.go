@@ -14,7 +14,7 @@ import (
 	"github.com/vifsec/vifsec/internal/api"
 )
 
-// The IKE verbs follow ONTAP's `security ipsec` (seed 003): policy,
+// The IKE verbs follow ONTAP's `security ipsec`: policy,
 // certificate, ca-certificate, show-ikesa; crl and the show/delete/remove
 // verbs of certificates are extensions. ONTAP's -vserver is accepted for
 // --tenant. Secrets never travel on the command line: the pre-shared key

@@ -28,7 +28,7 @@ func demoKey(tenant string, spi uint32) string {
 	return b.String()
 }
 
-// SPIs: the same in every tenant, as seed 004 asks. a→b uses the seeds'
+// SPIs: the same in every tenant (SPIs are per VM). a→b uses ESXi's examples'
 // 0x1000 (IPv6) and 0x1001 (IPv4); b→a 0x2000 and 0x2001.
 func demoSPI(fromGW string, v4 bool) uint32 {
 	spi := uint32(0x1000)
