@@ -34,8 +34,8 @@ const TunDevice = "ipsec0"
 // CharonPath is the charon binary Debian's strongswan-charon installs.
 const CharonPath = "/usr/lib/ipsec/charon"
 
-// CharonPlugins are the plugins charon loads by default, as in
-// strongSwan's lab notes give them; kdf is required for IKEv2 key derivation
+// CharonPlugins are the plugins charon loads: its defaults that a lab
+// needs, in load order; kdf is required for IKEv2 key derivation
 // in 5.9.x, openssl brings chacha20poly1305, x25519 and ecp.
 const CharonPlugins = "random nonce kdf aes sha1 sha2 hmac gcm pem pkcs1 x509 revocation constraints pubkey openssl kernel-libipsec kernel-netlink socket-default vici updown"
 
