@@ -3,6 +3,7 @@ package esp
 import (
 	"encoding/binary"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/sa"
 )
@@ -16,7 +17,7 @@ const (
 	// MaxPrefix is the most Encap writes in front of the packet it is
 	// given: an outer IPv6 header (40), a UDP header (8, RFC 3948), the
 	// ESP header (8) and a 16-byte IV.
-	MaxPrefix = ipv6Len + udpLen + 8 + 16 // 72
+	MaxPrefix = header.IPv6Len + udpLen + 8 + 16 // 72
 	// Headroom covers MaxPrefix, rounded up with room for the link and
 	// overlay headers the layers outside ESP add (Ethernet, an 802.1Q tag,
 	// a virtio-net header). Callers that stack two ESP layers (ESP inside
@@ -89,9 +90,9 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	var next byte
 	switch {
 	case tunnel && v6:
-		next = protoIPv6
+		next = header.ProtoIPv6
 	case tunnel:
-		next = protoIPv4
+		next = header.ProtoIPv4
 	case v6:
 		var frag bool
 		hdrLen, nextField, frag, ok = ipv6Insert(pkt)
@@ -103,7 +104,7 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		}
 		next = pkt[nextField]
 	default:
-		if ipv4Fragment(pkt) {
+		if header.IPv4IsFragment(pkt) {
 			return 0, 0, sa.DropFragment
 		}
 		hdrLen, nextField = int(pkt[0]&0x0f)*4, 9
@@ -116,9 +117,9 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	outerV6 := v6
 	if tunnel {
 		outerV6 = !s.Dst().Unmap().Is4()
-		outerLen = ipv4MinLen
+		outerLen = header.IPv4MinLen
 		if outerV6 {
-			outerLen = ipv6Len
+			outerLen = header.IPv6Len
 		}
 	}
 	espHdr := 8 + s.IVLen()
@@ -135,7 +136,7 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if start < 0 || end > len(buf) {
 		return 0, 0, sa.DropNoRoom
 	}
-	if end-start > 0xffff+ipv6Len || (!outerV6 && end-start > 0xffff) {
+	if end-start > 0xffff+header.IPv6Len || (!outerV6 && end-start > 0xffff) {
 		return 0, 0, sa.DropTooBig
 	}
 	// 2.
@@ -155,9 +156,9 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	tr[padLen+1] = next
 	// 4.
 	espAt := off + hdrLen - espHdr
-	proto := byte(protoESP)
+	proto := byte(header.ProtoESP)
 	if udp {
-		proto = protoUDP
+		proto = header.ProtoUDP
 	}
 	if tunnel {
 		writeOuter(s, buf[start:espAt-ul], pkt, v6, outerV6, end-start, uint16(seq), proto)
@@ -166,7 +167,7 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		h := buf[start : espAt-ul]
 		h[nextField] = proto
 		if v6 {
-			binary.BigEndian.PutUint16(h[4:6], uint16(end-start-ipv6Len))
+			binary.BigEndian.PutUint16(h[4:6], uint16(end-start-header.IPv6Len))
 		} else {
 			binary.BigEndian.PutUint16(h[2:4], uint16(end-start))
 			ipv4Checksum(h)
@@ -186,7 +187,7 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if udp && outerV6 {
 		h := buf[start:]
 		u := buf[espAt-udpLen : end]
-		c := csum.Checksum(u, csum.Pseudo(h[8:24], h[24:40], protoUDP, len(u)))
+		c := csum.Checksum(u, csum.Pseudo(h[8:24], h[24:40], header.ProtoUDP, len(u)))
 		if c == 0 {
 			c = 0xffff // RFC 768: a computed 0 is sent as all ones
 		}
@@ -213,7 +214,7 @@ func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id 
 			fl = flowHash(inner[12:20], inner[9])
 		}
 		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(t)<<20|fl)
-		binary.BigEndian.PutUint16(h[4:6], uint16(total-ipv6Len))
+		binary.BigEndian.PutUint16(h[4:6], uint16(total-header.IPv6Len))
 		h[6], h[7] = proto, 64
 		a, b := src.As16(), dst.As16()
 		copy(h[8:24], a[:])
@@ -228,7 +229,7 @@ func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id 
 	a, b := src.As4(), dst.As4()
 	copy(h[12:16], a[:])
 	copy(h[16:20], b[:])
-	ipv4Checksum(h[:ipv4MinLen])
+	ipv4Checksum(h[:header.IPv4MinLen])
 }
 
 // flowHash derives a non-zero 20-bit flow label from inner IPv4 addresses
@@ -287,7 +288,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		hdrLen, nextField, proto, frag, ok = ipv6Upper(pkt)
 	} else {
 		hdrLen, nextField, proto = int(pkt[0]&0x0f)*4, 9, pkt[9]
-		frag = ipv4Fragment(pkt)
+		frag = header.IPv4IsFragment(pkt)
 	}
 	if frag {
 		return 0, 0, sa.DropFragment
@@ -298,13 +299,13 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	_, udp := s.Encap()
 	espAt := hdrLen
 	switch {
-	case proto == protoESP && !udp:
-	case proto == protoUDP && espInUDP(pkt[hdrLen:]):
+	case proto == header.ProtoESP && !udp:
+	case proto == header.ProtoUDP && espInUDP(pkt[hdrLen:]):
 		if !udp {
 			return 0, 0, sa.DropEncapMismatch
 		}
 		espAt += udpLen
-	case proto == protoESP:
+	case proto == header.ProtoESP:
 		return 0, 0, sa.DropEncapMismatch
 	default:
 		return 0, 0, sa.DropMalformed
@@ -349,7 +350,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		}
 	}
 	payload := pt[:len(pt)-2-padLen]
-	if next == protoNoNext {
+	if next == header.ProtoNoNext {
 		return 0, 0, sa.DropDummy
 	}
 	// Lifetimes count the clear IP packet, as Encap does: the inner
@@ -366,7 +367,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if s.Mode() == sa.ModeTunnel {
 		return decapTunnel(buf, payloadAt, payload, next, tos(pkt, v6))
 	}
-	if next == protoESP || next == protoIPv4 && v6 {
+	if next == header.ProtoESP || next == header.ProtoIPv4 && v6 {
 		return 0, 0, sa.DropMalformed
 	}
 	hdr := buf[off : off+hdrLen]
@@ -376,7 +377,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	copy(buf[start:payloadAt], hdr) // memmove: regions overlap
 	h2 := buf[start:payloadAt]
 	if v6 {
-		binary.BigEndian.PutUint16(h2[4:6], uint16(end-start-ipv6Len))
+		binary.BigEndian.PutUint16(h2[4:6], uint16(end-start-header.IPv6Len))
 	} else {
 		binary.BigEndian.PutUint16(h2[2:4], uint16(end-start))
 		ipv4Checksum(h2)
@@ -391,7 +392,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 // decapsulation table to its ECN field.
 func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, end int, d sa.Drop) {
 	ln, v6, ok := ipLen(inner)
-	if !ok || (next == protoIPv6) != v6 || (next != protoIPv6 && next != protoIPv4) {
+	if !ok || (next == header.ProtoIPv6) != v6 || (next != header.ProtoIPv6 && next != header.ProtoIPv4) {
 		return 0, 0, sa.DropMalformed
 	}
 	inner = inner[:ln]

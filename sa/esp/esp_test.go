@@ -1,6 +1,8 @@
 package esp
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -126,7 +128,7 @@ func TestBadPadding(t *testing.T) {
 	// the ICV is valid and only the padding is wrong.
 	icv := p.out.ICVLen()
 	buf[en-icv-3] = 9
-	p.out.Seal(buf[st+ipv6Len:en], 1, &sc)
+	p.out.Seal(buf[st+header.IPv6Len:en], 1, &sc)
 	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropBadPadding {
 		t.Fatalf("bad pad: %v, want bad-padding", d)
 	}
@@ -156,7 +158,7 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 		buf := make([]byte, Headroom+200+Tailroom)
 		n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 5)
 		st, en, _ := Encap(p.out, &sc, buf, Headroom, n)
-		if got := binary.BigEndian.Uint32(buf[st+ipv6Len+4:]); got != 7 {
+		if got := binary.BigEndian.Uint32(buf[st+header.IPv6Len+4:]); got != 7 {
 			t.Fatalf("%v: wire seq %d, want low bits 7", suite, got)
 		}
 		// The receiver believes the high half is 0: the ICV cannot verify.
@@ -203,7 +205,7 @@ func TestTransportRefusesFragments(t *testing.T) {
 		if v6 {
 			// Insert a fragment header (M=1) in front of the UDP header.
 			copy(pkt[48:], pkt[40:n])
-			pkt[6] = protoFragment
+			pkt[6] = header.ProtoFragment
 			pkt[40], pkt[41], pkt[42], pkt[43] = 17, 0, 0, 1
 			binary.BigEndian.PutUint16(pkt[4:], uint16(n+8-40))
 			n += 8
