@@ -1,6 +1,8 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 	"net/netip"
 
@@ -36,13 +38,6 @@ type Result struct {
 	VLAN uint16
 }
 
-const (
-	protoHopOpts  = 0
-	protoRouting  = 43
-	protoFragment = 44
-	protoDstOpts  = 60
-)
-
 // Decap validates the VXLAN frame buf[off:off+n] (outer Ethernet, one
 // optional 802.1Q tag, IPv4 or IPv6, UDP to l's address and port, VXLAN)
 // and returns where its inner frame lies, its VNI and the remote VTEP.
@@ -71,18 +66,18 @@ func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
 	}
 	f := buf[off : off+n]
 	// 1.
-	if len(f) < ethLen {
+	if len(f) < header.EthernetLen {
 		return Result{}, DropMalformed
 	}
-	at := ethLen
+	at := header.EthernetLen
 	et := binary.BigEndian.Uint16(f[12:14])
-	if et == etherVLAN {
-		if len(f) < ethLen+tagLen {
+	if et == header.EtherTypeVLAN {
+		if len(f) < header.EthernetLen+header.VLANTagLen {
 			return Result{}, DropMalformed
 		}
 		r.VLAN = binary.BigEndian.Uint16(f[14:16]) & 0x0fff
 		et = binary.BigEndian.Uint16(f[16:18])
-		at += tagLen
+		at += header.VLANTagLen
 	}
 	port := l.Port
 	if port == 0 {
@@ -99,24 +94,24 @@ func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
 		ihl    int
 	)
 	switch et {
-	case etherIPv4:
-		if len(ip) < ipv4Len || ip[0]>>4 != 4 {
+	case header.EtherTypeIPv4:
+		if len(ip) < header.IPv4MinLen || ip[0]>>4 != 4 {
 			return Result{}, DropMalformed
 		}
 		ihl = int(ip[0]&0x0f) * 4
 		tl := int(binary.BigEndian.Uint16(ip[2:4]))
-		if ihl < ipv4Len || tl < ihl || tl > len(ip) {
+		if ihl < header.IPv4MinLen || tl < ihl || tl > len(ip) {
 			return Result{}, DropMalformed
 		}
 		ip = ip[:tl]
-		if ip[9] != protoUDP {
+		if ip[9] != header.ProtoUDP {
 			return Result{}, DropNotVXLAN
 		}
 		frag := binary.BigEndian.Uint16(ip[6:8])
 		if frag&0x1fff != 0 {
 			return Result{}, DropNotVXLAN // no UDP header to tell
 		}
-		if len(ip)-ihl < udpLen {
+		if len(ip)-ihl < header.UDPLen {
 			return Result{}, DropMalformed
 		}
 		u = ip[ihl:]
@@ -132,43 +127,33 @@ func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
 		ipSum = true
 		tos = ip[1]
 		r.Src = netip.AddrFrom4([4]byte(ip[12:16]))
-		pseudo = csum.Pseudo(ip[12:16], ip[16:20], protoUDP, 0)
-	case etherIPv6:
-		if len(ip) < ipv6Len || ip[0]>>4 != 6 {
+		pseudo = csum.Pseudo(ip[12:16], ip[16:20], header.ProtoUDP, 0)
+	case header.EtherTypeIPv6:
+		if len(ip) < header.IPv6Len || ip[0]>>4 != 6 {
 			return Result{}, DropMalformed
 		}
 		pl := int(binary.BigEndian.Uint16(ip[4:6]))
-		if pl == 0 || ipv6Len+pl > len(ip) {
+		if pl == 0 || header.IPv6Len+pl > len(ip) {
 			return Result{}, DropMalformed // jumbograms included
 		}
-		ip = ip[:ipv6Len+pl]
-		next, rest := ip[6], ip[ipv6Len:]
-		for i := 0; next != protoUDP; i++ {
-			if i == 4 || len(rest) < 8 {
-				return Result{}, DropNotVXLAN
+		ip = ip[:header.IPv6Len+pl]
+		c := header.WalkIPv6(ip)
+		switch {
+		case c.Err == header.ChainTruncated:
+			return Result{}, DropMalformed
+		case c.Err != header.ChainOK, c.Routed: // a routing header with segments left: not the final destination
+			return Result{}, DropNotVXLAN
+		case c.Frag.Present():
+			if !c.Frag.NonFirst() && c.Proto == header.ProtoUDP && len(ip)-c.L4 >= header.UDPLen &&
+				binary.BigEndian.Uint16(ip[c.L4+2:c.L4+4]) == port {
+				return Result{}, DropFragment
 			}
-			switch next {
-			case protoHopOpts, protoDstOpts:
-			case protoRouting:
-				if rest[3] != 0 { // segments left: not the final destination
-					return Result{}, DropNotVXLAN
-				}
-			case protoFragment:
-				if binary.BigEndian.Uint16(rest[2:4])&0xfff8 == 0 && rest[0] == protoUDP &&
-					len(rest) >= 8+udpLen && binary.BigEndian.Uint16(rest[8+2:8+4]) == port {
-					return Result{}, DropFragment
-				}
-				return Result{}, DropNotVXLAN
-			default:
-				return Result{}, DropNotVXLAN
-			}
-			hl := (int(rest[1]) + 1) * 8
-			if hl > len(rest) {
-				return Result{}, DropMalformed
-			}
-			next, rest = rest[0], rest[hl:]
+			return Result{}, DropNotVXLAN
+		case c.Proto != header.ProtoUDP:
+			return Result{}, DropNotVXLAN
 		}
-		if len(rest) < udpLen {
+		rest := ip[c.L4:]
+		if len(rest) < header.UDPLen {
 			return Result{}, DropMalformed
 		}
 		u = rest
@@ -181,12 +166,12 @@ func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
 		v6 = true
 		tos = ip[0]<<4 | ip[1]>>4
 		r.Src = netip.AddrFrom16([16]byte(ip[8:24]))
-		pseudo = csum.Pseudo(ip[8:24], ip[24:40], protoUDP, 0)
+		pseudo = csum.Pseudo(ip[8:24], ip[24:40], header.ProtoUDP, 0)
 	default:
 		return Result{}, DropNotVXLAN
 	}
 	ul := int(binary.BigEndian.Uint16(u[4:6]))
-	if ul < udpLen+HeaderLen || ul > len(u) {
+	if ul < header.UDPLen+HeaderLen || ul > len(u) {
 		return Result{}, DropMalformed
 	}
 	u = u[:ul]
@@ -206,19 +191,19 @@ func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
 		}
 	}
 	// 5.
-	h := Header(u[udpLen : udpLen+HeaderLen])
+	h := Header(u[header.UDPLen : header.UDPLen+HeaderLen])
 	if !h.Valid() {
 		return Result{}, DropBadFlags
 	}
 	r.VNI = h.VNI()
 	r.SrcPort = binary.BigEndian.Uint16(u[0:2])
 	// 6.
-	inner := u[udpLen+HeaderLen:]
-	if len(inner) < ethLen {
+	inner := u[header.UDPLen+HeaderLen:]
+	if len(inner) < header.EthernetLen {
 		return Result{}, DropMalformed
 	}
 	if !l.InnerVLAN {
-		if et := binary.BigEndian.Uint16(inner[12:14]); et == etherVLAN || et == 0x88a8 {
+		if et := binary.BigEndian.Uint16(inner[12:14]); et == header.EtherTypeVLAN || et == header.EtherTypeSTag {
 			return Result{}, DropInnerVLAN
 		}
 	}

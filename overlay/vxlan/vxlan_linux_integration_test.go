@@ -30,6 +30,8 @@ package vxlan
 // so, and vif.Meta does not carry it yet).
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -244,10 +246,10 @@ func echoReply(v6 bool, id uint16) func(reply) bool {
 	return func(rp reply) bool {
 		f := rp.inner
 		if v6 {
-			return len(f) >= 14+40+8 && binary.BigEndian.Uint16(f[12:14]) == etherIPv6 && f[14+6] == 58 &&
+			return len(f) >= 14+40+8 && binary.BigEndian.Uint16(f[12:14]) == header.EtherTypeIPv6 && f[14+6] == 58 &&
 				f[54] == 129 && binary.BigEndian.Uint16(f[58:60]) == id
 		}
-		if len(f) < 14+20+8 || binary.BigEndian.Uint16(f[12:14]) != etherIPv4 || f[14+9] != 1 {
+		if len(f) < 14+20+8 || binary.BigEndian.Uint16(f[12:14]) != header.EtherTypeIPv4 || f[14+9] != 1 {
 			return false
 		}
 		icmp := f[14+int(f[14]&0x0f)*4:]
@@ -275,7 +277,7 @@ func neighbourReply(f []byte) []byte {
 		copy(r[14:18], vm[:])
 		copy(r[18:28], a[8:18]) // the requester's MAC and address
 		return ether([6]byte(a[8:14]), macVM, 0x0806, r)
-	case etherIPv6:
+	case header.EtherTypeIPv6:
 		ip := f[14:]
 		if len(ip) < 40+24 || ip[6] != 58 || ip[40] != 135 || [16]byte(ip[48:64]) != inner6VM.As16() {
 			return nil
@@ -292,7 +294,7 @@ func neighbourReply(f []byte) []byte {
 		binary.BigEndian.PutUint16(na[2:4], csum.Checksum(na, s))
 		p := ipv6(inner6VM, src, 58, 0, na)
 		p[7] = 255 // RFC 4861 §7.1.2
-		return ether([6]byte(f[6:12]), macVM, etherIPv6, p)
+		return ether([6]byte(f[6:12]), macVM, header.EtherTypeIPv6, p)
 	}
 	return nil
 }

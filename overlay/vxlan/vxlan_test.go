@@ -1,6 +1,8 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"bytes"
 	"encoding/binary"
 	"net/netip"
@@ -81,7 +83,7 @@ func TestEncapLayout(t *testing.T) {
 			}
 			at := 14
 			if tc.o.VLAN != 0 {
-				if binary.BigEndian.Uint16(f[12:14]) != etherVLAN || binary.BigEndian.Uint16(f[14:16]) != tc.o.VLAN {
+				if binary.BigEndian.Uint16(f[12:14]) != header.EtherTypeVLAN || binary.BigEndian.Uint16(f[14:16]) != tc.o.VLAN {
 					t.Errorf("802.1Q tag % x", f[12:16])
 				}
 				at += 4
@@ -90,13 +92,13 @@ func TestEncapLayout(t *testing.T) {
 			ip := f[at:]
 			var u []byte
 			if tc.v6 {
-				if et != etherIPv6 {
+				if et != header.EtherTypeIPv6 {
 					t.Fatalf("EtherType %#x", et)
 				}
 				if v := binary.BigEndian.Uint32(ip[0:4]); v>>28 != 6 || byte(v>>20) != tc.tos || v&0xfffff == 0 {
 					t.Errorf("version/TC/flow label %#08x, want TC %#x and a label", v, tc.tos)
 				}
-				if ip[6] != protoUDP || ip[7] != 64 || int(binary.BigEndian.Uint16(ip[4:6])) != len(ip)-40 {
+				if ip[6] != header.ProtoUDP || ip[7] != 64 || int(binary.BigEndian.Uint16(ip[4:6])) != len(ip)-40 {
 					t.Errorf("next %d hop limit %d payload length %d of %d", ip[6], ip[7], binary.BigEndian.Uint16(ip[4:6]), len(ip)-40)
 				}
 				u = ip[40:]
@@ -105,7 +107,7 @@ func TestEncapLayout(t *testing.T) {
 				ph := make([]byte, 40)
 				copy(ph, ip[8:40])
 				binary.BigEndian.PutUint32(ph[32:36], uint32(len(u)))
-				ph[39] = protoUDP
+				ph[39] = header.ProtoUDP
 				if c := sumRef(ph, u); c != 0 {
 					t.Errorf("IPv6 UDP checksum %#04x does not verify (residue %#x)", binary.BigEndian.Uint16(u[6:8]), c)
 				}
@@ -113,10 +115,10 @@ func TestEncapLayout(t *testing.T) {
 					t.Error("IPv6 UDP checksum is zero")
 				}
 			} else {
-				if et != etherIPv4 {
+				if et != header.EtherTypeIPv4 {
 					t.Fatalf("EtherType %#x", et)
 				}
-				if ip[0] != 0x45 || ip[1] != tc.tos || ip[6]&0x40 == 0 || ip[8] != 64 || ip[9] != protoUDP {
+				if ip[0] != 0x45 || ip[1] != tc.tos || ip[6]&0x40 == 0 || ip[8] != 64 || ip[9] != header.ProtoUDP {
 					t.Errorf("IPv4 header % x: want TOS %#x, DF, TTL 64, UDP", ip[:20], tc.tos)
 				}
 				if int(binary.BigEndian.Uint16(ip[2:4])) != len(ip) {
@@ -235,7 +237,7 @@ func TestDecapDrops(t *testing.T) {
 		ph := make([]byte, 40)
 		copy(ph, f[22:54])
 		binary.BigEndian.PutUint32(ph[32:36], uint32(len(u)))
-		ph[39] = protoUDP
+		ph[39] = header.ProtoUDP
 		binary.BigEndian.PutUint16(u[6:8], sumRef(ph, u))
 	}
 	l := remoteLocal()
@@ -291,13 +293,13 @@ func TestDecapDrops(t *testing.T) {
 		{"ipv6 bad flags", edit(f6, false, func(f []byte) { f[62] = 0; fix6(f) }), l, DropBadFlags},
 		{"ipv6 inner vlan", edit(f6, false, func(f []byte) { f[82], f[83] = 0x81, 0; fix6(f) }), l, DropInnerVLAN},
 		{"ipv6 udp length beyond payload", edit(f6, false, func(f []byte) { binary.BigEndian.PutUint16(f[58:60], uint16(len(f)-54+1)) }), l, DropMalformed},
-		{"ipv6 hop-by-hop then vxlan", withExt(f6, protoHopOpts), l, DropNone},
-		{"ipv6 destination options then vxlan", withExt(f6, protoDstOpts), l, DropNone},
-		{"ipv6 spent routing header then vxlan", withExt(f6, protoRouting), l, DropNone},
-		{"ipv6 routing header with segments left", edit(withExt(f6, protoRouting), false, func(f []byte) { f[57] = 1 }), l, DropNotVXLAN},
-		{"ipv6 first fragment", withExt(f6, protoFragment), l, DropFragment},
-		{"ipv6 non-first fragment", edit(withExt(f6, protoFragment), false, func(f []byte) { f[57] = 8 }), l, DropNotVXLAN},
-		{"ipv6 extension header beyond payload", edit(withExt(f6, protoDstOpts), false, func(f []byte) { f[55] = 200 }), l, DropMalformed},
+		{"ipv6 hop-by-hop then vxlan", withExt(f6, header.ProtoHopByHop), l, DropNone},
+		{"ipv6 destination options then vxlan", withExt(f6, header.ProtoDstOpts), l, DropNone},
+		{"ipv6 spent routing header then vxlan", withExt(f6, header.ProtoRouting), l, DropNone},
+		{"ipv6 routing header with segments left", edit(withExt(f6, header.ProtoRouting), false, func(f []byte) { f[57] = 1 }), l, DropNotVXLAN},
+		{"ipv6 first fragment", withExt(f6, header.ProtoFragment), l, DropFragment},
+		{"ipv6 non-first fragment", edit(withExt(f6, header.ProtoFragment), false, func(f []byte) { f[57] = 8 }), l, DropNotVXLAN},
+		{"ipv6 extension header beyond payload", edit(withExt(f6, header.ProtoDstOpts), false, func(f []byte) { f[55] = 200 }), l, DropMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			buf := append(make([]byte, 3), tc.f...) // at an offset
@@ -319,9 +321,9 @@ func TestDecapDrops(t *testing.T) {
 func withExt(f []byte, proto byte) []byte {
 	g := make([]byte, 0, len(f)+8)
 	g = append(g, f[:54]...)
-	ext := []byte{protoUDP, 0, 0, 0, 0, 0, 0, 0}
-	if proto == protoFragment {
-		ext = []byte{protoUDP, 0, 0, 1, 0, 0, 0, 1} // offset 0, M set
+	ext := []byte{header.ProtoUDP, 0, 0, 0, 0, 0, 0, 0}
+	if proto == header.ProtoFragment {
+		ext = []byte{header.ProtoUDP, 0, 0, 1, 0, 0, 0, 1} // offset 0, M set
 	}
 	g = append(g, ext...)
 	g = append(g, f[54:]...)
