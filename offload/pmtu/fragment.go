@@ -1,6 +1,8 @@
 package pmtu
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 
 	"github.com/vifsec/vifsec/offload"
@@ -40,7 +42,7 @@ const (
 // §4.5) DropUnsupported; not enough buffers DropTooManySegments, a short
 // buffer DropNoRoom. out must not overlap pkt.
 func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int, d offload.Drop) {
-	if len(pkt) < ipv4MinLen {
+	if len(pkt) < header.IPv4MinLen {
 		return 0, offload.DropMalformed
 	}
 	switch pkt[0] >> 4 {
@@ -52,7 +54,7 @@ func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int
 	}
 	ihl := int(pkt[0]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(pkt[2:]))
-	if ihl < ipv4MinLen || ihl > len(pkt) || total < ihl || total > len(pkt) {
+	if ihl < header.IPv4MinLen || ihl > len(pkt) || total < ihl || total > len(pkt) {
 		return 0, offload.DropMalformed
 	}
 	pkt = pkt[:total]
@@ -75,10 +77,10 @@ func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int
 	}
 
 	// The header of later fragments: options with the copied flag only.
-	var later [ipv4MinLen + maxOptBytes]byte
-	copy(later[:], pkt[:ipv4MinLen])
-	ihl2 := ipv4MinLen
-	opts := pkt[ipv4MinLen:ihl]
+	var later [header.IPv4MinLen + maxOptBytes]byte
+	copy(later[:], pkt[:header.IPv4MinLen])
+	ihl2 := header.IPv4MinLen
+	opts := pkt[header.IPv4MinLen:ihl]
 	for i := 0; i < len(opts); {
 		switch opts[i] {
 		case optEOL:
