@@ -32,5 +32,7 @@
 // per-flow state: callers pass the effective MTU (or MSS) they computed
 // from the SA and overlay overhead. It never panics on packet bytes: every
 // header it reads comes from a guest and is checked for length and
-// consistency first.
+// consistency first, and read through package header (the IPv6
+// extension-header chain by its one walker), so that segmentation, the MSS
+// clamp and the ICMP errors see the protocol the SPD classifier saw.
 package offload

@@ -3,43 +3,19 @@ package gso
 import (
 	"encoding/binary"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 )
 
 const (
-	ethLen    = 14
-	vlanLen   = 4
-	etherIPv4 = 0x0800
-	etherIPv6 = 0x86dd
-	etherVLAN = 0x8100 // 802.1Q
-	etherQinQ = 0x88a8 // 802.1ad
-	maxTags   = 2
-
-	ipv4MinLen = 20
-	ipv6Len    = 40
-	tcpMinLen  = 20
-	udpLen     = 8
-
-	protoHopByHop = 0
-	protoTCP      = 6
-	protoUDP      = 17
-	protoRouting  = 43
-	protoFragment = 44
-	protoAH       = 51
-	protoDstOpts  = 60
-	maxExtHdrs    = 8 // a longer chain is not a guest's TCP
+	maxTags = 2 // 802.1Q and 802.1ad
 
 	optEOL  = 0
 	optNOP  = 1
 	optLSRR = 0x83 // loose source route
 	optSSRR = 0x89 // strict source route
 
-	tcpFIN = 0x01
-	tcpSYN = 0x02
-	tcpRST = 0x04
-	tcpPSH = 0x08
-	tcpCWR = 0x80
 )
 
 // layout is where a super-frame's headers are, as parse found them.
@@ -135,13 +111,13 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 	// 3.
 	var addrs uint16
 	if l.v6 {
-		addrs = csum.Sum(frame[l.l3+8:l.l3+ipv6Len], 0)
+		addrs = csum.Sum(frame[l.l3+8:l.l3+header.IPv6Len], 0)
 	} else {
 		addrs = csum.Sum(frame[l.l3+12:l.l3+20], 0)
 	}
-	proto := uint16(protoTCP)
+	proto := uint16(header.ProtoTCP)
 	if l.udp {
-		proto = protoUDP
+		proto = header.ProtoUDP
 	}
 	addrs = csum.Add(addrs, proto)
 	ihl := int(frame[l.l3]&0x0f) * 4
@@ -163,7 +139,7 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 
 		ip := dst[l.l3:]
 		if l.v6 {
-			binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-ipv6Len))
+			binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
 		} else {
 			binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
 			binary.BigEndian.PutUint16(ip[4:], id0+uint16(i))
@@ -185,10 +161,10 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 		binary.BigEndian.PutUint32(l4[4:], seq0+uint32(i*seg))
 		f := flags0
 		if i > 0 {
-			f &^= tcpCWR
+			f &^= header.TCPFlagCWR
 		}
 		if i < n-1 {
-			f &^= tcpFIN | tcpPSH
+			f &^= header.TCPFlagFIN | header.TCPFlagPSH
 		}
 		l4[13] = f
 		l4[16], l4[17] = 0, 0
@@ -239,26 +215,26 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
 	}
 
 	// Ethernet, up to two VLAN tags.
-	if len(frame) < ethLen {
+	if len(frame) < header.EthernetLen {
 		return l, offload.DropMalformed
 	}
 	etype := binary.BigEndian.Uint16(frame[12:])
-	l.l3 = ethLen
+	l.l3 = header.EthernetLen
 	for range maxTags {
-		if etype != etherVLAN && etype != etherQinQ {
+		if etype != header.EtherTypeVLAN && etype != header.EtherTypeSTag {
 			break
 		}
-		if len(frame) < l.l3+vlanLen {
+		if len(frame) < l.l3+header.VLANTagLen {
 			return l, offload.DropMalformed
 		}
 		etype = binary.BigEndian.Uint16(frame[l.l3+2:])
-		l.l3 += vlanLen
+		l.l3 += header.VLANTagLen
 	}
 	var proto byte
 	switch {
-	case etype == etherIPv4 && wantV4:
+	case etype == header.EtherTypeIPv4 && wantV4:
 		ip := frame[l.l3:]
-		if len(ip) < ipv4MinLen || ip[0]>>4 != 4 {
+		if len(ip) < header.IPv4MinLen || ip[0]>>4 != 4 {
 			return l, offload.DropMalformed
 		}
 		ihl := int(ip[0]&0x0f) * 4
@@ -266,83 +242,70 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
 		switch {
 		case total == 0:
 			return l, offload.DropUnsupported // BIG TCP: length in the skb, not the header
-		case ihl < ipv4MinLen || total < ihl || total > len(ip):
+		case ihl < header.IPv4MinLen || total < ihl || total > len(ip):
 			return l, offload.DropMalformed
 		case binary.BigEndian.Uint16(ip[6:])&0x3fff != 0: // MF or an offset
 			return l, offload.DropFragment
 		}
-		if sourceRouted(ip[ipv4MinLen:ihl]) {
+		if sourceRouted(ip[header.IPv4MinLen:ihl]) {
 			return l, offload.DropUnsupported
 		}
 		proto = ip[9]
 		l.l4 = l.l3 + ihl
 		l.end = l.l3 + total
-	case etype == etherIPv6 && wantV6:
+	case etype == header.EtherTypeIPv6 && wantV6:
 		l.v6 = true
 		ip := frame[l.l3:]
-		if len(ip) < ipv6Len || ip[0]>>4 != 6 {
+		if len(ip) < header.IPv6Len || ip[0]>>4 != 6 {
 			return l, offload.DropMalformed
 		}
 		plen := int(binary.BigEndian.Uint16(ip[4:]))
 		if plen == 0 {
 			return l, offload.DropUnsupported // jumbogram / BIG TCP
 		}
-		l.end = l.l3 + ipv6Len + plen
+		l.end = l.l3 + header.IPv6Len + plen
 		if l.end > len(frame) {
 			return l, offload.DropMalformed
 		}
-		proto = ip[6]
-		off := l.l3 + ipv6Len
-	ext:
-		for i := 0; ; i++ {
-			switch proto {
-			case protoHopByHop, protoRouting, protoDstOpts:
-				if i == maxExtHdrs || proto == protoHopByHop && i > 0 || off+8 > l.end {
-					return l, offload.DropMalformed
-				}
-				if proto == protoRouting && frame[off+3] != 0 {
-					return l, offload.DropUnsupported // segments left: the pseudo-header needs the final destination
-				}
-				proto = frame[off]
-				off += (int(frame[off+1]) + 1) * 8
-				if off > l.end {
-					return l, offload.DropMalformed
-				}
-			case protoFragment:
-				return l, offload.DropFragment
-			case protoAH:
-				return l, offload.DropUnsupported
-			default:
-				break ext
-			}
+		c := header.WalkIPv6(frame[l.l3:l.end])
+		switch {
+		case c.Frag.Present():
+			return l, offload.DropFragment
+		case c.Err != header.ChainOK:
+			return l, offload.DropMalformed
+		case c.Routed:
+			return l, offload.DropUnsupported // segments left: the pseudo-header needs the final destination
+		case c.Proto == header.ProtoAH:
+			return l, offload.DropUnsupported
 		}
-		l.l4 = off
-	case etype == etherIPv4 || etype == etherIPv6:
+		proto = c.Proto
+		l.l4 = l.l3 + c.L4
+	case etype == header.EtherTypeIPv4 || etype == header.EtherTypeIPv6:
 		return l, offload.DropBadVnetHdr // GSO type of the other family
 	default:
 		return l, offload.DropBadVnetHdr // a GSO type on a non-IP frame
 	}
 
 	if l.udp {
-		if proto != protoUDP {
+		if proto != header.ProtoUDP {
 			return l, offload.DropBadVnetHdr
 		}
-		if l.l4+udpLen > l.end || int(binary.BigEndian.Uint16(frame[l.l4+4:])) != l.end-l.l4 {
+		if l.l4+header.UDPLen > l.end || int(binary.BigEndian.Uint16(frame[l.l4+4:])) != l.end-l.l4 {
 			return l, offload.DropMalformed
 		}
-		l.pay = l.l4 + udpLen
+		l.pay = l.l4 + header.UDPLen
 	} else {
-		if proto != protoTCP {
+		if proto != header.ProtoTCP {
 			return l, offload.DropBadVnetHdr
 		}
-		if l.l4+tcpMinLen > l.end {
+		if l.l4+header.TCPMinLen > l.end {
 			return l, offload.DropMalformed
 		}
 		doff := int(frame[l.l4+12]>>4) * 4
-		if doff < tcpMinLen || l.l4+doff > l.end {
+		if doff < header.TCPMinLen || l.l4+doff > l.end {
 			return l, offload.DropMalformed
 		}
-		if frame[l.l4+13]&(tcpSYN|tcpRST) != 0 {
+		if frame[l.l4+13]&(header.TCPFlagSYN|header.TCPFlagRST) != 0 {
 			return l, offload.DropUnsupported
 		}
 		l.pay = l.l4 + doff
