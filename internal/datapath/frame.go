@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/vif"
 )
@@ -41,17 +42,30 @@ import (
 //     this host must be for one of that VM's --ip, so that a VM that
 //     answers for another's address receives nothing in its place.
 
-// Tag protocol identifiers that start a VLAN tag: 802.1Q (etherVLAN),
-// 802.1ad service tags, and the pre-standard stacked tag some switches
-// still send.
+// The link- and network-layer constants of the data path, by their short
+// local names: the values are package header's, the one floor for header
+// parsing.
 const (
-	etherSTag = 0x88a8
-	etherQinQ = 0x9100
-	vidMask   = 0x0fff
-	vidMax    = 0x0ffe // VID 4095 is reserved (IEEE 802.1Q table 9-2)
+	ethLen        = header.EthernetLen
+	vlanTagSize   = header.VLANTagLen
+	etherIPv4     = header.EtherTypeIPv4
+	etherARP      = header.EtherTypeARP
+	etherVLAN     = header.EtherTypeVLAN
+	etherIPv6     = header.EtherTypeIPv6
+	ipv4HeaderLen = header.IPv4MinLen
+	ipv6HeaderLen = header.IPv6Len
+	ipv6Len       = header.IPv6Len
+	udpHeaderLen  = header.UDPLen
+	tcpHeaderMin  = header.TCPMinLen
+	protoTCP      = header.ProtoTCP
+	protoUDP      = header.ProtoUDP
+	protoICMPv6   = header.ProtoICMPv6
+	vidMask       = header.VIDMask
 )
 
-func isTagType(et uint16) bool { return et == etherVLAN || et == etherSTag || et == etherQinQ }
+// isTagType reports a TPID that starts a VLAN tag: 802.1Q, 802.1ad
+// service tags, and the pre-standard stacked tag some switches still send.
+func isTagType(et uint16) bool { return header.IsTPID(et) }
 
 // l2 is a frame's link-layer header as the data path accepts it.
 type l2 struct {
@@ -68,27 +82,29 @@ type l2 struct {
 //
 //	| dst MAC (6) | src MAC (6) | 0x8100 | PCP DEI VID (2) | EtherType (2) | ...
 func parseL2(f []byte, m vif.Meta) (h l2, d sa.Drop) {
-	if len(f) < ethLen {
+	e, ok := header.ParseEthernet(f)
+	if !ok {
 		return l2{}, sa.DropMalformed
 	}
-	h.etype = binary.BigEndian.Uint16(f[12:14])
+	h.etype = e.Type()
 	if m.Tagged {
-		h.vlan, h.tagged = m.VLAN&vidMask, true
+		h.vlan, h.tagged = m.VLAN&header.VIDMask, true
 	}
-	if isTagType(h.etype) {
-		if m.Tagged || h.etype != etherVLAN {
+	if header.IsTPID(h.etype) {
+		if m.Tagged || h.etype != header.EtherTypeVLAN {
 			return l2{}, sa.DropBadTag
 		}
-		if len(f) < ethLen+vlanTagSize {
+		t, ok := header.ParseVLANTag(f[header.EthernetLen:])
+		if !ok {
 			return l2{}, sa.DropMalformed
 		}
-		h.vlan, h.tagged, h.inband = binary.BigEndian.Uint16(f[14:16])&vidMask, true, true
-		h.etype = binary.BigEndian.Uint16(f[16:18])
-		if isTagType(h.etype) {
+		h.vlan, h.tagged, h.inband = t.VID(), true, true
+		h.etype = t.Type()
+		if header.IsTPID(h.etype) {
 			return l2{}, sa.DropBadTag
 		}
 	}
-	if h.vlan > vidMax {
+	if h.vlan > header.VIDMax {
 		return l2{}, sa.DropBadTag
 	}
 	return h, sa.DropNone

@@ -325,13 +325,6 @@ func (w *worker) sendAsVM(up *txPort, vm *vmState, bcast bool, frames [][]byte, 
 	return sent
 }
 
-const (
-	ipv4HeaderLen = 20
-	ipv6HeaderLen = 40
-	udpHeaderLen  = 8
-	protoUDP      = 17
-)
-
 // buildIKEPacket writes into pkt (exactly its length) an IP packet from
 // src to dst carrying UDP between sport and dport with a non-ESP marker of
 // marker bytes and data: IPv4 with ID id, no DF, TTL 64; IPv6 with hop

@@ -264,7 +264,6 @@ const (
 	arpLen          = 28 // Ethernet/IPv4 ARP (RFC 826)
 	arpRequest      = 1
 	arpReply        = 2
-	protoICMPv6     = 58
 	ndSolicit       = 135 // RFC 4861 §4.3
 	ndAdvert        = 136 // RFC 4861 §4.4
 	ndOptSrcLL      = 1

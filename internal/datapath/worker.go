@@ -50,13 +50,6 @@ const (
 	// headroom, a virtio-net header, Ethernet with two tags, ESP's
 	// tailroom.
 	frameExtra = readOff + vif.VnetHdrLen + ethLen + 2*vlanTagSize + esp.Tailroom
-
-	ethLen      = 14
-	etherIPv4   = 0x0800
-	etherARP    = 0x0806
-	etherVLAN   = 0x8100
-	etherIPv6   = 0x86dd
-	vlanTagSize = 4
 )
 
 // worker owns one port's receive loop and everything it needs per packet.
@@ -333,15 +326,10 @@ func (w *worker) oversized(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, of
 // ipHeaderMin is the fixed IP header length of pkt's family.
 func ipHeaderMin(pkt []byte) int {
 	if pkt[0]>>4 == 6 {
-		return 40
+		return ipv6HeaderLen
 	}
-	return 20
+	return ipv4HeaderLen
 }
-
-const (
-	protoTCP     = 6
-	tcpHeaderMin = 20
-)
 
 // offloadDrop maps an offload refusal onto the counters' reasons.
 func offloadDrop(d offload.Drop) sa.Drop {
