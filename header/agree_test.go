@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"testing"
 
 	"github.com/vifsec/vifsec/header"
@@ -138,9 +139,9 @@ func agree(t *testing.T, pkt []byte) {
 			CsumStart: uint16(header.EthernetLen + l4), CsumOffset: 16}
 		_, d := gso.Segment(frame, h, 1500, gsoOut, 0, gsoSizes)
 		switch {
-		case d == offload.DropNone && (!whole || f.Proto != header.ProtoTCP || l4 != f.L4):
+		case d == drop.None && (!whole || f.Proto != header.ProtoTCP || l4 != f.L4):
 			t.Errorf("Segment took TCP at %d, but %s", l4, what)
-		case d == offload.DropBadVnetHdr && whole && f.Proto == header.ProtoTCP && l4 == f.L4:
+		case d == drop.BadVnetHdr && whole && f.Proto == header.ProtoTCP && l4 == f.L4:
 			t.Errorf("Segment: bad-vnet-hdr for TCP at %d, where ParseFlow found it", l4)
 		}
 	}

@@ -1,7 +1,9 @@
 // Package offload is the vocabulary shared by vifsec's offload packages:
 // the virtio_net_hdr that carries a guest's GSO and checksum-offload
-// metadata next to each frame (VnetHdr), and the drop reasons (Drop) those
-// packages return.
+// metadata next to each frame (VnetHdr). The reasons its packages give for
+// refusing a packet are package drop's, the one vocabulary of the data
+// path (drop.BadVnetHdr, drop.Unsupported, drop.TooManySegments and the
+// shared counters such as drop.Malformed).
 //
 // The work is done in small packages, one job each, all pure functions
 // over caller-owned buffers (no I/O, no goroutines, no allocation per

@@ -1,6 +1,7 @@
 package sa_test
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"strings"
 	"sync"
 	"testing"
@@ -132,14 +133,14 @@ func TestLifetimeEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {
-		if d := s.Account(100); d != sa.DropNone {
+		if d := s.Account(100); d != drop.None {
 			t.Fatalf("packet %d: %v", i, d)
 		}
 	}
 	if ev := <-db.Events(); ev.Kind != sa.EventSoft || ev.Name != "l" {
 		t.Fatalf("first event %+v, want soft", ev)
 	}
-	if d := s.Account(100); d != sa.DropExpired {
+	if d := s.Account(100); d != drop.Expired {
 		t.Fatalf("packet 4 past hard limit: %v", d)
 	}
 	if ev := <-db.Events(); ev.Kind != sa.EventHard {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/vif"
 	"io"
 	"log/slog"
@@ -446,9 +447,9 @@ func (s *server) setConfig(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func dropMap(d *[sa.NumDrops]uint64) map[string]uint64 {
-	m := make(map[string]uint64, sa.NumDrops-1)
-	for i := sa.Drop(1); i < sa.NumDrops; i++ {
+func dropMap(d *[drop.NumCounted]uint64) map[string]uint64 {
+	m := make(map[string]uint64, drop.NumCounted-1)
+	for i := drop.Reason(1); i < drop.NumCounted; i++ {
 		m[i.String()] = d[i]
 	}
 	return m

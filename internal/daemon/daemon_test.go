@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -434,11 +435,11 @@ func TestStatsAndIPsecSAs(t *testing.T) {
 	must(t, d.AddSP(policy("spi", "vm1", "in1", sa.DirIn, tenant.ActionIPsec, sa.ModeTransport)))
 	d.SADB().Get("out1").Stats.Packets.Add(3)
 	d.Snapshot().VMs[0].Counters.PacketsOut.Add(7)
-	d.Snapshot().VMs[0].Counters.Drop(sa.DropNoSA)
+	d.Snapshot().VMs[0].Counters.Drop(drop.NoSA)
 
 	st, err := d.Stats("vm1")
 	must(t, err)
-	if len(st) != 1 || st[0].PacketsOut != 7 || st[0].Drops[sa.DropNoSA] != 1 || len(st[0].SAs) != 2 {
+	if len(st) != 1 || st[0].PacketsOut != 7 || st[0].Drops[drop.NoSA] != 1 || len(st[0].SAs) != 2 {
 		t.Fatalf("Stats = %+v", st)
 	}
 	for _, x := range st[0].SAs {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"strings"
 	"testing"
@@ -231,11 +232,11 @@ func TestConverge(t *testing.T) {
 			t.Fatal(res.Problems)
 		}
 		h1, h2 := b.SADB().Get("h1"), b.SADB().Get("h2")
-		if _, d := h1.NextSeq(); d != sa.DropSeqReservation {
+		if _, d := h1.NextSeq(); d != drop.SeqReservation {
 			t.Errorf("h1 before its first renewal: %v, want seq-reservation", d)
 		}
 		b.renewSeqs()
-		if s, d := h1.NextSeq(); d != sa.DropNone || s <= 5000 {
+		if s, d := h1.NextSeq(); d != drop.None || s <= 5000 {
 			t.Errorf("h1 continues at %d (%v), want above 5000", s, d)
 		}
 		var rec seqRecord
@@ -243,7 +244,7 @@ func TestConverge(t *testing.T) {
 		if rec.Limit < h1.SeqLimit() || h1.SeqLimit() <= 5000 {
 			t.Errorf("h1's limit %d is not durable (stored %d)", h1.SeqLimit(), rec.Limit)
 		}
-		if _, d := h2.NextSeq(); d != sa.DropSeqRefused || !strings.Contains(h2.Refused(), "no sequence reservation") {
+		if _, d := h2.NextSeq(); d != drop.SeqRefused || !strings.Contains(h2.Refused(), "no sequence reservation") {
 			t.Errorf("h2 without a reservation: %v %q, want seq-refused", d, h2.Refused())
 		}
 		info := b.SAs()

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"slices"
 	"strings"
@@ -117,7 +118,7 @@ type VMStats struct {
 	VM, Tenant            string
 	PacketsIn, PacketsOut uint64
 	BytesIn, BytesOut     uint64
-	Drops                 [sa.NumDrops]uint64
+	Drops                 [drop.NumCounted]uint64
 	SAs                   []SAStats
 	// IKE datagrams and neighbour resolution on the VM's behalf
 	// (datapath.VMStats).
@@ -132,7 +133,7 @@ type SAStats struct {
 	Dir     sa.Direction
 	Packets uint64
 	Bytes   uint64
-	Drops   [sa.NumDrops]uint64
+	Drops   [drop.NumCounted]uint64
 	Expired bool
 }
 

@@ -3,6 +3,7 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"testing"
 	"time"
@@ -176,15 +177,15 @@ func TestCrossTenantAndReplayDrops(t *testing.T) {
 
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		if b.e.Stats("acme").Drops[sa.DropReplay].Load() == 1 && b.e.Stats("globex").Drops[sa.DropAuthFailed].Load() == 1 {
+		if b.e.Stats("acme").Drops[drop.Replay].Load() == 1 && b.e.Stats("globex").Drops[drop.AuthFailed].Load() == 1 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := b.e.Stats("acme").Drops[sa.DropReplay].Load(); got != 1 {
+	if got := b.e.Stats("acme").Drops[drop.Replay].Load(); got != 1 {
 		t.Errorf("acme replay drops %d, want 1", got)
 	}
-	if got := b.e.Stats("globex").Drops[sa.DropAuthFailed].Load(); got != 1 {
+	if got := b.e.Stats("globex").Drops[drop.AuthFailed].Load(); got != 1 {
 		t.Errorf("globex auth-failed drops %d, want 1", got)
 	}
 	if got := b.e.Stats("globex").PacketsIn.Load(); got != 0 {
@@ -211,10 +212,10 @@ func TestSpoofedSourceDropped(t *testing.T) {
 	f := frame(macB1, macA2, satest.V6A, satest.V6B, 64) // globex's MAC on acme's VIF
 	a.guests["acme"].WriteBatch([][]byte{f})
 	deadline := time.Now().Add(2 * time.Second)
-	for a.e.Stats("acme").Drops[sa.DropSpoofedSource].Load() == 0 && time.Now().Before(deadline) {
+	for a.e.Stats("acme").Drops[drop.SpoofedSource].Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if a.e.Stats("acme").Drops[sa.DropSpoofedSource].Load() != 1 || len(wire.Written()) != 0 {
+	if a.e.Stats("acme").Drops[drop.SpoofedSource].Load() != 1 || len(wire.Written()) != 0 {
 		t.Fatal("spoofed frame not dropped")
 	}
 }
@@ -316,7 +317,7 @@ func TestPipelineGSOAllocs(t *testing.T) {
 	}
 	for d := range vm.stats.Drops {
 		if c := vm.stats.Drops[d].Load(); c != 0 {
-			t.Errorf("drops %v: %d", sa.Drop(d), c)
+			t.Errorf("drops %v: %d", drop.Reason(d), c)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 
 	"github.com/vifsec/vifsec/header"
@@ -81,10 +82,10 @@ type l2 struct {
 // or names the reserved VID 4095.
 //
 //	| dst MAC (6) | src MAC (6) | 0x8100 | PCP DEI VID (2) | EtherType (2) | ...
-func parseL2(f []byte, m vif.Meta) (h l2, d sa.Drop) {
+func parseL2(f []byte, m vif.Meta) (h l2, d drop.Reason) {
 	e, ok := header.ParseEthernet(f)
 	if !ok {
-		return l2{}, sa.DropMalformed
+		return l2{}, drop.Malformed
 	}
 	h.etype = e.Type()
 	if m.Tagged {
@@ -92,29 +93,29 @@ func parseL2(f []byte, m vif.Meta) (h l2, d sa.Drop) {
 	}
 	if header.IsTPID(h.etype) {
 		if m.Tagged || h.etype != header.EtherTypeVLAN {
-			return l2{}, sa.DropBadTag
+			return l2{}, drop.BadTag
 		}
 		t, ok := header.ParseVLANTag(f[header.EthernetLen:])
 		if !ok {
-			return l2{}, sa.DropMalformed
+			return l2{}, drop.Malformed
 		}
 		h.vlan, h.tagged, h.inband = t.VID(), true, true
 		h.etype = t.Type()
 		if header.IsTPID(h.etype) {
-			return l2{}, sa.DropBadTag
+			return l2{}, drop.BadTag
 		}
 	}
 	if h.vlan > header.VIDMax {
-		return l2{}, sa.DropBadTag
+		return l2{}, drop.BadTag
 	}
-	return h, sa.DropNone
+	return h, drop.None
 }
 
 // l2Len is the length of the link-layer header of f, a frame a VM sent:
 // ethLen, or ethLen+vlanTagSize with a tag in the frame. It only measures;
 // the frame's tags are judged where it is classified.
 func l2Len(f []byte) int {
-	if h, d := parseL2(f, vif.Meta{}); d == sa.DropNone && h.inband {
+	if h, d := parseL2(f, vif.Meta{}); d == drop.None && h.inband {
 		return ethLen + vlanTagSize
 	}
 	return ethLen
@@ -143,23 +144,23 @@ const arpMaxLen = 60 - ethLen + vlanTagSize
 //
 //	0      2      4    5    6      8          14         18         24         28
 //	| htype| ptype|hlen|plen| oper | sha      | spa      | tha      | tpa      |
-func checkARP(vm *vmState, a []byte, out bool) sa.Drop {
+func checkARP(vm *vmState, a []byte, out bool) drop.Reason {
 	if len(a) < arpLen || len(a) > arpMaxLen {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	op := binary.BigEndian.Uint16(a[6:8])
 	if binary.BigEndian.Uint16(a[0:2]) != 1 || binary.BigEndian.Uint16(a[2:4]) != etherIPv4 || a[4] != 6 || a[5] != 4 ||
 		op != arpRequest && op != arpReply {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	if !out {
-		return sa.DropNone
+		return drop.None
 	}
 	spa := netip.AddrFrom4([4]byte(a[14:18]))
 	if sa.MAC(a[8:14]) != vm.mac || !vm.owns(spa) && !(op == arpRequest && spa.IsUnspecified()) {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
-	return sa.DropNone
+	return drop.None
 }
 
 // Neighbour discovery messages (RFC 4861 §4): the fixed part before the
@@ -187,42 +188,42 @@ var ndLimits = [5]struct{ fixed, max int }{
 // fragment), for or from vm (out: from).
 //
 //	IPv6 (next header 58) | type | code | checksum | fixed part | options: type, length (units of 8), ...
-func checkND(vm *vmState, ip []byte, out bool) sa.Drop {
+func checkND(vm *vmState, ip []byte, out bool) drop.Reason {
 	if len(ip) < ipv6HeaderLen || ip[6] != protoICMPv6 {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	plen := int(binary.BigEndian.Uint16(ip[4:6]))
 	if ipv6HeaderLen+plen > len(ip) || plen < 4 || ip[ipv6HeaderLen] < ndRouterSolicit || ip[ipv6HeaderLen] > ndRedirect {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	m := ip[ipv6HeaderLen : ipv6HeaderLen+plen]
 	typ := m[0]
 	lim := ndLimits[typ-ndRouterSolicit]
 	if m[1] != 0 || len(m) < lim.fixed || len(m) > lim.max {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	src := netip.AddrFrom16([16]byte(ip[8:24]))
 	if (typ == ndRouterAdvert || typ == ndRedirect) && !src.IsLinkLocalUnicast() {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	for o := m[lim.fixed:]; len(o) > 0; o = o[int(o[1])*8:] {
 		if len(o) < 2 || o[1] == 0 || int(o[1])*8 > len(o) {
-			return sa.DropBadNeighbor
+			return drop.BadNeighbor
 		}
 		if out && (o[0] == ndOptSrcLL || o[0] == ndOptTgtLL) && (o[1] != 1 || sa.MAC(o[2:8]) != vm.mac) {
-			return sa.DropBadNeighbor
+			return drop.BadNeighbor
 		}
 	}
 	if !out {
-		return sa.DropNone
+		return drop.None
 	}
 	if typ == ndAdvert || typ == ndSolicit && src.IsUnspecified() {
 		// The address claimed (NA) or about to be (DAD) must be the VM's.
 		if t := netip.AddrFrom16([16]byte(m[8:24])); !vm.owns(t) && !t.IsLinkLocalUnicast() {
-			return sa.DropBadNeighbor
+			return drop.BadNeighbor
 		}
 	}
-	return sa.DropNone
+	return drop.None
 }
 
 // accepts applies step 5: whether an IP packet for dst, unicast to vm's

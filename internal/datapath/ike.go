@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"time"
 
-	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
@@ -274,7 +274,7 @@ func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac sa.MAC, p IKEPacket, 
 	if mtu := e.pathMTU(); total > mtu {
 		w.ensureSeg()
 		nf, d := pmtu.Fragment(f[ethLen:ethLen+total], mtu, w.seg, readOff+ethLen, w.segSizes)
-		if d != offload.DropNone {
+		if d != drop.None {
 			return fmt.Errorf("send IKE: fragmenting %d bytes for MTU %d: %w (%v)", total, mtu, ErrTooBig, d)
 		}
 		frames, starts, ends = w.seg[:nf], make([]int, nf), make([]int, nf)

@@ -3,6 +3,7 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"testing"
 
@@ -80,7 +81,7 @@ func TestJumboAcrossGateways(t *testing.T) {
 	}
 	for _, e := range []*Engine{a, b} {
 		st := e.Stats("acme")
-		for d := sa.Drop(1); d < sa.NumDrops; d++ {
+		for d := drop.Reason(1); d < drop.NumCounted; d++ {
 			if n := st.Drops[d].Load(); n != 0 {
 				t.Errorf("drops %v: %d", d, n)
 			}
@@ -136,9 +137,9 @@ func TestJumboSuperFrameSegments(t *testing.T) {
 }
 
 // drops lists a VM's non-zero drop counters.
-func drops(st *VMStats) map[sa.Drop]uint64 {
-	out := map[sa.Drop]uint64{}
-	for d := sa.Drop(1); d < sa.NumDrops; d++ {
+func drops(st *VMStats) map[drop.Reason]uint64 {
+	out := map[drop.Reason]uint64{}
+	for d := drop.Reason(1); d < drop.NumCounted; d++ {
 		if n := st.Drops[d].Load(); n != 0 {
 			out[d] = n
 		}

@@ -5,6 +5,7 @@ package datapath_test
 import (
 	"context"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -151,8 +152,8 @@ func TestIntegrationLabDataPath(t *testing.T) {
 					if st.PacketsIn.Load() == 0 || st.PacketsOut.Load() == 0 {
 						t.Errorf("gateway %d %s: in %d out %d", i, name, st.PacketsIn.Load(), st.PacketsOut.Load())
 					}
-					for d := sa.Drop(1); d < sa.NumDrops; d++ {
-						if n := st.Drops[d].Load(); n != 0 && d != sa.DropReplay {
+					for d := drop.Reason(1); d < drop.NumCounted; d++ {
+						if n := st.Drops[d].Load(); n != 0 && d != drop.Replay {
 							t.Errorf("gateway %d %s: %d drops %v", i, name, n, d)
 						}
 					}

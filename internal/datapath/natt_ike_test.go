@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"testing"
 	"time"
@@ -243,7 +244,7 @@ func TestESPInUDPBothWays(t *testing.T) {
 					}
 				}
 				for _, s := range []*side{a, b} {
-					for d := sa.Drop(1); d < sa.NumDrops; d++ {
+					for d := drop.Reason(1); d < drop.NumCounted; d++ {
 						if n := s.e.Stats("acme").Drops[d].Load(); n != 0 {
 							t.Errorf("%d drops %v", n, d)
 						}
@@ -269,7 +270,7 @@ func TestESPInUDPDrops(t *testing.T) {
 		copy(buf[readOff:], f)
 		var sc sa.Scratch
 		st, en, d := esp.Encap(s, &sc, buf, readOff+ethLen, len(f)-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		copy(buf[st-ethLen:], f[:ethLen])
@@ -281,10 +282,10 @@ func TestESPInUDPDrops(t *testing.T) {
 	b.uplink.Inject(udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 4500, 4500, []byte{0xff}), tagged)
 	st, plainSt := b.e.Stats("acme"), plainB.e.Stats("acme")
 	waitFor(t, "drops", func() bool {
-		return st.Drops[sa.DropEncapMismatch].Load() == 1 && plainSt.Drops[sa.DropEncapMismatch].Load() == 1 &&
-			st.Drops[sa.DropNATKeepalive].Load() == 1
+		return st.Drops[drop.EncapMismatch].Load() == 1 && plainSt.Drops[drop.EncapMismatch].Load() == 1 &&
+			st.Drops[drop.NATKeepalive].Load() == 1
 	})
-	if in := b.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: 100, MAC: macB1}, SPI: 0x1000}); in.Stats.Drops[sa.DropEncapMismatch].Load() != 1 {
+	if in := b.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: 100, MAC: macB1}, SPI: 0x1000}); in.Stats.Drops[drop.EncapMismatch].Load() != 1 {
 		t.Error("encap-mismatch not counted on the SA")
 	}
 	expectNoDelivery(t, st)
@@ -313,19 +314,19 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 			name    string
 			from    netip.Addr
 			payload []byte
-			drop    sa.Drop // DropNone: delivered as it is
+			drop    drop.Reason // DropNone: delivered as it is
 		}{
 			// Port 4500 of a VM whose IKE the gateway runs is the
 			// gateway's: an unknown SPI there is no-sa, not the guest's.
-			{"no SA with that SPI", stranger, espLike(0x7777), map[bool]sa.Drop{true: sa.DropNoSA, false: sa.DropNone}[ike]},
-			{"the SPI of the VM's outbound SA", stranger, espLike(0x2000), map[bool]sa.Drop{true: sa.DropNoSA, false: sa.DropNone}[ike]},
-			{"no SA, from a peer whose traffic must be ESP", x.remote4, espLike(0x7777), map[bool]sa.Drop{true: sa.DropNoSA, false: sa.DropPolicyMismatch}[ike]},
-			{"keepalive", stranger, []byte{0xff}, map[bool]sa.Drop{true: sa.DropNATKeepalive, false: sa.DropNone}[ike]},
+			{"no SA with that SPI", stranger, espLike(0x7777), map[bool]drop.Reason{true: drop.NoSA, false: drop.None}[ike]},
+			{"the SPI of the VM's outbound SA", stranger, espLike(0x2000), map[bool]drop.Reason{true: drop.NoSA, false: drop.None}[ike]},
+			{"no SA, from a peer whose traffic must be ESP", x.remote4, espLike(0x7777), map[bool]drop.Reason{true: drop.NoSA, false: drop.PolicyMismatch}[ike]},
+			{"keepalive", stranger, []byte{0xff}, map[bool]drop.Reason{true: drop.NATKeepalive, false: drop.None}[ike]},
 		} {
 			f := udpFrame(macB1, peerMAC, tc.from, x.v4, 4500, 4500, tc.payload)
 			before := st.Drops[tc.drop].Load()
 			x.up.Inject(f, tagged)
-			if tc.drop == sa.DropNone {
+			if tc.drop == drop.None {
 				if got := recv(t, x.guest); !bytes.Equal(got, f) {
 					t.Fatalf("IKE %v, %s: guest got %x, want %x", ike, tc.name, got, f)
 				}
@@ -333,7 +334,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 			}
 			waitFor(t, tc.name+": "+tc.drop.String(), func() bool { return st.Drops[tc.drop].Load() == before+1 })
 		}
-		if n := st.Drops[sa.DropNoSA].Load(); !ike && n != 0 {
+		if n := st.Drops[drop.NoSA].Load(); !ike && n != 0 {
 			t.Fatalf("IKE %v: %d no-sa drops", ike, n)
 		}
 		x.noneHandled(t)
@@ -342,7 +343,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 	// (TestESPInUDPDrops: encap-mismatch for one without Encap).
 	x := newIKEEngine(t, false)
 	x.up.Inject(udpFrame(macB1, peerMAC, stranger, x.v4, 4500, 4500, espLike(0x1000)), tagged)
-	waitFor(t, "auth-failed", func() bool { return x.e.Stats("acme").Drops[sa.DropAuthFailed].Load() == 1 })
+	waitFor(t, "auth-failed", func() bool { return x.e.Stats("acme").Drops[drop.AuthFailed].Load() == 1 })
 	if n := x.e.Stats("acme").PacketsIn.Load(); n != 0 {
 		t.Fatalf("%d frames delivered", n)
 	}
@@ -392,7 +393,7 @@ func TestNoSAYetDiscards(t *testing.T) {
 	// A frame to an address SendIKE is not resolving teaches nothing; one
 	// to the peer does, and sends the waiting datagram.
 	guest.WriteBatch([][]byte{frame(peerMAC, macA1, satest.V4A, other, 64), frame(peerMAC, macA1, satest.V4A, satest.V4B, 64)})
-	waitFor(t, "no-sa drops", func() bool { return e.Stats("acme").Drops[sa.DropNoSA].Load() == 2 })
+	waitFor(t, "no-sa drops", func() bool { return e.Stats("acme").Drops[drop.NoSA].Load() == 2 })
 	if p := parseIKEFrame(t, recv(t, peer)); p.dst != peerMAC || string(p.data) != "hello" {
 		t.Fatalf("waiting datagram sent as %+v, want to the guest's next hop %v", p, peerMAC)
 	}
@@ -518,7 +519,7 @@ func TestIKEPunt(t *testing.T) {
 	copy(buf[readOff:], clear)
 	var sc sa.Scratch
 	st, en, d := esp.Encap(peerOut, &sc, buf, readOff+ethLen, len(clear)-ethLen)
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatal(d)
 	}
 	copy(buf[st-ethLen:], clear[:ethLen])
@@ -799,7 +800,7 @@ func TestNATAndIKEAllocs(t *testing.T) {
 		b := w.bufs[n-1]
 		copy(b[readOff:], inner)
 		st, en, d := esp.Encap(outA, &sc, b, readOff+ethLen, len(inner)-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		copy(b[st-ethLen:st], inner[:ethLen])
@@ -814,8 +815,8 @@ func TestNATAndIKEAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per batch", allocs)
 	}
-	if handled != 0 || vm.stats.Drops[sa.DropNATKeepalive].Load() == 0 {
-		t.Fatalf("handled %d, keepalives %d", handled, vm.stats.Drops[sa.DropNATKeepalive].Load())
+	if handled != 0 || vm.stats.Drops[drop.NATKeepalive].Load() == 0 {
+		t.Fatalf("handled %d, keepalives %d", handled, vm.stats.Drops[drop.NATKeepalive].Load())
 	}
 
 	// The guest side: ESP in UDP out.
@@ -888,7 +889,7 @@ func TestHeadroomWorstCase(t *testing.T) {
 	w.sizes[0] = copy(w.bufs[0][readOff:], f)
 	w.batch(1)
 	if up.Frames != 1 {
-		t.Fatalf("uplink got %d frames; VM drops: no-room %d", up.Frames, vm.stats.Drops[sa.DropNoRoom].Load())
+		t.Fatalf("uplink got %d frames; VM drops: no-room %d", up.Frames, vm.stats.Drops[drop.NoRoom].Load())
 	}
 	// The frame: virtio-net header, Ethernet, IPv6, UDP 4500, ESP of the
 	// underlay SA.
@@ -928,15 +929,15 @@ func TestInboundRekeyOverlap(t *testing.T) {
 		return vm
 	}
 	f := frame(macB1, peerMAC, satest.V4A, satest.V4B, 64) // UDP 1000 -> 2000
-	send := func(vm *vmState, peer *sa.SA) sa.Drop {
-		in, drops := vm.stats.PacketsIn.Load(), [sa.NumDrops]uint64{}
+	send := func(vm *vmState, peer *sa.SA) drop.Reason {
+		in, drops := vm.stats.PacketsIn.Load(), [drop.NumCounted]uint64{}
 		for d := range drops {
 			drops[d] = vm.stats.Drops[d].Load()
 		}
 		b := w.bufs[0]
 		copy(b[readOff:], f)
 		st, en, d := esp.Encap(peer, &sc, b, readOff+ethLen, len(f)-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		copy(b[st-ethLen:st], f[:ethLen])
@@ -944,31 +945,31 @@ func TestInboundRekeyOverlap(t *testing.T) {
 		w.meta[0] = vif.Meta{VLAN: 100, Tagged: true}
 		w.batch(1)
 		if vm.stats.PacketsIn.Load() == in+1 {
-			return sa.DropNone
+			return drop.None
 		}
 		for d := range drops {
 			if vm.stats.Drops[d].Load() != drops[d] {
-				return sa.Drop(d)
+				return drop.Reason(d)
 			}
 		}
 		t.Fatal("neither delivered nor dropped")
 		return 0
 	}
-	deliver := func(pol []tenant.Policy, sas []*sa.SA, peer *sa.SA) sa.Drop { return send(setup(pol, sas), peer) }
+	deliver := func(pol []tenant.Policy, sas []*sa.SA, peer *sa.SA) drop.Reason { return send(setup(pol, sas), peer) }
 	overlap := []tenant.Policy{in("new", "n", tenant.PortAny, tenant.ActionIPsec), in("old", "o", tenant.PortAny, tenant.ActionIPsec)}
 	for _, tc := range []struct {
 		name string
 		pol  []tenant.Policy
 		sas  []*sa.SA
 		peer *sa.SA
-		want sa.Drop
+		want drop.Reason
 	}{
-		{"new child, first SP", overlap, []*sa.SA{newIn, oldIn}, peerNew, sa.DropNone},
-		{"old child, second SP", overlap, []*sa.SA{newIn, oldIn}, peerOld, sa.DropNone},
-		{"waiting SP first (no SA), old child", overlap, []*sa.SA{nil, oldIn}, peerOld, sa.DropNone},
-		{"discard first", []tenant.Policy{in("d", "", tenant.PortAny, tenant.ActionDiscard), overlap[1]}, []*sa.SA{nil, oldIn}, peerOld, sa.DropPolicyMismatch},
+		{"new child, first SP", overlap, []*sa.SA{newIn, oldIn}, peerNew, drop.None},
+		{"old child, second SP", overlap, []*sa.SA{newIn, oldIn}, peerOld, drop.None},
+		{"waiting SP first (no SA), old child", overlap, []*sa.SA{nil, oldIn}, peerOld, drop.None},
+		{"discard first", []tenant.Policy{in("d", "", tenant.PortAny, tenant.ActionDiscard), overlap[1]}, []*sa.SA{nil, oldIn}, peerOld, drop.PolicyMismatch},
 		{"old child's SP does not match the port", []tenant.Policy{overlap[0], in("old", "o", tenant.PortNumber(9), tenant.ActionIPsec)},
-			[]*sa.SA{newIn, oldIn}, peerOld, sa.DropPolicyMismatch},
+			[]*sa.SA{newIn, oldIn}, peerOld, drop.PolicyMismatch},
 	} {
 		if got := deliver(tc.pol, tc.sas, tc.peer); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -976,7 +977,7 @@ func TestInboundRekeyOverlap(t *testing.T) {
 	}
 	vm := setup(overlap, []*sa.SA{newIn, oldIn})
 	allocs := testing.AllocsPerRun(20, func() {
-		if d := send(vm, peerOld); d != sa.DropNone {
+		if d := send(vm, peerOld); d != drop.None {
 			t.Fatal(d)
 		}
 	})
@@ -1015,7 +1016,7 @@ func TestIKEOverVXLAN(t *testing.T) {
 	copy(buf[100:], inner)
 	o := vxlan.Outer{SrcMAC: upMACB, DstMAC: upMACA, Src: vtepB, Dst: vtepA, VNI: 1000}
 	st, d := vxlan.Encap(&o, 50000, buf, 100, len(inner))
-	if d != vxlan.DropNone {
+	if d != drop.None {
 		t.Fatal(d)
 	}
 	x.up.Inject(buf[st:100+len(inner)], vif.Meta{})
@@ -1030,7 +1031,7 @@ func TestIKEOverVXLAN(t *testing.T) {
 	}
 	fr := recv(t, x.peer)
 	r, vd := vxlan.Decap(&vxlan.Local{Addr4: vtepB}, fr, 0, len(fr))
-	if vd != vxlan.DropNone || r.VNI != 1000 || !bytes.Equal(fr[0:6], upMACB[:]) {
+	if vd != drop.None || r.VNI != 1000 || !bytes.Equal(fr[0:6], upMACB[:]) {
 		t.Fatalf("not VXLAN VNI 1000 to VTEP %v: %v %x", vtepB, vd, fr[:50])
 	}
 	in := fr[r.Start:r.End]
@@ -1074,7 +1075,7 @@ func TestNoSAYetAllocs(t *testing.T) {
 			t.Fatalf("waiting %v: %v allocations per batch", waiting, allocs)
 		}
 	}
-	if up.Frames != 0 || vm.stats.Drops[sa.DropNoSA].Load() != 2*51*8 {
-		t.Fatalf("%d frames sent, %d no-sa drops", up.Frames, vm.stats.Drops[sa.DropNoSA].Load())
+	if up.Frames != 0 || vm.stats.Drops[drop.NoSA].Load() != 2*51*8 {
+		t.Fatalf("%d frames sent, %d no-sa drops", up.Frames, vm.stats.Drops[drop.NoSA].Load())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"sync"
 	"testing"
@@ -302,7 +303,7 @@ func TestNeighborAnswerNotLearned(t *testing.T) {
 	} {
 		x.up.Inject(tc.frame, vif.Meta{VLAN: 100, Tagged: true})
 		if tc.dropped {
-			waitFor(t, tc.name+" dropped", func() bool { return x.e.Stats("acme").Drops[sa.DropBadNeighbor].Load() == 1 })
+			waitFor(t, tc.name+" dropped", func() bool { return x.e.Stats("acme").Drops[drop.BadNeighbor].Load() == 1 })
 		} else if got := recv(t, x.guest); !bytes.Equal(got, tc.frame) {
 			t.Fatalf("%s: guest got %x", tc.name, got)
 		}

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"slices"
 
@@ -148,7 +149,7 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 	o := vxlan.Outer{SrcMAC: ov.srcMAC, DstMAC: mac, Src: ov.src, Dst: remote, DstPort: ov.port, VNI: from.vni}
 	sport := ov.hasher.SourcePort(buf[start:end], from.vni)
 	s, d := vxlan.Encap(&o, sport, buf, start, end-start)
-	if d != vxlan.DropNone {
+	if d != drop.None {
 		w.e.OverlayStats.EncapErrors.Add(1)
 		return
 	}
@@ -157,11 +158,11 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 		// then what ECMP hashes: underlay SPIs are random).
 		u := ov.underOut[underlayKey{from.vni, remote}]
 		if u == nil {
-			from.stats.Drop(sa.DropNoSA)
+			from.stats.Drop(drop.NoSA)
 			return
 		}
 		a, b, d := esp.Encap(u, &w.sc, buf, s+ethLen, end-s-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			from.stats.Drop(d)
 			u.Drop(d)
 			return
@@ -206,7 +207,7 @@ func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, o
 	}
 	copy(w.macs[:], buf[off:off+12])
 	a, b, d := esp.Decap(s, &w.sc, buf, off+ethLen, n-ethLen)
-	if d != sa.DropNone {
+	if d != drop.None {
 		s.Drop(d)
 		return true
 	}
@@ -214,10 +215,10 @@ func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, o
 	copy(buf[start:start+12], w.macs[:])
 	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[a]))
 	r, vd := vxlan.Decap(&ov.local, buf, start, b-start)
-	if vd != vxlan.DropNone || r.VNI != k.vni || r.Src.Unmap() != k.remote {
+	if vd != drop.None || r.VNI != k.vni || r.Src.Unmap() != k.remote {
 		// ESP that carried something else than its tenant's VXLAN from
 		// its VTEP: the inbound policy check of the underlay SA.
-		s.Drop(sa.DropPolicyMismatch)
+		s.Drop(drop.PolicyMismatch)
 		return true
 	}
 	w.fromTunnel(snap, r.VNI, buf, r.Start, r.End-r.Start)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"testing"
 	"time"
@@ -158,7 +159,7 @@ func testOverlayWith(t *testing.T, protect, natt bool) {
 		copy(buf[256:], inner)
 		o := vxlan.Outer{SrcMAC: upMACA, DstMAC: upMACB, Src: vtepA, Dst: vtepB, VNI: vni["acme"]}
 		st, d := vxlan.Encap(&o, 50000, buf, 256, len(inner))
-		if d != vxlan.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		b.uplink.Inject(buf[st:], vif.Meta{})

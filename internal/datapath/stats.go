@@ -1,9 +1,8 @@
 package datapath
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"sync/atomic"
-
-	"github.com/vifsec/vifsec/sa"
 )
 
 // VMStats are one VM's counters: what it sent and received and what was
@@ -12,7 +11,7 @@ import (
 type VMStats struct {
 	PacketsOut, BytesOut atomic.Uint64 // from the VM, forwarded
 	PacketsIn, BytesIn   atomic.Uint64 // delivered to the VM
-	Drops                [sa.NumDrops]atomic.Uint64
+	Drops                [drop.NumCounted]atomic.Uint64
 	// IKEIn counts IKE messages from the wire handed to the IKE handler
 	// instead of the VM; IKEOut what SendIKE and SendNATKeepalive sent
 	// on its behalf.
@@ -23,10 +22,12 @@ type VMStats struct {
 	NeighRequests, NeighLearned atomic.Uint64
 }
 
-// Drop counts one drop for reason d.
-func (s *VMStats) Drop(d sa.Drop) {
-	if d < sa.NumDrops {
-		s.Drops[d].Add(1)
+// Drop counts one drop for reason d, under the counter it is counted as
+// (drop.Reason.Counted: offload's and the overlay's finer reasons fold
+// into the counters).
+func (s *VMStats) Drop(d drop.Reason) {
+	if c := d.Counted(); c < drop.NumCounted {
+		s.Drops[c].Add(1)
 	}
 }
 

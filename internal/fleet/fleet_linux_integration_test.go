@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,7 +20,6 @@ import (
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/etcd"
 	"github.com/vifsec/vifsec/internal/store/etcd/etcdtest"
-	"github.com/vifsec/vifsec/sa"
 )
 
 // host is one fleet host in this process: its Fleet, running, and its API.
@@ -228,7 +228,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		var seqA uint64
 		eventually(t, 2*time.Second, func() error {
 			n, d := a.f.Daemon().SADB().Get("web-out").NextSeq()
-			if d != sa.DropNone {
+			if d != drop.None {
 				return fmt.Errorf("web-out on host a: %v", d)
 			}
 			seqA = n
@@ -238,7 +238,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 			t.Errorf("web-out continues at %d on host a, want above host b's limit %d", seqA, limB)
 		}
 		// Host b cannot extend it any more: it left with the move.
-		if _, d := s.NextSeq(); d == sa.DropNone && s.SeqLimit() > limB {
+		if _, d := s.NextSeq(); d == drop.None && s.SeqLimit() > limB {
 			t.Errorf("host b's web-out extended its reservation after the move (limit %d)", s.SeqLimit())
 		}
 		if vms := a.f.Daemon().VMs(); len(vms) != 1 || vms[0].Dev != "vweb2" {
@@ -257,7 +257,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 				return fmt.Errorf("not back")
 			}
 			n, d := x.NextSeq()
-			if d != sa.DropNone {
+			if d != drop.None {
 				return fmt.Errorf("web-out back on b: %v", d)
 			}
 			if n <= limA {
@@ -282,13 +282,13 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		s := b.f.Daemon().SADB().Get("web-out")
 		var last uint64
 		for range 5000 {
-			if n, d := s.NextSeq(); d == sa.DropNone {
+			if n, d := s.NextSeq(); d == drop.None {
 				last = n
 			}
 		}
 		b.stop() // clean: the exact last number is stored
 		b2 := startHost(t, ctx, ec, kr, "b", dirB)
-		if seq, d := b2.f.Daemon().SADB().Get("web-out").NextSeq(); d != sa.DropNone || seq != last+1 {
+		if seq, d := b2.f.Daemon().SADB().Get("web-out").NextSeq(); d != drop.None || seq != last+1 {
 			t.Errorf("after a restart web-out continues at %d (%v), want %d", seq, d, last+1)
 		}
 	})

@@ -9,6 +9,7 @@ package metrics
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"runtime"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,7 +105,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVMPackets, k.PacketsOut.Load(), t, n, "out")
 		counter(descVMBytes, k.BytesIn.Load(), t, n, "in")
 		counter(descVMBytes, k.BytesOut.Load(), t, n, "out")
-		for r := sa.Drop(1); r < sa.NumDrops; r++ {
+		for r := drop.Reason(1); r < drop.NumCounted; r++ {
 			counter(descVMDrops, k.Drops[r].Load(), t, n, r.String())
 		}
 		counter(descVMIKE, k.IKEIn.Load(), t, n, "in")
@@ -146,7 +147,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(descSAPackets, info.Stats.Packets.Load(), t, vm, name, spi, dir)
 		counter(descSABytes, info.Stats.Bytes.Load(), t, vm, name, spi, dir)
-		for r := sa.Drop(1); r < sa.NumDrops; r++ {
+		for r := drop.Reason(1); r < drop.NumCounted; r++ {
 			if v := info.Stats.Drops[r].Load(); v != 0 {
 				counter(descSADrops, v, t, vm, name, spi, r.String())
 			}

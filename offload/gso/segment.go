@@ -2,6 +2,7 @@ package gso
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 
 	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload"
@@ -69,10 +70,10 @@ type layout struct {
 //  2. Size the segments; check the batch and every buffer before writing.
 //  3. Per segment: copy the headers and this segment's payload, then
 //     rewrite L3 lengths/ID/checksum and L4 sequence/flags/length/checksum.
-func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int, sizes []int) (n int, d offload.Drop) {
+func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int, sizes []int) (n int, d drop.Reason) {
 	// 1.
 	l, d := parse(frame, h)
-	if d != offload.DropNone {
+	if d != drop.None {
 		return 0, d
 	}
 	// 2.
@@ -81,14 +82,14 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 	seg := int(h.GSOSize)
 	if l.udp {
 		if payload > seg && seg > room || payload <= seg && payload > room {
-			return 0, offload.DropTooBig
+			return 0, drop.TooBig
 		}
 	} else {
 		seg = min(seg, room)
 	}
 	if seg < 1 {
 		if payload > 0 || room < 0 {
-			return 0, offload.DropTooBig
+			return 0, drop.TooBig
 		}
 		seg = 1 // a header-only frame that fits
 	}
@@ -97,15 +98,15 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 		n = (payload + seg - 1) / seg
 	}
 	if n > len(out) || n > len(sizes) {
-		return 0, offload.DropTooManySegments
+		return 0, drop.TooManySegments
 	}
 	if offset < 0 {
-		return 0, offload.DropNoRoom
+		return 0, drop.NoRoom
 	}
 	for i := range n {
 		size := l.pay + min(seg, payload-i*seg)
 		if len(out[i])-offset < size {
-			return 0, offload.DropNoRoom
+			return 0, drop.NoRoom
 		}
 	}
 	// 3.
@@ -170,7 +171,7 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 		l4[16], l4[17] = 0, 0
 		binary.BigEndian.PutUint16(l4[16:], csum.Checksum(l4, pseudo))
 	}
-	return n, offload.DropNone
+	return n, drop.None
 }
 
 // sourceRouted reports whether IPv4 options carry a loose or strict
@@ -198,8 +199,8 @@ func sourceRouted(opts []byte) bool {
 
 // parse validates h against frame and finds the headers. Every read is
 // length-checked first: frame is guest input.
-func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
-	if d := h.Validate(frame); d != offload.DropNone {
+func parse(frame []byte, h offload.VnetHdr) (l layout, d drop.Reason) {
+	if d := h.Validate(frame); d != drop.None {
 		return l, d
 	}
 	var wantV4, wantV6 bool
@@ -211,12 +212,12 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
 	case offload.GSOUDPL4:
 		wantV4, wantV6, l.udp = true, true, true
 	default: // GSONone, GSOUDP (UFO)
-		return l, offload.DropUnsupported
+		return l, drop.Unsupported
 	}
 
 	// Ethernet, up to two VLAN tags.
 	if len(frame) < header.EthernetLen {
-		return l, offload.DropMalformed
+		return l, drop.Malformed
 	}
 	etype := binary.BigEndian.Uint16(frame[12:])
 	l.l3 = header.EthernetLen
@@ -225,7 +226,7 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
 			break
 		}
 		if len(frame) < l.l3+header.VLANTagLen {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
 		etype = binary.BigEndian.Uint16(frame[l.l3+2:])
 		l.l3 += header.VLANTagLen
@@ -235,20 +236,20 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
 	case etype == header.EtherTypeIPv4 && wantV4:
 		ip := frame[l.l3:]
 		if len(ip) < header.IPv4MinLen || ip[0]>>4 != 4 {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
 		ihl := int(ip[0]&0x0f) * 4
 		total := int(binary.BigEndian.Uint16(ip[2:]))
 		switch {
 		case total == 0:
-			return l, offload.DropUnsupported // BIG TCP: length in the skb, not the header
+			return l, drop.Unsupported // BIG TCP: length in the skb, not the header
 		case ihl < header.IPv4MinLen || total < ihl || total > len(ip):
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		case binary.BigEndian.Uint16(ip[6:])&0x3fff != 0: // MF or an offset
-			return l, offload.DropFragment
+			return l, drop.Fragment
 		}
 		if sourceRouted(ip[header.IPv4MinLen:ihl]) {
-			return l, offload.DropUnsupported
+			return l, drop.Unsupported
 		}
 		proto = ip[9]
 		l.l4 = l.l3 + ihl
@@ -257,61 +258,61 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
 		l.v6 = true
 		ip := frame[l.l3:]
 		if len(ip) < header.IPv6Len || ip[0]>>4 != 6 {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
 		plen := int(binary.BigEndian.Uint16(ip[4:]))
 		if plen == 0 {
-			return l, offload.DropUnsupported // jumbogram / BIG TCP
+			return l, drop.Unsupported // jumbogram / BIG TCP
 		}
 		l.end = l.l3 + header.IPv6Len + plen
 		if l.end > len(frame) {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
 		c := header.WalkIPv6(frame[l.l3:l.end])
 		switch {
 		case c.Frag.Present():
-			return l, offload.DropFragment
+			return l, drop.Fragment
 		case c.Err != header.ChainOK:
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		case c.Routed:
-			return l, offload.DropUnsupported // segments left: the pseudo-header needs the final destination
+			return l, drop.Unsupported // segments left: the pseudo-header needs the final destination
 		case c.Proto == header.ProtoAH:
-			return l, offload.DropUnsupported
+			return l, drop.Unsupported
 		}
 		proto = c.Proto
 		l.l4 = l.l3 + c.L4
 	case etype == header.EtherTypeIPv4 || etype == header.EtherTypeIPv6:
-		return l, offload.DropBadVnetHdr // GSO type of the other family
+		return l, drop.BadVnetHdr // GSO type of the other family
 	default:
-		return l, offload.DropBadVnetHdr // a GSO type on a non-IP frame
+		return l, drop.BadVnetHdr // a GSO type on a non-IP frame
 	}
 
 	if l.udp {
 		if proto != header.ProtoUDP {
-			return l, offload.DropBadVnetHdr
+			return l, drop.BadVnetHdr
 		}
 		if l.l4+header.UDPLen > l.end || int(binary.BigEndian.Uint16(frame[l.l4+4:])) != l.end-l.l4 {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
 		l.pay = l.l4 + header.UDPLen
 	} else {
 		if proto != header.ProtoTCP {
-			return l, offload.DropBadVnetHdr
+			return l, drop.BadVnetHdr
 		}
 		if l.l4+header.TCPMinLen > l.end {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
 		doff := int(frame[l.l4+12]>>4) * 4
 		if doff < header.TCPMinLen || l.l4+doff > l.end {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
 		if frame[l.l4+13]&(header.TCPFlagSYN|header.TCPFlagRST) != 0 {
-			return l, offload.DropUnsupported
+			return l, drop.Unsupported
 		}
 		l.pay = l.l4 + doff
 	}
 	if h.NeedsCsum() && int(h.CsumStart) != l.l4 {
-		return l, offload.DropBadVnetHdr
+		return l, drop.BadVnetHdr
 	}
-	return l, offload.DropNone
+	return l, drop.None
 }

@@ -1,6 +1,7 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/header"
 
 	"encoding/binary"
@@ -26,7 +27,7 @@ type Outer struct {
 }
 
 // Len returns how many bytes Encap puts in front of a frame with o, or 0
-// if o is unusable (Encap would return DropBadOuter).
+// if o is unusable (Encap would return drop.BadOuter).
 func (o *Outer) Len() int {
 	src, dst := o.Src.Unmap(), o.Dst.Unmap()
 	if o.VNI > MaxVNI || !src.IsValid() || src.Is4() != dst.Is4() || src.Is6() != dst.Is6() {
@@ -59,25 +60,25 @@ func (o *Outer) Len() int {
 //  6. Outer Ethernet, with the 802.1Q tag if o.VLAN is set.
 //
 // Encap allocates nothing and changes nothing in buf on a drop.
-func Encap(o *Outer, srcPort uint16, buf []byte, off, n int) (start int, d Drop) {
+func Encap(o *Outer, srcPort uint16, buf []byte, off, n int) (start int, d drop.Reason) {
 	// 1.
 	if off < 0 || n < 0 || off > len(buf) || n > len(buf)-off {
-		return 0, DropNoRoom
+		return 0, drop.NoRoom
 	}
 	if n < header.EthernetLen {
-		return 0, DropMalformed
+		return 0, drop.Malformed
 	}
 	hl := o.Len()
 	if hl == 0 {
-		return 0, DropBadOuter
+		return 0, drop.BadOuter
 	}
 	if hl > off {
-		return 0, DropNoRoom
+		return 0, drop.NoRoom
 	}
 	v6 := hl-header.EthernetLen-header.UDPLen-HeaderLen >= header.IPv6Len
 	ul := header.UDPLen + HeaderLen + n
 	if ul > 0xffff || (!v6 && header.IPv4MinLen+ul > 0xffff) {
-		return 0, DropTooBig
+		return 0, drop.TooBig
 	}
 	start = off - hl
 	dstPort := o.DstPort
@@ -141,7 +142,7 @@ func Encap(o *Outer, srcPort uint16, buf []byte, off, n int) (start int, d Drop)
 	} else {
 		binary.BigEndian.PutUint16(e[12:14], et)
 	}
-	return start, DropNone
+	return start, drop.None
 }
 
 // flowLabel spreads the 14 significant bits of the source port over a

@@ -1,6 +1,7 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/header"
 
 	"bytes"
@@ -35,10 +36,10 @@ func FuzzDecap(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		buf := append([]byte{0xee}, frame...)
 		r, d := Decap(l, buf, 1, len(frame))
-		if d >= NumDrops {
+		if d >= drop.NumReasons {
 			t.Fatalf("drop %d out of range", d)
 		}
-		if d != DropNone {
+		if d != drop.None {
 			return
 		}
 		if r.Start < 1 || r.End > len(buf) || r.End-r.Start < header.EthernetLen || r.VNI > MaxVNI || !r.Src.IsValid() {
@@ -70,13 +71,13 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		buf := place(inner, 5)
 		start, d := Encap(o, sport, buf, Headroom, len(inner))
-		if d != DropNone {
+		if d != drop.None {
 			t.Fatalf("Encap: %v", d)
 		}
 		l := remoteLocal()
 		l.Port = dport
 		r, d := Decap(l, buf, start, Headroom+len(inner)-start)
-		if d != DropNone {
+		if d != drop.None {
 			t.Fatalf("Decap: %v", d)
 		}
 		if r.VNI != vni || r.Src != o.Src || r.SrcPort != sport || r.VLAN != vlan || !bytes.Equal(buf[r.Start:r.End], inner) {

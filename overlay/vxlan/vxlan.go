@@ -4,7 +4,6 @@ import (
 	"github.com/vifsec/vifsec/header"
 
 	"encoding/binary"
-	"fmt"
 )
 
 // DefaultPort is the IANA-assigned VXLAN UDP port (RFC 7348 §5).
@@ -69,68 +68,6 @@ func (h Header) VNI() uint32 { return binary.BigEndian.Uint32(h[4:8]) >> 8 }
 func (h Header) Put(vni uint32) {
 	binary.BigEndian.PutUint32(h[0:4], FlagI<<24)
 	binary.BigEndian.PutUint32(h[4:8], vni<<8)
-}
-
-// Drop is why Encap or Decap refused a frame. Like sa.Drop it is a small
-// enum indexing a counter; DropNone (the zero value) means not dropped.
-type Drop uint8
-
-const (
-	DropNone Drop = iota
-	// DropNotVXLAN: not IPv4/IPv6 UDP to the VXLAN port (ARP, IKE, ESP of
-	// an underlay SA, …): not an error, the caller passes it elsewhere.
-	DropNotVXLAN
-	// DropNotLocal: VXLAN to an address that is not the local VTEP's.
-	DropNotLocal
-	// DropMalformed: truncated or inconsistent headers (lengths, IP
-	// version, IHL, an inner frame shorter than Ethernet).
-	DropMalformed
-	// DropFragment: an outer IP fragment (vifsec does not reassemble the
-	// underlay; VTEPs send with DF set or a big enough underlay MTU).
-	DropFragment
-	// DropBadChecksum: the outer IPv4 header or UDP checksum is wrong.
-	DropBadChecksum
-	// DropZeroChecksum: IPv6 UDP with a zero checksum (see the package
-	// doc: refused, as the Linux vxlan device does by default).
-	DropZeroChecksum
-	// DropBadFlags: the VXLAN I flag is clear.
-	DropBadFlags
-	// DropInnerVLAN: the inner frame carries an 802.1Q tag (RFC 7348 §6:
-	// discarded unless configured, Local.InnerVLAN).
-	DropInnerVLAN
-	// DropECN: outer CE on a Not-ECT inner packet (RFC 6040 §4.2).
-	DropECN
-	// DropNoRoom: Encap's buffer lacks headroom (a sizing bug upstream).
-	DropNoRoom
-	// DropTooBig: the encapsulated packet would exceed 65535 bytes of IP.
-	DropTooBig
-	// DropBadOuter: Encap's Outer is unusable: addresses missing or of
-	// different families, VNI above MaxVNI (a configuration bug upstream).
-	DropBadOuter
-	NumDrops
-)
-
-var dropNames = [NumDrops]string{
-	DropNone:         "none",
-	DropNotVXLAN:     "not-vxlan",
-	DropNotLocal:     "not-local",
-	DropMalformed:    "malformed",
-	DropFragment:     "fragment",
-	DropBadChecksum:  "bad-checksum",
-	DropZeroChecksum: "zero-checksum",
-	DropBadFlags:     "bad-flags",
-	DropInnerVLAN:    "inner-vlan",
-	DropECN:          "ecn-drop",
-	DropNoRoom:       "no-room",
-	DropTooBig:       "too-big",
-	DropBadOuter:     "bad-outer",
-}
-
-func (d Drop) String() string {
-	if d < NumDrops {
-		return dropNames[d]
-	}
-	return fmt.Sprintf("Drop(%d)", uint8(d))
 }
 
 // innerTOS returns the inner frame's IPv4 TOS or IPv6 traffic class

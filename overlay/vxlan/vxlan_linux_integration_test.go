@@ -30,6 +30,7 @@ package vxlan
 // so, and vif.Meta does not carry it yet).
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/header"
 
 	"bytes"
@@ -190,7 +191,7 @@ func (l *lab) send(vni uint32, inner []byte, mangle func(outer []byte)) {
 	l.t.Helper()
 	buf := place(inner, 0)
 	start, d := Encap(l.outer(vni), l.hasher.SourcePort(inner, vni), buf, Headroom, len(inner))
-	if d != DropNone {
+	if d != drop.None {
 		l.t.Fatalf("Encap: %v", d)
 	}
 	if mangle != nil {
@@ -222,10 +223,10 @@ func (l *lab) await(timeout time.Duration, match func(reply) bool) (reply, bool)
 			return reply{}, false
 		case f := <-l.frames:
 			r, d := Decap(l.local, f, 0, len(f))
-			if d == DropNotVXLAN {
+			if d == drop.NotVXLAN {
 				continue
 			}
-			if d != DropNone {
+			if d != drop.None {
 				l.t.Errorf("Decap of a kernel frame: %v (% x)", d, f)
 				continue
 			}

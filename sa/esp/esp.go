@@ -2,6 +2,7 @@ package esp
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 
 	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload/csum"
@@ -74,15 +75,15 @@ func Locate(pkt []byte) (off int, spi uint32, ok bool) {
 //  4. Move the IP header (transport) or write the outer header (tunnel),
 //     the UDP header (Encap) and the ESP header in front.
 //  5. Seal in place (AEAD or CBC+HMAC); over IPv6, the UDP checksum.
-func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
+func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d drop.Reason) {
 	if off < 0 || n < 0 || off+n > len(buf) {
-		return 0, 0, sa.DropNoRoom
+		return 0, 0, drop.NoRoom
 	}
 	// 1.
 	pkt := buf[off : off+n]
 	ln, v6, ok := ipLen(pkt)
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	pkt = pkt[:ln]
 	tunnel := s.Mode() == sa.ModeTunnel
@@ -97,21 +98,21 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		var frag bool
 		hdrLen, nextField, frag, ok = ipv6Insert(pkt)
 		if !ok {
-			return 0, 0, sa.DropMalformed
+			return 0, 0, drop.Malformed
 		}
 		if frag {
-			return 0, 0, sa.DropFragment
+			return 0, 0, drop.Fragment
 		}
 		next = pkt[nextField]
 	default:
 		if header.IPv4IsFragment(pkt) {
-			return 0, 0, sa.DropFragment
+			return 0, 0, drop.Fragment
 		}
 		hdrLen, nextField = int(pkt[0]&0x0f)*4, 9
 		next = pkt[9]
 	}
 	if !tunnel && v6 != !s.Dst().Unmap().Is4() {
-		return 0, 0, sa.DropMalformed // transport SA of the other family
+		return 0, 0, drop.Malformed // transport SA of the other family
 	}
 	outerLen := hdrLen
 	outerV6 := v6
@@ -134,17 +135,17 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	start = off + hdrLen - espHdr - ul - outerLen
 	end = off + ln + padLen + 2 + icv
 	if start < 0 || end > len(buf) {
-		return 0, 0, sa.DropNoRoom
+		return 0, 0, drop.NoRoom
 	}
 	if end-start > 0xffff+header.IPv6Len || (!outerV6 && end-start > 0xffff) {
-		return 0, 0, sa.DropTooBig
+		return 0, 0, drop.TooBig
 	}
 	// 2.
 	seq, d := s.NextSeq()
-	if d != sa.DropNone {
+	if d != drop.None {
 		return 0, 0, d
 	}
-	if d = s.Account(ln); d != sa.DropNone {
+	if d = s.Account(ln); d != drop.None {
 		return 0, 0, d
 	}
 	// 3.
@@ -193,7 +194,7 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		}
 		binary.BigEndian.PutUint16(u[6:8], c)
 	}
-	return start, end, sa.DropNone
+	return start, end, drop.None
 }
 
 // writeOuter writes a tunnel-mode outer header into h (RFC 4301 §5.1.2):
@@ -270,15 +271,15 @@ func flowHash(addrs []byte, proto byte) uint32 {
 //     RFC 6040 ECN decapsulation (tunnel).
 //
 // Decap allocates nothing.
-func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
+func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d drop.Reason) {
 	if off < 0 || n < 0 || off+n > len(buf) {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	// 1.
 	pkt := buf[off : off+n]
 	ln, v6, ok := ipLen(pkt)
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	pkt = pkt[:ln]
 	var hdrLen, nextField int
@@ -291,10 +292,10 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		frag = header.IPv4IsFragment(pkt)
 	}
 	if frag {
-		return 0, 0, sa.DropFragment
+		return 0, 0, drop.Fragment
 	}
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	_, udp := s.Encap()
 	espAt := hdrLen
@@ -302,56 +303,56 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	case proto == header.ProtoESP && !udp:
 	case proto == header.ProtoUDP && espInUDP(pkt[hdrLen:]):
 		if !udp {
-			return 0, 0, sa.DropEncapMismatch
+			return 0, 0, drop.EncapMismatch
 		}
 		espAt += udpLen
 	case proto == header.ProtoESP:
-		return 0, 0, sa.DropEncapMismatch
+		return 0, 0, drop.EncapMismatch
 	default:
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	h, ok := ParseHeader(pkt[espAt:])
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	if h.SPI() != s.SPI() || s.Dir() == sa.DirOut {
-		return 0, 0, sa.DropNoSA
+		return 0, 0, drop.NoSA
 	}
 	if s.Expired() {
-		return 0, 0, sa.DropExpired
+		return 0, 0, drop.Expired
 	}
 	// 2.
 	seq, d := s.ReplayCheck(h.Seq())
-	if d != sa.DropNone {
+	if d != drop.None {
 		return 0, 0, d
 	}
 	// 3.
 	pt, d := s.Open(pkt[espAt:], seq, sc)
-	if d != sa.DropNone {
+	if d != drop.None {
 		return 0, 0, d
 	}
 	// 4.
-	if d = s.ReplayAccept(seq); d != sa.DropNone {
+	if d = s.ReplayAccept(seq); d != drop.None {
 		return 0, 0, d
 	}
 	// 5.
 	if len(pt) < 2 {
-		return 0, 0, sa.DropBadPadding
+		return 0, 0, drop.BadPadding
 	}
 	next := pt[len(pt)-1]
 	padLen := int(pt[len(pt)-2])
 	if padLen+2 > len(pt) {
-		return 0, 0, sa.DropBadPadding
+		return 0, 0, drop.BadPadding
 	}
 	pad := pt[len(pt)-2-padLen : len(pt)-2]
 	for i, b := range pad {
 		if b != byte(i+1) {
-			return 0, 0, sa.DropBadPadding
+			return 0, 0, drop.BadPadding
 		}
 	}
 	payload := pt[:len(pt)-2-padLen]
 	if next == header.ProtoNoNext {
-		return 0, 0, sa.DropDummy
+		return 0, 0, drop.Dummy
 	}
 	// Lifetimes count the clear IP packet, as Encap does: the inner
 	// packet in tunnel mode, header plus payload in transport mode.
@@ -359,7 +360,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if s.Mode() == sa.ModeTunnel {
 		clearLen = len(payload)
 	}
-	if d = s.Account(clearLen); d != sa.DropNone {
+	if d = s.Account(clearLen); d != drop.None {
 		return 0, 0, d
 	}
 	// 6.
@@ -368,7 +369,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		return decapTunnel(buf, payloadAt, payload, next, tos(pkt, v6))
 	}
 	if next == header.ProtoESP || next == header.ProtoIPv4 && v6 {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	hdr := buf[off : off+hdrLen]
 	hdr[nextField] = next
@@ -385,15 +386,15 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if udp {
 		natChecksum(buf[start:end], hdrLen, nextField, v6)
 	}
-	return start, end, sa.DropNone
+	return start, end, drop.None
 }
 
 // decapTunnel checks the inner packet and applies the RFC 6040 §4.2
 // decapsulation table to its ECN field.
-func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, end int, d sa.Drop) {
+func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, end int, d drop.Reason) {
 	ln, v6, ok := ipLen(inner)
 	if !ok || (next == header.ProtoIPv6) != v6 || (next != header.ProtoIPv6 && next != header.ProtoIPv4) {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	inner = inner[:ln]
 	const ect1, ect0, ce = 1, 2, 3
@@ -401,11 +402,11 @@ func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, 
 	in, out := it&3, outerTOS&3
 	switch {
 	case out == ce && in == 0:
-		return 0, 0, sa.DropECN
+		return 0, 0, drop.ECN
 	case out == ce && in != ce:
 		setTOS(inner, v6, it|ce)
 	case out == ect1 && in == ect0:
 		setTOS(inner, v6, it&^3|ect1)
 	}
-	return at, at + ln, sa.DropNone
+	return at, at + ln, drop.None
 }

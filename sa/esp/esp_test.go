@@ -1,6 +1,7 @@
 package esp
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/header"
 
 	"bytes"
@@ -54,9 +55,9 @@ func TestRoundTrip(t *testing.T) {
 							s, d := inner(v6)
 							n := satest.UDP(buf, Headroom, s, d, 1000, 2000, size)
 							want := append([]byte(nil), buf[Headroom:Headroom+n]...)
-							st, en, drop := Encap(p.out, &sc, buf, Headroom, n)
-							if drop != sa.DropNone {
-								t.Fatalf("size %d: encap drop %v", size, drop)
+							st, en, dr := Encap(p.out, &sc, buf, Headroom, n)
+							if dr != drop.None {
+								t.Fatalf("size %d: encap drop %v", size, dr)
 							}
 							if off, spi, ok := Locate(buf[st:en]); !ok || spi != 0x1000 {
 								t.Fatalf("size %d: Locate = %d,%#x,%v", size, off, spi, ok)
@@ -64,9 +65,9 @@ func TestRoundTrip(t *testing.T) {
 							if bytes.Contains(buf[st:en], want[len(want)-size/2:]) && size > 16 && suite.Enc != sa.EncNull {
 								t.Fatalf("size %d: payload visible in ciphertext", size)
 							}
-							st2, en2, drop := Decap(p.in, &sc, buf, st, en-st)
-							if drop != sa.DropNone {
-								t.Fatalf("size %d: decap drop %v", size, drop)
+							st2, en2, dr := Decap(p.in, &sc, buf, st, en-st)
+							if dr != drop.None {
+								t.Fatalf("size %d: decap drop %v", size, dr)
 							}
 							if !bytes.Equal(buf[st2:en2], want) {
 								t.Fatalf("size %d: decap\n got %x\nwant %x", size, buf[st2:en2], want)
@@ -87,32 +88,32 @@ func TestDecapDrops(t *testing.T) {
 		buf := make([]byte, Headroom+200+Tailroom)
 		n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 40)
 		st, en, d := Encap(p.out, &sc, buf, Headroom, n)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		return buf, st, en
 	}
 	buf, st, en := mk()
 	cp := append([]byte(nil), buf...)
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropNone {
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.None {
 		t.Fatal(d)
 	}
-	if _, _, d := Decap(p.in, &sc, cp, st, en-st); d != sa.DropReplay {
+	if _, _, d := Decap(p.in, &sc, cp, st, en-st); d != drop.Replay {
 		t.Fatalf("replayed packet: %v, want replay", d)
 	}
 	buf, st, en = mk()
 	genuine := append([]byte(nil), buf...)
 	buf[en-1] ^= 1
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropAuthFailed {
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.AuthFailed {
 		t.Fatalf("flipped ICV: %v, want auth-failed", d)
 	}
 	// A forged packet must not move the window: the genuine one still passes.
 	buf = genuine
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropNone {
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.None {
 		t.Fatalf("genuine packet after forgery: %v", d)
 	}
 	buf, st, _ = mk()
-	if _, _, d := Decap(p.in, &sc, buf, st, 30); d != sa.DropMalformed {
+	if _, _, d := Decap(p.in, &sc, buf, st, 30); d != drop.Malformed {
 		t.Fatalf("truncated: %v", d)
 	}
 }
@@ -129,7 +130,7 @@ func TestBadPadding(t *testing.T) {
 	icv := p.out.ICVLen()
 	buf[en-icv-3] = 9
 	p.out.Seal(buf[st+header.IPv6Len:en], 1, &sc)
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropBadPadding {
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.BadPadding {
 		t.Fatalf("bad pad: %v, want bad-padding", d)
 	}
 }
@@ -141,11 +142,11 @@ func TestSequenceOverflow(t *testing.T) {
 	var sc sa.Scratch
 	buf := make([]byte, Headroom+200+Tailroom)
 	n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 5)
-	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != sa.DropNone {
+	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != drop.None {
 		t.Fatalf("last sequence number: %v", d)
 	}
 	n = satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 5)
-	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != sa.DropSeqOverflow {
+	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != drop.SeqOverflow {
 		t.Fatalf("after 2^32-1: %v, want seq-overflow", d)
 	}
 }
@@ -162,7 +163,7 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 			t.Fatalf("%v: wire seq %d, want low bits 7", suite, got)
 		}
 		// The receiver believes the high half is 0: the ICV cannot verify.
-		if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropAuthFailed {
+		if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.AuthFailed {
 			t.Fatalf("%v: wrong high bits: %v, want auth-failed", suite, d)
 		}
 	}
@@ -177,10 +178,10 @@ func TestAllocs(t *testing.T) {
 			a := testing.AllocsPerRun(200, func() {
 				n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 1000)
 				st, en, d := Encap(p.out, &sc, buf, Headroom, n)
-				if d != sa.DropNone {
+				if d != drop.None {
 					t.Fatal(d)
 				}
-				if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropNone {
+				if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.None {
 					t.Fatal(d)
 				}
 			})
@@ -212,8 +213,8 @@ func TestTransportRefusesFragments(t *testing.T) {
 		} else {
 			pkt[6] |= 0x20 // MF
 		}
-		if _, _, drop := Encap(p.out, &sc, buf, Headroom, n); drop != sa.DropFragment {
-			t.Errorf("v6=%v: fragment encap: %v, want fragment", v6, drop)
+		if _, _, dr := Encap(p.out, &sc, buf, Headroom, n); dr != drop.Fragment {
+			t.Errorf("v6=%v: fragment encap: %v, want fragment", v6, dr)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"strings"
 	"testing"
@@ -102,7 +103,7 @@ func katDecap(t *testing.T, s *sa.SA, pkt []byte) []byte {
 	}
 	var sc sa.Scratch
 	st, en, d := esp.Decap(s, &sc, buf, esp.Headroom, len(pkt))
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatalf("Decap: drop %v", d)
 	}
 	return buf[st:en]
@@ -115,7 +116,7 @@ func katEncap(t *testing.T, s *sa.SA, pkt []byte) []byte {
 	copy(buf[esp.Headroom:], pkt)
 	var sc sa.Scratch
 	st, en, d := esp.Encap(s, &sc, buf, esp.Headroom, len(pkt))
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatalf("Encap: drop %v", d)
 	}
 	return buf[st:en]
@@ -408,7 +409,7 @@ func TestKATRFC7634(t *testing.T) {
 		c.Dir = sa.DirIn
 		var sc sa.Scratch
 		pt, d := katNew(t, c).Open(append([]byte(nil), packet[20:]...), uint64(v.seq), &sc)
-		if d != sa.DropNone || !bytes.Equal(pt, plaintext) {
+		if d != drop.None || !bytes.Equal(pt, plaintext) {
 			t.Fatalf("Open = %x, %v\nwant %x", pt, d, plaintext)
 		}
 	})
@@ -751,7 +752,7 @@ func TestKATGCMDraft(t *testing.T) {
 				c2.Dir = sa.DirIn
 				var sc sa.Scratch
 				pt, d := katNew(t, c2).Open(append([]byte(nil), packet...), c.seq, &sc)
-				if d != sa.DropNone || !bytes.Equal(pt, plaintext) {
+				if d != drop.None || !bytes.Equal(pt, plaintext) {
 					t.Fatalf("Open = %x, %v\nwant %x", pt, d, plaintext)
 				}
 			})
@@ -792,7 +793,7 @@ func TestKATGCMDraft(t *testing.T) {
 					// window sits just below the draft's sequence number,
 					// from which Decap infers the unsent high half (RFC
 					// 4303 Appendix A2.2).
-					if d := s.ReplayAccept(c.seq - 1); d != sa.DropNone {
+					if d := s.ReplayAccept(c.seq - 1); d != drop.None {
 						t.Fatalf("ReplayAccept(%#x): %v", c.seq-1, d)
 					}
 				}
