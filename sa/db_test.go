@@ -2,6 +2,7 @@ package sa_test
 
 import (
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,7 @@ var gcm = satest.Suite{Enc: sa.EncAES128GCM, Integ: sa.IntegNone}
 
 func vmSA(name string, mac byte, vlan uint16, spi uint32) *sa.SA {
 	c := satest.Config(name, gcm, sa.ModeTransport, satest.V6A, satest.V6B, spi)
-	c.Scope = sa.Scope{VLAN: vlan, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, mac}}
+	c.Scope = sa.Scope{VLAN: vlan, MAC: header.MAC{0x52, 0x54, 0, 0, 0, mac}}
 	return satest.MustNew(c)
 }
 

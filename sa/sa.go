@@ -4,38 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/vifsec/vifsec/drop"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/sa/replay"
 )
-
-// MAC is a VM interface's Ethernet address.
-type MAC [6]byte
-
-func (m MAC) String() string { return net.HardwareAddr(m[:]).String() }
-
-// MarshalText writes aa:bb:cc:dd:ee:ff.
-func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
-
-// UnmarshalText reads any form net.ParseMAC accepts for a 6-byte address.
-func (m *MAC) UnmarshalText(b []byte) error {
-	hw, err := net.ParseMAC(string(b))
-	if err != nil || len(hw) != 6 {
-		return fmt.Errorf("%q is not a MAC address; write six hex bytes like 52:54:00:12:34:56", b)
-	}
-	copy(m[:], hw)
-	return nil
-}
 
 // Scope identifies the VM interface an SA belongs to: its VLAN (0 =
 // untagged) and MAC. SPIs are unique within a Scope, not across the host.
 type Scope struct {
-	VLAN uint16 `json:"vlan"`
-	MAC  MAC    `json:"mac"`
+	VLAN uint16     `json:"vlan"`
+	MAC  header.MAC `json:"mac"`
 }
 
 func (s Scope) String() string { return fmt.Sprintf("vlan %d mac %s", s.VLAN, s.MAC) }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/datapath"
-	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/vif"
 )
 
@@ -66,7 +66,7 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 	seen := map[netip.Addr]bool{}
 	for _, f := range snap.FDB {
 		if v := vni[f.Tenant]; v != 0 {
-			fdb[datapath.FDBKey{VNI: v, MAC: sa.MAC(f.MAC)}] = f.Remote
+			fdb[datapath.FDBKey{VNI: v, MAC: header.MAC(f.MAC)}] = f.Remote
 			if !seen[f.Remote] {
 				seen[f.Remote] = true
 				remotes = append(remotes, f.Remote)
@@ -77,7 +77,7 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 	if port == 0 {
 		port = daemon.DefaultVXLANPort
 	}
-	ov := &datapath.Overlay{Local: u.VXLANLocal, Port: port, UplinkMAC: sa.MAC(info.MAC), FDB: fdb, Key: o.key,
+	ov := &datapath.Overlay{Local: u.VXLANLocal, Port: port, UplinkMAC: header.MAC(info.MAC), FDB: fdb, Key: o.key,
 		ProtectUnderlay: u.Protect == daemon.ProtectUnderlay}
 	for _, us := range snap.UnderlaySAs {
 		if v := vni[us.Tenant]; v != 0 {
@@ -163,7 +163,7 @@ func (o *overlayCtl) resolve(ctx context.Context) {
 		if dev == "" {
 			continue
 		}
-		known := map[netip.Addr]sa.MAC{}
+		known := map[netip.Addr]header.MAC{}
 		for _, r := range remotes {
 			mac, ok, err := vif.ResolveNeighbor(dev, ns, r)
 			if err != nil {
@@ -171,7 +171,7 @@ func (o *overlayCtl) resolve(ctx context.Context) {
 				continue
 			}
 			if ok {
-				known[r] = sa.MAC(mac)
+				known[r] = header.MAC(mac)
 			}
 		}
 		o.e.SetNeighbors(known)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"sort"
 	"sync"
@@ -81,7 +82,7 @@ type vmEntry struct {
 	counters *VMCounters
 }
 
-func (e *vmEntry) scope() sa.Scope { return sa.Scope{VLAN: e.vm.VLAN, MAC: sa.MAC(e.vm.MAC)} }
+func (e *vmEntry) scope() sa.Scope { return sa.Scope{VLAN: e.vm.VLAN, MAC: header.MAC(e.vm.MAC)} }
 
 type spEntry struct {
 	seq uint64

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -151,7 +152,7 @@ func TestSPIIsPerVM(t *testing.T) {
 	if CodeOf(err) != CodeExists || !strings.Contains(err.Error(), "--sa-spi") {
 		t.Fatalf("same SPI on the same VM: %v, want exists naming --sa-spi", err)
 	}
-	k1 := sa.Key{Scope: sa.Scope{VLAN: 10, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}, SPI: 0x1000}
+	k1 := sa.Key{Scope: sa.Scope{VLAN: 10, MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}}, SPI: 0x1000}
 	if s := d.SADB().Lookup(k1); s == nil || s.Name() != "a" {
 		t.Errorf("Lookup(vm1, 0x1000) = %v, want a", s)
 	}

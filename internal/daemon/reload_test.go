@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"strings"
 	"testing"
@@ -220,7 +221,7 @@ func TestConverge(t *testing.T) {
 		c1 := gcmSA(t, "h1", 0x4000, sa.ModeTransport)
 		c2 := gcmSA(t, "h2", 0x4001, sa.ModeTransport)
 		for _, c := range []*sa.Config{&c1, &c2} {
-			c.Scope = sa.Scope{VLAN: 10, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 2}}
+			c.Scope = sa.Scope{VLAN: 10, MAC: header.MAC{0x52, 0x54, 0, 0, 0, 2}}
 			c.Created = time.Unix(1700000000, 0).UTC()
 		}
 		r1, _ := encodeSA(saOwner{vm: "vm2"}, &c1)

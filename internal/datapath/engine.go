@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -19,7 +20,7 @@ type VM struct {
 	// Port is the VM's VIF, opened by the caller; the engine reads it from
 	// one goroutine and closes it when the VM leaves the table.
 	Port          vif.Port
-	MAC           sa.MAC
+	MAC           header.MAC
 	VLAN          uint16
 	IPs           []netip.Addr // allowed sources; empty = any
 	DefaultAction tenant.Action
@@ -47,7 +48,7 @@ type VM struct {
 
 type vmKey struct {
 	vlan uint16
-	mac  sa.MAC
+	mac  header.MAC
 }
 
 // vmState is a VM in one published snapshot: immutable except its
@@ -55,7 +56,7 @@ type vmKey struct {
 type vmState struct {
 	name     string
 	port     *txPort
-	mac      sa.MAC
+	mac      header.MAC
 	vlan     uint16
 	vni      uint32
 	ips      []netip.Addr
@@ -133,7 +134,7 @@ type Engine struct {
 	uplink    atomic.Pointer[txPort]
 	uplinkMTU atomic.Int32
 	overlay   atomic.Pointer[overlayState]
-	neigh     atomic.Pointer[map[netip.Addr]sa.MAC]
+	neigh     atomic.Pointer[map[netip.Addr]header.MAC]
 	misses    chan netip.Addr
 	// OverlayStats count what the VXLAN underlay dropped.
 	OverlayStats struct {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 
 	"github.com/vifsec/vifsec/header"
-	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/vif"
 )
 
@@ -157,7 +156,7 @@ func checkARP(vm *vmState, a []byte, out bool) drop.Reason {
 		return drop.None
 	}
 	spa := netip.AddrFrom4([4]byte(a[14:18]))
-	if sa.MAC(a[8:14]) != vm.mac || !vm.owns(spa) && !(op == arpRequest && spa.IsUnspecified()) {
+	if header.MAC(a[8:14]) != vm.mac || !vm.owns(spa) && !(op == arpRequest && spa.IsUnspecified()) {
 		return drop.BadNeighbor
 	}
 	return drop.None
@@ -210,7 +209,7 @@ func checkND(vm *vmState, ip []byte, out bool) drop.Reason {
 		if len(o) < 2 || o[1] == 0 || int(o[1])*8 > len(o) {
 			return drop.BadNeighbor
 		}
-		if out && (o[0] == ndOptSrcLL || o[0] == ndOptTgtLL) && (o[1] != 1 || sa.MAC(o[2:8]) != vm.mac) {
+		if out && (o[0] == ndOptSrcLL || o[0] == ndOptTgtLL) && (o[1] != 1 || header.MAC(o[2:8]) != vm.mac) {
 			return drop.BadNeighbor
 		}
 	}

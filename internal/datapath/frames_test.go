@@ -3,6 +3,7 @@ package datapath
 import (
 	"encoding/binary"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 
@@ -21,8 +22,8 @@ import (
 // the VM that owns the destination address.
 
 var (
-	macA3 = sa.MAC{0x52, 0x54, 0, 0xa, 0, 3} // a second acme VM on gateway A (VLAN 100)
-	macA4 = sa.MAC{0x52, 0x54, 0, 0xa, 0, 4} // initech, untagged (VLAN 0)
+	macA3 = header.MAC{0x52, 0x54, 0, 0xa, 0, 3} // a second acme VM on gateway A (VLAN 100)
+	macA4 = header.MAC{0x52, 0x54, 0, 0xa, 0, 4} // initech, untagged (VLAN 0)
 
 	acme2V4 = netip.MustParseAddr("192.0.2.3")
 	acme2V6 = netip.MustParseAddr("2001:db8:1::123")
@@ -86,7 +87,7 @@ func newFrameLab(t *testing.T) *frameLab {
 	snap := newSnapshot()
 	for _, v := range []struct {
 		name string
-		mac  sa.MAC
+		mac  header.MAC
 		vlan uint16
 		ips  []netip.Addr
 		pol  []tenant.Policy
@@ -116,7 +117,7 @@ func newFrameLab(t *testing.T) *frameLab {
 // --- frame builders ---
 
 // udp builds an untagged frame with UDP from s:sport to d:dport.
-func udp(dst, src sa.MAC, s, d netip.Addr, sport, dport uint16, size int) []byte {
+func udp(dst, src header.MAC, s, d netip.Addr, sport, dport uint16, size int) []byte {
 	b := make([]byte, 2048)
 	n := satest.UDP(b, ethLen, s, d, sport, dport, size)
 	copy(b[0:6], dst[:])
@@ -160,7 +161,7 @@ func fragment4(f []byte, offset int, more bool) []byte {
 // ndFrame builds an untagged frame with an ICMPv6 neighbour discovery
 // message of type typ (hop limit 255): body follows the 4-byte ICMPv6
 // header (for NS and NA: 4 reserved/flag bytes, then the target).
-func ndFrame(ethDst, ethSrc sa.MAC, src, dst netip.Addr, typ byte, body []byte) []byte {
+func ndFrame(ethDst, ethSrc header.MAC, src, dst netip.Addr, typ byte, body []byte) []byte {
 	m := append([]byte{typ, 0, 0, 0}, body...)
 	binary.BigEndian.PutUint16(m[2:], ^refICMPv6Sum(src, dst, m))
 	f := make([]byte, ethLen+40, ethLen+40+len(m))
@@ -179,15 +180,15 @@ func ndFrame(ethDst, ethSrc sa.MAC, src, dst netip.Addr, typ byte, body []byte) 
 // nsBody and naBody are the bodies of a Neighbor Solicitation and
 // Advertisement for target, with a link-layer address option of type opt
 // (1 source, 2 target; 0: none) carrying mac, and extra bytes of options.
-func nsBody(target netip.Addr, opt byte, mac sa.MAC, extra int) []byte {
+func nsBody(target netip.Addr, opt byte, mac header.MAC, extra int) []byte {
 	return ndBody(0, target, opt, mac, extra)
 }
 
-func naBody(flags byte, target netip.Addr, mac sa.MAC) []byte {
+func naBody(flags byte, target netip.Addr, mac header.MAC) []byte {
 	return ndBody(flags, target, 2, mac, 0)
 }
 
-func ndBody(flags byte, target netip.Addr, opt byte, mac sa.MAC, extra int) []byte {
+func ndBody(flags byte, target netip.Addr, opt byte, mac header.MAC, extra int) []byte {
 	t := target.As16()
 	b := append([]byte{flags, 0, 0, 0}, t[:]...)
 	if opt != 0 {
@@ -259,9 +260,9 @@ func frameCases() []frameCase {
 	toInitech := udp(macA4, peerMAC, satest.V6B, satest.V6A, 2000, 1000, 100)
 	ll := netip.MustParseAddr("fe80::5054:ff:fe0a:1")
 	snm := netip.MustParseAddr("ff02::1:ff00:121")
-	snmMAC := sa.MAC{0x33, 0x33, 0xff, 0, 0x01, 0x21}
+	snmMAC := header.MAC{0x33, 0x33, 0xff, 0, 0x01, 0x21}
 	bcast := broadcastMAC
-	zero := sa.MAC{}
+	zero := header.MAC{}
 	sealedBy := func(v6 bool, f []byte) func(*testing.T, *frameLab) []byte {
 		return func(t *testing.T, x *frameLab) []byte {
 			if v6 {
@@ -297,7 +298,7 @@ func frameCases() []frameCase {
 		{name: "out/88a8:0", frame: fixed(withTags(v4, stag, 0)), drop: drop.BadTag},
 		// Guest → wire: EtherTypes.
 		{name: "out/ethertype 88b5", frame: fixed(withEtherType(v6, 0x88b5)), drop: drop.EtherType},
-		{name: "out/LLDP to multicast", frame: fixed(withEtherType(udp(sa.MAC{1, 0x80, 0xc2, 0, 0, 0xe}, macA1, satest.V6A, satest.V6B, 1, 2, 50), 0x88cc)), drop: drop.EtherType},
+		{name: "out/LLDP to multicast", frame: fixed(withEtherType(udp(header.MAC{1, 0x80, 0xc2, 0, 0, 0xe}, macA1, satest.V6A, satest.V6B, 1, 2, 50), 0x88cc)), drop: drop.EtherType},
 		{name: "out/802.3 length field", frame: fixed(withEtherType(v4, 0x0040)), drop: drop.EtherType},
 		{name: "out/8100:100 PPPoE", frame: fixed(withTags(withEtherType(v4, 0x8864), tpid, 100)), drop: drop.EtherType},
 		// Guest → wire: fragments. UDP to V4B port 5000 is protected,
@@ -329,7 +330,7 @@ func frameCases() []frameCase {
 		{name: "out/NA with another MAC", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x60, satest.V6A, macA3))), drop: drop.BadNeighbor},
 		{name: "out/NS for DAD of acme2's address", frame: fixed(ndFrame(snmMAC, macA1, netip.IPv6Unspecified(), snm, ndSolicit, nsBody(acme2V6, 0, zero, 0))), drop: drop.BadNeighbor},
 		{name: "out/NS with 1.1 kB", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndSolicit, nsBody(satest.V6B, 1, macA1, 1100))), drop: drop.BadNeighbor},
-		{name: "out/RA from a global address", frame: fixed(ndFrame(sa.MAC{0x33, 0x33, 0, 0, 0, 1}, macA1, satest.V6A, netip.MustParseAddr("ff02::1"), 134, make([]byte, 12))), drop: drop.BadNeighbor},
+		{name: "out/RA from a global address", frame: fixed(ndFrame(header.MAC{0x33, 0x33, 0, 0, 0, 1}, macA1, satest.V6A, netip.MustParseAddr("ff02::1"), 134, make([]byte, 12))), drop: drop.BadNeighbor},
 		// Guest → a VM on this host: only to the VM that owns the address.
 		{name: "out/local to acme2's address", frame: fixed(udp(macA3, macA1, satest.V4A, acme2V4, 1000, 9, 100)), to: one("acme2")},
 		{name: "out/local ipsec flow to acme2's MAC", frame: fixed(udp(macA3, macA1, satest.V6A, satest.V6B, 1000, 2000, 100)), to: map[string]int{}, drop: drop.WrongDest},

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -65,7 +66,7 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 				src, dst netip.Addr
 			}{{sa.DirOut, outSPI, src, dst}, {sa.DirIn, inSPI, dst, src}} {
 				c := sa.Config{
-					Name: fmt.Sprintf("%s-%v-%x", v.Name, d.dir, d.spi), Scope: sa.Scope{VLAN: v.VLAN, MAC: sa.MAC(mac)},
+					Name: fmt.Sprintf("%s-%v-%x", v.Name, d.dir, d.spi), Scope: sa.Scope{VLAN: v.VLAN, MAC: header.MAC(mac)},
 					SPI: d.spi, Dir: d.dir, Src: d.src, Dst: d.dst, Mode: mode,
 					Enc: sa.EncAES128GCM, EncKey: []byte(fmt.Sprintf("%s-key-%08x!!", v.Tenant[:3], d.spi))[:20], Integ: sa.IntegNone,
 				}
@@ -91,7 +92,7 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 				sas = append(sas, s)
 			}
 		}
-		vms = append(vms, datapath.VM{Name: v.Name, Port: ports[v.Name], MAC: sa.MAC(mac), VLAN: v.VLAN,
+		vms = append(vms, datapath.VM{Name: v.Name, Port: ports[v.Name], MAC: header.MAC(mac), VLAN: v.VLAN,
 			IPs: []netip.Addr{v.IP6, v.IP4}, DefaultAction: tenant.ActionNone, Policies: pols, SAs: sas, VnetHdr: true})
 	}
 	return vms

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ import (
 // Tests of RFC 3948 ESP in UDP through the pipeline and of IKE on a VM's
 // behalf (punt to the IKE handler, SendIKE).
 
-var peerMAC = sa.MAC{0x02, 0, 0, 0, 0xee, 0x01} // the peer (or its router) on the wire
+var peerMAC = header.MAC{0x02, 0, 0, 0, 0xee, 0x01} // the peer (or its router) on the wire
 
 // refSum is RFC 1071's ones' complement sum, written plainly: the
 // reference checksums are checked against.
@@ -62,7 +63,7 @@ func refUDPSum(src, dst netip.Addr, u []byte) uint16 {
 
 // udpFrame builds an untagged Ethernet frame carrying UDP from s:sport to
 // d:dport with payload, all checksums valid.
-func udpFrame(dst, src sa.MAC, s, d netip.Addr, sport, dport uint16, payload []byte) []byte {
+func udpFrame(dst, src header.MAC, s, d netip.Addr, sport, dport uint16, payload []byte) []byte {
 	hl := 20
 	if s.Is6() {
 		hl = 40
@@ -134,7 +135,7 @@ func natFamily(v6 bool) (a, b, gwA, gwB netip.Addr) {
 // natSAs returns the out and in SA of the acme VM on one gateway, with
 // RFC 3948 encapsulation when encap (ports 4500 both ways) and keys that
 // depend only on the SPI, so A's out SA and B's in SA match.
-func natSAs(t testing.TB, mac sa.MAC, mode sa.Mode, encap bool, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
+func natSAs(t testing.TB, mac header.MAC, mode sa.Mode, encap bool, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
 	mk := func(dir sa.Direction, spi uint32, src, dst netip.Addr) *sa.SA {
 		c := sa.Config{Name: fmt.Sprintf("acme-%v-%x", dir, spi), Scope: sa.Scope{VLAN: 100, MAC: mac}, SPI: spi, Dir: dir, Src: src, Dst: dst,
 			Mode: mode, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, byte(spi>>8)), Integ: sa.IntegNone}
@@ -165,7 +166,7 @@ func anyPolicies(local, remote netip.Addr, mode sa.Mode) []tenant.Policy {
 // addresses set.
 func natGateways(t *testing.T, mode sa.Mode, v6, encap bool) (a, b *side) {
 	va, vb, ga, gb := natFamily(v6)
-	mk := func(mac sa.MAC, local, remote, gwLocal, gwRemote netip.Addr, outSPI, inSPI uint32) *side {
+	mk := func(mac header.MAC, local, remote, gwLocal, gwRemote netip.Addr, outSPI, inSPI uint32) *side {
 		s := &side{db: sa.NewDB(0), guests: map[string]*viftest.Port{}}
 		s.e = New(s.db, nil)
 		guest, host := viftest.Pair("acme-guest", "acme-vif", 256)
@@ -207,7 +208,7 @@ func TestESPInUDPBothWays(t *testing.T) {
 				for _, dir := range []struct {
 					from, to       *side
 					src, dst       netip.Addr
-					srcMAC, dstMAC sa.MAC
+					srcMAC, dstMAC header.MAC
 					spi            uint32
 				}{{a, b, va, vb, macA1, macB1, 0x1000}, {b, a, vb, va, macB1, macA1, 0x2000}} {
 					f := frame(dir.dstMAC, dir.srcMAC, dir.src, dir.dst, 300)
@@ -351,7 +352,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 	// With a protected VXLAN underlay, such UDP to a flat VM is not taken
 	// for the underlay's ESP either (it is not addressed to the VTEP).
 	y := newIKEEngine(t, false)
-	y.e.SetOverlay(&Overlay{Local: netip.MustParseAddr("203.0.113.1"), UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, ProtectUnderlay: true})
+	y.e.SetOverlay(&Overlay{Local: netip.MustParseAddr("203.0.113.1"), UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, ProtectUnderlay: true})
 	f := udpFrame(macB1, peerMAC, stranger, y.v4, 4500, 4500, espLike(0x7777))
 	y.up.Inject(f, tagged)
 	if got := recv(t, y.guest); !bytes.Equal(got, f) {
@@ -545,7 +546,7 @@ func TestIKEPunt(t *testing.T) {
 
 // parsedIKE is an IKE frame taken apart field by field.
 type parsedIKE struct {
-	dst, src      sa.MAC
+	dst, src      header.MAC
 	vlan          uint16
 	local, remote netip.AddrPort
 	ipID          uint16
@@ -614,7 +615,7 @@ func TestSendIKE(t *testing.T) {
 	x := newIKEEngine(t, true)
 	tagged := vif.Meta{VLAN: 100, Tagged: true}
 	// Learn the peer's MAC from its IKE (v4 and v6).
-	routerMAC := sa.MAC{2, 0, 0, 0, 0x77, 1}
+	routerMAC := header.MAC{2, 0, 0, 0, 0x77, 1}
 	x.up.Inject(udpFrame(macB1, routerMAC, x.remote4, x.v4, 500, 500, []byte{1, 2, 3, 4, 5, 6, 7, 8}), tagged)
 	x.up.Inject(udpFrame(macB1, routerMAC, x.remote6, x.v6, 500, 500, []byte{1, 2, 3, 4, 5, 6, 7, 8}), tagged)
 	x.handled(t)
@@ -653,11 +654,11 @@ func TestSendIKE(t *testing.T) {
 	}
 	// Without a learned next hop, the uplink neighbour table is used.
 	other := netip.MustParseAddr("198.51.100.7")
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{other: {2, 0, 0, 0, 0x88, 8}})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{other: {2, 0, 0, 0, 0x88, 8}})
 	if err := x.e.SendIKE(IKEPacket{Scope: x.scope, Local: netip.AddrPortFrom(x.v4, 500), Remote: netip.AddrPortFrom(other, 500), Data: msg}); err != nil {
 		t.Fatal(err)
 	}
-	if p := parseIKEFrame(t, recv(t, x.peer)); p.dst != (sa.MAC{2, 0, 0, 0, 0x88, 8}) {
+	if p := parseIKEFrame(t, recv(t, x.peer)); p.dst != (header.MAC{2, 0, 0, 0, 0x88, 8}) {
 		t.Fatalf("next hop %v, want the neighbour table's", p.dst)
 	}
 }
@@ -667,7 +668,7 @@ func TestSendIKE(t *testing.T) {
 // refused (RFC 7383 is the IKE engine's way).
 func TestSendIKEFragments(t *testing.T) {
 	x := newIKEEngine(t, true)
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{x.remote4: peerMAC, x.remote6: peerMAC})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{x.remote4: peerMAC, x.remote6: peerMAC})
 	msg := make([]byte, 3000)
 	for i := range msg {
 		msg[i] = byte(i * 7)
@@ -751,7 +752,7 @@ func TestSendIKEErrors(t *testing.T) {
 	default:
 		t.Error("no neighbour miss reported")
 	}
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{x.remote4: peerMAC})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{x.remote4: peerMAC})
 	x.e.SetUplink(nil, 0)
 	if err := x.e.SendIKE(ok); !errors.Is(err, ErrNoUplink) {
 		t.Errorf("no uplink: %v", err)
@@ -881,9 +882,9 @@ func TestHeadroomWorstCase(t *testing.T) {
 	e.snap.Store(snap)
 	up := viftest.NewSink("up")
 	e.uplink.Store(&txPort{Port: up, vnet: true})
-	e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB},
+	e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB},
 		ProtectUnderlay: true, Underlay: []UnderlaySA{{VNI: 1000, SA: under}}})
-	e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
+	e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
 	w := newWorker(e, vm.port, false)
 	f := frame(macB1, macA1, satest.V6A, satest.V6B, 100)
 	w.sizes[0] = copy(w.bufs[0][readOff:], f)
@@ -993,9 +994,9 @@ func TestInboundRekeyOverlap(t *testing.T) {
 func TestIKEOverVXLAN(t *testing.T) {
 	x := newIKEEngine(t, true)
 	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
-	upMACA, upMACB := sa.MAC{2, 0, 0, 0, 0, 0xa}, sa.MAC{2, 0, 0, 0, 0, 0xb}
+	upMACA, upMACB := header.MAC{2, 0, 0, 0, 0, 0xa}, header.MAC{2, 0, 0, 0, 0, 0xb}
 	x.e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: upMACA, FDB: map[FDBKey]netip.Addr{{1000, peerMAC}: vtepB}})
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: upMACB})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: upMACB})
 	// Re-publish the VM with a VNI.
 	snap := x.e.snap.Load()
 	next := newSnapshot()

@@ -3,6 +3,7 @@ package datapath
 import (
 	"encoding/binary"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"slices"
 
@@ -20,7 +21,7 @@ import (
 type Overlay struct {
 	Local     netip.Addr // the local VTEP (underlay source) address
 	Port      uint16     // UDP port; 0 = 4789
-	UplinkMAC sa.MAC     // outer source MAC
+	UplinkMAC header.MAC // outer source MAC
 	// FDB maps (VNI, inner MAC) to the remote VTEP behind which that MAC
 	// lives. Broadcast and multicast go to every remote VTEP of the VNI
 	// (head-end replication).
@@ -54,7 +55,7 @@ type underlayKey struct {
 // FDBKey is an FDB entry's key.
 type FDBKey struct {
 	VNI uint32
-	MAC sa.MAC
+	MAC header.MAC
 }
 
 // overlayState is an Overlay compiled for the workers: immutable.
@@ -117,8 +118,8 @@ func (e *Engine) SetOverlay(o *Overlay) {
 }
 
 // SetNeighbors publishes the underlay next-hop MAC of each remote VTEP.
-func (e *Engine) SetNeighbors(n map[netip.Addr]sa.MAC) {
-	m := make(map[netip.Addr]sa.MAC, len(n))
+func (e *Engine) SetNeighbors(n map[netip.Addr]header.MAC) {
+	m := make(map[netip.Addr]header.MAC, len(n))
 	for a, mac := range n {
 		m[a.Unmap()] = mac
 	}
@@ -133,7 +134,7 @@ func (e *Engine) NeighborMisses() <-chan netip.Addr { return e.misses }
 // queues it on the uplink. The bytes before start are overwritten.
 func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote netip.Addr, buf []byte, start, end int) {
 	nm := w.e.neigh.Load()
-	var mac sa.MAC
+	var mac header.MAC
 	ok := false
 	if nm != nil {
 		mac, ok = (*nm)[remote]

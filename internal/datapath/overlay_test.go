@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 	"time"
@@ -37,16 +38,16 @@ func testOverlay(t *testing.T, protect bool) { testOverlayWith(t, protect, false
 func testOverlayWith(t *testing.T, protect, natt bool) {
 	a, b, wire := build(t)
 	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
-	upMACA, upMACB := sa.MAC{2, 0, 0, 0, 0, 0xa}, sa.MAC{2, 0, 0, 0, 0, 0xb}
+	upMACA, upMACB := header.MAC{2, 0, 0, 0, 0, 0xa}, header.MAC{2, 0, 0, 0, 0, 0xb}
 	vni := map[string]uint32{"acme": 1000, "globex": 2000}
 	for _, gw := range []struct {
 		s              *side
 		local, remote  netip.Addr
-		upMAC, peerMAC sa.MAC
-		remoteVMs      map[string]sa.MAC
+		upMAC, peerMAC header.MAC
+		remoteVMs      map[string]header.MAC
 	}{
-		{a, vtepA, vtepB, upMACA, upMACB, map[string]sa.MAC{"acme": macB1, "globex": macB2}},
-		{b, vtepB, vtepA, upMACB, upMACA, map[string]sa.MAC{"acme": macA1, "globex": macA2}},
+		{a, vtepA, vtepB, upMACA, upMACB, map[string]header.MAC{"acme": macB1, "globex": macB2}},
+		{b, vtepB, vtepA, upMACB, upMACA, map[string]header.MAC{"acme": macA1, "globex": macA2}},
 	} {
 		fdb := map[FDBKey]netip.Addr{}
 		for tn, mac := range gw.remoteVMs {
@@ -82,13 +83,13 @@ func testOverlayWith(t *testing.T, protect, natt bool) {
 			}
 		}
 		gw.s.e.SetOverlay(ov)
-		gw.s.e.SetNeighbors(map[netip.Addr]sa.MAC{gw.remote: gw.peerMAC})
+		gw.s.e.SetNeighbors(map[netip.Addr]header.MAC{gw.remote: gw.peerMAC})
 		// Re-publish the VMs with their VNI.
 		snap := gw.s.e.snap.Load()
 		next := newSnapshot()
 		for k, v := range snap.byKey {
 			v2 := *v
-			v2.vni = vni[map[sa.MAC]string{macA1: "acme", macB1: "acme", macA2: "globex", macB2: "globex"}[v.mac]]
+			v2.vni = vni[map[header.MAC]string{macA1: "acme", macB1: "acme", macA2: "globex", macB2: "globex"}[v.mac]]
 			next.byKey[k] = &v2
 			next.byVLAN[v2.vlan] = append(next.byVLAN[v2.vlan], &v2)
 			next.byVNIMAC[FDBKey{v2.vni, v2.mac}] = &v2
@@ -101,7 +102,7 @@ func testOverlayWith(t *testing.T, protect, natt bool) {
 	}
 	for _, tc := range []struct {
 		name     string
-		src, dst sa.MAC
+		src, dst header.MAC
 	}{{"acme", macA1, macB1}, {"globex", macA2, macB2}} {
 		f := frame(tc.dst, tc.src, satest.V6A, satest.V6B, 300)
 		a.guests[tc.name].WriteBatch([][]byte{f})
@@ -187,7 +188,7 @@ func TestOverlayAllocs(t *testing.T) {
 		out, _ := tenantSAs(t, "acme", macA1, 100, 1, 0x1000, 0x2000, satest.V6A, satest.V6B)
 		_ = db.Add(out)
 		vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
-		ov := &Overlay{Local: vtepA, UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}, ProtectUnderlay: protect}
+		ov := &Overlay{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}, ProtectUnderlay: protect}
 		if protect {
 			u, err := sa.New(sa.Config{Name: "u", SPI: 0x5000, Dir: sa.DirOut, Src: vtepA, Dst: vtepB, Mode: sa.ModeTransport,
 				Enc: sa.EncAES128GCM, EncKey: satest.Key(20, 9), Integ: sa.IntegNone})
@@ -197,7 +198,7 @@ func TestOverlayAllocs(t *testing.T) {
 			ov.Underlay = []UnderlaySA{{VNI: 1000, SA: u}}
 		}
 		e.SetOverlay(ov)
-		e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
+		e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
 		vifA, up := viftest.NewSink("vifA"), viftest.NewSink("up")
 		pol := policies("acme", netip.PrefixFrom(satest.V6A, 128), netip.PrefixFrom(satest.V6B, 128))
 		vm := &vmState{name: "acme", port: &txPort{Port: vifA}, mac: macA1, vlan: 100, vni: 1000, def: tenant.ActionNone,

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"time"
 
 	"github.com/vifsec/vifsec/offload"
@@ -580,7 +581,7 @@ func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start
 // headroom, which local copies and other remotes must not share).
 func (w *worker) overlayOut(ov *overlayState, up *txPort, from *vmState, bcast bool, buf []byte, start, end int) {
 	if !bcast {
-		remote, ok := ov.fdb[FDBKey{from.vni, sa.MAC(buf[start : start+6])}]
+		remote, ok := ov.fdb[FDBKey{from.vni, header.MAC(buf[start : start+6])}]
 		if !ok {
 			w.e.OverlayStats.NoRemote.Add(1)
 			return
@@ -758,7 +759,7 @@ func (w *worker) fromTunnel(snap *snapshot, vni uint32, buf []byte, off, n int) 
 		w.toVMs(snap.byVNI[vni], buf, off, n, h.etype)
 		return
 	}
-	w.toVM(snap.byVNIMAC[FDBKey{vni, sa.MAC(f[0:6])}], buf, off, n, h.etype)
+	w.toVM(snap.byVNIMAC[FDBKey{vni, header.MAC(f[0:6])}], buf, off, n, h.etype)
 }
 
 // toVMs delivers a broadcast or multicast frame to each VM its inbound

@@ -25,6 +25,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"strings"
 	"testing"
@@ -82,7 +83,7 @@ func katIPv4(proto byte, payload []byte) []byte {
 func katNew(t *testing.T, c sa.Config) *sa.SA {
 	t.Helper()
 	c.Name = "kat"
-	c.Scope = sa.Scope{MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}
+	c.Scope = sa.Scope{MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}}
 	s, err := sa.New(c)
 	if err != nil {
 		t.Fatalf("sa.New: %v", err)
