@@ -2,7 +2,7 @@
 // the bytes of Ethernet (with 802.1Q tags), IPv4, IPv6, TCP, UDP and ICMP
 // headers, the constants of those formats (EtherTypes, IP protocol
 // numbers, header lengths), the Ethernet address type MAC, and the single
-// walker of IPv6 extension headers (WalkIPv6, built on ExtIter) with its
+// walker of IPv6 extension headers (WalkIPv6, or Chain.Walk in place) with its
 // single limit (MaxExtHeaders).
 //
 // Every package that reads a packet — the SPD classifier (tenant), ESP

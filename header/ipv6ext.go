@@ -81,6 +81,13 @@ type Chain struct {
 	// Routed reports a routing header with segments left: the packet's
 	// destination address is not its final one.
 	Routed bool
+	// Insert is where a header that protects the rest of the packet goes
+	// (ESP in transport mode, RFC 4303 §3.1.1): after the hop-by-hop,
+	// routing and fragment headers and the destination options that
+	// precede a routing header; before destination options for the final
+	// destination. InsertField is the offset of the Next Header byte that
+	// names what is at Insert now.
+	Insert, InsertField int
 	// Err is ChainOK, or why the walk stopped short (then Proto, L4 and
 	// NextField are those of the header it could not step over).
 	Err ChainErr
@@ -91,124 +98,83 @@ type Chain struct {
 // payload length first: ParseIPv6). It is the only walker of IPv6
 // extension headers in vifsec. It allocates nothing and reads nothing
 // beyond what it has checked is there.
-func WalkIPv6(pkt []byte) Chain {
-	it := NewExtIter(pkt)
-	var c Chain
-	for {
-		h, ok := it.Next()
-		if !ok {
-			break
-		}
-		switch {
-		case h.Type == ProtoFragment:
-			c.Frag = IPv6Fragment(pkt[h.At:]).Fragment(h.At)
-		case h.Type == ProtoRouting && pkt[h.At+3] != 0:
-			c.Routed = true
-		}
-	}
-	c.Proto, c.L4, c.NextField, c.Err = it.Upper()
-	return c
-}
-
-// ExtHeader is one extension header ExtIter stepped over.
-type ExtHeader struct {
-	Type  uint8 // ProtoHopByHop, ProtoRouting, ProtoDstOpts or ProtoFragment
-	At    int   // its offset in the packet
-	Len   int   // its length in bytes: (Hdr Ext Len + 1) * 8, or 8 for a fragment header
-	Field int   // offset of the Next Header byte that named it
-}
-
-// Next is the offset of the header after h.
-func (h ExtHeader) Next() int { return h.At + h.Len }
-
-// ExtIter steps over an IPv6 packet's extension headers one at a time,
-// for a caller that needs each header's place (ESP's transport-mode
-// insertion point); WalkIPv6 is it run to the end. The rules are the
-// walker's: hop-by-hop first only, one fragment header, the walk stops
-// after a non-first fragment's header, at most MaxExtHeaders headers,
-// each checked to lie within the packet.
 //
 //	hop-by-hop, routing, destination options:
 //	| Next Header   | Hdr Ext Len   | ...  (Hdr Ext Len+1)*8 bytes in all
 //	fragment (8 bytes):
 //	| Next Header   |   Reserved    |      Fragment Offset    |Res|M|
-type ExtIter struct {
-	pkt   []byte
-	next  uint8 // type of the header at off
-	field int   // offset of the byte that holds next
-	off   int
-	n     int
-	frag  bool // a fragment header was walked
-	done  bool
-	err   ChainErr
+func WalkIPv6(pkt []byte) Chain {
+	var c Chain
+	c.Walk(pkt)
+	return c
 }
 
-// NewExtIter starts an iteration over pkt's extension headers (pkt as for
-// WalkIPv6).
-func NewExtIter(pkt []byte) ExtIter {
+// Walk is WalkIPv6 into c, for a hot path: it writes c's fields in place
+// instead of returning a copy of them (a copy of fields just written one
+// by one costs more than the walk).
+func (c *Chain) Walk(pkt []byte) {
+	*c = Chain{}
 	if len(pkt) < IPv6Len {
-		return ExtIter{pkt: pkt, done: true, err: ChainTruncated}
+		c.Err = ChainTruncated
+		return
 	}
-	return ExtIter{pkt: pkt, next: pkt[6], field: 6, off: IPv6Len}
-}
-
-// Next steps over the next extension header and returns it, or returns
-// false at the upper layer or when the chain cannot be walked (Upper then
-// says which).
-func (it *ExtIter) Next() (ExtHeader, bool) {
-	if it.done {
-		return ExtHeader{}, false
-	}
-	var l int
-	switch it.next {
-	case ProtoHopByHop:
-		if it.off != IPv6Len {
-			return it.stop(ChainMisplaced)
+	next, field, off := pkt[6], 6, IPv6Len
+	c.Insert, c.InsertField = IPv6Len, 6
+	final := false // destination options for the final destination seen
+	for n := 0; ; n++ {
+		l := 8
+		switch next {
+		case ProtoHopByHop:
+			if off != IPv6Len {
+				c.Err = ChainMisplaced
+			}
+			l = 0
+		case ProtoRouting, ProtoDstOpts:
+			l = 0
+		case ProtoFragment:
+			if c.Frag.At != 0 {
+				c.Err = ChainMisplaced
+			}
+		default:
+			c.Proto, c.L4, c.NextField = next, off, field
+			return
 		}
-	case ProtoRouting, ProtoDstOpts:
-	case ProtoFragment:
-		if it.frag {
-			return it.stop(ChainMisplaced)
+		switch {
+		case c.Err != ChainOK:
+		case n == MaxExtHeaders:
+			c.Err = ChainTooLong
+		case len(pkt)-off < 8:
+			c.Err = ChainTruncated
+		case l == 0:
+			if l = (int(pkt[off+1]) + 1) * 8; len(pkt)-off < l {
+				c.Err = ChainTruncated
+			}
 		}
-		l = IPv6FragmentLen
-	default:
-		return it.stop(ChainOK)
-	}
-	if it.n == MaxExtHeaders {
-		return it.stop(ChainTooLong)
-	}
-	if len(it.pkt)-it.off < 8 {
-		return it.stop(ChainTruncated)
-	}
-	if l == 0 {
-		l = (int(it.pkt[it.off+1]) + 1) * 8
-		if len(it.pkt)-it.off < l {
-			return it.stop(ChainTruncated)
+		if c.Err != ChainOK {
+			c.Proto, c.L4, c.NextField = next, off, field
+			return
+		}
+		switch {
+		case next == ProtoFragment:
+			f := IPv6Fragment(pkt[off:])
+			c.Frag.At, c.Frag.Offset, c.Frag.More, c.Frag.ID = off, f.Offset(), f.More(), f.ID()
+		case next == ProtoRouting && pkt[off+3] != 0:
+			c.Routed = true
+		}
+		if !final {
+			if next == ProtoDstOpts && pkt[off] != ProtoRouting {
+				final = true
+			} else if next != ProtoDstOpts {
+				c.Insert, c.InsertField = off+l, off
+			}
+		}
+		field, next, off = off, pkt[off], off+l
+		if c.Frag.At == field && c.Frag.Offset != 0 {
+			// A non-first fragment: what follows is data.
+			c.Proto, c.L4, c.NextField = next, off, field
+			return
 		}
 	}
-	h := ExtHeader{Type: it.next, At: it.off, Len: l, Field: it.field}
-	it.n++
-	it.field, it.next, it.off = it.off, it.pkt[it.off], it.off+l
-	if h.Type == ProtoFragment {
-		it.frag = true
-		if IPv6Fragment(it.pkt[h.At:]).Offset() != 0 {
-			it.done = true // non-first: no more headers to read, the fragment's next header is Upper
-		}
-	}
-	return h, true
-}
-
-func (it *ExtIter) stop(e ChainErr) (ExtHeader, bool) {
-	it.done, it.err = true, e
-	return ExtHeader{}, false
-}
-
-// Upper returns, once Next has returned false, the upper-layer protocol,
-// its offset and the offset of the Next Header byte naming it, and
-// ChainOK; or, when the walk stopped short, the header it could not step
-// over and the reason.
-func (it *ExtIter) Upper() (proto uint8, at, field int, err ChainErr) {
-	return it.next, it.off, it.field, it.err
 }
 
 // IPv6Fragment is a view of an IPv6 fragment header (RFC 8200 §4.5). Its

@@ -100,11 +100,36 @@ func TestWalkIPv6(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := WalkIPv6(tt.pkt)
+			c.Insert, c.InsertField = 0, 0 // TestWalkIPv6Insert
 			want := Chain{Proto: tt.proto, L4: tt.l4, NextField: tt.field, Frag: tt.frag, Routed: tt.routd, Err: tt.err}
 			if c != want {
 				t.Errorf("WalkIPv6 = %+v, want %+v", c, want)
 			}
 		})
+	}
+}
+
+// TestWalkIPv6Insert: where ESP goes in transport mode (RFC 4303 §3.1.1).
+func TestWalkIPv6Insert(t *testing.T) {
+	tcp := make([]byte, 20)
+	dstRt := ext(ProtoDstOpts, 1) // followed by a routing header: before ESP
+	tests := []struct {
+		name      string
+		pkt       []byte
+		at, field int
+	}{
+		{"no extension headers", v6(ProtoTCP, tcp), 40, 6},
+		{"after hop-by-hop, before final dstopts", v6(ProtoTCP, tcp, ext(ProtoHopByHop, 1), ext(ProtoDstOpts, 1)), 48, 40},
+		{"dstopts before routing stay in front", v6(ProtoTCP, tcp, ext(ProtoHopByHop, 1), dstRt, ext(ProtoRouting, 2), ext(ProtoDstOpts, 1)), 72, 56},
+		{"after a fragment header", v6(ProtoTCP, tcp, frag(0, false)), 48, 40},
+		{"final dstopts stays behind", v6(ProtoTCP, tcp, ext(ProtoDstOpts, 1)), 40, 6},
+		{"routing after dstopts", v6(ProtoTCP, tcp, ext(ProtoDstOpts, 1), ext(ProtoRouting, 1)), 56, 48},
+	}
+	for _, tt := range tests {
+		c := WalkIPv6(tt.pkt)
+		if c.Err != ChainOK || c.Insert != tt.at || c.InsertField != tt.field {
+			t.Errorf("%s: Insert %d, InsertField %d (err %v), want %d, %d", tt.name, c.Insert, c.InsertField, c.Err, tt.at, tt.field)
+		}
 	}
 }
 

@@ -113,7 +113,8 @@ func parseIPv6(pkt []byte, f *Flow) bool {
 	}
 	f.Src, f.Dst = ip.Src(), ip.Dst()
 	f.HopLimit = ip.HopLimit()
-	c := header.WalkIPv6(ip)
+	var c header.Chain
+	c.Walk(ip)
 	if c.Err != header.ChainOK {
 		return false
 	}

@@ -26,38 +26,20 @@ func ipLen(pkt []byte) (n int, v6 bool, ok bool) {
 	return 0, false, false
 }
 
-// ipv6Insert steps over the IPv6 extension headers of pkt (validated by
-// ipLen) with header.ExtIter and returns where ESP goes in transport mode
-// (RFC 4303 §3.1.1: after hop-by-hop, routing and fragment headers, and
-// after destination options that precede a routing header), and the
-// offset of the Next Header byte that must point to ESP. frag reports a
-// Fragment header with a non-zero offset or M set: transport mode
-// protects whole datagrams only. ok is false for a chain header.WalkIPv6
-// would refuse.
+// ipv6Insert walks the IPv6 extension headers of pkt (validated by ipLen)
+// with header.WalkIPv6 and returns where ESP goes in transport mode (RFC
+// 4303 §3.1.1: after hop-by-hop, routing and fragment headers, and after
+// destination options that precede a routing header), and the offset of
+// the Next Header byte that must point to ESP. frag reports a Fragment
+// header with a non-zero offset or M set: transport mode protects whole
+// datagrams only. ok is false for a chain the walker refuses.
 func ipv6Insert(pkt []byte) (at, nextField int, frag, ok bool) {
-	at, nextField = header.IPv6Len, 6
-	it := header.NewExtIter(pkt)
-	for {
-		h, more := it.Next()
-		if !more {
-			break
-		}
-		if h.Type == header.ProtoFragment {
-			f := header.IPv6Fragment(pkt[h.At:])
-			frag = frag || f.Offset() != 0 || f.More()
-		}
-		if h.Type == header.ProtoDstOpts && pkt[h.At] != header.ProtoRouting {
-			// Destination options for the final destination: after ESP.
-			return at, nextField, frag, true
-		}
-		if h.Type != header.ProtoDstOpts {
-			at, nextField = h.Next(), h.At
-		}
+	var c header.Chain
+	c.Walk(pkt)
+	if c.Frag.IsFragment() {
+		return c.Insert, c.InsertField, true, c.Err == header.ChainOK
 	}
-	if _, _, _, err := it.Upper(); err != header.ChainOK {
-		return 0, 0, false, false
-	}
-	return at, nextField, frag, true
+	return c.Insert, c.InsertField, false, c.Err == header.ChainOK
 }
 
 // ipv6Upper walks pkt's extension headers with header.WalkIPv6 and returns
@@ -67,7 +49,8 @@ func ipv6Insert(pkt []byte) (at, nextField int, frag, ok bool) {
 // non-first one proto is the fragment's next header). ok is false for a
 // chain the walker refuses (truncated, too long, misplaced headers).
 func ipv6Upper(pkt []byte) (at, nextField int, proto byte, frag, ok bool) {
-	c := header.WalkIPv6(pkt)
+	var c header.Chain
+	c.Walk(pkt)
 	return c.L4, c.NextField, c.Proto, c.Frag.IsFragment(), c.Err == header.ChainOK
 }
 
