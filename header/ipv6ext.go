@@ -178,8 +178,8 @@ func (c *Chain) Walk(pkt []byte) {
 }
 
 // IPv6Fragment is a view of an IPv6 fragment header (RFC 8200 §4.5). Its
-// accessors assume len ≥ IPv6FragmentLen: get one from an ExtHeader of
-// fragment header the walker checked is there (Chain.Frag.At).
+// accessors assume len ≥ IPv6FragmentLen: make one only at a fragment
+// header the walker checked is there.
 type IPv6Fragment []byte
 
 func (f IPv6Fragment) NextHeader() byte { return f[0] }
