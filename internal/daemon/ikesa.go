@@ -473,6 +473,13 @@ type IKEStats struct {
 	ReassemblyBytes  int               // memory held by IKE fragment reassembly
 	CookiesSent      uint64            // IKE_SA_INIT requests answered with a COOKIE
 	Drops            map[string]uint64 // by limit (e.g. half_open_per_source); every limit present
+
+	// Failures counts failed IKE and Child SA negotiations by reason
+	// (e.g. no_proposal_chosen); every reason present.
+	Failures                             map[string]uint64
+	IKERekeys, ChildRekeys               uint64 // rekeys done
+	IKERekeyFailures, ChildRekeyFailures uint64 // rekeys we started that failed
+	DPDFailures                          uint64 // IKE SAs found dead by a liveness check
 }
 
 // SetIKEStats installs the IKE engine's limit counters for IKEStats. f is

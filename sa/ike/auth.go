@@ -209,6 +209,7 @@ func (s *ikeSA) sendAuth() {
 		onResp: func(_ wire.Header, rps []wire.Payload) { s.authResponse(rps, inSPI) },
 		onFail: func() {
 			s.e.freeSPI(pol.Scope, inSPI)
+			s.e.fail(FailureTimeout)
 			s.dead("no answer to IKE_AUTH")
 		},
 	}, false)
@@ -242,9 +243,12 @@ func (s *ikeSA) authResponse(ps []wire.Payload, inSPI uint32) {
 	if ap.idr == nil || ap.auth == nil {
 		s.e.freeSPI(pol.Scope, inSPI)
 		reason := "IKE_AUTH answer without identity or AUTH"
+		f := FailureOther
 		if ap.errNote != nil {
+			f = failureOf(ap.errNote.NotifyType)
 			reason = "peer refused IKE_AUTH: " + ap.errNote.NotifyType.String()
 		}
+		s.e.fail(f)
 		s.lwarn("IKE SA not established", "reason", reason)
 		s.dead(reason)
 		return
@@ -253,6 +257,7 @@ func (s *ikeSA) authResponse(ps []wire.Payload, inSPI uint32) {
 	octets := suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(s.keys.Pr, idBody(peerID)))
 	if err := s.verifyPeer(pol, peerID, ap.certs, ap.auth, octets); err != nil {
 		s.e.freeSPI(pol.Scope, inSPI)
+		s.e.fail(FailureAuth)
 		s.lwarn("IKE SA not established: the responder did not authenticate", "err", err)
 		// RFC 7296 §2.21.2: tell the responder, once, then go.
 		s.state = ikeDeleting
@@ -283,26 +288,28 @@ func (s *ikeSA) childFromAuth(ap authPayloads, inSPI uint32) {
 	if ap.errNote != nil || ap.sa == nil {
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.childless = true
-		why := "no SA payload"
+		why, f := "no SA payload", FailureOther
 		if ap.errNote != nil {
-			why = ap.errNote.NotifyType.String()
+			why, f = ap.errNote.NotifyType.String(), failureOf(ap.errNote.NotifyType)
 		}
+		s.e.fail(f)
 		s.lwarn("first Child SA not created", "reason", why)
 		return
 	}
 	ch, ok := acceptedESP(ap.sa, pol.ESP, true)
-	reason := ""
+	reason, bad := "", FailureNoProposal
 	switch {
 	case !ok:
 		reason = "responder chose an ESP proposal we did not offer"
 	case ap.tsi == nil || ap.tsr == nil || !within(ap.tsi.Selectors, pol.localSel) || !within(ap.tsr.Selectors, pol.remSel):
-		reason = "responder's traffic selectors are not within ours"
+		reason, bad = "responder's traffic selectors are not within ours", FailureTSUnacceptable
 	case ap.transport != (pol.Mode == sa.ModeTransport):
 		reason = "responder chose another mode"
 	case spiFrom(ch.spi) < 0x100:
 		reason = "responder chose a reserved SPI"
 	}
 	if reason != "" {
+		s.e.fail(bad)
 		s.lwarn("first Child SA refused", "reason", reason)
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.childless = true
@@ -363,6 +370,7 @@ func (s *ikeSA) pickPolicy(peerID, wantLocal ID, method uint8, tsi, tsr *wire.TS
 func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 	ap := sortAuth(ps)
 	fail := func(why string, t wire.NotifyType) {
+		s.e.fail(failureOf(t))
 		s.e.log.Warn("IKE_AUTH refused", "remote", p.Remote, "reason", why)
 		s.respondNotify(p, h, t, nil)
 		s.destroy(why)

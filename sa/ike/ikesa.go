@@ -562,7 +562,7 @@ func (s *ikeSA) dpdCheck() {
 	s.enqueue(&request{
 		exch:   wire.ExchangeInformational,
 		build:  func() []wire.Payload { return []wire.Payload{} },
-		onFail: func() { s.dead("peer did not answer liveness check (DPD)") },
+		onFail: func() { s.e.stats.DPDFailures++; s.dead("peer did not answer liveness check (DPD)") },
 	}, false)
 }
 

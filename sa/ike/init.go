@@ -168,7 +168,7 @@ func (s *ikeSA) sendInit(group uint16) {
 	s.enqueue(&request{
 		exch:   wire.ExchangeIKESAInit,
 		raw:    s.initReq,
-		onFail: func() { s.dead("no answer to IKE_SA_INIT") },
+		onFail: func() { s.e.fail(FailureTimeout); s.dead("no answer to IKE_SA_INIT") },
 	}, true)
 }
 
@@ -204,6 +204,7 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 			ok = ok || x.DH == g
 		}
 		if !ok || g == s.dh.Group() || s.initRetries >= maxInitRetries {
+			s.e.fail(FailureNoProposal)
 			s.dead("responder wants DH group " + suite.DHName(g) + ", which we did not propose")
 			return
 		}
@@ -213,6 +214,7 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 		return
 	case ip.errNote != nil:
 		s.lwarn("IKE_SA_INIT refused by peer", "notify", ip.errNote.NotifyType)
+		s.e.fail(failureOf(ip.errNote.NotifyType))
 		s.dead("IKE_SA_INIT refused: " + ip.errNote.NotifyType.String())
 		return
 	}
@@ -221,6 +223,7 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 	}
 	st, ok := acceptedIKE(ip.sa, 0, pol.IKE)
 	if !ok || ip.ke.Group != st.DH || st.DH != s.dh.Group() {
+		s.e.fail(FailureNoProposal)
 		s.dead("responder chose a proposal we did not offer")
 		return
 	}
@@ -366,6 +369,7 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	cands := e.candidates(p)
 	if len(cands) == 0 {
 		e.log.Info("IKE_SA_INIT from a peer no policy covers", "remote", p.Remote, "local", p.Local, "scope", p.Scope)
+		e.fail(FailureNoProposal)
 		e.initNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
 	}
@@ -402,6 +406,7 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	ch, ok := selectIKE(ip.sa.Proposals, 0, ours, ip.ke.Group, e.cfg.PreferInitiatorProposals)
 	if !ok {
 		e.log.Info("IKE_SA_INIT: no acceptable proposal", "remote", p.Remote)
+		e.fail(FailureNoProposal)
 		e.initNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
 	}
