@@ -182,7 +182,11 @@ func (s *ikeSA) sendAuth() {
 	if !pol.remoteID.IsZero() && !pol.AnyRemoteID && !hasWildcard(pol.RemoteID) {
 		ps = append(ps, &wire.ID{Responder: true, IDType: pol.remoteID.Type, Data: pol.remoteID.Data})
 	}
-	octets := suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(s.keys.Pi, idBody(s.localID)))
+	s.authMsgID = s.msgIDOut + uint32(len(s.queue))
+	if s.req != nil {
+		s.authMsgID++
+	}
+	octets := s.authOctets(suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(s.keys.Pi, idBody(s.localID))), s.authMsgID)
 	auth, err := s.authData(pol, octets)
 	if err != nil {
 		s.dead("signing AUTH: " + err.Error())
@@ -250,7 +254,7 @@ func (s *ikeSA) authResponse(ps []wire.Payload, inSPI uint32) {
 		return
 	}
 	peerID := ID{Type: ap.idr.IDType, Data: ap.idr.Data}
-	octets := suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(s.keys.Pr, idBody(peerID)))
+	octets := s.authOctets(suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(s.keys.Pr, idBody(peerID))), s.authMsgID)
 	if err := s.verifyPeer(pol, peerID, ap.certs, ap.auth, octets); err != nil {
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.lwarn("IKE SA not established: the responder did not authenticate", "err", err)
@@ -324,6 +328,7 @@ func (s *ikeSA) childFromAuth(ap authPayloads, inSPI uint32) {
 // clearInit drops what only IKE_AUTH needed.
 func (s *ikeSA) clearInit() {
 	s.initReq, s.initRsp, s.dh, s.cookie = nil, nil, nil, nil
+	s.intI, s.intR, s.prevIn = nil, nil, nil
 	// SK_pi and SK_pr only authenticate IKE_AUTH.
 	suite.Zero(s.keys.Pi, s.keys.Pr)
 	s.keys.Pi, s.keys.Pr = nil, nil
@@ -371,6 +376,10 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 		fail("IKE_AUTH request without identity or AUTH", wire.NotifyInvalidSyntax)
 		return
 	}
+	if i := s.nextAddKE(); i >= 0 {
+		fail("IKE_AUTH request before the additional key exchange "+suite.KEName(s.suite.AddKE[i]), wire.NotifyInvalidSyntax)
+		return
+	}
 	peerID := ID{Type: ap.idi.IDType, Data: ap.idi.Data}
 	var want ID
 	if ap.idr != nil {
@@ -382,7 +391,7 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 		return
 	}
 	s.setPolicy(pol)
-	octets := suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(s.keys.Pi, idBody(peerID)))
+	octets := s.authOctets(suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(s.keys.Pi, idBody(peerID))), h.MessageID)
 	if err := s.verifyPeer(pol, peerID, ap.certs, ap.auth, octets); err != nil {
 		fail(err.Error(), wire.NotifyAuthenticationFailed)
 		return
@@ -390,7 +399,7 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 	s.localID = pol.localIDFor(p.Local.Addr())
 	rps := []wire.Payload{&wire.ID{Responder: true, IDType: s.localID.Type, Data: s.localID.Data}}
 	rps = append(rps, certPayloads(pol)...)
-	rOctets := suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(s.keys.Pr, idBody(s.localID)))
+	rOctets := s.authOctets(suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(s.keys.Pr, idBody(s.localID))), h.MessageID)
 	auth, err := s.authData(pol, rOctets)
 	if err != nil {
 		fail("signing AUTH: "+err.Error(), wire.NotifyAuthenticationFailed)
