@@ -958,6 +958,7 @@ func (s *ikeSA) successor(initiator bool, spiI, spiR uint64, st suite.IKE, keys 
 	}
 	n.natLocal, n.natRemote, n.fragOK = s.natLocal, s.natRemote, s.fragOK
 	n.peerHashes, n.localID, n.remoteID, n.peerCert = s.peerHashes, s.localID, s.remoteID, s.peerCert
+	n.ppk = s.ppk // its keys come from our SK_d, which the PPK keyed
 	n.state = ikeEstablished
 	n.established = n.created
 	n.nonces = [2][]byte{ni, nr}

@@ -67,6 +67,11 @@ type ikeSA struct {
 	authMsgID    uint32           // initiator: Message ID of its IKE_AUTH request
 	prevIn       *suite.Protector // responder: keys of the request its cached answer answers
 
+	// PPK (RFC 8784, auth.go).
+	ppkOK   bool // both announced USE_PPK
+	ppk     bool // the SA's keys are mixed with a PPK
+	ppkKeys suite.Keys
+
 	natLocal, natRemote bool // we / the peer are behind a NAT
 	fragOK              bool // both sides announced RFC 7383
 	peerHashes          []uint16
@@ -194,7 +199,7 @@ func (s *ikeSA) describe() IKESAInfo {
 	in := IKESAInfo{
 		Scope: s.scope, Local: s.local, Remote: s.remote, SPIi: s.spiI, SPIr: s.spiR,
 		Initiator: s.initiator, State: s.stateName(), NAT: s.natLocal || s.natRemote,
-		Established: s.established, Children: len(s.children),
+		Established: s.established, Children: len(s.children), PPK: s.ppk,
 		LocalID: s.localID.String(), RemoteID: s.remoteID.String(),
 	}
 	if s.suite != (suite.IKE{}) {
@@ -509,6 +514,8 @@ func (s *ikeSA) destroy(reason string) {
 	s.resetReassembly()
 	s.keys.Zero()
 	s.keys = suite.Keys{}
+	s.ppkKeys.Zero()
+	s.ppkKeys = suite.Keys{}
 	s.out, s.in, s.dh, s.prevIn = nil, nil, nil, nil
 	s.initReq, s.initRsp, s.lastRsp = nil, nil, nil
 }

@@ -68,6 +68,7 @@ type initPayloads struct {
 	natDst   [][]byte
 	frag     bool
 	inter    bool // INTERMEDIATE_EXCHANGE_SUPPORTED
+	usePPK   bool
 	hashes   []uint16
 	certReq  bool
 	errNote  *wire.Notify
@@ -105,6 +106,8 @@ func sortInit(ps []wire.Payload) initPayloads {
 				ip.frag = true
 			case wire.NotifyIntermediateExchangeSupported:
 				ip.inter = true
+			case wire.NotifyUsePPK:
+				ip.usePPK = true
 			case wire.NotifySignatureHashAlgorithms:
 				ip.hashes = parseHashAlgs(x.Data)
 			default:
@@ -165,6 +168,9 @@ func (s *ikeSA) sendInit(group uint16) {
 	)
 	if anyAddKE(s.pol.IKE) {
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyIntermediateExchangeSupported})
+	}
+	if len(s.pol.PPK) > 0 {
+		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyUsePPK})
 	}
 	m := &wire.Message{Header: wire.Header{SPIi: s.spiI, Exchange: wire.ExchangeIKESAInit, Flags: wire.FlagInitiator}, Payloads: ps}
 	s.initReq = m.Encode()
@@ -257,6 +263,7 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 	}
 	s.fragOK = ip.frag
 	s.intOK = ip.inter
+	s.ppkOK = ip.usePPK && len(pol.PPK) > 0
 	s.peerHashes = ip.hashes
 	s.peerCertReq = ip.certReq
 	s.req = nil
@@ -403,8 +410,9 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	}
 	var ours []suite.IKE
 	var caHashes []byte
-	certs := false
+	certs, ppk := false, false
 	for _, c := range cands {
+		ppk = ppk || len(c.PPK) > 0
 		for _, x := range c.IKE {
 			// Additional key exchanges need IKE_INTERMEDIATE (RFC 9370 §2.2).
 			if !slices.Contains(ours, x) && (ip.inter || !x.HasAddKE()) {
@@ -455,6 +463,7 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	}
 	s.fragOK = ip.frag
 	s.intOK = ip.inter
+	s.ppkOK = ip.usePPK && ppk
 	s.peerHashes = ip.hashes
 	ps := []wire.Payload{
 		&wire.SA{Proposals: []wire.Proposal{{Num: ch.num, Protocol: wire.ProtoIKE, Transforms: ch.suite.Transforms()}}},
@@ -474,6 +483,9 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	}
 	if ip.inter {
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyIntermediateExchangeSupported})
+	}
+	if s.ppkOK {
+		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyUsePPK})
 	}
 	ps = append(ps, &wire.Notify{NotifyType: wire.NotifySignatureHashAlgorithms, Data: hashAlgsData(ourHashes)})
 	rsp := &wire.Message{Header: wire.Header{SPIi: s.spiI, SPIr: s.spiR, Exchange: wire.ExchangeIKESAInit, Flags: wire.FlagResponse}, Payloads: ps}

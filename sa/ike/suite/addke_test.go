@@ -227,3 +227,18 @@ func TestIKEOffered(t *testing.T) {
 		t.Fatal("IKEFromTransforms expanded 7^7 combinations")
 	}
 }
+
+// TestMixPPKKnownAnswer checks RFC 8784 §3 against prf+ written out here.
+func TestMixPPKKnownAnswer(t *testing.T) {
+	p, _ := NewPRF(PRFHMACSHA384)
+	ppk, d, pi, pr := seq(32, 0xa0), seq(48, 1), seq(48, 2), seq(48, 3)
+	d2, pi2, pr2 := MixPPK(p, ppk, d, pi, pr)
+	for _, c := range [][2][]byte{{d2, refPRFPlus(sha512.New384, ppk, d, 48)}, {pi2, refPRFPlus(sha512.New384, ppk, pi, 48)}, {pr2, refPRFPlus(sha512.New384, ppk, pr, 48)}} {
+		if !bytes.Equal(c[0], c[1]) {
+			t.Fatalf("got %x, want %x", c[0], c[1])
+		}
+	}
+	if !bytes.Equal(d, seq(48, 1)) {
+		t.Fatal("input changed")
+	}
+}

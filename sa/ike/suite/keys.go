@@ -223,3 +223,13 @@ func UpdateIKE(s IKE, oldSKd, shared, ni, nr []byte, spii, spir uint64) (Keys, e
 	Zero(skeyseed)
 	return k, nil
 }
+
+// MixPPK mixes a post-quantum preshared key into SK_d, SK_pi and SK_pr
+// (RFC 8784 §3):
+//
+//	SK_d' = prf+(PPK, SK_d), SK_pi' = prf+(PPK, SK_pi), SK_pr' = prf+(PPK, SK_pr)
+//
+// each as long as the key it replaces. The inputs are left alone.
+func MixPPK(p PRF, ppk []byte, d, pi, pr []byte) (d2, pi2, pr2 []byte) {
+	return p.Plus(ppk, d, len(d)), p.Plus(ppk, pi, len(pi)), p.Plus(ppk, pr, len(pr))
+}
