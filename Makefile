@@ -100,7 +100,8 @@ bench-sadb: deps
 bench-e2e: build
 	$(GO) run ./examples/lab/bench-e2e
 
-# bench-ike: IKE SA setups/s (x25519+PSK, ecp256+ECDSA certificates) in memory
+# bench-ike: IKE SA setups/s and IKE bytes per setup (x25519+PSK, the same with
+# an additional ML-KEM-768 exchange, ecp256+ECDSA certificates) in memory
 # and between two network namespaces over a veth pair (root; else loopback),
 # and heap per IKE SA (~1 min).
 bench-ike: deps

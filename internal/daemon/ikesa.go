@@ -441,6 +441,8 @@ type IKESA struct {
 	Initiator                  bool   // we started it
 	State                      string // CONNECTING, ESTABLISHED, REKEYING, REKEYED, DELETING
 	Suite                      string // e.g. aes256gcm16-prfsha384-curve25519
+	KeyExchanges               string // e.g. curve25519+mlkem768
+	PPK                        bool   // keys mixed with a post-quantum preshared key
 	LocalID, RemoteID          string
 	NAT                        bool // a NAT was detected: IKE on 4500, ESP in UDP
 	Established                time.Time

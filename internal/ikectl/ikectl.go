@@ -289,6 +289,7 @@ func (c *Controller) report() daemon.IKEReport {
 		r.IKESAs = append(r.IKESAs, daemon.IKESA{
 			Tenant: s.Tenant, Policy: s.Policy, VM: s.VM, Local: s.Local, Remote: s.Remote,
 			InitiatorSPI: s.SPIi, ResponderSPI: s.SPIr, Initiator: s.Initiator, State: s.State, Suite: s.Suite,
+			KeyExchanges: s.KeyExchanges, PPK: s.PPK,
 			LocalID: s.LocalID, RemoteID: s.RemoteID, NAT: s.NAT, Established: s.Established, Children: s.Children,
 		})
 	}

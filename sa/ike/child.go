@@ -813,7 +813,7 @@ func (s *ikeSA) rekeyIKE(group uint16) {
 			return nil
 		}
 		spi, ni = s.e.newSPI(), s.e.random(nonceLen)
-		return []wire.Payload{ikeProposals(pol.IKE, binary.BigEndian.AppendUint64(nil, spi)), &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: dh.Public()}}
+		return []wire.Payload{ikeProposals(rekeySuites(pol.IKE), binary.BigEndian.AppendUint64(nil, spi)), &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: dh.Public()}}
 	}
 	r.onResp = func(_ wire.Header, ps []wire.Payload) { s.rekeyIKEResponse(spi, ni, dh, group, ps) }
 	r.onFail = func() {
@@ -865,7 +865,7 @@ func (s *ikeSA) rekeyIKEResponse(spi uint64, ni []byte, dh suite.DH, group uint1
 	var st suite.IKE
 	ok := false
 	if cp.sa != nil {
-		st, ok = acceptedIKE(cp.sa, 8, pol.IKE)
+		st, ok = acceptedIKE(cp.sa, 8, rekeySuites(pol.IKE))
 	}
 	if !ok || st.DH != group || cp.ke == nil || cp.ke.Group != group || len(cp.nonce) < minNonce || len(cp.nonce) > maxNonce {
 		s.e.fail(FailureNoProposal)
@@ -925,7 +925,7 @@ func (s *ikeSA) rekeyIKERequest(p Packet, h wire.Header, cp childPayloads) {
 		s.respondNotify(p, h, wire.NotifyInvalidSyntax, nil)
 		return
 	}
-	ch, ok := selectIKE(cp.sa.Proposals, 8, pol.IKE, cp.ke.Group, s.e.cfg.PreferInitiatorProposals)
+	ch, ok := selectIKE(cp.sa.Proposals, 8, rekeySuites(pol.IKE), cp.ke.Group, s.e.cfg.PreferInitiatorProposals)
 	if !ok {
 		s.respondNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
@@ -987,6 +987,7 @@ func (s *ikeSA) successor(initiator bool, spiI, spiR uint64, st suite.IKE, keys 
 	}
 	n.natLocal, n.natRemote, n.fragOK = s.natLocal, s.natRemote, s.fragOK
 	n.peerHashes, n.localID, n.remoteID, n.peerCert = s.peerHashes, s.localID, s.remoteID, s.peerCert
+	n.ppk = s.ppk // its keys come from our SK_d, which the PPK keyed
 	n.state = ikeEstablished
 	n.established = n.created
 	n.nonces = [2][]byte{ni, nr}
