@@ -135,6 +135,7 @@ type Engine struct {
 	overlay   atomic.Pointer[overlayState]
 	neigh     atomic.Pointer[map[netip.Addr]sa.MAC]
 	misses    chan netip.Addr
+	held      vtepHold // frames waiting for neigh (overlay_hold.go)
 	// OverlayStats count what the VXLAN underlay dropped.
 	OverlayStats struct {
 		NoNeighbor, EncapErrors, NoRemote, DecapErrors atomic.Uint64
