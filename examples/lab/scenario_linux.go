@@ -93,8 +93,37 @@ func (l *Lab) AddUnderlay6(ctx context.Context) error {
 			}
 		}
 	}
+	// Turning IPv6 on gives each uplink a link-local address that is
+	// tentative until duplicate address detection is over (1–2 s); until
+	// then the kernel sends no Neighbor Solicitation for a remote VTEP
+	// (it has no usable source address), so nothing resolves. Wait for
+	// it: the lab is ready when its underlay is.
+	for _, gw := range l.Gateways {
+		if err := waitNoTentative(ctx, gw.NS, gw.Uplink); err != nil {
+			return err
+		}
+	}
 	l.underlay = underlay6
 	return nil
+}
+
+// waitNoTentative waits until no IPv6 address of dev in namespace ns is
+// tentative (duplicate address detection over), for 10 s at most.
+func waitNoTentative(ctx context.Context, ns, dev string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.CommandContext(ctx, "ip", "-n", ns, "-6", "addr", "show", "dev", dev, "tentative").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("lab: ip -n %s -6 addr show dev %s tentative: %v: %s", ns, dev, err, out)
+		}
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %s in %s keeps tentative IPv6 addresses:\n%s", dev, ns, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // vtep is gateway gw's VTEP address in this lab.
