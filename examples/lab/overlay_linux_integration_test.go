@@ -69,8 +69,8 @@ func testVXLANGateways(t *testing.T, v6 bool) {
 	// The first frames toward each VTEP waited for its MAC, if they had
 	// to: none was lost.
 	for _, d := range ds {
-		if drops := overlayDrops(t, d); drops["no-neighbor"] != 0 {
-			t.Errorf("gateway %s lost %d frames for want of the remote VTEP's MAC", d.GW.Name, drops["no-neighbor"])
+		if n := uplinkDrops(t, d)["overlay no-neighbor"]; n != 0 {
+			t.Errorf("gateway %s lost %d frames for want of the remote VTEP's MAC", d.GW.Name, n)
 		}
 	}
 	w, err := AnalyzeWith(ctx, files, sas, true)
@@ -364,26 +364,9 @@ func TestIntegrationVXLANHoldsFramesForVTEP(t *testing.T) {
 		}
 		got[string(buf[:k])] = true
 	}
-	if drops := overlayDrops(t, ds[0]); len(got) != n || drops["no-neighbor"] != 0 {
+	if drops := uplinkDrops(t, ds[0]); len(got) != n || drops["overlay no-neighbor"] != 0 {
 		neigh, _ := Exec(ctx, l.Gateways[0].NS, "ip", "-6", "neigh", "show", "dev", l.Gateways[0].Uplink)
 		t.Fatalf("acme-b received %d of the %d datagrams sent while b's VTEP was unresolved (%v); gateway a's overlay drops %v; a's neighbours:\n%s",
 			len(got), n, got, drops, neigh)
 	}
-}
-
-// overlayDrops returns the overlay's drops by reason from `vifsec stats
-// --uplink`.
-func overlayDrops(t *testing.T, d *Daemon) map[string]uint64 {
-	t.Helper()
-	out, err := d.CLI(context.Background(), "--format", "json", "stats", "--uplink")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var us struct {
-		OverlayDrops map[string]uint64 `json:"overlay_drops"`
-	}
-	if err := json.Unmarshal([]byte(out), &us); err != nil {
-		t.Fatalf("stats --uplink: %v: %s", err, out)
-	}
-	return us.OverlayDrops
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -447,5 +448,63 @@ func TestOverlayHoldAllocs(t *testing.T) {
 	}
 	if r.e.OverlayStats.NoNeighbor.Load() == 0 {
 		t.Fatal("the hold never overflowed: the test did not hold frames")
+	}
+}
+
+// stallPort is an uplink whose WriteBatch blocks until release is closed;
+// entered is closed when a write first blocks.
+type stallPort struct {
+	entered, release, closed chan struct{}
+	once                     sync.Once
+}
+
+func (p *stallPort) Name() string { return "stall" }
+func (p *stallPort) Close() error {
+	select {
+	case <-p.closed:
+	default:
+		close(p.closed)
+	}
+	return nil
+}
+func (p *stallPort) ReadBatch([][]byte, []int, []vif.Meta, int) (int, error) {
+	<-p.closed
+	return 0, vif.ErrClosed
+}
+func (p *stallPort) WriteBatch(frames [][]byte) (int, error) {
+	p.once.Do(func() { close(p.entered) })
+	<-p.release
+	return len(frames), nil
+}
+
+// TestQuiesceWaitsForBatch: Quiesce does not return while a worker is
+// still sending a batch it began with the old table, and returns once it
+// is done.
+func TestQuiesceWaitsForBatch(t *testing.T) {
+	e := New(sa.NewDB(0), nil)
+	guest, host := viftest.Pair("guest", "vif", 16)
+	up := &stallPort{entered: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
+	e.Update([]VM{{Name: "vm", Port: host, MAC: macA1, DefaultAction: tenant.ActionNone}})
+	e.SetUplink(up, 0)
+	defer e.Close()
+	e.Quiesce() // nothing under way: returns
+	guest.WriteBatch([][]byte{frame(macB1, macA1, satest.V6A, satest.V6B, 100)})
+	select {
+	case <-up.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the frame never reached the uplink")
+	}
+	done := make(chan struct{})
+	go func() { e.Quiesce(); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("Quiesce returned while a worker was in the middle of a batch")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(up.release)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Quiesce did not return after the batch ended")
 	}
 }
