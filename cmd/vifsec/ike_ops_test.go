@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
+	apiserver "github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 )
@@ -35,7 +36,7 @@ func newCLIRig(t *testing.T) *cliRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: api.NewHandler(d, nil, "test")}
+	srv := &http.Server{Handler: apiserver.NewHandler(d, nil, "test")}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return &cliRig{t: t, d: d, sock: sock}

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // uplinkFlag reads --uplink: true (also given bare) or false.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // TestIntegrationFleetIKEMove: VM web (host b) and VM db (host c) protect

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // Pre-shared keys of the two tenants: different on purpose.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // Pre-shared keys of the underlay IKE policies: one per tenant, different.

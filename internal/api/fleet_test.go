@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"errors"
+	wire "github.com/vifsec/vifsec/api"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,15 +53,23 @@ func TestFleetHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &fakeFleet{d: d}
-	srv := httptest.NewServer(NewFleetHandler(f, nil, "test"))
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(NewFleetHandler(f, nil, "test"))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	defer srv.Close()
-	c := NewClient("unused")
-	c.hc = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "tcp", srv.Listener.Addr().String())
+	c := wire.NewClient(sock)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
 	do := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequest(method, "http://vifsecd"+path, strings.NewReader(body))
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,8 +130,8 @@ func TestFleetHandler(t *testing.T) {
 		})
 	}
 	// The client's ForHost adds ?host= without touching the base client.
-	hc := c.ForHost("b")
-	if _, err := hc.SAs(context.Background()); err != nil {
+	ch := c.ForHost("b")
+	if _, err := ch.SAs(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if f.hosts[len(f.hosts)-1] != "b" {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	wire "github.com/vifsec/vifsec/api"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -30,7 +31,7 @@ func TestStatsDataPathCounters(t *testing.T) {
 	srv := &http.Server{Handler: NewHandler(d, nil, "test")}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	c := NewClient(sock)
+	c := wire.NewClient(sock)
 	t.Cleanup(c.Close)
 	ctx := context.Background()
 
@@ -43,10 +44,10 @@ func TestStatsDataPathCounters(t *testing.T) {
 		t.Fatalf("uplink stats with no data path: %+v", u)
 	}
 
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.AttachVM(ctx, VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:00:00:01"}); err != nil {
+	if _, err := c.AttachVM(ctx, wire.VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:00:00:01"}); err != nil {
 		t.Fatal(err)
 	}
 	vc := d.Snapshot().VMs[0].Counters
@@ -69,7 +70,7 @@ func TestStatsDataPathCounters(t *testing.T) {
 	e.OverlayStats.Unprotected.Add(16)
 
 	var raw []map[string]any
-	if err := c.get(ctx, "/stats", &raw); err != nil || len(raw) != 1 {
+	if err := c.Do(ctx, http.MethodGet, "/v1/stats", nil, &raw); err != nil || len(raw) != 1 {
 		t.Fatalf("GET /v1/stats: %v %v", raw, err)
 	}
 	for k, want := range map[string]float64{"packets_in": 1, "ike_in": 3, "ike_out": 4, "neighbor_requests": 5, "neighbors_learned": 6} {
@@ -84,7 +85,7 @@ func TestStatsDataPathCounters(t *testing.T) {
 	}
 
 	var rawUp map[string]any
-	if err := c.get(ctx, "/stats/uplink", &rawUp); err != nil {
+	if err := c.Do(ctx, http.MethodGet, "/v1/stats/uplink", nil, &rawUp); err != nil {
 		t.Fatal(err)
 	}
 	wantUp := map[string]any{"frames_in": 100.0, "tx_errors": 0.0,

@@ -1,10 +1,8 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 )
 
 // putVM is PUT /v1/vms/NAME (ext): attach the VM, or move an attached VM
@@ -27,10 +25,4 @@ func (s *server) putVM(w http.ResponseWriter, r *http.Request) {
 		_, err = s.d.RebindVM(v)
 		return nil, err
 	})
-}
-
-// PutVM attaches the VM r describes, or moves the attached VM of that name
-// and the same origin to r's device (PUT /v1/vms/NAME). It is idempotent.
-func (c *Client) PutVM(ctx context.Context, r VMAttachRequest) (Added, error) {
-	return c.send(ctx, http.MethodPut, "/vms/"+url.PathEscape(r.VM), r)
 }

@@ -265,3 +265,14 @@ func (c *Client) IPsecSAs(ctx context.Context, tenantName string) (out []IPsecSA
 	}
 	return out, c.get(ctx, p, &out)
 }
+
+// PutVM attaches the VM r describes, or moves the attached VM of that name
+// and the same origin to r's device (PUT /v1/vms/NAME). It is idempotent.
+func (c *Client) PutVM(ctx context.Context, r VMAttachRequest) (Added, error) {
+	return c.send(ctx, http.MethodPut, "/vms/"+url.PathEscape(r.VM), r)
+}
+
+// UplinkStats is `vifsec stats --uplink`.
+func (c *Client) UplinkStats(ctx context.Context) (out UplinkStats, err error) {
+	return out, c.get(ctx, "/stats/uplink", &out)
+}
