@@ -128,8 +128,8 @@ type ConfigModifyRequest struct {
 type Error struct {
 	// Status is the HTTP status; not part of the body.
 	Status int `json:"-"`
-	// Code is one of invalid, not_found, exists, in_use, bad_request,
-	// internal.
+	// Code is one of the Code* constants (errors.go): stable, for
+	// programs to branch on.
 	Code string `json:"code"`
 	// Message is for the operator; it names the CLI flag at fault and
 	// what it accepts. It may span several lines, one per problem.

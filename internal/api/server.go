@@ -58,6 +58,7 @@ func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler
 	mux.HandleFunc("GET "+p+"/stats/uplink", s.getUplinkStats) // stats.go
 	mux.HandleFunc("GET "+p+"/ipsecsa", s.listIPsecSAs)
 	mux.HandleFunc("GET "+p+"/offload", s.listOffloads)
+	s.getRoutes(mux, p) // get.go
 	s.ikeRoutes(mux, p) // ike.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "bad_request",
@@ -148,11 +149,15 @@ func (s *server) getVersion(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listTenants(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.tenants())
+}
+
+func (s *server) tenants() []Tenant {
 	out := []Tenant{}
 	for _, t := range s.d.Tenants() {
 		out = append(out, Tenant{Name: t.Name, VNI: t.VNI, DefaultAction: t.DefaultAction.String()})
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) addTenant(w http.ResponseWriter, r *http.Request) {
@@ -180,6 +185,10 @@ func VMOf(v tenant.VM) VM {
 }
 
 func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.vms())
+}
+
+func (s *server) vms() []VM {
 	out := []VM{}
 	st, mtu := s.d.VIFStatus(), s.d.VMMTUs()
 	for _, v := range s.d.VMs() {
@@ -188,7 +197,7 @@ func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
 		vm.MTU = mtu[v.Name]
 		out = append(out, vm)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) attachVM(w http.ResponseWriter, r *http.Request) {
@@ -273,11 +282,15 @@ func saState(info daemon.SAInfo) string {
 }
 
 func (s *server) listSAs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.sas())
+}
+
+func (s *server) sas() []SA {
 	out := []SA{}
 	for _, info := range s.d.SAs() {
 		out = append(out, SAOf(info))
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) addSA(w http.ResponseWriter, r *http.Request) {
@@ -341,6 +354,10 @@ func SPOf(info daemon.SPInfo) SP {
 }
 
 func (s *server) listSPs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.sps())
+}
+
+func (s *server) sps() []SP {
 	out := []SP{}
 	for _, info := range s.d.SPs() {
 		out = append(out, SPOf(info))
@@ -350,7 +367,7 @@ func (s *server) listSPs(w http.ResponseWriter, r *http.Request) {
 		sp.Owner = "ike"
 		out = append(out, sp)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) addSP(w http.ResponseWriter, r *http.Request) {
