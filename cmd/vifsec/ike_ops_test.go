@@ -128,7 +128,7 @@ func TestCLIPolicyRekey(t *testing.T) {
 	if len(asked) != 2 || asked[0] || !asked[1] {
 		t.Errorf("engine asked %v, want child then IKE", asked)
 	}
-	if code, _, errOut := r.vifsec("", "policy", "rekey", "--tenant", "t1", "--name", "nosuch"); code != exitRejected || !strings.Contains(errOut, "--name") {
+	if code, _, errOut := r.vifsec("", "policy", "rekey", "--tenant", "t1", "--name", "nosuch"); code != exitNotFound || !strings.Contains(errOut, "--name") {
 		t.Errorf("unknown policy: exit %d, %q", code, errOut)
 	}
 	if code, _, _ := r.vifsec("", "policy", "rekey", "--tenant", "t1"); code != exitUsage {

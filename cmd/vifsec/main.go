@@ -29,6 +29,8 @@ const (
 	exitRejected    = 1
 	exitUsage       = 2
 	exitUnreachable = 3
+	exitNotFound    = 4 // the daemon refused: what the command names does not exist
+	exitExists      = 5 // the daemon refused: the name (SPI, MAC...) is taken
 )
 
 func main() {
@@ -101,18 +103,37 @@ func printHelp(w io.Writer, verbs []*verb) {
 	fmt.Fprintln(w, "Flags are written --flag value or --flag=value. The daemon is found at --socket,")
 	fmt.Fprintln(w, "else $VIFSEC_SOCKET, else "+api.DefaultSocket+". With a fleet store, --host NAME")
 	fmt.Fprintln(w, "makes the command about host NAME's VMs, uplink, SAs and SPs (see vifsec fleet status).")
-	fmt.Fprintln(w, "Exit status: 0 ok, 1 rejected, 2 usage error, 3 daemon unreachable.")
+	fmt.Fprintln(w, "Exit status: 0 ok, 1 rejected, 2 usage error, 3 daemon unreachable, 4 not found,")
+	fmt.Fprintln(w, "5 already exists. With --format json an error is printed on stdout as")
+	fmt.Fprintln(w, `{"error":{"code":"...","message":"..."}}, code one of invalid, bad_request,`)
+	fmt.Fprintln(w, "not_found, exists, in_use, conflict, internal, unavailable, unreachable.")
 }
 
-// fail prints err and returns its exit status.
+// fail prints err and returns its exit status: on stderr, or with
+// --format json as {"error":{"code","message"}} on stdout (the API's
+// error body; code "unreachable" when the daemon could not be reached,
+// "invalid" for input the CLI refused itself).
 func (c *cli) fail(err error) int {
-	var ue *api.UnreachableError
-	if errors.As(err, &ue) {
-		fmt.Fprintln(c.stderr, "vifsec:", err)
-		return exitUnreachable
+	code := api.ErrorCode(err)
+	if code == "" {
+		code = api.CodeInvalid
 	}
-	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintln(c.stderr, "vifsec:", line)
+	if c.format == "json" {
+		c.json(api.ErrorBody{Error: &api.Error{Code: code, Message: err.Error()}})
+	} else if code == api.CodeUnreachable {
+		fmt.Fprintln(c.stderr, "vifsec:", err)
+	} else {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(c.stderr, "vifsec:", line)
+		}
+	}
+	switch code {
+	case api.CodeUnreachable:
+		return exitUnreachable
+	case api.CodeNotFound:
+		return exitNotFound
+	case api.CodeExists:
+		return exitExists
 	}
 	return exitRejected
 }
