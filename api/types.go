@@ -209,13 +209,13 @@ type SA struct {
 	Source              string   `json:"source"`
 	Destination         string   `json:"destination"`
 	Mode                string   `json:"mode"`
-	SPI                 string   `json:"spi"` // 0x-prefixed hex
+	SPI                 SPI      `json:"spi"`
 	Direction           string   `json:"direction"`
 	EncryptionAlgorithm string   `json:"encryption_algorithm"`
 	EncryptionKeyBytes  int      `json:"encryption_key_bytes"`
 	IntegrityAlgorithm  string   `json:"integrity_algorithm"`
 	IntegrityKeyBytes   int      `json:"integrity_key_bytes"`
-	ReplayWindow        int      `json:"replay_window"`
+	ReplayWindow        int      `json:"replay_window"` // in force: the default (1024) when none was given
 	ESN                 bool     `json:"esn"`
 	LifetimeBytes       uint64   `json:"lifetime_bytes"`
 	LifetimeSeconds     uint64   `json:"lifetime_seconds"`
@@ -237,8 +237,8 @@ type SP struct {
 	VM                 string `json:"vm"`
 	Source             string `json:"source"`
 	Destination        string `json:"destination"`
-	SourcePort         string `json:"source_port"`
-	DestinationPort    string `json:"destination_port"`
+	SourcePort         *int   `json:"source_port"`      // null: any
+	DestinationPort    *int   `json:"destination_port"` // null: any
 	UpperLayerProtocol string `json:"upper_layer_protocol"`
 	Direction          string `json:"direction"`
 	Action             string `json:"action"`
@@ -315,7 +315,7 @@ type UplinkStats struct {
 // SAStats is one SA's counters; Direction is in, out or "" if unknown.
 type SAStats struct {
 	Name      string            `json:"name"`
-	SPI       string            `json:"spi"`
+	SPI       SPI               `json:"spi"`
 	Direction string            `json:"direction"`
 	Packets   uint64            `json:"packets"`
 	Bytes     uint64            `json:"bytes"`
@@ -323,9 +323,9 @@ type SAStats struct {
 	State     string            `json:"state"`
 }
 
-// IPsecSA is one row of `vifsec show-ipsecsa`. SPIs are 8 hex digits
-// without 0x, as ONTAP prints them, or "-". An underlay SA has Policy
-// "underlay" and VM "".
+// IPsecSA is one row of `vifsec show-ipsecsa`. SPIs are null when there
+// is none (the CLI prints them as ONTAP does: 8 hex digits without 0x, or
+// -). An underlay SA has Policy "underlay" and VM "".
 type IPsecSA struct {
 	Tenant        string   `json:"tenant"`
 	Policy        string   `json:"policy"`
@@ -334,8 +334,8 @@ type IPsecSA struct {
 	SA            string   `json:"sa"`
 	LocalAddress  string   `json:"local_address"`
 	RemoteAddress string   `json:"remote_address"`
-	InboundSPI    string   `json:"inbound_spi"`
-	OutboundSPI   string   `json:"outbound_spi"`
+	InboundSPI    SPI      `json:"inbound_spi"`
+	OutboundSPI   SPI      `json:"outbound_spi"`
 	State         string   `json:"state"`
 }
 

@@ -386,7 +386,7 @@ func TestIntegrationUnderlaySA(t *testing.T) {
 	for _, s := range sas {
 		byName[s.Name] = s
 	}
-	if u := byName["u1"]; u.VM != "" || u.Tenant != "t1" || u.SPI != fmt.Sprintf("0x%x", spi) || u.MAC != "00:00:00:00:00:00" || u.Direction != "out" {
+	if u := byName["u1"]; u.VM != "" || u.Tenant != "t1" || u.SPI != api.SPI(spi) || u.MAC != "00:00:00:00:00:00" || u.Direction != "out" {
 		t.Errorf("u1 listed as %+v", u)
 	}
 	if v := byName["vmsa"]; v.VM != "vm2" || v.Tenant != "t1" {
@@ -447,7 +447,7 @@ func TestIntegrationKill9Durability(t *testing.T) {
 		reqs[i] = api.SAAddRequest{
 			VM: []string{"vm1", "vm2"}[i%2], SAName: fmt.Sprintf("sa%04d", i),
 			SASource: "2001:db8:1::121", SADestination: fmt.Sprintf("2001:db8:9::%x", i+1), SAMode: "tunnel",
-			SASPI: fmt.Sprintf("0x%x", 0x10000+i), EncryptionAlgorithm: "aes256-gcm",
+			SASPI: fmt.Sprintf("0x%08x", 0x10000+i), EncryptionAlgorithm: "aes256-gcm",
 			EncryptionKey:      fmt.Sprintf("0x%072x", i+1),
 			IntegrityAlgorithm: "none",
 		}
@@ -515,7 +515,7 @@ func TestIntegrationKill9Durability(t *testing.T) {
 	}
 	for _, s := range sas {
 		r, ok := byName[s.Name]
-		if !ok || s.VM != r.VM || s.Destination != r.SADestination || s.SPI != r.SASPI || s.Mode != "tunnel" || s.EncryptionAlgorithm != "aes256-gcm" || s.EncryptionKeyBytes != 36 {
+		if !ok || s.VM != r.VM || s.Destination != r.SADestination || s.SPI.String() != r.SASPI || s.Mode != "tunnel" || s.EncryptionAlgorithm != "aes256-gcm" || s.EncryptionKeyBytes != 36 {
 			t.Errorf("restored SA %+v does not match its request", s)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -218,6 +219,24 @@ func orDash(s string) string {
 }
 
 func joinOrDash(s []string) string { return orDash(strings.Join(s, ",")) }
+
+// portString is a listed selector port as the flag takes it: "any" for
+// null.
+func portString(p *int) string {
+	if p == nil {
+		return "any"
+	}
+	return strconv.Itoa(*p)
+}
+
+// ontapSPI is an SPI as ONTAP's show-ipsecsa prints it: 8 hex digits
+// without 0x, or - for none.
+func ontapSPI(s api.SPI) string {
+	if s == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%08x", uint32(s))
+}
 
 func val(in *invocation, name string) api.Value { return api.Value(in.get(name)) }
 
@@ -471,7 +490,7 @@ func runSAList(c *cli, in *invocation) int {
 	}
 	var rows [][]string
 	for _, s := range sas {
-		rows = append(rows, []string{s.Name, orDash(s.VM), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI,
+		rows = append(rows, []string{s.Name, orDash(s.VM), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI.String(),
 			algWithKey(s.EncryptionAlgorithm, s.EncryptionKeyBytes), algWithKey(s.IntegrityAlgorithm, s.IntegrityKeyBytes),
 			joinOrDash(s.UsedBy), s.State})
 	}
@@ -539,7 +558,7 @@ func runSPList(c *cli, in *invocation) int {
 		if p.SAMissing {
 			sa += " (missing)"
 		}
-		rows = append(rows, []string{p.Name, p.VM, p.Source, p.Destination, p.SourcePort, p.DestinationPort,
+		rows = append(rows, []string{p.Name, p.VM, p.Source, p.Destination, portString(p.SourcePort), portString(p.DestinationPort),
 			p.UpperLayerProtocol, p.Direction, p.Action, orDash(p.Mode), sa})
 	}
 	c.table([]string{"Name", "VM", "Source", "Destination", "Source Port", "Destination Port", "Upper Layer Protocol", "Direction", "Action", "Mode", "SA Name"}, rows)
@@ -611,7 +630,7 @@ func runStats(c *cli, in *invocation) int {
 		vmRows = append(vmRows, []string{v.VM, v.Tenant, fmt.Sprint(v.PacketsIn), fmt.Sprint(v.PacketsOut),
 			fmt.Sprint(v.BytesIn), fmt.Sprint(v.BytesOut), dropsString(v.Drops)})
 		for _, s := range v.SAs {
-			saRows = append(saRows, []string{s.Name, v.VM, s.SPI, orDash(s.Direction), fmt.Sprint(s.Packets), fmt.Sprint(s.Bytes), dropsString(s.Drops), s.State})
+			saRows = append(saRows, []string{s.Name, v.VM, s.SPI.String(), orDash(s.Direction), fmt.Sprint(s.Packets), fmt.Sprint(s.Bytes), dropsString(s.Drops), s.State})
 		}
 	}
 	c.table([]string{"VM", "Tenant", "Packets In", "Packets Out", "Bytes In", "Bytes Out", "Drops"}, vmRows)
@@ -624,6 +643,6 @@ func runShowIPsecSA(c *cli, in *invocation) int {
 	rows, err := c.c.IPsecSAs(c.ctx, in.get("tenant"))
 	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Inbound-SPI", "Outbound-SPI", "State"},
 		func(r api.IPsecSA) []string {
-			return []string{r.Tenant, r.Policy, r.LocalAddress, r.RemoteAddress, r.InboundSPI, r.OutboundSPI, r.State}
+			return []string{r.Tenant, r.Policy, r.LocalAddress, r.RemoteAddress, ontapSPI(r.InboundSPI), ontapSPI(r.OutboundSPI), r.State}
 		})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/replay"
 	"github.com/vifsec/vifsec/tenant"
 )
 
@@ -257,10 +258,10 @@ func SAOf(info daemon.SAInfo) SA {
 	out := SA{
 		Name: c.Name, VM: info.VM, Tenant: info.Tenant, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
 		Source: c.Src.String(), Destination: c.Dst.String(), Mode: c.Mode.String(),
-		SPI: fmt.Sprintf("0x%x", c.SPI), Direction: dirString(info.Dir),
+		SPI: SPI(c.SPI), Direction: dirString(info.Dir),
 		EncryptionAlgorithm: c.Enc.String(), EncryptionKeyBytes: c.Enc.KeyLen(),
 		IntegrityAlgorithm: c.Integ.String(), IntegrityKeyBytes: c.Integ.KeyLen(),
-		ReplayWindow: c.ReplayWindow, ESN: c.ESN,
+		ReplayWindow: effectiveWindow(c.ReplayWindow), ESN: c.ESN,
 		LifetimeBytes: c.Lifetime.Hard.Bytes, LifetimeSeconds: c.Lifetime.Hard.Seconds,
 		UsedBy: append([]string{}, info.UsedBy...), State: saState(info), IKEPolicy: info.IKEPolicy, Refused: info.Refused,
 	}
@@ -343,7 +344,7 @@ func SPOf(info daemon.SPInfo) SP {
 	p := info.Policy
 	out := SP{
 		Name: p.Name, VM: p.VM, Source: p.Src.String(), Destination: p.Dst.String(),
-		SourcePort: p.SrcPort.String(), DestinationPort: p.DstPort.String(),
+		SourcePort: portOf(p.SrcPort), DestinationPort: portOf(p.DstPort),
 		UpperLayerProtocol: p.ULProto.String(), Direction: dirString(p.Direction),
 		Action: p.Action.String(), SAName: p.SAName, SAMissing: info.SAMissing,
 	}
@@ -487,7 +488,7 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 			if x.Expired {
 				state = "expired"
 			}
-			o.SAs = append(o.SAs, SAStats{Name: x.Name, SPI: fmt.Sprintf("0x%x", x.SPI), Direction: dirString(x.Dir),
+			o.SAs = append(o.SAs, SAStats{Name: x.Name, SPI: SPI(x.SPI), Direction: dirString(x.Dir),
 				Packets: x.Packets, Bytes: x.Bytes, Drops: dropMap(&x.Drops), State: state})
 		}
 		out = append(out, o)
@@ -495,11 +496,23 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func ontapSPI(v uint32) string {
-	if v == 0 {
-		return "-"
+// effectiveWindow is the replay window an SA runs with: 0 means the
+// default.
+func effectiveWindow(w int) int {
+	if w == 0 {
+		return replay.DefaultSize
 	}
-	return fmt.Sprintf("%08x", v)
+	return w
+}
+
+// portOf is a selector's port for listing: nil for any.
+func portOf(p tenant.Port) *int {
+	n, ok := p.Number()
+	if !ok {
+		return nil
+	}
+	v := int(n)
+	return &v
 }
 
 func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
@@ -512,7 +525,7 @@ func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
 	for _, x := range rows {
 		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: ipsecSAPolicy(x), Policies: append([]string{}, x.Policies...),
 			VM: x.VM, SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
-			InboundSPI: ontapSPI(x.InboundSPI), OutboundSPI: ontapSPI(x.OutboundSPI), State: x.State})
+			InboundSPI: SPI(x.InboundSPI), OutboundSPI: SPI(x.OutboundSPI), State: x.State})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

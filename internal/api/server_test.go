@@ -38,7 +38,7 @@ func TestAPIRoundTrip(t *testing.T) {
 		t.Fatalf("SAs = %v, %v", sas, err)
 	}
 	s := sas[0]
-	if s.SPI != "0x1000" || s.EncryptionKeyBytes != 24 || s.IntegrityKeyBytes != 20 || s.MAC != "52:54:00:ab:cd:ef" || s.VLAN != 10 || s.State != "idle" {
+	if s.SPI != 0x1000 || s.ReplayWindow != 1024 || s.EncryptionKeyBytes != 24 || s.IntegrityKeyBytes != 20 || s.MAC != "52:54:00:ab:cd:ef" || s.VLAN != 10 || s.State != "idle" {
 		t.Errorf("listed SA %+v", s)
 	}
 	_, err = c.AddSP(ctx, wire.SPAddRequest{VM: "vm1", SPSource: "2001:db8:1::/64", SPDestination: "2002:db8:1::/64",
@@ -204,11 +204,11 @@ func TestAPIUnderlay(t *testing.T) {
 	}
 	s := sas[0]
 	if s.VM != "" || s.Tenant != "t1" || s.MAC != "00:00:00:00:00:00" || s.VLAN != 0 || s.Direction != "out" || s.State != "installed" ||
-		!strings.Contains(a.Warnings[0], "SPI 0x"+strings.Repeat("0", 10-len(s.SPI))+s.SPI[2:]) {
+		!strings.Contains(a.Warnings[0], "SPI "+s.SPI.String()) {
 		t.Errorf("listed underlay SA %+v (warning %q)", s, a.Warnings[0])
 	}
 	// The same explicit SPI is refused, naming --sa-spi.
-	req.SAName, req.SASPI = "u2", s.SPI
+	req.SAName, req.SASPI = "u2", s.SPI.String()
 	_, err = c.AddSA(ctx, wire.SAAddRequest(req))
 	if !errors.As(err, &ae) || ae.Code != "exists" || !strings.Contains(ae.Message, "--sa-spi") {
 		t.Errorf("duplicate underlay SPI: %v", err)

@@ -30,6 +30,7 @@ type (
 	SA                       = wire.SA
 	SAStats                  = wire.SAStats
 	SP                       = wire.SP
+	SPI                      = wire.SPI
 	Stats                    = wire.Stats
 	Tenant                   = wire.Tenant
 	Unprotected              = wire.Unprotected
