@@ -156,7 +156,7 @@ func buildOpenAPI() map[string]any {
 		}
 		op["responses"] = map[string]any{
 			fmt.Sprint(r.status): map[string]any{"description": "success", "content": map[string]any{"application/json": map[string]any{"schema": schemaOf(reflect.TypeOf(r.resp), comps)}}},
-			"default":             map[string]any{"description": "refused: code is stable (invalid, bad_request, not_found, exists, in_use, conflict, internal, unavailable)", "content": map[string]any{"application/json": map[string]any{"schema": errBody}}},
+			"default":            map[string]any{"description": "refused: code is stable (invalid, bad_request, not_found, exists, in_use, conflict, internal, unavailable)", "content": map[string]any{"application/json": map[string]any{"schema": errBody}}},
 		}
 		item, _ := paths[r.path].(map[string]any)
 		if item == nil {
