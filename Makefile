@@ -22,7 +22,7 @@ DESTDIR ?=
 ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB := $(BIN)/vifsec_$(VERSION)_$(ARCH).deb
 # Debian packages the tests, the lab and the demo use.
-APT_PKGS := iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
+APT_PKGS := prometheus iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 \
   etcd-server zsh man-db
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -100,7 +100,8 @@ bench-sadb: deps
 bench-e2e: build
 	$(GO) run ./examples/lab/bench-e2e
 
-# bench-ike: IKE SA setups/s (x25519+PSK, ecp256+ECDSA certificates) in memory
+# bench-ike: IKE SA setups/s and IKE bytes per setup (x25519+PSK, the same with
+# an additional ML-KEM-768 exchange, ecp256+ECDSA certificates) in memory
 # and between two network namespaces over a veth pair (root; else loopback),
 # and heap per IKE SA (~1 min).
 bench-ike: deps

@@ -212,6 +212,8 @@ type IKESA struct {
 	Initiator     bool   `json:"initiator"`
 	State         string `json:"state"`
 	Suite         string `json:"suite"`
+	KeyExchanges  string `json:"key_exchanges"` // e.g. curve25519+mlkem768
+	PPK           bool   `json:"ppk"`           // keys mixed with a post-quantum preshared key (RFC 8784)
 	LocalIdentity string `json:"local_identity"`
 	RemoteID      string `json:"remote_identity"`
 	NAT           bool   `json:"nat"`

@@ -11,7 +11,7 @@
 //   - overlay/entropy: the outer UDP source port: a keyed hash of the inner
 //     flow (the 5-tuple for clear IP; addresses, SPI and VNI for ESP and
 //     AH) so that underlay ECMP and RSS spread encrypted tenant traffic as
-//     well as clear traffic (seed 004, issue 5).
+//     well as clear traffic.
 //
 // # Where it sits
 //

@@ -74,7 +74,7 @@ func (a EncAlg) Align() int { return a.info().align }
 // IsAEAD reports a combined-mode cipher (integrity must be none).
 func (a EncAlg) IsAEAD() bool { return a.info().aead }
 
-// Deprecated reports an algorithm kept for the seeds' peers only (RFC 8221).
+// Deprecated reports an algorithm kept for ESXi examples' peers only (RFC 8221).
 func (a EncAlg) Deprecated() bool { return a.info().deprecated }
 
 // IKEID is the IKEv2 ENCR transform ID (RFC 7296 §3.3.2).
@@ -215,7 +215,7 @@ func CheckIntegKey(integ IntegAlg, key []byte) error {
 	return fmt.Errorf("%s needs a %d-byte key (%d hex digits), got %d bytes", integ, want, 2*want, len(key))
 }
 
-// ParseKey parses a key as the seeds write it: "0x" followed by hex digits
+// ParseKey parses a key as esxcli takes it: "0x" followed by hex digits
 // (either case), or otherwise ASCII text taken byte for byte
 // (esxcli: "as ASCII text, or as a hexadecimal number prefixed with 0x").
 func ParseKey(s string) ([]byte, error) {

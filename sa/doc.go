@@ -6,7 +6,7 @@
 // # Keying
 //
 // An SA belongs to one VM interface, identified by its Scope (VLAN, MAC).
-// The database key is Key{Scope, SPI}: SPI numbering is per VM (seed 004),
+// The database key is Key{Scope, SPI}: SPI numbering is per VM (ARCHITECTURE.md),
 // so two tenants may both use SPI 0x1000 and still get two different SAs.
 // Inbound ESP is looked up by that key; outbound traffic reaches its SA by
 // reference from a policy, never by lookup.

@@ -25,7 +25,7 @@ const (
 // result's Addr with the address it was given.
 //
 // When the input is close to a valid prefix, the error suggests the
-// rewrite: seed 000's 2001:0DB8:0001:/48 (a single trailing colon) is
+// rewrite: an ESXi documentation example's 2001:0DB8:0001:/48 (a single trailing colon) is
 // refused with "…; write ADDR/LEN, e.g. 2001:db8:1::/48".
 func ParsePrefix(s string) (netip.Prefix, error) {
 	addr, bits, hasBits := strings.Cut(s, "/")

@@ -307,6 +307,29 @@ func liveTarget(t *testing.T, name string) (uuid, dev string) {
 	return "", ""
 }
 
+// logListLive logs how long one ListLive (connect, authenticate, open,
+// list the running domains, read each one's XML, close) takes against
+// the real libvirtd: ten calls, for information, not as an assertion.
+func logListLive(t *testing.T) {
+	t.Helper()
+	var total, worst time.Duration
+	n := 0
+	for range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		doms, _, err := libvirt.ListLive(ctx, []string{roSocket}, libvirt.DefaultURI)
+		d := time.Since(start)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n = len(doms)
+		total += d
+		worst = max(worst, d)
+	}
+	t.Logf("ListLive against libvirtd (%d running domains): mean %v, max %v over 10 calls", n, total/10, worst)
+}
+
 func findVM(t *testing.T, c *api.Client, name string) (api.VM, bool) {
 	t.Helper()
 	vms, err := c.VMs(context.Background())
@@ -420,6 +443,7 @@ func TestIntegrationLibvirt(t *testing.T) {
 	mustVirsh(t, "start", "--paused", dom1)
 	t.Logf("virsh start took %v", time.Since(startT))
 	uuid1, dev1 := liveTarget(t, dom1)
+	logListLive(t)
 	if !strings.HasPrefix(dev1, "vnet") {
 		t.Fatalf("target dev %q, want vnetN", dev1)
 	}

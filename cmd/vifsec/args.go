@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// The argument parser. It accepts what the seeds write: --flag value and
+// The argument parser. It accepts what ESXi's and ONTAP's examples write: --flag value and
 // --flag=value; also -flag (ONTAP's spelling). Global flags (--socket,
 // --format) may appear anywhere. Verb words come first, then the verb's
 // flags. It knows syntax only: values are checked by the daemon, whose

@@ -224,7 +224,7 @@ func TestIntegrationSeedsAndRefusals(t *testing.T) {
 	for _, want := range []string{
 		`vifsec_build_info{goversion=`,
 		`vifsec_ipsec_enabled 0`,
-		`vifsec_sa_packets_total{direction="out",sa="sa_2",spi="0x1000",tenant="t1",vm="vm1"} 0`,
+		`vifsec_sa_packets_total{direction="out",sa="sa_2",tenant="t1",vm="vm1"} 0`,
 		`vifsec_vm_packets_total{direction="in",tenant="t1",vm="vm1"} 0`,
 		`vifsec_vm_drops_total{reason="replay",tenant="t1",vm="vm2"} 0`,
 		`vifsec_objects{kind="sa"} 2`,

@@ -107,7 +107,7 @@ func TestIntegrationIKEConfig(t *testing.T) {
 		t.Errorf("sp list lacks the waiting SPs of test34:\n%s", out)
 	}
 	// Column headers as docs/cli.md gives them.
-	if out := e.ok("show-ikesa").stdout; !regexp.MustCompile(`^Tenant +Policy +Local-Address +Remote-Address +Initiator-SPI +State\n`).MatchString(out) {
+	if out := e.ok("show-ikesa").stdout; !regexp.MustCompile(`^Tenant +Policy +Local-Address +Remote-Address +Initiator-SPI +State +Key-Exchanges +PPK\n`).MatchString(out) {
 		t.Errorf("show-ikesa header:\n%s", out)
 	}
 	if out := e.ok("show-ipsecsa").stdout; !regexp.MustCompile(`^Tenant +Policy +Local-Address +Remote-Address +Inbound-SPI +Outbound-SPI +State\n`).MatchString(out) {

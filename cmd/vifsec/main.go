@@ -288,7 +288,7 @@ func verbTable() []*verb {
 		{words: []string{"sp", "list"}, aliases: [][]string{{"list"}}, usage: "sp list   (also: vifsec list)", run: runSPList},
 		{words: []string{"sp", "remove"}, aliases: [][]string{{"remove"}}, flags: []flagDef{opt("sp-name"), boolean("removeall")},
 			oneOf: []string{"sp-name", "removeall"}, synonyms: map[string]string{"remove-all": "removeall"},
-			hints: map[string]string{"sa-name": "an SP is removed by --sp-name NAME (seed 002 writes --sa-name there by mistake)"},
+			hints: map[string]string{"sa-name": "an SP is removed by --sp-name NAME (an ESXi example writes --sa-name there by mistake)"},
 			usage: "sp remove --sp-name NAME | --removeall   (also: vifsec remove)", run: runSPRemove},
 		{words: []string{"config", "show"}, usage: "config show", run: runConfigShow},
 		{words: []string{"config", "modify"}, flags: []flagDef{req("is-enabled")}, usage: "config modify --is-enabled true|false", run: runConfigModify},

@@ -19,7 +19,7 @@ import (
 // ESP. Each charon runs in a network namespace and in its own mount
 // namespace, where a private directory is bind-mounted over /var/run (pid
 // file, vici socket) and over /etc/swanctl (config); STRONGSWAN_CONF points
-// at a private strongswan.conf. See ../shared/lab/strongswan-peer.md.
+// at a private strongswan.conf.
 //
 // strongSwan 5.9.8 (Debian 12) libipsec always negotiates UDP
 // encapsulation: the Child SA is ESP-in-UDP on port 4500 ("TUNNEL-in-UDP"),
@@ -34,8 +34,8 @@ const TunDevice = "ipsec0"
 // CharonPath is the charon binary Debian's strongswan-charon installs.
 const CharonPath = "/usr/lib/ipsec/charon"
 
-// CharonPlugins are the plugins charon loads by default, as in
-// ../shared/lab/strongswan-peer.md; kdf is required for IKEv2 key derivation
+// CharonPlugins are the plugins charon loads: its defaults that a lab
+// needs, in load order; kdf is required for IKEv2 key derivation
 // in 5.9.x, openssl brings chacha20poly1305, x25519 and ecp.
 const CharonPlugins = "random nonce kdf aes sha1 sha2 hmac gcm pem pkcs1 x509 revocation constraints pubkey openssl kernel-libipsec kernel-netlink socket-default vici updown"
 

@@ -21,8 +21,8 @@ import (
 )
 
 // docs/openapi.json describes the API. It is written from the table below
-// and the wire types (go test -run TestOpenAPIDocument -update-openapi
-// ./internal/api), and checked against the server: its routes are the
+// and the wire types (go test ./internal/api -run TestOpenAPIDocument
+// -args -update-openapi), and checked against the server: its routes are the
 // routes the server registers, and real answers carry exactly the
 // documented properties.
 
@@ -190,7 +190,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != string(want) {
-		t.Errorf("%s is not what the route table and the wire types say; run go test -run TestOpenAPIDocument -update-openapi ./internal/api", openAPIPath)
+		t.Errorf("%s is not what the route table and the wire types say; run go test ./internal/api -run TestOpenAPIDocument -args -update-openapi", openAPIPath)
 	}
 }
 

@@ -58,7 +58,9 @@ type UplinkCounts struct {
 // OverlayCounts is a copy of Engine.OverlayStats.
 type OverlayCounts struct {
 	// NoRemote: a VM's unicast for a MAC the VNI's FDB does not name;
-	// NoNeighbor: the remote VTEP's next hop is not resolved yet;
+	// NoNeighbor: the remote VTEP's next hop was not resolved while the
+	// frame waited (datapath.NeighborHoldTime), or the frame did not fit
+	// the hold;
 	// EncapErrors and DecapErrors: VXLAN that could not be built or
 	// parsed; UnderlayNoSA: ESP for the local VTEP with no underlay SA;
 	// Unprotected: plain VXLAN while the underlay must be protected.

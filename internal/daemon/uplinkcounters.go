@@ -29,7 +29,7 @@ const (
 	ReasonUnknownDest  = "unknown-destination" // unicast for a MAC that is no VM of ours
 	ReasonMalformed    = "malformed"           // too short, bad VLAN tag or virtio-net header
 	ReasonNoFDBEntry   = "no-fdb-entry"        // a VM's unicast for a MAC its VNI's FDB does not name
-	ReasonNoNeighbor   = "no-neighbor"         // the remote VTEP's next hop is not resolved yet
+	ReasonNoNeighbor   = "no-neighbor"         // the remote VTEP's next hop was not resolved while the frame waited
 	ReasonEncapError   = "encap-error"         // VXLAN could not be built
 	ReasonDecapError   = "decap-error"         // VXLAN for the local VTEP could not be parsed
 	ReasonUnderlayNoSA = "underlay-no-sa"      // ESP for the local VTEP with no underlay SA

@@ -1,4 +1,4 @@
-// Package datapath is the per-packet pipeline of ARCHITECTURE.md, assembled
+// Package datapath is the per-packet pipeline (ARCHITECTURE.md), assembled
 // from vif, tenant and sa/esp: frames a VM sends are classified against its
 // outbound SPD and leave on the uplink clear, encrypted or not at all;
 // frames from the uplink are demultiplexed by (vlan, dst mac), ESP is

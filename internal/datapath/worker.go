@@ -3,6 +3,7 @@ package datapath
 import (
 	"encoding/binary"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/vifsec/vifsec/offload"
@@ -88,6 +89,9 @@ type worker struct {
 	fragmenting bool // w.seg holds fragments being sent
 	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
 
+	// batches counts batch starts and ends: odd while one runs.
+	batches atomic.Uint64
+
 	// Uplink worker only: the pending ingress-coalescing run.
 	co coalescer
 	// Coalesced counts segments merged into super-frames (read by tests).
@@ -165,6 +169,8 @@ func (w *worker) run() {
 
 // batch processes n frames just read and sends what they produced.
 func (w *worker) batch(n int) {
+	w.batches.Add(1) // odd: in a batch (Engine.Quiesce)
+	defer w.batches.Add(1)
 	snap := w.e.snap.Load()
 	for i := 0; i < n; i++ {
 		switch {

@@ -8,6 +8,11 @@
 // The hook (cmd/vifsec-hook) uses only the XML side: a libvirt hook must
 // never call back into libvirt, which waits for it. The RPC client is for
 // the daemon's periodic reconciliation, which runs outside any hook.
+// It is vifsec's own rather than github.com/digitalocean/go-libvirt, which
+// cannot ask for a read-only connection and does not bound the messages
+// it reads (the README's libvirt section gives the measurements): this
+// one sends VIR_CONNECT_RO, bounds every length it reads before
+// allocating, and ends each call when its context does.
 //
 // It must not hold daemon state or validate VM fields beyond what the XML
 // says: the daemon does.

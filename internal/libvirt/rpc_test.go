@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -262,4 +263,87 @@ func FuzzDecodeDomainList(f *testing.F) {
 			t.Fatal("error without a message")
 		}
 	})
+}
+
+// rawLibvirt accepts connections on a unix socket; on each it reads the
+// first call, writes answer (if any) and then closes the connection if
+// hangup, else holds it open until the client closes it.
+func rawLibvirt(t *testing.T, answer []byte, hangup bool) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "libvirt-sock-ro")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, _, err := readMessage(c); err != nil {
+					return
+				}
+				if answer != nil {
+					c.Write(answer)
+				}
+				if !hangup {
+					io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}()
+	return sock
+}
+
+// TestListLiveMalformedReply holds the client to bounds on what the peer
+// on the socket sends: a message shorter than its header or longer than
+// libvirt's maximum is an error of the call (github.com/digitalocean/
+// go-libvirt, at the version tried, panics in its reader goroutine on the
+// first, which ends the daemon, and allocates the second whole).
+func TestListLiveMalformedReply(t *testing.T) {
+	header := message(procAuthList, msgReply, 1, statusOK, nil)[4:]
+	for _, tc := range []struct {
+		name   string
+		answer []byte
+		want   string
+	}{
+		{"length below the header", append(binary.BigEndian.AppendUint32(nil, 8), header...), "outside"},
+		{"length above the maximum", append(binary.BigEndian.AppendUint32(nil, 0xffffffff), header...), "outside"},
+		{"hang-up mid-message", binary.BigEndian.AppendUint32(nil, 1000), "cut short"},
+		{"hang-up without answer", nil, "EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := rawLibvirt(t, tc.answer, true)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, _, err := ListLive(ctx, []string{sock}, DefaultURI)
+			if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ListLive = %v, want an error saying %q before the deadline", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestListLiveCancel(t *testing.T) {
+	sock := rawLibvirt(t, nil, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := ListLive(ctx, []string{sock}, DefaultURI)
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // usually waiting for the reply by now; either way it must end
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("ListLive after cancel = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ListLive still waits 5 s after its context was cancelled")
+	}
 }

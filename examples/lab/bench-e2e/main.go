@@ -21,7 +21,7 @@
 //     The TUN's MTU is the guest's eth0 MTU less that overhead, capped at
 //     the 1400 libipsec reads with; TUN has no TSO, so the inner TCP runs
 //     MTU-sized segments whatever eth0 offers.
-//     Charon loads ../shared/lab's plugin list, in which the portable-C aes
+//     Charon loads CharonPlugins (strongswan_linux.go), in which the portable-C aes
 //     and gcm plugins win over openssl;
 //  6. strongswan-openssl: (5) with openssl (AES-NI) first, the strongSwan
 //     an operator who cares about speed would run.
@@ -82,7 +82,7 @@ const groOff = "-gro-off"
 // overVXLAN marks a case run over the VXLAN underlay (ESP inside VXLAN).
 const overVXLAN = "-vxlan"
 
-// strongswan runs charon with ../shared/lab's plugin list, where the aes and
+// strongswan runs charon with CharonPlugins, where the aes and
 // gcm plugins (portable C, no AES-NI) come before openssl and so do ESP's
 // AES-GCM; strongswan-openssl puts openssl (AES-NI) first.
 var swPlugins = map[string]string{
@@ -425,7 +425,7 @@ func (bn *bench) strongswan(name string) *result {
 	if strings.Contains(sas, "in-UDP") {
 		encap = "ESP-in-UDP (NAT-T, port 4500)"
 	}
-	impl := "aes+gcm plugins (C, no AES-NI) as in shared/lab"
+	impl := "aes+gcm plugins (C, no AES-NI) as in CharonPlugins"
 	if c == "strongswan-openssl" {
 		impl = "openssl plugin first (AES-NI)"
 	}
