@@ -46,3 +46,24 @@ func (s *SPI) UnmarshalJSON(b []byte) error {
 	*s = SPI(v)
 	return nil
 }
+
+// NullString is a response field that may have no value: "" in Go, null in
+// JSON (never "" or "-").
+type NullString string
+
+// MarshalJSON writes the string, or null for "".
+func (s NullString) MarshalJSON() ([]byte, error) {
+	if s == "" {
+		return []byte("null"), nil
+	}
+	return json.Marshal(string(s))
+}
+
+// UnmarshalJSON reads a string or null.
+func (s *NullString) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*s = ""
+		return nil
+	}
+	return json.Unmarshal(b, (*string)(s))
+}

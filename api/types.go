@@ -201,26 +201,26 @@ type FDBEntry struct {
 // underlay SA has VM "" (vlan 0, mac 00:00:00:00:00:00); Tenant is the
 // underlay SA's tenant, or the tenant of the SA's VM.
 type SA struct {
-	Name                string   `json:"name"`
-	VM                  string   `json:"vm"`
-	Tenant              string   `json:"tenant"`
-	VLAN                uint16   `json:"vlan"`
-	MAC                 string   `json:"mac"`
-	Source              string   `json:"source"`
-	Destination         string   `json:"destination"`
-	Mode                string   `json:"mode"`
-	SPI                 SPI      `json:"spi"`
-	Direction           string   `json:"direction"`
-	EncryptionAlgorithm string   `json:"encryption_algorithm"`
-	EncryptionKeyBytes  int      `json:"encryption_key_bytes"`
-	IntegrityAlgorithm  string   `json:"integrity_algorithm"`
-	IntegrityKeyBytes   int      `json:"integrity_key_bytes"`
-	ReplayWindow        int      `json:"replay_window"` // in force: the default (1024) when none was given
-	ESN                 bool     `json:"esn"`
-	LifetimeBytes       uint64   `json:"lifetime_bytes"`
-	LifetimeSeconds     uint64   `json:"lifetime_seconds"`
-	UsedBy              []string `json:"used_by"`
-	State               string   `json:"state"` // installed, idle, expired, refused
+	Name                string     `json:"name"`
+	VM                  NullString `json:"vm"` // null: an underlay SA
+	Tenant              string     `json:"tenant"`
+	VLAN                uint16     `json:"vlan"`
+	MAC                 string     `json:"mac"`
+	Source              string     `json:"source"`
+	Destination         string     `json:"destination"`
+	Mode                string     `json:"mode"`
+	SPI                 SPI        `json:"spi"`
+	Direction           NullString `json:"direction"` // null: no SP uses it, or they disagree
+	EncryptionAlgorithm string     `json:"encryption_algorithm"`
+	EncryptionKeyBytes  int        `json:"encryption_key_bytes"`
+	IntegrityAlgorithm  string     `json:"integrity_algorithm"`
+	IntegrityKeyBytes   int        `json:"integrity_key_bytes"`
+	ReplayWindow        int        `json:"replay_window"` // in force: the default (1024) when none was given
+	ESN                 bool       `json:"esn"`
+	LifetimeBytes       uint64     `json:"lifetime_bytes"`
+	LifetimeSeconds     uint64     `json:"lifetime_seconds"`
+	UsedBy              []string   `json:"used_by"`
+	State               string     `json:"state"` // installed, idle, expired, refused
 
 	// IKEPolicy is the IKE policy whose Child SA this is, managed by IKE
 	// (`sa remove` refuses it); absent for a manual SA.
@@ -316,7 +316,7 @@ type UplinkStats struct {
 type SAStats struct {
 	Name      string            `json:"name"`
 	SPI       SPI               `json:"spi"`
-	Direction string            `json:"direction"`
+	Direction NullString        `json:"direction"` // null: unknown
 	Packets   uint64            `json:"packets"`
 	Bytes     uint64            `json:"bytes"`
 	Drops     map[string]uint64 `json:"drops"`
@@ -327,16 +327,16 @@ type SAStats struct {
 // is none (the CLI prints them as ONTAP does: 8 hex digits without 0x, or
 // -). An underlay SA has Policy "underlay" and VM "".
 type IPsecSA struct {
-	Tenant        string   `json:"tenant"`
-	Policy        string   `json:"policy"`
-	Policies      []string `json:"policies"`
-	VM            string   `json:"vm"`
-	SA            string   `json:"sa"`
-	LocalAddress  string   `json:"local_address"`
-	RemoteAddress string   `json:"remote_address"`
-	InboundSPI    SPI      `json:"inbound_spi"`
-	OutboundSPI   SPI      `json:"outbound_spi"`
-	State         string   `json:"state"`
+	Tenant        string     `json:"tenant"`
+	Policy        string     `json:"policy"`
+	Policies      []string   `json:"policies"`
+	VM            NullString `json:"vm"` // null: an underlay SA
+	SA            string     `json:"sa"`
+	LocalAddress  string     `json:"local_address"`
+	RemoteAddress string     `json:"remote_address"`
+	InboundSPI    SPI        `json:"inbound_spi"`
+	OutboundSPI   SPI        `json:"outbound_spi"`
+	State         string     `json:"state"`
 }
 
 // VersionInfo answers GET /v1/version.

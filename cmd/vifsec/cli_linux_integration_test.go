@@ -515,7 +515,7 @@ func TestIntegrationKill9Durability(t *testing.T) {
 	}
 	for _, s := range sas {
 		r, ok := byName[s.Name]
-		if !ok || s.VM != r.VM || s.Destination != r.SADestination || s.SPI.String() != r.SASPI || s.Mode != "tunnel" || s.EncryptionAlgorithm != "aes256-gcm" || s.EncryptionKeyBytes != 36 {
+		if !ok || string(s.VM) != r.VM || s.Destination != r.SADestination || s.SPI.String() != r.SASPI || s.Mode != "tunnel" || s.EncryptionAlgorithm != "aes256-gcm" || s.EncryptionKeyBytes != 36 {
 			t.Errorf("restored SA %+v does not match its request", s)
 		}
 	}

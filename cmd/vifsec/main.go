@@ -490,7 +490,7 @@ func runSAList(c *cli, in *invocation) int {
 	}
 	var rows [][]string
 	for _, s := range sas {
-		rows = append(rows, []string{s.Name, orDash(s.VM), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI.String(),
+		rows = append(rows, []string{s.Name, orDash(string(s.VM)), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI.String(),
 			algWithKey(s.EncryptionAlgorithm, s.EncryptionKeyBytes), algWithKey(s.IntegrityAlgorithm, s.IntegrityKeyBytes),
 			joinOrDash(s.UsedBy), s.State})
 	}
@@ -630,7 +630,7 @@ func runStats(c *cli, in *invocation) int {
 		vmRows = append(vmRows, []string{v.VM, v.Tenant, fmt.Sprint(v.PacketsIn), fmt.Sprint(v.PacketsOut),
 			fmt.Sprint(v.BytesIn), fmt.Sprint(v.BytesOut), dropsString(v.Drops)})
 		for _, s := range v.SAs {
-			saRows = append(saRows, []string{s.Name, v.VM, s.SPI.String(), orDash(s.Direction), fmt.Sprint(s.Packets), fmt.Sprint(s.Bytes), dropsString(s.Drops), s.State})
+			saRows = append(saRows, []string{s.Name, v.VM, s.SPI.String(), orDash(string(s.Direction)), fmt.Sprint(s.Packets), fmt.Sprint(s.Bytes), dropsString(s.Drops), s.State})
 		}
 	}
 	c.table([]string{"VM", "Tenant", "Packets In", "Packets Out", "Bytes In", "Bytes Out", "Drops"}, vmRows)

@@ -223,7 +223,7 @@ func TestIntegrationIKETwoTenants(t *testing.T) {
 		rows := ike2IPsecSAs(t, d, p.Tenant)
 		var ours []string
 		for _, r := range rows {
-			if r.Tenant != p.Tenant || r.VM != p.Guest.Name {
+			if r.Tenant != p.Tenant || string(r.VM) != p.Guest.Name {
 				t.Errorf("show-ipsecsa --tenant %s lists a row of tenant %s, vm %s: %+v", p.Tenant, r.Tenant, r.VM, r)
 			}
 			if r.State == "INSTALLED" {

@@ -94,6 +94,8 @@ func schemaOf(t reflect.Type, comps map[string]any) map[string]any {
 	switch t {
 	case reflect.TypeFor[wire.SPI]():
 		return map[string]any{"type": []string{"string", "null"}, "pattern": "^0x[0-9a-f]{8}$", "description": "ESP SPI; null: none"}
+	case reflect.TypeFor[wire.NullString]():
+		return map[string]any{"type": []string{"string", "null"}}
 	case reflect.TypeFor[wire.Value]():
 		return map[string]any{"type": []string{"string", "number", "boolean", "null"}, "description": "a flag's value, as on the command line"}
 	case reflect.TypeFor[wire.List]():

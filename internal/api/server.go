@@ -256,9 +256,9 @@ func dirString(d sa.Direction) string {
 func SAOf(info daemon.SAInfo) SA {
 	c := info.Config
 	out := SA{
-		Name: c.Name, VM: info.VM, Tenant: info.Tenant, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
+		Name: c.Name, VM: NullString(info.VM), Tenant: info.Tenant, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
 		Source: c.Src.String(), Destination: c.Dst.String(), Mode: c.Mode.String(),
-		SPI: SPI(c.SPI), Direction: dirString(info.Dir),
+		SPI: SPI(c.SPI), Direction: NullString(dirString(info.Dir)),
 		EncryptionAlgorithm: c.Enc.String(), EncryptionKeyBytes: c.Enc.KeyLen(),
 		IntegrityAlgorithm: c.Integ.String(), IntegrityKeyBytes: c.Integ.KeyLen(),
 		ReplayWindow: effectiveWindow(c.ReplayWindow), ESN: c.ESN,
@@ -488,7 +488,7 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 			if x.Expired {
 				state = "expired"
 			}
-			o.SAs = append(o.SAs, SAStats{Name: x.Name, SPI: SPI(x.SPI), Direction: dirString(x.Dir),
+			o.SAs = append(o.SAs, SAStats{Name: x.Name, SPI: SPI(x.SPI), Direction: NullString(dirString(x.Dir)),
 				Packets: x.Packets, Bytes: x.Bytes, Drops: dropMap(&x.Drops), State: state})
 		}
 		out = append(out, o)
@@ -524,7 +524,7 @@ func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
 	out := []IPsecSA{}
 	for _, x := range rows {
 		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: ipsecSAPolicy(x), Policies: append([]string{}, x.Policies...),
-			VM: x.VM, SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
+			VM: NullString(x.VM), SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
 			InboundSPI: SPI(x.InboundSPI), OutboundSPI: SPI(x.OutboundSPI), State: x.State})
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"testing"
+
+	wire "github.com/vifsec/vifsec/api"
 )
 
 // TestJSONShapes: what scripts parse. SPIs are one format ("0x%08x", null
@@ -24,6 +26,9 @@ func TestJSONShapes(t *testing.T) {
 	if sa["spi"] != "0x00001000" || sa["replay_window"] != 1024.0 {
 		t.Errorf("SA: spi %v, replay_window %v; want \"0x00001000\", 1024", sa["spi"], sa["replay_window"])
 	}
+	if v, ok := sa["direction"]; !ok || v != "out" {
+		t.Errorf("SA direction %v, want out", v)
+	}
 	var sp map[string]any
 	get("/sp/sp1", &sp)
 	if v, ok := sp["source_port"]; !ok || v != nil || sp["destination_port"] != nil {
@@ -41,7 +46,41 @@ func TestJSONShapes(t *testing.T) {
 	if len(rows) != 1 || rows[0]["outbound_spi"] != "0x00001000" {
 		t.Fatalf("ipsecsa: %+v", rows)
 	}
+	if v, ok := rows[0]["vm"]; !ok || v != "vm1" {
+		t.Errorf("ipsecsa vm %v", v)
+	}
 	if v, ok := rows[0]["inbound_spi"]; !ok || v != nil {
 		t.Errorf("ipsecsa inbound_spi %v, want null (no inbound SA)", v)
+	}
+}
+
+// TestJSONNulls: a field without a value is null, not "" (an underlay SA
+// has no VM; an SA no SP uses has no direction).
+func TestJSONNulls(t *testing.T) {
+	c := serve(t)
+	ctx := context.Background()
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddSA(ctx, wire.SAAddRequest{Tenant: "t1", SAName: "u1", SASource: "192.0.2.1", SADestination: "192.0.2.2",
+		SAMode: "tunnel", SASPI: "0x2000", EncryptionAlgorithm: "aes128-gcm",
+		EncryptionKey: "0x000102030405060708090a0b0c0d0e0f10111213", IntegrityAlgorithm: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	var sa map[string]any
+	if err := c.Do(ctx, http.MethodGet, "/v1/sa/u1", nil, &sa); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"vm", "direction"} {
+		if v, ok := sa[k]; !ok || v != nil {
+			t.Errorf("underlay SA %s = %#v, want null", k, v)
+		}
+	}
+	var rows []map[string]any
+	if err := c.Do(ctx, http.MethodGet, "/v1/ipsecsa", nil, &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("ipsecsa %v %v", rows, err)
+	}
+	if v, ok := rows[0]["vm"]; !ok || v != nil {
+		t.Errorf("ipsecsa underlay vm = %#v, want null", v)
 	}
 }

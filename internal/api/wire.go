@@ -31,6 +31,7 @@ type (
 	SAStats                  = wire.SAStats
 	SP                       = wire.SP
 	SPI                      = wire.SPI
+	NullString               = wire.NullString
 	Stats                    = wire.Stats
 	Tenant                   = wire.Tenant
 	Unprotected              = wire.Unprotected
