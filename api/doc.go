@@ -1,5 +1,5 @@
 // Package api is the client side of vifsecd's control API: the wire types
-// of HTTP+JSON over a unix socket, versioned under /v1, and Client, which
+// of HTTP+JSON over a unix socket, versioned under /v2, and Client, which
 // cmd/vifsec, the libvirt hook and any program that drives vifsecd use.
 // docs/openapi.json describes the API; internal/api/README.md explains it
 // for curl --unix-socket users.
@@ -14,4 +14,4 @@
 package api
 
 // Version is the API version, the first element of every path.
-const Version = "v1"
+const Version = "v2"

@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// The fleet endpoints (a vifsecd with --store etcd://...): GET /v1/health,
-// GET /v1/fleet, POST /v1/vms/NAME/move, and ?host=NAME on every endpoint.
+// The fleet endpoints (a vifsecd with --store etcd://...): GET /v2/health,
+// GET /v2/fleet, POST /v2/vms/NAME/move, and ?host=NAME on every endpoint.
 
-// Health answers GET /v1/health.
+// Health answers GET /v2/health.
 type Health struct {
 	Store string `json:"store"` // "etcd"
 	Host  string `json:"host"`
@@ -30,7 +30,7 @@ type Health struct {
 	Problems []string `json:"problems"`
 }
 
-// FleetVM is one VM of a host in GET /v1/fleet.
+// FleetVM is one VM of a host in GET /v2/fleet.
 type FleetVM struct {
 	Name   string `json:"name"`
 	Tenant string `json:"tenant"`
@@ -38,7 +38,7 @@ type FleetVM struct {
 	SAs    int    `json:"sas"`
 }
 
-// FleetHost is one host in GET /v1/fleet; it is also what each daemon
+// FleetHost is one host in GET /v2/fleet; it is also what each daemon
 // keeps in the store as its status.
 type FleetHost struct {
 	Host string `json:"host"`
@@ -58,7 +58,7 @@ type FleetHost struct {
 	Problems []string `json:"problems,omitempty"`
 }
 
-// FleetStatus answers GET /v1/fleet.
+// FleetStatus answers GET /v2/fleet.
 type FleetStatus struct {
 	Self  string `json:"self"`
 	Store string `json:"store"` // ok | degraded (this daemon's view)
@@ -67,7 +67,7 @@ type FleetStatus struct {
 	Hosts []FleetHost `json:"hosts"`
 }
 
-// MoveRequest is POST /v1/vms/NAME/move (`vifsec vm move`).
+// MoveRequest is POST /v2/vms/NAME/move (`vifsec vm move`).
 type MoveRequest struct {
 	ToHost string `json:"to_host"`
 	// Dev and Netns, if set, are the VM's interface on the destination
@@ -100,7 +100,7 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// Health is GET /v1/health.
+// Health is GET /v2/health.
 func (c *Client) Health(ctx context.Context) (out Health, err error) {
 	return out, c.get(ctx, "/health", &out)
 }

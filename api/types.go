@@ -38,14 +38,14 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 
 // Requests. Field names are the CLI's flags with '-' written '_'.
 
-// TenantAddRequest is POST /v1/tenants (`vifsec tenant add`).
+// TenantAddRequest is POST /v2/tenants (`vifsec tenant add`).
 type TenantAddRequest struct {
 	Tenant        string `json:"tenant"`
 	VNI           Value  `json:"vni,omitempty"`
 	DefaultAction string `json:"default_action,omitempty"`
 }
 
-// VMAttachRequest is POST /v1/vms (`vifsec vm attach`).
+// VMAttachRequest is POST /v2/vms (`vifsec vm attach`).
 type VMAttachRequest struct {
 	VM     string   `json:"vm"`
 	Tenant string   `json:"tenant"`
@@ -61,7 +61,7 @@ type VMAttachRequest struct {
 	Origin string `json:"origin,omitempty"`
 }
 
-// UplinkSetRequest is PUT /v1/uplink (`vifsec uplink set`).
+// UplinkSetRequest is PUT /v2/uplink (`vifsec uplink set`).
 type UplinkSetRequest struct {
 	Dev        string `json:"dev"`
 	Netns      string `json:"netns,omitempty"`
@@ -72,7 +72,7 @@ type UplinkSetRequest struct {
 	Protect string `json:"protect,omitempty"`
 }
 
-// SAAddRequest is POST /v1/sa (`vifsec sa add`). Keys travel only in this
+// SAAddRequest is POST /v2/sa (`vifsec sa add`). Keys travel only in this
 // request; no response ever carries them. Exactly one of VM (an SA of the
 // VM) and Tenant (an underlay SA: ESP between VTEPs around the tenant's
 // VXLAN packets) is set. SASPI is 0xHEX or "auto" (the daemon picks a
@@ -95,7 +95,7 @@ type SAAddRequest struct {
 	LifetimeSeconds     Value  `json:"lifetime_seconds,omitempty"`
 }
 
-// SPAddRequest is POST /v1/sp (`vifsec sp add`, `vifsec add`).
+// SPAddRequest is POST /v2/sp (`vifsec sp add`, `vifsec add`).
 type SPAddRequest struct {
 	VM                 string `json:"vm"`
 	SPName             string `json:"sp_name"`
@@ -110,14 +110,14 @@ type SPAddRequest struct {
 	SAName             string `json:"sa_name,omitempty"`
 }
 
-// FDBAddRequest is POST /v1/fdb (`vifsec overlay fdb add`).
+// FDBAddRequest is POST /v2/fdb (`vifsec overlay fdb add`).
 type FDBAddRequest struct {
 	Tenant string `json:"tenant"`
 	MAC    string `json:"mac"`
 	Remote string `json:"remote"`
 }
 
-// ConfigModifyRequest is PUT /v1/config (`vifsec config modify`).
+// ConfigModifyRequest is PUT /v2/config (`vifsec config modify`).
 type ConfigModifyRequest struct {
 	IsEnabled Value `json:"is_enabled"`
 }
@@ -172,7 +172,7 @@ type VM struct {
 	VIF string `json:"vif"`
 }
 
-// Uplink is the uplink as shown; GET /v1/uplink answers null if none is set.
+// Uplink is the uplink as shown; GET /v2/uplink answers null if none is set.
 type Uplink struct {
 	Dev        string `json:"dev"`
 	Netns      string `json:"netns"`
@@ -270,7 +270,7 @@ type Unprotected struct {
 // Removed answers a successful DELETE.
 type Removed struct {
 	Removed []string `json:"removed"`
-	// Unprotected lists, for DELETE /v1/sa?all=true, the SPs left
+	// Unprotected lists, for DELETE /v2/sa?all=true, the SPs left
 	// without an SA.
 	Unprotected []Unprotected `json:"unprotected,omitempty"`
 }
@@ -302,7 +302,7 @@ type Stats struct {
 }
 
 // UplinkStats are the counters that belong to no VM (`vifsec stats
-// --uplink`, GET /v1/stats/uplink): frames received on the uplink, the
+// --uplink`, GET /v2/stats/uplink): frames received on the uplink, the
 // uplink port's write errors (since it was last opened), and drops by
 // reason on the uplink and in the VXLAN overlay, zeros included.
 type UplinkStats struct {
@@ -339,7 +339,7 @@ type IPsecSA struct {
 	State         string     `json:"state"`
 }
 
-// VersionInfo answers GET /v1/version.
+// VersionInfo answers GET /v2/version.
 type VersionInfo struct {
 	API     string `json:"api"`
 	Version string `json:"version"`

@@ -1,5 +1,5 @@
 // Package api is the server of vifsecd's control API: HTTP+JSON over a
-// unix socket, versioned under /v1 (README.md in this directory documents
+// unix socket, versioned under /v2 (README.md in this directory documents
 // it for curl --unix-socket users; docs/openapi.json describes it).
 //
 // The request and response types and the Client are in the public package

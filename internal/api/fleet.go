@@ -27,9 +27,9 @@ import (
 //     objects (tenants, IKE policies, certificates) are the same on every
 //     host. Without ?host, or with the receiving daemon's own name, the
 //     request is served as without a fleet.
-//   - GET /v1/health: the store's health from this daemon's view.
-//   - GET /v1/fleet: every host, its liveness, VMs and SA counts.
-//   - POST /v1/vms/NAME/move {"to_host":"B"}: move a VM binding, with its
+//   - GET /v2/health: the store's health from this daemon's view.
+//   - GET /v2/fleet: every host, its liveness, VMs and SA counts.
+//   - POST /v2/vms/NAME/move {"to_host":"B"}: move a VM binding, with its
 //     SAs and SPs, to host B (one transaction).
 
 // Fleet is what vifsecd's fleet runtime offers the API.
@@ -56,7 +56,7 @@ type ExecOptions struct {
 	RemoveTenant string
 }
 
-// NewFleetHandler returns the API of a fleet daemon: the /v1 API of
+// NewFleetHandler returns the API of a fleet daemon: the /v2 API of
 // NewHandler on each host's daemon (see Fleet.Exec), plus the fleet
 // endpoints.
 func NewFleetHandler(f Fleet, log *slog.Logger, version string) http.Handler {
@@ -161,7 +161,7 @@ func failFleet(w http.ResponseWriter, err error) {
 // maxAttempts bounds the retries of a request that keeps losing races.
 const maxAttempts = 5
 
-// forward serves every /v1 endpoint of NewHandler on the daemon of ?host.
+// forward serves every /v2 endpoint of NewHandler on the daemon of ?host.
 func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
 	host, ok := h.hostParam(w, r)
 	if !ok {

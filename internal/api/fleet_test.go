@@ -98,19 +98,19 @@ func TestFleetHandler(t *testing.T) {
 		wantWrite  bool
 		wantTenant string
 	}{
-		{name: "read, this host", method: "GET", path: "/v1/tenants", wantCode: 200, wantBody: "[]"},
-		{name: "read, own name", method: "GET", path: "/v1/tenants?host=a", wantCode: 200, wantHost: ""},
-		{name: "read, other host", method: "GET", path: "/v1/sa?host=b", wantCode: 200, wantHost: "b"},
-		{name: "write retried after a lost race", method: "POST", path: "/v1/tenants?host=b", body: `{"tenant":"t1"}`, races: 1,
+		{name: "read, this host", method: "GET", path: "/v2/tenants", wantCode: 200, wantBody: "[]"},
+		{name: "read, own name", method: "GET", path: "/v2/tenants?host=a", wantCode: 200, wantHost: ""},
+		{name: "read, other host", method: "GET", path: "/v2/sa?host=b", wantCode: 200, wantHost: "b"},
+		{name: "write retried after a lost race", method: "POST", path: "/v2/tenants?host=b", body: `{"tenant":"t1"}`, races: 1,
 			wantCode: 409, wantBody: "already exists", wantHost: "b", wantWrite: true},
-		{name: "write", method: "POST", path: "/v1/tenants", body: `{"tenant":"t2"}`, wantCode: 201, wantWrite: true},
-		{name: "tenant removal is checked fleet-wide", method: "DELETE", path: "/v1/tenants/t2", wantCode: 200, wantWrite: true, wantTenant: "t2"},
-		{name: "always losing", method: "POST", path: "/v1/tenants", body: `{"tenant":"t3"}`, races: 99, wantCode: 409, wantBody: "kept changing", wantWrite: true},
-		{name: "store unreachable", method: "GET", path: "/v1/sa?host=b", unavail: true, wantCode: 503, wantBody: "unavailable"},
-		{name: "bad host", method: "GET", path: "/v1/sa?host=a%2Fb", wantCode: 400, wantBody: "--host"},
-		{name: "health", method: "GET", path: "/v1/health", wantCode: 200, wantBody: `"state": "ok"`},
-		{name: "move", method: "POST", path: "/v1/vms/web/move?host=b", body: `{"to_host":"c"}`, wantCode: 200, wantBody: "b:web:c"},
-		{name: "move without --to-host", method: "POST", path: "/v1/vms/web/move", body: `{}`, wantCode: 400, wantBody: "--to-host"},
+		{name: "write", method: "POST", path: "/v2/tenants", body: `{"tenant":"t2"}`, wantCode: 201, wantWrite: true},
+		{name: "tenant removal is checked fleet-wide", method: "DELETE", path: "/v2/tenants/t2", wantCode: 200, wantWrite: true, wantTenant: "t2"},
+		{name: "always losing", method: "POST", path: "/v2/tenants", body: `{"tenant":"t3"}`, races: 99, wantCode: 409, wantBody: "kept changing", wantWrite: true},
+		{name: "store unreachable", method: "GET", path: "/v2/sa?host=b", unavail: true, wantCode: 503, wantBody: "unavailable"},
+		{name: "bad host", method: "GET", path: "/v2/sa?host=a%2Fb", wantCode: 400, wantBody: "--host"},
+		{name: "health", method: "GET", path: "/v2/health", wantCode: 200, wantBody: `"state": "ok"`},
+		{name: "move", method: "POST", path: "/v2/vms/web/move?host=b", body: `{"to_host":"c"}`, wantCode: 200, wantBody: "b:web:c"},
+		{name: "move without --to-host", method: "POST", path: "/v2/vms/web/move", body: `{}`, wantCode: 400, wantBody: "--to-host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,9 +153,9 @@ func TestWithoutFleet(t *testing.T) {
 		code int
 		want string
 	}{
-		{"/v1/sa", 200, "[]"},
-		{"/v1/sa?host=b", 400, "--host"},
-		{"/v1/fleet", 404, "not a fleet host"},
+		{"/v2/sa", 200, "[]"},
+		{"/v2/sa?host=b", 400, "--host"},
+		{"/v2/fleet", 404, "not a fleet host"},
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))

@@ -65,7 +65,7 @@ func TestAPIPolicies(t *testing.T) {
 	}
 	// Nothing listed carries the key.
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/v1/policies", nil, &raw); err != nil || strings.Contains(string(raw), "0e0f") || strings.Contains(string(raw), "AAECAw") {
+	if err := c.Do(ctx, http.MethodGet, "/v2/policies", nil, &raw); err != nil || strings.Contains(string(raw), "0e0f") || strings.Contains(string(raw), "AAECAw") {
 		t.Errorf("listing holds the PSK: %s", raw)
 	}
 	// Modify: absent fields keep their value, "" resets an optional one.
@@ -100,7 +100,7 @@ func TestAPIPolicies(t *testing.T) {
 		t.Errorf("modify unknown: %v", err)
 	}
 	// Unknown fields are refused.
-	err = c.Do(ctx, http.MethodPatch, "/v1/policies/t1/pol1", map[string]string{"moed": "tunnel"}, nil)
+	err = c.Do(ctx, http.MethodPatch, "/v2/policies/t1/pol1", map[string]string{"moed": "tunnel"}, nil)
 	if !errors.As(err, &ae) || ae.Code != "bad_request" {
 		t.Errorf("unknown field: %v", err)
 	}
@@ -153,7 +153,7 @@ func TestAPICertificates(t *testing.T) {
 		t.Errorf("srv listed as %+v", s)
 	}
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/v1/certificates", nil, &raw); err != nil || strings.Contains(string(raw), "PRIVATE") || strings.Contains(string(raw), "MIG") {
+	if err := c.Do(ctx, http.MethodGet, "/v2/certificates", nil, &raw); err != nil || strings.Contains(string(raw), "PRIVATE") || strings.Contains(string(raw), "MIG") {
 		t.Errorf("listing holds key material: %s", raw)
 	}
 	cas, err := c.CACertificates(ctx, "")

@@ -106,7 +106,7 @@ func TestAPIPolicyTimers(t *testing.T) {
 	}
 	// JSON numbers are seconds.
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodPatch, "/v1/policies/t1/p2", map[string]any{"esp_lifetime": 600}, &raw); err != nil {
+	if err := c.Do(ctx, http.MethodPatch, "/v2/policies/t1/p2", map[string]any{"esp_lifetime": 600}, &raw); err != nil {
 		t.Fatal(err)
 	}
 	if got := timers("p2")[1]; got != "10m" {
@@ -155,7 +155,7 @@ func TestAPIPolicyRekey(t *testing.T) {
 		t.Errorf("unknown policy: %v", err)
 	}
 	// The body is checked like every other.
-	if err := c.Do(ctx, http.MethodPost, "/v1/policies/t1/p1/rekey", map[string]any{"ike_sa": true}, nil); !errors.As(err, &ae) || ae.Code != "bad_request" {
+	if err := c.Do(ctx, http.MethodPost, "/v2/policies/t1/p1/rekey", map[string]any{"ike_sa": true}, nil); !errors.As(err, &ae) || ae.Code != "bad_request" {
 		t.Errorf("unknown field: %v", err)
 	}
 }

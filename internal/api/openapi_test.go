@@ -38,54 +38,54 @@ type apiRoute struct {
 
 func apiRoutes() []apiRoute {
 	return []apiRoute{
-		{"GET", "/v1/version", "API and daemon version", 200, nil, wire.VersionInfo{}},
-		{"GET", "/v1/tenants", "vifsec tenant list", 200, nil, []wire.Tenant{}},
-		{"POST", "/v1/tenants", "vifsec tenant add", 201, wire.TenantAddRequest{}, wire.Added{}},
-		{"GET", "/v1/tenants/{name}", "one tenant", 200, nil, wire.Tenant{}},
-		{"DELETE", "/v1/tenants/{name}", "vifsec tenant remove", 200, nil, wire.Removed{}},
-		{"GET", "/v1/vms", "vifsec vm list", 200, nil, []wire.VM{}},
-		{"POST", "/v1/vms", "vifsec vm attach", 201, wire.VMAttachRequest{}, wire.Added{}},
-		{"GET", "/v1/vms/{name}", "one VM", 200, nil, wire.VM{}},
-		{"PUT", "/v1/vms/{name}", "idempotent attach (vifsec-hook)", 200, wire.VMAttachRequest{}, wire.Added{}},
-		{"DELETE", "/v1/vms/{name}", "vifsec vm detach", 200, nil, wire.Removed{}},
-		{"POST", "/v1/vms/{name}/move", "vifsec vm move (fleet store only)", 200, wire.MoveRequest{}, wire.Added{}},
-		{"GET", "/v1/uplink", "vifsec uplink show (null: none set)", 200, nil, (*wire.Uplink)(nil)},
-		{"PUT", "/v1/uplink", "vifsec uplink set", 200, wire.UplinkSetRequest{}, wire.Added{}},
-		{"GET", "/v1/sa", "vifsec sa list", 200, nil, []wire.SA{}},
-		{"POST", "/v1/sa", "vifsec sa add", 201, wire.SAAddRequest{}, wire.Added{}},
-		{"DELETE", "/v1/sa", "vifsec sa remove --removeall (needs ?all=true)", 200, nil, wire.Removed{}},
-		{"GET", "/v1/sa/{name}", "one SA", 200, nil, wire.SA{}},
-		{"DELETE", "/v1/sa/{name}", "vifsec sa remove --sa-name", 200, nil, wire.Removed{}},
-		{"GET", "/v1/sp", "vifsec sp list", 200, nil, []wire.SP{}},
-		{"POST", "/v1/sp", "vifsec sp add", 201, wire.SPAddRequest{}, wire.Added{}},
-		{"DELETE", "/v1/sp", "vifsec sp remove --removeall (needs ?all=true)", 200, nil, wire.Removed{}},
-		{"GET", "/v1/sp/{name}", "one SP", 200, nil, wire.SP{}},
-		{"DELETE", "/v1/sp/{name}", "vifsec sp remove --sp-name", 200, nil, wire.Removed{}},
-		{"GET", "/v1/fdb", "vifsec overlay fdb list", 200, nil, []wire.FDBEntry{}},
-		{"POST", "/v1/fdb", "vifsec overlay fdb add", 201, wire.FDBAddRequest{}, wire.Added{}},
-		{"DELETE", "/v1/fdb", "vifsec overlay fdb remove (?tenant=&mac=)", 200, nil, wire.Removed{}},
-		{"GET", "/v1/config", "vifsec config show", 200, nil, wire.Config{}},
-		{"PUT", "/v1/config", "vifsec config modify", 200, wire.ConfigModifyRequest{}, wire.Added{}},
-		{"GET", "/v1/stats", "vifsec stats", 200, nil, []wire.Stats{}},
-		{"GET", "/v1/stats/uplink", "vifsec stats --uplink", 200, nil, wire.UplinkStats{}},
-		{"GET", "/v1/ipsecsa", "vifsec show-ipsecsa", 200, nil, []wire.IPsecSA{}},
-		{"GET", "/v1/offload", "vifsec offload show", 200, nil, []wire.Offload{}},
-		{"GET", "/v1/policies", "vifsec policy show", 200, nil, []wire.Policy{}},
-		{"POST", "/v1/policies", "vifsec policy create", 201, wire.PolicyCreateRequest{}, wire.Added{}},
-		{"PATCH", "/v1/policies/{tenant}/{name}", "vifsec policy modify", 200, wire.PolicyModifyRequest{}, wire.Added{}},
-		{"DELETE", "/v1/policies/{tenant}/{name}", "vifsec policy delete", 200, nil, wire.Removed{}},
-		{"POST", "/v1/policies/{tenant}/{name}/rekey", "vifsec policy rekey", 200, wire.PolicyRekeyRequest{}, wire.Rekeyed{}},
-		{"GET", "/v1/certificates", "vifsec certificate show", 200, nil, []wire.Certificate{}},
-		{"POST", "/v1/certificates", "vifsec certificate install", 201, wire.CertificateInstallRequest{}, wire.Added{}},
-		{"DELETE", "/v1/certificates/{tenant}/{name}", "vifsec certificate delete", 200, nil, wire.Removed{}},
-		{"GET", "/v1/ca-certificates", "vifsec ca-certificate show", 200, nil, []wire.Certificate{}},
-		{"POST", "/v1/ca-certificates", "vifsec ca-certificate add", 200, wire.CACertificatesAddRequest{}, wire.Added{}},
-		{"DELETE", "/v1/ca-certificates/{tenant}/{name}", "vifsec ca-certificate remove", 200, nil, wire.Removed{}},
-		{"GET", "/v1/crls", "vifsec crl show", 200, nil, []wire.CRL{}},
-		{"POST", "/v1/crls", "vifsec crl add", 201, wire.CRLAddRequest{}, wire.Added{}},
-		{"GET", "/v1/ikesa", "vifsec show-ikesa", 200, nil, []wire.IKESA{}},
-		{"GET", "/v1/health", "the fleet store's health (fleet store only)", 200, nil, wire.Health{}},
-		{"GET", "/v1/fleet", "vifsec fleet status (fleet store only)", 200, nil, wire.FleetStatus{}},
+		{"GET", "/v2/version", "API and daemon version", 200, nil, wire.VersionInfo{}},
+		{"GET", "/v2/tenants", "vifsec tenant list", 200, nil, []wire.Tenant{}},
+		{"POST", "/v2/tenants", "vifsec tenant add", 201, wire.TenantAddRequest{}, wire.Added{}},
+		{"GET", "/v2/tenants/{name}", "one tenant", 200, nil, wire.Tenant{}},
+		{"DELETE", "/v2/tenants/{name}", "vifsec tenant remove", 200, nil, wire.Removed{}},
+		{"GET", "/v2/vms", "vifsec vm list", 200, nil, []wire.VM{}},
+		{"POST", "/v2/vms", "vifsec vm attach", 201, wire.VMAttachRequest{}, wire.Added{}},
+		{"GET", "/v2/vms/{name}", "one VM", 200, nil, wire.VM{}},
+		{"PUT", "/v2/vms/{name}", "idempotent attach (vifsec-hook)", 200, wire.VMAttachRequest{}, wire.Added{}},
+		{"DELETE", "/v2/vms/{name}", "vifsec vm detach", 200, nil, wire.Removed{}},
+		{"POST", "/v2/vms/{name}/move", "vifsec vm move (fleet store only)", 200, wire.MoveRequest{}, wire.Added{}},
+		{"GET", "/v2/uplink", "vifsec uplink show (null: none set)", 200, nil, (*wire.Uplink)(nil)},
+		{"PUT", "/v2/uplink", "vifsec uplink set", 200, wire.UplinkSetRequest{}, wire.Added{}},
+		{"GET", "/v2/sa", "vifsec sa list", 200, nil, []wire.SA{}},
+		{"POST", "/v2/sa", "vifsec sa add", 201, wire.SAAddRequest{}, wire.Added{}},
+		{"DELETE", "/v2/sa", "vifsec sa remove --removeall (needs ?all=true)", 200, nil, wire.Removed{}},
+		{"GET", "/v2/sa/{name}", "one SA", 200, nil, wire.SA{}},
+		{"DELETE", "/v2/sa/{name}", "vifsec sa remove --sa-name", 200, nil, wire.Removed{}},
+		{"GET", "/v2/sp", "vifsec sp list", 200, nil, []wire.SP{}},
+		{"POST", "/v2/sp", "vifsec sp add", 201, wire.SPAddRequest{}, wire.Added{}},
+		{"DELETE", "/v2/sp", "vifsec sp remove --removeall (needs ?all=true)", 200, nil, wire.Removed{}},
+		{"GET", "/v2/sp/{name}", "one SP", 200, nil, wire.SP{}},
+		{"DELETE", "/v2/sp/{name}", "vifsec sp remove --sp-name", 200, nil, wire.Removed{}},
+		{"GET", "/v2/fdb", "vifsec overlay fdb list", 200, nil, []wire.FDBEntry{}},
+		{"POST", "/v2/fdb", "vifsec overlay fdb add", 201, wire.FDBAddRequest{}, wire.Added{}},
+		{"DELETE", "/v2/fdb", "vifsec overlay fdb remove (?tenant=&mac=)", 200, nil, wire.Removed{}},
+		{"GET", "/v2/config", "vifsec config show", 200, nil, wire.Config{}},
+		{"PUT", "/v2/config", "vifsec config modify", 200, wire.ConfigModifyRequest{}, wire.Added{}},
+		{"GET", "/v2/stats", "vifsec stats", 200, nil, []wire.Stats{}},
+		{"GET", "/v2/stats/uplink", "vifsec stats --uplink", 200, nil, wire.UplinkStats{}},
+		{"GET", "/v2/ipsecsa", "vifsec show-ipsecsa", 200, nil, []wire.IPsecSA{}},
+		{"GET", "/v2/offload", "vifsec offload show", 200, nil, []wire.Offload{}},
+		{"GET", "/v2/policies", "vifsec policy show", 200, nil, []wire.Policy{}},
+		{"POST", "/v2/policies", "vifsec policy create", 201, wire.PolicyCreateRequest{}, wire.Added{}},
+		{"PATCH", "/v2/policies/{tenant}/{name}", "vifsec policy modify", 200, wire.PolicyModifyRequest{}, wire.Added{}},
+		{"DELETE", "/v2/policies/{tenant}/{name}", "vifsec policy delete", 200, nil, wire.Removed{}},
+		{"POST", "/v2/policies/{tenant}/{name}/rekey", "vifsec policy rekey", 200, wire.PolicyRekeyRequest{}, wire.Rekeyed{}},
+		{"GET", "/v2/certificates", "vifsec certificate show", 200, nil, []wire.Certificate{}},
+		{"POST", "/v2/certificates", "vifsec certificate install", 201, wire.CertificateInstallRequest{}, wire.Added{}},
+		{"DELETE", "/v2/certificates/{tenant}/{name}", "vifsec certificate delete", 200, nil, wire.Removed{}},
+		{"GET", "/v2/ca-certificates", "vifsec ca-certificate show", 200, nil, []wire.Certificate{}},
+		{"POST", "/v2/ca-certificates", "vifsec ca-certificate add", 200, wire.CACertificatesAddRequest{}, wire.Added{}},
+		{"DELETE", "/v2/ca-certificates/{tenant}/{name}", "vifsec ca-certificate remove", 200, nil, wire.Removed{}},
+		{"GET", "/v2/crls", "vifsec crl show", 200, nil, []wire.CRL{}},
+		{"POST", "/v2/crls", "vifsec crl add", 201, wire.CRLAddRequest{}, wire.Added{}},
+		{"GET", "/v2/ikesa", "vifsec show-ikesa", 200, nil, []wire.IKESA{}},
+		{"GET", "/v2/health", "the fleet store's health (fleet store only)", 200, nil, wire.Health{}},
+		{"GET", "/v2/fleet", "vifsec fleet status (fleet store only)", 200, nil, wire.FleetStatus{}},
 	}
 }
 
@@ -170,7 +170,7 @@ func buildOpenAPI() map[string]any {
 	return map[string]any{
 		"openapi": "3.1.0",
 		"info": map[string]any{"title": "vifsecd control API", "version": wire.Version,
-			"description": "HTTP+JSON on vifsecd's unix socket (curl --unix-socket /run/vifsec/vifsecd.sock http://vifsecd/v1/...). Request fields are the CLI's flags with - written _. See internal/api/README.md."},
+			"description": "HTTP+JSON on vifsecd's unix socket (curl --unix-socket /run/vifsec/vifsecd.sock http://vifsecd/v2/...). Request fields are the CLI's flags with - written _. See internal/api/README.md."},
 		"paths":      paths,
 		"components": map[string]any{"schemas": comps},
 	}
@@ -210,7 +210,7 @@ func loadOpenAPI(t *testing.T) map[string]any {
 }
 
 // sourceRoutes are the routes this package registers, read from its
-// source: "METHOD /v1/path", {name...} written {name}.
+// source: "METHOD /v2/path", {name...} written {name}.
 func sourceRoutes(t *testing.T) []string {
 	t.Helper()
 	files, _ := filepath.Glob("*.go")
@@ -272,7 +272,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 	c := serve(t)
 	for _, r := range documented {
 		method, path, _ := strings.Cut(r, " ")
-		if strings.HasSuffix(path, "/move") || path == "/v1/health" || path == "/v1/fleet" {
+		if strings.HasSuffix(path, "/move") || path == "/v2/health" || path == "/v2/fleet" {
 			continue // NewFleetHandler's (TestFleetHandler)
 		}
 		err := c.Do(context.Background(), method, samplePath(path), nil, nil)
@@ -297,7 +297,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	checked := 0
 	for path, item := range doc["paths"].(map[string]any) {
 		op, ok := item.(map[string]any)["get"].(map[string]any)
-		if !ok || path == "/v1/health" || path == "/v1/fleet" {
+		if !ok || path == "/v2/health" || path == "/v2/fleet" {
 			continue
 		}
 		schema := op["responses"].(map[string]any)["200"].(map[string]any)["content"].(map[string]any)["application/json"].(map[string]any)["schema"]

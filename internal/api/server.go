@@ -22,8 +22,8 @@ import (
 // maxBody bounds a request body; the largest request (sa add) is < 1 KiB.
 const maxBody = 1 << 20
 
-// NewHandler returns the /v1 API on d. version is reported by
-// GET /v1/version. Requests are logged at debug level without their
+// NewHandler returns the /v2 API on d. version is reported by
+// GET /v2/version. Requests are logged at debug level without their
 // bodies (an SA request carries keys).
 func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler {
 	if log == nil {
@@ -431,9 +431,9 @@ func (s *server) removeFDB(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	tn := q.Get("tenant")
 	var p problems
-	p.required("--tenant", tn, "name the tenant (DELETE /v1/fdb?tenant=NAME&mac=MAC)")
+	p.required("--tenant", tn, "name the tenant (DELETE /v2/fdb?tenant=NAME&mac=MAC)")
 	var mac tenant.MAC
-	if ms := q.Get("mac"); p.required("--mac", ms, "give the MAC of the entry (DELETE /v1/fdb?tenant=NAME&mac=MAC)") {
+	if ms := q.Get("mac"); p.required("--mac", ms, "give the MAC of the entry (DELETE /v2/fdb?tenant=NAME&mac=MAC)") {
 		var err error
 		if mac, err = tenant.ParseMAC(ms); err != nil {
 			p.add("--mac", err)

@@ -53,12 +53,12 @@ func TestAPIRoundTrip(t *testing.T) {
 		t.Errorf("remove unknown SA: %#v", err)
 	}
 	// DELETE of a whole collection needs ?all=true.
-	err = c.Do(ctx, http.MethodDelete, "/v1/sa", nil, nil)
+	err = c.Do(ctx, http.MethodDelete, "/v2/sa", nil, nil)
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
-		t.Errorf("DELETE /v1/sa without all: %v", err)
+		t.Errorf("DELETE /v2/sa without all: %v", err)
 	}
 	// Unknown fields are refused, not ignored.
-	err = c.Do(ctx, http.MethodPost, "/v1/tenants", map[string]string{"tenant": "t2", "vnii": "1"}, nil)
+	err = c.Do(ctx, http.MethodPost, "/v2/tenants", map[string]string{"tenant": "t2", "vnii": "1"}, nil)
 	if !errors.As(err, &ae) || ae.Code != "bad_request" || !strings.Contains(ae.Message, "vnii") {
 		t.Errorf("unknown field: %v", err)
 	}

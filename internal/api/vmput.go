@@ -5,7 +5,7 @@ import (
 	"net/http"
 )
 
-// putVM is PUT /v1/vms/NAME (ext): attach the VM, or move an attached VM
+// putVM is PUT /v2/vms/NAME (ext): attach the VM, or move an attached VM
 // of the same origin to the request's device, or change nothing if it is
 // attached as asked (daemon.RebindVM). The libvirt hook uses it at every
 // domain start, where the tap has a new name.

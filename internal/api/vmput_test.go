@@ -48,7 +48,7 @@ func TestAPIPutVM(t *testing.T) {
 	}
 	// The path names the VM; a body naming another is refused.
 	var out Added
-	err := c.Do(ctx, http.MethodPut, "/v1/vms/other", r, &out)
+	err := c.Do(ctx, http.MethodPut, "/v2/vms/other", r, &out)
 	var ae *Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, `the body names VM "web1-525400000001" but the path names "other"`) {
 		t.Fatalf("mismatched name: %v", err)

@@ -23,7 +23,7 @@ func (d *Daemon) UplinkCounters() UplinkCounters {
 }
 
 // Drop reasons of the uplink (UplinkDrops) and of the overlay
-// (OverlayDrops), as /metrics, GET /v1/stats/uplink and `vifsec stats`
+// (OverlayDrops), as /metrics, GET /v2/stats/uplink and `vifsec stats`
 // name them.
 const (
 	ReasonUnknownDest  = "unknown-destination" // unicast for a MAC that is no VM of ours
