@@ -1,13 +1,13 @@
 package daemon
 
-import "github.com/vifsec/vifsec/internal/datapath"
+import "github.com/vifsec/vifsec/internal/counters"
 
 // UplinkCounters are the data path's counters that belong to no VM: frames
 // from the uplink, what it dropped there (unknown destination, malformed),
 // the uplink port's write errors and the VXLAN overlay's drops. Like
 // VMCounters they start at zero when the daemon starts, except TxErrors,
 // which starts at zero whenever the uplink port is (re)opened.
-type UplinkCounters = datapath.UplinkCounts
+type UplinkCounters = counters.UplinkCounts
 
 // SetUplinkCounters installs the data path's reader of its uplink and
 // overlay counters; UplinkCounters then answers from it.
@@ -23,7 +23,7 @@ func (d *Daemon) UplinkCounters() UplinkCounters {
 }
 
 // Drop reasons of the uplink (UplinkDrops) and of the overlay
-// (OverlayDrops), as /metrics, GET /v1/stats/uplink and `vifsec stats`
+// (OverlayDrops), as /metrics, GET /v2/stats/uplink and `vifsec stats`
 // name them.
 const (
 	ReasonUnknownDest  = "unknown-destination" // unicast for a MAC that is no VM of ours
