@@ -43,7 +43,7 @@ type WireGuard struct {
 // StartWireGuard runs bin (wireguard-go) on the TUN of each gateway, with
 // keys and logs under dir, TUN MTU mtu, and routes vms (each needs its
 // tenant's VM on the other gateway, with addresses no other VM routed
-// here has) through the tunnel. IPv4 only: the gateways have no IPv6.
+// here has; give the VMs of one gateway only) through the tunnel. IPv4 only: the gateways have no IPv6.
 func StartWireGuard(ctx context.Context, l *Lab, bin, dir string, mtu int, vms []*VM) (w *WireGuard, err error) {
 	w = &WireGuard{MTU: mtu, Ifname: map[string]string{}, procs: map[string]*exec.Cmd{}, exited: map[string]chan error{}}
 	defer func() {
@@ -140,6 +140,13 @@ func StartWireGuard(ctx context.Context, l *Lab, bin, dir string, mtu int, vms [
 			}
 			return errors.Join(errs...)
 		})
+	}
+	// The VMs may still hold each other's MACs from a bridged path: they
+	// must ARP again, for the gateways' MACs.
+	for _, ns := range w.flush {
+		if err := run(ctx, "ip", "-n", ns, "neigh", "flush", "all"); err != nil {
+			return w, err
+		}
 	}
 	return w, nil
 }
