@@ -599,3 +599,24 @@ func Iperf3UDP(ctx context.Context, srvNS, cliNS string, src, dst netip.Addr, ra
 	r.Packets, r.Lost, r.OutOfOrder = j.End.Sum.Packets, j.End.Sum.Lost, j.End.Sum.OutOfOrder
 	return r, duringErr
 }
+
+// RemoveGuards deletes the clsact qdisc, and with it the guard filter a
+// stopped vifsecd leaves on purpose (a VM whose gateway is gone stays cut
+// off), from each VM interface of gw: benchmark cases without vifsec
+// that run after one need the VMs' veths to carry traffic again.
+// Equivalent to: `tc qdisc del dev DEV clsact` where there is one.
+func RemoveGuards(ctx context.Context, gw *Gateway) error {
+	for _, vm := range gw.VMs {
+		out, err := Exec(ctx, gw.NS, "tc", "qdisc", "show", "dev", vm.Dev)
+		if err != nil {
+			return fmt.Errorf("bench: tc qdisc show dev %s in %s: %v: %s", vm.Dev, gw.NS, err, strings.TrimSpace(string(out)))
+		}
+		if !strings.Contains(string(out), "clsact") {
+			continue
+		}
+		if err := run(ctx, "ip", "netns", "exec", gw.NS, "tc", "qdisc", "del", "dev", vm.Dev, "clsact"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -54,6 +54,11 @@ func StartWireGuard(ctx context.Context, l *Lab, bin, dir string, mtu int, vms [
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return w, err
 	}
+	for _, gw := range l.Gateways {
+		if err := RemoveGuards(ctx, gw); err != nil {
+			return w, err
+		}
+	}
 	if err := l.AddUnderlay(ctx); err != nil {
 		return w, err
 	}

@@ -369,6 +369,9 @@ func (bn *bench) bridged(want map[string]bool, results map[string]*result) error
 		}
 	}()
 	for _, vm := range []*lab.VM{bn.a, bn.b} {
+		if err := lab.RemoveGuards(bn.ctx, vm.Gateway); err != nil {
+			return err
+		}
 		u, err := lab.BridgeGateway(bn.ctx, vm.Gateway, "br0", vm.Dev, vm.Gateway.Uplink)
 		if err != nil {
 			return err

@@ -192,6 +192,9 @@ func (bn *bench) scaleSetup(c string, as []*lab.VM) (*scaleSetup, error) {
 			return first
 		}
 		for _, gw := range bn.l.Gateways {
+			if err := lab.RemoveGuards(ctx, gw); err != nil {
+				return s, err
+			}
 			devs := []string{gw.Uplink}
 			for _, vm := range gw.VMs {
 				devs = append(devs, vm.Dev)
