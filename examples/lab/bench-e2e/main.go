@@ -24,13 +24,23 @@
 //     Charon loads CharonPlugins (strongswan_linux.go), in which the portable-C aes
 //     and gcm plugins win over openssl;
 //  6. strongswan-openssl: (5) with openssl (AES-NI) first, the strongSwan
-//     an operator who cares about speed would run.
+//     an operator who cares about speed would run;
+//  7. wireguard-go: no vifsec; wireguard-go (pinned, built by make into
+//     bin/wireguard-go/, --wireguard-go to override) on a TUN in each
+//     gateway, keyed by wg, one peer over the uplink's IPv4 underlay
+//     addresses. The gateways route rather than bridge: each answers ARP
+//     for the remote VM (proxy_arp) and routes its /32 into the TUN, so
+//     the VMs keep eth0 as in the other cases (MTU 1500, offloads on) and
+//     learn the path MTU (TUN MTU 1440: 1500 less WireGuard's 60 over
+//     IPv4) from the gateway's ICMP, where vifsec clamps the MSS.
+//     wireguard-go offers the kernel TSO/GRO on its TUN. It runs last:
+//     it changes the VMs' neighbour entries (flushed again after).
 //
 // It prints one line per case and the ratios, then vifsecd's resident
 // memory with 0 and with 100 attached VMs:
 //
 //	e2e aes128-gcm gbps=1.23 ...
-//	e2e ratio esp_over_none=0.8 esp_over_strongswan=25
+//	e2e ratio esp_over_none=0.8 esp_over_wireguard=R esp_over_strongswan=25
 //	e2e ratio tso_on_over_off=1.6
 //	e2e ratio gro_on_over_off=R
 //	e2e rss vms=100 rss_kib=N
@@ -42,7 +52,11 @@
 // (namespaces, daemons, charons, iperf3) is removed on exit, also on
 // failure and Ctrl-C.
 //
-//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR]
+// With --scale (`make bench-scale`, scale.go) it runs N VM pairs at once
+// instead, on the same lab builder and gateway set-ups.
+//
+//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR] [--wireguard-go PATH]
+//	bench-e2e --scale [--pairs 1,2,4] [--time 10s] [--mode tunnel|transport] [--wireguard-go PATH]
 package main
 
 import (
