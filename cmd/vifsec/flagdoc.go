@@ -49,6 +49,8 @@ var flagDocs = map[string]flagDoc{
 	"sa-spi":               {meaning: "the SPI, unique per VM (two VMs may use the same one); 0x1-0xff are reserved; auto lets vifsec pick one and print it", values: "0xHEX|auto"},
 	"encryption-algorithm": {meaning: "the ESP cipher; 3des-cbc works but is deprecated", values: "aes128-gcm|aes256-gcm|chacha20-poly1305|aes128-cbc|aes256-cbc|3des-cbc|null"},
 	"encryption-key":       {meaning: "the cipher key as 0x-prefixed hex or ASCII text; AEAD keys include the 4-byte salt (aes128-gcm 20 bytes, aes256-gcm and chacha20-poly1305 36). Visible to other users in the process list: prefer --encryption-key-file", values: "KEY"},
+	"encryption-key-file":  {meaning: "a file holding the cipher key (as --encryption-key takes it) on one line, or - for stdin (a prompt without echo on a terminal); unlike the flag, not visible in the process list", values: "PATH|-"},
+	"integrity-key-file":   {meaning: "a file holding the integrity key on one line, or - for stdin (after the encryption key's line when both are -)", values: "PATH|-"},
 	"integrity-algorithm":  {meaning: "the ESP integrity algorithm; none only with an AEAD cipher", values: "hmac-sha1|hmac-sha2-256|hmac-sha2-384|hmac-sha2-512|none"},
 	"integrity-key":        {meaning: "the integrity key as 0x-prefixed hex or ASCII text. Visible to other users in the process list: prefer --integrity-key-file", values: "KEY"},
 	"replay-window":        {meaning: "the anti-replay window of an inbound SA, in packets", values: "32-4096", def: "1024"},

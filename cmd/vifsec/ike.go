@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // The IKE verbs follow ONTAP's `security ipsec`: policy,
@@ -326,8 +326,12 @@ func runCRLShow(c *cli, in *invocation) int {
 
 func runShowIKESA(c *cli, in *invocation) int {
 	rows, err := c.c.IKESAs(c.ctx, in.get("tenant"))
-	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Initiator-SPI", "State"},
+	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Initiator-SPI", "State", "Key-Exchanges", "PPK"},
 		func(r api.IKESA) []string {
-			return []string{r.Tenant, r.Policy, orDash(r.LocalAddress), orDash(r.RemoteAddress), r.InitiatorSPI, r.State}
+			ppk := "no"
+			if r.PPK {
+				ppk = "yes"
+			}
+			return []string{r.Tenant, r.Policy, orDash(r.LocalAddress), orDash(r.RemoteAddress), r.InitiatorSPI, r.State, orDash(r.KeyExchanges), ppk}
 		})
 }

@@ -76,6 +76,11 @@ func TestSAKeyFiles(t *testing.T) {
 		if !bytes.Equal(enc, wantEnc) || !bytes.Equal(integ, wantInteg) {
 			t.Errorf("%s: installed keys differ from the files'", tc.sa)
 		}
+		// The next case installs the same keys: two SAs under one key
+		// would be warned about.
+		if code, _, stderr := r.vifsec("", "sa", "remove", "--sa-name", tc.sa); code != exitOK {
+			t.Fatalf("sa remove %s: exit %d %q", tc.sa, code, stderr)
+		}
 	}
 
 	// The esxcli flags: accepted, with a warning per key on stderr.

@@ -56,6 +56,10 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		e.SetEnabled(snap.Enabled)
 		ov.apply(snap)
 		a.Set(wants(snap), uplinkWant(snap))
+		// No packet is handled with an older table any more: the SAs it
+		// alone named may go (a rekey's old SA, internal/daemon/applied.go).
+		e.Quiesce()
+		d.DataPathApplied(snap.Gen)
 		log.Debug("data path updated", "generation", gen, "vms", len(snap.VMs))
 		if logCheck {
 			logRecheck(log, d)

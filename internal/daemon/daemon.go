@@ -69,6 +69,7 @@ type Daemon struct {
 	gen     atomic.Uint64
 	watchMu sync.Mutex
 	watchCh chan struct{}
+	applied dataPathSync // the generation the data path runs (applied.go)
 
 	expiredMu sync.Mutex
 	expired   map[*sa.SA]bool // already logged as expired

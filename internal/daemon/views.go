@@ -97,8 +97,8 @@ func (d *Daemon) Snapshot() *Snapshot {
 		if tn, ok := d.saTenant[x.Name()]; ok {
 			us := UnderlaySA{Tenant: tn, SA: x}
 			if ch := d.ike.saChild[x.Name()]; ch != nil {
-				if ch.pending && ch.out == x.Name() {
-					continue // not carrying traffic yet (ikesa.go)
+				if (ch.pending || ch.retiring) && ch.out == x.Name() {
+					continue // not carrying traffic yet, or any more (ikesa.go)
 				}
 				us.seq = ch.seq
 			}

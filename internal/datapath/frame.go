@@ -175,11 +175,11 @@ const (
 )
 
 var ndLimits = [5]struct{ fixed, max int }{
-	ndRouterSolicit - ndRouterSolicit: {8, 64},
-	ndRouterAdvert - ndRouterSolicit:  {16, 512},
-	ndSolicit - ndRouterSolicit:       {24, 64},
-	ndAdvert - ndRouterSolicit:        {24, 64},
-	ndRedirect - ndRouterSolicit:      {40, 128},
+	0:                                {8, 64}, // router solicitation: type ndRouterSolicit
+	ndRouterAdvert - ndRouterSolicit: {16, 512},
+	ndSolicit - ndRouterSolicit:      {24, 64},
+	ndAdvert - ndRouterSolicit:       {24, 64},
+	ndRedirect - ndRouterSolicit:     {40, 128},
 }
 
 // checkND applies step 4 to ip, an IPv6 packet that tenant's

@@ -118,36 +118,28 @@ func (e *Engine) SetOverlay(o *Overlay) {
 }
 
 // SetNeighbors publishes the underlay next-hop MAC of each remote VTEP.
+// Frames that waited for one of them leave first.
 func (e *Engine) SetNeighbors(n map[netip.Addr]header.MAC) {
 	m := make(map[netip.Addr]header.MAC, len(n))
 	for a, mac := range n {
 		m[a.Unmap()] = mac
 	}
+	e.held.mu.Lock()
+	defer e.held.mu.Unlock()
+	e.sendHeldLocked(m)
 	e.neigh.Store(&m)
 }
 
-// NeighborMisses delivers remote VTEPs frames were dropped for because
-// their MAC is not known yet: the caller resolves them and SetNeighbors.
+// NeighborMisses delivers remote VTEPs whose MAC a frame found unknown:
+// the caller resolves them and calls SetNeighbors, within
+// NeighborHoldTime for the frames waiting to leave.
 func (e *Engine) NeighborMisses() <-chan netip.Addr { return e.misses }
 
 // vxlanOut encapsulates the VM frame buf[start:end] toward remote and
-// queues it on the uplink. The bytes before start are overwritten.
+// queues it on the uplink, or, while remote's MAC is not known, holds it
+// (overlay_hold.go). The bytes before start are overwritten.
 func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote netip.Addr, buf []byte, start, end int) {
-	nm := w.e.neigh.Load()
-	var mac header.MAC
-	ok := false
-	if nm != nil {
-		mac, ok = (*nm)[remote]
-	}
-	if !ok {
-		select {
-		case w.e.misses <- remote:
-		default:
-		}
-		w.e.OverlayStats.NoNeighbor.Add(1)
-		return
-	}
-	o := vxlan.Outer{SrcMAC: ov.srcMAC, DstMAC: mac, Src: ov.src, Dst: remote, DstPort: ov.port, VNI: from.vni}
+	o := vxlan.Outer{SrcMAC: ov.srcMAC, Src: ov.src, Dst: remote, DstPort: ov.port, VNI: from.vni}
 	sport := ov.hasher.SourcePort(buf[start:end], from.vni)
 	s, d := vxlan.Encap(&o, sport, buf, start, end-start)
 	if d != drop.None {
@@ -169,10 +161,16 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 			return
 		}
 		s, end = a-ethLen, b
-		copy(buf[s:s+6], mac[:])
 		copy(buf[s+6:s+12], ov.srcMAC[:])
 		binary.BigEndian.PutUint16(buf[s+12:], etherTypeOf(buf[a]))
 	}
+	mac, ok := w.e.neighbor(remote)
+	if !ok {
+		if mac, ok = w.e.hold(from.vni, remote, buf, s, end); !ok {
+			return // held, or dropped and counted
+		}
+	}
+	copy(buf[s:s+6], mac[:])
 	w.queue(up, buf, s, end, nil)
 }
 

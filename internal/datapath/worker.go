@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/header"
+	"sync/atomic"
 	"time"
 
 	"github.com/vifsec/vifsec/offload"
@@ -83,6 +84,9 @@ type worker struct {
 	fragmenting bool // w.seg holds fragments being sent
 	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
 
+	// batches counts batch starts and ends: odd while one runs.
+	batches atomic.Uint64
+
 	// Uplink worker only: the pending ingress-coalescing run.
 	co coalescer
 	// Coalesced counts segments merged into super-frames (read by tests).
@@ -160,6 +164,8 @@ func (w *worker) run() {
 
 // batch processes n frames just read and sends what they produced.
 func (w *worker) batch(n int) {
+	w.batches.Add(1) // odd: in a batch (Engine.Quiesce)
+	defer w.batches.Add(1)
 	snap := w.e.snap.Load()
 	for i := 0; i < n; i++ {
 		switch {
@@ -340,7 +346,7 @@ func ipHeaderMin(pkt []byte) int {
 //  4. Source IP anti-spoofing (--ip); ARP and neighbour discovery claim
 //     only the VM's addresses; a local VM is sent only what is addressed
 //     to it
-//  5. Outbound SPD: none → clear, discard → dr, ipsec → ESP with the SA;
+//  5. Outbound SPD: none → clear, discard → drop, ipsec → ESP with the SA;
 //     a non-first fragment by every policy its datagram could match
 //  6. Forward: to a local VM of the same VLAN, or onto the uplink (802.1Q
 //     tagged when the VLAN is not 0)

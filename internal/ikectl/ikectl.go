@@ -289,6 +289,7 @@ func (c *Controller) report() daemon.IKEReport {
 		r.IKESAs = append(r.IKESAs, daemon.IKESA{
 			Tenant: s.Tenant, Policy: s.Policy, VM: s.VM, Local: s.Local, Remote: s.Remote,
 			InitiatorSPI: s.SPIi, ResponderSPI: s.SPIr, Initiator: s.Initiator, State: s.State, Suite: s.Suite,
+			KeyExchanges: s.KeyExchanges, PPK: s.PPK,
 			LocalID: s.LocalID, RemoteID: s.RemoteID, NAT: s.NAT, Established: s.Established, Children: s.Children,
 		})
 	}
@@ -304,10 +305,16 @@ func (c *Controller) stats() daemon.IKEStats {
 	out := daemon.IKEStats{
 		HalfOpen: st.HalfOpen, HalfOpenByTenant: st.HalfOpenByTenant,
 		ReassemblyBytes: st.ReassemblyBytes, CookiesSent: st.CookiesSent,
-		Drops: map[string]uint64{},
+		Drops: map[string]uint64{}, Failures: map[string]uint64{},
+		IKERekeys: st.IKERekeys, ChildRekeys: st.ChildRekeys,
+		IKERekeyFailures: st.IKERekeyFailures, ChildRekeyFailures: st.ChildRekeyFailures,
+		DPDFailures: st.DPDFailures,
 	}
 	for l := ike.Limit(1); l < ike.NumLimits; l++ {
 		out.Drops[l.String()] = st.Drops[l]
+	}
+	for f := ike.Failure(1); f < ike.NumFailures; f++ {
+		out.Failures[f.String()] = st.Failures[f]
 	}
 	return out
 }

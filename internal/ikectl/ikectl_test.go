@@ -402,4 +402,7 @@ func TestIKEStats(t *testing.T) {
 	if len(st.Drops) != int(ike.NumLimits)-1 || st.Drops["init_request_size"] != 1 || st.HalfOpen != 0 {
 		t.Fatalf("IKEStats %+v, want every limit and one init_request_size drop", st)
 	}
+	if len(st.Failures) != int(ike.NumFailures)-1 || st.Failures["timeout"] != 0 {
+		t.Fatalf("IKEStats failures %v, want every reason at 0", st.Failures)
+	}
 }

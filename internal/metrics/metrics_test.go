@@ -68,12 +68,12 @@ func TestCollector(t *testing.T) {
 
 	c := NewCollector(d, d.SADB(), "v-test")
 	want := `
-# HELP vifsec_sa_packets_total Packets processed by an SA.
+# HELP vifsec_sa_packets_total Packets processed by an SA (sa: its name, or ike/POLICY summing an IKE policy's Child SAs).
 # TYPE vifsec_sa_packets_total counter
-vifsec_sa_packets_total{direction="",sa="s1",spi="0x1000",tenant="t1",vm="vm1"} 5
+vifsec_sa_packets_total{direction="",sa="s1",tenant="t1",vm="vm1"} 5
 # HELP vifsec_sa_drops_total Packets dropped against an SA, by reason (only reasons seen are exported).
 # TYPE vifsec_sa_drops_total counter
-vifsec_sa_drops_total{reason="replay",sa="s1",spi="0x1000",tenant="t1",vm="vm1"} 2
+vifsec_sa_drops_total{direction="",reason="replay",sa="s1",tenant="t1",vm="vm1"} 2
 # HELP vifsec_vm_packets_total Packets of a VM, by direction seen from the VM (out: sent by it).
 # TYPE vifsec_vm_packets_total counter
 vifsec_vm_packets_total{direction="in",tenant="t1",vm="vm1"} 0

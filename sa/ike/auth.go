@@ -36,6 +36,8 @@ type authPayloads struct {
 	transport bool
 	initial   bool
 	errNote   *wire.Notify
+	ppkID     []byte // PPK_IDENTITY's data (non-nil, maybe empty, if present)
+	noPPKAuth []byte // NO_PPK_AUTH's data
 }
 
 func sortAuth(ps []wire.Payload) authPayloads {
@@ -70,6 +72,10 @@ func sortAuth(ps []wire.Payload) authPayloads {
 				ap.transport = true
 			case x.NotifyType == wire.NotifyInitialContact:
 				ap.initial = true
+			case x.NotifyType == wire.NotifyPPKIdentity && ap.ppkID == nil:
+				ap.ppkID = append([]byte{}, x.Data...)
+			case x.NotifyType == wire.NotifyNoPPKAuth && ap.noPPKAuth == nil:
+				ap.noPPKAuth = x.Data
 			case x.NotifyType.IsError() && ap.errNote == nil:
 				ap.errNote = x
 			}
@@ -168,6 +174,34 @@ func certPayloads(pol *policyState) []wire.Payload {
 	return ps
 }
 
+// PPK (RFC 8784): PPK_IDENTITY carries PPK_ID_FIXED (2) and the
+// identity; NO_PPK_AUTH the content of an AUTH payload (method, three
+// reserved octets, data) computed with the SK_pi not mixed with the PPK.
+const ppkIDFixed = 2
+
+func ppkIDData(id string) []byte { return append([]byte{ppkIDFixed}, id...) }
+
+func ppkIDMatches(data []byte, id string) bool {
+	return len(data) > 1 && (data[0] == 1 || data[0] == ppkIDFixed) && string(data[1:]) == id
+}
+
+func authNoteData(a *wire.Auth) []byte { return append([]byte{a.Method, 0, 0, 0}, a.Data...) }
+
+func authFromNote(b []byte) (*wire.Auth, bool) {
+	if len(b) < 5 {
+		return nil, false
+	}
+	return &wire.Auth{Method: b[0], Data: b[4:]}, true
+}
+
+// usePPK switches s to the SK_d mixed with the PPK once IKE_AUTH is done
+// with it.
+func (s *ikeSA) usePPK() {
+	suite.Zero(s.keys.D)
+	s.keys.D, s.ppkKeys.D = s.ppkKeys.D, nil
+	s.ppk = true
+}
+
 // ---- initiator ----
 
 // sendAuth sends the IKE_AUTH request with the first Child SA.
@@ -182,13 +216,42 @@ func (s *ikeSA) sendAuth() {
 	if !pol.remoteID.IsZero() && !pol.AnyRemoteID && !hasWildcard(pol.RemoteID) {
 		ps = append(ps, &wire.ID{Responder: true, IDType: pol.remoteID.Type, Data: pol.remoteID.Data})
 	}
-	octets := suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(s.keys.Pi, idBody(s.localID)))
+	s.authMsgID = s.msgIDOut + uint32(len(s.queue))
+	if s.req != nil {
+		s.authMsgID++
+	}
+	pi := s.keys.Pi
+	var ppkNotes []wire.Payload
+	if len(pol.PPK) > 0 {
+		switch {
+		case s.ppkOK:
+			d, ppi, ppr := suite.MixPPK(s.prf, pol.PPK, s.keys.D, s.keys.Pi, s.keys.Pr)
+			s.ppkKeys = suite.Keys{D: d, Pi: ppi, Pr: ppr}
+			pi = ppi
+			ppkNotes = append(ppkNotes, &wire.Notify{NotifyType: wire.NotifyPPKIdentity, Data: ppkIDData(pol.PPKID)})
+			if !pol.PPKRequired {
+				plain := s.authOctets(suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(s.keys.Pi, idBody(s.localID))), s.authMsgID)
+				noPPK, err := s.authData(pol, plain)
+				if err != nil {
+					s.dead("signing AUTH: " + err.Error())
+					return
+				}
+				ppkNotes = append(ppkNotes, &wire.Notify{NotifyType: wire.NotifyNoPPKAuth, Data: authNoteData(noPPK)})
+			}
+		case pol.PPKRequired:
+			s.lwarn("IKE SA not established", "reason", "the policy requires a post-quantum preshared key and the peer did not announce USE_PPK")
+			s.dead("peer does not support the required post-quantum preshared key")
+			return
+		}
+	}
+	octets := s.authOctets(suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(pi, idBody(s.localID))), s.authMsgID)
 	auth, err := s.authData(pol, octets)
 	if err != nil {
 		s.dead("signing AUTH: " + err.Error())
 		return
 	}
 	ps = append(ps, auth)
+	ps = append(ps, ppkNotes...)
 	if s.onlySA() {
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyInitialContact})
 	}
@@ -209,6 +272,7 @@ func (s *ikeSA) sendAuth() {
 		onResp: func(_ wire.Header, rps []wire.Payload) { s.authResponse(rps, inSPI) },
 		onFail: func() {
 			s.e.freeSPI(pol.Scope, inSPI)
+			s.e.fail(FailureTimeout)
 			s.dead("no answer to IKE_AUTH")
 		},
 	}, false)
@@ -242,17 +306,30 @@ func (s *ikeSA) authResponse(ps []wire.Payload, inSPI uint32) {
 	if ap.idr == nil || ap.auth == nil {
 		s.e.freeSPI(pol.Scope, inSPI)
 		reason := "IKE_AUTH answer without identity or AUTH"
+		f := FailureOther
 		if ap.errNote != nil {
+			f = failureOf(ap.errNote.NotifyType)
 			reason = "peer refused IKE_AUTH: " + ap.errNote.NotifyType.String()
 		}
+		s.e.fail(f)
 		s.lwarn("IKE SA not established", "reason", reason)
 		s.dead(reason)
 		return
 	}
 	peerID := ID{Type: ap.idr.IDType, Data: ap.idr.Data}
-	octets := suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(s.keys.Pr, idBody(peerID)))
-	if err := s.verifyPeer(pol, peerID, ap.certs, ap.auth, octets); err != nil {
+	pr := s.keys.Pr
+	usedPPK := s.ppkKeys.D != nil && ap.ppkID != nil
+	if usedPPK {
+		pr = s.ppkKeys.Pr
+	}
+	octets := s.authOctets(suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(pr, idBody(peerID))), s.authMsgID)
+	err := s.verifyPeer(pol, peerID, ap.certs, ap.auth, octets)
+	if err == nil && !usedPPK && pol.PPKRequired {
+		err = fmt.Errorf("%w: the responder did not use the required post-quantum preshared key", errAuth)
+	}
+	if err != nil {
 		s.e.freeSPI(pol.Scope, inSPI)
+		s.e.fail(FailureAuth)
 		s.lwarn("IKE SA not established: the responder did not authenticate", "err", err)
 		// RFC 7296 §2.21.2: tell the responder, once, then go.
 		s.state = ikeDeleting
@@ -267,11 +344,14 @@ func (s *ikeSA) authResponse(ps []wire.Payload, inSPI uint32) {
 		}, true)
 		return
 	}
+	if usedPPK {
+		s.usePPK()
+	}
 	s.remoteID = peerID
 	s.established = s.e.now()
 	s.state = ikeEstablished
 	pol.fails = 0
-	s.linfo("IKE SA established", "suite", s.suite.String(), "remote_id", peerID.String())
+	s.linfo("IKE SA established", "suite", s.suite.String(), "remote_id", peerID.String(), "ppk", s.ppk)
 	s.childFromAuth(ap, inSPI)
 	s.clearInit()
 	s.armEstablished()
@@ -283,26 +363,28 @@ func (s *ikeSA) childFromAuth(ap authPayloads, inSPI uint32) {
 	if ap.errNote != nil || ap.sa == nil {
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.childless = true
-		why := "no SA payload"
+		why, f := "no SA payload", FailureOther
 		if ap.errNote != nil {
-			why = ap.errNote.NotifyType.String()
+			why, f = ap.errNote.NotifyType.String(), failureOf(ap.errNote.NotifyType)
 		}
+		s.e.fail(f)
 		s.lwarn("first Child SA not created", "reason", why)
 		return
 	}
 	ch, ok := acceptedESP(ap.sa, pol.ESP, true)
-	reason := ""
+	reason, bad := "", FailureNoProposal
 	switch {
 	case !ok:
 		reason = "responder chose an ESP proposal we did not offer"
 	case ap.tsi == nil || ap.tsr == nil || !within(ap.tsi.Selectors, pol.localSel) || !within(ap.tsr.Selectors, pol.remSel):
-		reason = "responder's traffic selectors are not within ours"
+		reason, bad = "responder's traffic selectors are not within ours", FailureTSUnacceptable
 	case ap.transport != (pol.Mode == sa.ModeTransport):
 		reason = "responder chose another mode"
 	case spiFrom(ch.spi) < 0x100:
 		reason = "responder chose a reserved SPI"
 	}
 	if reason != "" {
+		s.e.fail(bad)
 		s.lwarn("first Child SA refused", "reason", reason)
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.childless = true
@@ -324,6 +406,9 @@ func (s *ikeSA) childFromAuth(ap authPayloads, inSPI uint32) {
 // clearInit drops what only IKE_AUTH needed.
 func (s *ikeSA) clearInit() {
 	s.initReq, s.initRsp, s.dh, s.cookie = nil, nil, nil, nil
+	s.intI, s.intR, s.prevIn = nil, nil, nil
+	s.ppkKeys.Zero()
+	s.ppkKeys = suite.Keys{}
 	// SK_pi and SK_pr only authenticate IKE_AUTH.
 	suite.Zero(s.keys.Pi, s.keys.Pr)
 	s.keys.Pi, s.keys.Pr = nil, nil
@@ -363,12 +448,17 @@ func (s *ikeSA) pickPolicy(peerID, wantLocal ID, method uint8, tsi, tsr *wire.TS
 func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 	ap := sortAuth(ps)
 	fail := func(why string, t wire.NotifyType) {
+		s.e.fail(failureOf(t))
 		s.e.log.Warn("IKE_AUTH refused", "remote", p.Remote, "reason", why)
 		s.respondNotify(p, h, t, nil)
 		s.destroy(why)
 	}
 	if ap.idi == nil || ap.auth == nil {
 		fail("IKE_AUTH request without identity or AUTH", wire.NotifyInvalidSyntax)
+		return
+	}
+	if i := s.nextAddKE(); i >= 0 {
+		fail("IKE_AUTH request before the additional key exchange "+suite.KEName(s.suite.AddKE[i]), wire.NotifyInvalidSyntax)
 		return
 	}
 	peerID := ID{Type: ap.idi.IDType, Data: ap.idi.Data}
@@ -382,21 +472,45 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 		return
 	}
 	s.setPolicy(pol)
-	octets := suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(s.keys.Pi, idBody(peerID)))
-	if err := s.verifyPeer(pol, peerID, ap.certs, ap.auth, octets); err != nil {
+	auth := ap.auth
+	pi, pr := s.keys.Pi, s.keys.Pr
+	switch {
+	case ap.ppkID != nil && s.ppkOK && len(pol.PPK) > 0 && ppkIDMatches(ap.ppkID, pol.PPKID):
+		d, ppi, ppr := suite.MixPPK(s.prf, pol.PPK, s.keys.D, s.keys.Pi, s.keys.Pr)
+		s.ppkKeys = suite.Keys{D: d, Pi: ppi, Pr: ppr}
+		pi, pr = ppi, ppr
+	case pol.PPKRequired:
+		fail("the policy requires a post-quantum preshared key and the initiator did not use it", wire.NotifyAuthenticationFailed)
+		return
+	case ap.ppkID != nil:
+		// The initiator used a PPK this policy does not have: its
+		// NO_PPK_AUTH, if it sent one, authenticates it without.
+		a, ok := authFromNote(ap.noPPKAuth)
+		if !ok {
+			fail("the initiator used a post-quantum preshared key this policy does not have, and sent no NO_PPK_AUTH", wire.NotifyAuthenticationFailed)
+			return
+		}
+		auth = a
+	}
+	octets := s.authOctets(suite.SignedOctets(s.initReq, s.nr, s.prf.Sum(pi, idBody(peerID))), h.MessageID)
+	if err := s.verifyPeer(pol, peerID, ap.certs, auth, octets); err != nil {
 		fail(err.Error(), wire.NotifyAuthenticationFailed)
 		return
 	}
 	s.localID = pol.localIDFor(p.Local.Addr())
 	rps := []wire.Payload{&wire.ID{Responder: true, IDType: s.localID.Type, Data: s.localID.Data}}
 	rps = append(rps, certPayloads(pol)...)
-	rOctets := suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(s.keys.Pr, idBody(s.localID)))
-	auth, err := s.authData(pol, rOctets)
+	rOctets := s.authOctets(suite.SignedOctets(s.initRsp, s.ni, s.prf.Sum(pr, idBody(s.localID))), h.MessageID)
+	rAuth, err := s.authData(pol, rOctets)
 	if err != nil {
 		fail("signing AUTH: "+err.Error(), wire.NotifyAuthenticationFailed)
 		return
 	}
-	rps = append(rps, auth)
+	rps = append(rps, rAuth)
+	if s.ppkKeys.D != nil {
+		rps = append(rps, &wire.Notify{NotifyType: wire.NotifyPPKIdentity})
+		s.usePPK()
+	}
 
 	// Authenticated.
 	s.remoteID = peerID
@@ -404,7 +518,7 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 	s.state = ikeEstablished
 	s.established = s.e.now()
 	s.e.leaveHalfOpen(s)
-	s.linfo("IKE SA established", "suite", s.suite.String(), "remote_id", peerID.String())
+	s.linfo("IKE SA established", "suite", s.suite.String(), "remote_id", peerID.String(), "ppk", s.ppk)
 	if ap.initial {
 		s.e.initialContact(s)
 	}

@@ -136,6 +136,9 @@ func (s *ikeSA) installChild(c *childSA, switchNow bool) {
 	e.children[c.cfg.In.Name] = c
 	e.children[c.cfg.Out.Name] = c
 	s.children = append(s.children, c)
+	if c.replaces != nil && !c.redundant {
+		e.stats.ChildRekeys++
+	}
 	now := e.now()
 	e.arm(&c.tRekey, now.Add(e.jitter(s.pol.ChildLifetime, 0.85, 0.95)))
 	e.arm(&c.tExpire, now.Add(s.pol.ChildLifetime))
@@ -380,6 +383,10 @@ func (s *ikeSA) createChild(old *childSA, group uint16) {
 		if inSPI != 0 {
 			s.e.freeSPI(pol.Scope, inSPI)
 		}
+		s.e.fail(FailureTimeout)
+		if old != nil {
+			s.e.stats.ChildRekeyFailures++
+		}
 		s.dead("no answer to CREATE_CHILD_SA")
 	}
 	s.enqueue(r, false)
@@ -448,6 +455,12 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 	}
 	if cp.errNote != nil {
 		s.e.freeSPI(pol.Scope, inSPI)
+		if t := cp.errNote.NotifyType; t != wire.NotifyInvalidKEPayload && t != wire.NotifyTemporaryFailure {
+			s.e.fail(failureOf(t))
+			if old != nil {
+				s.e.stats.ChildRekeyFailures++
+			}
+		}
 		switch t := cp.errNote.NotifyType; t {
 		case wire.NotifyInvalidKEPayload:
 			if len(cp.errNote.Data) == 2 {
@@ -478,7 +491,7 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 		}
 		return
 	}
-	reason := ""
+	reason, bad := "", FailureNoProposal
 	var ch espChoice
 	var ok bool
 	mode := pol.Mode
@@ -499,7 +512,7 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 	case len(cp.nonce) < minNonce || len(cp.nonce) > maxNonce:
 		reason = "responder's nonce has a bad length"
 	case cp.tsi == nil || cp.tsr == nil || !within(cp.tsi.Selectors, lsel) || !within(cp.tsr.Selectors, rsel):
-		reason = "responder's traffic selectors are not within ours"
+		reason, bad = "responder's traffic selectors are not within ours", FailureTSUnacceptable
 	case cp.transport != (mode == sa.ModeTransport):
 		reason = "responder chose another mode"
 	case spiFrom(ch.spi) < 0x100:
@@ -522,6 +535,10 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 		}
 	}
 	if reason != "" {
+		s.e.fail(bad)
+		if old != nil {
+			s.e.stats.ChildRekeyFailures++
+		}
 		s.lwarn("CREATE_CHILD_SA answer refused", "reason", reason)
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.sendChildDelete(inSPI)
@@ -578,6 +595,7 @@ func (s *ikeSA) respondChild(o childOffer, auth bool, old *childSA) ([]wire.Payl
 		mode = old.mode
 	}
 	refuse := func(t wire.NotifyType, data []byte, why string) ([]wire.Payload, *childSA) {
+		e.fail(failureOf(t))
 		s.lwarn("Child SA refused", "reason", why)
 		return []wire.Payload{&wire.Notify{NotifyType: t, Data: data}}, nil
 	}
@@ -795,10 +813,14 @@ func (s *ikeSA) rekeyIKE(group uint16) {
 			return nil
 		}
 		spi, ni = s.e.newSPI(), s.e.random(nonceLen)
-		return []wire.Payload{ikeProposals(pol.IKE, binary.BigEndian.AppendUint64(nil, spi)), &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: dh.Public()}}
+		return []wire.Payload{ikeProposals(rekeySuites(pol.IKE), binary.BigEndian.AppendUint64(nil, spi)), &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: dh.Public()}}
 	}
 	r.onResp = func(_ wire.Header, ps []wire.Payload) { s.rekeyIKEResponse(spi, ni, dh, group, ps) }
-	r.onFail = func() { s.dead("no answer to the IKE SA rekey") }
+	r.onFail = func() {
+		s.e.fail(FailureTimeout)
+		s.e.stats.IKERekeyFailures++
+		s.dead("no answer to the IKE SA rekey")
+	}
 	s.enqueue(r, false)
 }
 
@@ -811,7 +833,8 @@ func (s *ikeSA) rekeyIKEResponse(spi uint64, ni []byte, dh suite.DH, group uint1
 	cp := sortChild(ps)
 	retry := func(after time.Duration) {
 		if c := s.collision; c != nil && c.state == ikeEstablished {
-			s.moveChildren(c) // the peer's rekey stands; it deletes this SA
+			s.e.stats.IKERekeys++ // the peer's
+			s.moveChildren(c)     // the peer's rekey stands; it deletes this SA
 			return
 		}
 		s.e.arm(&s.tRekey, s.e.now().Add(after))
@@ -832,6 +855,8 @@ func (s *ikeSA) rekeyIKEResponse(spi uint64, ni []byte, dh suite.DH, group uint1
 		case wire.NotifyTemporaryFailure:
 			retry(s.e.jitter(10*time.Second, 0.5, 1.5))
 		default:
+			s.e.fail(failureOf(cp.errNote.NotifyType))
+			s.e.stats.IKERekeyFailures++
 			s.lwarn("IKE SA rekey refused", "notify", cp.errNote.NotifyType)
 			retry(s.e.cfg.RetryInterval)
 		}
@@ -840,9 +865,11 @@ func (s *ikeSA) rekeyIKEResponse(spi uint64, ni []byte, dh suite.DH, group uint1
 	var st suite.IKE
 	ok := false
 	if cp.sa != nil {
-		st, ok = acceptedIKE(cp.sa, 8, pol.IKE)
+		st, ok = acceptedIKE(cp.sa, 8, rekeySuites(pol.IKE))
 	}
 	if !ok || st.DH != group || cp.ke == nil || cp.ke.Group != group || len(cp.nonce) < minNonce || len(cp.nonce) > maxNonce {
+		s.e.fail(FailureNoProposal)
+		s.e.stats.IKERekeyFailures++
 		s.lwarn("IKE SA rekey answer refused")
 		retry(s.e.cfg.RetryInterval)
 		return
@@ -875,6 +902,7 @@ func (s *ikeSA) rekeyIKEResponse(spi uint64, ni []byte, dh suite.DH, group uint1
 		s.ldebug("IKE SA rekey collision won")
 	}
 	s.moveChildren(n)
+	s.e.stats.IKERekeys++
 	s.linfo("IKE SA rekeyed", "new_spi_i", hex64(n.spiI), "new_spi_r", hex64(n.spiR))
 	s.enqueue(&request{
 		exch:   wire.ExchangeInformational,
@@ -897,7 +925,7 @@ func (s *ikeSA) rekeyIKERequest(p Packet, h wire.Header, cp childPayloads) {
 		s.respondNotify(p, h, wire.NotifyInvalidSyntax, nil)
 		return
 	}
-	ch, ok := selectIKE(cp.sa.Proposals, 8, pol.IKE, cp.ke.Group, s.e.cfg.PreferInitiatorProposals)
+	ch, ok := selectIKE(cp.sa.Proposals, 8, rekeySuites(pol.IKE), cp.ke.Group, s.e.cfg.PreferInitiatorProposals)
 	if !ok {
 		s.respondNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
@@ -939,6 +967,7 @@ func (s *ikeSA) rekeyIKERequest(p Packet, h wire.Header, cp childPayloads) {
 		s.collision = n // settled when our own rekey ends
 	} else {
 		s.moveChildren(n)
+		s.e.stats.IKERekeys++
 	}
 	s.respond(p, h, []wire.Payload{
 		&wire.SA{Proposals: []wire.Proposal{{Num: ch.num, Protocol: wire.ProtoIKE, SPI: binary.BigEndian.AppendUint64(nil, newSPI), Transforms: ch.suite.Transforms()}}},
@@ -958,6 +987,7 @@ func (s *ikeSA) successor(initiator bool, spiI, spiR uint64, st suite.IKE, keys 
 	}
 	n.natLocal, n.natRemote, n.fragOK = s.natLocal, s.natRemote, s.fragOK
 	n.peerHashes, n.localID, n.remoteID, n.peerCert = s.peerHashes, s.localID, s.remoteID, s.peerCert
+	n.ppk = s.ppk // its keys come from our SK_d, which the PPK keyed
 	n.state = ikeEstablished
 	n.established = n.created
 	n.nonces = [2][]byte{ni, nr}

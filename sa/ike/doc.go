@@ -2,7 +2,10 @@
 // IKE SAs and Child SAs for the policies the daemon gives it, as initiator
 // and responder, and hands the resulting ESP SAs to the data path.
 //
-// It owns the protocol state machine — IKE_SA_INIT, IKE_AUTH,
+// It owns the protocol state machine — IKE_SA_INIT, IKE_INTERMEDIATE
+// with the additional key exchanges of RFC 9370 (RFC 9242; ML-KEM among
+// them; intermediate.go), IKE_AUTH (with RFC 8784 post-quantum preshared
+// keys, mandatory or optional: Policy.PPK),
 // CREATE_CHILD_SA (new Child SA, Child SA rekey, IKE SA rekey, optional
 // PFS), INFORMATIONAL (delete, liveness) — message IDs with a window of
 // one, retransmission with exponential backoff, duplicate requests

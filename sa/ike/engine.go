@@ -666,10 +666,17 @@ type IKESAInfo struct {
 	Initiator          bool   // we are the original initiator
 	State              string // CONNECTING, ESTABLISHED, REKEYING, REKEYED, DELETING
 	Suite              string // e.g. aes128gcm16-prfsha256-modp2048
-	LocalID, RemoteID  string
-	NAT                bool // a NAT was detected: IKE on 4500, ESP in UDP
-	Established        time.Time
-	Children           int
+	// KeyExchanges are the key exchanges that keyed the SA, in order,
+	// joined by '+' ("curve25519+mlkem768"): IKE_SA_INIT's DH (or that of
+	// the rekey that made the SA) and the additional ones of RFC 9370
+	// done so far. PPK: its keys are mixed with a post-quantum preshared
+	// key (RFC 8784).
+	KeyExchanges      string
+	PPK               bool
+	LocalID, RemoteID string
+	NAT               bool // a NAT was detected: IKE on 4500, ESP in UDP
+	Established       time.Time
+	Children          int
 }
 
 // ChildSAInfo describes a Child SA (show-ipsecsa).

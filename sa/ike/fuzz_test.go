@@ -34,6 +34,10 @@ func establishedState(e *Engine) string {
 func FuzzInput(f *testing.F) {
 	n := newNet(f)
 	pa, pb := pskPair()
+	// With an additional ML-KEM exchange, so that the seeds hold
+	// IKE_INTERMEDIATE fragments and the state between the exchanges.
+	pa.IKE = append(mustIKE(f, "aes256gcm16-prfsha384-x25519-ke1_mlkem768"), DefaultIKEProposals...)
+	pb.IKE = pa.IKE
 	a := n.add("a", "192.0.2.1", &Config{FragmentSize: 400})
 	b := n.add("b", "192.0.2.2", &Config{FragmentSize: 400})
 	if err := b.e.SetPolicies([]Policy{pb}); err != nil {

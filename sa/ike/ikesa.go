@@ -18,13 +18,14 @@ const reassemblyTimeout = 30 * time.Second
 type ikeState uint8
 
 const (
-	ikeInvalid     ikeState = iota
-	ikeInitSent             // initiator: IKE_SA_INIT sent
-	ikeAuthSent             // initiator: IKE_AUTH sent
-	ikeHalfOpen             // responder: IKE_SA_INIT answered, IKE_AUTH awaited
-	ikeEstablished          // authenticated
-	ikeDeleting             // our Delete is queued or in flight
-	ikeDead                 // gone (removed from the engine)
+	ikeInvalid      ikeState = iota
+	ikeInitSent              // initiator: IKE_SA_INIT sent
+	ikeIntermediate          // initiator: IKE_INTERMEDIATE exchanges running
+	ikeAuthSent              // initiator: IKE_AUTH sent
+	ikeHalfOpen              // responder: IKE_SA_INIT answered, IKE_AUTH awaited
+	ikeEstablished           // authenticated
+	ikeDeleting              // our Delete is queued or in flight
+	ikeDead                  // gone (removed from the engine)
 )
 
 // ikeSA is one IKE SA. All fields are guarded by Engine.mu.
@@ -56,6 +57,20 @@ type ikeSA struct {
 	initReq, initRsp []byte
 	cookie           []byte
 	initRetries      int
+
+	// Additional key exchanges in IKE_INTERMEDIATE (intermediate.go).
+	intOK        bool // both announced INTERMEDIATE_EXCHANGE_SUPPORTED
+	addKE        int  // index in suite.AddKE of the exchange running or next
+	kesDone      []uint16
+	intExchanges int
+	intI, intR   []byte           // IntAuth chains of RFC 9242
+	authMsgID    uint32           // initiator: Message ID of its IKE_AUTH request
+	prevIn       *suite.Protector // responder: keys of the request its cached answer answers
+
+	// PPK (RFC 8784, auth.go).
+	ppkOK   bool // both announced USE_PPK
+	ppk     bool // the SA's keys are mixed with a PPK
+	ppkKeys suite.Keys
 
 	natLocal, natRemote bool // we / the peer are behind a NAT
 	fragOK              bool // both sides announced RFC 7383
@@ -170,7 +185,7 @@ func (s *ikeSA) stateName() string {
 		return "REKEYING"
 	}
 	switch s.state {
-	case ikeInitSent, ikeAuthSent, ikeHalfOpen:
+	case ikeInitSent, ikeIntermediate, ikeAuthSent, ikeHalfOpen:
 		return "CONNECTING"
 	case ikeEstablished:
 		return "ESTABLISHED"
@@ -184,11 +199,15 @@ func (s *ikeSA) describe() IKESAInfo {
 	in := IKESAInfo{
 		Scope: s.scope, Local: s.local, Remote: s.remote, SPIi: s.spiI, SPIr: s.spiR,
 		Initiator: s.initiator, State: s.stateName(), NAT: s.natLocal || s.natRemote,
-		Established: s.established, Children: len(s.children),
+		Established: s.established, Children: len(s.children), PPK: s.ppk,
 		LocalID: s.localID.String(), RemoteID: s.remoteID.String(),
 	}
 	if s.suite != (suite.IKE{}) {
 		in.Suite = s.suite.String()
+		in.KeyExchanges = suite.DHName(s.suite.DH)
+		for _, k := range s.kesDone {
+			in.KeyExchanges += "+" + suite.KEName(k)
+		}
 	}
 	if s.pol != nil {
 		in.Tenant, in.Policy, in.VM = s.pol.Tenant, s.pol.Name, s.pol.VM
@@ -224,6 +243,9 @@ func (s *ikeSA) seal(exch wire.ExchangeType, resp bool, id uint32, ps []wire.Pay
 	}
 	h := wire.Header{SPIi: s.spiI, SPIr: s.spiR, Next: wire.PayloadSK, Version: wire.Version2, Exchange: exch, Flags: flags, MessageID: id}
 	first, plain := wire.AppendPayloads(nil, ps)
+	if exch == wire.ExchangeIntermediate {
+		s.chainIntAuth(s.initiator, h, first, plain)
+	}
 	limit := s.msgLimit()
 	if s.fragOK && wire.HeaderLen+4+len(plain)+s.out.Overhead(len(plain)) > limit {
 		return s.fragments(h, first, plain, limit)
@@ -328,6 +350,7 @@ func (s *ikeSA) respond(p Packet, h wire.Header, ps []wire.Payload) {
 	if ps == nil {
 		ps = []wire.Payload{}
 	}
+	s.prevIn = nil
 	s.lastRsp = s.seal(h.Exchange, true, h.MessageID, ps)
 	s.msgIDIn = h.MessageID + 1
 	s.sendPkts(s.lastRsp, p.Local, p.Remote)
@@ -346,9 +369,10 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 		return
 	}
 	resp := h.Flags&wire.FlagResponse != 0
-	if s.state == ikeHalfOpen && (resp || h.Exchange != wire.ExchangeIKEAuth) {
-		// Before IKE_AUTH only its request may come (RFC 7296 §1.2).
-		s.e.drop(LimitHalfOpenExchange, "message dropped: a half-open IKE SA takes only the IKE_AUTH request", "remote", p.Remote, "exchange", h.Exchange)
+	if s.state == ikeHalfOpen && (resp || (h.Exchange != wire.ExchangeIKEAuth && h.Exchange != wire.ExchangeIntermediate)) {
+		// Before IKE_AUTH only its request may come (RFC 7296 §1.2),
+		// after IKE_INTERMEDIATE requests (RFC 9242 §3).
+		s.e.drop(LimitHalfOpenExchange, "message dropped: a half-open IKE SA takes only IKE_INTERMEDIATE and IKE_AUTH requests", "remote", p.Remote, "exchange", h.Exchange)
 		return
 	}
 	dup := false
@@ -387,7 +411,11 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 		return
 	}
 	aad := p.Data[:len(p.Data)-len(body)]
-	plain, err := s.in.Open(aad, body)
+	in := s.in
+	if dup && s.prevIn != nil {
+		in = s.prevIn
+	}
+	plain, err := in.Open(aad, body)
 	if err != nil {
 		s.ldebug("dropped message that failed authentication", "exchange", h.Exchange, "message_id", h.MessageID)
 		return
@@ -418,6 +446,9 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 		}
 		return
 	}
+	if h.Exchange == wire.ExchangeIntermediate {
+		s.chainIntAuth(!s.initiator, h, first, plain)
+	}
 	s.lastRecv = s.e.now()
 	if (s.natLocal || s.natRemote) && (p.Remote != s.remote || p.Local != s.local) {
 		// RFC 7296 §2.23: with a NAT, follow the peer's authenticated
@@ -437,8 +468,12 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 	}
 	switch h.Exchange {
 	case wire.ExchangeIKEAuth:
-		if !s.initiator && s.state == ikeHalfOpen && h.MessageID == 1 {
+		if !s.initiator && s.state == ikeHalfOpen {
 			s.authRequest(p, h, ps)
+		}
+	case wire.ExchangeIntermediate:
+		if !s.initiator && s.state == ikeHalfOpen {
+			s.intermediateRequest(p, h, ps)
 		}
 	case wire.ExchangeCreateChildSA:
 		s.createChildRequest(p, h, ps)
@@ -479,7 +514,9 @@ func (s *ikeSA) destroy(reason string) {
 	s.resetReassembly()
 	s.keys.Zero()
 	s.keys = suite.Keys{}
-	s.out, s.in, s.dh = nil, nil, nil
+	s.ppkKeys.Zero()
+	s.ppkKeys = suite.Keys{}
+	s.out, s.in, s.dh, s.prevIn = nil, nil, nil, nil
 	s.initReq, s.initRsp, s.lastRsp = nil, nil, nil
 }
 
@@ -562,7 +599,7 @@ func (s *ikeSA) dpdCheck() {
 	s.enqueue(&request{
 		exch:   wire.ExchangeInformational,
 		build:  func() []wire.Payload { return []wire.Payload{} },
-		onFail: func() { s.dead("peer did not answer liveness check (DPD)") },
+		onFail: func() { s.e.stats.DPDFailures++; s.dead("peer did not answer liveness check (DPD)") },
 	}, false)
 }
 

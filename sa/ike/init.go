@@ -67,6 +67,8 @@ type initPayloads struct {
 	natSrc   [][]byte
 	natDst   [][]byte
 	frag     bool
+	inter    bool // INTERMEDIATE_EXCHANGE_SUPPORTED
+	usePPK   bool
 	hashes   []uint16
 	certReq  bool
 	errNote  *wire.Notify
@@ -102,6 +104,10 @@ func sortInit(ps []wire.Payload) initPayloads {
 				ip.natDst = append(ip.natDst, x.Data)
 			case wire.NotifyIKEv2FragmentationSupported:
 				ip.frag = true
+			case wire.NotifyIntermediateExchangeSupported:
+				ip.inter = true
+			case wire.NotifyUsePPK:
+				ip.usePPK = true
 			case wire.NotifySignatureHashAlgorithms:
 				ip.hashes = parseHashAlgs(x.Data)
 			default:
@@ -160,6 +166,12 @@ func (s *ikeSA) sendInit(group uint16) {
 		&wire.Notify{NotifyType: wire.NotifyIKEv2FragmentationSupported},
 		&wire.Notify{NotifyType: wire.NotifySignatureHashAlgorithms, Data: hashAlgsData(ourHashes)},
 	)
+	if anyAddKE(s.pol.IKE) {
+		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyIntermediateExchangeSupported})
+	}
+	if len(s.pol.PPK) > 0 {
+		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyUsePPK})
+	}
 	m := &wire.Message{Header: wire.Header{SPIi: s.spiI, Exchange: wire.ExchangeIKESAInit, Flags: wire.FlagInitiator}, Payloads: ps}
 	s.initReq = m.Encode()
 	s.state = ikeInitSent
@@ -168,7 +180,7 @@ func (s *ikeSA) sendInit(group uint16) {
 	s.enqueue(&request{
 		exch:   wire.ExchangeIKESAInit,
 		raw:    s.initReq,
-		onFail: func() { s.dead("no answer to IKE_SA_INIT") },
+		onFail: func() { s.e.fail(FailureTimeout); s.dead("no answer to IKE_SA_INIT") },
 	}, true)
 }
 
@@ -204,6 +216,7 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 			ok = ok || x.DH == g
 		}
 		if !ok || g == s.dh.Group() || s.initRetries >= maxInitRetries {
+			s.e.fail(FailureNoProposal)
 			s.dead("responder wants DH group " + suite.DHName(g) + ", which we did not propose")
 			return
 		}
@@ -213,6 +226,7 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 		return
 	case ip.errNote != nil:
 		s.lwarn("IKE_SA_INIT refused by peer", "notify", ip.errNote.NotifyType)
+		s.e.fail(failureOf(ip.errNote.NotifyType))
 		s.dead("IKE_SA_INIT refused: " + ip.errNote.NotifyType.String())
 		return
 	}
@@ -221,7 +235,12 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 	}
 	st, ok := acceptedIKE(ip.sa, 0, pol.IKE)
 	if !ok || ip.ke.Group != st.DH || st.DH != s.dh.Group() {
+		s.e.fail(FailureNoProposal)
 		s.dead("responder chose a proposal we did not offer")
+		return
+	}
+	if st.HasAddKE() && !ip.inter {
+		s.dead("responder chose additional key exchanges without announcing IKE_INTERMEDIATE support")
 		return
 	}
 	if len(ip.nonce) < minNonce || len(ip.nonce) > maxNonce {
@@ -246,6 +265,8 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 		s.natLocal = !containsBytes(ip.natDst, natHash(s.spiI, s.spiR, p.Local))
 	}
 	s.fragOK = ip.frag
+	s.intOK = ip.inter
+	s.ppkOK = ip.usePPK && len(pol.PPK) > 0
 	s.peerHashes = ip.hashes
 	s.peerCertReq = ip.certReq
 	s.req = nil
@@ -258,7 +279,17 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 		s.remote = netip.AddrPortFrom(s.remote.Addr(), s.e.cfg.NATPort)
 		s.ldebug("NAT detected", "we_behind_nat", s.natLocal, "peer_behind_nat", s.natRemote)
 	}
-	s.sendAuth()
+	s.afterInit()
+}
+
+// anyAddKE reports whether any of ss runs additional key exchanges.
+func anyAddKE(ss []suite.IKE) bool {
+	for _, x := range ss {
+		if x.HasAddKE() {
+			return true
+		}
+	}
+	return false
 }
 
 // setKeys derives the IKE SA's keys (RFC 7296 §2.14) and its protectors.
@@ -366,6 +397,7 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	cands := e.candidates(p)
 	if len(cands) == 0 {
 		e.log.Info("IKE_SA_INIT from a peer no policy covers", "remote", p.Remote, "local", p.Local, "scope", p.Scope)
+		e.fail(FailureNoProposal)
 		e.initNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
 	}
@@ -382,10 +414,12 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	}
 	var ours []suite.IKE
 	var caHashes []byte
-	certs := false
+	certs, ppk := false, false
 	for _, c := range cands {
+		ppk = ppk || len(c.PPK) > 0
 		for _, x := range c.IKE {
-			if !slices.Contains(ours, x) {
+			// Additional key exchanges need IKE_INTERMEDIATE (RFC 9370 §2.2).
+			if !slices.Contains(ours, x) && (ip.inter || !x.HasAddKE()) {
 				ours = append(ours, x)
 			}
 		}
@@ -402,6 +436,7 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	ch, ok := selectIKE(ip.sa.Proposals, 0, ours, ip.ke.Group, e.cfg.PreferInitiatorProposals)
 	if !ok {
 		e.log.Info("IKE_SA_INIT: no acceptable proposal", "remote", p.Remote)
+		e.fail(FailureNoProposal)
 		e.initNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
 	}
@@ -432,6 +467,8 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 		s.natLocal = !containsBytes(ip.natDst, natHash(s.spiI, 0, p.Local))
 	}
 	s.fragOK = ip.frag
+	s.intOK = ip.inter
+	s.ppkOK = ip.usePPK && ppk
 	s.peerHashes = ip.hashes
 	ps := []wire.Payload{
 		&wire.SA{Proposals: []wire.Proposal{{Num: ch.num, Protocol: wire.ProtoIKE, Transforms: ch.suite.Transforms()}}},
@@ -448,6 +485,12 @@ func (e *Engine) initRequest(p Packet, h wire.Header) {
 	}
 	if ip.frag {
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyIKEv2FragmentationSupported})
+	}
+	if ip.inter {
+		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyIntermediateExchangeSupported})
+	}
+	if s.ppkOK {
+		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyUsePPK})
 	}
 	ps = append(ps, &wire.Notify{NotifyType: wire.NotifySignatureHashAlgorithms, Data: hashAlgsData(ourHashes)})
 	rsp := &wire.Message{Header: wire.Header{SPIi: s.spiI, SPIr: s.spiR, Exchange: wire.ExchangeIKESAInit, Flags: wire.FlagResponse}, Payloads: ps}

@@ -95,6 +95,15 @@ type Stats struct {
 	// Drops counts datagrams (or fragments) dropped, by the limit that
 	// refused them; index LimitInvalid is unused.
 	Drops [NumLimits]uint64
+	// Failures counts failed IKE SA and Child SA negotiations, by
+	// Failure; index FailureInvalid is unused.
+	Failures [NumFailures]uint64
+	// Rekeys done (our own or the peer's) and rekeys we started that
+	// failed (refused, or a bad or missing answer), of IKE SAs and of
+	// Child SAs.
+	IKERekeys, ChildRekeys               uint64
+	IKERekeyFailures, ChildRekeyFailures uint64
+	DPDFailures                          uint64 // established IKE SAs found dead by a liveness check
 }
 
 // Stats returns the engine's limit counters.

@@ -48,6 +48,14 @@ type Policy struct {
 	Roots []*x509.Certificate
 	CRLs  []*x509.RevocationList
 
+	// PPK is a post-quantum preshared key (RFC 8784), PPKID its identity
+	// as both peers know it. With PPKRequired the IKE SA is not made
+	// without it; else a peer without it (or without RFC 8784) gets an
+	// IKE SA keyed as usual.
+	PPK         []byte
+	PPKID       string
+	PPKRequired bool
+
 	// LocalID defaults to Local's address with a PSK and to the
 	// certificate's subject DN with a certificate. RemoteID empty accepts
 	// any identity with a PSK; with certificates a RemoteID (which the
@@ -132,6 +140,14 @@ func (p *Policy) Validate() error {
 	}
 	if p.Mode != sa.ModeTransport && p.Mode != sa.ModeTunnel {
 		return errors.New("--mode: use transport or tunnel")
+	}
+	switch {
+	case len(p.PPK) > 0 && p.PPKID == "":
+		return errors.New("--ppk-id: required with a post-quantum preshared key")
+	case len(p.PPK) == 0 && (p.PPKID != "" || p.PPKRequired):
+		return errors.New("--ppk-id/--ppk-required: no post-quantum preshared key was given")
+	case len(p.PPKID) > 255:
+		return errors.New("--ppk-id: at most 255 bytes")
 	}
 	if len(p.PSK) > 0 {
 		if p.Cert != nil || p.Key != nil {

@@ -27,15 +27,30 @@ type ikeChoice struct {
 	suite suite.IKE
 }
 
-// peerIKESuites decodes a peer's IKE proposals (wrong protocol or SPI
-// size: skipped).
-func peerIKESuites(props []wire.Proposal, spiLen int) [][]suite.IKE {
+// peerIKESuites decodes a peer's IKE proposals into the suites of ours
+// each offers (wrong protocol or SPI size: skipped).
+func peerIKESuites(props []wire.Proposal, spiLen int, ours []suite.IKE) [][]suite.IKE {
 	out := make([][]suite.IKE, len(props))
 	for i, p := range props {
 		if p.Protocol != wire.ProtoIKE || len(p.SPI) != spiLen {
 			continue
 		}
-		out[i], _ = suite.IKEFromTransforms(p.Transforms)
+		out[i], _ = suite.IKEOffered(p.Transforms, ours)
+	}
+	return out
+}
+
+// rekeySuites are the suites an IKE SA rekey proposes and accepts: ours
+// without additional key exchanges (RFC 9370 would run them in
+// IKE_FOLLOWUP_KE exchanges, which this engine does not implement). The
+// new SA's keys still depend on them: SKEYSEED of a rekey is computed
+// from the old SA's SK_d (RFC 7296 §2.18, RFC 9370 §2.2.4).
+func rekeySuites(ours []suite.IKE) []suite.IKE {
+	out := make([]suite.IKE, 0, len(ours))
+	for _, s := range ours {
+		if b := s.Base(); !slices.Contains(out, b) {
+			out = append(out, b)
+		}
 	}
 	return out
 }
@@ -43,7 +58,7 @@ func peerIKESuites(props []wire.Proposal, spiLen int) [][]suite.IKE {
 // selectIKE picks an IKE suite from the peer's proposals; ke is the group
 // of the peer's KE payload. ok is false if nothing is acceptable.
 func selectIKE(props []wire.Proposal, spiLen int, ours []suite.IKE, ke uint16, preferPeer bool) (ikeChoice, bool) {
-	peer := peerIKESuites(props, spiLen)
+	peer := peerIKESuites(props, spiLen, ours)
 	var cands []ikeChoice
 	if preferPeer {
 		for i, ps := range peer {

@@ -73,10 +73,13 @@ type Suite struct {
 	Certs bool // ECDSA P-256 certificates (else a PSK)
 }
 
-// Suites are the measured suites: x25519 with a pre-shared key, and
-// ecp256 with ECDSA P-256 certificates (sign, verify, chain check).
+// Suites are the measured suites: x25519 with a pre-shared key, the same
+// with an additional ML-KEM-768 exchange (RFC 9370: one IKE_INTERMEDIATE
+// exchange more, 1184 + 1088 bytes of KE data), and ecp256 with ECDSA
+// P-256 certificates (sign, verify, chain check).
 var Suites = []Suite{
 	{Name: "x25519-psk", IKE: "aes128gcm16-prfsha256-x25519", ESP: "aes128gcm16"},
+	{Name: "x25519-mlkem768-psk", IKE: "aes128gcm16-prfsha256-x25519-ke1_mlkem768", ESP: "aes128gcm16"},
 	{Name: "ecp256-ecdsa", IKE: "aes128gcm16-prfsha256-ecp256", ESP: "aes128gcm16", Certs: true},
 }
 
@@ -108,7 +111,13 @@ type Result struct {
 	// Retransmits counts requests A sent again after they had gone out
 	// (a datagram or its answer was lost, or the run was too slow).
 	Retransmits int
+	// WireBytes is the IKE bytes (UDP payloads, without the non-ESP
+	// marker) both sides sent, retransmissions included.
+	WireBytes int64
 }
+
+// BytesPerSetup is the IKE bytes on the wire per setup, both ways.
+func (r Result) BytesPerSetup() float64 { return float64(r.WireBytes) / float64(r.N) }
 
 // PerSecond is the setup rate.
 func (r Result) PerSecond() float64 { return float64(r.N) / r.Elapsed.Seconds() }
@@ -264,7 +273,8 @@ func policies(s Suite, a, b netip.Addr, n int) ([]ike.Policy, ike.Policy, error)
 // gate holds A's IKE_SA_INIT requests back and lets credit of them out;
 // it also counts A's retransmissions.
 type gate struct {
-	send func(ike.Packet) error
+	send  func(ike.Packet) error
+	bytes *atomic.Int64 // nil: not counted
 
 	mu          sync.Mutex
 	credit      int
@@ -316,6 +326,9 @@ func (g *gate) Send(p ike.Packet) {
 }
 
 func (g *gate) transmit(p ike.Packet) {
+	if g.bytes != nil {
+		g.bytes.Add(int64(len(p.Data)))
+	}
 	if err := g.send(p); err != nil {
 		g.mu.Lock()
 		if g.err == nil {
@@ -380,7 +393,8 @@ func setups(nw Network, ea, eb Endpoint, s Suite, n, conc int, mem *MemResult) (
 	if mem != nil {
 		seenSize = 0
 	}
-	g := &gate{send: ea.Send, credit: conc, seen: make(map[reqKey]bool, seenSize)}
+	var wireBytes atomic.Int64
+	g := &gate{send: ea.Send, bytes: &wireBytes, credit: conc, seen: make(map[reqKey]bool, seenSize)}
 	cfg := func(install func(*ike.ChildSA) error, send func(ike.Packet)) *ike.Config {
 		return &ike.Config{
 			Logger: discardLogger(), Send: send, Install: install,
@@ -402,6 +416,7 @@ func setups(nw Network, ea, eb Endpoint, s Suite, n, conc int, mem *MemResult) (
 	}, g.Send))
 	var sendErr atomic.Pointer[error]
 	b := ike.New(cfg(func(*ike.ChildSA) error { doneB.Add(1); return nil }, func(p ike.Packet) {
+		wireBytes.Add(int64(len(p.Data)))
 		if err := eb.Send(p); err != nil {
 			sendErr.CompareAndSwap(nil, &err)
 		}
@@ -434,7 +449,7 @@ func setups(nw Network, ea, eb Endpoint, s Suite, n, conc int, mem *MemResult) (
 	}
 	elapsed := time.Since(start)
 	g.mu.Lock()
-	r := Result{Suite: s.Name, Network: nw.Name(), N: n, Concurrency: conc, Elapsed: elapsed, Retransmits: g.retransmits}
+	r := Result{Suite: s.Name, Network: nw.Name(), N: n, Concurrency: conc, Elapsed: elapsed, Retransmits: g.retransmits, WireBytes: wireBytes.Load()}
 	gerr := g.err
 	g.seen, g.held = nil, nil
 	g.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 // each network, for each suite; small numbers keep it fast.
 
 func TestSetupsInMemory(t *testing.T) {
+	bytes := map[string]float64{}
 	for _, s := range Suites {
 		r, err := Setups(InMemory(), s, 40, 8)
 		if err != nil {
@@ -20,6 +21,12 @@ func TestSetupsInMemory(t *testing.T) {
 		if r.N != 40 || r.Elapsed <= 0 || r.PerSecond() <= 0 || r.Retransmits != 0 {
 			t.Errorf("%s: %+v", s.Name, r)
 		}
+		bytes[s.Name] = r.BytesPerSetup()
+	}
+	// The ML-KEM-768 exchange adds its encapsulation key (1184 bytes) and
+	// ciphertext (1088) to what goes on the wire, and little more.
+	if d := bytes["x25519-mlkem768-psk"] - bytes["x25519-psk"]; d < 1184+1088 || d > 1184+1088+300 || bytes["x25519-psk"] < 500 {
+		t.Errorf("bytes per setup: %v", bytes)
 	}
 }
 

@@ -375,3 +375,30 @@ func parsePSS(p asn1.RawValue) (crypto.Hash, int, error) {
 	}
 	return h, pp.SaltLength, nil
 }
+
+// IntAuth chains one IKE_INTERMEDIATE message into the authentication
+// of IKE_AUTH (RFC 9242 §3.3.2):
+//
+//	IntAuth_n = prf(SK_p, IntAuth_(n-1) | IntAuth_nA | IntAuth_nP)
+//
+// skp is the SK_pi (for the initiator's messages) or SK_pr (for the
+// responder's) that protected the message, prev the previous value of the
+// chain (nil for the first message), a the message from the IKE header to
+// the end of the Encrypted payload's generic header, with both Length
+// fields counting only the header and the plaintext payloads (as if the
+// message were neither encrypted nor fragmented), and plain the
+// plaintext inner payloads.
+func IntAuth(prf PRF, skp, prev, a, plain []byte) []byte {
+	b := make([]byte, 0, len(prev)+len(a)+len(plain))
+	b = append(append(append(b, prev...), a...), plain...)
+	return prf.Sum(skp, b)
+}
+
+// AppendIntAuth appends to the octets of SignedOctets what RFC 9242
+// §3.3.2 adds once IKE_INTERMEDIATE exchanges took place:
+// IntAuth_iN | IntAuth_rN | IKE_AUTH_MID (the Message ID of the IKE_AUTH
+// exchange, 4 octets in network order). Both sides append the same.
+func AppendIntAuth(octets, intI, intR []byte, authMsgID uint32) []byte {
+	octets = append(append(octets, intI...), intR...)
+	return append(octets, byte(authMsgID>>24), byte(authMsgID>>16), byte(authMsgID>>8), byte(authMsgID))
+}

@@ -15,7 +15,11 @@
 // IKE SA: ENCR AES-CBC-128/256 with HMAC integrity, AES-GCM-16-128/256
 // and ChaCha20-Poly1305; PRF HMAC-SHA1/256/384/512; INTEG HMAC-SHA1-96,
 // HMAC-SHA2-256-128, -384-192, -512-256; DH groups 14 (MODP-2048), 19
-// (ECP-256), 20 (ECP-384) and 31 (Curve25519).
+// (ECP-256), 20 (ECP-384) and 31 (Curve25519); as additional key
+// exchanges (RFC 9370, ADDKE1..7, strongSwan's ke1_… keywords) ML-KEM-768
+// and ML-KEM-1024 (crypto/mlkem, transform IDs 36 and 37) and the DH
+// groups, with the key update of RFC 9370 §2.2.2 (UpdateIKE) and the
+// IntAuth chain of RFC 9242 §3.3.2 (IntAuth, AppendIntAuth).
 //
 // Child SA (ESP): every algorithm of the ESP core (sa.EncAlgs,
 // sa.IntegAlgs), ESN, and an optional PFS group from the same DH groups.

@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"math/big"
+	"reflect"
 	"testing"
 
 	"github.com/vifsec/vifsec/sa/ike/wire"
@@ -110,10 +111,12 @@ func FuzzParseESPProposal(f *testing.F) {
 func FuzzFromTransforms(f *testing.F) {
 	f.Add([]byte{1, 20, 1, 2, 5, 0, 4, 14, 0}, false)
 	f.Add([]byte{1, 12, 2, 3, 12, 0, 5, 0, 0, 4, 0, 0}, true)
+	// ADDKE1 ML-KEM-768 or none, ADDKE2 ML-KEM-1024 (types 6, 7).
+	f.Add([]byte{1, 20, 1, 2, 6, 0, 4, 31, 0, 6, 36, 0, 6, 0, 0, 7, 37, 0}, false)
 	f.Fuzz(func(t *testing.T, b []byte, esp bool) {
 		var ts []wire.Transform
 		for ; len(b) >= 3; b = b[3:] {
-			ts = append(ts, wire.Transform{Type: wire.TransformType(b[0] % 7), ID: uint16(b[1]), KeyLength: uint16(b[2]%4) * 64})
+			ts = append(ts, wire.Transform{Type: wire.TransformType(b[0] % 13), ID: uint16(b[1]), KeyLength: uint16(b[2]%4) * 64})
 		}
 		if esp {
 			es, err := ESPFromTransforms(ts)
@@ -131,6 +134,13 @@ func FuzzFromTransforms(f *testing.F) {
 		for _, s := range ss {
 			if s.Valid() != nil {
 				t.Fatalf("invalid %+v", s)
+			}
+		}
+		// Every suite expanded is offered, and nothing else.
+		if err == nil {
+			off, err := IKEOffered(ts, ss)
+			if err != nil || !reflect.DeepEqual(off, ss) {
+				t.Fatalf("IKEOffered(ts, IKEFromTransforms(ts)) = %v, %v; want %v", off, err, ss)
 			}
 		}
 		if err == nil && len(ss) == 0 {

@@ -187,3 +187,49 @@ func ChildKeys(s IKE, skd []byte, e ESP, sharedPFS, ni, nr []byte) (iEnc, iInteg
 	rEnc, rInteg = take(el), take(il)
 	return iEnc, iInteg, rEnc, rInteg, nil
 }
+
+// UpdateIKE derives the keys of an IKE SA after its n-th additional key
+// exchange in an IKE_INTERMEDIATE exchange (RFC 9370 §2.2.2):
+//
+//	SKEYSEED(n) = prf(SK_d(n-1), SK(n) | Ni | Nr)
+//	{SK_d(n) | SK_ai(n) | SK_ar(n) | SK_ei(n) | SK_er(n) | SK_pi(n) | SK_pr(n)}
+//	    = prf+(SKEYSEED(n), Ni | Nr | SPIi | SPIr)
+//
+// with the SA's own PRF, SK_d(n-1) the SA's current SK_d, SK(n) the
+// shared secret of the exchange, and Ni, Nr, SPIi, SPIr those of
+// IKE_SA_INIT. SKEYSEED(n) is zeroed before returning; the caller zeroes
+// the old keys and shared.
+func UpdateIKE(s IKE, oldSKd, shared, ni, nr []byte, spii, spir uint64) (Keys, error) {
+	dl, al, el, err := s.keyLens()
+	if err != nil {
+		return Keys{}, err
+	}
+	p := PRF{alg: findPRF(s.PRF)}
+	if len(oldSKd) != p.Size() {
+		return Keys{}, fmt.Errorf("suite: UpdateIKE: SK_d is %d bytes, %s needs %d", len(oldSKd), p, p.Size())
+	}
+	if err := checkNonces(p, ni, nr); err != nil {
+		return Keys{}, err
+	}
+	if len(shared) == 0 {
+		return Keys{}, errors.New("suite: UpdateIKE: empty shared secret")
+	}
+	data := make([]byte, 0, len(shared)+len(ni)+len(nr))
+	data = append(append(append(data, shared...), ni...), nr...)
+	skeyseed := p.Sum(oldSKd, data)
+	Zero(data)
+	nonces := append(append(make([]byte, 0, len(ni)+len(nr)+16), ni...), nr...)
+	k := expandIKE(p, skeyseed, nonces, spii, spir, dl, al, el)
+	Zero(skeyseed)
+	return k, nil
+}
+
+// MixPPK mixes a post-quantum preshared key into SK_d, SK_pi and SK_pr
+// (RFC 8784 §3):
+//
+//	SK_d' = prf+(PPK, SK_d), SK_pi' = prf+(PPK, SK_pi), SK_pr' = prf+(PPK, SK_pr)
+//
+// each as long as the key it replaces. The inputs are left alone.
+func MixPPK(p PRF, ppk []byte, d, pi, pr []byte) (d2, pi2, pr2 []byte) {
+	return p.Plus(ppk, d, len(d)), p.Plus(ppk, pi, len(pi)), p.Plus(ppk, pr, len(pr))
+}

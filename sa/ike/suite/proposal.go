@@ -13,9 +13,34 @@ import (
 // EncrKeyBits is the ENCR transform's Key Length attribute (128 or 256 for
 // AES-CBC and AES-GCM-16) and 0 for ChaCha20-Poly1305, which has a fixed
 // 256-bit key and never carries the attribute (RFC 7634 §4). Integ is
-// IntegNone for the AEAD ciphers. The zero IKE is invalid.
+// IntegNone for the AEAD ciphers. AddKE[n] is the method of the
+// additional key exchange ADDKE(n+1) of RFC 9370, run in an
+// IKE_INTERMEDIATE exchange after IKE_SA_INIT (0: none). The zero IKE is
+// invalid.
 type IKE struct {
 	Encr, EncrKeyBits, PRF, Integ, DH uint16
+	AddKE                             [MaxAddKE]uint16
+}
+
+// Base is s without its additional key exchanges.
+func (s IKE) Base() IKE {
+	s.AddKE = [MaxAddKE]uint16{}
+	return s
+}
+
+// HasAddKE reports whether s runs any additional key exchange.
+func (s IKE) HasAddKE() bool { return s.AddKE != [MaxAddKE]uint16{} }
+
+// KeyExchanges names the key exchanges of s in the order they run,
+// joined by '+': "curve25519+mlkem768".
+func (s IKE) KeyExchanges() string {
+	n := DHName(s.DH)
+	for _, k := range s.AddKE {
+		if k != 0 {
+			n += "+" + KEName(k)
+		}
+	}
+	return n
 }
 
 func (s IKE) encr() *encrAlg { return findEncr(s.Encr, s.EncrKeyBits) }
@@ -40,6 +65,11 @@ func (s IKE) Valid() error {
 	}
 	if findDH(s.DH) == nil {
 		return fmt.Errorf("IKE DH group %d is not supported; use %s", s.DH, dhNames(false))
+	}
+	for i, k := range s.AddKE {
+		if k != 0 && !validKE(k) {
+			return fmt.Errorf("IKE additional key exchange ke%d method %d is not supported; use %s", i+1, k, keNames())
+		}
 	}
 	return nil
 }
@@ -72,6 +102,11 @@ func (s IKE) String() string {
 		parts = append(parts, p.name)
 	}
 	parts = append(parts, DHName(s.DH))
+	for i, k := range s.AddKE {
+		if k != 0 {
+			parts = append(parts, "ke"+strconv.Itoa(i+1)+"_"+KEName(k))
+		}
+	}
 	return strings.Join(parts, "-")
 }
 
@@ -129,6 +164,33 @@ type tokens struct {
 	prf   []string
 	dh    []uint16 // 0 for "none"
 	esn   []bool
+	ke    [MaxAddKE][]uint16 // ke1_…ke7_: 0 for "none"
+}
+
+// addKEToken reads strongSwan's "keN_method" (N 1..7, method a key
+// exchange method or "none"): n is N-1, ok false if tok is not of that
+// form; err names what is wrong with one that is.
+func addKEToken(tok string) (n int, id uint16, ok bool, err error) {
+	if len(tok) < 4 || tok[:2] != "ke" || tok[3] != '_' || tok[2] < '0' || tok[2] > '9' {
+		return 0, 0, false, nil
+	}
+	n = int(tok[2] - '1')
+	if n < 0 || n >= MaxAddKE {
+		return 0, 0, true, fmt.Errorf("additional key exchange %q: ke1 to ke7 only", tok)
+	}
+	m := tok[4:]
+	if a, ok := aliases[m]; ok {
+		m = a
+	}
+	switch {
+	case m == "none":
+		return n, 0, true, nil
+	case kemByName(m) != nil:
+		return n, kemByName(m).id, true, nil
+	case dhByName(m) != nil:
+		return n, dhByName(m).id, true, nil
+	}
+	return 0, 0, true, fmt.Errorf("additional key exchange %q: method %q is not supported; use %s or none", tok, tok[4:], keNames())
 }
 
 func addOnce[T comparable](l []T, v T) []T {
@@ -160,6 +222,19 @@ func splitProposals(kind, s string, encrOK func(string) bool) ([]tokens, error) 
 			name := lower(tok)
 			if a, ok := aliases[name]; ok {
 				name = a
+			}
+			if n, id, ok, err := addKEToken(name); ok {
+				if err != nil {
+					return nil, fmt.Errorf("%s proposal %q: %w", kind, p, err)
+				}
+				if kind != "IKE" {
+					return nil, fmt.Errorf("%s proposal %q: %q: additional key exchanges are supported in IKE proposals only", kind, p, tok)
+				}
+				t.ke[n] = addOnce(t.ke[n], id)
+				continue
+			}
+			if kemByName(name) != nil {
+				return nil, fmt.Errorf("%s proposal %q: %s is supported as an additional key exchange only: write ke1_%s after a DH group", kind, p, name, name)
 			}
 			switch {
 			case encrOK(name):
@@ -194,8 +269,8 @@ func example(kind string) string {
 
 func accepted(kind string) string {
 	if kind == "IKE" {
-		return fmt.Sprintf("use encryption %s; integrity %s; prf %s; dh %s",
-			ikeEncrNames(), integNames(), prfNames(), dhNames(false))
+		return fmt.Sprintf("use encryption %s; integrity %s; prf %s; dh %s; additional key exchanges ke1_ to ke7_ with %s or none",
+			ikeEncrNames(), integNames(), prfNames(), dhNames(false), keNames())
 	}
 	return fmt.Sprintf("use encryption %s; integrity %s; pfs dh %s; esn, noesn",
 		espEncNames(), integNames(), dhNames(true))
@@ -351,6 +426,7 @@ func ParseIKEProposal(s string) ([]IKE, error) {
 		if len(dhList) == 0 {
 			return nil, fmt.Errorf("IKE proposal %q: needs a DH group (%s)", name, dhNames(false))
 		}
+		addKEs := addKECombos(t.ke)
 		for _, en := range t.encr {
 			e := ikeEncrByName(en)
 			integIDs := []uint16{IntegNone}
@@ -363,7 +439,9 @@ func ParseIKEProposal(s string) ([]IKE, error) {
 			for _, ig := range integIDs {
 				for _, pn := range prfList {
 					for _, d := range dhList {
-						out = addOnce(out, IKE{Encr: e.id, EncrKeyBits: e.keyBits, PRF: prfByName(pn).id, Integ: ig, DH: d})
+						for _, ak := range addKEs {
+							out = addOnce(out, IKE{Encr: e.id, EncrKeyBits: e.keyBits, PRF: prfByName(pn).id, Integ: ig, DH: d, AddKE: ak})
+						}
 					}
 				}
 			}
@@ -428,6 +506,27 @@ func ParseESPProposal(s string) ([]ESP, error) {
 		}
 	}
 	return out, nil
+}
+
+// addKECombos expands per-type lists of additional key exchange methods
+// into every combination, ADDKE1 varying slowest; a type without a list
+// is 0 (none).
+func addKECombos(lists [MaxAddKE][]uint16) [][MaxAddKE]uint16 {
+	out := [][MaxAddKE]uint16{{}}
+	for i, l := range lists {
+		if len(l) == 0 {
+			continue
+		}
+		next := make([][MaxAddKE]uint16, 0, len(out)*len(l))
+		for _, c := range out {
+			for _, id := range l {
+				c[i] = id
+				next = append(next, c)
+			}
+		}
+		out = next
+	}
+	return out
 }
 
 func proposalName(s string, i int) string {

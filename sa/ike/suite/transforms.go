@@ -16,14 +16,95 @@ import (
 var ErrNoSuite = errors.New("suite: proposal has no supported combination of transforms")
 
 // Transforms lists s as the transforms of one IKE proposal (RFC 7296
-// §3.3.2): ENCR (with Key Length for AES), PRF, INTEG (not for AEADs), DH.
+// §3.3.2): ENCR (with Key Length for AES), PRF, INTEG (not for AEADs), DH,
+// and an ADDKEn transform for each additional key exchange (RFC 9370
+// §2.2.1; none for an ADDKE s does not run).
 func (s IKE) Transforms() []wire.Transform {
 	ts := []wire.Transform{{Type: wire.TransformENCR, ID: s.Encr, KeyLength: s.EncrKeyBits}}
 	ts = append(ts, wire.Transform{Type: wire.TransformPRF, ID: s.PRF})
 	if e := s.encr(); e == nil || !e.aead || s.Integ != IntegNone {
 		ts = append(ts, wire.Transform{Type: wire.TransformINTEG, ID: s.Integ})
 	}
-	return append(ts, wire.Transform{Type: wire.TransformDH, ID: s.DH})
+	ts = append(ts, wire.Transform{Type: wire.TransformDH, ID: s.DH})
+	for i, k := range s.AddKE {
+		if k != 0 {
+			ts = append(ts, wire.Transform{Type: wire.TransformADDKE1 + wire.TransformType(i), ID: k})
+		}
+	}
+	return ts
+}
+
+var ikeTransformTypes = []wire.TransformType{wire.TransformENCR, wire.TransformPRF, wire.TransformINTEG, wire.TransformDH,
+	wire.TransformADDKE1, wire.TransformADDKE1 + 1, wire.TransformADDKE1 + 2, wire.TransformADDKE1 + 3,
+	wire.TransformADDKE1 + 4, wire.TransformADDKE1 + 5, wire.TransformADDKE7}
+
+// maxAddKECombos bounds the combinations of additional key exchanges
+// IKEFromTransforms expands one proposal into.
+const maxAddKECombos = 16
+
+// addKEOffers reads a proposal's ADDKE transforms: for each type, the
+// supported methods listed and 0 if NONE is listed; a type the proposal
+// does not list is [0] (RFC 9370 §2.2.1). ok is false if a listed type
+// holds nothing usable.
+func addKEOffers(m map[wire.TransformType][]wire.Transform) (lists [MaxAddKE][]uint16, ok bool) {
+	for i := range lists {
+		l := m[wire.TransformADDKE1+wire.TransformType(i)]
+		if len(l) == 0 {
+			lists[i] = []uint16{0}
+			continue
+		}
+		for _, t := range l {
+			if t.KeyLength == 0 && (t.ID == 0 || validKE(t.ID)) {
+				lists[i] = append(lists[i], t.ID)
+			}
+		}
+		if len(lists[i]) == 0 {
+			return lists, false
+		}
+	}
+	return lists, true
+}
+
+// IKEOffered returns the suites of ours that the received IKE proposal ts
+// offers: in the peer's order of the classical transforms (as
+// IKEFromTransforms), and for one classical combination in our order of
+// additional key exchanges. Unlike IKEFromTransforms it never expands the
+// peer's additional key exchanges, so its cost is bounded by ours.
+func IKEOffered(ts []wire.Transform, ours []IKE) ([]IKE, error) {
+	m, err := byType(ts, ikeTransformTypes...)
+	if err != nil {
+		return nil, err
+	}
+	lists, ok := addKEOffers(m)
+	if !ok {
+		return nil, fmt.Errorf("%w: IKE proposal %s: an additional key exchange type lists no supported method", ErrNoSuite, describe(ts))
+	}
+	classic := make([]wire.Transform, 0, len(ts))
+	for _, t := range ts {
+		if t.Type < wire.TransformADDKE1 {
+			classic = append(classic, t)
+		}
+	}
+	base, err := IKEFromTransforms(classic)
+	if err != nil {
+		return nil, err
+	}
+	var out []IKE
+	for _, b := range base {
+		for _, o := range ours {
+			if o.Base() != b {
+				continue
+			}
+			offered := true
+			for i, k := range o.AddKE {
+				offered = offered && slices.Contains(lists[i], k)
+			}
+			if offered {
+				out = addOnce(out, o)
+			}
+		}
+	}
+	return out, nil
 }
 
 // Transforms lists e as the transforms of one ESP proposal: ENCR (with
@@ -69,12 +150,28 @@ func byType(ts []wire.Transform, allowed ...wire.TransformType) (map[wire.Transf
 // transform type, a missing mandatory type, or nothing supported is an
 // error wrapping ErrNoSuite. ChaCha20-Poly1305 is accepted with or without
 // a 256-bit Key Length attribute (strongSwan's chacha20poly1305compat).
-// At most 5 × 4 × 4 × 4 suites come back, whatever the peer sent.
+// Additional key exchanges (ADDKE1..7, RFC 9370) multiply the
+// combinations, ADDKE1 varying slowest; a type not listed is none, and a
+// proposal with more than 16 combinations of them is refused (to choose
+// from a peer's offer use IKEOffered, which does not expand).
+// Without them at most 5 × 4 × 4 × 4 suites come back.
 func IKEFromTransforms(ts []wire.Transform) ([]IKE, error) {
-	m, err := byType(ts, wire.TransformENCR, wire.TransformPRF, wire.TransformINTEG, wire.TransformDH)
+	m, err := byType(ts, ikeTransformTypes...)
 	if err != nil {
 		return nil, err
 	}
+	lists, ok := addKEOffers(m)
+	if !ok {
+		return nil, fmt.Errorf("%w: IKE proposal %s: an additional key exchange type lists no supported method", ErrNoSuite, describe(ts))
+	}
+	n := 1
+	for _, l := range lists {
+		n *= len(l)
+		if n > maxAddKECombos {
+			return nil, fmt.Errorf("%w: IKE proposal %s: more than %d combinations of additional key exchanges", ErrNoSuite, describe(ts), maxAddKECombos)
+		}
+	}
+	addKEs := addKECombos(lists)
 	for _, t := range []wire.TransformType{wire.TransformENCR, wire.TransformPRF, wire.TransformDH} {
 		if len(m[t]) == 0 {
 			return nil, fmt.Errorf("%w: IKE proposal without a %v transform", ErrNoSuite, t)
@@ -119,7 +216,9 @@ func IKEFromTransforms(ts []wire.Transform) ([]IKE, error) {
 		for _, ig := range igs {
 			for _, p := range prfIDs {
 				for _, d := range dhIDs {
-					out = addOnce(out, IKE{Encr: e.id, EncrKeyBits: e.keyBits, PRF: p, Integ: ig, DH: d})
+					for _, ak := range addKEs {
+						out = addOnce(out, IKE{Encr: e.id, EncrKeyBits: e.keyBits, PRF: p, Integ: ig, DH: d, AddKE: ak})
+					}
 				}
 			}
 		}

@@ -79,17 +79,17 @@ func TestFromTransformsReceived(t *testing.T) {
 		tr(tDH, 19, 0), tr(tDH, 21, 0), tr(tDH, 14, 0),
 	})
 	want := []IKE{
-		{EncrAESCBC, 128, PRFHMACSHA256, IntegHMACSHA256128, DHECP256},
-		{EncrAESCBC, 128, PRFHMACSHA256, IntegHMACSHA256128, DHMODP2048},
-		{EncrAESCBC, 256, PRFHMACSHA256, IntegHMACSHA256128, DHECP256},
-		{EncrAESCBC, 256, PRFHMACSHA256, IntegHMACSHA256128, DHMODP2048},
+		{EncrAESCBC, 128, PRFHMACSHA256, IntegHMACSHA256128, DHECP256, [MaxAddKE]uint16{}},
+		{EncrAESCBC, 128, PRFHMACSHA256, IntegHMACSHA256128, DHMODP2048, [MaxAddKE]uint16{}},
+		{EncrAESCBC, 256, PRFHMACSHA256, IntegHMACSHA256128, DHECP256, [MaxAddKE]uint16{}},
+		{EncrAESCBC, 256, PRFHMACSHA256, IntegHMACSHA256128, DHMODP2048, [MaxAddKE]uint16{}},
 	}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v, %v\nwant %v", got, err, want)
 	}
 	// AEAD with INTEG NONE, and chacha with strongSwan's "compat" 256-bit attribute.
 	got, err = IKEFromTransforms([]wire.Transform{tr(tENCR, 20, 256), tr(tENCR, 28, 256), tr(tENCR, 28, 0), tr(tPRF, 7, 0), tr(tINTEG, 0, 0), tr(tDH, 31, 0)})
-	want = []IKE{{EncrAESGCM16, 256, PRFHMACSHA512, IntegNone, DHCurve25519}, {EncrChaCha20Poly1305, 0, PRFHMACSHA512, IntegNone, DHCurve25519}}
+	want = []IKE{{EncrAESGCM16, 256, PRFHMACSHA512, IntegNone, DHCurve25519, [MaxAddKE]uint16{}}, {EncrChaCha20Poly1305, 0, PRFHMACSHA512, IntegNone, DHCurve25519, [MaxAddKE]uint16{}}}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("AEAD: got %v, %v\nwant %v", got, err, want)
 	}

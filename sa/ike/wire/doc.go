@@ -3,7 +3,9 @@
 // proposals, transforms and the Key Length attribute; KE; IDi/IDr; CERT;
 // CERTREQ; AUTH; Nonce; Notify; Delete; Vendor ID; TSi/TSr with IPv4 and
 // IPv6 ranges; CP carried opaque; SK with an opaque body), the SKF fragment
-// payload of RFC 7383, and reassembly of decrypted fragments.
+// payload of RFC 7383, and reassembly of decrypted fragments. The
+// IKE_INTERMEDIATE exchange (RFC 9242) and the ADDKE transform types of
+// RFC 9370 need nothing of their own here beyond their numbers.
 //
 // It owns bytes and their consistency only. Every decoder checks a length
 // before it reads, rejects lengths, counts and last-substructure markers that

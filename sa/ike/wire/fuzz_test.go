@@ -11,6 +11,7 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		message(PayloadIDi, unhex(f, goldenInner)),
 		msgOf(raw{t: 200, flags: 0x80}),
 		msgOf(raw{t: PayloadDelete, body: []byte{3, 255, 0xff, 0xff}}),
+		intermediateSeed(false), intermediateSeed(true),
 	}
 	if ds, err := readPcapUDP("testdata/strongswan-5.9.8-psk.pcap"); err == nil {
 		seeds = append(seeds, ds...)
@@ -18,6 +19,23 @@ func fuzzSeeds(f *testing.F) [][]byte {
 		f.Fatal(err)
 	}
 	return seeds
+}
+
+// intermediateSeed is an IKE_INTERMEDIATE message (RFC 9242) of an
+// additional ML-KEM-768 key exchange (RFC 9370): encrypted as sent, or
+// with its KE payload (1184-byte encapsulation key) in the clear, as the
+// decrypted inner chain the engine parses.
+func intermediateSeed(plain bool) []byte {
+	h := Header{SPIi: 0x0102030405060708, SPIr: 0x1112131415161718, Exchange: ExchangeIntermediate, Flags: FlagInitiator, MessageID: 1}
+	ke := &KE{Group: 36, Data: make([]byte, 1184)}
+	for i := range ke.Data {
+		ke.Data[i] = byte(i * 7)
+	}
+	if plain {
+		return (&Message{Header: h, Payloads: []Payload{ke}}).Encode()
+	}
+	_, body := AppendPayloads(nil, []Payload{ke})
+	return (&Message{Header: h, Payloads: []Payload{&Encrypted{Inner: PayloadKE, Body: append(make([]byte, 8), body...)}}}).Encode()
 }
 
 // FuzzParse: Parse never panics; what it accepts encodes (no panic) to bytes

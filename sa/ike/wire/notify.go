@@ -62,7 +62,10 @@ const (
 	NotifyIKEv2FragmentationSupported   NotifyType = 16430 // IKEV2_FRAGMENTATION_SUPPORTED
 	NotifySignatureHashAlgorithms       NotifyType = 16431 // SIGNATURE_HASH_ALGORITHMS
 	NotifyUsePPK                        NotifyType = 16435 // USE_PPK
+	NotifyPPKIdentity                   NotifyType = 16436 // PPK_IDENTITY
+	NotifyNoPPKAuth                     NotifyType = 16437 // NO_PPK_AUTH
 	NotifyIntermediateExchangeSupported NotifyType = 16438 // INTERMEDIATE_EXCHANGE_SUPPORTED
+	NotifyAdditionalKeyExchange         NotifyType = 16441 // ADDITIONAL_KEY_EXCHANGE
 )
 
 // IsError reports whether t is an error type (below 16384).
@@ -168,8 +171,14 @@ func (t NotifyType) String() string {
 		return "SIGNATURE_HASH_ALGORITHMS"
 	case NotifyUsePPK:
 		return "USE_PPK"
+	case NotifyPPKIdentity:
+		return "PPK_IDENTITY"
+	case NotifyNoPPKAuth:
+		return "NO_PPK_AUTH"
 	case NotifyIntermediateExchangeSupported:
 		return "INTERMEDIATE_EXCHANGE_SUPPORTED"
+	case NotifyAdditionalKeyExchange:
+		return "ADDITIONAL_KEY_EXCHANGE"
 	}
 	return fmt.Sprintf("NotifyType(%d)", uint16(t))
 }

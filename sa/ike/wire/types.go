@@ -166,6 +166,10 @@ const (
 	TransformINTEG   TransformType = 3
 	TransformDH      TransformType = 4
 	TransformESN     TransformType = 5
+	// Additional Key Exchange 1..7 (RFC 9370 §2.2.1): ADDKE n is
+	// TransformADDKE1 + n - 1.
+	TransformADDKE1 TransformType = 6
+	TransformADDKE7 TransformType = 12
 )
 
 func (t TransformType) String() string {
@@ -180,6 +184,9 @@ func (t TransformType) String() string {
 		return "DH"
 	case TransformESN:
 		return "ESN"
+	}
+	if t >= TransformADDKE1 && t <= TransformADDKE7 {
+		return fmt.Sprintf("ADDKE%d", uint8(t-TransformADDKE1)+1)
 	}
 	return fmt.Sprintf("TransformType(%d)", uint8(t))
 }

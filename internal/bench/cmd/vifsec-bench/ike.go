@@ -73,6 +73,7 @@ func runIKE(args []string) error {
 		}
 		var mem, sock []float64
 		retrans := 0
+		var wire float64
 		for range *rounds {
 			// Interleaved, so both see the same noise of a shared machine.
 			r, err := ikebench.Setups(ikebench.InMemory(), s, count, *conc)
@@ -80,6 +81,7 @@ func runIKE(args []string) error {
 				return err
 			}
 			mem = append(mem, r.PerSecond())
+			wire = r.BytesPerSetup()
 			r, err = ikebench.Setups(udp, s, count, *conc)
 			if err != nil {
 				return err
@@ -88,10 +90,10 @@ func runIKE(args []string) error {
 			retrans += r.Retransmits
 		}
 		mm, ms := median(mem), median(sock)
-		fmt.Printf("ike-setup %s in-memory n=%d setups_per_s=%.0f rounds=%s\n", s.Name, count, mm, joinRates(mem))
+		fmt.Printf("ike-setup %s in-memory n=%d setups_per_s=%.0f wire_bytes_per_setup=%.0f rounds=%s\n", s.Name, count, mm, wire, joinRates(mem))
 		fmt.Printf("ike-setup %s %s n=%d setups_per_s=%.0f ratio_to_in_memory=%.2f retransmits=%d rounds=%s\n",
 			s.Name, strings.ReplaceAll(udp.Name(), " ", "-"), count, ms, ms/mm, retrans, joinRates(sock))
-		summary = append(summary, fmt.Sprintf("%s_setups_per_s=%.0f", s.Name, ms))
+		summary = append(summary, fmt.Sprintf("%s_setups_per_s=%.0f", s.Name, ms), fmt.Sprintf("%s_wire_bytes_per_setup=%.0f", s.Name, wire))
 	}
 	for _, s := range ikebench.Suites {
 		m, err := ikebench.Memory(s, *memSAs, *conc)
