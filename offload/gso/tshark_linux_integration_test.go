@@ -20,11 +20,11 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/vifsec/vifsec/internal/pcap"
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/offload/gso"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
+	"github.com/vifsec/vifsec/pcap"
 )
 
 // want is what tshark should decode from one frame.

@@ -19,10 +19,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vifsec/vifsec/internal/pcap"
 	"github.com/vifsec/vifsec/offload"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
 	"github.com/vifsec/vifsec/offload/pmtu"
+	"github.com/vifsec/vifsec/pcap"
 )
 
 func TestIntegrationTsharkICMP(t *testing.T) {
