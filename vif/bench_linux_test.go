@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // BenchmarkReceive is why PacketPort reads with recvmmsg: how many
@@ -24,7 +26,7 @@ import (
 //
 // Run as root: go test ./vif -run '^$' -bench Receive
 func BenchmarkReceive(b *testing.B) {
-	needRoot(b)
+	testutil.NeedRoot(b)
 	hv, vm := newNetns(b, "hv"), newNetns(b, "vm")
 	vethPair(b, hv, "vif0", vm, "eth0")
 	for _, size := range []int{64, 512, 1500} {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // needEthtool skips when the ethtool command is missing, except in CI.
@@ -97,7 +99,7 @@ func sameAsEthtool(t *testing.T, fs FeatureSet, ethtool map[string]string) {
 }
 
 func TestIntegrationFeatures(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	needEthtool(t)
 	ns := newNetns(t, "feat")
 	// Both ends in ns, under names the daemon's namespace should not
@@ -168,7 +170,7 @@ func TestIntegrationFeatures(t *testing.T) {
 }
 
 func TestIntegrationFeaturesErrors(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	ns := newNetns(t, "feat")
 	dev := fmt.Sprintf("vfeat%d", os.Getpid()%100000)
 	run(t, "ip", "-n", ns, "link", "add", dev, "type", "veth", "peer", "name", dev+"p")

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // TestIntegrationGuard: a VIF that is a bridge port forwards the guest's
@@ -16,7 +18,7 @@ import (
 // clsact qdisc it added; an ingress qdisc found there is used and kept;
 // a foreign filter at the guard's priority makes the install fail.
 func TestIntegrationGuard(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv, vm, wire := newNetns(t, "hv"), newNetns(t, "vm"), newNetns(t, "wire")
 	vethPair(t, hv, "vif0", vm, "eth0")
 	run(t, "ip", "-n", hv, "link", "add", "lan0", "type", "veth", "peer", "name", "wire0", "netns", wire)

@@ -10,17 +10,14 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // TestIntegrationResolveNeighbor: the kernel resolves a neighbour on
 // request (NTF_USE) and ResolveNeighbor then returns the peer's MAC.
 func TestIntegrationResolveNeighbor(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.NeedRoot(t)
 	a, b := fmt.Sprintf("vna%d", os.Getpid()%100000), fmt.Sprintf("vnb%d", os.Getpid()%100000)
 	run := func(args ...string) {
 		t.Helper()

@@ -19,6 +19,8 @@ import (
 
 	"github.com/songgao/water"
 	"golang.org/x/sys/unix"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // Each test builds its own network namespaces, "hv" (the hypervisor,
@@ -36,17 +38,6 @@ var (
 	macHV = net.HardwareAddr{0x02, 0x00, 0x5e, 0x10, 0x00, 0x01}
 	macVM = net.HardwareAddr{0x02, 0x00, 0x5e, 0x10, 0x00, 0x02}
 )
-
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("integration tests need root in CI (network namespaces, AF_PACKET, /dev/net/tun)")
-	}
-	t.Skip("needs root: creates network namespaces, AF_PACKET sockets and tap devices")
-}
 
 var nsSeq atomic.Int32
 
@@ -215,7 +206,7 @@ func sameFrames(t testing.TB, what string, got []rxFrame, want [][]byte) {
 // arrive whole and in order at the guest end, and 200 frames the guest
 // sends are read back in full batches.
 func TestIntegrationVeth(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv, vm := newNetns(t, "hv"), newNetns(t, "vm")
 	vethPair(t, hv, "vif0", vm, "eth0")
 	host, guest := openPort(t, "vif0", hv), openPort(t, "eth0", vm)
@@ -242,7 +233,7 @@ func TestIntegrationVeth(t *testing.T) {
 // through the qdisc, which a plain AF_PACKET socket there does see (so
 // the check would catch a loop).
 func TestIntegrationIgnoreOutgoing(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv, vm := newNetns(t, "hv"), newNetns(t, "vm")
 	vethPair(t, hv, "vif0", vm, "eth0")
 	host, guest := openPort(t, "vif0", hv), openPort(t, "eth0", vm)
@@ -382,7 +373,7 @@ func (s *plainSocket) outgoingBefore(t testing.TB, until []byte) int {
 // exactly once: in Meta with the frame untagged when the kernel stripped
 // it, or in the frame bytes with Meta empty when it did not.
 func TestIntegrationVLAN(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	if _, err := exec.LookPath("ethtool"); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("ethtool is missing (make deps installs it)")
@@ -476,7 +467,7 @@ func TestIntegrationVLAN(t *testing.T) {
 // macvlans on one parent talk to each other; in passthru mode on a
 // veth, the macvlan talks to the veth's peer.
 func TestIntegrationMacvlan(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	t.Run("bridge", func(t *testing.T) {
 		// No dummy driver in the test kernels: the parent is a veth.
 		// Its peer must be up: a macvlan without carrier drops what
@@ -517,7 +508,7 @@ func macvlanRoundTrip(t *testing.T, port, peer *PacketPort) {
 // file (the VM's side) and an OpenPacket port on it, lets a hypervisor
 // attach by name once released, and is gone after Close.
 func TestIntegrationTap(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv := newNetns(t, "hv")
 	tap, err := CreateTap("vnet0", hv)
 	if err != nil {
@@ -598,7 +589,7 @@ func TestIntegrationTap(t *testing.T) {
 // TestIntegrationDescribe checks type, MAC, MTU, state and details of
 // the interfaces vifsec attaches to.
 func TestIntegrationDescribe(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv, vm := newNetns(t, "hv"), newNetns(t, "vm")
 	vethPair(t, hv, "vif0", vm, "eth0")
 	run(t, "ip", "-n", hv, "link", "set", "vif0", "mtu", "1400")
@@ -691,7 +682,7 @@ func ifindex(t testing.TB, ns, name string) int {
 // TestIntegrationTruncated: a frame longer than the read buffer's room
 // is reported with size 0 and counted, between whole frames around it.
 func TestIntegrationTruncated(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv, vm := newNetns(t, "hv"), newNetns(t, "vm")
 	vethPair(t, hv, "vif0", vm, "eth0")
 	host, guest := openPort(t, "vif0", hv), openPort(t, "eth0", vm)
@@ -710,7 +701,7 @@ func TestIntegrationTruncated(t *testing.T) {
 // TestIntegrationOpenMissing: errors for operators name the flag and the
 // interface or namespace.
 func TestIntegrationOpenMissing(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv := newNetns(t, "hv")
 	tests := []struct{ name, dev, ns, want string }{
 		{name: "daemon-netns", dev: "vifsec-nope0", want: "--dev vifsec-nope0"},
@@ -737,7 +728,7 @@ func TestIntegrationOpenMissing(t *testing.T) {
 // protocol ETH_P_ALL receives every interface's frames until bind names
 // one; OpenPacket must create it with protocol 0.)
 func TestIntegrationOpenOnlyItsInterface(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	hv, vm := newNetns(t, "hv"), newNetns(t, "vm")
 	vethPair(t, hv, "vif0", vm, "eth0")
 	run(t, "ip", "-n", hv, "link", "add", "other0", "type", "veth", "peer", "name", "other1")

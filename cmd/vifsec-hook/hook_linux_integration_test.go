@@ -19,6 +19,7 @@ import (
 
 	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/libvirt"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/tenant"
 )
 
@@ -29,27 +30,6 @@ import (
 // names started paused (no CPU spent on a guest that has nothing to boot).
 // Every process it starts is stopped by PID, every domain destroyed and
 // undefined, the hook file removed, also when it fails.
-
-// needRoot skips, or fails in CI, when the test cannot run here.
-func needRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "needs root"
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil && why == "" {
-			why = tool + " not installed (apt-get install libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86)"
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
-}
 
 var (
 	buildOnce sync.Once
@@ -94,25 +74,8 @@ type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testutil.LogBuffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // start starts a process that cleanup stops.
@@ -126,7 +89,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 // spawn starts a process; the caller stops it.
 func spawn(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, name: name, log: &testutil.LogBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -153,23 +116,6 @@ func (p *proc) stop() {
 	}
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		good, s := ok()
-		if good {
-			return
-		}
-		last = s
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v; last: %s", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // vifsecd runs the daemon on dir's state and socket.
 func vifsecd(t *testing.T, bin, dir string, extra ...string) (*proc, *api.Client) {
 	t.Helper()
@@ -177,7 +123,7 @@ func vifsecd(t *testing.T, bin, dir string, extra ...string) (*proc, *api.Client
 	p := start(t, filepath.Join(bin, "vifsecd"), append([]string{"--state", filepath.Join(dir, "state"), "--socket", sock, "--metrics", "off"}, extra...)...)
 	c := api.NewClient(sock)
 	t.Cleanup(c.Close)
-	waitFor(t, "vifsecd answers", 15*time.Second, func() (bool, string) {
+	testutil.WaitFor(t, "vifsecd answers", 15*time.Second, func() (bool, string) {
 		select {
 		case <-p.done:
 			t.Fatalf("vifsecd exited:\n%s", p.log.String())
@@ -347,7 +293,7 @@ func findVM(t *testing.T, c *api.Client, name string) (api.VM, bool) {
 // waitAttached waits until vifsecd lists vm on dev and serves it.
 func waitAttached(t *testing.T, c *api.Client, vm, dev, mac, tenantName, origin string) {
 	t.Helper()
-	waitFor(t, "VM "+vm+" attached on "+dev, 15*time.Second, func() (bool, string) {
+	testutil.WaitFor(t, "VM "+vm+" attached on "+dev, 15*time.Second, func() (bool, string) {
 		v, ok := findVM(t, c, vm)
 		return ok && v.Dev == dev && v.MAC == mac && v.VLAN == 100 && v.Tenant == tenantName && v.Origin == origin && v.VIF == "attached", fmt.Sprintf("%+v (found %v)", v, ok)
 	})
@@ -365,7 +311,7 @@ func randomMAC(t *testing.T) (string, tenant.MAC) {
 }
 
 func TestIntegrationLibvirt(t *testing.T) {
-	needRoot(t, "libvirtd", "virtlogd", "virsh", "qemu-system-x86_64")
+	testutil.NeedRoot(t, "libvirtd", "virtlogd", "virsh", "qemu-system-x86_64")
 	bin := build(t)
 	dir, err := os.MkdirTemp("", "vlv")
 	if err != nil {
@@ -412,7 +358,7 @@ func TestIntegrationLibvirt(t *testing.T) {
 		}
 		if _, err := os.Stat("/run/libvirt/virtlogd-sock"); err != nil {
 			vl := start(t, "virtlogd")
-			waitFor(t, "virtlogd listens", 15*time.Second, func() (bool, string) {
+			testutil.WaitFor(t, "virtlogd listens", 15*time.Second, func() (bool, string) {
 				_, err := os.Stat("/run/libvirt/virtlogd-sock")
 				select {
 				case <-vl.done:
@@ -485,7 +431,7 @@ func TestIntegrationLibvirt(t *testing.T) {
 	d1p.stop()
 	d2p, c := vifsecd(t, bin, dir, "--libvirt", roSocket)
 	waitAttached(t, c, vm1, dev1, mac1, tenantName, origin1)
-	waitFor(t, "stale VM detached", 10*time.Second, func() (bool, string) {
+	testutil.WaitFor(t, "stale VM detached", 10*time.Second, func() (bool, string) {
 		_, ok := findVM(t, c, "stale-"+id)
 		return !ok, "still there"
 	})
@@ -545,7 +491,7 @@ func TestIntegrationLibvirt(t *testing.T) {
 // domain without metadata, in turn), and reports its latency per
 // operation; the goal is p99 under 100 ms.
 func TestIntegrationHookLatency(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	bin := build(t)
 	dir, err := os.MkdirTemp("", "vhl")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/api"
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // The integration tests build the real vifsecd and vifsec binaries once,
@@ -68,31 +69,13 @@ func buildBinaries(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type daemonProc struct {
 	t       *testing.T
 	cmd     *exec.Cmd
 	state   string
 	sock    string
 	metrics string // host:port, "" if off
-	log     *syncBuffer
+	log     *testutil.LogBuffer
 	done    chan struct{}
 	exit    int
 }
@@ -145,7 +128,7 @@ func (e *env) start() *daemonProc {
 func (e *env) spawn(extra ...string) *daemonProc {
 	e.t.Helper()
 	args := append([]string{"--state", e.state, "--socket", e.sock}, extra...)
-	p := &daemonProc{t: e.t, state: e.state, sock: e.sock, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &daemonProc{t: e.t, state: e.state, sock: e.sock, log: &testutil.LogBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(vifsecdBin, args...)
 	p.cmd.Stderr = p.log
 	p.cmd.Stdout = p.log

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // waitLog waits until p's log holds want n times, failing if p exits.
@@ -46,12 +48,7 @@ func ipNetns(t *testing.T, args ...string) {
 // and shown down (uplink show, vifsec_uplink_up 0), restored as such after
 // a restart, and up again once the device is back and SIGHUP re-checks.
 func TestIntegrationSIGHUP(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (network namespace)")
-		}
-		t.Skip("needs root (network namespace)")
-	}
+	testutil.NeedRoot(t)
 	ns := fmt.Sprintf("vifsec-hup%d", os.Getpid()%100000)
 	ipNetns(t, "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })

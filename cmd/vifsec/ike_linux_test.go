@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // openPTY returns a pseudo-terminal pair (the master, and the terminal a
@@ -57,7 +59,7 @@ func TestReadPSKFromTerminal(t *testing.T) {
 			var echo bytes.Buffer
 			var wg sync.WaitGroup
 			wg.Go(func() { io.Copy(&echo, master) }) // what the terminal shows
-			stderr := &syncBuffer{}
+			stderr := &testutil.LogBuffer{}
 			c := &cli{stdin: tty, stderr: stderr}
 			type res struct {
 				psk string
@@ -68,8 +70,8 @@ func TestReadPSKFromTerminal(t *testing.T) {
 			// Type each line once its prompt is out and the terminal is in
 			// no-echo mode.
 			for _, step := range []struct{ prompt, line string }{{"Enter", key}, {"Confirm", tt.second}} {
-				waitFor(t, func() bool { return strings.Contains(stderr.String(), step.prompt) })
-				waitFor(t, func() bool {
+				testutil.WaitUntil(t, "the prompt or for echo to be off", 5*time.Second, func() bool { return strings.Contains(stderr.String(), step.prompt) })
+				testutil.WaitUntil(t, "the prompt or for echo to be off", 5*time.Second, func() bool {
 					st, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
 					return err == nil && st.Lflag&unix.ECHO == 0
 				})
@@ -98,16 +100,5 @@ func TestReadPSKFromTerminal(t *testing.T) {
 				t.Errorf("prompts: %q", stderr.String())
 			}
 		})
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting for the prompt or for echo to be off")
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/api"
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // TestSIGHUP: SIGHUP does not stop vifsecd (it used to exit 129 and leave
@@ -28,7 +29,7 @@ func TestSIGHUP(t *testing.T) {
 	args := []string{"--state", filepath.Join(dir, "state"), "--socket", sock, "--metrics", "off", "--libvirt", "off"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs lockedBuffer
+	var logs testutil.LogBuffer
 	readyc := make(chan struct{}, 1)
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, &logs, func(_, _ string) { readyc <- struct{}{} }) }()

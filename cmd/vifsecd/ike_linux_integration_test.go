@@ -17,6 +17,7 @@ import (
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 )
@@ -33,18 +34,7 @@ func ipCmd(t *testing.T, args ...string) {
 // joined by a veth pair: a PSK policy without --vm comes up, both sides
 // install matching underlay SAs, and shutting down deletes them.
 func TestIntegrationIKEUnderlayUDP(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root to create network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs ip (iproute2)")
-		}
-		t.Skip("needs ip (iproute2)")
-	}
+	testutil.NeedRoot(t, "ip")
 	id := os.Getpid() % 100000
 	nsA, nsB := fmt.Sprintf("vike-a%d", id), fmt.Sprintf("vike-b%d", id)
 	for _, ns := range []string{nsA, nsB} {
@@ -62,10 +52,10 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 		name string
 		d    *daemon.Daemon
 		g    *ikeGlue
-		logs *syncLog
+		logs *testutil.LogBuffer
 	}
 	mk := func(name, ns, local, remote string, initiate bool) *gw {
-		logs := &syncLog{}
+		logs := &testutil.LogBuffer{}
 		log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLogSink()), &slog.HandlerOptions{Level: slog.LevelDebug})).With("gw", name)
 		d, err := daemon.New(storetest.NewMemory(), &daemon.Config{Logger: log})
 		if err != nil {
@@ -94,7 +84,7 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { b.g.run(ctx) })
-	waitUntil(t, "b's underlay sockets", func() bool { b.g.mu.Lock(); defer b.g.mu.Unlock(); return b.g.under != nil })
+	testutil.WaitUntil(t, "b's underlay sockets", 15*time.Second, func() bool { b.g.mu.Lock(); defer b.g.mu.Unlock(); return b.g.under != nil })
 	wg.Go(func() { a.g.run(ctx) })
 	stopped := false
 	stop := func() {
@@ -115,7 +105,7 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 		r, _ := x.d.IPsecSAs("t1")
 		return r
 	}
-	waitUntil(t, "child SAs on both sides", func() bool { return len(rows(a)) == 1 && len(rows(b)) == 1 })
+	testutil.WaitUntil(t, "child SAs on both sides", 15*time.Second, func() bool { return len(rows(a)) == 1 && len(rows(b)) == 1 })
 	ra, rb := rows(a)[0], rows(b)[0]
 	if ra.InboundSPI != rb.OutboundSPI || ra.OutboundSPI != rb.InboundSPI || ra.IKEPolicy != "vteps" || !ra.Underlay {
 		t.Fatalf("SAs do not pair: a %+v, b %+v", ra, rb)
@@ -137,7 +127,7 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 	if err := a.d.DeletePolicy("t1", "vteps"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "b's SAs deleted after a's policy went", func() bool { return len(rows(b)) == 0 })
+	testutil.WaitUntil(t, "b's SAs deleted after a's policy went", 15*time.Second, func() bool { return len(rows(b)) == 0 })
 	stop()
 	for _, x := range []*gw{a, b} {
 		if strings.Contains(x.logs.String(), "underlay udp test key") {
@@ -146,37 +136,9 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 	}
 }
 
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncLog) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func testLogSink() io.Writer {
 	if os.Getenv("VIFSECD_TEST_LOG") != "" {
 		return os.Stderr
 	}
 	return io.Discard
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa/ike"
 	"github.com/vifsec/vifsec/sa/ike/iketest"
 	"github.com/vifsec/vifsec/sa/ike/suite"
@@ -57,18 +58,7 @@ const floodHeapBound = 32 << 20
 // every datagram of a flood has been processed when that answer comes:
 // one socket, one queue, one engine goroutine).
 func TestIntegrationIKEFlood(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root to create network namespaces")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs ip (iproute2)")
-		}
-		t.Skip("needs ip (iproute2)")
-	}
+	testutil.NeedRoot(t, "ip")
 	id := os.Getpid() % 100000
 	nsG, nsX := fmt.Sprintf("vfl-g%d", id), fmt.Sprintf("vfl-x%d", id)
 	for _, ns := range []string{nsG, nsX} {
@@ -128,7 +118,7 @@ func TestIntegrationIKEFlood(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	waitUntil(t, "the gateway's underlay sockets", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.under != nil })
+	testutil.WaitUntil(t, "the gateway's underlay sockets", 15*time.Second, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.under != nil })
 	for _, a := range append(append(append([]netip.Addr{peerAddr}, flood1...), flood2...), flood3...) {
 		c, err := vif.ListenUDP(nsX, netip.AddrPortFrom(a, 0))
 		if err != nil {

@@ -11,29 +11,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vifsec/vifsec/api"
+	"github.com/vifsec/vifsec/internal/testutil"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLifecycle runs the daemon in process, talks to it, cancels it (as
 // SIGTERM does) and checks that it exits 0, removes its socket, and leaves
@@ -50,7 +33,7 @@ func TestLifecycle(t *testing.T) {
 	args := []string{"--state", state, "--socket", sock, "--metrics", "127.0.0.1:0", "--log-level", "debug"}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs lockedBuffer
+	var logs testutil.LogBuffer
 	readyc := make(chan string, 1)
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, &logs, func(_, m string) { readyc <- m }) }()
@@ -90,7 +73,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// A second daemon on the same state directory refuses.
-	var logs2 lockedBuffer
+	var logs2 testutil.LogBuffer
 	if code := run(context.Background(), []string{"--state", state, "--socket", sock + "2", "--metrics", "off"}, &logs2, nil); code != 1 ||
 		!strings.Contains(logs2.String(), "in use by another vifsecd") {
 		t.Errorf("second daemon: exit %d, log %q", code, logs2.String())
@@ -132,7 +115,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"--version"}, 0, "vifsecd "},
 	}
 	for _, tt := range tests {
-		var b lockedBuffer
+		var b testutil.LogBuffer
 		if code := run(context.Background(), tt.args, &b, nil); code != tt.code || !strings.Contains(b.String(), tt.msg) {
 			t.Errorf("vifsecd %v: exit %d, output %q; want %d mentioning %q", tt.args, code, b.String(), tt.code, tt.msg)
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // jumboMTU is the MTU of every link in TestIntegrationJumbo: uplinks,
@@ -52,7 +54,7 @@ func TestIntegrationJumbo(t *testing.T) {
 	}
 	a, b := l.VM("acme", "a"), l.VM("acme", "b")
 	// The VM's effective MTU is the uplink's less ESP: well above 8 kB.
-	waitFor(t, "acme-a attached with a jumbo effective MTU", func() (bool, string) {
+	testutil.WaitFor(t, "acme-a attached with a jumbo effective MTU", 10*time.Second, func() (bool, string) {
 		out, err := ds[0].CLI(ctx, "--format", "json", "vm", "list")
 		if err != nil {
 			return false, err.Error()
@@ -149,22 +151,5 @@ func TestIntegrationJumbo(t *testing.T) {
 				t.Errorf("gateway %s uplink: %d drops %s", d.GW.Name, n, r)
 			}
 		}
-	}
-}
-
-// waitFor polls cond until it holds, failing t with cond's last word
-// after 10 s.
-func waitFor(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after 10s; last: %s", what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

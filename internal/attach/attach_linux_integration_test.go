@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/vif"
 )
@@ -24,27 +25,11 @@ func sh(t *testing.T, args ...string) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestIntegrationVIFGoneAndBack removes a VM's interface while frames
 // flow into it, and brings it back: the attacher detaches, counts, and
 // re-attaches, and nothing leaks.
 func TestIntegrationVIFGoneAndBack(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.NeedRoot(t)
 	ns := fmt.Sprintf("vat%d", os.Getpid()%100000)
 	sh(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
@@ -65,7 +50,7 @@ func TestIntegrationVIFGoneAndBack(t *testing.T) {
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
 	a.Set([]Want{{Dev: "vm0", Netns: ns, VM: datapath.VM{Name: "vm1", MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}}}}, nil)
-	waitFor(t, "attach", func() bool { return a.Status()["vm1"] == "" })
+	testutil.WaitUntil(t, "attach", 10*time.Second, func() bool { return a.Status()["vm1"] == "" })
 
 	// Traffic flows (the guest end sends broadcast frames the port reads)
 	// while the interface is deleted.
@@ -82,29 +67,24 @@ func TestIntegrationVIFGoneAndBack(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	sh(t, "ip", "-n", ns, "link", "del", "vm0")
-	waitFor(t, "detach", func() bool { return a.Detached.Load() == 1 })
+	testutil.WaitUntil(t, "detach", 10*time.Second, func() bool { return a.Detached.Load() == 1 })
 	if a.Status()["vm1"] == "" {
 		t.Fatal("status still attached after the interface went away")
 	}
 	close(stop)
 	mkVIF()
-	waitFor(t, "re-attach", func() bool { return a.Status()["vm1"] == "" && a.Reattached.Load() >= 1 })
+	testutil.WaitUntil(t, "re-attach", 10*time.Second, func() bool { return a.Status()["vm1"] == "" && a.Reattached.Load() >= 1 })
 
 	cancel()
 	<-done
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines })
+	testutil.WaitUntil(t, "goroutines to end", 10*time.Second, func() bool { return runtime.NumGoroutine() <= goroutines })
 }
 
 // TestIntegrationCreateTap: a VM attached with --create-tap gets its tap
 // created (persistent, released for the hypervisor) and attached, and the
 // tap is deleted when the VM is detached.
 func TestIntegrationCreateTap(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.NeedRoot(t)
 	ns := fmt.Sprintf("vtap%d", os.Getpid()%100000)
 	sh(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })

@@ -15,8 +15,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 	"github.com/vifsec/vifsec/vif"
@@ -170,12 +172,7 @@ func leakVM(t *testing.T, db *sa.DB) datapath.VM {
 //   - macvlan and macvtap, in bridge, vepa, private and passthru mode
 //     (libvirt type='direct'): refused, nothing installed.
 func TestIntegrationGuestFramesNeverLeak(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.NeedRoot(t)
 	for _, kind := range []string{"veth", "tap"} {
 		for _, topo := range []string{"bridge", "routed"} {
 			t.Run(kind+"-"+topo, func(t *testing.T) { leakAccepted(t, kind, topo) })
@@ -267,7 +264,7 @@ func leakAccepted(t *testing.T, kind, topo string) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "vifsec's ESP on the uplink's wire", func() bool { return onUp.esp.Load() == leakProbes })
+	testutil.WaitUntil(t, "vifsec's ESP on the uplink's wire", 10*time.Second, func() bool { return onUp.esp.Load() == leakProbes })
 	// Frames the kernel forwarded went out before vifsec's ESP: a
 	// sentinel sent on lan0 and up0 now arrives after them.
 	for _, dev := range []string{"lan0", "up0"} {
@@ -281,7 +278,7 @@ func leakAccepted(t *testing.T, kind, topo string) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the sentinels", func() bool { return onUp.sentinels.Load() == 1 && onLan.sentinels.Load() == 1 })
+	testutil.WaitUntil(t, "the sentinels", 10*time.Second, func() bool { return onUp.sentinels.Load() == 1 && onLan.sentinels.Load() == 1 })
 	if n := onLan.clear.Load() + onUp.clear.Load(); n != 0 {
 		t.Errorf("the wire carried %d of the guest's %d frames in clear (lan0 %d, uplink %d), want 0",
 			n, leakProbes, onLan.clear.Load(), onUp.clear.Load())
@@ -342,7 +339,7 @@ func leakRefused(t *testing.T, kind, mode string) {
 	if err := send(sentinel); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the sentinel on the lower device's wire", func() bool { return onLower.sentinels.Load() == 1 })
+	testutil.WaitUntil(t, "the sentinel on the lower device's wire", 10*time.Second, func() bool { return onLower.sentinels.Load() == 1 })
 	if n, m := onLower.clear.Load(), vifsecs.clear.Load(); n != leakProbes || m != 0 {
 		t.Errorf("the lower device's wire carried %d of the guest's %d frames and a socket on the %s read %d; want all and none, the reason it is refused",
 			n, leakProbes, kind, m)
@@ -397,12 +394,7 @@ func leakMacvlanGuest(t *testing.T, kind, hv string) func([]byte) error {
 // follows a VM to its new device and comes off at detach; a VIF where it
 // cannot go first is not attached.
 func TestIntegrationGuardLifecycle(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root")
-		}
-		t.Skip("needs root to create network namespaces")
-	}
+	testutil.NeedRoot(t)
 	ns := leakNetns(t, "l")
 	for _, d := range []string{"vm0", "vm1", "vm2"} {
 		sh(t, "ip", "-n", ns, "link", "add", d, "type", "veth", "peer", "name", "g"+d)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vifsec/vifsec/examples/lab"
 	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 	"github.com/vifsec/vifsec/vif"
@@ -38,7 +39,7 @@ import (
 //
 //	guest ns: eth0 192.0.2.10 2001:db8:1::10 ──veth── vm1 │ gw ns │ up0 ──veth── eth0 192.0.2.20 2001:db8:1::20: peer ns
 func TestIntegrationIKEPuntInject(t *testing.T) {
-	needLab(t)
+	testutil.NeedRoot(t, "ip", "ethtool", "ping")
 	l := ikeLab(t, fmt.Sprintf("vik%d", os.Getpid()%10000))
 
 	e, got, scope := ikeLabEngine(t, l)
@@ -121,7 +122,7 @@ func TestIntegrationIKEPuntInject(t *testing.T) {
 // guest's address; the next one goes at once. The guest's own socket gets
 // nothing, and its stack ignores the answer it did not ask for.
 func TestIntegrationIKEInitiate(t *testing.T) {
-	needLab(t)
+	testutil.NeedRoot(t, "ip", "ethtool", "ping")
 	l := ikeLab(t, fmt.Sprintf("vii%d", os.Getpid()%10000))
 	e, _, scope := ikeLabEngine(t, l)
 	for _, tc := range []struct {

@@ -9,38 +9,17 @@ import (
 	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/vifsec/vifsec/examples/lab"
 	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 	"github.com/vifsec/vifsec/vif"
 )
-
-// needLab skips when the lab truly cannot run here, and fails in CI.
-func needLab(t *testing.T) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, tool := range []string{"ip", "ethtool", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("lab needs %v (run make deps as root)", missing)
-	}
-	t.Skipf("lab needs %v (run make deps as root)", missing)
-}
 
 // gatewaySAs configures every VM of gw with SAs and policies protecting all
 // its traffic to the peer VM of its tenant, in mode, for both families.
@@ -99,7 +78,7 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 }
 
 func TestIntegrationLabDataPath(t *testing.T) {
-	needLab(t)
+	testutil.NeedRoot(t, "ip", "ethtool", "ping")
 	ctx := context.Background()
 	l, err := lab.Build(ctx, fmt.Sprintf("vdp%d", os.Getpid()%10000))
 	if err != nil {

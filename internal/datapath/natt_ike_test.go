@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
@@ -99,17 +100,6 @@ func udpFrame(dst, src header.MAC, s, d netip.Addr, sport, dport uint16, payload
 	}
 	binary.BigEndian.PutUint16(u[6:], c)
 	return f
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // expectNoDelivery fails if the VM whose counters are st is delivered a
@@ -282,7 +272,7 @@ func TestESPInUDPDrops(t *testing.T) {
 	plainB.uplink.Inject(seal(outUDP), tagged)
 	b.uplink.Inject(udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 4500, 4500, []byte{0xff}), tagged)
 	st, plainSt := b.e.Stats("acme"), plainB.e.Stats("acme")
-	waitFor(t, "drops", func() bool {
+	testutil.WaitUntil(t, "drops", 2*time.Second, func() bool {
 		return st.Drops[drop.EncapMismatch].Load() == 1 && plainSt.Drops[drop.EncapMismatch].Load() == 1 &&
 			st.Drops[drop.NATKeepalive].Load() == 1
 	})
@@ -333,7 +323,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 				}
 				continue
 			}
-			waitFor(t, tc.name+": "+tc.drop.String(), func() bool { return st.Drops[tc.drop].Load() == before+1 })
+			testutil.WaitUntil(t, tc.name+": "+tc.drop.String(), 2*time.Second, func() bool { return st.Drops[tc.drop].Load() == before+1 })
 		}
 		if n := st.Drops[drop.NoSA].Load(); !ike && n != 0 {
 			t.Fatalf("IKE %v: %d no-sa drops", ike, n)
@@ -344,7 +334,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 	// (TestESPInUDPDrops: encap-mismatch for one without Encap).
 	x := newIKEEngine(t, false)
 	x.up.Inject(udpFrame(macB1, peerMAC, stranger, x.v4, 4500, 4500, espLike(0x1000)), tagged)
-	waitFor(t, "auth-failed", func() bool { return x.e.Stats("acme").Drops[drop.AuthFailed].Load() == 1 })
+	testutil.WaitUntil(t, "auth-failed", 2*time.Second, func() bool { return x.e.Stats("acme").Drops[drop.AuthFailed].Load() == 1 })
 	if n := x.e.Stats("acme").PacketsIn.Load(); n != 0 {
 		t.Fatalf("%d frames delivered", n)
 	}
@@ -394,7 +384,7 @@ func TestNoSAYetDiscards(t *testing.T) {
 	// A frame to an address SendIKE is not resolving teaches nothing; one
 	// to the peer does, and sends the waiting datagram.
 	guest.WriteBatch([][]byte{frame(peerMAC, macA1, satest.V4A, other, 64), frame(peerMAC, macA1, satest.V4A, satest.V4B, 64)})
-	waitFor(t, "no-sa drops", func() bool { return e.Stats("acme").Drops[drop.NoSA].Load() == 2 })
+	testutil.WaitUntil(t, "no-sa drops", 2*time.Second, func() bool { return e.Stats("acme").Drops[drop.NoSA].Load() == 2 })
 	if p := parseIKEFrame(t, recv(t, peer)); p.dst != peerMAC || string(p.data) != "hello" {
 		t.Fatalf("waiting datagram sent as %+v, want to the guest's next hop %v", p, peerMAC)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
@@ -304,7 +305,7 @@ func TestNeighborAnswerNotLearned(t *testing.T) {
 	} {
 		x.up.Inject(tc.frame, vif.Meta{VLAN: 100, Tagged: true})
 		if tc.dropped {
-			waitFor(t, tc.name+" dropped", func() bool { return x.e.Stats("acme").Drops[drop.BadNeighbor].Load() == 1 })
+			testutil.WaitUntil(t, tc.name+" dropped", 2*time.Second, func() bool { return x.e.Stats("acme").Drops[drop.BadNeighbor].Load() == 1 })
 		} else if got := recv(t, x.guest); !bytes.Equal(got, tc.frame) {
 			t.Fatalf("%s: guest got %x", tc.name, got)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/etcd"
 	"github.com/vifsec/vifsec/internal/store/etcd/etcdtest"
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // host is one fleet host in this process: its Fleet, running, and its API.
@@ -81,21 +82,6 @@ func (h *host) must(t *testing.T, method, path string, body any) string {
 	return out
 }
 
-func eventually(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func saReq(vm, name string, spi int) api.SAAddRequest {
 	return api.SAAddRequest{VM: vm, SAName: name, SASource: "2001:db8:1::1", SADestination: "2001:db8:1::2", SAMode: "transport",
 		SASPI: fmt.Sprintf("0x%x", spi), EncryptionAlgorithm: "aes128-gcm", EncryptionKey: "0x000102030405060708090a0b0c0d0e0f10111213",
@@ -128,7 +114,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 	a.must(t, "POST", "/v2/tenants", api.TenantAddRequest{Tenant: "acme"})
 	a.must(t, "POST", "/v2/vms?host=b", api.VMAttachRequest{VM: "web", Tenant: "acme", Dev: "vweb", MAC: "52:54:00:00:00:01", VLAN: "100"})
 	a.must(t, "POST", "/v2/sa?host=b", saReq("web", "web-out", 0x1000))
-	eventually(t, 2*time.Second, func() error {
+	testutil.WaitNoError(t, "the fleet state", 2*time.Second, func() error {
 		if b.f.Daemon().SADB().Get("web-out") == nil {
 			return fmt.Errorf("host b has no web-out")
 		}
@@ -176,7 +162,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		for e := range errs {
 			t.Error(e)
 		}
-		eventually(t, 2*time.Second, func() error {
+		testutil.WaitNoError(t, "the fleet state", 2*time.Second, func() error {
 			if n := b.f.Daemon().SADB().Len(); n != 41 {
 				return fmt.Errorf("host b has %d SAs, want 41", n)
 			}
@@ -192,7 +178,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 	})
 
 	t.Run("status", func(t *testing.T) {
-		eventually(t, 3*time.Second, func() error {
+		testutil.WaitNoError(t, "the fleet state", 3*time.Second, func() error {
 			var st api.FleetStatus
 			json.Unmarshal([]byte(a.must(t, "GET", "/v2/fleet", nil)), &st)
 			if len(st.Hosts) != 2 || st.Hosts[1].Host != "b" || st.Hosts[1].VMCount != 1 || st.Hosts[1].SAs != 41 || st.Hosts[1].State != "ok" {
@@ -217,7 +203,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		if strings.Contains(out, "refuses") {
 			t.Errorf("move warned: %s", out)
 		}
-		eventually(t, 2*time.Second, func() error {
+		testutil.WaitNoError(t, "the fleet state", 2*time.Second, func() error {
 			if a.f.Daemon().SADB().Get("web-out") == nil || b.f.Daemon().SADB().Get("web-out") != nil {
 				return fmt.Errorf("web-out not moved yet")
 			}
@@ -226,7 +212,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		// Host a continues above everything host b could send under its
 		// reservation, once its own renewal is durable.
 		var seqA uint64
-		eventually(t, 2*time.Second, func() error {
+		testutil.WaitNoError(t, "the fleet state", 2*time.Second, func() error {
 			n, d := a.f.Daemon().SADB().Get("web-out").NextSeq()
 			if d != drop.None {
 				return fmt.Errorf("web-out on host a: %v", d)
@@ -251,7 +237,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		if code != 200 || strings.Contains(out, "refuses") {
 			t.Errorf("move through another host: %d %s", code, out)
 		}
-		eventually(t, 2*time.Second, func() error {
+		testutil.WaitNoError(t, "the fleet state", 2*time.Second, func() error {
 			x := b.f.Daemon().SADB().Get("web-out")
 			if x == nil {
 				return fmt.Errorf("not back")
@@ -266,7 +252,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 			return nil
 		})
 		// Refused onto a host with a clash.
-		eventually(t, 2*time.Second, func() error {
+		testutil.WaitNoError(t, "the fleet state", 2*time.Second, func() error {
 			if b.f.Daemon().SADB().Get("web-out") == nil {
 				return fmt.Errorf("not back")
 			}

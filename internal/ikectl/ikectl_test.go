@@ -16,6 +16,7 @@ import (
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/pkitest"
 	"github.com/vifsec/vifsec/internal/store/storetest"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/ike"
 	ikewire "github.com/vifsec/vifsec/sa/ike/wire"
@@ -32,24 +33,7 @@ type gateway struct {
 	c     *Controller
 	vm    tenant.VM
 	scope sa.Scope
-	logs  *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs  *testutil.LogBuffer
 }
 
 // wire carries datagrams between two gateways through queues, so that
@@ -112,7 +96,7 @@ func testLogger(buf io.Writer) *slog.Logger {
 // at ip (VLAN vlan), and its controller on w.
 func newGateway(t *testing.T, w *wire, name, mac string, vlan uint16, ip string) *gateway {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testutil.LogBuffer{}
 	d, err := daemon.New(storetest.NewMemory(), &daemon.Config{Logger: testLogger(logs).With("gw", name)})
 	if err != nil {
 		t.Fatal(err)
@@ -252,10 +236,10 @@ func TestBackToBackPSKForVMs(t *testing.T) {
 	checkPair(t, a, b, ra, rb)
 	// The child was switched: its outbound SA is matched first.
 	for _, g := range []*gateway{a, b} {
-		waitFor(t, func() bool {
+		testutil.WaitUntil(t, g.name+": outbound SP with the IKE SA first", 10*time.Second, func() bool {
 			v := g.d.Snapshot().VMs[0]
 			return v.PolicySAs[0] != nil && v.PolicySAs[0].Dir() == sa.DirOut && v.Policies[0].Direction == sa.DirOut
-		}, g.name+": outbound SP with the IKE SA first")
+		})
 	}
 	v := a.d.Snapshot().VMs[0]
 	if p := v.Policies[0]; p.Src != netip.MustParsePrefix("2001:db8:1::121/128") || p.Dst != netip.MustParsePrefix("2001:db8:2::5/128") {
@@ -273,23 +257,23 @@ func TestBackToBackPSKForVMs(t *testing.T) {
 	if !a.c.Engine().HandleEvent(sa.Event{Kind: sa.EventSoft, Key: sa.Key{Scope: a.scope, SPI: ra.OutboundSPI}, Name: out.Name()}) {
 		t.Fatalf("the engine does not know SA %s", out.Name())
 	}
-	waitFor(t, func() bool {
+	testutil.WaitUntil(t, "a rekeyed child replaces the old one on a", 10*time.Second, func() bool {
 		rows := waitChildren(t, a, 1)
 		return rows[0].InboundSPI != ra.InboundSPI
-	}, "a rekeyed child replaces the old one on a")
-	waitFor(t, func() bool {
+	})
+	testutil.WaitUntil(t, "a rekeyed child replaces the old one on b", 10*time.Second, func() bool {
 		rows := waitChildren(t, b, 1)
 		return rows[0].InboundSPI != rb.InboundSPI
-	}, "a rekeyed child replaces the old one on b")
+	})
 	ra, rb = waitChildren(t, a, 1)[0], waitChildren(t, b, 1)[0]
 	checkPair(t, a, b, ra, rb)
 	if n := a.d.SADB().Len(); n != 2 {
 		t.Errorf("a has %d SAs after the rekey, want 2", n)
 	}
-	waitFor(t, func() bool {
+	testutil.WaitUntil(t, "a sends on the new outbound SA", 10*time.Second, func() bool {
 		v := a.d.Snapshot().VMs[0]
 		return v.PolicySAs[0] != nil && v.PolicySAs[0].SPI() == ra.OutboundSPI
-	}, "a sends on the new outbound SA")
+	})
 	// IKE SAs are managed: `sa remove` refuses them.
 	if err := a.d.RemoveSA(ra.SA); daemon.CodeOf(err) != daemon.CodeInUse {
 		t.Errorf("RemoveSA of an IKE SA: %v", err)
@@ -301,7 +285,7 @@ func TestBackToBackPSKForVMs(t *testing.T) {
 		t.Errorf("a still has %d SAs after the policy was deleted", a.d.SADB().Len())
 	}
 	waitChildren(t, b, 0)
-	waitFor(t, func() bool { return b.d.SADB().Len() == 0 }, "b's SAs removed")
+	testutil.WaitUntil(t, "b's SAs removed", 10*time.Second, func() bool { return b.d.SADB().Len() == 0 })
 	for _, g := range []*gateway{a, b} {
 		if strings.Contains(g.logs.String(), "back-to-back pre-shared key") {
 			t.Errorf("%s logged the PSK", g.name)
@@ -342,10 +326,10 @@ func TestBackToBackUnderlayPKI(t *testing.T) {
 	}
 	checkPair(t, a, b, ra, rb)
 	// The data path protects the tenant's VXLAN with them.
-	waitFor(t, func() bool {
+	testutil.WaitUntil(t, "a's underlay SAs in the snapshot", 10*time.Second, func() bool {
 		us := a.d.Snapshot().UnderlaySAs
 		return len(us) == 2 && us[0].Tenant == "t1"
-	}, "a's underlay SAs in the snapshot")
+	})
 	if c := a.d.SADB().Lookup(sa.Key{SPI: ra.OutboundSPI}).ConfigWithKeys(); c.Enc != sa.EncAES128GCM || c.Src != la || c.Dst != lb {
 		t.Errorf("a's outbound underlay SA %v", c)
 	}
@@ -366,25 +350,14 @@ func TestWaitingPoliciesAndDisabled(t *testing.T) {
 	}
 	must(t, a.d.SetUplink(daemon.Uplink{Dev: "eth0", Overlay: daemon.OverlayVXLAN, VXLANLocal: netip.MustParseAddr("192.0.2.1")}))
 	a.c.Sync()
-	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return sent > 0 }, "IKE_SA_INIT sent once the uplink has an address")
+	testutil.WaitUntil(t, "IKE_SA_INIT sent once the uplink has an address", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return sent > 0 })
 	if sas, _ := a.d.IKESAs(""); len(sas) != 1 || sas[0].State != "CONNECTING" {
 		t.Errorf("IKE SAs: %+v", sas)
 	}
 	// IPsec switched off: IKE runs no policy.
 	must(t, a.d.SetEnabled(false))
 	a.c.Sync()
-	waitFor(t, func() bool { sas, _ := a.d.IKESAs(""); return len(sas) == 0 }, "no IKE SA with IPsec off")
-}
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitUntil(t, "no IKE SA with IPsec off", 10*time.Second, func() bool { sas, _ := a.d.IKESAs(""); return len(sas) == 0 })
 }
 
 // TestIKEStats: the engine's limit counters reach the daemon (metrics),

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa/ike"
 )
 
@@ -37,7 +38,7 @@ func TestVMLeavesQuietly(t *testing.T) {
 
 	left.Store(true)
 	must(t, a.d.DetachVM("vm1"))
-	waitFor(t, func() bool { sas, _ := a.d.IKESAs("t1"); return len(sas) == 0 }, "a has no IKE SA once its VM left")
+	testutil.WaitUntil(t, "a has no IKE SA once its VM left", 10*time.Second, func() bool { sas, _ := a.d.IKESAs("t1"); return len(sas) == 0 })
 	time.Sleep(100 * time.Millisecond) // anything a would send
 	if n := fromA.Load(); n != 0 {
 		t.Errorf("a sent %d datagrams from its VM's address after the VM left", n)
@@ -52,10 +53,10 @@ func TestVMLeavesQuietly(t *testing.T) {
 	left.Store(false)
 	start(t, w, a2)
 	r2 := waitChildren(t, a2, 1)[0]
-	waitFor(t, func() bool {
+	testutil.WaitUntil(t, "b keeps only the new host's IKE SA and Child SA", 10*time.Second, func() bool {
 		rows := waitChildren(t, b, 1)
 		sas, _ := b.d.IKESAs("t1")
 		return rows[0].InboundSPI != old.InboundSPI && len(sas) == 1
-	}, "b keeps only the new host's IKE SA and Child SA")
+	})
 	checkPair(t, a2, b, r2, waitChildren(t, b, 1)[0])
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 )
 
@@ -75,10 +76,10 @@ func TestBackToBackRekeyNowAndLifetime(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("RekeyPolicy child = %d, %v", n, err)
 	}
-	waitFor(t, func() bool {
+	testutil.WaitUntil(t, "the child rekeyed on a", 10*time.Second, func() bool {
 		rows := waitChildren(t, a, 1)
 		return rows[0].InboundSPI != ra.InboundSPI
-	}, "the child rekeyed on a")
+	})
 	ra, rb := waitChildren(t, a, 1)[0], waitChildren(t, b, 1)[0]
 	checkPair(t, a, b, ra, rb)
 	// Rekey the IKE SA now, from the responder: new SPIs, same child.
@@ -88,10 +89,10 @@ func TestBackToBackRekeyNowAndLifetime(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("RekeyPolicy IKE = %d, %v", n, err)
 	}
-	waitFor(t, func() bool {
+	testutil.WaitUntil(t, "the IKE SA rekeyed", 10*time.Second, func() bool {
 		s, _ := a.d.IKESAs("t1")
 		return len(s) == 1 && s[0].State == "ESTABLISHED" && s[0].InitiatorSPI != before[0].InitiatorSPI
-	}, "the IKE SA rekeyed")
+	})
 	if got := waitChildren(t, a, 1)[0]; got.InboundSPI != ra.InboundSPI {
 		t.Error("an IKE SA rekey replaced the child")
 	}

@@ -42,22 +42,12 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/offload/gso"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
 )
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("integration tests need root in CI (network namespaces, packet sockets)")
-	}
-	t.Skip("needs root: creates network namespaces and packet sockets")
-}
 
 func run(t *testing.T, args ...string) {
 	t.Helper()
@@ -197,7 +187,7 @@ func kernelStream() []struct {
 }
 
 func TestIntegrationKernelGSO(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	for _, tool := range []string{"ip", "ethtool"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {

@@ -16,15 +16,15 @@ package gso_test
 
 import (
 	"fmt"
-	"github.com/vifsec/vifsec/drop"
 	"math/rand/v2"
 	"strconv"
 	"testing"
 
-	"github.com/vifsec/vifsec/internal/pcap"
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/offload/gso"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
+	"github.com/vifsec/vifsec/pcap"
 )
 
 // want is what tshark should decode from one frame.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/pcap"
+	"github.com/vifsec/vifsec/pcap"
 )
 
 // ChecksumPrefs make tshark verify IPv4 header, TCP and UDP checksums

@@ -15,14 +15,14 @@ package pmtu_test
 // tshark binary.
 
 import (
-	"github.com/vifsec/vifsec/drop"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/vifsec/vifsec/internal/pcap"
+	"github.com/vifsec/vifsec/drop"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
 	"github.com/vifsec/vifsec/offload/pmtu"
+	"github.com/vifsec/vifsec/pcap"
 )
 
 func TestIntegrationTsharkICMP(t *testing.T) {

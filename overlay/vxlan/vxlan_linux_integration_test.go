@@ -47,21 +47,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/overlay/entropy"
 	"github.com/vifsec/vifsec/vif"
 )
-
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("integration tests need root in CI (network namespaces, AF_PACKET)")
-	}
-	t.Skip("needs root: creates network namespaces, a kernel vxlan device and an AF_PACKET socket")
-}
 
 func sh(t *testing.T, args ...string) {
 	t.Helper()
@@ -100,7 +90,7 @@ type lab struct {
 }
 
 func newLab(t *testing.T, v6 bool) *lab {
-	needRoot(t)
+	testutil.NeedRoot(t)
 	if _, err := exec.LookPath("ethtool"); err != nil {
 		t.Skip("ethtool missing (make deps installs it)")
 	}

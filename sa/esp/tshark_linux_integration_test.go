@@ -56,7 +56,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/pcap"
+	"github.com/vifsec/vifsec/pcap"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/satest"
 )

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/examples/lab"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/ike"
 	"github.com/vifsec/vifsec/sa/ike/suite"
@@ -39,20 +40,14 @@ import (
 
 func needCharon(t *testing.T) {
 	t.Helper()
-	skip := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot run in CI: %s", why)
-		}
-		t.Skip(why)
-	}
 	if os.Geteuid() != 0 {
-		skip("needs root (network namespaces)")
+		testutil.CannotRun(t, "needs root (network namespaces)")
 	}
 	if _, err := os.Stat(lab.CharonPath); err != nil {
-		skip("strongSwan charon missing: apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins")
+		testutil.CannotRun(t, "strongSwan charon missing: apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins")
 	}
 	if _, err := exec.LookPath("swanctl"); err != nil {
-		skip("swanctl missing: apt-get install strongswan-swanctl")
+		testutil.CannotRun(t, "swanctl missing: apt-get install strongswan-swanctl")
 	}
 }
 
@@ -135,17 +130,6 @@ func (ep *udpEndpoint) close() {
 		c.Close()
 	}
 	ep.wg.Wait()
-}
-
-func waitFor(t *testing.T, what string, d time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 type installed struct {
@@ -372,11 +356,11 @@ func interop(t *testing.T, tc interopCase) {
 		}
 		return false
 	}
-	waitFor(t, "IKE SA and Child SA", 20*time.Second, up)
+	testutil.WaitUntil(t, "IKE SA and Child SA", 20*time.Second, up)
 	agree := func(what string) {
 		t.Helper()
 		var out string
-		waitFor(t, what+": strongSwan agreeing on the SPIs", 10*time.Second, func() bool {
+		testutil.WaitUntil(t, what+": strongSwan agreeing on the SPIs", 10*time.Second, func() bool {
 			sas, cs := e.IKESAs(), e.ChildSAs()
 			if len(sas) != 1 || len(cs) != 1 {
 				return false
@@ -417,14 +401,14 @@ func interop(t *testing.T, tc interopCase) {
 	if out, err := charon.Swanctl(ctx, "--rekey", "--child", "lab"); err != nil {
 		t.Fatalf("swanctl --rekey --child: %v\n%s", err, out)
 	}
-	waitFor(t, "charon's child rekey", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, "charon's child rekey", 10*time.Second, func() bool {
 		cs := e.ChildSAs()
 		return len(cs) == 1 && cs[0].InSPI != first.InSPI && inst.len() == 1
 	})
 	agree("after strongSwan rekeyed the Child SA")
 	second := e.ChildSAs()[0]
 	e.HandleEvent(sa.Event{Kind: sa.EventSoft, Name: second.InName})
-	waitFor(t, "our child rekey", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, "our child rekey", 10*time.Second, func() bool {
 		cs := e.ChildSAs()
 		return len(cs) == 1 && cs[0].InSPI != second.InSPI && inst.len() == 1
 	})
@@ -435,7 +419,7 @@ func interop(t *testing.T, tc interopCase) {
 	if out, err := charon.Swanctl(ctx, "--rekey", "--ike", "lab"); err != nil {
 		t.Fatalf("swanctl --rekey --ike: %v\n%s", err, out)
 	}
-	waitFor(t, "charon's IKE rekey", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, "charon's IKE rekey", 10*time.Second, func() bool {
 		sas := e.IKESAs()
 		return len(sas) == 1 && sas[0].SPIi != spi && sas[0].State == "ESTABLISHED"
 	})
@@ -443,7 +427,7 @@ func interop(t *testing.T, tc interopCase) {
 	// The rekeyed IKE SA still carries exchanges: our child rekey over it.
 	third := e.ChildSAs()[0]
 	e.HandleEvent(sa.Event{Kind: sa.EventSoft, Name: third.InName})
-	waitFor(t, "child rekey over the new IKE SA", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, "child rekey over the new IKE SA", 10*time.Second, func() bool {
 		cs := e.ChildSAs()
 		return len(cs) == 1 && cs[0].InSPI != third.InSPI
 	})
@@ -454,7 +438,7 @@ func interop(t *testing.T, tc interopCase) {
 	if n := e.RekeyIKE("acme", "interop"); n != 1 {
 		t.Fatalf("RekeyIKE started %d rekeys", n)
 	}
-	waitFor(t, "our IKE rekey", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, "our IKE rekey", 10*time.Second, func() bool {
 		sas := e.IKESAs()
 		return len(sas) == 1 && sas[0].SPIi != spi && sas[0].State == "ESTABLISHED"
 	})
@@ -463,7 +447,7 @@ func interop(t *testing.T, tc interopCase) {
 	if out, err := charon.Swanctl(ctx, "--rekey", "--child", "lab"); err != nil {
 		t.Fatalf("swanctl --rekey --child: %v\n%s", err, out)
 	}
-	waitFor(t, "charon's child rekey over our new IKE SA", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, "charon's child rekey over our new IKE SA", 10*time.Second, func() bool {
 		cs := e.ChildSAs()
 		return len(cs) == 1 && cs[0].InSPI != fourth.InSPI && inst.len() == 1
 	})
@@ -473,7 +457,7 @@ func interop(t *testing.T, tc interopCase) {
 	if out, err := charon.Swanctl(ctx, "--terminate", "--ike", "lab"); err != nil {
 		t.Fatalf("swanctl --terminate: %v\n%s", err, out)
 	}
-	waitFor(t, "deletion", 10*time.Second, func() bool { return len(e.ChildSAs()) == 0 && inst.len() == 0 })
+	testutil.WaitUntil(t, "deletion", 10*time.Second, func() bool { return len(e.ChildSAs()) == 0 && inst.len() == 0 })
 	if weInitiate {
 		// Our policy brings it back (after RetryInterval) — not waited
 		// for; remove the policy, which must leave nothing behind.

@@ -3,27 +3,17 @@
 package ikebench
 
 import (
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // TestIntegrationNetns runs setups between two namespaces joined by a
 // veth pair and checks that Close leaves no namespace behind.
 func TestIntegrationNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (network namespaces)")
-		}
-		t.Skip("needs root (network namespaces)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs the ip command (iproute2)")
-		}
-		t.Skip("needs the ip command (iproute2)")
-	}
+	testutil.NeedRoot(t, "ip")
 	nw, err := Netns()
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // TestIntegrationStrongSwanVectors has two strongSwan charons set up an
@@ -35,23 +37,17 @@ import (
 // VIFSEC_RECORD_VECTORS=1 it also writes them to testdata/, where
 // TestStrongSwanVectors checks them without charon.
 func TestIntegrationStrongSwanVectors(t *testing.T) {
-	need := func(why string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cannot run in CI: %s", why)
-		}
-		t.Skip(why)
-	}
 	if os.Geteuid() != 0 {
-		need("needs root for network namespaces")
+		testutil.CannotRun(t, "needs root for network namespaces")
 	}
 	for _, p := range []string{"/usr/lib/ipsec/charon", "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so", "/usr/lib/ipsec/plugins/libstrongswan-openssl.so"} {
 		if _, err := os.Stat(p); err != nil {
-			need(p + " missing (apt-get install strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins)")
+			testutil.CannotRun(t, p+" missing (apt-get install strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins)")
 		}
 	}
 	for _, p := range []string{"swanctl", "ip", "unshare", "nsenter"} {
 		if _, err := exec.LookPath(p); err != nil {
-			need(p + " missing")
+			testutil.CannotRun(t, p+" missing")
 		}
 	}
 	for _, tc := range []struct{ name, ike, esp, auth string }{
