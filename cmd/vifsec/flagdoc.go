@@ -91,6 +91,8 @@ var flagDocs = map[string]flagDoc{
 	"esp-lifetime":      {meaning: "Child SA lifetime; rekeyed at 85-95% of it", values: "DURATION", def: "1h"},
 	"dpd-interval":      {meaning: "dead peer detection: probe a silent peer this often", values: "DURATION|off", def: "off"},
 	"dpd-action":        {meaning: "what to do when the peer is dead: clear its SAs, or restart negotiation", values: "clear|restart", def: "restart with --remote-address, else clear"},
+	"ppk-id":            {meaning: "use a post-quantum preshared key (RFC 8784) known to both peers by this identity; the key is read like the PSK, from a prompt (no echo) or the line of stdin after the PSK's; an empty value removes the PPK", values: "ID"},
+	"ppk-required":      {meaning: "true: no IKE SA without the PPK; false: a peer without one is accepted on the classic keys", values: "true|false", def: "false"},
 	"ike":               {meaning: "rekey the IKE SA instead of the Child SAs", values: "true|false", def: "false"},
 
 	// Certificates.
