@@ -163,3 +163,26 @@ func TestCLIPolicyPPK(t *testing.T) {
 		t.Errorf("PPK still given to IKE after removal")
 	}
 }
+
+// --esp-proposals takes keN_ after a PFS group (RFC 9370 additional key
+// exchanges in IKE_FOLLOWUP_KE); without a group it is refused, naming
+// the flag, and nothing changes.
+func TestCLIESPProposalsAddKE(t *testing.T) {
+	r := newCLIRig(t)
+	r.ok("", "tenant", "add", "--tenant", "t1")
+	create := []string{"policy", "create", "--tenant", "t1", "--name", "p1",
+		"--local-ip-subnets", "192.0.2.1/32", "--remote-ip-subnets", "192.0.2.2/32"}
+	code, _, errOut := r.vifsec("a pre-shared key of some length\n", append(create, "--esp-proposals", "aes256gcm16-ke1_mlkem768")...)
+	if code != exitRejected || !strings.Contains(errOut, "--esp-proposals") || !strings.Contains(errOut, "PFS group") {
+		t.Errorf("keN_ without a PFS group: exit %d, %q", code, errOut)
+	}
+	if ps, _ := r.d.Policies("t1"); len(ps) != 0 {
+		t.Fatalf("a refused create made %+v", ps)
+	}
+	r.ok("a pre-shared key of some length\n", append(create, "--esp-proposals", "aes256gcm16-x25519-ke1_mlkem768,aes256gcm16-x25519-ke1_none",
+		"--ike-proposals", "aes256gcm16-prfsha384-x25519-ke1_mlkem768")...)
+	ps, _ := r.d.Policies("t1")
+	if len(ps) != 1 || len(ps[0].Policy.ESPProposals) != 2 || ps[0].Policy.ESPProposals[0] != "aes256gcm16-x25519-ke1_mlkem768" {
+		t.Errorf("stored %+v", ps)
+	}
+}
