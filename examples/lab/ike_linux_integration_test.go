@@ -101,8 +101,15 @@ func ikeLabT(t *testing.T, bin, prefix string, daemonFlags ...string) (*IKELab, 
 // peerCharon starts charon on the peer for case c.
 func peerCharon(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity) *Charon {
 	t.Helper()
+	return peerCharonIn(t, l, c, pki, peerID, CharonConfig{})
+}
+
+// peerCharonIn is peerCharon with base's Root, Charon and Plugins (a
+// chrooted strongSwan 6, say).
+func peerCharonIn(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity, base CharonConfig) *Charon {
+	t.Helper()
 	ctx := context.Background()
-	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4}
+	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4, Root: base.Root, Charon: base.Charon, Plugins: base.Plugins}
 	auth, ids := "psk", [2]string{IKEPeer4.String(), IKEGuest4.String()}
 	var certs string
 	if c.auth != "psk" {
