@@ -16,7 +16,8 @@ import (
 // lab-trixie` builds: an additional key exchange (RFC 9370) in
 // IKE_INTERMEDIATE at setup and in IKE_FOLLOWUP_KE after every rekey, of
 // the IKE SA and of the Child SA (PFS), each side initiating and
-// rekeying. The additional key exchange is ECP-384 after x25519, and
+// rekeying; and a post-quantum preshared key (RFC 8784) required on both
+// sides, through its rekeys. The additional key exchange is ECP-384 after x25519, and
 // ML-KEM-768 too where the root's charon implements it: Debian 13's
 // strongSwan 6.0.1 does not (its openssl plugin has KEMs only from 6.1,
 // and the ml plugin is not packaged: `swanctl --list-algs` lists DH
@@ -76,10 +77,12 @@ func TestIntegrationIKEStrongSwan6(t *testing.T) {
 	l, d := ikeLabT(t, bin, "vs6")
 	ctx := context.Background()
 	base := CharonConfig{Root: root, Charon: trixieCharon, Plugins: trixiePlugins}
-	type keCase struct{ ike, esp, kes, theirs string }
-	kcs := []keCase{{"aes256gcm16-prfsha384-x25519-ke1_ecp384", "aes256gcm16-x25519-ke1_ecp384", "curve25519+ecp384", "KE1_ECP_384"}}
+	type keCase struct{ ike, esp, kes, theirs, ppkID string }
+	kcs := []keCase{{"aes256gcm16-prfsha384-x25519-ke1_ecp384", "aes256gcm16-x25519-ke1_ecp384", "curve25519+ecp384", "KE1_ECP_384", ""},
+		// RFC 8784: a post-quantum preshared key required on both sides.
+		{"aes256gcm16-prfsha384-x25519", "aes256gcm16-x25519", "curve25519", "CURVE_25519", "lab-ppk-1"}}
 	if algs := charonAlgs(t, l, base); strings.Contains(algs, "ML_KEM_768") {
-		kcs = append(kcs, keCase{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-x25519-ke1_mlkem768", "curve25519+mlkem768", "KE1_ML_KEM_768"})
+		kcs = append(kcs, keCase{"aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16-x25519-ke1_mlkem768", "curve25519+mlkem768", "KE1_ML_KEM_768", ""})
 	} else {
 		t.Logf("the charon in %s implements no ML-KEM (no ML_KEM_768 in swanctl --list-algs): the additional key exchange is ECP-384 only", root)
 	}
@@ -88,7 +91,7 @@ func TestIntegrationIKEStrongSwan6(t *testing.T) {
 		for _, weInitiate := range []bool{true, false} {
 			i++
 			ikeP, espP, kes, theirs := kc.ike, kc.esp, kc.kes, kc.theirs
-			c := ikeCase{auth: "psk", ike: ikeP, esp: espP, weInitiate: weInitiate}
+			c := ikeCase{auth: "psk", ike: ikeP, esp: espP, weInitiate: weInitiate, ppkID: kc.ppkID}
 			ok := t.Run(c.name(), func(t *testing.T) {
 				ch := peerCharonIn(t, l, c, nil, nil, base)
 				name := fmt.Sprintf("pq%d", i)
@@ -110,8 +113,8 @@ func TestIntegrationIKEStrongSwan6(t *testing.T) {
 					}
 				}
 				traffic("established")
-				if s := ikeSAOf(t, d, name); s.KeyExchanges != kes {
-					t.Fatalf("show-ikesa: key exchanges %q, want %q", s.KeyExchanges, kes)
+				if s := ikeSAOf(t, d, name); s.KeyExchanges != kes || s.PPK != (c.ppkID != "") {
+					t.Fatalf("show-ikesa: key exchanges %q, PPK %v; want %q, %v", s.KeyExchanges, s.PPK, kes, c.ppkID != "")
 				}
 				list, err := ch.ListSAs(ctx)
 				if err != nil {
@@ -157,8 +160,8 @@ func TestIntegrationIKEStrongSwan6(t *testing.T) {
 						now := childSPIs()
 						return now != beforeChild && strings.Count(now, ",") == 1
 					})
-					if s := ikeSAOf(t, d, name); s.KeyExchanges != kes {
-						t.Errorf("%s: show-ikesa key exchanges %q, want %q", r.what, s.KeyExchanges, kes)
+					if s := ikeSAOf(t, d, name); s.KeyExchanges != kes || s.PPK != (c.ppkID != "") {
+						t.Errorf("%s: show-ikesa key exchanges %q, PPK %v; want %q, %v", r.what, s.KeyExchanges, s.PPK, kes, c.ppkID != "")
 					}
 					traffic(r.what)
 				}
