@@ -2,6 +2,8 @@ package ike
 
 import (
 	"bytes"
+	"math"
+	"time"
 
 	"github.com/vifsec/vifsec/sa/ike/suite"
 	"github.com/vifsec/vifsec/sa/ike/wire"
@@ -122,6 +124,20 @@ type followup struct {
 	// could not. abort releases what the CREATE_CHILD_SA reserved.
 	finish func(add []byte) bool
 	abort  func()
+	// expire drops the exchange once an initiator still retransmitting
+	// its next IKE_FOLLOWUP_KE would have given up (followupTimeout).
+	expire timer
+}
+
+// followupTimeout is how long a responder waits for the next
+// IKE_FOLLOWUP_KE: the initiator's whole retransmission schedule of the
+// request before it (about 165 s with the defaults).
+func (e *Engine) followupTimeout() time.Duration {
+	var d float64
+	for n := 0; n <= e.cfg.RetransmitTries; n++ {
+		d += float64(e.cfg.RetransmitTimeout) * math.Pow(e.cfg.RetransmitBase, float64(n))
+	}
+	return time.Duration(d)
 }
 
 // awaitFollowups answers CREATE_CHILD_SA with ps and a link to the first
@@ -129,7 +145,14 @@ type followup struct {
 func (s *ikeSA) awaitFollowups(p Packet, h wire.Header, ps []wire.Payload, methods []uint16, finish func([]byte) bool, abort func()) {
 	s.dropFollowup()
 	f := &followup{link: s.e.random(linkLen), methods: methods, finish: finish, abort: abort}
+	f.expire = newTimer(func() {
+		if s.fu == f {
+			s.lwarn("additional key exchange abandoned", "reason", "no IKE_FOLLOWUP_KE from the initiator")
+			s.dropFollowup()
+		}
+	})
 	s.fu = f
+	s.e.arm(&f.expire, s.e.now().Add(s.e.followupTimeout()))
 	s.respond(p, h, append(ps, &wire.Notify{NotifyType: wire.NotifyAdditionalKeyExchange, Data: f.link}))
 }
 
@@ -140,6 +163,7 @@ func (s *ikeSA) dropFollowup() {
 		return
 	}
 	s.fu = nil
+	s.e.disarm(&f.expire)
 	suite.Zero(f.add)
 	if f.abort != nil {
 		f.abort()
@@ -176,10 +200,12 @@ func (s *ikeSA) followupRequest(p Packet, h wire.Header, ps []wire.Payload) {
 	rps := []wire.Payload{&wire.KE{Group: method, Data: pub}}
 	if len(f.methods) > 0 {
 		f.link = s.e.random(linkLen)
+		s.e.arm(&f.expire, s.e.now().Add(s.e.followupTimeout()))
 		s.respond(p, h, append(rps, &wire.Notify{NotifyType: wire.NotifyAdditionalKeyExchange, Data: f.link}))
 		return
 	}
 	s.fu = nil
+	s.e.disarm(&f.expire)
 	ok := f.finish(f.add)
 	suite.Zero(f.add)
 	if !ok {

@@ -347,3 +347,45 @@ func TestFollowupKEStateNotFound(t *testing.T) {
 		t.Errorf("suite %q", childSuite(t, a))
 	}
 }
+
+// TestFollowupKEAbandoned: an initiator that never sends its
+// IKE_FOLLOWUP_KE leaves the responder's exchange to expire after a whole
+// retransmission schedule: the SPI it reserved is freed, no child is
+// made, and a later rekey works.
+func TestFollowupKEAbandoned(t *testing.T) {
+	pa, pb := pskPair()
+	pa.ESP, pb.ESP = mustESP(t, "aes256gcm16-x25519-ke1_mlkem768"), mustESP(t, "aes256gcm16-x25519-ke1_mlkem768")
+	n, a, b := establish(t, pa, pb, nil, nil)
+	old := onlyChild(t, a)
+	spis := func() int { b.e.mu.Lock(); defer b.e.unlock(); return len(b.e.spis) }
+	before := spis()
+	n.filter = func(p *Packet) bool { return p.Data[18] != byte(wire.ExchangeFollowupKE) }
+	rekeyChildOf(t, n, a)
+	pending := func() bool { b.e.mu.Lock(); defer b.e.unlock(); return upSA(t, b.e).fu != nil }
+	if !pending() || spis() != before+1 {
+		t.Fatalf("responder: exchange pending %v, %d SPIs (before %d)", pending(), spis(), before)
+	}
+	// a gives up after its retransmissions and drops the IKE SA; b's
+	// exchange expires at about the same time.
+	b.e.mu.Lock()
+	timeout := b.e.followupTimeout()
+	b.e.unlock()
+	if timeout < 100*time.Second || timeout > 300*time.Second {
+		t.Errorf("follow-up timeout %v, want the retransmission schedule (about 165s)", timeout)
+	}
+	n.filter = func(p *Packet) bool { return p.Local.Addr() != addrA } // a is gone
+	n.advance(timeout - 5*time.Second)
+	if !pending() {
+		t.Fatal("the responder dropped the exchange before the initiator could have given up")
+	}
+	n.advance(10 * time.Second)
+	if len(b.established()) != 1 {
+		t.Fatalf("b's IKE SA went: %+v", b.e.IKESAs())
+	}
+	if pending() || spis() != before {
+		t.Fatalf("after the timeout: exchange pending %v, %d SPIs (before %d)", pending(), spis(), before)
+	}
+	if got := len(b.children()); got > 1 || (got == 1 && onlyChild(t, b).In.SPI != old.Out.SPI) {
+		t.Errorf("b made a child from the abandoned exchange: %v", b.children())
+	}
+}
