@@ -22,14 +22,17 @@ DESTDIR ?=
 ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB := $(BIN)/vifsec_$(VERSION)_$(ARCH).deb
 # Debian packages the tests, the lab and the demo use.
-APT_PKGS := prometheus iproute2 iputils-ping ethtool tcpdump tshark iperf3 strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
+APT_PKGS := prometheus iproute2 iputils-ping ethtool tcpdump tshark iperf3 wireguard-tools strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 \
   etcd-server zsh man-db debootstrap
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# wireguard-go, the benchmarks' userspace-tunnel baseline, pinned; its
+# binary is named wireguard.
+WIREGUARD_GO := golang.zx2c4.com/wireguard@v0.0.0-20260522210424-ecfc5a8d5446
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build install deb test test-package bench bench-esp bench-sadb bench-e2e bench-fleet bench-ike lint demo clean lab-trixie
+.PHONY: all deps build install deb test test-package bench bench-esp bench-sadb bench-e2e bench-scale wireguard-go bench-fleet bench-ike lint demo clean lab-trixie
 
 all: build
 
@@ -111,11 +114,22 @@ bench-esp: deps
 bench-sadb: deps
 	$(GO) run ./internal/bench/cmd/vifsec-bench sadb
 
+# wireguard-go builds the pinned wireguard-go into bin/wireguard-go/.
+wireguard-go: deps
+	GOBIN=$(abspath $(BIN))/wireguard-go $(GO) install $(WIREGUARD_GO)
+
 # bench-e2e: iperf3 between VMs on two gateways: plain veth+bridge, vifsec
-# with action none, ESP aes128-gcm and chacha20-poly1305, and two strongSwan
-# charons with kernel-libipsec; RSS with 100 attached VMs (~2 min, root).
-bench-e2e: build
+# with action none, ESP aes128-gcm and chacha20-poly1305, two strongSwan
+# charons with kernel-libipsec, and wireguard-go routing between the
+# gateways; RSS with 100 attached VMs (~3 min, root).
+bench-e2e: build wireguard-go
 	$(GO) run ./examples/lab/bench-e2e
+
+# bench-scale: 1, 2, 4, … VM pairs up to the CPUs, one iperf3 stream each,
+# for plain bridge, vifsec none, vifsec ESP aes128-gcm and wireguard-go:
+# aggregate Gbit/s, gateway cores, retransmits, reordering (root).
+bench-scale: build wireguard-go
+	$(GO) run ./examples/lab/bench-e2e --scale
 
 # bench-ike: IKE SA setups/s and IKE bytes per setup (x25519+PSK, the same with
 # an additional ML-KEM-768 exchange, ecp256+ECDSA certificates) in memory

@@ -1,7 +1,9 @@
 // Package offload is the vocabulary shared by vifsec's offload packages:
 // the virtio_net_hdr that carries a guest's GSO and checksum-offload
-// metadata next to each frame (VnetHdr), and the drop reasons (Drop) those
-// packages return.
+// metadata next to each frame (VnetHdr). The reasons its packages give for
+// refusing a packet are package drop's, the one vocabulary of the data
+// path (drop.BadVnetHdr, drop.Unsupported, drop.TooManySegments and the
+// shared counters such as drop.Malformed).
 //
 // The work is done in small packages, one job each, all pure functions
 // over caller-owned buffers (no I/O, no goroutines, no allocation per
@@ -32,5 +34,7 @@
 // per-flow state: callers pass the effective MTU (or MSS) they computed
 // from the SA and overlay overhead. It never panics on packet bytes: every
 // header it reads comes from a guest and is checked for length and
-// consistency first.
+// consistency first, and read through package header (the IPv6
+// extension-header chain by its one walker), so that segmentation, the MSS
+// clamp and the ICMP errors see the protocol the SPD classifier saw.
 package offload

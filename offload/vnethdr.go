@@ -1,6 +1,10 @@
 package offload
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/vifsec/vifsec/drop"
+)
 
 // VnetHdrLen is the size of struct virtio_net_hdr, the form AF_PACKET's
 // PACKET_VNET_HDR and a tap's IFF_VNET_HDR (with the default
@@ -102,16 +106,16 @@ func (h VnetHdr) Put(b []byte) bool {
 
 // ParseVnetHdr decodes the virtio_net_hdr at the start of b and validates
 // it against the frame that follows it, b[VnetHdrLen:]. b is guest input:
-// any inconsistency is a DropBadVnetHdr, never a panic.
-func ParseVnetHdr(b []byte) (VnetHdr, Drop) {
+// any inconsistency is a drop.BadVnetHdr, never a panic.
+func ParseVnetHdr(b []byte) (VnetHdr, drop.Reason) {
 	h, ok := DecodeVnetHdr(b)
 	if !ok {
-		return VnetHdr{}, DropBadVnetHdr
+		return VnetHdr{}, drop.BadVnetHdr
 	}
-	if d := h.Validate(b[VnetHdrLen:]); d != DropNone {
+	if d := h.Validate(b[VnetHdrLen:]); d != drop.None {
 		return VnetHdr{}, d
 	}
-	return h, DropNone
+	return h, drop.None
 }
 
 // Offsets of the checksum field within the L4 header.
@@ -142,10 +146,10 @@ const (
 // csum_start and csum_offset are not checked without NEEDS_CSUM: they mean
 // nothing then, as in the kernel. Validate does not parse the frame's
 // headers; gso.Segment checks that they agree with h.
-func (h VnetHdr) Validate(frame []byte) Drop {
+func (h VnetHdr) Validate(frame []byte) drop.Reason {
 	const known = FlagNeedsCsum | FlagDataValid
 	if h.Flags&^known != 0 || h.Flags == known {
-		return DropBadVnetHdr
+		return drop.BadVnetHdr
 	}
 	tcp := false
 	switch h.GSO() {
@@ -153,39 +157,39 @@ func (h VnetHdr) Validate(frame []byte) Drop {
 	case GSOTCPv4, GSOTCPv6:
 		tcp = true
 	default:
-		return DropBadVnetHdr
+		return drop.BadVnetHdr
 	}
 	if h.ECN() && !tcp {
-		return DropBadVnetHdr
+		return drop.BadVnetHdr
 	}
 	gso := h.GSO() != GSONone
 	if gso && (h.GSOSize == 0 || h.GSOSize == 0xffff) {
-		return DropBadVnetHdr
+		return drop.BadVnetHdr
 	}
 	if int(h.HdrLen) > len(frame) {
-		return DropBadVnetHdr
+		return drop.BadVnetHdr
 	}
 	if !h.NeedsCsum() {
 		if h.GSO() == GSOUDPL4 {
-			return DropBadVnetHdr
+			return drop.BadVnetHdr
 		}
-		return DropNone
+		return drop.None
 	}
 	start, off := int(h.CsumStart), int(h.CsumOffset)
 	if start+off+2 > len(frame) {
-		return DropBadVnetHdr
+		return drop.BadVnetHdr
 	}
 	switch {
 	case tcp:
 		if off != tcpCsumOff || start+tcpMinLen > len(frame) {
-			return DropBadVnetHdr
+			return drop.BadVnetHdr
 		}
 	case gso: // UDP, UDP_L4
 		if off != udpCsumOff || start+udpLen > len(frame) {
-			return DropBadVnetHdr
+			return drop.BadVnetHdr
 		}
 	}
-	return DropNone
+	return drop.None
 }
 
 // Shift returns h for its frame after delta bytes were inserted (delta > 0)

@@ -3,6 +3,7 @@ package offload
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 	"testing"
 )
 
@@ -49,7 +50,7 @@ func TestParseVnetHdr(t *testing.T) {
 		name  string
 		h     VnetHdr
 		frame int
-		want  Drop
+		want  drop.Reason
 	}{
 		{name: "TSO IPv4 partial", h: tcp, frame: 3000},
 		{name: "TSO IPv6 with ECN", h: mod(tcp, func(h *VnetHdr) { h.GSOType = GSOTCPv6 | GSOECN; h.CsumStart = 54 }), frame: 3000},
@@ -63,24 +64,24 @@ func TestParseVnetHdr(t *testing.T) {
 		{name: "UFO parses", h: VnetHdr{GSOType: GSOUDP, GSOSize: 1000}, frame: 3000},
 		{name: "hdr_len equal to the frame", h: mod(tcp, func(h *VnetHdr) { h.HdrLen = 3000 }), frame: 3000},
 
-		{name: "too short for a header", h: VnetHdr{}, frame: -1, want: DropBadVnetHdr},
-		{name: "RSC_INFO flag", h: VnetHdr{Flags: 4}, frame: 60, want: DropBadVnetHdr},
-		{name: "NEEDS_CSUM and DATA_VALID", h: VnetHdr{Flags: 3, CsumStart: 34, CsumOffset: 16}, frame: 60, want: DropBadVnetHdr},
-		{name: "unknown GSO type 2", h: VnetHdr{GSOType: 2, GSOSize: 1}, frame: 60, want: DropBadVnetHdr},
-		{name: "unknown GSO type 6", h: VnetHdr{GSOType: 6, GSOSize: 1}, frame: 60, want: DropBadVnetHdr},
-		{name: "AccECN bit 0x40", h: mod(tcp, func(h *VnetHdr) { h.GSOType |= 0x40 }), frame: 3000, want: DropBadVnetHdr},
-		{name: "UDP tunnel bit 0x20", h: mod(tcp, func(h *VnetHdr) { h.GSOType |= 0x20 }), frame: 3000, want: DropBadVnetHdr},
-		{name: "ECN on USO", h: mod(udp, func(h *VnetHdr) { h.GSOType |= GSOECN }), frame: 3000, want: DropBadVnetHdr},
-		{name: "ECN without GSO", h: VnetHdr{GSOType: GSOECN}, frame: 60, want: DropBadVnetHdr},
-		{name: "gso_size 0", h: mod(tcp, func(h *VnetHdr) { h.GSOSize = 0 }), frame: 3000, want: DropBadVnetHdr},
-		{name: "gso_size GSO_BY_FRAGS", h: mod(tcp, func(h *VnetHdr) { h.GSOSize = 0xffff }), frame: 3000, want: DropBadVnetHdr},
-		{name: "hdr_len beyond the frame", h: mod(tcp, func(h *VnetHdr) { h.HdrLen = 3001 }), frame: 3000, want: DropBadVnetHdr},
-		{name: "csum field beyond the frame", h: VnetHdr{Flags: FlagNeedsCsum, CsumStart: 34, CsumOffset: 7}, frame: 42, want: DropBadVnetHdr},
-		{name: "csum_start beyond the frame", h: VnetHdr{Flags: FlagNeedsCsum, CsumStart: 0xffff, CsumOffset: 0xffff}, frame: 60, want: DropBadVnetHdr},
-		{name: "TSO with UDP's csum offset", h: mod(tcp, func(h *VnetHdr) { h.CsumOffset = 6 }), frame: 3000, want: DropBadVnetHdr},
-		{name: "TSO with TCP header past the end", h: mod(tcp, func(h *VnetHdr) { h.HdrLen = 0 }), frame: 34 + 19, want: DropBadVnetHdr},
-		{name: "USO with TCP's csum offset", h: mod(udp, func(h *VnetHdr) { h.CsumOffset = 16 }), frame: 3000, want: DropBadVnetHdr},
-		{name: "USO without NEEDS_CSUM", h: mod(udp, func(h *VnetHdr) { h.Flags = 0 }), frame: 3000, want: DropBadVnetHdr},
+		{name: "too short for a header", h: VnetHdr{}, frame: -1, want: drop.BadVnetHdr},
+		{name: "RSC_INFO flag", h: VnetHdr{Flags: 4}, frame: 60, want: drop.BadVnetHdr},
+		{name: "NEEDS_CSUM and DATA_VALID", h: VnetHdr{Flags: 3, CsumStart: 34, CsumOffset: 16}, frame: 60, want: drop.BadVnetHdr},
+		{name: "unknown GSO type 2", h: VnetHdr{GSOType: 2, GSOSize: 1}, frame: 60, want: drop.BadVnetHdr},
+		{name: "unknown GSO type 6", h: VnetHdr{GSOType: 6, GSOSize: 1}, frame: 60, want: drop.BadVnetHdr},
+		{name: "AccECN bit 0x40", h: mod(tcp, func(h *VnetHdr) { h.GSOType |= 0x40 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "UDP tunnel bit 0x20", h: mod(tcp, func(h *VnetHdr) { h.GSOType |= 0x20 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "ECN on USO", h: mod(udp, func(h *VnetHdr) { h.GSOType |= GSOECN }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "ECN without GSO", h: VnetHdr{GSOType: GSOECN}, frame: 60, want: drop.BadVnetHdr},
+		{name: "gso_size 0", h: mod(tcp, func(h *VnetHdr) { h.GSOSize = 0 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "gso_size GSO_BY_FRAGS", h: mod(tcp, func(h *VnetHdr) { h.GSOSize = 0xffff }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "hdr_len beyond the frame", h: mod(tcp, func(h *VnetHdr) { h.HdrLen = 3001 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "csum field beyond the frame", h: VnetHdr{Flags: FlagNeedsCsum, CsumStart: 34, CsumOffset: 7}, frame: 42, want: drop.BadVnetHdr},
+		{name: "csum_start beyond the frame", h: VnetHdr{Flags: FlagNeedsCsum, CsumStart: 0xffff, CsumOffset: 0xffff}, frame: 60, want: drop.BadVnetHdr},
+		{name: "TSO with UDP's csum offset", h: mod(tcp, func(h *VnetHdr) { h.CsumOffset = 6 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "TSO with TCP header past the end", h: mod(tcp, func(h *VnetHdr) { h.HdrLen = 0 }), frame: 34 + 19, want: drop.BadVnetHdr},
+		{name: "USO with TCP's csum offset", h: mod(udp, func(h *VnetHdr) { h.CsumOffset = 16 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "USO without NEEDS_CSUM", h: mod(udp, func(h *VnetHdr) { h.Flags = 0 }), frame: 3000, want: drop.BadVnetHdr},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,10 +96,10 @@ func TestParseVnetHdr(t *testing.T) {
 			if d != tc.want {
 				t.Fatalf("ParseVnetHdr = %v, want %v", d, tc.want)
 			}
-			if d == DropNone && h != tc.h {
+			if d == drop.None && h != tc.h {
 				t.Errorf("header = %+v, want %+v", h, tc.h)
 			}
-			if d != DropNone && h != (VnetHdr{}) {
+			if d != drop.None && h != (VnetHdr{}) {
 				t.Errorf("a refused header came back non-zero: %+v", h)
 			}
 		})
@@ -117,20 +118,6 @@ func TestShift(t *testing.T) {
 	plain := VnetHdr{CsumStart: 2}
 	if got, ok := plain.Shift(-4); !ok || got != plain {
 		t.Errorf("Shift of a header without NEEDS_CSUM or hdr_len = %+v, %v; want it unchanged", got, ok)
-	}
-}
-
-func TestDropString(t *testing.T) {
-	seen := map[string]bool{}
-	for d := range NumDrops {
-		s := d.String()
-		if s == "" || seen[s] {
-			t.Errorf("Drop(%d) has name %q (empty or duplicate)", d, s)
-		}
-		seen[s] = true
-	}
-	if got := NumDrops.String(); got != "Drop(8)" {
-		t.Errorf("out-of-range String = %q", got)
 	}
 }
 

@@ -27,5 +27,5 @@
 // It does not own the forwarding database, VNI-to-tenant mapping, learning
 // or configuration (the tenant and daemon packages do); it opens no
 // sockets; it never allocates or builds an error per packet: a refused
-// packet is a vxlan.Drop that indexes a counter.
+// packet is a drop.Reason that indexes a counter.
 package overlay

@@ -10,6 +10,7 @@ package overlay_test
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"hash/crc32"
 	"hash/fnv"
 	"math/rand/v2"
@@ -102,11 +103,11 @@ func outerPorts(t testing.TB, frames [][]byte, portOf func([]byte) uint16) []uin
 	for i, f := range frames {
 		n := copy(buf[vxlan.Headroom:], f)
 		start, d := vxlan.Encap(outer, portOf(f), buf, vxlan.Headroom, n)
-		if d != vxlan.DropNone {
+		if d != drop.None {
 			t.Fatalf("Encap: %v", d)
 		}
 		r, d := vxlan.Decap(remote, buf, start, vxlan.Headroom+n-start)
-		if d != vxlan.DropNone || r.VNI != vni || r.Src != vtepLocal {
+		if d != drop.None || r.VNI != vni || r.Src != vtepLocal {
 			t.Fatalf("Decap: %v %+v", d, r)
 		}
 		ports[i] = r.SrcPort

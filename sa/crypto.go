@@ -12,6 +12,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"hash"
 	"sync"
 
@@ -175,10 +176,10 @@ func (s *SA) Seal(p []byte, seq uint64, sc *Scratch) {
 // Open verifies and decrypts one ESP packet in place (the same layout as
 // Seal) and returns the plaintext: payload, padding, pad length, next
 // header. seq is the full sequence number from ReplayCheck.
-func (s *SA) Open(p []byte, seq uint64, sc *Scratch) ([]byte, Drop) {
+func (s *SA) Open(p []byte, seq uint64, sc *Scratch) ([]byte, drop.Reason) {
 	su := &s.suite
 	if len(p) < 8+su.ivLen+su.icvLen+2 {
-		return nil, DropMalformed
+		return nil, drop.Malformed
 	}
 	iv := p[8 : 8+su.ivLen]
 	body := p[8+su.ivLen:]
@@ -187,26 +188,26 @@ func (s *SA) Open(p []byte, seq uint64, sc *Scratch) ([]byte, Drop) {
 		copy(sc.nonce[4:], iv)
 		pt, err := su.aead.Open(body[:0], sc.nonce[:], body, s.aad(p, seq, sc))
 		if err != nil {
-			return nil, DropAuthFailed
+			return nil, drop.AuthFailed
 		}
-		return pt, DropNone
+		return pt, drop.None
 	}
 	body = body[:len(body)-su.icvLen]
 	if len(body)%su.align != 0 {
-		return nil, DropMalformed
+		return nil, drop.Malformed
 	}
 	su.mu.Lock()
 	icv := su.hmac(p[:len(p)-su.icvLen], seq, s.cfg.ESN)
 	if subtle.ConstantTimeCompare(icv[:su.icvLen], p[len(p)-su.icvLen:]) != 1 {
 		su.mu.Unlock()
-		return nil, DropAuthFailed
+		return nil, drop.AuthFailed
 	}
 	if su.cbcDec != nil {
 		su.cbcDec.(ivSetter).SetIV(iv)
 		su.cbcDec.CryptBlocks(body, body)
 	}
 	su.mu.Unlock()
-	return body, DropNone
+	return body, drop.None
 }
 
 // aad is the AEAD additional data: SPI and sequence number, with the high

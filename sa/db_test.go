@@ -1,6 +1,8 @@
 package sa_test
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +16,7 @@ var gcm = satest.Suite{Enc: sa.EncAES128GCM, Integ: sa.IntegNone}
 
 func vmSA(name string, mac byte, vlan uint16, spi uint32) *sa.SA {
 	c := satest.Config(name, gcm, sa.ModeTransport, satest.V6A, satest.V6B, spi)
-	c.Scope = sa.Scope{VLAN: vlan, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, mac}}
+	c.Scope = sa.Scope{VLAN: vlan, MAC: header.MAC{0x52, 0x54, 0, 0, 0, mac}}
 	return satest.MustNew(c)
 }
 
@@ -132,14 +134,14 @@ func TestLifetimeEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 3; i++ {
-		if d := s.Account(100); d != sa.DropNone {
+		if d := s.Account(100); d != drop.None {
 			t.Fatalf("packet %d: %v", i, d)
 		}
 	}
 	if ev := <-db.Events(); ev.Kind != sa.EventSoft || ev.Name != "l" {
 		t.Fatalf("first event %+v, want soft", ev)
 	}
-	if d := s.Account(100); d != sa.DropExpired {
+	if d := s.Account(100); d != drop.Expired {
 		t.Fatalf("packet 4 past hard limit: %v", d)
 	}
 	if ev := <-db.Events(); ev.Kind != sa.EventHard {

@@ -44,9 +44,9 @@
 // only if it is at most SeqLimit, a check that costs one atomic load and
 // compare against a renewal mark on every packet. Past the mark it asks
 // for a renewal (DB.RenewalWanted, a non-blocking wake-up); past the limit
-// it drops the packet (DropSeqReservation) rather than exceed it. Freeze
+// it drops the packet (drop.SeqReservation) rather than exceed it. Freeze
 // stops an SA and returns the exact last number (a clean stop), Refuse
-// stops it for good when its history cannot be proven (DropSeqRefused).
+// stops it for good when its history cannot be proven (drop.SeqRefused).
 // An SA built by New has no limit (SeqUnlimited); the daemon sets one on
 // every SA it stores (internal/daemon, seqres.go).
 //

@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"hash"
 	"strings"
 	"testing"
@@ -175,11 +176,11 @@ func TestKATHMACThroughSA(t *testing.T) {
 			// Where the data can be read as an ESP packet (header, then
 			// payload and trailer in 4-byte words), Open verifies it too.
 			if len(data) >= 10 && (len(data)-8)%4 == 0 {
-				if _, d := s.Open(append([]byte(nil), p...), 1, &sc); d != sa.DropNone {
+				if _, d := s.Open(append([]byte(nil), p...), 1, &sc); d != drop.None {
 					t.Fatalf("Open: %v", d)
 				}
 				p[len(p)-1] ^= 1
-				if _, d := s.Open(p, 1, &sc); d != sa.DropAuthFailed {
+				if _, d := s.Open(p, 1, &sc); d != drop.AuthFailed {
 					t.Fatalf("Open with a flipped ICV bit: %v, want auth-failed", d)
 				}
 			}
@@ -280,10 +281,10 @@ func TestHMACESNCoverage(t *testing.T) {
 	if want := m.Sum(nil)[:s.ICVLen()]; !bytes.Equal(p[icvAt:], want) {
 		t.Fatalf("ICV %x, want HMAC over packet || seq-hi = %x", p[icvAt:], want)
 	}
-	if _, d := s.Open(append([]byte(nil), p...), seq, &sc); d != sa.DropNone {
+	if _, d := s.Open(append([]byte(nil), p...), seq, &sc); d != drop.None {
 		t.Fatalf("Open with the right high half: %v", d)
 	}
-	if _, d := s.Open(p, seq&0xffffffff, &sc); d != sa.DropAuthFailed {
+	if _, d := s.Open(p, seq&0xffffffff, &sc); d != drop.AuthFailed {
 		t.Fatalf("Open with high half 0: %v, want auth-failed", d)
 	}
 }

@@ -3,38 +3,21 @@ package sa
 import (
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/sa/replay"
 )
-
-// MAC is a VM interface's Ethernet address.
-type MAC [6]byte
-
-func (m MAC) String() string { return net.HardwareAddr(m[:]).String() }
-
-// MarshalText writes aa:bb:cc:dd:ee:ff.
-func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
-
-// UnmarshalText reads any form net.ParseMAC accepts for a 6-byte address.
-func (m *MAC) UnmarshalText(b []byte) error {
-	hw, err := net.ParseMAC(string(b))
-	if err != nil || len(hw) != 6 {
-		return fmt.Errorf("%q is not a MAC address; write six hex bytes like 52:54:00:12:34:56", b)
-	}
-	copy(m[:], hw)
-	return nil
-}
 
 // Scope identifies the VM interface an SA belongs to: its VLAN (0 =
 // untagged) and MAC. SPIs are unique within a Scope, not across the host.
 type Scope struct {
-	VLAN uint16 `json:"vlan"`
-	MAC  MAC    `json:"mac"`
+	VLAN uint16     `json:"vlan"`
+	MAC  header.MAC `json:"mac"`
 }
 
 func (s Scope) String() string { return fmt.Sprintf("vlan %d mac %s", s.VLAN, s.MAC) }
@@ -221,7 +204,7 @@ type Event struct {
 type Counters struct {
 	Packets atomic.Uint64
 	Bytes   atomic.Uint64
-	Drops   [NumDrops]atomic.Uint64
+	Drops   [drop.NumCounted]atomic.Uint64
 }
 
 const (
@@ -344,23 +327,24 @@ func (s *SA) Overhead() int {
 // Expired reports whether the SA passed a hard limit.
 func (s *SA) Expired() bool { return s.state.Load() == stateExpired }
 
-// Drop counts a drop against s. It is safe on a nil SA (no-op).
-func (s *SA) Drop(d Drop) {
-	if s != nil {
-		s.Stats.Drops[d].Add(1)
+// Drop counts a drop against s, under the counter d is counted as
+// (drop.Reason.Counted). It is safe on a nil SA (no-op).
+func (s *SA) Drop(d drop.Reason) {
+	if c := d.Counted(); s != nil && c < drop.NumCounted {
+		s.Stats.Drops[c].Add(1)
 	}
 }
 
 // NextSeq reserves the next outbound sequence number. Without ESN an SA
 // that has sent 2^32-1 packets refuses (RFC 4303 §3.3.3: it must be
 // rekeyed, never wrap).
-func (s *SA) NextSeq() (uint64, Drop) {
+func (s *SA) NextSeq() (uint64, drop.Reason) {
 	if s.state.Load() == stateExpired {
-		return 0, DropExpired
+		return 0, drop.Expired
 	}
 	n := s.outSeq.Add(1)
 	if n >= s.seqMark.Load() {
-		if d := s.seqSlow(n); d != DropNone {
+		if d := s.seqSlow(n); d != drop.None {
 			return 0, d
 		}
 	}
@@ -368,7 +352,7 @@ func (s *SA) NextSeq() (uint64, Drop) {
 		if n > 0xffffffff {
 			s.outSeq.Store(1 << 32) // stay saturated, never wrap
 			s.emitOnce(stateExpired, EventSeqOverflow)
-			return 0, DropSeqOverflow
+			return 0, drop.SeqOverflow
 		}
 		if n == seqSoftMark {
 			s.emitOnce(stateSoft, EventSoft)
@@ -376,9 +360,9 @@ func (s *SA) NextSeq() (uint64, Drop) {
 	} else if n == 0 {
 		s.outSeq.Store(^uint64(0))
 		s.emitOnce(stateExpired, EventSeqOverflow)
-		return 0, DropSeqOverflow
+		return 0, drop.SeqOverflow
 	}
-	return n, DropNone
+	return n, drop.None
 }
 
 // SetNextSeq sets the next sequence number NextSeq returns; for tests
@@ -392,20 +376,20 @@ const SeqUnlimited = ^uint64(0)
 // seqSlow is NextSeq past the renewal mark: n is refused if it is above
 // the reservation, and a renewal is asked for either way. A refused
 // number is never handed out again: the gap it leaves is harmless.
-func (s *SA) seqSlow(n uint64) Drop {
+func (s *SA) seqSlow(n uint64) drop.Reason {
 	lim := s.seqLimit.Load()
 	if lim == SeqUnlimited {
-		return DropNone
+		return drop.None
 	}
 	if n > lim {
 		if s.refused.Load() != nil {
-			return DropSeqRefused
+			return drop.SeqRefused
 		}
 		s.askRenewal()
-		return DropSeqReservation
+		return drop.SeqReservation
 	}
 	s.askRenewal()
-	return DropNone
+	return drop.None
 }
 
 func (s *SA) askRenewal() {
@@ -455,7 +439,7 @@ func (s *SA) RaiseSeqLimit(limit, mark uint64) bool {
 
 // Freeze stops the SA from handing out any further sequence number and
 // returns the last one it handed out: the exact value to store at a clean
-// stop. After Freeze, NextSeq refuses (DropSeqReservation) and
+// stop. After Freeze, NextSeq refuses (drop.SeqReservation) and
 // RaiseSeqLimit does nothing.
 func (s *SA) Freeze() uint64 {
 	s.seqStopped.Store(true)
@@ -466,7 +450,7 @@ func (s *SA) Freeze() uint64 {
 	return s.outSeq.Load()
 }
 
-// Refuse makes the SA refuse to send (DropSeqRefused) until it is
+// Refuse makes the SA refuse to send (drop.SeqRefused) until it is
 // replaced: the daemon cannot prove which sequence numbers it sent under
 // its key. why is shown to the operator.
 func (s *SA) Refuse(why string) {
@@ -484,38 +468,38 @@ func (s *SA) Refused() string {
 
 // ReplayCheck infers the full sequence number from the wire's low 32 bits
 // and checks it against the window, before any decryption.
-func (s *SA) ReplayCheck(seqLow uint32) (uint64, Drop) {
+func (s *SA) ReplayCheck(seqLow uint32) (uint64, drop.Reason) {
 	if s.replay == nil {
-		return 0, DropNoSA
+		return 0, drop.NoSA
 	}
 	s.replayMu.Lock()
 	seq, ok := s.replay.Infer(seqLow)
 	ok = ok && s.replay.Check(seq)
 	s.replayMu.Unlock()
 	if !ok {
-		return 0, DropReplay
+		return 0, drop.Replay
 	}
-	return seq, DropNone
+	return seq, drop.None
 }
 
 // ReplayAccept moves the window after the packet authenticated.
-func (s *SA) ReplayAccept(seq uint64) Drop {
+func (s *SA) ReplayAccept(seq uint64) drop.Reason {
 	s.replayMu.Lock()
 	ok := s.replay.Accept(seq)
 	s.replayMu.Unlock()
 	if !ok {
-		return DropReplay
+		return drop.Replay
 	}
-	return DropNone
+	return drop.None
 }
 
 // Account adds one packet of n bytes to the SA's counters and applies its
-// byte and packet lifetimes. It returns DropExpired once the hard limit is
+// byte and packet lifetimes. It returns drop.Expired once the hard limit is
 // crossed; the packet that crosses it is the first one refused.
-func (s *SA) Account(n int) Drop {
+func (s *SA) Account(n int) drop.Reason {
 	st := s.state.Load()
 	if st == stateExpired {
-		return DropExpired
+		return drop.Expired
 	}
 	p := s.Stats.Packets.Add(1)
 	b := s.Stats.Bytes.Add(uint64(n))
@@ -524,7 +508,7 @@ func (s *SA) Account(n int) Drop {
 		s.Stats.Packets.Add(^uint64(0))
 		s.Stats.Bytes.Add(^uint64(n - 1))
 		s.emitOnce(stateExpired, EventHard)
-		return DropExpired
+		return drop.Expired
 	}
 	if st == stateLive {
 		so := &s.cfg.Lifetime.Soft
@@ -532,7 +516,7 @@ func (s *SA) Account(n int) Drop {
 			s.emitOnce(stateSoft, EventSoft)
 		}
 	}
-	return DropNone
+	return drop.None
 }
 
 // CheckTime applies the seconds lifetimes; the DB calls it from Tick.

@@ -1,6 +1,7 @@
 package sa
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"sync"
 	"testing"
@@ -29,7 +30,7 @@ func TestSeqReservation(t *testing.T) {
 	}
 	for want := uint64(1); want <= 10; want++ {
 		n, d := s.NextSeq()
-		if d != DropNone || n != want {
+		if d != drop.None || n != want {
 			t.Fatalf("NextSeq = %d, %v; want %d", n, d, want)
 		}
 		wanted := len(db.RenewalWanted()) == 1
@@ -39,8 +40,8 @@ func TestSeqReservation(t *testing.T) {
 	}
 	<-db.RenewalWanted()
 	// Past the reservation: refused and counted, a renewal asked for.
-	if n, d := s.NextSeq(); d != DropSeqReservation {
-		t.Fatalf("past the limit: NextSeq = %d, %v; want DropSeqReservation", n, d)
+	if n, d := s.NextSeq(); d != drop.SeqReservation {
+		t.Fatalf("past the limit: NextSeq = %d, %v; want drop.SeqReservation", n, d)
 	}
 	if len(db.RenewalWanted()) != 1 {
 		t.Error("exhausted reservation did not ask for a renewal")
@@ -52,15 +53,15 @@ func TestSeqReservation(t *testing.T) {
 	if s.RaiseSeqLimit(50, 40); s.SeqLimit() != 100 {
 		t.Errorf("RaiseSeqLimit lowered the limit to %d", s.SeqLimit())
 	}
-	if n, d := s.NextSeq(); d != DropNone || n != 12 {
+	if n, d := s.NextSeq(); d != drop.None || n != 12 {
 		t.Errorf("after renewal: NextSeq = %d, %v; want 12 (11 was refused, never sent)", n, d)
 	}
 	// Freeze: the exact last number, nothing more handed out, never raised again.
 	if last := s.Freeze(); last != 12 {
 		t.Errorf("Freeze = %d, want 12", last)
 	}
-	if _, d := s.NextSeq(); d != DropSeqReservation {
-		t.Errorf("after Freeze: %v, want DropSeqReservation", d)
+	if _, d := s.NextSeq(); d != drop.SeqReservation {
+		t.Errorf("after Freeze: %v, want drop.SeqReservation", d)
 	}
 	if s.RaiseSeqLimit(1000, 900) || s.SeqLimit() != 0 {
 		t.Errorf("a frozen SA's limit was raised to %d", s.SeqLimit())
@@ -69,8 +70,8 @@ func TestSeqReservation(t *testing.T) {
 	r := newOutSA(t, true)
 	r.SetSeqLimit(1<<20, 1<<19)
 	r.Refuse("no reservation record")
-	if _, d := r.NextSeq(); d != DropSeqRefused {
-		t.Errorf("refused SA: %v, want DropSeqRefused", d)
+	if _, d := r.NextSeq(); d != drop.SeqRefused {
+		t.Errorf("refused SA: %v, want drop.SeqRefused", d)
 	}
 	if r.Refused() != "no reservation record" {
 		t.Errorf("Refused() = %q", r.Refused())
@@ -107,7 +108,7 @@ func TestSeqReservationConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				if n, d := s.NextSeq(); d == DropNone {
+				if n, d := s.NextSeq(); d == drop.None {
 					if n > s.SeqLimit() && s.SeqLimit() != 0 {
 						t.Errorf("number %d above the limit %d", n, s.SeqLimit())
 					}

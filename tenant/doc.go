@@ -29,6 +29,9 @@
 //     LookupFragment and IsNeighborDiscovery are proven allocation-free by
 //     tests, and a malformed packet makes ParseFlow return false, never
 //     panic.
-//   - import anything but package sa (for Direction and Mode) and the
-//     standard library.
+//   - parse packet headers itself: ParseFlow reads them through package
+//     header, the one floor every layer shares, so that the classifier and
+//     ESP, the offloads and the overlay cannot disagree about a packet.
+//   - import anything but package sa (for Direction and Mode), package
+//     header and the standard library.
 package tenant

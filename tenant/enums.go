@@ -3,6 +3,8 @@ package tenant
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/vifsec/vifsec/header"
 )
 
 // Action is what a policy does with the traffic it selects
@@ -89,18 +91,6 @@ const (
 	ProtoICMP
 )
 
-// IANA protocol numbers (the IPv4 protocol / IPv6 next header field).
-const (
-	protoHopByHop = 0
-	protoICMP     = 1
-	protoTCP      = 6
-	protoUDP      = 17
-	protoRouting  = 43
-	protoFragment = 44
-	protoICMPv6   = 58
-	protoDstOpts  = 60
-)
-
 // String returns the CLI spelling: "any", "tcp", "udp", "icmp6" or "icmp".
 func (p Proto) String() string {
 	switch p {
@@ -123,13 +113,13 @@ func (p Proto) String() string {
 func (p Proto) Number() uint8 {
 	switch p {
 	case ProtoTCP:
-		return protoTCP
+		return header.ProtoTCP
 	case ProtoUDP:
-		return protoUDP
+		return header.ProtoUDP
 	case ProtoICMP6:
-		return protoICMPv6
+		return header.ProtoICMPv6
 	case ProtoICMP:
-		return protoICMP
+		return header.ProtoICMP
 	}
 	return 0
 }

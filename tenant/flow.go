@@ -1,8 +1,9 @@
 package tenant
 
 import (
-	"encoding/binary"
 	"net/netip"
+
+	"github.com/vifsec/vifsec/header"
 )
 
 // Data path. ParseFlow runs once per packet, in stages:
@@ -46,6 +47,10 @@ type Flow struct {
 	// upper-layer header, so its ports or ICMP type are unknown and
 	// SPD.LookupFragment, not Lookup, classifies it.
 	NonFirst bool
+	// L4 is the offset in the packet of the upper-layer header (after
+	// the IPv4 options or IPv6 extension headers); 0 for a non-first
+	// fragment.
+	L4 int
 }
 
 // ParseFlow parses the IPv4 or IPv6 packet that starts at pkt[0] into f and
@@ -56,7 +61,8 @@ type Flow struct {
 // jumbogram, RFC 2675, or a GSO super-frame) means the packet is all of
 // pkt. IPv6 headers other than hop-by-hop (0), routing (43), destination
 // options (60) and fragment (44) are taken as the upper layer, so AH and
-// ESP are protocols 51 and 50. The IPv4 header checksum is not checked.
+// ESP are protocols 51 and 50; a chain of more than header.MaxExtHeaders
+// extension headers is malformed. The IPv4 header checksum is not checked.
 func ParseFlow(pkt []byte, f *Flow) bool {
 	*f = Flow{}
 	if len(pkt) == 0 {
@@ -71,103 +77,57 @@ func ParseFlow(pkt []byte, f *Flow) bool {
 	return false
 }
 
-// parseIPv4 parses an IPv4 header (RFC 791):
-//
-//	 0                   1                   2                   3
-//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|Version|  IHL  |Type of Service|          Total Length         |
-//	|         Identification        |Flags|      Fragment Offset    |
-//	|  Time to Live |    Protocol   |         Header Checksum       |
-//	|                       Source Address                          |
-//	|                    Destination Address                        |
-//	|                    Options (IHL > 5)                          |
+// parseIPv4 parses an IPv4 header (RFC 791; header.IPv4).
 func parseIPv4(pkt []byte, f *Flow) bool {
-	if len(pkt) < 20 {
+	ip, ok := header.ParseIPv4(pkt)
+	if !ok {
 		return false
 	}
-	hl := int(pkt[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(pkt[2:4]))
-	if hl < 20 || total < hl || total > len(pkt) {
-		return false
-	}
-	f.Src = netip.AddrFrom4([4]byte(pkt[12:16]))
-	f.Dst = netip.AddrFrom4([4]byte(pkt[16:20]))
-	f.HopLimit = pkt[8]
-	f.Proto = pkt[9]
-	frag := binary.BigEndian.Uint16(pkt[6:8])
-	const moreFragments, offsetMask = 0x2000, 0x1fff
-	if frag&(moreFragments|offsetMask) != 0 {
+	f.Src, f.Dst = ip.Src(), ip.Dst()
+	f.HopLimit = ip.TTL()
+	f.Proto = ip.Protocol()
+	if ip.IsFragment() {
 		f.Fragment = true
-		if frag&offsetMask != 0 {
+		if ip.FragmentOffset() != 0 {
 			f.NonFirst = true
 			return true
 		}
 	}
-	return parseL4(pkt[hl:total], f)
+	f.L4 = ip.HeaderLen()
+	return parseL4(ip.Payload(), f)
 }
 
-// parseIPv6 parses an IPv6 header (RFC 8200) and its extension headers:
-//
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|Version| Traffic Class |           Flow Label                  |
-//	|         Payload Length        |  Next Header  |   Hop Limit   |
-//	|                   Source Address (16 bytes)                   |
-//	|                Destination Address (16 bytes)                 |
-//
-//	hop-by-hop, routing, destination options:
-//	| Next Header   | Hdr Ext Len   | (Hdr Ext Len+1)*8 bytes in all
-//	fragment (8 bytes):
-//	| Next Header   |   Reserved    |      Fragment Offset    |Res|M|
+// parseIPv6 parses an IPv6 header (RFC 8200) and its extension headers,
+// walked by header.WalkIPv6: a chain it cannot walk (truncated, longer
+// than header.MaxExtHeaders, hop-by-hop other than first) is malformed.
 func parseIPv6(pkt []byte, f *Flow) bool {
-	if len(pkt) < 40 {
+	if len(pkt) < header.IPv6Len {
 		return false
 	}
-	end := len(pkt)
-	if plen := int(binary.BigEndian.Uint16(pkt[4:6])); plen != 0 {
-		end = 40 + plen
-		if end > len(pkt) {
+	ip := header.IPv6(pkt)
+	if ip.PayloadLen() != 0 {
+		var ok bool
+		if ip, ok = header.ParseIPv6(pkt); !ok {
 			return false
 		}
 	}
-	f.Src = netip.AddrFrom16([16]byte(pkt[8:24]))
-	f.Dst = netip.AddrFrom16([16]byte(pkt[24:40]))
-	f.HopLimit = pkt[7]
-	next := pkt[6]
-	// Every header is at least 8 bytes, so the walk ends within len/8 steps.
-	for off := 40; ; {
-		switch next {
-		case protoHopByHop, protoRouting, protoDstOpts:
-			if next == protoHopByHop && off != 40 {
-				return false // RFC 8200 §4.3: only right after the IPv6 header
-			}
-			if end-off < 8 {
-				return false
-			}
-			n := (int(pkt[off+1]) + 1) * 8
-			if end-off < n {
-				return false
-			}
-			next = pkt[off]
-			off += n
-		case protoFragment:
-			if end-off < 8 {
-				return false
-			}
-			f.Fragment = true
-			next = pkt[off]
-			const offsetMask = 0xfff8
-			if binary.BigEndian.Uint16(pkt[off+2:off+4])&offsetMask != 0 {
-				f.Proto = next
-				f.NonFirst = true
-				return true
-			}
-			off += 8
-		default:
-			f.Proto = next
-			return parseL4(pkt[off:end], f)
+	f.Src, f.Dst = ip.Src(), ip.Dst()
+	f.HopLimit = ip.HopLimit()
+	var c header.Chain
+	c.Walk(ip)
+	if c.Err != header.ChainOK {
+		return false
+	}
+	f.Proto = c.Proto
+	if c.Frag.Present() {
+		f.Fragment = true
+		if c.Frag.NonFirst() {
+			f.NonFirst = true
+			return true
 		}
 	}
+	f.L4 = c.L4
+	return parseL4(ip[c.L4:], f)
 }
 
 // parseL4 reads the selectors of the upper-layer header b of f.Proto.
@@ -175,29 +135,27 @@ func parseIPv6(pkt []byte, f *Flow) bool {
 // port; ICMP (RFC 792) and ICMPv6 (RFC 4443) with type and code.
 func parseL4(b []byte, f *Flow) bool {
 	switch f.Proto {
-	case protoTCP:
-		if len(b) < 20 {
+	case header.ProtoTCP:
+		t, ok := header.ParseTCP(b)
+		if !ok {
 			return false
 		}
-		if off := int(b[12]>>4) * 4; off < 20 || off > len(b) {
+		f.SrcPort, f.DstPort = t.SrcPort(), t.DstPort()
+	case header.ProtoUDP:
+		u, ok := header.ParseUDP(b)
+		if !ok {
 			return false
 		}
-	case protoUDP:
-		if len(b) < 8 {
+		f.SrcPort, f.DstPort = u.SrcPort(), u.DstPort()
+	case header.ProtoICMP, header.ProtoICMPv6:
+		m, ok := header.ParseICMP(b)
+		if !ok {
 			return false
 		}
-	case protoICMP, protoICMPv6:
-		if len(b) < 4 {
-			return false
-		}
-		f.ICMPType = b[0]
-		f.HasL4 = true
-		return true
+		f.ICMPType = m.Type()
 	default:
 		return true
 	}
-	f.SrcPort = binary.BigEndian.Uint16(b[0:2])
-	f.DstPort = binary.BigEndian.Uint16(b[2:4])
 	f.HasL4 = true
 	return true
 }
@@ -212,7 +170,7 @@ func parseL4(b []byte, f *Flow) bool {
 // for what a neighbour can send: hop limit 255 (RFC 4861 §6.1, so the
 // message cannot have been routed) and no fragmentation (RFC 6980).
 func IsNeighborDiscovery(f *Flow) bool {
-	return f.Proto == protoICMPv6 && f.HasL4 && !f.Fragment &&
+	return f.Proto == header.ProtoICMPv6 && f.HasL4 && !f.Fragment &&
 		f.HopLimit == 255 && f.Src.Is6() &&
 		f.ICMPType >= 133 && f.ICMPType <= 137
 }

@@ -1,6 +1,8 @@
 package tenant
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -46,7 +48,7 @@ func optsHdr(proto uint8, n int) ext6 {
 func routingHdr() ext6 {
 	b := make([]byte, 24) // type 0-style, one address slot
 	b[1] = 2
-	return ext6{protoRouting, b}
+	return ext6{header.ProtoRouting, b}
 }
 
 func fragHdr(offset uint16, more bool) ext6 {
@@ -57,7 +59,7 @@ func fragHdr(offset uint16, more bool) ext6 {
 	}
 	binary.BigEndian.PutUint16(b[2:], v)
 	binary.BigEndian.PutUint32(b[4:], 0x12345678)
-	return ext6{protoFragment, b}
+	return ext6{header.ProtoFragment, b}
 }
 
 func ipv6(src, dst string, hop uint8, exts []ext6, proto uint8, l4 []byte) []byte {
@@ -125,34 +127,34 @@ func TestParseFlow(t *testing.T) {
 	}{
 		{
 			name: "ipv6 tcp (seed selectors)",
-			pkt:  ipv6(v6a, v6b, 64, nil, protoTCP, tcpHdr(23, 25)),
-			want: mkFlow(v6a, v6b, protoTCP, 23, 25, 0, 64, true, false),
+			pkt:  ipv6(v6a, v6b, 64, nil, header.ProtoTCP, tcpHdr(23, 25)),
+			want: mkFlow(v6a, v6b, header.ProtoTCP, 23, 25, 0, 64, true, false),
 		},
 		{
 			name: "ipv6 udp",
-			pkt:  ipv6(v6a, v6b, 64, nil, protoUDP, udpHdr(500, 4500, 3)),
-			want: mkFlow(v6a, v6b, protoUDP, 500, 4500, 0, 64, true, false),
+			pkt:  ipv6(v6a, v6b, 64, nil, header.ProtoUDP, udpHdr(500, 4500, 3)),
+			want: mkFlow(v6a, v6b, header.ProtoUDP, 500, 4500, 0, 64, true, false),
 		},
 		{
 			name: "ipv6 hop-by-hop + fragment (first) + tcp",
-			pkt:  ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 1), fragHdr(0, true)}, protoTCP, tcpHdr(1024, 443)),
-			want: mkFlow(v6a, v6b, protoTCP, 1024, 443, 0, 64, true, true),
+			pkt:  ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 1), fragHdr(0, true)}, header.ProtoTCP, tcpHdr(1024, 443)),
+			want: mkFlow(v6a, v6b, header.ProtoTCP, 1024, 443, 0, 64, true, true),
 		},
 		{
 			name: "ipv6 hop-by-hop + fragment (non-first): no ports",
-			pkt:  ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 2), fragHdr(185, false)}, protoTCP, make([]byte, 16)),
-			want: nonFirst(mkFlow(v6a, v6b, protoTCP, 0, 0, 0, 64, false, true)),
+			pkt:  ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 2), fragHdr(185, false)}, header.ProtoTCP, make([]byte, 16)),
+			want: nonFirst(mkFlow(v6a, v6b, header.ProtoTCP, 0, 0, 0, 64, false, true)),
 		},
 		{
 			name: "ipv6 every extension header",
-			pkt: ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 1), optsHdr(protoDstOpts, 3), routingHdr(),
-				fragHdr(0, false), optsHdr(protoDstOpts, 1)}, protoUDP, udpHdr(53, 5353, 0)),
-			want: mkFlow(v6a, v6b, protoUDP, 53, 5353, 0, 64, true, true),
+			pkt: ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 1), optsHdr(header.ProtoDstOpts, 3), routingHdr(),
+				fragHdr(0, false), optsHdr(header.ProtoDstOpts, 1)}, header.ProtoUDP, udpHdr(53, 5353, 0)),
+			want: mkFlow(v6a, v6b, header.ProtoUDP, 53, 5353, 0, 64, true, true),
 		},
 		{
 			name: "ipv6 icmpv6 neighbour solicitation",
-			pkt:  ipv6("fe80::1", "ff02::1:ff00:7", 255, nil, protoICMPv6, icmpHdr(135, 0)),
-			want: mkFlow("fe80::1", "ff02::1:ff00:7", protoICMPv6, 0, 0, 135, 255, true, false),
+			pkt:  ipv6("fe80::1", "ff02::1:ff00:7", 255, nil, header.ProtoICMPv6, icmpHdr(135, 0)),
+			want: mkFlow("fe80::1", "ff02::1:ff00:7", header.ProtoICMPv6, 0, 0, 135, 255, true, false),
 		},
 		{
 			name: "ipv6 esp is an upper layer without ports",
@@ -167,46 +169,46 @@ func TestParseFlow(t *testing.T) {
 		{
 			name: "ipv6 payload length 0 (GSO / jumbo) uses the buffer",
 			pkt: func() []byte {
-				b := ipv6(v6a, v6b, 64, nil, protoTCP, tcpHdr(23, 25))
+				b := ipv6(v6a, v6b, 64, nil, header.ProtoTCP, tcpHdr(23, 25))
 				b[4], b[5] = 0, 0
 				return b
 			}(),
-			want: mkFlow(v6a, v6b, protoTCP, 23, 25, 0, 64, true, false),
+			want: mkFlow(v6a, v6b, header.ProtoTCP, 23, 25, 0, 64, true, false),
 		},
 		{
 			name: "ipv6 trailing padding ignored",
-			pkt:  append(ipv6(v6a, v6b, 64, nil, protoUDP, udpHdr(1, 2, 0)), 0xde, 0xad),
-			want: mkFlow(v6a, v6b, protoUDP, 1, 2, 0, 64, true, false),
+			pkt:  append(ipv6(v6a, v6b, 64, nil, header.ProtoUDP, udpHdr(1, 2, 0)), 0xde, 0xad),
+			want: mkFlow(v6a, v6b, header.ProtoUDP, 1, 2, 0, 64, true, false),
 		},
 		{
 			name: "ipv4 tcp",
-			pkt:  ipv4(v4a, v4b, 64, nil, 0, false, protoTCP, tcpHdr(40000, 80)),
-			want: mkFlow(v4a, v4b, protoTCP, 40000, 80, 0, 64, true, false),
+			pkt:  ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoTCP, tcpHdr(40000, 80)),
+			want: mkFlow(v4a, v4b, header.ProtoTCP, 40000, 80, 0, 64, true, false),
 		},
 		{
 			name: "ipv4 with options",
-			pkt:  ipv4(v4a, v4b, 32, append(nops, nops...), 0, false, protoUDP, udpHdr(68, 67, 10)),
-			want: mkFlow(v4a, v4b, protoUDP, 68, 67, 0, 32, true, false),
+			pkt:  ipv4(v4a, v4b, 32, append(nops, nops...), 0, false, header.ProtoUDP, udpHdr(68, 67, 10)),
+			want: mkFlow(v4a, v4b, header.ProtoUDP, 68, 67, 0, 32, true, false),
 		},
 		{
 			name: "ipv4 icmp echo",
-			pkt:  ipv4(v4a, "203.0.113.1", 64, nil, 0, false, protoICMP, icmpHdr(8, 0)),
-			want: mkFlow(v4a, "203.0.113.1", protoICMP, 0, 0, 8, 64, true, false),
+			pkt:  ipv4(v4a, "203.0.113.1", 64, nil, 0, false, header.ProtoICMP, icmpHdr(8, 0)),
+			want: mkFlow(v4a, "203.0.113.1", header.ProtoICMP, 0, 0, 8, 64, true, false),
 		},
 		{
 			name: "ipv4 first fragment",
-			pkt:  ipv4(v4a, v4b, 64, nil, 0, true, protoTCP, tcpHdr(1, 2)),
-			want: mkFlow(v4a, v4b, protoTCP, 1, 2, 0, 64, true, true),
+			pkt:  ipv4(v4a, v4b, 64, nil, 0, true, header.ProtoTCP, tcpHdr(1, 2)),
+			want: mkFlow(v4a, v4b, header.ProtoTCP, 1, 2, 0, 64, true, true),
 		},
 		{
 			name: "ipv4 non-first fragment: no ports",
-			pkt:  ipv4(v4a, v4b, 64, nil, 3, false, protoTCP, make([]byte, 4)),
-			want: nonFirst(mkFlow(v4a, v4b, protoTCP, 0, 0, 0, 64, false, true)),
+			pkt:  ipv4(v4a, v4b, 64, nil, 3, false, header.ProtoTCP, make([]byte, 4)),
+			want: nonFirst(mkFlow(v4a, v4b, header.ProtoTCP, 0, 0, 0, 64, false, true)),
 		},
 		{
 			name: "ipv4 ethernet padding ignored",
-			pkt:  append(ipv4(v4a, v4b, 64, nil, 0, false, protoUDP, udpHdr(9, 10, 0)), make([]byte, 18)...),
-			want: mkFlow(v4a, v4b, protoUDP, 9, 10, 0, 64, true, false),
+			pkt:  append(ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoUDP, udpHdr(9, 10, 0)), make([]byte, 18)...),
+			want: mkFlow(v4a, v4b, header.ProtoUDP, 9, 10, 0, 64, true, false),
 		},
 	}
 	for _, tt := range tests {
@@ -215,6 +217,18 @@ func TestParseFlow(t *testing.T) {
 			if !ParseFlow(tt.pkt, &f) {
 				t.Fatalf("ParseFlow(% x) = false", tt.pkt)
 			}
+			// L4 is checked against the bytes, then left out of the
+			// comparison: the port (or type) read must be the one there.
+			switch {
+			case f.NonFirst && f.L4 != 0:
+				t.Errorf("non-first fragment with L4 %d", f.L4)
+			case f.HasL4 && (f.Proto == header.ProtoTCP || f.Proto == header.ProtoUDP) &&
+				binary.BigEndian.Uint16(tt.pkt[f.L4:]) != f.SrcPort:
+				t.Errorf("L4 %d does not hold source port %d", f.L4, f.SrcPort)
+			case f.HasL4 && (f.Proto == header.ProtoICMP || f.Proto == header.ProtoICMPv6) && f.ICMPType != tt.pkt[f.L4]:
+				t.Errorf("L4 %d does not hold ICMP type %d", f.L4, f.ICMPType)
+			}
+			f.L4 = 0
 			if f != tt.want {
 				t.Fatalf("ParseFlow:\n got %+v\nwant %+v", f, tt.want)
 			}
@@ -223,7 +237,7 @@ func TestParseFlow(t *testing.T) {
 }
 
 func TestParseFlowMalformed(t *testing.T) {
-	tcp6 := ipv6(v6a, v6b, 64, nil, protoTCP, tcpHdr(23, 25))
+	tcp6 := ipv6(v6a, v6b, 64, nil, header.ProtoTCP, tcpHdr(23, 25))
 	set := func(b []byte, i int, v byte) []byte {
 		c := append([]byte(nil), b...)
 		c[i] = v
@@ -237,17 +251,17 @@ func TestParseFlowMalformed(t *testing.T) {
 		{name: "version 5", pkt: set(tcp6, 0, 5<<4)},
 		{name: "ipv6 payload length beyond buffer", pkt: set(tcp6, 5, 61)},
 		{name: "ipv6 truncated header", pkt: tcp6[:39]},
-		{name: "ipv6 hop-by-hop not first", pkt: ipv6(v6a, v6b, 64, []ext6{optsHdr(protoDstOpts, 1), optsHdr(protoHopByHop, 1)}, protoTCP, tcpHdr(1, 2))},
-		{name: "ipv6 extension length beyond packet", pkt: ipv6(v6a, v6b, 64, []ext6{{protoDstOpts, []byte{0, 9, 1, 4, 0, 0, 0, 0}}}, protoTCP, tcpHdr(1, 2))},
+		{name: "ipv6 hop-by-hop not first", pkt: ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoDstOpts, 1), optsHdr(header.ProtoHopByHop, 1)}, header.ProtoTCP, tcpHdr(1, 2))},
+		{name: "ipv6 extension length beyond packet", pkt: ipv6(v6a, v6b, 64, []ext6{{header.ProtoDstOpts, []byte{0, 9, 1, 4, 0, 0, 0, 0}}}, header.ProtoTCP, tcpHdr(1, 2))},
 		{name: "ipv6 tcp data offset too small", pkt: set(tcp6, 40+12, 4<<4)},
 		{name: "ipv6 tcp data offset beyond packet", pkt: set(tcp6, 40+12, 6<<4)},
-		{name: "ipv6 first fragment without whole tcp header", pkt: ipv6(v6a, v6b, 64, []ext6{fragHdr(0, true)}, protoTCP, make([]byte, 8))},
-		{name: "ipv6 icmpv6 too short", pkt: ipv6(v6a, v6b, 255, nil, protoICMPv6, []byte{135, 0, 0})},
-		{name: "ipv4 IHL below 5", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, protoUDP, udpHdr(1, 2, 0)), 0, 0x44)},
-		{name: "ipv4 IHL beyond total length", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, protoUDP, udpHdr(1, 2, 0)), 0, 0x4f)},
-		{name: "ipv4 total length beyond buffer", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, protoUDP, udpHdr(1, 2, 0)), 3, 29)},
-		{name: "ipv4 total length below header", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, protoUDP, udpHdr(1, 2, 0)), 3, 19)},
-		{name: "ipv4 tiny first fragment (RFC 1858)", pkt: ipv4(v4a, v4b, 64, nil, 0, true, protoTCP, tcpHdr(1, 2)[:8])},
+		{name: "ipv6 first fragment without whole tcp header", pkt: ipv6(v6a, v6b, 64, []ext6{fragHdr(0, true)}, header.ProtoTCP, make([]byte, 8))},
+		{name: "ipv6 icmpv6 too short", pkt: ipv6(v6a, v6b, 255, nil, header.ProtoICMPv6, []byte{135, 0, 0})},
+		{name: "ipv4 IHL below 5", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoUDP, udpHdr(1, 2, 0)), 0, 0x44)},
+		{name: "ipv4 IHL beyond total length", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoUDP, udpHdr(1, 2, 0)), 0, 0x4f)},
+		{name: "ipv4 total length beyond buffer", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoUDP, udpHdr(1, 2, 0)), 3, 29)},
+		{name: "ipv4 total length below header", pkt: set(ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoUDP, udpHdr(1, 2, 0)), 3, 19)},
+		{name: "ipv4 tiny first fragment (RFC 1858)", pkt: ipv4(v4a, v4b, 64, nil, 0, true, header.ProtoTCP, tcpHdr(1, 2)[:8])},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,10 +278,10 @@ func TestParseFlowMalformed(t *testing.T) {
 // malformed (and must not panic).
 func TestParseFlowTruncated(t *testing.T) {
 	pkts := [][]byte{
-		ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 1), fragHdr(0, true), optsHdr(protoDstOpts, 2)}, protoTCP, tcpHdr(23, 25)),
-		ipv6(v6a, v6b, 255, []ext6{routingHdr()}, protoICMPv6, icmpHdr(136, 0)),
-		ipv4(v4a, v4b, 64, append(nops, nops...), 0, false, protoTCP, tcpHdr(23, 25)),
-		ipv4(v4a, v4b, 64, nil, 0, false, protoICMP, icmpHdr(0, 0)),
+		ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 1), fragHdr(0, true), optsHdr(header.ProtoDstOpts, 2)}, header.ProtoTCP, tcpHdr(23, 25)),
+		ipv6(v6a, v6b, 255, []ext6{routingHdr()}, header.ProtoICMPv6, icmpHdr(136, 0)),
+		ipv4(v4a, v4b, 64, append(nops, nops...), 0, false, header.ProtoTCP, tcpHdr(23, 25)),
+		ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoICMP, icmpHdr(0, 0)),
 	}
 	for _, pkt := range pkts {
 		var f Flow
@@ -288,16 +302,16 @@ func TestIsNeighborDiscovery(t *testing.T) {
 		pkt  []byte
 		want bool
 	}{
-		{name: "router solicitation", pkt: ipv6("fe80::1", "ff02::2", 255, nil, protoICMPv6, icmpHdr(133, 0)), want: true},
-		{name: "neighbour solicitation", pkt: ipv6("fe80::1", "ff02::1:ff00:7", 255, nil, protoICMPv6, icmpHdr(135, 0)), want: true},
-		{name: "neighbour advertisement global", pkt: ipv6(v6a, v6b, 255, nil, protoICMPv6, icmpHdr(136, 0)), want: true},
-		{name: "redirect", pkt: ipv6("fe80::1", v6a, 255, nil, protoICMPv6, icmpHdr(137, 0)), want: true},
-		{name: "echo request", pkt: ipv6(v6a, v6b, 255, nil, protoICMPv6, icmpHdr(128, 0))},
-		{name: "type 138 (router renumbering)", pkt: ipv6(v6a, v6b, 255, nil, protoICMPv6, icmpHdr(138, 0))},
-		{name: "routed (hop limit 254)", pkt: ipv6(v6a, v6b, 254, nil, protoICMPv6, icmpHdr(135, 0))},
-		{name: "fragmented (RFC 6980)", pkt: ipv6(v6a, v6b, 255, []ext6{fragHdr(0, false)}, protoICMPv6, icmpHdr(135, 0))},
-		{name: "icmpv4 with the same type", pkt: ipv4(v4a, v4b, 255, nil, 0, false, protoICMP, icmpHdr(135, 0))},
-		{name: "udp", pkt: ipv6(v6a, v6b, 255, nil, protoUDP, udpHdr(135, 135, 0))},
+		{name: "router solicitation", pkt: ipv6("fe80::1", "ff02::2", 255, nil, header.ProtoICMPv6, icmpHdr(133, 0)), want: true},
+		{name: "neighbour solicitation", pkt: ipv6("fe80::1", "ff02::1:ff00:7", 255, nil, header.ProtoICMPv6, icmpHdr(135, 0)), want: true},
+		{name: "neighbour advertisement global", pkt: ipv6(v6a, v6b, 255, nil, header.ProtoICMPv6, icmpHdr(136, 0)), want: true},
+		{name: "redirect", pkt: ipv6("fe80::1", v6a, 255, nil, header.ProtoICMPv6, icmpHdr(137, 0)), want: true},
+		{name: "echo request", pkt: ipv6(v6a, v6b, 255, nil, header.ProtoICMPv6, icmpHdr(128, 0))},
+		{name: "type 138 (router renumbering)", pkt: ipv6(v6a, v6b, 255, nil, header.ProtoICMPv6, icmpHdr(138, 0))},
+		{name: "routed (hop limit 254)", pkt: ipv6(v6a, v6b, 254, nil, header.ProtoICMPv6, icmpHdr(135, 0))},
+		{name: "fragmented (RFC 6980)", pkt: ipv6(v6a, v6b, 255, []ext6{fragHdr(0, false)}, header.ProtoICMPv6, icmpHdr(135, 0))},
+		{name: "icmpv4 with the same type", pkt: ipv4(v4a, v4b, 255, nil, 0, false, header.ProtoICMP, icmpHdr(135, 0))},
+		{name: "udp", pkt: ipv6(v6a, v6b, 255, nil, header.ProtoUDP, udpHdr(135, 135, 0))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,8 +328,8 @@ func TestIsNeighborDiscovery(t *testing.T) {
 
 func TestParseFlowAllocs(t *testing.T) {
 	pkts := [][]byte{
-		ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 1), fragHdr(0, true)}, protoTCP, tcpHdr(23, 25)),
-		ipv4(v4a, v4b, 64, nops, 0, false, protoUDP, udpHdr(1, 2, 0)),
+		ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 1), fragHdr(0, true)}, header.ProtoTCP, tcpHdr(23, 25)),
+		ipv4(v4a, v4b, 64, nops, 0, false, header.ProtoUDP, udpHdr(1, 2, 0)),
 	}
 	var f Flow
 	for _, pkt := range pkts {
@@ -334,9 +348,9 @@ func BenchmarkParseFlow(b *testing.B) {
 		name string
 		pkt  []byte
 	}{
-		{"ipv6-tcp", ipv6(v6a, v6b, 64, nil, protoTCP, tcpHdr(23, 25))},
-		{"ipv6-hbh-frag-tcp", ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 1), fragHdr(0, true)}, protoTCP, tcpHdr(23, 25))},
-		{"ipv4-options-udp", ipv4(v4a, v4b, 64, nops, 0, false, protoUDP, udpHdr(1, 2, 0))},
+		{"ipv6-tcp", ipv6(v6a, v6b, 64, nil, header.ProtoTCP, tcpHdr(23, 25))},
+		{"ipv6-hbh-frag-tcp", ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 1), fragHdr(0, true)}, header.ProtoTCP, tcpHdr(23, 25))},
+		{"ipv4-options-udp", ipv4(v4a, v4b, 64, nops, 0, false, header.ProtoUDP, udpHdr(1, 2, 0))},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -1,19 +1,21 @@
 package tenant
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"strings"
 	"testing"
 )
 
 func FuzzParseFlow(f *testing.F) {
-	f.Add(ipv6(v6a, v6b, 64, nil, protoTCP, tcpHdr(23, 25)))
-	f.Add(ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 1), fragHdr(0, true)}, protoTCP, tcpHdr(1024, 443)))
-	f.Add(ipv6(v6a, v6b, 64, []ext6{optsHdr(protoHopByHop, 1), optsHdr(protoDstOpts, 2), routingHdr(), fragHdr(7, false)}, protoUDP, make([]byte, 8)))
-	f.Add(ipv6("fe80::1", "ff02::1", 255, nil, protoICMPv6, icmpHdr(135, 0)))
-	f.Add(ipv4(v4a, v4b, 64, nops, 0, false, protoUDP, udpHdr(68, 67, 4)))
-	f.Add(ipv4(v4a, v4b, 64, nil, 0, true, protoTCP, tcpHdr(1, 2)))
-	f.Add(ipv4(v4a, v4b, 64, nil, 5, false, protoTCP, nil))
-	f.Add(ipv4(v4a, v4b, 64, nil, 0, false, protoICMP, icmpHdr(8, 0)))
+	f.Add(ipv6(v6a, v6b, 64, nil, header.ProtoTCP, tcpHdr(23, 25)))
+	f.Add(ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 1), fragHdr(0, true)}, header.ProtoTCP, tcpHdr(1024, 443)))
+	f.Add(ipv6(v6a, v6b, 64, []ext6{optsHdr(header.ProtoHopByHop, 1), optsHdr(header.ProtoDstOpts, 2), routingHdr(), fragHdr(7, false)}, header.ProtoUDP, make([]byte, 8)))
+	f.Add(ipv6("fe80::1", "ff02::1", 255, nil, header.ProtoICMPv6, icmpHdr(135, 0)))
+	f.Add(ipv4(v4a, v4b, 64, nops, 0, false, header.ProtoUDP, udpHdr(68, 67, 4)))
+	f.Add(ipv4(v4a, v4b, 64, nil, 0, true, header.ProtoTCP, tcpHdr(1, 2)))
+	f.Add(ipv4(v4a, v4b, 64, nil, 5, false, header.ProtoTCP, nil))
+	f.Add(ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoICMP, icmpHdr(8, 0)))
 	f.Add([]byte{0x60})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, pkt []byte) {
@@ -42,8 +44,8 @@ func FuzzParseFlow(f *testing.F) {
 		default:
 			t.Fatalf("version %d accepted", pkt[0]>>4)
 		}
-		isPorts := fl.Proto == protoTCP || fl.Proto == protoUDP
-		isICMP := fl.Proto == protoICMP || fl.Proto == protoICMPv6
+		isPorts := fl.Proto == header.ProtoTCP || fl.Proto == header.ProtoUDP
+		isICMP := fl.Proto == header.ProtoICMP || fl.Proto == header.ProtoICMPv6
 		if fl.HasL4 && !isPorts && !isICMP {
 			t.Fatalf("HasL4 for protocol %d", fl.Proto)
 		}
@@ -59,7 +61,7 @@ func FuzzParseFlow(f *testing.F) {
 		if fl.NonFirst && (!fl.Fragment || fl.HasL4) {
 			t.Fatalf("non-first fragment that is no fragment or has its header: %+v", fl)
 		}
-		if IsNeighborDiscovery(&fl) && (fl.Fragment || fl.HopLimit != 255 || fl.Proto != protoICMPv6) {
+		if IsNeighborDiscovery(&fl) && (fl.Fragment || fl.HopLimit != 255 || fl.Proto != header.ProtoICMPv6) {
 			t.Fatalf("IsNeighborDiscovery(%+v)", fl)
 		}
 		// The classifier must not panic on anything ParseFlow produces.

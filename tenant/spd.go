@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/sa"
 )
 
@@ -153,7 +154,7 @@ func (s *SPD) Lookup(dir sa.Direction, f *Flow) int {
 	}
 	shi, slo := split(f.Src)
 	dhi, dlo := split(f.Dst)
-	ports := f.HasL4 && (f.Proto == protoTCP || f.Proto == protoUDP)
+	ports := f.HasL4 && (f.Proto == header.ProtoTCP || f.Proto == header.ProtoUDP)
 	rules := s.dirs[dir-sa.DirIn]
 	for i := range rules {
 		r := &rules[i]
@@ -211,7 +212,7 @@ func (s *SPD) LookupFragment(dir sa.Direction, f *Flow, same func(i, j int) bool
 	}
 	shi, slo := split(f.Src)
 	dhi, dlo := split(f.Dst)
-	ports := f.Proto == protoTCP || f.Proto == protoUDP
+	ports := f.Proto == header.ProtoTCP || f.Proto == header.ProtoUDP
 	first := -2 // the first candidate's index, once there is one
 	ok = true
 	rules := s.dirs[dir-sa.DirIn]

@@ -1,6 +1,8 @@
 package tenant
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -12,7 +14,7 @@ import (
 // lookupRef is the slow reference for SPD.Lookup, written from the
 // matching rules with netip.Prefix.Contains.
 func lookupRef(policies []Policy, dir sa.Direction, f *Flow) int {
-	ports := f.HasL4 && (f.Proto == protoTCP || f.Proto == protoUDP)
+	ports := f.HasL4 && (f.Proto == header.ProtoTCP || f.Proto == header.ProtoUDP)
 	for i, p := range policies {
 		if p.Direction != dir || !p.SrcPort.IsValid() || !p.DstPort.IsValid() ||
 			p.ULProto == ProtoInvalid || p.Src.Addr().Is4() != p.Dst.Addr().Is4() {
@@ -61,18 +63,18 @@ func TestLookupSeed(t *testing.T) {
 		pkt  []byte
 		want int
 	}{
-		{name: "seed flow out", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: 0},
+		{name: "seed flow out", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, header.ProtoTCP, tcpHdr(23, 25)), want: 0},
 		{name: "seed flow through fragment + hbh", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1:0:ffff::1", 64,
-			[]ext6{optsHdr(protoHopByHop, 1), fragHdr(0, true)}, protoTCP, tcpHdr(23, 25)), want: 0},
-		{name: "inbound direction", dir: sa.DirIn, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: -1},
-		{name: "other source port", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(24, 25)), want: -1},
-		{name: "other destination port", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 26)), want: -1},
-		{name: "udp", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, protoUDP, udpHdr(23, 25, 0)), want: -1},
-		{name: "source outside /64", dir: sa.DirOut, pkt: ipv6("2001:db8:2::121", "2002:db8:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: -1},
-		{name: "destination outside /64", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1:1::122", 64, nil, protoTCP, tcpHdr(23, 25)), want: -1},
+			[]ext6{optsHdr(header.ProtoHopByHop, 1), fragHdr(0, true)}, header.ProtoTCP, tcpHdr(23, 25)), want: 0},
+		{name: "inbound direction", dir: sa.DirIn, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, header.ProtoTCP, tcpHdr(23, 25)), want: -1},
+		{name: "other source port", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, header.ProtoTCP, tcpHdr(24, 25)), want: -1},
+		{name: "other destination port", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, header.ProtoTCP, tcpHdr(23, 26)), want: -1},
+		{name: "udp", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64, nil, header.ProtoUDP, udpHdr(23, 25, 0)), want: -1},
+		{name: "source outside /64", dir: sa.DirOut, pkt: ipv6("2001:db8:2::121", "2002:db8:1::122", 64, nil, header.ProtoTCP, tcpHdr(23, 25)), want: -1},
+		{name: "destination outside /64", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1:1::122", 64, nil, header.ProtoTCP, tcpHdr(23, 25)), want: -1},
 		{name: "non-first fragment has no ports", dir: sa.DirOut, pkt: ipv6("2001:db8:1::121", "2002:db8:1::122", 64,
-			[]ext6{fragHdr(100, false)}, protoTCP, make([]byte, 8)), want: -1},
-		{name: "ipv4", dir: sa.DirOut, pkt: ipv4(v4a, v4b, 64, nil, 0, false, protoTCP, tcpHdr(23, 25)), want: -1},
+			[]ext6{fragHdr(100, false)}, header.ProtoTCP, make([]byte, 8)), want: -1},
+		{name: "ipv4", dir: sa.DirOut, pkt: ipv4(v4a, v4b, 64, nil, 0, false, header.ProtoTCP, tcpHdr(23, 25)), want: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,18 +110,18 @@ func TestLookupOrderAndSelectors(t *testing.T) {
 		pkt  []byte
 		want int
 	}{
-		{name: "icmp6 echo request by type", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoICMPv6, icmpHdr(128, 0)), want: 0},
-		{name: "icmp6 echo reply falls through", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoICMPv6, icmpHdr(129, 0)), want: 3},
-		{name: "any proto with port: udp 53", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoUDP, udpHdr(5000, 53, 0)), want: 1},
-		{name: "any proto with port: tcp 53", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, protoTCP, tcpHdr(5000, 53)), want: 1},
+		{name: "icmp6 echo request by type", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, header.ProtoICMPv6, icmpHdr(128, 0)), want: 0},
+		{name: "icmp6 echo reply falls through", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, header.ProtoICMPv6, icmpHdr(129, 0)), want: 3},
+		{name: "any proto with port: udp 53", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, header.ProtoUDP, udpHdr(5000, 53, 0)), want: 1},
+		{name: "any proto with port: tcp 53", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, header.ProtoTCP, tcpHdr(5000, 53)), want: 1},
 		{name: "any proto with port: not esp", dir: out, pkt: ipv6("2001:db8:1::9", "2001:db8:2::1", 64, nil, 50, make([]byte, 16)), want: 3},
-		{name: "host /128 tcp", dir: out, pkt: ipv6("2001:db8:1::5", "2001:db8:ffff::1", 64, nil, protoTCP, tcpHdr(1, 2)), want: 2},
-		{name: "host /128 not udp", dir: out, pkt: ipv6("2001:db8:1::5", "2001:db8:ffff::1", 64, nil, protoUDP, udpHdr(1, 2, 0)), want: 3},
-		{name: "outside documentation prefix", dir: out, pkt: ipv6("2002:db8::1", "2001:db8::1", 64, nil, protoUDP, udpHdr(1, 2, 0)), want: -1},
-		{name: "ipv4 echo in", dir: in, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, protoICMP, icmpHdr(8, 0)), want: 4},
-		{name: "ipv4 echo reply in", dir: in, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, protoICMP, icmpHdr(0, 0)), want: 5},
-		{name: "ipv4 does not match ipv6 ::/0 rules", dir: out, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, protoUDP, udpHdr(1, 2, 0)), want: -1},
-		{name: "v4-mapped ipv6 does not match ipv4 rules", dir: in, pkt: ipv6("::ffff:192.0.2.1", "::ffff:203.0.113.9", 64, nil, protoUDP, udpHdr(1, 2, 0)), want: -1},
+		{name: "host /128 tcp", dir: out, pkt: ipv6("2001:db8:1::5", "2001:db8:ffff::1", 64, nil, header.ProtoTCP, tcpHdr(1, 2)), want: 2},
+		{name: "host /128 not udp", dir: out, pkt: ipv6("2001:db8:1::5", "2001:db8:ffff::1", 64, nil, header.ProtoUDP, udpHdr(1, 2, 0)), want: 3},
+		{name: "outside documentation prefix", dir: out, pkt: ipv6("2002:db8::1", "2001:db8::1", 64, nil, header.ProtoUDP, udpHdr(1, 2, 0)), want: -1},
+		{name: "ipv4 echo in", dir: in, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, header.ProtoICMP, icmpHdr(8, 0)), want: 4},
+		{name: "ipv4 echo reply in", dir: in, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, header.ProtoICMP, icmpHdr(0, 0)), want: 5},
+		{name: "ipv4 does not match ipv6 ::/0 rules", dir: out, pkt: ipv4("192.0.2.1", "203.0.113.9", 64, nil, 0, false, header.ProtoUDP, udpHdr(1, 2, 0)), want: -1},
+		{name: "v4-mapped ipv6 does not match ipv4 rules", dir: in, pkt: ipv6("::ffff:192.0.2.1", "::ffff:203.0.113.9", 64, nil, header.ProtoUDP, udpHdr(1, 2, 0)), want: -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +138,7 @@ func TestLookupOrderAndSelectors(t *testing.T) {
 		})
 	}
 	var nilSPD *SPD
-	f := mkFlow(v6a, v6b, protoTCP, 1, 2, 0, 64, true, false)
+	f := mkFlow(v6a, v6b, header.ProtoTCP, 1, 2, 0, 64, true, false)
 	if nilSPD.Lookup(out, &f) != -1 || nilSPD.Len() != 0 || spd.Lookup(sa.DirInvalid, &f) != -1 || spd.Lookup(out, &Flow{}) != -1 {
 		t.Errorf("nil SPD, invalid direction or zero flow matched")
 	}
@@ -177,11 +179,11 @@ func randFlow(r *rand.Rand) Flow {
 		f.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(4))})
 		f.Dst = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(r.IntN(4))})
 	}
-	f.Proto = []uint8{protoTCP, protoUDP, protoICMP, protoICMPv6, 50}[r.IntN(5)]
+	f.Proto = []uint8{header.ProtoTCP, header.ProtoUDP, header.ProtoICMP, header.ProtoICMPv6, 50}[r.IntN(5)]
 	f.HasL4 = r.IntN(4) != 0 && f.Proto != 50
 	if f.HasL4 {
 		switch f.Proto {
-		case protoTCP, protoUDP:
+		case header.ProtoTCP, header.ProtoUDP:
 			f.SrcPort, f.DstPort = uint16(r.IntN(3)), uint16(r.IntN(3))
 		default:
 			f.ICMPType = uint8(r.IntN(3))
@@ -227,7 +229,7 @@ func benchFlow(n int) Flow {
 	i := n - 1
 	return Flow{
 		Src: netip.MustParseAddr("2001:db8:1::121"), Dst: netip.AddrFrom16([16]byte{0x20, 0x02, 0x0d, 0xb8, 4: byte(i >> 8), 5: byte(i), 15: 1}),
-		Proto: protoTCP, SrcPort: 23, DstPort: 25, HasL4: true, HopLimit: 64,
+		Proto: header.ProtoTCP, SrcPort: 23, DstPort: 25, HasL4: true, HopLimit: 64,
 	}
 }
 
@@ -276,14 +278,14 @@ func lookupFragmentRef(policies []Policy, dir sa.Direction, f *Flow, class func(
 	g := *f
 	g.NonFirst, g.HasL4 = false, true
 	switch f.Proto {
-	case protoTCP, protoUDP:
+	case header.ProtoTCP, header.ProtoUDP:
 		for _, sp := range values {
 			for _, dp := range values {
 				g.SrcPort, g.DstPort = sp, dp
 				outcomes = append(outcomes, lookupRef(policies, dir, &g))
 			}
 		}
-	case protoICMP, protoICMPv6:
+	case header.ProtoICMP, header.ProtoICMPv6:
 		for _, t := range values {
 			g.ICMPType = uint8(t)
 			outcomes = append(outcomes, lookupRef(policies, dir, &g))
@@ -383,12 +385,12 @@ func TestLookupFragment(t *testing.T) {
 		want   int
 		wantOK bool
 	}{
-		{"udp 5000 policy or default: disagree", frag(ipv4("192.0.2.1", "192.0.2.2", 64, nil, 185, false, protoUDP, make([]byte, 8))), -1, false},
-		{"tcp to that peer: no candidate, default", frag(ipv4("192.0.2.1", "192.0.2.2", 64, nil, 185, false, protoTCP, make([]byte, 8))), -1, true},
-		{"any-port ipsec", frag(ipv4("192.0.2.1", "198.51.100.9", 64, nil, 185, false, protoUDP, make([]byte, 8))), 1, true},
-		{"tcp 22 none then any none: agree", frag(ipv4("192.0.2.1", "203.0.113.9", 64, nil, 185, false, protoTCP, make([]byte, 8))), 3, true},
-		{"icmpv6 echo discard or ipsec: disagree", frag(ipv6("2001:db8:1::1", "2001:db8:2::1", 64, []ext6{fragHdr(100, false)}, protoICMPv6, make([]byte, 8))), -1, false},
-		{"udp v6: only the any-port ipsec", frag(ipv6("2001:db8:1::1", "2001:db8:2::1", 64, []ext6{fragHdr(100, false)}, protoUDP, make([]byte, 8))), 5, true},
+		{"udp 5000 policy or default: disagree", frag(ipv4("192.0.2.1", "192.0.2.2", 64, nil, 185, false, header.ProtoUDP, make([]byte, 8))), -1, false},
+		{"tcp to that peer: no candidate, default", frag(ipv4("192.0.2.1", "192.0.2.2", 64, nil, 185, false, header.ProtoTCP, make([]byte, 8))), -1, true},
+		{"any-port ipsec", frag(ipv4("192.0.2.1", "198.51.100.9", 64, nil, 185, false, header.ProtoUDP, make([]byte, 8))), 1, true},
+		{"tcp 22 none then any none: agree", frag(ipv4("192.0.2.1", "203.0.113.9", 64, nil, 185, false, header.ProtoTCP, make([]byte, 8))), 3, true},
+		{"icmpv6 echo discard or ipsec: disagree", frag(ipv6("2001:db8:1::1", "2001:db8:2::1", 64, []ext6{fragHdr(100, false)}, header.ProtoICMPv6, make([]byte, 8))), -1, false},
+		{"udp v6: only the any-port ipsec", frag(ipv6("2001:db8:1::1", "2001:db8:2::1", 64, []ext6{fragHdr(100, false)}, header.ProtoUDP, make([]byte, 8))), 5, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package vif
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -18,37 +19,67 @@ import (
 // use`) and reports ok false: call again later. The kernel needs a route
 // to addr through dev (an address of the same subnet on dev).
 func ResolveNeighbor(dev, nsName string, addr netip.Addr) (mac [6]byte, ok bool, err error) {
+	known, err := ResolveNeighbors(dev, nsName, []netip.Addr{addr})
+	mac, ok = known[addr.Unmap()]
+	return mac, ok, err
+}
+
+// ResolveNeighbors is ResolveNeighbor for several addresses with one
+// netlink handle and one dump of the table per address family: the
+// addresses the kernel knows, by address (unmapped); the others it is
+// asked to resolve. An error from asking for one address does not keep
+// the others from being returned.
+func ResolveNeighbors(dev, nsName string, addrs []netip.Addr) (map[netip.Addr][6]byte, error) {
+	known := make(map[netip.Addr][6]byte, len(addrs))
+	if len(addrs) == 0 {
+		return known, nil
+	}
 	h, err := handleIn(nsName)
 	if err != nil {
-		return mac, false, err
+		return known, err
 	}
 	defer h.Close()
 	l, err := h.LinkByName(dev)
 	if err != nil {
-		return mac, false, fmt.Errorf("--dev %s: %w", dev, err)
+		return known, fmt.Errorf("--dev %s: %w", dev, err)
 	}
-	addr = addr.Unmap()
-	family := netlink.FAMILY_V6
-	if addr.Is4() {
-		family = netlink.FAMILY_V4
-	}
-	ns, err := h.NeighList(l.Attrs().Index, family)
-	if err != nil {
-		return mac, false, fmt.Errorf("neighbours of %s: %w", dev, err)
-	}
-	const usable = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
-	for _, n := range ns {
-		a, _ := netip.AddrFromSlice(n.IP)
-		if a.Unmap() == addr && len(n.HardwareAddr) == 6 && n.State&usable != 0 {
-			copy(mac[:], n.HardwareAddr)
-			return mac, true, nil
+	asked, families := map[netip.Addr]bool{}, map[int]bool{}
+	for _, a := range addrs {
+		asked[a.Unmap()] = true
+		if a.Unmap().Is4() {
+			families[netlink.FAMILY_V4] = true
+		} else {
+			families[netlink.FAMILY_V6] = true
 		}
 	}
-	err = h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: family, IP: net.IP(addr.AsSlice()), Flags: netlink.NTF_USE, State: netlink.NUD_NONE})
-	if err != nil {
-		return mac, false, fmt.Errorf("resolve %s on %s: %w", addr, dev, err)
+	const usable = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+	for family := range families {
+		ns, err := h.NeighList(l.Attrs().Index, family)
+		if err != nil {
+			return known, fmt.Errorf("neighbours of %s: %w", dev, err)
+		}
+		for _, n := range ns {
+			a, _ := netip.AddrFromSlice(n.IP)
+			if asked[a.Unmap()] && len(n.HardwareAddr) == 6 && n.State&usable != 0 {
+				known[a.Unmap()] = [6]byte(n.HardwareAddr)
+			}
+		}
 	}
-	return mac, false, nil
+	var errs []error
+	for a := range asked {
+		if _, ok := known[a]; ok {
+			continue
+		}
+		family := netlink.FAMILY_V6
+		if a.Is4() {
+			family = netlink.FAMILY_V4
+		}
+		err := h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: family, IP: net.IP(a.AsSlice()), Flags: netlink.NTF_USE, State: netlink.NUD_NONE})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resolve %s on %s: %w", a, dev, err))
+		}
+	}
+	return known, errors.Join(errs...)
 }
 
 // handleIn opens a netlink handle inside namespace nsName.

@@ -3,7 +3,7 @@ package main
 import (
 	"strconv"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/libvirt"
 	"github.com/vifsec/vifsec/tenant"
 )

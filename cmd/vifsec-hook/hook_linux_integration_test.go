@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/libvirt"
 	"github.com/vifsec/vifsec/tenant"
 )

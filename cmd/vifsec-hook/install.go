@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/libvirt"
 )

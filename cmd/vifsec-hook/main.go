@@ -31,7 +31,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/libvirt"
 )
@@ -145,7 +145,7 @@ type hook struct {
 //     tenants exist and nothing else holds the VM names or (vlan, mac);
 //     the device does not exist yet.
 //   - start (and attach, an external QEMU taken over): attach every
-//     interface (PUT /v1/vms/NAME: attach, move to the new vnetN, or
+//     interface (PUT /v2/vms/NAME: attach, move to the new vnetN, or
 //     nothing if attached as asked). With fail="closed", then wait until
 //     vifsecd reports each attached (its guard on: the kernel forwards
 //     none of the guest's frames); a refused interface (macvlan,

@@ -15,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
+	apiserver "github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
@@ -72,7 +73,7 @@ func newTestDaemon(t *testing.T, tenants ...string) *testDaemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := api.NewHandler(d, nil, "test")
+	h := apiserver.NewHandler(d, nil, "test")
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		td.requests.Add(1)
 		h.ServeHTTP(w, r)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // Fleet verbs (ext), for a vifsecd on a fleet store (--store etcd://...).

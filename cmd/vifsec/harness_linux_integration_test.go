@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // The integration tests build the real vifsecd and vifsec binaries once,

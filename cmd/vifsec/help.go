@@ -7,7 +7,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/manpage"
 )
@@ -304,7 +304,7 @@ func manPage(verbs []*verb) *manpage.Page {
 				{Tag: "--version", Text: "print the version."},
 			}},
 			{Title: "Commands", Items: cmds},
-			{Title: "Exit status", Text: []string{"0 success; 1 the daemon rejected the request (the message names the flag and what it accepts; nothing changed); 2 usage error; 3 the daemon cannot be reached."}},
+			{Title: "Exit status", Text: []string{"0 success; 1 the daemon rejected the request (the message names the flag and what it accepts; nothing changed); 2 usage error; 3 the daemon cannot be reached; 4 the request names something that does not exist (not_found); 5 the name, SPI or address is taken (exists). With --format json an error is printed on stdout as {\"error\":{\"code\":\"...\",\"message\":\"...\"}}, code one of invalid, bad_request, not_found, exists, in_use, conflict, internal, unavailable, unreachable."}},
 			{Title: "See also", Text: []string{"vifsecd(8), vifsec-hook(8)"}},
 		},
 	}

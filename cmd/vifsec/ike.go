@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // The IKE verbs follow ONTAP's `security ipsec`: policy,

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/pkitest"
 )
 
@@ -129,7 +129,7 @@ func TestIntegrationIKEConfig(t *testing.T) {
 		code  int
 		want  string
 	}{
-		{"policy name taken", psk, []string{"policy", "create", "--tenant", "t1", "--name", "test34", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64"}, exitRejected, "--name"},
+		{"policy name taken", psk, []string{"policy", "create", "--tenant", "t1", "--name", "test34", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64"}, exitExists, "--name"},
 		{"psk on a flag", "", []string{"policy", "create", "--tenant", "t1", "--name", "x", "--local-ip-subnets", "::1", "--remote-ip-subnets", "::2", "--psk", psk}, exitUsage, "unknown flag --psk"},
 		{"no psk on stdin", "", []string{"policy", "create", "--tenant", "t1", "--name", "x", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64"}, exitRejected, "pre-shared key"},
 		{"anything with psk", psk, []string{"policy", "create", "--tenant", "t1", "--name", "x", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64", "--remote-identity", "ANYTHING"}, exitRejected, "--remote-identity"},
@@ -140,21 +140,21 @@ func TestIntegrationIKEConfig(t *testing.T) {
 		{"bad mode", psk, []string{"policy", "create", "--tenant", "t1", "--name", "x", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64", "--mode", "tunel"}, exitRejected, "--mode"},
 		{"bad proposal", psk, []string{"policy", "create", "--tenant", "t1", "--name", "x", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64", "--ike-proposals", "aes256gcm16"}, exitRejected, "--ike-proposals"},
 		{"vm subnet", psk, []string{"policy", "create", "--tenant", "t1", "--name", "x", "--vm", "vm1", "--local-ip-subnets", "2001:db8:9::/64", "--remote-ip-subnets", "2001:db8:2::/64"}, exitRejected, "--local-ip-subnets"},
-		{"pki unknown cert", "", []string{"policy", "create", "--tenant", "t1", "--name", "x", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64", "--auth-method", "PKI", "--cert-name", "nosuch", "--remote-identity", "ANYTHING"}, exitRejected, "--cert-name"},
-		{"modify unknown", "", []string{"policy", "modify", "--tenant", "t1", "--name", "nosuch", "--mode", "tunnel"}, exitRejected, "--name"},
+		{"pki unknown cert", "", []string{"policy", "create", "--tenant", "t1", "--name", "x", "--local-ip-subnets", "2001:db8:1::121", "--remote-ip-subnets", "2001:db8:2::/64", "--auth-method", "PKI", "--cert-name", "nosuch", "--remote-identity", "ANYTHING"}, exitNotFound, "--cert-name"},
+		{"modify unknown", "", []string{"policy", "modify", "--tenant", "t1", "--name", "nosuch", "--mode", "tunnel"}, exitNotFound, "--name"},
 		{"modify breaks a rule", "", []string{"policy", "modify", "--tenant", "t1", "--name", "pki", "--cert-name", "ca"}, exitRejected, "--cert-name"},
-		{"delete unknown", "", []string{"policy", "delete", "--tenant", "t1", "--name", "nosuch"}, exitRejected, "--name"},
+		{"delete unknown", "", []string{"policy", "delete", "--tenant", "t1", "--name", "nosuch"}, exitNotFound, "--name"},
 		{"server cert without key", string(srv.CertPEM()), []string{"certificate", "install", "--tenant", "t1", "--type", "server", "--cert-name", "x"}, exitRejected, "private key"},
-		{"cert name taken", string(ca.PEM()), []string{"certificate", "install", "--tenant", "t1", "--type", "server-ca", "--cert-name", "srv"}, exitRejected, "--cert-name"},
+		{"cert name taken", string(ca.PEM()), []string{"certificate", "install", "--tenant", "t1", "--type", "server-ca", "--cert-name", "srv"}, exitExists, "--cert-name"},
 		{"cert no pem", "", []string{"certificate", "install", "--tenant", "t1", "--type", "server-ca", "--cert-name", "x"}, exitRejected, "stdin is empty"},
 		{"cert bad type", "x", []string{"certificate", "install", "--tenant", "t1", "--type", "root", "--cert-name", "x"}, exitRejected, "--type"},
 		{"cert in use", "", []string{"certificate", "delete", "--tenant", "t1", "--cert-name", "srv"}, exitRejected, "pki"},
 		{"ca add server", "", []string{"ca-certificate", "add", "--tenant", "t1", "--ca-certs", "srv"}, exitRejected, "--ca-certs"},
-		{"ca add unknown", "", []string{"ca-certificate", "add", "--tenant", "t1", "--ca-certs", "ca,nosuch"}, exitRejected, "--ca-certs"},
+		{"ca add unknown", "", []string{"ca-certificate", "add", "--tenant", "t1", "--ca-certs", "ca,nosuch"}, exitNotFound, "--ca-certs"},
 		{"crl of another ca", string(pkitest.NewCA("other").CRL()), []string{"crl", "add", "--tenant", "t1"}, exitRejected, "none of tenant t1's CA"},
 		{"crl older", string(ca.CRLNumber(0)), []string{"crl", "add", "--tenant", "t1"}, exitRejected, "older"},
 		{"ike sp", "", []string{"sp", "remove", "--sp-name", "ike/t1/test34/waiting/out"}, exitRejected, "IKE policy"},
-		{"show-ikesa unknown tenant", "", []string{"show-ikesa", "--tenant", "nosuch"}, exitRejected, "--tenant"},
+		{"show-ikesa unknown tenant", "", []string{"show-ikesa", "--tenant", "nosuch"}, exitNotFound, "--tenant"},
 	}
 	for _, tt := range refusals {
 		r := e.cliIn(tt.stdin, tt.args...)

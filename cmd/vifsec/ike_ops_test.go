@@ -10,7 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
+	apiserver "github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 )
@@ -37,7 +38,7 @@ func newCLIRig(t *testing.T) *cliRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: api.NewHandler(d, nil, "test")}
+	srv := &http.Server{Handler: apiserver.NewHandler(d, nil, "test")}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return &cliRig{t: t, d: d, st: st, sock: sock}
@@ -129,7 +130,7 @@ func TestCLIPolicyRekey(t *testing.T) {
 	if len(asked) != 2 || asked[0] || !asked[1] {
 		t.Errorf("engine asked %v, want child then IKE", asked)
 	}
-	if code, _, errOut := r.vifsec("", "policy", "rekey", "--tenant", "t1", "--name", "nosuch"); code != exitRejected || !strings.Contains(errOut, "--name") {
+	if code, _, errOut := r.vifsec("", "policy", "rekey", "--tenant", "t1", "--name", "nosuch"); code != exitNotFound || !strings.Contains(errOut, "--name") {
 		t.Errorf("unknown policy: exit %d, %q", code, errOut)
 	}
 	if code, _, _ := r.vifsec("", "policy", "rekey", "--tenant", "t1"); code != exitUsage {

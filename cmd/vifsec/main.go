@@ -17,11 +17,12 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 )
 
@@ -30,6 +31,8 @@ const (
 	exitRejected    = 1
 	exitUsage       = 2
 	exitUnreachable = 3
+	exitNotFound    = 4 // the daemon refused: what the command names does not exist
+	exitExists      = 5 // the daemon refused: the name (SPI, MAC...) is taken
 )
 
 func main() {
@@ -103,18 +106,37 @@ func printHelp(w io.Writer, verbs []*verb) {
 	fmt.Fprintln(w, "Flags are written --flag value or --flag=value. The daemon is found at --socket,")
 	fmt.Fprintln(w, "else $VIFSEC_SOCKET, else "+api.DefaultSocket+". With a fleet store, --host NAME")
 	fmt.Fprintln(w, "makes the command about host NAME's VMs, uplink, SAs and SPs (see vifsec fleet status).")
-	fmt.Fprintln(w, "Exit status: 0 ok, 1 rejected, 2 usage error, 3 daemon unreachable.")
+	fmt.Fprintln(w, "Exit status: 0 ok, 1 rejected, 2 usage error, 3 daemon unreachable, 4 not found,")
+	fmt.Fprintln(w, "5 already exists. With --format json an error is printed on stdout as")
+	fmt.Fprintln(w, `{"error":{"code":"...","message":"..."}}, code one of invalid, bad_request,`)
+	fmt.Fprintln(w, "not_found, exists, in_use, conflict, internal, unavailable, unreachable.")
 }
 
-// fail prints err and returns its exit status.
+// fail prints err and returns its exit status: on stderr, or with
+// --format json as {"error":{"code","message"}} on stdout (the API's
+// error body; code "unreachable" when the daemon could not be reached,
+// "invalid" for input the CLI refused itself).
 func (c *cli) fail(err error) int {
-	var ue *api.UnreachableError
-	if errors.As(err, &ue) {
-		fmt.Fprintln(c.stderr, "vifsec:", err)
-		return exitUnreachable
+	code := api.ErrorCode(err)
+	if code == "" {
+		code = api.CodeInvalid
 	}
-	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintln(c.stderr, "vifsec:", line)
+	if c.format == "json" {
+		c.json(api.ErrorBody{Error: &api.Error{Code: code, Message: err.Error()}})
+	} else if code == api.CodeUnreachable {
+		fmt.Fprintln(c.stderr, "vifsec:", err)
+	} else {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(c.stderr, "vifsec:", line)
+		}
+	}
+	switch code {
+	case api.CodeUnreachable:
+		return exitUnreachable
+	case api.CodeNotFound:
+		return exitNotFound
+	case api.CodeExists:
+		return exitExists
 	}
 	return exitRejected
 }
@@ -199,6 +221,24 @@ func orDash(s string) string {
 }
 
 func joinOrDash(s []string) string { return orDash(strings.Join(s, ",")) }
+
+// portString is a listed selector port as the flag takes it: "any" for
+// null.
+func portString(p *int) string {
+	if p == nil {
+		return "any"
+	}
+	return strconv.Itoa(*p)
+}
+
+// ontapSPI is an SPI as ONTAP's show-ipsecsa prints it: 8 hex digits
+// without 0x, or - for none.
+func ontapSPI(s api.SPI) string {
+	if s == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%08x", uint32(s))
+}
 
 func val(in *invocation, name string) api.Value { return api.Value(in.get(name)) }
 
@@ -452,7 +492,7 @@ func runSAList(c *cli, in *invocation) int {
 	}
 	var rows [][]string
 	for _, s := range sas {
-		rows = append(rows, []string{s.Name, orDash(s.VM), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI,
+		rows = append(rows, []string{s.Name, orDash(string(s.VM)), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI.String(),
 			algWithKey(s.EncryptionAlgorithm, s.EncryptionKeyBytes), algWithKey(s.IntegrityAlgorithm, s.IntegrityKeyBytes),
 			joinOrDash(s.UsedBy), s.State})
 	}
@@ -520,7 +560,7 @@ func runSPList(c *cli, in *invocation) int {
 		if p.SAMissing {
 			sa += " (missing)"
 		}
-		rows = append(rows, []string{p.Name, p.VM, p.Source, p.Destination, p.SourcePort, p.DestinationPort,
+		rows = append(rows, []string{p.Name, p.VM, p.Source, p.Destination, portString(p.SourcePort), portString(p.DestinationPort),
 			p.UpperLayerProtocol, p.Direction, p.Action, orDash(p.Mode), sa})
 	}
 	c.table([]string{"Name", "VM", "Source", "Destination", "Source Port", "Destination Port", "Upper Layer Protocol", "Direction", "Action", "Mode", "SA Name"}, rows)
@@ -592,7 +632,7 @@ func runStats(c *cli, in *invocation) int {
 		vmRows = append(vmRows, []string{v.VM, v.Tenant, fmt.Sprint(v.PacketsIn), fmt.Sprint(v.PacketsOut),
 			fmt.Sprint(v.BytesIn), fmt.Sprint(v.BytesOut), dropsString(v.Drops)})
 		for _, s := range v.SAs {
-			saRows = append(saRows, []string{s.Name, v.VM, s.SPI, orDash(s.Direction), fmt.Sprint(s.Packets), fmt.Sprint(s.Bytes), dropsString(s.Drops), s.State})
+			saRows = append(saRows, []string{s.Name, v.VM, s.SPI.String(), orDash(string(s.Direction)), fmt.Sprint(s.Packets), fmt.Sprint(s.Bytes), dropsString(s.Drops), s.State})
 		}
 	}
 	c.table([]string{"VM", "Tenant", "Packets In", "Packets Out", "Bytes In", "Bytes Out", "Drops"}, vmRows)
@@ -605,6 +645,6 @@ func runShowIPsecSA(c *cli, in *invocation) int {
 	rows, err := c.c.IPsecSAs(c.ctx, in.get("tenant"))
 	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Inbound-SPI", "Outbound-SPI", "State"},
 		func(r api.IPsecSA) []string {
-			return []string{r.Tenant, r.Policy, r.LocalAddress, r.RemoteAddress, r.InboundSPI, r.OutboundSPI, r.State}
+			return []string{r.Tenant, r.Policy, r.LocalAddress, r.RemoteAddress, ontapSPI(r.InboundSPI), ontapSPI(r.OutboundSPI), r.State}
 		})
 }

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // uplinkFlag reads --uplink: true (also given bare) or false.
@@ -25,7 +25,7 @@ func uplinkFlag(c *cli, in *invocation) (on bool, code int) {
 }
 
 // runUplinkStats is `vifsec stats --uplink`: the counters of the uplink
-// and the VXLAN overlay (GET /v1/stats/uplink).
+// and the VXLAN overlay (GET /v2/stats/uplink).
 func runUplinkStats(c *cli) int {
 	u, err := c.c.UplinkStats(c.ctx)
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/datapath"
 )
 

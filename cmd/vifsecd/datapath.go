@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,7 +11,6 @@ import (
 	"github.com/vifsec/vifsec/internal/attach"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/datapath"
-	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/vif"
 )
 
@@ -56,6 +56,10 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		e.SetEnabled(snap.Enabled)
 		ov.apply(snap)
 		a.Set(wants(snap), uplinkWant(snap))
+		// No packet is handled with an older table any more: the SAs it
+		// alone named may go (a rekey's old SA, internal/daemon/applied.go).
+		e.Quiesce()
+		d.DataPathApplied(snap.Gen)
 		log.Debug("data path updated", "generation", gen, "vms", len(snap.VMs))
 		if logCheck {
 			logRecheck(log, d)
@@ -78,7 +82,7 @@ func wants(snap *daemon.Snapshot) []attach.Want {
 	for _, v := range snap.VMs {
 		out = append(out, attach.Want{Dev: v.VM.Dev, Netns: v.VM.Netns, CreateTap: v.VM.CreateTap, VM: datapath.VM{
 			Name:          v.VM.Name,
-			MAC:           sa.MAC(v.VM.MAC),
+			MAC:           header.MAC(v.VM.MAC),
 			VLAN:          v.VM.VLAN,
 			VNI:           v.Tenant.VNI,
 			IPs:           v.VM.IPs,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // TestSIGHUP: SIGHUP does not stop vifsecd (it used to exit 129 and leave

@@ -35,7 +35,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
+	apiserver "github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/metrics"
@@ -193,7 +194,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		}
 		defer fl.close()
 		d = fl.f.Daemon()
-		handler = api.NewFleetHandler(fl.f, log, version)
+		handler = apiserver.NewFleetHandler(fl.f, log, version)
 	} else {
 		if st, err = store.OpenBolt(filepath.Join(o.state, stateFile), time.Second); err != nil {
 			return err
@@ -206,7 +207,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 		if d, err = daemon.New(st, &daemon.Config{Logger: log, SeqAnchor: seqAnchor(o.socket, "bolt:"+absPath(o.state))}); err != nil {
 			return err
 		}
-		handler = api.WithoutFleet(api.NewHandler(d, log, version))
+		handler = apiserver.WithoutFleet(apiserver.NewHandler(d, log, version))
 	}
 
 	hl := &health{store: func() string { return "" }, d: d}

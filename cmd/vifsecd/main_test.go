@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 type lockedBuffer struct {

@@ -3,7 +3,7 @@ package main
 import (
 	"io"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/manpage"
 )

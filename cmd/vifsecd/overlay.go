@@ -3,15 +3,16 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/datapath"
-	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/vif"
 )
 
@@ -32,10 +33,12 @@ type overlayCtl struct {
 	holdAt  string
 	holdESP net.PacketConn // protocol 50, with --protect underlay
 	espAt   string
+	// kick asks resolve to look at the remotes now (new ones appeared).
+	kick chan struct{}
 }
 
 func newOverlayCtl(e *datapath.Engine, log *slog.Logger) *overlayCtl {
-	o := &overlayCtl{e: e, log: log}
+	o := &overlayCtl{e: e, log: log, kick: make(chan struct{}, 1)}
 	rand.Read(o.key[:])
 	return o
 }
@@ -66,10 +69,11 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 	seen := map[netip.Addr]bool{}
 	for _, f := range snap.FDB {
 		if v := vni[f.Tenant]; v != 0 {
-			fdb[datapath.FDBKey{VNI: v, MAC: sa.MAC(f.MAC)}] = f.Remote
-			if !seen[f.Remote] {
-				seen[f.Remote] = true
-				remotes = append(remotes, f.Remote)
+			r := f.Remote.Unmap()
+			fdb[datapath.FDBKey{VNI: v, MAC: header.MAC(f.MAC)}] = r
+			if !seen[r] {
+				seen[r] = true
+				remotes = append(remotes, r)
 			}
 		}
 	}
@@ -77,7 +81,7 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 	if port == 0 {
 		port = daemon.DefaultVXLANPort
 	}
-	ov := &datapath.Overlay{Local: u.VXLANLocal, Port: port, UplinkMAC: sa.MAC(info.MAC), FDB: fdb, Key: o.key,
+	ov := &datapath.Overlay{Local: u.VXLANLocal, Port: port, UplinkMAC: header.MAC(info.MAC), FDB: fdb, Key: o.key,
 		ProtectUnderlay: u.Protect == daemon.ProtectUnderlay}
 	for _, us := range snap.UnderlaySAs {
 		if v := vni[us.Tenant]; v != 0 {
@@ -85,6 +89,12 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 		}
 	}
 	o.e.SetOverlay(ov)
+	if u.Dev != o.dev || u.Netns != o.ns || slices.ContainsFunc(remotes, func(r netip.Addr) bool { return !slices.Contains(o.remotes, r) }) {
+		select {
+		case o.kick <- struct{}{}:
+		default:
+		}
+	}
 	o.dev, o.ns, o.remotes = u.Dev, u.Netns, remotes
 	at := u.Netns + "/" + netip.AddrPortFrom(u.VXLANLocal, port).String()
 	if o.holdAt != at {
@@ -139,8 +149,14 @@ func drain(c net.PacketConn) {
 	}
 }
 
-// resolve keeps the remote VTEPs' MACs fresh: every second, and at once
-// when the data path missed one.
+// waitingPoll is how often the kernel's neighbour table is read while
+// frames wait for a remote VTEP's MAC (datapath.NeighborHoldTime at most).
+const waitingPoll = 20 * time.Millisecond
+
+// resolve keeps the remote VTEPs' MACs fresh: every second, at once when
+// the FDB names new remotes, and while frames wait for a remote's MAC
+// (the data path reported a miss), every waitingPoll until the kernel
+// has resolved it or the frames' wait is over.
 func (o *overlayCtl) resolve(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -149,29 +165,40 @@ func (o *overlayCtl) resolve(ctx context.Context) {
 		o.release()
 		o.mu.Unlock()
 	}()
+	waiting := map[netip.Addr]time.Time{} // remote → end of its frames' wait
 	for {
+		var poll <-chan time.Time
+		if len(waiting) > 0 {
+			poll = time.After(waitingPoll)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-		case <-o.e.NeighborMisses():
-			time.Sleep(20 * time.Millisecond) // let ARP/ND answer
+		case <-o.kick:
+		case r := <-o.e.NeighborMisses():
+			waiting[r.Unmap()] = time.Now().Add(datapath.NeighborHoldTime)
+		case <-poll:
 		}
 		o.mu.Lock()
 		dev, ns, remotes := o.dev, o.ns, o.remotes
 		o.mu.Unlock()
 		if dev == "" {
+			clear(waiting)
 			continue
 		}
-		known := map[netip.Addr]sa.MAC{}
-		for _, r := range remotes {
-			mac, ok, err := vif.ResolveNeighbor(dev, ns, r)
-			if err != nil {
-				o.log.Debug("remote VTEP not resolved", "remote", r, "err", err)
-				continue
-			}
-			if ok {
-				known[r] = sa.MAC(mac)
+		macs, err := vif.ResolveNeighbors(dev, ns, remotes)
+		if err != nil {
+			o.log.Debug("remote VTEPs not all resolved", "err", err)
+		}
+		known := make(map[netip.Addr]header.MAC, len(macs))
+		for r, mac := range macs {
+			known[r] = header.MAC(mac)
+		}
+		now := time.Now()
+		for r, until := range waiting {
+			if _, ok := known[r]; ok || now.After(until) || !slices.Contains(remotes, r) {
+				delete(waiting, r)
 			}
 		}
 		o.e.SetNeighbors(known)

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 
 	"github.com/vifsec/vifsec/internal/datapath"
@@ -47,7 +48,7 @@ func StartBenchEngine(l *Lab, vm *VM, p BenchPolicy) (*BenchEngine, error) {
 	if err != nil {
 		return nil, err
 	}
-	mac := sa.MAC(hw)
+	mac := header.MAC(hw)
 	db := sa.NewDB(0)
 	var pols []tenant.Policy
 	var sas []*sa.SA

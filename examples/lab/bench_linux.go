@@ -50,6 +50,12 @@ func benchKey(alg string, spi uint32) (string, error) {
 // It is lab.Configure without the demo's exceptions and with the cipher
 // and action as parameters.
 func ConfigureBench(ctx context.Context, l *Lab, d *Daemon, vm *VM, p BenchPolicy, w io.Writer) error {
+	return ConfigureBenchVMs(ctx, l, d, []*VM{vm}, p, w)
+}
+
+// ConfigureBenchVMs is ConfigureBench for several VMs of d's gateway,
+// each of its own tenant; SA and SP names carry the tenant's name.
+func ConfigureBenchVMs(ctx context.Context, l *Lab, d *Daemon, vms []*VM, p BenchPolicy, w io.Writer) error {
 	say := func(args ...string) error {
 		if w != nil {
 			fmt.Fprintf(w, "    $ vifsec %s\n", strings.Join(args, " "))
@@ -57,22 +63,35 @@ func ConfigureBench(ctx context.Context, l *Lab, d *Daemon, vm *VM, p BenchPolic
 		_, err := d.CLI(ctx, args...)
 		return err
 	}
+	if p.Action != "none" && p.Action != "ipsec" {
+		return fmt.Errorf("bench: action %q: use none or ipsec", p.Action)
+	}
 	gw := d.GW
+	uplink := []string{"uplink", "set", "--dev", gw.Uplink}
+	if p.VXLAN {
+		uplink = append(uplink, "--overlay", "vxlan", "--vxlan-local", UnderlayAddr(gw.Name).String())
+	}
+	if err := say(uplink...); err != nil {
+		return err
+	}
+	for _, vm := range vms {
+		if err := configureBenchVM(l, vm, p, say); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func configureBenchVM(l *Lab, vm *VM, p BenchPolicy, say func(args ...string) error) error {
+	gw := vm.Gateway
 	other := map[string]string{"a": "b", "b": "a"}[gw.Name]
 	peer := l.VM(vm.Tenant, other)
 	if peer == nil {
 		return fmt.Errorf("bench: no %s VM on gateway %s", vm.Tenant, other)
 	}
-	if p.Action != "none" && p.Action != "ipsec" {
-		return fmt.Errorf("bench: action %q: use none or ipsec", p.Action)
-	}
-	uplink, tenantAdd := []string{"uplink", "set", "--dev", gw.Uplink}, []string{"tenant", "add", "--tenant", vm.Tenant}
+	tenantAdd := []string{"tenant", "add", "--tenant", vm.Tenant}
 	if p.VXLAN {
-		uplink = append(uplink, "--overlay", "vxlan", "--vxlan-local", UnderlayAddr(gw.Name).String())
 		tenantAdd = append(tenantAdd, "--vni", fmt.Sprint(VNI(vm.Tenant)))
-	}
-	if err := say(uplink...); err != nil {
-		return err
 	}
 	if err := say(tenantAdd...); err != nil {
 		return err
@@ -110,12 +129,12 @@ func ConfigureBench(ctx context.Context, l *Lab, d *Daemon, vm *VM, p BenchPolic
 				}
 				if err := say("sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
 					"--sa-mode", p.Mode, "--sa-spi", fmt.Sprintf("0x%x", s.spi), "--encryption-algorithm", p.Enc,
-					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-"+s.name+fam.name); err != nil {
+					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-"+vm.Tenant+"-"+s.name+fam.name); err != nil {
 					return err
 				}
 			}
-			out = append(out, "--sa-name", "bench-out"+fam.name)
-			in = append(in, "--sa-name", "bench-in"+fam.name)
+			out = append(out, "--sa-name", "bench-"+vm.Tenant+"-out"+fam.name)
+			in = append(in, "--sa-name", "bench-"+vm.Tenant+"-in"+fam.name)
 		}
 		for _, sp := range []struct {
 			dir  string
@@ -123,7 +142,7 @@ func ConfigureBench(ctx context.Context, l *Lab, d *Daemon, vm *VM, p BenchPolic
 		}{{"out", out}, {"in", in}} {
 			args := append([]string{"sp", "add", "--vm", vm.Name}, sp.args...)
 			args = append(args, "--source-port", "any", "--destination-port", "any", "--upper-layer-protocol", "any",
-				"--action", p.Action, "--sp-mode", p.Mode, "--sp-name", "bench-sp-"+sp.dir+fam.name)
+				"--action", p.Action, "--sp-mode", p.Mode, "--sp-name", "bench-sp-"+vm.Tenant+"-"+sp.dir+fam.name)
 			if err := say(args...); err != nil {
 				return err
 			}
@@ -579,4 +598,25 @@ func Iperf3UDP(ctx context.Context, srvNS, cliNS string, src, dst netip.Addr, ra
 	}
 	r.Packets, r.Lost, r.OutOfOrder = j.End.Sum.Packets, j.End.Sum.Lost, j.End.Sum.OutOfOrder
 	return r, duringErr
+}
+
+// RemoveGuards deletes the clsact qdisc, and with it the guard filter a
+// stopped vifsecd leaves on purpose (a VM whose gateway is gone stays cut
+// off), from each VM interface of gw: benchmark cases without vifsec
+// that run after one need the VMs' veths to carry traffic again.
+// Equivalent to: `tc qdisc del dev DEV clsact` where there is one.
+func RemoveGuards(ctx context.Context, gw *Gateway) error {
+	for _, vm := range gw.VMs {
+		out, err := Exec(ctx, gw.NS, "tc", "qdisc", "show", "dev", vm.Dev)
+		if err != nil {
+			return fmt.Errorf("bench: tc qdisc show dev %s in %s: %v: %s", vm.Dev, gw.NS, err, strings.TrimSpace(string(out)))
+		}
+		if !strings.Contains(string(out), "clsact") {
+			continue
+		}
+		if err := run(ctx, "ip", "netns", "exec", gw.NS, "tc", "qdisc", "del", "dev", vm.Dev, "clsact"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

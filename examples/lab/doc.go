@@ -11,5 +11,10 @@
 // Both tenants use the same addresses (2001:db8:1::121 ↔ ::122, 192.0.2.1 ↔
 // .2): only (vlan, mac) tells them apart, which is the point.
 //
-// The examples/lab/vifsec-lab program and the integration tests use it.
+// BuildTenants with PairTenants makes N such pairs with addresses of their
+// own instead (the scale benchmark); StartWireGuard puts wireguard-go
+// between the gateways as the benchmarks' userspace-tunnel baseline.
+//
+// The examples/lab/vifsec-lab program, the benchmarks and the integration
+// tests use it.
 package lab

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // TestIntegrationFleetIKEMove: VM web (host b) and VM db (host c) protect
@@ -86,7 +86,7 @@ func TestIntegrationFleetIKEMove(t *testing.T) {
 	}
 	var spis []string // every SPI show-ipsecsa listed, as tshark prints them
 	pair := fleetIKECheck(t, ds, "b", "", 20*time.Second)
-	spis = append(spis, "0x"+pair.InboundSPI, "0x"+pair.OutboundSPI)
+	spis = append(spis, pair.InboundSPI.String(), pair.OutboundSPI.String())
 	t.Logf("IKE up on host b: web in %s out %s, seen %v after the policies were created", pair.InboundSPI, pair.OutboundSPI, time.Since(created).Round(time.Millisecond))
 	fleetTraffic(t, ctx, web, db)
 
@@ -153,7 +153,7 @@ func TestIntegrationFleetIKEMove(t *testing.T) {
 		pair := fleetIKECheck(t, ds, to, from, 5*time.Second)
 		t.Logf("after the move %s→%s: web in %s out %s; new host, old host and peer checked %v after vm move returned",
 			from, to, pair.InboundSPI, pair.OutboundSPI, time.Since(bound).Round(time.Millisecond))
-		spis = append(spis, "0x"+pair.InboundSPI, "0x"+pair.OutboundSPI)
+		spis = append(spis, pair.InboundSPI.String(), pair.OutboundSPI.String())
 		fleetTraffic(t, ctx, web, db)
 	}
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // Pre-shared keys of the two tenants: different on purpose.
@@ -86,7 +86,7 @@ func ike2WaitChild(t *testing.T, d *Daemon, tenant, policy string, timeout time.
 	deadline := time.Now().Add(timeout)
 	for {
 		for _, r := range ike2IPsecSAs(t, d, tenant) {
-			if r.Policy == policy && r.State == "INSTALLED" && r.InboundSPI != "-" && r.OutboundSPI != "-" {
+			if r.Policy == policy && r.State == "INSTALLED" && r.InboundSPI != 0 && r.OutboundSPI != 0 {
 				return r
 			}
 		}
@@ -118,11 +118,10 @@ func ike2Stats(t *testing.T, d *Daemon) map[string]api.Stats {
 	return m
 }
 
-// ike2SAPackets is the packet count of the SA with spi (8 hex digits, as
-// show-ipsecsa prints it) in a VM's stats.
-func ike2SAPackets(s api.Stats, spi string) (uint64, bool) {
+// ike2SAPackets is the packet count of the SA with spi in a VM's stats.
+func ike2SAPackets(s api.Stats, spi api.SPI) (uint64, bool) {
 	for _, x := range s.SAs {
-		if strings.EqualFold(strings.TrimPrefix(x.SPI, "0x"), strings.TrimLeft(spi, "0")) {
+		if x.SPI == spi {
 			return x.Packets, true
 		}
 	}
@@ -224,11 +223,11 @@ func TestIntegrationIKETwoTenants(t *testing.T) {
 		rows := ike2IPsecSAs(t, d, p.Tenant)
 		var ours []string
 		for _, r := range rows {
-			if r.Tenant != p.Tenant || r.VM != p.Guest.Name {
+			if r.Tenant != p.Tenant || string(r.VM) != p.Guest.Name {
 				t.Errorf("show-ipsecsa --tenant %s lists a row of tenant %s, vm %s: %+v", p.Tenant, r.Tenant, r.VM, r)
 			}
 			if r.State == "INSTALLED" {
-				ours = append(ours, strings.ToLower(r.InboundSPI), strings.ToLower(r.OutboundSPI))
+				ours = append(ours, fmt.Sprintf("%08x", uint32(r.InboundSPI)), fmt.Sprintf("%08x", uint32(r.OutboundSPI)))
 			}
 		}
 		slices.Sort(ours)
@@ -279,7 +278,7 @@ func TestIntegrationIKETwoTenants(t *testing.T) {
 	if acmeESP == nil {
 		t.Fatal("no ESP-in-UDP frame from peer A to acme's guest in the capture of the uplink")
 	}
-	if got, want := fmt.Sprintf("%08x", binary.BigEndian.Uint32(acmeESP[espOff:])), children["acme"].InboundSPI; got != want {
+	if got, want := api.SPI(binary.BigEndian.Uint32(acmeESP[espOff:])), children["acme"].InboundSPI; got != want {
 		t.Fatalf("peer A's ESP carries SPI %s, acme's inbound SA is %s", got, want)
 	}
 	// (1) Replayed as it is: acme's own SA refuses it (the injection path
@@ -297,8 +296,7 @@ func TestIntegrationIKETwoTenants(t *testing.T) {
 	binary.BigEndian.PutUint16(toGlobex[14+10:], 0)
 	binary.BigEndian.PutUint16(toGlobex[14+10:], ike2IPChecksum(toGlobex[14:14+ihl]))
 	binary.BigEndian.PutUint16(toGlobex[14+ihl+6:], 0) // UDP checksum: none (IPv4)
-	var gin uint32
-	fmt.Sscanf(children["globex"].InboundSPI, "%x", &gin)
+	gin := uint32(children["globex"].InboundSPI)
 	binary.BigEndian.PutUint32(toGlobex[espOff:], gin)
 	binary.BigEndian.PutUint32(toGlobex[espOff+4:], 1<<30)
 
@@ -485,7 +483,7 @@ func TestIntegrationIKEVifsecToVifsec(t *testing.T) {
 	spis := map[string]bool{}
 	for _, f := range fams {
 		for _, c := range f.children {
-			spis["0x"+c.InboundSPI] = true
+			spis[c.InboundSPI.String()] = true
 		}
 	}
 	acmeAddrs := map[string]bool{a.IP4.String(): true, b.IP4.String(): true, a.IP6.String(): true, b.IP6.String(): true}

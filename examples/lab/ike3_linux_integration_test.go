@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vifsec/vifsec/internal/api"
+	"github.com/vifsec/vifsec/api"
 )
 
 // Pre-shared keys of the underlay IKE policies: one per tenant, different.
@@ -124,11 +124,11 @@ func TestIntegrationIKEUnderlay(t *testing.T) {
 			if c.VM != "" || c.LocalAddress != UnderlayAddr(gw).String() || c.RemoteAddress != UnderlayAddr(other[gw]).String() {
 				t.Errorf("gateway %s, %s: Child SA %+v; want an underlay SA (no VM) from %s to %s", gw, tn.Name, c, UnderlayAddr(gw), UnderlayAddr(other[gw]))
 			}
-			for _, spi := range []string{c.InboundSPI, c.OutboundSPI} {
-				if prev, ok := spiTenant["0x"+spi]; ok && prev != tn.Name {
+			for _, spi := range []string{c.InboundSPI.String(), c.OutboundSPI.String()} {
+				if prev, ok := spiTenant[spi]; ok && prev != tn.Name {
 					t.Errorf("SPI %s is both %s's and %s's", spi, prev, tn.Name)
 				}
-				spiTenant["0x"+spi] = tn.Name
+				spiTenant[spi] = tn.Name
 			}
 			// Exactly one Child SA per tenant: nothing of the other tenant's.
 			for _, r := range ike2IPsecSAs(t, ds[gw], tn.Name) {

@@ -436,14 +436,14 @@ func TestIntegrationIKERekeyUnderLoad(t *testing.T) {
 		// 4 Mbit/s: a tenth of what charon's kernel-libipsec forwards
 		// here (make bench-e2e), so that on a busy 2-core machine a loss
 		// is the rekeys', not the peer's.
+		led := startLedger(t, l, d)
 		r, err := Iperf3UDP(ctx, l.Peer, l.Guest.NS, IKEGuest4, IKEProtHost4, 4_000_000, 7*time.Second, reverse, rekeys)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("reverse=%v: %d packets, %d lost, %d out of order across 3 rekeys", reverse, r.Packets, r.Lost, r.OutOfOrder)
-		if r.Packets < 2000 || r.Lost != 0 {
-			t.Errorf("reverse=%v: %d of %d packets lost across the rekeys, want 0", reverse, r.Lost, r.Packets)
-		}
+		g := led.finish(t)
+		t.Logf("reverse=%v: %d packets, %d lost, %d out of order across 3 rekeys; %s", reverse, r.Packets, r.Lost, r.OutOfOrder, g)
+		judgeRekeyLoss(t, fmt.Sprintf("reverse=%v", reverse), r, g)
 	}
 	after := childSPIsOf(t, ch)
 	for s := range after {
@@ -463,6 +463,58 @@ func TestIntegrationIKERekeyUnderLoad(t *testing.T) {
 			t.Errorf("charon's SPI %s missing in show-ipsecsa:\n%s", s, out)
 		}
 	}
+}
+
+// judgeRekeyLoss fails the test for a packet vifsec lost, and for a
+// loss iperf3 saw that the ledger cannot place; a loss that the ledger
+// puts on charon (its libipsec, its socket) or on a kernel (a full socket
+// buffer, a veth) is logged: that is no fault of vifsec's.
+func judgeRekeyLoss(t *testing.T, run string, r UDPLoss, g *ledger) {
+	t.Helper()
+	// The flow crossed every Child SA rekey: three outbound SAs of the
+	// sender's carried it (the packet count depends on the machine's
+	// load, the number of SAs does not).
+	if sender := map[bool]map[uint32]int{false: g.WireOut, true: g.WireIn}[strings.HasSuffix(run, "true")]; len(sender) < 3 || r.Packets == 0 {
+		t.Errorf("%s: %d packets on %d SAs (%s), want the flow on the 3 SAs of the 2 Child SA rekeys", run, r.Packets, len(sender), spiCounts(sender))
+	}
+	complete := func(caps ...string) bool {
+		for _, c := range caps {
+			if g.CaptureDrops[c] > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	if len(g.VMDrops) > 0 {
+		t.Errorf("%s: vifsec dropped the guest's packets across the rekeys: %v", run, g.VMDrops)
+	}
+	if complete("guest", "wire") {
+		if vo, vi := g.VifsecLost(); vo != 0 || vi != 0 {
+			t.Errorf("%s: vifsec lost %d packets toward the protected host (%v) and %d toward the guest (%v) across the rekeys, want 0",
+				run, vo, g.MissingOut, vi, g.MissingIn)
+			return
+		}
+	}
+	if r.Lost == 0 || t.Failed() {
+		return
+	}
+	// What others lost: charon (between the wire and its TUN device, or
+	// at least what its sockets dropped), the kernels' other full
+	// sockets, the veths.
+	// Charon's: from the counters (its sockets' and its TUN device's
+	// full queues), or, if more, from complete captures.
+	charon := int(g.CharonSocket) + int(g.LinkDrops[g.tunKey+" tx"])
+	if co, ci := g.CharonLost(); complete("wire", "tun") && co >= 0 && ci >= 0 {
+		charon = max(charon, co+ci)
+	}
+	ko, ki := g.KernelLost()
+	others := int(g.PeerRcvbuf-g.CharonSocket) + int(g.GuestRcvbuf) + ko + ki
+	if charon+others >= r.Lost {
+		t.Logf("%s: the %d lost packets are not vifsec's: charon lost %d (%v / %v; its sockets' receive buffers overflowed %d times), "+
+			"other full sockets and veths %d", run, r.Lost, charon, g.MissingOut, g.MissingIn, g.CharonSocket, others)
+		return
+	}
+	t.Errorf("%s: %d of %d packets lost across the rekeys, and the ledger places only %d of them outside vifsec", run, r.Lost, r.Packets, charon+others)
 }
 
 // TestIntegrationIKEDeleteAndDPD: a Delete from either side removes the

@@ -48,16 +48,54 @@ var (
 	IP4B = netip.MustParseAddr("192.0.2.2")
 )
 
-// Tenants of the default lab: name and VLAN.
-var Tenants = []struct {
-	Name string
+// Tenant is one tenant of a lab: one VM on each gateway.
+type Tenant struct {
+	Name string // also the VM's host-side interface name: at most 15 bytes
 	VLAN uint16
-}{{"acme", 100}, {"globex", 200}}
+	// Tag names the VMs' namespaces (prefix+Tag+gateway); "" is the
+	// name's first two letters.
+	Tag string
+	// IP4 and IP6 are the VMs' addresses on gateways a and b; zero values
+	// are the shared IP4A/IP4B and IP6A/IP6B.
+	IP4, IP6 [2]netip.Addr
+}
 
-// Build creates the lab with namespace names starting with prefix (keep it
-// short: interface names are limited to 15 bytes). On error, whatever was
-// made is removed.
-func Build(ctx context.Context, prefix string) (l *Lab, err error) {
+// Tenants of the default lab: name and VLAN.
+var Tenants = []Tenant{{Name: "acme", VLAN: 100}, {Name: "globex", VLAN: 200}}
+
+// MaxPairs is the most tenants PairTenants makes: two addresses each in
+// 192.0.2.0/24.
+const MaxPairs = 126
+
+// PairTenants returns n tenants ("p1".."pN", VLANs 401..) whose VM pairs
+// have addresses of their own (192.0.2.1/.2, .3/.4, …), so a routed
+// gateway can tell the pairs apart: the scale benchmark's lab.
+func PairTenants(n int) ([]Tenant, error) {
+	if n < 1 || n > MaxPairs {
+		return nil, fmt.Errorf("lab: %d VM pairs: use 1 to %d", n, MaxPairs)
+	}
+	ts := make([]Tenant, n)
+	for i := range ts {
+		lo := byte(2*i + 1)
+		ts[i] = Tenant{
+			Name: fmt.Sprintf("p%d", i+1), VLAN: uint16(401 + i), Tag: fmt.Sprintf("p%d", i+1),
+			IP4: [2]netip.Addr{netip.AddrFrom4([4]byte{192, 0, 2, lo}), netip.AddrFrom4([4]byte{192, 0, 2, lo + 1})},
+			IP6: [2]netip.Addr{netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 14: 1, 15: lo}),
+				netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 14: 1, 15: lo + 1})},
+		}
+	}
+	return ts, nil
+}
+
+// Build creates the default lab (Tenants) with namespace names starting
+// with prefix (keep it short: interface names are limited to 15 bytes).
+// On error, whatever was made is removed.
+func Build(ctx context.Context, prefix string) (*Lab, error) {
+	return BuildTenants(ctx, prefix, Tenants)
+}
+
+// BuildTenants is Build with the given tenants instead of Tenants.
+func BuildTenants(ctx context.Context, prefix string, tenants []Tenant) (l *Lab, err error) {
 	l = &Lab{Prefix: prefix}
 	made := l
 	defer func() {
@@ -77,15 +115,25 @@ func Build(ctx context.Context, prefix string) (l *Lab, err error) {
 				return nil, err
 			}
 		}
-		for ti, t := range Tenants {
+		for ti, t := range tenants {
+			tag := t.Tag
+			if tag == "" {
+				tag = t.Name[:2]
+			}
 			vm := &VM{
 				Name: t.Name + "-" + g, Tenant: t.Name, Gateway: gw,
-				NS:   prefix + t.Name[:2] + g,
+				NS:   prefix + tag + g,
 				Dev:  t.Name,
 				MAC:  fmt.Sprintf("52:54:00:%02x:%02x:01", ti+1, gi+0xa),
 				VLAN: t.VLAN,
 				IP6:  []netip.Addr{IP6A, IP6B}[gi],
 				IP4:  []netip.Addr{IP4A, IP4B}[gi],
+			}
+			if t.IP4[gi].IsValid() {
+				vm.IP4 = t.IP4[gi]
+			}
+			if t.IP6[gi].IsValid() {
+				vm.IP6 = t.IP6[gi]
 			}
 			if err := l.addNS(ctx, vm.NS); err != nil {
 				return nil, err

@@ -6,11 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/datapath"
 )
 
 // TestIntegrationVXLANGateways: two vifsec gateways over a VXLAN underlay.
@@ -60,6 +64,13 @@ func testVXLANGateways(t *testing.T, v6 bool) {
 	for _, f := range flows {
 		if f.Got != f.Want {
 			t.Errorf("%s %s to %s: got through=%v, want %v (%s)", f.Tenant, f.Kind, f.Dst, f.Got, f.Want, f.Err)
+		}
+	}
+	// The first frames toward each VTEP waited for its MAC, if they had
+	// to: none was lost.
+	for _, d := range ds {
+		if n := uplinkDrops(t, d)["overlay no-neighbor"]; n != 0 {
+			t.Errorf("gateway %s lost %d frames for want of the remote VTEP's MAC", d.GW.Name, n)
 		}
 	}
 	w, err := AnalyzeWith(ctx, files, sas, true)
@@ -264,4 +275,98 @@ func TestIntegrationVXLANProtectUnderlay(t *testing.T) {
 		t.Fatal("no underlay ESP on the wire")
 	}
 	t.Logf("%d underlay ESP frames, every one VXLAN of its tenant's VNI inside; SAs %v", esp, sas)
+}
+
+// TestIntegrationVXLANHoldsFramesForVTEP: a VM's frames toward a remote
+// VTEP whose underlay MAC the host cannot resolve yet wait for it instead
+// of being lost. Over an IPv6 underlay, gateway b's VTEP address is
+// missing while acme-a sends three UDP datagrams to acme-b (the guest knows
+// acme-b's MAC, so they are its first frames); once vifsecd has encrypted
+// them, the address appears, the kernel resolves it, and all three reach
+// acme-b, with no no-neighbor drop on gateway a.
+func TestIntegrationVXLANHoldsFramesForVTEP(t *testing.T) {
+	bin := needDemoTools(t)
+	ctx := context.Background()
+	l := buildLab(t, fmt.Sprintf("vh%d", os.Getpid()%10000), 6)
+	gwb := l.Gateways[1]
+	vtepB := l.vtep("b").String() + "/64"
+	if err := run(ctx, "ip", "-n", gwb.NS, "addr", "del", vtepB, "dev", gwb.Uplink); err != nil {
+		t.Fatal(err)
+	}
+	var ds []*Daemon
+	for _, gw := range l.Gateways {
+		d := startDaemon(t, bin, gw)
+		if _, err := ConfigureWith(ctx, l, d, "transport", nil, true); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	a, b := l.VM("acme", "a"), l.VM("acme", "b")
+	if err := run(ctx, "ip", "-n", a.NS, "neigh", "replace", b.IP6.String(), "lladdr", b.MAC, "dev", "eth0", "nud", "permanent"); err != nil {
+		t.Fatal(err)
+	}
+	var srv net.PacketConn
+	if err := InNS(b.NS, func() (err error) {
+		srv, err = net.ListenPacket("udp", netip.AddrPortFrom(b.IP6, 0).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	outSPI := func() uint64 {
+		t.Helper()
+		s, err := BenchStats(ctx, ds[0], a.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sa := range s.SAs {
+			if sa.Name == "acme-out6" {
+				return sa.Packets
+			}
+		}
+		t.Fatalf("no SA acme-out6 in the stats of %s: %+v", a.Name, s)
+		return 0
+	}
+	before := outSPI()
+	var c net.Conn
+	if err := InNS(a.NS, func() (err error) {
+		c, err = net.Dial("udp", srv.LocalAddr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 3
+	for i := range n {
+		if _, err := fmt.Fprintf(c, "first-%d", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// vifsecd has taken and encrypted them while b's VTEP is unresolvable.
+	for deadline := time.Now().Add(10 * time.Second); outSPI() < before+n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway a encrypted %d of the %d datagrams", outSPI()-before, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := run(ctx, "ip", "-n", gwb.NS, "addr", "add", vtepB, "dev", gwb.Uplink, "nodad"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	buf := make([]byte, 64)
+	// The kernel probes a next hop once a second: the frames leave
+	// within about that, well inside their wait.
+	srv.SetReadDeadline(time.Now().Add(datapath.NeighborHoldTime + 2*time.Second))
+	for len(got) < n {
+		k, _, err := srv.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		got[string(buf[:k])] = true
+	}
+	if drops := uplinkDrops(t, ds[0]); len(got) != n || drops["overlay no-neighbor"] != 0 {
+		neigh, _ := Exec(ctx, l.Gateways[0].NS, "ip", "-6", "neigh", "show", "dev", l.Gateways[0].Uplink)
+		t.Fatalf("acme-b received %d of the %d datagrams sent while b's VTEP was unresolved (%v); gateway a's overlay drops %v; a's neighbours:\n%s",
+			len(got), n, got, drops, neigh)
+	}
 }

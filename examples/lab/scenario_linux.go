@@ -93,8 +93,37 @@ func (l *Lab) AddUnderlay6(ctx context.Context) error {
 			}
 		}
 	}
+	// Turning IPv6 on gives each uplink a link-local address that is
+	// tentative until duplicate address detection is over (1–2 s); until
+	// then the kernel sends no Neighbor Solicitation for a remote VTEP
+	// (it has no usable source address), so nothing resolves. Wait for
+	// it: the lab is ready when its underlay is.
+	for _, gw := range l.Gateways {
+		if err := waitNoTentative(ctx, gw.NS, gw.Uplink); err != nil {
+			return err
+		}
+	}
 	l.underlay = underlay6
 	return nil
+}
+
+// waitNoTentative waits until no IPv6 address of dev in namespace ns is
+// tentative (duplicate address detection over), for 10 s at most.
+func waitNoTentative(ctx context.Context, ns, dev string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.CommandContext(ctx, "ip", "-n", ns, "-6", "addr", "show", "dev", dev, "tentative").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("lab: ip -n %s -6 addr show dev %s tentative: %v: %s", ns, dev, err, out)
+		}
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %s in %s keeps tentative IPv6 addresses:\n%s", dev, ns, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // vtep is gateway gw's VTEP address in this lab.
@@ -205,17 +234,27 @@ func ConfigureWith(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Wri
 	return sas, nil
 }
 
-// Capture runs tcpdump on a gateway's uplink until stop is called.
+// Capture runs tcpdump on an interface until stop is called.
 type Capture struct {
-	File string
-	cmd  *exec.Cmd
-	once sync.Once
+	File    string
+	cmd     *exec.Cmd
+	once    sync.Once
+	stderr  chan struct{} // closed when tcpdump's stderr is read to the end
+	dropped int           // "N packets dropped by kernel", once stopped
 }
 
 // StartCapture captures gw's uplink into file.
 func StartCapture(ctx context.Context, gw *Gateway, file string) (*Capture, error) {
-	c := &Capture{File: file}
-	c.cmd = exec.Command("ip", "netns", "exec", gw.NS, "tcpdump", "-i", gw.Uplink, "--immediate-mode", "-U", "-n", "-s", "0", "-w", file)
+	return StartCaptureOn(ctx, gw.NS, gw.Uplink, file)
+}
+
+// StartCaptureOn captures interface dev in namespace ns into file; filter,
+// if given, is tcpdump's filter expression.
+func StartCaptureOn(ctx context.Context, ns, dev, file string, filter ...string) (*Capture, error) {
+	c := &Capture{File: file, stderr: make(chan struct{})}
+	// A large buffer: the counts of a capture are evidence (Dropped).
+	args := append([]string{"netns", "exec", ns, "tcpdump", "-i", dev, "--immediate-mode", "-U", "-n", "-s", "0", "-B", "8192", "-w", file}, filter...)
+	c.cmd = exec.Command("ip", args...)
 	stderr, err := c.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -223,15 +262,21 @@ func StartCapture(ctx context.Context, gw *Gateway, file string) (*Capture, erro
 	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("tcpdump: %w", err)
 	}
-	// tcpdump says "listening on" once the capture is live.
+	// tcpdump says "listening on" once the capture is live, and how many
+	// packets the kernel dropped when it ends.
 	ready := make(chan struct{})
 	go func() {
+		defer close(c.stderr)
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {
-			if !once && strings.Contains(sc.Text(), "listening on") {
+			line := sc.Text()
+			if !once && strings.Contains(line, "listening on") {
 				close(ready)
 				once = true
+			}
+			if strings.HasSuffix(line, "dropped by kernel") { // "N packet(s) dropped by kernel"
+				fmt.Sscan(line, &c.dropped)
 			}
 		}
 		if !once {
@@ -245,12 +290,21 @@ func StartCapture(ctx context.Context, gw *Gateway, file string) (*Capture, erro
 	return c, nil
 }
 
+// Dropped is how many packets the kernel dropped before tcpdump read them
+// (known once Stop returned): a capture with drops is no count of what
+// crossed.
+func (c *Capture) Dropped() int {
+	c.Stop()
+	return c.dropped
+}
+
 // Stop ends the capture and waits for tcpdump to flush. It is safe to
 // call more than once (and from a deferred cleanup).
 func (c *Capture) Stop() {
 	c.once.Do(func() {
 		time.Sleep(200 * time.Millisecond)
 		_ = c.cmd.Process.Signal(os.Interrupt)
+		<-c.stderr
 		_ = c.cmd.Wait()
 	})
 }

@@ -82,7 +82,7 @@ func TestIntegrationSeqRestart(t *testing.T) {
 	}
 	<-d.exited
 	d.exited <- nil
-	d = restart()
+	restart() // stopped by the cleanup restart registered
 	ping("after SIGKILL and start", "-f", "-c", "500")
 	flood.Process.Kill()
 	flood.Wait()

@@ -27,76 +27,10 @@ import (
 //     objects (tenants, IKE policies, certificates) are the same on every
 //     host. Without ?host, or with the receiving daemon's own name, the
 //     request is served as without a fleet.
-//   - GET /v1/health: the store's health from this daemon's view.
-//   - GET /v1/fleet: every host, its liveness, VMs and SA counts.
-//   - POST /v1/vms/NAME/move {"to_host":"B"}: move a VM binding, with its
+//   - GET /v2/health: the store's health from this daemon's view.
+//   - GET /v2/fleet: every host, its liveness, VMs and SA counts.
+//   - POST /v2/vms/NAME/move {"to_host":"B"}: move a VM binding, with its
 //     SAs and SPs, to host B (one transaction).
-
-// Health answers GET /v1/health.
-type Health struct {
-	Store string `json:"store"` // "etcd"
-	Host  string `json:"host"`
-	// State is "ok", or "degraded" while the store cannot be reached
-	// with a quorum: the data path keeps its last state and changes are
-	// refused.
-	State       string    `json:"state"`
-	Since       time.Time `json:"since"`
-	LastContact time.Time `json:"last_contact,omitzero"`
-	Error       string    `json:"error,omitempty"`
-	// Revision is the store revision of the state the daemon runs.
-	Revision int64 `json:"revision"`
-	Tenants  int   `json:"tenants"`
-	VMs      int   `json:"vms"`
-	SAs      int   `json:"sas"`
-	// Problems are stored records this host did not apply, and why.
-	Problems []string `json:"problems"`
-}
-
-// FleetVM is one VM of a host in GET /v1/fleet.
-type FleetVM struct {
-	Name   string `json:"name"`
-	Tenant string `json:"tenant"`
-	VIF    string `json:"vif"`
-	SAs    int    `json:"sas"`
-}
-
-// FleetHost is one host in GET /v1/fleet; it is also what each daemon
-// keeps in the store as its status.
-type FleetHost struct {
-	Host string `json:"host"`
-	// State is ok or degraded (as the host last reported), or down: no
-	// live vifsecd (its status key expired), or unknown: the store
-	// cannot be read.
-	State    string    `json:"state"`
-	Version  string    `json:"version,omitempty"`
-	Since    time.Time `json:"since,omitzero"`
-	Revision int64     `json:"revision,omitempty"`
-	Tenants  int       `json:"tenants"`
-	SAs      int       `json:"sas"`
-	VMs      []FleetVM `json:"vms"`
-	// VMCount is the number of VMs; VMs may list fewer (a status keeps at
-	// most 8192).
-	VMCount  int      `json:"vm_count"`
-	Problems []string `json:"problems,omitempty"`
-}
-
-// FleetStatus answers GET /v1/fleet.
-type FleetStatus struct {
-	Self  string `json:"self"`
-	Store string `json:"store"` // ok | degraded (this daemon's view)
-	// Error says why other hosts are unknown.
-	Error string      `json:"error,omitempty"`
-	Hosts []FleetHost `json:"hosts"`
-}
-
-// MoveRequest is POST /v1/vms/NAME/move (`vifsec vm move`).
-type MoveRequest struct {
-	ToHost string `json:"to_host"`
-	// Dev and Netns, if set, are the VM's interface on the destination
-	// (tap names differ between hosts); else they stay as they were.
-	Dev   string `json:"dev,omitempty"`
-	Netns string `json:"netns,omitempty"`
-}
 
 // Fleet is what vifsecd's fleet runtime offers the API.
 type Fleet interface {
@@ -122,7 +56,7 @@ type ExecOptions struct {
 	RemoveTenant string
 }
 
-// NewFleetHandler returns the API of a fleet daemon: the /v1 API of
+// NewFleetHandler returns the API of a fleet daemon: the /v2 API of
 // NewHandler on each host's daemon (see Fleet.Exec), plus the fleet
 // endpoints.
 func NewFleetHandler(f Fleet, log *slog.Logger, version string) http.Handler {
@@ -227,7 +161,7 @@ func failFleet(w http.ResponseWriter, err error) {
 // maxAttempts bounds the retries of a request that keeps losing races.
 const maxAttempts = 5
 
-// forward serves every /v1 endpoint of NewHandler on the daemon of ?host.
+// forward serves every /v2 endpoint of NewHandler on the daemon of ?host.
 func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
 	host, ok := h.hostParam(w, r)
 	if !ok {
@@ -295,45 +229,6 @@ func (b *bufferedResponse) copyTo(w http.ResponseWriter) {
 	}
 	w.WriteHeader(b.status)
 	w.Write(b.body.Bytes())
-}
-
-// Client side.
-
-// ForHost returns a client whose requests carry ?host=name: they are
-// about host name's objects (see NewFleetHandler). "" returns c.
-func (c *Client) ForHost(name string) *Client {
-	if name == "" {
-		return c
-	}
-	base := c.hc.Transport
-	c2 := *c
-	c2.hc = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-		r = r.Clone(r.Context()) // a RoundTripper must not change the caller's request
-		q := r.URL.Query()
-		q.Set("host", name)
-		r.URL.RawQuery = q.Encode()
-		return base.RoundTrip(r)
-	})}
-	return &c2
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// Health is GET /v1/health.
-func (c *Client) Health(ctx context.Context) (out Health, err error) {
-	return out, c.get(ctx, "/health", &out)
-}
-
-// FleetStatus is `vifsec fleet status`.
-func (c *Client) FleetStatus(ctx context.Context) (out FleetStatus, err error) {
-	return out, c.get(ctx, "/fleet", &out)
-}
-
-// MoveVM is `vifsec vm move --vm NAME --to-host HOST [--dev IFNAME] [--netns NS]`.
-func (c *Client) MoveVM(ctx context.Context, vm string, r MoveRequest) (Added, error) {
-	return c.send(ctx, http.MethodPost, "/vms/"+url.PathEscape(vm)+"/move", r)
 }
 
 // WithoutFleet wraps the API of a daemon on the embedded store: a request

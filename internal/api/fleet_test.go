@@ -3,9 +3,11 @@ package api
 import (
 	"context"
 	"errors"
+	wire "github.com/vifsec/vifsec/api"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,15 +53,23 @@ func TestFleetHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &fakeFleet{d: d}
-	srv := httptest.NewServer(NewFleetHandler(f, nil, "test"))
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(NewFleetHandler(f, nil, "test"))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
 	defer srv.Close()
-	c := NewClient("unused")
-	c.hc = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "tcp", srv.Listener.Addr().String())
+	c := wire.NewClient(sock)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 	}}}
 	do := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		resp, err := http.DefaultClient.Do(req)
+		req, _ := http.NewRequest(method, "http://vifsecd"+path, strings.NewReader(body))
+		resp, err := hc.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,19 +98,19 @@ func TestFleetHandler(t *testing.T) {
 		wantWrite  bool
 		wantTenant string
 	}{
-		{name: "read, this host", method: "GET", path: "/v1/tenants", wantCode: 200, wantBody: "[]"},
-		{name: "read, own name", method: "GET", path: "/v1/tenants?host=a", wantCode: 200, wantHost: ""},
-		{name: "read, other host", method: "GET", path: "/v1/sa?host=b", wantCode: 200, wantHost: "b"},
-		{name: "write retried after a lost race", method: "POST", path: "/v1/tenants?host=b", body: `{"tenant":"t1"}`, races: 1,
+		{name: "read, this host", method: "GET", path: "/v2/tenants", wantCode: 200, wantBody: "[]"},
+		{name: "read, own name", method: "GET", path: "/v2/tenants?host=a", wantCode: 200, wantHost: ""},
+		{name: "read, other host", method: "GET", path: "/v2/sa?host=b", wantCode: 200, wantHost: "b"},
+		{name: "write retried after a lost race", method: "POST", path: "/v2/tenants?host=b", body: `{"tenant":"t1"}`, races: 1,
 			wantCode: 409, wantBody: "already exists", wantHost: "b", wantWrite: true},
-		{name: "write", method: "POST", path: "/v1/tenants", body: `{"tenant":"t2"}`, wantCode: 201, wantWrite: true},
-		{name: "tenant removal is checked fleet-wide", method: "DELETE", path: "/v1/tenants/t2", wantCode: 200, wantWrite: true, wantTenant: "t2"},
-		{name: "always losing", method: "POST", path: "/v1/tenants", body: `{"tenant":"t3"}`, races: 99, wantCode: 409, wantBody: "kept changing", wantWrite: true},
-		{name: "store unreachable", method: "GET", path: "/v1/sa?host=b", unavail: true, wantCode: 503, wantBody: "unavailable"},
-		{name: "bad host", method: "GET", path: "/v1/sa?host=a%2Fb", wantCode: 400, wantBody: "--host"},
-		{name: "health", method: "GET", path: "/v1/health", wantCode: 200, wantBody: `"state": "ok"`},
-		{name: "move", method: "POST", path: "/v1/vms/web/move?host=b", body: `{"to_host":"c"}`, wantCode: 200, wantBody: "b:web:c"},
-		{name: "move without --to-host", method: "POST", path: "/v1/vms/web/move", body: `{}`, wantCode: 400, wantBody: "--to-host"},
+		{name: "write", method: "POST", path: "/v2/tenants", body: `{"tenant":"t2"}`, wantCode: 201, wantWrite: true},
+		{name: "tenant removal is checked fleet-wide", method: "DELETE", path: "/v2/tenants/t2", wantCode: 200, wantWrite: true, wantTenant: "t2"},
+		{name: "always losing", method: "POST", path: "/v2/tenants", body: `{"tenant":"t3"}`, races: 99, wantCode: 409, wantBody: "kept changing", wantWrite: true},
+		{name: "store unreachable", method: "GET", path: "/v2/sa?host=b", unavail: true, wantCode: 503, wantBody: "unavailable"},
+		{name: "bad host", method: "GET", path: "/v2/sa?host=a%2Fb", wantCode: 400, wantBody: "--host"},
+		{name: "health", method: "GET", path: "/v2/health", wantCode: 200, wantBody: `"state": "ok"`},
+		{name: "move", method: "POST", path: "/v2/vms/web/move?host=b", body: `{"to_host":"c"}`, wantCode: 200, wantBody: "b:web:c"},
+		{name: "move without --to-host", method: "POST", path: "/v2/vms/web/move", body: `{}`, wantCode: 400, wantBody: "--to-host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,8 +130,8 @@ func TestFleetHandler(t *testing.T) {
 		})
 	}
 	// The client's ForHost adds ?host= without touching the base client.
-	hc := c.ForHost("b")
-	if _, err := hc.SAs(context.Background()); err != nil {
+	ch := c.ForHost("b")
+	if _, err := ch.SAs(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if f.hosts[len(f.hosts)-1] != "b" {
@@ -143,9 +153,9 @@ func TestWithoutFleet(t *testing.T) {
 		code int
 		want string
 	}{
-		{"/v1/sa", 200, "[]"},
-		{"/v1/sa?host=b", 400, "--host"},
-		{"/v1/fleet", 404, "not a fleet host"},
+		{"/v2/sa", 200, "[]"},
+		{"/v2/sa?host=b", 400, "--host"},
+		{"/v2/fleet", 404, "not a fleet host"},
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", tt.path, nil))

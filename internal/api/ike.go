@@ -12,7 +12,7 @@ import (
 // carries a pre-shared key or a private key; requests that carry them
 // are never logged with their bodies.
 
-// ikeRoutes registers the IKE endpoints under prefix p ("/v1").
+// ikeRoutes registers the IKE endpoints under prefix p ("/v2").
 func (s *server) ikeRoutes(mux *http.ServeMux, p string) {
 	mux.HandleFunc("GET "+p+"/policies", s.listPolicies)
 	mux.HandleFunc("POST "+p+"/policies", s.createPolicy)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	wire "github.com/vifsec/vifsec/api"
 	"net/http"
 	"reflect"
 	"strings"
@@ -44,9 +45,9 @@ func TestAPIPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(c.AddTenant(ctx, TenantAddRequest{Tenant: "t1"}))
-	must(c.AttachVM(ctx, VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:ab:cd:ef", IP: []string{"2001:db8:1::121"}}))
-	must(c.CreatePolicy(ctx, PolicyCreateRequest{Tenant: "t1", Name: "pol1", VM: "vm1",
+	must(c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1"}))
+	must(c.AttachVM(ctx, wire.VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:ab:cd:ef", IP: []string{"2001:db8:1::121"}}))
+	must(c.CreatePolicy(ctx, wire.PolicyCreateRequest{Tenant: "t1", Name: "pol1", VM: "vm1",
 		LocalIPSubnets: List{"2001:DB8:1::121"}, RemoteIPSubnets: List{"2001:db8:2::/64", "2001:db8:3::/64"},
 		Protocols: "tcp", LocalPorts: "2049", RemoteAddress: "2001:db8:2::5", PSK: apiPSK,
 		IKEProposals: List{"AES256GCM16-PRFSHA384-ECP384"}}))
@@ -64,24 +65,24 @@ func TestAPIPolicies(t *testing.T) {
 	}
 	// Nothing listed carries the key.
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/v1/policies", nil, &raw); err != nil || strings.Contains(string(raw), "0e0f") || strings.Contains(string(raw), "AAECAw") {
+	if err := c.Do(ctx, http.MethodGet, "/v2/policies", nil, &raw); err != nil || strings.Contains(string(raw), "0e0f") || strings.Contains(string(raw), "AAECAw") {
 		t.Errorf("listing holds the PSK: %s", raw)
 	}
 	// Modify: absent fields keep their value, "" resets an optional one.
 	empty := ""
 	tunnel := "tunnel"
-	must(c.ModifyPolicy(ctx, "t1", "pol1", PolicyModifyRequest{Mode: &tunnel, RemoteAddress: &empty}))
+	must(c.ModifyPolicy(ctx, "t1", "pol1", wire.PolicyModifyRequest{Mode: &tunnel, RemoteAddress: &empty}))
 	ps, _ = c.Policies(ctx, "")
 	if ps[0].Mode != "tunnel" || ps[0].RemoteAddress != "" || ps[0].Protocols != "tcp" || ps[0].PSK != "set" {
 		t.Errorf("after modify: %+v", ps[0])
 	}
 	var ae *Error
 	anything := "ANYTHING"
-	_, err = c.ModifyPolicy(ctx, "t1", "pol1", PolicyModifyRequest{RemoteIdentity: &anything})
+	_, err = c.ModifyPolicy(ctx, "t1", "pol1", wire.PolicyModifyRequest{RemoteIdentity: &anything})
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "--remote-identity") {
 		t.Errorf("ANYTHING with PSK: %v", err)
 	}
-	_, err = c.CreatePolicy(ctx, PolicyCreateRequest{Tenant: "t1", Name: "pol2", LocalIPSubnets: List{"2001:db8:1::/64"},
+	_, err = c.CreatePolicy(ctx, wire.PolicyCreateRequest{Tenant: "t1", Name: "pol2", LocalIPSubnets: List{"2001:db8:1::/64"},
 		RemoteIPSubnets: List{"2001:db8:2::/64"}, LocalPorts: "1-2-3", Protocols: "frob", PSK: "\x01bad"})
 	if !errors.As(err, &ae) || ae.Code != "invalid" {
 		t.Fatalf("bad create: %v", err)
@@ -94,12 +95,12 @@ func TestAPIPolicies(t *testing.T) {
 	if strings.Contains(ae.Message, "\x01bad") {
 		t.Errorf("the refused PSK is quoted in %q", ae.Message)
 	}
-	_, err = c.ModifyPolicy(ctx, "t1", "nosuch", PolicyModifyRequest{})
+	_, err = c.ModifyPolicy(ctx, "t1", "nosuch", wire.PolicyModifyRequest{})
 	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
 		t.Errorf("modify unknown: %v", err)
 	}
 	// Unknown fields are refused.
-	err = c.Do(ctx, http.MethodPatch, "/v1/policies/t1/pol1", map[string]string{"moed": "tunnel"}, nil)
+	err = c.Do(ctx, http.MethodPatch, "/v2/policies/t1/pol1", map[string]string{"moed": "tunnel"}, nil)
 	if !errors.As(err, &ae) || ae.Code != "bad_request" {
 		t.Errorf("unknown field: %v", err)
 	}
@@ -118,20 +119,20 @@ func TestAPIPolicies(t *testing.T) {
 func TestAPICertificates(t *testing.T) {
 	c := serve(t)
 	ctx := context.Background()
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1"}); err != nil {
 		t.Fatal(err)
 	}
 	ca := pkitest.NewCA("test CA")
 	srv := ca.Issue("gw.example.com")
-	if _, err := c.InstallCertificate(ctx, CertificateInstallRequest{Tenant: "t1", CertName: "srv", Type: "server", PEM: string(srv.ServerPEM(ca))}); err != nil {
+	if _, err := c.InstallCertificate(ctx, wire.CertificateInstallRequest{Tenant: "t1", CertName: "srv", Type: "server", PEM: string(srv.ServerPEM(ca))}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := c.InstallCertificate(ctx, CertificateInstallRequest{Tenant: "t1", CertName: "ca", Type: "client-ca", PEM: string(ca.PEM())})
+	a, err := c.InstallCertificate(ctx, wire.CertificateInstallRequest{Tenant: "t1", CertName: "ca", Type: "client-ca", PEM: string(ca.PEM())})
 	if err != nil || len(a.Warnings) != 1 {
 		t.Fatalf("install CA: %+v, %v", a, err)
 	}
 	var ae *Error
-	_, err = c.InstallCertificate(ctx, CertificateInstallRequest{Tenant: "t1", CertName: "x", Type: "root", PEM: "x"})
+	_, err = c.InstallCertificate(ctx, wire.CertificateInstallRequest{Tenant: "t1", CertName: "x", Type: "root", PEM: "x"})
 	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "--type") {
 		t.Errorf("bad type: %v", err)
 	}
@@ -152,7 +153,7 @@ func TestAPICertificates(t *testing.T) {
 		t.Errorf("srv listed as %+v", s)
 	}
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/v1/certificates", nil, &raw); err != nil || strings.Contains(string(raw), "PRIVATE") || strings.Contains(string(raw), "MIG") {
+	if err := c.Do(ctx, http.MethodGet, "/v2/certificates", nil, &raw); err != nil || strings.Contains(string(raw), "PRIVATE") || strings.Contains(string(raw), "MIG") {
 		t.Errorf("listing holds key material: %s", raw)
 	}
 	cas, err := c.CACertificates(ctx, "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	wire "github.com/vifsec/vifsec/api"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 )
 
 // serveDaemon is serve with the daemon at hand.
-func serveDaemon(t *testing.T) (*Client, *daemon.Daemon) {
+func serveDaemon(t *testing.T) (*wire.Client, *daemon.Daemon) {
 	t.Helper()
 	d, err := daemon.New(storetest.NewMemory(), nil)
 	if err != nil {
@@ -30,7 +31,7 @@ func serveDaemon(t *testing.T) (*Client, *daemon.Daemon) {
 	srv := &http.Server{Handler: NewHandler(d, nil, "test")}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	c := NewClient(sock)
+	c := wire.NewClient(sock)
 	t.Cleanup(c.Close)
 	return c, d
 }
@@ -44,12 +45,12 @@ func TestAPIPolicyTimers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(c.AddTenant(ctx, TenantAddRequest{Tenant: "t1"}))
-	must(c.CreatePolicy(ctx, PolicyCreateRequest{Tenant: "t1", Name: "p1", LocalIPSubnets: List{"192.0.2.1/32"},
+	must(c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1"}))
+	must(c.CreatePolicy(ctx, wire.PolicyCreateRequest{Tenant: "t1", Name: "p1", LocalIPSubnets: List{"192.0.2.1/32"},
 		RemoteIPSubnets: List{"192.0.2.2/32"}, RemoteAddress: "192.0.2.2", PSK: apiPSK,
 		IKELifetime: "20m", ESPLifetime: "90", DPDInterval: "30s", DPDAction: "CLEAR"}))
 	// A respond-only policy with no timers: defaults, DPD action clear.
-	must(c.CreatePolicy(ctx, PolicyCreateRequest{Tenant: "t1", Name: "p2", LocalIPSubnets: List{"192.0.2.1/32"},
+	must(c.CreatePolicy(ctx, wire.PolicyCreateRequest{Tenant: "t1", Name: "p2", LocalIPSubnets: List{"192.0.2.1/32"},
 		RemoteIPSubnets: List{"192.0.2.0/24"}, PSK: apiPSK}))
 	timers := func(name string) [4]string {
 		t.Helper()
@@ -73,7 +74,7 @@ func TestAPIPolicyTimers(t *testing.T) {
 	}
 	// Modify: "" resets to the default, absent keeps.
 	empty, restart, short, off := "", "restart", Value("15s"), Value("off")
-	must(c.ModifyPolicy(ctx, "t1", "p1", PolicyModifyRequest{IKELifetime: &short, DPDInterval: &off, DPDAction: &empty}))
+	must(c.ModifyPolicy(ctx, "t1", "p1", wire.PolicyModifyRequest{IKELifetime: &short, DPDInterval: &off, DPDAction: &empty}))
 	if got, want := timers("p1"), [4]string{"15s", "1m30s", "off", "restart"}; got != want {
 		t.Errorf("p1 after modify %q, want %q", got, want)
 	}
@@ -90,7 +91,7 @@ func TestAPIPolicyTimers(t *testing.T) {
 		{PolicyModifyRequest{RemoteAddress: &empty, DPDAction: &restart}, "--dpd-action restart"},
 	} {
 		before, _ := c.Policies(ctx, "t1")
-		_, err := c.ModifyPolicy(ctx, "t1", "p1", tc.req)
+		_, err := c.ModifyPolicy(ctx, "t1", "p1", wire.PolicyModifyRequest(tc.req))
 		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, tc.flag) {
 			t.Errorf("%+v: %v, want 400 naming %s", tc.req, err, tc.flag)
 		}
@@ -98,14 +99,14 @@ func TestAPIPolicyTimers(t *testing.T) {
 			t.Errorf("%+v: a refused modify changed the policy", tc.req)
 		}
 	}
-	_, err := c.CreatePolicy(ctx, PolicyCreateRequest{Tenant: "t1", Name: "p3", LocalIPSubnets: List{"192.0.2.1/32"},
+	_, err := c.CreatePolicy(ctx, wire.PolicyCreateRequest{Tenant: "t1", Name: "p3", LocalIPSubnets: List{"192.0.2.1/32"},
 		RemoteIPSubnets: List{"192.0.2.2/32"}, PSK: apiPSK, IKELifetime: "1d", DPDAction: "sometimes"})
 	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "--ike-lifetime") || !strings.Contains(ae.Message, "--dpd-action") {
 		t.Errorf("bad create: %v", err)
 	}
 	// JSON numbers are seconds.
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodPatch, "/v1/policies/t1/p2", map[string]any{"esp_lifetime": 600}, &raw); err != nil {
+	if err := c.Do(ctx, http.MethodPatch, "/v2/policies/t1/p2", map[string]any{"esp_lifetime": 600}, &raw); err != nil {
 		t.Fatal(err)
 	}
 	if got := timers("p2")[1]; got != "10m" {
@@ -118,10 +119,10 @@ func ptr[T any](v T) *T { return &v }
 func TestAPIPolicyRekey(t *testing.T) {
 	c, d := serveDaemon(t)
 	ctx := context.Background()
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreatePolicy(ctx, PolicyCreateRequest{Tenant: "t1", Name: "p1", LocalIPSubnets: List{"192.0.2.1/32"},
+	if _, err := c.CreatePolicy(ctx, wire.PolicyCreateRequest{Tenant: "t1", Name: "p1", LocalIPSubnets: List{"192.0.2.1/32"},
 		RemoteIPSubnets: List{"192.0.2.2/32"}, RemoteAddress: "192.0.2.2", PSK: apiPSK}); err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestAPIPolicyRekey(t *testing.T) {
 		t.Errorf("unknown policy: %v", err)
 	}
 	// The body is checked like every other.
-	if err := c.Do(ctx, http.MethodPost, "/v1/policies/t1/p1/rekey", map[string]any{"ike_sa": true}, nil); !errors.As(err, &ae) || ae.Code != "bad_request" {
+	if err := c.Do(ctx, http.MethodPost, "/v2/policies/t1/p1/rekey", map[string]any{"ike_sa": true}, nil); !errors.As(err, &ae) || ae.Code != "bad_request" {
 		t.Errorf("unknown field: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/vif"
 	"io"
 	"log/slog"
@@ -15,14 +16,15 @@ import (
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/replay"
 	"github.com/vifsec/vifsec/tenant"
 )
 
 // maxBody bounds a request body; the largest request (sa add) is < 1 KiB.
 const maxBody = 1 << 20
 
-// NewHandler returns the /v1 API on d. version is reported by
-// GET /v1/version. Requests are logged at debug level without their
+// NewHandler returns the /v2 API on d. version is reported by
+// GET /v2/version. Requests are logged at debug level without their
 // bodies (an SA request carries keys).
 func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler {
 	if log == nil {
@@ -58,6 +60,7 @@ func NewHandler(d *daemon.Daemon, log *slog.Logger, version string) http.Handler
 	mux.HandleFunc("GET "+p+"/stats/uplink", s.getUplinkStats) // stats.go
 	mux.HandleFunc("GET "+p+"/ipsecsa", s.listIPsecSAs)
 	mux.HandleFunc("GET "+p+"/offload", s.listOffloads)
+	s.getRoutes(mux, p) // get.go
 	s.ikeRoutes(mux, p) // ike.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "bad_request",
@@ -148,11 +151,15 @@ func (s *server) getVersion(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listTenants(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.tenants())
+}
+
+func (s *server) tenants() []Tenant {
 	out := []Tenant{}
 	for _, t := range s.d.Tenants() {
 		out = append(out, Tenant{Name: t.Name, VNI: t.VNI, DefaultAction: t.DefaultAction.String()})
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) addTenant(w http.ResponseWriter, r *http.Request) {
@@ -180,6 +187,10 @@ func VMOf(v tenant.VM) VM {
 }
 
 func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.vms())
+}
+
+func (s *server) vms() []VM {
 	out := []VM{}
 	st, mtu := s.d.VIFStatus(), s.d.VMMTUs()
 	for _, v := range s.d.VMs() {
@@ -188,7 +199,7 @@ func (s *server) listVMs(w http.ResponseWriter, r *http.Request) {
 		vm.MTU = mtu[v.Name]
 		out = append(out, vm)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) attachVM(w http.ResponseWriter, r *http.Request) {
@@ -246,12 +257,12 @@ func dirString(d sa.Direction) string {
 func SAOf(info daemon.SAInfo) SA {
 	c := info.Config
 	out := SA{
-		Name: c.Name, VM: info.VM, Tenant: info.Tenant, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
+		Name: c.Name, VM: NullString(info.VM), Tenant: info.Tenant, VLAN: c.Scope.VLAN, MAC: c.Scope.MAC.String(),
 		Source: c.Src.String(), Destination: c.Dst.String(), Mode: c.Mode.String(),
-		SPI: fmt.Sprintf("0x%x", c.SPI), Direction: dirString(info.Dir),
+		SPI: SPI(c.SPI), Direction: NullString(dirString(info.Dir)),
 		EncryptionAlgorithm: c.Enc.String(), EncryptionKeyBytes: c.Enc.KeyLen(),
 		IntegrityAlgorithm: c.Integ.String(), IntegrityKeyBytes: c.Integ.KeyLen(),
-		ReplayWindow: c.ReplayWindow, ESN: c.ESN,
+		ReplayWindow: effectiveWindow(c.ReplayWindow), ESN: c.ESN,
 		LifetimeBytes: c.Lifetime.Hard.Bytes, LifetimeSeconds: c.Lifetime.Hard.Seconds,
 		UsedBy: append([]string{}, info.UsedBy...), State: saState(info), IKEPolicy: info.IKEPolicy, Refused: info.Refused,
 	}
@@ -273,11 +284,15 @@ func saState(info daemon.SAInfo) string {
 }
 
 func (s *server) listSAs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.sas())
+}
+
+func (s *server) sas() []SA {
 	out := []SA{}
 	for _, info := range s.d.SAs() {
 		out = append(out, SAOf(info))
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) addSA(w http.ResponseWriter, r *http.Request) {
@@ -330,7 +345,7 @@ func SPOf(info daemon.SPInfo) SP {
 	p := info.Policy
 	out := SP{
 		Name: p.Name, VM: p.VM, Source: p.Src.String(), Destination: p.Dst.String(),
-		SourcePort: p.SrcPort.String(), DestinationPort: p.DstPort.String(),
+		SourcePort: portOf(p.SrcPort), DestinationPort: portOf(p.DstPort),
 		UpperLayerProtocol: p.ULProto.String(), Direction: dirString(p.Direction),
 		Action: p.Action.String(), SAName: p.SAName, SAMissing: info.SAMissing,
 	}
@@ -341,6 +356,10 @@ func SPOf(info daemon.SPInfo) SP {
 }
 
 func (s *server) listSPs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.sps())
+}
+
+func (s *server) sps() []SP {
 	out := []SP{}
 	for _, info := range s.d.SPs() {
 		out = append(out, SPOf(info))
@@ -350,7 +369,7 @@ func (s *server) listSPs(w http.ResponseWriter, r *http.Request) {
 		sp.Owner = "ike"
 		out = append(out, sp)
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out
 }
 
 func (s *server) addSP(w http.ResponseWriter, r *http.Request) {
@@ -413,9 +432,9 @@ func (s *server) removeFDB(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	tn := q.Get("tenant")
 	var p problems
-	p.required("--tenant", tn, "name the tenant (DELETE /v1/fdb?tenant=NAME&mac=MAC)")
+	p.required("--tenant", tn, "name the tenant (DELETE /v2/fdb?tenant=NAME&mac=MAC)")
 	var mac tenant.MAC
-	if ms := q.Get("mac"); p.required("--mac", ms, "give the MAC of the entry (DELETE /v1/fdb?tenant=NAME&mac=MAC)") {
+	if ms := q.Get("mac"); p.required("--mac", ms, "give the MAC of the entry (DELETE /v2/fdb?tenant=NAME&mac=MAC)") {
 		var err error
 		if mac, err = tenant.ParseMAC(ms); err != nil {
 			p.add("--mac", err)
@@ -446,9 +465,9 @@ func (s *server) setConfig(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func dropMap(d *[sa.NumDrops]uint64) map[string]uint64 {
-	m := make(map[string]uint64, sa.NumDrops-1)
-	for i := sa.Drop(1); i < sa.NumDrops; i++ {
+func dropMap(d *[drop.NumCounted]uint64) map[string]uint64 {
+	m := make(map[string]uint64, drop.NumCounted-1)
+	for i := drop.Reason(1); i < drop.NumCounted; i++ {
 		m[i.String()] = d[i]
 	}
 	return m
@@ -470,7 +489,7 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 			if x.Expired {
 				state = "expired"
 			}
-			o.SAs = append(o.SAs, SAStats{Name: x.Name, SPI: fmt.Sprintf("0x%x", x.SPI), Direction: dirString(x.Dir),
+			o.SAs = append(o.SAs, SAStats{Name: x.Name, SPI: SPI(x.SPI), Direction: NullString(dirString(x.Dir)),
 				Packets: x.Packets, Bytes: x.Bytes, Drops: dropMap(&x.Drops), State: state})
 		}
 		out = append(out, o)
@@ -478,11 +497,23 @@ func (s *server) getStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func ontapSPI(v uint32) string {
-	if v == 0 {
-		return "-"
+// effectiveWindow is the replay window an SA runs with: 0 means the
+// default.
+func effectiveWindow(w int) int {
+	if w == 0 {
+		return replay.DefaultSize
 	}
-	return fmt.Sprintf("%08x", v)
+	return w
+}
+
+// portOf is a selector's port for listing: nil for any.
+func portOf(p tenant.Port) *int {
+	n, ok := p.Number()
+	if !ok {
+		return nil
+	}
+	v := int(n)
+	return &v
 }
 
 func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
@@ -494,8 +525,8 @@ func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
 	out := []IPsecSA{}
 	for _, x := range rows {
 		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: ipsecSAPolicy(x), Policies: append([]string{}, x.Policies...),
-			VM: x.VM, SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
-			InboundSPI: ontapSPI(x.InboundSPI), OutboundSPI: ontapSPI(x.OutboundSPI), State: x.State})
+			VM: NullString(x.VM), SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
+			InboundSPI: SPI(x.InboundSPI), OutboundSPI: SPI(x.OutboundSPI), State: x.State})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	wire "github.com/vifsec/vifsec/api"
 	"net/http"
 	"path/filepath"
 	"reflect"
@@ -11,7 +12,7 @@ import (
 )
 
 // serve runs the API on a temporary unix socket and returns a client.
-func serve(t *testing.T) *Client {
+func serve(t *testing.T) *wire.Client {
 	c, _ := serveDaemon(t)
 	return c
 }
@@ -19,13 +20,13 @@ func serve(t *testing.T) *Client {
 func TestAPIRoundTrip(t *testing.T) {
 	c := serve(t)
 	ctx := context.Background()
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.AttachVM(ctx, VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:AB:CD:EF", VLAN: "10", IP: []string{"2001:DB8:1::121"}}); err != nil {
+	if _, err := c.AttachVM(ctx, wire.VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:AB:CD:EF", VLAN: "10", IP: []string{"2001:DB8:1::121"}}); err != nil {
 		t.Fatal(err)
 	}
-	a, err := c.AddSA(ctx, seedSARequest())
+	a, err := c.AddSA(ctx, wire.SAAddRequest(seedSARequest()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,10 +38,10 @@ func TestAPIRoundTrip(t *testing.T) {
 		t.Fatalf("SAs = %v, %v", sas, err)
 	}
 	s := sas[0]
-	if s.SPI != "0x1000" || s.EncryptionKeyBytes != 24 || s.IntegrityKeyBytes != 20 || s.MAC != "52:54:00:ab:cd:ef" || s.VLAN != 10 || s.State != "idle" {
+	if s.SPI != 0x1000 || s.ReplayWindow != 1024 || s.EncryptionKeyBytes != 24 || s.IntegrityKeyBytes != 20 || s.MAC != "52:54:00:ab:cd:ef" || s.VLAN != 10 || s.State != "idle" {
 		t.Errorf("listed SA %+v", s)
 	}
-	_, err = c.AddSP(ctx, SPAddRequest{VM: "vm1", SPSource: "2001:db8:1::/64", SPDestination: "2002:db8:1::/64",
+	_, err = c.AddSP(ctx, wire.SPAddRequest{VM: "vm1", SPSource: "2001:db8:1::/64", SPDestination: "2002:db8:1::/64",
 		SourcePort: "23", DestinationPort: "25", UpperLayerProtocol: "tcp", FlowDirection: "out",
 		Action: "ipsec", SPMode: "tunnel", SAName: "sa_2", SPName: "sp1"})
 	var ae *Error
@@ -52,12 +53,12 @@ func TestAPIRoundTrip(t *testing.T) {
 		t.Errorf("remove unknown SA: %#v", err)
 	}
 	// DELETE of a whole collection needs ?all=true.
-	err = c.Do(ctx, http.MethodDelete, "/v1/sa", nil, nil)
+	err = c.Do(ctx, http.MethodDelete, "/v2/sa", nil, nil)
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
-		t.Errorf("DELETE /v1/sa without all: %v", err)
+		t.Errorf("DELETE /v2/sa without all: %v", err)
 	}
 	// Unknown fields are refused, not ignored.
-	err = c.Do(ctx, http.MethodPost, "/v1/tenants", map[string]string{"tenant": "t2", "vnii": "1"}, nil)
+	err = c.Do(ctx, http.MethodPost, "/v2/tenants", map[string]string{"tenant": "t2", "vnii": "1"}, nil)
 	if !errors.As(err, &ae) || ae.Code != "bad_request" || !strings.Contains(ae.Message, "vnii") {
 		t.Errorf("unknown field: %v", err)
 	}
@@ -69,7 +70,7 @@ func TestAPIRoundTrip(t *testing.T) {
 	if err != nil || !cfg.IsEnabled {
 		t.Errorf("Config = %+v, %v", cfg, err)
 	}
-	if _, err := c.ModifyConfig(ctx, ConfigModifyRequest{IsEnabled: "maybe"}); err == nil || !strings.Contains(err.Error(), "--is-enabled") {
+	if _, err := c.ModifyConfig(ctx, wire.ConfigModifyRequest{IsEnabled: "maybe"}); err == nil || !strings.Contains(err.Error(), "--is-enabled") {
 		t.Errorf("ModifyConfig(maybe) = %v", err)
 	}
 	u, err := c.Uplink(ctx)
@@ -79,9 +80,9 @@ func TestAPIRoundTrip(t *testing.T) {
 }
 
 func TestClientUnreachable(t *testing.T) {
-	c := NewClient(filepath.Join(t.TempDir(), "absent.sock"))
+	c := wire.NewClient(filepath.Join(t.TempDir(), "absent.sock"))
 	_, err := c.Config(context.Background())
-	var ue *UnreachableError
+	var ue *wire.UnreachableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("err = %v, want UnreachableError", err)
 	}
@@ -90,13 +91,13 @@ func TestClientUnreachable(t *testing.T) {
 func TestAPIFDB(t *testing.T) {
 	c := serve(t)
 	ctx := context.Background()
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t2", VNI: "5002"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t2", VNI: "5002"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "2001:db8::1"}); err != nil {
+	if _, err := c.SetUplink(ctx, wire.UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "2001:db8::1"}); err != nil {
 		t.Fatalf("uplink vxlan: %v", err)
 	}
 	if u, err := c.Uplink(ctx); err != nil || u == nil || u.Overlay != "vxlan" || u.VXLANPort != 4789 || u.VXLANLocal != "2001:db8::1" {
@@ -106,7 +107,7 @@ func TestAPIFDB(t *testing.T) {
 		{Tenant: "t2", MAC: "52:54:00:00:00:02", Remote: "192.0.2.2"},
 		{Tenant: "t1", MAC: "52:54:00:AB:CD:01", Remote: "2001:DB8::2"},
 	} {
-		if a, err := c.AddFDB(ctx, r); err != nil || len(a.Warnings) != 0 {
+		if a, err := c.AddFDB(ctx, wire.FDBAddRequest(r)); err != nil || len(a.Warnings) != 0 {
 			t.Fatalf("AddFDB(%+v) = %+v, %v", r, a, err)
 		}
 	}
@@ -137,7 +138,7 @@ func TestAPIFDB(t *testing.T) {
 		{FDBAddRequest{Tenant: "t1", MAC: "52:54:00:00:00:09"}, 400, "invalid", "--remote"},
 	}
 	for _, tt := range refusals {
-		_, err := c.AddFDB(ctx, tt.req)
+		_, err := c.AddFDB(ctx, wire.FDBAddRequest(tt.req))
 		if !errors.As(err, &ae) || ae.Status != tt.status || ae.Code != tt.code || !strings.Contains(ae.Message, tt.flag) {
 			t.Errorf("AddFDB(%+v) = %v, want %d %s naming %s", tt.req, err, tt.status, tt.code, tt.flag)
 		}
@@ -167,19 +168,19 @@ func TestAPIUnderlay(t *testing.T) {
 	c := serve(t)
 	ctx := context.Background()
 	var ae *Error
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1", VNI: "5001"}); err != nil {
 		t.Fatal(err)
 	}
 	// --protect underlay needs --overlay vxlan.
-	_, err := c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Protect: "underlay"})
+	_, err := c.SetUplink(ctx, wire.UplinkSetRequest{Dev: "eth0", Protect: "underlay"})
 	if !errors.As(err, &ae) || ae.Code != "invalid" || !strings.Contains(ae.Message, "--protect underlay") || !strings.Contains(ae.Message, "--overlay vxlan") {
 		t.Errorf("protect without vxlan: %v", err)
 	}
-	_, err = c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "192.0.2.1", Protect: "esp"})
+	_, err = c.SetUplink(ctx, wire.UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "192.0.2.1", Protect: "esp"})
 	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "--protect:") {
 		t.Errorf("bad protect: %v", err)
 	}
-	if _, err := c.SetUplink(ctx, UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "192.0.2.1", Protect: "underlay"}); err != nil {
+	if _, err := c.SetUplink(ctx, wire.UplinkSetRequest{Dev: "eth0", Overlay: "vxlan", VXLANLocal: "192.0.2.1", Protect: "underlay"}); err != nil {
 		t.Fatal(err)
 	}
 	u, err := c.Uplink(ctx)
@@ -190,7 +191,7 @@ func TestAPIUnderlay(t *testing.T) {
 	req := SAAddRequest{Tenant: "t1", SAName: "u1", SASource: "192.0.2.1", SADestination: "192.0.2.2",
 		SAMode: "tunnel", SASPI: "auto", EncryptionAlgorithm: "aes128-gcm",
 		EncryptionKey: "0x000102030405060708090a0b0c0d0e0f10111213", IntegrityAlgorithm: "none"}
-	a, err := c.AddSA(ctx, req)
+	a, err := c.AddSA(ctx, wire.SAAddRequest(req))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,27 +204,27 @@ func TestAPIUnderlay(t *testing.T) {
 	}
 	s := sas[0]
 	if s.VM != "" || s.Tenant != "t1" || s.MAC != "00:00:00:00:00:00" || s.VLAN != 0 || s.Direction != "out" || s.State != "installed" ||
-		!strings.Contains(a.Warnings[0], "SPI 0x"+strings.Repeat("0", 10-len(s.SPI))+s.SPI[2:]) {
+		!strings.Contains(a.Warnings[0], "SPI "+s.SPI.String()) {
 		t.Errorf("listed underlay SA %+v (warning %q)", s, a.Warnings[0])
 	}
 	// The same explicit SPI is refused, naming --sa-spi.
-	req.SAName, req.SASPI = "u2", s.SPI
-	_, err = c.AddSA(ctx, req)
+	req.SAName, req.SASPI = "u2", s.SPI.String()
+	_, err = c.AddSA(ctx, wire.SAAddRequest(req))
 	if !errors.As(err, &ae) || ae.Code != "exists" || !strings.Contains(ae.Message, "--sa-spi") {
 		t.Errorf("duplicate underlay SPI: %v", err)
 	}
 	req.SASPI = "0x0"
-	_, err = c.AddSA(ctx, req)
+	_, err = c.AddSA(ctx, wire.SAAddRequest(req))
 	if !errors.As(err, &ae) || ae.Code != "invalid" || !strings.Contains(ae.Message, "--sa-spi") {
 		t.Errorf("SPI 0x0: %v", err)
 	}
 	req.SASPI, req.VM = "0x2000", "vm1"
-	_, err = c.AddSA(ctx, req)
+	_, err = c.AddSA(ctx, wire.SAAddRequest(req))
 	if !errors.As(err, &ae) || ae.Code != "invalid" || !strings.Contains(ae.Message, "--vm/--tenant") {
 		t.Errorf("both --vm and --tenant: %v", err)
 	}
 	req.VM, req.Tenant = "", "nosuch"
-	_, err = c.AddSA(ctx, req)
+	_, err = c.AddSA(ctx, wire.SAAddRequest(req))
 	if !errors.As(err, &ae) || ae.Code != "not_found" || !strings.Contains(ae.Message, "--tenant") {
 		t.Errorf("unknown tenant: %v", err)
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	wire "github.com/vifsec/vifsec/api"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 
 // TestStatsDataPathCounters: counters the data path increments — a VM's
 // IKE and neighbour counters, the uplink's and the overlay's — show in
-// GET /v1/stats and GET /v1/stats/uplink under their JSON names; the
+// GET /v2/stats and GET /v2/stats/uplink under their JSON names; the
 // older fields stay.
 func TestStatsDataPathCounters(t *testing.T) {
 	d, err := daemon.New(storetest.NewMemory(), nil)
@@ -30,7 +31,7 @@ func TestStatsDataPathCounters(t *testing.T) {
 	srv := &http.Server{Handler: NewHandler(d, nil, "test")}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	c := NewClient(sock)
+	c := wire.NewClient(sock)
 	t.Cleanup(c.Close)
 	ctx := context.Background()
 
@@ -43,10 +44,10 @@ func TestStatsDataPathCounters(t *testing.T) {
 		t.Fatalf("uplink stats with no data path: %+v", u)
 	}
 
-	if _, err := c.AddTenant(ctx, TenantAddRequest{Tenant: "t1"}); err != nil {
+	if _, err := c.AddTenant(ctx, wire.TenantAddRequest{Tenant: "t1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.AttachVM(ctx, VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:00:00:01"}); err != nil {
+	if _, err := c.AttachVM(ctx, wire.VMAttachRequest{VM: "vm1", Tenant: "t1", Dev: "tap0", MAC: "52:54:00:00:00:01"}); err != nil {
 		t.Fatal(err)
 	}
 	vc := d.Snapshot().VMs[0].Counters
@@ -69,22 +70,22 @@ func TestStatsDataPathCounters(t *testing.T) {
 	e.OverlayStats.Unprotected.Add(16)
 
 	var raw []map[string]any
-	if err := c.get(ctx, "/stats", &raw); err != nil || len(raw) != 1 {
-		t.Fatalf("GET /v1/stats: %v %v", raw, err)
+	if err := c.Do(ctx, http.MethodGet, "/v2/stats", nil, &raw); err != nil || len(raw) != 1 {
+		t.Fatalf("GET /v2/stats: %v %v", raw, err)
 	}
 	for k, want := range map[string]float64{"packets_in": 1, "ike_in": 3, "ike_out": 4, "neighbor_requests": 5, "neighbors_learned": 6} {
 		if raw[0][k] != want {
-			t.Errorf("GET /v1/stats: %q = %v, want %v", k, raw[0][k], want)
+			t.Errorf("GET /v2/stats: %q = %v, want %v", k, raw[0][k], want)
 		}
 	}
 	for _, k := range []string{"vm", "tenant", "packets_out", "bytes_in", "bytes_out", "drops", "sas"} {
 		if _, ok := raw[0][k]; !ok {
-			t.Errorf("GET /v1/stats: %q missing", k)
+			t.Errorf("GET /v2/stats: %q missing", k)
 		}
 	}
 
 	var rawUp map[string]any
-	if err := c.get(ctx, "/stats/uplink", &rawUp); err != nil {
+	if err := c.Do(ctx, http.MethodGet, "/v2/stats/uplink", nil, &rawUp); err != nil {
 		t.Fatal(err)
 	}
 	wantUp := map[string]any{"frames_in": 100.0, "tx_errors": 0.0,
@@ -92,7 +93,7 @@ func TestStatsDataPathCounters(t *testing.T) {
 		"overlay_drops": map[string]any{"no-fdb-entry": 11.0, "no-neighbor": 12.0, "encap-error": 13.0,
 			"decap-error": 14.0, "underlay-no-sa": 15.0, "unprotected": 16.0}}
 	if !reflect.DeepEqual(rawUp, wantUp) {
-		t.Errorf("GET /v1/stats/uplink = %v\nwant %v", rawUp, wantUp)
+		t.Errorf("GET /v2/stats/uplink = %v\nwant %v", rawUp, wantUp)
 	}
 	if u, err = c.UplinkStats(ctx); err != nil || u.FramesIn != 100 || u.OverlayDrops["unprotected"] != 16 {
 		t.Errorf("UplinkStats() = %+v, %v", u, err)

@@ -1,13 +1,11 @@
 package api
 
 import (
-	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 )
 
-// putVM is PUT /v1/vms/NAME (ext): attach the VM, or move an attached VM
+// putVM is PUT /v2/vms/NAME (ext): attach the VM, or move an attached VM
 // of the same origin to the request's device, or change nothing if it is
 // attached as asked (daemon.RebindVM). The libvirt hook uses it at every
 // domain start, where the tap has a new name.
@@ -27,10 +25,4 @@ func (s *server) putVM(w http.ResponseWriter, r *http.Request) {
 		_, err = s.d.RebindVM(v)
 		return nil, err
 	})
-}
-
-// PutVM attaches the VM r describes, or moves the attached VM of that name
-// and the same origin to r's device (PUT /v1/vms/NAME). It is idempotent.
-func (c *Client) PutVM(ctx context.Context, r VMAttachRequest) (Added, error) {
-	return c.send(ctx, http.MethodPut, "/vms/"+url.PathEscape(r.VM), r)
 }

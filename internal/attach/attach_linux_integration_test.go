@@ -5,6 +5,7 @@ package attach
 import (
 	"context"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"os"
 	"os/exec"
 	"runtime"
@@ -63,7 +64,7 @@ func TestIntegrationVIFGoneAndBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
-	a.Set([]Want{{Dev: "vm0", Netns: ns, VM: datapath.VM{Name: "vm1", MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}}}, nil)
+	a.Set([]Want{{Dev: "vm0", Netns: ns, VM: datapath.VM{Name: "vm1", MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}}}}, nil)
 	waitFor(t, "attach", func() bool { return a.Status()["vm1"] == "" })
 
 	// Traffic flows (the guest end sends broadcast frames the port reads)
@@ -113,7 +114,7 @@ func TestIntegrationCreateTap(t *testing.T) {
 		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
 		return p, 0, err
 	}, nil)
-	a.Set([]Want{{Dev: "vmtap0", Netns: ns, CreateTap: true, VM: datapath.VM{Name: "vm1", MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 2}}}}, nil)
+	a.Set([]Want{{Dev: "vmtap0", Netns: ns, CreateTap: true, VM: datapath.VM{Name: "vm1", MAC: header.MAC{0x52, 0x54, 0, 0, 0, 2}}}}, nil)
 	if st := a.Status()["vm1"]; st != "" {
 		t.Fatalf("vm1 not attached: %s", st)
 	}

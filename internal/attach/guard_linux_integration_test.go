@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"net"
 	"net/netip"
 	"os"
@@ -139,7 +140,7 @@ func newWireTap(t *testing.T, dev, ns string, sentinel []byte) *wireTap {
 // leakVM is the guest's binding: its outbound UDP to the peer is ESP.
 func leakVM(t *testing.T, db *sa.DB) datapath.VM {
 	t.Helper()
-	c := sa.Config{Name: "probe-out", Scope: sa.Scope{MAC: sa.MAC(leakGuestMAC)}, SPI: leakSPI, Dir: sa.DirOut,
+	c := sa.Config{Name: "probe-out", Scope: sa.Scope{MAC: header.MAC(leakGuestMAC)}, SPI: leakSPI, Dir: sa.DirOut,
 		Src: leakGuestIP, Dst: leakPeerIP, Mode: sa.ModeTransport,
 		Enc: sa.EncAES128GCM, EncKey: []byte("0123456789abcdefsalt"), Integ: sa.IntegNone}
 	s, err := sa.New(c)
@@ -153,7 +154,7 @@ func leakVM(t *testing.T, db *sa.DB) datapath.VM {
 		Src: netip.PrefixFrom(leakGuestIP, 32), Dst: netip.PrefixFrom(leakPeerIP, 32),
 		SrcPort: tenant.PortAny, DstPort: tenant.PortAny, ULProto: tenant.ProtoAny,
 		Direction: sa.DirOut, Action: tenant.ActionIPsec, Mode: sa.ModeTransport, SAName: c.Name}
-	return datapath.VM{Name: "vm1", MAC: sa.MAC(leakGuestMAC), IPs: []netip.Addr{leakGuestIP},
+	return datapath.VM{Name: "vm1", MAC: header.MAC(leakGuestMAC), IPs: []netip.Addr{leakGuestIP},
 		DefaultAction: tenant.ActionDiscard, Policies: []tenant.Policy{pol}, SAs: []*sa.SA{s}}
 }
 
@@ -310,7 +311,7 @@ func leakRefused(t *testing.T, kind, mode string) {
 		opened = true
 		return nil, 0, fmt.Errorf("opened a %s", kind)
 	}, nil)
-	a.Set([]Want{{Dev: "vm0", Netns: hv, VM: datapath.VM{Name: "vm1", MAC: sa.MAC(leakGuestMAC)}}}, nil)
+	a.Set([]Want{{Dev: "vm0", Netns: hv, VM: datapath.VM{Name: "vm1", MAC: header.MAC(leakGuestMAC)}}}, nil)
 	st := a.Status()["vm1"]
 	if !strings.HasPrefix(st, "refused: ") || !strings.Contains(st, "a "+kind+" (mode "+mode+")") {
 		t.Errorf("status %q, want a refusal naming the %s and its mode %s", st, kind, mode)
@@ -414,7 +415,7 @@ func TestIntegrationGuardLifecycle(t *testing.T) {
 		return p, 0, err
 	}
 	want := func(dev string) []Want {
-		return []Want{{Dev: dev, Netns: ns, VM: datapath.VM{Name: "vm1", MAC: sa.MAC(leakGuestMAC)}}}
+		return []Want{{Dev: dev, Netns: ns, VM: datapath.VM{Name: "vm1", MAC: header.MAC(leakGuestMAC)}}}
 	}
 
 	e := datapath.New(sa.NewDB(0), nil)

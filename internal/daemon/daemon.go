@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"sort"
 	"sync"
@@ -68,6 +69,7 @@ type Daemon struct {
 	gen     atomic.Uint64
 	watchMu sync.Mutex
 	watchCh chan struct{}
+	applied dataPathSync // the generation the data path runs (applied.go)
 
 	expiredMu sync.Mutex
 	expired   map[*sa.SA]bool // already logged as expired
@@ -81,7 +83,7 @@ type vmEntry struct {
 	counters *VMCounters
 }
 
-func (e *vmEntry) scope() sa.Scope { return sa.Scope{VLAN: e.vm.VLAN, MAC: sa.MAC(e.vm.MAC)} }
+func (e *vmEntry) scope() sa.Scope { return sa.Scope{VLAN: e.vm.VLAN, MAC: header.MAC(e.vm.MAC)} }
 
 type spEntry struct {
 	seq uint64

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -150,7 +152,7 @@ func TestSPIIsPerVM(t *testing.T) {
 	if CodeOf(err) != CodeExists || !strings.Contains(err.Error(), "--sa-spi") {
 		t.Fatalf("same SPI on the same VM: %v, want exists naming --sa-spi", err)
 	}
-	k1 := sa.Key{Scope: sa.Scope{VLAN: 10, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}, SPI: 0x1000}
+	k1 := sa.Key{Scope: sa.Scope{VLAN: 10, MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}}, SPI: 0x1000}
 	if s := d.SADB().Lookup(k1); s == nil || s.Name() != "a" {
 		t.Errorf("Lookup(vm1, 0x1000) = %v, want a", s)
 	}
@@ -434,11 +436,11 @@ func TestStatsAndIPsecSAs(t *testing.T) {
 	must(t, d.AddSP(policy("spi", "vm1", "in1", sa.DirIn, tenant.ActionIPsec, sa.ModeTransport)))
 	d.SADB().Get("out1").Stats.Packets.Add(3)
 	d.Snapshot().VMs[0].Counters.PacketsOut.Add(7)
-	d.Snapshot().VMs[0].Counters.Drop(sa.DropNoSA)
+	d.Snapshot().VMs[0].Counters.Drop(drop.NoSA)
 
 	st, err := d.Stats("vm1")
 	must(t, err)
-	if len(st) != 1 || st[0].PacketsOut != 7 || st[0].Drops[sa.DropNoSA] != 1 || len(st[0].SAs) != 2 {
+	if len(st) != 1 || st[0].PacketsOut != 7 || st[0].Drops[drop.NoSA] != 1 || len(st[0].SAs) != 2 {
 		t.Fatalf("Stats = %+v", st)
 	}
 	for _, x := range st[0].SAs {

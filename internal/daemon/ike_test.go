@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"net/netip"
 	"path/filepath"
@@ -509,7 +510,7 @@ func TestIKEChildren(t *testing.T) {
 	d := setup(t, st)
 	must2(t)(d.CreatePolicy(pskPolicy("pol1")))
 	scope := d.Snapshot().VMs[0]
-	vmScope := sa.Scope{VLAN: scope.VM.VLAN, MAC: sa.MAC(scope.VM.MAC)}
+	vmScope := sa.Scope{VLAN: scope.VM.VLAN, MAC: header.MAC(scope.VM.MAC)}
 
 	// Before IKE installs anything, the policy's traffic is dropped: its
 	// SPs come first and have no SA.
@@ -629,7 +630,7 @@ func TestIKESPNamesUnique(t *testing.T) {
 	p := pskPolicy("pol1")
 	p.Mode, p.RemoteSubnets = sa.ModeTunnel, pfx("2001:db8:2::/64", "2001:db8:3::/64", "2001:db8:2::5/128")
 	must2(t)(d.CreatePolicy(p))
-	vmScope := sa.Scope{VLAN: 10, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}
+	vmScope := sa.Scope{VLAN: 10, MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}}
 	in, err := d.AllocIKESPI(vmScope)
 	must(t, err)
 	a, b := gcmSA(t, "", in, sa.ModeTunnel), gcmSA(t, "", 0x7000, sa.ModeTunnel)

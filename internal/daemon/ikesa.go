@@ -63,6 +63,7 @@ type ikeChild struct {
 	localPorts, remotePorts PortRange
 	mode                    sa.Mode
 	pending                 bool // Out does not carry traffic yet
+	retiring                bool // being removed: Out carries no traffic any more, In still receives
 }
 
 // ikeSAName names an IKE SA as the engine does:
@@ -213,39 +214,79 @@ func (d *Daemon) InstallIKEChild(c IKEChild) error {
 // SwitchIKEChild makes the outbound SA of the Child SA whose inbound SA
 // has inSPI in scope carry its traffic (it was installed Pending). It is
 // matched before the older children of its policy, which stay until
-// RemoveIKEChild.
+// RemoveIKEChild. It returns once the data path sends with it (applied.go).
 func (d *Daemon) SwitchIKEChild(scope sa.Scope, inSPI uint32) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	s := d.db.Lookup(sa.Key{Scope: scope, SPI: inSPI})
 	if s == nil {
+		d.mu.Unlock()
 		return errf(CodeNotFound, "ike: no SA with SPI 0x%08x in %s", inSPI, scope)
 	}
 	ch := d.ike.saChild[s.Name()]
 	if ch == nil || ch.in != s.Name() {
+		d.mu.Unlock()
 		return errf(CodeInvalid, "ike: SA %q is not the inbound SA of an IKE child SA", s.Name())
 	}
 	if !ch.pending {
+		d.mu.Unlock()
 		return nil
 	}
-	ch.pending = false
+	d.switchLocked(ch)
 	d.changed()
-	d.log.Info("ike child SA carries outbound traffic", "tenant", ch.tenant, "policy", ch.policy, "vm", ch.vm, "out_spi", fmt.Sprintf("0x%08x", ch.outSPI))
+	gen := d.gen.Load()
+	d.mu.Unlock()
+	d.waitDataPath(gen)
 	return nil
+}
+
+func (d *Daemon) switchLocked(ch *ikeChild) {
+	ch.pending = false
+	d.log.Info("ike child SA carries outbound traffic", "tenant", ch.tenant, "policy", ch.policy, "vm", ch.vm, "out_spi", fmt.Sprintf("0x%08x", ch.outSPI))
 }
 
 // RemoveIKEChild removes the Child SA whose inbound SA has inSPI in scope.
 // Removing one that is gone (the policy was deleted) is not an error.
+//
+// The child first stops carrying outbound traffic: if it did, the newest
+// child of its policy that was installed Pending takes over (a rekey's
+// responder may send on the new SA once the old one is deleted, RFC 7296
+// §2.8). Its SAs leave the sa.DB once the data path runs tables without
+// that (applied.go); until then its inbound SA still takes what the peer
+// sent before the delete.
 func (d *Daemon) RemoveIKEChild(scope sa.Scope, inSPI uint32) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	s := d.db.Lookup(sa.Key{Scope: scope, SPI: inSPI})
 	if s == nil {
+		d.mu.Unlock()
 		return nil
 	}
 	ch := d.ike.saChild[s.Name()]
 	if ch == nil || ch.in != s.Name() {
+		d.mu.Unlock()
 		return errf(CodeInvalid, "ike: SA %q is not the inbound SA of an IKE child SA", s.Name())
+	}
+	if !ch.retiring {
+		ch.retiring = true
+		if !ch.pending {
+			var next *ikeChild
+			for _, o := range d.childrenOfLocked(ch.tenant + "/" + ch.policy) {
+				if o.pending && !o.retiring && o.scope == ch.scope && o.seq > ch.seq {
+					next = o // the newest
+				}
+			}
+			if next != nil {
+				d.switchLocked(next)
+			}
+		}
+		d.changed()
+	}
+	gen := d.gen.Load()
+	d.mu.Unlock()
+	d.waitDataPath(gen)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ike.children[ch.in] != ch {
+		return nil // removed meanwhile (policy deleted, another RemoveIKEChild)
 	}
 	d.removeChildrenLocked([]*ikeChild{ch})
 	d.changed()
@@ -356,8 +397,8 @@ func (d *Daemon) ikeSPsLocked(vm string) ([]tenant.Policy, []*sa.SA) {
 	for _, ch := range chs {
 		base := fmt.Sprintf("ike/%s/%s/%08x", ch.tenant, ch.policy, ch.inSPI)
 		out := ch.out
-		if ch.pending {
-			out = "-" // inbound only until the engine switches to it
+		if ch.pending || ch.retiring {
+			out = "-" // inbound only until the engine switches to it, or while it goes
 		}
 		n := 0
 		for _, l := range ch.localTS {

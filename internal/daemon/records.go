@@ -3,6 +3,7 @@ package daemon
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"time"
 
@@ -79,7 +80,7 @@ func decodeSA(b []byte) (o saOwner, c sa.Config, err error) {
 	}
 	o = saOwner{vm: r.VM, tenant: r.Tenant}
 	c = sa.Config{
-		Name: r.Name, Scope: sa.Scope{VLAN: r.VLAN, MAC: sa.MAC(r.MAC)}, SPI: r.SPI,
+		Name: r.Name, Scope: sa.Scope{VLAN: r.VLAN, MAC: header.MAC(r.MAC)}, SPI: r.SPI,
 		Src: r.Src, Dst: r.Dst, EncKey: r.EncKey, IntegKey: r.IntegKey,
 		ReplayWindow: r.ReplayWindow, ESN: r.ESN, Lifetime: r.Lifetime, Created: r.Created,
 	}

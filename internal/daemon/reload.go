@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"maps"
 	"reflect"
 	"slices"
@@ -305,7 +306,7 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			bad(r, fmt.Errorf("tenant %q is not stored", v.Tenant))
 			continue
 		}
-		sc := sa.Scope{VLAN: v.VLAN, MAC: sa.MAC(v.MAC)}
+		sc := sa.Scope{VLAN: v.VLAN, MAC: header.MAC(v.MAC)}
 		if other, dup := scopes[sc]; dup {
 			bad(r, fmt.Errorf("same (vlan, mac) as VM %q", other))
 			continue
@@ -327,7 +328,7 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			if v, ok := want.vms[w.owner.vm]; !ok {
 				err = fmt.Errorf("VM %q is not stored", w.owner.vm)
 			} else {
-				scope = sa.Scope{VLAN: v.VLAN, MAC: sa.MAC(v.MAC)}
+				scope = sa.Scope{VLAN: v.VLAN, MAC: header.MAC(v.MAC)}
 			}
 		default:
 			if _, ok := want.tenants[w.owner.tenant]; !ok {

@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"encoding/json"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"strings"
 	"testing"
@@ -219,7 +221,7 @@ func TestConverge(t *testing.T) {
 		c1 := gcmSA(t, "h1", 0x4000, sa.ModeTransport)
 		c2 := gcmSA(t, "h2", 0x4001, sa.ModeTransport)
 		for _, c := range []*sa.Config{&c1, &c2} {
-			c.Scope = sa.Scope{VLAN: 10, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 2}}
+			c.Scope = sa.Scope{VLAN: 10, MAC: header.MAC{0x52, 0x54, 0, 0, 0, 2}}
 			c.Created = time.Unix(1700000000, 0).UTC()
 		}
 		r1, _ := encodeSA(saOwner{vm: "vm2"}, &c1)
@@ -231,11 +233,11 @@ func TestConverge(t *testing.T) {
 			t.Fatal(res.Problems)
 		}
 		h1, h2 := b.SADB().Get("h1"), b.SADB().Get("h2")
-		if _, d := h1.NextSeq(); d != sa.DropSeqReservation {
+		if _, d := h1.NextSeq(); d != drop.SeqReservation {
 			t.Errorf("h1 before its first renewal: %v, want seq-reservation", d)
 		}
 		b.renewSeqs()
-		if s, d := h1.NextSeq(); d != sa.DropNone || s <= 5000 {
+		if s, d := h1.NextSeq(); d != drop.None || s <= 5000 {
 			t.Errorf("h1 continues at %d (%v), want above 5000", s, d)
 		}
 		var rec seqRecord
@@ -243,7 +245,7 @@ func TestConverge(t *testing.T) {
 		if rec.Limit < h1.SeqLimit() || h1.SeqLimit() <= 5000 {
 			t.Errorf("h1's limit %d is not durable (stored %d)", h1.SeqLimit(), rec.Limit)
 		}
-		if _, d := h2.NextSeq(); d != sa.DropSeqRefused || !strings.Contains(h2.Refused(), "no sequence reservation") {
+		if _, d := h2.NextSeq(); d != drop.SeqRefused || !strings.Contains(h2.Refused(), "no sequence reservation") {
 			t.Errorf("h2 without a reservation: %v %q, want seq-refused", d, h2.Refused())
 		}
 		info := b.SAs()

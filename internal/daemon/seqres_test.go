@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +51,7 @@ func (h *seqHost) send(n int) (dropped int) {
 			h.d.renewSeqs()
 		default:
 		}
-		if d != sa.DropNone {
+		if d != drop.None {
 			dropped++
 			continue
 		}
@@ -115,7 +116,7 @@ func TestSeqReservationsFailClosed(t *testing.T) {
 		must(t, os.WriteFile(h.path, backup, 0o600)) // the old state is restored
 		h.start()
 		s := h.d.SADB().Get("out")
-		if _, d := s.NextSeq(); d != sa.DropSeqRefused || !strings.Contains(s.Refused(), "restored") {
+		if _, d := s.NextSeq(); d != drop.SeqRefused || !strings.Contains(s.Refused(), "restored") {
 			t.Fatalf("SA of a restored state: %v %q, want refused", d, s.Refused())
 		}
 		h.stop()
@@ -142,7 +143,7 @@ func TestSeqReservationsFailClosed(t *testing.T) {
 		h.stop()
 		must(t, os.Remove(h.anchor))
 		h.start()
-		if s, d := h.d.SADB().Get("out").NextSeq(); d != sa.DropNone || s != 101 {
+		if s, d := h.d.SADB().Get("out").NextSeq(); d != drop.None || s != 101 {
 			t.Errorf("after a clean stop and a reboot: %d %v, want 101", s, d)
 		}
 		h.stop()
@@ -156,7 +157,7 @@ func TestSeqReservationsFailClosed(t *testing.T) {
 		must(t, st.Close())
 		h.start()
 		s := h.d.SADB().Get("out")
-		if _, d := s.NextSeq(); d != sa.DropSeqRefused || !strings.Contains(s.Refused(), "no sequence reservation") {
+		if _, d := s.NextSeq(); d != drop.SeqRefused || !strings.Contains(s.Refused(), "no sequence reservation") {
 			t.Errorf("SA without a reservation: %v %q", d, s.Refused())
 		}
 		var info SAInfo
@@ -171,7 +172,7 @@ func TestSeqReservationsFailClosed(t *testing.T) {
 		c := gcmSA(t, "out", 0x1001, sa.ModeTransport)
 		c.EncKey = nameKey("out-2", 20)
 		mustW(t)(h.d.AddSA("vm1", c))
-		if _, d := h.d.SADB().Get("out").NextSeq(); d != sa.DropNone {
+		if _, d := h.d.SADB().Get("out").NextSeq(); d != drop.None {
 			t.Errorf("re-keyed SA: %v", d)
 		}
 		h.stop()

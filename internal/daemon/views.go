@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"slices"
 	"strings"
@@ -96,8 +97,8 @@ func (d *Daemon) Snapshot() *Snapshot {
 		if tn, ok := d.saTenant[x.Name()]; ok {
 			us := UnderlaySA{Tenant: tn, SA: x}
 			if ch := d.ike.saChild[x.Name()]; ch != nil {
-				if ch.pending && ch.out == x.Name() {
-					continue // not carrying traffic yet (ikesa.go)
+				if (ch.pending || ch.retiring) && ch.out == x.Name() {
+					continue // not carrying traffic yet, or any more (ikesa.go)
 				}
 				us.seq = ch.seq
 			}
@@ -117,7 +118,7 @@ type VMStats struct {
 	VM, Tenant            string
 	PacketsIn, PacketsOut uint64
 	BytesIn, BytesOut     uint64
-	Drops                 [sa.NumDrops]uint64
+	Drops                 [drop.NumCounted]uint64
 	SAs                   []SAStats
 	// IKE datagrams and neighbour resolution on the VM's behalf
 	// (datapath.VMStats).
@@ -132,7 +133,7 @@ type SAStats struct {
 	Dir     sa.Direction
 	Packets uint64
 	Bytes   uint64
-	Drops   [sa.NumDrops]uint64
+	Drops   [drop.NumCounted]uint64
 	Expired bool
 }
 

@@ -83,8 +83,6 @@ func eligible(frame []byte) (tcpSeg, bool) {
 	return tcpSeg{l4: l4, pay: l4 + doff, v6: v6}, true
 }
 
-const ipv6Len = 40
-
 // coalesce delivers the frame buf[start:end] to vm, merging it into the
 // pending run when it can.
 func (w *worker) coalesce(vm *vmState, buf []byte, start, end int) {

@@ -3,6 +3,8 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 	"time"
@@ -18,14 +20,14 @@ import (
 )
 
 var (
-	macA1 = sa.MAC{0x52, 0x54, 0, 0xa, 0, 1} // acme VM on gateway A
-	macB1 = sa.MAC{0x52, 0x54, 0, 0xb, 0, 1} // acme VM on gateway B
-	macA2 = sa.MAC{0x52, 0x54, 0, 0xa, 0, 2} // globex VM on gateway A
-	macB2 = sa.MAC{0x52, 0x54, 0, 0xb, 0, 2} // globex VM on gateway B
+	macA1 = header.MAC{0x52, 0x54, 0, 0xa, 0, 1} // acme VM on gateway A
+	macB1 = header.MAC{0x52, 0x54, 0, 0xb, 0, 1} // acme VM on gateway B
+	macA2 = header.MAC{0x52, 0x54, 0, 0xa, 0, 2} // globex VM on gateway A
+	macB2 = header.MAC{0x52, 0x54, 0, 0xb, 0, 2} // globex VM on gateway B
 )
 
 // frame builds an Ethernet frame carrying a UDP packet.
-func frame(dst, src sa.MAC, s, d netip.Addr, size int) []byte {
+func frame(dst, src header.MAC, s, d netip.Addr, size int) []byte {
 	b := make([]byte, 2048)
 	n := satest.UDP(b, ethLen, s, d, 1000, 2000, size)
 	copy(b[0:6], dst[:])
@@ -43,7 +45,7 @@ type side struct {
 
 // tenantSAs returns the out and in SA of a VM for a given key seed: both
 // gateways use SPI 0x1000 for every tenant, as the seeds do.
-func tenantSAs(t testing.TB, name string, mac sa.MAC, vlan uint16, keySeed byte, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
+func tenantSAs(t testing.TB, name string, mac header.MAC, vlan uint16, keySeed byte, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
 	mk := func(n string, dir sa.Direction, spi uint32, src, dst netip.Addr) *sa.SA {
 		c := sa.Config{Name: n, Scope: sa.Scope{VLAN: vlan, MAC: mac}, SPI: spi, Dir: dir, Src: src, Dst: dst,
 			Mode: sa.ModeTransport, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, keySeed+byte(spi)), Integ: sa.IntegNone}
@@ -71,13 +73,13 @@ func policies(vm string, local, remote netip.Prefix) []tenant.Policy {
 // acme VM (VLAN 100) and a globex VM (VLAN 200) using the same addresses
 // and SPI 0x1000 with different keys.
 func build(t *testing.T) (a, b *side, wireA *viftest.Port) {
-	mk := func(macAcme, macGlobex sa.MAC, local, remote netip.Addr, outSPI, inSPI uint32) *side {
+	mk := func(macAcme, macGlobex header.MAC, local, remote netip.Addr, outSPI, inSPI uint32) *side {
 		s := &side{db: sa.NewDB(0), guests: map[string]*viftest.Port{}}
 		s.e = New(s.db, nil)
 		var vms []VM
 		for _, tc := range []struct {
 			name string
-			mac  sa.MAC
+			mac  header.MAC
 			vlan uint16
 			seed byte
 		}{{"acme", macAcme, 100, 1}, {"globex", macGlobex, 200, 2}} {
@@ -130,7 +132,7 @@ func TestTwoTenantsSameSPI(t *testing.T) {
 	a, b, wire := build(t)
 	for _, tc := range []struct {
 		name     string
-		src, dst sa.MAC
+		src, dst header.MAC
 		size     int
 	}{{"acme", macA1, macB1, 100}, {"globex", macA2, macB2, 200}} {
 		f := frame(tc.dst, tc.src, satest.V6A, satest.V6B, tc.size)
@@ -176,15 +178,15 @@ func TestCrossTenantAndReplayDrops(t *testing.T) {
 
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
-		if b.e.Stats("acme").Drops[sa.DropReplay].Load() == 1 && b.e.Stats("globex").Drops[sa.DropAuthFailed].Load() == 1 {
+		if b.e.Stats("acme").Drops[drop.Replay].Load() == 1 && b.e.Stats("globex").Drops[drop.AuthFailed].Load() == 1 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := b.e.Stats("acme").Drops[sa.DropReplay].Load(); got != 1 {
+	if got := b.e.Stats("acme").Drops[drop.Replay].Load(); got != 1 {
 		t.Errorf("acme replay drops %d, want 1", got)
 	}
-	if got := b.e.Stats("globex").Drops[sa.DropAuthFailed].Load(); got != 1 {
+	if got := b.e.Stats("globex").Drops[drop.AuthFailed].Load(); got != 1 {
 		t.Errorf("globex auth-failed drops %d, want 1", got)
 	}
 	if got := b.e.Stats("globex").PacketsIn.Load(); got != 0 {
@@ -211,10 +213,10 @@ func TestSpoofedSourceDropped(t *testing.T) {
 	f := frame(macB1, macA2, satest.V6A, satest.V6B, 64) // globex's MAC on acme's VIF
 	a.guests["acme"].WriteBatch([][]byte{f})
 	deadline := time.Now().Add(2 * time.Second)
-	for a.e.Stats("acme").Drops[sa.DropSpoofedSource].Load() == 0 && time.Now().Before(deadline) {
+	for a.e.Stats("acme").Drops[drop.SpoofedSource].Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if a.e.Stats("acme").Drops[sa.DropSpoofedSource].Load() != 1 || len(wire.Written()) != 0 {
+	if a.e.Stats("acme").Drops[drop.SpoofedSource].Load() != 1 || len(wire.Written()) != 0 {
 		t.Fatal("spoofed frame not dropped")
 	}
 }
@@ -316,7 +318,7 @@ func TestPipelineGSOAllocs(t *testing.T) {
 	}
 	for d := range vm.stats.Drops {
 		if c := vm.stats.Drops[d].Load(); c != 0 {
-			t.Errorf("drops %v: %d", sa.Drop(d), c)
+			t.Errorf("drops %v: %d", drop.Reason(d), c)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -19,7 +20,7 @@ type VM struct {
 	// Port is the VM's VIF, opened by the caller; the engine reads it from
 	// one goroutine and closes it when the VM leaves the table.
 	Port          vif.Port
-	MAC           sa.MAC
+	MAC           header.MAC
 	VLAN          uint16
 	IPs           []netip.Addr // allowed sources; empty = any
 	DefaultAction tenant.Action
@@ -47,7 +48,7 @@ type VM struct {
 
 type vmKey struct {
 	vlan uint16
-	mac  sa.MAC
+	mac  header.MAC
 }
 
 // vmState is a VM in one published snapshot: immutable except its
@@ -55,7 +56,7 @@ type vmKey struct {
 type vmState struct {
 	name     string
 	port     *txPort
-	mac      sa.MAC
+	mac      header.MAC
 	vlan     uint16
 	vni      uint32
 	ips      []netip.Addr
@@ -133,8 +134,9 @@ type Engine struct {
 	uplink    atomic.Pointer[txPort]
 	uplinkMTU atomic.Int32
 	overlay   atomic.Pointer[overlayState]
-	neigh     atomic.Pointer[map[netip.Addr]sa.MAC]
+	neigh     atomic.Pointer[map[netip.Addr]header.MAC]
 	misses    chan netip.Addr
+	held      vtepHold // frames waiting for neigh (overlay_hold.go)
 	// OverlayStats count what the VXLAN underlay dropped.
 	OverlayStats struct {
 		NoNeighbor, EncapErrors, NoRemote, DecapErrors atomic.Uint64
@@ -310,6 +312,38 @@ func (e *Engine) Update(vms []VM) {
 		}
 	}
 	e.stats, e.ports = keepStats, keepPorts
+}
+
+// Quiesce returns once no frame is being handled with a table older than
+// the one published last: every worker that was in a batch when Quiesce
+// was called has finished it, and SendIKE is not in the middle of a send.
+// After Update (or SetOverlay) and Quiesce, an SA the new table no longer
+// names is used by nobody: it may be expired and its keys zeroed. Workers
+// never wait for the control plane, so this wait is short.
+func (e *Engine) Quiesce() {
+	e.mu.Lock()
+	ws := make([]*worker, 0, len(e.workers)+1)
+	for _, w := range e.workers {
+		ws = append(ws, w)
+	}
+	if e.upWorker != nil {
+		ws = append(ws, e.upWorker)
+	}
+	e.mu.Unlock()
+	for _, w := range ws {
+		for b := w.batches.Load(); b%2 == 1 && w.batches.Load() == b; {
+			select {
+			case <-w.done:
+				b = 0 // the worker stopped
+			default:
+				time.Sleep(50 * time.Microsecond)
+			}
+		}
+	}
+	// A SendIKE under way holds ikeTxMu: taking it waits for that send.
+	e.ikeTxMu.Lock()
+	//lint:ignore SA2001 the critical section is empty on purpose (above)
+	e.ikeTxMu.Unlock()
 }
 
 // Stats returns the counters of the VM named name, or nil.

@@ -2,9 +2,10 @@ package datapath
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 
-	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/vif"
 )
 
@@ -41,17 +42,30 @@ import (
 //     this host must be for one of that VM's --ip, so that a VM that
 //     answers for another's address receives nothing in its place.
 
-// Tag protocol identifiers that start a VLAN tag: 802.1Q (etherVLAN),
-// 802.1ad service tags, and the pre-standard stacked tag some switches
-// still send.
+// The link- and network-layer constants of the data path, by their short
+// local names: the values are package header's, the one floor for header
+// parsing.
 const (
-	etherSTag = 0x88a8
-	etherQinQ = 0x9100
-	vidMask   = 0x0fff
-	vidMax    = 0x0ffe // VID 4095 is reserved (IEEE 802.1Q table 9-2)
+	ethLen        = header.EthernetLen
+	vlanTagSize   = header.VLANTagLen
+	etherIPv4     = header.EtherTypeIPv4
+	etherARP      = header.EtherTypeARP
+	etherVLAN     = header.EtherTypeVLAN
+	etherIPv6     = header.EtherTypeIPv6
+	ipv4HeaderLen = header.IPv4MinLen
+	ipv6HeaderLen = header.IPv6Len
+	ipv6Len       = header.IPv6Len
+	udpHeaderLen  = header.UDPLen
+	tcpHeaderMin  = header.TCPMinLen
+	protoTCP      = header.ProtoTCP
+	protoUDP      = header.ProtoUDP
+	protoICMPv6   = header.ProtoICMPv6
+	vidMask       = header.VIDMask
 )
 
-func isTagType(et uint16) bool { return et == etherVLAN || et == etherSTag || et == etherQinQ }
+// isTagType reports a TPID that starts a VLAN tag: 802.1Q, 802.1ad
+// service tags, and the pre-standard stacked tag some switches still send.
+func isTagType(et uint16) bool { return header.IsTPID(et) }
 
 // l2 is a frame's link-layer header as the data path accepts it.
 type l2 struct {
@@ -67,38 +81,40 @@ type l2 struct {
 // or names the reserved VID 4095.
 //
 //	| dst MAC (6) | src MAC (6) | 0x8100 | PCP DEI VID (2) | EtherType (2) | ...
-func parseL2(f []byte, m vif.Meta) (h l2, d sa.Drop) {
-	if len(f) < ethLen {
-		return l2{}, sa.DropMalformed
+func parseL2(f []byte, m vif.Meta) (h l2, d drop.Reason) {
+	e, ok := header.ParseEthernet(f)
+	if !ok {
+		return l2{}, drop.Malformed
 	}
-	h.etype = binary.BigEndian.Uint16(f[12:14])
+	h.etype = e.Type()
 	if m.Tagged {
-		h.vlan, h.tagged = m.VLAN&vidMask, true
+		h.vlan, h.tagged = m.VLAN&header.VIDMask, true
 	}
-	if isTagType(h.etype) {
-		if m.Tagged || h.etype != etherVLAN {
-			return l2{}, sa.DropBadTag
+	if header.IsTPID(h.etype) {
+		if m.Tagged || h.etype != header.EtherTypeVLAN {
+			return l2{}, drop.BadTag
 		}
-		if len(f) < ethLen+vlanTagSize {
-			return l2{}, sa.DropMalformed
+		t, ok := header.ParseVLANTag(f[header.EthernetLen:])
+		if !ok {
+			return l2{}, drop.Malformed
 		}
-		h.vlan, h.tagged, h.inband = binary.BigEndian.Uint16(f[14:16])&vidMask, true, true
-		h.etype = binary.BigEndian.Uint16(f[16:18])
-		if isTagType(h.etype) {
-			return l2{}, sa.DropBadTag
+		h.vlan, h.tagged, h.inband = t.VID(), true, true
+		h.etype = t.Type()
+		if header.IsTPID(h.etype) {
+			return l2{}, drop.BadTag
 		}
 	}
-	if h.vlan > vidMax {
-		return l2{}, sa.DropBadTag
+	if h.vlan > header.VIDMax {
+		return l2{}, drop.BadTag
 	}
-	return h, sa.DropNone
+	return h, drop.None
 }
 
 // l2Len is the length of the link-layer header of f, a frame a VM sent:
 // ethLen, or ethLen+vlanTagSize with a tag in the frame. It only measures;
 // the frame's tags are judged where it is classified.
 func l2Len(f []byte) int {
-	if h, d := parseL2(f, vif.Meta{}); d == sa.DropNone && h.inband {
+	if h, d := parseL2(f, vif.Meta{}); d == drop.None && h.inband {
 		return ethLen + vlanTagSize
 	}
 	return ethLen
@@ -127,23 +143,23 @@ const arpMaxLen = 60 - ethLen + vlanTagSize
 //
 //	0      2      4    5    6      8          14         18         24         28
 //	| htype| ptype|hlen|plen| oper | sha      | spa      | tha      | tpa      |
-func checkARP(vm *vmState, a []byte, out bool) sa.Drop {
+func checkARP(vm *vmState, a []byte, out bool) drop.Reason {
 	if len(a) < arpLen || len(a) > arpMaxLen {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	op := binary.BigEndian.Uint16(a[6:8])
 	if binary.BigEndian.Uint16(a[0:2]) != 1 || binary.BigEndian.Uint16(a[2:4]) != etherIPv4 || a[4] != 6 || a[5] != 4 ||
 		op != arpRequest && op != arpReply {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	if !out {
-		return sa.DropNone
+		return drop.None
 	}
 	spa := netip.AddrFrom4([4]byte(a[14:18]))
-	if sa.MAC(a[8:14]) != vm.mac || !vm.owns(spa) && !(op == arpRequest && spa.IsUnspecified()) {
-		return sa.DropBadNeighbor
+	if header.MAC(a[8:14]) != vm.mac || !vm.owns(spa) && !(op == arpRequest && spa.IsUnspecified()) {
+		return drop.BadNeighbor
 	}
-	return sa.DropNone
+	return drop.None
 }
 
 // Neighbour discovery messages (RFC 4861 §4): the fixed part before the
@@ -159,11 +175,11 @@ const (
 )
 
 var ndLimits = [5]struct{ fixed, max int }{
-	ndRouterSolicit - ndRouterSolicit: {8, 64},
-	ndRouterAdvert - ndRouterSolicit:  {16, 512},
-	ndSolicit - ndRouterSolicit:       {24, 64},
-	ndAdvert - ndRouterSolicit:        {24, 64},
-	ndRedirect - ndRouterSolicit:      {40, 128},
+	0:                                {8, 64}, // router solicitation: type ndRouterSolicit
+	ndRouterAdvert - ndRouterSolicit: {16, 512},
+	ndSolicit - ndRouterSolicit:      {24, 64},
+	ndAdvert - ndRouterSolicit:       {24, 64},
+	ndRedirect - ndRouterSolicit:     {40, 128},
 }
 
 // checkND applies step 4 to ip, an IPv6 packet that tenant's
@@ -171,42 +187,42 @@ var ndLimits = [5]struct{ fixed, max int }{
 // fragment), for or from vm (out: from).
 //
 //	IPv6 (next header 58) | type | code | checksum | fixed part | options: type, length (units of 8), ...
-func checkND(vm *vmState, ip []byte, out bool) sa.Drop {
+func checkND(vm *vmState, ip []byte, out bool) drop.Reason {
 	if len(ip) < ipv6HeaderLen || ip[6] != protoICMPv6 {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	plen := int(binary.BigEndian.Uint16(ip[4:6]))
 	if ipv6HeaderLen+plen > len(ip) || plen < 4 || ip[ipv6HeaderLen] < ndRouterSolicit || ip[ipv6HeaderLen] > ndRedirect {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	m := ip[ipv6HeaderLen : ipv6HeaderLen+plen]
 	typ := m[0]
 	lim := ndLimits[typ-ndRouterSolicit]
 	if m[1] != 0 || len(m) < lim.fixed || len(m) > lim.max {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	src := netip.AddrFrom16([16]byte(ip[8:24]))
 	if (typ == ndRouterAdvert || typ == ndRedirect) && !src.IsLinkLocalUnicast() {
-		return sa.DropBadNeighbor
+		return drop.BadNeighbor
 	}
 	for o := m[lim.fixed:]; len(o) > 0; o = o[int(o[1])*8:] {
 		if len(o) < 2 || o[1] == 0 || int(o[1])*8 > len(o) {
-			return sa.DropBadNeighbor
+			return drop.BadNeighbor
 		}
-		if out && (o[0] == ndOptSrcLL || o[0] == ndOptTgtLL) && (o[1] != 1 || sa.MAC(o[2:8]) != vm.mac) {
-			return sa.DropBadNeighbor
+		if out && (o[0] == ndOptSrcLL || o[0] == ndOptTgtLL) && (o[1] != 1 || header.MAC(o[2:8]) != vm.mac) {
+			return drop.BadNeighbor
 		}
 	}
 	if !out {
-		return sa.DropNone
+		return drop.None
 	}
 	if typ == ndAdvert || typ == ndSolicit && src.IsUnspecified() {
 		// The address claimed (NA) or about to be (DAD) must be the VM's.
 		if t := netip.AddrFrom16([16]byte(m[8:24])); !vm.owns(t) && !t.IsLinkLocalUnicast() {
-			return sa.DropBadNeighbor
+			return drop.BadNeighbor
 		}
 	}
-	return sa.DropNone
+	return drop.None
 }
 
 // accepts applies step 5: whether an IP packet for dst, unicast to vm's

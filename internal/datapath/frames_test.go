@@ -2,6 +2,8 @@ package datapath
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 
@@ -20,8 +22,8 @@ import (
 // the VM that owns the destination address.
 
 var (
-	macA3 = sa.MAC{0x52, 0x54, 0, 0xa, 0, 3} // a second acme VM on gateway A (VLAN 100)
-	macA4 = sa.MAC{0x52, 0x54, 0, 0xa, 0, 4} // initech, untagged (VLAN 0)
+	macA3 = header.MAC{0x52, 0x54, 0, 0xa, 0, 3} // a second acme VM on gateway A (VLAN 100)
+	macA4 = header.MAC{0x52, 0x54, 0, 0xa, 0, 4} // initech, untagged (VLAN 0)
 
 	acme2V4 = netip.MustParseAddr("192.0.2.3")
 	acme2V6 = netip.MustParseAddr("2001:db8:1::123")
@@ -85,7 +87,7 @@ func newFrameLab(t *testing.T) *frameLab {
 	snap := newSnapshot()
 	for _, v := range []struct {
 		name string
-		mac  sa.MAC
+		mac  header.MAC
 		vlan uint16
 		ips  []netip.Addr
 		pol  []tenant.Policy
@@ -115,7 +117,7 @@ func newFrameLab(t *testing.T) *frameLab {
 // --- frame builders ---
 
 // udp builds an untagged frame with UDP from s:sport to d:dport.
-func udp(dst, src sa.MAC, s, d netip.Addr, sport, dport uint16, size int) []byte {
+func udp(dst, src header.MAC, s, d netip.Addr, sport, dport uint16, size int) []byte {
 	b := make([]byte, 2048)
 	n := satest.UDP(b, ethLen, s, d, sport, dport, size)
 	copy(b[0:6], dst[:])
@@ -159,7 +161,7 @@ func fragment4(f []byte, offset int, more bool) []byte {
 // ndFrame builds an untagged frame with an ICMPv6 neighbour discovery
 // message of type typ (hop limit 255): body follows the 4-byte ICMPv6
 // header (for NS and NA: 4 reserved/flag bytes, then the target).
-func ndFrame(ethDst, ethSrc sa.MAC, src, dst netip.Addr, typ byte, body []byte) []byte {
+func ndFrame(ethDst, ethSrc header.MAC, src, dst netip.Addr, typ byte, body []byte) []byte {
 	m := append([]byte{typ, 0, 0, 0}, body...)
 	binary.BigEndian.PutUint16(m[2:], ^refICMPv6Sum(src, dst, m))
 	f := make([]byte, ethLen+40, ethLen+40+len(m))
@@ -178,15 +180,15 @@ func ndFrame(ethDst, ethSrc sa.MAC, src, dst netip.Addr, typ byte, body []byte) 
 // nsBody and naBody are the bodies of a Neighbor Solicitation and
 // Advertisement for target, with a link-layer address option of type opt
 // (1 source, 2 target; 0: none) carrying mac, and extra bytes of options.
-func nsBody(target netip.Addr, opt byte, mac sa.MAC, extra int) []byte {
+func nsBody(target netip.Addr, opt byte, mac header.MAC, extra int) []byte {
 	return ndBody(0, target, opt, mac, extra)
 }
 
-func naBody(flags byte, target netip.Addr, mac sa.MAC) []byte {
+func naBody(flags byte, target netip.Addr, mac header.MAC) []byte {
 	return ndBody(flags, target, 2, mac, 0)
 }
 
-func ndBody(flags byte, target netip.Addr, opt byte, mac sa.MAC, extra int) []byte {
+func ndBody(flags byte, target netip.Addr, opt byte, mac header.MAC, extra int) []byte {
 	t := target.As16()
 	b := append([]byte{flags, 0, 0, 0}, t[:]...)
 	if opt != 0 {
@@ -216,7 +218,7 @@ func sealed(t *testing.T, s *sa.SA, inner []byte) []byte {
 	copy(buf[readOff:], inner)
 	var sc sa.Scratch
 	st, en, d := esp.Encap(s, &sc, buf, readOff+ethLen, len(inner)-ethLen)
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatalf("peer's ESP: %v", d)
 	}
 	copy(buf[st-ethLen:], inner[:12])
@@ -237,7 +239,7 @@ type frameCase struct {
 	wire      int
 	esp       bool
 	to        map[string]int
-	drop      sa.Drop
+	drop      drop.Reason
 	dropVM    string
 	malformed bool // counted as a malformed uplink frame (no VM to blame)
 }
@@ -258,9 +260,9 @@ func frameCases() []frameCase {
 	toInitech := udp(macA4, peerMAC, satest.V6B, satest.V6A, 2000, 1000, 100)
 	ll := netip.MustParseAddr("fe80::5054:ff:fe0a:1")
 	snm := netip.MustParseAddr("ff02::1:ff00:121")
-	snmMAC := sa.MAC{0x33, 0x33, 0xff, 0, 0x01, 0x21}
+	snmMAC := header.MAC{0x33, 0x33, 0xff, 0, 0x01, 0x21}
 	bcast := broadcastMAC
-	zero := sa.MAC{}
+	zero := header.MAC{}
 	sealedBy := func(v6 bool, f []byte) func(*testing.T, *frameLab) []byte {
 		return func(t *testing.T, x *frameLab) []byte {
 			if v6 {
@@ -282,62 +284,62 @@ func frameCases() []frameCase {
 		{name: "out/meta 100", frame: fixed(v6), meta: meta(100), wire: 1, esp: true},
 		{name: "out/priority 8100:0", frame: fixed(withTags(v6, tpid, 0)), wire: 1, esp: true},
 		{name: "out/priority in meta", frame: fixed(v6), meta: meta(0), wire: 1, esp: true},
-		{name: "out/8100:200 other VLAN", frame: fixed(withTags(v6, tpid, 200)), drop: sa.DropSpoofedSource},
-		{name: "out/meta 200 other VLAN", frame: fixed(v6), meta: meta(200), drop: sa.DropSpoofedSource},
-		{name: "out/triple 8100:100 8100:100 8100:200", frame: fixed(withTags(v6, tpid, 100, tpid, 100, tpid, 200)), drop: sa.DropBadTag},
-		{name: "out/8100:100 88a8:0", frame: fixed(withTags(v6, tpid, 100, stag, 0)), drop: sa.DropBadTag},
-		{name: "out/8100:100 8100:0", frame: fixed(withTags(v4, tpid, 100, tpid, 0)), drop: sa.DropBadTag},
-		{name: "out/8100:100 9100:0", frame: fixed(withTags(v4, tpid, 100, qinq, 0)), drop: sa.DropBadTag},
-		{name: "out/meta 100 + 8100:100", frame: fixed(withTags(v6, tpid, 100)), meta: meta(100), drop: sa.DropBadTag},
-		{name: "out/meta 100 + 8100:200", frame: fixed(withTags(v4, tpid, 200)), meta: meta(100), drop: sa.DropBadTag},
-		{name: "out/meta 100 + 88a8:0", frame: fixed(withTags(v6, stag, 0)), meta: meta(100), drop: sa.DropBadTag},
-		{name: "out/88a8:100", frame: fixed(withTags(v6, stag, 100)), drop: sa.DropBadTag},
-		{name: "out/9100:100", frame: fixed(withTags(v6, qinq, 100)), drop: sa.DropBadTag},
-		{name: "out/88a8:0", frame: fixed(withTags(v4, stag, 0)), drop: sa.DropBadTag},
+		{name: "out/8100:200 other VLAN", frame: fixed(withTags(v6, tpid, 200)), drop: drop.SpoofedSource},
+		{name: "out/meta 200 other VLAN", frame: fixed(v6), meta: meta(200), drop: drop.SpoofedSource},
+		{name: "out/triple 8100:100 8100:100 8100:200", frame: fixed(withTags(v6, tpid, 100, tpid, 100, tpid, 200)), drop: drop.BadTag},
+		{name: "out/8100:100 88a8:0", frame: fixed(withTags(v6, tpid, 100, stag, 0)), drop: drop.BadTag},
+		{name: "out/8100:100 8100:0", frame: fixed(withTags(v4, tpid, 100, tpid, 0)), drop: drop.BadTag},
+		{name: "out/8100:100 9100:0", frame: fixed(withTags(v4, tpid, 100, qinq, 0)), drop: drop.BadTag},
+		{name: "out/meta 100 + 8100:100", frame: fixed(withTags(v6, tpid, 100)), meta: meta(100), drop: drop.BadTag},
+		{name: "out/meta 100 + 8100:200", frame: fixed(withTags(v4, tpid, 200)), meta: meta(100), drop: drop.BadTag},
+		{name: "out/meta 100 + 88a8:0", frame: fixed(withTags(v6, stag, 0)), meta: meta(100), drop: drop.BadTag},
+		{name: "out/88a8:100", frame: fixed(withTags(v6, stag, 100)), drop: drop.BadTag},
+		{name: "out/9100:100", frame: fixed(withTags(v6, qinq, 100)), drop: drop.BadTag},
+		{name: "out/88a8:0", frame: fixed(withTags(v4, stag, 0)), drop: drop.BadTag},
 		// Guest → wire: EtherTypes.
-		{name: "out/ethertype 88b5", frame: fixed(withEtherType(v6, 0x88b5)), drop: sa.DropEtherType},
-		{name: "out/LLDP to multicast", frame: fixed(withEtherType(udp(sa.MAC{1, 0x80, 0xc2, 0, 0, 0xe}, macA1, satest.V6A, satest.V6B, 1, 2, 50), 0x88cc)), drop: sa.DropEtherType},
-		{name: "out/802.3 length field", frame: fixed(withEtherType(v4, 0x0040)), drop: sa.DropEtherType},
-		{name: "out/8100:100 PPPoE", frame: fixed(withTags(withEtherType(v4, 0x8864), tpid, 100)), drop: sa.DropEtherType},
+		{name: "out/ethertype 88b5", frame: fixed(withEtherType(v6, 0x88b5)), drop: drop.EtherType},
+		{name: "out/LLDP to multicast", frame: fixed(withEtherType(udp(header.MAC{1, 0x80, 0xc2, 0, 0, 0xe}, macA1, satest.V6A, satest.V6B, 1, 2, 50), 0x88cc)), drop: drop.EtherType},
+		{name: "out/802.3 length field", frame: fixed(withEtherType(v4, 0x0040)), drop: drop.EtherType},
+		{name: "out/8100:100 PPPoE", frame: fixed(withTags(withEtherType(v4, 0x8864), tpid, 100)), drop: drop.EtherType},
 		// Guest → wire: fragments. UDP to V4B port 5000 is protected,
 		// other ports are not: a non-first fragment's port is unknown.
 		{name: "out/v4 udp 5000", frame: fixed(v4), wire: 1, esp: true},
 		{name: "out/v4 udp 5000 first fragment", frame: fixed(fragment4(v4, 0, true)), wire: 1, esp: true},
-		{name: "out/v4 udp 5000 non-first fragment", frame: fixed(fragment4(v4, 1480, false)), drop: sa.DropFragmentPolicy},
-		{name: "out/v4 udp 5000 middle fragment", frame: fixed(fragment4(v4, 8, true)), drop: sa.DropFragmentPolicy},
+		{name: "out/v4 udp 5000 non-first fragment", frame: fixed(fragment4(v4, 1480, false)), drop: drop.FragmentPolicy},
+		{name: "out/v4 udp 5000 middle fragment", frame: fixed(fragment4(v4, 8, true)), drop: drop.FragmentPolicy},
 		{name: "out/v4 any-port peer non-first fragment", frame: fixed(fragment4(v4any, 1480, false)), wire: 1, esp: true},
 		// Guest → wire: ARP.
 		{name: "out/ARP request", frame: fixed(arpFrame(bcast, macA1, arpRequest, macA1, satest.V4A, zero, satest.V4B)), wire: 1, to: one("acme2")},
 		{name: "out/ARP probe", frame: fixed(arpFrame(bcast, macA1, arpRequest, macA1, netip.IPv4Unspecified(), zero, satest.V4A)), wire: 1, to: one("acme2")},
 		{name: "out/ARP reply", frame: fixed(arpFrame(peerMAC, macA1, arpReply, macA1, satest.V4A, peerMAC, satest.V4B)), wire: 1},
-		{name: "out/ARP claims acme2's address", frame: fixed(arpFrame(bcast, macA1, arpReply, macA1, acme2V4, bcast, acme2V4)), drop: sa.DropBadNeighbor},
-		{name: "out/ARP reply from acme2's address", frame: fixed(arpFrame(peerMAC, macA1, arpReply, macA1, acme2V4, peerMAC, satest.V4B)), drop: sa.DropBadNeighbor},
-		{name: "out/ARP sender MAC not the VM's", frame: fixed(arpFrame(bcast, macA1, arpRequest, macA3, satest.V4A, zero, satest.V4B)), drop: sa.DropBadNeighbor},
-		{name: "out/ARP 1000 bytes", frame: fixed(padded(arpFrame(bcast, macA1, arpRequest, macA1, satest.V4A, zero, satest.V4B), 1000)), drop: sa.DropBadNeighbor},
+		{name: "out/ARP claims acme2's address", frame: fixed(arpFrame(bcast, macA1, arpReply, macA1, acme2V4, bcast, acme2V4)), drop: drop.BadNeighbor},
+		{name: "out/ARP reply from acme2's address", frame: fixed(arpFrame(peerMAC, macA1, arpReply, macA1, acme2V4, peerMAC, satest.V4B)), drop: drop.BadNeighbor},
+		{name: "out/ARP sender MAC not the VM's", frame: fixed(arpFrame(bcast, macA1, arpRequest, macA3, satest.V4A, zero, satest.V4B)), drop: drop.BadNeighbor},
+		{name: "out/ARP 1000 bytes", frame: fixed(padded(arpFrame(bcast, macA1, arpRequest, macA1, satest.V4A, zero, satest.V4B), 1000)), drop: drop.BadNeighbor},
 		{name: "out/ARP over IPv6 (ptype 86dd)", frame: fixed(func() []byte {
 			f := arpFrame(bcast, macA1, arpRequest, macA1, satest.V4A, zero, satest.V4B)
 			binary.BigEndian.PutUint16(f[ethLen+2:], etherIPv6)
 			return f
-		}()), drop: sa.DropBadNeighbor},
+		}()), drop: drop.BadNeighbor},
 		// Guest → wire: neighbour discovery.
 		{name: "out/NS", frame: fixed(ndFrame(snmMAC, macA1, satest.V6A, snm, ndSolicit, nsBody(satest.V6B, 1, macA1, 0))), wire: 1, to: one("acme2")},
 		{name: "out/NS for DAD", frame: fixed(ndFrame(snmMAC, macA1, netip.IPv6Unspecified(), snm, ndSolicit, nsBody(satest.V6A, 0, zero, 0))), wire: 1, to: one("acme2")},
 		{name: "out/NA", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x60, satest.V6A, macA1))), wire: 1},
 		{name: "out/NA for link-local", frame: fixed(ndFrame(peerMAC, macA1, ll, satest.V6B, ndAdvert, naBody(0x60, ll, macA1))), wire: 1},
-		{name: "out/NA for acme2's address", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x20, acme2V6, macA1))), drop: sa.DropBadNeighbor},
-		{name: "out/NA with another MAC", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x60, satest.V6A, macA3))), drop: sa.DropBadNeighbor},
-		{name: "out/NS for DAD of acme2's address", frame: fixed(ndFrame(snmMAC, macA1, netip.IPv6Unspecified(), snm, ndSolicit, nsBody(acme2V6, 0, zero, 0))), drop: sa.DropBadNeighbor},
-		{name: "out/NS with 1.1 kB", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndSolicit, nsBody(satest.V6B, 1, macA1, 1100))), drop: sa.DropBadNeighbor},
-		{name: "out/RA from a global address", frame: fixed(ndFrame(sa.MAC{0x33, 0x33, 0, 0, 0, 1}, macA1, satest.V6A, netip.MustParseAddr("ff02::1"), 134, make([]byte, 12))), drop: sa.DropBadNeighbor},
+		{name: "out/NA for acme2's address", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x20, acme2V6, macA1))), drop: drop.BadNeighbor},
+		{name: "out/NA with another MAC", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x60, satest.V6A, macA3))), drop: drop.BadNeighbor},
+		{name: "out/NS for DAD of acme2's address", frame: fixed(ndFrame(snmMAC, macA1, netip.IPv6Unspecified(), snm, ndSolicit, nsBody(acme2V6, 0, zero, 0))), drop: drop.BadNeighbor},
+		{name: "out/NS with 1.1 kB", frame: fixed(ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndSolicit, nsBody(satest.V6B, 1, macA1, 1100))), drop: drop.BadNeighbor},
+		{name: "out/RA from a global address", frame: fixed(ndFrame(header.MAC{0x33, 0x33, 0, 0, 0, 1}, macA1, satest.V6A, netip.MustParseAddr("ff02::1"), 134, make([]byte, 12))), drop: drop.BadNeighbor},
 		// Guest → a VM on this host: only to the VM that owns the address.
 		{name: "out/local to acme2's address", frame: fixed(udp(macA3, macA1, satest.V4A, acme2V4, 1000, 9, 100)), to: one("acme2")},
-		{name: "out/local ipsec flow to acme2's MAC", frame: fixed(udp(macA3, macA1, satest.V6A, satest.V6B, 1000, 2000, 100)), to: map[string]int{}, drop: sa.DropWrongDest},
-		{name: "out/local clear flow to acme2's MAC", frame: fixed(udp(macA3, macA1, satest.V4A, satest.V4B, 1000, 9, 100)), drop: sa.DropWrongDest},
+		{name: "out/local ipsec flow to acme2's MAC", frame: fixed(udp(macA3, macA1, satest.V6A, satest.V6B, 1000, 2000, 100)), to: map[string]int{}, drop: drop.WrongDest},
+		{name: "out/local clear flow to acme2's MAC", frame: fixed(udp(macA3, macA1, satest.V4A, satest.V4B, 1000, 9, 100)), drop: drop.WrongDest},
 
 		// Wire → VM: tags.
 		{in: true, name: "in/ESP 8100:100", frame: tagged(sealedBy(true, in6), tpid, 100), to: one("acme")},
 		{in: true, name: "in/ESP meta 100", frame: sealedBy(true, in6), meta: meta(100), to: one("acme")},
-		{in: true, name: "in/clear where ipsec", frame: fixed(withTags(in6, tpid, 100)), drop: sa.DropPolicyMismatch},
+		{in: true, name: "in/clear where ipsec", frame: fixed(withTags(in6, tpid, 100)), drop: drop.PolicyMismatch},
 		{in: true, name: "in/8100:100 8100:0 clear", frame: fixed(withTags(in6, tpid, 100, tpid, 0)), malformed: true},
 		{in: true, name: "in/8100:100 88a8:0 clear", frame: fixed(withTags(in6, tpid, 100, stag, 0)), malformed: true},
 		{in: true, name: "in/8100:100 9100:0 clear", frame: fixed(withTags(in6, tpid, 100, qinq, 0)), malformed: true},
@@ -353,25 +355,25 @@ func frameCases() []frameCase {
 		{in: true, name: "in/meta 0 + 8100:0 to initech", frame: fixed(withTags(toInitech, tpid, 0)), meta: meta(0), malformed: true},
 		{in: true, name: "in/8100:0 88a8:0 to initech", frame: fixed(withTags(toInitech, tpid, 0, stag, 0)), malformed: true},
 		// Wire → VM: EtherTypes.
-		{in: true, name: "in/ethertype 88b5", frame: fixed(withTags(withEtherType(in6, 0x88b5), tpid, 100)), drop: sa.DropEtherType},
-		{in: true, name: "in/802.3 length field", frame: fixed(withTags(withEtherType(in6, 0x0040), tpid, 100)), drop: sa.DropEtherType},
-		{in: true, name: "in/MPLS", frame: fixed(withTags(withEtherType(in6, 0x8847), tpid, 100)), drop: sa.DropEtherType},
+		{in: true, name: "in/ethertype 88b5", frame: fixed(withTags(withEtherType(in6, 0x88b5), tpid, 100)), drop: drop.EtherType},
+		{in: true, name: "in/802.3 length field", frame: fixed(withTags(withEtherType(in6, 0x0040), tpid, 100)), drop: drop.EtherType},
+		{in: true, name: "in/MPLS", frame: fixed(withTags(withEtherType(in6, 0x8847), tpid, 100)), drop: drop.EtherType},
 		// Wire → VM: fragments.
 		{in: true, name: "in/v4 udp 9 clear", frame: fixed(withTags(udp(macA1, peerMAC, satest.V4B, satest.V4A, 1000, 9, 100), tpid, 100)), to: one("acme")},
-		{in: true, name: "in/v4 udp 5000 clear", frame: fixed(withTags(in4, tpid, 100)), drop: sa.DropPolicyMismatch},
-		{in: true, name: "in/v4 udp 5000 clear first fragment", frame: fixed(withTags(fragment4(in4, 0, true), tpid, 100)), drop: sa.DropPolicyMismatch},
-		{in: true, name: "in/v4 clear non-first fragment", frame: fixed(withTags(fragment4(in4, 1480, false), tpid, 100)), drop: sa.DropFragmentPolicy},
-		{in: true, name: "in/v4 clear middle fragment", frame: fixed(withTags(fragment4(in4, 8, true), tpid, 100)), drop: sa.DropFragmentPolicy},
-		{in: true, name: "in/v4 any-port peer clear non-first fragment", frame: fixed(withTags(fragment4(in4any, 1480, false), tpid, 100)), drop: sa.DropPolicyMismatch},
+		{in: true, name: "in/v4 udp 5000 clear", frame: fixed(withTags(in4, tpid, 100)), drop: drop.PolicyMismatch},
+		{in: true, name: "in/v4 udp 5000 clear first fragment", frame: fixed(withTags(fragment4(in4, 0, true), tpid, 100)), drop: drop.PolicyMismatch},
+		{in: true, name: "in/v4 clear non-first fragment", frame: fixed(withTags(fragment4(in4, 1480, false), tpid, 100)), drop: drop.FragmentPolicy},
+		{in: true, name: "in/v4 clear middle fragment", frame: fixed(withTags(fragment4(in4, 8, true), tpid, 100)), drop: drop.FragmentPolicy},
+		{in: true, name: "in/v4 any-port peer clear non-first fragment", frame: fixed(withTags(fragment4(in4any, 1480, false), tpid, 100)), drop: drop.PolicyMismatch},
 		{in: true, name: "in/ESP v4 udp 5000", frame: tagged(sealedBy(false, in4), tpid, 100), to: one("acme")},
 		{in: true, name: "in/ESP v4 any-port peer non-first fragment", frame: tagged(sealedBy(false, fragment4(in4any, 1480, false)), tpid, 100), to: one("acme")},
-		{in: true, name: "in/ESP v4 udp 5000 non-first fragment", frame: tagged(sealedBy(false, fragment4(in4, 1480, false)), tpid, 100), drop: sa.DropFragmentPolicy},
+		{in: true, name: "in/ESP v4 udp 5000 non-first fragment", frame: tagged(sealedBy(false, fragment4(in4, 1480, false)), tpid, 100), drop: drop.FragmentPolicy},
 		// Wire → VM: ARP and neighbour discovery.
 		{in: true, name: "in/ARP reply", frame: fixed(withTags(arpFrame(macA1, peerMAC, arpReply, peerMAC, satest.V4B, macA1, satest.V4A), tpid, 100)), to: one("acme")},
 		{in: true, name: "in/ARP request broadcast", frame: fixed(withTags(arpFrame(bcast, peerMAC, arpRequest, peerMAC, satest.V4B, zero, satest.V4A), tpid, 100)), to: map[string]int{"acme": 1, "acme2": 1}},
-		{in: true, name: "in/ARP 1000 bytes", frame: fixed(withTags(padded(arpFrame(macA1, peerMAC, arpReply, peerMAC, satest.V4B, macA1, satest.V4A), 1000), tpid, 100)), drop: sa.DropBadNeighbor},
+		{in: true, name: "in/ARP 1000 bytes", frame: fixed(withTags(padded(arpFrame(macA1, peerMAC, arpReply, peerMAC, satest.V4B, macA1, satest.V4A), 1000), tpid, 100)), drop: drop.BadNeighbor},
 		{in: true, name: "in/NA", frame: fixed(withTags(ndFrame(macA1, peerMAC, satest.V6B, satest.V6A, ndAdvert, naBody(0x60, satest.V6B, peerMAC)), tpid, 100)), to: one("acme")},
-		{in: true, name: "in/NS with 1.1 kB", frame: fixed(withTags(ndFrame(macA1, peerMAC, satest.V6B, satest.V6A, ndSolicit, nsBody(satest.V6A, 1, peerMAC, 1100)), tpid, 100)), drop: sa.DropBadNeighbor},
+		{in: true, name: "in/NS with 1.1 kB", frame: fixed(withTags(ndFrame(macA1, peerMAC, satest.V6B, satest.V6A, ndSolicit, nsBody(satest.V6A, 1, peerMAC, 1100)), tpid, 100)), drop: drop.BadNeighbor},
 	}
 }
 
@@ -393,7 +395,7 @@ func TestFrames(t *testing.T) {
 				dropVM = "acme"
 			}
 			var dropsBefore uint64
-			if tc.drop != sa.DropNone {
+			if tc.drop != drop.None {
 				dropsBefore = x.vms[dropVM].stats.Drops[tc.drop].Load()
 			}
 			malformed := x.e.UplinkRx.Malformed.Load()
@@ -417,7 +419,7 @@ func TestFrames(t *testing.T) {
 					t.Errorf("LEAK: %d frames delivered to %s, want %d", got, n, tc.to[n])
 				}
 			}
-			if tc.drop != sa.DropNone {
+			if tc.drop != drop.None {
 				if got := x.vms[dropVM].stats.Drops[tc.drop].Load() - dropsBefore; got != 1 {
 					t.Errorf("%d %v drops counted on %s, want 1", got, tc.drop, dropVM)
 				}
@@ -481,7 +483,7 @@ func TestFramesAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per %d frames", allocs, len(frames))
 	}
-	if x.vms["acme"].stats.Drops[sa.DropFragmentPolicy].Load() == 0 || x.vms["acme"].stats.Drops[sa.DropBadNeighbor].Load() == 0 {
+	if x.vms["acme"].stats.Drops[drop.FragmentPolicy].Load() == 0 || x.vms["acme"].stats.Drops[drop.BadNeighbor].Load() == 0 {
 		t.Fatal("the frames did not reach the checks")
 	}
 }

@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 
@@ -47,7 +48,7 @@ func FuzzPipeline(f *testing.F) {
 		withEtherType(clear, 0x88b5),
 		fragment4(v4, 0, true),
 		fragment4(v4, 1480, false),
-		arpFrame(broadcastMAC, macA1, arpRequest, macA1, satest.V4A, sa.MAC{}, satest.V4B),
+		arpFrame(broadcastMAC, macA1, arpRequest, macA1, satest.V4A, header.MAC{}, satest.V4B),
 		ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndSolicit, nsBody(satest.V6B, 1, macA1, 1100)),
 		ndFrame(peerMAC, macA1, satest.V6A, satest.V6B, ndAdvert, naBody(0x60, satest.V6A, macA1)),
 	} {
@@ -128,10 +129,10 @@ func FuzzPipeline(f *testing.F) {
 	up := viftest.NewSink("up")
 	plainUp, vnetUp := &txPort{Port: up}, &txPort{Port: viftest.NewSink("upv"), vnet: true}
 	e.uplink.Store(plainUp)
-	e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
+	e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
 	overlays := []*Overlay{nil,
-		{Local: vtepA, UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}},
-		{Local: vtepA, UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}, ProtectUnderlay: true,
+		{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}},
+		{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}, ProtectUnderlay: true,
 			Underlay: []UnderlaySA{{VNI: 1000, SA: u}}}}
 	vmW := newWorker(e, vm.port, false)
 	upW := newWorker(e, plainUp, true)

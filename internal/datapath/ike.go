@@ -5,10 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"time"
 
-	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/offload/pmtu"
 	"github.com/vifsec/vifsec/sa"
@@ -135,7 +136,7 @@ func (w *worker) puntIKE(vm *vmState, buf []byte, off int, c *esp.Class) bool {
 		Data:   bytes.Clone(ip[c.IKE:c.End]),
 	}
 	vm.stats.IKEIn.Add(1)
-	mac := sa.MAC(buf[off+6 : off+12])
+	mac := header.MAC(buf[off+6 : off+12])
 	if q := w.e.ikeNeigh.learn(keyOf(vm, src), mac, w.e.now()); q != nil {
 		w.e.sendQueued(q, mac) // what waited for this peer's MAC
 	}
@@ -145,7 +146,7 @@ func (w *worker) puntIKE(vm *vmState, buf []byte, off int, c *esp.Class) bool {
 
 // ikeNextHop finds the MAC SendIKE sends toward k's address for k's VM:
 // learned (neigh.go), or the uplink neighbour table.
-func (e *Engine) ikeNextHop(k ikeNeighKey, now time.Time) (sa.MAC, bool) {
+func (e *Engine) ikeNextHop(k ikeNeighKey, now time.Time) (header.MAC, bool) {
 	if mac, ok := e.ikeNeigh.lookup(k, now); ok {
 		return mac, true
 	}
@@ -154,7 +155,7 @@ func (e *Engine) ikeNextHop(k ikeNeighKey, now time.Time) (sa.MAC, bool) {
 			return mac, true
 		}
 	}
-	return sa.MAC{}, false
+	return header.MAC{}, false
 }
 
 // SendIKE sends p on the VM's behalf: an Ethernet frame from the VM's MAC
@@ -249,7 +250,7 @@ func (e *Engine) datagramLen(p IKEPacket, withMarker bool) (total, marker int, e
 }
 
 // sendDatagram sends p (checked by sendUDP) for vm to the next hop mac.
-func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac sa.MAC, p IKEPacket, withMarker bool) error {
+func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac header.MAC, p IKEPacket, withMarker bool) error {
 	total, marker, err := e.datagramLen(p, withMarker)
 	if err != nil {
 		return err
@@ -274,7 +275,7 @@ func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac sa.MAC, p IKEPacket, 
 	if mtu := e.pathMTU(); total > mtu {
 		w.ensureSeg()
 		nf, d := pmtu.Fragment(f[ethLen:ethLen+total], mtu, w.seg, readOff+ethLen, w.segSizes)
-		if d != offload.DropNone {
+		if d != drop.None {
 			return fmt.Errorf("send IKE: fragmenting %d bytes for MTU %d: %w (%v)", total, mtu, ErrTooBig, d)
 		}
 		frames, starts, ends = w.seg[:nf], make([]int, nf), make([]int, nf)
@@ -324,13 +325,6 @@ func (w *worker) sendAsVM(up *txPort, vm *vmState, bcast bool, frames [][]byte, 
 	w.flush()
 	return sent
 }
-
-const (
-	ipv4HeaderLen = 20
-	ipv6HeaderLen = 40
-	udpHeaderLen  = 8
-	protoUDP      = 17
-)
 
 // buildIKEPacket writes into pkt (exactly its length) an IP packet from
 // src to dst carrying UDP between sport and dport with a non-ESP marker of

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"net"
 	"net/netip"
 	"os"
@@ -188,10 +189,10 @@ func ikeLabEngine(t *testing.T, l ikeNamespaces) (*datapath.Engine, chan datapat
 		t.Fatal(err)
 	}
 	mac, _ := tenant.ParseMAC(lab.IKEGuestMAC)
-	e.Update([]datapath.VM{{Name: "acme-a", Port: port, MAC: sa.MAC(mac), IPs: []netip.Addr{lab.IKEGuest4, lab.IKEGuest6},
+	e.Update([]datapath.VM{{Name: "acme-a", Port: port, MAC: header.MAC(mac), IPs: []netip.Addr{lab.IKEGuest4, lab.IKEGuest6},
 		DefaultAction: tenant.ActionNone, VnetHdr: true, IKE: true}})
 	e.SetUplink(up, 0)
-	return e, got, sa.Scope{MAC: sa.MAC(mac)}
+	return e, got, sa.Scope{MAC: header.MAC(mac)}
 }
 
 // listenIn opens a UDP socket on at in namespace ns, closed at cleanup.

@@ -3,6 +3,8 @@ package datapath
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 
@@ -20,7 +22,7 @@ const jumbo = 9000
 
 // jumboFrame builds an Ethernet frame from src to dst carrying a UDP packet
 // of size payload bytes between s and d.
-func jumboFrame(dst, src sa.MAC, s, d netip.Addr, size int) []byte {
+func jumboFrame(dst, src header.MAC, s, d netip.Addr, size int) []byte {
 	b := make([]byte, ethLen+60+size)
 	n := satest.UDP(b, ethLen, s, d, 1000, 2000, size)
 	copy(b[0:6], dst[:])
@@ -34,7 +36,7 @@ func jumboFrame(dst, src sa.MAC, s, d netip.Addr, size int) []byte {
 // VM becomes an ESP frame of more than 8 kB on the wire and reaches the
 // peer VM whole, both ways; nothing is dropped or truncated.
 func TestJumboAcrossGateways(t *testing.T) {
-	mk := func(mac sa.MAC, local, remote netip.Addr, outSPI, inSPI uint32) (*Engine, *viftest.Port) {
+	mk := func(mac header.MAC, local, remote netip.Addr, outSPI, inSPI uint32) (*Engine, *viftest.Port) {
 		db := sa.NewDB(0)
 		e := New(db, nil)
 		out, in := tenantSAs(t, "acme", mac, 100, 1, outSPI, inSPI, local, remote)
@@ -80,7 +82,7 @@ func TestJumboAcrossGateways(t *testing.T) {
 	}
 	for _, e := range []*Engine{a, b} {
 		st := e.Stats("acme")
-		for d := sa.Drop(1); d < sa.NumDrops; d++ {
+		for d := drop.Reason(1); d < drop.NumCounted; d++ {
 			if n := st.Drops[d].Load(); n != 0 {
 				t.Errorf("drops %v: %d", d, n)
 			}
@@ -136,9 +138,9 @@ func TestJumboSuperFrameSegments(t *testing.T) {
 }
 
 // drops lists a VM's non-zero drop counters.
-func drops(st *VMStats) map[sa.Drop]uint64 {
-	out := map[sa.Drop]uint64{}
-	for d := sa.Drop(1); d < sa.NumDrops; d++ {
+func drops(st *VMStats) map[drop.Reason]uint64 {
+	out := map[drop.Reason]uint64{}
+	for d := drop.Reason(1); d < drop.NumCounted; d++ {
 		if n := st.Drops[d].Load(); n != 0 {
 			out[d] = n
 		}

@@ -5,6 +5,8 @@ package datapath_test
 import (
 	"context"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -64,7 +66,7 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 				src, dst netip.Addr
 			}{{sa.DirOut, outSPI, src, dst}, {sa.DirIn, inSPI, dst, src}} {
 				c := sa.Config{
-					Name: fmt.Sprintf("%s-%v-%x", v.Name, d.dir, d.spi), Scope: sa.Scope{VLAN: v.VLAN, MAC: sa.MAC(mac)},
+					Name: fmt.Sprintf("%s-%v-%x", v.Name, d.dir, d.spi), Scope: sa.Scope{VLAN: v.VLAN, MAC: header.MAC(mac)},
 					SPI: d.spi, Dir: d.dir, Src: d.src, Dst: d.dst, Mode: mode,
 					Enc: sa.EncAES128GCM, EncKey: []byte(fmt.Sprintf("%s-key-%08x!!", v.Tenant[:3], d.spi))[:20], Integ: sa.IntegNone,
 				}
@@ -90,7 +92,7 @@ func gatewayVMs(t *testing.T, l *lab.Lab, gw *lab.Gateway, db *sa.DB, mode sa.Mo
 				sas = append(sas, s)
 			}
 		}
-		vms = append(vms, datapath.VM{Name: v.Name, Port: ports[v.Name], MAC: sa.MAC(mac), VLAN: v.VLAN,
+		vms = append(vms, datapath.VM{Name: v.Name, Port: ports[v.Name], MAC: header.MAC(mac), VLAN: v.VLAN,
 			IPs: []netip.Addr{v.IP6, v.IP4}, DefaultAction: tenant.ActionNone, Policies: pols, SAs: sas, VnetHdr: true})
 	}
 	return vms
@@ -151,8 +153,8 @@ func TestIntegrationLabDataPath(t *testing.T) {
 					if st.PacketsIn.Load() == 0 || st.PacketsOut.Load() == 0 {
 						t.Errorf("gateway %d %s: in %d out %d", i, name, st.PacketsIn.Load(), st.PacketsOut.Load())
 					}
-					for d := sa.Drop(1); d < sa.NumDrops; d++ {
-						if n := st.Drops[d].Load(); n != 0 && d != sa.DropReplay {
+					for d := drop.Reason(1); d < drop.NumCounted; d++ {
+						if n := st.Drops[d].Load(); n != 0 && d != drop.Replay {
 							t.Errorf("gateway %d %s: %d drops %v", i, name, n, d)
 						}
 					}

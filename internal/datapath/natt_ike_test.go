@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"testing"
 	"time"
@@ -22,7 +24,7 @@ import (
 // Tests of RFC 3948 ESP in UDP through the pipeline and of IKE on a VM's
 // behalf (punt to the IKE handler, SendIKE).
 
-var peerMAC = sa.MAC{0x02, 0, 0, 0, 0xee, 0x01} // the peer (or its router) on the wire
+var peerMAC = header.MAC{0x02, 0, 0, 0, 0xee, 0x01} // the peer (or its router) on the wire
 
 // refSum is RFC 1071's ones' complement sum, written plainly: the
 // reference checksums are checked against.
@@ -61,7 +63,7 @@ func refUDPSum(src, dst netip.Addr, u []byte) uint16 {
 
 // udpFrame builds an untagged Ethernet frame carrying UDP from s:sport to
 // d:dport with payload, all checksums valid.
-func udpFrame(dst, src sa.MAC, s, d netip.Addr, sport, dport uint16, payload []byte) []byte {
+func udpFrame(dst, src header.MAC, s, d netip.Addr, sport, dport uint16, payload []byte) []byte {
 	hl := 20
 	if s.Is6() {
 		hl = 40
@@ -133,7 +135,7 @@ func natFamily(v6 bool) (a, b, gwA, gwB netip.Addr) {
 // natSAs returns the out and in SA of the acme VM on one gateway, with
 // RFC 3948 encapsulation when encap (ports 4500 both ways) and keys that
 // depend only on the SPI, so A's out SA and B's in SA match.
-func natSAs(t testing.TB, mac sa.MAC, mode sa.Mode, encap bool, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
+func natSAs(t testing.TB, mac header.MAC, mode sa.Mode, encap bool, outSPI, inSPI uint32, local, remote netip.Addr) (out, in *sa.SA) {
 	mk := func(dir sa.Direction, spi uint32, src, dst netip.Addr) *sa.SA {
 		c := sa.Config{Name: fmt.Sprintf("acme-%v-%x", dir, spi), Scope: sa.Scope{VLAN: 100, MAC: mac}, SPI: spi, Dir: dir, Src: src, Dst: dst,
 			Mode: mode, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, byte(spi>>8)), Integ: sa.IntegNone}
@@ -164,7 +166,7 @@ func anyPolicies(local, remote netip.Addr, mode sa.Mode) []tenant.Policy {
 // addresses set.
 func natGateways(t *testing.T, mode sa.Mode, v6, encap bool) (a, b *side) {
 	va, vb, ga, gb := natFamily(v6)
-	mk := func(mac sa.MAC, local, remote, gwLocal, gwRemote netip.Addr, outSPI, inSPI uint32) *side {
+	mk := func(mac header.MAC, local, remote, gwLocal, gwRemote netip.Addr, outSPI, inSPI uint32) *side {
 		s := &side{db: sa.NewDB(0), guests: map[string]*viftest.Port{}}
 		s.e = New(s.db, nil)
 		guest, host := viftest.Pair("acme-guest", "acme-vif", 256)
@@ -206,7 +208,7 @@ func TestESPInUDPBothWays(t *testing.T) {
 				for _, dir := range []struct {
 					from, to       *side
 					src, dst       netip.Addr
-					srcMAC, dstMAC sa.MAC
+					srcMAC, dstMAC header.MAC
 					spi            uint32
 				}{{a, b, va, vb, macA1, macB1, 0x1000}, {b, a, vb, va, macB1, macA1, 0x2000}} {
 					f := frame(dir.dstMAC, dir.srcMAC, dir.src, dir.dst, 300)
@@ -243,7 +245,7 @@ func TestESPInUDPBothWays(t *testing.T) {
 					}
 				}
 				for _, s := range []*side{a, b} {
-					for d := sa.Drop(1); d < sa.NumDrops; d++ {
+					for d := drop.Reason(1); d < drop.NumCounted; d++ {
 						if n := s.e.Stats("acme").Drops[d].Load(); n != 0 {
 							t.Errorf("%d drops %v", n, d)
 						}
@@ -269,7 +271,7 @@ func TestESPInUDPDrops(t *testing.T) {
 		copy(buf[readOff:], f)
 		var sc sa.Scratch
 		st, en, d := esp.Encap(s, &sc, buf, readOff+ethLen, len(f)-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		copy(buf[st-ethLen:], f[:ethLen])
@@ -281,10 +283,10 @@ func TestESPInUDPDrops(t *testing.T) {
 	b.uplink.Inject(udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 4500, 4500, []byte{0xff}), tagged)
 	st, plainSt := b.e.Stats("acme"), plainB.e.Stats("acme")
 	waitFor(t, "drops", func() bool {
-		return st.Drops[sa.DropEncapMismatch].Load() == 1 && plainSt.Drops[sa.DropEncapMismatch].Load() == 1 &&
-			st.Drops[sa.DropNATKeepalive].Load() == 1
+		return st.Drops[drop.EncapMismatch].Load() == 1 && plainSt.Drops[drop.EncapMismatch].Load() == 1 &&
+			st.Drops[drop.NATKeepalive].Load() == 1
 	})
-	if in := b.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: 100, MAC: macB1}, SPI: 0x1000}); in.Stats.Drops[sa.DropEncapMismatch].Load() != 1 {
+	if in := b.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: 100, MAC: macB1}, SPI: 0x1000}); in.Stats.Drops[drop.EncapMismatch].Load() != 1 {
 		t.Error("encap-mismatch not counted on the SA")
 	}
 	expectNoDelivery(t, st)
@@ -313,19 +315,19 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 			name    string
 			from    netip.Addr
 			payload []byte
-			drop    sa.Drop // DropNone: delivered as it is
+			drop    drop.Reason // DropNone: delivered as it is
 		}{
 			// Port 4500 of a VM whose IKE the gateway runs is the
 			// gateway's: an unknown SPI there is no-sa, not the guest's.
-			{"no SA with that SPI", stranger, espLike(0x7777), map[bool]sa.Drop{true: sa.DropNoSA, false: sa.DropNone}[ike]},
-			{"the SPI of the VM's outbound SA", stranger, espLike(0x2000), map[bool]sa.Drop{true: sa.DropNoSA, false: sa.DropNone}[ike]},
-			{"no SA, from a peer whose traffic must be ESP", x.remote4, espLike(0x7777), map[bool]sa.Drop{true: sa.DropNoSA, false: sa.DropPolicyMismatch}[ike]},
-			{"keepalive", stranger, []byte{0xff}, map[bool]sa.Drop{true: sa.DropNATKeepalive, false: sa.DropNone}[ike]},
+			{"no SA with that SPI", stranger, espLike(0x7777), map[bool]drop.Reason{true: drop.NoSA, false: drop.None}[ike]},
+			{"the SPI of the VM's outbound SA", stranger, espLike(0x2000), map[bool]drop.Reason{true: drop.NoSA, false: drop.None}[ike]},
+			{"no SA, from a peer whose traffic must be ESP", x.remote4, espLike(0x7777), map[bool]drop.Reason{true: drop.NoSA, false: drop.PolicyMismatch}[ike]},
+			{"keepalive", stranger, []byte{0xff}, map[bool]drop.Reason{true: drop.NATKeepalive, false: drop.None}[ike]},
 		} {
 			f := udpFrame(macB1, peerMAC, tc.from, x.v4, 4500, 4500, tc.payload)
 			before := st.Drops[tc.drop].Load()
 			x.up.Inject(f, tagged)
-			if tc.drop == sa.DropNone {
+			if tc.drop == drop.None {
 				if got := recv(t, x.guest); !bytes.Equal(got, f) {
 					t.Fatalf("IKE %v, %s: guest got %x, want %x", ike, tc.name, got, f)
 				}
@@ -333,7 +335,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 			}
 			waitFor(t, tc.name+": "+tc.drop.String(), func() bool { return st.Drops[tc.drop].Load() == before+1 })
 		}
-		if n := st.Drops[sa.DropNoSA].Load(); !ike && n != 0 {
+		if n := st.Drops[drop.NoSA].Load(); !ike && n != 0 {
 			t.Fatalf("IKE %v: %d no-sa drops", ike, n)
 		}
 		x.noneHandled(t)
@@ -342,7 +344,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 	// (TestESPInUDPDrops: encap-mismatch for one without Encap).
 	x := newIKEEngine(t, false)
 	x.up.Inject(udpFrame(macB1, peerMAC, stranger, x.v4, 4500, 4500, espLike(0x1000)), tagged)
-	waitFor(t, "auth-failed", func() bool { return x.e.Stats("acme").Drops[sa.DropAuthFailed].Load() == 1 })
+	waitFor(t, "auth-failed", func() bool { return x.e.Stats("acme").Drops[drop.AuthFailed].Load() == 1 })
 	if n := x.e.Stats("acme").PacketsIn.Load(); n != 0 {
 		t.Fatalf("%d frames delivered", n)
 	}
@@ -350,7 +352,7 @@ func TestUDP4500IsTheGuests(t *testing.T) {
 	// With a protected VXLAN underlay, such UDP to a flat VM is not taken
 	// for the underlay's ESP either (it is not addressed to the VTEP).
 	y := newIKEEngine(t, false)
-	y.e.SetOverlay(&Overlay{Local: netip.MustParseAddr("203.0.113.1"), UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, ProtectUnderlay: true})
+	y.e.SetOverlay(&Overlay{Local: netip.MustParseAddr("203.0.113.1"), UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, ProtectUnderlay: true})
 	f := udpFrame(macB1, peerMAC, stranger, y.v4, 4500, 4500, espLike(0x7777))
 	y.up.Inject(f, tagged)
 	if got := recv(t, y.guest); !bytes.Equal(got, f) {
@@ -392,7 +394,7 @@ func TestNoSAYetDiscards(t *testing.T) {
 	// A frame to an address SendIKE is not resolving teaches nothing; one
 	// to the peer does, and sends the waiting datagram.
 	guest.WriteBatch([][]byte{frame(peerMAC, macA1, satest.V4A, other, 64), frame(peerMAC, macA1, satest.V4A, satest.V4B, 64)})
-	waitFor(t, "no-sa drops", func() bool { return e.Stats("acme").Drops[sa.DropNoSA].Load() == 2 })
+	waitFor(t, "no-sa drops", func() bool { return e.Stats("acme").Drops[drop.NoSA].Load() == 2 })
 	if p := parseIKEFrame(t, recv(t, peer)); p.dst != peerMAC || string(p.data) != "hello" {
 		t.Fatalf("waiting datagram sent as %+v, want to the guest's next hop %v", p, peerMAC)
 	}
@@ -518,7 +520,7 @@ func TestIKEPunt(t *testing.T) {
 	copy(buf[readOff:], clear)
 	var sc sa.Scratch
 	st, en, d := esp.Encap(peerOut, &sc, buf, readOff+ethLen, len(clear)-ethLen)
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatal(d)
 	}
 	copy(buf[st-ethLen:], clear[:ethLen])
@@ -544,7 +546,7 @@ func TestIKEPunt(t *testing.T) {
 
 // parsedIKE is an IKE frame taken apart field by field.
 type parsedIKE struct {
-	dst, src      sa.MAC
+	dst, src      header.MAC
 	vlan          uint16
 	local, remote netip.AddrPort
 	ipID          uint16
@@ -613,7 +615,7 @@ func TestSendIKE(t *testing.T) {
 	x := newIKEEngine(t, true)
 	tagged := vif.Meta{VLAN: 100, Tagged: true}
 	// Learn the peer's MAC from its IKE (v4 and v6).
-	routerMAC := sa.MAC{2, 0, 0, 0, 0x77, 1}
+	routerMAC := header.MAC{2, 0, 0, 0, 0x77, 1}
 	x.up.Inject(udpFrame(macB1, routerMAC, x.remote4, x.v4, 500, 500, []byte{1, 2, 3, 4, 5, 6, 7, 8}), tagged)
 	x.up.Inject(udpFrame(macB1, routerMAC, x.remote6, x.v6, 500, 500, []byte{1, 2, 3, 4, 5, 6, 7, 8}), tagged)
 	x.handled(t)
@@ -652,11 +654,11 @@ func TestSendIKE(t *testing.T) {
 	}
 	// Without a learned next hop, the uplink neighbour table is used.
 	other := netip.MustParseAddr("198.51.100.7")
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{other: {2, 0, 0, 0, 0x88, 8}})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{other: {2, 0, 0, 0, 0x88, 8}})
 	if err := x.e.SendIKE(IKEPacket{Scope: x.scope, Local: netip.AddrPortFrom(x.v4, 500), Remote: netip.AddrPortFrom(other, 500), Data: msg}); err != nil {
 		t.Fatal(err)
 	}
-	if p := parseIKEFrame(t, recv(t, x.peer)); p.dst != (sa.MAC{2, 0, 0, 0, 0x88, 8}) {
+	if p := parseIKEFrame(t, recv(t, x.peer)); p.dst != (header.MAC{2, 0, 0, 0, 0x88, 8}) {
 		t.Fatalf("next hop %v, want the neighbour table's", p.dst)
 	}
 }
@@ -666,7 +668,7 @@ func TestSendIKE(t *testing.T) {
 // refused (RFC 7383 is the IKE engine's way).
 func TestSendIKEFragments(t *testing.T) {
 	x := newIKEEngine(t, true)
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{x.remote4: peerMAC, x.remote6: peerMAC})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{x.remote4: peerMAC, x.remote6: peerMAC})
 	msg := make([]byte, 3000)
 	for i := range msg {
 		msg[i] = byte(i * 7)
@@ -750,7 +752,7 @@ func TestSendIKEErrors(t *testing.T) {
 	default:
 		t.Error("no neighbour miss reported")
 	}
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{x.remote4: peerMAC})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{x.remote4: peerMAC})
 	x.e.SetUplink(nil, 0)
 	if err := x.e.SendIKE(ok); !errors.Is(err, ErrNoUplink) {
 		t.Errorf("no uplink: %v", err)
@@ -799,7 +801,7 @@ func TestNATAndIKEAllocs(t *testing.T) {
 		b := w.bufs[n-1]
 		copy(b[readOff:], inner)
 		st, en, d := esp.Encap(outA, &sc, b, readOff+ethLen, len(inner)-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		copy(b[st-ethLen:st], inner[:ethLen])
@@ -814,8 +816,8 @@ func TestNATAndIKEAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per batch", allocs)
 	}
-	if handled != 0 || vm.stats.Drops[sa.DropNATKeepalive].Load() == 0 {
-		t.Fatalf("handled %d, keepalives %d", handled, vm.stats.Drops[sa.DropNATKeepalive].Load())
+	if handled != 0 || vm.stats.Drops[drop.NATKeepalive].Load() == 0 {
+		t.Fatalf("handled %d, keepalives %d", handled, vm.stats.Drops[drop.NATKeepalive].Load())
 	}
 
 	// The guest side: ESP in UDP out.
@@ -880,15 +882,15 @@ func TestHeadroomWorstCase(t *testing.T) {
 	e.snap.Store(snap)
 	up := viftest.NewSink("up")
 	e.uplink.Store(&txPort{Port: up, vnet: true})
-	e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: sa.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB},
+	e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB},
 		ProtectUnderlay: true, Underlay: []UnderlaySA{{VNI: 1000, SA: under}}})
-	e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
+	e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
 	w := newWorker(e, vm.port, false)
 	f := frame(macB1, macA1, satest.V6A, satest.V6B, 100)
 	w.sizes[0] = copy(w.bufs[0][readOff:], f)
 	w.batch(1)
 	if up.Frames != 1 {
-		t.Fatalf("uplink got %d frames; VM drops: no-room %d", up.Frames, vm.stats.Drops[sa.DropNoRoom].Load())
+		t.Fatalf("uplink got %d frames; VM drops: no-room %d", up.Frames, vm.stats.Drops[drop.NoRoom].Load())
 	}
 	// The frame: virtio-net header, Ethernet, IPv6, UDP 4500, ESP of the
 	// underlay SA.
@@ -928,15 +930,15 @@ func TestInboundRekeyOverlap(t *testing.T) {
 		return vm
 	}
 	f := frame(macB1, peerMAC, satest.V4A, satest.V4B, 64) // UDP 1000 -> 2000
-	send := func(vm *vmState, peer *sa.SA) sa.Drop {
-		in, drops := vm.stats.PacketsIn.Load(), [sa.NumDrops]uint64{}
+	send := func(vm *vmState, peer *sa.SA) drop.Reason {
+		in, drops := vm.stats.PacketsIn.Load(), [drop.NumCounted]uint64{}
 		for d := range drops {
 			drops[d] = vm.stats.Drops[d].Load()
 		}
 		b := w.bufs[0]
 		copy(b[readOff:], f)
 		st, en, d := esp.Encap(peer, &sc, b, readOff+ethLen, len(f)-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		copy(b[st-ethLen:st], f[:ethLen])
@@ -944,31 +946,31 @@ func TestInboundRekeyOverlap(t *testing.T) {
 		w.meta[0] = vif.Meta{VLAN: 100, Tagged: true}
 		w.batch(1)
 		if vm.stats.PacketsIn.Load() == in+1 {
-			return sa.DropNone
+			return drop.None
 		}
 		for d := range drops {
 			if vm.stats.Drops[d].Load() != drops[d] {
-				return sa.Drop(d)
+				return drop.Reason(d)
 			}
 		}
 		t.Fatal("neither delivered nor dropped")
 		return 0
 	}
-	deliver := func(pol []tenant.Policy, sas []*sa.SA, peer *sa.SA) sa.Drop { return send(setup(pol, sas), peer) }
+	deliver := func(pol []tenant.Policy, sas []*sa.SA, peer *sa.SA) drop.Reason { return send(setup(pol, sas), peer) }
 	overlap := []tenant.Policy{in("new", "n", tenant.PortAny, tenant.ActionIPsec), in("old", "o", tenant.PortAny, tenant.ActionIPsec)}
 	for _, tc := range []struct {
 		name string
 		pol  []tenant.Policy
 		sas  []*sa.SA
 		peer *sa.SA
-		want sa.Drop
+		want drop.Reason
 	}{
-		{"new child, first SP", overlap, []*sa.SA{newIn, oldIn}, peerNew, sa.DropNone},
-		{"old child, second SP", overlap, []*sa.SA{newIn, oldIn}, peerOld, sa.DropNone},
-		{"waiting SP first (no SA), old child", overlap, []*sa.SA{nil, oldIn}, peerOld, sa.DropNone},
-		{"discard first", []tenant.Policy{in("d", "", tenant.PortAny, tenant.ActionDiscard), overlap[1]}, []*sa.SA{nil, oldIn}, peerOld, sa.DropPolicyMismatch},
+		{"new child, first SP", overlap, []*sa.SA{newIn, oldIn}, peerNew, drop.None},
+		{"old child, second SP", overlap, []*sa.SA{newIn, oldIn}, peerOld, drop.None},
+		{"waiting SP first (no SA), old child", overlap, []*sa.SA{nil, oldIn}, peerOld, drop.None},
+		{"discard first", []tenant.Policy{in("d", "", tenant.PortAny, tenant.ActionDiscard), overlap[1]}, []*sa.SA{nil, oldIn}, peerOld, drop.PolicyMismatch},
 		{"old child's SP does not match the port", []tenant.Policy{overlap[0], in("old", "o", tenant.PortNumber(9), tenant.ActionIPsec)},
-			[]*sa.SA{newIn, oldIn}, peerOld, sa.DropPolicyMismatch},
+			[]*sa.SA{newIn, oldIn}, peerOld, drop.PolicyMismatch},
 	} {
 		if got := deliver(tc.pol, tc.sas, tc.peer); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -976,7 +978,7 @@ func TestInboundRekeyOverlap(t *testing.T) {
 	}
 	vm := setup(overlap, []*sa.SA{newIn, oldIn})
 	allocs := testing.AllocsPerRun(20, func() {
-		if d := send(vm, peerOld); d != sa.DropNone {
+		if d := send(vm, peerOld); d != drop.None {
 			t.Fatal(d)
 		}
 	})
@@ -992,9 +994,9 @@ func TestInboundRekeyOverlap(t *testing.T) {
 func TestIKEOverVXLAN(t *testing.T) {
 	x := newIKEEngine(t, true)
 	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
-	upMACA, upMACB := sa.MAC{2, 0, 0, 0, 0, 0xa}, sa.MAC{2, 0, 0, 0, 0, 0xb}
+	upMACA, upMACB := header.MAC{2, 0, 0, 0, 0, 0xa}, header.MAC{2, 0, 0, 0, 0, 0xb}
 	x.e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: upMACA, FDB: map[FDBKey]netip.Addr{{1000, peerMAC}: vtepB}})
-	x.e.SetNeighbors(map[netip.Addr]sa.MAC{vtepB: upMACB})
+	x.e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: upMACB})
 	// Re-publish the VM with a VNI.
 	snap := x.e.snap.Load()
 	next := newSnapshot()
@@ -1015,7 +1017,7 @@ func TestIKEOverVXLAN(t *testing.T) {
 	copy(buf[100:], inner)
 	o := vxlan.Outer{SrcMAC: upMACB, DstMAC: upMACA, Src: vtepB, Dst: vtepA, VNI: 1000}
 	st, d := vxlan.Encap(&o, 50000, buf, 100, len(inner))
-	if d != vxlan.DropNone {
+	if d != drop.None {
 		t.Fatal(d)
 	}
 	x.up.Inject(buf[st:100+len(inner)], vif.Meta{})
@@ -1030,7 +1032,7 @@ func TestIKEOverVXLAN(t *testing.T) {
 	}
 	fr := recv(t, x.peer)
 	r, vd := vxlan.Decap(&vxlan.Local{Addr4: vtepB}, fr, 0, len(fr))
-	if vd != vxlan.DropNone || r.VNI != 1000 || !bytes.Equal(fr[0:6], upMACB[:]) {
+	if vd != drop.None || r.VNI != 1000 || !bytes.Equal(fr[0:6], upMACB[:]) {
 		t.Fatalf("not VXLAN VNI 1000 to VTEP %v: %v %x", vtepB, vd, fr[:50])
 	}
 	in := fr[r.Start:r.End]
@@ -1074,7 +1076,7 @@ func TestNoSAYetAllocs(t *testing.T) {
 			t.Fatalf("waiting %v: %v allocations per batch", waiting, allocs)
 		}
 	}
-	if up.Frames != 0 || vm.stats.Drops[sa.DropNoSA].Load() != 2*51*8 {
-		t.Fatalf("%d frames sent, %d no-sa drops", up.Frames, vm.stats.Drops[sa.DropNoSA].Load())
+	if up.Frames != 0 || vm.stats.Drops[drop.NoSA].Load() != 2*51*8 {
+		t.Fatalf("%d frames sent, %d no-sa drops", up.Frames, vm.stats.Drops[drop.NoSA].Load())
 	}
 }

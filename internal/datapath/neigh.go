@@ -3,6 +3,7 @@ package datapath
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -92,7 +93,7 @@ type ikeNeighKey struct {
 }
 
 type neighEntry struct {
-	mac sa.MAC
+	mac header.MAC
 	at  time.Time // learned
 }
 
@@ -114,23 +115,23 @@ func keyOf(vm *vmState, addr netip.Addr) ikeNeighKey {
 }
 
 // lookup returns the next hop learned for k within neighTTL of now.
-func (n *ikeNeighbors) lookup(k ikeNeighKey, now time.Time) (sa.MAC, bool) {
+func (n *ikeNeighbors) lookup(k ikeNeighKey, now time.Time) (header.MAC, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	e, ok := n.m[k]
 	if !ok {
-		return sa.MAC{}, false
+		return header.MAC{}, false
 	}
 	if now.Sub(e.at) > neighTTL {
 		delete(n.m, k)
-		return sa.MAC{}, false
+		return header.MAC{}, false
 	}
 	return e.mac, true
 }
 
 // learn records mac as k's next hop (the punt path: any peer's IKE) and
 // returns the datagram that waited for it, if any: the caller sends it.
-func (n *ikeNeighbors) learn(k ikeNeighKey, mac sa.MAC, now time.Time) *queuedUDP {
+func (n *ikeNeighbors) learn(k ikeNeighKey, mac header.MAC, now time.Time) *queuedUDP {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.putLocked(k, mac, now)
@@ -138,7 +139,7 @@ func (n *ikeNeighbors) learn(k ikeNeighKey, mac sa.MAC, now time.Time) *queuedUD
 
 // learnIfPending is learn for answers on the wire and the guest's frames:
 // only an address being resolved is learned.
-func (n *ikeNeighbors) learnIfPending(k ikeNeighKey, mac sa.MAC, now time.Time) (q *queuedUDP, learned bool) {
+func (n *ikeNeighbors) learnIfPending(k ikeNeighKey, mac header.MAC, now time.Time) (q *queuedUDP, learned bool) {
 	if n.npending.Load() == 0 {
 		return nil, false
 	}
@@ -155,7 +156,7 @@ func (n *ikeNeighbors) learnIfPending(k ikeNeighKey, mac sa.MAC, now time.Time) 
 	return n.putLocked(k, mac, now), true
 }
 
-func (n *ikeNeighbors) putLocked(k ikeNeighKey, mac sa.MAC, now time.Time) *queuedUDP {
+func (n *ikeNeighbors) putLocked(k ikeNeighKey, mac header.MAC, now time.Time) *queuedUDP {
 	if _, ok := n.m[k]; !ok {
 		if n.m == nil {
 			n.m = make(map[ikeNeighKey]neighEntry)
@@ -230,7 +231,7 @@ func (n *ikeNeighbors) miss(k ikeNeighKey, q *queuedUDP, now time.Time) (ask boo
 // learnPending learns mac for addr of vm when it is being resolved, and
 // sends what waited for it. Without anything being resolved it costs one
 // atomic load; it never allocates unless it sends.
-func (e *Engine) learnPending(vm *vmState, addr netip.Addr, mac sa.MAC) {
+func (e *Engine) learnPending(vm *vmState, addr netip.Addr, mac header.MAC) {
 	if e.ikeNeigh.npending.Load() == 0 {
 		return
 	}
@@ -248,7 +249,7 @@ func (e *Engine) learnPending(vm *vmState, addr netip.Addr, mac sa.MAC) {
 // about one of them is learned. The frame itself is not changed.
 func (w *worker) snoopNeighbor(vm *vmState, f []byte, etype uint16) {
 	var addr netip.Addr
-	var mac sa.MAC
+	var mac header.MAC
 	var ok bool
 	if etype == etherARP {
 		addr, mac, ok = parseARPReply(vm, f)
@@ -264,7 +265,6 @@ const (
 	arpLen          = 28 // Ethernet/IPv4 ARP (RFC 826)
 	arpRequest      = 1
 	arpReply        = 2
-	protoICMPv6     = 58
 	ndSolicit       = 135 // RFC 4861 §4.3
 	ndAdvert        = 136 // RFC 4861 §4.4
 	ndOptSrcLL      = 1
@@ -279,7 +279,7 @@ const (
 )
 
 // unicastMAC reports whether m can be a host's address.
-func unicastMAC(m []byte) bool { return m[0]&1 == 0 && sa.MAC(m) != sa.MAC{} }
+func unicastMAC(m []byte) bool { return m[0]&1 == 0 && header.MAC(m) != header.MAC{} }
 
 // parseARPReply reads f, an untagged Ethernet frame, as an ARP reply to
 // vm (Ethernet, IPv4; target hardware address vm's MAC, target protocol
@@ -287,17 +287,17 @@ func unicastMAC(m []byte) bool { return m[0]&1 == 0 && sa.MAC(m) != sa.MAC{} }
 //
 //	0      2      4    5    6      8          14         18         24         28
 //	| htype| ptype|hlen|plen| oper | sha      | spa      | tha      | tpa      |
-func parseARPReply(vm *vmState, f []byte) (netip.Addr, sa.MAC, bool) {
+func parseARPReply(vm *vmState, f []byte) (netip.Addr, header.MAC, bool) {
 	if len(f) < ethLen+arpLen {
-		return netip.Addr{}, sa.MAC{}, false
+		return netip.Addr{}, header.MAC{}, false
 	}
 	a := f[ethLen : ethLen+arpLen]
 	if binary.BigEndian.Uint16(a[0:2]) != 1 || binary.BigEndian.Uint16(a[2:4]) != etherIPv4 || a[4] != 6 || a[5] != 4 ||
-		binary.BigEndian.Uint16(a[6:8]) != arpReply || sa.MAC(a[18:24]) != vm.mac || !unicastMAC(a[8:14]) ||
+		binary.BigEndian.Uint16(a[6:8]) != arpReply || header.MAC(a[18:24]) != vm.mac || !unicastMAC(a[8:14]) ||
 		!vm.owns(netip.AddrFrom4([4]byte(a[24:28]))) {
-		return netip.Addr{}, sa.MAC{}, false
+		return netip.Addr{}, header.MAC{}, false
 	}
-	return netip.AddrFrom4([4]byte(a[14:18])), sa.MAC(a[8:14]), true
+	return netip.AddrFrom4([4]byte(a[14:18])), header.MAC(a[8:14]), true
 }
 
 // parseNeighborAdvert reads f, an untagged Ethernet frame, as a solicited
@@ -308,37 +308,37 @@ func parseARPReply(vm *vmState, f []byte) (netip.Addr, sa.MAC, bool) {
 //
 //	IPv6 (next header 58, no extension headers) | 136 | 0 | checksum |
 //	R S O reserved | target address (16) | options: type, length (units of 8), ...
-func parseNeighborAdvert(vm *vmState, f []byte) (netip.Addr, sa.MAC, bool) {
+func parseNeighborAdvert(vm *vmState, f []byte) (netip.Addr, header.MAC, bool) {
 	if len(f) < ethLen+ipv6HeaderLen+naMinLen {
-		return netip.Addr{}, sa.MAC{}, false
+		return netip.Addr{}, header.MAC{}, false
 	}
 	ip := f[ethLen:]
 	pl := int(binary.BigEndian.Uint16(ip[4:6]))
 	if ip[0]>>4 != 6 || ip[6] != protoICMPv6 || ip[7] != ndHopLimit || pl < naMinLen || ipv6HeaderLen+pl > len(ip) {
-		return netip.Addr{}, sa.MAC{}, false
+		return netip.Addr{}, header.MAC{}, false
 	}
 	m := ip[ipv6HeaderLen : ipv6HeaderLen+pl]
 	if m[0] != ndAdvert || m[1] != 0 || m[4]&naSolicited == 0 ||
 		!vm.owns(netip.AddrFrom16([16]byte(ip[24:40]))) ||
 		csum.Sum(m, csum.Pseudo(ip[8:24], ip[24:40], protoICMPv6, len(m))) != 0xffff {
-		return netip.Addr{}, sa.MAC{}, false
+		return netip.Addr{}, header.MAC{}, false
 	}
 	target := netip.AddrFrom16([16]byte(m[8:24]))
 	if target.IsMulticast() {
-		return netip.Addr{}, sa.MAC{}, false
+		return netip.Addr{}, header.MAC{}, false
 	}
-	mac := sa.MAC(f[6:12])
+	mac := header.MAC(f[6:12])
 	for o := m[24:]; len(o) > 0; {
 		if len(o) < 2 || o[1] == 0 || int(o[1])*8 > len(o) {
-			return netip.Addr{}, sa.MAC{}, false
+			return netip.Addr{}, header.MAC{}, false
 		}
 		if o[0] == ndOptTgtLL && o[1] == 1 {
-			mac = sa.MAC(o[2:8])
+			mac = header.MAC(o[2:8])
 		}
 		o = o[int(o[1])*8:]
 	}
 	if !unicastMAC(mac[:]) {
-		return netip.Addr{}, sa.MAC{}, false
+		return netip.Addr{}, header.MAC{}, false
 	}
 	return target.Unmap(), mac, true
 }
@@ -346,7 +346,7 @@ func parseNeighborAdvert(vm *vmState, f []byte) (netip.Addr, sa.MAC, bool) {
 // buildARPRequest writes into f (arpFrameLen bytes or more) a broadcast
 // Ethernet frame from mac carrying an ARP request (RFC 826) for target
 // from local, and returns its length.
-func buildARPRequest(f []byte, mac sa.MAC, local, target netip.Addr) int {
+func buildARPRequest(f []byte, mac header.MAC, local, target netip.Addr) int {
 	for i := range 6 {
 		f[i] = 0xff
 	}
@@ -370,7 +370,7 @@ func buildARPRequest(f []byte, mac sa.MAC, local, target netip.Addr) int {
 // §4.3, §7.2.2) for target from local to target's solicited-node
 // multicast address (RFC 4291 §2.7.1), with the source link-layer address
 // option, and returns its length.
-func buildNeighborSolicit(f []byte, mac sa.MAC, local, target netip.Addr) int {
+func buildNeighborSolicit(f []byte, mac header.MAC, local, target netip.Addr) int {
 	t := target.As16()
 	// ff02::1:ffXX:XXXX, and its MAC 33:33:ff:XX:XX:XX (RFC 2464 §7).
 	snm := [16]byte{0: 0xff, 1: 0x02, 11: 0x01, 12: 0xff, 13: t[13], 14: t[14], 15: t[15]}
@@ -416,7 +416,7 @@ func (e *Engine) solicit(vm *vmState, up *txPort, local, target netip.Addr) erro
 }
 
 // sendQueued sends a datagram that waited for its next hop, now mac.
-func (e *Engine) sendQueued(q *queuedUDP, mac sa.MAC) {
+func (e *Engine) sendQueued(q *queuedUDP, mac header.MAC) {
 	if e.now().Sub(q.at) > neighPendingTTL {
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"sync"
 	"testing"
@@ -38,11 +40,11 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-var broadcastMAC = sa.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+var broadcastMAC = header.MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
 
 // arpFrame builds an untagged Ethernet frame carrying an Ethernet/IPv4
 // ARP message (RFC 826).
-func arpFrame(ethDst, ethSrc sa.MAC, op uint16, sha sa.MAC, spa netip.Addr, tha sa.MAC, tpa netip.Addr) []byte {
+func arpFrame(ethDst, ethSrc header.MAC, op uint16, sha header.MAC, spa netip.Addr, tha header.MAC, tpa netip.Addr) []byte {
 	f := make([]byte, ethLen+28)
 	copy(f[0:], ethDst[:])
 	copy(f[6:], ethSrc[:])
@@ -71,16 +73,16 @@ func refICMPv6Sum(src, dst netip.Addr, m []byte) uint16 {
 
 // naOpts are the knobs of naFrame.
 type naOpts struct {
-	flags  byte    // R S O in the top bits
-	hop    byte    // hop limit
-	tlla   *sa.MAC // target link-layer address option; nil: none
+	flags  byte        // R S O in the top bits
+	hop    byte        // hop limit
+	tlla   *header.MAC // target link-layer address option; nil: none
 	badSum bool
 	extra  []byte // more options, raw
 }
 
 // naFrame builds an untagged Ethernet frame carrying a Neighbor
 // Advertisement (RFC 4861 §4.4) for target from src to dst.
-func naFrame(ethDst, ethSrc sa.MAC, src, dst, target netip.Addr, o naOpts) []byte {
+func naFrame(ethDst, ethSrc header.MAC, src, dst, target netip.Addr, o naOpts) []byte {
 	m := make([]byte, 24)
 	m[0], m[4] = 136, o.flags
 	t := target.As16()
@@ -131,7 +133,7 @@ func TestNeighborRequestFrames(t *testing.T) {
 	t.Run("ARP", func(t *testing.T) {
 		send(x.v4, x.remote4)
 		fr := recv(t, x.peer)
-		if len(fr) != 18+28 || sa.MAC(fr[0:6]) != broadcastMAC || sa.MAC(fr[6:12]) != macB1 {
+		if len(fr) != 18+28 || header.MAC(fr[0:6]) != broadcastMAC || header.MAC(fr[6:12]) != macB1 {
 			t.Fatalf("Ethernet header or length (%d) wrong: %x", len(fr), fr)
 		}
 		a := tagged(t, fr, 0x0806)
@@ -157,7 +159,7 @@ func TestNeighborRequestFrames(t *testing.T) {
 	t.Run("NS", func(t *testing.T) {
 		send(x.v6, x.remote6) // 2001:db8:1::121
 		fr := recv(t, x.peer)
-		if len(fr) != 18+40+32 || !bytes.Equal(fr[0:6], []byte{0x33, 0x33, 0xff, 0x00, 0x01, 0x21}) || sa.MAC(fr[6:12]) != macB1 {
+		if len(fr) != 18+40+32 || !bytes.Equal(fr[0:6], []byte{0x33, 0x33, 0xff, 0x00, 0x01, 0x21}) || header.MAC(fr[6:12]) != macB1 {
 			t.Fatalf("Ethernet header or length (%d) wrong: %x", len(fr), fr)
 		}
 		ip := tagged(t, fr, 0x86dd)
@@ -200,8 +202,8 @@ func TestNeighborRequestFrames(t *testing.T) {
 // option, else the frame's source), sends the datagram that waited, and
 // still reaches the guest; the next datagram leaves at once.
 func TestNeighborAnswerLearned(t *testing.T) {
-	answerMAC := sa.MAC{2, 0, 0, 0, 0x20, 1}
-	srcMAC := sa.MAC{2, 0, 0, 0, 0x99, 1} // the answer frame's source, when it differs
+	answerMAC := header.MAC{2, 0, 0, 0, 0x20, 1}
+	srcMAC := header.MAC{2, 0, 0, 0, 0x99, 1} // the answer frame's source, when it differs
 	for _, tc := range []struct {
 		name   string
 		v6     bool
@@ -270,8 +272,8 @@ func TestNeighborAnswerNotLearned(t *testing.T) {
 	}
 	other4, other6 := netip.MustParseAddr("192.0.2.77"), netip.MustParseAddr("2001:db8:1::77")
 	notVM4, notVM6 := netip.MustParseAddr("192.0.2.99"), netip.MustParseAddr("2001:db8:1::99")
-	mac := sa.MAC{2, 0, 0, 0, 0x66, 6}
-	mcast := sa.MAC{1, 0, 0x5e, 0, 0, 1}
+	mac := header.MAC{2, 0, 0, 0, 0x66, 6}
+	mcast := header.MAC{1, 0, 0x5e, 0, 0, 1}
 	na := func(o naOpts) naOpts {
 		if o.hop == 0 {
 			o.hop = 255
@@ -302,7 +304,7 @@ func TestNeighborAnswerNotLearned(t *testing.T) {
 	} {
 		x.up.Inject(tc.frame, vif.Meta{VLAN: 100, Tagged: true})
 		if tc.dropped {
-			waitFor(t, tc.name+" dropped", func() bool { return x.e.Stats("acme").Drops[sa.DropBadNeighbor].Load() == 1 })
+			waitFor(t, tc.name+" dropped", func() bool { return x.e.Stats("acme").Drops[drop.BadNeighbor].Load() == 1 })
 		} else if got := recv(t, x.guest); !bytes.Equal(got, tc.frame) {
 			t.Fatalf("%s: guest got %x", tc.name, got)
 		}
@@ -524,7 +526,7 @@ func newSnoopBench() *snoopBench {
 	x.e.snap.Store(snap)
 	x.e.uplink.Store(&txPort{Port: viftest.NewSink("up")})
 	x.w = newWorker(x.e, &txPort{Port: viftest.NewSink("upw")}, true)
-	mac := sa.MAC{2, 0, 0, 0, 0x66, 6}
+	mac := header.MAC{2, 0, 0, 0, 0x66, 6}
 	x.frames = [][]byte{
 		udpFrame(macB1, peerMAC, r4, v4, 3000, 4000, make([]byte, 200)),
 		udpFrame(macB1, peerMAC, r6, v6, 3000, 4000, make([]byte, 200)),

@@ -2,6 +2,8 @@ package datapath
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"slices"
 
@@ -19,7 +21,7 @@ import (
 type Overlay struct {
 	Local     netip.Addr // the local VTEP (underlay source) address
 	Port      uint16     // UDP port; 0 = 4789
-	UplinkMAC sa.MAC     // outer source MAC
+	UplinkMAC header.MAC // outer source MAC
 	// FDB maps (VNI, inner MAC) to the remote VTEP behind which that MAC
 	// lives. Broadcast and multicast go to every remote VTEP of the VNI
 	// (head-end replication).
@@ -53,7 +55,7 @@ type underlayKey struct {
 // FDBKey is an FDB entry's key.
 type FDBKey struct {
 	VNI uint32
-	MAC sa.MAC
+	MAC header.MAC
 }
 
 // overlayState is an Overlay compiled for the workers: immutable.
@@ -116,39 +118,31 @@ func (e *Engine) SetOverlay(o *Overlay) {
 }
 
 // SetNeighbors publishes the underlay next-hop MAC of each remote VTEP.
-func (e *Engine) SetNeighbors(n map[netip.Addr]sa.MAC) {
-	m := make(map[netip.Addr]sa.MAC, len(n))
+// Frames that waited for one of them leave first.
+func (e *Engine) SetNeighbors(n map[netip.Addr]header.MAC) {
+	m := make(map[netip.Addr]header.MAC, len(n))
 	for a, mac := range n {
 		m[a.Unmap()] = mac
 	}
+	e.held.mu.Lock()
+	defer e.held.mu.Unlock()
+	e.sendHeldLocked(m)
 	e.neigh.Store(&m)
 }
 
-// NeighborMisses delivers remote VTEPs frames were dropped for because
-// their MAC is not known yet: the caller resolves them and SetNeighbors.
+// NeighborMisses delivers remote VTEPs whose MAC a frame found unknown:
+// the caller resolves them and calls SetNeighbors, within
+// NeighborHoldTime for the frames waiting to leave.
 func (e *Engine) NeighborMisses() <-chan netip.Addr { return e.misses }
 
 // vxlanOut encapsulates the VM frame buf[start:end] toward remote and
-// queues it on the uplink. The bytes before start are overwritten.
+// queues it on the uplink, or, while remote's MAC is not known, holds it
+// (overlay_hold.go). The bytes before start are overwritten.
 func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote netip.Addr, buf []byte, start, end int) {
-	nm := w.e.neigh.Load()
-	var mac sa.MAC
-	ok := false
-	if nm != nil {
-		mac, ok = (*nm)[remote]
-	}
-	if !ok {
-		select {
-		case w.e.misses <- remote:
-		default:
-		}
-		w.e.OverlayStats.NoNeighbor.Add(1)
-		return
-	}
-	o := vxlan.Outer{SrcMAC: ov.srcMAC, DstMAC: mac, Src: ov.src, Dst: remote, DstPort: ov.port, VNI: from.vni}
+	o := vxlan.Outer{SrcMAC: ov.srcMAC, Src: ov.src, Dst: remote, DstPort: ov.port, VNI: from.vni}
 	sport := ov.hasher.SourcePort(buf[start:end], from.vni)
 	s, d := vxlan.Encap(&o, sport, buf, start, end-start)
-	if d != vxlan.DropNone {
+	if d != drop.None {
 		w.e.OverlayStats.EncapErrors.Add(1)
 		return
 	}
@@ -157,20 +151,26 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 		// then what ECMP hashes: underlay SPIs are random).
 		u := ov.underOut[underlayKey{from.vni, remote}]
 		if u == nil {
-			from.stats.Drop(sa.DropNoSA)
+			from.stats.Drop(drop.NoSA)
 			return
 		}
 		a, b, d := esp.Encap(u, &w.sc, buf, s+ethLen, end-s-ethLen)
-		if d != sa.DropNone {
+		if d != drop.None {
 			from.stats.Drop(d)
 			u.Drop(d)
 			return
 		}
 		s, end = a-ethLen, b
-		copy(buf[s:s+6], mac[:])
 		copy(buf[s+6:s+12], ov.srcMAC[:])
 		binary.BigEndian.PutUint16(buf[s+12:], etherTypeOf(buf[a]))
 	}
+	mac, ok := w.e.neighbor(remote)
+	if !ok {
+		if mac, ok = w.e.hold(from.vni, remote, buf, s, end); !ok {
+			return // held, or dropped and counted
+		}
+	}
+	copy(buf[s:s+6], mac[:])
 	w.queue(up, buf, s, end, nil)
 }
 
@@ -206,7 +206,7 @@ func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, o
 	}
 	copy(w.macs[:], buf[off:off+12])
 	a, b, d := esp.Decap(s, &w.sc, buf, off+ethLen, n-ethLen)
-	if d != sa.DropNone {
+	if d != drop.None {
 		s.Drop(d)
 		return true
 	}
@@ -214,10 +214,10 @@ func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, o
 	copy(buf[start:start+12], w.macs[:])
 	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[a]))
 	r, vd := vxlan.Decap(&ov.local, buf, start, b-start)
-	if vd != vxlan.DropNone || r.VNI != k.vni || r.Src.Unmap() != k.remote {
+	if vd != drop.None || r.VNI != k.vni || r.Src.Unmap() != k.remote {
 		// ESP that carried something else than its tenant's VXLAN from
 		// its VTEP: the inbound policy check of the underlay SA.
-		s.Drop(sa.DropPolicyMismatch)
+		s.Drop(drop.PolicyMismatch)
 		return true
 	}
 	w.fromTunnel(snap, r.VNI, buf, r.Start, r.End-r.Start)

@@ -3,32 +3,12 @@ package datapath
 import (
 	"sync/atomic"
 
-	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/internal/counters"
 )
 
-// VMStats are one VM's counters: what it sent and received and what was
-// dropped, by reason. Updated lock-free by workers, read at scrape time.
-// They live as long as the VM's binding, across table updates.
-type VMStats struct {
-	PacketsOut, BytesOut atomic.Uint64 // from the VM, forwarded
-	PacketsIn, BytesIn   atomic.Uint64 // delivered to the VM
-	Drops                [sa.NumDrops]atomic.Uint64
-	// IKEIn counts IKE messages from the wire handed to the IKE handler
-	// instead of the VM; IKEOut what SendIKE and SendNATKeepalive sent
-	// on its behalf.
-	IKEIn, IKEOut atomic.Uint64
-	// NeighRequests counts ARP requests and Neighbor Solicitations sent
-	// on the VM's behalf to resolve an IKE peer; NeighLearned the answers
-	// (or the guest's frames) that taught one.
-	NeighRequests, NeighLearned atomic.Uint64
-}
-
-// Drop counts one drop for reason d.
-func (s *VMStats) Drop(d sa.Drop) {
-	if d < sa.NumDrops {
-		s.Drops[d].Add(1)
-	}
-}
+// VMStats are one VM's counters (package counters, so that the daemon
+// and the API read them without linking the data path).
+type VMStats = counters.VMStats
 
 // PortStats count what happened on a port that belongs to no single VM.
 type PortStats struct {

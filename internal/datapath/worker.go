@@ -3,6 +3,9 @@ package datapath
 import (
 	"encoding/binary"
 	"errors"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+	"sync/atomic"
 	"time"
 
 	"github.com/vifsec/vifsec/offload"
@@ -50,13 +53,6 @@ const (
 	// headroom, a virtio-net header, Ethernet with two tags, ESP's
 	// tailroom.
 	frameExtra = readOff + vif.VnetHdrLen + ethLen + 2*vlanTagSize + esp.Tailroom
-
-	ethLen      = 14
-	etherIPv4   = 0x0800
-	etherARP    = 0x0806
-	etherVLAN   = 0x8100
-	etherIPv6   = 0x86dd
-	vlanTagSize = 4
 )
 
 // worker owns one port's receive loop and everything it needs per packet.
@@ -87,6 +83,9 @@ type worker struct {
 	icmpBuf     []byte
 	fragmenting bool // w.seg holds fragments being sent
 	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
+
+	// batches counts batch starts and ends: odd while one runs.
+	batches atomic.Uint64
 
 	// Uplink worker only: the pending ingress-coalescing run.
 	co coalescer
@@ -165,6 +164,8 @@ func (w *worker) run() {
 
 // batch processes n frames just read and sends what they produced.
 func (w *worker) batch(n int) {
+	w.batches.Add(1) // odd: in a batch (Engine.Quiesce)
+	defer w.batches.Add(1)
 	snap := w.e.snap.Load()
 	for i := 0; i < n; i++ {
 		switch {
@@ -193,15 +194,15 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		return
 	}
 	h, d := offload.ParseVnetHdr(buf[off : off+n])
-	if d != offload.DropNone {
-		vm.stats.Drop(offloadDrop(d))
+	if d != drop.None {
+		vm.stats.Drop(d)
 		return
 	}
 	off, n = off+vif.VnetHdrLen, n-vif.VnetHdrLen
 	frame := buf[off : off+n]
 	if h.GSO() == offload.GSONone {
 		if h.NeedsCsum() && !csum.Complete(frame, int(h.CsumStart), int(h.CsumOffset)) {
-			vm.stats.Drop(sa.DropMalformed)
+			vm.stats.Drop(drop.Malformed)
 			return
 		}
 		w.fromVIF(snap, buf, off, n, m)
@@ -212,12 +213,12 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	mtu := w.mtuFor(vm, frame)
 	w.ensureSeg()
 	ns, d := gso.Segment(frame, h, mtu, w.seg, readOff, w.segSizes)
-	if d != offload.DropNone {
-		if d == offload.DropTooBig {
+	if d != drop.None {
+		if d == drop.TooBig {
 			// A USO datagram that cannot be cut: tell the guest the MTU.
 			w.tooBig(vm, buf, off, n, mtu)
 		}
-		vm.stats.Drop(offloadDrop(d))
+		vm.stats.Drop(d)
 		return
 	}
 	// The segments' buffers are reused by the next super-frame: send what
@@ -314,7 +315,7 @@ func (w *worker) oversized(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, of
 	if pkt[0]>>4 == 4 && pkt[6]&0x40 == 0 && (s == nil || s.Mode() == sa.ModeTunnel) && w.port.vnet && !w.fragmenting {
 		w.ensureSeg()
 		nf, d := pmtu.Fragment(pkt, mtu, w.seg, readOff+ethLen, w.segSizes)
-		if d == offload.DropNone {
+		if d == drop.None {
 			w.flush() // w.seg's previous contents are queued frames
 			w.fragmenting = true
 			for i := 0; i < nf; i++ {
@@ -326,34 +327,16 @@ func (w *worker) oversized(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, of
 			return
 		}
 	}
-	vm.stats.Drop(sa.DropTooBig)
+	vm.stats.Drop(drop.TooBig)
 	w.tooBig(vm, buf, off, n, mtu)
 }
 
 // ipHeaderMin is the fixed IP header length of pkt's family.
 func ipHeaderMin(pkt []byte) int {
 	if pkt[0]>>4 == 6 {
-		return 40
+		return ipv6HeaderLen
 	}
-	return 20
-}
-
-const (
-	protoTCP     = 6
-	tcpHeaderMin = 20
-)
-
-// offloadDrop maps an offload refusal onto the counters' reasons.
-func offloadDrop(d offload.Drop) sa.Drop {
-	switch d {
-	case offload.DropTooBig, offload.DropTooManySegments:
-		return sa.DropTooBig
-	case offload.DropFragment:
-		return sa.DropFragment
-	case offload.DropNoRoom:
-		return sa.DropNoRoom
-	}
-	return sa.DropMalformed
+	return ipv4HeaderLen
 }
 
 //  1. VIF queue: a frame the VM sent
@@ -375,12 +358,12 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	st := vm.stats
 	h, d := parseL2(buf[off:off+n], m)
-	if d != sa.DropNone {
+	if d != drop.None {
 		st.Drop(d)
 		return
 	}
 	if h.vlan != vm.vlan && h.vlan != 0 {
-		st.Drop(sa.DropSpoofedSource)
+		st.Drop(drop.SpoofedSource)
 		return
 	}
 	if h.inband {
@@ -388,11 +371,11 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	f := buf[off : off+n]
 	if [6]byte(f[6:12]) != vm.mac {
-		st.Drop(sa.DropSpoofedSource)
+		st.Drop(drop.SpoofedSource)
 		return
 	}
 	if !etherTypeAllowed(h.etype) {
-		st.Drop(sa.DropEtherType)
+		st.Drop(drop.EtherType)
 		return
 	}
 	dst := [6]byte(f[0:6])
@@ -401,7 +384,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		local = snap.byKey[vmKey{vm.vlan, dst}]
 	}
 	if h.etype == etherARP {
-		if d := checkARP(vm, f[ethLen:], true); d != sa.DropNone {
+		if d := checkARP(vm, f[ethLen:], true); d != drop.None {
 			st.Drop(d)
 			return
 		}
@@ -410,22 +393,22 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	ip := off + ethLen
 	if !tenant.ParseFlow(buf[ip:off+n], &w.flow) {
-		st.Drop(sa.DropMalformed)
+		st.Drop(drop.Malformed)
 		return
 	}
 	nd := tenant.IsNeighborDiscovery(&w.flow)
 	if !sourceAllowed(vm, &w.flow, nd) {
-		st.Drop(sa.DropSpoofedSource)
+		st.Drop(drop.SpoofedSource)
 		return
 	}
 	if nd {
-		if d := checkND(vm, buf[ip:off+n], true); d != sa.DropNone {
+		if d := checkND(vm, buf[ip:off+n], true); d != drop.None {
 			st.Drop(d)
 			return
 		}
 	}
 	if local != nil && !local.accepts(w.flow.Dst) {
-		st.Drop(sa.DropWrongDest)
+		st.Drop(drop.WrongDest)
 		return
 	}
 	if nd || !w.e.enabled.Load() {
@@ -440,7 +423,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	} else {
 		var ok bool
 		if idx, ok = w.lookup(vm, sa.DirOut); !ok {
-			st.Drop(sa.DropFragmentPolicy)
+			st.Drop(drop.FragmentPolicy)
 			return
 		}
 	}
@@ -451,7 +434,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	switch action {
 	case tenant.ActionDiscard:
-		st.Drop(sa.DropPolicyDiscard)
+		st.Drop(drop.PolicyDiscard)
 		return
 	case tenant.ActionIPsec:
 	default:
@@ -484,7 +467,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		if vm.ike && dst[0]&1 == 0 {
 			w.e.learnPending(vm, w.flow.Dst, dst)
 		}
-		st.Drop(sa.DropNoSA)
+		st.Drop(drop.NoSA)
 		return
 	}
 	// Path MTU: what ESP (and VXLAN) add must still fit the uplink.
@@ -499,7 +482,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	}
 	copy(w.macs[:], f[0:12])
 	start, end, d := esp.Encap(s, &w.sc, buf, ip, n-ethLen)
-	if d != sa.DropNone {
+	if d != drop.None {
 		st.Drop(d)
 		s.Drop(d)
 		return
@@ -604,7 +587,7 @@ func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start
 // headroom, which local copies and other remotes must not share).
 func (w *worker) overlayOut(ov *overlayState, up *txPort, from *vmState, bcast bool, buf []byte, start, end int) {
 	if !bcast {
-		remote, ok := ov.fdb[FDBKey{from.vni, sa.MAC(buf[start : start+6])}]
+		remote, ok := ov.fdb[FDBKey{from.vni, header.MAC(buf[start : start+6])}]
 		if !ok {
 			w.e.OverlayStats.NoRemote.Add(1)
 			return
@@ -673,7 +656,7 @@ func etherTypeOf(b byte) uint16 {
 // goes to its VM whole, with its header, after the inbound policy check.
 func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	h, d := offload.ParseVnetHdr(buf[off : off+n])
-	if d != offload.DropNone {
+	if d != drop.None {
 		w.e.UplinkRx.Malformed.Add(1)
 		return
 	}
@@ -687,7 +670,7 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 		return
 	}
 	l, ld := parseL2(buf[off:off+n], m)
-	if ld != sa.DropNone || buf[off]&1 != 0 {
+	if ld != drop.None || buf[off]&1 != 0 {
 		w.e.UplinkRx.Malformed.Add(1)
 		return
 	}
@@ -705,7 +688,7 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 		return
 	}
 	if !vm.port.vnet {
-		vm.stats.Drop(sa.DropTooBig)
+		vm.stats.Drop(drop.TooBig)
 		return
 	}
 	if !w.inboundClear(vm, buf, off, n, l.etype) {
@@ -733,14 +716,14 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		}
 		r, d := vxlan.Decap(&ov.local, buf, off, n)
 		switch d {
-		case vxlan.DropNone:
+		case drop.None:
 			if ov.protect && w.e.enabled.Load() {
 				w.e.OverlayStats.Unprotected.Add(1) // no downgrade
 				return
 			}
 			w.fromTunnel(snap, r.VNI, buf, r.Start, r.End-r.Start)
 			return
-		case vxlan.DropNotVXLAN, vxlan.DropNotLocal:
+		case drop.NotVXLAN, drop.NotLocal:
 			// Not for our VTEP: flat traffic (or the host's own).
 		default:
 			w.e.OverlayStats.DecapErrors.Add(1)
@@ -748,7 +731,7 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		}
 	}
 	h, d := parseL2(buf[off:off+n], m)
-	if d != sa.DropNone {
+	if d != drop.None {
 		// More than one tag: which tenant's it is cannot be told.
 		ps.Malformed.Add(1)
 		return
@@ -770,7 +753,7 @@ func (w *worker) fromTunnel(snap *snapshot, vni uint32, buf []byte, off, n int) 
 	// The VNI is the tenant: the inner frame has no VLAN of its own, at
 	// most a priority tag.
 	h, d := parseL2(buf[off:off+n], vif.Meta{})
-	if d != sa.DropNone || h.vlan != 0 {
+	if d != drop.None || h.vlan != 0 {
 		w.e.UplinkRx.Malformed.Add(1)
 		return
 	}
@@ -782,7 +765,7 @@ func (w *worker) fromTunnel(snap *snapshot, vni uint32, buf []byte, off, n int) 
 		w.toVMs(snap.byVNI[vni], buf, off, n, h.etype)
 		return
 	}
-	w.toVM(snap.byVNIMAC[FDBKey{vni, sa.MAC(f[0:6])}], buf, off, n, h.etype)
+	w.toVM(snap.byVNIMAC[FDBKey{vni, header.MAC(f[0:6])}], buf, off, n, h.etype)
 }
 
 // toVMs delivers a broadcast or multicast frame to each VM its inbound
@@ -833,7 +816,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 				if vm.ike {
 					// Port 4500 of a VM whose IKE vifsec runs is vifsec's:
 					// the guest runs no NAT-T of its own to receive it.
-					vm.stats.Drop(sa.DropNoSA)
+					vm.stats.Drop(drop.NoSA)
 					return
 				}
 			}
@@ -841,12 +824,12 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			// Keepalives are IKE's business: consumed for a VM whose IKE
 			// the gateway runs, the guest's UDP otherwise.
 			if vm.ike && w.e.enabled.Load() {
-				vm.stats.Drop(sa.DropNATKeepalive)
+				vm.stats.Drop(drop.NATKeepalive)
 				return
 			}
 		case esp.KindFragment:
 			if w.e.enabled.Load() {
-				vm.stats.Drop(sa.DropFragment) // ESP is not reassembled
+				vm.stats.Drop(drop.Fragment) // ESP is not reassembled
 				return
 			}
 		}
@@ -861,18 +844,18 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 	st := vm.stats
 	if s == nil {
-		st.Drop(sa.DropNoSA)
+		st.Drop(drop.NoSA)
 		return
 	}
 	copy(w.macs[6:], buf[off+6:off+12])
 	start, end, d := esp.Decap(s, &w.sc, buf, off+ethLen, n-ethLen)
-	if d != sa.DropNone {
+	if d != drop.None {
 		st.Drop(d)
 		s.Drop(d)
 		return
 	}
 	if !tenant.ParseFlow(buf[start:end], &w.flow) {
-		st.Drop(sa.DropMalformed)
+		st.Drop(drop.Malformed)
 		return
 	}
 	// RFC 4301 §5.2: the first inbound SP the clear packet matches must
@@ -883,14 +866,14 @@ func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 	// its ports, with no rekey allowance.
 	idx, ok := w.lookup(vm, sa.DirIn)
 	if !ok {
-		st.Drop(sa.DropFragmentPolicy)
-		s.Drop(sa.DropFragmentPolicy)
+		st.Drop(drop.FragmentPolicy)
+		s.Drop(drop.FragmentPolicy)
 		return
 	}
 	if idx < 0 || vm.policies[idx].Action != tenant.ActionIPsec ||
 		vm.sas[idx] != s && (w.flow.NonFirst || vm.inBySA[s].Lookup(sa.DirIn, &w.flow) < 0) {
-		st.Drop(sa.DropPolicyMismatch)
-		s.Drop(sa.DropPolicyMismatch)
+		st.Drop(drop.PolicyMismatch)
+		s.Drop(drop.PolicyMismatch)
 		return
 	}
 	if w.flow.Proto == protoTCP {
@@ -911,25 +894,25 @@ func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16) bool {
 	switch etype {
 	case etherARP:
-		if d := checkARP(vm, buf[off+ethLen:off+n], false); d != sa.DropNone {
+		if d := checkARP(vm, buf[off+ethLen:off+n], false); d != drop.None {
 			vm.stats.Drop(d)
 			return false
 		}
 		return true
 	case etherIPv4, etherIPv6:
 	default:
-		vm.stats.Drop(sa.DropEtherType)
+		vm.stats.Drop(drop.EtherType)
 		return false
 	}
 	if !w.e.enabled.Load() {
 		return true
 	}
 	if !tenant.ParseFlow(buf[off+ethLen:off+n], &w.flow) {
-		vm.stats.Drop(sa.DropMalformed)
+		vm.stats.Drop(drop.Malformed)
 		return false
 	}
 	if tenant.IsNeighborDiscovery(&w.flow) {
-		if d := checkND(vm, buf[off+ethLen:off+n], false); d != sa.DropNone {
+		if d := checkND(vm, buf[off+ethLen:off+n], false); d != drop.None {
 			vm.stats.Drop(d)
 			return false
 		}
@@ -937,7 +920,7 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 	}
 	idx, ok := w.lookup(vm, sa.DirIn)
 	if !ok {
-		vm.stats.Drop(sa.DropFragmentPolicy)
+		vm.stats.Drop(drop.FragmentPolicy)
 		return false
 	}
 	action := vm.def
@@ -946,11 +929,11 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 	}
 	switch action {
 	case tenant.ActionDiscard:
-		vm.stats.Drop(sa.DropPolicyDiscard)
+		vm.stats.Drop(drop.PolicyDiscard)
 		return false
 	case tenant.ActionIPsec:
 		// Clear traffic where the policy demands ESP: never downgrade.
-		vm.stats.Drop(sa.DropPolicyMismatch)
+		vm.stats.Drop(drop.PolicyMismatch)
 		return false
 	}
 	return true

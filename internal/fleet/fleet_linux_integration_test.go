@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,7 +20,6 @@ import (
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/etcd"
 	"github.com/vifsec/vifsec/internal/store/etcd/etcdtest"
-	"github.com/vifsec/vifsec/sa"
 )
 
 // host is one fleet host in this process: its Fleet, running, and its API.
@@ -125,9 +125,9 @@ func TestIntegrationFleetHosts(t *testing.T) {
 	a := startHost(t, ctx, ec, kr, "a", dirA)
 	b := startHost(t, ctx, ec, kr, "b", dirB)
 
-	a.must(t, "POST", "/v1/tenants", api.TenantAddRequest{Tenant: "acme"})
-	a.must(t, "POST", "/v1/vms?host=b", api.VMAttachRequest{VM: "web", Tenant: "acme", Dev: "vweb", MAC: "52:54:00:00:00:01", VLAN: "100"})
-	a.must(t, "POST", "/v1/sa?host=b", saReq("web", "web-out", 0x1000))
+	a.must(t, "POST", "/v2/tenants", api.TenantAddRequest{Tenant: "acme"})
+	a.must(t, "POST", "/v2/vms?host=b", api.VMAttachRequest{VM: "web", Tenant: "acme", Dev: "vweb", MAC: "52:54:00:00:00:01", VLAN: "100"})
+	a.must(t, "POST", "/v2/sa?host=b", saReq("web", "web-out", 0x1000))
 	eventually(t, 2*time.Second, func() error {
 		if b.f.Daemon().SADB().Get("web-out") == nil {
 			return fmt.Errorf("host b has no web-out")
@@ -138,14 +138,14 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		t.Error("host a got host b's objects")
 	}
 	// Reads of another host's objects.
-	if out := a.must(t, "GET", "/v1/sa?host=b", nil); !strings.Contains(out, "web-out") || strings.Contains(out, "000102") {
-		t.Errorf("GET /v1/sa?host=b: %s", out)
+	if out := a.must(t, "GET", "/v2/sa?host=b", nil); !strings.Contains(out, "web-out") || strings.Contains(out, "000102") {
+		t.Errorf("GET /v2/sa?host=b: %s", out)
 	}
 	// Validation on the target's state, with the same messages.
-	if code, out := a.do(t, "POST", "/v1/sa?host=b", saReq("web", "web-out", 0x1001)); code != 409 || !strings.Contains(out, "--sa-name") {
+	if code, out := a.do(t, "POST", "/v2/sa?host=b", saReq("web", "web-out", 0x1001)); code != 409 || !strings.Contains(out, "--sa-name") {
 		t.Errorf("duplicate SA through host a: %d %s", code, out)
 	}
-	if code, out := a.do(t, "POST", "/v1/sa?host=-bad", saReq("web", "x", 0x1001)); code != 400 || !strings.Contains(out, "--host") {
+	if code, out := a.do(t, "POST", "/v2/sa?host=-bad", saReq("web", "x", 0x1001)); code != 400 || !strings.Contains(out, "--host") {
 		t.Errorf("bad --host: %d %s", code, out)
 	}
 
@@ -161,7 +161,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 					if h == b {
 						spi++
 					}
-					path := "/v1/sa"
+					path := "/v2/sa"
 					if h == a {
 						path += "?host=b"
 					}
@@ -185,7 +185,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 	})
 
 	t.Run("tenant in use on another host", func(t *testing.T) {
-		code, out := a.do(t, "DELETE", "/v1/tenants/acme", nil)
+		code, out := a.do(t, "DELETE", "/v2/tenants/acme", nil)
 		if code != 409 || !strings.Contains(out, "web (host b)") {
 			t.Errorf("tenant remove while host b uses it: %d %s", code, out)
 		}
@@ -194,14 +194,14 @@ func TestIntegrationFleetHosts(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		eventually(t, 3*time.Second, func() error {
 			var st api.FleetStatus
-			json.Unmarshal([]byte(a.must(t, "GET", "/v1/fleet", nil)), &st)
+			json.Unmarshal([]byte(a.must(t, "GET", "/v2/fleet", nil)), &st)
 			if len(st.Hosts) != 2 || st.Hosts[1].Host != "b" || st.Hosts[1].VMCount != 1 || st.Hosts[1].SAs != 41 || st.Hosts[1].State != "ok" {
 				return fmt.Errorf("fleet status: %+v", st)
 			}
 			return nil
 		})
 		var h api.Health
-		json.Unmarshal([]byte(b.must(t, "GET", "/v1/health", nil)), &h)
+		json.Unmarshal([]byte(b.must(t, "GET", "/v2/health", nil)), &h)
 		if h.State != "ok" || h.SAs != 41 || h.VMs != 1 || h.Revision == 0 {
 			t.Errorf("health of b: %+v", h)
 		}
@@ -213,7 +213,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 			s.NextSeq()
 		}
 		limB := s.SeqLimit()
-		out := b.must(t, "POST", "/v1/vms/web/move", api.MoveRequest{ToHost: "a", Dev: "vweb2"})
+		out := b.must(t, "POST", "/v2/vms/web/move", api.MoveRequest{ToHost: "a", Dev: "vweb2"})
 		if strings.Contains(out, "refuses") {
 			t.Errorf("move warned: %s", out)
 		}
@@ -228,7 +228,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		var seqA uint64
 		eventually(t, 2*time.Second, func() error {
 			n, d := a.f.Daemon().SADB().Get("web-out").NextSeq()
-			if d != sa.DropNone {
+			if d != drop.None {
 				return fmt.Errorf("web-out on host a: %v", d)
 			}
 			seqA = n
@@ -238,7 +238,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 			t.Errorf("web-out continues at %d on host a, want above host b's limit %d", seqA, limB)
 		}
 		// Host b cannot extend it any more: it left with the move.
-		if _, d := s.NextSeq(); d == sa.DropNone && s.SeqLimit() > limB {
+		if _, d := s.NextSeq(); d == drop.None && s.SeqLimit() > limB {
 			t.Errorf("host b's web-out extended its reservation after the move (limit %d)", s.SeqLimit())
 		}
 		if vms := a.f.Daemon().VMs(); len(vms) != 1 || vms[0].Dev != "vweb2" {
@@ -247,7 +247,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		// Back to b through a third party's view (--host a): the
 		// reservation moves too.
 		limA := a.f.Daemon().SADB().Get("web-out").SeqLimit()
-		code, out := b.do(t, "POST", "/v1/vms/web/move?host=a", api.MoveRequest{ToHost: "b"})
+		code, out := b.do(t, "POST", "/v2/vms/web/move?host=a", api.MoveRequest{ToHost: "b"})
 		if code != 200 || strings.Contains(out, "refuses") {
 			t.Errorf("move through another host: %d %s", code, out)
 		}
@@ -257,7 +257,7 @@ func TestIntegrationFleetHosts(t *testing.T) {
 				return fmt.Errorf("not back")
 			}
 			n, d := x.NextSeq()
-			if d != sa.DropNone {
+			if d != drop.None {
 				return fmt.Errorf("web-out back on b: %v", d)
 			}
 			if n <= limA {
@@ -272,8 +272,8 @@ func TestIntegrationFleetHosts(t *testing.T) {
 			}
 			return nil
 		})
-		a.must(t, "POST", "/v1/vms", api.VMAttachRequest{VM: "web", Tenant: "acme", Dev: "x", MAC: "52:54:00:00:00:09"})
-		if code, out := b.do(t, "POST", "/v1/vms/web/move", api.MoveRequest{ToHost: "a"}); code != 409 || !strings.Contains(out, "vm web") {
+		a.must(t, "POST", "/v2/vms", api.VMAttachRequest{VM: "web", Tenant: "acme", Dev: "x", MAC: "52:54:00:00:00:09"})
+		if code, out := b.do(t, "POST", "/v2/vms/web/move", api.MoveRequest{ToHost: "a"}); code != 409 || !strings.Contains(out, "vm web") {
 			t.Errorf("move onto a clash: %d %s", code, out)
 		}
 	})
@@ -282,13 +282,13 @@ func TestIntegrationFleetHosts(t *testing.T) {
 		s := b.f.Daemon().SADB().Get("web-out")
 		var last uint64
 		for range 5000 {
-			if n, d := s.NextSeq(); d == sa.DropNone {
+			if n, d := s.NextSeq(); d == drop.None {
 				last = n
 			}
 		}
 		b.stop() // clean: the exact last number is stored
 		b2 := startHost(t, ctx, ec, kr, "b", dirB)
-		if seq, d := b2.f.Daemon().SADB().Get("web-out").NextSeq(); d != sa.DropNone || seq != last+1 {
+		if seq, d := b2.f.Daemon().SADB().Get("web-out").NextSeq(); d != drop.None || seq != last+1 {
 			t.Errorf("after a restart web-out continues at %d (%v), want %d", seq, d, last+1)
 		}
 	})

@@ -3,6 +3,7 @@ package ikectl
 import (
 	"bytes"
 	"context"
+	"github.com/vifsec/vifsec/header"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -122,7 +123,7 @@ func newGateway(t *testing.T, w *wire, name, mac string, vlan uint16, ip string)
 		m, _ := tenant.ParseMAC(mac)
 		g.vm = tenant.VM{Name: "vm1", Tenant: "t1", Dev: "tap-" + name, MAC: m, VLAN: vlan, IPs: []netip.Addr{netip.MustParseAddr(ip)}}
 		must(t, d.AttachVM(g.vm))
-		g.scope = sa.Scope{VLAN: vlan, MAC: sa.MAC(m)}
+		g.scope = sa.Scope{VLAN: vlan, MAC: header.MAC(m)}
 		w.gw[netip.MustParseAddr(ip)] = g
 	}
 	g.c = New(d, &Config{Logger: testLogger(logs).With("gw", name), Send: w.send(g),

@@ -2,6 +2,8 @@ package metrics
 
 import (
 	"encoding/json"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -53,7 +55,7 @@ func liveDaemon(t *testing.T) *daemon.Daemon {
 		Enc: sa.EncAES128GCM, EncKey: key, Integ: sa.IntegNone})
 	fatal(err)
 	// vifsec_sa_drops_total has only the reasons seen: one replayed packet.
-	d.SADB().Get("s1").Stats.Drops[sa.DropReplay].Add(1)
+	d.SADB().Get("s1").Stats.Drops[drop.Replay].Add(1)
 	for _, name := range []string{"pol1", "pol2"} {
 		p := daemon.IKEPolicy{Tenant: "t1", Name: name, VM: "vm1",
 			LocalSubnets: []netip.Prefix{netip.MustParsePrefix("2001:db8:1::121/128")}, RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("2001:db8:2::/64")},
@@ -67,7 +69,7 @@ func liveDaemon(t *testing.T) *daemon.Daemon {
 		fatal(err)
 	}
 	v := d.Snapshot().VMs[0]
-	scope := sa.Scope{VLAN: v.VM.VLAN, MAC: sa.MAC(v.VM.MAC)}
+	scope := sa.Scope{VLAN: v.VM.VLAN, MAC: header.MAC(v.VM.MAC)}
 	local, remote := netip.MustParseAddr("2001:db8:1::121"), netip.MustParseAddr("2001:db8:2::5")
 	for i, spis := range [][2]uint32{{0x1111, 0xc2515559}, {0x2222, 0xc2515560}} {
 		in := sa.Config{SPI: spis[0], Mode: sa.ModeTransport, Src: remote, Dst: local, Dir: sa.DirIn, Scope: scope, Enc: sa.EncAES128GCM, EncKey: key, Integ: sa.IntegNone}

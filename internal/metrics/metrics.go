@@ -10,6 +10,7 @@ package metrics
 import (
 	"cmp"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"maps"
 	"runtime"
 	"slices"
@@ -130,7 +131,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVMPackets, k.PacketsOut.Load(), t, n, "out")
 		counter(descVMBytes, k.BytesIn.Load(), t, n, "in")
 		counter(descVMBytes, k.BytesOut.Load(), t, n, "out")
-		for r := sa.Drop(1); r < sa.NumDrops; r++ {
+		for r := drop.Reason(1); r < drop.NumCounted; r++ {
 			counter(descVMDrops, k.Drops[r].Load(), t, n, r.String())
 		}
 		counter(descVMIKE, k.IKEIn.Load(), t, n, "in")
@@ -171,7 +172,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		l := s.key
 		ch <- prometheus.MustNewConstMetric(descSAPackets, prometheus.CounterValue, float64(s.packets), l.tenant, l.vm, l.sa, l.dir)
 		ch <- prometheus.MustNewConstMetric(descSABytes, prometheus.CounterValue, float64(s.bytes), l.tenant, l.vm, l.sa, l.dir)
-		for r := sa.Drop(1); r < sa.NumDrops; r++ {
+		for r := drop.Reason(1); r < drop.NumCounted; r++ {
 			if v := s.drops[r]; v != 0 {
 				counter(descSADrops, v, l.tenant, l.vm, l.sa, l.dir, r.String())
 			}
@@ -216,7 +217,7 @@ type saKey struct{ tenant, vm, sa, dir string }
 type saSeries struct {
 	key              saKey
 	packets, bytes   uint64
-	drops            [sa.NumDrops]uint64
+	drops            [drop.NumCounted]uint64
 	expired, refused bool
 	spis             []uint32
 }
@@ -244,7 +245,7 @@ func saSeriesOf(sas []daemon.SAInfo, tenantOf map[string]string) []*saSeries {
 		}
 		s.packets += info.Stats.Packets.Load()
 		s.bytes += info.Stats.Bytes.Load()
-		for r := sa.Drop(1); r < sa.NumDrops; r++ {
+		for r := drop.Reason(1); r < drop.NumCounted; r++ {
 			s.drops[r] += info.Stats.Drops[r].Load()
 		}
 		s.expired = s.expired || info.Expired

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"strings"
 	"testing"
@@ -36,10 +37,10 @@ func TestCollector(t *testing.T) {
 	s := d.SADB().Get("s1")
 	s.Stats.Packets.Add(5)
 	s.Stats.Bytes.Add(500)
-	s.Stats.Drops[sa.DropReplay].Add(2)
+	s.Stats.Drops[drop.Replay].Add(2)
 	vc := d.Snapshot().VMs[0].Counters
 	vc.PacketsOut.Add(9)
-	vc.Drop(sa.DropSpoofedSource)
+	vc.Drop(drop.SpoofedSource)
 	vc.IKEIn.Add(3)
 	vc.IKEOut.Add(4)
 	vc.NeighRequests.Add(2)
@@ -147,8 +148,8 @@ vifsec_ike_limit_drops_total{limit="reassembly_total"} 2
 `), "vifsec_ike_limit_drops_total"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(c, "vifsec_vm_drops_total"); n != int(sa.NumDrops)-1 {
-		t.Errorf("%d vm drop series, want one per reason (%d)", n, sa.NumDrops-1)
+	if n := testutil.CollectAndCount(c, "vifsec_vm_drops_total"); n != int(drop.NumCounted)-1 {
+		t.Errorf("%d vm drop series, want one per reason (%d)", n, drop.NumCounted-1)
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(`
 # HELP vifsec_objects Configured objects by kind.

@@ -2,6 +2,7 @@ package gso_test
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
@@ -25,7 +26,7 @@ func ExampleSegment() {
 
 	// Per frame:
 	h, d := offload.ParseVnetHdr(buf)
-	if d != offload.DropNone {
+	if d != drop.None {
 		fmt.Println("drop:", d) // count it against the VM
 		return
 	}
@@ -42,7 +43,7 @@ func ExampleSegment() {
 	}
 	sizes := make([]int, len(out))
 	n, d := gso.Segment(frame, h, effectiveMTU, out, headroom, sizes)
-	if d != offload.DropNone {
+	if d != drop.None {
 		fmt.Println("drop:", d)
 		return
 	}

@@ -2,6 +2,7 @@ package gso_test
 
 import (
 	"bytes"
+	"github.com/vifsec/vifsec/drop"
 	"testing"
 
 	"github.com/vifsec/vifsec/offload"
@@ -47,7 +48,7 @@ func FuzzParseVnetHdr(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, b []byte, mtu uint16) {
 		h, d := offload.ParseVnetHdr(b)
-		if d != offload.DropNone {
+		if d != drop.None {
 			return
 		}
 		var re [offload.VnetHdrLen]byte
@@ -57,7 +58,7 @@ func FuzzParseVnetHdr(f *testing.F) {
 		}
 		frame := b[offload.VnetHdrLen:]
 		n, d := gso.Segment(frame, h, int(mtu), fuzzOut, headroom, fuzzSizes)
-		if d != offload.DropNone {
+		if d != drop.None {
 			if n != 0 {
 				t.Fatalf("dropped (%v) with n = %d", d, n)
 			}

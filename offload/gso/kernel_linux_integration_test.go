@@ -31,6 +31,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net"
 	"os"
 	"os/exec"
@@ -242,9 +243,9 @@ func TestIntegrationKernelGSO(t *testing.T) {
 					t.Fatalf("zero-sum datagram got checksum %#04x, want 0xffff", field)
 				}
 			} else {
-				var d offload.Drop
+				var d drop.Reason
 				n, d = gso.Segment(frame, h, 1500, out, headroom, sizes)
-				if d != offload.DropNone {
+				if d != drop.None {
 					t.Fatalf("Segment dropped: %v", d)
 				}
 			}

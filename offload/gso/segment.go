@@ -2,44 +2,21 @@ package gso
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 )
 
 const (
-	ethLen    = 14
-	vlanLen   = 4
-	etherIPv4 = 0x0800
-	etherIPv6 = 0x86dd
-	etherVLAN = 0x8100 // 802.1Q
-	etherQinQ = 0x88a8 // 802.1ad
-	maxTags   = 2
-
-	ipv4MinLen = 20
-	ipv6Len    = 40
-	tcpMinLen  = 20
-	udpLen     = 8
-
-	protoHopByHop = 0
-	protoTCP      = 6
-	protoUDP      = 17
-	protoRouting  = 43
-	protoFragment = 44
-	protoAH       = 51
-	protoDstOpts  = 60
-	maxExtHdrs    = 8 // a longer chain is not a guest's TCP
+	maxTags = 2 // 802.1Q and 802.1ad
 
 	optEOL  = 0
 	optNOP  = 1
 	optLSRR = 0x83 // loose source route
 	optSSRR = 0x89 // strict source route
 
-	tcpFIN = 0x01
-	tcpSYN = 0x02
-	tcpRST = 0x04
-	tcpPSH = 0x08
-	tcpCWR = 0x80
 )
 
 // layout is where a super-frame's headers are, as parse found them.
@@ -93,10 +70,10 @@ type layout struct {
 //  2. Size the segments; check the batch and every buffer before writing.
 //  3. Per segment: copy the headers and this segment's payload, then
 //     rewrite L3 lengths/ID/checksum and L4 sequence/flags/length/checksum.
-func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int, sizes []int) (n int, d offload.Drop) {
+func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int, sizes []int) (n int, d drop.Reason) {
 	// 1.
 	l, d := parse(frame, h)
-	if d != offload.DropNone {
+	if d != drop.None {
 		return 0, d
 	}
 	// 2.
@@ -105,14 +82,14 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 	seg := int(h.GSOSize)
 	if l.udp {
 		if payload > seg && seg > room || payload <= seg && payload > room {
-			return 0, offload.DropTooBig
+			return 0, drop.TooBig
 		}
 	} else {
 		seg = min(seg, room)
 	}
 	if seg < 1 {
 		if payload > 0 || room < 0 {
-			return 0, offload.DropTooBig
+			return 0, drop.TooBig
 		}
 		seg = 1 // a header-only frame that fits
 	}
@@ -121,27 +98,27 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 		n = (payload + seg - 1) / seg
 	}
 	if n > len(out) || n > len(sizes) {
-		return 0, offload.DropTooManySegments
+		return 0, drop.TooManySegments
 	}
 	if offset < 0 {
-		return 0, offload.DropNoRoom
+		return 0, drop.NoRoom
 	}
 	for i := range n {
 		size := l.pay + min(seg, payload-i*seg)
 		if len(out[i])-offset < size {
-			return 0, offload.DropNoRoom
+			return 0, drop.NoRoom
 		}
 	}
 	// 3.
 	var addrs uint16
 	if l.v6 {
-		addrs = csum.Sum(frame[l.l3+8:l.l3+ipv6Len], 0)
+		addrs = csum.Sum(frame[l.l3+8:l.l3+header.IPv6Len], 0)
 	} else {
 		addrs = csum.Sum(frame[l.l3+12:l.l3+20], 0)
 	}
-	proto := uint16(protoTCP)
+	proto := uint16(header.ProtoTCP)
 	if l.udp {
-		proto = protoUDP
+		proto = header.ProtoUDP
 	}
 	addrs = csum.Add(addrs, proto)
 	ihl := int(frame[l.l3]&0x0f) * 4
@@ -163,7 +140,7 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 
 		ip := dst[l.l3:]
 		if l.v6 {
-			binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-ipv6Len))
+			binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
 		} else {
 			binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
 			binary.BigEndian.PutUint16(ip[4:], id0+uint16(i))
@@ -185,16 +162,16 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 		binary.BigEndian.PutUint32(l4[4:], seq0+uint32(i*seg))
 		f := flags0
 		if i > 0 {
-			f &^= tcpCWR
+			f &^= header.TCPFlagCWR
 		}
 		if i < n-1 {
-			f &^= tcpFIN | tcpPSH
+			f &^= header.TCPFlagFIN | header.TCPFlagPSH
 		}
 		l4[13] = f
 		l4[16], l4[17] = 0, 0
 		binary.BigEndian.PutUint16(l4[16:], csum.Checksum(l4, pseudo))
 	}
-	return n, offload.DropNone
+	return n, drop.None
 }
 
 // sourceRouted reports whether IPv4 options carry a loose or strict
@@ -222,8 +199,8 @@ func sourceRouted(opts []byte) bool {
 
 // parse validates h against frame and finds the headers. Every read is
 // length-checked first: frame is guest input.
-func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
-	if d := h.Validate(frame); d != offload.DropNone {
+func parse(frame []byte, h offload.VnetHdr) (l layout, d drop.Reason) {
+	if d := h.Validate(frame); d != drop.None {
 		return l, d
 	}
 	var wantV4, wantV6 bool
@@ -235,120 +212,107 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d offload.Drop) {
 	case offload.GSOUDPL4:
 		wantV4, wantV6, l.udp = true, true, true
 	default: // GSONone, GSOUDP (UFO)
-		return l, offload.DropUnsupported
+		return l, drop.Unsupported
 	}
 
 	// Ethernet, up to two VLAN tags.
-	if len(frame) < ethLen {
-		return l, offload.DropMalformed
+	if len(frame) < header.EthernetLen {
+		return l, drop.Malformed
 	}
 	etype := binary.BigEndian.Uint16(frame[12:])
-	l.l3 = ethLen
+	l.l3 = header.EthernetLen
 	for range maxTags {
-		if etype != etherVLAN && etype != etherQinQ {
+		if etype != header.EtherTypeVLAN && etype != header.EtherTypeSTag {
 			break
 		}
-		if len(frame) < l.l3+vlanLen {
-			return l, offload.DropMalformed
+		if len(frame) < l.l3+header.VLANTagLen {
+			return l, drop.Malformed
 		}
 		etype = binary.BigEndian.Uint16(frame[l.l3+2:])
-		l.l3 += vlanLen
+		l.l3 += header.VLANTagLen
 	}
 	var proto byte
 	switch {
-	case etype == etherIPv4 && wantV4:
+	case etype == header.EtherTypeIPv4 && wantV4:
 		ip := frame[l.l3:]
-		if len(ip) < ipv4MinLen || ip[0]>>4 != 4 {
-			return l, offload.DropMalformed
+		if len(ip) < header.IPv4MinLen || ip[0]>>4 != 4 {
+			return l, drop.Malformed
 		}
 		ihl := int(ip[0]&0x0f) * 4
 		total := int(binary.BigEndian.Uint16(ip[2:]))
 		switch {
 		case total == 0:
-			return l, offload.DropUnsupported // BIG TCP: length in the skb, not the header
-		case ihl < ipv4MinLen || total < ihl || total > len(ip):
-			return l, offload.DropMalformed
+			return l, drop.Unsupported // BIG TCP: length in the skb, not the header
+		case ihl < header.IPv4MinLen || total < ihl || total > len(ip):
+			return l, drop.Malformed
 		case binary.BigEndian.Uint16(ip[6:])&0x3fff != 0: // MF or an offset
-			return l, offload.DropFragment
+			return l, drop.Fragment
 		}
-		if sourceRouted(ip[ipv4MinLen:ihl]) {
-			return l, offload.DropUnsupported
+		if sourceRouted(ip[header.IPv4MinLen:ihl]) {
+			return l, drop.Unsupported
 		}
 		proto = ip[9]
 		l.l4 = l.l3 + ihl
 		l.end = l.l3 + total
-	case etype == etherIPv6 && wantV6:
+	case etype == header.EtherTypeIPv6 && wantV6:
 		l.v6 = true
 		ip := frame[l.l3:]
-		if len(ip) < ipv6Len || ip[0]>>4 != 6 {
-			return l, offload.DropMalformed
+		if len(ip) < header.IPv6Len || ip[0]>>4 != 6 {
+			return l, drop.Malformed
 		}
 		plen := int(binary.BigEndian.Uint16(ip[4:]))
 		if plen == 0 {
-			return l, offload.DropUnsupported // jumbogram / BIG TCP
+			return l, drop.Unsupported // jumbogram / BIG TCP
 		}
-		l.end = l.l3 + ipv6Len + plen
+		l.end = l.l3 + header.IPv6Len + plen
 		if l.end > len(frame) {
-			return l, offload.DropMalformed
+			return l, drop.Malformed
 		}
-		proto = ip[6]
-		off := l.l3 + ipv6Len
-	ext:
-		for i := 0; ; i++ {
-			switch proto {
-			case protoHopByHop, protoRouting, protoDstOpts:
-				if i == maxExtHdrs || proto == protoHopByHop && i > 0 || off+8 > l.end {
-					return l, offload.DropMalformed
-				}
-				if proto == protoRouting && frame[off+3] != 0 {
-					return l, offload.DropUnsupported // segments left: the pseudo-header needs the final destination
-				}
-				proto = frame[off]
-				off += (int(frame[off+1]) + 1) * 8
-				if off > l.end {
-					return l, offload.DropMalformed
-				}
-			case protoFragment:
-				return l, offload.DropFragment
-			case protoAH:
-				return l, offload.DropUnsupported
-			default:
-				break ext
-			}
+		c := header.WalkIPv6(frame[l.l3:l.end])
+		switch {
+		case c.Frag.Present():
+			return l, drop.Fragment
+		case c.Err != header.ChainOK:
+			return l, drop.Malformed
+		case c.Routed:
+			return l, drop.Unsupported // segments left: the pseudo-header needs the final destination
+		case c.Proto == header.ProtoAH:
+			return l, drop.Unsupported
 		}
-		l.l4 = off
-	case etype == etherIPv4 || etype == etherIPv6:
-		return l, offload.DropBadVnetHdr // GSO type of the other family
+		proto = c.Proto
+		l.l4 = l.l3 + c.L4
+	case etype == header.EtherTypeIPv4 || etype == header.EtherTypeIPv6:
+		return l, drop.BadVnetHdr // GSO type of the other family
 	default:
-		return l, offload.DropBadVnetHdr // a GSO type on a non-IP frame
+		return l, drop.BadVnetHdr // a GSO type on a non-IP frame
 	}
 
 	if l.udp {
-		if proto != protoUDP {
-			return l, offload.DropBadVnetHdr
+		if proto != header.ProtoUDP {
+			return l, drop.BadVnetHdr
 		}
-		if l.l4+udpLen > l.end || int(binary.BigEndian.Uint16(frame[l.l4+4:])) != l.end-l.l4 {
-			return l, offload.DropMalformed
+		if l.l4+header.UDPLen > l.end || int(binary.BigEndian.Uint16(frame[l.l4+4:])) != l.end-l.l4 {
+			return l, drop.Malformed
 		}
-		l.pay = l.l4 + udpLen
+		l.pay = l.l4 + header.UDPLen
 	} else {
-		if proto != protoTCP {
-			return l, offload.DropBadVnetHdr
+		if proto != header.ProtoTCP {
+			return l, drop.BadVnetHdr
 		}
-		if l.l4+tcpMinLen > l.end {
-			return l, offload.DropMalformed
+		if l.l4+header.TCPMinLen > l.end {
+			return l, drop.Malformed
 		}
 		doff := int(frame[l.l4+12]>>4) * 4
-		if doff < tcpMinLen || l.l4+doff > l.end {
-			return l, offload.DropMalformed
+		if doff < header.TCPMinLen || l.l4+doff > l.end {
+			return l, drop.Malformed
 		}
-		if frame[l.l4+13]&(tcpSYN|tcpRST) != 0 {
-			return l, offload.DropUnsupported
+		if frame[l.l4+13]&(header.TCPFlagSYN|header.TCPFlagRST) != 0 {
+			return l, drop.Unsupported
 		}
 		l.pay = l.l4 + doff
 	}
 	if h.NeedsCsum() && int(h.CsumStart) != l.l4 {
-		return l, offload.DropBadVnetHdr
+		return l, drop.BadVnetHdr
 	}
-	return l, offload.DropNone
+	return l, drop.None
 }

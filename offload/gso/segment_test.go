@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -122,12 +123,12 @@ func TestSegment(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.p.Payload = payload(tc.size)
 			frame, h := ot.Super(tc.p, tc.gso, tc.partial, tc.ecn)
-			if d := h.Validate(frame); d != offload.DropNone {
+			if d := h.Validate(frame); d != drop.None {
 				t.Fatalf("builder made an invalid header: %v", d)
 			}
 			out, sizes := batch(64, headroom+9000)
 			n, d := gso.Segment(frame, h, tc.mtu, out, headroom, sizes)
-			if d != offload.DropNone {
+			if d != drop.None {
 				t.Fatalf("Segment dropped: %v", d)
 			}
 			if n != tc.wantN {
@@ -190,84 +191,84 @@ func TestSegmentDrops(t *testing.T) {
 		nbuf     int
 		bufSize  int
 		offset   int
-		want     offload.Drop
+		want     drop.Reason
 		noModify bool
 	}{
-		{name: "GSO_NONE", want: offload.DropUnsupported, frame: tcp4.Frame(), h: offload.VnetHdr{}},
-		{name: "UFO", want: offload.DropUnsupported, frame: udp4.Frame(), h: offload.VnetHdr{GSOType: offload.GSOUDP, GSOSize: 1000}},
-		{name: "bad vnet hdr flags", want: offload.DropBadVnetHdr, frame: tcp4.Frame(), h: offload.VnetHdr{Flags: 4, GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "TCPv4 type on IPv6 frame", want: offload.DropBadVnetHdr, frame: tcp6.Frame(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "TCPv6 type on IPv4 frame", want: offload.DropBadVnetHdr, frame: tcp4.Frame(), h: offload.VnetHdr{GSOType: offload.GSOTCPv6, GSOSize: 1000}},
-		{name: "TCP type on UDP", want: offload.DropBadVnetHdr, frame: udp4.Frame(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "UDP_L4 type on TCP", want: offload.DropBadVnetHdr,
+		{name: "GSO_NONE", want: drop.Unsupported, frame: tcp4.Frame(), h: offload.VnetHdr{}},
+		{name: "UFO", want: drop.Unsupported, frame: udp4.Frame(), h: offload.VnetHdr{GSOType: offload.GSOUDP, GSOSize: 1000}},
+		{name: "bad vnet hdr flags", want: drop.BadVnetHdr, frame: tcp4.Frame(), h: offload.VnetHdr{Flags: 4, GSOType: offload.GSOTCPv4, GSOSize: 1000}},
+		{name: "TCPv4 type on IPv6 frame", want: drop.BadVnetHdr, frame: tcp6.Frame(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
+		{name: "TCPv6 type on IPv4 frame", want: drop.BadVnetHdr, frame: tcp4.Frame(), h: offload.VnetHdr{GSOType: offload.GSOTCPv6, GSOSize: 1000}},
+		{name: "TCP type on UDP", want: drop.BadVnetHdr, frame: udp4.Frame(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
+		{name: "UDP_L4 type on TCP", want: drop.BadVnetHdr,
 			frame: tcp4.Frame(), h: offload.VnetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOUDPL4, GSOSize: 1000, CsumStart: 34, CsumOffset: 6}},
-		{name: "csum_start not at L4", want: offload.DropBadVnetHdr,
+		{name: "csum_start not at L4", want: drop.BadVnetHdr,
 			frame: tcp4.Frame(), h: offload.VnetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOTCPv4, GSOSize: 1000, CsumStart: 30, CsumOffset: 16}},
-		{name: "ARP frame", want: offload.DropBadVnetHdr, frame: func() []byte {
+		{name: "ARP frame", want: drop.BadVnetHdr, frame: func() []byte {
 			f := tcp4.Frame()
 			f[12], f[13] = 0x08, 0x06
 			return f
 		}(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "IPv4 fragment", want: offload.DropFragment, frame: with(tcp4, func(p *ot.Packet) { p.MF = true }).Frame(),
+		{name: "IPv4 fragment", want: drop.Fragment, frame: with(tcp4, func(p *ot.Packet) { p.MF = true }).Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "IPv6 fragment header", want: offload.DropFragment,
+		{name: "IPv6 fragment header", want: drop.Fragment,
 			frame: with(tcp6, func(p *ot.Packet) { p.ExtHeaders = []ot.Ext{{Type: ot.ProtoFragment, Body: make([]byte, 6)}} }).Frame(),
 			h:     offload.VnetHdr{GSOType: offload.GSOTCPv6, GSOSize: 1000}},
-		{name: "IPv6 hop-by-hop not first", want: offload.DropMalformed,
+		{name: "IPv6 hop-by-hop not first", want: drop.Malformed,
 			frame: with(tcp6, func(p *ot.Packet) {
 				p.ExtHeaders = []ot.Ext{{Type: ot.ProtoDstOpts, Body: make([]byte, 6)}, {Type: ot.ProtoHopByHop, Body: make([]byte, 6)}}
 			}).Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv6, GSOSize: 1000}},
-		{name: "IPv4 loose source route", want: offload.DropUnsupported,
+		{name: "IPv4 loose source route", want: drop.Unsupported,
 			frame: with(tcp4, func(p *ot.Packet) { p.IPOptions = []byte{1, 0x83, 7, 4, 192, 0, 2, 9} }).Frame(),
 			h:     offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "IPv4 strict source route", want: offload.DropUnsupported,
+		{name: "IPv4 strict source route", want: drop.Unsupported,
 			frame: with(tcp4, func(p *ot.Packet) { p.IPOptions = []byte{0x89, 7, 4, 192, 0, 2, 9, 0} }).Frame(),
 			h:     offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "IPv6 routing header with segments left", want: offload.DropUnsupported,
+		{name: "IPv6 routing header with segments left", want: drop.Unsupported,
 			frame: with(tcp6, func(p *ot.Packet) {
 				p.ExtHeaders = []ot.Ext{{Type: ot.ProtoRouting, Body: append([]byte{4, 1}, make([]byte, 20)...)}}
 			}).Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv6, GSOSize: 1000}},
-		{name: "SYN", want: offload.DropUnsupported, frame: with(tcp4, func(p *ot.Packet) { p.Flags = ot.SYN }).Frame(),
+		{name: "SYN", want: drop.Unsupported, frame: with(tcp4, func(p *ot.Packet) { p.Flags = ot.SYN }).Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "RST", want: offload.DropUnsupported, frame: with(tcp4, func(p *ot.Packet) { p.Flags = ot.RST | ot.ACK }).Frame(),
+		{name: "RST", want: drop.Unsupported, frame: with(tcp4, func(p *ot.Packet) { p.Flags = ot.RST | ot.ACK }).Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "truncated Ethernet", want: offload.DropMalformed, frame: make([]byte, 10), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "truncated TCP header", want: offload.DropMalformed, frame: func() []byte {
+		{name: "truncated Ethernet", want: drop.Malformed, frame: make([]byte, 10), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
+		{name: "truncated TCP header", want: drop.Malformed, frame: func() []byte {
 			f := with(tcp4, func(p *ot.Packet) { p.Payload = nil }).Frame()[:14+20+10]
 			binary.BigEndian.PutUint16(f[16:], 30)
 			return f
 		}(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "IPv4 total length beyond frame", want: offload.DropMalformed, frame: func() []byte {
+		{name: "IPv4 total length beyond frame", want: drop.Malformed, frame: func() []byte {
 			f := tcp4.Frame()
 			binary.BigEndian.PutUint16(f[16:], uint16(len(f)))
 			return f
 		}(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "IPv4 total length 0 (BIG TCP)", want: offload.DropUnsupported, frame: func() []byte {
+		{name: "IPv4 total length 0 (BIG TCP)", want: drop.Unsupported, frame: func() []byte {
 			f := tcp4.Frame()
 			binary.BigEndian.PutUint16(f[16:], 0)
 			return f
 		}(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "TCP data offset 4", want: offload.DropMalformed, frame: func() []byte {
+		{name: "TCP data offset 4", want: drop.Malformed, frame: func() []byte {
 			f := tcp4.Frame()
 			f[34+12] = 4 << 4
 			return f
 		}(), h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "UDP length disagrees with IP", want: offload.DropMalformed, frame: func() []byte {
+		{name: "UDP length disagrees with IP", want: drop.Malformed, frame: func() []byte {
 			f, _ := super(udp4, nil)
 			binary.BigEndian.PutUint16(f[34+4:], 100)
 			return f
 		}(), h: func() offload.VnetHdr { _, h := super(udp4, nil); return h }()},
-		{name: "USO gso_size above the MTU room", want: offload.DropTooBig, mtu: 1000 + 28 - 1,
+		{name: "USO gso_size above the MTU room", want: drop.TooBig, mtu: 1000 + 28 - 1,
 			frame: func() []byte { f, _ := super(udp4, nil); return f }(), h: func() offload.VnetHdr { _, h := super(udp4, nil); return h }()},
-		{name: "MTU smaller than the headers", want: offload.DropTooBig, mtu: 40, frame: tcp4.Frame(),
+		{name: "MTU smaller than the headers", want: drop.TooBig, mtu: 40, frame: tcp4.Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "batch too small", want: offload.DropTooManySegments, nbuf: 3, frame: tcp4.Frame(),
+		{name: "batch too small", want: drop.TooManySegments, nbuf: 3, frame: tcp4.Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "buffer too small", want: offload.DropNoRoom, bufSize: headroom + 1000, frame: tcp4.Frame(),
+		{name: "buffer too small", want: drop.NoRoom, bufSize: headroom + 1000, frame: tcp4.Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
-		{name: "negative offset", want: offload.DropNoRoom, offset: -1, frame: tcp4.Frame(),
+		{name: "negative offset", want: drop.NoRoom, offset: -1, frame: tcp4.Frame(),
 			h: offload.VnetHdr{GSOType: offload.GSOTCPv4, GSOSize: 1000}},
 	}
 	for _, tc := range tests {
@@ -411,7 +412,7 @@ func TestSegmentMatchesReference(t *testing.T) {
 		p, gs, mtu, partial, ecn := randomSuper(r, maxSegs)
 		frame, h := ot.Super(p, gs, partial, ecn)
 		n, d := gso.Segment(frame, h, mtu, out, headroom, sizes)
-		if d != offload.DropNone {
+		if d != drop.None {
 			t.Fatalf("case %d (%+v, gso %d, mtu %d): dropped %v", i, h, gs, mtu, d)
 		}
 		t.Run("", func(t *testing.T) {
@@ -430,11 +431,11 @@ func TestSegmentAllocs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			frame, h := ot.Super(tc.p, tc.gso, true, false)
 			out, sizes := batch(64, headroom+1600)
-			var d offload.Drop
+			var d drop.Reason
 			allocs := testing.AllocsPerRun(100, func() {
 				_, d = gso.Segment(frame, h, 1500, out, headroom, sizes)
 			})
-			if d != offload.DropNone {
+			if d != drop.None {
 				t.Fatal(d)
 			}
 			if allocs != 0 {
@@ -471,7 +472,7 @@ func BenchmarkSegment(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(frame)))
 			for b.Loop() {
-				if _, d := gso.Segment(frame, h, 1500, out, headroom, sizes); d != offload.DropNone {
+				if _, d := gso.Segment(frame, h, 1500, out, headroom, sizes); d != drop.None {
 					b.Fatal(d)
 				}
 			}

@@ -16,12 +16,12 @@ package gso_test
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"math/rand/v2"
 	"strconv"
 	"testing"
 
 	"github.com/vifsec/vifsec/internal/pcap"
-	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/offload/gso"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
@@ -74,7 +74,7 @@ func TestIntegrationTsharkSegments(t *testing.T) {
 		tsharkFriendly(r, &p)
 		frame, h := ot.Super(p, gs, partial, ecn)
 		n, d := gso.Segment(frame, h, mtu, out, headroom, sizes)
-		if d != offload.DropNone {
+		if d != drop.None {
 			t.Fatalf("Segment dropped %v", d)
 		}
 		hdr := p.L3Len() + p.L4Len()

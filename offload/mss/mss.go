@@ -4,22 +4,11 @@ import (
 	"encoding/binary"
 	"math/bits"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload/csum"
 )
 
 const (
-	ipv4MinLen = 20
-	ipv6Len    = 40
-	tcpMinLen  = 20
-
-	protoHopByHop = 0
-	protoTCP      = 6
-	protoRouting  = 43
-	protoDstOpts  = 60
-	maxExtHdrs    = 8
-
-	tcpSYN = 0x02
-
 	optEOL    = 0
 	optNOP    = 1
 	optMSS    = 2
@@ -43,12 +32,12 @@ const (
 // pseudo-header sum, which an incremental update would corrupt).
 func Clamp(pkt []byte, max uint16) (changed bool) {
 	tcp := findTCP(pkt)
-	if tcp == nil || tcp[13]&tcpSYN == 0 {
+	if tcp == nil || tcp[13]&header.TCPFlagSYN == 0 {
 		return false
 	}
 	doff := int(tcp[12]>>4) * 4
 	check := binary.BigEndian.Uint16(tcp[16:])
-	for i := tcpMinLen; i < doff; {
+	for i := header.TCPMinLen; i < doff; {
 		switch tcp[i] {
 		case optEOL:
 			i = doff
@@ -84,51 +73,36 @@ func Clamp(pkt []byte, max uint16) (changed bool) {
 }
 
 // findTCP returns the TCP header with its options (tcp[:doff] is safe to
-// read) of a non-fragmented IPv4 or IPv6 packet, or nil.
+// read) of a non-fragmented IPv4 or IPv6 packet, or nil. The headers are
+// read through package header (IPv6 extension headers by its walker): a
+// fragment header of any kind, first, non-first or atomic, means no clamp.
 func findTCP(pkt []byte) []byte {
 	if len(pkt) < 1 {
 		return nil
 	}
-	var l4, end int
-	var proto byte
+	var l4 []byte
 	switch pkt[0] >> 4 {
 	case 4:
-		if len(pkt) < ipv4MinLen {
+		ip, ok := header.ParseIPv4(pkt)
+		if !ok || ip.IsFragment() || ip.Protocol() != header.ProtoTCP {
 			return nil
 		}
-		ihl := int(pkt[0]&0x0f) * 4
-		end = int(binary.BigEndian.Uint16(pkt[2:]))
-		if ihl < ipv4MinLen || end < ihl || end > len(pkt) ||
-			binary.BigEndian.Uint16(pkt[6:])&0x3fff != 0 { // MF or an offset
-			return nil
-		}
-		l4, proto = ihl, pkt[9]
+		l4 = ip.Payload()
 	case 6:
-		if len(pkt) < ipv6Len {
+		ip, ok := header.ParseIPv6(pkt)
+		if !ok {
 			return nil
 		}
-		end = ipv6Len + int(binary.BigEndian.Uint16(pkt[4:]))
-		if end > len(pkt) {
+		c := header.WalkIPv6(ip)
+		if c.Err != header.ChainOK || c.Frag.Present() || c.Proto != header.ProtoTCP {
 			return nil
 		}
-		l4, proto = ipv6Len, pkt[6]
-		for i := 0; proto == protoHopByHop || proto == protoRouting || proto == protoDstOpts; i++ {
-			if i == maxExtHdrs || l4+8 > end {
-				return nil
-			}
-			proto = pkt[l4]
-			l4 += (int(pkt[l4+1]) + 1) * 8
-		}
-		// A fragment header (44) or anything else ends the walk here.
+		l4 = ip[c.L4:]
 	default:
 		return nil
 	}
-	if proto != protoTCP || l4+tcpMinLen > end {
-		return nil
-	}
-	tcp := pkt[l4:end]
-	doff := int(tcp[12]>>4) * 4
-	if doff < tcpMinLen || doff > len(tcp) {
+	tcp, ok := header.ParseTCP(l4)
+	if !ok {
 		return nil
 	}
 	return tcp

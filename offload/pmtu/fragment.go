@@ -1,9 +1,11 @@
 package pmtu
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 
-	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
 )
 
@@ -39,46 +41,46 @@ const (
 // options DropMalformed; IPv6 (fragmented only by its source, RFC 8200
 // §4.5) DropUnsupported; not enough buffers DropTooManySegments, a short
 // buffer DropNoRoom. out must not overlap pkt.
-func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int, d offload.Drop) {
-	if len(pkt) < ipv4MinLen {
-		return 0, offload.DropMalformed
+func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int, d drop.Reason) {
+	if len(pkt) < header.IPv4MinLen {
+		return 0, drop.Malformed
 	}
 	switch pkt[0] >> 4 {
 	case 4:
 	case 6:
-		return 0, offload.DropUnsupported
+		return 0, drop.Unsupported
 	default:
-		return 0, offload.DropMalformed
+		return 0, drop.Malformed
 	}
 	ihl := int(pkt[0]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(pkt[2:]))
-	if ihl < ipv4MinLen || ihl > len(pkt) || total < ihl || total > len(pkt) {
-		return 0, offload.DropMalformed
+	if ihl < header.IPv4MinLen || ihl > len(pkt) || total < ihl || total > len(pkt) {
+		return 0, drop.Malformed
 	}
 	pkt = pkt[:total]
 	ff := binary.BigEndian.Uint16(pkt[6:])
 	if total > mtu && ff&flagDF != 0 {
-		return 0, offload.DropTooBig
+		return 0, drop.TooBig
 	}
 	if offset < 0 {
-		return 0, offload.DropNoRoom
+		return 0, drop.NoRoom
 	}
 	if total <= mtu {
 		if len(out) < 1 || len(sizes) < 1 {
-			return 0, offload.DropTooManySegments
+			return 0, drop.TooManySegments
 		}
 		if len(out[0])-offset < total {
-			return 0, offload.DropNoRoom
+			return 0, drop.NoRoom
 		}
 		sizes[0] = copy(out[0][offset:], pkt)
-		return 1, offload.DropNone
+		return 1, drop.None
 	}
 
 	// The header of later fragments: options with the copied flag only.
-	var later [ipv4MinLen + maxOptBytes]byte
-	copy(later[:], pkt[:ipv4MinLen])
-	ihl2 := ipv4MinLen
-	opts := pkt[ipv4MinLen:ihl]
+	var later [header.IPv4MinLen + maxOptBytes]byte
+	copy(later[:], pkt[:header.IPv4MinLen])
+	ihl2 := header.IPv4MinLen
+	opts := pkt[header.IPv4MinLen:ihl]
 	for i := 0; i < len(opts); {
 		switch opts[i] {
 		case optEOL:
@@ -89,7 +91,7 @@ func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int
 			continue
 		}
 		if i+1 >= len(opts) || opts[i+1] < 2 || i+int(opts[i+1]) > len(opts) {
-			return 0, offload.DropMalformed
+			return 0, drop.Malformed
 		}
 		l := int(opts[i+1])
 		if opts[i]&optCopied != 0 {
@@ -106,12 +108,12 @@ func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int
 	first := (mtu - ihl) &^ 7
 	rest := (mtu - ihl2) &^ 7
 	if first < 8 || rest < 8 {
-		return 0, offload.DropTooBig
+		return 0, drop.TooBig
 	}
 	data := total - ihl
 	baseOff := int(ff & offsetMask)
 	if baseOff*8+data > 0xffff {
-		return 0, offload.DropMalformed // the offsets would not fit their field
+		return 0, drop.Malformed // the offsets would not fit their field
 	}
 	// Count and check room before writing anything.
 	n = 1
@@ -119,7 +121,7 @@ func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int
 		n++
 	}
 	if n > len(out) || n > len(sizes) {
-		return 0, offload.DropTooManySegments
+		return 0, drop.TooManySegments
 	}
 	for i, pos := 0, 0; i < n; i++ {
 		hl, chunk := ihl2, rest
@@ -127,7 +129,7 @@ func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int
 			hl, chunk = ihl, first
 		}
 		if len(out[i])-offset < hl+min(chunk, data-pos) {
-			return 0, offload.DropNoRoom
+			return 0, drop.NoRoom
 		}
 		pos += chunk
 	}
@@ -153,5 +155,5 @@ func Fragment(pkt []byte, mtu int, out [][]byte, offset int, sizes []int) (n int
 		sizes[i] = size
 		pos += chunk
 	}
-	return n, offload.DropNone
+	return n, drop.None
 }

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"testing"
 
-	"github.com/vifsec/vifsec/offload"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
 	"github.com/vifsec/vifsec/offload/pmtu"
 )
@@ -121,7 +121,7 @@ func TestFragment(t *testing.T) {
 				out, sizes = bufs(4, headroom+tc.mtu)
 			}
 			n, d := pmtu.Fragment(tc.pkt, tc.mtu, out, headroom, sizes)
-			if d != offload.DropNone || n != tc.wantN {
+			if d != drop.None || n != tc.wantN {
 				t.Fatalf("Fragment = %d, %v; want %d, none", n, d, tc.wantN)
 			}
 			frags := make([][]byte, n)
@@ -175,23 +175,23 @@ func TestFragmentDrops(t *testing.T) {
 		nbuf   int
 		size   int
 		offset int
-		want   offload.Drop
+		want   drop.Reason
 	}{
-		{name: "DF", pkt: with(udp, func(p *ot.Packet) { p.DF = true }).IP(), mtu: 1500, want: offload.DropTooBig},
-		{name: "MTU leaves less than 8 bytes", pkt: udp.IP(), mtu: 27, want: offload.DropTooBig},
-		{name: "MTU leaves less than 8 bytes after options", pkt: with(udp, func(p *ot.Packet) { p.IPOptions = []byte{0x94, 4, 0, 0} }).IP(), mtu: 31, want: offload.DropTooBig},
-		{name: "IPv6", pkt: ot.Packet{Src: ot.V6A, Dst: ot.V6B, UDP: true, Payload: make([]byte, 3000)}.IP(), mtu: 1500, want: offload.DropUnsupported},
-		{name: "not IP", pkt: make([]byte, 100), mtu: 50, want: offload.DropMalformed},
-		{name: "truncated", pkt: udp.IP()[:19], mtu: 1500, want: offload.DropMalformed},
-		{name: "total length beyond the bytes", pkt: udp.IP()[:2000], mtu: 1500, want: offload.DropMalformed},
-		{name: "option length 1", pkt: with(udp, func(p *ot.Packet) { p.IPOptions = []byte{0x94, 1, 0, 0} }).IP(), mtu: 1500, want: offload.DropMalformed},
-		{name: "option overruns the header", pkt: with(udp, func(p *ot.Packet) { p.IPOptions = []byte{1, 1, 0x94, 4} }).IP(), mtu: 1500, want: offload.DropMalformed},
-		{name: "offsets beyond 64 KiB", pkt: with(udp, func(p *ot.Packet) { p.FragOff = 0x1f00 }).IP(), mtu: 1500, want: offload.DropMalformed},
-		{name: "too few buffers", pkt: udp.IP(), mtu: 1500, nbuf: 2, want: offload.DropTooManySegments},
-		{name: "no buffer for a packet that fits", pkt: udp.IP(), mtu: 3000, nbuf: -1, want: offload.DropTooManySegments},
-		{name: "short buffer", pkt: udp.IP(), mtu: 1500, size: headroom + 1499, want: offload.DropNoRoom},
-		{name: "short buffer for a packet that fits", pkt: udp.IP(), mtu: 3000, size: headroom + 2999, want: offload.DropNoRoom},
-		{name: "negative offset", pkt: udp.IP(), mtu: 1500, offset: -1, want: offload.DropNoRoom},
+		{name: "DF", pkt: with(udp, func(p *ot.Packet) { p.DF = true }).IP(), mtu: 1500, want: drop.TooBig},
+		{name: "MTU leaves less than 8 bytes", pkt: udp.IP(), mtu: 27, want: drop.TooBig},
+		{name: "MTU leaves less than 8 bytes after options", pkt: with(udp, func(p *ot.Packet) { p.IPOptions = []byte{0x94, 4, 0, 0} }).IP(), mtu: 31, want: drop.TooBig},
+		{name: "IPv6", pkt: ot.Packet{Src: ot.V6A, Dst: ot.V6B, UDP: true, Payload: make([]byte, 3000)}.IP(), mtu: 1500, want: drop.Unsupported},
+		{name: "not IP", pkt: make([]byte, 100), mtu: 50, want: drop.Malformed},
+		{name: "truncated", pkt: udp.IP()[:19], mtu: 1500, want: drop.Malformed},
+		{name: "total length beyond the bytes", pkt: udp.IP()[:2000], mtu: 1500, want: drop.Malformed},
+		{name: "option length 1", pkt: with(udp, func(p *ot.Packet) { p.IPOptions = []byte{0x94, 1, 0, 0} }).IP(), mtu: 1500, want: drop.Malformed},
+		{name: "option overruns the header", pkt: with(udp, func(p *ot.Packet) { p.IPOptions = []byte{1, 1, 0x94, 4} }).IP(), mtu: 1500, want: drop.Malformed},
+		{name: "offsets beyond 64 KiB", pkt: with(udp, func(p *ot.Packet) { p.FragOff = 0x1f00 }).IP(), mtu: 1500, want: drop.Malformed},
+		{name: "too few buffers", pkt: udp.IP(), mtu: 1500, nbuf: 2, want: drop.TooManySegments},
+		{name: "no buffer for a packet that fits", pkt: udp.IP(), mtu: 3000, nbuf: -1, want: drop.TooManySegments},
+		{name: "short buffer", pkt: udp.IP(), mtu: 1500, size: headroom + 1499, want: drop.NoRoom},
+		{name: "short buffer for a packet that fits", pkt: udp.IP(), mtu: 3000, size: headroom + 2999, want: drop.NoRoom},
+		{name: "negative offset", pkt: udp.IP(), mtu: 1500, offset: -1, want: drop.NoRoom},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,7 +242,7 @@ func FuzzFragment(f *testing.F) {
 		if !bytes.Equal(pkt, in) {
 			t.Fatal("input modified")
 		}
-		if d != offload.DropNone || n < 2 {
+		if d != drop.None || n < 2 {
 			return
 		}
 		frags := make([][]byte, n)

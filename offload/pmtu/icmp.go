@@ -3,22 +3,11 @@ package pmtu
 import (
 	"encoding/binary"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload/csum"
 )
 
 const (
-	ipv4MinLen = 20
-	ipv6Len    = 40
-	icmpHdrLen = 8
-
-	protoHopByHop = 0
-	protoICMP     = 1
-	protoRouting  = 43
-	protoFragment = 44
-	protoICMPv6   = 58
-	protoDstOpts  = 60
-	maxExtHdrs    = 8
-
 	// MaxICMPv4 is the largest ICMP error ICMPTooBig builds for IPv4: RFC
 	// 1812 §4.3.2.3 quotes as much of the original as fits in 576 bytes.
 	MaxICMPv4 = 576
@@ -72,12 +61,12 @@ func ICMPTooBig(dst, orig []byte, mtu int) int {
 }
 
 func tooBig4(dst, orig []byte, mtu int) int {
-	if len(orig) < ipv4MinLen || mtu < 68 || mtu > 0xffff {
+	if len(orig) < header.IPv4MinLen || mtu < 68 || mtu > 0xffff {
 		return 0
 	}
 	ihl := int(orig[0]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(orig[2:]))
-	if ihl < ipv4MinLen || ihl > len(orig) || total < ihl {
+	if ihl < header.IPv4MinLen || ihl > len(orig) || total < ihl {
 		return 0
 	}
 	if binary.BigEndian.Uint16(orig[6:])&0x1fff != 0 {
@@ -87,13 +76,13 @@ func tooBig4(dst, orig []byte, mtu int) int {
 	if !unicast4(src) || !unicast4(odst) {
 		return 0
 	}
-	if orig[9] == protoICMP {
+	if orig[9] == header.ProtoICMP {
 		if ihl >= len(orig) || icmpError4(orig[ihl]) {
 			return 0
 		}
 	}
 	quote := orig[:min(total, len(orig))]
-	const hdr = ipv4MinLen + icmpHdrLen
+	const hdr = header.IPv4MinLen + header.ICMPLen
 	q := min(len(quote), MaxICMPv4-hdr, len(dst)-hdr)
 	if q < min(len(quote), ihl+8) {
 		return 0
@@ -104,54 +93,54 @@ func tooBig4(dst, orig []byte, mtu int) int {
 	b[1] = tosInternetControl
 	binary.BigEndian.PutUint16(b[2:], uint16(n))
 	binary.BigEndian.PutUint32(b[4:], 0x00004000) // ID 0 with DF: an atomic datagram (RFC 6864 §4.1)
-	b[8], b[9] = ttl, protoICMP
+	b[8], b[9] = ttl, header.ProtoICMP
 	b[10], b[11] = 0, 0
 	copy(b[12:16], odst)
 	copy(b[16:20], src)
-	binary.BigEndian.PutUint16(b[10:], csum.Checksum(b[:ipv4MinLen], 0))
-	m := b[ipv4MinLen:]
+	binary.BigEndian.PutUint16(b[10:], csum.Checksum(b[:header.IPv4MinLen], 0))
+	m := b[header.IPv4MinLen:]
 	m[0], m[1] = 3, 4 // destination unreachable, fragmentation needed
 	m[2], m[3] = 0, 0
 	binary.BigEndian.PutUint32(m[4:], uint32(mtu)) // unused (0) and next-hop MTU
-	copy(m[icmpHdrLen:], quote[:q])
+	copy(m[header.ICMPLen:], quote[:q])
 	binary.BigEndian.PutUint16(m[2:], csum.Checksum(m, 0))
 	return n
 }
 
 func tooBig6(dst, orig []byte, mtu int) int {
-	if len(orig) < ipv6Len || mtu < 1 || uint64(mtu) > 0xffffffff {
+	if len(orig) < header.IPv6Len || mtu < 1 || uint64(mtu) > 0xffffffff {
 		return 0
 	}
 	src, odst := orig[8:24], orig[24:40]
 	if !unicast6(src) || odst[0] == 0xff {
 		return 0
 	}
-	end := ipv6Len + int(binary.BigEndian.Uint16(orig[4:]))
-	if end == ipv6Len || end > len(orig) {
+	end := header.IPv6Len + int(binary.BigEndian.Uint16(orig[4:]))
+	if end == header.IPv6Len || end > len(orig) {
 		end = len(orig) // a jumbogram, or a truncated copy
 	}
 	if icmpError6(orig[:end]) {
 		return 0
 	}
 	quote := orig[:end]
-	const hdr = ipv6Len + icmpHdrLen
+	const hdr = header.IPv6Len + header.ICMPLen
 	q := min(len(quote), MaxICMPv6-hdr, len(dst)-hdr)
-	if q < min(len(quote), ipv6Len+8) {
+	if q < min(len(quote), header.IPv6Len+8) {
 		return 0
 	}
 	n := hdr + q
 	b := dst[:n]
 	binary.BigEndian.PutUint32(b[0:], 6<<28)
-	binary.BigEndian.PutUint16(b[4:], uint16(n-ipv6Len))
-	b[6], b[7] = protoICMPv6, ttl
+	binary.BigEndian.PutUint16(b[4:], uint16(n-header.IPv6Len))
+	b[6], b[7] = header.ProtoICMPv6, ttl
 	copy(b[8:24], odst)
 	copy(b[24:40], src)
-	m := b[ipv6Len:]
+	m := b[header.IPv6Len:]
 	m[0], m[1] = 2, 0 // packet too big
 	m[2], m[3] = 0, 0
 	binary.BigEndian.PutUint32(m[4:], uint32(mtu))
-	copy(m[icmpHdrLen:], quote[:q])
-	binary.BigEndian.PutUint16(m[2:], csum.Checksum(m, csum.Pseudo(b[8:24], b[24:40], protoICMPv6, len(m))))
+	copy(m[header.ICMPLen:], quote[:q])
+	binary.BigEndian.PutUint16(m[2:], csum.Checksum(m, csum.Pseudo(b[8:24], b[24:40], header.ProtoICMPv6, len(m))))
 	return n
 }
 
@@ -167,31 +156,21 @@ func icmpError4(typ byte) bool {
 }
 
 // icmpError6 reports whether the IPv6 packet pkt carries an ICMPv6 error
-// message (type below 128, RFC 4443 §2.1), walking its extension headers.
+// message (type below 128, RFC 4443 §2.1), walking its extension headers
+// with header.WalkIPv6.
 // A chain it cannot follow is taken as an error message: better to stay
 // silent than to answer an error with an error.
 func icmpError6(pkt []byte) bool {
-	next, off := pkt[6], ipv6Len
-	for i := 0; ; i++ {
-		switch next {
-		case protoICMPv6:
-			return off >= len(pkt) || pkt[off] < 128
-		case protoHopByHop, protoRouting, protoDstOpts, protoFragment:
-			if i == maxExtHdrs || off+8 > len(pkt) {
-				return true
-			}
-			if next == protoFragment {
-				if binary.BigEndian.Uint16(pkt[off+2:])&0xfff8 != 0 {
-					return false // a later fragment: no ICMPv6 header in it
-				}
-				next, off = pkt[off], off+8
-				continue
-			}
-			next, off = pkt[off], off+(int(pkt[off+1])+1)*8
-		default:
-			return false
-		}
+	c := header.WalkIPv6(pkt)
+	switch {
+	case c.Err != header.ChainOK:
+		return true
+	case c.Frag.NonFirst():
+		return false // a later fragment: no ICMPv6 header in it
+	case c.Proto != header.ProtoICMPv6:
+		return false
 	}
+	return c.L4 >= len(pkt) || pkt[c.L4] < 128
 }
 
 // unicast4 reports whether a is a unicast address a host may be: not

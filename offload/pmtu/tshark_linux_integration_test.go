@@ -15,12 +15,12 @@ package pmtu_test
 // tshark binary.
 
 import (
+	"github.com/vifsec/vifsec/drop"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vifsec/vifsec/internal/pcap"
-	"github.com/vifsec/vifsec/offload"
 	ot "github.com/vifsec/vifsec/offload/offloadtest"
 	"github.com/vifsec/vifsec/offload/pmtu"
 )
@@ -91,7 +91,7 @@ func TestIntegrationTsharkFragments(t *testing.T) {
 		}
 		out, sizes := bufs(200, headroom+9000)
 		n, d := pmtu.Fragment(c.p.IP(), c.mtu, out, headroom, sizes)
-		if d != offload.DropNone || n < 2 {
+		if d != drop.None || n < 2 {
 			t.Fatalf("datagram %d: Fragment = %d, %v", i, n, d)
 		}
 		for j := range n {

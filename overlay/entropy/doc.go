@@ -30,5 +30,8 @@
 // # What it must not do
 //
 // It only reads the frame; it keeps no state besides the key, allocates
-// nothing, and is safe for concurrent use.
+// nothing, and is safe for concurrent use. It does not walk headers with
+// rules of its own: the IPv4 header and the IPv6 extension-header chain
+// are read through package header, so the flow it hashes has the
+// protocol and ports the SPD classifier found.
 package entropy

@@ -3,6 +3,8 @@ package entropy
 import (
 	"crypto/rand"
 	"encoding/binary"
+
+	"github.com/vifsec/vifsec/header"
 )
 
 // The outer source port range: the IANA dynamic/private range RFC 7348 §5
@@ -69,56 +71,36 @@ const (
 	kindSPI   = 4 // IP addresses, protocol and SPI (ESP, ESP-in-UDP, AH)
 )
 
-const (
-	etherIPv4 = 0x0800
-	etherIPv6 = 0x86dd
-	etherVLAN = 0x8100
-
-	protoHopOpts  = 0
-	protoTCP      = 6
-	protoUDP      = 17
-	protoDCCP     = 33
-	protoRouting  = 43
-	protoFragment = 44
-	protoESP      = 50
-	protoAH       = 51
-	protoDstOpts  = 60
-	protoSCTP     = 132
-	protoUDPLite  = 136
-
-	portNATT = 4500 // RFC 3948 UDP encapsulation of ESP
-)
+// portNATT is RFC 3948's UDP port for ESP in UDP.
+const portNATT = 4500
 
 // flowKey writes the flow key of frame into k and returns its length.
 func flowKey(k *[maxKey]byte, frame []byte, vni uint32) int {
 	binary.BigEndian.PutUint32(k[4:8], vni)
-	if len(frame) < 14 {
+	if len(frame) < header.EthernetLen {
 		k[0] = kindL2
 		return 8 + copy(k[8:], frame)
 	}
-	et := binary.BigEndian.Uint16(frame[12:14])
-	l3 := frame[14:]
-	if et == etherVLAN && len(frame) >= 18 {
+	et := header.Ethernet(frame).Type()
+	l3 := frame[header.EthernetLen:]
+	if t, ok := header.ParseVLANTag(l3); ok && et == header.EtherTypeVLAN {
 		// One 802.1Q tag: the flow is what it carries.
-		et = binary.BigEndian.Uint16(frame[16:18])
-		l3 = frame[18:]
+		et, l3 = t.Type(), l3[header.VLANTagLen:]
 	}
 	binary.BigEndian.PutUint16(k[2:4], et)
 	var proto byte
 	var l4 []byte
 	var addrs int
 	switch {
-	case et == etherIPv4 && len(l3) >= 20 && l3[0]>>4 == 4:
-		ihl := int(l3[0]&0x0f) * 4
-		if ihl < 20 || ihl > len(l3) {
-			ihl = 20 // options we cannot skip: addresses and protocol only
-			l4 = nil
-		} else if binary.BigEndian.Uint16(l3[6:8])&0x3fff == 0 {
-			l4 = l3[ihl:] // not a fragment
-		}
+	case et == header.EtherTypeIPv4 && len(l3) >= header.IPv4MinLen && l3[0]>>4 == 4:
+		// Addresses and protocol of any IPv4 header; ports only of a
+		// well-formed datagram that is not a fragment.
 		proto = l3[9]
 		addrs = copy(k[8:], l3[12:20])
-	case et == etherIPv6 && len(l3) >= 40 && l3[0]>>4 == 6:
+		if ip, ok := header.ParseIPv4(l3); ok && !ip.IsFragment() {
+			l4 = ip.Payload()
+		}
+	case et == header.EtherTypeIPv6 && len(l3) >= header.IPv6Len && l3[0]>>4 == 6:
 		addrs = copy(k[8:], l3[8:40])
 		proto, l4 = ipv6Upper(l3)
 	default:
@@ -129,13 +111,13 @@ func flowKey(k *[maxKey]byte, frame []byte, vni uint32) int {
 	n := 8 + addrs
 	kind := byte(kindProto)
 	switch proto {
-	case protoTCP, protoUDP, protoSCTP, protoDCCP, protoUDPLite:
+	case header.ProtoTCP, header.ProtoUDP, header.ProtoSCTP, header.ProtoDCCP, header.ProtoUDPLite:
 		if len(l4) < 4 {
 			break
 		}
 		kind = kindPorts
 		copy(k[n:n+4], l4[0:4])
-		if proto == protoUDP && len(l4) >= 12 && l4[8]|l4[9]|l4[10]|l4[11] != 0 &&
+		if proto == header.ProtoUDP && len(l4) >= 12 && l4[8]|l4[9]|l4[10]|l4[11] != 0 &&
 			(binary.BigEndian.Uint16(l4[0:2]) == portNATT || binary.BigEndian.Uint16(l4[2:4]) == portNATT) {
 			// ESP in UDP (RFC 3948 §2.2): the SA, not the NAT's ports.
 			// A zero marker is IKE, hashed by its ports.
@@ -143,13 +125,13 @@ func flowKey(k *[maxKey]byte, frame []byte, vni uint32) int {
 			copy(k[n:n+4], l4[8:12])
 		}
 		n += 4
-	case protoESP:
+	case header.ProtoESP:
 		if len(l4) < 4 {
 			break
 		}
 		kind = kindSPI
 		n += copy(k[n:n+4], l4[0:4])
-	case protoAH:
+	case header.ProtoAH:
 		if len(l4) < 8 {
 			break
 		}
@@ -160,32 +142,23 @@ func flowKey(k *[maxKey]byte, frame []byte, vni uint32) int {
 	return n
 }
 
-// ipv6Upper walks pkt's extension headers (at most 8) to the upper-layer
-// protocol and returns it with the bytes that follow; for a fragment it
-// returns the fragment header's next header and no bytes, so every
+// ipv6Upper returns the upper-layer protocol of the IPv6 packet pkt and
+// the bytes that follow its header, as header.WalkIPv6 finds them; for a
+// fragment (first or not) it returns the protocol and no bytes, so every
 // fragment of a datagram is the same flow. AH is upper-layer here: its
-// SPI is the flow.
+// SPI is the flow. A packet whose length or chain the walker refuses is
+// hashed by its addresses and the fixed header's next header only.
 func ipv6Upper(pkt []byte) (proto byte, l4 []byte) {
-	proto, rest := pkt[6], pkt[40:]
-	for range 8 {
-		switch proto {
-		case protoHopOpts, protoRouting, protoDstOpts:
-			if len(rest) < 8 {
-				return proto, nil
-			}
-			n := (int(rest[1]) + 1) * 8
-			if n > len(rest) {
-				return proto, nil
-			}
-			proto, rest = rest[0], rest[n:]
-		case protoFragment:
-			if len(rest) < 8 {
-				return proto, nil
-			}
-			return rest[0], nil
-		default:
-			return proto, rest
-		}
+	ip, ok := header.ParseIPv6(pkt)
+	if !ok {
+		return pkt[6], nil
 	}
-	return proto, nil
+	c := header.WalkIPv6(ip)
+	switch {
+	case c.Err != header.ChainOK:
+		return pkt[6], nil
+	case c.Frag.IsFragment():
+		return c.Proto, nil
+	}
+	return c.Proto, ip[c.L4:]
 }

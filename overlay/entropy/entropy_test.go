@@ -1,6 +1,8 @@
 package entropy
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 	"testing"
 )
@@ -75,8 +77,8 @@ func esp(spi, seq uint32) []byte {
 // a 2^-64 accident).
 func TestFlows(t *testing.T) {
 	h := NewHasher(testKey)
-	v4 := func(proto byte, l4 []byte) []byte { return ether(etherIPv4, ip4(proto, l4)) }
-	v6 := func(next byte, l4 []byte) []byte { return ether(etherIPv6, ip6(next, l4)) }
+	v4 := func(proto byte, l4 []byte) []byte { return ether(header.EtherTypeIPv4, ip4(proto, l4)) }
+	v6 := func(next byte, l4 []byte) []byte { return ether(header.EtherTypeIPv6, ip6(next, l4)) }
 	frag4 := func(f []byte, off uint16) []byte {
 		f[14+6], f[14+7] = byte(off>>8), byte(off)
 		return f
@@ -87,36 +89,36 @@ func TestFlows(t *testing.T) {
 		return append(g, f[12:]...)
 	}
 	natt := func(sp uint16, spi, seq uint32) []byte {
-		return v4(protoUDP, append(ports(sp, 4500, 0, 48, 0, 0), esp(spi, seq)...))
+		return v4(header.ProtoUDP, append(ports(sp, 4500, 0, 48, 0, 0), esp(spi, seq)...))
 	}
 	for _, tc := range []struct {
 		name string
 		a, b []byte
 		same bool
 	}{
-		{"tcp same 5-tuple, other payload", v4(protoTCP, ports(40000, 443, 1, 2, 3)), v4(protoTCP, ports(40000, 443, 9, 9, 9)), true},
-		{"tcp other source port", v4(protoTCP, ports(40000, 443)), v4(protoTCP, ports(40001, 443)), false},
-		{"tcp vs udp same ports", v4(protoTCP, ports(40000, 443)), v4(protoUDP, ports(40000, 443)), false},
-		{"tcp6 other destination port", v6(protoTCP, ports(40000, 443)), v6(protoTCP, ports(40000, 444)), false},
-		{"sctp ports count", v4(protoSCTP, ports(1, 2)), v4(protoSCTP, ports(1, 3)), false},
-		{"esp same SPI, other sequence number", v4(protoESP, esp(0x1000, 1)), v4(protoESP, esp(0x1000, 2)), true},
-		{"esp sequential SPIs", v4(protoESP, esp(0x1000, 1)), v4(protoESP, esp(0x1001, 1)), false},
-		{"esp SPI top bit", v4(protoESP, esp(0x1000, 1)), v4(protoESP, esp(0x80001000, 1)), false},
-		{"esp6 sequential SPIs", v6(protoESP, esp(0x1000, 1)), v6(protoESP, esp(0x1001, 1)), false},
-		{"ah SPI", v4(protoAH, append([]byte{4, 4, 0, 0}, esp(7, 1)...)), v4(protoAH, append([]byte{4, 4, 0, 0}, esp(8, 1)...)), false},
+		{"tcp same 5-tuple, other payload", v4(header.ProtoTCP, ports(40000, 443, 1, 2, 3)), v4(header.ProtoTCP, ports(40000, 443, 9, 9, 9)), true},
+		{"tcp other source port", v4(header.ProtoTCP, ports(40000, 443)), v4(header.ProtoTCP, ports(40001, 443)), false},
+		{"tcp vs udp same ports", v4(header.ProtoTCP, ports(40000, 443)), v4(header.ProtoUDP, ports(40000, 443)), false},
+		{"tcp6 other destination port", v6(header.ProtoTCP, ports(40000, 443)), v6(header.ProtoTCP, ports(40000, 444)), false},
+		{"sctp ports count", v4(header.ProtoSCTP, ports(1, 2)), v4(header.ProtoSCTP, ports(1, 3)), false},
+		{"esp same SPI, other sequence number", v4(header.ProtoESP, esp(0x1000, 1)), v4(header.ProtoESP, esp(0x1000, 2)), true},
+		{"esp sequential SPIs", v4(header.ProtoESP, esp(0x1000, 1)), v4(header.ProtoESP, esp(0x1001, 1)), false},
+		{"esp SPI top bit", v4(header.ProtoESP, esp(0x1000, 1)), v4(header.ProtoESP, esp(0x80001000, 1)), false},
+		{"esp6 sequential SPIs", v6(header.ProtoESP, esp(0x1000, 1)), v6(header.ProtoESP, esp(0x1001, 1)), false},
+		{"ah SPI", v4(header.ProtoAH, append([]byte{4, 4, 0, 0}, esp(7, 1)...)), v4(header.ProtoAH, append([]byte{4, 4, 0, 0}, esp(8, 1)...)), false},
 		{"esp-in-udp: the SPI, not the NAT's port", natt(4500, 0x1000, 1), natt(61000, 0x1000, 2), true},
 		{"esp-in-udp: SPIs differ", natt(4500, 0x1000, 1), natt(4500, 0x1001, 1), false},
-		{"ike on 4500 (zero marker): ports", v4(protoUDP, ports(4500, 4500, 0, 48, 0, 0, 0, 0, 0, 0, 1)), v4(protoUDP, ports(4501, 4500, 0, 48, 0, 0, 0, 0, 0, 0, 1)), false},
-		{"ipv4 fragments of one datagram", frag4(v4(protoUDP, ports(1, 2)), 0x2000), frag4(v4(protoUDP, ports(9, 9)), 0x00b9), true},
-		{"ipv4 first fragment vs other flow's", frag4(v4(protoUDP, ports(1, 2)), 0x2000), frag4(v4(protoTCP, ports(1, 2)), 0x2000), false},
-		{"ipv6 fragments of one datagram", v6(protoFragment, append([]byte{protoUDP, 0, 0, 1, 0, 0, 0, 7}, ports(1, 2)...)), v6(protoFragment, []byte{protoUDP, 0, 0x05, 0x00, 0, 0, 0, 7}), true},
-		{"ipv6 destination options skipped", v6(protoDstOpts, append([]byte{protoTCP, 0, 1, 4, 0, 0, 0, 0}, ports(1, 2)...)), v6(protoTCP, ports(1, 2)), true},
-		{"ipv6 hop-by-hop skipped, ports differ", v6(protoHopOpts, append([]byte{protoTCP, 0, 1, 4, 0, 0, 0, 0}, ports(1, 2)...)), v6(protoTCP, ports(1, 3)), false},
-		{"one 802.1Q tag looked through", tagged(v4(protoTCP, ports(1, 2))), v4(protoTCP, ports(1, 2)), true},
+		{"ike on 4500 (zero marker): ports", v4(header.ProtoUDP, ports(4500, 4500, 0, 48, 0, 0, 0, 0, 0, 0, 1)), v4(header.ProtoUDP, ports(4501, 4500, 0, 48, 0, 0, 0, 0, 0, 0, 1)), false},
+		{"ipv4 fragments of one datagram", frag4(v4(header.ProtoUDP, ports(1, 2)), 0x2000), frag4(v4(header.ProtoUDP, ports(9, 9)), 0x00b9), true},
+		{"ipv4 first fragment vs other flow's", frag4(v4(header.ProtoUDP, ports(1, 2)), 0x2000), frag4(v4(header.ProtoTCP, ports(1, 2)), 0x2000), false},
+		{"ipv6 fragments of one datagram", v6(header.ProtoFragment, append([]byte{header.ProtoUDP, 0, 0, 1, 0, 0, 0, 7}, ports(1, 2)...)), v6(header.ProtoFragment, []byte{header.ProtoUDP, 0, 0x05, 0x00, 0, 0, 0, 7}), true},
+		{"ipv6 destination options skipped", v6(header.ProtoDstOpts, append([]byte{header.ProtoTCP, 0, 1, 4, 0, 0, 0, 0}, ports(1, 2)...)), v6(header.ProtoTCP, ports(1, 2)), true},
+		{"ipv6 hop-by-hop skipped, ports differ", v6(header.ProtoHopByHop, append([]byte{header.ProtoTCP, 0, 1, 4, 0, 0, 0, 0}, ports(1, 2)...)), v6(header.ProtoTCP, ports(1, 3)), false},
+		{"one 802.1Q tag looked through", tagged(v4(header.ProtoTCP, ports(1, 2))), v4(header.ProtoTCP, ports(1, 2)), true},
 		{"icmp: addresses and protocol", v4(1, []byte{8, 0, 0, 0, 0, 1, 0, 1}), v4(1, []byte{8, 0, 0, 0, 0, 2, 0, 2}), true},
-		{"short tcp header: addresses and protocol", v4(protoTCP, []byte{1, 2}), v4(protoTCP, []byte{3, 4}), true},
+		{"short tcp header: addresses and protocol", v4(header.ProtoTCP, []byte{1, 2}), v4(header.ProtoTCP, []byte{3, 4}), true},
 		{"arp: MACs and EtherType", ether(0x0806, []byte{0, 1, 8, 0, 6, 4, 0, 1}), ether(0x0806, []byte{0, 1, 8, 0, 6, 4, 0, 2}), true},
-		{"arp vs ipv4 of same MACs", ether(0x0806, nil), ether(etherIPv4, nil), false},
+		{"arp vs ipv4 of same MACs", ether(0x0806, nil), ether(header.EtherTypeIPv4, nil), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ha, hb := h.Hash(tc.a, 42), h.Hash(tc.b, 42)
@@ -126,7 +128,7 @@ func TestFlows(t *testing.T) {
 		})
 	}
 	// The VNI is part of every flow.
-	f := v4(protoESP, esp(1, 1))
+	f := v4(header.ProtoESP, esp(1, 1))
 	if h.Hash(f, 42) == h.Hash(f, 43) {
 		t.Error("VNI not part of the flow")
 	}
@@ -141,7 +143,7 @@ func TestSourcePortRange(t *testing.T) {
 	h := NewHasher(RandomKey())
 	lo, hi := uint16(PortMax), uint16(0)
 	for spi := range uint32(200000) {
-		f := ether(etherIPv4, ip4(protoESP, esp(spi, 1)))
+		f := ether(header.EtherTypeIPv4, ip4(header.ProtoESP, esp(spi, 1)))
 		p := h.SourcePort(f, 1)
 		lo, hi = min(lo, p), max(hi, p)
 	}
@@ -155,11 +157,11 @@ func TestSourcePortRange(t *testing.T) {
 func TestNoPanic(t *testing.T) {
 	h := NewHasher(testKey)
 	for _, f := range [][]byte{
-		ether(etherIPv4, ip4(protoUDP, append(ports(4500, 4500, 0, 48, 0, 0), esp(1, 1)...))),
-		ether(etherIPv6, ip6(protoHopOpts, append([]byte{protoRouting, 0, 1, 4, 0, 0, 0, 0, protoFragment, 0, 0, 0, 0, 0, 0, 0, protoESP, 0, 0, 0, 1, 2, 3, 4}, esp(1, 1)...))),
-		ether(etherIPv6, ip6(protoHopOpts, []byte{protoHopOpts, 200, 0, 0, 0, 0, 0, 0})),
-		ether(etherIPv4, ip4(protoAH, []byte{1, 2, 3, 4, 5, 6, 7, 8})),
-		ether(etherIPv4, []byte{0x4f, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9}),
+		ether(header.EtherTypeIPv4, ip4(header.ProtoUDP, append(ports(4500, 4500, 0, 48, 0, 0), esp(1, 1)...))),
+		ether(header.EtherTypeIPv6, ip6(header.ProtoHopByHop, append([]byte{header.ProtoRouting, 0, 1, 4, 0, 0, 0, 0, header.ProtoFragment, 0, 0, 0, 0, 0, 0, 0, header.ProtoESP, 0, 0, 0, 1, 2, 3, 4}, esp(1, 1)...))),
+		ether(header.EtherTypeIPv6, ip6(header.ProtoHopByHop, []byte{header.ProtoHopByHop, 200, 0, 0, 0, 0, 0, 0})),
+		ether(header.EtherTypeIPv4, ip4(header.ProtoAH, []byte{1, 2, 3, 4, 5, 6, 7, 8})),
+		ether(header.EtherTypeIPv4, []byte{0x4f, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9}),
 	} {
 		for i := range len(f) + 1 {
 			_ = h.SourcePort(f[:i], 7)
@@ -169,15 +171,15 @@ func TestNoPanic(t *testing.T) {
 
 func TestAllocs(t *testing.T) {
 	h := NewHasher(testKey)
-	f := ether(etherIPv6, ip6(protoTCP, ports(1, 2)))
+	f := ether(header.EtherTypeIPv6, ip6(header.ProtoTCP, ports(1, 2)))
 	if n := testing.AllocsPerRun(100, func() { _ = h.SourcePort(f, 1) }); n != 0 {
 		t.Errorf("SourcePort: %v allocs, want 0", n)
 	}
 }
 
 func FuzzSourcePort(f *testing.F) {
-	f.Add(ether(etherIPv4, ip4(protoTCP, ports(1, 2))), uint32(1))
-	f.Add(ether(etherIPv6, ip6(protoDstOpts, []byte{protoESP, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})), uint32(42))
+	f.Add(ether(header.EtherTypeIPv4, ip4(header.ProtoTCP, ports(1, 2))), uint32(1))
+	f.Add(ether(header.EtherTypeIPv6, ip6(header.ProtoDstOpts, []byte{header.ProtoESP, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})), uint32(42))
 	h := NewHasher(testKey)
 	f.Fuzz(func(t *testing.T, frame []byte, vni uint32) {
 		p := h.SourcePort(frame, vni)
@@ -196,10 +198,10 @@ func BenchmarkSourcePort(b *testing.B) {
 		name  string
 		frame []byte
 	}{
-		{"tcp4", ether(etherIPv4, ip4(protoTCP, ports(1, 2)))},
-		{"esp4", ether(etherIPv4, ip4(protoESP, esp(1, 1)))},
-		{"tcp6", ether(etherIPv6, ip6(protoTCP, ports(1, 2)))},
-		{"esp6", ether(etherIPv6, ip6(protoESP, esp(1, 1)))},
+		{"tcp4", ether(header.EtherTypeIPv4, ip4(header.ProtoTCP, ports(1, 2)))},
+		{"esp4", ether(header.EtherTypeIPv4, ip4(header.ProtoESP, esp(1, 1)))},
+		{"tcp6", ether(header.EtherTypeIPv6, ip6(header.ProtoTCP, ports(1, 2)))},
+		{"esp6", ether(header.EtherTypeIPv6, ip6(header.ProtoESP, esp(1, 1)))},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -2,6 +2,7 @@ package vxlan
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"testing"
 )
 
@@ -21,7 +22,7 @@ func BenchmarkEncap(b *testing.B) {
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, d := Encap(o, 50000, buf, Headroom, size); d != DropNone {
+					if _, d := Encap(o, 50000, buf, Headroom, size); d != drop.None {
 						b.Fatal(d)
 					}
 				}
@@ -45,7 +46,7 @@ func BenchmarkDecap(b *testing.B) {
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, d := Decap(l, buf, start, len(buf)-start); d != DropNone {
+					if _, d := Decap(l, buf, start, len(buf)-start); d != drop.None {
 						b.Fatal(d)
 					}
 				}

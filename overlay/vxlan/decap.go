@@ -1,6 +1,9 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 	"net/netip"
 
@@ -12,7 +15,7 @@ import (
 type Local struct {
 	// Addr4 and Addr6 are the local VTEP's underlay addresses. VXLAN to
 	// any other address (or over a family whose address is not set) is
-	// refused with DropNotLocal.
+	// refused with drop.NotLocal.
 	Addr4, Addr6 netip.Addr
 	// Port is the VXLAN UDP port; 0 means DefaultPort.
 	Port uint16
@@ -36,13 +39,6 @@ type Result struct {
 	VLAN uint16
 }
 
-const (
-	protoHopOpts  = 0
-	protoRouting  = 43
-	protoFragment = 44
-	protoDstOpts  = 60
-)
-
 // Decap validates the VXLAN frame buf[off:off+n] (outer Ethernet, one
 // optional 802.1Q tag, IPv4 or IPv6, UDP to l's address and port, VXLAN)
 // and returns where its inner frame lies, its VNI and the remote VTEP.
@@ -60,29 +56,29 @@ const (
 //  5. VXLAN I flag (drop: bad-flags), VNI.
 //  6. Inner frame: Ethernet length, 802.1Q tag (drop: malformed,
 //     inner-vlan); RFC 6040 ECN decapsulation into the inner IP header
-//     (drop: ecn-drop).
+//     (drop: ecn-dr).
 //
 // Decap never panics on any input and allocates nothing. It writes to buf
 // only in stage 6, and only the inner IP header's ECN field (and the IPv4
 // header checksum) of a frame it accepts.
-func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
+func Decap(l *Local, buf []byte, off, n int) (r Result, d drop.Reason) {
 	if off < 0 || n < 0 || off > len(buf) || n > len(buf)-off {
-		return Result{}, DropMalformed
+		return Result{}, drop.Malformed
 	}
 	f := buf[off : off+n]
 	// 1.
-	if len(f) < ethLen {
-		return Result{}, DropMalformed
+	if len(f) < header.EthernetLen {
+		return Result{}, drop.Malformed
 	}
-	at := ethLen
+	at := header.EthernetLen
 	et := binary.BigEndian.Uint16(f[12:14])
-	if et == etherVLAN {
-		if len(f) < ethLen+tagLen {
-			return Result{}, DropMalformed
+	if et == header.EtherTypeVLAN {
+		if len(f) < header.EthernetLen+header.VLANTagLen {
+			return Result{}, drop.Malformed
 		}
 		r.VLAN = binary.BigEndian.Uint16(f[14:16]) & 0x0fff
 		et = binary.BigEndian.Uint16(f[16:18])
-		at += tagLen
+		at += header.VLANTagLen
 	}
 	port := l.Port
 	if port == 0 {
@@ -99,173 +95,163 @@ func Decap(l *Local, buf []byte, off, n int) (r Result, d Drop) {
 		ihl    int
 	)
 	switch et {
-	case etherIPv4:
-		if len(ip) < ipv4Len || ip[0]>>4 != 4 {
-			return Result{}, DropMalformed
+	case header.EtherTypeIPv4:
+		if len(ip) < header.IPv4MinLen || ip[0]>>4 != 4 {
+			return Result{}, drop.Malformed
 		}
 		ihl = int(ip[0]&0x0f) * 4
 		tl := int(binary.BigEndian.Uint16(ip[2:4]))
-		if ihl < ipv4Len || tl < ihl || tl > len(ip) {
-			return Result{}, DropMalformed
+		if ihl < header.IPv4MinLen || tl < ihl || tl > len(ip) {
+			return Result{}, drop.Malformed
 		}
 		ip = ip[:tl]
-		if ip[9] != protoUDP {
-			return Result{}, DropNotVXLAN
+		if ip[9] != header.ProtoUDP {
+			return Result{}, drop.NotVXLAN
 		}
 		frag := binary.BigEndian.Uint16(ip[6:8])
 		if frag&0x1fff != 0 {
-			return Result{}, DropNotVXLAN // no UDP header to tell
+			return Result{}, drop.NotVXLAN // no UDP header to tell
 		}
-		if len(ip)-ihl < udpLen {
-			return Result{}, DropMalformed
+		if len(ip)-ihl < header.UDPLen {
+			return Result{}, drop.Malformed
 		}
 		u = ip[ihl:]
 		if binary.BigEndian.Uint16(u[2:4]) != port {
-			return Result{}, DropNotVXLAN
+			return Result{}, drop.NotVXLAN
 		}
 		if a := l.Addr4.Unmap(); !a.Is4() || [4]byte(ip[16:20]) != a.As4() {
-			return Result{}, DropNotLocal
+			return Result{}, drop.NotLocal
 		}
 		if frag&0x2000 != 0 {
-			return Result{}, DropFragment
+			return Result{}, drop.Fragment
 		}
 		ipSum = true
 		tos = ip[1]
 		r.Src = netip.AddrFrom4([4]byte(ip[12:16]))
-		pseudo = csum.Pseudo(ip[12:16], ip[16:20], protoUDP, 0)
-	case etherIPv6:
-		if len(ip) < ipv6Len || ip[0]>>4 != 6 {
-			return Result{}, DropMalformed
+		pseudo = csum.Pseudo(ip[12:16], ip[16:20], header.ProtoUDP, 0)
+	case header.EtherTypeIPv6:
+		if len(ip) < header.IPv6Len || ip[0]>>4 != 6 {
+			return Result{}, drop.Malformed
 		}
 		pl := int(binary.BigEndian.Uint16(ip[4:6]))
-		if pl == 0 || ipv6Len+pl > len(ip) {
-			return Result{}, DropMalformed // jumbograms included
+		if pl == 0 || header.IPv6Len+pl > len(ip) {
+			return Result{}, drop.Malformed // jumbograms included
 		}
-		ip = ip[:ipv6Len+pl]
-		next, rest := ip[6], ip[ipv6Len:]
-		for i := 0; next != protoUDP; i++ {
-			if i == 4 || len(rest) < 8 {
-				return Result{}, DropNotVXLAN
+		ip = ip[:header.IPv6Len+pl]
+		c := header.WalkIPv6(ip)
+		switch {
+		case c.Err == header.ChainTruncated:
+			return Result{}, drop.Malformed
+		case c.Err != header.ChainOK, c.Routed: // a routing header with segments left: not the final destination
+			return Result{}, drop.NotVXLAN
+		case c.Frag.Present():
+			if !c.Frag.NonFirst() && c.Proto == header.ProtoUDP && len(ip)-c.L4 >= header.UDPLen &&
+				binary.BigEndian.Uint16(ip[c.L4+2:c.L4+4]) == port {
+				return Result{}, drop.Fragment
 			}
-			switch next {
-			case protoHopOpts, protoDstOpts:
-			case protoRouting:
-				if rest[3] != 0 { // segments left: not the final destination
-					return Result{}, DropNotVXLAN
-				}
-			case protoFragment:
-				if binary.BigEndian.Uint16(rest[2:4])&0xfff8 == 0 && rest[0] == protoUDP &&
-					len(rest) >= 8+udpLen && binary.BigEndian.Uint16(rest[8+2:8+4]) == port {
-					return Result{}, DropFragment
-				}
-				return Result{}, DropNotVXLAN
-			default:
-				return Result{}, DropNotVXLAN
-			}
-			hl := (int(rest[1]) + 1) * 8
-			if hl > len(rest) {
-				return Result{}, DropMalformed
-			}
-			next, rest = rest[0], rest[hl:]
+			return Result{}, drop.NotVXLAN
+		case c.Proto != header.ProtoUDP:
+			return Result{}, drop.NotVXLAN
 		}
-		if len(rest) < udpLen {
-			return Result{}, DropMalformed
+		rest := ip[c.L4:]
+		if len(rest) < header.UDPLen {
+			return Result{}, drop.Malformed
 		}
 		u = rest
 		if binary.BigEndian.Uint16(u[2:4]) != port {
-			return Result{}, DropNotVXLAN
+			return Result{}, drop.NotVXLAN
 		}
 		if a := l.Addr6; !a.Is6() || a.Is4In6() || [16]byte(ip[24:40]) != a.As16() {
-			return Result{}, DropNotLocal
+			return Result{}, drop.NotLocal
 		}
 		v6 = true
 		tos = ip[0]<<4 | ip[1]>>4
 		r.Src = netip.AddrFrom16([16]byte(ip[8:24]))
-		pseudo = csum.Pseudo(ip[8:24], ip[24:40], protoUDP, 0)
+		pseudo = csum.Pseudo(ip[8:24], ip[24:40], header.ProtoUDP, 0)
 	default:
-		return Result{}, DropNotVXLAN
+		return Result{}, drop.NotVXLAN
 	}
 	ul := int(binary.BigEndian.Uint16(u[4:6]))
-	if ul < udpLen+HeaderLen || ul > len(u) {
-		return Result{}, DropMalformed
+	if ul < header.UDPLen+HeaderLen || ul > len(u) {
+		return Result{}, drop.Malformed
 	}
 	u = u[:ul]
 	// 4.
 	if ipSum && csum.Sum(ip[:ihl], 0) != 0xffff {
-		return Result{}, DropBadChecksum
+		return Result{}, drop.BadChecksum
 	}
 	if c := binary.BigEndian.Uint16(u[6:8]); c != 0 || v6 {
 		if c == 0 {
-			return Result{}, DropZeroChecksum
+			return Result{}, drop.ZeroChecksum
 		}
 		// The pseudo-header above has length 0: add the UDP length
 		// (RFC 768; RFC 8200 §8.1 sums to the same words).
 		s := csum.Add(pseudo, uint16(ul))
 		if csum.Sum(u, s) != 0xffff {
-			return Result{}, DropBadChecksum
+			return Result{}, drop.BadChecksum
 		}
 	}
 	// 5.
-	h := Header(u[udpLen : udpLen+HeaderLen])
+	h := Header(u[header.UDPLen : header.UDPLen+HeaderLen])
 	if !h.Valid() {
-		return Result{}, DropBadFlags
+		return Result{}, drop.BadFlags
 	}
 	r.VNI = h.VNI()
 	r.SrcPort = binary.BigEndian.Uint16(u[0:2])
 	// 6.
-	inner := u[udpLen+HeaderLen:]
-	if len(inner) < ethLen {
-		return Result{}, DropMalformed
+	inner := u[header.UDPLen+HeaderLen:]
+	if len(inner) < header.EthernetLen {
+		return Result{}, drop.Malformed
 	}
 	if !l.InnerVLAN {
-		if et := binary.BigEndian.Uint16(inner[12:14]); et == etherVLAN || et == 0x88a8 {
-			return Result{}, DropInnerVLAN
+		if et := binary.BigEndian.Uint16(inner[12:14]); et == header.EtherTypeVLAN || et == header.EtherTypeSTag {
+			return Result{}, drop.InnerVLAN
 		}
 	}
-	if d := decapECN(inner, tos); d != DropNone {
+	if d := decapECN(inner, tos); d != drop.None {
 		return Result{}, d
 	}
 	// inner is a reslice of f (never a full slice expression), so the
 	// difference of capacities is its offset in f.
 	r.Start = off + cap(f) - cap(inner)
 	r.End = r.Start + len(inner)
-	return r, DropNone
+	return r, drop.None
 }
 
 // decapECN applies RFC 6040 §4.2 to the inner frame's IP header given the
 // outer TOS/traffic class: outer CE marks ECT inner CE and drops Not-ECT;
 // outer ECT(1) over inner ECT(0) becomes ECT(1). Non-IP inner frames are
 // left alone.
-func decapECN(inner []byte, outerTOS byte) Drop {
+func decapECN(inner []byte, outerTOS byte) drop.Reason {
 	const ect1, ect0, ce = 1, 2, 3
 	out := outerTOS & 3
 	if out != ce && out != ect1 {
-		return DropNone
+		return drop.None
 	}
 	it, l3, v6, ok := innerTOS(inner)
 	if !ok {
-		return DropNone
+		return drop.None
 	}
 	in := it & 3
 	var nt byte
 	switch {
 	case out == ce && in == 0:
-		return DropECN
+		return drop.ECN
 	case out == ce && in != ce:
 		nt = it | ce
 	case out == ect1 && in == ect0:
 		nt = it&^3 | ect1
 	default:
-		return DropNone
+		return drop.None
 	}
 	p := inner[l3:]
 	if v6 {
 		p[0] = p[0]&0xf0 | nt>>4
 		p[1] = p[1]&0x0f | nt<<4
-		return DropNone
+		return drop.None
 	}
 	old := binary.BigEndian.Uint16(p[0:2])
 	p[1] = nt
 	binary.BigEndian.PutUint16(p[10:12], csum.Update(binary.BigEndian.Uint16(p[10:12]), old, binary.BigEndian.Uint16(p[0:2])))
-	return DropNone
+	return drop.None
 }

@@ -5,7 +5,7 @@
 // It owns the wire format (Header, a checked view), Encap (outer
 // Ethernet, optional 802.1Q tag, IPv4/IPv6, UDP and VXLAN headers written
 // into the frame's headroom) and Decap (validation of all of them, with a
-// Drop reason for each refusal). The outer source port comes from the
+// drop.Reason for each refusal). The outer source port comes from the
 // caller (overlay/entropy); the remote VTEP and VNI from the caller's
 // forwarding database.
 //
@@ -40,6 +40,6 @@
 // No I/O, no state, no allocation and no error values per packet: Encap
 // and Decap are pure functions of their arguments and the buffer, safe to
 // call from any number of goroutines on different buffers, and every
-// refusal is a Drop that indexes a counter. Multicast underlays, learning
+// refusal is a drop.Reason that indexes a counter. Multicast underlays, learning
 // and the VNI-to-tenant map are the caller's.
 package vxlan

@@ -1,6 +1,9 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 	"net/netip"
 
@@ -24,18 +27,18 @@ type Outer struct {
 }
 
 // Len returns how many bytes Encap puts in front of a frame with o, or 0
-// if o is unusable (Encap would return DropBadOuter).
+// if o is unusable (Encap would return drop.BadOuter).
 func (o *Outer) Len() int {
 	src, dst := o.Src.Unmap(), o.Dst.Unmap()
 	if o.VNI > MaxVNI || !src.IsValid() || src.Is4() != dst.Is4() || src.Is6() != dst.Is6() {
 		return 0
 	}
-	n := ethLen + ipv4Len + udpLen + HeaderLen
+	n := header.EthernetLen + header.IPv4MinLen + header.UDPLen + HeaderLen
 	if src.Is6() {
-		n += ipv6Len - ipv4Len
+		n += header.IPv6Len - header.IPv4MinLen
 	}
 	if o.VLAN != 0 {
-		n += tagLen
+		n += header.VLANTagLen
 	}
 	return n
 }
@@ -57,25 +60,25 @@ func (o *Outer) Len() int {
 //  6. Outer Ethernet, with the 802.1Q tag if o.VLAN is set.
 //
 // Encap allocates nothing and changes nothing in buf on a drop.
-func Encap(o *Outer, srcPort uint16, buf []byte, off, n int) (start int, d Drop) {
+func Encap(o *Outer, srcPort uint16, buf []byte, off, n int) (start int, d drop.Reason) {
 	// 1.
 	if off < 0 || n < 0 || off > len(buf) || n > len(buf)-off {
-		return 0, DropNoRoom
+		return 0, drop.NoRoom
 	}
-	if n < ethLen {
-		return 0, DropMalformed
+	if n < header.EthernetLen {
+		return 0, drop.Malformed
 	}
 	hl := o.Len()
 	if hl == 0 {
-		return 0, DropBadOuter
+		return 0, drop.BadOuter
 	}
 	if hl > off {
-		return 0, DropNoRoom
+		return 0, drop.NoRoom
 	}
-	v6 := hl-ethLen-udpLen-HeaderLen >= ipv6Len
-	ul := udpLen + HeaderLen + n
-	if ul > 0xffff || (!v6 && ipv4Len+ul > 0xffff) {
-		return 0, DropTooBig
+	v6 := hl-header.EthernetLen-header.UDPLen-HeaderLen >= header.IPv6Len
+	ul := header.UDPLen + HeaderLen + n
+	if ul > 0xffff || (!v6 && header.IPv4MinLen+ul > 0xffff) {
+		return 0, drop.TooBig
 	}
 	start = off - hl
 	dstPort := o.DstPort
@@ -85,39 +88,39 @@ func Encap(o *Outer, srcPort uint16, buf []byte, off, n int) (start int, d Drop)
 	// 2.
 	Header(buf[off-HeaderLen : off]).Put(o.VNI)
 	// 3.
-	u := buf[off-HeaderLen-udpLen : off-HeaderLen]
+	u := buf[off-HeaderLen-header.UDPLen : off-HeaderLen]
 	binary.BigEndian.PutUint16(u[0:2], srcPort)
 	binary.BigEndian.PutUint16(u[2:4], dstPort)
 	binary.BigEndian.PutUint16(u[4:6], uint16(ul))
 	u[6], u[7] = 0, 0
 	// 4.
 	tos, _, _, _ := innerTOS(buf[off : off+n])
-	ipAt := start + ethLen
+	ipAt := start + header.EthernetLen
 	if o.VLAN != 0 {
-		ipAt += tagLen
+		ipAt += header.VLANTagLen
 	}
 	src, dst := o.Src.Unmap(), o.Dst.Unmap()
 	if v6 {
-		h := buf[ipAt : ipAt+ipv6Len]
+		h := buf[ipAt : ipAt+header.IPv6Len]
 		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(tos)<<20|flowLabel(srcPort))
 		binary.BigEndian.PutUint16(h[4:6], uint16(ul))
-		h[6], h[7] = protoUDP, 64
+		h[6], h[7] = header.ProtoUDP, 64
 		a, b := src.As16(), dst.As16()
 		copy(h[8:24], a[:])
 		copy(h[24:40], b[:])
 		// 5.
-		c := csum.Checksum(buf[off-HeaderLen-udpLen:off+n], csum.Pseudo(h[8:24], h[24:40], protoUDP, ul))
+		c := csum.Checksum(buf[off-HeaderLen-header.UDPLen:off+n], csum.Pseudo(h[8:24], h[24:40], header.ProtoUDP, ul))
 		if c == 0 {
 			c = 0xffff // zero means "no checksum" (RFC 768)
 		}
 		binary.BigEndian.PutUint16(u[6:8], c)
 	} else {
-		h := buf[ipAt : ipAt+ipv4Len]
+		h := buf[ipAt : ipAt+header.IPv4MinLen]
 		h[0], h[1] = 0x45, tos
-		binary.BigEndian.PutUint16(h[2:4], uint16(ipv4Len+ul))
+		binary.BigEndian.PutUint16(h[2:4], uint16(header.IPv4MinLen+ul))
 		h[4], h[5] = 0, 0
 		h[6], h[7] = 0x40, 0 // DF
-		h[8], h[9] = 64, protoUDP
+		h[8], h[9] = 64, header.ProtoUDP
 		h[10], h[11] = 0, 0
 		a, b := src.As4(), dst.As4()
 		copy(h[12:16], a[:])
@@ -128,18 +131,18 @@ func Encap(o *Outer, srcPort uint16, buf []byte, off, n int) (start int, d Drop)
 	e := buf[start:ipAt]
 	copy(e[0:6], o.DstMAC[:])
 	copy(e[6:12], o.SrcMAC[:])
-	et := uint16(etherIPv4)
+	et := uint16(header.EtherTypeIPv4)
 	if v6 {
-		et = etherIPv6
+		et = header.EtherTypeIPv6
 	}
 	if o.VLAN != 0 {
-		binary.BigEndian.PutUint16(e[12:14], etherVLAN)
+		binary.BigEndian.PutUint16(e[12:14], header.EtherTypeVLAN)
 		binary.BigEndian.PutUint16(e[14:16], o.VLAN&0x0fff)
 		binary.BigEndian.PutUint16(e[16:18], et)
 	} else {
 		binary.BigEndian.PutUint16(e[12:14], et)
 	}
-	return start, DropNone
+	return start, drop.None
 }
 
 // flowLabel spreads the 14 significant bits of the source port over a

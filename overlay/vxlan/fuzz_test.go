@@ -1,6 +1,9 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+
 	"bytes"
 	"encoding/binary"
 	"testing"
@@ -21,8 +24,8 @@ func FuzzDecap(f *testing.F) {
 		vxlanFrame(f, outer4(MaxVNI), arp),
 		f6,
 		vxlanFrame(f, tagged, in4),
-		withExt(f6, protoHopOpts),
-		withExt(f6, protoFragment),
+		withExt(f6, header.ProtoHopByHop),
+		withExt(f6, header.ProtoFragment),
 		f6[:60],
 		arp,
 		nil,
@@ -33,13 +36,13 @@ func FuzzDecap(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		buf := append([]byte{0xee}, frame...)
 		r, d := Decap(l, buf, 1, len(frame))
-		if d >= NumDrops {
+		if d >= drop.NumReasons {
 			t.Fatalf("drop %d out of range", d)
 		}
-		if d != DropNone {
+		if d != drop.None {
 			return
 		}
-		if r.Start < 1 || r.End > len(buf) || r.End-r.Start < ethLen || r.VNI > MaxVNI || !r.Src.IsValid() {
+		if r.Start < 1 || r.End > len(buf) || r.End-r.Start < header.EthernetLen || r.VNI > MaxVNI || !r.Src.IsValid() {
 			t.Fatalf("accepted with %+v (frame %d bytes)", r, len(frame))
 		}
 	})
@@ -56,10 +59,10 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, inner []byte, vni uint32, sport, dport, vlan uint16, v6 bool) {
 		vni &= MaxVNI
 		vlan &= 0x0fff
-		if len(inner) < ethLen || len(inner) > 9216 {
+		if len(inner) < header.EthernetLen || len(inner) > 9216 {
 			return
 		}
-		if et := binary.BigEndian.Uint16(inner[12:14]); et == etherVLAN || et == 0x88a8 {
+		if et := binary.BigEndian.Uint16(inner[12:14]); et == header.EtherTypeVLAN || et == 0x88a8 {
 			inner[12] = 0x08 // inner tags are refused by default; tested elsewhere
 		}
 		o := &Outer{SrcMAC: macUplink, DstMAC: macRemote, VLAN: vlan, Src: vtep4Local, Dst: vtep4Remote, DstPort: dport, VNI: vni}
@@ -68,13 +71,13 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		buf := place(inner, 5)
 		start, d := Encap(o, sport, buf, Headroom, len(inner))
-		if d != DropNone {
+		if d != drop.None {
 			t.Fatalf("Encap: %v", d)
 		}
 		l := remoteLocal()
 		l.Port = dport
 		r, d := Decap(l, buf, start, Headroom+len(inner)-start)
-		if d != DropNone {
+		if d != drop.None {
 			t.Fatalf("Decap: %v", d)
 		}
 		if r.VNI != vni || r.Src != o.Src || r.SrcPort != sport || r.VLAN != vlan || !bytes.Equal(buf[r.Start:r.End], inner) {

@@ -1,6 +1,8 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
 	"net/netip"
 
@@ -90,9 +92,9 @@ func echo(v6, reply bool, src, dst netip.Addr, id, seq uint16, data []byte) []by
 // VM to the peer.
 func pingFrame(v6 bool, tos byte, id, seq uint16, data []byte) []byte {
 	if v6 {
-		return ether(macPeer, macVM, etherIPv6, ipv6(inner6VM, inner6Peer, 58, tos, echo(true, false, inner6VM, inner6Peer, id, seq, data)))
+		return ether(macPeer, macVM, header.EtherTypeIPv6, ipv6(inner6VM, inner6Peer, 58, tos, echo(true, false, inner6VM, inner6Peer, id, seq, data)))
 	}
-	return ether(macPeer, macVM, etherIPv4, ipv4(inner4VM, inner4Peer, 1, tos, echo(false, false, inner4VM, inner4Peer, id, seq, data)))
+	return ether(macPeer, macVM, header.EtherTypeIPv4, ipv4(inner4VM, inner4Peer, 1, tos, echo(false, false, inner4VM, inner4Peer, id, seq, data)))
 }
 
 func outer4(vni uint32) *Outer {

@@ -1,8 +1,9 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/header"
+
 	"encoding/binary"
-	"fmt"
 )
 
 // DefaultPort is the IANA-assigned VXLAN UDP port (RFC 7348 §5).
@@ -15,22 +16,16 @@ const MaxVNI = 1<<24 - 1
 const (
 	HeaderLen = 8 // the VXLAN header
 
-	ethLen  = 14
-	tagLen  = 4
-	ipv4Len = 20
-	ipv6Len = 40
-	udpLen  = 8
-
 	// Headroom is the most Encap writes in front of the inner frame: outer
 	// Ethernet with an 802.1Q tag, IPv6, UDP and VXLAN.
-	Headroom = ethLen + tagLen + ipv6Len + udpLen + HeaderLen // 74
+	Headroom = header.EthernetLen + header.VLANTagLen + header.IPv6Len + header.UDPLen + HeaderLen // 74
 
 	// OverheadIPv4 and OverheadIPv6 are how much smaller the inner IP MTU
 	// is than the underlay's IP MTU: outer IP, UDP, VXLAN and the inner
 	// Ethernet header (an outer 802.1Q tag does not count against the IP
 	// MTU).
-	OverheadIPv4 = ipv4Len + udpLen + HeaderLen + ethLen // 50
-	OverheadIPv6 = ipv6Len + udpLen + HeaderLen + ethLen // 70
+	OverheadIPv4 = header.IPv4MinLen + header.UDPLen + HeaderLen + header.EthernetLen // 50
+	OverheadIPv6 = header.IPv6Len + header.UDPLen + HeaderLen + header.EthernetLen    // 70
 )
 
 // Header is a view of a VXLAN header (RFC 7348 §5):
@@ -75,93 +70,24 @@ func (h Header) Put(vni uint32) {
 	binary.BigEndian.PutUint32(h[4:8], vni<<8)
 }
 
-// Drop is why Encap or Decap refused a frame. Like sa.Drop it is a small
-// enum indexing a counter; DropNone (the zero value) means not dropped.
-type Drop uint8
-
-const (
-	DropNone Drop = iota
-	// DropNotVXLAN: not IPv4/IPv6 UDP to the VXLAN port (ARP, IKE, ESP of
-	// an underlay SA, …): not an error, the caller passes it elsewhere.
-	DropNotVXLAN
-	// DropNotLocal: VXLAN to an address that is not the local VTEP's.
-	DropNotLocal
-	// DropMalformed: truncated or inconsistent headers (lengths, IP
-	// version, IHL, an inner frame shorter than Ethernet).
-	DropMalformed
-	// DropFragment: an outer IP fragment (vifsec does not reassemble the
-	// underlay; VTEPs send with DF set or a big enough underlay MTU).
-	DropFragment
-	// DropBadChecksum: the outer IPv4 header or UDP checksum is wrong.
-	DropBadChecksum
-	// DropZeroChecksum: IPv6 UDP with a zero checksum (see the package
-	// doc: refused, as the Linux vxlan device does by default).
-	DropZeroChecksum
-	// DropBadFlags: the VXLAN I flag is clear.
-	DropBadFlags
-	// DropInnerVLAN: the inner frame carries an 802.1Q tag (RFC 7348 §6:
-	// discarded unless configured, Local.InnerVLAN).
-	DropInnerVLAN
-	// DropECN: outer CE on a Not-ECT inner packet (RFC 6040 §4.2).
-	DropECN
-	// DropNoRoom: Encap's buffer lacks headroom (a sizing bug upstream).
-	DropNoRoom
-	// DropTooBig: the encapsulated packet would exceed 65535 bytes of IP.
-	DropTooBig
-	// DropBadOuter: Encap's Outer is unusable: addresses missing or of
-	// different families, VNI above MaxVNI (a configuration bug upstream).
-	DropBadOuter
-	NumDrops
-)
-
-var dropNames = [NumDrops]string{
-	DropNone:         "none",
-	DropNotVXLAN:     "not-vxlan",
-	DropNotLocal:     "not-local",
-	DropMalformed:    "malformed",
-	DropFragment:     "fragment",
-	DropBadChecksum:  "bad-checksum",
-	DropZeroChecksum: "zero-checksum",
-	DropBadFlags:     "bad-flags",
-	DropInnerVLAN:    "inner-vlan",
-	DropECN:          "ecn-drop",
-	DropNoRoom:       "no-room",
-	DropTooBig:       "too-big",
-	DropBadOuter:     "bad-outer",
-}
-
-func (d Drop) String() string {
-	if d < NumDrops {
-		return dropNames[d]
-	}
-	return fmt.Sprintf("Drop(%d)", uint8(d))
-}
-
-const (
-	etherIPv4 = 0x0800
-	etherIPv6 = 0x86dd
-	etherVLAN = 0x8100
-	protoUDP  = 17
-)
-
 // innerTOS returns the inner frame's IPv4 TOS or IPv6 traffic class
 // (DSCP and ECN), with where it lives for Decap's ECN update; ok is false
 // for a non-IP frame. One 802.1Q tag is looked through.
 func innerTOS(frame []byte) (tos byte, l3 int, v6, ok bool) {
-	if len(frame) < ethLen {
+	if len(frame) < header.EthernetLen {
 		return 0, 0, false, false
 	}
 	et := binary.BigEndian.Uint16(frame[12:14])
-	l3 = ethLen
-	if et == etherVLAN && len(frame) >= ethLen+tagLen {
+	l3 = header.EthernetLen
+	if et == header.EtherTypeVLAN && len(frame) >= header.EthernetLen+header.VLANTagLen {
 		et = binary.BigEndian.Uint16(frame[16:18])
-		l3 += tagLen
+		l3 += header.VLANTagLen
 	}
 	p := frame[l3:]
 	switch {
-	case et == etherIPv4 && len(p) >= ipv4Len && p[0]>>4 == 4:
+	case et == header.EtherTypeIPv4 && len(p) >= header.IPv4MinLen && p[0]>>4 == 4:
 		return p[1], l3, false, true
-	case et == etherIPv6 && len(p) >= ipv6Len && p[0]>>4 == 6:
+	case et == header.EtherTypeIPv6 && len(p) >= header.IPv6Len && p[0]>>4 == 6:
 		return p[0]<<4 | p[1]>>4, l3, true, true
 	}
 	return 0, 0, false, false

@@ -30,6 +30,9 @@ package vxlan
 // so, and vif.Meta does not carry it yet).
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -188,7 +191,7 @@ func (l *lab) send(vni uint32, inner []byte, mangle func(outer []byte)) {
 	l.t.Helper()
 	buf := place(inner, 0)
 	start, d := Encap(l.outer(vni), l.hasher.SourcePort(inner, vni), buf, Headroom, len(inner))
-	if d != DropNone {
+	if d != drop.None {
 		l.t.Fatalf("Encap: %v", d)
 	}
 	if mangle != nil {
@@ -220,10 +223,10 @@ func (l *lab) await(timeout time.Duration, match func(reply) bool) (reply, bool)
 			return reply{}, false
 		case f := <-l.frames:
 			r, d := Decap(l.local, f, 0, len(f))
-			if d == DropNotVXLAN {
+			if d == drop.NotVXLAN {
 				continue
 			}
-			if d != DropNone {
+			if d != drop.None {
 				l.t.Errorf("Decap of a kernel frame: %v (% x)", d, f)
 				continue
 			}
@@ -244,10 +247,10 @@ func echoReply(v6 bool, id uint16) func(reply) bool {
 	return func(rp reply) bool {
 		f := rp.inner
 		if v6 {
-			return len(f) >= 14+40+8 && binary.BigEndian.Uint16(f[12:14]) == etherIPv6 && f[14+6] == 58 &&
+			return len(f) >= 14+40+8 && binary.BigEndian.Uint16(f[12:14]) == header.EtherTypeIPv6 && f[14+6] == 58 &&
 				f[54] == 129 && binary.BigEndian.Uint16(f[58:60]) == id
 		}
-		if len(f) < 14+20+8 || binary.BigEndian.Uint16(f[12:14]) != etherIPv4 || f[14+9] != 1 {
+		if len(f) < 14+20+8 || binary.BigEndian.Uint16(f[12:14]) != header.EtherTypeIPv4 || f[14+9] != 1 {
 			return false
 		}
 		icmp := f[14+int(f[14]&0x0f)*4:]
@@ -275,7 +278,7 @@ func neighbourReply(f []byte) []byte {
 		copy(r[14:18], vm[:])
 		copy(r[18:28], a[8:18]) // the requester's MAC and address
 		return ether([6]byte(a[8:14]), macVM, 0x0806, r)
-	case etherIPv6:
+	case header.EtherTypeIPv6:
 		ip := f[14:]
 		if len(ip) < 40+24 || ip[6] != 58 || ip[40] != 135 || [16]byte(ip[48:64]) != inner6VM.As16() {
 			return nil
@@ -292,7 +295,7 @@ func neighbourReply(f []byte) []byte {
 		binary.BigEndian.PutUint16(na[2:4], csum.Checksum(na, s))
 		p := ipv6(inner6VM, src, 58, 0, na)
 		p[7] = 255 // RFC 4861 §7.1.2
-		return ether([6]byte(f[6:12]), macVM, etherIPv6, p)
+		return ether([6]byte(f[6:12]), macVM, header.EtherTypeIPv6, p)
 	}
 	return nil
 }

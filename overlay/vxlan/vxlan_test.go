@@ -1,6 +1,9 @@
 package vxlan
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+
 	"bytes"
 	"encoding/binary"
 	"net/netip"
@@ -34,20 +37,6 @@ func TestHeader(t *testing.T) {
 	}
 }
 
-func TestDropString(t *testing.T) {
-	seen := map[string]bool{}
-	for d := DropNone; d < NumDrops; d++ {
-		s := d.String()
-		if s == "" || seen[s] {
-			t.Errorf("Drop(%d).String() = %q: empty or duplicate", d, s)
-		}
-		seen[s] = true
-	}
-	if got := NumDrops.String(); got != "Drop(13)" {
-		t.Errorf("NumDrops.String() = %q", got)
-	}
-}
-
 func TestEncapLayout(t *testing.T) {
 	data := []byte("vifsec overlay test payload.")
 	for _, tc := range []struct {
@@ -69,7 +58,7 @@ func TestEncapLayout(t *testing.T) {
 			inner := pingFrame(tc.innerV6, tc.tos, 1, 2, data)
 			buf := place(inner, 0)
 			start, d := Encap(tc.o, 50000, buf, Headroom, len(inner))
-			if d != DropNone {
+			if d != drop.None {
 				t.Fatalf("Encap: %v", d)
 			}
 			if want := Headroom - tc.o.Len(); start != want {
@@ -81,7 +70,7 @@ func TestEncapLayout(t *testing.T) {
 			}
 			at := 14
 			if tc.o.VLAN != 0 {
-				if binary.BigEndian.Uint16(f[12:14]) != etherVLAN || binary.BigEndian.Uint16(f[14:16]) != tc.o.VLAN {
+				if binary.BigEndian.Uint16(f[12:14]) != header.EtherTypeVLAN || binary.BigEndian.Uint16(f[14:16]) != tc.o.VLAN {
 					t.Errorf("802.1Q tag % x", f[12:16])
 				}
 				at += 4
@@ -90,13 +79,13 @@ func TestEncapLayout(t *testing.T) {
 			ip := f[at:]
 			var u []byte
 			if tc.v6 {
-				if et != etherIPv6 {
+				if et != header.EtherTypeIPv6 {
 					t.Fatalf("EtherType %#x", et)
 				}
 				if v := binary.BigEndian.Uint32(ip[0:4]); v>>28 != 6 || byte(v>>20) != tc.tos || v&0xfffff == 0 {
 					t.Errorf("version/TC/flow label %#08x, want TC %#x and a label", v, tc.tos)
 				}
-				if ip[6] != protoUDP || ip[7] != 64 || int(binary.BigEndian.Uint16(ip[4:6])) != len(ip)-40 {
+				if ip[6] != header.ProtoUDP || ip[7] != 64 || int(binary.BigEndian.Uint16(ip[4:6])) != len(ip)-40 {
 					t.Errorf("next %d hop limit %d payload length %d of %d", ip[6], ip[7], binary.BigEndian.Uint16(ip[4:6]), len(ip)-40)
 				}
 				u = ip[40:]
@@ -105,7 +94,7 @@ func TestEncapLayout(t *testing.T) {
 				ph := make([]byte, 40)
 				copy(ph, ip[8:40])
 				binary.BigEndian.PutUint32(ph[32:36], uint32(len(u)))
-				ph[39] = protoUDP
+				ph[39] = header.ProtoUDP
 				if c := sumRef(ph, u); c != 0 {
 					t.Errorf("IPv6 UDP checksum %#04x does not verify (residue %#x)", binary.BigEndian.Uint16(u[6:8]), c)
 				}
@@ -113,10 +102,10 @@ func TestEncapLayout(t *testing.T) {
 					t.Error("IPv6 UDP checksum is zero")
 				}
 			} else {
-				if et != etherIPv4 {
+				if et != header.EtherTypeIPv4 {
 					t.Fatalf("EtherType %#x", et)
 				}
-				if ip[0] != 0x45 || ip[1] != tc.tos || ip[6]&0x40 == 0 || ip[8] != 64 || ip[9] != protoUDP {
+				if ip[0] != 0x45 || ip[1] != tc.tos || ip[6]&0x40 == 0 || ip[8] != 64 || ip[9] != header.ProtoUDP {
 					t.Errorf("IPv4 header % x: want TOS %#x, DF, TTL 64, UDP", ip[:20], tc.tos)
 				}
 				if int(binary.BigEndian.Uint16(ip[2:4])) != len(ip) {
@@ -148,7 +137,7 @@ func TestEncapLayout(t *testing.T) {
 			l := remoteLocal()
 			l.Port = tc.o.DstPort
 			r, d := Decap(l, buf, start, len(buf)-start)
-			if d != DropNone {
+			if d != drop.None {
 				t.Fatalf("Decap: %v", d)
 			}
 			if r.VNI != tc.o.VNI || r.Src != tc.o.Src.Unmap() || r.SrcPort != 50000 || r.VLAN != tc.o.VLAN || !bytes.Equal(buf[r.Start:r.End], inner) {
@@ -165,23 +154,23 @@ func TestEncapDrops(t *testing.T) {
 		o      *Outer
 		buf    []byte
 		off, n int
-		want   Drop
+		want   drop.Reason
 	}{
-		{"no headroom", outer4(1), make([]byte, 49+len(inner)), 49, len(inner), DropNoRoom},
-		{"exact headroom ipv4", outer4(1), make([]byte, 50+len(inner)), 50, len(inner), DropNone},
-		{"no headroom ipv6", outer6(1), make([]byte, 69+len(inner)), 69, len(inner), DropNoRoom},
-		{"frame past buffer", outer4(1), make([]byte, 100), 64, 37, DropNoRoom},
-		{"negative offset", outer4(1), make([]byte, 100), -1, 20, DropNoRoom},
-		{"negative length", outer4(1), make([]byte, 100), 64, -1, DropNoRoom},
-		{"runt inner frame", outer4(1), make([]byte, 100), 64, 13, DropMalformed},
-		{"VNI too big", outer4(1 << 24), make([]byte, 200), 100, 60, DropBadOuter},
-		{"mixed families", &Outer{Src: vtep4Local, Dst: vtep6Remote}, make([]byte, 200), 100, 60, DropBadOuter},
-		{"no addresses", &Outer{}, make([]byte, 200), 100, 60, DropBadOuter},
-		{"no destination", &Outer{Src: vtep6Local}, make([]byte, 200), 100, 60, DropBadOuter},
-		{"too big ipv4", outer4(1), make([]byte, 100+65535), 100, 65535 - 35, DropTooBig},
-		{"largest ipv4", outer4(1), make([]byte, 100+65535), 100, 65535 - 36, DropNone},
-		{"largest ipv6", outer6(1), make([]byte, 100+65535), 100, 65535 - 16, DropNone},
-		{"too big ipv6", outer6(1), make([]byte, 100+65535), 100, 65535 - 15, DropTooBig},
+		{"no headroom", outer4(1), make([]byte, 49+len(inner)), 49, len(inner), drop.NoRoom},
+		{"exact headroom ipv4", outer4(1), make([]byte, 50+len(inner)), 50, len(inner), drop.None},
+		{"no headroom ipv6", outer6(1), make([]byte, 69+len(inner)), 69, len(inner), drop.NoRoom},
+		{"frame past buffer", outer4(1), make([]byte, 100), 64, 37, drop.NoRoom},
+		{"negative offset", outer4(1), make([]byte, 100), -1, 20, drop.NoRoom},
+		{"negative length", outer4(1), make([]byte, 100), 64, -1, drop.NoRoom},
+		{"runt inner frame", outer4(1), make([]byte, 100), 64, 13, drop.Malformed},
+		{"VNI too big", outer4(1 << 24), make([]byte, 200), 100, 60, drop.BadOuter},
+		{"mixed families", &Outer{Src: vtep4Local, Dst: vtep6Remote}, make([]byte, 200), 100, 60, drop.BadOuter},
+		{"no addresses", &Outer{}, make([]byte, 200), 100, 60, drop.BadOuter},
+		{"no destination", &Outer{Src: vtep6Local}, make([]byte, 200), 100, 60, drop.BadOuter},
+		{"too big ipv4", outer4(1), make([]byte, 100+65535), 100, 65535 - 35, drop.TooBig},
+		{"largest ipv4", outer4(1), make([]byte, 100+65535), 100, 65535 - 36, drop.None},
+		{"largest ipv6", outer6(1), make([]byte, 100+65535), 100, 65535 - 16, drop.None},
+		{"too big ipv6", outer6(1), make([]byte, 100+65535), 100, 65535 - 15, drop.TooBig},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.off >= 0 && tc.off+len(inner) <= len(tc.buf) {
@@ -192,7 +181,7 @@ func TestEncapDrops(t *testing.T) {
 			if d != tc.want {
 				t.Fatalf("Encap = %v, want %v", d, tc.want)
 			}
-			if d != DropNone && !bytes.Equal(before, tc.buf) {
+			if d != drop.None && !bytes.Equal(before, tc.buf) {
 				t.Error("a dropped Encap changed the buffer")
 			}
 		})
@@ -204,7 +193,7 @@ func vxlanFrame(t testing.TB, o *Outer, inner []byte) []byte {
 	t.Helper()
 	buf := place(inner, 0)
 	start, d := Encap(o, 55555, buf, Headroom, len(inner))
-	if d != DropNone {
+	if d != drop.None {
 		t.Fatalf("Encap: %v", d)
 	}
 	return buf[start:]
@@ -235,7 +224,7 @@ func TestDecapDrops(t *testing.T) {
 		ph := make([]byte, 40)
 		copy(ph, f[22:54])
 		binary.BigEndian.PutUint32(ph[32:36], uint32(len(u)))
-		ph[39] = protoUDP
+		ph[39] = header.ProtoUDP
 		binary.BigEndian.PutUint16(u[6:8], sumRef(ph, u))
 	}
 	l := remoteLocal()
@@ -243,61 +232,61 @@ func TestDecapDrops(t *testing.T) {
 		name string
 		f    []byte
 		l    *Local
-		want Drop
+		want drop.Reason
 	}{
-		{"ipv4 ok", f4, l, DropNone},
-		{"ipv6 ok", f6, l, DropNone},
-		{"ipv4 padded to 60 bytes ok", append(bytes.Clone(f4), make([]byte, 20)...), l, DropNone},
-		{"empty", nil, l, DropMalformed},
-		{"runt ethernet", f4[:13], l, DropMalformed},
-		{"arp", edit(f4, false, func(f []byte) { f[12], f[13] = 0x08, 0x06 }), l, DropNotVXLAN},
-		{"truncated tag", edit(f4[:16], false, func(f []byte) { f[12], f[13] = 0x81, 0x00 }), l, DropMalformed},
-		{"truncated ipv4", f4[:14+19], l, DropMalformed},
-		{"ipv4 version 5", edit(f4, true, func(f []byte) { f[14] = 0x55 }), l, DropMalformed},
-		{"ipv4 ihl 4", edit(f4, true, func(f []byte) { f[14] = 0x44 }), l, DropMalformed},
-		{"ipv4 total length beyond frame", edit(f4, true, func(f []byte) { binary.BigEndian.PutUint16(f[16:18], uint16(len(f))) }), l, DropMalformed},
-		{"ipv4 total length below ihl", edit(f4, true, func(f []byte) { binary.BigEndian.PutUint16(f[16:18], 19) }), l, DropMalformed},
-		{"ipv4 tcp", edit(f4, true, func(f []byte) { f[23] = 6 }), l, DropNotVXLAN},
-		{"ipv4 non-first fragment", edit(f4, true, func(f []byte) { f[20], f[21] = 0x00, 0x10 }), l, DropNotVXLAN},
-		{"ipv4 first fragment", edit(f4, true, func(f []byte) { f[20] = 0x20 }), l, DropFragment},
-		{"ipv4 other port", edit(f4, false, func(f []byte) { f[36], f[37] = 0x11, 0x94 }), l, DropNotVXLAN},
-		{"ipv4 other destination", edit(f4, true, func(f []byte) { f[33] = 3 }), l, DropNotLocal},
-		{"ipv4 family not configured", f4, &Local{Addr6: vtep6Remote}, DropNotLocal},
-		{"ipv4 bad header checksum", edit(f4, false, func(f []byte) { f[22]-- }), l, DropBadChecksum},
-		{"ipv4 short udp length", edit(f4, false, func(f []byte) { f[38], f[39] = 0, 15 }), l, DropMalformed},
-		{"ipv4 udp length beyond ip", edit(f4, false, func(f []byte) { binary.BigEndian.PutUint16(f[38:40], uint16(len(f)-34+1)) }), l, DropMalformed},
-		{"ipv4 udp header cut", edit(f4[:14+20+7], true, func(f []byte) { binary.BigEndian.PutUint16(f[16:18], 27) }), l, DropMalformed},
-		{"ipv4 bad udp checksum", edit(f4, false, func(f []byte) { f[40], f[41] = 0x12, 0x34 }), l, DropBadChecksum},
-		{"ipv4 bad flags", edit(f4, false, func(f []byte) { f[42] = 0 }), l, DropBadFlags},
+		{"ipv4 ok", f4, l, drop.None},
+		{"ipv6 ok", f6, l, drop.None},
+		{"ipv4 padded to 60 bytes ok", append(bytes.Clone(f4), make([]byte, 20)...), l, drop.None},
+		{"empty", nil, l, drop.Malformed},
+		{"runt ethernet", f4[:13], l, drop.Malformed},
+		{"arp", edit(f4, false, func(f []byte) { f[12], f[13] = 0x08, 0x06 }), l, drop.NotVXLAN},
+		{"truncated tag", edit(f4[:16], false, func(f []byte) { f[12], f[13] = 0x81, 0x00 }), l, drop.Malformed},
+		{"truncated ipv4", f4[:14+19], l, drop.Malformed},
+		{"ipv4 version 5", edit(f4, true, func(f []byte) { f[14] = 0x55 }), l, drop.Malformed},
+		{"ipv4 ihl 4", edit(f4, true, func(f []byte) { f[14] = 0x44 }), l, drop.Malformed},
+		{"ipv4 total length beyond frame", edit(f4, true, func(f []byte) { binary.BigEndian.PutUint16(f[16:18], uint16(len(f))) }), l, drop.Malformed},
+		{"ipv4 total length below ihl", edit(f4, true, func(f []byte) { binary.BigEndian.PutUint16(f[16:18], 19) }), l, drop.Malformed},
+		{"ipv4 tcp", edit(f4, true, func(f []byte) { f[23] = 6 }), l, drop.NotVXLAN},
+		{"ipv4 non-first fragment", edit(f4, true, func(f []byte) { f[20], f[21] = 0x00, 0x10 }), l, drop.NotVXLAN},
+		{"ipv4 first fragment", edit(f4, true, func(f []byte) { f[20] = 0x20 }), l, drop.Fragment},
+		{"ipv4 other port", edit(f4, false, func(f []byte) { f[36], f[37] = 0x11, 0x94 }), l, drop.NotVXLAN},
+		{"ipv4 other destination", edit(f4, true, func(f []byte) { f[33] = 3 }), l, drop.NotLocal},
+		{"ipv4 family not configured", f4, &Local{Addr6: vtep6Remote}, drop.NotLocal},
+		{"ipv4 bad header checksum", edit(f4, false, func(f []byte) { f[22]-- }), l, drop.BadChecksum},
+		{"ipv4 short udp length", edit(f4, false, func(f []byte) { f[38], f[39] = 0, 15 }), l, drop.Malformed},
+		{"ipv4 udp length beyond ip", edit(f4, false, func(f []byte) { binary.BigEndian.PutUint16(f[38:40], uint16(len(f)-34+1)) }), l, drop.Malformed},
+		{"ipv4 udp header cut", edit(f4[:14+20+7], true, func(f []byte) { binary.BigEndian.PutUint16(f[16:18], 27) }), l, drop.Malformed},
+		{"ipv4 bad udp checksum", edit(f4, false, func(f []byte) { f[40], f[41] = 0x12, 0x34 }), l, drop.BadChecksum},
+		{"ipv4 bad flags", edit(f4, false, func(f []byte) { f[42] = 0 }), l, drop.BadFlags},
 		{"ipv4 no inner frame", edit(f4[:14+20+16+13], true, func(f []byte) {
 			binary.BigEndian.PutUint16(f[16:18], 20+16+13)
 			binary.BigEndian.PutUint16(f[38:40], 16+13)
-		}), l, DropMalformed},
-		{"inner vlan", edit(f4, false, func(f []byte) { f[62], f[63] = 0x81, 0x00 }), l, DropInnerVLAN},
-		{"inner qinq", edit(f4, false, func(f []byte) { f[62], f[63] = 0x88, 0xa8 }), l, DropInnerVLAN},
-		{"inner vlan allowed", edit(f4, false, func(f []byte) { f[62], f[63] = 0x81, 0x00 }), &Local{Addr4: vtep4Remote, InnerVLAN: true}, DropNone},
-		{"truncated ipv6", f6[:14+39], l, DropMalformed},
-		{"ipv6 version 4", edit(f6, false, func(f []byte) { f[14] = 0x40 }), l, DropMalformed},
-		{"ipv6 jumbogram", edit(f6, false, func(f []byte) { f[18], f[19] = 0, 0 }), l, DropMalformed},
-		{"ipv6 payload beyond frame", edit(f6, false, func(f []byte) { binary.BigEndian.PutUint16(f[18:20], uint16(len(f))) }), l, DropMalformed},
-		{"ipv6 tcp", edit(f6, false, func(f []byte) { f[20] = 6 }), l, DropNotVXLAN},
-		{"ipv6 other port", edit(f6, false, func(f []byte) { f[56], f[57] = 0x11, 0x94 }), l, DropNotVXLAN},
-		{"ipv6 other destination", edit(f6, false, func(f []byte) { f[53] = 3 }), l, DropNotLocal},
-		{"ipv6 family not configured", f6, &Local{Addr4: vtep4Remote}, DropNotLocal},
-		{"ipv6 zero checksum", edit(f6, false, func(f []byte) { f[60], f[61] = 0, 0 }), l, DropZeroChecksum},
-		{"ipv6 bad checksum", edit(f6, false, func(f []byte) { f[60]++ }), l, DropBadChecksum},
-		{"ipv6 bad checksum in inner frame", edit(f6, false, func(f []byte) { f[len(f)-1]++ }), l, DropBadChecksum},
-		{"ipv6 bad checksum in VNI", edit(f6, false, func(f []byte) { f[66]++ }), l, DropBadChecksum},
-		{"ipv6 bad flags", edit(f6, false, func(f []byte) { f[62] = 0; fix6(f) }), l, DropBadFlags},
-		{"ipv6 inner vlan", edit(f6, false, func(f []byte) { f[82], f[83] = 0x81, 0; fix6(f) }), l, DropInnerVLAN},
-		{"ipv6 udp length beyond payload", edit(f6, false, func(f []byte) { binary.BigEndian.PutUint16(f[58:60], uint16(len(f)-54+1)) }), l, DropMalformed},
-		{"ipv6 hop-by-hop then vxlan", withExt(f6, protoHopOpts), l, DropNone},
-		{"ipv6 destination options then vxlan", withExt(f6, protoDstOpts), l, DropNone},
-		{"ipv6 spent routing header then vxlan", withExt(f6, protoRouting), l, DropNone},
-		{"ipv6 routing header with segments left", edit(withExt(f6, protoRouting), false, func(f []byte) { f[57] = 1 }), l, DropNotVXLAN},
-		{"ipv6 first fragment", withExt(f6, protoFragment), l, DropFragment},
-		{"ipv6 non-first fragment", edit(withExt(f6, protoFragment), false, func(f []byte) { f[57] = 8 }), l, DropNotVXLAN},
-		{"ipv6 extension header beyond payload", edit(withExt(f6, protoDstOpts), false, func(f []byte) { f[55] = 200 }), l, DropMalformed},
+		}), l, drop.Malformed},
+		{"inner vlan", edit(f4, false, func(f []byte) { f[62], f[63] = 0x81, 0x00 }), l, drop.InnerVLAN},
+		{"inner qinq", edit(f4, false, func(f []byte) { f[62], f[63] = 0x88, 0xa8 }), l, drop.InnerVLAN},
+		{"inner vlan allowed", edit(f4, false, func(f []byte) { f[62], f[63] = 0x81, 0x00 }), &Local{Addr4: vtep4Remote, InnerVLAN: true}, drop.None},
+		{"truncated ipv6", f6[:14+39], l, drop.Malformed},
+		{"ipv6 version 4", edit(f6, false, func(f []byte) { f[14] = 0x40 }), l, drop.Malformed},
+		{"ipv6 jumbogram", edit(f6, false, func(f []byte) { f[18], f[19] = 0, 0 }), l, drop.Malformed},
+		{"ipv6 payload beyond frame", edit(f6, false, func(f []byte) { binary.BigEndian.PutUint16(f[18:20], uint16(len(f))) }), l, drop.Malformed},
+		{"ipv6 tcp", edit(f6, false, func(f []byte) { f[20] = 6 }), l, drop.NotVXLAN},
+		{"ipv6 other port", edit(f6, false, func(f []byte) { f[56], f[57] = 0x11, 0x94 }), l, drop.NotVXLAN},
+		{"ipv6 other destination", edit(f6, false, func(f []byte) { f[53] = 3 }), l, drop.NotLocal},
+		{"ipv6 family not configured", f6, &Local{Addr4: vtep4Remote}, drop.NotLocal},
+		{"ipv6 zero checksum", edit(f6, false, func(f []byte) { f[60], f[61] = 0, 0 }), l, drop.ZeroChecksum},
+		{"ipv6 bad checksum", edit(f6, false, func(f []byte) { f[60]++ }), l, drop.BadChecksum},
+		{"ipv6 bad checksum in inner frame", edit(f6, false, func(f []byte) { f[len(f)-1]++ }), l, drop.BadChecksum},
+		{"ipv6 bad checksum in VNI", edit(f6, false, func(f []byte) { f[66]++ }), l, drop.BadChecksum},
+		{"ipv6 bad flags", edit(f6, false, func(f []byte) { f[62] = 0; fix6(f) }), l, drop.BadFlags},
+		{"ipv6 inner vlan", edit(f6, false, func(f []byte) { f[82], f[83] = 0x81, 0; fix6(f) }), l, drop.InnerVLAN},
+		{"ipv6 udp length beyond payload", edit(f6, false, func(f []byte) { binary.BigEndian.PutUint16(f[58:60], uint16(len(f)-54+1)) }), l, drop.Malformed},
+		{"ipv6 hop-by-hop then vxlan", withExt(f6, header.ProtoHopByHop), l, drop.None},
+		{"ipv6 destination options then vxlan", withExt(f6, header.ProtoDstOpts), l, drop.None},
+		{"ipv6 spent routing header then vxlan", withExt(f6, header.ProtoRouting), l, drop.None},
+		{"ipv6 routing header with segments left", edit(withExt(f6, header.ProtoRouting), false, func(f []byte) { f[57] = 1 }), l, drop.NotVXLAN},
+		{"ipv6 first fragment", withExt(f6, header.ProtoFragment), l, drop.Fragment},
+		{"ipv6 non-first fragment", edit(withExt(f6, header.ProtoFragment), false, func(f []byte) { f[57] = 8 }), l, drop.NotVXLAN},
+		{"ipv6 extension header beyond payload", edit(withExt(f6, header.ProtoDstOpts), false, func(f []byte) { f[55] = 200 }), l, drop.Malformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			buf := append(make([]byte, 3), tc.f...) // at an offset
@@ -305,7 +294,7 @@ func TestDecapDrops(t *testing.T) {
 			if d != tc.want {
 				t.Fatalf("Decap = %v, want %v", d, tc.want)
 			}
-			if d == DropNone && (r.VNI != 42 || r.End-r.Start < 14) {
+			if d == drop.None && (r.VNI != 42 || r.End-r.Start < 14) {
 				t.Errorf("Decap = %+v", r)
 			}
 		})
@@ -319,9 +308,9 @@ func TestDecapDrops(t *testing.T) {
 func withExt(f []byte, proto byte) []byte {
 	g := make([]byte, 0, len(f)+8)
 	g = append(g, f[:54]...)
-	ext := []byte{protoUDP, 0, 0, 0, 0, 0, 0, 0}
-	if proto == protoFragment {
-		ext = []byte{protoUDP, 0, 0, 1, 0, 0, 0, 1} // offset 0, M set
+	ext := []byte{header.ProtoUDP, 0, 0, 0, 0, 0, 0, 0}
+	if proto == header.ProtoFragment {
+		ext = []byte{header.ProtoUDP, 0, 0, 1, 0, 0, 0, 1} // offset 0, M set
 	}
 	g = append(g, ext...)
 	g = append(g, f[54:]...)
@@ -336,17 +325,17 @@ func TestDecapECN(t *testing.T) {
 		name      string
 		outer     byte
 		inner     byte
-		want      Drop
+		want      drop.Reason
 		wantInner byte
 	}{
-		{"not-ECT over not-ECT", notECT, notECT, DropNone, notECT},
-		{"CE over not-ECT", ce, notECT, DropECN, 0},
-		{"CE over ECT(0)", ce, ect0, DropNone, ce},
-		{"CE over ECT(1)", ce, ect1, DropNone, ce},
-		{"CE over CE", ce, ce, DropNone, ce},
-		{"ECT(1) over ECT(0)", ect1, ect0, DropNone, ect1},
-		{"ECT(0) over ECT(1)", ect0, ect1, DropNone, ect1},
-		{"not-ECT over CE", notECT, ce, DropNone, ce},
+		{"not-ECT over not-ECT", notECT, notECT, drop.None, notECT},
+		{"CE over not-ECT", ce, notECT, drop.ECN, 0},
+		{"CE over ECT(0)", ce, ect0, drop.None, ce},
+		{"CE over ECT(1)", ce, ect1, drop.None, ce},
+		{"CE over CE", ce, ce, drop.None, ce},
+		{"ECT(1) over ECT(0)", ect1, ect0, drop.None, ect1},
+		{"ECT(0) over ECT(1)", ect0, ect1, drop.None, ect1},
+		{"not-ECT over CE", notECT, ce, drop.None, ce},
 	} {
 		for _, v6 := range []bool{false, true} {
 			name := tc.name + " ipv4"
@@ -368,7 +357,7 @@ func TestDecapECN(t *testing.T) {
 				if d != tc.want {
 					t.Fatalf("Decap = %v, want %v", d, tc.want)
 				}
-				if d != DropNone {
+				if d != drop.None {
 					return
 				}
 				tos, l3, _, _ := innerTOS(buf[r.Start:r.End])
@@ -392,13 +381,13 @@ func TestAllocs(t *testing.T) {
 		}
 		buf := place(inner, 0)
 		encaps := testing.AllocsPerRun(100, func() {
-			if _, d := Encap(o, 50000, buf, Headroom, len(inner)); d != DropNone {
+			if _, d := Encap(o, 50000, buf, Headroom, len(inner)); d != drop.None {
 				t.Fatal(d)
 			}
 		})
 		start := Headroom - o.Len()
 		decaps := testing.AllocsPerRun(100, func() {
-			if _, d := Decap(l, buf, start, len(buf)-start); d != DropNone {
+			if _, d := Decap(l, buf, start, len(buf)-start); d != drop.None {
 				t.Fatal(d)
 			}
 		})

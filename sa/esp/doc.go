@@ -11,5 +11,8 @@
 // IKE to the control plane.
 //
 // What it must not do: look SAs up (the caller finds the SA by (vlan, mac,
-// SPI) in sa.DB), apply policy (tenant), or parse IKE messages (sa/ike).
+// SPI) in sa.DB), apply policy (tenant), parse IKE messages (sa/ike), or
+// walk IP headers with rules of its own: IPv4 and IPv6 headers and the
+// IPv6 extension-header chain are read through package header, so that
+// ESP finds the same upper layer as the SPD classifier.
 package esp

@@ -2,7 +2,9 @@ package esp
 
 import (
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload/csum"
 	"github.com/vifsec/vifsec/sa"
 )
@@ -16,7 +18,7 @@ const (
 	// MaxPrefix is the most Encap writes in front of the packet it is
 	// given: an outer IPv6 header (40), a UDP header (8, RFC 3948), the
 	// ESP header (8) and a 16-byte IV.
-	MaxPrefix = ipv6Len + udpLen + 8 + 16 // 72
+	MaxPrefix = header.IPv6Len + udpLen + 8 + 16 // 72
 	// Headroom covers MaxPrefix, rounded up with room for the link and
 	// overlay headers the layers outside ESP add (Ethernet, an 802.1Q tag,
 	// a virtio-net header). Callers that stack two ESP layers (ESP inside
@@ -73,15 +75,15 @@ func Locate(pkt []byte) (off int, spi uint32, ok bool) {
 //  4. Move the IP header (transport) or write the outer header (tunnel),
 //     the UDP header (Encap) and the ESP header in front.
 //  5. Seal in place (AEAD or CBC+HMAC); over IPv6, the UDP checksum.
-func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
+func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d drop.Reason) {
 	if off < 0 || n < 0 || off+n > len(buf) {
-		return 0, 0, sa.DropNoRoom
+		return 0, 0, drop.NoRoom
 	}
 	// 1.
 	pkt := buf[off : off+n]
 	ln, v6, ok := ipLen(pkt)
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	pkt = pkt[:ln]
 	tunnel := s.Mode() == sa.ModeTunnel
@@ -89,36 +91,36 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	var next byte
 	switch {
 	case tunnel && v6:
-		next = protoIPv6
+		next = header.ProtoIPv6
 	case tunnel:
-		next = protoIPv4
+		next = header.ProtoIPv4
 	case v6:
 		var frag bool
 		hdrLen, nextField, frag, ok = ipv6Insert(pkt)
 		if !ok {
-			return 0, 0, sa.DropMalformed
+			return 0, 0, drop.Malformed
 		}
 		if frag {
-			return 0, 0, sa.DropFragment
+			return 0, 0, drop.Fragment
 		}
 		next = pkt[nextField]
 	default:
-		if ipv4Fragment(pkt) {
-			return 0, 0, sa.DropFragment
+		if header.IPv4IsFragment(pkt) {
+			return 0, 0, drop.Fragment
 		}
 		hdrLen, nextField = int(pkt[0]&0x0f)*4, 9
 		next = pkt[9]
 	}
 	if !tunnel && v6 != !s.Dst().Unmap().Is4() {
-		return 0, 0, sa.DropMalformed // transport SA of the other family
+		return 0, 0, drop.Malformed // transport SA of the other family
 	}
 	outerLen := hdrLen
 	outerV6 := v6
 	if tunnel {
 		outerV6 = !s.Dst().Unmap().Is4()
-		outerLen = ipv4MinLen
+		outerLen = header.IPv4MinLen
 		if outerV6 {
-			outerLen = ipv6Len
+			outerLen = header.IPv6Len
 		}
 	}
 	espHdr := 8 + s.IVLen()
@@ -133,17 +135,17 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	start = off + hdrLen - espHdr - ul - outerLen
 	end = off + ln + padLen + 2 + icv
 	if start < 0 || end > len(buf) {
-		return 0, 0, sa.DropNoRoom
+		return 0, 0, drop.NoRoom
 	}
-	if end-start > 0xffff+ipv6Len || (!outerV6 && end-start > 0xffff) {
-		return 0, 0, sa.DropTooBig
+	if end-start > 0xffff+header.IPv6Len || (!outerV6 && end-start > 0xffff) {
+		return 0, 0, drop.TooBig
 	}
 	// 2.
 	seq, d := s.NextSeq()
-	if d != sa.DropNone {
+	if d != drop.None {
 		return 0, 0, d
 	}
-	if d = s.Account(ln); d != sa.DropNone {
+	if d = s.Account(ln); d != drop.None {
 		return 0, 0, d
 	}
 	// 3.
@@ -155,9 +157,9 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	tr[padLen+1] = next
 	// 4.
 	espAt := off + hdrLen - espHdr
-	proto := byte(protoESP)
+	proto := byte(header.ProtoESP)
 	if udp {
-		proto = protoUDP
+		proto = header.ProtoUDP
 	}
 	if tunnel {
 		writeOuter(s, buf[start:espAt-ul], pkt, v6, outerV6, end-start, uint16(seq), proto)
@@ -166,7 +168,7 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		h := buf[start : espAt-ul]
 		h[nextField] = proto
 		if v6 {
-			binary.BigEndian.PutUint16(h[4:6], uint16(end-start-ipv6Len))
+			binary.BigEndian.PutUint16(h[4:6], uint16(end-start-header.IPv6Len))
 		} else {
 			binary.BigEndian.PutUint16(h[2:4], uint16(end-start))
 			ipv4Checksum(h)
@@ -186,13 +188,13 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if udp && outerV6 {
 		h := buf[start:]
 		u := buf[espAt-udpLen : end]
-		c := csum.Checksum(u, csum.Pseudo(h[8:24], h[24:40], protoUDP, len(u)))
+		c := csum.Checksum(u, csum.Pseudo(h[8:24], h[24:40], header.ProtoUDP, len(u)))
 		if c == 0 {
 			c = 0xffff // RFC 768: a computed 0 is sent as all ones
 		}
 		binary.BigEndian.PutUint16(u[6:8], c)
 	}
-	return start, end, sa.DropNone
+	return start, end, drop.None
 }
 
 // writeOuter writes a tunnel-mode outer header into h (RFC 4301 §5.1.2):
@@ -213,7 +215,7 @@ func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id 
 			fl = flowHash(inner[12:20], inner[9])
 		}
 		binary.BigEndian.PutUint32(h[0:4], 6<<28|uint32(t)<<20|fl)
-		binary.BigEndian.PutUint16(h[4:6], uint16(total-ipv6Len))
+		binary.BigEndian.PutUint16(h[4:6], uint16(total-header.IPv6Len))
 		h[6], h[7] = proto, 64
 		a, b := src.As16(), dst.As16()
 		copy(h[8:24], a[:])
@@ -228,7 +230,7 @@ func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id 
 	a, b := src.As4(), dst.As4()
 	copy(h[12:16], a[:])
 	copy(h[16:20], b[:])
-	ipv4Checksum(h[:ipv4MinLen])
+	ipv4Checksum(h[:header.IPv4MinLen])
 }
 
 // flowHash derives a non-zero 20-bit flow label from inner IPv4 addresses
@@ -269,15 +271,15 @@ func flowHash(addrs []byte, proto byte) uint32 {
 //     RFC 6040 ECN decapsulation (tunnel).
 //
 // Decap allocates nothing.
-func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d sa.Drop) {
+func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d drop.Reason) {
 	if off < 0 || n < 0 || off+n > len(buf) {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	// 1.
 	pkt := buf[off : off+n]
 	ln, v6, ok := ipLen(pkt)
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	pkt = pkt[:ln]
 	var hdrLen, nextField int
@@ -287,70 +289,70 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		hdrLen, nextField, proto, frag, ok = ipv6Upper(pkt)
 	} else {
 		hdrLen, nextField, proto = int(pkt[0]&0x0f)*4, 9, pkt[9]
-		frag = ipv4Fragment(pkt)
+		frag = header.IPv4IsFragment(pkt)
 	}
 	if frag {
-		return 0, 0, sa.DropFragment
+		return 0, 0, drop.Fragment
 	}
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	_, udp := s.Encap()
 	espAt := hdrLen
 	switch {
-	case proto == protoESP && !udp:
-	case proto == protoUDP && espInUDP(pkt[hdrLen:]):
+	case proto == header.ProtoESP && !udp:
+	case proto == header.ProtoUDP && espInUDP(pkt[hdrLen:]):
 		if !udp {
-			return 0, 0, sa.DropEncapMismatch
+			return 0, 0, drop.EncapMismatch
 		}
 		espAt += udpLen
-	case proto == protoESP:
-		return 0, 0, sa.DropEncapMismatch
+	case proto == header.ProtoESP:
+		return 0, 0, drop.EncapMismatch
 	default:
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	h, ok := ParseHeader(pkt[espAt:])
 	if !ok {
-		return 0, 0, sa.DropMalformed
+		return 0, 0, drop.Malformed
 	}
 	if h.SPI() != s.SPI() || s.Dir() == sa.DirOut {
-		return 0, 0, sa.DropNoSA
+		return 0, 0, drop.NoSA
 	}
 	if s.Expired() {
-		return 0, 0, sa.DropExpired
+		return 0, 0, drop.Expired
 	}
 	// 2.
 	seq, d := s.ReplayCheck(h.Seq())
-	if d != sa.DropNone {
+	if d != drop.None {
 		return 0, 0, d
 	}
 	// 3.
 	pt, d := s.Open(pkt[espAt:], seq, sc)
-	if d != sa.DropNone {
+	if d != drop.None {
 		return 0, 0, d
 	}
 	// 4.
-	if d = s.ReplayAccept(seq); d != sa.DropNone {
+	if d = s.ReplayAccept(seq); d != drop.None {
 		return 0, 0, d
 	}
 	// 5.
 	if len(pt) < 2 {
-		return 0, 0, sa.DropBadPadding
+		return 0, 0, drop.BadPadding
 	}
 	next := pt[len(pt)-1]
 	padLen := int(pt[len(pt)-2])
 	if padLen+2 > len(pt) {
-		return 0, 0, sa.DropBadPadding
+		return 0, 0, drop.BadPadding
 	}
 	pad := pt[len(pt)-2-padLen : len(pt)-2]
 	for i, b := range pad {
 		if b != byte(i+1) {
-			return 0, 0, sa.DropBadPadding
+			return 0, 0, drop.BadPadding
 		}
 	}
 	payload := pt[:len(pt)-2-padLen]
-	if next == protoNoNext {
-		return 0, 0, sa.DropDummy
+	if next == header.ProtoNoNext {
+		return 0, 0, drop.Dummy
 	}
 	// Lifetimes count the clear IP packet, as Encap does: the inner
 	// packet in tunnel mode, header plus payload in transport mode.
@@ -358,7 +360,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if s.Mode() == sa.ModeTunnel {
 		clearLen = len(payload)
 	}
-	if d = s.Account(clearLen); d != sa.DropNone {
+	if d = s.Account(clearLen); d != drop.None {
 		return 0, 0, d
 	}
 	// 6.
@@ -366,8 +368,8 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if s.Mode() == sa.ModeTunnel {
 		return decapTunnel(buf, payloadAt, payload, next, tos(pkt, v6))
 	}
-	if next == protoESP || next == protoIPv4 && v6 {
-		return 0, 0, sa.DropMalformed
+	if next == header.ProtoESP || next == header.ProtoIPv4 && v6 {
+		return 0, 0, drop.Malformed
 	}
 	hdr := buf[off : off+hdrLen]
 	hdr[nextField] = next
@@ -376,7 +378,7 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	copy(buf[start:payloadAt], hdr) // memmove: regions overlap
 	h2 := buf[start:payloadAt]
 	if v6 {
-		binary.BigEndian.PutUint16(h2[4:6], uint16(end-start-ipv6Len))
+		binary.BigEndian.PutUint16(h2[4:6], uint16(end-start-header.IPv6Len))
 	} else {
 		binary.BigEndian.PutUint16(h2[2:4], uint16(end-start))
 		ipv4Checksum(h2)
@@ -384,15 +386,15 @@ func Decap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 	if udp {
 		natChecksum(buf[start:end], hdrLen, nextField, v6)
 	}
-	return start, end, sa.DropNone
+	return start, end, drop.None
 }
 
 // decapTunnel checks the inner packet and applies the RFC 6040 §4.2
 // decapsulation table to its ECN field.
-func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, end int, d sa.Drop) {
+func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, end int, d drop.Reason) {
 	ln, v6, ok := ipLen(inner)
-	if !ok || (next == protoIPv6) != v6 || (next != protoIPv6 && next != protoIPv4) {
-		return 0, 0, sa.DropMalformed
+	if !ok || (next == header.ProtoIPv6) != v6 || (next != header.ProtoIPv6 && next != header.ProtoIPv4) {
+		return 0, 0, drop.Malformed
 	}
 	inner = inner[:ln]
 	const ect1, ect0, ce = 1, 2, 3
@@ -400,11 +402,11 @@ func decapTunnel(buf []byte, at int, inner []byte, next, outerTOS byte) (start, 
 	in, out := it&3, outerTOS&3
 	switch {
 	case out == ce && in == 0:
-		return 0, 0, sa.DropECN
+		return 0, 0, drop.ECN
 	case out == ce && in != ce:
 		setTOS(inner, v6, it|ce)
 	case out == ect1 && in == ect0:
 		setTOS(inner, v6, it&^3|ect1)
 	}
-	return at, at + ln, sa.DropNone
+	return at, at + ln, drop.None
 }

@@ -1,6 +1,9 @@
 package esp
 
 import (
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
+
 	"bytes"
 	"encoding/binary"
 	"fmt"
@@ -52,9 +55,9 @@ func TestRoundTrip(t *testing.T) {
 							s, d := inner(v6)
 							n := satest.UDP(buf, Headroom, s, d, 1000, 2000, size)
 							want := append([]byte(nil), buf[Headroom:Headroom+n]...)
-							st, en, drop := Encap(p.out, &sc, buf, Headroom, n)
-							if drop != sa.DropNone {
-								t.Fatalf("size %d: encap drop %v", size, drop)
+							st, en, dr := Encap(p.out, &sc, buf, Headroom, n)
+							if dr != drop.None {
+								t.Fatalf("size %d: encap drop %v", size, dr)
 							}
 							if off, spi, ok := Locate(buf[st:en]); !ok || spi != 0x1000 {
 								t.Fatalf("size %d: Locate = %d,%#x,%v", size, off, spi, ok)
@@ -62,9 +65,9 @@ func TestRoundTrip(t *testing.T) {
 							if bytes.Contains(buf[st:en], want[len(want)-size/2:]) && size > 16 && suite.Enc != sa.EncNull {
 								t.Fatalf("size %d: payload visible in ciphertext", size)
 							}
-							st2, en2, drop := Decap(p.in, &sc, buf, st, en-st)
-							if drop != sa.DropNone {
-								t.Fatalf("size %d: decap drop %v", size, drop)
+							st2, en2, dr := Decap(p.in, &sc, buf, st, en-st)
+							if dr != drop.None {
+								t.Fatalf("size %d: decap drop %v", size, dr)
 							}
 							if !bytes.Equal(buf[st2:en2], want) {
 								t.Fatalf("size %d: decap\n got %x\nwant %x", size, buf[st2:en2], want)
@@ -85,32 +88,32 @@ func TestDecapDrops(t *testing.T) {
 		buf := make([]byte, Headroom+200+Tailroom)
 		n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 40)
 		st, en, d := Encap(p.out, &sc, buf, Headroom, n)
-		if d != sa.DropNone {
+		if d != drop.None {
 			t.Fatal(d)
 		}
 		return buf, st, en
 	}
 	buf, st, en := mk()
 	cp := append([]byte(nil), buf...)
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropNone {
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.None {
 		t.Fatal(d)
 	}
-	if _, _, d := Decap(p.in, &sc, cp, st, en-st); d != sa.DropReplay {
+	if _, _, d := Decap(p.in, &sc, cp, st, en-st); d != drop.Replay {
 		t.Fatalf("replayed packet: %v, want replay", d)
 	}
 	buf, st, en = mk()
 	genuine := append([]byte(nil), buf...)
 	buf[en-1] ^= 1
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropAuthFailed {
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.AuthFailed {
 		t.Fatalf("flipped ICV: %v, want auth-failed", d)
 	}
 	// A forged packet must not move the window: the genuine one still passes.
 	buf = genuine
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropNone {
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.None {
 		t.Fatalf("genuine packet after forgery: %v", d)
 	}
 	buf, st, _ = mk()
-	if _, _, d := Decap(p.in, &sc, buf, st, 30); d != sa.DropMalformed {
+	if _, _, d := Decap(p.in, &sc, buf, st, 30); d != drop.Malformed {
 		t.Fatalf("truncated: %v", d)
 	}
 }
@@ -126,8 +129,8 @@ func TestBadPadding(t *testing.T) {
 	// the ICV is valid and only the padding is wrong.
 	icv := p.out.ICVLen()
 	buf[en-icv-3] = 9
-	p.out.Seal(buf[st+ipv6Len:en], 1, &sc)
-	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropBadPadding {
+	p.out.Seal(buf[st+header.IPv6Len:en], 1, &sc)
+	if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.BadPadding {
 		t.Fatalf("bad pad: %v, want bad-padding", d)
 	}
 }
@@ -139,11 +142,11 @@ func TestSequenceOverflow(t *testing.T) {
 	var sc sa.Scratch
 	buf := make([]byte, Headroom+200+Tailroom)
 	n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 5)
-	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != sa.DropNone {
+	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != drop.None {
 		t.Fatalf("last sequence number: %v", d)
 	}
 	n = satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 5)
-	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != sa.DropSeqOverflow {
+	if _, _, d := Encap(p.out, &sc, buf, Headroom, n); d != drop.SeqOverflow {
 		t.Fatalf("after 2^32-1: %v, want seq-overflow", d)
 	}
 }
@@ -156,11 +159,11 @@ func TestESNHighBitsAuthenticated(t *testing.T) {
 		buf := make([]byte, Headroom+200+Tailroom)
 		n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 5)
 		st, en, _ := Encap(p.out, &sc, buf, Headroom, n)
-		if got := binary.BigEndian.Uint32(buf[st+ipv6Len+4:]); got != 7 {
+		if got := binary.BigEndian.Uint32(buf[st+header.IPv6Len+4:]); got != 7 {
 			t.Fatalf("%v: wire seq %d, want low bits 7", suite, got)
 		}
 		// The receiver believes the high half is 0: the ICV cannot verify.
-		if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropAuthFailed {
+		if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.AuthFailed {
 			t.Fatalf("%v: wrong high bits: %v, want auth-failed", suite, d)
 		}
 	}
@@ -175,10 +178,10 @@ func TestAllocs(t *testing.T) {
 			a := testing.AllocsPerRun(200, func() {
 				n := satest.UDP(buf, Headroom, satest.V6A, satest.V6B, 1, 2, 1000)
 				st, en, d := Encap(p.out, &sc, buf, Headroom, n)
-				if d != sa.DropNone {
+				if d != drop.None {
 					t.Fatal(d)
 				}
-				if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != sa.DropNone {
+				if _, _, d := Decap(p.in, &sc, buf, st, en-st); d != drop.None {
 					t.Fatal(d)
 				}
 			})
@@ -203,15 +206,15 @@ func TestTransportRefusesFragments(t *testing.T) {
 		if v6 {
 			// Insert a fragment header (M=1) in front of the UDP header.
 			copy(pkt[48:], pkt[40:n])
-			pkt[6] = protoFragment
+			pkt[6] = header.ProtoFragment
 			pkt[40], pkt[41], pkt[42], pkt[43] = 17, 0, 0, 1
 			binary.BigEndian.PutUint16(pkt[4:], uint16(n+8-40))
 			n += 8
 		} else {
 			pkt[6] |= 0x20 // MF
 		}
-		if _, _, drop := Encap(p.out, &sc, buf, Headroom, n); drop != sa.DropFragment {
-			t.Errorf("v6=%v: fragment encap: %v, want fragment", v6, drop)
+		if _, _, dr := Encap(p.out, &sc, buf, Headroom, n); dr != drop.Fragment {
+			t.Errorf("v6=%v: fragment encap: %v, want fragment", v6, dr)
 		}
 	}
 }

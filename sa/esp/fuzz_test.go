@@ -3,6 +3,7 @@ package esp_test
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/vifsec/vifsec/drop"
 	"testing"
 
 	"github.com/vifsec/vifsec/sa"
@@ -139,7 +140,7 @@ func fuzzEncap(t testing.TB, out *sa.SA, pkt []byte) []byte {
 	copy(buf[esp.Headroom:], pkt)
 	var sc sa.Scratch
 	st, en, d := esp.Encap(out, &sc, buf, esp.Headroom, len(pkt))
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatalf("Encap: %v", d)
 	}
 	return buf[st:en]
@@ -248,7 +249,7 @@ func FuzzDecap(f *testing.F) {
 				t.Fatalf("Decap wrote byte %d after the packet (drop %v)", i-pre-len(wire), d)
 			}
 		}
-		if d != sa.DropNone {
+		if d != drop.None {
 			return
 		}
 		if st < pre || st > en || en > pre+len(wire) {

@@ -24,6 +24,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 	"strings"
 	"testing"
@@ -81,7 +83,7 @@ func katIPv4(proto byte, payload []byte) []byte {
 func katNew(t *testing.T, c sa.Config) *sa.SA {
 	t.Helper()
 	c.Name = "kat"
-	c.Scope = sa.Scope{MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}}
+	c.Scope = sa.Scope{MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}}
 	s, err := sa.New(c)
 	if err != nil {
 		t.Fatalf("sa.New: %v", err)
@@ -102,7 +104,7 @@ func katDecap(t *testing.T, s *sa.SA, pkt []byte) []byte {
 	}
 	var sc sa.Scratch
 	st, en, d := esp.Decap(s, &sc, buf, esp.Headroom, len(pkt))
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatalf("Decap: drop %v", d)
 	}
 	return buf[st:en]
@@ -115,7 +117,7 @@ func katEncap(t *testing.T, s *sa.SA, pkt []byte) []byte {
 	copy(buf[esp.Headroom:], pkt)
 	var sc sa.Scratch
 	st, en, d := esp.Encap(s, &sc, buf, esp.Headroom, len(pkt))
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatalf("Encap: drop %v", d)
 	}
 	return buf[st:en]
@@ -408,7 +410,7 @@ func TestKATRFC7634(t *testing.T) {
 		c.Dir = sa.DirIn
 		var sc sa.Scratch
 		pt, d := katNew(t, c).Open(append([]byte(nil), packet[20:]...), uint64(v.seq), &sc)
-		if d != sa.DropNone || !bytes.Equal(pt, plaintext) {
+		if d != drop.None || !bytes.Equal(pt, plaintext) {
 			t.Fatalf("Open = %x, %v\nwant %x", pt, d, plaintext)
 		}
 	})
@@ -751,7 +753,7 @@ func TestKATGCMDraft(t *testing.T) {
 				c2.Dir = sa.DirIn
 				var sc sa.Scratch
 				pt, d := katNew(t, c2).Open(append([]byte(nil), packet...), c.seq, &sc)
-				if d != sa.DropNone || !bytes.Equal(pt, plaintext) {
+				if d != drop.None || !bytes.Equal(pt, plaintext) {
 					t.Fatalf("Open = %x, %v\nwant %x", pt, d, plaintext)
 				}
 			})
@@ -792,7 +794,7 @@ func TestKATGCMDraft(t *testing.T) {
 					// window sits just below the draft's sequence number,
 					// from which Decap infers the unsent high half (RFC
 					// 4303 Appendix A2.2).
-					if d := s.ReplayAccept(c.seq - 1); d != sa.DropNone {
+					if d := s.ReplayAccept(c.seq - 1); d != drop.None {
 						t.Fatalf("ReplayAccept(%#x): %v", c.seq-1, d)
 					}
 				}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload/csum"
 )
 
@@ -106,20 +107,20 @@ func Classify(pkt []byte) Class {
 			return c
 		}
 	} else {
-		at, proto, frag = int(pkt[0]&0x0f)*4, pkt[9], ipv4Fragment(pkt)
+		at, proto, frag = int(pkt[0]&0x0f)*4, pkt[9], header.IPv4IsFragment(pkt)
 	}
 	switch {
 	case frag:
-		if proto == protoESP {
+		if proto == header.ProtoESP {
 			c.Kind = KindFragment
 		}
 		return c
-	case proto == protoESP:
+	case proto == header.ProtoESP:
 		if h, ok := ParseHeader(pkt[at:]); ok {
 			c.Kind, c.ESP, c.SPI = KindESP, at, h.SPI()
 		}
 		return c
-	case proto != protoUDP:
+	case proto != header.ProtoUDP:
 		return c
 	}
 	u := pkt[at:]
@@ -165,23 +166,25 @@ func espInUDP(u []byte) bool {
 func natChecksum(pkt []byte, hdrLen, nextField int, v6 bool) {
 	at, proto := hdrLen, pkt[nextField]
 	if v6 {
+		// The rebuilt packet's chain: the headers that stayed in front
+		// of ESP, then what followed ESP inside it.
 		var frag, ok bool
-		if at, _, proto, frag, ok = ipv6Walk(pkt, hdrLen, nextField); !ok || frag {
+		if at, _, proto, frag, ok = ipv6Upper(pkt); !ok || frag {
 			return
 		}
 	}
 	l4 := pkt[at:]
 	var field int
 	switch {
-	case proto == protoUDP && len(l4) >= udpLen:
+	case proto == header.ProtoUDP && len(l4) >= udpLen:
 		if !v6 {
 			l4[6], l4[7] = 0, 0
 			return
 		}
 		field = 6
-	case proto == protoTCP && len(l4) >= 20:
+	case proto == header.ProtoTCP && len(l4) >= 20:
 		field = 16
-	case proto == protoICMPv6 && v6 && len(l4) >= 4:
+	case proto == header.ProtoICMPv6 && v6 && len(l4) >= 4:
 		field = 2
 	default:
 		return
@@ -192,7 +195,7 @@ func natChecksum(pkt []byte, hdrLen, nextField int, v6 bool) {
 	}
 	l4[field], l4[field+1] = 0, 0
 	c := csum.Checksum(l4, csum.Pseudo(src, dst, proto, len(l4)))
-	if c == 0 && proto == protoUDP {
+	if c == 0 && proto == header.ProtoUDP {
 		c = 0xffff
 	}
 	binary.BigEndian.PutUint16(l4[field:], c)

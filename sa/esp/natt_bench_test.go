@@ -8,6 +8,7 @@ package esp_test
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"testing"
 
 	"github.com/vifsec/vifsec/sa"
@@ -66,20 +67,20 @@ func benchNATT(b *testing.B, suite satest.Suite, v6, udp bool, size int, decap b
 		starts[i], ends[i] = esp.Headroom, esp.Headroom+n
 		if decap {
 			st, en, d := esp.Encap(out, &sc, bufs[i], esp.Headroom, n)
-			if d != sa.DropNone {
+			if d != drop.None {
 				b.Fatal(d)
 			}
 			starts[i], ends[i] = st, en
 		}
 	}
 	op := func(i int) {
-		var d sa.Drop
+		var d drop.Reason
 		if decap {
 			_, _, d = esp.Decap(in, &sc, bufs[i], starts[i], ends[i]-starts[i])
 		} else {
 			_, _, d = esp.Encap(out, &sc, bufs[i], starts[i], ends[i]-starts[i])
 		}
-		if d != sa.DropNone {
+		if d != drop.None {
 			b.Fatal(d)
 		}
 	}

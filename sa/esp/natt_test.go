@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"net/netip"
 	"testing"
 
@@ -96,9 +97,9 @@ func TestUDPEncapRoundTrip(t *testing.T) {
 						buf := make([]byte, Headroom+1500+Tailroom)
 						n := satest.UDP(buf, Headroom, s, d, 1000, 2000, size)
 						want := append([]byte(nil), buf[Headroom:Headroom+n]...)
-						st, en, drop := Encap(p.out, &sc, buf, Headroom, n)
-						if drop != sa.DropNone {
-							t.Fatalf("size %d: Encap: %v", size, drop)
+						st, en, dr := Encap(p.out, &sc, buf, Headroom, n)
+						if dr != drop.None {
+							t.Fatalf("size %d: Encap: %v", size, dr)
 						}
 						if st < Headroom-MaxPrefix {
 							t.Fatalf("Encap wrote %d bytes in front, MaxPrefix is %d", Headroom-st, MaxPrefix)
@@ -108,9 +109,9 @@ func TestUDPEncapRoundTrip(t *testing.T) {
 							t.Fatalf("size %d: %d bytes on the wire, Overhead allows %d", size, len(wire), limit)
 						}
 						checkUDPEncap(t, wire, p.out.SPI(), 31337, NATTPort)
-						got, drop := decapCopy(p.in, &sc, wire)
-						if drop != sa.DropNone {
-							t.Fatalf("size %d: Decap: %v", size, drop)
+						got, dr := decapCopy(p.in, &sc, wire)
+						if dr != drop.None {
+							t.Fatalf("size %d: Decap: %v", size, dr)
 						}
 						if mode == sa.ModeTransport && !v6 {
 							// RFC 3948 §3.1.2: the IPv4 UDP checksum is zeroed.
@@ -162,14 +163,14 @@ func checkUDPEncap(t *testing.T, wire []byte, spi uint32, sport, dport uint16) {
 }
 
 // decapCopy decapsulates a copy of wire and returns the clear packet.
-func decapCopy(s *sa.SA, sc *sa.Scratch, wire []byte) ([]byte, sa.Drop) {
+func decapCopy(s *sa.SA, sc *sa.Scratch, wire []byte) ([]byte, drop.Reason) {
 	buf := make([]byte, len(wire)+32)
 	copy(buf[16:], wire)
 	st, en, d := Decap(s, sc, buf, 16, len(wire))
-	if d != sa.DropNone {
+	if d != drop.None {
 		return nil, d
 	}
-	return append([]byte(nil), buf[st:en]...), sa.DropNone
+	return append([]byte(nil), buf[st:en]...), drop.None
 }
 
 // TestEncapMismatch: an SA with Encap takes only ESP in UDP, one without
@@ -188,8 +189,8 @@ func TestEncapMismatch(t *testing.T) {
 			buf := make([]byte, Headroom+200+Tailroom)
 			n := satest.UDP(buf, Headroom, s, d, 1, 2, 40)
 			st, en, _ := Encap(tc.out, &sc, buf, Headroom, n)
-			if _, drop := decapCopy(tc.in, &sc, buf[st:en]); drop != sa.DropEncapMismatch {
-				t.Errorf("v6=%v %s: %v, want %v", v6, tc.name, drop, sa.DropEncapMismatch)
+			if _, dr := decapCopy(tc.in, &sc, buf[st:en]); dr != drop.EncapMismatch {
+				t.Errorf("v6=%v %s: %v, want %v", v6, tc.name, dr, drop.EncapMismatch)
 			}
 		}
 	}
@@ -206,21 +207,21 @@ func TestUDPEncapDecapDrops(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(w []byte) []byte
-		want sa.Drop
+		want drop.Reason
 	}{
-		{"other port", func(w []byte) []byte { w[20+3] = 0x95; return w }, sa.DropMalformed},
-		{"UDP length short", func(w []byte) []byte { w[20+5]--; return w }, sa.DropMalformed},
-		{"non-ESP marker", func(w []byte) []byte { copy(w[28:32], []byte{0, 0, 0, 0}); return w }, sa.DropMalformed},
+		{"other port", func(w []byte) []byte { w[20+3] = 0x95; return w }, drop.Malformed},
+		{"UDP length short", func(w []byte) []byte { w[20+5]--; return w }, drop.Malformed},
+		{"non-ESP marker", func(w []byte) []byte { copy(w[28:32], []byte{0, 0, 0, 0}); return w }, drop.Malformed},
 		{"UDP header only", func(w []byte) []byte {
 			w = w[:28]
 			binary.BigEndian.PutUint16(w[2:4], 28)
 			binary.BigEndian.PutUint16(w[20+4:], 8)
 			return w
-		}, sa.DropMalformed},
-		{"ICV", func(w []byte) []byte { w[len(w)-1] ^= 1; return w }, sa.DropAuthFailed},
+		}, drop.Malformed},
+		{"ICV", func(w []byte) []byte { w[len(w)-1] ^= 1; return w }, drop.AuthFailed},
 		// The UDP checksum is not verified: the ICV covers what matters.
 		// (Last: the only case that moves the replay window.)
-		{"UDP checksum", func(w []byte) []byte { w[20+6] = 0x12; return w }, sa.DropNone},
+		{"UDP checksum", func(w []byte) []byte { w[20+6] = 0x12; return w }, drop.None},
 	} {
 		w := tc.edit(append([]byte(nil), wire...))
 		if _, d := decapCopy(p.in, &sc, w); d != tc.want {
@@ -329,7 +330,7 @@ func TestNATChecksumRepair(t *testing.T) {
 				copy(buf[Headroom:], pkt)
 				var sc sa.Scratch
 				st, en, d := Encap(p.out, &sc, buf, Headroom, len(pkt))
-				if d != sa.DropNone {
+				if d != drop.None {
 					t.Fatal(d)
 				}
 				wire := append([]byte(nil), buf[st:en]...)
@@ -345,7 +346,7 @@ func TestNATChecksumRepair(t *testing.T) {
 					binary.BigEndian.PutUint16(wire[10:], ^refSum(wire[:20]))
 				}
 				got, d := decapCopy(p.in, &sc, wire)
-				if d != sa.DropNone {
+				if d != drop.None {
 					t.Fatal(d)
 				}
 				hl := ipHdrLen(got)
@@ -432,15 +433,15 @@ func TestUDPEncapAllocs(t *testing.T) {
 			s, d := inner(v6)
 			allocs := testing.AllocsPerRun(200, func() {
 				n := satest.UDP(buf, Headroom, s, d, 1, 2, 1000)
-				st, en, drop := Encap(p.out, &sc, buf, Headroom, n)
-				if drop != sa.DropNone {
-					t.Fatal(drop)
+				st, en, dr := Encap(p.out, &sc, buf, Headroom, n)
+				if dr != drop.None {
+					t.Fatal(dr)
 				}
 				if c := Classify(buf[st:en]); c.Kind != KindESPInUDP {
 					t.Fatal(c.Kind)
 				}
-				if _, _, drop := Decap(p.in, &sc, buf, st, en-st); drop != sa.DropNone {
-					t.Fatal(drop)
+				if _, _, dr := Decap(p.in, &sc, buf, st, en-st); dr != drop.None {
+					t.Fatal(dr)
 				}
 			})
 			if allocs != 0 {

@@ -45,6 +45,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -356,7 +357,7 @@ func buildTsharkPkt(t *testing.T, s *tsharkSA, sc *sa.Scratch, rng *rand.Rand, i
 	udpChecksum(buf[Headroom:Headroom+n], s.innerV6)
 
 	st, en, d := Encap(s.out, sc, buf, Headroom, n)
-	if d != sa.DropNone {
+	if d != drop.None {
 		t.Fatalf("%s: Encap dropped: %v", s.name, d)
 	}
 	wire := append([]byte(nil), buf[st:en]...)

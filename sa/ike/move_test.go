@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"github.com/vifsec/vifsec/header"
 	"slices"
 	"testing"
 	"time"
@@ -16,8 +17,8 @@ import (
 // of each, paired with the new host's.
 func TestDropPolicyVMMoved(t *testing.T) {
 	pa, pb := pskPair()
-	pa.VM, pa.Scope = "web", sa.Scope{VLAN: 100, MAC: sa.MAC{0x52, 0x54, 0, 1, 0x0b, 1}}
-	pb.VM, pb.Scope = "db", sa.Scope{VLAN: 100, MAC: sa.MAC{0x52, 0x54, 0, 1, 0x0c, 1}}
+	pa.VM, pa.Scope = "web", sa.Scope{VLAN: 100, MAC: header.MAC{0x52, 0x54, 0, 1, 0x0b, 1}}
+	pb.VM, pb.Scope = "db", sa.Scope{VLAN: 100, MAC: header.MAC{0x52, 0x54, 0, 1, 0x0c, 1}}
 	n := newNet(t)
 	// Each host's data path hands IKE to its engine in its VM's scope.
 	n.filter = func(p *Packet) bool {

@@ -5,6 +5,7 @@ package satest
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"net/netip"
 
 	"github.com/vifsec/vifsec/sa"
@@ -62,7 +63,7 @@ func Suites() []Suite {
 func Config(name string, suite Suite, mode sa.Mode, src, dst netip.Addr, spi uint32) sa.Config {
 	return sa.Config{
 		Name:     name,
-		Scope:    sa.Scope{VLAN: 0, MAC: sa.MAC{0x52, 0x54, 0, 0, 0, 1}},
+		Scope:    sa.Scope{VLAN: 0, MAC: header.MAC{0x52, 0x54, 0, 0, 0, 1}},
 		SPI:      spi,
 		Src:      src,
 		Dst:      dst,

@@ -24,13 +24,23 @@
 //     Charon loads CharonPlugins (strongswan_linux.go), in which the portable-C aes
 //     and gcm plugins win over openssl;
 //  6. strongswan-openssl: (5) with openssl (AES-NI) first, the strongSwan
-//     an operator who cares about speed would run.
+//     an operator who cares about speed would run;
+//  7. wireguard-go: no vifsec; wireguard-go (pinned, built by make into
+//     bin/wireguard-go/, --wireguard-go to override) on a TUN in each
+//     gateway, keyed by wg, one peer over the uplink's IPv4 underlay
+//     addresses. The gateways route rather than bridge: each answers ARP
+//     for the remote VM (proxy_arp) and routes its /32 into the TUN, so
+//     the VMs keep eth0 as in the other cases (MTU 1500, offloads on) and
+//     learn the path MTU (TUN MTU 1440: 1500 less WireGuard's 60 over
+//     IPv4) from the gateway's ICMP, where vifsec clamps the MSS.
+//     wireguard-go offers the kernel TSO/GRO on its TUN. It runs last:
+//     it changes the VMs' neighbour entries (flushed again after).
 //
 // It prints one line per case and the ratios, then vifsecd's resident
 // memory with 0 and with 100 attached VMs:
 //
 //	e2e aes128-gcm gbps=1.23 ...
-//	e2e ratio esp_over_none=0.8 esp_over_strongswan=25
+//	e2e ratio esp_over_none=0.8 esp_over_wireguard=R esp_over_strongswan=25
 //	e2e ratio tso_on_over_off=1.6
 //	e2e ratio gro_on_over_off=R
 //	e2e rss vms=100 rss_kib=N
@@ -42,7 +52,11 @@
 // (namespaces, daemons, charons, iperf3) is removed on exit, also on
 // failure and Ctrl-C.
 //
-//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR]
+// With --scale (`make bench-scale`, scale.go) it runs N VM pairs at once
+// instead, on the same lab builder and gateway set-ups.
+//
+//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR] [--wireguard-go PATH]
+//	bench-e2e --scale [--pairs 1,2,4] [--time 10s] [--mode tunnel|transport] [--wireguard-go PATH]
 package main
 
 import (
@@ -66,7 +80,7 @@ import (
 )
 
 // allCases in the order they are reported.
-var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305", "strongswan", "strongswan-openssl"}
+var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305", "strongswan", "strongswan-openssl", "wireguard-go"}
 
 // vifsecCases run on vifsecd (or, with --engine, datapath.Engine).
 var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305"}
@@ -136,6 +150,7 @@ type bench struct {
 	profile string
 	keep    string
 	engine  bool // in-process datapath.Engine instead of vifsecd
+	wgBin   string
 	idle    time.Duration
 	a, b    *lab.VM
 	// guestMTU is VM a's eth0 MTU as the lab left it.
@@ -150,6 +165,9 @@ func main() {
 	profile := flag.String("profile", "", "after the aes128-gcm run, run it again under perf record -a -g and write perf data and reports into this directory")
 	keep := flag.String("keep-logs", "", "copy daemon and charon logs into this directory")
 	waitIdle := flag.Duration("wait-idle", 30*time.Second, "before each case, wait up to this long for the machine to be under 25% busy (other processes skew results)")
+	wgBin := flag.String("wireguard-go", "", "wireguard-go binary for the wireguard-go case (default: bin/wireguard-go/wireguard, as make bench-e2e builds it)")
+	scale := flag.Bool("scale", false, "instead of the cases above: 1, 2, 4, … VM pairs (up to the CPUs, or --pairs), one iperf3 stream each, for plain, none, aes128-gcm and wireguard-go")
+	pairs := flag.String("pairs", "", "with --scale: comma-separated pair counts (default 1, 2, 4, … up to runtime.NumCPU())")
 	engine := flag.Bool("engine", false, "run cases none/aes128-gcm/chacha20-poly1305 with vifsec's data path engine inside this process (no vifsecd); with --profile, also a runtime/pprof CPU profile")
 	flag.Parse()
 	if *mode != "tunnel" && *mode != "transport" {
@@ -170,19 +188,31 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, want, *dur, *mode, *vms, *profile, *keep, *engine, *waitIdle); err != nil {
+	if *scale {
+		if err := runScale(ctx, *pairs, *dur, *mode, *wgBin, *waitIdle, *keep); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-e2e --scale: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(ctx, want, *dur, *mode, *vms, *profile, *keep, *engine, *waitIdle, *wgBin); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-e2e: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, want map[string]bool, dur time.Duration, mode string, vms int, profile, keep string, engine bool, waitIdle time.Duration) (err error) {
+func run(ctx context.Context, want map[string]bool, dur time.Duration, mode string, vms int, profile, keep string, engine bool, waitIdle time.Duration, wgBin string) (err error) {
 	if err := preflight(want, profile); err != nil {
 		return err
 	}
 	bin, err := lab.Binaries()
 	if err != nil {
 		return err
+	}
+	if want["wireguard-go"] {
+		if wgBin, err = wireguardGo(bin, wgBin); err != nil {
+			return err
+		}
 	}
 	vifsecd := false
 	for _, c := range vifsecCases {
@@ -212,7 +242,7 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 		}
 		progress("teardown: namespaces removed")
 	}()
-	bn := &bench{ctx: ctx, l: l, bin: bin, tmp: tmp, dur: dur, mode: mode, profile: profile, keep: keep, engine: engine, idle: waitIdle,
+	bn := &bench{ctx: ctx, l: l, bin: bin, tmp: tmp, dur: dur, mode: mode, profile: profile, keep: keep, engine: engine, idle: waitIdle, wgBin: wgBin,
 		a: l.VM("acme", "a"), b: l.VM("acme", "b")}
 	// What the guests run with, checked rather than assumed: every case
 	// but the -tso-off ones runs with it.
@@ -250,6 +280,13 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 			return ctx.Err()
 		}
 	}
+	// Last: it routes, and leaves the VMs' neighbour caches flushed.
+	if want["wireguard-go"] {
+		results["wireguard-go"] = bn.wireguard()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	var rss0, rssN, threads int
 	var rssErr error
 	if vms > 0 {
@@ -278,7 +315,11 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 		}
 		line := fmt.Sprintf("e2e %s gbps=%.3f retransmits=%d busy_before=%.0f%%", c, r.res.Gbps, r.res.Retransmits, r.busy)
 		if r.cpuA > 0 || r.cpuB > 0 {
-			line += fmt.Sprintf(" vifsecd_cpu_a=%.0f%% vifsecd_cpu_b=%.0f%%", r.cpuA, r.cpuB)
+			proc := "vifsecd"
+			if c == "wireguard-go" {
+				proc = "wireguard_go"
+			}
+			line += fmt.Sprintf(" %s_cpu_a=%.0f%% %s_cpu_b=%.0f%%", proc, r.cpuA, proc, r.cpuB)
 		}
 		fmt.Printf("%s   # %s\n", line, r.note)
 	}
@@ -289,8 +330,8 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 		}
 		return fmt.Sprintf("%.3g", rn.res.Gbps/rd.res.Gbps)
 	}
-	fmt.Printf("e2e ratio esp_over_none=%s esp_over_strongswan=%s esp_over_strongswan_openssl=%s\n",
-		ratio("aes128-gcm", "none"), ratio("aes128-gcm", "strongswan"), ratio("aes128-gcm", "strongswan-openssl"))
+	fmt.Printf("e2e ratio esp_over_none=%s esp_over_wireguard=%s esp_over_strongswan=%s esp_over_strongswan_openssl=%s\n",
+		ratio("aes128-gcm", "none"), ratio("aes128-gcm", "wireguard-go"), ratio("aes128-gcm", "strongswan"), ratio("aes128-gcm", "strongswan-openssl"))
 	if r := results["aes128-gcm"]; r != nil && r.err == nil {
 		x20 := func(c string) string {
 			s := results[c]
@@ -342,6 +383,9 @@ func (bn *bench) bridged(want map[string]bool, results map[string]*result) error
 		}
 	}()
 	for _, vm := range []*lab.VM{bn.a, bn.b} {
+		if err := lab.RemoveGuards(bn.ctx, vm.Gateway); err != nil {
+			return err
+		}
 		u, err := lab.BridgeGateway(bn.ctx, vm.Gateway, "br0", vm.Dev, vm.Gateway.Uplink)
 		if err != nil {
 			return err
@@ -478,29 +522,13 @@ func (bn *bench) vifsec(c string) (r *result) {
 			}
 		}
 	}()
-	for _, vm := range []*lab.VM{bn.a, bn.b} {
-		d, err := lab.StartDaemon(ctx, bn.bin, vm.Gateway, filepath.Join(bn.tmp, c, vm.Gateway.Name), daemonFlags...)
-		if err != nil {
-			r.err = err
-			return r
-		}
-		ds = append(ds, d)
-		if err := lab.ConfigureBench(ctx, bn.l, d, vm, p, nil); err != nil {
-			r.err = err
-			return r
-		}
+	var pids []int
+	ds, pids, r.err = bn.startVifsecd(c, []*lab.VM{bn.a}, p, daemonFlags)
+	if r.err != nil {
+		return r
 	}
 	if r.err = bn.reach(bn.a.NS, bn.b.IP4); r.err != nil {
 		return r
-	}
-	var pids []int
-	for _, d := range ds {
-		pid, err := lab.DaemonPID(d)
-		if err != nil {
-			r.err = err
-			return r
-		}
-		pids = append(pids, pid)
 	}
 	if noTSO {
 		restore, err := bn.guestOffloadsOff()
@@ -572,6 +600,35 @@ func (bn *bench) vifsec(c string) (r *result) {
 		}
 	}
 	return r
+}
+
+// startVifsecd starts vifsecd on both gateways for case c and configures
+// each of vms (on gateway a) and its tenant's VM on gateway b with p. It
+// returns the daemons (a, b; stop them also on error) and their pids.
+func (bn *bench) startVifsecd(c string, vms []*lab.VM, p lab.BenchPolicy, flags []string) (ds []*lab.Daemon, pids []int, err error) {
+	for _, gw := range bn.l.Gateways {
+		d, err := lab.StartDaemon(bn.ctx, bn.bin, gw, filepath.Join(bn.tmp, c, gw.Name), flags...)
+		if err != nil {
+			return ds, nil, err
+		}
+		ds = append(ds, d)
+		var mine []*lab.VM
+		for _, vm := range vms {
+			if gw != vm.Gateway {
+				vm = bn.l.VM(vm.Tenant, gw.Name)
+			}
+			mine = append(mine, vm)
+		}
+		if err := lab.ConfigureBenchVMs(bn.ctx, bn.l, d, mine, p, nil); err != nil {
+			return ds, nil, err
+		}
+		pid, err := lab.DaemonPID(d)
+		if err != nil {
+			return ds, nil, err
+		}
+		pids = append(pids, pid)
+	}
+	return ds, pids, nil
 }
 
 // vifsecEngine runs one vifsec case with both gateways' data paths as
@@ -880,6 +937,9 @@ func preflight(want map[string]bool, profile string) error {
 	}
 	if profile != "" {
 		tools = append(tools, "perf")
+	}
+	if want["wireguard-go"] {
+		tools = append(tools, "wg")
 	}
 	var missing []string
 	for _, t := range tools {

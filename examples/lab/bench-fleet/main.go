@@ -41,8 +41,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/vifsec/vifsec/api"
 	"github.com/vifsec/vifsec/examples/lab"
-	"github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/internal/store/etcd"

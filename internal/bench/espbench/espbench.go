@@ -42,6 +42,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
+	"github.com/vifsec/vifsec/drop"
 	"hash"
 	"testing"
 
@@ -135,7 +136,7 @@ func Encap(suite satest.Suite, size int) func(*testing.B) {
 		ring(b, len(bufs), func(i int) {
 			copy(bufs[i][esp.Headroom:], pkt)
 		}, func(i int) {
-			if _, _, d := esp.Encap(p.out, &sc, bufs[i], esp.Headroom, len(pkt)); d != sa.DropNone {
+			if _, _, d := esp.Encap(p.out, &sc, bufs[i], esp.Headroom, len(pkt)); d != drop.None {
 				panic(fmt.Sprintf("espbench: %s %d: Encap dropped: %v", Name(suite), size, d))
 			}
 		})
@@ -160,12 +161,12 @@ func Decap(suite satest.Suite, size int) func(*testing.B) {
 		ring(b, len(bufs), func(i int) {
 			copy(bufs[i][esp.Headroom:], pkt)
 			st, en, d := esp.Encap(p.out, &sc, bufs[i], esp.Headroom, len(pkt))
-			if d != sa.DropNone {
+			if d != drop.None {
 				panic(fmt.Sprintf("espbench: %s %d: Encap dropped: %v", Name(suite), size, d))
 			}
 			starts[i], lens[i] = st, en-st
 		}, func(i int) {
-			if _, _, d := esp.Decap(p.in, &sc, bufs[i], starts[i], lens[i]); d != sa.DropNone {
+			if _, _, d := esp.Decap(p.in, &sc, bufs[i], starts[i], lens[i]); d != drop.None {
 				panic(fmt.Sprintf("espbench: %s %d: Decap dropped: %v", Name(suite), size, d))
 			}
 		})

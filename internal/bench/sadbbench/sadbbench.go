@@ -21,6 +21,7 @@ package sadbbench
 
 import (
 	"fmt"
+	"github.com/vifsec/vifsec/header"
 	"math/rand/v2"
 	"runtime"
 	"testing"
@@ -71,7 +72,7 @@ func Build(n, batch int, seed uint64) (*Fixture, error) {
 	for vm := 0; vm < n/4; vm++ {
 		scope := sa.Scope{
 			VLAN: uint16(1 + vm%4094),
-			MAC:  sa.MAC{0x52, 0x54, byte(vm >> 24), byte(vm >> 16), byte(vm >> 8), byte(vm)},
+			MAC:  header.MAC{0x52, 0x54, byte(vm >> 24), byte(vm >> 16), byte(vm >> 8), byte(vm)},
 		}
 		for j := 0; j < 4; j++ {
 			var k sa.Key

@@ -51,7 +51,7 @@ func SplitList(s string) List {
 	return parts
 }
 
-// PolicyCreateRequest is POST /v1/policies (`vifsec policy create`). PSK
+// PolicyCreateRequest is POST /v2/policies (`vifsec policy create`). PSK
 // and PPK travel only in requests; no response ever carries them.
 // AuthMethod defaults to PSK (ONTAP's default), Mode to transport. PPK
 // (a post-quantum preshared key, RFC 8784) is optional with either
@@ -85,7 +85,7 @@ type PolicyCreateRequest struct {
 	DPDAction   string `json:"dpd_action,omitempty"`
 }
 
-// PolicyModifyRequest is PATCH /v1/policies/TENANT/NAME (`vifsec policy
+// PolicyModifyRequest is PATCH /v2/policies/TENANT/NAME (`vifsec policy
 // modify`): a field that is absent (null) keeps its value; an empty
 // string resets an optional one (vm, protocols, ports, remote_address,
 // cert_name, identities, proposals) to its default. A new ppk_id needs
@@ -116,7 +116,7 @@ type PolicyModifyRequest struct {
 	DPDAction       *string `json:"dpd_action,omitempty"`
 }
 
-// PolicyRekeyRequest is POST /v1/policies/TENANT/NAME/rekey (`vifsec
+// PolicyRekeyRequest is POST /v2/policies/TENANT/NAME/rekey (`vifsec
 // policy rekey`, ext): the policy's Child SAs, or with IKE its IKE SA.
 type PolicyRekeyRequest struct {
 	IKE bool `json:"ike"`
@@ -127,7 +127,7 @@ type Rekeyed struct {
 	Rekeyed int `json:"rekeyed"`
 }
 
-// CertificateInstallRequest is POST /v1/certificates (`vifsec certificate
+// CertificateInstallRequest is POST /v2/certificates (`vifsec certificate
 // install`): PEM is the PEM text the CLI read from stdin.
 type CertificateInstallRequest struct {
 	Tenant   string `json:"tenant"`
@@ -136,14 +136,14 @@ type CertificateInstallRequest struct {
 	PEM      string `json:"pem"`
 }
 
-// CACertificatesAddRequest is POST /v1/ca-certificates (`vifsec
+// CACertificatesAddRequest is POST /v2/ca-certificates (`vifsec
 // ca-certificate add`).
 type CACertificatesAddRequest struct {
 	Tenant  string `json:"tenant"`
 	CACerts List   `json:"ca_certs"`
 }
 
-// CRLAddRequest is POST /v1/crls (`vifsec crl add`).
+// CRLAddRequest is POST /v2/crls (`vifsec crl add`).
 type CRLAddRequest struct {
 	Tenant string `json:"tenant"`
 	PEM    string `json:"pem"`

@@ -265,3 +265,35 @@ func (c *Client) IPsecSAs(ctx context.Context, tenantName string) (out []IPsecSA
 	}
 	return out, c.get(ctx, p, &out)
 }
+
+// PutVM attaches the VM r describes, or moves the attached VM of that name
+// and the same origin to r's device (PUT /v2/vms/NAME). It is idempotent.
+func (c *Client) PutVM(ctx context.Context, r VMAttachRequest) (Added, error) {
+	return c.send(ctx, http.MethodPut, "/vms/"+url.PathEscape(r.VM), r)
+}
+
+// UplinkStats is `vifsec stats --uplink`.
+func (c *Client) UplinkStats(ctx context.Context) (out UplinkStats, err error) {
+	return out, c.get(ctx, "/stats/uplink", &out)
+}
+
+// Tenant returns the tenant named name (GET /v2/tenants/NAME); an unknown
+// name is an *Error with Code "not_found" (IsNotFound).
+func (c *Client) Tenant(ctx context.Context, name string) (out Tenant, err error) {
+	return out, c.get(ctx, "/tenants/"+url.PathEscape(name), &out)
+}
+
+// VM returns the VM named name (GET /v2/vms/NAME).
+func (c *Client) VM(ctx context.Context, name string) (out VM, err error) {
+	return out, c.get(ctx, "/vms/"+url.PathEscape(name), &out)
+}
+
+// SA returns the SA named name (GET /v2/sa/NAME), never its keys.
+func (c *Client) SA(ctx context.Context, name string) (out SA, err error) {
+	return out, c.get(ctx, "/sa/"+url.PathEscape(name), &out)
+}
+
+// SP returns the SP named name (GET /v2/sp/NAME).
+func (c *Client) SP(ctx context.Context, name string) (out SP, err error) {
+	return out, c.get(ctx, "/sp/"+url.PathEscape(name), &out)
+}

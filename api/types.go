@@ -38,14 +38,14 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 
 // Requests. Field names are the CLI's flags with '-' written '_'.
 
-// TenantAddRequest is POST /v1/tenants (`vifsec tenant add`).
+// TenantAddRequest is POST /v2/tenants (`vifsec tenant add`).
 type TenantAddRequest struct {
 	Tenant        string `json:"tenant"`
 	VNI           Value  `json:"vni,omitempty"`
 	DefaultAction string `json:"default_action,omitempty"`
 }
 
-// VMAttachRequest is POST /v1/vms (`vifsec vm attach`).
+// VMAttachRequest is POST /v2/vms (`vifsec vm attach`).
 type VMAttachRequest struct {
 	VM     string   `json:"vm"`
 	Tenant string   `json:"tenant"`
@@ -61,7 +61,7 @@ type VMAttachRequest struct {
 	Origin string `json:"origin,omitempty"`
 }
 
-// UplinkSetRequest is PUT /v1/uplink (`vifsec uplink set`).
+// UplinkSetRequest is PUT /v2/uplink (`vifsec uplink set`).
 type UplinkSetRequest struct {
 	Dev        string `json:"dev"`
 	Netns      string `json:"netns,omitempty"`
@@ -72,7 +72,7 @@ type UplinkSetRequest struct {
 	Protect string `json:"protect,omitempty"`
 }
 
-// SAAddRequest is POST /v1/sa (`vifsec sa add`). Keys travel only in this
+// SAAddRequest is POST /v2/sa (`vifsec sa add`). Keys travel only in this
 // request; no response ever carries them. Exactly one of VM (an SA of the
 // VM) and Tenant (an underlay SA: ESP between VTEPs around the tenant's
 // VXLAN packets) is set. SASPI is 0xHEX or "auto" (the daemon picks a
@@ -95,7 +95,7 @@ type SAAddRequest struct {
 	LifetimeSeconds     Value  `json:"lifetime_seconds,omitempty"`
 }
 
-// SPAddRequest is POST /v1/sp (`vifsec sp add`, `vifsec add`).
+// SPAddRequest is POST /v2/sp (`vifsec sp add`, `vifsec add`).
 type SPAddRequest struct {
 	VM                 string `json:"vm"`
 	SPName             string `json:"sp_name"`
@@ -110,14 +110,14 @@ type SPAddRequest struct {
 	SAName             string `json:"sa_name,omitempty"`
 }
 
-// FDBAddRequest is POST /v1/fdb (`vifsec overlay fdb add`).
+// FDBAddRequest is POST /v2/fdb (`vifsec overlay fdb add`).
 type FDBAddRequest struct {
 	Tenant string `json:"tenant"`
 	MAC    string `json:"mac"`
 	Remote string `json:"remote"`
 }
 
-// ConfigModifyRequest is PUT /v1/config (`vifsec config modify`).
+// ConfigModifyRequest is PUT /v2/config (`vifsec config modify`).
 type ConfigModifyRequest struct {
 	IsEnabled Value `json:"is_enabled"`
 }
@@ -128,8 +128,8 @@ type ConfigModifyRequest struct {
 type Error struct {
 	// Status is the HTTP status; not part of the body.
 	Status int `json:"-"`
-	// Code is one of invalid, not_found, exists, in_use, bad_request,
-	// internal.
+	// Code is one of the Code* constants (errors.go): stable, for
+	// programs to branch on.
 	Code string `json:"code"`
 	// Message is for the operator; it names the CLI flag at fault and
 	// what it accepts. It may span several lines, one per problem.
@@ -172,7 +172,7 @@ type VM struct {
 	VIF string `json:"vif"`
 }
 
-// Uplink is the uplink as shown; GET /v1/uplink answers null if none is set.
+// Uplink is the uplink as shown; GET /v2/uplink answers null if none is set.
 type Uplink struct {
 	Dev        string `json:"dev"`
 	Netns      string `json:"netns"`
@@ -201,26 +201,26 @@ type FDBEntry struct {
 // underlay SA has VM "" (vlan 0, mac 00:00:00:00:00:00); Tenant is the
 // underlay SA's tenant, or the tenant of the SA's VM.
 type SA struct {
-	Name                string   `json:"name"`
-	VM                  string   `json:"vm"`
-	Tenant              string   `json:"tenant"`
-	VLAN                uint16   `json:"vlan"`
-	MAC                 string   `json:"mac"`
-	Source              string   `json:"source"`
-	Destination         string   `json:"destination"`
-	Mode                string   `json:"mode"`
-	SPI                 string   `json:"spi"` // 0x-prefixed hex
-	Direction           string   `json:"direction"`
-	EncryptionAlgorithm string   `json:"encryption_algorithm"`
-	EncryptionKeyBytes  int      `json:"encryption_key_bytes"`
-	IntegrityAlgorithm  string   `json:"integrity_algorithm"`
-	IntegrityKeyBytes   int      `json:"integrity_key_bytes"`
-	ReplayWindow        int      `json:"replay_window"`
-	ESN                 bool     `json:"esn"`
-	LifetimeBytes       uint64   `json:"lifetime_bytes"`
-	LifetimeSeconds     uint64   `json:"lifetime_seconds"`
-	UsedBy              []string `json:"used_by"`
-	State               string   `json:"state"` // installed, idle, expired, refused
+	Name                string     `json:"name"`
+	VM                  NullString `json:"vm"` // null: an underlay SA
+	Tenant              string     `json:"tenant"`
+	VLAN                uint16     `json:"vlan"`
+	MAC                 string     `json:"mac"`
+	Source              string     `json:"source"`
+	Destination         string     `json:"destination"`
+	Mode                string     `json:"mode"`
+	SPI                 SPI        `json:"spi"`
+	Direction           NullString `json:"direction"` // null: no SP uses it, or they disagree
+	EncryptionAlgorithm string     `json:"encryption_algorithm"`
+	EncryptionKeyBytes  int        `json:"encryption_key_bytes"`
+	IntegrityAlgorithm  string     `json:"integrity_algorithm"`
+	IntegrityKeyBytes   int        `json:"integrity_key_bytes"`
+	ReplayWindow        int        `json:"replay_window"` // in force: the default (1024) when none was given
+	ESN                 bool       `json:"esn"`
+	LifetimeBytes       uint64     `json:"lifetime_bytes"`
+	LifetimeSeconds     uint64     `json:"lifetime_seconds"`
+	UsedBy              []string   `json:"used_by"`
+	State               string     `json:"state"` // installed, idle, expired, refused
 
 	// IKEPolicy is the IKE policy whose Child SA this is, managed by IKE
 	// (`sa remove` refuses it); absent for a manual SA.
@@ -237,8 +237,8 @@ type SP struct {
 	VM                 string `json:"vm"`
 	Source             string `json:"source"`
 	Destination        string `json:"destination"`
-	SourcePort         string `json:"source_port"`
-	DestinationPort    string `json:"destination_port"`
+	SourcePort         *int   `json:"source_port"`      // null: any
+	DestinationPort    *int   `json:"destination_port"` // null: any
 	UpperLayerProtocol string `json:"upper_layer_protocol"`
 	Direction          string `json:"direction"`
 	Action             string `json:"action"`
@@ -270,7 +270,7 @@ type Unprotected struct {
 // Removed answers a successful DELETE.
 type Removed struct {
 	Removed []string `json:"removed"`
-	// Unprotected lists, for DELETE /v1/sa?all=true, the SPs left
+	// Unprotected lists, for DELETE /v2/sa?all=true, the SPs left
 	// without an SA.
 	Unprotected []Unprotected `json:"unprotected,omitempty"`
 }
@@ -302,7 +302,7 @@ type Stats struct {
 }
 
 // UplinkStats are the counters that belong to no VM (`vifsec stats
-// --uplink`, GET /v1/stats/uplink): frames received on the uplink, the
+// --uplink`, GET /v2/stats/uplink): frames received on the uplink, the
 // uplink port's write errors (since it was last opened), and drops by
 // reason on the uplink and in the VXLAN overlay, zeros included.
 type UplinkStats struct {
@@ -315,31 +315,31 @@ type UplinkStats struct {
 // SAStats is one SA's counters; Direction is in, out or "" if unknown.
 type SAStats struct {
 	Name      string            `json:"name"`
-	SPI       string            `json:"spi"`
-	Direction string            `json:"direction"`
+	SPI       SPI               `json:"spi"`
+	Direction NullString        `json:"direction"` // null: unknown
 	Packets   uint64            `json:"packets"`
 	Bytes     uint64            `json:"bytes"`
 	Drops     map[string]uint64 `json:"drops"`
 	State     string            `json:"state"`
 }
 
-// IPsecSA is one row of `vifsec show-ipsecsa`. SPIs are 8 hex digits
-// without 0x, as ONTAP prints them, or "-". An underlay SA has Policy
-// "underlay" and VM "".
+// IPsecSA is one row of `vifsec show-ipsecsa`. SPIs are null when there
+// is none (the CLI prints them as ONTAP does: 8 hex digits without 0x, or
+// -). An underlay SA has Policy "underlay" and VM "".
 type IPsecSA struct {
-	Tenant        string   `json:"tenant"`
-	Policy        string   `json:"policy"`
-	Policies      []string `json:"policies"`
-	VM            string   `json:"vm"`
-	SA            string   `json:"sa"`
-	LocalAddress  string   `json:"local_address"`
-	RemoteAddress string   `json:"remote_address"`
-	InboundSPI    string   `json:"inbound_spi"`
-	OutboundSPI   string   `json:"outbound_spi"`
-	State         string   `json:"state"`
+	Tenant        string     `json:"tenant"`
+	Policy        string     `json:"policy"`
+	Policies      []string   `json:"policies"`
+	VM            NullString `json:"vm"` // null: an underlay SA
+	SA            string     `json:"sa"`
+	LocalAddress  string     `json:"local_address"`
+	RemoteAddress string     `json:"remote_address"`
+	InboundSPI    SPI        `json:"inbound_spi"`
+	OutboundSPI   SPI        `json:"outbound_spi"`
+	State         string     `json:"state"`
 }
 
-// VersionInfo answers GET /v1/version.
+// VersionInfo answers GET /v2/version.
 type VersionInfo struct {
 	API     string `json:"api"`
 	Version string `json:"version"`
