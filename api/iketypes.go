@@ -52,8 +52,10 @@ func SplitList(s string) List {
 }
 
 // PolicyCreateRequest is POST /v2/policies (`vifsec policy create`). PSK
-// travels only in requests; no response ever carries it. AuthMethod
-// defaults to PSK (ONTAP's default), Mode to transport.
+// and PPK travel only in requests; no response ever carries them.
+// AuthMethod defaults to PSK (ONTAP's default), Mode to transport. PPK
+// (a post-quantum preshared key, RFC 8784) is optional with either
+// method and needs PPKID.
 type PolicyCreateRequest struct {
 	Tenant          string `json:"tenant"`
 	Name            string `json:"name"`
@@ -67,6 +69,9 @@ type PolicyCreateRequest struct {
 	Mode            string `json:"mode,omitempty"`
 	AuthMethod      string `json:"auth_method,omitempty"`
 	PSK             string `json:"psk,omitempty"`
+	PPK             string `json:"ppk,omitempty"`
+	PPKID           string `json:"ppk_id,omitempty"`
+	PPKRequired     bool   `json:"ppk_required,omitempty"`
 	CertName        string `json:"cert_name,omitempty"`
 	LocalIdentity   string `json:"local_identity,omitempty"`
 	RemoteIdentity  string `json:"remote_identity,omitempty"`
@@ -83,7 +88,9 @@ type PolicyCreateRequest struct {
 // PolicyModifyRequest is PATCH /v2/policies/TENANT/NAME (`vifsec policy
 // modify`): a field that is absent (null) keeps its value; an empty
 // string resets an optional one (vm, protocols, ports, remote_address,
-// cert_name, identities, proposals) to its default.
+// cert_name, identities, proposals) to its default. A new ppk_id needs
+// a new ppk with it; ppk_id "" removes the PPK (and, unless given,
+// resets ppk_required).
 type PolicyModifyRequest struct {
 	VM              *string `json:"vm,omitempty"`
 	LocalIPSubnets  *List   `json:"local_ip_subnets,omitempty"`
@@ -95,6 +102,9 @@ type PolicyModifyRequest struct {
 	Mode            *string `json:"mode,omitempty"`
 	AuthMethod      *string `json:"auth_method,omitempty"`
 	PSK             *string `json:"psk,omitempty"`
+	PPK             *string `json:"ppk,omitempty"`
+	PPKID           *string `json:"ppk_id,omitempty"`
+	PPKRequired     *bool   `json:"ppk_required,omitempty"`
 	CertName        *string `json:"cert_name,omitempty"`
 	LocalIdentity   *string `json:"local_identity,omitempty"`
 	RemoteIdentity  *string `json:"remote_identity,omitempty"`
@@ -140,7 +150,7 @@ type CRLAddRequest struct {
 }
 
 // Policy is an IKE policy as listed: "psk" says "set" (or "" for PKI),
-// never the key.
+// "ppk" "set" (or "" without one), never a key.
 type Policy struct {
 	Tenant          string   `json:"tenant"`
 	Name            string   `json:"name"`
@@ -154,6 +164,9 @@ type Policy struct {
 	Mode            string   `json:"mode"`
 	AuthMethod      string   `json:"auth_method"`
 	PSK             string   `json:"psk"`
+	PPK             string   `json:"ppk"`
+	PPKID           string   `json:"ppk_id"`
+	PPKRequired     bool     `json:"ppk_required"`
 	CertName        string   `json:"cert_name"`
 	LocalIdentity   string   `json:"local_identity"`
 	RemoteIdentity  string   `json:"remote_identity"`

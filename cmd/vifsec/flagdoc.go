@@ -86,11 +86,13 @@ var flagDocs = map[string]flagDoc{
 	"local-identity":    {meaning: "the IKE identity this side presents", values: "ID", def: "the local address with PSK, the certificate's subject DN with PKI"},
 	"remote-identity":   {meaning: "the IKE identity the peer must prove; ANYTHING accepts any the certificate chain proves (PKI)", values: "ID|ANYTHING", def: "any identity with PSK; required with PKI"},
 	"ike-proposals":     {meaning: "IKE SA proposals in strongSwan's syntax, most preferred first", values: "LIST", def: "aes256gcm16-prfsha384-x25519,aes128gcm16-prfsha256-ecp256,aes256-sha256-modp2048"},
-	"esp-proposals":     {meaning: "Child SA proposals in strongSwan's syntax (a DH group adds PFS to rekeys)", values: "LIST", def: "aes256gcm16,aes128gcm16,aes256-sha256"},
+	"esp-proposals":     {meaning: "Child SA proposals in strongSwan's syntax (a DH group adds PFS to rekeys; keN_METHOD after it, e.g. x25519-ke1_mlkem768, adds RFC 9370 additional key exchanges, ke1_none makes one optional)", values: "LIST", def: "aes256gcm16,aes128gcm16,aes256-sha256"},
 	"ike-lifetime":      {meaning: "IKE SA lifetime; rekeyed at 85-95% of it", values: "DURATION", def: "4h"},
 	"esp-lifetime":      {meaning: "Child SA lifetime; rekeyed at 85-95% of it", values: "DURATION", def: "1h"},
 	"dpd-interval":      {meaning: "dead peer detection: probe a silent peer this often", values: "DURATION|off", def: "off"},
 	"dpd-action":        {meaning: "what to do when the peer is dead: clear its SAs, or restart negotiation", values: "clear|restart", def: "restart with --remote-address, else clear"},
+	"ppk-id":            {meaning: "use a post-quantum preshared key (RFC 8784) known to both peers by this identity; the key is read like the PSK, from a prompt (no echo) or the line of stdin after the PSK's; an empty value removes the PPK", values: "ID"},
+	"ppk-required":      {meaning: "true: no IKE SA without the PPK; false: a peer without one is accepted on the classic keys", values: "true|false", def: "false"},
 	"ike":               {meaning: "rekey the IKE SA instead of the Child SAs", values: "true|false", def: "false"},
 
 	// Certificates.

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,7 +17,8 @@ import (
 // certificate, ca-certificate, show-ikesa; crl and the show/delete/remove
 // verbs of certificates are extensions. ONTAP's -vserver is accepted for
 // --tenant. Secrets never travel on the command line: the pre-shared key
-// is read from a prompt (no echo) or one line of stdin, certificates and
+// is read from a prompt (no echo) or one line of stdin, a post-quantum
+// preshared key likewise (the line after the PSK's), certificates and
 // keys as PEM from stdin.
 
 // maxStdin bounds what is read from stdin (PEM with a chain, or a PSK).
@@ -31,7 +31,7 @@ const maxPSKLine = 4096
 // and --name.
 var policyFlags = []string{"vm", "local-ip-subnets", "remote-ip-subnets", "protocols", "local-ports", "remote-ports",
 	"remote-address", "mode", "auth-method", "cert-name", "local-identity", "remote-identity", "ike-proposals", "esp-proposals",
-	"ike-lifetime", "esp-lifetime", "dpd-interval", "dpd-action"}
+	"ike-lifetime", "esp-lifetime", "dpd-interval", "dpd-action", "ppk-id", "ppk-required"}
 
 var ontapSynonyms = map[string]string{"vserver": "tenant"}
 
@@ -46,8 +46,9 @@ func ikeVerbs() []*verb {
 		}
 		modify = append(modify, opt(f))
 	}
-	const policyUsage = " [--vm NAME] [--protocols any|tcp|udp|icmp|icmp6|N] [--local-ports N|N-M|any] [--remote-ports N|N-M|any] [--remote-address ADDR] [--mode transport|tunnel] [--auth-method PSK|PKI] [--cert-name NAME] [--local-identity ID] [--remote-identity ID|ANYTHING] [--ike-proposals LIST] [--esp-proposals LIST]    (ext:) [--ike-lifetime DURATION] [--esp-lifetime DURATION] [--dpd-interval DURATION|off] [--dpd-action clear|restart]" +
-		"   (ext defaults: 4h, 1h, off, restart with --remote-address else clear; durations like 30s, 5m, 1h)"
+	const policyUsage = " [--vm NAME] [--protocols any|tcp|udp|icmp|icmp6|N] [--local-ports N|N-M|any] [--remote-ports N|N-M|any] [--remote-address ADDR] [--mode transport|tunnel] [--auth-method PSK|PKI] [--cert-name NAME] [--local-identity ID] [--remote-identity ID|ANYTHING] [--ike-proposals LIST] [--esp-proposals LIST]    (ext:) [--ike-lifetime DURATION] [--esp-lifetime DURATION] [--dpd-interval DURATION|off] [--dpd-action clear|restart] [--ppk-id ID] [--ppk-required true|false]" +
+		"   (ext defaults: 4h, 1h, off, restart with --remote-address else clear; durations like 30s, 5m, 1h)" +
+		"   (--ppk-id: a post-quantum preshared key (RFC 8784) is read like the PSK; from stdin the PSK is the first line and the PPK the next)"
 	return []*verb{
 		{words: []string{"policy", "create"}, flags: create, synonyms: ontapSynonyms,
 			usage: "policy create --tenant NAME --name NAME --local-ip-subnets LIST --remote-ip-subnets LIST" + policyUsage +
@@ -100,42 +101,88 @@ func isTerminal(r io.Reader) (int, bool) {
 // terminal, without echo, asked twice (as ONTAP asks to enter and
 // verify it), or else one line of stdin. It never prints the key.
 func (c *cli) readPSK(tenantName, name string) (string, error) {
+	return c.readSecret(secretPSK, fmt.Sprintf("the preshared key for IPsec Policy %s on tenant %s", name, tenantName))
+}
+
+// readPPK reads the post-quantum preshared key of policy name as readPSK
+// reads the PSK. When both are read from stdin, the PSK is the first
+// line and the PPK the second.
+func (c *cli) readPPK(tenantName, name, id string) (string, error) {
+	return c.readSecret(secretPPK, fmt.Sprintf("the post-quantum preshared key %s for IPsec Policy %s on tenant %s", id, name, tenantName))
+}
+
+// secret names a key the CLI reads, for its messages.
+type secret struct{ what, flag string }
+
+var (
+	secretPSK = secret{"pre-shared key", "--auth-method PSK"}
+	secretPPK = secret{"post-quantum preshared key", "--ppk-id; after the PSK's line with --auth-method PSK"}
+)
+
+// readSecret reads one key: twice from a prompt on a terminal, else the
+// next line of stdin (c.lines, shared so that a second key is the second
+// line). It never prints the key.
+func (c *cli) readSecret(s secret, prompt string) (string, error) {
 	if fd, ok := isTerminal(c.stdin); ok {
-		fmt.Fprintf(c.stderr, "Enter the preshared key for IPsec Policy %s on tenant %s: ", name, tenantName)
+		fmt.Fprintf(c.stderr, "Enter %s: ", prompt)
 		a, err := term.ReadPassword(fd)
 		fmt.Fprintln(c.stderr)
 		if err != nil {
-			return "", fmt.Errorf("pre-shared key: reading the terminal: %w", err)
+			return "", fmt.Errorf("%s: reading the terminal: %w", s.what, err)
 		}
-		fmt.Fprintf(c.stderr, "Confirm the preshared key: ")
+		fmt.Fprintf(c.stderr, "Confirm the %s: ", s.what)
 		b, err := term.ReadPassword(fd)
 		fmt.Fprintln(c.stderr)
 		defer clear(a)
 		defer clear(b)
 		if err != nil {
-			return "", fmt.Errorf("pre-shared key: reading the terminal: %w", err)
+			return "", fmt.Errorf("%s: reading the terminal: %w", s.what, err)
 		}
 		if !bytes.Equal(a, b) {
-			return "", errors.New("pre-shared key: the two entries differ; nothing changed")
+			return "", fmt.Errorf("%s: the two entries differ; nothing changed", s.what)
 		}
 		if len(a) == 0 {
-			return "", errors.New("pre-shared key: empty; nothing changed")
+			return "", fmt.Errorf("%s: empty; nothing changed", s.what)
 		}
 		return string(a), nil
 	}
-	br := bufio.NewReaderSize(io.LimitReader(c.stdin, maxPSKLine+2), maxPSKLine+2)
-	line, err := br.ReadString('\n')
-	if err != nil && err != io.EOF {
-		return "", fmt.Errorf("pre-shared key: reading stdin: %w", err)
+	if c.lines == nil {
+		c.lines = bufio.NewReaderSize(c.stdin, maxPSKLine+2)
 	}
+	b, err := c.lines.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		clear(b)
+		return "", fmt.Errorf("%s: the line on stdin is longer than %d bytes", s.what, maxPSKLine)
+	}
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("%s: reading stdin: %w", s.what, err)
+	}
+	line := string(b)
+	clear(b)
 	if len(line) > maxPSKLine+1 || (err == io.EOF && len(line) > maxPSKLine) {
-		return "", fmt.Errorf("pre-shared key: the line on stdin is longer than %d bytes", maxPSKLine)
+		return "", fmt.Errorf("%s: the line on stdin is longer than %d bytes", s.what, maxPSKLine)
 	}
 	line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 	if line == "" {
-		return "", errors.New("pre-shared key: none on stdin; give it on a prompt (a terminal) or as one line of stdin (--auth-method PSK)")
+		return "", fmt.Errorf("%s: none on stdin; give it on a prompt (a terminal) or as one line of stdin (%s)", s.what, s.flag)
 	}
 	return line, nil
+}
+
+// ppkRequired parses --ppk-required.
+func ppkRequired(in *invocation) (*bool, error) {
+	if !in.has("ppk-required") {
+		return nil, nil
+	}
+	var b bool
+	switch v := in.get("ppk-required"); v {
+	case "true":
+		b = true
+	case "false":
+	default:
+		return nil, fmt.Errorf("--ppk-required: %q is not a value; use true (no IKE SA without the PPK) or false (a peer without a PPK is accepted)", v)
+	}
+	return &b, nil
 }
 
 // readPEM reads PEM from stdin (until EOF: Ctrl-D on a terminal).
@@ -174,12 +221,26 @@ func runPolicyCreate(c *cli, in *invocation) int {
 	}
 	r.IKELifetime, r.ESPLifetime, r.DPDInterval = val(in, "ike-lifetime"), val(in, "esp-lifetime"), val(in, "dpd-interval")
 	r.DPDAction = in.get("dpd-action")
+	req, err := ppkRequired(in)
+	if err != nil {
+		return c.fail(err)
+	}
+	if req != nil {
+		r.PPKRequired = *req
+	}
 	if r.AuthMethod == "" || strings.EqualFold(r.AuthMethod, "PSK") {
 		psk, err := c.readPSK(r.Tenant, r.Name)
 		if err != nil {
 			return c.fail(err)
 		}
 		r.PSK = psk
+	}
+	if r.PPKID = in.get("ppk-id"); r.PPKID != "" {
+		ppk, err := c.readPPK(r.Tenant, r.Name, r.PPKID)
+		if err != nil {
+			return c.fail(err)
+		}
+		r.PPK = ppk
 	}
 	return c.added(c.c.CreatePolicy(c.ctx, r))
 }
@@ -214,6 +275,10 @@ func runPolicyModify(c *cli, in *invocation) int {
 	r.LocalPorts, r.RemotePorts = value("local-ports"), value("remote-ports")
 	r.IKELifetime, r.ESPLifetime, r.DPDInterval = value("ike-lifetime"), value("esp-lifetime"), value("dpd-interval")
 	r.DPDAction = str("dpd-action")
+	var err error
+	if r.PPKRequired, err = ppkRequired(in); err != nil {
+		return c.fail(err)
+	}
 	if r.AuthMethod != nil && strings.EqualFold(*r.AuthMethod, "PSK") {
 		psk, err := c.readPSK(in.get("tenant"), in.get("name"))
 		if err != nil {
@@ -221,20 +286,38 @@ func runPolicyModify(c *cli, in *invocation) int {
 		}
 		r.PSK = &psk
 	}
+	if r.PPKID = str("ppk-id"); r.PPKID != nil && *r.PPKID != "" {
+		ppk, err := c.readPPK(in.get("tenant"), in.get("name"), *r.PPKID)
+		if err != nil {
+			return c.fail(err)
+		}
+		r.PPK = &ppk
+	}
 	return c.added(c.c.ModifyPolicy(c.ctx, in.get("tenant"), in.get("name"), r))
 }
 
 func runPolicyShow(c *cli, in *invocation) int {
 	ps, err := c.c.Policies(c.ctx, in.get("tenant"))
 	return list(c, ps, err, []string{"Tenant", "Policy", "VM", "Local-IP-Subnets", "Remote-IP-Subnets", "Protocols", "Local-Ports", "Remote-Ports",
-		"Remote-Address", "Mode", "Auth-Method", "PSK", "Cert-Name", "Local-Identity", "Remote-Identity", "IKE-Address",
+		"Remote-Address", "Mode", "Auth-Method", "PSK", "PPK", "PPK-ID", "PPK-Required", "Cert-Name", "Local-Identity", "Remote-Identity", "IKE-Address",
 		"IKE-Lifetime", "ESP-Lifetime", "DPD-Interval", "DPD-Action"},
 		func(p api.Policy) []string {
 			return []string{p.Tenant, p.Name, orDash(p.VM), strings.Join(p.LocalIPSubnets, ","), strings.Join(p.RemoteIPSubnets, ","),
-				p.Protocols, p.LocalPorts, p.RemotePorts, orDash(p.RemoteAddress), p.Mode, p.AuthMethod, orDash(p.PSK), orDash(p.CertName),
+				p.Protocols, p.LocalPorts, p.RemotePorts, orDash(p.RemoteAddress), p.Mode, p.AuthMethod, orDash(p.PSK), orDash(p.PPK), orDash(p.PPKID), ppkRequiredString(p), orDash(p.CertName),
 				orDash(p.LocalIdentity), orDash(p.RemoteIdentity), orDash(p.LocalAddress),
 				p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction}
 		})
+}
+
+// ppkRequiredString is the PPK-Required column: "-" without a PPK.
+func ppkRequiredString(p api.Policy) string {
+	switch {
+	case p.PPK == "":
+		return "-"
+	case p.PPKRequired:
+		return "true"
+	}
+	return "false"
 }
 
 // runPolicyRekey is `vifsec policy rekey` (ext; strongSwan's `swanctl

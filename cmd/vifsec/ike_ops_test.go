@@ -22,12 +22,14 @@ import (
 type cliRig struct {
 	t    *testing.T
 	d    *daemon.Daemon
+	st   *storetest.Memory
 	sock string
 }
 
 func newCLIRig(t *testing.T) *cliRig {
 	t.Helper()
-	d, err := daemon.New(storetest.NewMemory(), nil)
+	st := storetest.NewMemory()
+	d, err := daemon.New(st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +41,7 @@ func newCLIRig(t *testing.T) *cliRig {
 	srv := &http.Server{Handler: apiserver.NewHandler(d, nil, "test")}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	return &cliRig{t: t, d: d, sock: sock}
+	return &cliRig{t: t, d: d, st: st, sock: sock}
 }
 
 // vifsec runs the CLI with stdin; it returns the exit status, stdout and

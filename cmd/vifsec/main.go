@@ -8,6 +8,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -41,7 +42,8 @@ func main() {
 type cli struct {
 	c      *api.Client
 	ctx    context.Context
-	stdin  io.Reader // PEM and pre-shared keys (ike.go)
+	stdin  io.Reader     // PEM and pre-shared keys (ike.go)
+	lines  *bufio.Reader // stdin read line by line (readSecret): a PSK, then a PPK
 	stdout io.Writer
 	stderr io.Writer
 	format string

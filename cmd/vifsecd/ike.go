@@ -216,6 +216,7 @@ func (g *ikeGlue) syncUnderlay(cfg daemon.IKEConfig) {
 	}
 	for i := range cfg.Policies {
 		clear(cfg.Policies[i].Policy.PSK)
+		clear(cfg.Policies[i].Policy.PPK)
 	}
 	lingering := slices.ContainsFunc(g.ctl.Engine().IKESAs(), func(s ike.IKESAInfo) bool { return s.Scope == sa.Scope{} })
 	g.mu.Lock()

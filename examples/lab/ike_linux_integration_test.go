@@ -18,12 +18,16 @@ type ikeCase struct {
 	auth       string // psk, rsa, ecdsa
 	ike, esp   string // strongSwan proposal syntax, used on both sides
 	weInitiate bool   // vifsec initiates; otherwise charon does
+	ppkID      string // a post-quantum preshared key (ikeLabPPK) required on both sides, by this id
 }
 
 func (c ikeCase) name() string {
 	who := "charon-initiates"
 	if c.weInitiate {
 		who = "vifsec-initiates"
+	}
+	if c.ppkID != "" {
+		who = "ppk/" + who
 	}
 	return c.auth + "/" + c.ike + "/" + who
 }
@@ -37,6 +41,9 @@ var ikeProposalSets = [][2]string{
 }
 
 const ikeLabPSK = "vifsec-lab-psk-0123456789abcdef"
+
+// ikeLabPPK is the post-quantum preshared key (RFC 8784) of ikeCase.ppkID.
+const ikeLabPPK = "0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 // needCharon skips (or fails under CI) without strongSwan.
 func needCharon(t *testing.T) {
@@ -101,8 +108,15 @@ func ikeLabT(t *testing.T, bin, prefix string, daemonFlags ...string) (*IKELab, 
 // peerCharon starts charon on the peer for case c.
 func peerCharon(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity) *Charon {
 	t.Helper()
+	return peerCharonIn(t, l, c, pki, peerID, CharonConfig{})
+}
+
+// peerCharonIn is peerCharon with base's Root, Charon and Plugins (a
+// chrooted strongSwan 6, say).
+func peerCharonIn(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity, base CharonConfig) *Charon {
+	t.Helper()
 	ctx := context.Background()
-	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4}
+	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4, Root: base.Root, Charon: base.Charon, Plugins: base.Plugins}
 	auth, ids := "psk", [2]string{IKEPeer4.String(), IKEGuest4.String()}
 	var certs string
 	if c.auth != "psk" {
@@ -114,12 +128,17 @@ func peerCharon(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity) 
 		}
 		certs = "      certs = peer.pem\n"
 	}
+	var ppkConn, ppkSecret string
+	if c.ppkID != "" {
+		ppkConn = fmt.Sprintf("    ppk_id = %s\n    ppk_required = yes\n", c.ppkID)
+		ppkSecret = fmt.Sprintf("  ppk-vm {\n    id = %s\n    secret = %s\n  }\n", c.ppkID, ikeLabPPK)
+	}
 	cfg.SwanctlConf = fmt.Sprintf(`connections {
   vm {
     local_addrs = %s
     remote_addrs = %s
     proposals = %s
-    local {
+%s    local {
       auth = %s
       id = %s
 %s    }
@@ -144,8 +163,8 @@ secrets {
     id-2 = %s
     secret = %q
   }
-}
-`, IKEPeer4, IKEGuest4, c.ike, auth, ids[0], certs, auth, ids[1], IKEProtected4, IKEGuest4, c.esp, ids[0], ids[1], ikeLabPSK)
+%s}
+`, IKEPeer4, IKEGuest4, c.ike, ppkConn, auth, ids[0], certs, auth, ids[1], IKEProtected4, IKEGuest4, c.esp, ids[0], ids[1], ikeLabPSK, ppkSecret)
 	ch, err := StartCharon(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +184,11 @@ func vifsecPolicy(t *testing.T, d *Daemon, l *IKELab, c ikeCase, name string) {
 	args := []string{"policy", "create", "--tenant", "acme", "--name", name, "--vm", l.Guest.Name,
 		"--local-ip-subnets", IKEGuest4.String() + "/32", "--remote-ip-subnets", IKEProtected4.String(),
 		"--mode", "tunnel", "--ike-proposals", c.ike, "--esp-proposals", c.esp}
+	var ppkLine string
+	if c.ppkID != "" {
+		args = append(args, "--ppk-id", c.ppkID, "--ppk-required", "true")
+		ppkLine = ikeLabPPK + "\n" // after the PSK's line
+	}
 	if c.weInitiate {
 		args = append(args, "--remote-address", IKEPeer4.String())
 	}
@@ -182,7 +206,7 @@ func vifsecPolicy(t *testing.T, d *Daemon, l *IKELab, c ikeCase, name string) {
 		}
 		args = append(args, "--auth-method", "PKI", "--cert-name", "guest-"+c.auth, "--local-identity", IKEGuest4.String(), "--remote-identity", remote)
 	}
-	if _, err := d.CLIStdin(context.Background(), stdin, args...); err != nil {
+	if _, err := d.CLIStdin(context.Background(), stdin+ppkLine, args...); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -80,6 +80,15 @@ type CharonConfig struct {
 	// Plugins is charon's load list; "" means CharonPlugins.
 	Plugins string
 
+	// Root is a root file system charon and swanctl run in, chrooted
+	// inside charon's mount namespace: a debootstrap tree such as the
+	// strongSwan 6 one of `make lab-trixie` (TrixieRoot). "" runs the
+	// host's. Charon is the daemon's path inside it; "" means CharonPath.
+	// A daemon named charon-systemd reads its own strongswan.conf
+	// section, which StartCharon writes under that name.
+	Root   string
+	Charon string
+
 	SwanctlConf string // a whole swanctl.conf, overriding the connection fields
 
 	// Files are written under charon's private /etc/swanctl before it
@@ -109,8 +118,11 @@ func StartCharon(ctx context.Context, cfg CharonConfig) (c *Charon, err error) {
 	if cfg.NS == "" {
 		return nil, errors.New("strongswan: CharonConfig.NS is empty")
 	}
-	if _, err := os.Stat(CharonPath); err != nil {
-		return nil, fmt.Errorf("strongswan: %s missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins): %w", CharonPath, err)
+	if cfg.Charon == "" {
+		cfg.Charon = CharonPath
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Root, cfg.Charon)); err != nil {
+		return nil, fmt.Errorf("strongswan: %s missing (apt-get install strongswan-charon strongswan-swanctl libcharon-extra-plugins): %w", filepath.Join(cfg.Root, cfg.Charon), err)
 	}
 	// gcm and openssl come from libstrongswan-standard-plugins, which
 	// apt-get --no-install-recommends leaves out; charon then starts but
@@ -120,15 +132,19 @@ func StartCharon(ctx context.Context, cfg CharonConfig) (c *Charon, err error) {
 		cfg.Plugins = CharonPlugins
 	}
 	for _, p := range strings.Fields(cfg.Plugins) {
-		if _, err := os.Stat(filepath.Join(CharonPluginDir, "libstrongswan-"+p+".so")); err != nil {
+		if _, err := os.Stat(filepath.Join(cfg.Root, CharonPluginDir, "libstrongswan-"+p+".so")); err != nil {
 			missing = append(missing, p)
 		}
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("strongswan: plugins %s missing from %s (apt-get install libstrongswan-standard-plugins libcharon-extra-plugins)",
-			strings.Join(missing, ", "), CharonPluginDir)
+			strings.Join(missing, ", "), filepath.Join(cfg.Root, CharonPluginDir))
 	}
-	if _, err := exec.LookPath("swanctl"); err != nil {
+	if cfg.Root != "" {
+		if _, err := os.Stat(filepath.Join(cfg.Root, "usr/sbin/swanctl")); err != nil {
+			return nil, fmt.Errorf("strongswan: swanctl missing in %s: %w", cfg.Root, err)
+		}
+	} else if _, err := exec.LookPath("swanctl"); err != nil {
 		return nil, fmt.Errorf("strongswan: swanctl missing (apt-get install strongswan-swanctl): %w", err)
 	}
 	c = &Charon{Cfg: cfg, Dir: cfg.Dir}
@@ -150,9 +166,15 @@ func StartCharon(ctx context.Context, cfg CharonConfig) (c *Charon, err error) {
 			return c, err
 		}
 	}
-	c.conf = filepath.Join(c.Dir, "strongswan.conf")
+	// strongswan.conf: in the run directory, which a chrooted charon
+	// sees as /run.
+	confFile := filepath.Join(runDir, "strongswan.conf")
+	c.conf = confFile
+	if cfg.Root != "" {
+		c.conf = "/run/strongswan.conf"
+	}
 	c.Log = filepath.Join(c.Dir, "charon.log")
-	if err := os.WriteFile(c.conf, []byte(strongswanConf(cfg)), 0o600); err != nil {
+	if err := os.WriteFile(confFile, []byte(strongswanConf(cfg)), 0o600); err != nil {
 		return c, err
 	}
 	swc := cfg.SwanctlConf
@@ -180,7 +202,15 @@ func StartCharon(ctx context.Context, cfg CharonConfig) (c *Charon, err error) {
 	// ip netns exec and unshare (without --fork) exec in place and sh
 	// execs charon: cmd's pid is charon's. unshare -m makes the mounts
 	// private to this charon.
-	script := fmt.Sprintf("mount --bind %s /var/run && mount --bind %s /etc/swanctl && exec %s", shq(runDir), shq(swanctlDir), CharonPath)
+	script := fmt.Sprintf("mount --bind %s /var/run && mount --bind %s /etc/swanctl && exec %s", shq(runDir), shq(swanctlDir), cfg.Charon)
+	if r := cfg.Root; r != "" {
+		// The tree's /var/run is a symlink to /run: mount on /run. It
+		// needs /dev (/dev/net/tun for kernel-libipsec, /dev/urandom)
+		// and /proc; chroot execs charon in place.
+		script = fmt.Sprintf("mount --bind %s %s && mount --bind %s %s && mount --rbind /dev %s && mount -t proc proc %s && exec chroot %s %s",
+			shq(runDir), shq(filepath.Join(r, "run")), shq(swanctlDir), shq(filepath.Join(r, "etc/swanctl")),
+			shq(filepath.Join(r, "dev")), shq(filepath.Join(r, "proc")), shq(r), cfg.Charon)
+	}
 	c.cmd = exec.Command("ip", "netns", "exec", cfg.NS, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
 	c.cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
@@ -247,7 +277,11 @@ func StartCharon(ctx context.Context, cfg CharonConfig) (c *Charon, err error) {
 func (c *Charon) Swanctl(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-t", fmt.Sprint(c.PID), "-m", "-n", "swanctl"}, args...)...)
+	ns := []string{"-t", fmt.Sprint(c.PID), "-m", "-n"}
+	if c.Cfg.Root != "" {
+		ns = append(ns, "-r", "-w") // charon's root: its swanctl
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", append(append(ns, "swanctl"), args...)...)
 	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -296,7 +330,9 @@ func (c *Charon) Stop() error {
 
 func strongswanConf(cfg CharonConfig) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "charon {\n  load = %s\n", cfg.Plugins)
+	// A daemon reads the section of its own name (charon,
+	// charon-systemd).
+	fmt.Fprintf(&b, "%s {\n  load = %s\n", filepath.Base(cfg.Charon), cfg.Plugins)
 	if cfg.NoRoutes {
 		b.WriteString("  install_routes = no\n")
 	}

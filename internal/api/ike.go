@@ -37,6 +37,7 @@ func (s *server) listPolicies(w http.ResponseWriter, r *http.Request) {
 func (s *server) createPolicy(w http.ResponseWriter, r *http.Request) {
 	change(w, r, http.StatusCreated, func(req *PolicyCreateRequest) ([]string, error) {
 		defer clearString(&req.PSK)
+		defer clearString(&req.PPK)
 		p, err := req.Parse()
 		if err != nil {
 			return nil, err
@@ -49,6 +50,9 @@ func (s *server) modifyPolicy(w http.ResponseWriter, r *http.Request) {
 	change(w, r, http.StatusOK, func(req *PolicyModifyRequest) ([]string, error) {
 		if req.PSK != nil {
 			defer clearString(req.PSK)
+		}
+		if req.PPK != nil {
+			defer clearString(req.PPK)
 		}
 		return s.d.ModifyPolicy(r.PathValue("tenant"), r.PathValue("name"), req.Edit())
 	})

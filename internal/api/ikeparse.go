@@ -139,6 +139,22 @@ func (ps *policySetter) psk(pol *daemon.IKEPolicy, v string) {
 	pol.PSK = k
 }
 
+// ppk parses the post-quantum preshared key as the CLI read it, as psk
+// does. The error never quotes the key.
+func (ps *policySetter) ppk(pol *daemon.IKEPolicy, v string) {
+	clear(pol.PPK)
+	pol.PPK = nil
+	if v == "" {
+		return
+	}
+	k, err := sa.ParseKey(v)
+	if err != nil {
+		ps.p.addf("post-quantum preshared key (--ppk-id): not accepted (%s); give 0x-prefixed hex, or printable ASCII text", pskReason(v))
+		return
+	}
+	pol.PPK = k
+}
+
 // pskReason says what is wrong with a PSK without showing it.
 func pskReason(v string) string {
 	if len(v) >= 2 && v[0] == '0' && (v[1] == 'x' || v[1] == 'X') {
@@ -174,6 +190,8 @@ func (r *PolicyCreateRequest) Parse() (daemon.IKEPolicy, error) {
 	}
 	ps.auth(&pol, auth)
 	ps.psk(&pol, r.PSK)
+	ps.ppk(&pol, r.PPK)
+	pol.PPKID, pol.PPKRequired = r.PPKID, r.PPKRequired
 	pol.CertName = r.CertName
 	pol.LocalIdentity, pol.RemoteIdentity = r.LocalIdentity, r.RemoteIdentity
 	pol.IKEProposals, pol.ESPProposals = parseProposals(r.IKEProposals), parseProposals(r.ESPProposals)
@@ -183,6 +201,7 @@ func (r *PolicyCreateRequest) Parse() (daemon.IKEPolicy, error) {
 	ps.dpdAction(&pol, r.DPDAction)
 	if err := ps.p.err(); err != nil {
 		clear(pol.PSK)
+		clear(pol.PPK)
 		return daemon.IKEPolicy{}, err
 	}
 	return pol, nil
@@ -226,6 +245,24 @@ func (r *PolicyModifyRequest) Edit() func(*daemon.IKEPolicy) error {
 		}
 		if r.PSK != nil {
 			ps.psk(pol, *r.PSK)
+		}
+		if r.PPKID != nil {
+			pol.PPKID = *r.PPKID
+			if *r.PPKID == "" {
+				pol.PPKRequired = false
+			}
+			if r.PPK == nil {
+				ps.ppk(pol, "")
+				if *r.PPKID != "" {
+					ps.p.addf("--ppk-id %s: a new PPK identity needs its post-quantum preshared key; the CLI reads it from a prompt, or the line of stdin after the PSK's", *r.PPKID)
+				}
+			}
+		}
+		if r.PPK != nil {
+			ps.ppk(pol, *r.PPK)
+		}
+		if r.PPKRequired != nil {
+			pol.PPKRequired = *r.PPKRequired
 		}
 		if r.CertName != nil {
 			pol.CertName = *r.CertName
@@ -281,6 +318,10 @@ func PolicyOf(info daemon.PolicyInfo) Policy {
 	if info.PSKSet {
 		out.PSK = "set"
 	}
+	if info.PPKSet {
+		out.PPK = "set"
+	}
+	out.PPKID, out.PPKRequired = p.PPKID, p.PPKRequired
 	if info.Local.IsValid() {
 		out.LocalAddress = info.Local.String()
 	}

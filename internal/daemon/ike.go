@@ -38,8 +38,9 @@ func newIKEState() *ikeState {
 	}
 }
 
-// policyRecord is an IKE policy as stored, pre-shared key included (the
-// state file is mode 0600; these bytes are never logged). Enums are
+// policyRecord is an IKE policy as stored, pre-shared keys (PSK, PPK)
+// included: the state file is mode 0600, a fleet store seals the whole
+// record with the KEK; these bytes are never logged. Enums are
 // stored by their CLI names.
 type policyRecord struct {
 	Tenant         string         `json:"tenant"`
@@ -54,6 +55,9 @@ type policyRecord struct {
 	Mode           string         `json:"mode"`
 	Auth           string         `json:"auth_method"`
 	PSK            []byte         `json:"psk,omitempty"`
+	PPK            []byte         `json:"ppk,omitempty"`
+	PPKID          string         `json:"ppk_id,omitempty"`
+	PPKRequired    bool           `json:"ppk_required,omitempty"`
 	CertName       string         `json:"cert_name,omitempty"`
 	LocalIdentity  string         `json:"local_identity,omitempty"`
 	RemoteIdentity string         `json:"remote_identity,omitempty"`
@@ -91,6 +95,7 @@ func encodePolicy(p *IKEPolicy) []byte {
 		Tenant: p.Tenant, Name: p.Name, VM: p.VM, LocalSubnets: p.LocalSubnets, RemoteSubnets: p.RemoteSubnets,
 		Protocol: p.Protocol, LocalPorts: p.LocalPorts, RemotePorts: p.RemotePorts, RemoteAddress: p.RemoteAddress,
 		Mode: p.Mode.String(), Auth: p.Auth.String(), PSK: p.PSK, CertName: p.CertName,
+		PPK: p.PPK, PPKID: p.PPKID, PPKRequired: p.PPKRequired,
 		LocalIdentity: p.LocalIdentity, RemoteIdentity: p.RemoteIdentity, IKEProposals: p.IKEProposals, ESPProposals: p.ESPProposals,
 		IKELifetime: timerRecord(p.IKELifetime), ESPLifetime: timerRecord(p.ESPLifetime), DPDInterval: timerRecord(p.DPDInterval),
 		DPDAction: p.DPDAction.String(),
@@ -106,15 +111,16 @@ func decodePolicy(b []byte) (IKEPolicy, error) {
 		Tenant: r.Tenant, Name: r.Name, VM: r.VM, LocalSubnets: r.LocalSubnets, RemoteSubnets: r.RemoteSubnets,
 		Protocol: r.Protocol, LocalPorts: r.LocalPorts, RemotePorts: r.RemotePorts, RemoteAddress: r.RemoteAddress,
 		PSK: r.PSK, CertName: r.CertName, LocalIdentity: r.LocalIdentity, RemoteIdentity: r.RemoteIdentity,
+		PPK: r.PPK, PPKID: r.PPKID, PPKRequired: r.PPKRequired,
 		IKEProposals: r.IKEProposals, ESPProposals: r.ESPProposals,
 	}
 	var err error
 	if p.Mode, err = sa.ParseMode(r.Mode); err != nil {
-		clear(p.PSK)
+		p.clearSecrets()
 		return IKEPolicy{}, err
 	}
 	if p.Auth, err = ParseAuthMethod(r.Auth); err != nil {
-		clear(p.PSK)
+		p.clearSecrets()
 		return IKEPolicy{}, err
 	}
 	for _, t := range [...]struct {
@@ -123,12 +129,12 @@ func decodePolicy(b []byte) (IKEPolicy, error) {
 		d    *time.Duration
 	}{{"ike_lifetime", r.IKELifetime, &p.IKELifetime}, {"esp_lifetime", r.ESPLifetime, &p.ESPLifetime}, {"dpd_interval", r.DPDInterval, &p.DPDInterval}} {
 		if *t.d, err = timerField(t.name, t.s); err != nil {
-			clear(p.PSK)
+			p.clearSecrets()
 			return IKEPolicy{}, err
 		}
 	}
 	if p.DPDAction, err = ParseDPDAction(r.DPDAction); err != nil {
-		clear(p.PSK)
+		p.clearSecrets()
 		return IKEPolicy{}, fmt.Errorf("dpd_action: %w", err)
 	}
 	return p, nil
@@ -175,11 +181,11 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 			return err
 		}
 		if p.key() != r.Name {
-			clear(p.PSK)
+			p.clearSecrets()
 			return fmt.Errorf("holds policy %q", p.key())
 		}
 		if err := p.Validate(); err != nil {
-			clear(p.PSK)
+			p.clearSecrets()
 			return err
 		}
 		if p.VM != "" && d.vms[p.VM] == nil {
@@ -188,14 +194,14 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 			// the VM is attached here (a move). The IKE controller leaves
 			// it out meanwhile ("VM not attached").
 			if _, ok := d.tenants[p.Tenant]; !ok {
-				clear(p.PSK)
+				p.clearSecrets()
 				return fmt.Errorf("tenant %q is not stored", p.Tenant)
 			}
 			d.ike.policies[r.Name] = &p
 			return nil
 		}
 		if _, err := d.checkPolicyLocked(&p); err != nil {
-			clear(p.PSK)
+			p.clearSecrets()
 			return err
 		}
 		d.ike.policies[r.Name] = &p
@@ -260,6 +266,9 @@ func (d *Daemon) checkPolicyLocked(p *IKEPolicy) (warnings []string, err error) 
 	}
 	if p.Auth == AuthPSK && len(p.PSK) < MinPSKLen {
 		warnings = append(warnings, fmt.Sprintf("the pre-shared key of policy %s is %d bytes long; a short key can be guessed offline from one captured exchange: use at least %d random bytes", p.Name, len(p.PSK), MinPSKLen))
+	}
+	if len(p.PPK) > 0 && len(p.PPK) < MinPPKLen {
+		warnings = append(warnings, fmt.Sprintf("the post-quantum preshared key of policy %s is %d bytes long; it protects the keys only if it holds at least 256 bits of entropy: use at least %d random bytes", p.Name, len(p.PPK), MinPPKLen))
 	}
 	return warnings, nil
 }
@@ -346,19 +355,20 @@ func underlayIKEAddr(u *Uplink) netip.Addr {
 // PolicyInfo describes one IKE policy for listing: no secret, only
 // whether one is set.
 type PolicyInfo struct {
-	Policy IKEPolicy // PSK is nil
+	Policy IKEPolicy // PSK and PPK are nil
 	PSKSet bool
+	PPKSet bool
 	// Local is the address IKE speaks from for it (the VM's, or the
 	// uplink's underlay address); invalid while it waits for the uplink.
 	Local netip.Addr
 }
 
 // CreatePolicy adds policy p and returns warnings for the operator. A
-// zero p.Mode is transport (ONTAP's default). p.PSK is zeroed when it
+// zero p.Mode is transport (ONTAP's default). p.PSK and p.PPK are zeroed when it
 // returns: the Daemon keeps its own copy. Equivalent to: `vifsec policy
 // create ...` (ONTAP `security ipsec policy create`).
 func (d *Daemon) CreatePolicy(p IKEPolicy) (warnings []string, err error) {
-	defer clear(p.PSK)
+	defer p.clearSecrets()
 	if p.Mode == sa.ModeInvalid {
 		p.Mode = sa.ModeTransport
 	}
@@ -400,7 +410,7 @@ func (d *Daemon) ModifyPolicy(tenantName, name string, edit func(*IKEPolicy) err
 		return nil, d.noPolicyLocked(tenantName, name)
 	}
 	p := old.clone()
-	defer func() { clear(p.PSK) }()
+	defer func() { p.clearSecrets() }()
 	if err := edit(&p); err != nil {
 		return nil, wrap(CodeInvalid, err)
 	}
@@ -420,7 +430,7 @@ func (d *Daemon) ModifyPolicy(tenantName, name string, edit func(*IKEPolicy) err
 		return nil, err
 	}
 	c := p.clone()
-	clear(old.PSK)
+	old.clearSecrets()
 	d.ike.policies[p.key()] = &c
 	// SAs negotiated under the old settings go; IKE negotiates new ones.
 	d.removeChildrenLocked(d.childrenOfLocked(p.key()))
@@ -451,7 +461,7 @@ func (d *Daemon) DeletePolicy(tenantName, name string) error {
 	if err := d.commit([]store.Op{store.Delete(store.KindPolicy, k)}); err != nil {
 		return err
 	}
-	clear(old.PSK)
+	old.clearSecrets()
 	delete(d.ike.policies, k)
 	d.removeChildrenLocked(d.childrenOfLocked(k))
 	d.changed()
@@ -477,9 +487,9 @@ func (d *Daemon) Policies(tenantName string) ([]PolicyInfo, error) {
 			continue
 		}
 		c := p.clone()
-		clear(c.PSK)
-		c.PSK = nil
-		out = append(out, PolicyInfo{Policy: c, PSKSet: len(p.PSK) > 0, Local: d.ikeAddrLocked(p)})
+		c.clearSecrets()
+		c.PSK, c.PPK = nil, nil
+		out = append(out, PolicyInfo{Policy: c, PSKSet: len(p.PSK) > 0, PPKSet: len(p.PPK) > 0, Local: d.ikeAddrLocked(p)})
 	}
 	return out, nil
 }

@@ -174,6 +174,10 @@ const AnyIdentity = "ANYTHING"
 // MinPSKLen is the shortest pre-shared key accepted without a warning.
 const MinPSKLen = 16
 
+// MinPPKLen is the shortest post-quantum preshared key accepted without a
+// warning: RFC 8784 asks for at least 256 bits of entropy.
+const MinPPKLen = 32
+
 // maxIdentity bounds --local-identity and --remote-identity.
 const maxIdentity = 255
 
@@ -192,8 +196,9 @@ const maxIdentity = 255
 // negotiates are the VM's; without, from the uplink's underlay address
 // (--vxlan-local), and the SAs are underlay SAs of the tenant.
 //
-// PSK is a secret: it is stored, never logged, and never returned by a
-// listing (PolicyInfo has PSKSet instead).
+// PSK and PPK are secrets: they are stored (sealed like the PSK in a
+// fleet store), never logged, and never returned by a listing
+// (PolicyInfo has PSKSet and PPKSet instead).
 type IKEPolicy struct {
 	Tenant string
 	Name   string
@@ -214,6 +219,14 @@ type IKEPolicy struct {
 	PSK           []byte
 	// CertName is the tenant's server certificate (PKI).
 	CertName string
+	// PPK (ext: --ppk-id) is a post-quantum preshared key (RFC 8784),
+	// mixed into the keys of the IKE SA with either authentication
+	// method; PPKID is its identity as both peers know it. With
+	// PPKRequired no IKE SA is made without it; else a peer without a
+	// PPK is accepted (or accepts us) on the classic keys.
+	PPK         []byte
+	PPKID       string
+	PPKRequired bool
 	// LocalIdentity is our IKE identity; "" means our address (PSK) or the
 	// certificate's subject (PKI). RemoteIdentity is the one the peer must
 	// prove; "" means its address (PSK only); AnyIdentity (PKI only): any
@@ -246,9 +259,17 @@ func (p *IKEPolicy) clone() IKEPolicy {
 	c.LocalSubnets = slices.Clone(p.LocalSubnets)
 	c.RemoteSubnets = slices.Clone(p.RemoteSubnets)
 	c.PSK = slices.Clone(p.PSK)
+	c.PPK = slices.Clone(p.PPK)
 	c.IKEProposals = slices.Clone(p.IKEProposals)
 	c.ESPProposals = slices.Clone(p.ESPProposals)
 	return c
+}
+
+// clearSecrets zeroes p's pre-shared keys (the bytes are shared by no
+// other policy: clone copies them).
+func (p *IKEPolicy) clearSecrets() {
+	clear(p.PSK)
+	clear(p.PPK)
 }
 
 // Family reports whether the policy's subnets are IPv4 (else IPv6); valid
@@ -348,6 +369,17 @@ func (p *IKEPolicy) Validate() error {
 	default:
 		add("--auth-method: not set; use PSK or PKI")
 	}
+	switch {
+	case len(p.PPK) > 0 && p.PPKID == "":
+		add("--ppk-id: required with a post-quantum preshared key: the identity both peers know the PPK by")
+	case len(p.PPK) == 0 && p.PPKID != "":
+		add("--ppk-id %s: no post-quantum preshared key given; the CLI reads it from a prompt, or the line of stdin after the PSK's", p.PPKID)
+	case len(p.PPK) == 0 && p.PPKRequired:
+		add("--ppk-required true: no post-quantum preshared key is set; give --ppk-id ID (the CLI reads the key)")
+	}
+	if err := checkPPKID(p.PPKID); err != nil {
+		errs = append(errs, fmt.Errorf("--ppk-id: %w", err))
+	}
 	p.checkTimers(&errs)
 	for _, pr := range [...]struct {
 		flag string
@@ -434,6 +466,24 @@ func checkIdentity(s string) error {
 	}
 	_, err := ike.ParseID(s)
 	return err
+}
+
+// maxPPKID bounds --ppk-id: PPK_IDENTITY carries it after one octet of
+// type, and strongSwan keeps it as an identity.
+const maxPPKID = 255
+
+// checkPPKID accepts "" (no PPK) or 1 to maxPPKID bytes of printable
+// ASCII without spaces.
+func checkPPKID(s string) error {
+	if len(s) > maxPPKID {
+		return fmt.Errorf("%d bytes long; a PPK identity is at most %d", len(s), maxPPKID)
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return fmt.Errorf("%q holds a space, control or non-ASCII character; give printable ASCII, e.g. ppk-2026", s)
+		}
+	}
+	return nil
 }
 
 // checkProposals parses each proposal with the IKE engine's parser

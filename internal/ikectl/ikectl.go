@@ -168,6 +168,7 @@ func (c *Controller) policies(cfg daemon.IKEConfig) []ike.Policy {
 		key := pc.Policy.Tenant + "/" + pc.Policy.Name
 		if why != "" {
 			clear(p.PSK)
+			clear(p.PPK)
 			waiting[key] = why
 			if c.waiting[key] != why {
 				c.log.Warn("IKE policy waits", "tenant", pc.Policy.Tenant, "policy", pc.Policy.Name, "reason", why)
@@ -192,6 +193,7 @@ func enginePolicy(pc daemon.IKEPolicyConfig) (p ike.Policy, why string) {
 		LocalPorts: ports(d.LocalPorts), RemotePorts: ports(d.RemotePorts), Mode: d.Mode,
 		LocalID: d.LocalIdentity, RemoteID: d.RemoteIdentity,
 		DPD: d.DPDInterval, DPDClear: d.EffectiveDPDAction() == daemon.DPDClear,
+		PPK: d.PPK, PPKID: d.PPKID, PPKRequired: d.PPKRequired,
 	}
 	p.IKELifetime, p.ChildLifetime = d.Lifetimes()
 	if d.RemoteIdentity == daemon.AnyIdentity {

@@ -160,8 +160,8 @@ func TestAddKEIntAuthBinds(t *testing.T) {
 	}
 }
 
-// An IKE SA made with additional key exchanges is rekeyed with
-// CREATE_CHILD_SA over its classical part.
+// An IKE SA made with additional key exchanges is rekeyed with them:
+// CREATE_CHILD_SA, then IKE_FOLLOWUP_KE (RFC 9370 §2.2.4).
 func TestAddKERekey(t *testing.T) {
 	pa, pb := pskPair()
 	pa.IKE = mustIKE(t, "aes256gcm16-prfsha384-x25519-ke1_mlkem768")
@@ -174,7 +174,7 @@ func TestAddKERekey(t *testing.T) {
 	n.pump()
 	n.advance(time.Second)
 	wantUp(t, a, b, 1)
-	if got := a.established()[0].KeyExchanges; got != "curve25519" {
+	if got := a.established()[0].KeyExchanges; got != "curve25519+mlkem768" {
 		t.Fatalf("rekeyed SA: key exchanges %q", got)
 	}
 }

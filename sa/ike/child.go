@@ -525,16 +525,7 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 			reason = "responder's KE payload: " + err.Error()
 		}
 	}
-	var iE, iI, rE, rI []byte
-	if reason == "" {
-		var err error
-		iE, iI, rE, rI, err = suite.ChildKeys(s.suite, s.keys.D, ch.suite, shared, ni, cp.nonce)
-		suite.Zero(shared)
-		if err != nil {
-			reason = "key derivation: " + err.Error()
-		}
-	}
-	if reason != "" {
+	refused := func(reason string, bad Failure) {
 		s.e.fail(bad)
 		if old != nil {
 			s.e.stats.ChildRekeyFailures++
@@ -543,8 +534,45 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.sendChildDelete(inSPI)
 		restore(s.e.cfg.RetryInterval)
+	}
+	if reason != "" {
+		refused(reason, bad)
 		return
 	}
+	complete := func(add []byte) {
+		iE, iI, rE, rI, err := suite.ChildKeysAddKE(s.suite, s.keys.D, ch.suite, shared, ni, cp.nonce, add)
+		suite.Zero(shared)
+		if err != nil {
+			refused("key derivation: "+err.Error(), FailureOther)
+			return
+		}
+		s.childMade(old, inSPI, ni, ch, mode, cp, iE, iI, rE, rI)
+	}
+	if !ch.suite.HasAddKE() {
+		complete(nil)
+		return
+	}
+	// The additional key exchanges run in IKE_FOLLOWUP_KE (followup.go);
+	// old stays REKEYING meanwhile.
+	s.followups(addKEMethods(ch.suite.AddKE), addKELink(ps), nil, func(add []byte, why string) {
+		if s.state != ikeEstablished || s.rekeyedTo != nil {
+			suite.Zero(shared, add)
+			s.e.freeSPI(pol.Scope, inSPI)
+			return
+		}
+		if why != "" {
+			suite.Zero(shared)
+			refused(why, FailureOther)
+			return
+		}
+		complete(add)
+		suite.Zero(add)
+	})
+}
+
+// childMade installs the Child SA our CREATE_CHILD_SA made, settling a
+// rekey collision (RFC 7296 §2.8.1) if old was rekeyed by the peer too.
+func (s *ikeSA) childMade(old *childSA, inSPI uint32, ni []byte, ch espChoice, mode sa.Mode, cp childPayloads, iE, iI, rE, rI []byte) {
 	c := s.newChild(inSPI, spiFrom(ch.spi), ch.suite, mode, cp.tsi.Selectors, cp.tsr.Selectors, rE, rI, iE, iI)
 	c.nonces = [2][]byte{ni, slices.Clone(cp.nonce)}
 	if old == nil || old.ike != s || old.state != childRekeying {
@@ -586,18 +614,47 @@ type childOffer struct {
 // respondChild negotiates the Child SA the peer asks for. It returns the
 // payloads of the answer (an error notify on failure) and the child, not
 // yet installed. In IKE_AUTH (auth) the IKE SA's nonces key it and PFS is
-// not negotiated.
+// not negotiated. A suite with additional key exchanges is for
+// offerChild.
 func (s *ikeSA) respondChild(o childOffer, auth bool, old *childSA) ([]wire.Payload, *childSA) {
+	ps, fin, abort, addKE := s.offerChild(o, auth, old)
+	if fin == nil {
+		return ps, nil
+	}
+	if len(addKE) > 0 {
+		abort()
+		return s.refuseChild(wire.NotifyNoProposalChosen, nil, "a suite with additional key exchanges needs IKE_FOLLOWUP_KE")
+	}
+	c, why := fin(nil)
+	if c == nil {
+		return s.refuseChild(wire.NotifyNoProposalChosen, nil, why)
+	}
+	return ps, c
+}
+
+// refuseChild counts and logs a refused Child SA and returns the answer.
+func (s *ikeSA) refuseChild(t wire.NotifyType, data []byte, why string) ([]wire.Payload, *childSA) {
+	s.e.fail(failureOf(t))
+	s.lwarn("Child SA refused", "reason", why)
+	return []wire.Payload{&wire.Notify{NotifyType: t, Data: data}}, nil
+}
+
+// offerChild negotiates the Child SA the peer asks for up to its keys:
+// it returns the payloads of the answer (an error notify, and fin nil, on
+// failure), fin, which keys and builds the child (not yet installed) from
+// SK(1) | ... | SK(n) of the additional key exchanges addKE still to run
+// (nil if none), and abort, which releases the child's SPI if fin is
+// never called.
+func (s *ikeSA) offerChild(o childOffer, auth bool, old *childSA) (ps []wire.Payload, fin func(add []byte) (*childSA, string), abort func(), addKE []uint16) {
 	pol := s.pol
 	e := s.e
 	mode := pol.Mode
 	if old != nil {
 		mode = old.mode
 	}
-	refuse := func(t wire.NotifyType, data []byte, why string) ([]wire.Payload, *childSA) {
-		e.fail(failureOf(t))
-		s.lwarn("Child SA refused", "reason", why)
-		return []wire.Payload{&wire.Notify{NotifyType: t, Data: data}}, nil
+	refuse := func(t wire.NotifyType, data []byte, why string) ([]wire.Payload, func([]byte) (*childSA, string), func(), []uint16) {
+		ps, _ := s.refuseChild(t, data, why)
+		return ps, nil, nil, nil
 	}
 	if o.transport != (mode == sa.ModeTransport) {
 		return refuse(wire.NotifyNoProposalChosen, nil, fmt.Sprintf("peer asks for the other mode; the policy wants %s", mode))
@@ -644,15 +701,22 @@ func (s *ikeSA) respondChild(o childOffer, auth bool, old *childSA) ([]wire.Payl
 		suite.Zero(shared)
 		return refuse(wire.NotifyNoAdditionalSAs, nil, "no SPI: "+err.Error())
 	}
-	iE, iI, rE, rI, err := suite.ChildKeys(s.suite, s.keys.D, ch.suite, shared, ni, nr)
-	suite.Zero(shared)
-	if err != nil {
-		e.freeSPI(pol.Scope, inSPI)
-		return refuse(wire.NotifyNoProposalChosen, nil, "key derivation: "+err.Error())
+	fin = func(add []byte) (*childSA, string) {
+		iE, iI, rE, rI, err := suite.ChildKeysAddKE(s.suite, s.keys.D, ch.suite, shared, ni, nr, add)
+		suite.Zero(shared)
+		if err != nil {
+			e.freeSPI(pol.Scope, inSPI)
+			return nil, "key derivation: " + err.Error()
+		}
+		c := s.newChild(inSPI, spiFrom(ch.spi), ch.suite, mode, tsr, tsi, iE, iI, rE, rI)
+		c.nonces = [2][]byte{slices.Clone(ni), nr}
+		return c, ""
 	}
-	c := s.newChild(inSPI, spiFrom(ch.spi), ch.suite, mode, tsr, tsi, iE, iI, rE, rI)
-	c.nonces = [2][]byte{slices.Clone(ni), nr}
-	ps := []wire.Payload{&wire.SA{Proposals: []wire.Proposal{{Num: ch.num, Protocol: wire.ProtoESP, SPI: spiBytes(inSPI), Transforms: ch.suite.Transforms()}}}}
+	abort = func() {
+		suite.Zero(shared)
+		e.freeSPI(pol.Scope, inSPI)
+	}
+	ps = []wire.Payload{&wire.SA{Proposals: []wire.Proposal{{Num: ch.num, Protocol: wire.ProtoESP, SPI: spiBytes(inSPI), Transforms: ch.suite.Transforms()}}}}
 	if !auth {
 		ps = append(ps, &wire.Nonce{Data: nr})
 		if kePub != nil {
@@ -663,7 +727,7 @@ func (s *ikeSA) respondChild(o childOffer, auth bool, old *childSA) ([]wire.Payl
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyUseTransportMode})
 	}
 	ps = append(ps, &wire.TS{Selectors: tsi}, &wire.TS{Responder: true, Selectors: tsr})
-	return ps, c
+	return ps, fin, abort, addKEMethods(ch.suite.AddKE)
 }
 
 // createChildRequest answers CREATE_CHILD_SA: a new Child SA, a Child SA
@@ -713,22 +777,55 @@ func (s *ikeSA) createChildRequest(p Packet, h wire.Header, ps []wire.Payload) {
 			return
 		}
 	}
-	rps, c := s.respondChild(childOffer{sa: cp.sa, tsi: cp.tsi, tsr: cp.tsr, transport: cp.transport, ke: cp.ke, ni: cp.nonce}, false, old)
-	if c != nil {
-		if old == nil {
-			s.installChild(c, true)
-		} else {
-			c.replaces = old
-			if old.state == childRekeying {
-				old.peerRekey = c // collision: settled when our exchange ends
-			} else {
-				old.state = childRekeyed
-				s.e.disarm(&old.tRekey)
-			}
-			s.installChild(c, false)
-		}
+	rps, fin, abort, addKE := s.offerChild(childOffer{sa: cp.sa, tsi: cp.tsi, tsr: cp.tsr, transport: cp.transport, ke: cp.ke, ni: cp.nonce}, false, old)
+	if fin == nil {
+		s.respond(p, h, rps)
+		return
 	}
-	s.respond(p, h, rps)
+	install := func(c *childSA) {
+		if old == nil || old.ike != s || s.e.children[old.cfg.In.Name] != old {
+			s.installChild(c, true) // a new child, or old went meanwhile
+			return
+		}
+		c.replaces = old
+		if old.state == childRekeying {
+			old.peerRekey = c // collision: settled when our exchange ends
+		} else {
+			old.state = childRekeyed
+			s.e.disarm(&old.tRekey)
+		}
+		s.installChild(c, false)
+	}
+	if len(addKE) == 0 {
+		c, why := fin(nil)
+		if c == nil {
+			rps, _ = s.refuseChild(wire.NotifyNoProposalChosen, nil, why)
+		} else {
+			install(c)
+		}
+		s.respond(p, h, rps)
+		return
+	}
+	if old != nil && old.state == childRekeying {
+		// We rekey old ourselves and the peer's rekey needs follow-ups:
+		// its child would not exist when ours is settled. The peer
+		// retries, or deletes old once ours is done.
+		abort()
+		s.respondNotify(p, h, wire.NotifyTemporaryFailure, nil)
+		return
+	}
+	s.awaitFollowups(p, h, rps, addKE, func(add []byte) bool {
+		c, why := fin(add)
+		if c == nil {
+			s.refuseChild(wire.NotifyNoProposalChosen, nil, why)
+			return false
+		}
+		if old != nil && old.state == childRekeyed || old != nil && old.state == childDeleting {
+			old = nil // replaced or deleted meanwhile: the new child stands alone
+		}
+		install(c)
+		return true
+	}, abort)
 }
 
 // ---- INFORMATIONAL ----
@@ -813,7 +910,7 @@ func (s *ikeSA) rekeyIKE(group uint16) {
 			return nil
 		}
 		spi, ni = s.e.newSPI(), s.e.random(nonceLen)
-		return []wire.Payload{ikeProposals(rekeySuites(pol.IKE), binary.BigEndian.AppendUint64(nil, spi)), &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: dh.Public()}}
+		return []wire.Payload{ikeProposals(pol.IKE, binary.BigEndian.AppendUint64(nil, spi)), &wire.Nonce{Data: ni}, &wire.KE{Group: group, Data: dh.Public()}}
 	}
 	r.onResp = func(_ wire.Header, ps []wire.Payload) { s.rekeyIKEResponse(spi, ni, dh, group, ps) }
 	r.onFail = func() {
@@ -865,7 +962,7 @@ func (s *ikeSA) rekeyIKEResponse(spi uint64, ni []byte, dh suite.DH, group uint1
 	var st suite.IKE
 	ok := false
 	if cp.sa != nil {
-		st, ok = acceptedIKE(cp.sa, 8, rekeySuites(pol.IKE))
+		st, ok = acceptedIKE(cp.sa, 8, pol.IKE)
 	}
 	if !ok || st.DH != group || cp.ke == nil || cp.ke.Group != group || len(cp.nonce) < minNonce || len(cp.nonce) > maxNonce {
 		s.e.fail(FailureNoProposal)
@@ -881,42 +978,68 @@ func (s *ikeSA) rekeyIKEResponse(spi uint64, ni []byte, dh suite.DH, group uint1
 		return
 	}
 	nr := slices.Clone(cp.nonce)
-	keys, err := suite.DeriveIKERekey(st, s.keys.D, shared, ni, nr, spi, peerSPI)
-	suite.Zero(shared)
-	if err != nil {
-		retry(s.e.cfg.RetryInterval)
-		return
-	}
-	n, err := s.successor(true, spi, peerSPI, st, keys, ni, nr)
-	if err != nil {
-		retry(s.e.cfg.RetryInterval)
-		return
-	}
-	if c := s.collision; c != nil && c.state == ikeEstablished {
-		if lowestIsIn(n.nonces, c.nonces) {
-			s.ldebug("IKE SA rekey collision lost")
-			s.moveChildren(c)
-			n.remove("redundant after an IKE SA rekey collision", true)
+	complete := func(add []byte) {
+		keys, err := suite.DeriveIKERekeyAddKE(st, s.keys.D, shared, ni, nr, add, spi, peerSPI)
+		suite.Zero(shared)
+		if err != nil {
+			retry(s.e.cfg.RetryInterval)
 			return
 		}
-		s.ldebug("IKE SA rekey collision won")
+		n, err := s.successor(true, spi, peerSPI, st, keys, ni, nr)
+		if err != nil {
+			retry(s.e.cfg.RetryInterval)
+			return
+		}
+		if c := s.collision; c != nil && c.state == ikeEstablished {
+			if lowestIsIn(n.nonces, c.nonces) {
+				s.ldebug("IKE SA rekey collision lost")
+				s.moveChildren(c)
+				n.remove("redundant after an IKE SA rekey collision", true)
+				return
+			}
+			s.ldebug("IKE SA rekey collision won")
+		}
+		s.moveChildren(n)
+		s.e.stats.IKERekeys++
+		s.linfo("IKE SA rekeyed", "new_spi_i", hex64(n.spiI), "new_spi_r", hex64(n.spiR), "key_exchanges", st.KeyExchanges())
+		s.enqueue(&request{
+			exch:   wire.ExchangeInformational,
+			build:  func() []wire.Payload { return []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}} },
+			onResp: func(wire.Header, []wire.Payload) { s.destroy("rekeyed") },
+			onFail: func() { s.destroy("rekeyed") },
+		}, true)
 	}
-	s.moveChildren(n)
-	s.e.stats.IKERekeys++
-	s.linfo("IKE SA rekeyed", "new_spi_i", hex64(n.spiI), "new_spi_r", hex64(n.spiR))
-	s.enqueue(&request{
-		exch:   wire.ExchangeInformational,
-		build:  func() []wire.Payload { return []wire.Payload{&wire.Delete{Protocol: wire.ProtoIKE}} },
-		onResp: func(wire.Header, []wire.Payload) { s.destroy("rekeyed") },
-		onFail: func() { s.destroy("rekeyed") },
-	}, true)
+	if !st.HasAddKE() {
+		complete(nil)
+		return
+	}
+	// The additional key exchanges run in IKE_FOLLOWUP_KE (followup.go);
+	// the rekey is pending until they are done.
+	s.rekeyPending = true
+	s.followups(addKEMethods(st.AddKE), addKELink(ps), nil, func(add []byte, why string) {
+		s.rekeyPending = false
+		if s.state != ikeEstablished || s.rekeyedTo != nil {
+			suite.Zero(shared, add)
+			return
+		}
+		if why != "" {
+			suite.Zero(shared)
+			s.e.fail(FailureOther)
+			s.e.stats.IKERekeyFailures++
+			s.lwarn("IKE SA rekey failed", "reason", why)
+			retry(s.e.cfg.RetryInterval)
+			return
+		}
+		complete(add)
+		suite.Zero(add)
+	})
 }
 
 // rekeyIKERequest answers the peer's rekey of this IKE SA.
 func (s *ikeSA) rekeyIKERequest(p Packet, h wire.Header, cp childPayloads) {
 	pol := s.pol
 	for _, c := range s.children {
-		if c.state == childRekeying && s.req != nil && s.req.exch == wire.ExchangeCreateChildSA && !s.rekeyPending {
+		if c.state == childRekeying && s.req != nil && (s.req.exch == wire.ExchangeCreateChildSA || s.req.exch == wire.ExchangeFollowupKE) && !s.rekeyPending {
 			s.respondNotify(p, h, wire.NotifyTemporaryFailure, nil)
 			return
 		}
@@ -925,13 +1048,20 @@ func (s *ikeSA) rekeyIKERequest(p Packet, h wire.Header, cp childPayloads) {
 		s.respondNotify(p, h, wire.NotifyInvalidSyntax, nil)
 		return
 	}
-	ch, ok := selectIKE(cp.sa.Proposals, 8, rekeySuites(pol.IKE), cp.ke.Group, s.e.cfg.PreferInitiatorProposals)
+	ch, ok := selectIKE(cp.sa.Proposals, 8, pol.IKE, cp.ke.Group, s.e.cfg.PreferInitiatorProposals)
 	if !ok {
 		s.respondNotify(p, h, wire.NotifyNoProposalChosen, nil)
 		return
 	}
 	if ch.suite.DH != cp.ke.Group {
 		s.respondNotify(p, h, wire.NotifyInvalidKEPayload, binary.BigEndian.AppendUint16(nil, ch.suite.DH))
+		return
+	}
+	if ch.suite.HasAddKE() && s.rekeyPending {
+		// Our own rekey is pending and the peer's needs follow-ups: its
+		// new SA would not exist when ours is settled. The peer retries
+		// (or its rekey is moot once ours is done).
+		s.respondNotify(p, h, wire.NotifyTemporaryFailure, nil)
 		return
 	}
 	var peerSPI uint64
@@ -952,28 +1082,38 @@ func (s *ikeSA) rekeyIKERequest(p Packet, h wire.Header, cp childPayloads) {
 	}
 	newSPI, nr := s.e.newSPI(), s.e.random(nonceLen)
 	ni := slices.Clone(cp.nonce)
-	keys, err := suite.DeriveIKERekey(ch.suite, s.keys.D, shared, ni, nr, peerSPI, newSPI)
-	suite.Zero(shared)
-	if err != nil {
-		s.respondNotify(p, h, wire.NotifyNoProposalChosen, nil)
-		return
+	finish := func(add []byte) bool {
+		keys, err := suite.DeriveIKERekeyAddKE(ch.suite, s.keys.D, shared, ni, nr, add, peerSPI, newSPI)
+		suite.Zero(shared)
+		if err != nil {
+			return false
+		}
+		n, err := s.successor(false, peerSPI, newSPI, ch.suite, keys, ni, nr)
+		if err != nil {
+			return false
+		}
+		if s.rekeyPending {
+			s.collision = n // settled when our own rekey ends
+		} else {
+			s.moveChildren(n)
+			s.e.stats.IKERekeys++
+		}
+		return true
 	}
-	n, err := s.successor(false, peerSPI, newSPI, ch.suite, keys, ni, nr)
-	if err != nil {
-		s.respondNotify(p, h, wire.NotifyNoProposalChosen, nil)
-		return
-	}
-	if s.rekeyPending {
-		s.collision = n // settled when our own rekey ends
-	} else {
-		s.moveChildren(n)
-		s.e.stats.IKERekeys++
-	}
-	s.respond(p, h, []wire.Payload{
+	rps := []wire.Payload{
 		&wire.SA{Proposals: []wire.Proposal{{Num: ch.num, Protocol: wire.ProtoIKE, SPI: binary.BigEndian.AppendUint64(nil, newSPI), Transforms: ch.suite.Transforms()}}},
 		&wire.Nonce{Data: nr},
 		&wire.KE{Group: ch.suite.DH, Data: dh.Public()},
-	})
+	}
+	if ch.suite.HasAddKE() {
+		s.awaitFollowups(p, h, rps, addKEMethods(ch.suite.AddKE), finish, func() { suite.Zero(shared) })
+		return
+	}
+	if !finish(nil) {
+		s.respondNotify(p, h, wire.NotifyNoProposalChosen, nil)
+		return
+	}
+	s.respond(p, h, rps)
 }
 
 // successor makes the IKE SA that replaces s after a rekey.
@@ -988,6 +1128,7 @@ func (s *ikeSA) successor(initiator bool, spiI, spiR uint64, st suite.IKE, keys 
 	n.natLocal, n.natRemote, n.fragOK = s.natLocal, s.natRemote, s.fragOK
 	n.peerHashes, n.localID, n.remoteID, n.peerCert = s.peerHashes, s.localID, s.remoteID, s.peerCert
 	n.ppk = s.ppk // its keys come from our SK_d, which the PPK keyed
+	n.kesDone = addKEMethods(st.AddKE)
 	n.state = ikeEstablished
 	n.established = n.created
 	n.nonces = [2][]byte{ni, nr}

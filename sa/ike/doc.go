@@ -7,7 +7,8 @@
 // them; intermediate.go), IKE_AUTH (with RFC 8784 post-quantum preshared
 // keys, mandatory or optional: Policy.PPK),
 // CREATE_CHILD_SA (new Child SA, Child SA rekey, IKE SA rekey, optional
-// PFS), INFORMATIONAL (delete, liveness) — message IDs with a window of
+// PFS) followed by IKE_FOLLOWUP_KE for their additional key exchanges
+// (RFC 9370 §2.2.4, followup.go), INFORMATIONAL (delete, liveness) — message IDs with a window of
 // one, retransmission with exponential backoff, duplicate requests
 // answered from a cache, rekey collisions (§2.8.1), cookies (§2.6), NAT
 // detection and the float to port 4500 (§2.23), IKE fragmentation (RFC

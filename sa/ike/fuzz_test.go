@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/ike/wire"
 )
 
 // established describes what must not change: every established IKE SA
@@ -38,6 +39,9 @@ func FuzzInput(f *testing.F) {
 	// IKE_INTERMEDIATE fragments and the state between the exchanges.
 	pa.IKE = append(mustIKE(f, "aes256gcm16-prfsha384-x25519-ke1_mlkem768"), DefaultIKEProposals...)
 	pb.IKE = pa.IKE
+	// The Child SA rekey below runs an IKE_FOLLOWUP_KE exchange.
+	pa.ESP = append(mustESP(f, "aes256gcm16-x25519-ke1_mlkem768"), DefaultESPProposals...)
+	pb.ESP = pa.ESP
 	a := n.add("a", "192.0.2.1", &Config{FragmentSize: 400})
 	b := n.add("b", "192.0.2.2", &Config{FragmentSize: 400})
 	if err := b.e.SetPolicies([]Policy{pb}); err != nil {
@@ -50,7 +54,7 @@ func FuzzInput(f *testing.F) {
 	c := onlyChild(f, a)
 	a.e.HandleEvent(sa.Event{Kind: sa.EventSoft, Name: c.In.Name})
 	n.pump()
-	if len(a.children()) != 1 || len(b.children()) != 1 {
+	if len(a.children()) != 1 || len(b.children()) != 1 || countSent(n, addrA, byte(wire.ExchangeFollowupKE)) == 0 {
 		f.Fatal("setup failed")
 	}
 	for _, p := range n.sent {

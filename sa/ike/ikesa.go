@@ -94,9 +94,10 @@ type ikeSA struct {
 	tRetrans, tDPD, tRekey, tHalf  timer
 
 	// IKE SA rekeying.
-	rekeyPending    bool   // our CREATE_CHILD_SA rekeying this SA is queued or in flight
-	rekeyedTo       *ikeSA // the SA that replaced this one; it waits for deletion
-	collision       *ikeSA // the peer rekeyed this SA while our rekey was pending
+	rekeyPending    bool      // our CREATE_CHILD_SA rekeying this SA is queued or in flight
+	rekeyedTo       *ikeSA    // the SA that replaced this one; it waits for deletion
+	collision       *ikeSA    // the peer rekeyed this SA while our rekey was pending
+	fu              *followup // responder: a CREATE_CHILD_SA whose IKE_FOLLOWUP_KE exchanges run (followup.go)
 	nonces          [2][]byte
 	childless       bool // IKE_AUTH made no Child SA
 	installFailures int
@@ -477,6 +478,8 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 		}
 	case wire.ExchangeCreateChildSA:
 		s.createChildRequest(p, h, ps)
+	case wire.ExchangeFollowupKE:
+		s.followupRequest(p, h, ps)
 	case wire.ExchangeInformational:
 		s.informationalRequest(p, h, ps)
 	}
@@ -496,6 +499,7 @@ func (s *ikeSA) destroy(reason string) {
 		s.ldebug("IKE SA dropped", "reason", reason)
 	}
 	e := s.e
+	s.dropFollowup()
 	for len(s.children) > 0 {
 		e.dropChild(s.children[0], false)
 	}

@@ -40,21 +40,6 @@ func peerIKESuites(props []wire.Proposal, spiLen int, ours []suite.IKE) [][]suit
 	return out
 }
 
-// rekeySuites are the suites an IKE SA rekey proposes and accepts: ours
-// without additional key exchanges (RFC 9370 would run them in
-// IKE_FOLLOWUP_KE exchanges, which this engine does not implement). The
-// new SA's keys still depend on them: SKEYSEED of a rekey is computed
-// from the old SA's SK_d (RFC 7296 §2.18, RFC 9370 §2.2.4).
-func rekeySuites(ours []suite.IKE) []suite.IKE {
-	out := make([]suite.IKE, 0, len(ours))
-	for _, s := range ours {
-		if b := s.Base(); !slices.Contains(out, b) {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
 // selectIKE picks an IKE suite from the peer's proposals; ke is the group
 // of the peer's KE payload. ok is false if nothing is acceptable.
 func selectIKE(props []wire.Proposal, spiLen int, ours []suite.IKE, ke uint16, preferPeer bool) (ikeChoice, bool) {
@@ -121,12 +106,14 @@ type espChoice struct {
 	suite suite.ESP
 }
 
-// noPFS strips the PFS group: Child SAs made in IKE_AUTH take their keys
-// from the IKE SA's DH (RFC 7296 §1.2: a DH transform there is ignored).
+// noPFS strips the PFS group and the additional key exchanges: Child SAs
+// made in IKE_AUTH take their keys from the IKE SA's (RFC 7296 §1.2, RFC
+// 9370 §2.2.3: DH and ADDKE transforms there are ignored).
 func noPFS(es []suite.ESP) []suite.ESP {
 	out := make([]suite.ESP, 0, len(es))
 	for _, e := range es {
 		e.DH = 0
+		e.AddKE = [suite.MaxAddKE]uint16{}
 		if !slices.Contains(out, e) {
 			out = append(out, e)
 		}
@@ -134,17 +121,22 @@ func noPFS(es []suite.ESP) []suite.ESP {
 	return out
 }
 
-func peerESPSuites(props []wire.Proposal, auth bool) [][]suite.ESP {
+// peerESPSuites decodes a peer's ESP proposals into the suites of ours
+// each offers; in IKE_AUTH (auth, ours without PFS) the proposals' DH and
+// ADDKE transforms are ignored.
+func peerESPSuites(props []wire.Proposal, ours []suite.ESP, auth bool) [][]suite.ESP {
 	out := make([][]suite.ESP, len(props))
 	for i, p := range props {
 		if p.Protocol != wire.ProtoESP || len(p.SPI) != 4 {
 			continue
 		}
-		ss, _ := suite.ESPFromTransforms(p.Transforms)
+		ts := p.Transforms
 		if auth {
-			ss = noPFS(ss)
+			ts = slices.DeleteFunc(slices.Clone(ts), func(t wire.Transform) bool {
+				return t.Type == wire.TransformDH || (t.Type >= wire.TransformADDKE1 && t.Type <= wire.TransformADDKE7)
+			})
 		}
-		out[i] = ss
+		out[i], _ = suite.ESPOffered(ts, ours)
 	}
 	return out
 }
@@ -156,7 +148,7 @@ func selectESP(props []wire.Proposal, ours []suite.ESP, auth bool, ke uint16, pr
 	if auth {
 		ours = noPFS(ours)
 	}
-	peer := peerESPSuites(props, auth)
+	peer := peerESPSuites(props, ours, auth)
 	var cands []espChoice
 	add := func(i int, s suite.ESP) {
 		cands = append(cands, espChoice{props[i].Num, props[i].SPI, s})
@@ -214,17 +206,17 @@ func acceptedESP(sa *wire.SA, ours []suite.ESP, auth bool) (espChoice, bool) {
 	if p.Protocol != wire.ProtoESP || len(p.SPI) != 4 {
 		return espChoice{}, false
 	}
-	ss, err := suite.ESPFromTransforms(p.Transforms)
-	if err != nil {
+	e, ok := suite.ESPChosen(p.Transforms)
+	if !ok {
 		return espChoice{}, false
 	}
 	if auth {
-		ss = noPFS(ss)
+		e = noPFS([]suite.ESP{e})[0]
 	}
-	if len(ss) != 1 || !slices.Contains(ours, ss[0]) {
+	if !slices.Contains(ours, e) {
 		return espChoice{}, false
 	}
-	return espChoice{p.Num, p.SPI, ss[0]}, true
+	return espChoice{p.Num, p.SPI, e}, true
 }
 
 func spiBytes(spi uint32) []byte {

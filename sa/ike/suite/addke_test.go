@@ -8,9 +8,11 @@ import (
 	"encoding/binary"
 	"hash"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/ike/wire"
 )
 
@@ -186,8 +188,8 @@ func TestParseAddKE(t *testing.T) {
 			t.Errorf("%q: %v, want an error with %q", tc.in, err, tc.msg)
 		}
 	}
-	if _, err := ParseESPProposal("aes256gcm16-ke1_mlkem768"); err == nil || !strings.Contains(err.Error(), "IKE proposals only") {
-		t.Errorf("ESP with ke1: %v", err)
+	if _, err := ParseESPProposal("aes256gcm16-ke1_mlkem768"); err == nil || !strings.Contains(err.Error(), "after a PFS group") {
+		t.Errorf("ESP with ke1 and no PFS group: %v", err)
 	}
 }
 
@@ -240,5 +242,68 @@ func TestMixPPKKnownAnswer(t *testing.T) {
 	}
 	if !bytes.Equal(d, seq(48, 1)) {
 		t.Fatal("input changed")
+	}
+}
+
+// ESP proposals with additional key exchanges (RFC 9370 §2.2.4: run in
+// IKE_FOLLOWUP_KE after CREATE_CHILD_SA's PFS group).
+func TestESPAddKE(t *testing.T) {
+	got, err := ParseESPProposal("aes256gcm16-x25519-ke1_mlkem768-ke1_none")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("parse: %v %v", got, err)
+	}
+	want := ESP{Enc: sa.EncAES256GCM, Integ: sa.IntegNone, DH: DHCurve25519}
+	want.AddKE[0] = KEMLKEM768
+	if got[0] != want || got[1] != want.Base() {
+		t.Fatalf("parsed %v, want %v and %v", got, want, want.Base())
+	}
+	if s := got[0].String(); s != "aes256gcm16-curve25519-ke1_mlkem768" {
+		t.Errorf("String %q", s)
+	}
+	if err := got[0].Valid(); err != nil {
+		t.Errorf("Valid: %v", err)
+	}
+	noPFS := want
+	noPFS.DH = 0
+	if err := noPFS.Valid(); err == nil {
+		t.Error("Valid accepts additional key exchanges without a PFS group")
+	}
+	// "none" as the group beside a required keN_: a suite without PFS
+	// could not run it, so only the one with PFS is left; with ke1_none
+	// too, the suite without either.
+	if opt, err := ParseESPProposal("aes256gcm16-x25519-none-ke1_mlkem768"); err != nil || len(opt) != 1 || opt[0] != want {
+		t.Errorf("optional PFS, required ke1: %v %v", opt, err)
+	}
+	if opt, err := ParseESPProposal("aes256gcm16-x25519-none-ke1_mlkem768-ke1_none"); err != nil || len(opt) != 3 || opt[2] != (ESP{Enc: sa.EncAES256GCM, Integ: sa.IntegNone}) {
+		t.Errorf("optional PFS, optional ke1: %v %v", opt, err)
+	}
+	// The answer a responder sends reads back as the suite.
+	if e, ok := ESPChosen(want.Transforms()); !ok || e != want {
+		t.Errorf("ESPChosen(%v) = %v, %v", want.Transforms(), e, ok)
+	}
+	two := append(want.Transforms(), wire.Transform{Type: wire.TransformADDKE1, ID: KEMLKEM1024})
+	if _, ok := ESPChosen(two); ok {
+		t.Error("ESPChosen accepts two methods of one type")
+	}
+	// A peer's proposal offers the suites of ours it lists: required,
+	// optional, absent.
+	for _, tc := range []struct {
+		name string
+		peer []ESP
+		want []ESP
+	}{
+		{"peer requires", []ESP{want}, []ESP{want}},
+		{"peer classic", []ESP{want.Base()}, []ESP{want.Base()}},
+		{"peer other method", func() []ESP { o := want; o.AddKE[0] = KEMLKEM1024; return []ESP{o} }(), nil},
+	} {
+		offered, err := ESPOffered(tc.peer[0].Transforms(), got)
+		if err != nil || !slices.Equal(offered, tc.want) {
+			t.Errorf("%s: ESPOffered = %v, %v; want %v", tc.name, offered, err, tc.want)
+		}
+	}
+	// Only ours with the classic suite: a peer that requires ke1 offers
+	// nothing acceptable.
+	if offered, _ := ESPOffered(want.Transforms(), []ESP{want.Base()}); len(offered) != 0 {
+		t.Errorf("classic ours accepted a required ke1: %v", offered)
 	}
 }

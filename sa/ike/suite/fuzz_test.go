@@ -9,6 +9,7 @@ import (
 	"errors"
 	"math/big"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/vifsec/vifsec/sa/ike/wire"
@@ -113,6 +114,8 @@ func FuzzFromTransforms(f *testing.F) {
 	f.Add([]byte{1, 12, 2, 3, 12, 0, 5, 0, 0, 4, 0, 0}, true)
 	// ADDKE1 ML-KEM-768 or none, ADDKE2 ML-KEM-1024 (types 6, 7).
 	f.Add([]byte{1, 20, 1, 2, 6, 0, 4, 31, 0, 6, 36, 0, 6, 0, 0, 7, 37, 0}, false)
+	// ESP with PFS x25519 and ADDKE1 ML-KEM-768.
+	f.Add([]byte{1, 20, 3, 4, 31, 0, 6, 36, 0, 5, 0, 0}, true)
 	f.Fuzz(func(t *testing.T, b []byte, esp bool) {
 		var ts []wire.Transform
 		for ; len(b) >= 3; b = b[3:] {
@@ -127,6 +130,20 @@ func FuzzFromTransforms(f *testing.F) {
 			}
 			if err == nil && len(es) == 0 {
 				t.Fatal("nothing and no error")
+			}
+			// Offered suites are ours; a chosen suite is valid and reads
+			// back from its own transforms.
+			ours, _ := ParseESPProposal("aes256gcm16-x25519-ke1_mlkem768-ke1_none-ke2_mlkem1024-ke2_none,aes128gcm16")
+			offered, _ := ESPOffered(ts, ours)
+			for _, o := range offered {
+				if !slices.Contains(ours, o) {
+					t.Fatalf("offered %+v is not ours", o)
+				}
+			}
+			if e, ok := ESPChosen(ts); ok && e.Valid() == nil {
+				if back, ok := ESPChosen(e.Transforms()); !ok || back != e {
+					t.Fatalf("chosen %+v reads back as %+v, %v", e, back, ok)
+				}
 			}
 			return
 		}

@@ -90,6 +90,20 @@ func DeriveIKE(s IKE, ni, nr, shared []byte, spii, spir uint64) (skeyseed []byte
 // SHA-384, 64 SHA-512), so the old PRF is taken from there. SKEYSEED is
 // zeroed before returning.
 func DeriveIKERekey(s IKE, oldSKd, shared, ni, nr []byte, spii, spir uint64) (Keys, error) {
+	return DeriveIKERekeyAddKE(s, oldSKd, shared, ni, nr, nil, spii, spir)
+}
+
+// DeriveIKERekeyAddKE is DeriveIKERekey for a rekey followed by
+// additional key exchanges in IKE_FOLLOWUP_KE exchanges (RFC 9370
+// §2.2.4):
+//
+//	SKEYSEED = prf(SK_d (old), SK(0) | Ni | Nr | SK(1) | ... | SK(n))
+//
+// where add is SK(1) | ... | SK(n), nil for none.
+func DeriveIKERekeyAddKE(s IKE, oldSKd, shared, ni, nr, add []byte, spii, spir uint64) (Keys, error) {
+	if s.HasAddKE() && len(add) == 0 {
+		return Keys{}, fmt.Errorf("suite: DeriveIKERekey: %s runs additional key exchanges but no shared secret of theirs was given", s)
+	}
 	dl, al, el, err := s.keyLens()
 	if err != nil {
 		return Keys{}, err
@@ -113,8 +127,8 @@ func DeriveIKERekey(s IKE, oldSKd, shared, ni, nr []byte, spii, spir uint64) (Ke
 	if len(shared) == 0 {
 		return Keys{}, errors.New("suite: DeriveIKERekey: empty DH shared secret (an IKE SA rekey always does a new DH, RFC 7296 §2.18)")
 	}
-	data := make([]byte, 0, len(shared)+len(ni)+len(nr))
-	data = append(append(append(data, shared...), ni...), nr...)
+	data := make([]byte, 0, len(shared)+len(ni)+len(nr)+len(add))
+	data = append(append(append(append(data, shared...), ni...), nr...), add...)
 	skeyseed := old.Sum(oldSKd, data)
 	Zero(data)
 	nonces := append(append(make([]byte, 0, len(ni)+len(nr)+16), ni...), nr...)
@@ -154,6 +168,17 @@ func expandIKE(p PRF, skeyseed, nonces []byte, spii, spir uint64, dl, al, el int
 // encryption or AEAD integrity. ni and nr are the nonces of the exchange
 // that creates the Child SA (for the first one, those of IKE_SA_INIT).
 func ChildKeys(s IKE, skd []byte, e ESP, sharedPFS, ni, nr []byte) (iEnc, iInteg, rEnc, rInteg []byte, err error) {
+	return ChildKeysAddKE(s, skd, e, sharedPFS, ni, nr, nil)
+}
+
+// ChildKeysAddKE is ChildKeys for a Child SA whose CREATE_CHILD_SA was
+// followed by additional key exchanges in IKE_FOLLOWUP_KE exchanges (RFC
+// 9370 §2.2.4):
+//
+//	KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n))
+//
+// where sharedPFS is SK(0) and add is SK(1) | ... | SK(n).
+func ChildKeysAddKE(s IKE, skd []byte, e ESP, sharedPFS, ni, nr, add []byte) (iEnc, iInteg, rEnc, rInteg []byte, err error) {
 	if err := s.Valid(); err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -173,8 +198,11 @@ func ChildKeys(s IKE, skd []byte, e ESP, sharedPFS, ni, nr []byte) (iEnc, iInteg
 	if e.DH == 0 && len(sharedPFS) != 0 {
 		return nil, nil, nil, nil, fmt.Errorf("suite: ChildKeys: a DH shared secret was given but %s has no PFS group", e)
 	}
-	seed := make([]byte, 0, len(sharedPFS)+len(ni)+len(nr))
-	seed = append(append(append(seed, sharedPFS...), ni...), nr...)
+	if e.HasAddKE() != (len(add) != 0) {
+		return nil, nil, nil, nil, fmt.Errorf("suite: ChildKeys: %s and %d bytes of additional shared secrets do not fit", e, len(add))
+	}
+	seed := make([]byte, 0, len(sharedPFS)+len(ni)+len(nr)+len(add))
+	seed = append(append(append(append(seed, sharedPFS...), ni...), nr...), add...)
 	el, il := e.Enc.KeyLen(), e.Integ.KeyLen()
 	km := p.Plus(skd, seed, 2*(el+il))
 	Zero(seed)

@@ -150,3 +150,45 @@ func TestChildKeys(t *testing.T) {
 		}
 	}
 }
+
+// RFC 9370 §2.2.4: the shared secrets of the additional key exchanges
+// follow the nonces: SKEYSEED = prf(SK_d (old), SK(0) | Ni | Nr | SK(1)
+// | ... | SK(n)) for an IKE SA rekey, KEYMAT = prf+(SK_d, SK(0) | Ni |
+// Nr | SK(1) | ... | SK(n)) for a Child SA.
+func TestAddKERekeyKeys(t *testing.T) {
+	p, _ := NewPRF(PRFHMACSHA256)
+	s := IKE{Encr: EncrAESGCM16, EncrKeyBits: 128, PRF: PRFHMACSHA256, DH: DHCurve25519}
+	s.AddKE[0], s.AddKE[2] = KEMLKEM768, DHECP256
+	skd := bytes.Repeat([]byte{0xd0}, 32)
+	sk0, sk1, sk3 := bytes.Repeat([]byte{0x50}, 32), bytes.Repeat([]byte{0x51}, 32), bytes.Repeat([]byte{0x53}, 32)
+	add := bytes.Join([][]byte{sk1, sk3}, nil)
+	ni, nr := bytes.Repeat([]byte{0xa1}, 32), bytes.Repeat([]byte{0xb2}, 32)
+	k, err := DeriveIKERekeyAddKE(s, skd, sk0, ni, nr, add, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := hm(p, skd, sk0, ni, nr, sk1, sk3)
+	stream := prfPlusRef(p, seed, bytes.Join([][]byte{ni, nr, spis(1, 2)}, nil), 3*32+2*20)
+	if !bytes.Equal(stream, bytes.Join([][]byte{k.D, k.Ai, k.Ar, k.Ei, k.Er, k.Pi, k.Pr}, nil)) {
+		t.Fatal("rekeyed keys differ from prf+(prf(SK_d, SK(0) | Ni | Nr | SK(1) | SK(3)), Ni | Nr | SPIi | SPIr)")
+	}
+	if _, err := DeriveIKERekeyAddKE(s, skd, sk0, ni, nr, nil, 1, 2); err == nil {
+		t.Error("a suite with additional key exchanges keyed without their secrets")
+	}
+	e := ESP{Enc: sa.EncAES256GCM, Integ: sa.IntegNone, DH: DHCurve25519}
+	e.AddKE[0] = KEMLKEM768
+	ie, ii, re, ri, err := ChildKeysAddKE(s.Base(), skd, e, sk0, ni, nr, sk1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := prfPlusRef(p, skd, bytes.Join([][]byte{sk0, ni, nr, sk1}, nil), 2*e.Enc.KeyLen())
+	if !bytes.Equal(km, bytes.Join([][]byte{ie, ii, re, ri}, nil)) {
+		t.Fatal("KEYMAT differs from prf+(SK_d, SK(0) | Ni | Nr | SK(1))")
+	}
+	if _, _, _, _, err := ChildKeysAddKE(s.Base(), skd, e, sk0, ni, nr, nil); err == nil {
+		t.Error("a Child SA with an additional key exchange keyed without its secret")
+	}
+	if _, _, _, _, err := ChildKeysAddKE(s.Base(), skd, e.Base(), sk0, ni, nr, sk1); err == nil {
+		t.Error("a secret of an additional key exchange the suite does not run was accepted")
+	}
+}

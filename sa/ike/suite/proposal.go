@@ -1,6 +1,7 @@
 package suite
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -111,13 +112,25 @@ func (s IKE) String() string {
 }
 
 // ESP is one negotiated Child SA suite in the ESP core's terms. DH is the
-// PFS group of a CREATE_CHILD_SA exchange, 0 for none.
+// PFS group of a CREATE_CHILD_SA exchange, 0 for none; AddKE[n] the
+// method of its additional key exchange ADDKE(n+1) (RFC 9370), run in an
+// IKE_FOLLOWUP_KE exchange after it (0: none; only with a DH group).
 type ESP struct {
 	Enc   sa.EncAlg
 	Integ sa.IntegAlg
 	ESN   bool
 	DH    uint16
+	AddKE [MaxAddKE]uint16
 }
+
+// Base is e without its additional key exchanges.
+func (e ESP) Base() ESP {
+	e.AddKE = [MaxAddKE]uint16{}
+	return e
+}
+
+// HasAddKE reports whether e runs any additional key exchange.
+func (e ESP) HasAddKE() bool { return e.AddKE != [MaxAddKE]uint16{} }
 
 // Valid checks e against the ESP core's rules (sa.CheckSuite) and the DH
 // groups this package implements.
@@ -127,6 +140,14 @@ func (e ESP) Valid() error {
 	}
 	if e.DH != 0 && findDH(e.DH) == nil {
 		return fmt.Errorf("ESP PFS group %d is not supported; use %s", e.DH, dhNames(true))
+	}
+	for i, k := range e.AddKE {
+		if k != 0 && !validKE(k) {
+			return fmt.Errorf("ESP additional key exchange ke%d method %d is not supported; use %s", i+1, k, keNames())
+		}
+	}
+	if e.DH == 0 && e.HasAddKE() {
+		return errors.New("ESP suite: additional key exchanges need a PFS group first")
 	}
 	return nil
 }
@@ -150,6 +171,11 @@ func (e ESP) String() string {
 	}
 	if e.DH != 0 {
 		parts = append(parts, DHName(e.DH))
+	}
+	for i, k := range e.AddKE {
+		if k != 0 {
+			parts = append(parts, "ke"+strconv.Itoa(i+1)+"_"+KEName(k))
+		}
 	}
 	if e.ESN {
 		parts = append(parts, "esn")
@@ -226,9 +252,6 @@ func splitProposals(kind, s string, encrOK func(string) bool) ([]tokens, error) 
 			if n, id, ok, err := addKEToken(name); ok {
 				if err != nil {
 					return nil, fmt.Errorf("%s proposal %q: %w", kind, p, err)
-				}
-				if kind != "IKE" {
-					return nil, fmt.Errorf("%s proposal %q: %q: additional key exchanges are supported in IKE proposals only", kind, p, tok)
 				}
 				t.ke[n] = addOnce(t.ke[n], id)
 				continue
@@ -495,11 +518,22 @@ func ParseESPProposal(s string) ([]ESP, error) {
 		if len(esnList) == 0 {
 			esnList = []bool{false}
 		}
+		addKEs := addKECombos(t.ke)
+		if len(addKEs) > 1 || addKEs[0] != [MaxAddKE]uint16{} {
+			if !slices.ContainsFunc(t.dh, func(d uint16) bool { return d != 0 }) {
+				return nil, fmt.Errorf("ESP proposal %q: additional key exchanges (keN_) run after a PFS group: write one first, e.g. aes256gcm16-x25519-ke1_mlkem768", name)
+			}
+		}
 		for _, en := range t.encr {
 			for _, ig := range integList {
 				for _, d := range dhList {
-					for _, esn := range esnList {
-						out = addOnce(out, ESP{Enc: espEncByName(en), Integ: ig, DH: d, ESN: esn})
+					for _, ak := range addKEs {
+						if d == 0 && ak != [MaxAddKE]uint16{} {
+							continue // no PFS, nothing to follow up
+						}
+						for _, esn := range esnList {
+							out = addOnce(out, ESP{Enc: espEncByName(en), Integ: ig, DH: d, ESN: esn, AddKE: ak})
+						}
 					}
 				}
 			}

@@ -118,6 +118,11 @@ func (e ESP) Transforms() []wire.Transform {
 	if e.DH != 0 {
 		ts = append(ts, wire.Transform{Type: wire.TransformDH, ID: e.DH})
 	}
+	for i, k := range e.AddKE {
+		if k != 0 {
+			ts = append(ts, wire.Transform{Type: wire.TransformADDKE1 + wire.TransformType(i), ID: k})
+		}
+	}
 	esn := uint16(ESNNone)
 	if e.ESN {
 		esn = ESNYes
@@ -320,6 +325,79 @@ func ESPFromTransforms(ts []wire.Transform) ([]ESP, error) {
 		return nil, fmt.Errorf("%w: ESP proposal %s", ErrNoSuite, describe(ts))
 	}
 	return out, nil
+}
+
+// splitAddKE separates a proposal's ADDKE transforms from the others.
+func splitAddKE(ts []wire.Transform) (classic, addke []wire.Transform) {
+	for _, t := range ts {
+		if t.Type >= wire.TransformADDKE1 && t.Type <= wire.TransformADDKE7 {
+			addke = append(addke, t)
+		} else {
+			classic = append(classic, t)
+		}
+	}
+	return classic, addke
+}
+
+// ESPOffered returns the suites of ours that the received ESP proposal ts
+// offers, in the peer's order of the classical transforms (as
+// ESPFromTransforms) and, for one classical combination, in our order of
+// additional key exchanges; like IKEOffered it never expands the peer's
+// additional key exchanges. A type of ADDKE transform the proposal does
+// not list is NONE (RFC 9370 §2.2.1).
+func ESPOffered(ts []wire.Transform, ours []ESP) ([]ESP, error) {
+	classic, addke := splitAddKE(ts)
+	m, err := byType(addke, ikeTransformTypes[4:]...)
+	if err != nil {
+		return nil, err
+	}
+	lists, ok := addKEOffers(m)
+	if !ok {
+		return nil, fmt.Errorf("%w: ESP proposal %s: an additional key exchange type lists no supported method", ErrNoSuite, describe(ts))
+	}
+	base, err := ESPFromTransforms(classic)
+	if err != nil {
+		return nil, err
+	}
+	var out []ESP
+	for _, b := range base {
+		for _, o := range ours {
+			if o.Base() != b {
+				continue
+			}
+			offered := true
+			for i, k := range o.AddKE {
+				offered = offered && slices.Contains(lists[i], k)
+			}
+			if offered {
+				out = addOnce(out, o)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ESPChosen reads a responder's answer: exactly one suite, additional key
+// exchanges included (one transform per ADDKE type listed). ok is false
+// for anything else.
+func ESPChosen(ts []wire.Transform) (ESP, bool) {
+	classic, addke := splitAddKE(ts)
+	ss, err := ESPFromTransforms(classic)
+	if err != nil || len(ss) != 1 {
+		return ESP{}, false
+	}
+	e := ss[0]
+	for _, t := range addke {
+		i := int(t.Type - wire.TransformADDKE1)
+		if t.ID == 0 && t.KeyLength == 0 && e.AddKE[i] == 0 {
+			continue // NONE chosen
+		}
+		if e.AddKE[i] != 0 || t.KeyLength != 0 || !validKE(t.ID) {
+			return ESP{}, false
+		}
+		e.AddKE[i] = t.ID
+	}
+	return e, true
 }
 
 func describe(ts []wire.Transform) string {

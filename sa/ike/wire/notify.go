@@ -30,6 +30,7 @@ const (
 	NotifyUnexpectedNATDetected      NotifyType = 41 // UNEXPECTED_NAT_DETECTED
 	NotifyTemporaryFailure           NotifyType = 43 // TEMPORARY_FAILURE
 	NotifyChildSANotFound            NotifyType = 44 // CHILD_SA_NOT_FOUND
+	NotifyStateNotFound              NotifyType = 47 // STATE_NOT_FOUND, RFC 9370
 
 	// Status types.
 	NotifyInitialContact                NotifyType = 16384 // INITIAL_CONTACT
@@ -111,6 +112,8 @@ func (t NotifyType) String() string {
 		return "TEMPORARY_FAILURE"
 	case NotifyChildSANotFound:
 		return "CHILD_SA_NOT_FOUND"
+	case NotifyStateNotFound:
+		return "STATE_NOT_FOUND"
 	case NotifyInitialContact:
 		return "INITIAL_CONTACT"
 	case NotifySetWindowSize:

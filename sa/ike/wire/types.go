@@ -16,6 +16,7 @@ const (
 	ExchangeCreateChildSA ExchangeType = 36
 	ExchangeInformational ExchangeType = 37
 	ExchangeIntermediate  ExchangeType = 43 // RFC 9242
+	ExchangeFollowupKE    ExchangeType = 44 // IKE_FOLLOWUP_KE, RFC 9370
 )
 
 func (e ExchangeType) String() string {
@@ -30,6 +31,8 @@ func (e ExchangeType) String() string {
 		return "INFORMATIONAL"
 	case ExchangeIntermediate:
 		return "IKE_INTERMEDIATE"
+	case ExchangeFollowupKE:
+		return "IKE_FOLLOWUP_KE"
 	}
 	return fmt.Sprintf("ExchangeType(%d)", uint8(e))
 }
