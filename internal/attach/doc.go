@@ -35,9 +35,10 @@
 // place of the kernel's default qdisc. libvirt's shaping goes on as
 // before: its qdiscs stay, and neither ever held vifsec's frames (the
 // packet taps read the guest's before the ingress policing, vifsec's
-// writes skip the root qdisc). If pref 1 of libvirt's htb is taken (its
-// fw filter for <inbound> with a floor), the drop filter cannot run first
-// and the VM is refused, the status naming the filter. Refusing every VIF
+// writes skip the root qdisc). If pref 1 of that htb is taken (libvirt's
+// <inbound> puts an fw filter at prio 1 there), the drop filter cannot
+// run first and the VM is refused, the status naming the filter: libvirt
+// with both <inbound> and <outbound> is refused. Refusing every VIF
 // with an ingress qdisc was not taken: it would refuse libvirt's
 // <bandwidth> outright. A tcx egress program (bpf_link, kernel 6.6+)
 // would coexist with any qdisc, but ties the guard to a kernel feature
