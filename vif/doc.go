@@ -13,9 +13,12 @@
 // the guest's.
 //
 // A packet socket gets a copy of what the interface receives; the kernel
-// still forwards the original (a bridge port) or routes it. InstallGuard
-// puts a tc ingress filter on a VIF that drops every frame after the
-// packet taps have run (guard.go tells why that order holds), and
+// still forwards the original (a bridge port) or routes it, and a bridge
+// or the host's routing transmits frames to the guest beside vifsec's.
+// InstallGuard puts a tc ingress filter on a VIF that drops every frame
+// after the packet taps have run (guard.go tells why that order holds),
+// and the same filter first on its egress, which vifsec's writes never
+// pass (PACKET_QDISC_BYPASS skips the qdiscs and the tc egress hook); and
 // CheckKind tells the kinds a guard cannot protect: a macvlan or macvtap
 // transmits its guest's frames to its lower device, past any socket on
 // it. The uplink is never guarded: it carries the host's own traffic.

@@ -63,8 +63,36 @@ func TestIntegrationGuard(t *testing.T) {
 			}
 		}
 	}
+	// inbound sends 10 frames from the wire to the guest through the
+	// bridge, then a sentinel as vifsec writes (its socket on the VIF,
+	// past the qdiscs), and returns how many wire frames the guest got
+	// before the sentinel.
+	inbound := func() int {
+		t.Helper()
+		in := make([][]byte, 10)
+		for i := range in {
+			in[i] = testFrame(macVM, peer, seq, 100)
+			seq++
+		}
+		writeAll(t, onWire, in)
+		sentinel := testFrame(macVM, macHV, 0xfeed0000+seq, 100)
+		writeAll(t, host, [][]byte{sentinel})
+		got := 0
+		for {
+			fs, _ := readFrames(t, guest, 2048, 1, keepTest)
+			for _, f := range fs {
+				if bytes.Equal(f.data, sentinel) {
+					return got
+				}
+				got++
+			}
+		}
+	}
 	if n := round(); n != 10 {
 		t.Fatalf("without the guard the wire saw %d of the guest's 10 frames, want all: the checks below prove nothing", n)
+	}
+	if n := inbound(); n != 10 {
+		t.Fatalf("without the guard the guest got %d of the wire's 10 frames, want all: the checks below prove nothing", n)
 	}
 
 	index, err := InstallGuard("vif0", hv)
@@ -73,6 +101,9 @@ func TestIntegrationGuard(t *testing.T) {
 	}
 	if n := round(); n != 0 {
 		t.Fatalf("with the guard the wire saw %d of the guest's frames, want 0", n)
+	}
+	if n := inbound(); n != 0 {
+		t.Fatalf("with the guard the guest got %d of the wire's frames through the bridge, want 0 (and vifsec's, past the qdiscs)", n)
 	}
 	// Installing again (a restarted vifsec) replaces it.
 	if _, err := InstallGuard("vif0", hv); err != nil {
@@ -109,12 +140,50 @@ func TestIntegrationGuard(t *testing.T) {
 	if n := round(); n != 0 {
 		t.Fatalf("with the guard on an ingress qdisc the wire saw %d of the guest's frames, want 0", n)
 	}
+	// No clsact beside it: the egress filter is on a root htb of the guard's own.
+	if n := inbound(); n != 0 {
+		t.Fatalf("with the guard beside an ingress qdisc the guest got %d of the wire's frames, want 0", n)
+	}
+	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); !strings.Contains(q, "htb 5653: root") {
+		t.Fatalf("no root htb 5653: for the egress filter beside an ingress qdisc:\n%s", q)
+	}
 	if err := RemoveGuard("vif0", hv, index); err != nil {
 		t.Fatal(err)
 	}
-	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); !strings.Contains(q, "ingress") {
-		t.Fatalf("RemoveGuard removed the ingress qdisc it did not add:\n%s", q)
+	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); !strings.Contains(q, "ingress") || strings.Contains(q, "5653:") {
+		t.Fatalf("RemoveGuard removed the ingress qdisc it did not add, or left its root htb:\n%s", q)
 	}
+	if n := inbound(); n != 10 {
+		t.Fatalf("after RemoveGuard the guest got %d of the wire's 10 frames, want all", n)
+	}
+
+	// libvirt's inbound <bandwidth> beside it: a root htb 1: with a class.
+	// The egress filter goes first on that htb, which stays.
+	run(t, "tc", "-n", hv, "qdisc", "add", "dev", "vif0", "root", "handle", "1:", "htb", "default", "1")
+	run(t, "tc", "-n", hv, "class", "add", "dev", "vif0", "parent", "1:", "classid", "1:1", "htb", "rate", "100mbit")
+	if index, err = InstallGuard("vif0", hv); err != nil {
+		t.Fatalf("install beside ingress and a root htb: %v", err)
+	}
+	if n := inbound(); n != 0 {
+		t.Fatalf("with the guard on libvirt's root htb the guest got %d of the wire's frames, want 0", n)
+	}
+	if err := RemoveGuard("vif0", hv, index); err != nil {
+		t.Fatal(err)
+	}
+	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); !strings.Contains(q, "htb 1: root") || !strings.Contains(q, "ingress") {
+		t.Fatalf("RemoveGuard removed libvirt's qdiscs:\n%s", q)
+	}
+	// A filter already first on that htb: the install fails, naming it.
+	run(t, "tc", "-n", hv, "filter", "add", "dev", "vif0", "parent", "1:", "pref", "1", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1")
+	if _, err := InstallGuard("vif0", hv); err == nil || !strings.Contains(err.Error(), "parent 1: pref 1 holds a u32 filter") {
+		t.Fatalf("install beside a u32 filter at pref 1 of the root htb: %v, want an error naming it", err)
+	}
+	// The failed install left its ingress filter (the guest stays cut
+	// off); RemoveGuard takes it off.
+	if err := RemoveGuard("vif0", hv, index); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "tc", "-n", hv, "qdisc", "del", "dev", "vif0", "root")
 
 	// A foreign filter at the guard's priority: the install fails.
 	run(t, "tc", "-n", hv, "filter", "add", "dev", "vif0", "ingress", "pref", "1", "protocol", "all", "u32", "match", "u32", "0", "0", "classid", "1:1")

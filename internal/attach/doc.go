@@ -22,6 +22,30 @@
 // holds when the VIF is put into a bridge later, or the host starts
 // routing.
 //
+// The other direction: a bridge forwards frames from the wire to the
+// guest, and a host that routes sends it packets, in clear, past
+// vifsec's inbound policy. The guard's second filter, first on the VIF's
+// clsact egress, drops every frame the kernel transmits there; vifsec's
+// own writes skip the tc egress hook and the qdiscs (its packet sockets
+// set PACKET_QDISC_BYPASS), so the guest gets what vifsec wrote and
+// nothing else. clsact cannot exist beside an ingress qdisc, which
+// libvirt adds for <bandwidth><outbound>. There the egress filter goes
+// first on the VIF's root qdisc: libvirt's htb when <inbound> put one
+// there, else a root htb of vifsec's own (handle 5653:, no classes) in
+// place of the kernel's default qdisc. libvirt's shaping goes on as
+// before: its qdiscs stay, and neither ever held vifsec's frames (the
+// packet taps read the guest's before the ingress policing, vifsec's
+// writes skip the root qdisc). If pref 1 of that htb is taken (libvirt's
+// <inbound> puts an fw filter at prio 1 there), the drop filter cannot
+// run first and the VM is refused, the status naming the filter: libvirt
+// with both <inbound> and <outbound> is refused. Refusing every VIF
+// with an ingress qdisc was not taken: it would refuse libvirt's
+// <bandwidth> outright. A tcx egress program (bpf_link, kernel 6.6+)
+// would coexist with any qdisc, but ties the guard to a kernel feature
+// and a pinned link. If libvirt re-does its root qdisc (virsh
+// domiftune), the filter goes with the old one until the next reconcile
+// puts it back.
+//
 // Alternatives not taken: taking the VIF out of its bridge (nomaster)
 // changes the operator's topology, libvirt puts it back (a network's
 // reconnect), and it does nothing for routing; refusing bridge ports
@@ -36,7 +60,8 @@
 //
 // Per kind, as the lab test TestIntegrationGuestFramesNeverLeak checks:
 //
-//	veth host end, bridge port or routed      guard (10 ESP, 0 clear on the wire)
+//	veth host end, bridge port or routed      guard (10 ESP, 0 clear on the wire;
+//	                                          0 of 10 wire frames reach the guest, vif's test)
 //	tap, bridge port or routed                guard (10 ESP, 0 clear on the wire)
 //	switchdev representor (in a bridge)       guard (tested with a veth standing in)
 //	SR-IOV VF netdev, plain device            guard
