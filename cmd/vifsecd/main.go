@@ -74,11 +74,13 @@ type options struct {
 	version                          bool   // --version
 	man                              bool   // --man: print the manual page (make install)
 	gro                              bool
-	workers                          int
-	libvirt                          string        // --libvirt auto|off|SOCKET (libvirt.go)
-	fleet                            fleetOptions  // --store etcd://... (fleet.go)
-	ikeRetransmit                    time.Duration // --ike-retransmit-timeout (ike.go)
-	ikeTries                         int           // --ike-retransmit-tries
+	// workers per port: 1 until fanout queues are proven on real
+	// interfaces in the lab (runDataPath; 0 = GOMAXPROCS).
+	workers       int
+	libvirt       string        // --libvirt auto|off|SOCKET (libvirt.go)
+	fleet         fleetOptions  // --store etcd://... (fleet.go)
+	ikeRetransmit time.Duration // --ike-retransmit-timeout (ike.go)
+	ikeTries      int           // --ike-retransmit-tries
 }
 
 // flagSet defines vifsecd's flags into o; it drives parsing and the
@@ -93,21 +95,20 @@ func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text (logfmt) or json, one object per line")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.man, "man", false, "print the manual page (roff) and exit")
-	fs.IntVar(&o.workers, "workers", 0, "data-path workers per port, each with its own socket in a PACKET_FANOUT group that keeps a flow or SA on one worker: the uplink gets N, each VM's interface min(N, 2); 0 = the CPUs available (GOMAXPROCS), 1-256 (ext)")
 	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
 	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
 	fs.DurationVar(&o.ikeRetransmit, "ike-retransmit-timeout", 4*time.Second, "IKE: first retransmission after this, then ×1.8 each try, as strongSwan's retransmit_timeout (ext)")
 	fs.IntVar(&o.ikeTries, "ike-retransmit-tries", 5, "IKE: retransmissions before a peer is declared dead, as strongSwan's retransmit_tries (ext)")
 	addFleetFlags(fs, &o.fleet)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--workers N] [--gro=true|false] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
-	o := &options{}
+	o := &options{workers: 1}
 	fs := flagSet(o, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -134,9 +135,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 	}
 	if o.ikeTries < 1 || o.ikeTries > 20 {
 		return nil, nil, fmt.Errorf("--ike-retransmit-tries: %d out of range; use 1 to 20", o.ikeTries)
-	}
-	if o.workers < 0 || o.workers > 256 {
-		return nil, nil, fmt.Errorf("--workers: %d out of range; use 1 to 256, or 0 for the CPUs available", o.workers)
 	}
 	if err := o.fleet.check(); err != nil {
 		return nil, nil, err
