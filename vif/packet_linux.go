@@ -33,6 +33,11 @@ type PacketPort struct {
 	// down, too big), dropped rather than retried.
 	TxDropped atomic.Uint64
 	closed    atomic.Bool
+
+	rawFD int
+	// group: the fanout group's queues, this port first, when this port
+	// was opened with Queues > 1 (nil otherwise, and on other queues).
+	group []*PacketPort
 }
 
 // OpenPacket opens an AF_PACKET port on the interface named name, in the
@@ -43,8 +48,60 @@ func OpenPacket(name, nsName string) (*PacketPort, error) {
 	return OpenPacketWith(name, nsName, PacketOptions{})
 }
 
-// OpenPacketWith is OpenPacket with options.
+// OpenPacketWith is OpenPacket with options. With opt.Queues > 1 it
+// opens that many sockets in one PACKET_FANOUT group and returns the
+// first, whose Queues are all of them (vif.Multi); closing it closes
+// every queue.
 func OpenPacketWith(name, nsName string, opt PacketOptions) (*PacketPort, error) {
+	first, err := openSocket(name, nsName, opt, false)
+	if err != nil || opt.Queues <= 1 {
+		return first, err
+	}
+	fail := func(op string, err error) (*PacketPort, error) {
+		first.Close()
+		return nil, fmt.Errorf("vif %s: %s: %w", name, op, err)
+	}
+	// Hash mode; the kernel picks a group id no other group of the
+	// namespace has. Frames the host itself sends on the interface are
+	// not the group's (PACKET_IGNORE_OUTGOING is per socket, and a
+	// socket in a group receives through the group). No
+	// PACKET_FANOUT_FLAG_DEFRAG: it would hand over reassembled IPv4
+	// datagrams, which the data path classifies as fragments (RFC 4301
+	// §7) and does not reassemble; without it every fragment of a
+	// datagram hashes on addresses and protocol alone, so a datagram's
+	// fragments still reach one socket in order.
+	const flags = unix.PACKET_FANOUT_HASH | unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING
+	if err := unix.SetsockoptInt(first.fd(), unix.SOL_PACKET, unix.PACKET_FANOUT, (flags|unix.PACKET_FANOUT_FLAG_UNIQUEID)<<16); err != nil {
+		return fail("PACKET_FANOUT", err)
+	}
+	v, err := unix.GetsockoptInt(first.fd(), unix.SOL_PACKET, unix.PACKET_FANOUT)
+	if err != nil {
+		return fail("PACKET_FANOUT group id", err)
+	}
+	id := v & 0xffff
+	first.group = []*PacketPort{first}
+	for range opt.Queues - 1 {
+		q, err := openSocket(name, nsName, opt, true)
+		if err != nil {
+			return fail("queue", err)
+		}
+		first.group = append(first.group, q)
+		if err := unix.SetsockoptInt(q.fd(), unix.SOL_PACKET, unix.PACKET_FANOUT, id|flags<<16); err != nil {
+			return fail("PACKET_FANOUT join", err)
+		}
+		// In the group now: it receives its share only.
+		if err := unix.SetsockoptInt(q.fd(), unix.SOL_SOCKET, unix.SO_DETACH_FILTER, 0); err != nil {
+			return fail("SO_DETACH_FILTER", err)
+		}
+	}
+	return first, nil
+}
+
+// openSocket opens one AF_PACKET socket bound to the interface. With
+// muted, the socket drops everything until its filter is detached: a
+// socket about to join a fanout group must not receive, between bind and
+// joining, copies of frames the group's other sockets receive too.
+func openSocket(name, nsName string, opt PacketOptions, muted bool) (*PacketPort, error) {
 	fd, ifindex, err := inNetns(nsName, func() (int, int, error) {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
@@ -65,6 +122,13 @@ func OpenPacketWith(name, nsName string, opt PacketOptions) (*PacketPort, error)
 	fail := func(op string, err error) (*PacketPort, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("vif %s: %s: %w", name, op, err)
+	}
+	if muted {
+		dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+		prog := unix.SockFprog{Len: 1, Filter: &dropAll[0]}
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+			return fail("SO_ATTACH_FILTER", err)
+		}
 	}
 	for _, o := range []struct {
 		name string
@@ -94,12 +158,28 @@ func OpenPacketWith(name, nsName string, opt PacketOptions) (*PacketPort, error)
 		f.Close()
 		return nil, err
 	}
-	p := &PacketPort{name: name, ifindex: ifindex, f: f, rc: rc}
+	p := &PacketPort{name: name, ifindex: ifindex, f: f, rc: rc, rawFD: fd}
 	p.rx.init(true)
 	p.tx.init(false)
 	p.recvFn = p.recv
 	p.sendFn = p.send
 	return p, nil
+}
+
+// fd is the socket, for setup only (before any goroutine reads it).
+func (p *PacketPort) fd() int { return p.rawFD }
+
+// Queues returns the port's fanout queues, itself first (vif.Multi); a
+// port opened with one queue is its only queue.
+func (p *PacketPort) Queues() []Port {
+	if len(p.group) == 0 {
+		return []Port{p}
+	}
+	qs := make([]Port, len(p.group))
+	for i, q := range p.group {
+		qs[i] = q
+	}
+	return qs
 }
 
 // inNetns runs fn with the calling thread in the named network namespace.
@@ -138,6 +218,9 @@ func (p *PacketPort) Ifindex() int { return p.ifindex }
 func (p *PacketPort) Close() error {
 	if p.closed.Swap(true) {
 		return nil
+	}
+	for _, q := range p.group[min(1, len(p.group)):] {
+		q.Close()
 	}
 	return p.f.Close()
 }

@@ -50,4 +50,21 @@ type PacketOptions struct {
 	// TSO/GSO super-frames and partial checksums arrive described instead
 	// of silently broken; without it they arrive as bare oversized frames.
 	VnetHdr bool
+	// Queues is how many sockets to open on the interface, joined in one
+	// PACKET_FANOUT group (hash mode): the kernel spreads received frames
+	// among them by flow hash — the 5-tuple, the SPI for ESP, addresses
+	// and protocol alone for IP fragments — so one flow or SA always
+	// reaches the same socket, in order. Each socket has its own receive
+	// and send path (Multi). 0 or 1: one socket, no fanout.
+	Queues int
+}
+
+// Multi is a Port made of several queues, each a Port with its own
+// socket, among which the kernel spreads received frames by flow. Read
+// each queue from its own goroutine; a frame may be written on any
+// queue. ReadBatch and WriteBatch on the Multi itself use its first
+// queue; Close closes every queue.
+type Multi interface {
+	Port
+	Queues() []Port
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/vifsec/vifsec/internal/attach"
 	"github.com/vifsec/vifsec/internal/daemon"
@@ -21,24 +22,28 @@ import (
 // engine before it runs (IKE's punt and send, ike.go). A receive on
 // recheck probes the uplink and every VM's interface at once and logs
 // what it found (SIGHUP).
-func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, onEngine func(*datapath.Engine), recheck <-chan struct{}) {
+func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, workers int, onEngine func(*datapath.Engine), recheck <-chan struct{}) {
 	e := datapath.New(d.SADB(), log.With("part", "datapath"))
 	e.SetCoalesce(gro)
 	if onEngine != nil {
 		onEngine(e)
 	}
-	a := attach.New(e, func(dev, ns string, vnet bool) (vif.Port, int, error) {
-		p, err := vif.OpenPacketWith(dev, ns, vif.PacketOptions{VnetHdr: vnet})
+	a := attach.New(e, func(dev, ns string, vnet bool, queues int) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, ns, vif.PacketOptions{VnetHdr: vnet, Queues: queues})
 		if err != nil {
 			return nil, 0, err
 		}
 		mtu := 0
 		if info, err := vif.Describe(dev, ns); err == nil {
 			mtu = info.MTU
-			log.Info("port opened", "dev", dev, "netns", ns, "vnet_hdr", vnet, "info", info.String())
+			log.Info("port opened", "dev", dev, "netns", ns, "vnet_hdr", vnet, "queues", queues, "info", info.String())
 		}
 		return p, mtu, nil
 	}, log.With("part", "attach"))
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	a.SetQueues(workers)
 	d.SetVIFStatus(a.Status)
 	d.SetUplinkState(a.UplinkStatus)
 	d.SetLinkCheck(linkExists)

@@ -74,10 +74,13 @@ type options struct {
 	version                          bool   // --version
 	man                              bool   // --man: print the manual page (make install)
 	gro                              bool
-	libvirt                          string        // --libvirt auto|off|SOCKET (libvirt.go)
-	fleet                            fleetOptions  // --store etcd://... (fleet.go)
-	ikeRetransmit                    time.Duration // --ike-retransmit-timeout (ike.go)
-	ikeTries                         int           // --ike-retransmit-tries
+	// workers per port: 1 until fanout queues are proven on real
+	// interfaces in the lab (runDataPath; 0 = GOMAXPROCS).
+	workers       int
+	libvirt       string        // --libvirt auto|off|SOCKET (libvirt.go)
+	fleet         fleetOptions  // --store etcd://... (fleet.go)
+	ikeRetransmit time.Duration // --ike-retransmit-timeout (ike.go)
+	ikeTries      int           // --ike-retransmit-tries
 }
 
 // flagSet defines vifsecd's flags into o; it drives parsing and the
@@ -105,7 +108,7 @@ func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
-	o := &options{}
+	o := &options{workers: 1}
 	fs := flagSet(o, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -275,7 +278,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	ig := newIKEGlue(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
 	wg.Go(func() { ig.run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, ig.attachDataPath, recheck) })
+	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, o.workers, ig.attachDataPath, recheck) })
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()

@@ -29,8 +29,10 @@ type UplinkWant struct{ Dev, Netns string }
 // Every port is opened with vnet true (frames carry virtio-net headers, so
 // guests may keep TSO/GSO and checksum offload, and the uplink's GRO'd
 // frames arrive described). It returns the interface's MTU too (0 if
-// unknown).
-type Opener func(dev, netns string, vnet bool) (p vif.Port, mtu int, err error)
+// unknown). queues is how many queues (vif.PacketOptions.Queues, one
+// data-path worker each) to open; an opener that cannot open several
+// (a tap, a test port) opens one.
+type Opener func(dev, netns string, vnet bool, queues int) (p vif.Port, mtu int, err error)
 
 // guardKey names a VIF that carries vifsec's guard (vif.InstallGuard).
 type guardKey struct{ dev, netns string }
@@ -46,6 +48,8 @@ type Attacher struct {
 	e    *datapath.Engine
 	open Opener
 	log  *slog.Logger
+	// queues for the uplink and for each VIF (SetQueues; 1 until then).
+	upQueues, vifQueues atomic.Int32
 
 	mu      sync.Mutex
 	wants   []Want
@@ -72,8 +76,23 @@ func New(e *datapath.Engine, open Opener, log *slog.Logger) *Attacher {
 	a := &Attacher{e: e, open: open, log: log, ports: map[string]*port{}, lastErr: map[string]string{},
 		watched: map[string]bool{}, kick: make(chan struct{}, 1), taps: map[string]*vif.TapDevice{}, guards: map[guardKey]int{}}
 	e.OnPortDown = a.portDown
+	a.SetQueues(1)
 	return a
 }
+
+// SetQueues sets how many queues, one worker each, ports opened from now
+// on get: the uplink k, each VIF min(k, MaxVIFQueues). Ports already open
+// keep theirs.
+func (a *Attacher) SetQueues(k int) {
+	k = max(k, 1)
+	a.upQueues.Store(int32(k))
+	a.vifQueues.Store(int32(min(k, MaxVIFQueues)))
+}
+
+// MaxVIFQueues bounds a VIF's queues: one VM's traffic rarely needs more
+// than two cores, and each queue's worker costs its own buffers
+// (internal/datapath's doc).
+const MaxVIFQueues = 2
 
 func (a *Attacher) portDown(p vif.Port, err error) {
 	a.mu.Lock()
@@ -281,7 +300,7 @@ func (a *Attacher) reconcile() {
 				a.lastErr[name] = "interface is down"
 				continue
 			}
-			p, _, err := a.open(w.Dev, w.Netns, true)
+			p, _, err := a.open(w.Dev, w.Netns, true, int(a.vifQueues.Load()))
 			if err != nil {
 				a.setErr(name, w, err)
 				continue
@@ -348,7 +367,7 @@ func (a *Attacher) reconcile() {
 			a.lastErr["\x00uplink"] = "interface is down"
 			return
 		}
-		p, mtu, err := a.open(up.Dev, up.Netns, true)
+		p, mtu, err := a.open(up.Dev, up.Netns, true, int(a.upQueues.Load()))
 		if err != nil {
 			if a.lastErr["\x00uplink"] != err.Error() {
 				a.log.Warn("uplink not available; will retry", "dev", up.Dev, "err", err)

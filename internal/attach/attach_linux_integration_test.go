@@ -42,7 +42,7 @@ func TestIntegrationVIFGoneAndBack(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 
 	e := datapath.New(sa.NewDB(0), nil)
-	a := New(e, func(dev, n string, vnet bool) (vif.Port, int, error) {
+	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
 		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
 		return p, 0, err
 	}, nil)
@@ -90,7 +90,7 @@ func TestIntegrationCreateTap(t *testing.T) {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	e := datapath.New(sa.NewDB(0), nil)
 	defer e.Close()
-	a := New(e, func(dev, n string, vnet bool) (vif.Port, int, error) {
+	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
 		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
 		return p, 0, err
 	}, nil)

@@ -246,7 +246,7 @@ func leakAccepted(t *testing.T, kind, topo string) {
 
 	db := sa.NewDB(0)
 	e := datapath.New(db, nil)
-	a := New(e, func(dev, n string, vnet bool) (vif.Port, int, error) {
+	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
 		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
 		return p, 0, err
 	}, nil)
@@ -304,7 +304,7 @@ func leakRefused(t *testing.T, kind, mode string) {
 	e := datapath.New(sa.NewDB(0), nil)
 	t.Cleanup(e.Close)
 	opened := false
-	a := New(e, func(dev, n string, vnet bool) (vif.Port, int, error) {
+	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
 		opened = true
 		return nil, 0, fmt.Errorf("opened a %s", kind)
 	}, nil)
@@ -402,7 +402,7 @@ func TestIntegrationGuardLifecycle(t *testing.T) {
 		sh(t, "ip", "-n", ns, "link", "set", "g"+d, "up")
 	}
 	guarded := func(dev string) bool { _, err := vif.CheckGuard(dev, ns); return err == nil }
-	open := func(dev, n string, vnet bool) (vif.Port, int, error) {
+	open := func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
 		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
 		return p, 0, err
 	}

@@ -8,9 +8,20 @@
 // The daemon owns the desired state and calls Engine.Update with a complete
 // table; the engine publishes it as an immutable snapshot through an
 // atomic pointer, so workers never lock per packet. Workers are one
-// goroutine per VIF plus one for the uplink; each owns its buffers and
-// crypto scratch, moves frames in batches, and allocates nothing per
-// packet (proved by AllocsPerRun tests with viftest ports).
+// goroutine per queue of each port: a port is one queue, or several
+// (vif.Multi: AF_PACKET sockets in one PACKET_FANOUT hash group, so a
+// flow or an SA stays on one worker and keeps its order). Each worker
+// owns its buffers and crypto scratch, moves frames in batches, and
+// allocates nothing per packet (proved by AllocsPerRun tests with
+// viftest ports). A worker writes to another port on the queue its
+// number picks, under that queue's lock only. What workers of one port
+// share is atomic (counters, the ICMP rate limiter, SA sequence numbers)
+// or behind the SA's replay lock. vifsecd gives the uplink one queue per
+// CPU and each VIF at most two (internal/attach): every queue's worker
+// has its own receive buffers (a VIF with virtio-net headers: 8 buffers
+// for 64 KiB super-frames, of which only the pages the kernel writes
+// become resident, plus 8 broadcast spares of 4 KiB), so more queues on
+// every VM would multiply per-VM memory for little gain.
 //
 // ESP may travel in UDP (RFC 3948 NAT traversal, per SA): the uplink takes
 // UDP to port 4500 as ESP when its SPI names an SA of the VM (other UDP to

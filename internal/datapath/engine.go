@@ -104,20 +104,69 @@ func newSnapshot() *snapshot {
 		byVNIMAC: map[FDBKey]*vmState{}, byVNI: map[uint32][]*vmState{}}
 }
 
-// txPort serialises writers of one port: a VIF is written by the uplink
-// worker and, for local delivery, by other VIF workers. The lock is taken
-// once per batch, not per frame.
+// txPort is a port as its writers see it: a VIF is written by the uplink's
+// workers and, for local delivery, by other VIFs' workers. A port of one
+// queue serialises its writers with mu; a port of several (vif.Multi)
+// has a lock per queue, and a worker writes on the queue its sequence
+// number picks, so workers spread over queues and rarely meet on one.
+// The lock is taken once per batch, not per frame.
 type txPort struct {
 	mu sync.Mutex
 	vif.Port
 	vnet  bool // frames carry a virtio-net header (vif.PacketOptions.VnetHdr)
 	stats PortStats
+	// qs are the queues of a vif.Multi port (nil: one queue, Port).
+	qs []*txQueue
+	// down makes OnPortDown fire once per port, whichever queue failed.
+	down sync.Once
 }
 
-func (t *txPort) write(frames [][]byte) {
-	t.mu.Lock()
-	n, err := t.WriteBatch(frames)
-	t.mu.Unlock()
+type txQueue struct {
+	mu sync.Mutex
+	vif.Port
+}
+
+// newTxPort makes p's txPort, with one queue per queue of a vif.Multi.
+func newTxPort(p vif.Port, vnet bool) *txPort {
+	tp := &txPort{Port: p, vnet: vnet}
+	if m, ok := p.(vif.Multi); ok {
+		if qs := m.Queues(); len(qs) > 1 {
+			for _, q := range qs {
+				tp.qs = append(tp.qs, &txQueue{Port: q})
+			}
+		}
+	}
+	return tp
+}
+
+// rxQueues are the ports p's workers read, one worker each.
+func (t *txPort) rxQueues() []vif.Port {
+	if len(t.qs) == 0 {
+		return []vif.Port{t.Port}
+	}
+	qs := make([]vif.Port, len(t.qs))
+	for i, q := range t.qs {
+		qs[i] = q.Port
+	}
+	return qs
+}
+
+func (t *txPort) write(frames [][]byte) { t.writeFrom(0, frames) }
+
+// writeFrom writes frames for the worker with sequence number seq.
+func (t *txPort) writeFrom(seq uint32, frames [][]byte) {
+	var n int
+	var err error
+	if len(t.qs) > 0 {
+		q := t.qs[seq%uint32(len(t.qs))]
+		q.mu.Lock()
+		n, err = q.WriteBatch(frames)
+		q.mu.Unlock()
+	} else {
+		t.mu.Lock()
+		n, err = t.WriteBatch(frames)
+		t.mu.Unlock()
+	}
 	if err != nil || n < len(frames) {
 		t.stats.TxErrors.Add(uint64(len(frames) - n))
 	}
@@ -154,14 +203,16 @@ type Engine struct {
 	// before the engine runs).
 	now func() time.Time
 
-	upWorker *worker
-	UplinkRx PortStats
-	mu       sync.Mutex // Update, SetUplink, Close
-	workers  map[vif.Port]*worker
-	stats    map[string]*VMStats
-	ports    map[vif.Port]*txPort
-	wg       sync.WaitGroup
-	closed   bool
+	upWorkers []*worker
+	UplinkRx  PortStats
+	mu        sync.Mutex // Update, SetUplink, Close
+	workers   map[vif.Port][]*worker
+	// workerSeq numbers workers (worker.seq).
+	workerSeq atomic.Uint32
+	stats     map[string]*VMStats
+	ports     map[vif.Port]*txPort
+	wg        sync.WaitGroup
+	closed    bool
 
 	// OnPortDown, if set before ports are added, is called from a worker
 	// whose port failed (the interface went down or away) just before the
@@ -174,7 +225,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{db: db, log: log, workers: map[vif.Port]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
+	e := &Engine{db: db, log: log, workers: map[vif.Port][]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
 		misses: make(chan netip.Addr, 16), now: time.Now}
 	e.enabled.Store(true)
 	e.coalesce.Store(true)
@@ -230,21 +281,33 @@ func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
 	e.uplinkMTU.Store(int32(mtu))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if w := e.upWorker; w != nil {
+	if ws := e.upWorkers; ws != nil {
 		e.uplink.Store(nil)
-		w.port.Close()
-		<-w.done
-		e.upWorker = nil
+		ws[0].port.Close()
+		for _, w := range ws {
+			<-w.done
+		}
+		e.upWorkers = nil
 	}
 	if p == nil {
 		return
 	}
-	tp := &txPort{Port: p, vnet: o.VnetHdr}
+	tp := newTxPort(p, o.VnetHdr)
 	e.uplink.Store(tp)
-	w := newWorker(e, tp, true)
-	e.upWorker = w
-	e.wg.Add(1)
-	go w.run()
+	e.upWorkers = e.startWorkers(tp, true)
+}
+
+// startWorkers starts one worker per queue of tp. The caller holds e.mu.
+func (e *Engine) startWorkers(tp *txPort, uplink bool) []*worker {
+	var ws []*worker
+	for _, q := range tp.rxQueues() {
+		w := newWorker(e, tp, uplink)
+		w.rx = q
+		ws = append(ws, w)
+		e.wg.Add(1)
+		go w.run()
+	}
+	return ws
 }
 
 // Update publishes a new VM table. VMs whose Port is new get a worker;
@@ -268,7 +331,7 @@ func (e *Engine) Update(vms []VM) {
 		keepStats[v.Name] = st
 		tp := e.ports[v.Port]
 		if tp == nil {
-			tp = &txPort{Port: v.Port, vnet: v.VnetHdr}
+			tp = newTxPort(v.Port, v.VnetHdr)
 		}
 		keepPorts[v.Port] = tp
 		s := &vmState{
@@ -296,19 +359,18 @@ func (e *Engine) Update(vms []VM) {
 	e.snap.Store(next)
 	// Stop workers of ports that left, after publishing: a worker still
 	// finishing a batch sees the new table.
-	for p, w := range e.workers {
+	for p, ws := range e.workers {
 		if keepPorts[p] == nil {
 			p.Close()
-			<-w.done
+			for _, w := range ws {
+				<-w.done
+			}
 			delete(e.workers, p)
 		}
 	}
 	for p, tp := range keepPorts {
 		if e.workers[p] == nil && !e.closed {
-			w := newWorker(e, tp, false)
-			e.workers[p] = w
-			e.wg.Add(1)
-			go w.run()
+			e.workers[p] = e.startWorkers(tp, false)
 		}
 	}
 	e.stats, e.ports = keepStats, keepPorts
@@ -322,12 +384,9 @@ func (e *Engine) Update(vms []VM) {
 // never wait for the control plane, so this wait is short.
 func (e *Engine) Quiesce() {
 	e.mu.Lock()
-	ws := make([]*worker, 0, len(e.workers)+1)
-	for _, w := range e.workers {
-		ws = append(ws, w)
-	}
-	if e.upWorker != nil {
-		ws = append(ws, e.upWorker)
+	ws := append([]*worker(nil), e.upWorkers...)
+	for _, pws := range e.workers {
+		ws = append(ws, pws...)
 	}
 	e.mu.Unlock()
 	for _, w := range ws {

@@ -60,6 +60,8 @@ const (
 type worker struct {
 	e      *Engine
 	port   *txPort
+	rx     vif.Port // the queue of port this worker reads
+	seq    uint32   // picks the queue it writes on, of ports with several
 	uplink bool
 	done   chan struct{}
 
@@ -111,7 +113,7 @@ func frameBufSize(mtu int) int { return max(bufSize, frameExtra+mtu) }
 // moment; segment buffers follow the uplink's MTU as it changes
 // (ensureSeg).
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
-	w := &worker{e: e, port: p, uplink: uplink, done: make(chan struct{})}
+	w := &worker{e: e, port: p, rx: p.Port, seq: e.workerSeq.Add(1) - 1, uplink: uplink, done: make(chan struct{})}
 	frame := frameBufSize(int(e.uplinkMTU.Load()))
 	nbuf, size := vif.MaxBatch, frame
 	if p.vnet && uplink {
@@ -148,13 +150,15 @@ func (w *worker) run() {
 	defer w.e.wg.Done()
 	defer close(w.done)
 	for {
-		n, err := w.port.ReadBatch(w.bufs, w.sizes, w.meta, readOff)
+		n, err := w.rx.ReadBatch(w.bufs, w.sizes, w.meta, readOff)
 		if err != nil {
 			if !errors.Is(err, vif.ErrClosed) {
 				w.e.log.Warn("port read failed; worker stops", "port", w.port.Name(), "err", err)
-				if f := w.e.OnPortDown; f != nil {
-					f(w.port.Port, err)
-				}
+				w.port.down.Do(func() {
+					if f := w.e.OnPortDown; f != nil {
+						f(w.port.Port, err)
+					}
+				})
 			}
 			return
 		}
@@ -987,7 +991,7 @@ func (w *worker) flush() {
 			}
 			o.dst = nil
 		}
-		dst.write(w.group)
+		dst.writeFrom(w.seq, w.group)
 	}
 	clear(w.out[:w.nout])
 	w.nout = 0

@@ -156,3 +156,52 @@ func (s *Sink) WriteBatch(frames [][]byte) (int, error) {
 	}
 	return len(frames), nil
 }
+
+// Group is a vif.Multi of in-memory queues, as a port opened with
+// PacketOptions.Queues would be: a test decides which queue a frame
+// arrives on (the kernel's flow hash does for a real port) by injecting
+// it on that queue.
+type Group struct {
+	name string
+	// Q are the queues; Peers[i] is the other end of Q[i].
+	Q, Peers []*Port
+}
+
+// NewGroup returns a group of k queues named name, each a Pair with a
+// receive queue of depth.
+func NewGroup(name string, k, depth int) *Group {
+	g := &Group{name: name}
+	for range k {
+		q, peer := Pair(name, name+"-peer", depth)
+		g.Q = append(g.Q, q)
+		g.Peers = append(g.Peers, peer)
+	}
+	return g
+}
+
+func (g *Group) Name() string { return g.name }
+
+// Queues returns the group's queues.
+func (g *Group) Queues() []vif.Port {
+	qs := make([]vif.Port, len(g.Q))
+	for i, q := range g.Q {
+		qs[i] = q
+	}
+	return qs
+}
+
+// ReadBatch reads the first queue.
+func (g *Group) ReadBatch(bufs [][]byte, sizes []int, meta []vif.Meta, offset int) (int, error) {
+	return g.Q[0].ReadBatch(bufs, sizes, meta, offset)
+}
+
+// WriteBatch writes on the first queue.
+func (g *Group) WriteBatch(frames [][]byte) (int, error) { return g.Q[0].WriteBatch(frames) }
+
+// Close closes every queue.
+func (g *Group) Close() error {
+	for _, q := range g.Q {
+		q.Close()
+	}
+	return nil
+}

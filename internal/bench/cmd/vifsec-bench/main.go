@@ -44,6 +44,8 @@ func main() {
 		err = runESP(os.Args[2:])
 	case "sadb":
 		err = runSADB(os.Args[2:])
+	case "datapath":
+		err = runDatapath(os.Args[2:]) // datapath.go
 	case "ike":
 		err = runIKE(os.Args[2:]) // ike.go
 	default:
