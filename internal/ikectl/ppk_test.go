@@ -3,6 +3,9 @@ package ikectl
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vifsec/vifsec/internal/testutil"
 )
 
 // TestBackToBackPPK: a policy with a post-quantum preshared key (RFC 8784)
@@ -46,7 +49,7 @@ func TestBackToBackPPKRequiredRefused(t *testing.T) {
 	pb.PPK, pb.PPKID, pb.PPKRequired = []byte("back-to-back post-quantum preshared key, 32+ bytes"), "ppk-1", true
 	mustW(t)(b.d.CreatePolicy(pb))
 	start(t, w, a, b)
-	waitFor(t, func() bool { return strings.Contains(b.logs.String(), "post-quantum preshared key") }, "b refuses the IKE SA for want of a PPK")
+	testutil.WaitUntil(t, "b refuses the IKE SA for want of a PPK", 10*time.Second, func() bool { return strings.Contains(b.logs.String(), "post-quantum preshared key") })
 	for _, g := range []*gateway{a, b} {
 		if rows, _ := g.d.IPsecSAs("t1"); len(rows) != 0 {
 			t.Errorf("%s has SAs without the required PPK: %+v", g.name, rows)
