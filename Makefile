@@ -90,7 +90,7 @@ $(TRIXIE_ROOT)/.complete:
 	@if [ "$$(id -u)" != 0 ]; then echo "lab-trixie: debootstrap needs root; skipped (the lab tests need root too)"; exit 0; fi; \
 	command -v debootstrap >/dev/null || $(MAKE) deps; \
 	set -e; \
-	rm -rf $(TRIXIE_ROOT).tmp; \
+	mkdir -p $(dir $(TRIXIE_ROOT)); rm -rf $(TRIXIE_ROOT).tmp; \
 	echo "lab-trixie: debootstrap trixie into $(TRIXIE_ROOT) (about 2.5 min)"; \
 	debootstrap --variant=minbase --include=$(TRIXIE_PKGS) trixie $(TRIXIE_ROOT).tmp http://deb.debian.org/debian >$(TRIXIE_ROOT).log 2>&1 || { tail -20 $(TRIXIE_ROOT).log >&2; exit 1; }; \
 	rm -rf $(TRIXIE_ROOT) && mv $(TRIXIE_ROOT).tmp $(TRIXIE_ROOT) && touch $@
