@@ -103,6 +103,17 @@ func (d *Daemon) Stop() error {
 	}
 }
 
+// Kill ends the daemon with SIGKILL, as a crash would (no clean stop),
+// and waits for it to exit. A later Stop returns nil.
+func (d *Daemon) Kill() error {
+	if err := d.cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("vifsecd on gateway %s: kill: %w", d.GW.Name, err)
+	}
+	<-d.exited
+	d.exited <- nil
+	return nil
+}
+
 // logLevel is the lab daemons' --log-level: info, or $VIFSEC_LAB_LOG.
 func logLevel() string {
 	if l := os.Getenv("VIFSEC_LAB_LOG"); l != "" {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 )
@@ -28,19 +29,6 @@ func TestIntegrationSeqRestart(t *testing.T) {
 	gwA := l.Gateways[0]
 	dir := ds[0].Dir
 
-	ping := func(what string, args ...string) {
-		t.Helper()
-		var err error
-		var out []byte
-		for range 50 { // until the VIFs are attached after a start
-			out, err = Exec(ctx, src.NS, append([]string{"ping", "-W", "1"}, append(args, dst.IP6.String())...)...)
-			if err == nil {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Fatalf("%s: ping: %v %s", what, err, out)
-	}
 	restart := func() *Daemon {
 		t.Helper()
 		d, err := StartDaemon(ctx, bin, gwA, dir)
@@ -57,48 +45,92 @@ func TestIntegrationSeqRestart(t *testing.T) {
 		return d
 	}
 
-	ping("first run", "-f", "-c", "500")
+	seqPing(t, src, dst, "first run", "-f", "-c", "500")
 
 	// 1. SIGTERM, start.
 	if err := ds[0].Stop(); err != nil {
 		t.Fatal(err)
 	}
 	d := restart()
-	ping("after SIGTERM and start", "-f", "-c", "500")
+	seqPing(t, src, dst, "after SIGTERM and start", "-f", "-c", "500")
 
 	// 2. A flood, SIGKILL in its middle, start.
-	flood := exec.Command("ip", "netns", "exec", src.NS, "ping", "-f", "-c", "20000", "-W", "1", dst.IP6.String())
-	if err := flood.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { flood.Process.Kill(); flood.Wait() }()
-	sentBefore := outPackets(t, d, "acme-a")
-	deadline := time.Now().Add(15 * time.Second)
-	for outPackets(t, d, "acme-a") < sentBefore+3000 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := d.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-d.exited
-	d.exited <- nil
+	stopFlood := seqFloodKill(t, d, src, dst, src.Name, 3000)
+	defer stopFlood()
 	restart() // stopped by the cleanup restart registered
-	ping("after SIGKILL and start", "-f", "-c", "500")
-	flood.Process.Kill()
-	flood.Wait()
+	seqPing(t, src, dst, "after SIGKILL and start", "-f", "-c", "500")
+	stopFlood()
 
 	for _, c := range caps {
 		c.Stop()
 	}
+	seqCheckWire(t, capFiles, 3000)
+	for vm, n := range replayDrops(t, ds[1]) {
+		if n != 0 {
+			t.Errorf("gateway b dropped %d frames of %s as replays", n, vm)
+		}
+	}
+}
+
+// seqPing pings dst's IPv6 address from src with args (ping's options),
+// retrying for up to 5s: after a start, until the VIFs are attached.
+func seqPing(t *testing.T, src, dst *VM, what string, args ...string) {
+	t.Helper()
+	var err error
+	var out []byte
+	for range 50 {
+		out, err = Exec(context.Background(), src.NS, append([]string{"ping", "-W", "1"}, append(args, dst.IP6.String())...)...)
+		if err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: ping: %v %s", what, err, out)
+}
+
+// seqFloodKill starts a ping flood from src to dst, waits until d has
+// counted burst more packets on the SAs of VM vm (within 15s), and kills
+// d with SIGKILL while the flood runs. The flood goes on (through the
+// next start) until the returned stop is called; stop is idempotent.
+func seqFloodKill(t *testing.T, d *Daemon, src, dst *VM, vm string, burst uint64) (stop func()) {
+	t.Helper()
+	flood := exec.Command("ip", "netns", "exec", src.NS, "ping", "-f", "-c", "20000", "-W", "1", dst.IP6.String())
+	if err := flood.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { flood.Process.Kill(); flood.Wait() }) }
+	before := outPackets(t, d, vm)
+	deadline := time.Now().Add(15 * time.Second)
+	for outPackets(t, d, vm) < before+burst {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("the flood did not reach %d packets on %s's SAs within 15s", burst, vm)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := d.Kill(); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	return stop
+}
+
+// seqCheckWire reads the captures in files and fails t for every
+// (VLAN, SPI, sequence number) of an ESP frame (802.1Q, IPv6, ESP: the
+// labs' transport SAs) that appears more than once across them, or if
+// fewer than atLeast ESP frames were captured. Each frame must be in one
+// file only: capture each direction where it is received.
+func seqCheckWire(t *testing.T, files []string, atLeast int) {
+	t.Helper()
 	seen := map[string]int{}
 	dups, esp := 0, 0
-	for _, f := range capFiles {
+	for _, f := range files {
 		frames, err := ReadPcap(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, fr := range frames {
-			// 802.1Q, IPv6, next header ESP: the lab's transport SAs.
 			if len(fr) < 18+40+8 || binary.BigEndian.Uint16(fr[12:]) != 0x8100 || binary.BigEndian.Uint16(fr[16:]) != 0x86dd || fr[18+6] != 50 {
 				continue
 			}
@@ -116,13 +148,8 @@ func TestIntegrationSeqRestart(t *testing.T) {
 	if dups > 0 {
 		t.Errorf("%d (SPI, sequence number) pairs sent more than once, of %d ESP frames", dups, esp)
 	}
-	if esp < 3000 {
-		t.Errorf("only %d ESP frames captured", esp)
-	}
-	for vm, n := range replayDrops(t, ds[1]) {
-		if n != 0 {
-			t.Errorf("gateway b dropped %d frames of %s as replays", n, vm)
-		}
+	if esp < atLeast {
+		t.Errorf("only %d ESP frames captured, want at least %d", esp, atLeast)
 	}
 	t.Logf("%d ESP frames on the wire, %d (SPI, sequence number) pairs repeated", esp, dups)
 }
