@@ -247,7 +247,11 @@ func newGuestRx(t *testing.T, read func([]byte) (int, error), closeFn func()) *g
 //     switchdev representor in a bridge is the same case), and veth or
 //     tap alone on a host that routes (libvirt type='ethernet'): vifsec's
 //     guard drops the frames after vifsec's socket read them; the wire
-//     carries 10 ESP and 0 clear frames.
+//     carries 10 ESP and 0 clear frames. The other way, the guard drops
+//     what the kernel forwards to the guest and lets vifsec's writes
+//     through: of 10 clear datagrams from the wire (through the bridge,
+//     or routed by the host) the guest gets 0 (all 10 before vifsec
+//     attaches), and one datagram for each of the peer's 10 ESP packets.
 //   - macvlan and macvtap, in bridge, vepa, private and passthru mode
 //     (libvirt type='direct'): refused, nothing installed.
 func TestIntegrationGuestFramesNeverLeak(t *testing.T) {
@@ -529,7 +533,8 @@ func leakMacvlanGuest(t *testing.T, kind, hv string) func([]byte) error {
 }
 
 // TestIntegrationGuardLifecycle: the guard is restored when someone takes
-// it off, stays when the daemon stops, is taken over by the next one,
+// it off (its ingress filter, its egress filter on clsact, or on the root
+// htb it adds beside an ingress qdisc), stays when the daemon stops, is taken over by the next one,
 // follows a VM to its new device and comes off at detach; a VIF where it
 // cannot go first is not attached.
 func TestIntegrationGuardLifecycle(t *testing.T) {
