@@ -61,8 +61,9 @@
 // Per kind, as the lab test TestIntegrationGuestFramesNeverLeak checks:
 //
 //	veth host end, bridge port or routed      guard (10 ESP, 0 clear on the wire;
-//	                                          0 of 10 wire frames reach the guest, vif's test)
-//	tap, bridge port or routed                guard (10 ESP, 0 clear on the wire)
+//	                                          the guest gets 0 of 10 clear wire
+//	                                          frames, 10 of 10 from the peer's ESP)
+//	tap, bridge port or routed                guard (the same)
 //	switchdev representor (in a bridge)       guard (tested with a veth standing in)
 //	SR-IOV VF netdev, plain device            guard
 //	macvlan, macvtap: bridge, vepa, private,
