@@ -37,10 +37,13 @@ func TestIntegrationGuard(t *testing.T) {
 
 	// round sends 10 frames from the guest to peer (a MAC the bridge has
 	// not learned: flooded), checks that vifsec's socket reads them all,
-	// then sends a sentinel from the bridge's other port straight onto
-	// the wire and returns how many guest frames the wire saw before it.
+	// then, when want is 0, sends a sentinel from the bridge's other port
+	// straight onto the wire and returns how many guest frames the wire saw
+	// before it; when want is more, it waits for that many (the bridge's
+	// path may lag behind a direct write on a busy machine, so a sentinel
+	// would race it).
 	seq := uint32(0)
-	round := func() int {
+	round := func(want int) int {
 		t.Helper()
 		out := make([][]byte, 10)
 		for i := range out {
@@ -50,6 +53,10 @@ func TestIntegrationGuard(t *testing.T) {
 		writeAll(t, guest, out)
 		got, _ := readFrames(t, host, 2048, len(out), keepTest)
 		sameFrames(t, "guest→vifsec", got, out)
+		if want > 0 {
+			fs, _ := readFrames(t, onWire, 2048, want, keepTest)
+			return len(fs)
+		}
 		sentinel := testFrame(peer, macHV, 0xfeed0000+seq, 100)
 		writeAll(t, lan, [][]byte{sentinel})
 		leaked := 0
@@ -66,8 +73,9 @@ func TestIntegrationGuard(t *testing.T) {
 	// inbound sends 10 frames from the wire to the guest through the
 	// bridge, then a sentinel as vifsec writes (its socket on the VIF,
 	// past the qdiscs), and returns how many wire frames the guest got
-	// before the sentinel.
-	inbound := func() int {
+	// before the sentinel; when want is more than 0 it waits for that many
+	// instead.
+	inbound := func(want int) int {
 		t.Helper()
 		in := make([][]byte, 10)
 		for i := range in {
@@ -75,6 +83,10 @@ func TestIntegrationGuard(t *testing.T) {
 			seq++
 		}
 		writeAll(t, onWire, in)
+		if want > 0 {
+			fs, _ := readFrames(t, guest, 2048, want, keepTest)
+			return len(fs)
+		}
 		sentinel := testFrame(macVM, macHV, 0xfeed0000+seq, 100)
 		writeAll(t, host, [][]byte{sentinel})
 		got := 0
@@ -88,10 +100,10 @@ func TestIntegrationGuard(t *testing.T) {
 			}
 		}
 	}
-	if n := round(); n != 10 {
+	if n := round(10); n != 10 {
 		t.Fatalf("without the guard the wire saw %d of the guest's 10 frames, want all: the checks below prove nothing", n)
 	}
-	if n := inbound(); n != 10 {
+	if n := inbound(10); n != 10 {
 		t.Fatalf("without the guard the guest got %d of the wire's 10 frames, want all: the checks below prove nothing", n)
 	}
 
@@ -99,10 +111,10 @@ func TestIntegrationGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := round(); n != 0 {
+	if n := round(0); n != 0 {
 		t.Fatalf("with the guard the wire saw %d of the guest's frames, want 0", n)
 	}
-	if n := inbound(); n != 0 {
+	if n := inbound(0); n != 0 {
 		t.Fatalf("with the guard the guest got %d of the wire's frames through the bridge, want 0 (and vifsec's, past the qdiscs)", n)
 	}
 	// Installing again (a restarted vifsec) replaces it.
@@ -112,7 +124,7 @@ func TestIntegrationGuard(t *testing.T) {
 	if _, err := CheckGuard("vif0", hv); err != nil {
 		t.Fatal(err)
 	}
-	if n := round(); n != 0 {
+	if n := round(0); n != 0 {
 		t.Fatalf("after a second install the wire saw %d of the guest's frames, want 0", n)
 	}
 
@@ -125,7 +137,7 @@ func TestIntegrationGuard(t *testing.T) {
 	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); strings.Contains(q, "clsact") {
 		t.Fatalf("clsact left after RemoveGuard:\n%s", q)
 	}
-	if n := round(); n != 10 {
+	if n := round(10); n != 10 {
 		t.Fatalf("after RemoveGuard the wire saw %d of the guest's 10 frames, want all", n)
 	}
 	if err := RemoveGuard("vif0", hv, index); err != nil {
@@ -137,11 +149,11 @@ func TestIntegrationGuard(t *testing.T) {
 	if index, err = InstallGuard("vif0", hv); err != nil {
 		t.Fatalf("install on an ingress qdisc: %v", err)
 	}
-	if n := round(); n != 0 {
+	if n := round(0); n != 0 {
 		t.Fatalf("with the guard on an ingress qdisc the wire saw %d of the guest's frames, want 0", n)
 	}
 	// No clsact beside it: the egress filter is on a root htb of the guard's own.
-	if n := inbound(); n != 0 {
+	if n := inbound(0); n != 0 {
 		t.Fatalf("with the guard beside an ingress qdisc the guest got %d of the wire's frames, want 0", n)
 	}
 	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); !strings.Contains(q, "htb 5653: root") {
@@ -153,7 +165,7 @@ func TestIntegrationGuard(t *testing.T) {
 	if q := run(t, "tc", "-n", hv, "qdisc", "show", "dev", "vif0"); !strings.Contains(q, "ingress") || strings.Contains(q, "5653:") {
 		t.Fatalf("RemoveGuard removed the ingress qdisc it did not add, or left its root htb:\n%s", q)
 	}
-	if n := inbound(); n != 10 {
+	if n := inbound(10); n != 10 {
 		t.Fatalf("after RemoveGuard the guest got %d of the wire's 10 frames, want all", n)
 	}
 
@@ -164,7 +176,7 @@ func TestIntegrationGuard(t *testing.T) {
 	if index, err = InstallGuard("vif0", hv); err != nil {
 		t.Fatalf("install beside ingress and a root htb: %v", err)
 	}
-	if n := inbound(); n != 0 {
+	if n := inbound(0); n != 0 {
 		t.Fatalf("with the guard on libvirt's root htb the guest got %d of the wire's frames, want 0", n)
 	}
 	if err := RemoveGuard("vif0", hv, index); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -158,8 +159,15 @@ func failFleet(w http.ResponseWriter, err error) {
 	}
 }
 
-// maxAttempts bounds the retries of a request that keeps losing races.
-const maxAttempts = 5
+// A request that loses a race to another writer is retried after a
+// random pause that doubles each time (so that racing writers spread out
+// instead of colliding again in lockstep, which starves the unluckiest of
+// many), for as long as retryBudget allows.
+const (
+	retryBudget   = 10 * time.Second
+	retryFirstGap = 2 * time.Millisecond
+	retryMaxGap   = 200 * time.Millisecond
+)
 
 // forward serves every /v2 endpoint of NewHandler on the daemon of ?host.
 func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
@@ -176,7 +184,11 @@ func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
 	if name, ok := strings.CutPrefix(r.URL.Path, "/"+Version+"/tenants/"); ok && r.Method == http.MethodDelete && !strings.Contains(name, "/") {
 		o.RemoveTenant, _ = url.PathUnescape(name)
 	}
-	for range maxAttempts {
+	deadline := time.Now().Add(retryBudget)
+	gap := retryFirstGap
+	attempts := 0
+	for {
+		attempts++
 		rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
 		retry, err := h.f.Exec(r.Context(), host, o, func(d *daemon.Daemon) {
 			r2 := r.Clone(r.Context())
@@ -191,9 +203,20 @@ func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
 			rec.copyTo(w)
 			return
 		}
+		pause := gap/2 + rand.N(gap)
+		if time.Now().Add(pause).After(deadline) {
+			break
+		}
+		select {
+		case <-r.Context().Done():
+			failFleet(w, r.Context().Err())
+			return
+		case <-time.After(pause):
+		}
+		gap = min(2*gap, retryMaxGap)
 	}
 	writeError(w, &Error{Status: http.StatusConflict, Code: "conflict",
-		Message: fmt.Sprintf("the desired state kept changing under this request (other writers); nothing changed after %d attempts, try again", maxAttempts)})
+		Message: fmt.Sprintf("the desired state kept changing under this request (other writers); nothing changed after %d attempts in %v, try again", attempts, retryBudget)})
 }
 
 // handler returns the API on d: cached for this host's daemon, made
