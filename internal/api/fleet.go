@@ -61,10 +61,15 @@ type ExecOptions struct {
 // NewHandler on each host's daemon (see Fleet.Exec), plus the fleet
 // endpoints.
 func NewFleetHandler(f Fleet, log *slog.Logger, version string) http.Handler {
+	return newFleetHandler(f, log, version, retryBudget)
+}
+
+// newFleetHandler is NewFleetHandler with a retry budget of its own.
+func newFleetHandler(f Fleet, log *slog.Logger, version string, budget time.Duration) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &fleetHandler{f: f, log: log, version: version, handlers: map[*daemon.Daemon]http.Handler{}}
+	h := &fleetHandler{f: f, log: log, version: version, budget: budget, handlers: map[*daemon.Daemon]http.Handler{}}
 	mux := http.NewServeMux()
 	p := "/" + Version
 	mux.HandleFunc("GET "+p+"/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f.Health()) })
@@ -78,6 +83,7 @@ type fleetHandler struct {
 	f       Fleet
 	log     *slog.Logger
 	version string
+	budget  time.Duration // how long a request losing races is retried
 
 	mu       sync.Mutex
 	handlers map[*daemon.Daemon]http.Handler // the local daemon's, reused
@@ -184,7 +190,7 @@ func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
 	if name, ok := strings.CutPrefix(r.URL.Path, "/"+Version+"/tenants/"); ok && r.Method == http.MethodDelete && !strings.Contains(name, "/") {
 		o.RemoveTenant, _ = url.PathUnescape(name)
 	}
-	deadline := time.Now().Add(retryBudget)
+	deadline := time.Now().Add(h.budget)
 	gap := retryFirstGap
 	attempts := 0
 	for {
@@ -216,7 +222,7 @@ func (h *fleetHandler) forward(w http.ResponseWriter, r *http.Request) {
 		gap = min(2*gap, retryMaxGap)
 	}
 	writeError(w, &Error{Status: http.StatusConflict, Code: "conflict",
-		Message: fmt.Sprintf("the desired state kept changing under this request (other writers); nothing changed after %d attempts in %v, try again", attempts, retryBudget)})
+		Message: fmt.Sprintf("the desired state kept changing under this request (other writers); nothing changed after %d attempts in %v, try again", attempts, h.budget)})
 }
 
 // handler returns the API on d: cached for this host's daemon, made

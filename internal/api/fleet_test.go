@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
@@ -58,7 +59,7 @@ func TestFleetHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(NewFleetHandler(f, nil, "test"))
+	srv := httptest.NewUnstartedServer(newFleetHandler(f, nil, "test", 100*time.Millisecond))
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
