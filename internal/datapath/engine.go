@@ -178,6 +178,7 @@ type Engine struct {
 	log      *slog.Logger
 	enabled  atomic.Bool
 	coalesce atomic.Bool
+	udpGSO   atomic.Bool
 	snap     atomic.Pointer[snapshot]
 
 	uplink    atomic.Pointer[txPort]
@@ -229,6 +230,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 		misses: make(chan netip.Addr, 16), now: time.Now}
 	e.enabled.Store(true)
 	e.coalesce.Store(true)
+	e.udpGSO.Store(true)
 	e.uplinkMTU.Store(DefaultMTU)
 	e.snap.Store(newSnapshot())
 	return e
@@ -242,6 +244,12 @@ func (e *Engine) SetEnabled(on bool) { e.enabled.Store(on) }
 // TCP segments into one super-frame for VIFs that take virtio-net headers)
 // on or off. It is on by default.
 func (e *Engine) SetCoalesce(on bool) { e.coalesce.Store(on) }
+
+// SetUDPGSO turns UDP GSO toward an uplink with virtio-net headers on or
+// off: the ESP-in-UDP or VXLAN packets made from one TSO super-frame of a
+// VM leave as one GSO_UDP_L4 super-frame (outbound.go, joinTrains). It is
+// on by default. Receiving such super-frames is always on.
+func (e *Engine) SetUDPGSO(on bool) { e.udpGSO.Store(on) }
 
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.enabled.Load() }

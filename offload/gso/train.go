@@ -70,6 +70,15 @@ func (t *Train) Start(buf []byte, off int, frame []byte) bool {
 	return true
 }
 
+// DstPort is the UDP destination port of the train's datagrams (0 for an
+// empty train).
+func (t *Train) DstPort() uint16 {
+	if t.segs == 0 {
+		return 0
+	}
+	return binary.BigEndian.Uint16(t.buf[t.off+t.l4+2:])
+}
+
 // Len is the number of datagrams in the train.
 func (t *Train) Len() int { return t.segs }
 
