@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package ikeio
 
 import (
 	"context"
@@ -113,10 +113,10 @@ func TestIntegrationIKEFlood(t *testing.T) {
 	}
 	// No half-open IKE SA times out during the test: the floods' state
 	// is all held at the end.
-	g := newIKEGlue(d, log, &ike.Config{HalfOpenTimeout: 10 * time.Minute})
+	g := New(d, log, &ike.Config{HalfOpenTimeout: 10 * time.Minute})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { g.run(ctx) })
+	wg.Go(func() { g.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	testutil.WaitUntil(t, "the gateway's underlay sockets", 15*time.Second, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.under != nil })
 	for _, a := range append(append(append([]netip.Addr{peerAddr}, flood1...), flood2...), flood3...) {
