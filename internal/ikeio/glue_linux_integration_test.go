@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/internal/testutil"
@@ -69,7 +70,7 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		p := daemon.IKEPolicy{Tenant: "t1", Name: "vteps", Auth: daemon.AuthPSK, PSK: []byte("underlay udp test key 0123456789"),
+		p := ikeconf.Policy{Tenant: "t1", Name: "vteps", Auth: ikeconf.AuthPSK, PSK: []byte("underlay udp test key 0123456789"),
 			LocalSubnets: []netip.Prefix{netip.MustParsePrefix(local + "/32")}, RemoteSubnets: []netip.Prefix{netip.MustParsePrefix(remote + "/32")}}
 		if initiate {
 			p.RemoteAddress = netip.MustParseAddr(remote)
