@@ -239,7 +239,7 @@ func TestPipelineAllocs(t *testing.T) {
 		spd: tenant.Compile(polA), policies: polA, sas: []*sa.SA{outA, nil}, stats: new(VMStats)}
 	snapA.byPort[vifA] = vmA
 	ea.snap.Store(snapA)
-	ea.uplink.Store(&txPort{Port: upA})
+	ea.setConfig(func(c *config) { c.uplink = &txPort{Port: upA} })
 	snapB := &snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{}}
 	vmB := &vmState{name: "acme", port: &txPort{Port: vifB}, mac: macB1, vlan: 100, def: tenant.ActionNone,
 		spd: tenant.Compile(polB), policies: polB, sas: []*sa.SA{nil, inB}, stats: new(VMStats)}
@@ -292,7 +292,7 @@ func TestPipelineGSOAllocs(t *testing.T) {
 	vm := &vmState{name: "acme", port: tp, mac: macA1, vlan: 100, def: tenant.ActionNone,
 		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1, 1)}
 	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{vifA: vm}})
-	e.uplink.Store(&txPort{Port: up})
+	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
 	w := newWorker(e, tp, false)
 
 	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 1000, Flags: 0x18, Payload: make([]byte, 60000)}

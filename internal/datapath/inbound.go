@@ -91,14 +91,14 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		ps.Malformed.Add(1)
 		return
 	}
-	if ov := w.e.overlay.Load(); ov != nil {
-		if ov.protect && w.e.enabled.Load() && w.fromUnderlayESP(snap, ov, buf, off, n) {
+	if ov := w.cfg.overlay; ov != nil {
+		if ov.protect && w.cfg.enabled && w.fromUnderlayESP(snap, ov, buf, off, n) {
 			return
 		}
 		r, d := vxlan.Decap(&ov.local, buf, off, n)
 		switch d {
 		case drop.None:
-			if ov.protect && w.e.enabled.Load() {
+			if ov.protect && w.cfg.enabled {
 				w.e.OverlayStats.Unprotected.Add(1) // no downgrade
 				return
 			}
@@ -178,7 +178,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 				return
 			}
 		case esp.KindESP:
-			if w.e.enabled.Load() {
+			if w.cfg.enabled {
 				w.inboundESP(vm, w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI}), buf, off, n)
 				return
 			}
@@ -188,7 +188,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			// SPI (one without Encap then refuses it: encap-mismatch).
 			// Otherwise it is the guest's own UDP — its own NAT-T IPsec,
 			// or any application on port 4500 — under the inbound SPD.
-			if w.e.enabled.Load() {
+			if w.cfg.enabled {
 				s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
 				if s != nil && s.Dir() != sa.DirOut {
 					w.inboundESP(vm, s, buf, off, n)
@@ -204,12 +204,12 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 		case esp.KindKeepalive:
 			// Keepalives are IKE's business: consumed for a VM whose IKE
 			// the gateway runs, the guest's UDP otherwise.
-			if vm.ike && w.e.enabled.Load() {
+			if vm.ike && w.cfg.enabled {
 				vm.stats.Drop(drop.NATKeepalive)
 				return
 			}
 		case esp.KindFragment:
-			if w.e.enabled.Load() {
+			if w.cfg.enabled {
 				vm.stats.Drop(drop.Fragment) // ESP is not reassembled
 				return
 			}
@@ -285,7 +285,7 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 		vm.stats.Drop(drop.EtherType)
 		return false
 	}
-	if !w.e.enabled.Load() {
+	if !w.cfg.enabled {
 		return true
 	}
 	if !tenant.ParseFlow(buf[off+ethLen:off+n], &w.flow) {
@@ -321,7 +321,7 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 }
 
 func (w *worker) deliver(vm *vmState, buf []byte, start, end int) {
-	if w.co.buf != nil && vm.port.vnet && w.e.coalesce.Load() {
+	if w.co.buf != nil && vm.port.vnet && w.cfg.coalesce {
 		w.coalesce(vm, buf, start, end)
 		return
 	}
