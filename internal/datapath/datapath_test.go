@@ -380,7 +380,7 @@ func TestCoalesceTowardVM(t *testing.T) {
 		copy(f[6:12], macA1[:])
 		frames = append(frames, f)
 	}
-	before := w.Coalesced
+	before := w.co.Segments
 	allocs := testing.AllocsPerRun(20, func() {
 		for i, f := range frames {
 			w.sizes[i] = copy(w.bufs[i][readOff:], f)
@@ -391,7 +391,7 @@ func TestCoalesceTowardVM(t *testing.T) {
 		t.Fatalf("%v allocations per batch", allocs)
 	}
 	runs := uint64(21) // AllocsPerRun's warm-up run and 20 measured
-	if got := w.Coalesced - before; got != runs*segs {
+	if got := w.co.Segments - before; got != runs*segs {
 		t.Fatalf("coalesced %d segments, want %d", got, runs*segs)
 	}
 	if vifB.Frames != int(runs) || vifB.Bytes != int(runs)*(vif.VnetHdrLen+14+20+20+segs*size) {

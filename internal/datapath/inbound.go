@@ -321,7 +321,7 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 }
 
 func (w *worker) deliver(vm *vmState, buf []byte, start, end int) {
-	if w.co.buf != nil && vm.port.vnet && w.cfg.coalesce {
+	if w.co != nil && vm.port.vnet && w.cfg.coalesce {
 		w.coalesce(vm, buf, start, end)
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/vifsec/vifsec/offload/gro"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/esp"
@@ -83,10 +84,10 @@ type worker struct {
 	// batches counts batch starts and ends: odd while one runs.
 	batches atomic.Uint64
 
-	// Uplink worker only: the pending ingress-coalescing run.
-	co coalescer
-	// Coalesced counts segments merged into super-frames (read by tests).
-	Coalesced uint64
+	// Uplink worker only: ingress coalescing (coalesce.go), and the VM
+	// its pending run is for (nil: none).
+	co   *gro.Coalescer
+	coVM *vmState
 }
 
 type outFrame struct {
@@ -132,7 +133,7 @@ func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 		w.spare[i] = make([]byte, frame)
 	}
 	if uplink {
-		w.co.buf = make([]byte, gsoBufSize)
+		w.co = gro.New(gsoBufSize-readOff, readOff)
 	}
 	w.sizes = make([]int, nbuf)
 	w.meta = make([]vif.Meta, nbuf)
