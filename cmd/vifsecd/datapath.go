@@ -41,9 +41,8 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		}
 		return p, mtu, nil
 	}, log.With("part", "attach"))
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers = dataPathWorkers(workers)
+	log.Info("data path workers", "uplink_queues", workers, "vif_queues", min(workers, attach.MaxVIFQueues))
 	a.SetQueues(workers)
 	d.SetVIFStatus(a.Status)
 	d.SetUplinkState(a.UplinkStatus)
@@ -81,6 +80,15 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 			logCheck = true
 		}
 	}
+}
+
+// dataPathWorkers is the number of queues --workers n asks for: n, or
+// with 0 one per CPU the process may use.
+func dataPathWorkers(n int) int {
+	if n == 0 {
+		return runtime.GOMAXPROCS(0)
+	}
+	return n
 }
 
 func wants(snap *daemon.Snapshot) []attach.Want {
