@@ -104,11 +104,11 @@ func (w *worker) splitOwnUDP(snap *snapshot, l l2, buf []byte, off, n int, h off
 	ip := buf[off+ethLen : off+n]
 	c := esp.Classify(ip)
 	own := false
-	if ov := w.e.overlay.Load(); ov != nil {
+	if ov := w.cfg.overlay; ov != nil {
 		dst, port, ok := udpDst(ip)
 		own = ok && dst == ov.src && (port == ov.port || c.Kind == esp.KindESPInUDP)
 	}
-	if !own && c.Kind == esp.KindESPInUDP && w.e.enabled.Load() {
+	if !own && c.Kind == esp.KindESPInUDP && w.cfg.enabled {
 		if vm := snap.byKey[vmKey{l.vlan, [6]byte(buf[off : off+6])}]; vm != nil {
 			s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
 			own = s != nil && s.Dir() != sa.DirOut
@@ -157,14 +157,14 @@ func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) 
 		ps.Malformed.Add(1)
 		return
 	}
-	if ov := w.e.overlay.Load(); ov != nil {
-		if ov.protect && w.e.enabled.Load() && w.fromUnderlayESP(snap, ov, buf, off, n) {
+	if ov := w.cfg.overlay; ov != nil {
+		if ov.protect && w.cfg.enabled && w.fromUnderlayESP(snap, ov, buf, off, n) {
 			return
 		}
 		r, d := vxlan.Decap(&ov.local, buf, off, n)
 		switch d {
 		case drop.None:
-			if ov.protect && w.e.enabled.Load() {
+			if ov.protect && w.cfg.enabled {
 				w.e.OverlayStats.Unprotected.Add(1) // no downgrade
 				return
 			}
@@ -244,7 +244,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 				return
 			}
 		case esp.KindESP:
-			if w.e.enabled.Load() {
+			if w.cfg.enabled {
 				w.inboundESP(vm, w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI}), buf, off, n)
 				return
 			}
@@ -254,7 +254,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			// SPI (one without Encap then refuses it: encap-mismatch).
 			// Otherwise it is the guest's own UDP — its own NAT-T IPsec,
 			// or any application on port 4500 — under the inbound SPD.
-			if w.e.enabled.Load() {
+			if w.cfg.enabled {
 				s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
 				if s != nil && s.Dir() != sa.DirOut {
 					w.inboundESP(vm, s, buf, off, n)
@@ -270,12 +270,12 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 		case esp.KindKeepalive:
 			// Keepalives are IKE's business: consumed for a VM whose IKE
 			// the gateway runs, the guest's UDP otherwise.
-			if vm.ike && w.e.enabled.Load() {
+			if vm.ike && w.cfg.enabled {
 				vm.stats.Drop(drop.NATKeepalive)
 				return
 			}
 		case esp.KindFragment:
-			if w.e.enabled.Load() {
+			if w.cfg.enabled {
 				vm.stats.Drop(drop.Fragment) // ESP is not reassembled
 				return
 			}
@@ -351,7 +351,7 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 		vm.stats.Drop(drop.EtherType)
 		return false
 	}
-	if !w.e.enabled.Load() {
+	if !w.cfg.enabled {
 		return true
 	}
 	if !tenant.ParseFlow(buf[off+ethLen:off+n], &w.flow) {
@@ -387,7 +387,7 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 }
 
 func (w *worker) deliver(vm *vmState, buf []byte, start, end int) {
-	if w.co.buf != nil && vm.port.vnet && w.e.coalesce.Load() {
+	if w.co != nil && vm.port.vnet && w.cfg.coalesce {
 		w.coalesce(vm, buf, start, end)
 		return
 	}

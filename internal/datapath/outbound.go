@@ -89,7 +89,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		st.Drop(drop.WrongDest)
 		return
 	}
-	if nd || !w.e.enabled.Load() {
+	if nd || !w.cfg.enabled {
 		w.forward(snap, vm, local, buf, off, off+n)
 		return
 	}
@@ -116,7 +116,7 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		return
 	case tenant.ActionIPsec:
 	default:
-		if local == nil && w.e.overlay.Load() != nil {
+		if local == nil && w.cfg.overlay != nil {
 			// Clear, but into VXLAN (and maybe underlay ESP): the path
 			// MTU is smaller than the VM's link.
 			mtu := w.pathMTU()
@@ -228,12 +228,12 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 // other frames, or of one datagram, stay as they are. The caller flushes
 // before the next super-frame: the train's buffer is the worker's.
 func (w *worker) joinTrains() {
-	up := w.e.uplink.Load()
-	if up == nil || !up.vnet || w.nout < 2 || !w.e.udpGSO.Load() {
+	up := w.cfg.uplink
+	if up == nil || !up.vnet || w.nout < 2 || !w.cfg.udpGSO {
 		return
 	}
 	var vxPort uint16
-	if ov := w.e.overlay.Load(); ov != nil {
+	if ov := w.cfg.overlay; ov != nil {
 		vxPort = ov.port
 	}
 	if w.trainBuf == nil {
@@ -275,7 +275,7 @@ func (w *worker) joinTrains() {
 func (w *worker) mtuFor(vm *vmState, frame []byte) int {
 	mtu := w.pathMTU()
 	l2 := l2Len(frame)
-	if len(frame) < l2 || !w.e.enabled.Load() || !tenant.ParseFlow(frame[l2:], &w.flow) {
+	if len(frame) < l2 || !w.cfg.enabled || !tenant.ParseFlow(frame[l2:], &w.flow) {
 		return mtu
 	}
 	if idx := vm.spd.Lookup(sa.DirOut, &w.flow); idx >= 0 && vm.policies[idx].Action == tenant.ActionIPsec {
@@ -371,11 +371,11 @@ func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start
 			}
 		}
 	}
-	up := w.e.uplink.Load()
+	up := w.cfg.uplink
 	if up == nil {
 		return
 	}
-	if ov := w.e.overlay.Load(); ov != nil && from.vni != 0 {
+	if ov := w.cfg.overlay; ov != nil && from.vni != 0 {
 		w.overlayOut(ov, up, from, bcast, buf, start, end)
 		return
 	}

@@ -59,7 +59,7 @@ func newUDPGSOSide(t testing.TB, mac header.MAC, local, remote netip.Addr, outSP
 	snap.byPort[vifPort] = vm
 	e.snap.Store(snap)
 	upTx := &txPort{Port: upPort, vnet: true}
-	e.uplink.Store(upTx)
+	e.setConfig(func(c *config) { c.uplink = upTx })
 	return &udpGSOSide{e: e, vm: vm, out: out, in: in, vifW: newWorker(e, tp, false), up: newWorker(e, upTx, true)}
 }
 
@@ -156,7 +156,7 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			if !bytes.Equal(stream, data) {
 				t.Fatalf("B's VM got %d bytes of TCP payload, want the %d A's guest sent", len(stream), len(data))
 			}
-			if b.up.Coalesced == 0 {
+			if b.up.co.Segments == 0 {
 				t.Errorf("nothing coalesced toward B's VM")
 			}
 		})
@@ -198,8 +198,8 @@ func TestUDPGSOTrainAllocs(t *testing.T) {
 	if runs := uint64(21); a.vifW.Trains != runs || b.up.Splits != runs {
 		t.Fatalf("%d trains sent, %d split; want %d each", a.vifW.Trains, b.up.Splits, runs)
 	}
-	if vifSink.Frames == 0 || b.up.Coalesced == 0 {
-		t.Fatalf("B's VM got %d frames, %d segments coalesced", vifSink.Frames, b.up.Coalesced)
+	if vifSink.Frames == 0 || b.up.co.Segments == 0 {
+		t.Fatalf("B's VM got %d frames, %d segments coalesced", vifSink.Frames, b.up.co.Segments)
 	}
 }
 

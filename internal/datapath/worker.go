@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/vifsec/vifsec/offload/gro"
 	"github.com/vifsec/vifsec/offload/gso"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
@@ -56,6 +57,9 @@ type worker struct {
 	seq    uint32   // picks the queue it writes on, of ports with several
 	uplink bool
 	done   chan struct{}
+	// cfg is the engine's configuration for the batch being handled,
+	// loaded at its start with the snapshot.
+	cfg *config
 
 	bufs  [][]byte
 	sizes []int
@@ -91,10 +95,10 @@ type worker struct {
 	// batches counts batch starts and ends: odd while one runs.
 	batches atomic.Uint64
 
-	// Uplink worker only: the pending ingress-coalescing run.
-	co coalescer
-	// Coalesced counts segments merged into super-frames (read by tests).
-	Coalesced uint64
+	// Uplink worker only: ingress coalescing (coalesce.go), and the VM
+	// its pending run is for (nil: none).
+	co   *gro.Coalescer
+	coVM *vmState
 }
 
 type outFrame struct {
@@ -115,8 +119,8 @@ func frameBufSize(mtu int) int { return max(bufSize, frameExtra+mtu) }
 // moment; segment buffers follow the uplink's MTU as it changes
 // (ensureSeg).
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
-	w := &worker{e: e, port: p, rx: p.Port, seq: e.workerSeq.Add(1) - 1, uplink: uplink, done: make(chan struct{})}
-	frame := frameBufSize(int(e.uplinkMTU.Load()))
+	w := &worker{e: e, port: p, rx: p.Port, seq: e.workerSeq.Add(1) - 1, uplink: uplink, done: make(chan struct{}), cfg: e.cfg.Load()}
+	frame := frameBufSize(w.cfg.mtu)
 	nbuf, size := vif.MaxBatch, frame
 	if p.vnet && uplink {
 		// The uplink is the busiest port: full batches, each buffer big
@@ -140,7 +144,7 @@ func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 		w.spare[i] = make([]byte, frame)
 	}
 	if uplink {
-		w.co.buf = make([]byte, gsoBufSize)
+		w.co = gro.New(gsoBufSize-readOff, readOff)
 	}
 	w.sizes = make([]int, nbuf)
 	w.meta = make([]vif.Meta, nbuf)
@@ -173,6 +177,7 @@ func (w *worker) batch(n int) {
 	w.batches.Add(1) // odd: in a batch (Engine.Quiesce)
 	defer w.batches.Add(1)
 	snap := w.e.snap.Load()
+	w.cfg = w.e.cfg.Load()
 	for i := 0; i < n; i++ {
 		switch {
 		case w.uplink && w.port.vnet:
@@ -195,7 +200,7 @@ func (w *worker) batch(n int) {
 // bigger, when the uplink's MTU has grown since. Buffers a frame still
 // queued refers to stay valid: they are replaced, never reused.
 func (w *worker) ensureSeg() {
-	size := frameBufSize(int(w.e.uplinkMTU.Load()))
+	size := frameBufSize(w.cfg.mtu)
 	if w.seg != nil && len(w.seg[0]) >= size {
 		return
 	}
@@ -208,7 +213,7 @@ func (w *worker) ensureSeg() {
 
 // pathMTU is the largest IP packet a VM may hand over before ESP: the
 // uplink MTU, less VXLAN's encapsulation when the overlay is on.
-func (w *worker) pathMTU() int { return w.e.pathMTU() }
+func (w *worker) pathMTU() int { return w.cfg.pathMTU }
 
 // espOverhead is the most s adds to an IP packet: ESP framing plus the
 // outer header in tunnel mode.
