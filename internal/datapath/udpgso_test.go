@@ -58,7 +58,7 @@ func newUDPGSOSide(t testing.TB, mac header.MAC, local, remote netip.Addr, outSP
 	snap.byKey[vmKey{0, mac}] = vm
 	snap.byPort[vifPort] = vm
 	e.snap.Store(snap)
-	upTx := &txPort{Port: upPort, vnet: true}
+	upTx := &txPort{Port: upPort, vnet: true, udpGSO: true}
 	e.setConfig(func(c *config) { c.uplink = upTx })
 	return &udpGSOSide{e: e, vm: vm, out: out, in: in, vifW: newWorker(e, tp, false), up: newWorker(e, upTx, true)}
 }
@@ -224,4 +224,33 @@ func (c *captureOne) Close() error { return nil }
 
 func gsoSplit(frame []byte, h offload.VnetHdr, out [][]byte, sizes []int) (int, drop.Reason) {
 	return gso.SplitUDP(frame, h, out, 0, sizes)
+}
+
+// TestUDPGSONeedsDevice: toward an uplink whose device does not segment
+// UDP GSO itself (UplinkOptions.UDPGSO false), or with SetUDPGSO(false),
+// the ESP-in-UDP packets leave one by one: the kernel would have to cut a
+// super-frame in software, which a PACKET_QDISC_BYPASS socket cannot.
+func TestUDPGSONeedsDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		device bool
+		on     bool
+	}{{"device without USO", false, true}, {"SetUDPGSO(false)", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := viftest.NewSink("up")
+			a := newUDPGSOSide(t, macA1, satest.V4A, satest.V4B, 0x1000, 0x2000, sa.ModeTunnel, viftest.NewSink("vifA"), up)
+			a.e.cfg.Load().uplink.udpGSO = tc.device
+			a.e.SetUDPGSO(tc.on)
+			p := offloadtest.Packet{Src: satest.V4A, Dst: satest.V4B, Seq: 1000, Flags: 0x10, Payload: make([]byte, 20000)}
+			frame, h := offloadtest.Super(p, 1448, true, false)
+			copy(frame[0:6], macB1[:])
+			copy(frame[6:12], macA1[:])
+			h.Put(a.vifW.bufs[0][readOff:])
+			a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
+			a.vifW.batch(1)
+			if a.vifW.Trains != 0 || up.Frames < 14 { // 20000 bytes at an MSS below 1448
+				t.Fatalf("%d trains, %d frames to the uplink; want every ESP packet on its own", a.vifW.Trains, up.Frames)
+			}
+		})
+	}
 }
