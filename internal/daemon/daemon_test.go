@@ -62,6 +62,19 @@ func stopCleanly(d *Daemon) {
 	d.Run(ctx)
 }
 
+// reopen closes st, a bolt store at path, and returns a Daemon New
+// restores from it, and its store (closed when t ends).
+func reopen(t *testing.T, st *store.Bolt, path string) (*Daemon, *store.Bolt) {
+	t.Helper()
+	must(t, st.Close())
+	st2, err := store.OpenBolt(path, 0)
+	must(t, err)
+	t.Cleanup(func() { st2.Close() })
+	d2, err := New(st2, nil)
+	must(t, err)
+	return d2, st2
+}
+
 func policy(name, vm, saName string, dir sa.Direction, action tenant.Action, mode sa.Mode) tenant.Policy {
 	return tenant.Policy{
 		Name: name, VM: vm,
@@ -375,13 +388,7 @@ func TestRestoreIsExact(t *testing.T) {
 	must(t, d.RemoveFDB("t1", fdb("t1", "52:54:00:00:00:13", "::1").MAC))
 	before := observe(d)
 	stopCleanly(d)
-	must(t, st.Close())
-
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, _ := reopen(t, st, path)
 	after := observe(d2)
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs:\nbefore %+v\nafter  %+v", before, after)

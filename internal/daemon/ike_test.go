@@ -424,13 +424,7 @@ func TestIKERestoreIsExact(t *testing.T) {
 		Auth: ikeconf.AuthPSK, PSK: []byte{0, 1, 2, 0xff}}
 	must2(t)(d.CreatePolicy(u))
 	before, ikeBefore := observe(d), observeIKE(d)
-	must(t, st.Close())
-
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, _ := reopen(t, st, path)
 	if after := observe(d2); !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs")
 	}

@@ -45,12 +45,7 @@ func TestPolicyTimersPersisted(t *testing.T) {
 	})
 	must(t, err)
 	before := observeIKE(d)
-	must(t, st.Close())
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, st2 := reopen(t, st, path)
 	if after := observeIKE(d2); !reflect.DeepEqual(before, after) {
 		t.Errorf("restored IKE state differs:\nbefore %+v\nafter  %+v", before.Policies, after.Policies)
 	}

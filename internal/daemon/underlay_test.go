@@ -224,13 +224,7 @@ func TestUnderlayRestoreIsExact(t *testing.T) {
 	before := observe(d)
 	snap := d.Snapshot()
 	stopCleanly(d)
-	must(t, st.Close())
-
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, _ := reopen(t, st, path)
 	if after := observe(d2); !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs:\nbefore %+v\nafter  %+v", before, after)
 	}
