@@ -371,6 +371,7 @@ func TestRestoreIsExact(t *testing.T) {
 	must(t, err)
 	cfg := gcmSA(t, "sa2", 0xdeadbeef, sa.ModeTunnel)
 	cfg.ESN, cfg.ReplayWindow, cfg.Lifetime.Hard.Seconds = true, 1024, 3600
+	cfg.Encap = &sa.UDPEncap{SrcPort: 4500, DstPort: 4500} // --encapsulation udp
 	_, err = d.AddSA("vm2", cfg)
 	must(t, err)
 	// SPD order is insertion order, not name order.
@@ -392,6 +393,9 @@ func TestRestoreIsExact(t *testing.T) {
 	after := observe(d2)
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if e := after.Keys["sa2"].Encap; e == nil || *e != (sa.UDPEncap{SrcPort: 4500, DstPort: 4500}) {
+		t.Errorf("restored sa2 encapsulation %+v, want UDP 4500->4500", e)
 	}
 	if u, _ := d2.Uplink(); u.Overlay != OverlayVXLAN || u.VXLANPort != DefaultVXLANPort || u.VXLANLocal != netip.MustParseAddr("2001:db8:ff::1") {
 		t.Errorf("restored uplink %+v", u)
