@@ -364,3 +364,135 @@ func charonAlgs(t *testing.T, l *IKELab, base CharonConfig) string {
 	}
 	return out
 }
+
+// TestIntegrationIKEStrongSwan6RawESP: strongSwan 6's kernel-libipsec
+// with raw_esp = yes sends and takes ESP on IP protocol 50 sockets, so
+// with no NAT between them the Child SA is plain ESP (5.9.8's libipsec
+// forced UDP encapsulation). A tunnel-mode Child SA carries ping and TCP,
+// and the wire between the guest's and the peer's addresses has ESP on
+// protocol 50 with the negotiated SPIs and no ESP-in-UDP.
+//
+// Transport mode: libipsec creates tunnel-mode SAs only (ipsec_sa_create
+// refuses any other mode, logging "IPsec SA: unsupported mode", in
+// 6.0.1 as in 5.9.8); the subtest sees charon refuse to install it, and
+// runs traffic through it should a root's charon accept it.
+func TestIntegrationIKEStrongSwan6RawESP(t *testing.T) {
+	bin := needDemoTools(t)
+	root := needTrixie(t)
+	l, d := ikeLabT(t, bin, "vr6")
+	ctx := context.Background()
+	base := CharonConfig{Root: root, Charon: trixieCharon, Plugins: trixiePlugins, RawESP: true}
+	ike, esp := "aes256gcm16-prfsha384-x25519", "aes256gcm16"
+
+	t.Run("tunnel", func(t *testing.T) {
+		c := ikeCase{auth: "psk", ike: ike, esp: esp, weInitiate: true}
+		ch := peerCharonIn(t, l, c, nil, nil, base)
+		capture, err := StartCaptureOn(ctx, l.Peer, "eth0", filepath.Join(t.TempDir(), "raw.pcap"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(capture.Stop)
+		vifsecPolicy(t, d, l, c, "raw")
+		t.Cleanup(func() { d.CLI(ctx, "policy", "delete", "--tenant", "acme", "--name", "raw") })
+		waitIPsecSA(t, d, "raw", 20*time.Second)
+		if b, err := Exec(ctx, l.Guest.NS, "ping", "-c", "3", "-i", "0.2", "-W", "2", IKEProtHost4.String()); err != nil {
+			t.Fatalf("ping through the tunnel: %v\n%s", err, b)
+		}
+		if err := TCPEcho(l.Guest.NS, l.Peer, IKEProtHost4, 0, 256<<10); err != nil {
+			t.Fatalf("TCP through the tunnel: %v", err)
+		}
+		list, err := ch.ListSAs(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("swanctl --list-sas:\n%s", list)
+		if !strings.Contains(list, "INSTALLED, TUNNEL,") {
+			t.Errorf("charon's Child SA is not plain tunnel-mode ESP (TUNNEL, not TUNNEL-in-UDP):\n%s", list)
+		}
+		in, out := charonChildPair(list)
+		capture.Stop()
+		raw, udp := wireESP(t, capture.File)
+		t.Logf("wire: raw ESP by SPI %v, ESP-in-UDP frames %d", raw, udp)
+		if udp != 0 {
+			t.Errorf("%d ESP-in-UDP frames on the wire, want none", udp)
+		}
+		// Both directions, each with the SPI its receiver chose.
+		if raw[in] == 0 || raw[out] == 0 {
+			t.Errorf("raw ESP on the wire by SPI %v: want charon's inbound %s and outbound %s", raw, in, out)
+		}
+		for spi := range raw {
+			if spi != in && spi != out {
+				t.Errorf("raw ESP with SPI %s, not the Child SA's (%s, %s)", spi, in, out)
+			}
+		}
+	})
+
+	t.Run("transport", func(t *testing.T) {
+		c := ikeCase{auth: "psk", ike: ike, esp: esp, weInitiate: true, mode: "transport"}
+		ch := peerCharonIn(t, l, c, nil, nil, base)
+		vifsecPolicy(t, d, l, c, "rawt")
+		t.Cleanup(func() { d.CLI(ctx, "policy", "delete", "--tenant", "acme", "--name", "rawt") })
+		var refused bool
+		waitFor6(t, 20*time.Second, "charon neither installed the transport-mode Child SA nor refused it", func() bool {
+			b, _ := os.ReadFile(ch.Log)
+			refused = strings.Contains(string(b), "IPsec SA: unsupported mode")
+			list, _ := ch.ListSAs(ctx)
+			return refused || strings.Contains(list, "INSTALLED, TRANSPORT")
+		})
+		if refused {
+			b, _ := os.ReadFile(ch.Log)
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "unsupported mode") || strings.Contains(line, "unable to install") || strings.Contains(line, "failed to establish CHILD_SA") {
+					t.Logf("charon: %s", line)
+				}
+			}
+			t.Logf("libipsec has no transport mode: nothing to carry traffic through")
+			// vifsec has taken IKE_AUTH's answer once its IKE SA is
+			// established or gone (it ends an IKE SA whose IKE_AUTH
+			// answer refuses the Child SA); it installed no Child SA.
+			waitFor6(t, 10*time.Second, "vifsec's IKE SA for rawt still in IKE_AUTH", func() bool {
+				for _, s := range ike2IKESAs(t, d, "acme") {
+					if s.Policy == "rawt" && s.State != "ESTABLISHED" {
+						return false
+					}
+				}
+				return true
+			})
+			for _, r := range ike2IPsecSAs(t, d, "acme") {
+				if r.Policy == "rawt" {
+					t.Errorf("vifsec shows a Child SA charon refused: %+v", r)
+				}
+			}
+			return
+		}
+		waitIPsecSA(t, d, "rawt", 20*time.Second)
+		if b, err := Exec(ctx, l.Guest.NS, "ping", "-c", "3", "-i", "0.2", "-W", "2", IKEPeer4.String()); err != nil {
+			t.Fatalf("ping in transport mode: %v\n%s", err, b)
+		}
+	})
+}
+
+// wireESP counts a capture's ESP frames: raw (IP protocol 50) by SPI
+// ("0x%08x"), and how many were ESP in UDP.
+func wireESP(t *testing.T, file string) (raw map[string]int, udp int) {
+	t.Helper()
+	out, err := exec.Command("tshark", "-r", file, "-n", "-T", "fields", "-E", "separator=|",
+		"-e", "ip.proto", "-e", "udp.dstport", "-e", "esp.spi", "-Y", "esp").Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v", file, err)
+	}
+	raw = map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "|")
+		if len(f) < 3 {
+			continue
+		}
+		switch {
+		case f[1] != "":
+			udp++
+		case strings.HasPrefix(f[0], "50"):
+			raw[strings.ToLower(f[2])]++
+		}
+	}
+	return raw, udp
+}
