@@ -88,6 +88,15 @@ type Config struct {
 	// FreeSPI releases an SPI from AllocSPI that never got installed
 	// (the negotiation failed). Same locking rule as AllocSPI. May be nil.
 	FreeSPI func(scope sa.Scope, spi uint32)
+	// InboundPackets returns how many ESP packets the data path has
+	// authenticated on c.In (ICV verified, inside the replay window)
+	// since Install: the SA's packet counter. A peer whose Child SAs
+	// still bring ESP is alive: a liveness check (DPD) is sent only when
+	// neither an IKE message nor, by this count, ESP arrived in the DPD
+	// interval (RFC 7296 §2.4). Same locking rule as AllocSPI: it must be
+	// cheap (an atomic load) and must not call the Engine. nil: only IKE
+	// messages count.
+	InboundPackets func(c *ChildSA) uint64
 
 	// HalfOpenCookieThreshold: with this many half-open IKE SAs (answered
 	// IKE_SA_INIT, no IKE_AUTH yet) of a tenant, new IKE_SA_INIT requests

@@ -591,6 +591,11 @@ func (s *ikeSA) dpdCheck() {
 		return
 	}
 	now := s.e.now()
+	if s.espArrived() {
+		// ESP since the last check, at most the DPD delay ago: the peer
+		// is alive.
+		s.lastRecv = now
+	}
 	idle := now.Sub(s.lastRecv)
 	if idle < s.pol.DPD {
 		s.e.arm(&s.tDPD, s.lastRecv.Add(s.pol.DPD))
@@ -605,6 +610,26 @@ func (s *ikeSA) dpdCheck() {
 		build:  func() []wire.Payload { return []wire.Payload{} },
 		onFail: func() { s.e.stats.DPDFailures++; s.dead("peer did not answer liveness check (DPD)") },
 	}, false)
+}
+
+// espArrived reports whether the data path authenticated ESP on any of
+// the IKE SA's installed Child SAs since the last call, by their inbound
+// packet counters (Config.InboundPackets).
+func (s *ikeSA) espArrived() bool {
+	f := s.e.cfg.InboundPackets
+	if f == nil {
+		return false
+	}
+	arrived := false
+	for _, c := range s.children {
+		if c.inst.Load() != instOK {
+			continue
+		}
+		if n := f(&c.cfg); n != c.inSeen {
+			c.inSeen, arrived = n, true
+		}
+	}
+	return arrived
 }
 
 func (s *ikeSA) rekeyTimer() {
