@@ -6,7 +6,7 @@
 // single limit (MaxExtHeaders).
 //
 // Every package that reads a packet — the SPD classifier (tenant), ESP
-// (sa/esp), the offloads (offload/gso, offload/mss, offload/pmtu), the
+// (sa/esp), the offloads (offload/gso, offload/gro, offload/mss, offload/pmtu), the
 // overlay (overlay/vxlan, overlay/entropy) and the data path — finds the
 // upper-layer protocol and its offset here, so that no two of them can
 // disagree about what one packet carries: the classifier decides what

@@ -13,6 +13,8 @@
 //     CHECKSUM_PARTIAL frame, pseudo-headers, incremental update (RFC 1624).
 //   - offload/gso: software segmentation of TCPv4/TCPv6/UDP_L4 super-frames
 //     into MTU-sized frames, before ESP.
+//   - offload/gro: its inverse toward a VM, merging consecutive TCP
+//     segments of a flow into one super-frame after ESP is removed.
 //   - offload/mss: clamping the TCP MSS option of SYN and SYN-ACK.
 //   - offload/pmtu: ICMP fragmentation-needed / ICMPv6 packet-too-big
 //     towards the guest, its rate limiter, and IPv4 fragmentation.
@@ -31,7 +33,8 @@
 // # What it must not do
 //
 // It does not read or write devices, choose MTUs, look up policies or keep
-// per-flow state: callers pass the effective MTU (or MSS) they computed
+// per-flow state (gro's Coalescer holds the one run being built, in a
+// buffer its caller owns, and no table of flows): callers pass the effective MTU (or MSS) they computed
 // from the SA and overlay overhead. It never panics on packet bytes: every
 // header it reads comes from a guest and is checked for length and
 // consistency first, and read through package header (the IPv6

@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ import (
 	apiserver "github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/internal/ikeio"
 	"github.com/vifsec/vifsec/internal/metrics"
 	"github.com/vifsec/vifsec/internal/sdnotify"
 	"github.com/vifsec/vifsec/internal/store"
@@ -74,12 +76,13 @@ type options struct {
 	version                          bool   // --version
 	man                              bool   // --man: print the manual page (make install)
 	gro                              bool
-	// workers per port: 1 until fanout queues are proven on real
-	// interfaces in the lab (runDataPath; 0 = GOMAXPROCS).
+	// workers is --workers: data-path queues, one worker each, of the
+	// uplink (each VIF min(workers, attach.MaxVIFQueues)); 0 = the
+	// CPUs available (runDataPath).
 	workers       int
 	libvirt       string        // --libvirt auto|off|SOCKET (libvirt.go)
 	fleet         fleetOptions  // --store etcd://... (fleet.go)
-	ikeRetransmit time.Duration // --ike-retransmit-timeout (ike.go)
+	ikeRetransmit time.Duration // --ike-retransmit-timeout (ike.Config)
 	ikeTries      int           // --ike-retransmit-tries
 }
 
@@ -96,19 +99,20 @@ func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.man, "man", false, "print the manual page (roff) and exit")
 	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
+	fs.Var((*workersFlag)(&o.workers), "workers", "data-path workers: the uplink is read by `N` queues (a PACKET_FANOUT hash group, so a flow stays on one), each VM's interface by min(N, 2); 0 = one per CPU available (ext)")
 	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
 	fs.DurationVar(&o.ikeRetransmit, "ike-retransmit-timeout", 4*time.Second, "IKE: first retransmission after this, then ×1.8 each try, as strongSwan's retransmit_timeout (ext)")
 	fs.IntVar(&o.ikeTries, "ike-retransmit-tries", 5, "IKE: retransmissions before a peer is declared dead, as strongSwan's retransmit_tries (ext)")
 	addFleetFlags(fs, &o.fleet)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--workers N] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
-	o := &options{workers: 1}
+	o := &options{}
 	fs := flagSet(o, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -140,6 +144,24 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 		return nil, nil, err
 	}
 	return o, lv, nil
+}
+
+// maxWorkers bounds --workers: a PACKET_FANOUT group holds at most 256
+// sockets.
+const maxWorkers = 256
+
+// workersFlag is --workers: 0 (one per CPU) or 1 to maxWorkers.
+type workersFlag int
+
+func (w *workersFlag) String() string { return strconv.Itoa(int(*w)) }
+
+func (w *workersFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > maxWorkers {
+		return fmt.Errorf("use 0 (one per CPU available) or 1 to %d workers", maxWorkers)
+	}
+	*w = workersFlag(n)
+	return nil
 }
 
 // run is the daemon; it returns the exit status. ready, if not nil, is
@@ -276,9 +298,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	if fl != nil {
 		wg.Go(func() { fl.f.Run(runCtx) })
 	}
-	ig := newIKEGlue(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
-	wg.Go(func() { ig.run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, o.workers, ig.attachDataPath, recheck) })
+	ig := ikeio.New(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
+	wg.Go(func() { ig.Run(runCtx) })
+	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, o.workers, ig.AttachDataPath, recheck) })
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()

@@ -112,6 +112,9 @@ func TestFlags(t *testing.T) {
 		{[]string{"--bogus"}, 2, "bogus"},
 		{[]string{"--metrics", ""}, 2, "--metrics off"},
 		{[]string{"--log-format", "xml"}, 2, "--log-format"},
+		{[]string{"--workers", "many"}, 2, `invalid value "many" for flag -workers: use 0 (one per CPU available) or 1 to 256 workers`},
+		{[]string{"--workers", "-1"}, 2, "-workers: use 0"},
+		{[]string{"--workers=257"}, 2, "-workers: use 0"},
 		{[]string{"--version"}, 0, "vifsecd "},
 	}
 	for _, tt := range tests {
@@ -121,8 +124,17 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	o, _, err := parseFlags(nil, &bytes.Buffer{})
-	if err != nil || o.state != "/var/lib/vifsec" || o.socket != "/run/vifsec/vifsecd.sock" || o.metrics != "127.0.0.1:9483" || o.logLevel != "info" {
+	if err != nil || o.state != "/var/lib/vifsec" || o.socket != "/run/vifsec/vifsecd.sock" || o.metrics != "127.0.0.1:9483" || o.logLevel != "info" || o.workers != 0 {
 		t.Errorf("defaults %+v, %v", o, err)
+	}
+	if o, _, err := parseFlags([]string{"--workers", "3"}, &bytes.Buffer{}); err != nil || o.workers != 3 {
+		t.Errorf("--workers 3: %+v, %v", o, err)
+	}
+	if n := dataPathWorkers(0); n != runtime.GOMAXPROCS(0) {
+		t.Errorf("--workers 0: %d workers, want GOMAXPROCS %d", n, runtime.GOMAXPROCS(0))
+	}
+	if n := dataPathWorkers(5); n != 5 {
+		t.Errorf("--workers 5: %d workers", n)
 	}
 }
 

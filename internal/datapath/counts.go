@@ -25,7 +25,7 @@ func (e *Engine) UplinkCounts() UplinkCounts {
 			Unprotected:  e.OverlayStats.Unprotected.Load(),
 		},
 	}
-	if up := e.uplink.Load(); up != nil {
+	if up := e.cfg.Load().uplink; up != nil {
 		c.TxErrors += up.stats.TxErrors.Load()
 	}
 	return c

@@ -47,7 +47,7 @@ func TestUplinkCounts(t *testing.T) {
 	}
 
 	e.SetUplink(refusingPort{viftest.NewSink("refusing")}, 0)
-	e.uplink.Load().write([][]byte{{1}, {2}, {3}})
+	e.cfg.Load().uplink.write([][]byte{{1}, {2}, {3}})
 	if got := e.UplinkCounts().TxErrors; got != 3 {
 		t.Fatalf("TxErrors = %d after 3 refused frames, want 3", got)
 	}

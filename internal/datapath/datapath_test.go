@@ -239,7 +239,7 @@ func TestPipelineAllocs(t *testing.T) {
 		spd: tenant.Compile(polA), policies: polA, sas: []*sa.SA{outA, nil}, stats: new(VMStats)}
 	snapA.byPort[vifA] = vmA
 	ea.snap.Store(snapA)
-	ea.uplink.Store(&txPort{Port: upA})
+	ea.setConfig(func(c *config) { c.uplink = &txPort{Port: upA} })
 	snapB := &snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{}}
 	vmB := &vmState{name: "acme", port: &txPort{Port: vifB}, mac: macB1, vlan: 100, def: tenant.ActionNone,
 		spd: tenant.Compile(polB), policies: polB, sas: []*sa.SA{nil, inB}, stats: new(VMStats)}
@@ -292,7 +292,7 @@ func TestPipelineGSOAllocs(t *testing.T) {
 	vm := &vmState{name: "acme", port: tp, mac: macA1, vlan: 100, def: tenant.ActionNone,
 		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1, 1)}
 	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{vifA: vm}})
-	e.uplink.Store(&txPort{Port: up})
+	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
 	w := newWorker(e, tp, false)
 
 	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 1000, Flags: 0x18, Payload: make([]byte, 60000)}
@@ -380,7 +380,7 @@ func TestCoalesceTowardVM(t *testing.T) {
 		copy(f[6:12], macA1[:])
 		frames = append(frames, f)
 	}
-	before := w.Coalesced
+	before := w.co.Segments
 	allocs := testing.AllocsPerRun(20, func() {
 		for i, f := range frames {
 			w.sizes[i] = copy(w.bufs[i][readOff:], f)
@@ -391,7 +391,7 @@ func TestCoalesceTowardVM(t *testing.T) {
 		t.Fatalf("%v allocations per batch", allocs)
 	}
 	runs := uint64(21) // AllocsPerRun's warm-up run and 20 measured
-	if got := w.Coalesced - before; got != runs*segs {
+	if got := w.co.Segments - before; got != runs*segs {
 		t.Fatalf("coalesced %d segments, want %d", got, runs*segs)
 	}
 	if vifB.Frames != int(runs) || vifB.Bytes != int(runs)*(vif.VnetHdrLen+14+20+20+segs*size) {

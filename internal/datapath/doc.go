@@ -7,7 +7,10 @@
 //
 // The daemon owns the desired state and calls Engine.Update with a complete
 // table; the engine publishes it as an immutable snapshot through an
-// atomic pointer, so workers never lock per packet. Workers are one
+// atomic pointer, so workers never lock per packet. The rest of what a
+// packet's handling depends on (IPsec on or off, the uplink and its MTU,
+// the VXLAN overlay and its next hops, ingress coalescing) is published
+// the same way; a worker loads both once per batch. Workers are one
 // goroutine per queue of each port: a port is one queue, or several
 // (vif.Multi: AF_PACKET sockets in one PACKET_FANOUT hash group, so a
 // flow or an SA stays on one worker and keeps its order). Each worker

@@ -174,18 +174,15 @@ func (t *txPort) writeFrom(seq uint32, frames [][]byte) {
 
 // Engine runs the data path.
 type Engine struct {
-	db       *sa.DB
-	log      *slog.Logger
-	enabled  atomic.Bool
-	coalesce atomic.Bool
-	snap     atomic.Pointer[snapshot]
-
-	uplink    atomic.Pointer[txPort]
-	uplinkMTU atomic.Int32
-	overlay   atomic.Pointer[overlayState]
-	neigh     atomic.Pointer[map[netip.Addr]header.MAC]
-	misses    chan netip.Addr
-	held      vtepHold // frames waiting for neigh (overlay_hold.go)
+	db   *sa.DB
+	log  *slog.Logger
+	snap atomic.Pointer[snapshot]
+	// cfg is the rest of what a packet's handling depends on; cfgMu
+	// serialises its writers (setConfig).
+	cfg    atomic.Pointer[config]
+	cfgMu  sync.Mutex
+	misses chan netip.Addr
+	held   vtepHold // frames waiting for neigh (overlay_hold.go)
 	// OverlayStats count what the VXLAN underlay dropped.
 	OverlayStats struct {
 		NoNeighbor, EncapErrors, NoRemote, DecapErrors atomic.Uint64
@@ -227,24 +224,50 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 	}
 	e := &Engine{db: db, log: log, workers: map[vif.Port][]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
 		misses: make(chan netip.Addr, 16), now: time.Now}
-	e.enabled.Store(true)
-	e.coalesce.Store(true)
-	e.uplinkMTU.Store(DefaultMTU)
+	e.cfg.Store(&config{enabled: true, coalesce: true, mtu: DefaultMTU, pathMTU: DefaultMTU})
 	e.snap.Store(newSnapshot())
 	return e
 }
 
+// config is the engine's configuration besides the VM table that the
+// handling of a packet depends on. Like the snapshot it is published
+// whole and never modified: a worker loads both once per batch, so a
+// batch sees one consistent configuration and no packet pays for atomic
+// loads of its own.
+type config struct {
+	enabled  bool // IPsec processing (SetEnabled)
+	coalesce bool // ingress coalescing (SetCoalesce)
+	uplink   *txPort
+	mtu      int // the uplink's MTU
+	// pathMTU is the largest IP packet a VM may hand over before ESP:
+	// mtu, less VXLAN's encapsulation when the overlay is on.
+	pathMTU int
+	overlay *overlayState
+	// neigh holds the underlay next-hop MAC of each remote VTEP.
+	neigh map[netip.Addr]header.MAC
+}
+
+// setConfig publishes a copy of the configuration that f changed.
+func (e *Engine) setConfig(f func(*config)) {
+	e.cfgMu.Lock()
+	defer e.cfgMu.Unlock()
+	c := *e.cfg.Load()
+	f(&c)
+	c.pathMTU = pathMTU(c.mtu, c.overlay)
+	e.cfg.Store(&c)
+}
+
 // SetEnabled is ONTAP's `security ipsec config modify -is-enabled`: when
 // false, no IPsec processing happens and frames pass as they are.
-func (e *Engine) SetEnabled(on bool) { e.enabled.Store(on) }
+func (e *Engine) SetEnabled(on bool) { e.setConfig(func(c *config) { c.enabled = on }) }
 
 // SetCoalesce turns ingress coalescing (GRO-like merging of a flow's
 // TCP segments into one super-frame for VIFs that take virtio-net headers)
 // on or off. It is on by default.
-func (e *Engine) SetCoalesce(on bool) { e.coalesce.Store(on) }
+func (e *Engine) SetCoalesce(on bool) { e.setConfig(func(c *config) { c.coalesce = on }) }
 
 // Enabled reports the switch.
-func (e *Engine) Enabled() bool { return e.enabled.Load() }
+func (e *Engine) Enabled() bool { return e.cfg.Load().enabled }
 
 // Path-MTU errors sent to one VM: at most this many per second, in bursts
 // of icmpBurst (RFC 4443 §2.4(f) asks for a limit; Linux defaults to 1/s per
@@ -278,11 +301,11 @@ func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
 	if mtu <= 0 {
 		mtu = DefaultMTU
 	}
-	e.uplinkMTU.Store(int32(mtu))
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.setConfig(func(c *config) { c.mtu = mtu })
 	if ws := e.upWorkers; ws != nil {
-		e.uplink.Store(nil)
+		e.setConfig(func(c *config) { c.uplink = nil })
 		ws[0].port.Close()
 		for _, w := range ws {
 			<-w.done
@@ -293,7 +316,7 @@ func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
 		return
 	}
 	tp := newTxPort(p, o.VnetHdr)
-	e.uplink.Store(tp)
+	e.setConfig(func(c *config) { c.uplink = tp })
 	e.upWorkers = e.startWorkers(tp, true)
 }
 

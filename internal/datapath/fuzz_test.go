@@ -128,7 +128,7 @@ func FuzzPipeline(f *testing.F) {
 	e.snap.Store(snap)
 	up := viftest.NewSink("up")
 	plainUp, vnetUp := &txPort{Port: up}, &txPort{Port: viftest.NewSink("upv"), vnet: true}
-	e.uplink.Store(plainUp)
+	e.setConfig(func(c *config) { c.uplink = plainUp })
 	e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
 	overlays := []*Overlay{nil,
 		{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}},

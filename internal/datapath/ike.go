@@ -150,10 +150,8 @@ func (e *Engine) ikeNextHop(k ikeNeighKey, now time.Time) (header.MAC, bool) {
 	if mac, ok := e.ikeNeigh.lookup(k, now); ok {
 		return mac, true
 	}
-	if nm := e.neigh.Load(); nm != nil {
-		if mac, ok := (*nm)[k.addr]; ok {
-			return mac, true
-		}
+	if mac, ok := e.cfg.Load().neigh[k.addr]; ok {
+		return mac, true
 	}
 	return header.MAC{}, false
 }
@@ -199,7 +197,7 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 	case !vm.owns(local):
 		return fmt.Errorf("send IKE from %v: %w: not an address of VM %q (--ip)", local, ErrBadAddress, vm.name)
 	}
-	up := e.uplink.Load()
+	up := e.cfg.Load().uplink
 	if up == nil {
 		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrNoUplink)
 	}
@@ -272,7 +270,7 @@ func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac header.MAC, p IKEPack
 	w := e.ikeWorker()
 	frames := [][]byte{buf}
 	starts, ends := []int{readOff}, []int{readOff + ethLen + total}
-	if mtu := e.pathMTU(); total > mtu {
+	if mtu := w.pathMTU(); total > mtu {
 		w.ensureSeg()
 		nf, d := pmtu.Fragment(f[ethLen:ethLen+total], mtu, w.seg, readOff+ethLen, w.segSizes)
 		if d != drop.None {
@@ -292,7 +290,8 @@ func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac header.MAC, p IKEPack
 }
 
 // ikeWorker is SendIKE's own worker (its buffers, its output queue),
-// made on first use; ikeTxMu must be held.
+// made on first use, with the configuration as it is now (a send is its
+// batch); ikeTxMu must be held.
 func (e *Engine) ikeWorker() *worker {
 	if e.ikeTx == nil {
 		w := &worker{e: e, group: make([][]byte, 0, maxOut), spare: make([][]byte, maxSpare)}
@@ -301,6 +300,7 @@ func (e *Engine) ikeWorker() *worker {
 		}
 		e.ikeTx = w
 	}
+	e.ikeTx.cfg = e.cfg.Load()
 	return e.ikeTx
 }
 
@@ -309,7 +309,7 @@ func (e *Engine) ikeWorker() *worker {
 // with its VLAN, or into VXLAN for a VM of an overlay tenant (bcast: to
 // every remote VTEP of its VNI). It returns how many frames left.
 func (w *worker) sendAsVM(up *txPort, vm *vmState, bcast bool, frames [][]byte, starts, ends []int) int {
-	ov := w.e.overlay.Load()
+	ov := w.cfg.overlay
 	for i, b := range frames {
 		if ov != nil && vm.vni != 0 {
 			w.overlayOut(ov, up, vm, bcast, b, starts[i], ends[i])

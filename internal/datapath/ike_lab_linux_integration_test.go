@@ -180,11 +180,11 @@ func ikeLabEngine(t *testing.T, l ikeNamespaces) (*datapath.Engine, chan datapat
 	t.Cleanup(e.Close)
 	got := make(chan datapath.IKEPacket, 16)
 	e.SetIKEHandler(func(p datapath.IKEPacket) { got <- p })
-	port, err := vif.OpenPacketWith("vm1", l.gw, vif.PacketOptions{VnetHdr: true})
+	port, err := vif.OpenPacketWith("vm1", l.gw, vif.PacketOptions{VnetHdr: true, Queues: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := vif.OpenPacket("up0", l.gw)
+	up, err := vif.OpenPacketWith("up0", l.gw, vif.PacketOptions{Queues: 2})
 	if err != nil {
 		port.Close()
 		t.Fatal(err)

@@ -97,7 +97,7 @@ func TestJumboAcrossGateways(t *testing.T) {
 func TestJumboSuperFrameSegments(t *testing.T) {
 	db := sa.NewDB(0)
 	e := New(db, nil)
-	e.uplinkMTU.Store(jumbo)
+	e.setConfig(func(c *config) { c.mtu = jumbo })
 	out, _ := tenantSAs(t, "acme", macA1, 100, 1, 0x1000, 0x2000, satest.V6A, satest.V6B)
 	_ = db.Add(out)
 	vifA, up := viftest.NewSink("vifA"), viftest.NewSink("up")
@@ -107,7 +107,7 @@ func TestJumboSuperFrameSegments(t *testing.T) {
 	vm := &vmState{name: "acme", port: tp, mac: macA1, vlan: 100, def: tenant.ActionNone,
 		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1, 1)}
 	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{vifA: vm}})
-	e.uplink.Store(&txPort{Port: up})
+	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
 	w := newWorker(e, tp, false)
 
 	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 1000, Flags: 0x18, Payload: make([]byte, 60000)}
@@ -167,7 +167,8 @@ func TestFrameBuffersFollowMTU(t *testing.T) {
 		t.Errorf("MTU 1500: segment buffers %d bytes, want %d", len(vnet.seg[0]), bufSize)
 	}
 
-	e.uplinkMTU.Store(jumbo)
+	e.setConfig(func(c *config) { c.mtu = jumbo })
+	vnet.cfg = e.cfg.Load() // as the next batch starts
 	vnet.ensureSeg()
 	if len(vnet.seg[0]) < jumbo+ethLen+vif.VnetHdrLen+readOff {
 		t.Errorf("MTU %d: segment buffers %d bytes", jumbo, len(vnet.seg[0]))

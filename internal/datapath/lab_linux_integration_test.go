@@ -99,14 +99,16 @@ func TestIntegrationLabDataPath(t *testing.T) {
 				t.Cleanup(e.Close)
 				engines = append(engines, e)
 				ports := map[string]vif.Port{}
+				// Two queues, one worker each, per port: as vifsecd's
+				// default on a 2-CPU host (--workers).
 				for _, v := range gw.VMs {
-					p, err := vif.OpenPacketWith(v.Dev, gw.NS, vif.PacketOptions{VnetHdr: true})
+					p, err := vif.OpenPacketWith(v.Dev, gw.NS, vif.PacketOptions{VnetHdr: true, Queues: 2})
 					if err != nil {
 						t.Fatal(err)
 					}
 					ports[v.Name] = p
 				}
-				up, err := vif.OpenPacket(gw.Uplink, gw.NS)
+				up, err := vif.OpenPacketWith(gw.Uplink, gw.NS, vif.PacketOptions{Queues: 2})
 				if err != nil {
 					t.Fatal(err)
 				}

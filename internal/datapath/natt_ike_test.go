@@ -771,7 +771,7 @@ func TestNATAndIKEAllocs(t *testing.T) {
 	snap.byPort[vifB] = vm
 	e.snap.Store(snap)
 	up := viftest.NewSink("up")
-	e.uplink.Store(&txPort{Port: up})
+	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
 	handled := 0
 	e.SetIKEHandler(func(IKEPacket) { handled++ })
 	w := newWorker(e, &txPort{Port: viftest.NewSink("upw")}, true)
@@ -820,7 +820,7 @@ func TestNATAndIKEAllocs(t *testing.T) {
 	ea := New(sa.NewDB(0), nil)
 	ea.snap.Store(snapA)
 	upA := viftest.NewSink("upA")
-	ea.uplink.Store(&txPort{Port: upA})
+	ea.setConfig(func(c *config) { c.uplink = &txPort{Port: upA} })
 	wa := newWorker(ea, vmA.port, false)
 	f := frame(macB1, macA1, satest.V4A, satest.V4B, 1000)
 	allocs = testing.AllocsPerRun(50, func() {
@@ -871,7 +871,7 @@ func TestHeadroomWorstCase(t *testing.T) {
 	snap.byPort[vifA] = vm
 	e.snap.Store(snap)
 	up := viftest.NewSink("up")
-	e.uplink.Store(&txPort{Port: up, vnet: true})
+	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up, vnet: true} })
 	e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB},
 		ProtectUnderlay: true, Underlay: []UnderlaySA{{VNI: 1000, SA: under}}})
 	e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
@@ -1047,7 +1047,7 @@ func TestNoSAYetAllocs(t *testing.T) {
 	snap.byPort[vifA] = vm
 	e.snap.Store(snap)
 	up := viftest.NewSink("up")
-	e.uplink.Store(&txPort{Port: up})
+	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
 	w := newWorker(e, vm.port, false)
 	f := frame(peerMAC, macA1, satest.V4A, satest.V4B, 200)
 	run := func() {

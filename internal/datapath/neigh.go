@@ -421,7 +421,7 @@ func (e *Engine) sendQueued(q *queuedUDP, mac header.MAC) {
 		return
 	}
 	vm := e.snap.Load().byKey[vmKey{q.p.Scope.VLAN, q.p.Scope.MAC}]
-	up := e.uplink.Load()
+	up := e.cfg.Load().uplink
 	if vm == nil || !vm.ike || up == nil {
 		return
 	}

@@ -525,7 +525,7 @@ func newSnoopBench() *snoopBench {
 	snap.byKey[vmKey{100, macB1}] = x.vm
 	snap.byPort[x.sink] = x.vm
 	x.e.snap.Store(snap)
-	x.e.uplink.Store(&txPort{Port: viftest.NewSink("up")})
+	x.e.setConfig(func(c *config) { c.uplink = &txPort{Port: viftest.NewSink("up")} })
 	x.w = newWorker(x.e, &txPort{Port: viftest.NewSink("upw")}, true)
 	mac := header.MAC{2, 0, 0, 0, 0x66, 6}
 	x.frames = [][]byte{

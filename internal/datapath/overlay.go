@@ -110,11 +110,11 @@ func compileOverlay(o *Overlay) *overlayState {
 
 // SetOverlay turns the VXLAN underlay on (nil: off, flat L2).
 func (e *Engine) SetOverlay(o *Overlay) {
-	if o == nil {
-		e.overlay.Store(nil)
-		return
+	var ov *overlayState
+	if o != nil {
+		ov = compileOverlay(o)
 	}
-	e.overlay.Store(compileOverlay(o))
+	e.setConfig(func(c *config) { c.overlay = ov })
 }
 
 // SetNeighbors publishes the underlay next-hop MAC of each remote VTEP.
@@ -127,7 +127,7 @@ func (e *Engine) SetNeighbors(n map[netip.Addr]header.MAC) {
 	e.held.mu.Lock()
 	defer e.held.mu.Unlock()
 	e.sendHeldLocked(m)
-	e.neigh.Store(&m)
+	e.setConfig(func(c *config) { c.neigh = m })
 }
 
 // NeighborMisses delivers remote VTEPs whose MAC a frame found unknown:
@@ -146,7 +146,7 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 		w.e.OverlayStats.EncapErrors.Add(1)
 		return
 	}
-	if ov.protect && w.e.enabled.Load() {
+	if ov.protect && w.cfg.enabled {
 		// ESP around the VXLAN packet, between the VTEPs (the SPI is
 		// then what ECMP hashes: underlay SPIs are random).
 		u := ov.underOut[underlayKey{from.vni, remote}]
@@ -164,7 +164,7 @@ func (w *worker) vxlanOut(ov *overlayState, up *txPort, from *vmState, remote ne
 		copy(buf[s+6:s+12], ov.srcMAC[:])
 		binary.BigEndian.PutUint16(buf[s+12:], etherTypeOf(buf[a]))
 	}
-	mac, ok := w.e.neighbor(remote)
+	mac, ok := w.cfg.neigh[remote]
 	if !ok {
 		if mac, ok = w.e.hold(from.vni, remote, buf, s, end); !ok {
 			return // held, or dropped and counted
@@ -226,9 +226,12 @@ func (w *worker) fromUnderlayESP(snap *snapshot, ov *overlayState, buf []byte, o
 
 // pathMTU is the largest IP packet a VM may hand over before ESP: the
 // uplink MTU, less VXLAN's encapsulation when the overlay is on.
-func (e *Engine) pathMTU() int {
-	mtu := int(e.uplinkMTU.Load())
-	if ov := e.overlay.Load(); ov != nil {
+func (e *Engine) pathMTU() int { return e.cfg.Load().pathMTU }
+
+// pathMTU is the largest IP packet a VM may hand over before ESP on an
+// uplink of mtu with the overlay ov (nil: none).
+func pathMTU(mtu int, ov *overlayState) int {
+	if ov != nil {
 		// Outer IP, UDP, VXLAN and the inner Ethernet header, and the
 		// underlay ESP around them.
 		if ov.src.Is4() {

@@ -190,12 +190,13 @@ func (e *Engine) sendHeldLocked(m map[netip.Addr]header.MAC) {
 	if len(h.order) == 0 {
 		return
 	}
-	up := e.uplink.Load()
+	cfg := e.cfg.Load()
+	up := cfg.uplink
 	h.frames = h.frames[:0]
 	for _, i := range h.order {
 		f := &h.slots[i]
 		f.used = false
-		if up == nil || e.overlay.Load() == nil {
+		if up == nil || cfg.overlay == nil {
 			e.OverlayStats.NoNeighbor.Add(1)
 			continue
 		}
@@ -216,10 +217,6 @@ func (e *Engine) sendHeldLocked(m map[netip.Addr]header.MAC) {
 
 // neighbor is the published MAC of remote.
 func (e *Engine) neighbor(remote netip.Addr) (header.MAC, bool) {
-	nm := e.neigh.Load()
-	if nm == nil {
-		return header.MAC{}, false
-	}
-	mac, ok := (*nm)[remote]
+	mac, ok := e.cfg.Load().neigh[remote]
 	return mac, ok
 }

@@ -207,7 +207,7 @@ func TestOverlayAllocs(t *testing.T) {
 		snap := newSnapshot()
 		snap.byPort[vifA] = vm
 		e.snap.Store(snap)
-		e.uplink.Store(&txPort{Port: up})
+		e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
 		w := newWorker(e, vm.port, false)
 		f := frame(macB1, macA1, satest.V6A, satest.V6B, 1000)
 		const batch = 32
@@ -274,7 +274,7 @@ func newHoldRig(t *testing.T, protect bool, remotes ...netip.Addr) *holdRig {
 	snap := newSnapshot()
 	snap.byPort[vifA] = vm
 	e.snap.Store(snap)
-	e.uplink.Store(&txPort{Port: r.up})
+	e.setConfig(func(c *config) { c.uplink = &txPort{Port: r.up} })
 	r.w = newWorker(e, vm.port, false)
 	return r
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/ike"
@@ -192,17 +193,17 @@ func enginePolicy(pc daemon.IKEPolicyConfig) (p ike.Policy, why string) {
 		LocalTS: d.LocalSubnets, RemoteTS: d.RemoteSubnets, Protocol: d.Protocol,
 		LocalPorts: ports(d.LocalPorts), RemotePorts: ports(d.RemotePorts), Mode: d.Mode,
 		LocalID: d.LocalIdentity, RemoteID: d.RemoteIdentity,
-		DPD: d.DPDInterval, DPDClear: d.EffectiveDPDAction() == daemon.DPDClear,
+		DPD: d.DPDInterval, DPDClear: d.EffectiveDPDAction() == ikeconf.DPDClear,
 		PPK: d.PPK, PPKID: d.PPKID, PPKRequired: d.PPKRequired,
 	}
 	p.IKELifetime, p.ChildLifetime = d.Lifetimes()
-	if d.RemoteIdentity == daemon.AnyIdentity {
+	if d.RemoteIdentity == ikeconf.AnyIdentity {
 		p.RemoteID, p.AnyRemoteID = "", true
 	}
 	switch d.Auth {
-	case daemon.AuthPSK:
+	case ikeconf.AuthPSK:
 		p.PSK = d.PSK
-	case daemon.AuthPKI:
+	case ikeconf.AuthPKI:
 		p.Cert, p.Chain, p.Key, p.Roots, p.CRLs = pc.Cert, pc.Chain, pc.Key, pc.Roots, pc.CRLs
 		if len(p.Roots) == 0 {
 			return p, fmt.Sprintf("tenant %s has no IPsec CA (vifsec ca-certificate add)", d.Tenant)
@@ -234,7 +235,7 @@ func enginePolicy(pc daemon.IKEPolicyConfig) (p ike.Policy, why string) {
 	return p, ""
 }
 
-func ports(r daemon.PortRange) [2]uint16 {
+func ports(r ikeconf.PortRange) [2]uint16 {
 	if r.IsAny() {
 		return [2]uint16{}
 	}
@@ -256,11 +257,11 @@ func (c *Controller) install(cs *ike.ChildSA) error {
 	return err
 }
 
-func portRange(p [2]uint16) daemon.PortRange {
+func portRange(p [2]uint16) ikeconf.PortRange {
 	if p == [2]uint16{} || p == [2]uint16{0, 65535} {
-		return daemon.AnyPorts
+		return ikeconf.AnyPorts
 	}
-	return daemon.PortRange{First: p[0], Last: p[1]}
+	return ikeconf.PortRange{First: p[0], Last: p[1]}
 }
 
 func (c *Controller) switchTo(cs *ike.ChildSA) {
