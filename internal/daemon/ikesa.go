@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
@@ -106,6 +107,20 @@ func (d *Daemon) FreeIKESPI(scope sa.Scope, spi uint32) {
 	d.mu.Lock()
 	delete(d.ike.reserved, sa.Key{Scope: scope, SPI: spi})
 	d.mu.Unlock()
+}
+
+// IKEInboundPackets returns how many ESP packets the data path has
+// authenticated on the inbound SA (scope, spi): its packet counter plus
+// the dummy packets (RFC 4303 §2.6) it consumed, which passed the ICV and
+// the replay window too; 0 when there is no such SA. It takes no lock
+// (the SA database is read lock-free), so the IKE engine may call it with
+// its own lock held.
+func (d *Daemon) IKEInboundPackets(scope sa.Scope, spi uint32) uint64 {
+	s := d.db.Lookup(sa.Key{Scope: scope, SPI: spi})
+	if s == nil || s.Dir() == sa.DirOut {
+		return 0
+	}
+	return s.Stats.Packets.Load() + s.Stats.Drops[drop.Dummy.Counted()].Load()
 }
 
 // ikeScopeLocked returns the scope and VM of policy p's SAs.

@@ -67,6 +67,7 @@ func New(d *daemon.Daemon, cfg *Config) *Controller {
 	ec.Remove = c.remove
 	ec.AllocSPI = d.AllocIKESPI
 	ec.FreeSPI = d.FreeIKESPI
+	ec.InboundPackets = func(cs *ike.ChildSA) uint64 { return d.IKEInboundPackets(cs.Scope, cs.In.SPI) }
 	c.e = ike.New(&ec)
 	d.SetIKEEvents(c.e.HandleEvent)
 	d.SetIKEReport(c.report)
