@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -121,6 +122,25 @@ func (d *Daemon) IKEInboundPackets(scope sa.Scope, spi uint32) uint64 {
 		return 0
 	}
 	return s.Stats.Packets.Load() + s.Stats.Drops[drop.Dummy.Counted()].Load()
+}
+
+// RebindIKEChild moves an IKE Child SA's two SAs, named in and out, to
+// the peer's new endpoint "to" in place (sa.SA.Rebind), as IKE does when
+// the peer behind a NAT moved. An SA already gone is skipped.
+func (d *Daemon) RebindIKEChild(in, out string, to netip.AddrPort) error {
+	var errs []error
+	for _, n := range []string{in, out} {
+		if s := d.db.Get(n); s != nil {
+			if err := s.Rebind(to); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.log.Info("IKE Child SA follows its peer", "in", in, "out", out, "to", to.String())
+	return nil
 }
 
 // ikeScopeLocked returns the scope and VM of policy p's SAs.
