@@ -90,8 +90,9 @@ func (a *Attacher) SetQueues(k int) {
 }
 
 // MaxVIFQueues bounds a VIF's queues: one VM's traffic rarely needs more
-// than two cores, and each queue's worker costs its own buffers
-// (internal/datapath's doc).
+// than two cores, and each queue costs a socket and a worker (whose
+// buffers come from a pool shared by all VIFs only while it has frames
+// to handle: internal/datapath's doc).
 const MaxVIFQueues = 2
 
 func (a *Attacher) portDown(p vif.Port, err error) {

@@ -1,12 +1,14 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
@@ -106,6 +108,39 @@ func (d *Daemon) FreeIKESPI(scope sa.Scope, spi uint32) {
 	d.mu.Lock()
 	delete(d.ike.reserved, sa.Key{Scope: scope, SPI: spi})
 	d.mu.Unlock()
+}
+
+// IKEInboundPackets returns how many ESP packets the data path has
+// authenticated on the inbound SA (scope, spi): its packet counter plus
+// the dummy packets (RFC 4303 §2.6) it consumed, which passed the ICV and
+// the replay window too; 0 when there is no such SA. It takes no lock
+// (the SA database is read lock-free), so the IKE engine may call it with
+// its own lock held.
+func (d *Daemon) IKEInboundPackets(scope sa.Scope, spi uint32) uint64 {
+	s := d.db.Lookup(sa.Key{Scope: scope, SPI: spi})
+	if s == nil || s.Dir() == sa.DirOut {
+		return 0
+	}
+	return s.Stats.Packets.Load() + s.Stats.Drops[drop.Dummy.Counted()].Load()
+}
+
+// RebindIKEChild moves an IKE Child SA's two SAs, named in and out, to
+// the peer's new endpoint "to" in place (sa.SA.Rebind), as IKE does when
+// the peer behind a NAT moved. An SA already gone is skipped.
+func (d *Daemon) RebindIKEChild(in, out string, to netip.AddrPort) error {
+	var errs []error
+	for _, n := range []string{in, out} {
+		if s := d.db.Get(n); s != nil {
+			if err := s.Rebind(to); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.log.Info("IKE Child SA follows its peer", "in", in, "out", out, "to", to.String())
+	return nil
 }
 
 // ikeScopeLocked returns the scope and VM of policy p's SAs.

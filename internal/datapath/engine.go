@@ -209,10 +209,13 @@ type Engine struct {
 	workers   map[vif.Port][]*worker
 	// workerSeq numbers workers (worker.seq).
 	workerSeq atomic.Uint32
-	stats     map[string]*VMStats
-	ports     map[vif.Port]*txPort
-	wg        sync.WaitGroup
-	closed    bool
+	// pools hold the buffers of VIF workers between batches (bufs.go).
+	poolsMu sync.Mutex
+	pools   map[bufKind]*bufPool
+	stats   map[string]*VMStats
+	ports   map[vif.Port]*txPort
+	wg      sync.WaitGroup
+	closed  bool
 
 	// OnPortDown, if set before ports are added, is called from a worker
 	// whose port failed (the interface went down or away) just before the

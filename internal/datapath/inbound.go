@@ -245,7 +245,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			}
 		case esp.KindESP:
 			if w.cfg.enabled {
-				w.inboundESP(vm, w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI}), buf, off, n)
+				w.inboundESP(vm, w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI}), buf, off, n, netip.AddrPort{})
 				return
 			}
 		case esp.KindESPInUDP:
@@ -257,7 +257,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			if w.cfg.enabled {
 				s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
 				if s != nil && s.Dir() != sa.DirOut {
-					w.inboundESP(vm, s, buf, off, n)
+					w.inboundESP(vm, s, buf, off, n, udpSource(f[ethLen:], &c))
 					return
 				}
 				if vm.ike {
@@ -286,9 +286,24 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 	}
 }
 
+// udpSource is the outer source address and UDP source port of an IP
+// packet esp.Classify found to be ESP in UDP.
+func udpSource(pkt []byte, c *esp.Class) netip.AddrPort {
+	var a netip.Addr
+	if c.V6 {
+		a = header.IPv6(pkt).Src()
+	} else {
+		a = header.IPv4(pkt).Src()
+	}
+	return netip.AddrPortFrom(a, binary.BigEndian.Uint16(pkt[c.UDP:]))
+}
+
 // inboundESP decapsulates ESP for vm on s, the SA its SPI names in the
-// VM's scope (nil: none), and delivers what the inbound SPD accepts.
-func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
+// VM's scope (nil: none), and delivers what the inbound SPD accepts. from
+// is where ESP in UDP came from (zero for plain ESP): once the packet
+// authenticated, s learns it (sa.SA.NotePeer: a NAT rebinding is
+// reported, and IKE moves the Child SAs).
+func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int, from netip.AddrPort) {
 	st := vm.stats
 	if s == nil {
 		st.Drop(drop.NoSA)
@@ -300,6 +315,9 @@ func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 		st.Drop(d)
 		s.Drop(d)
 		return
+	}
+	if from.IsValid() {
+		s.NotePeer(from) // authenticated, inside the replay window
 	}
 	if !tenant.ParseFlow(buf[start:end], &w.flow) {
 		st.Drop(drop.Malformed)

@@ -60,7 +60,13 @@ func newUDPGSOSide(t testing.TB, mac header.MAC, local, remote netip.Addr, outSP
 	e.snap.Store(snap)
 	upTx := &txPort{Port: upPort, vnet: true, udpGSO: true}
 	e.setConfig(func(c *config) { c.uplink = upTx })
-	return &udpGSOSide{e: e, vm: vm, out: out, in: in, vifW: newWorker(e, tp, false), up: newWorker(e, upTx, true)}
+	vifW := newWorker(e, tp, false)
+	if vifW.batchBufs == nil {
+		// A pooled VIF worker takes its buffers when frames arrive
+		// (run); this test hands it frames directly.
+		vifW.batchBufs = vifW.pool.get()
+	}
+	return &udpGSOSide{e: e, vm: vm, out: out, in: in, vifW: vifW, up: newWorker(e, upTx, true)}
 }
 
 // TestUDPGSOTrainAcrossGateways: a guest's 60 KB TSO super-frame on an SA

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"sync"
 
@@ -67,6 +68,8 @@ func New(d *daemon.Daemon, cfg *Config) *Controller {
 	ec.Remove = c.remove
 	ec.AllocSPI = d.AllocIKESPI
 	ec.FreeSPI = d.FreeIKESPI
+	ec.Rebind = c.rebind
+	ec.InboundPackets = func(cs *ike.ChildSA) uint64 { return d.IKEInboundPackets(cs.Scope, cs.In.SPI) }
 	c.e = ike.New(&ec)
 	d.SetIKEEvents(c.e.HandleEvent)
 	d.SetIKEReport(c.report)
@@ -267,6 +270,18 @@ func portRange(p [2]uint16) ikeconf.PortRange {
 func (c *Controller) switchTo(cs *ike.ChildSA) {
 	if err := c.d.SwitchIKEChild(cs.Scope, cs.In.SPI); err != nil {
 		c.log.Debug("IKE switch of a child SA that is gone", "tenant", cs.Tenant, "policy", cs.Policy, "err", err)
+	}
+}
+
+// rebind is the engine's Rebind: the Child SA's SAs follow the peer to
+// its new endpoint.
+func (c *Controller) rebind(cs *ike.ChildSA) {
+	if cs.Out.Encap == nil {
+		return
+	}
+	to := netip.AddrPortFrom(cs.Out.Dst, cs.Out.Encap.DstPort)
+	if err := c.d.RebindIKEChild(cs.In.Name, cs.Out.Name, to); err != nil {
+		c.log.Warn("IKE child SA not moved to its peer's new endpoint", "tenant", cs.Tenant, "policy", cs.Policy, "to", to.String(), "err", err)
 	}
 }
 

@@ -97,6 +97,12 @@ func testLogger(buf io.Writer) *slog.Logger {
 // at ip (VLAN vlan), and its controller on w.
 func newGateway(t *testing.T, w *wire, name, mac string, vlan uint16, ip string) *gateway {
 	t.Helper()
+	return newGatewayEngine(t, w, name, mac, vlan, ip, &ike.Config{RetransmitTimeout: 500 * time.Millisecond})
+}
+
+// newGatewayEngine is newGateway with the engine tuned by ec.
+func newGatewayEngine(t *testing.T, w *wire, name, mac string, vlan uint16, ip string, ec *ike.Config) *gateway {
+	t.Helper()
 	logs := &testutil.LogBuffer{}
 	d, err := daemon.New(storetest.NewMemory(), &daemon.Config{Logger: testLogger(logs).With("gw", name)})
 	if err != nil {
@@ -111,8 +117,7 @@ func newGateway(t *testing.T, w *wire, name, mac string, vlan uint16, ip string)
 		g.scope = sa.Scope{VLAN: vlan, MAC: header.MAC(m)}
 		w.gw[netip.MustParseAddr(ip)] = g
 	}
-	g.c = New(d, &Config{Logger: testLogger(logs).With("gw", name), Send: w.send(g),
-		Engine: &ike.Config{RetransmitTimeout: 500 * time.Millisecond}})
+	g.c = New(d, &Config{Logger: testLogger(logs).With("gw", name), Send: w.send(g), Engine: ec})
 	return g
 }
 
