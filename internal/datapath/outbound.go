@@ -237,15 +237,19 @@ func (w *worker) joinTrains() {
 	if ov := w.cfg.overlay; ov != nil {
 		vxPort = ov.port
 	}
-	if w.trainBuf == nil {
-		w.trainBuf = make([]byte, gsoBufSize)
-	}
 	for i := 0; i+1 < w.nout; i++ {
 		o := &w.out[i]
-		if o.dst != up || o.hasHdr || !w.train.Start(w.trainBuf, readOff, o.buf[o.start:o.end]) {
+		if o.dst != up || o.hasHdr {
 			continue
 		}
-		if p := w.train.DstPort(); p != esp.NATTPort && (vxPort == 0 || p != vxPort) {
+		if p, ok := gso.TrainPort(o.buf[o.start:o.end]); !ok || p != esp.NATTPort && (vxPort == 0 || p != vxPort) {
+			continue
+		}
+		if w.trainBuf == nil {
+			// The first train of this worker: most VMs' never send one.
+			w.trainBuf = make([]byte, gsoBufSize)
+		}
+		if !w.train.Start(w.trainBuf, readOff, o.buf[o.start:o.end]) {
 			continue
 		}
 		k := i + 1
