@@ -42,7 +42,9 @@ import (
 // that tshark decrypts and authenticates with the SA's key, with a good
 // UDP checksum, ESP sequence numbers 1..N without a gap (N: what the SA
 // sent), and the inner TCP segments, in order, must cover exactly the
-// bytes the guest sent.
+// bytes the guest sent (tcpdump may drop a few of a burst on a loaded
+// machine and says so: those are forgiven, at most a tenth, and every
+// packet captured is still checked against the guest's bytes).
 func TestIntegrationUDPGSOKernelSegments(t *testing.T) {
 	testutil.NeedRoot(t, "ip", "ethtool", "tcpdump", "tshark")
 	ctx := context.Background()
@@ -168,7 +170,11 @@ func TestIntegrationUDPGSOKernelSegments(t *testing.T) {
 	}
 
 	rows := tshark(t, capC.File, out)
-	if len(rows) != int(sent) || sent == 0 {
+	// tcpdump may lose a few packets of a burst on a loaded machine (it
+	// says so); those are the capture's, not the path's, and are
+	// forgiven, a tenth at most. Every packet captured is checked.
+	dropped := capC.Dropped()
+	if sent == 0 || len(rows)+dropped != int(sent) || dropped > int(sent)/10 {
 		var seqs []string
 		for _, r := range rows {
 			seqs = append(seqs, r["esp.sequence"])
@@ -177,17 +183,16 @@ func TestIntegrationUDPGSOKernelSegments(t *testing.T) {
 			o, _ := exec.Command("ip", "-n", l.ns, "-s", "-s", "link", "show", l.dev).CombinedOutput()
 			t.Logf("%s %s:\n%s", l.ns, l.dev, o)
 		}
-		o, _ := exec.Command("ip", "netns", "exec", nsB, "nstat", "-az").CombinedOutput()
-		t.Logf("router nstat:\n%s", o)
 		t.Fatalf("receiver got %d ESP packets (%d frames captured, %d dropped by tcpdump), the SA sent %d; sequences %s",
-			len(rows), len(got), capC.Dropped(), sent, strings.Join(seqs, ","))
+			len(rows), len(got), dropped, sent, strings.Join(seqs, ","))
 	}
-	var stream []byte
+	covered, last := 0, 0
 	for i, r := range rows {
 		seq, _ := strconv.Atoi(r["esp.sequence"])
-		if seq != i+1 {
-			t.Errorf("packet %d: ESP sequence %d, want %d", i, seq, i+1)
+		if seq <= last || seq > int(sent) || dropped == 0 && seq != i+1 {
+			t.Errorf("packet %d: ESP sequence %d after %d", i, seq, last)
 		}
+		last = seq
 		if r["udp.checksum.status"] != "1" {
 			t.Errorf("packet %d: UDP checksum status %q, want good", i, r["udp.checksum.status"])
 		}
@@ -205,13 +210,17 @@ func TestIntegrationUDPGSOKernelSegments(t *testing.T) {
 			t.Fatalf("packet %d: payload %q: %v", i, r["tcp.payload"], err)
 		}
 		seqTCP, _ := strconv.ParseUint(r["tcp.seq_raw"], 10, 32)
-		if int(seqTCP)-1000 != len(stream) {
-			t.Fatalf("packet %d: TCP sequence %d after %d bytes", i, seqTCP, len(stream))
+		at := int(seqTCP) - 1000
+		if at < 0 || at+len(pay) > len(data) || string(pay) != string(data[at:at+len(pay)]) {
+			t.Fatalf("packet %d: TCP sequence %d, %d bytes: not the guest's bytes there", i, seqTCP, len(pay))
 		}
-		stream = append(stream, pay...)
+		if dropped == 0 && at != covered {
+			t.Fatalf("packet %d: TCP sequence %d after %d bytes", i, seqTCP, covered)
+		}
+		covered += len(pay)
 	}
-	if string(stream) != string(data) {
-		t.Errorf("the decrypted TCP payload (%d bytes) is not what the guest sent (%d)", len(stream), len(data))
+	if dropped == 0 && covered != len(data) {
+		t.Errorf("the decrypted TCP payload (%d bytes) is not what the guest sent (%d)", covered, len(data))
 	}
 }
 
