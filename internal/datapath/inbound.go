@@ -86,7 +86,7 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 
 func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	ps := &w.e.UplinkRx
-	ps.Frames.Add(1)
+	w.rxFrames++
 	if n < ethLen {
 		ps.Malformed.Add(1)
 		return

@@ -33,42 +33,54 @@ import (
 // and count what is written: the cost measured is the engine's, not a
 // socket's. Beside frames per second it prints the CPU time the process
 // used: on a machine other work keeps busy, frames per CPU-second tell
-// whether two workers do as much each as one alone.
+// whether two workers do as much each as one alone. Every measurement
+// runs -runs times; the ratio compares the best of each.
 func runDatapath(args []string) error {
 	fs := flag.NewFlagSet("datapath", flag.ContinueOnError)
 	size := fs.Int("size", 1400, "Ethernet frame size")
 	dur := fs.Duration("time", 2*time.Second, "time per outbound measurement (inbound replays a fixed number of frames: -frames)")
 	vms := fs.Int("vms", 2, "VMs, each with its own SAs and flow")
 	frames := fs.Int("frames", 1<<17, "inbound: ESP frames in all (each can be read once: anti-replay)")
+	runs := fs.Int("runs", 3, "rounds of every measurement; the best is compared")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *vms < 1 || *vms > 250 {
 		return fmt.Errorf("-vms: %d out of range; use 1 to 250", *vms)
 	}
+	if *runs < 1 || *runs > 100 {
+		return fmt.Errorf("-runs: %d out of range; use 1 to 100", *runs)
+	}
 	if *size < 128 || *size > 9000 {
 		return fmt.Errorf("-size: %d out of range; use 128 to 9000", *size)
 	}
-	res := map[string][2]dpResult{}
-	for i, procs := range []int{1, 2} {
-		prev := runtime.GOMAXPROCS(procs)
-		for _, dir := range []string{"outbound", "inbound"} {
-			r, err := dpRun(dir, procs, *vms, *size, *frames, *dur)
-			if err != nil {
-				return err
+	// Rounds alternate 1 and 2 procs, so that both see the same spells
+	// of other work; the best of each is compared (other work only
+	// ever slows a run down).
+	best := map[string][2]dpResult{}
+	for round := range *runs {
+		for i, procs := range []int{1, 2} {
+			prev := runtime.GOMAXPROCS(procs)
+			for _, dir := range []string{"outbound", "inbound"} {
+				r, err := dpRun(dir, procs, *vms, *size, *frames, *dur)
+				if err != nil {
+					return err
+				}
+				bs := best[dir]
+				if r.pps > bs[i].pps {
+					bs[i] = r
+				}
+				best[dir] = bs
+				fmt.Printf("datapath %s round=%d gomaxprocs=%d workers=%d vms=%d size=%d pps=%.0f gbps=%.2f cores=%.2f pps_per_core=%.0f dropped=%d\n",
+					dir, round+1, procs, procs, *vms, *size, r.pps, r.pps*float64(*size)*8/1e9, r.cores, r.pps/r.cores, r.drops)
 			}
-			rs := res[dir]
-			rs[i] = r
-			res[dir] = rs
-			fmt.Printf("datapath %s gomaxprocs=%d workers=%d vms=%d size=%d pps=%.0f gbps=%.2f cores=%.2f pps_per_core=%.0f dropped=%d\n",
-				dir, procs, procs, *vms, *size, r.pps, r.pps*float64(*size)*8/1e9, r.cores, r.pps/r.cores, r.drops)
+			runtime.GOMAXPROCS(prev)
 		}
-		runtime.GOMAXPROCS(prev)
 	}
 	for _, dir := range []string{"outbound", "inbound"} {
-		r := res[dir]
-		fmt.Printf("datapath %s ratio 2/1 = %.2f (cores %.2f/%.2f; per core %.2f)\n", dir, r[1].pps/r[0].pps, r[1].cores, r[0].cores,
-			(r[1].pps/r[1].cores)/(r[0].pps/r[0].cores))
+		r := best[dir]
+		fmt.Printf("datapath %s ratio 2/1 = %.2f (best of %d: %.0f/%.0f pps on %.2f/%.2f cores; per core %.2f)\n", dir, r[1].pps/r[0].pps, *runs,
+			r[1].pps, r[0].pps, r[1].cores, r[0].cores, (r[1].pps/r[1].cores)/(r[0].pps/r[0].cores))
 	}
 	return nil
 }
