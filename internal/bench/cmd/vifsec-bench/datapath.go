@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +46,7 @@ func runDatapath(args []string) error {
 	vms := fs.Int("vms", 2, "VMs, each with its own SAs and flow")
 	frames := fs.Int("frames", 1<<17, "inbound: ESP frames in all (each can be read once: anti-replay)")
 	runs := fs.Int("runs", 3, "rounds of every measurement; the best is compared")
+	contention := fs.Bool("contention", false, "with 2 procs, record mutex and blocking contention and print how long workers waited in all")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,6 +66,10 @@ func runDatapath(args []string) error {
 	for round := range *runs {
 		for i, procs := range []int{1, 2} {
 			prev := runtime.GOMAXPROCS(procs)
+			if *contention && procs == 2 {
+				runtime.SetMutexProfileFraction(1)
+				runtime.SetBlockProfileRate(1)
+			}
 			for _, dir := range []string{"outbound", "inbound"} {
 				r, err := dpRun(dir, procs, *vms, *size, *frames, *dur)
 				if err != nil {
@@ -75,7 +84,12 @@ func runDatapath(args []string) error {
 					dir, round+1, procs, procs, *vms, *size, r.pps, r.pps*float64(*size)*8/1e9, r.cores, r.pps/r.cores, r.drops)
 			}
 			runtime.GOMAXPROCS(prev)
+			runtime.SetMutexProfileFraction(0)
+			runtime.SetBlockProfileRate(0)
 		}
+	}
+	if *contention {
+		printContention()
 	}
 	for _, dir := range []string{"outbound", "inbound"} {
 		r := best[dir]
@@ -252,6 +266,71 @@ func indexOf(ps []*dpPort, p *dpPort) int {
 		}
 	}
 	return -1
+}
+
+// printContention prints the mutex and blocking profiles' totals and
+// their biggest entries, by the innermost vifsec function in the stack.
+func printContention() {
+	for _, name := range []string{"mutex", "block"} {
+		var recs []runtime.BlockProfileRecord
+		n, _ := runtime.BlockProfile(nil)
+		if name == "mutex" {
+			n, _ = runtime.MutexProfile(nil)
+		}
+		recs = make([]runtime.BlockProfileRecord, n+16)
+		if name == "mutex" {
+			n, _ = runtime.MutexProfile(recs)
+		} else {
+			n, _ = runtime.BlockProfile(recs)
+		}
+		by := map[string]int64{}
+		var total int64
+		for _, r := range recs[:n] {
+			total += r.Cycles
+			where := "?"
+			frames := runtime.CallersFrames(r.Stack())
+			for {
+				f, more := frames.Next()
+				if strings.Contains(f.Function, "vifsec/") {
+					where = f.Function
+					break
+				}
+				if !more {
+					break
+				}
+			}
+			by[where] += r.Cycles
+		}
+		fmt.Printf("datapath contention %s: %d events, %.1f ms in all\n", name, n, float64(total)/cyclesPerMs())
+		type kv struct {
+			k string
+			v int64
+		}
+		var top []kv
+		for k, v := range by {
+			top = append(top, kv{k, v})
+		}
+		sort.Slice(top, func(i, j int) bool { return top[i].v > top[j].v })
+		for _, e := range top[:min(5, len(top))] {
+			fmt.Printf("datapath contention %s   %.1f ms %s\n", name, float64(e.v)/cyclesPerMs(), e.k)
+		}
+	}
+}
+
+// cyclesPerMs is how many of the profiles' cycles make a millisecond,
+// as runtime/pprof states it in the mutex profile's text form.
+func cyclesPerMs() float64 {
+	var b bytes.Buffer
+	if err := pprof.Lookup("mutex").WriteTo(&b, 1); err == nil {
+		for _, l := range strings.Split(b.String(), "\n") {
+			if v, ok := strings.CutPrefix(l, "cycles/second="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 {
+					return f / 1000
+				}
+			}
+		}
+	}
+	return 1e6 // unknown: about 1 GHz
 }
 
 // cpuTime is the CPU time (user and system) the process used so far.
