@@ -177,6 +177,10 @@ const (
 	EventSoft                  // soft lifetime reached: rekey now
 	EventHard                  // hard lifetime reached: the SA drops traffic
 	EventSeqOverflow           // outbound sequence numbers exhausted
+	// EventPeerMoved: an authenticated packet of a UDP-encapsulated
+	// inbound SA came from another address or port than the SA's peer
+	// (a NAT rebinding); Event.Peer says where from.
+	EventPeerMoved
 )
 
 func (k EventKind) String() string {
@@ -187,16 +191,19 @@ func (k EventKind) String() string {
 		return "hard-lifetime"
 	case EventSeqOverflow:
 		return "seq-overflow"
+	case EventPeerMoved:
+		return "peer-moved"
 	}
 	return fmt.Sprintf("EventKind(%d)", uint8(k))
 }
 
-// Event reports a lifetime transition of an SA. It is a value; sending it
-// allocates nothing.
+// Event reports a lifetime transition of an SA, or its peer's move. It is
+// a value; sending it allocates nothing.
 type Event struct {
 	Kind EventKind
 	Key  Key
 	Name string
+	Peer netip.AddrPort // EventPeerMoved: where the packet came from
 }
 
 // Counters are an SA's statistics, updated lock-free by the data path and
@@ -245,6 +252,14 @@ type SA struct {
 	// encap is cfg.Encap as a value, for the data path; udp says it is set.
 	encap UDPEncap
 	udp   bool
+
+	// peer is where the remote end of a UDP-encapsulated SA is since
+	// Rebind; nil: the configuration's (Dst and Encap.DstPort outbound,
+	// Src and Encap.SrcPort inbound). noted is the last endpoint
+	// NotePeer reported.
+	peer    atomic.Pointer[netip.AddrPort]
+	notedMu sync.Mutex
+	noted   netip.AddrPort
 
 	state atomic.Uint32
 	sink  *eventSink // set by DB.Apply; nil: nobody listens
@@ -305,8 +320,83 @@ func (s *SA) ESN() bool          { return s.cfg.ESN }
 func (s *SA) Created() time.Time { return s.created }
 
 // Encap returns the SA's UDP encapsulation (RFC 3948) and whether it has
-// one.
-func (s *SA) Encap() (UDPEncap, bool) { return s.encap, s.udp }
+// one; the remote port is the peer's since Rebind.
+func (s *SA) Encap() (UDPEncap, bool) {
+	e := s.encap
+	if p := s.peer.Load(); p != nil {
+		if s.cfg.Dir == DirOut {
+			e.DstPort = p.Port()
+		} else {
+			e.SrcPort = p.Port()
+		}
+	}
+	return e, s.udp
+}
+
+// OuterDst is the destination of a tunnel-mode outbound SA's outer
+// header: Dst, or the peer's address since Rebind.
+func (s *SA) OuterDst() netip.Addr {
+	if p := s.peer.Load(); p != nil && s.cfg.Dir == DirOut {
+		return p.Addr()
+	}
+	return s.cfg.Dst
+}
+
+// Peer returns the remote end of a UDP-encapsulated SA, address and port:
+// where an outbound SA sends, where an inbound SA's packets come from.
+// ok is false for an SA without UDP encapsulation or direction.
+func (s *SA) Peer() (p netip.AddrPort, ok bool) {
+	if !s.udp || s.cfg.Dir == DirInvalid {
+		return netip.AddrPort{}, false
+	}
+	if q := s.peer.Load(); q != nil {
+		return *q, true
+	}
+	if s.cfg.Dir == DirOut {
+		return netip.AddrPortFrom(s.cfg.Dst, s.encap.DstPort), true
+	}
+	return netip.AddrPortFrom(s.cfg.Src, s.encap.SrcPort), true
+}
+
+// Rebind moves the remote end of a UDP-encapsulated SA to "to", in place
+// (RFC 3948, RFC 7296 §2.23: a NAT rebinding IKE followed): an outbound
+// SA sends there from its next packet (in tunnel mode to its address; in
+// transport mode, whose outer header is the packet's own, to its port);
+// an inbound SA's peer is "to" from then on. Keys, sequence numbers and
+// the replay window are unchanged. "to" must be of the SA's family.
+func (s *SA) Rebind(to netip.AddrPort) error {
+	cur, ok := s.Peer()
+	if !ok {
+		return fmt.Errorf("sa %s: rebind: not a UDP-encapsulated SA with a direction", s.cfg.Name)
+	}
+	if !to.IsValid() || to.Port() == 0 || to.Addr().Unmap().Is4() != cur.Addr().Unmap().Is4() {
+		return fmt.Errorf("sa %s: rebind to %v: want an address of the SA's family (as %v) and a port", s.cfg.Name, to, cur)
+	}
+	s.peer.Store(&to)
+	return nil
+}
+
+// NotePeer is the data path's report that a packet of this inbound SA,
+// authenticated and inside the replay window, came from "from" (the
+// outer source address and UDP source port). When that is not the SA's
+// peer it raises EventPeerMoved, once for each new endpoint. It takes no
+// lock and allocates nothing when "from" is the peer.
+func (s *SA) NotePeer(from netip.AddrPort) {
+	cur, ok := s.Peer()
+	if !ok || s.cfg.Dir != DirIn || from == cur {
+		return
+	}
+	s.notedMu.Lock()
+	if from == s.noted {
+		s.notedMu.Unlock()
+		return
+	}
+	s.noted = from
+	s.notedMu.Unlock()
+	if s.sink != nil {
+		s.sink.emit(Event{Kind: EventPeerMoved, Key: s.key, Name: s.cfg.Name, Peer: from})
+	}
+}
 
 // IVLen, ICVLen and Align describe the ESP framing of this SA's suite.
 func (s *SA) IVLen() int  { return s.suite.ivLen }

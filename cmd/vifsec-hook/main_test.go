@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/api"
+	"github.com/vifsec/vifsec/ikeconf"
 	apiserver "github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
@@ -344,12 +345,12 @@ func TestHookPolicy(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, `policy="web"`) || !strings.Contains(r.stderr, "has no IKE policy web") {
 		t.Fatalf("prepare without the policy: %+v", r)
 	}
-	pol := daemon.IKEPolicy{
+	pol := ikeconf.Policy{
 		Tenant: "acme", Name: "web", VM: "other-vm",
 		LocalSubnets:  []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32")},
 		RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
 		RemoteAddress: netip.MustParseAddr("192.0.2.20"), Mode: sa.ModeTunnel,
-		Auth: daemon.AuthPSK, PSK: []byte("a lab pre-shared key 0123456789"),
+		Auth: ikeconf.AuthPSK, PSK: []byte("a lab pre-shared key 0123456789"),
 	}
 	if _, err := td.d.CreatePolicy(pol); err != nil {
 		t.Fatal(err)

@@ -57,6 +57,7 @@ var flagDocs = map[string]flagDoc{
 	"esn":                  {meaning: "64-bit extended sequence numbers (RFC 4304)", values: "true|false", def: "false"},
 	"lifetime-bytes":       {meaning: "hard byte lifetime: the SA expires after this many bytes", values: "N", def: "none"},
 	"lifetime-seconds":     {meaning: "hard time lifetime: the SA expires this many seconds after it was added", values: "N", def: "none"},
+	"encapsulation":        {meaning: "extension: how the SA's ESP travels: none as IP protocol 50, udp inside UDP between ports 4500 (RFC 3948), which the kernel and NICs can batch (UDP GSO/GRO) where they cannot batch ESP; both ends must agree", values: "none|udp", def: "none"},
 	"removeall":            {meaning: "remove every one, even those in use (and say what that left unprotected)", values: "true|false", def: "false"},
 
 	// SPs (esxcli network ip ipsec sp add).

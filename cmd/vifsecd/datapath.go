@@ -12,6 +12,7 @@ import (
 	"github.com/vifsec/vifsec/internal/attach"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/datapath"
+	"github.com/vifsec/vifsec/internal/vtep"
 	"github.com/vifsec/vifsec/vif"
 )
 
@@ -19,7 +20,7 @@ import (
 // ends: on every generation it turns the snapshot into the attacher's
 // desired ports and the engine's tables. It returns after the engine has
 // stopped and closed every port. onEngine, if not nil, is given the
-// engine before it runs (IKE's punt and send, ike.go). A receive on
+// engine before it runs (IKE's punt and send, internal/ikeio). A receive on
 // recheck probes the uplink and every VM's interface at once and logs
 // what it found (SIGHUP).
 func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, workers int, onEngine func(*datapath.Engine), recheck <-chan struct{}) {
@@ -48,17 +49,17 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 	d.SetLinkCheck(linkExists)
 	d.SetMTUReport(e.MTUs)
 	d.SetUplinkCounters(e.UplinkCounts)
-	ov := newOverlayCtl(e, log.With("part", "overlay"))
+	ov := vtep.New(e, log.With("part", "overlay"))
 	done := make(chan struct{})
 	go func() { a.Run(ctx); close(done) }()
 	ovDone := make(chan struct{})
-	go func() { ov.resolve(ctx); close(ovDone) }()
+	go func() { ov.Resolve(ctx); close(ovDone) }()
 	logCheck := false
 	for {
 		gen, changed := d.Watch()
 		snap := d.Snapshot()
 		e.SetEnabled(snap.Enabled)
-		ov.apply(snap)
+		ov.Apply(snap)
 		a.Set(wants(snap), uplinkWant(snap))
 		// No packet is handled with an older table any more: the SAs it
 		// alone named may go (a rekey's old SA, internal/daemon/applied.go).

@@ -40,6 +40,7 @@ import (
 	apiserver "github.com/vifsec/vifsec/internal/api"
 	"github.com/vifsec/vifsec/internal/buildinfo"
 	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/internal/ikeio"
 	"github.com/vifsec/vifsec/internal/metrics"
 	"github.com/vifsec/vifsec/internal/sdnotify"
 	"github.com/vifsec/vifsec/internal/store"
@@ -81,7 +82,7 @@ type options struct {
 	workers       int
 	libvirt       string        // --libvirt auto|off|SOCKET (libvirt.go)
 	fleet         fleetOptions  // --store etcd://... (fleet.go)
-	ikeRetransmit time.Duration // --ike-retransmit-timeout (ike.go)
+	ikeRetransmit time.Duration // --ike-retransmit-timeout (ike.Config)
 	ikeTries      int           // --ike-retransmit-tries
 }
 
@@ -297,9 +298,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	if fl != nil {
 		wg.Go(func() { fl.f.Run(runCtx) })
 	}
-	ig := newIKEGlue(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
-	wg.Go(func() { ig.run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, o.workers, ig.attachDataPath, recheck) })
+	ig := ikeio.New(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
+	wg.Go(func() { ig.Run(runCtx) })
+	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, o.workers, ig.AttachDataPath, recheck) })
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()

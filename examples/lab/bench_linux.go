@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,9 @@ type BenchPolicy struct {
 	Enc    string // with ipsec: aes128-gcm, aes256-gcm or chacha20-poly1305
 	Mode   string // transport or tunnel
 	VXLAN  bool   // over the VXLAN underlay (the uplinks need AddUnderlay)
+	// Encap is the SAs' --encapsulation: "" or none (ESP, IP protocol
+	// 50), udp (ESP in UDP to 4500, which vifsecd sends as UDP GSO trains).
+	Encap string
 }
 
 // benchKeyLen is the AEAD key length with its 4-byte salt (RFC 4106, RFC 7634).
@@ -129,7 +133,8 @@ func configureBenchVM(l *Lab, vm *VM, p BenchPolicy, say func(args ...string) er
 				}
 				if err := say("sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
 					"--sa-mode", p.Mode, "--sa-spi", fmt.Sprintf("0x%x", s.spi), "--encryption-algorithm", p.Enc,
-					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-"+vm.Tenant+"-"+s.name+fam.name); err != nil {
+					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-"+vm.Tenant+"-"+s.name+fam.name,
+					"--encapsulation", cmp.Or(p.Encap, "none")); err != nil {
 					return err
 				}
 			}

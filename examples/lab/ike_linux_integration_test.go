@@ -19,6 +19,9 @@ type ikeCase struct {
 	ike, esp   string // strongSwan proposal syntax, used on both sides
 	weInitiate bool   // vifsec initiates; otherwise charon does
 	ppkID      string // a post-quantum preshared key (ikeLabPPK) required on both sides, by this id
+	// mode is the Child SA's: "" or "tunnel" (the guest to the protected
+	// subnet), "transport" (the guest to the peer's own address).
+	mode string
 }
 
 func (c ikeCase) name() string {
@@ -28,6 +31,9 @@ func (c ikeCase) name() string {
 	}
 	if c.ppkID != "" {
 		who = "ppk/" + who
+	}
+	if c.mode == "transport" {
+		who = "transport/" + who
 	}
 	return c.auth + "/" + c.ike + "/" + who
 }
@@ -116,7 +122,11 @@ func peerCharon(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity) 
 func peerCharonIn(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity, base CharonConfig) *Charon {
 	t.Helper()
 	ctx := context.Background()
-	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4, Root: base.Root, Charon: base.Charon, Plugins: base.Plugins}
+	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4, Root: base.Root, Charon: base.Charon, Plugins: base.Plugins, RawESP: base.RawESP}
+	mode, localTS := "tunnel", IKEProtected4.String()
+	if c.mode == "transport" {
+		mode, localTS = "transport", IKEPeer4.String()+"/32"
+	}
 	auth, ids := "psk", [2]string{IKEPeer4.String(), IKEGuest4.String()}
 	var certs string
 	if c.auth != "psk" {
@@ -151,7 +161,7 @@ func peerCharonIn(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity
         local_ts = %s
         remote_ts = %s/32
         esp_proposals = %s
-        mode = tunnel
+        mode = %s
         start_action = none
       }
     }
@@ -164,7 +174,7 @@ secrets {
     secret = %q
   }
 %s}
-`, IKEPeer4, IKEGuest4, c.ike, ppkConn, auth, ids[0], certs, auth, ids[1], IKEProtected4, IKEGuest4, c.esp, ids[0], ids[1], ikeLabPSK, ppkSecret)
+`, IKEPeer4, IKEGuest4, c.ike, ppkConn, auth, ids[0], certs, auth, ids[1], localTS, IKEGuest4, c.esp, mode, ids[0], ids[1], ikeLabPSK, ppkSecret)
 	ch, err := StartCharon(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -181,9 +191,13 @@ secrets {
 // vifsecPolicy creates the guest's IKE policy for case c.
 func vifsecPolicy(t *testing.T, d *Daemon, l *IKELab, c ikeCase, name string) {
 	t.Helper()
+	mode, remote := "tunnel", IKEProtected4.String()
+	if c.mode == "transport" {
+		mode, remote = "transport", IKEPeer4.String()+"/32"
+	}
 	args := []string{"policy", "create", "--tenant", "acme", "--name", name, "--vm", l.Guest.Name,
-		"--local-ip-subnets", IKEGuest4.String() + "/32", "--remote-ip-subnets", IKEProtected4.String(),
-		"--mode", "tunnel", "--ike-proposals", c.ike, "--esp-proposals", c.esp}
+		"--local-ip-subnets", IKEGuest4.String() + "/32", "--remote-ip-subnets", remote,
+		"--mode", mode, "--ike-proposals", c.ike, "--esp-proposals", c.esp}
 	var ppkLine string
 	if c.ppkID != "" {
 		args = append(args, "--ppk-id", c.ppkID, "--ppk-required", "true")

@@ -68,7 +68,9 @@ type CharonConfig struct {
 	// with ip link). Tunnel traffic leaves as ESP-in-UDP, about 70 bytes
 	// more: keep MTU+70 within the underlay's MTU or outer packets fragment.
 	MTU int
-	// RawESP asks for raw ESP (kernel-libipsec raw_esp); 5.9.8 ignores it.
+	// RawESP asks for raw ESP (kernel-libipsec raw_esp): strongSwan 6
+	// then does plain ESP on IP protocol 50 where there is no NAT; 5.9.8
+	// ignores it.
 	RawESP bool
 
 	// NoRoutes sets charon.install_routes = no. kernel-libipsec 5.9.8

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
@@ -43,33 +44,33 @@ func parseProposals(l List) []string {
 // is shared by create and modify so both read a flag the same way.
 type policySetter struct{ p problems }
 
-func (ps *policySetter) vm(pol *daemon.IKEPolicy, v string) { pol.VM = v }
+func (ps *policySetter) vm(pol *ikeconf.Policy, v string) { pol.VM = v }
 
-func (ps *policySetter) protocols(pol *daemon.IKEPolicy, v string) {
+func (ps *policySetter) protocols(pol *ikeconf.Policy, v string) {
 	if v == "" {
 		pol.Protocol = 0
 		return
 	}
-	n, err := daemon.ParseIKEProtocol(v)
+	n, err := ikeconf.ParseProtocol(v)
 	if err != nil {
 		ps.p.add("--protocols", err)
 	}
 	pol.Protocol = n
 }
 
-func (ps *policySetter) ports(flag string, r *daemon.PortRange, v Value) {
+func (ps *policySetter) ports(flag string, r *ikeconf.PortRange, v Value) {
 	if v == "" {
-		*r = daemon.AnyPorts
+		*r = ikeconf.AnyPorts
 		return
 	}
-	x, err := daemon.ParsePortRange(string(v))
+	x, err := ikeconf.ParsePortRange(string(v))
 	if err != nil {
 		ps.p.add(flag, err)
 	}
 	*r = x
 }
 
-func (ps *policySetter) remoteAddress(pol *daemon.IKEPolicy, v string) {
+func (ps *policySetter) remoteAddress(pol *ikeconf.Policy, v string) {
 	pol.RemoteAddress = netip.Addr{}
 	if v == "" {
 		return
@@ -81,7 +82,7 @@ func (ps *policySetter) remoteAddress(pol *daemon.IKEPolicy, v string) {
 	pol.RemoteAddress = a
 }
 
-func (ps *policySetter) mode(pol *daemon.IKEPolicy, v string) {
+func (ps *policySetter) mode(pol *ikeconf.Policy, v string) {
 	if v == "" {
 		pol.Mode = sa.ModeTransport
 		return
@@ -93,8 +94,8 @@ func (ps *policySetter) mode(pol *daemon.IKEPolicy, v string) {
 	pol.Mode = m
 }
 
-func (ps *policySetter) auth(pol *daemon.IKEPolicy, v string) {
-	a, err := daemon.ParseAuthMethod(v)
+func (ps *policySetter) auth(pol *ikeconf.Policy, v string) {
+	a, err := ikeconf.ParseAuthMethod(v)
 	if err != nil {
 		ps.p.add("--auth-method", err)
 	}
@@ -108,15 +109,15 @@ func (ps *policySetter) timer(flag string, d *time.Duration, v Value) {
 	if v == "" {
 		return
 	}
-	x, err := daemon.ParseTimerValue(string(v))
+	x, err := ikeconf.ParseTimerValue(string(v))
 	if err != nil {
 		ps.p.add(flag, err)
 	}
 	*d = x
 }
 
-func (ps *policySetter) dpdAction(pol *daemon.IKEPolicy, v string) {
-	a, err := daemon.ParseDPDAction(v)
+func (ps *policySetter) dpdAction(pol *ikeconf.Policy, v string) {
+	a, err := ikeconf.ParseDPDAction(v)
 	if err != nil {
 		ps.p.add("--dpd-action", err)
 	}
@@ -125,7 +126,7 @@ func (ps *policySetter) dpdAction(pol *daemon.IKEPolicy, v string) {
 
 // psk parses the pre-shared key as the CLI read it: 0x-prefixed hex, or
 // text taken byte for byte. The error never quotes the key.
-func (ps *policySetter) psk(pol *daemon.IKEPolicy, v string) {
+func (ps *policySetter) psk(pol *ikeconf.Policy, v string) {
 	clear(pol.PSK)
 	pol.PSK = nil
 	if v == "" {
@@ -141,7 +142,7 @@ func (ps *policySetter) psk(pol *daemon.IKEPolicy, v string) {
 
 // ppk parses the post-quantum preshared key as the CLI read it, as psk
 // does. The error never quotes the key.
-func (ps *policySetter) ppk(pol *daemon.IKEPolicy, v string) {
+func (ps *policySetter) ppk(pol *ikeconf.Policy, v string) {
 	clear(pol.PPK)
 	pol.PPK = nil
 	if v == "" {
@@ -165,9 +166,9 @@ func pskReason(v string) string {
 
 // Parse returns the policy r describes; the PSK bytes are fresh (the
 // daemon zeroes them).
-func (r *PolicyCreateRequest) Parse() (daemon.IKEPolicy, error) {
+func (r *PolicyCreateRequest) Parse() (ikeconf.Policy, error) {
 	var ps policySetter
-	pol := daemon.IKEPolicy{Tenant: r.Tenant, Name: r.Name}
+	pol := ikeconf.Policy{Tenant: r.Tenant, Name: r.Name}
 	ps.p.required("--tenant", r.Tenant, "name the tenant the policy belongs to")
 	ps.p.required("--name", r.Name, "give the policy a name")
 	ps.vm(&pol, r.VM)
@@ -202,7 +203,7 @@ func (r *PolicyCreateRequest) Parse() (daemon.IKEPolicy, error) {
 	if err := ps.p.err(); err != nil {
 		clear(pol.PSK)
 		clear(pol.PPK)
-		return daemon.IKEPolicy{}, err
+		return ikeconf.Policy{}, err
 	}
 	return pol, nil
 }
@@ -210,8 +211,8 @@ func (r *PolicyCreateRequest) Parse() (daemon.IKEPolicy, error) {
 // Edit returns the change r asks for, to run on the stored policy
 // (daemon.ModifyPolicy). Switching to PSK needs a psk; switching to PKI
 // drops the stored one.
-func (r *PolicyModifyRequest) Edit() func(*daemon.IKEPolicy) error {
-	return func(pol *daemon.IKEPolicy) error {
+func (r *PolicyModifyRequest) Edit() func(*ikeconf.Policy) error {
+	return func(pol *ikeconf.Policy) error {
 		var ps policySetter
 		if r.VM != nil {
 			ps.vm(pol, *r.VM)
@@ -239,7 +240,7 @@ func (r *PolicyModifyRequest) Edit() func(*daemon.IKEPolicy) error {
 		}
 		if r.AuthMethod != nil {
 			ps.auth(pol, *r.AuthMethod)
-			if pol.Auth == daemon.AuthPKI {
+			if pol.Auth == ikeconf.AuthPKI {
 				ps.psk(pol, "")
 			}
 		}
@@ -267,7 +268,7 @@ func (r *PolicyModifyRequest) Edit() func(*daemon.IKEPolicy) error {
 		if r.CertName != nil {
 			pol.CertName = *r.CertName
 		}
-		if pol.Auth == daemon.AuthPSK && r.AuthMethod != nil && r.CertName == nil {
+		if pol.Auth == ikeconf.AuthPSK && r.AuthMethod != nil && r.CertName == nil {
 			pol.CertName = "" // switching to PSK drops the certificate
 		}
 		if r.LocalIdentity != nil {
@@ -302,7 +303,7 @@ func (r *PolicyModifyRequest) Edit() func(*daemon.IKEPolicy) error {
 func PolicyOf(info daemon.PolicyInfo) Policy {
 	p := info.Policy
 	out := Policy{Tenant: p.Tenant, Name: p.Name, VM: p.VM, LocalIPSubnets: []string{}, RemoteIPSubnets: []string{},
-		Protocols: daemon.IKEProtocolString(p.Protocol), LocalPorts: p.LocalPorts.String(), RemotePorts: p.RemotePorts.String(),
+		Protocols: ikeconf.ProtocolString(p.Protocol), LocalPorts: p.LocalPorts.String(), RemotePorts: p.RemotePorts.String(),
 		Mode: p.Mode.String(), AuthMethod: p.Auth.String(), CertName: p.CertName,
 		LocalIdentity: p.LocalIdentity, RemoteIdentity: p.RemoteIdentity,
 		IKEProposals: append([]string{}, p.IKEProposals...), ESPProposals: append([]string{}, p.ESPProposals...)}
@@ -326,19 +327,19 @@ func PolicyOf(info daemon.PolicyInfo) Policy {
 		out.LocalAddress = info.Local.String()
 	}
 	ikeL, espL := p.Lifetimes()
-	out.IKELifetime, out.ESPLifetime, out.DPDInterval = daemon.FormatTimer(ikeL), daemon.FormatTimer(espL), daemon.FormatTimer(p.DPDInterval)
+	out.IKELifetime, out.ESPLifetime, out.DPDInterval = ikeconf.FormatTimer(ikeL), ikeconf.FormatTimer(espL), ikeconf.FormatTimer(p.DPDInterval)
 	out.DPDAction = p.EffectiveDPDAction().String()
 	return out
 }
 
 // Parse returns the tenant, name, type and PEM of r.
-func (r *CertificateInstallRequest) Parse() (tn, name string, t daemon.CertType, pem []byte, err error) {
+func (r *CertificateInstallRequest) Parse() (tn, name string, t ikeconf.CertType, pem []byte, err error) {
 	var p problems
 	p.required("--tenant", r.Tenant, "name the tenant the certificate belongs to")
 	p.required("--cert-name", r.CertName, "give the certificate a name")
 	if p.required("--type", r.Type, "use server, server-ca or client-ca") {
 		var e error
-		if t, e = daemon.ParseCertType(r.Type); e != nil {
+		if t, e = ikeconf.ParseCertType(r.Type); e != nil {
 			p.add("--type", e)
 		}
 	}

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"github.com/vifsec/vifsec/header"
 	"log/slog"
@@ -133,141 +132,25 @@ func newDaemon(st store.Store, cfg *Config) (*Daemon, error) {
 	return d, nil
 }
 
+// restore makes the state of a new Daemon that of recs, every record of
+// its store in store order. It is strict where Converge is lenient: it
+// fails, naming the record, at the first record (in store order) that
+// breaks a rule. The rules and the way the state is built from the
+// records are Converge's (rules.go, reload.go), so that a store New
+// accepts is one a Converger applies the same.
 func (d *Daemon) restore(recs []store.Record) error {
-	var sas []*sa.SA
-	var sps []*spEntry
+	c := NewConverger(d)
+	res := c.converge(recs, nil)
+	c.forget()
 	for _, r := range recs {
-		bad := func(err error) error { return fmt.Errorf("%s %q: %w", r.Kind, r.Name, err) }
-		switch r.Kind {
-		case store.KindConfig:
-			var c configRecord
-			if err := json.Unmarshal(r.Value, &c); err != nil {
-				return bad(err)
-			}
-			d.enabled = c.IPsecEnabled
-		case store.KindUplink:
-			var u Uplink
-			if err := json.Unmarshal(r.Value, &u); err != nil {
-				return bad(err)
-			}
-			if err := u.Validate(); err != nil {
-				return bad(err)
-			}
-			d.uplink = &u
-		case store.KindTenant:
-			var t tenant.Tenant
-			if err := json.Unmarshal(r.Value, &t); err != nil {
-				return bad(err)
-			}
-			if err := t.Validate(); err != nil {
-				return bad(err)
-			}
-			d.tenants[t.Name] = t
-		case store.KindVM:
-			var v tenant.VM
-			if err := json.Unmarshal(r.Value, &v); err != nil {
-				return bad(err)
-			}
-			if err := v.Validate(); err != nil {
-				return bad(err)
-			}
-			if _, ok := d.tenants[v.Tenant]; !ok {
-				return bad(fmt.Errorf("tenant %q is not stored", v.Tenant))
-			}
-			e := &vmEntry{vm: v, counters: new(VMCounters)}
-			if other, ok := d.byScope[e.scope()]; ok {
-				return bad(fmt.Errorf("same (vlan, mac) as VM %q", other))
-			}
-			d.vms[v.Name] = e
-			d.byScope[e.scope()] = v.Name
-		case store.KindSA:
-			o, c, err := decodeSA(r.Value)
-			if err != nil {
-				return bad(err)
-			}
-			if c.Name != r.Name {
-				clear(c.EncKey)
-				clear(c.IntegKey)
-				return bad(fmt.Errorf("holds SA %q", c.Name))
-			}
-			var want sa.Scope // an underlay SA's scope is the zero Scope
-			switch {
-			case o.vm != "" && o.tenant != "":
-				err = fmt.Errorf("names both VM %q and tenant %q", o.vm, o.tenant)
-			case o.vm != "":
-				if e := d.vms[o.vm]; e == nil {
-					err = fmt.Errorf("VM %q is not stored", o.vm)
-				} else {
-					want = e.scope()
-				}
-			case o.tenant != "":
-				if _, ok := d.tenants[o.tenant]; !ok {
-					err = fmt.Errorf("tenant %q is not stored", o.tenant)
-				}
-			default:
-				err = fmt.Errorf("names neither a VM nor a tenant")
-			}
-			if err == nil && c.Scope != want {
-				err = fmt.Errorf("stored with %s but its %s has %s", c.Scope, o, want)
-			}
-			var s *sa.SA
-			if err == nil {
-				s, err = sa.New(c)
-			}
-			clear(c.EncKey)
-			clear(c.IntegKey)
-			if err != nil {
-				return bad(err)
-			}
-			sas = append(sas, s)
-			if o.vm != "" {
-				d.saVM[c.Name] = o.vm
-			} else {
-				d.saTenant[c.Name] = o.tenant
-			}
-		case store.KindSP:
-			var r2 spRecord
-			if err := json.Unmarshal(r.Value, &r2); err != nil {
-				return bad(err)
-			}
-			if err := r2.Policy.Validate(); err != nil {
-				return bad(err)
-			}
-			if d.vms[r2.Policy.VM] == nil {
-				return bad(fmt.Errorf("VM %q is not stored", r2.Policy.VM))
-			}
-			sps = append(sps, &spEntry{seq: r2.Seq, p: r2.Policy})
-		case store.KindCertificate, store.KindCRL, store.KindPolicy:
-			if err := d.restoreIKE(r); err != nil {
-				return bad(err)
-			}
-		case store.KindFDB:
-			var e FDBEntry
-			if err := json.Unmarshal(r.Value, &e); err != nil {
-				return bad(err)
-			}
-			if err := d.restoreFDB(r.Name, e); err != nil {
-				return bad(err)
-			}
-		}
 		clear(r.Value) // SA records hold keys
 	}
-	if err := d.db.Apply(sas, nil); err != nil {
-		return err
+	if len(res.Problems) == 0 {
+		return nil
 	}
-	for _, e := range sps {
-		if s := d.db.Get(e.p.SAName); s != nil && d.saVM[e.p.SAName] != e.p.VM {
-			if tn, ok := d.saTenant[e.p.SAName]; ok {
-				return fmt.Errorf("sp %q: SA %q is an underlay SA of tenant %q, not an SA of VM %q", e.p.Name, e.p.SAName, tn, e.p.VM)
-			}
-			return fmt.Errorf("sp %q: SA %q belongs to VM %q, not %q", e.p.Name, e.p.SAName, d.saVM[e.p.SAName], e.p.VM)
-		}
-		d.sps[e.p.Name] = e
-		if e.seq >= d.nextSeq {
-			d.nextSeq = e.seq + 1
-		}
-	}
-	return nil
+	d.Discard()
+	p := firstStored(res.Problems)
+	return fmt.Errorf("%s %q: %s", p.Kind, p.Name, p.Err)
 }
 
 // SADB returns the SA database. The data path looks SAs up in it directly;

@@ -1,7 +1,8 @@
 // Package daemon is vifsecd's state machine: the tenants, VMs, uplink, SAs
 // (in an sa.DB), SPs, the global IPsec switch, and the IKE policies,
-// certificates and CRLs that the operator has configured, and the rules
-// that keep them consistent. It also holds the SAs the IKE engine
+// certificates and CRLs that the operator has configured (their model,
+// parsers and Validate are package ikeconf's, as package tenant's are the
+// tenants', VMs' and SPs'), and the rules that keep them consistent. It also holds the SAs the IKE engine
 // installs (memory only; see ikesa.go) and the SPs derived from them.
 //
 // Every change follows one path (Daemon's mutating methods):
@@ -24,6 +25,8 @@
 // SAs refuse to send until re-keyed. seqres.go's comment gives the rules
 // and the one case left undetected.
 //
-// It must not speak HTTP or parse operator strings (internal/api does), do
+// It must not speak HTTP or parse operator strings (internal/api does,
+// with the parsers of packages tenant and ikeconf; only the uplink's two
+// enums, Overlay and Protect, are spelled here, as they are stored), do
 // packet I/O (the data path does), or log key material.
 package daemon

@@ -156,22 +156,3 @@ func (d *Daemon) fdbMACs(tenantName string) string {
 	}
 	return strings.Join(macs, ", ")
 }
-
-// restoreFDB adds a stored entry; the caller restores tenants first.
-func (d *Daemon) restoreFDB(name string, e FDBEntry) error {
-	if err := e.Validate(); err != nil {
-		return err
-	}
-	if _, ok := d.tenants[e.Tenant]; !ok {
-		return fmt.Errorf("tenant %q is not stored", e.Tenant)
-	}
-	k := e.key()
-	if name != k.storeName() {
-		return fmt.Errorf("stored under %q but holds %q", name, k.storeName())
-	}
-	if _, ok := d.fdb[k]; ok {
-		return fmt.Errorf("duplicate entry for %s", k.storeName())
-	}
-	d.fdb[k] = e
-	return nil
-}

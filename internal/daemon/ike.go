@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
@@ -19,9 +20,9 @@ import (
 // they are derived from IKE SAs, which do not survive a restart either).
 // Every field is guarded by Daemon.mu.
 type ikeState struct {
-	policies map[string]*IKEPolicy   // "TENANT/NAME"
-	certs    map[string]*Certificate // "TENANT/CERT-NAME"
-	crls     map[string]*CRL         // "TENANT/ISSUER-HASH"
+	policies map[string]*ikeconf.Policy      // "TENANT/NAME"
+	certs    map[string]*ikeconf.Certificate // "TENANT/CERT-NAME"
+	crls     map[string]*ikeconf.CRL         // "TENANT/ISSUER-HASH"
 
 	children map[string]*ikeChild // by the inbound SA's name
 	saChild  map[string]*ikeChild // SA name (both directions) → its child
@@ -33,7 +34,7 @@ type ikeState struct {
 
 func newIKEState() *ikeState {
 	return &ikeState{
-		policies: map[string]*IKEPolicy{}, certs: map[string]*Certificate{}, crls: map[string]*CRL{},
+		policies: map[string]*ikeconf.Policy{}, certs: map[string]*ikeconf.Certificate{}, crls: map[string]*ikeconf.CRL{},
 		children: map[string]*ikeChild{}, saChild: map[string]*ikeChild{}, reserved: map[sa.Key]int64{},
 	}
 }
@@ -43,26 +44,26 @@ func newIKEState() *ikeState {
 // record with the KEK; these bytes are never logged. Enums are
 // stored by their CLI names.
 type policyRecord struct {
-	Tenant         string         `json:"tenant"`
-	Name           string         `json:"name"`
-	VM             string         `json:"vm,omitempty"`
-	LocalSubnets   []netip.Prefix `json:"local_ip_subnets"`
-	RemoteSubnets  []netip.Prefix `json:"remote_ip_subnets"`
-	Protocol       uint8          `json:"protocol"`
-	LocalPorts     PortRange      `json:"local_ports"`
-	RemotePorts    PortRange      `json:"remote_ports"`
-	RemoteAddress  netip.Addr     `json:"remote_address,omitzero"`
-	Mode           string         `json:"mode"`
-	Auth           string         `json:"auth_method"`
-	PSK            []byte         `json:"psk,omitempty"`
-	PPK            []byte         `json:"ppk,omitempty"`
-	PPKID          string         `json:"ppk_id,omitempty"`
-	PPKRequired    bool           `json:"ppk_required,omitempty"`
-	CertName       string         `json:"cert_name,omitempty"`
-	LocalIdentity  string         `json:"local_identity,omitempty"`
-	RemoteIdentity string         `json:"remote_identity,omitempty"`
-	IKEProposals   []string       `json:"ike_proposals,omitempty"`
-	ESPProposals   []string       `json:"esp_proposals,omitempty"`
+	Tenant         string            `json:"tenant"`
+	Name           string            `json:"name"`
+	VM             string            `json:"vm,omitempty"`
+	LocalSubnets   []netip.Prefix    `json:"local_ip_subnets"`
+	RemoteSubnets  []netip.Prefix    `json:"remote_ip_subnets"`
+	Protocol       uint8             `json:"protocol"`
+	LocalPorts     ikeconf.PortRange `json:"local_ports"`
+	RemotePorts    ikeconf.PortRange `json:"remote_ports"`
+	RemoteAddress  netip.Addr        `json:"remote_address,omitzero"`
+	Mode           string            `json:"mode"`
+	Auth           string            `json:"auth_method"`
+	PSK            []byte            `json:"psk,omitempty"`
+	PPK            []byte            `json:"ppk,omitempty"`
+	PPKID          string            `json:"ppk_id,omitempty"`
+	PPKRequired    bool              `json:"ppk_required,omitempty"`
+	CertName       string            `json:"cert_name,omitempty"`
+	LocalIdentity  string            `json:"local_identity,omitempty"`
+	RemoteIdentity string            `json:"remote_identity,omitempty"`
+	IKEProposals   []string          `json:"ike_proposals,omitempty"`
+	ESPProposals   []string          `json:"esp_proposals,omitempty"`
 	// Timers as written by FormatTimer ("4h", "30s"); absent: default.
 	IKELifetime string `json:"ike_lifetime,omitempty"`
 	ESPLifetime string `json:"esp_lifetime,omitempty"`
@@ -75,7 +76,7 @@ func timerRecord(d time.Duration) string {
 	if d == 0 {
 		return ""
 	}
-	return FormatTimer(d)
+	return ikeconf.FormatTimer(d)
 }
 
 // timerField parses a stored timer ("" is 0).
@@ -83,14 +84,14 @@ func timerField(name, s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	d, err := ParseTimerValue(s)
+	d, err := ikeconf.ParseTimerValue(s)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
 	}
 	return d, nil
 }
 
-func encodePolicy(p *IKEPolicy) []byte {
+func encodePolicy(p *ikeconf.Policy) []byte {
 	return mustJSON(policyRecord{
 		Tenant: p.Tenant, Name: p.Name, VM: p.VM, LocalSubnets: p.LocalSubnets, RemoteSubnets: p.RemoteSubnets,
 		Protocol: p.Protocol, LocalPorts: p.LocalPorts, RemotePorts: p.RemotePorts, RemoteAddress: p.RemoteAddress,
@@ -102,12 +103,12 @@ func encodePolicy(p *IKEPolicy) []byte {
 	})
 }
 
-func decodePolicy(b []byte) (IKEPolicy, error) {
+func decodePolicy(b []byte) (ikeconf.Policy, error) {
 	var r policyRecord
 	if err := json.Unmarshal(b, &r); err != nil {
-		return IKEPolicy{}, err
+		return ikeconf.Policy{}, err
 	}
-	p := IKEPolicy{
+	p := ikeconf.Policy{
 		Tenant: r.Tenant, Name: r.Name, VM: r.VM, LocalSubnets: r.LocalSubnets, RemoteSubnets: r.RemoteSubnets,
 		Protocol: r.Protocol, LocalPorts: r.LocalPorts, RemotePorts: r.RemotePorts, RemoteAddress: r.RemoteAddress,
 		PSK: r.PSK, CertName: r.CertName, LocalIdentity: r.LocalIdentity, RemoteIdentity: r.RemoteIdentity,
@@ -116,12 +117,12 @@ func decodePolicy(b []byte) (IKEPolicy, error) {
 	}
 	var err error
 	if p.Mode, err = sa.ParseMode(r.Mode); err != nil {
-		p.clearSecrets()
-		return IKEPolicy{}, err
+		p.ClearSecrets()
+		return ikeconf.Policy{}, err
 	}
-	if p.Auth, err = ParseAuthMethod(r.Auth); err != nil {
-		p.clearSecrets()
-		return IKEPolicy{}, err
+	if p.Auth, err = ikeconf.ParseAuthMethod(r.Auth); err != nil {
+		p.ClearSecrets()
+		return ikeconf.Policy{}, err
 	}
 	for _, t := range [...]struct {
 		name string
@@ -129,13 +130,13 @@ func decodePolicy(b []byte) (IKEPolicy, error) {
 		d    *time.Duration
 	}{{"ike_lifetime", r.IKELifetime, &p.IKELifetime}, {"esp_lifetime", r.ESPLifetime, &p.ESPLifetime}, {"dpd_interval", r.DPDInterval, &p.DPDInterval}} {
 		if *t.d, err = timerField(t.name, t.s); err != nil {
-			p.clearSecrets()
-			return IKEPolicy{}, err
+			p.ClearSecrets()
+			return ikeconf.Policy{}, err
 		}
 	}
-	if p.DPDAction, err = ParseDPDAction(r.DPDAction); err != nil {
-		p.clearSecrets()
-		return IKEPolicy{}, fmt.Errorf("dpd_action: %w", err)
+	if p.DPDAction, err = ikeconf.ParseDPDAction(r.DPDAction); err != nil {
+		p.ClearSecrets()
+		return ikeconf.Policy{}, fmt.Errorf("dpd_action: %w", err)
 	}
 	return p, nil
 }
@@ -150,12 +151,12 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 		if err != nil {
 			return err
 		}
-		if c.key() != r.Name {
-			c.zero()
-			return fmt.Errorf("holds certificate %q", c.key())
+		if c.ID() != r.Name {
+			c.Zero()
+			return fmt.Errorf("holds certificate %q", c.ID())
 		}
 		if _, ok := d.tenants[c.Tenant]; !ok {
-			c.zero()
+			c.Zero()
 			return fmt.Errorf("tenant %q is not stored", c.Tenant)
 		}
 		d.ike.certs[r.Name] = c
@@ -164,14 +165,14 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 		if err != nil {
 			return err
 		}
-		if l.key() != r.Name {
-			return fmt.Errorf("holds the CRL of %q", l.key())
+		if l.ID() != r.Name {
+			return fmt.Errorf("holds the CRL of %q", l.ID())
 		}
 		ca := d.ike.certs[l.Tenant+"/"+l.CAName]
 		if ca == nil || !ca.Type.IsCA() {
 			return fmt.Errorf("CA certificate %q of tenant %q is not stored", l.CAName, l.Tenant)
 		}
-		if _, err := ca.signerOf(l.list); err != nil {
+		if _, err := ca.SignerOf(l.List()); err != nil {
 			return fmt.Errorf("not signed by CA certificate %q: %w", l.CAName, err)
 		}
 		d.ike.crls[r.Name] = l
@@ -180,12 +181,12 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 		if err != nil {
 			return err
 		}
-		if p.key() != r.Name {
-			p.clearSecrets()
-			return fmt.Errorf("holds policy %q", p.key())
+		if p.ID() != r.Name {
+			p.ClearSecrets()
+			return fmt.Errorf("holds policy %q", p.ID())
 		}
 		if err := p.Validate(); err != nil {
-			p.clearSecrets()
+			p.ClearSecrets()
 			return err
 		}
 		if p.VM != "" && d.vms[p.VM] == nil {
@@ -194,14 +195,14 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 			// the VM is attached here (a move). The IKE controller leaves
 			// it out meanwhile ("VM not attached").
 			if _, ok := d.tenants[p.Tenant]; !ok {
-				p.clearSecrets()
+				p.ClearSecrets()
 				return fmt.Errorf("tenant %q is not stored", p.Tenant)
 			}
 			d.ike.policies[r.Name] = &p
 			return nil
 		}
 		if _, err := d.checkPolicyLocked(&p); err != nil {
-			p.clearSecrets()
+			p.ClearSecrets()
 			return err
 		}
 		d.ike.policies[r.Name] = &p
@@ -212,7 +213,7 @@ func (d *Daemon) restoreIKE(r store.Record) error {
 // checkPolicyLocked checks p against the other objects: its tenant, VM
 // and certificate. It returns warnings for the operator. The caller holds
 // d.mu (or is New) and has called p.Validate.
-func (d *Daemon) checkPolicyLocked(p *IKEPolicy) (warnings []string, err error) {
+func (d *Daemon) checkPolicyLocked(p *ikeconf.Policy) (warnings []string, err error) {
 	if _, ok := d.tenants[p.Tenant]; !ok {
 		return nil, errf(CodeNotFound, "--tenant: no tenant named %q; add it first (vifsec tenant add --tenant %s) or see vifsec tenant list", p.Tenant, p.Tenant)
 	}
@@ -252,23 +253,23 @@ func (d *Daemon) checkPolicyLocked(p *IKEPolicy) (warnings []string, err error) 
 			warnings = append(warnings, w)
 		}
 	}
-	if p.Auth == AuthPKI {
+	if p.Auth == ikeconf.AuthPKI {
 		c := d.ike.certs[p.Tenant+"/"+p.CertName]
 		switch {
 		case c == nil:
 			return nil, errf(CodeNotFound, "--cert-name: tenant %s has no certificate named %q; install it first (vifsec certificate install --tenant %s --type server --cert-name %s < cert-and-key.pem)", p.Tenant, p.CertName, p.Tenant, p.CertName)
-		case c.Type != CertServer:
+		case c.Type != ikeconf.CertServer:
 			return nil, errf(CodeInvalid, "--cert-name: %q is a %s certificate; PKI authentication needs a server certificate with its private key (--type server)", p.CertName, c.Type)
 		}
 		if !d.hasIPsecCALocked(p.Tenant) {
 			warnings = append(warnings, fmt.Sprintf("tenant %s has no IPsec CA: peers' certificates cannot be verified until one is added (vifsec ca-certificate add --tenant %s --ca-certs NAME)", p.Tenant, p.Tenant))
 		}
 	}
-	if p.Auth == AuthPSK && len(p.PSK) < MinPSKLen {
-		warnings = append(warnings, fmt.Sprintf("the pre-shared key of policy %s is %d bytes long; a short key can be guessed offline from one captured exchange: use at least %d random bytes", p.Name, len(p.PSK), MinPSKLen))
+	if p.Auth == ikeconf.AuthPSK && len(p.PSK) < ikeconf.MinPSKLen {
+		warnings = append(warnings, fmt.Sprintf("the pre-shared key of policy %s is %d bytes long; a short key can be guessed offline from one captured exchange: use at least %d random bytes", p.Name, len(p.PSK), ikeconf.MinPSKLen))
 	}
-	if len(p.PPK) > 0 && len(p.PPK) < MinPPKLen {
-		warnings = append(warnings, fmt.Sprintf("the post-quantum preshared key of policy %s is %d bytes long; it protects the keys only if it holds at least 256 bits of entropy: use at least %d random bytes", p.Name, len(p.PPK), MinPPKLen))
+	if len(p.PPK) > 0 && len(p.PPK) < ikeconf.MinPPKLen {
+		warnings = append(warnings, fmt.Sprintf("the post-quantum preshared key of policy %s is %d bytes long; it protects the keys only if it holds at least 256 bits of entropy: use at least %d random bytes", p.Name, len(p.PPK), ikeconf.MinPPKLen))
 	}
 	return warnings, nil
 }
@@ -285,8 +286,8 @@ func joinAddrs(as []netip.Addr) string {
 // address of the remote address's family (else of the subnets'), one in
 // a local subnet if any is; for a VM without --ip, a local subnet that is
 // a single address.
-func vmIKEAddr(p *IKEPolicy, v *tenant.VM) (netip.Addr, error) {
-	want4 := p.is4()
+func vmIKEAddr(p *ikeconf.Policy, v *tenant.VM) (netip.Addr, error) {
+	want4 := p.Is4()
 	if p.RemoteAddress.IsValid() {
 		want4 = p.RemoteAddress.Is4()
 	}
@@ -308,7 +309,7 @@ func vmIKEAddr(p *IKEPolicy, v *tenant.VM) (netip.Addr, error) {
 	}
 	if first.IsValid() {
 		if p.Mode == sa.ModeTransport {
-			return netip.Addr{}, fmt.Errorf("--local-ip-subnets: VM %s's %s address %v is in none of %s; in transport mode IKE speaks from the traffic's own address", v.Name, fam, first, joinPrefixes(p.LocalSubnets))
+			return netip.Addr{}, fmt.Errorf("--local-ip-subnets: VM %s's %s address %v is in none of %s; in transport mode IKE speaks from the traffic's own address", v.Name, fam, first, ikeconf.JoinPrefixes(p.LocalSubnets))
 		}
 		return first, nil
 	}
@@ -326,15 +327,15 @@ func vmIKEAddr(p *IKEPolicy, v *tenant.VM) (netip.Addr, error) {
 // vmSelectorsExpressible says why a VM policy's selectors cannot be put in
 // the VM's SPD, which matches one port or any, and protocols any, tcp,
 // udp, icmp and icmp6.
-func vmSelectorsExpressible(p *IKEPolicy) error {
+func vmSelectorsExpressible(p *ikeconf.Policy) error {
 	switch p.Protocol {
-	case 0, ProtoNumTCP, ProtoNumUDP, ProtoNumICMP, ProtoNumICMP6:
+	case 0, ikeconf.ProtoNumTCP, ikeconf.ProtoNumUDP, ikeconf.ProtoNumICMP, ikeconf.ProtoNumICMP6:
 	default:
 		return fmt.Errorf("--protocols %d: with --vm, a policy selects any, tcp, udp, icmp or icmp6 (the VM's SPD matches no other protocol by number); without --vm any number is accepted", p.Protocol)
 	}
 	for _, pr := range [...]struct {
 		flag string
-		r    PortRange
+		r    ikeconf.PortRange
 	}{{"--local-ports", p.LocalPorts}, {"--remote-ports", p.RemotePorts}} {
 		if _, one := pr.r.Single(); !one && !pr.r.IsAny() {
 			return fmt.Errorf("%s %v: with --vm, a policy selects one port or any (the VM's SPD has no port ranges)", pr.flag, pr.r)
@@ -355,7 +356,7 @@ func underlayIKEAddr(u *Uplink) netip.Addr {
 // PolicyInfo describes one IKE policy for listing: no secret, only
 // whether one is set.
 type PolicyInfo struct {
-	Policy IKEPolicy // PSK and PPK are nil
+	Policy ikeconf.Policy // PSK and PPK are nil
 	PSKSet bool
 	PPKSet bool
 	// Local is the address IKE speaks from for it (the VM's, or the
@@ -367,8 +368,8 @@ type PolicyInfo struct {
 // zero p.Mode is transport (ONTAP's default). p.PSK and p.PPK are zeroed when it
 // returns: the Daemon keeps its own copy. Equivalent to: `vifsec policy
 // create ...` (ONTAP `security ipsec policy create`).
-func (d *Daemon) CreatePolicy(p IKEPolicy) (warnings []string, err error) {
-	defer p.clearSecrets()
+func (d *Daemon) CreatePolicy(p ikeconf.Policy) (warnings []string, err error) {
+	defer p.ClearSecrets()
 	if p.Mode == sa.ModeInvalid {
 		p.Mode = sa.ModeTransport
 	}
@@ -377,23 +378,23 @@ func (d *Daemon) CreatePolicy(p IKEPolicy) (warnings []string, err error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old := d.ike.policies[p.key()]; old != nil {
+	if old := d.ike.policies[p.ID()]; old != nil {
 		return nil, errf(CodeExists, "--name: tenant %s already has a policy named %q; policy names are unique per tenant (vifsec policy modify changes it)", p.Tenant, p.Name)
 	}
 	if warnings, err = d.checkPolicyLocked(&p); err != nil {
 		return nil, err
 	}
 	rec := encodePolicy(&p)
-	err = d.commit([]store.Op{store.Put(store.KindPolicy, p.key(), rec)})
+	err = d.commit([]store.Op{store.Put(store.KindPolicy, p.ID(), rec)})
 	clear(rec)
 	if err != nil {
 		return nil, err
 	}
-	c := p.clone()
-	d.ike.policies[p.key()] = &c
+	c := p.Clone()
+	d.ike.policies[p.ID()] = &c
 	d.changed()
-	d.log.Info("ike policy created", "tenant", p.Tenant, "policy", p.Name, "vm", p.VM, "local_subnets", joinPrefixes(p.LocalSubnets),
-		"remote_subnets", joinPrefixes(p.RemoteSubnets), "remote_address", p.RemoteAddress, "mode", p.Mode.String(), "auth", p.Auth.String())
+	d.log.Info("ike policy created", "tenant", p.Tenant, "policy", p.Name, "vm", p.VM, "local_subnets", ikeconf.JoinPrefixes(p.LocalSubnets),
+		"remote_subnets", ikeconf.JoinPrefixes(p.RemoteSubnets), "remote_address", p.RemoteAddress, "mode", p.Mode.String(), "auth", p.Auth.String())
 	return warnings, nil
 }
 
@@ -402,15 +403,15 @@ func (d *Daemon) CreatePolicy(p IKEPolicy) (warnings []string, err error) {
 // makes; edit must not call the Daemon. An error from edit is the
 // operator's (CodeInvalid). Tenant and Name cannot change. Equivalent to:
 // `vifsec policy modify --tenant NAME --name NAME [...]`.
-func (d *Daemon) ModifyPolicy(tenantName, name string, edit func(*IKEPolicy) error) (warnings []string, err error) {
+func (d *Daemon) ModifyPolicy(tenantName, name string, edit func(*ikeconf.Policy) error) (warnings []string, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.ike.policies[tenantName+"/"+name]
 	if old == nil {
 		return nil, d.noPolicyLocked(tenantName, name)
 	}
-	p := old.clone()
-	defer func() { p.clearSecrets() }()
+	p := old.Clone()
+	defer func() { p.ClearSecrets() }()
 	if err := edit(&p); err != nil {
 		return nil, wrap(CodeInvalid, err)
 	}
@@ -424,19 +425,19 @@ func (d *Daemon) ModifyPolicy(tenantName, name string, edit func(*IKEPolicy) err
 		return nil, err
 	}
 	rec := encodePolicy(&p)
-	err = d.commit([]store.Op{store.Put(store.KindPolicy, p.key(), rec)})
+	err = d.commit([]store.Op{store.Put(store.KindPolicy, p.ID(), rec)})
 	clear(rec)
 	if err != nil {
 		return nil, err
 	}
-	c := p.clone()
-	old.clearSecrets()
-	d.ike.policies[p.key()] = &c
+	c := p.Clone()
+	old.ClearSecrets()
+	d.ike.policies[p.ID()] = &c
 	// SAs negotiated under the old settings go; IKE negotiates new ones.
-	d.removeChildrenLocked(d.childrenOfLocked(p.key()))
+	d.removeChildrenLocked(d.childrenOfLocked(p.ID()))
 	d.changed()
-	d.log.Info("ike policy modified", "tenant", p.Tenant, "policy", p.Name, "vm", p.VM, "local_subnets", joinPrefixes(p.LocalSubnets),
-		"remote_subnets", joinPrefixes(p.RemoteSubnets), "remote_address", p.RemoteAddress, "mode", p.Mode.String(), "auth", p.Auth.String())
+	d.log.Info("ike policy modified", "tenant", p.Tenant, "policy", p.Name, "vm", p.VM, "local_subnets", ikeconf.JoinPrefixes(p.LocalSubnets),
+		"remote_subnets", ikeconf.JoinPrefixes(p.RemoteSubnets), "remote_address", p.RemoteAddress, "mode", p.Mode.String(), "auth", p.Auth.String())
 	return warnings, nil
 }
 
@@ -461,7 +462,7 @@ func (d *Daemon) DeletePolicy(tenantName, name string) error {
 	if err := d.commit([]store.Op{store.Delete(store.KindPolicy, k)}); err != nil {
 		return err
 	}
-	old.clearSecrets()
+	old.ClearSecrets()
 	delete(d.ike.policies, k)
 	d.removeChildrenLocked(d.childrenOfLocked(k))
 	d.changed()
@@ -486,8 +487,8 @@ func (d *Daemon) Policies(tenantName string) ([]PolicyInfo, error) {
 		if tenantName != "" && p.Tenant != tenantName {
 			continue
 		}
-		c := p.clone()
-		c.clearSecrets()
+		c := p.Clone()
+		c.ClearSecrets()
 		c.PSK, c.PPK = nil, nil
 		out = append(out, PolicyInfo{Policy: c, PSKSet: len(p.PSK) > 0, PPKSet: len(p.PPK) > 0, Local: d.ikeAddrLocked(p)})
 	}
@@ -496,7 +497,7 @@ func (d *Daemon) Policies(tenantName string) ([]PolicyInfo, error) {
 
 // ikeAddrLocked is the address IKE speaks from for p, invalid if none
 // can be told now; the caller holds d.mu.
-func (d *Daemon) ikeAddrLocked(p *IKEPolicy) netip.Addr {
+func (d *Daemon) ikeAddrLocked(p *ikeconf.Policy) netip.Addr {
 	if p.VM == "" {
 		return underlayIKEAddr(d.uplink)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/pkitest"
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/internal/store/storetest"
@@ -33,18 +34,18 @@ func pfx(ss ...string) []netip.Prefix {
 }
 
 // pskPolicy is a transport policy of vm1 (2001:db8:1::121) with a peer.
-func pskPolicy(name string) IKEPolicy {
-	return IKEPolicy{
+func pskPolicy(name string) ikeconf.Policy {
+	return ikeconf.Policy{
 		Tenant: "t1", Name: name, VM: "vm1",
 		LocalSubnets: pfx("2001:db8:1::121/128"), RemoteSubnets: pfx("2001:db8:2::/64"),
 		RemoteAddress: netip.MustParseAddr("2001:db8:2::5"),
-		Auth:          AuthPSK, PSK: []byte(testPSK),
+		Auth:          ikeconf.AuthPSK, PSK: []byte(testPSK),
 	}
 }
 
 // ikeView is the IKE state, secrets included, for exact comparisons.
 type ikeView struct {
-	Policies map[string]IKEPolicy
+	Policies map[string]ikeconf.Policy
 	Certs    map[string]certRecord
 	CRLs     []CRLInfo
 	Children int
@@ -52,9 +53,9 @@ type ikeView struct {
 
 func observeIKE(d *Daemon) ikeView {
 	d.mu.RLock()
-	v := ikeView{Policies: map[string]IKEPolicy{}, Certs: map[string]certRecord{}, Children: len(d.ike.children)}
+	v := ikeView{Policies: map[string]ikeconf.Policy{}, Certs: map[string]certRecord{}, Children: len(d.ike.children)}
 	for k, p := range d.ike.policies {
-		v.Policies[k] = p.clone()
+		v.Policies[k] = p.Clone()
 	}
 	for k, c := range d.ike.certs {
 		var r certRecord
@@ -83,9 +84,9 @@ func newPKI() pki {
 func setupIKE(t *testing.T, st store.Store, k pki) *Daemon {
 	t.Helper()
 	d := setup(t, st)
-	_, err := d.InstallCertificate("t1", "srv", CertServer, k.srv.ServerPEM(k.ca))
+	_, err := d.InstallCertificate("t1", "srv", ikeconf.CertServer, k.srv.ServerPEM(k.ca))
 	must(t, err)
-	_, err = d.InstallCertificate("t1", "ca", CertClientCA, k.ca.PEM())
+	_, err = d.InstallCertificate("t1", "ca", ikeconf.CertClientCA, k.ca.PEM())
 	must(t, err)
 	_, err = d.AddCACertificates("t1", []string{"ca"})
 	must(t, err)
@@ -122,7 +123,7 @@ func TestPolicyLifecycle(t *testing.T) {
 		t.Errorf("short PSK warnings %q", w)
 	}
 	// Modify: new remote address, tunnel mode; the PSK stays.
-	_, err = d.ModifyPolicy("t1", "pol1", func(p *IKEPolicy) error {
+	_, err = d.ModifyPolicy("t1", "pol1", func(p *ikeconf.Policy) error {
 		p.Mode = sa.ModeTunnel
 		p.RemoteAddress = netip.MustParseAddr("2001:db8:ff::1")
 		return nil
@@ -171,9 +172,9 @@ func TestPolicyLifecycle(t *testing.T) {
 
 func TestPolicyDefaultsAndUnderlay(t *testing.T) {
 	d := setup(t, storetest.NewMemory())
-	p := IKEPolicy{Tenant: "t1", Name: "u1", LocalSubnets: pfx("192.0.2.1/32"), RemoteSubnets: pfx("192.0.2.2/32"),
-		RemoteAddress: netip.MustParseAddr("192.0.2.2"), Protocol: ProtoNumUDP, RemotePorts: PortRange{4789, 4789},
-		Auth: AuthPSK, PSK: []byte(testPSK)}
+	p := ikeconf.Policy{Tenant: "t1", Name: "u1", LocalSubnets: pfx("192.0.2.1/32"), RemoteSubnets: pfx("192.0.2.2/32"),
+		RemoteAddress: netip.MustParseAddr("192.0.2.2"), Protocol: ikeconf.ProtoNumUDP, RemotePorts: ikeconf.PortRange{First: 4789, Last: 4789},
+		Auth: ikeconf.AuthPSK, PSK: []byte(testPSK)}
 	w, err := d.CreatePolicy(p)
 	must(t, err)
 	if len(w) != 1 || !strings.Contains(w[0], "--vxlan-local") {
@@ -185,7 +186,7 @@ func TestPolicyDefaultsAndUnderlay(t *testing.T) {
 		t.Errorf("underlay policy speaks from %v, want the uplink's --vxlan-local", infos[0].Local)
 	}
 	// Port ranges are fine without --vm.
-	_, err = d.ModifyPolicy("t1", "u1", func(p *IKEPolicy) error { p.RemotePorts = PortRange{4000, 5000}; return nil })
+	_, err = d.ModifyPolicy("t1", "u1", func(p *ikeconf.Policy) error { p.RemotePorts = ikeconf.PortRange{First: 4000, Last: 5000}; return nil })
 	must(t, err)
 }
 
@@ -201,19 +202,19 @@ func TestIKERefusalsChangeNothing(t *testing.T) {
 	_, err := d.CreatePolicy(pskPolicy("pol1"))
 	must(t, err)
 	pki := pskPolicy("pki1")
-	pki.Auth, pki.PSK, pki.CertName, pki.RemoteIdentity = AuthPKI, nil, "srv", AnyIdentity
+	pki.Auth, pki.PSK, pki.CertName, pki.RemoteIdentity = ikeconf.AuthPKI, nil, "srv", ikeconf.AnyIdentity
 	_, err = d.CreatePolicy(pki)
 	must(t, err)
 	_, err = d.AddCRL("t1", k.ca.CRL())
 	must(t, err)
 
-	mod := func(f func(p *IKEPolicy)) IKEPolicy {
+	mod := func(f func(p *ikeconf.Policy)) ikeconf.Policy {
 		p := pskPolicy("x")
 		f(&p)
 		return p
 	}
-	create := func(p IKEPolicy) func() error { return func() error { _, err := d.CreatePolicy(p); return err } }
-	install := func(name string, typ CertType, pem []byte) func() error {
+	create := func(p ikeconf.Policy) func() error { return func() error { _, err := d.CreatePolicy(p); return err } }
+	install := func(name string, typ ikeconf.CertType, pem []byte) func() error {
 		return func() error { _, err := d.InstallCertificate("t1", name, typ, pem); return err }
 	}
 	leaf := k.ca.Issue("other.example.com")
@@ -227,59 +228,69 @@ func TestIKERefusalsChangeNothing(t *testing.T) {
 		flag string
 	}{
 		{"duplicate name", create(pskPolicy("pol1")), CodeExists, "--name"},
-		{"unknown tenant", create(mod(func(p *IKEPolicy) { p.Tenant = "nosuch" })), CodeNotFound, "--tenant"},
-		{"vm of other tenant", create(mod(func(p *IKEPolicy) { p.VM = "vm3" })), CodeInvalid, "--vm"},
-		{"vm without ip and a subnet", create(mod(func(p *IKEPolicy) { p.VM = "vm4"; p.LocalSubnets = pfx("2001:db8:1::/64") })), CodeInvalid, "--vm"},
-		{"local subnet not the vm's", create(mod(func(p *IKEPolicy) { p.LocalSubnets = pfx("2001:db8:9::/64") })), CodeInvalid, "--local-ip-subnets"},
-		{"no local subnets", create(mod(func(p *IKEPolicy) { p.LocalSubnets = nil })), CodeInvalid, "--local-ip-subnets"},
-		{"mixed families", create(mod(func(p *IKEPolicy) { p.RemoteSubnets = pfx("2001:db8:2::/64", "192.0.2.0/24") })), CodeInvalid, "--remote-ip-subnets"},
-		{"families differ", create(mod(func(p *IKEPolicy) { p.RemoteSubnets = pfx("192.0.2.0/24") })), CodeInvalid, "different address families"},
-		{"host bits", create(mod(func(p *IKEPolicy) { p.RemoteSubnets = []netip.Prefix{netip.MustParsePrefix("2001:db8:2::1/64")} })), CodeInvalid, "--remote-ip-subnets"},
-		{"ports without protocol", create(mod(func(p *IKEPolicy) { p.LocalPorts = PortRange{2049, 2049} })), CodeInvalid, "--local-ports"},
-		{"port range with vm", create(mod(func(p *IKEPolicy) { p.Protocol = ProtoNumTCP; p.LocalPorts = PortRange{1000, 2000} })), CodeInvalid, "--local-ports"},
-		{"protocol number with vm", create(mod(func(p *IKEPolicy) { p.Protocol = 132 })), CodeInvalid, "--protocols"},
-		{"icmp with v6", create(mod(func(p *IKEPolicy) { p.Protocol = ProtoNumICMP })), CodeInvalid, "--protocols"},
-		{"remote address outside subnets", create(mod(func(p *IKEPolicy) { p.RemoteAddress = netip.MustParseAddr("2001:db8:3::1") })), CodeInvalid, "--remote-address"},
-		{"multicast remote address", create(mod(func(p *IKEPolicy) { p.Mode = sa.ModeTunnel; p.RemoteAddress = netip.MustParseAddr("ff02::1") })), CodeInvalid, "--remote-address"},
-		{"anything with psk", create(mod(func(p *IKEPolicy) { p.RemoteIdentity = AnyIdentity })), CodeInvalid, "--remote-identity"},
-		{"identity control char", create(mod(func(p *IKEPolicy) { p.LocalIdentity = "a\nb" })), CodeInvalid, "--local-identity"},
-		{"local identity anything", create(mod(func(p *IKEPolicy) { p.LocalIdentity = AnyIdentity })), CodeInvalid, "--local-identity"},
-		{"remote identity unparsable", create(mod(func(p *IKEPolicy) { p.RemoteIdentity = "keyid:zz" })), CodeInvalid, "--remote-identity"},
-		{"psk empty", create(mod(func(p *IKEPolicy) { p.PSK = nil })), CodeInvalid, "--auth-method PSK"},
-		{"psk with cert", create(mod(func(p *IKEPolicy) { p.CertName = "srv" })), CodeInvalid, "--cert-name"},
-		{"pki without cert", create(mod(func(p *IKEPolicy) { p.Auth, p.PSK, p.RemoteIdentity = AuthPKI, nil, AnyIdentity })), CodeInvalid, "--cert-name"},
-		{"pki unknown cert", create(mod(func(p *IKEPolicy) { p.Auth, p.PSK, p.CertName, p.RemoteIdentity = AuthPKI, nil, "nosuch", AnyIdentity })), CodeNotFound, "--cert-name"},
-		{"pki with ca cert", create(mod(func(p *IKEPolicy) { p.Auth, p.PSK, p.CertName, p.RemoteIdentity = AuthPKI, nil, "ca", AnyIdentity })), CodeInvalid, "--cert-name"},
-		{"pki without remote identity", create(mod(func(p *IKEPolicy) { p.Auth, p.PSK, p.CertName = AuthPKI, nil, "srv" })), CodeInvalid, "--remote-identity"},
-		{"no auth", create(mod(func(p *IKEPolicy) { p.Auth = AuthInvalid })), CodeInvalid, "--auth-method"},
-		{"bad ike proposal", create(mod(func(p *IKEPolicy) { p.IKEProposals = []string{"aes256--sha256"} })), CodeInvalid, "--ike-proposals"},
-		{"bad esp proposal", create(mod(func(p *IKEPolicy) { p.ESPProposals = []string{"AES!"} })), CodeInvalid, "--esp-proposals"},
+		{"unknown tenant", create(mod(func(p *ikeconf.Policy) { p.Tenant = "nosuch" })), CodeNotFound, "--tenant"},
+		{"vm of other tenant", create(mod(func(p *ikeconf.Policy) { p.VM = "vm3" })), CodeInvalid, "--vm"},
+		{"vm without ip and a subnet", create(mod(func(p *ikeconf.Policy) { p.VM = "vm4"; p.LocalSubnets = pfx("2001:db8:1::/64") })), CodeInvalid, "--vm"},
+		{"local subnet not the vm's", create(mod(func(p *ikeconf.Policy) { p.LocalSubnets = pfx("2001:db8:9::/64") })), CodeInvalid, "--local-ip-subnets"},
+		{"no local subnets", create(mod(func(p *ikeconf.Policy) { p.LocalSubnets = nil })), CodeInvalid, "--local-ip-subnets"},
+		{"mixed families", create(mod(func(p *ikeconf.Policy) { p.RemoteSubnets = pfx("2001:db8:2::/64", "192.0.2.0/24") })), CodeInvalid, "--remote-ip-subnets"},
+		{"families differ", create(mod(func(p *ikeconf.Policy) { p.RemoteSubnets = pfx("192.0.2.0/24") })), CodeInvalid, "different address families"},
+		{"host bits", create(mod(func(p *ikeconf.Policy) { p.RemoteSubnets = []netip.Prefix{netip.MustParsePrefix("2001:db8:2::1/64")} })), CodeInvalid, "--remote-ip-subnets"},
+		{"ports without protocol", create(mod(func(p *ikeconf.Policy) { p.LocalPorts = ikeconf.PortRange{First: 2049, Last: 2049} })), CodeInvalid, "--local-ports"},
+		{"port range with vm", create(mod(func(p *ikeconf.Policy) {
+			p.Protocol = ikeconf.ProtoNumTCP
+			p.LocalPorts = ikeconf.PortRange{First: 1000, Last: 2000}
+		})), CodeInvalid, "--local-ports"},
+		{"protocol number with vm", create(mod(func(p *ikeconf.Policy) { p.Protocol = 132 })), CodeInvalid, "--protocols"},
+		{"icmp with v6", create(mod(func(p *ikeconf.Policy) { p.Protocol = ikeconf.ProtoNumICMP })), CodeInvalid, "--protocols"},
+		{"remote address outside subnets", create(mod(func(p *ikeconf.Policy) { p.RemoteAddress = netip.MustParseAddr("2001:db8:3::1") })), CodeInvalid, "--remote-address"},
+		{"multicast remote address", create(mod(func(p *ikeconf.Policy) { p.Mode = sa.ModeTunnel; p.RemoteAddress = netip.MustParseAddr("ff02::1") })), CodeInvalid, "--remote-address"},
+		{"anything with psk", create(mod(func(p *ikeconf.Policy) { p.RemoteIdentity = ikeconf.AnyIdentity })), CodeInvalid, "--remote-identity"},
+		{"identity control char", create(mod(func(p *ikeconf.Policy) { p.LocalIdentity = "a\nb" })), CodeInvalid, "--local-identity"},
+		{"local identity anything", create(mod(func(p *ikeconf.Policy) { p.LocalIdentity = ikeconf.AnyIdentity })), CodeInvalid, "--local-identity"},
+		{"remote identity unparsable", create(mod(func(p *ikeconf.Policy) { p.RemoteIdentity = "keyid:zz" })), CodeInvalid, "--remote-identity"},
+		{"psk empty", create(mod(func(p *ikeconf.Policy) { p.PSK = nil })), CodeInvalid, "--auth-method PSK"},
+		{"psk with cert", create(mod(func(p *ikeconf.Policy) { p.CertName = "srv" })), CodeInvalid, "--cert-name"},
+		{"pki without cert", create(mod(func(p *ikeconf.Policy) { p.Auth, p.PSK, p.RemoteIdentity = ikeconf.AuthPKI, nil, ikeconf.AnyIdentity })), CodeInvalid, "--cert-name"},
+		{"pki unknown cert", create(mod(func(p *ikeconf.Policy) {
+			p.Auth, p.PSK, p.CertName, p.RemoteIdentity = ikeconf.AuthPKI, nil, "nosuch", ikeconf.AnyIdentity
+		})), CodeNotFound, "--cert-name"},
+		{"pki with ca cert", create(mod(func(p *ikeconf.Policy) {
+			p.Auth, p.PSK, p.CertName, p.RemoteIdentity = ikeconf.AuthPKI, nil, "ca", ikeconf.AnyIdentity
+		})), CodeInvalid, "--cert-name"},
+		{"pki without remote identity", create(mod(func(p *ikeconf.Policy) { p.Auth, p.PSK, p.CertName = ikeconf.AuthPKI, nil, "srv" })), CodeInvalid, "--remote-identity"},
+		{"no auth", create(mod(func(p *ikeconf.Policy) { p.Auth = ikeconf.AuthInvalid })), CodeInvalid, "--auth-method"},
+		{"bad ike proposal", create(mod(func(p *ikeconf.Policy) { p.IKEProposals = []string{"aes256--sha256"} })), CodeInvalid, "--ike-proposals"},
+		{"bad esp proposal", create(mod(func(p *ikeconf.Policy) { p.ESPProposals = []string{"AES!"} })), CodeInvalid, "--esp-proposals"},
 		{"modify unknown", func() error {
-			_, err := d.ModifyPolicy("t1", "nosuch", func(*IKEPolicy) error { return nil })
+			_, err := d.ModifyPolicy("t1", "nosuch", func(*ikeconf.Policy) error { return nil })
 			return err
 		}, CodeNotFound, "--name"},
 		{"modify breaks a rule", func() error {
-			_, err := d.ModifyPolicy("t1", "pol1", func(p *IKEPolicy) error { p.RemoteIdentity = AnyIdentity; return nil })
+			_, err := d.ModifyPolicy("t1", "pol1", func(p *ikeconf.Policy) error { p.RemoteIdentity = ikeconf.AnyIdentity; return nil })
 			return err
 		}, CodeInvalid, "--remote-identity"},
 		{"modify rename", func() error {
-			_, err := d.ModifyPolicy("t1", "pol1", func(p *IKEPolicy) error { p.Name = "other"; return nil })
+			_, err := d.ModifyPolicy("t1", "pol1", func(p *ikeconf.Policy) error { p.Name = "other"; return nil })
 			return err
 		}, CodeInvalid, "--name"},
 		{"delete unknown", func() error { return d.DeletePolicy("t1", "nosuch") }, CodeNotFound, "--name"},
 		{"delete unknown tenant", func() error { return d.DeletePolicy("nosuch", "pol1") }, CodeNotFound, "--tenant"},
-		{"cert duplicate", install("srv", CertServer, k.srv.ServerPEM()), CodeExists, "--cert-name"},
-		{"cert unknown tenant", func() error { _, err := d.InstallCertificate("nosuch", "c", CertServerCA, k.ca.PEM()); return err }, CodeNotFound, "--tenant"},
-		{"cert bad name", install("-c", CertServerCA, k.ca.PEM()), CodeInvalid, "--cert-name"},
-		{"cert no type", install("c", CertInvalid, k.ca.PEM()), CodeInvalid, "--type"},
-		{"server without key", install("c", CertServer, k.srv.CertPEM()), CodeInvalid, "private key"},
-		{"server key mismatch", install("c", CertServer, mismatched), CodeInvalid, "belongs to none"},
-		{"server encrypted key", install("c", CertServer, encrypted), CodeInvalid, "encrypted"},
-		{"ca with key", install("c", CertServerCA, k.srv.ServerPEM()), CodeInvalid, "private key"},
-		{"ca not a ca", install("c", CertServerCA, leaf.CertPEM()), CodeInvalid, "not a CA"},
-		{"not pem", install("c", CertServerCA, []byte("hello")), CodeInvalid, "PEM"},
-		{"empty pem", install("c", CertServerCA, nil), CodeInvalid, "empty"},
-		{"trailing junk", install("c", CertServerCA, append(k.ca.PEM(), "junk"...)), CodeInvalid, "not PEM"},
+		{"cert duplicate", install("srv", ikeconf.CertServer, k.srv.ServerPEM()), CodeExists, "--cert-name"},
+		{"cert unknown tenant", func() error {
+			_, err := d.InstallCertificate("nosuch", "c", ikeconf.CertServerCA, k.ca.PEM())
+			return err
+		}, CodeNotFound, "--tenant"},
+		{"cert bad name", install("-c", ikeconf.CertServerCA, k.ca.PEM()), CodeInvalid, "--cert-name"},
+		{"cert no type", install("c", ikeconf.CertInvalid, k.ca.PEM()), CodeInvalid, "--type"},
+		{"server without key", install("c", ikeconf.CertServer, k.srv.CertPEM()), CodeInvalid, "private key"},
+		{"server key mismatch", install("c", ikeconf.CertServer, mismatched), CodeInvalid, "belongs to none"},
+		{"server encrypted key", install("c", ikeconf.CertServer, encrypted), CodeInvalid, "encrypted"},
+		{"ca with key", install("c", ikeconf.CertServerCA, k.srv.ServerPEM()), CodeInvalid, "private key"},
+		{"ca not a ca", install("c", ikeconf.CertServerCA, leaf.CertPEM()), CodeInvalid, "not a CA"},
+		{"not pem", install("c", ikeconf.CertServerCA, []byte("hello")), CodeInvalid, "PEM"},
+		{"empty pem", install("c", ikeconf.CertServerCA, nil), CodeInvalid, "empty"},
+		{"trailing junk", install("c", ikeconf.CertServerCA, append(k.ca.PEM(), "junk"...)), CodeInvalid, "not PEM"},
 		{"cert in use", func() error { return d.DeleteCertificate("t1", "srv") }, CodeInUse, "pki1"},
 		{"cert delete unknown", func() error { return d.DeleteCertificate("t1", "nosuch") }, CodeNotFound, "--cert-name"},
 		{"ca add unknown", func() error { _, err := d.AddCACertificates("t1", []string{"ca", "nosuch"}); return err }, CodeNotFound, "--ca-certs"},
@@ -294,26 +305,7 @@ func TestIKERefusalsChangeNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, ikeBefore, commits, gen := observe(d), observeIKE(d), st.Commits(), d.Generation()
-			err := tt.do()
-			if err == nil {
-				t.Fatal("accepted, want refused")
-			}
-			if CodeOf(err) != tt.code {
-				t.Errorf("code %v, want %v (%v)", CodeOf(err), tt.code, err)
-			}
-			if !strings.Contains(err.Error(), tt.flag) {
-				t.Errorf("message %q does not name %s", err, tt.flag)
-			}
-			if after := observe(d); !reflect.DeepEqual(before, after) {
-				t.Errorf("state changed")
-			}
-			if after := observeIKE(d); !reflect.DeepEqual(ikeBefore, after) {
-				t.Errorf("IKE state changed:\nbefore %+v\nafter  %+v", ikeBefore, after)
-			}
-			if st.Commits() != commits || d.Generation() != gen {
-				t.Errorf("refusal committed or bumped the generation")
-			}
+			refused(t, everything(d, st), tt.do, tt.code, tt.flag)
 		})
 	}
 	// Tenant removal names the IKE objects once the VMs are gone.
@@ -332,18 +324,18 @@ func TestCertificatesAndCRLs(t *testing.T) {
 	k := newPKI()
 	d := setup(t, st)
 	// An EC key, and the chain given before the certificate.
-	w, err := d.InstallCertificate("t1", "srv", CertServer, append(append(k.ca.PEM(), k.srv.CertPEM()...), k.srv.ECKeyPEM()...))
+	w, err := d.InstallCertificate("t1", "srv", ikeconf.CertServer, append(append(k.ca.PEM(), k.srv.CertPEM()...), k.srv.ECKeyPEM()...))
 	must(t, err)
 	if len(w) != 0 {
 		t.Errorf("warnings %q", w)
 	}
-	w, err = d.InstallCertificate("t1", "ca", CertServerCA, append(k.ca.PEM(), k.other.PEM()...))
+	w, err = d.InstallCertificate("t1", "ca", ikeconf.CertServerCA, append(k.ca.PEM(), k.other.PEM()...))
 	must(t, err)
 	if len(w) != 1 || !strings.Contains(w[0], "ca-certificate add") {
 		t.Errorf("CA install warnings %q, want the ca-certificate add hint", w)
 	}
 	expired := k.ca.IssueValid("old", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
-	w, err = d.InstallCertificate("t1", "old", CertServer, expired.ServerPEM())
+	w, err = d.InstallCertificate("t1", "old", ikeconf.CertServer, expired.ServerPEM())
 	must(t, err)
 	if len(w) != 1 || !strings.Contains(w[0], "expired") {
 		t.Errorf("expired certificate warnings %q", w)
@@ -402,7 +394,7 @@ func must2(t *testing.T) func([]string, error) {
 
 func crlKeyOf(t *testing.T, d *Daemon, ca *pkitest.CA) string {
 	for k, l := range d.ike.crls {
-		if bytes.Equal(l.list.RawIssuer, ca.Cert.RawSubject) {
+		if bytes.Equal(l.List().RawIssuer, ca.Cert.RawSubject) {
 			return k
 		}
 	}
@@ -416,29 +408,23 @@ func TestIKERestoreIsExact(t *testing.T) {
 	must(t, err)
 	k := newPKI()
 	d := setupIKE(t, st, k)
-	_, err = d.InstallCertificate("t1", "other", CertServerCA, k.other.PEM())
+	_, err = d.InstallCertificate("t1", "other", ikeconf.CertServerCA, k.other.PEM())
 	must(t, err)
 	must2(t)(d.AddCRL("t1", k.ca.CRL(k.srv.Cert)))
 	p := pskPolicy("pol1")
-	p.Protocol, p.LocalPorts, p.IKEProposals, p.ESPProposals = ProtoNumTCP, PortRange{2049, 2049}, []string{"aes256gcm16-prfsha384-ecp384", "aes128-sha256-modp2048"}, []string{"aes256gcm16"}
+	p.Protocol, p.LocalPorts, p.IKEProposals, p.ESPProposals = ikeconf.ProtoNumTCP, ikeconf.PortRange{First: 2049, Last: 2049}, []string{"aes256gcm16-prfsha384-ecp384", "aes128-sha256-modp2048"}, []string{"aes256gcm16"}
 	p.LocalIdentity, p.RemoteIdentity = "gw.example.com", "client@example.com"
 	must2(t)(d.CreatePolicy(p))
 	p2 := pskPolicy("pki")
-	p2.Auth, p2.PSK, p2.CertName, p2.RemoteIdentity, p2.Mode = AuthPKI, nil, "srv", AnyIdentity, sa.ModeTunnel
+	p2.Auth, p2.PSK, p2.CertName, p2.RemoteIdentity, p2.Mode = ikeconf.AuthPKI, nil, "srv", ikeconf.AnyIdentity, sa.ModeTunnel
 	p2.RemoteAddress = netip.Addr{}
 	must2(t)(d.CreatePolicy(p2))
 	must(t, d.SetUplink(Uplink{Dev: "eth0", Overlay: OverlayVXLAN, VXLANLocal: netip.MustParseAddr("192.0.2.1")}))
-	u := IKEPolicy{Tenant: "t1", Name: "u", LocalSubnets: pfx("192.0.2.1/32"), RemoteSubnets: pfx("192.0.2.0/24"), Protocol: 47,
-		Auth: AuthPSK, PSK: []byte{0, 1, 2, 0xff}}
+	u := ikeconf.Policy{Tenant: "t1", Name: "u", LocalSubnets: pfx("192.0.2.1/32"), RemoteSubnets: pfx("192.0.2.0/24"), Protocol: 47,
+		Auth: ikeconf.AuthPSK, PSK: []byte{0, 1, 2, 0xff}}
 	must2(t)(d.CreatePolicy(u))
 	before, ikeBefore := observe(d), observeIKE(d)
-	must(t, st.Close())
-
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, _ := reopen(t, st, path)
 	if after := observe(d2); !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs")
 	}
@@ -449,7 +435,7 @@ func TestIKERestoreIsExact(t *testing.T) {
 		t.Errorf("binary PSK restored as %x", got)
 	}
 	c := d2.ike.certs["t1/srv"]
-	if c.Key == nil || !publicKeyEqual(c.Key.Public(), k.srv.Key.Public()) {
+	if c.Key == nil || !k.srv.Key.PublicKey.Equal(c.Key.Public()) {
 		t.Error("server key not restored")
 	}
 }
@@ -460,9 +446,9 @@ func TestRestoreRefusesBadIKE(t *testing.T) {
 	good := pskPolicy("p")
 	good.VM = ""
 	for name, rec := range map[string]store.Op{
-		"policy of ghost tenant": store.Put(store.KindPolicy, "ghost/p", encodePolicy(&IKEPolicy{Tenant: "ghost", Name: "p", LocalSubnets: good.LocalSubnets, RemoteSubnets: good.RemoteSubnets, Mode: sa.ModeTransport, Auth: AuthPSK, PSK: []byte("x")})),
-		"policy wrong name":      store.Put(store.KindPolicy, "t1/q", encodePolicy(&IKEPolicy{Tenant: "t1", Name: "p", LocalSubnets: good.LocalSubnets, RemoteSubnets: good.RemoteSubnets, Mode: sa.ModeTransport, Auth: AuthPSK, PSK: []byte("x")})),
-		"policy without psk":     store.Put(store.KindPolicy, "t1/p", encodePolicy(&IKEPolicy{Tenant: "t1", Name: "p", LocalSubnets: good.LocalSubnets, RemoteSubnets: good.RemoteSubnets, Mode: sa.ModeTransport, Auth: AuthPSK})),
+		"policy of ghost tenant": store.Put(store.KindPolicy, "ghost/p", encodePolicy(&ikeconf.Policy{Tenant: "ghost", Name: "p", LocalSubnets: good.LocalSubnets, RemoteSubnets: good.RemoteSubnets, Mode: sa.ModeTransport, Auth: ikeconf.AuthPSK, PSK: []byte("x")})),
+		"policy wrong name":      store.Put(store.KindPolicy, "t1/q", encodePolicy(&ikeconf.Policy{Tenant: "t1", Name: "p", LocalSubnets: good.LocalSubnets, RemoteSubnets: good.RemoteSubnets, Mode: sa.ModeTransport, Auth: ikeconf.AuthPSK, PSK: []byte("x")})),
+		"policy without psk":     store.Put(store.KindPolicy, "t1/p", encodePolicy(&ikeconf.Policy{Tenant: "t1", Name: "p", LocalSubnets: good.LocalSubnets, RemoteSubnets: good.RemoteSubnets, Mode: sa.ModeTransport, Auth: ikeconf.AuthPSK})),
 		"cert not a ca":          store.Put(store.KindCertificate, "t1/c", mustJSON(certRecord{Tenant: "t1", Name: "c", Type: "server-ca", Certs: [][]byte{k.srv.Cert.Raw}})),
 		"crl without its ca":     store.Put(store.KindCRL, "t1/x", mustJSON(crlRecord{Tenant: "t1", CA: "ca", DER: pemBody(k.ca.CRL())})),
 	} {
@@ -487,9 +473,9 @@ func TestSecretsNeverLogged(t *testing.T) {
 	must(t, d.AttachVM(vm("vm1", "t1", "52:54:00:00:00:01", 10)))
 	k := newPKI()
 	keyPEM := k.srv.KeyPEM()
-	must2(t)(d.InstallCertificate("t1", "srv", CertServer, k.srv.ServerPEM()))
+	must2(t)(d.InstallCertificate("t1", "srv", ikeconf.CertServer, k.srv.ServerPEM()))
 	must2(t)(d.CreatePolicy(pskPolicy("pol1")))
-	_, err = d.ModifyPolicy("t1", "pol1", func(p *IKEPolicy) error { p.PSK = []byte(testPSK + "2"); return nil })
+	_, err = d.ModifyPolicy("t1", "pol1", func(p *ikeconf.Policy) error { p.PSK = []byte(testPSK + "2"); return nil })
 	must(t, err)
 	must(t, d.DeletePolicy("t1", "pol1"))
 	must(t, d.DeleteCertificate("t1", "srv"))
@@ -595,7 +581,7 @@ func TestIKEChildren(t *testing.T) {
 	// Selectors the VM's SPD cannot hold are refused.
 	in4, _ := d.AllocIKESPI(vmScope)
 	c4 := child(in4, 0x44444444)
-	c4.Protocol, c4.LocalPorts = ProtoNumTCP, PortRange{1, 1023}
+	c4.Protocol, c4.LocalPorts = ikeconf.ProtoNumTCP, ikeconf.PortRange{First: 1, Last: 1023}
 	if err := d.InstallIKEChild(c4); CodeOf(err) != CodeInvalid || !strings.Contains(err.Error(), "--local-ports") {
 		t.Errorf("install with a port range = %v", err)
 	}
@@ -669,11 +655,14 @@ func TestIKEFailedCommitChangesNothing(t *testing.T) {
 	for name, do := range map[string]func() error{
 		"create": func() error { _, err := d.CreatePolicy(pskPolicy("pol2")); return err },
 		"modify": func() error {
-			_, err := d.ModifyPolicy("t1", "pol1", func(p *IKEPolicy) error { p.Mode = sa.ModeTunnel; return nil })
+			_, err := d.ModifyPolicy("t1", "pol1", func(p *ikeconf.Policy) error { p.Mode = sa.ModeTunnel; return nil })
 			return err
 		},
-		"delete":   func() error { return d.DeletePolicy("t1", "pol1") },
-		"install":  func() error { _, err := d.InstallCertificate("t1", "x", CertServerCA, k.other.PEM()); return err },
+		"delete": func() error { return d.DeletePolicy("t1", "pol1") },
+		"install": func() error {
+			_, err := d.InstallCertificate("t1", "x", ikeconf.CertServerCA, k.other.PEM())
+			return err
+		},
 		"ca add":   func() error { return d.RemoveCACertificate("t1", "ca") },
 		"crl":      func() error { _, err := d.AddCRL("t1", k.ca.CRL()); return err },
 		"cert del": func() error { return d.DeleteCertificate("t1", "ca") },
@@ -708,11 +697,11 @@ func FuzzInstallCertificate(f *testing.F) {
 	if err := d.AddTenant(tenant.Tenant{Name: "t1"}); err != nil {
 		f.Fatal(err)
 	}
-	if _, err := d.InstallCertificate("t1", "ca", CertClientCA, k.ca.PEM()); err != nil {
+	if _, err := d.InstallCertificate("t1", "ca", ikeconf.CertClientCA, k.ca.PEM()); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, typ := range []CertType{CertServer, CertServerCA, CertClientCA} {
+		for _, typ := range []ikeconf.CertType{ikeconf.CertServer, ikeconf.CertServerCA, ikeconf.CertClientCA} {
 			commits := st.Commits()
 			_, err := d.InstallCertificate("t1", "fuzz", typ, bytes.Clone(data))
 			if err == nil {

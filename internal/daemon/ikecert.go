@@ -2,124 +2,18 @@ package daemon
 
 import (
 	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/store"
-	"github.com/vifsec/vifsec/tenant"
 )
-
-// CertType is what an installed certificate is for (ONTAP `security
-// certificate install -type`). The zero value is invalid.
-type CertType uint8
-
-const (
-	CertInvalid CertType = iota
-	// CertServer is our own certificate chain with its private key.
-	CertServer
-	// CertServerCA is a CA of the server side (ours or a peer gateway's).
-	CertServerCA
-	// CertClientCA is a CA of client peers.
-	CertClientCA
-)
-
-func (t CertType) String() string {
-	switch t {
-	case CertServer:
-		return "server"
-	case CertServerCA:
-		return "server-ca"
-	case CertClientCA:
-		return "client-ca"
-	}
-	return fmt.Sprintf("CertType(%d)", uint8(t))
-}
-
-// IsCA reports whether t holds CA certificates.
-func (t CertType) IsCA() bool { return t == CertServerCA || t == CertClientCA }
-
-// ParseCertType parses `--type`: server, server-ca or client-ca.
-func ParseCertType(s string) (CertType, error) {
-	switch s {
-	case "server":
-		return CertServer, nil
-	case "server-ca":
-		return CertServerCA, nil
-	case "client-ca":
-		return CertClientCA, nil
-	}
-	return CertInvalid, fmt.Errorf("%q is not a certificate type; use server (a certificate chain and its private key), server-ca or client-ca (CA certificates)", s)
-}
-
-// maxCerts bounds how many certificates one install may hold.
-const maxCerts = 16
-
-// Certificate is an installed certificate of a tenant. Equivalent to:
-// `vifsec certificate install --tenant NAME --type TYPE --cert-name NAME`
-// with PEM on stdin.
-//
-// A server certificate is Certs[0] (the one its key belongs to) and the
-// chain above it; Key is its private key (PKCS#8 DER), a secret: stored,
-// never logged nor listed. A CA install is one or more CA certificates;
-// IPsecCA says the tenant's IKE trusts them (`vifsec ca-certificate add`).
-type Certificate struct {
-	Tenant  string
-	Name    string
-	Type    CertType
-	Certs   []*x509.Certificate
-	Key     crypto.Signer // server only
-	keyDER  []byte        // Key as PKCS#8, server only
-	IPsecCA bool
-}
-
-func (c *Certificate) key() string { return c.Tenant + "/" + c.Name }
-
-// zero drops the private key (Go cannot zero the key schedule inside
-// crypto/rsa or crypto/ecdsa; vifsec zeroes its own copy).
-func (c *Certificate) zero() {
-	clear(c.keyDER)
-	c.keyDER, c.Key = nil, nil
-}
-
-// signerOf returns the certificate of c that signed l.
-func (c *Certificate) signerOf(l *x509.RevocationList) (*x509.Certificate, error) {
-	var errs []error
-	for _, x := range c.Certs {
-		if !bytes.Equal(x.RawSubject, l.RawIssuer) {
-			continue
-		}
-		err := l.CheckSignatureFrom(x)
-		if err == nil {
-			return x, nil
-		}
-		errs = append(errs, err)
-	}
-	if len(errs) == 0 {
-		return nil, fmt.Errorf("its issuer is none of %s", c.subjects())
-	}
-	return nil, errors.Join(errs...)
-}
-
-func (c *Certificate) subjects() string {
-	s := make([]string, len(c.Certs))
-	for i, x := range c.Certs {
-		s[i] = x.Subject.String()
-	}
-	return strings.Join(s, "; ")
-}
 
 // certRecord is a certificate as stored: DER, and the key as PKCS#8.
 type certRecord struct {
@@ -131,21 +25,21 @@ type certRecord struct {
 	IPsecCA bool     `json:"ipsec_ca,omitempty"`
 }
 
-func encodeCertificate(c *Certificate) []byte {
-	r := certRecord{Tenant: c.Tenant, Name: c.Name, Type: c.Type.String(), Key: c.keyDER, IPsecCA: c.IPsecCA}
+func encodeCertificate(c *ikeconf.Certificate) []byte {
+	r := certRecord{Tenant: c.Tenant, Name: c.Name, Type: c.Type.String(), Key: c.PKCS8(), IPsecCA: c.IPsecCA}
 	for _, x := range c.Certs {
 		r.Certs = append(r.Certs, x.Raw)
 	}
 	return mustJSON(r)
 }
 
-func decodeCertificate(b []byte) (*Certificate, error) {
+func decodeCertificate(b []byte) (*ikeconf.Certificate, error) {
 	var r certRecord
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, err
 	}
 	defer clear(r.Key)
-	t, err := ParseCertType(r.Type)
+	t, err := ikeconf.ParseCertType(r.Type)
 	if err != nil {
 		return nil, err
 	}
@@ -156,200 +50,23 @@ func decodeCertificate(b []byte) (*Certificate, error) {
 	if r.Key != nil {
 		blocks = append(blocks, &pem.Block{Type: "PRIVATE KEY", Bytes: r.Key})
 	}
-	c, _, err := parseCertificate(r.Tenant, r.Name, t, blocks, time.Time{})
+	c, _, err := ikeconf.ParseCertificate(r.Tenant, r.Name, t, blocks, time.Time{})
 	if err != nil {
 		return nil, err
 	}
 	c.IPsecCA = r.IPsecCA
 	if c.IPsecCA && !c.Type.IsCA() {
-		c.zero()
+		c.Zero()
 		return nil, fmt.Errorf("a %s certificate is marked as an IPsec CA", c.Type)
 	}
 	return c, nil
-}
-
-// readPEM splits PEM text into blocks, refusing anything else in it.
-func readPEM(data []byte, what string) ([]*pem.Block, error) {
-	var out []*pem.Block
-	rest := data
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		out = append(out, b)
-	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		for _, b := range out {
-			clear(b.Bytes)
-		}
-		if len(out) == 0 {
-			return nil, fmt.Errorf("stdin holds no PEM; give %s as PEM text (-----BEGIN ...-----)", what)
-		}
-		return nil, fmt.Errorf("stdin has text after the last PEM block that is not PEM; give %s as PEM text only", what)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("stdin is empty; give %s as PEM text on stdin", what)
-	}
-	return out, nil
-}
-
-// parseCertificate builds and checks a certificate of type t from PEM
-// blocks (CERTIFICATE, and for a server one private key block). now, if
-// not zero, is the time to warn about validity against. It zeroes the
-// key blocks it was given.
-func parseCertificate(tenantName, name string, t CertType, blocks []*pem.Block, now time.Time) (c *Certificate, warnings []string, err error) {
-	c = &Certificate{Tenant: tenantName, Name: name, Type: t}
-	var keyDER []byte
-	defer func() {
-		for _, b := range blocks {
-			if b.Type != "CERTIFICATE" {
-				clear(b.Bytes)
-			}
-		}
-		if err != nil {
-			clear(keyDER)
-			c = nil
-		}
-	}()
-	if err := tenant.ValidName(tenantName); err != nil {
-		return nil, nil, fmt.Errorf("--tenant: %w", err)
-	}
-	if err := tenant.ValidName(name); err != nil {
-		return nil, nil, fmt.Errorf("--cert-name: %w", err)
-	}
-	if t != CertServer && !t.IsCA() {
-		return nil, nil, fmt.Errorf("--type: not set; use server, server-ca or client-ca")
-	}
-	var keys int
-	for i, b := range blocks {
-		switch b.Type {
-		case "CERTIFICATE":
-			x, err := x509.ParseCertificate(b.Bytes)
-			if err != nil {
-				return nil, nil, fmt.Errorf("PEM certificate %d: %w", i+1, err)
-			}
-			c.Certs = append(c.Certs, x)
-		case "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY":
-			keys++
-			if keys > 1 {
-				return nil, nil, fmt.Errorf("PEM: more than one private key; give the server certificate's key only")
-			}
-			if _, enc := b.Headers["Proc-Type"]; enc {
-				return nil, nil, fmt.Errorf("PEM: the private key is encrypted; give it unencrypted (openssl pkey -in key.pem)")
-			}
-			k, err := parseKey(b)
-			if err != nil {
-				return nil, nil, fmt.Errorf("PEM private key: %w", err)
-			}
-			c.Key = k
-			if keyDER, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
-				return nil, nil, fmt.Errorf("PEM private key: %w", err)
-			}
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, nil, fmt.Errorf("PEM: the private key is encrypted; give it unencrypted (openssl pkey -in key.pem)")
-		default:
-			return nil, nil, fmt.Errorf("PEM block %d is %q; give CERTIFICATE blocks and, for --type server, one PRIVATE KEY", i+1, b.Type)
-		}
-	}
-	switch {
-	case len(c.Certs) == 0:
-		return nil, nil, fmt.Errorf("PEM: no CERTIFICATE block")
-	case len(c.Certs) > maxCerts:
-		return nil, nil, fmt.Errorf("PEM: %d certificates; one install holds at most %d", len(c.Certs), maxCerts)
-	}
-	if t == CertServer {
-		if c.Key == nil {
-			return nil, nil, fmt.Errorf("--type server: PEM has no private key; give the certificate, its chain and its private key (PKCS#8, EC or RSA)")
-		}
-		// The certificate the key belongs to goes first.
-		i := slices.IndexFunc(c.Certs, func(x *x509.Certificate) bool { return publicKeyEqual(x.PublicKey, c.Key.Public()) })
-		if i < 0 {
-			return nil, nil, fmt.Errorf("--type server: the private key belongs to none of the %d certificates given", len(c.Certs))
-		}
-		c.Certs[0], c.Certs[i] = c.Certs[i], c.Certs[0]
-		if err := checkSigningKey(c.Key); err != nil {
-			return nil, nil, fmt.Errorf("--type server: %w", err)
-		}
-		leaf := c.Certs[0]
-		if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-			warnings = append(warnings, fmt.Sprintf("certificate %s (%s) does not allow digitalSignature; peers may refuse it for IKE", name, leaf.Subject))
-		}
-		c.keyDER = keyDER
-	} else {
-		if keys > 0 {
-			return nil, nil, fmt.Errorf("--type %s takes CA certificates only; PEM has a private key (a CA's key never belongs on a gateway)", t)
-		}
-		for _, x := range c.Certs {
-			if !x.BasicConstraintsValid || !x.IsCA {
-				return nil, nil, fmt.Errorf("--type %s: %s is not a CA certificate (no basicConstraints CA:TRUE); install it with --type server if it is yours", t, x.Subject)
-			}
-		}
-	}
-	if !now.IsZero() {
-		for _, x := range c.Certs {
-			switch {
-			case now.After(x.NotAfter):
-				warnings = append(warnings, fmt.Sprintf("certificate %s (%s) expired on %s", name, x.Subject, x.NotAfter.UTC().Format(time.RFC3339)))
-			case now.Before(x.NotBefore):
-				warnings = append(warnings, fmt.Sprintf("certificate %s (%s) is not valid before %s", name, x.Subject, x.NotBefore.UTC().Format(time.RFC3339)))
-			}
-		}
-	}
-	return c, warnings, nil
-}
-
-func parseKey(b *pem.Block) (crypto.Signer, error) {
-	var k any
-	var err error
-	switch b.Type {
-	case "PRIVATE KEY":
-		k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-	case "EC PRIVATE KEY":
-		k, err = x509.ParseECPrivateKey(b.Bytes)
-	case "RSA PRIVATE KEY":
-		k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-	}
-	if err != nil {
-		return nil, err
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%T cannot sign", k)
-	}
-	return s, nil
-}
-
-// checkSigningKey accepts what IKE AUTH can sign with here: RSA of at
-// least 2048 bits, ECDSA on P-256, P-384 or P-521.
-func checkSigningKey(k crypto.Signer) error {
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		if n := k.N.BitLen(); n < 2048 {
-			return fmt.Errorf("the RSA key has %d bits; use at least 2048", n)
-		}
-		return nil
-	case *ecdsa.PrivateKey:
-		switch k.Curve {
-		case elliptic.P256(), elliptic.P384(), elliptic.P521():
-			return nil
-		}
-		return fmt.Errorf("ECDSA curve %s is not supported; use P-256, P-384 or P-521", k.Curve.Params().Name)
-	}
-	return fmt.Errorf("a %T key is not supported for IKE; use RSA (2048 bits or more) or ECDSA (P-256, P-384, P-521)", k)
-}
-
-func publicKeyEqual(a, b crypto.PublicKey) bool {
-	x, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && x.Equal(b)
 }
 
 // CertInfo describes an installed certificate for listing: never the
 // private key, only whether there is one.
 type CertInfo struct {
 	Tenant, Name string
-	Type         CertType
+	Type         ikeconf.CertType
 	// Subject, Issuer, Serial, NotBefore and NotAfter are those of the
 	// first certificate (a server certificate's own).
 	Subject, Issuer     string
@@ -367,38 +84,38 @@ type CertInfo struct {
 // (expired, not yet valid, no digitalSignature). The private key bytes in
 // pemData are zeroed. Equivalent to: `vifsec certificate install --tenant
 // NAME --type server|server-ca|client-ca --cert-name NAME < PEM`.
-func (d *Daemon) InstallCertificate(tenantName, name string, t CertType, pemData []byte) (warnings []string, err error) {
+func (d *Daemon) InstallCertificate(tenantName, name string, t ikeconf.CertType, pemData []byte) (warnings []string, err error) {
 	defer clear(pemData)
 	what := "the CA certificates"
-	if t == CertServer {
+	if t == ikeconf.CertServer {
 		what = "the certificate, its chain and its private key"
 	}
-	blocks, err := readPEM(pemData, what)
+	blocks, err := ikeconf.ReadPEM(pemData, what)
 	if err != nil {
 		return nil, wrap(CodeInvalid, err)
 	}
-	c, warnings, err := parseCertificate(tenantName, name, t, blocks, time.Now())
+	c, warnings, err := ikeconf.ParseCertificate(tenantName, name, t, blocks, time.Now())
 	if err != nil {
 		return nil, wrap(CodeInvalid, err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.tenants[tenantName]; !ok {
-		c.zero()
+		c.Zero()
 		return nil, errf(CodeNotFound, "--tenant: no tenant named %q; add it first (vifsec tenant add --tenant %s) or see vifsec tenant list", tenantName, tenantName)
 	}
-	if old := d.ike.certs[c.key()]; old != nil {
-		c.zero()
+	if old := d.ike.certs[c.ID()]; old != nil {
+		c.Zero()
 		return nil, errf(CodeExists, "--cert-name: tenant %s already has a certificate named %q (%s); delete it first (vifsec certificate delete) or choose another name", tenantName, name, old.Type)
 	}
 	rec := encodeCertificate(c)
-	err = d.commit([]store.Op{store.Put(store.KindCertificate, c.key(), rec)})
+	err = d.commit([]store.Op{store.Put(store.KindCertificate, c.ID(), rec)})
 	clear(rec)
 	if err != nil {
-		c.zero()
+		c.Zero()
 		return nil, err
 	}
-	d.ike.certs[c.key()] = c
+	d.ike.certs[c.ID()] = c
 	d.changed()
 	d.log.Info("certificate installed", "tenant", tenantName, "cert", name, "type", t.String(), "subject", c.Certs[0].Subject.String(), "count", len(c.Certs))
 	if t.IsCA() {
@@ -435,7 +152,7 @@ func (d *Daemon) DeleteCertificate(tenantName, name string) error {
 	for _, ck := range crls {
 		delete(d.ike.crls, ck)
 	}
-	c.zero()
+	c.Zero()
 	delete(d.ike.certs, k)
 	d.changed()
 	d.log.Info("certificate deleted", "tenant", tenantName, "cert", name, "crls_deleted", len(crls))
@@ -450,11 +167,11 @@ func (d *Daemon) noCertLocked(tenantName, name string) error {
 }
 
 // certUsersLocked lists the PKI policies naming c.
-func (d *Daemon) certUsersLocked(c *Certificate) []string {
+func (d *Daemon) certUsersLocked(c *ikeconf.Certificate) []string {
 	var out []string
 	for _, k := range sortedKeys(d.ike.policies) {
 		p := d.ike.policies[k]
-		if p.Tenant == c.Tenant && p.Auth == AuthPKI && p.CertName == c.Name {
+		if p.Tenant == c.Tenant && p.Auth == ikeconf.AuthPKI && p.CertName == c.Name {
 			out = append(out, p.Name)
 		}
 	}
@@ -484,7 +201,7 @@ func (d *Daemon) AddCACertificates(tenantName string, names []string) (warnings 
 		return nil, errf(CodeNotFound, "--tenant: no tenant named %q (see vifsec tenant list)", tenantName)
 	}
 	var ops []store.Op
-	var todo []*Certificate
+	var todo []*ikeconf.Certificate
 	for _, n := range names {
 		c := d.ike.certs[tenantName+"/"+n]
 		switch {
@@ -499,7 +216,7 @@ func (d *Daemon) AddCACertificates(tenantName string, names []string) (warnings 
 		todo = append(todo, c)
 		cp := *c
 		cp.IPsecCA = true
-		ops = append(ops, store.Put(store.KindCertificate, c.key(), encodeCertificate(&cp)))
+		ops = append(ops, store.Put(store.KindCertificate, c.ID(), encodeCertificate(&cp)))
 	}
 	if len(ops) == 0 {
 		return warnings, nil
@@ -530,7 +247,7 @@ func (d *Daemon) RemoveCACertificate(tenantName, name string) error {
 	}
 	cp := *c
 	cp.IPsecCA = false
-	if err := d.commit([]store.Op{store.Put(store.KindCertificate, c.key(), encodeCertificate(&cp))}); err != nil {
+	if err := d.commit([]store.Op{store.Put(store.KindCertificate, c.ID(), encodeCertificate(&cp))}); err != nil {
 		return err
 	}
 	c.IPsecCA = false
@@ -563,32 +280,13 @@ func (d *Daemon) Certificates(tenantName string) ([]CertInfo, error) {
 	return out, nil
 }
 
-// CRL is a certificate revocation list of one of a tenant's CAs.
-// Equivalent to: `vifsec crl add --tenant NAME < CRL.pem` *(ext)*.
-type CRL struct {
-	Tenant string
-	// CAName is the installed CA certificate that signed it.
-	CAName string
-	list   *x509.RevocationList
-}
-
-// key names a CRL by tenant and issuer: a newer CRL of the same issuer
-// replaces it.
-func (l *CRL) key() string {
-	h := sha256.Sum256(l.list.RawIssuer)
-	return l.Tenant + "/" + hex.EncodeToString(h[:8])
-}
-
-// List returns the parsed list (read only).
-func (l *CRL) List() *x509.RevocationList { return l.list }
-
 type crlRecord struct {
 	Tenant string `json:"tenant"`
 	CA     string `json:"ca"`
 	DER    []byte `json:"der"`
 }
 
-func decodeCRL(b []byte) (*CRL, error) {
+func decodeCRL(b []byte) (*ikeconf.CRL, error) {
 	var r crlRecord
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, err
@@ -597,7 +295,7 @@ func decodeCRL(b []byte) (*CRL, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CRL{Tenant: r.Tenant, CAName: r.CA, list: l}, nil
+	return ikeconf.NewCRL(r.Tenant, r.CA, l), nil
 }
 
 // CRLInfo describes an installed CRL for listing.
@@ -613,30 +311,23 @@ type CRLInfo struct {
 // of the same issuer unless that one is newer (a higher CRL number).
 // Equivalent to: `vifsec crl add --tenant NAME < CRL.pem` *(ext)*.
 func (d *Daemon) AddCRL(tenantName string, pemData []byte) (warnings []string, err error) {
-	blocks, err := readPEM(pemData, "the CRL")
+	l, err := ikeconf.ParseCRL(pemData)
 	if err != nil {
 		return nil, wrap(CodeInvalid, err)
-	}
-	if len(blocks) != 1 || blocks[0].Type != "X509 CRL" {
-		return nil, errf(CodeInvalid, "PEM: give exactly one X509 CRL block (-----BEGIN X509 CRL-----); add several CRLs one at a time")
-	}
-	l, err := x509.ParseRevocationList(blocks[0].Bytes)
-	if err != nil {
-		return nil, errf(CodeInvalid, "PEM X509 CRL: %v", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.tenants[tenantName]; !ok {
 		return nil, errf(CodeNotFound, "--tenant: no tenant named %q (see vifsec tenant list)", tenantName)
 	}
-	var ca *Certificate
+	var ca *ikeconf.Certificate
 	var reasons []string
 	for _, k := range sortedKeys(d.ike.certs) {
 		c := d.ike.certs[k]
 		if c.Tenant != tenantName || !c.Type.IsCA() {
 			continue
 		}
-		if _, err := c.signerOf(l); err == nil {
+		if _, err := c.SignerOf(l); err == nil {
 			ca = c
 			break
 		} else if slices.ContainsFunc(c.Certs, func(x *x509.Certificate) bool { return bytes.Equal(x.RawSubject, l.RawIssuer) }) {
@@ -650,9 +341,9 @@ func (d *Daemon) AddCRL(tenantName string, pemData []byte) (warnings []string, e
 		}
 		return nil, errf(CodeInvalid, "%s; install its CA first (vifsec certificate install --tenant %s --type client-ca --cert-name NAME < ca.pem)", msg, tenantName)
 	}
-	crl := &CRL{Tenant: tenantName, CAName: ca.Name, list: l}
-	if old := d.ike.crls[crl.key()]; old != nil && old.list.Number != nil && l.Number != nil && l.Number.Cmp(old.list.Number) < 0 {
-		return nil, errf(CodeInvalid, "the CRL given has number %v, older than the installed CRL of %s (number %v); nothing changed", l.Number, l.Issuer, old.list.Number)
+	crl := ikeconf.NewCRL(tenantName, ca.Name, l)
+	if old := d.ike.crls[crl.ID()]; old != nil && old.List().Number != nil && l.Number != nil && l.Number.Cmp(old.List().Number) < 0 {
+		return nil, errf(CodeInvalid, "the CRL given has number %v, older than the installed CRL of %s (number %v); nothing changed", l.Number, l.Issuer, old.List().Number)
 	}
 	if !l.NextUpdate.IsZero() && time.Now().After(l.NextUpdate) {
 		warnings = append(warnings, fmt.Sprintf("the CRL of %s was due for an update on %s; install a fresh one", l.Issuer, l.NextUpdate.UTC().Format(time.RFC3339)))
@@ -660,10 +351,10 @@ func (d *Daemon) AddCRL(tenantName string, pemData []byte) (warnings []string, e
 	if !ca.IPsecCA {
 		warnings = append(warnings, fmt.Sprintf("CA certificate %s is not an IPsec CA yet; the CRL applies once it is (vifsec ca-certificate add --tenant %s --ca-certs %s)", ca.Name, tenantName, ca.Name))
 	}
-	if err := d.commit([]store.Op{store.Put(store.KindCRL, crl.key(), mustJSON(crlRecord{Tenant: tenantName, CA: ca.Name, DER: l.Raw}))}); err != nil {
+	if err := d.commit([]store.Op{store.Put(store.KindCRL, crl.ID(), mustJSON(crlRecord{Tenant: tenantName, CA: ca.Name, DER: l.Raw}))}); err != nil {
 		return nil, err
 	}
-	d.ike.crls[crl.key()] = crl
+	d.ike.crls[crl.ID()] = crl
 	d.changed()
 	d.log.Info("crl added", "tenant", tenantName, "ca", ca.Name, "issuer", l.Issuer.String(), "number", l.Number, "revoked", len(l.RevokedCertificateEntries))
 	return warnings, nil
@@ -685,10 +376,10 @@ func (d *Daemon) CRLs(tenantName string) ([]CRLInfo, error) {
 		if tenantName != "" && l.Tenant != tenantName {
 			continue
 		}
-		i := CRLInfo{Tenant: l.Tenant, CAName: l.CAName, Issuer: l.list.Issuer.String(), ThisUpdate: l.list.ThisUpdate,
-			NextUpdate: l.list.NextUpdate, Revoked: len(l.list.RevokedCertificateEntries)}
-		if l.list.Number != nil {
-			i.Number = new(big.Int).Set(l.list.Number)
+		i := CRLInfo{Tenant: l.Tenant, CAName: l.CAName, Issuer: l.List().Issuer.String(), ThisUpdate: l.List().ThisUpdate,
+			NextUpdate: l.List().NextUpdate, Revoked: len(l.List().RevokedCertificateEntries)}
+		if l.List().Number != nil {
+			i.Number = new(big.Int).Set(l.List().Number)
 		}
 		out = append(out, i)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/sa"
 )
 
@@ -25,7 +26,7 @@ type IKEConfig struct {
 
 // IKEPolicyConfig is one policy ready for the IKE engine.
 type IKEPolicyConfig struct {
-	Policy IKEPolicy // PSK is a copy the caller owns
+	Policy ikeconf.Policy // PSK is a copy the caller owns
 	// Scope is the VM's (vlan, mac), zero without --vm. Local is the
 	// address IKE speaks from; invalid: the policy waits (no uplink
 	// address yet, or the VM's address cannot be told).
@@ -51,13 +52,13 @@ func (d *Daemon) IKEConfig() IKEConfig {
 	}
 	for _, k := range sortedKeys(d.ike.policies) {
 		p := d.ike.policies[k]
-		pc := IKEPolicyConfig{Policy: p.clone(), Local: d.ikeAddrLocked(p)}
+		pc := IKEPolicyConfig{Policy: p.Clone(), Local: d.ikeAddrLocked(p)}
 		if p.VM != "" {
 			if e := d.vms[p.VM]; e != nil {
 				pc.Scope = e.scope()
 			}
 		}
-		if p.Auth == AuthPKI {
+		if p.Auth == ikeconf.AuthPKI {
 			if cert := d.ike.certs[p.Tenant+"/"+p.CertName]; cert != nil {
 				pc.Cert, pc.Chain, pc.Key = cert.Certs[0], slices.Clone(cert.Certs[1:]), cert.Key
 			}
@@ -69,7 +70,7 @@ func (d *Daemon) IKEConfig() IKEConfig {
 			for _, lk := range sortedKeys(d.ike.crls) {
 				l := d.ike.crls[lk]
 				if ca := d.ike.certs[l.Tenant+"/"+l.CAName]; l.Tenant == p.Tenant && ca != nil && ca.IPsecCA {
-					pc.CRLs = append(pc.CRLs, l.list)
+					pc.CRLs = append(pc.CRLs, l.List())
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/store"
 )
 
@@ -30,11 +31,11 @@ func ikeConvergers() map[store.Kind]func(*Daemon, []store.Record) []Problem {
 func (d *Daemon) convergeIKEKind(kind store.Kind, recs []store.Record) []Problem {
 	switch kind {
 	case store.KindCertificate:
-		d.ike.certs = map[string]*Certificate{}
+		d.ike.certs = map[string]*ikeconf.Certificate{}
 	case store.KindCRL:
-		d.ike.crls = map[string]*CRL{}
+		d.ike.crls = map[string]*ikeconf.CRL{}
 	case store.KindPolicy:
-		d.ike.policies = map[string]*IKEPolicy{}
+		d.ike.policies = map[string]*ikeconf.Policy{}
 	default:
 		return nil
 	}

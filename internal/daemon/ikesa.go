@@ -1,12 +1,15 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 )
@@ -45,7 +48,7 @@ type IKEChild struct {
 	// Protocol (0 any) and ports (the zero PortRange is any) as
 	// negotiated; for a VM they must be what the VM's SPD can express.
 	Protocol                uint8
-	LocalPorts, RemotePorts PortRange
+	LocalPorts, RemotePorts ikeconf.PortRange
 	// Pending keeps Out from carrying traffic until SwitchIKEChild: the
 	// engine installs a rekeyed pair first and moves traffic later.
 	Pending bool
@@ -60,7 +63,7 @@ type ikeChild struct {
 	local, remote           netip.Addr
 	localTS, remoteTS       []netip.Prefix
 	proto                   uint8
-	localPorts, remotePorts PortRange
+	localPorts, remotePorts ikeconf.PortRange
 	mode                    sa.Mode
 	pending                 bool // Out does not carry traffic yet
 	retiring                bool // being removed: Out carries no traffic any more, In still receives
@@ -107,8 +110,41 @@ func (d *Daemon) FreeIKESPI(scope sa.Scope, spi uint32) {
 	d.mu.Unlock()
 }
 
+// IKEInboundPackets returns how many ESP packets the data path has
+// authenticated on the inbound SA (scope, spi): its packet counter plus
+// the dummy packets (RFC 4303 §2.6) it consumed, which passed the ICV and
+// the replay window too; 0 when there is no such SA. It takes no lock
+// (the SA database is read lock-free), so the IKE engine may call it with
+// its own lock held.
+func (d *Daemon) IKEInboundPackets(scope sa.Scope, spi uint32) uint64 {
+	s := d.db.Lookup(sa.Key{Scope: scope, SPI: spi})
+	if s == nil || s.Dir() == sa.DirOut {
+		return 0
+	}
+	return s.Stats.Packets.Load() + s.Stats.Drops[drop.Dummy.Counted()].Load()
+}
+
+// RebindIKEChild moves an IKE Child SA's two SAs, named in and out, to
+// the peer's new endpoint "to" in place (sa.SA.Rebind), as IKE does when
+// the peer behind a NAT moved. An SA already gone is skipped.
+func (d *Daemon) RebindIKEChild(in, out string, to netip.AddrPort) error {
+	var errs []error
+	for _, n := range []string{in, out} {
+		if s := d.db.Get(n); s != nil {
+			if err := s.Rebind(to); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.log.Info("IKE Child SA follows its peer", "in", in, "out", out, "to", to.String())
+	return nil
+}
+
 // ikeScopeLocked returns the scope and VM of policy p's SAs.
-func (d *Daemon) ikeScopeLocked(p *IKEPolicy) (sa.Scope, error) {
+func (d *Daemon) ikeScopeLocked(p *ikeconf.Policy) (sa.Scope, error) {
 	if p.VM == "" {
 		return sa.Scope{}, nil
 	}
@@ -155,7 +191,7 @@ func (d *Daemon) InstallIKEChild(c IKEChild) error {
 		return errf(CodeInvalid, "ike: child SA of policy %s has no traffic selectors", p.Name)
 	}
 	if p.VM != "" {
-		if err := vmSelectorsExpressible(&IKEPolicy{Protocol: c.Protocol, LocalPorts: c.LocalPorts, RemotePorts: c.RemotePorts}); err != nil {
+		if err := vmSelectorsExpressible(&ikeconf.Policy{Protocol: c.Protocol, LocalPorts: c.LocalPorts, RemotePorts: c.RemotePorts}); err != nil {
 			return errf(CodeInvalid, "ike: child SA of policy %s was narrowed to selectors VM %s's SPD cannot hold: %v", p.Name, p.VM, err)
 		}
 	}
@@ -330,7 +366,7 @@ func (d *Daemon) childrenOfLocked(key string) []*ikeChild {
 
 // tenantPort turns an IKE port selector the VM's SPD can express (see
 // vmSelectorsExpressible) into an SP port.
-func tenantPort(r PortRange) tenant.Port {
+func tenantPort(r ikeconf.PortRange) tenant.Port {
 	if n, ok := r.Single(); ok {
 		return tenant.PortNumber(n)
 	}
@@ -339,13 +375,13 @@ func tenantPort(r PortRange) tenant.Port {
 
 func tenantProto(p uint8) tenant.Proto {
 	switch p {
-	case ProtoNumTCP:
+	case ikeconf.ProtoNumTCP:
 		return tenant.ProtoTCP
-	case ProtoNumUDP:
+	case ikeconf.ProtoNumUDP:
 		return tenant.ProtoUDP
-	case ProtoNumICMP:
+	case ikeconf.ProtoNumICMP:
 		return tenant.ProtoICMP
-	case ProtoNumICMP6:
+	case ikeconf.ProtoNumICMP6:
 		return tenant.ProtoICMP6
 	}
 	return tenant.ProtoAny
@@ -356,7 +392,7 @@ func tenantProto(p uint8) tenant.Proto {
 // for one pair of selectors; "" as an SA name leaves the SP without one.
 // n numbers the pairs of one child or policy: the first is NAME/out and
 // NAME/in, the next NAME/out.2 and NAME/in.2, and so on.
-func ikeSPPair(ps []tenant.Policy, name, vm string, n int, local, remote netip.Prefix, proto uint8, lp, rp PortRange, mode sa.Mode, outSA, inSA string) []tenant.Policy {
+func ikeSPPair(ps []tenant.Policy, name, vm string, n int, local, remote netip.Prefix, proto uint8, lp, rp ikeconf.PortRange, mode sa.Mode, outSA, inSA string) []tenant.Policy {
 	if local.Addr().Is4() != remote.Addr().Is4() {
 		return ps
 	}
@@ -377,7 +413,7 @@ func ikeSPPair(ps []tenant.Policy, name, vm string, n int, local, remote netip.P
 // (see the comment at the top of this file), and the SA of each (nil:
 // none yet, its traffic is dropped). The caller holds d.mu.
 func (d *Daemon) ikeSPsLocked(vm string) ([]tenant.Policy, []*sa.SA) {
-	var pols []*IKEPolicy
+	var pols []*ikeconf.Policy
 	for _, k := range sortedKeys(d.ike.policies) {
 		if p := d.ike.policies[k]; p.VM == vm {
 			pols = append(pols, p)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/sa/ike"
 )
 
@@ -21,7 +22,7 @@ import (
 // underlayClashLocked returns a warning when underlay policy p cannot be
 // told apart, by a responder, from an underlay policy of another tenant;
 // "" if it can. The caller holds d.mu and has validated p.
-func (d *Daemon) underlayClashLocked(p *IKEPolicy) string {
+func (d *Daemon) underlayClashLocked(p *ikeconf.Policy) string {
 	if p.VM != "" {
 		return ""
 	}
@@ -51,7 +52,7 @@ func (d *Daemon) underlayClashLocked(p *IKEPolicy) string {
 // the other: both set, to different identities. An unset one, or
 // ANYTHING, accepts any peer.
 func distinctRemoteIDs(a, b string) bool {
-	if a == "" || b == "" || a == AnyIdentity || b == AnyIdentity {
+	if a == "" || b == "" || a == ikeconf.AnyIdentity || b == ikeconf.AnyIdentity {
 		return false
 	}
 	ia, errA := ike.ParseID(a)

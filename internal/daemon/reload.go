@@ -2,9 +2,7 @@ package daemon
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"github.com/vifsec/vifsec/header"
 	"maps"
 	"reflect"
 	"slices"
@@ -18,19 +16,24 @@ import (
 
 // This file makes a running Daemon follow a store whose records change
 // under it (the fleet store on etcd: other hosts and operators write this
-// host's desired state). New reads the store once; a Converger then
-// applies each full record set the store delivers:
+// host's desired state). New reads the store once (restore: the same
+// steps, but the first record that breaks a rule fails it); a Converger
+// then applies each full record set the store delivers:
 //
-//  1. decode every record (cached by its bytes: an unchanged record is
-//     not decoded again) and check it against the others, as restore
-//     does; a record that breaks a rule is left out and reported as a
-//     Problem, never half applied;
-//  2. diff that desired state against the running one;
-//  3. apply the diff under the state lock in one step, so the data path
-//     sees one consistent Snapshot: SAs are added (and replaced ones
-//     removed) by one sa.DB.Apply before the SPs naming them are
-//     published, and SPs leave the SPD in the same step as their SAs
-//     leave the DB;
+//  1. decode: every record decoded and checked on its own (cached by its
+//     bytes: an unchanged record is not decoded again);
+//  2. desire: each record checked against the others in store order, by
+//     the rules New's restore applies too (rules.go); a record that
+//     breaks a rule is left out and reported as a Problem, never half
+//     applied;
+//  3. apply the difference between that desired state and the running
+//     one under the state lock in one step, so the data path sees one
+//     consistent Snapshot: applySAs adds SAs (and removes replaced ones)
+//     by one sa.DB.Apply before the SPs naming them are published, and
+//     SPs leave the SPD in the same step as their SAs leave the DB;
+//     applyTenants, applyVMs and applySPs swap in the rest, reusing
+//     unchanged entries; applyExtra applies the kinds converged
+//     elsewhere (Extra: the IKE kinds);
 //  4. bump the generation only if something changed.
 //
 // An SA whose stored config (keys included) did not change keeps its live
@@ -112,8 +115,7 @@ func NewConverger(d *Daemon) *Converger {
 // NewFleet is New for a store whose records other writers change: it never
 // fails because of a record (records that break a rule are left out and
 // returned as Problems), and it returns the Converger that applies later
-// record sets. Records of kinds the Converger does not know are restored
-// as New restores them.
+// record sets.
 func NewFleet(st store.Store, cfg *Config, o *FleetOptions) (*Daemon, *Converger, []Problem, error) {
 	if o == nil {
 		o = &FleetOptions{}
@@ -127,30 +129,10 @@ func NewFleet(st store.Store, cfg *Config, o *FleetOptions) (*Daemon, *Converger
 		return nil, nil, nil, err
 	}
 	c := NewConverger(d)
-	c.extraSeen = digestOther(recs) // restored below, not "changed"
 	c.quiet = true
 	res := c.Converge(recs, nil)
 	c.quiet = false
 	probs := res.Problems
-	// Kinds this file does not converge: restore them as New would, from
-	// copies (restore zeroes what it reads; the store's bytes are shared).
-	var other []store.Record
-	for _, r := range recs {
-		if !convergedKinds[r.Kind] {
-			other = append(other, store.Record{Kind: r.Kind, Name: r.Name, Value: bytes.Clone(r.Value)})
-		}
-	}
-	if len(other) > 0 {
-		// One at a time, so that one bad record leaves the others in.
-		d.mu.Lock()
-		for _, r := range other {
-			if err := d.restore([]store.Record{r}); err != nil {
-				probs = append(probs, Problem{Kind: r.Kind, Name: r.Name, Err: err.Error()})
-			}
-		}
-		d.changed()
-		d.mu.Unlock()
-	}
 	if o.Reserve {
 		if err := d.startSeqs(d.seqAnchor); err != nil {
 			d.Discard()
@@ -186,43 +168,73 @@ var convergedKinds = map[store.Kind]bool{
 // (tenant.ValidName) cannot; those SAs are IKE's to manage.
 func storedSA(name string) bool { return !strings.Contains(name, "/") }
 
-// desired is the state a record set describes.
-type desired struct {
-	enabled bool
-	uplink  *Uplink
-	tenants map[string]tenant.Tenant
-	vms     map[string]tenant.VM
-	sas     map[string]*wantSA
-	sps     map[string]*spEntry
-	fdb     map[fdbKey]FDBEntry
-}
-
-type wantSA struct {
-	owner saOwner
-	cfg   sa.Config // keys included
-}
-
 // Converge makes the daemon's state that of recs (every record of the
 // store). begin, if not nil, is called holding the state lock before
 // anything changes; if it returns false nothing is done (Skipped).
 func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeResult {
-	res := ConvergeResult{Added: map[store.Kind]int{}, Updated: map[store.Kind]int{}, Removed: map[store.Kind]int{}}
-	var probs []Problem
-	bad := func(r store.Record, err error) {
-		probs = append(probs, Problem{Kind: r.Kind, Name: r.Name, Err: err.Error()})
-	}
+	res := c.converge(recs, begin)
+	c.report(&res)
+	return res
+}
 
-	// 1. Decode each record on its own (cached), outside the lock.
-	byKind := map[store.Kind][]store.Record{}
-	objs := make(map[recKey]any, len(recs)) // nil: seen, not applicable
+// converge is Converge without the report: the steps at the top of this
+// file.
+func (c *Converger) converge(recs []store.Record, begin func() bool) ConvergeResult {
+	res := ConvergeResult{Added: map[store.Kind]int{}, Updated: map[store.Kind]int{}, Removed: map[store.Kind]int{}}
+	var probs problems
+	set := c.decode(recs, &probs)
+	seqs := c.reservations(set)
+
+	d := c.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if begin != nil && !begin() {
+		res.Skipped = true
+		return res
+	}
+	want := set.desire(c.defaultEnabled, &probs)
+	changed := c.applySAs(want, seqs, &res, &probs)
+	changed = c.applyTenants(want, &res) || changed
+	changed = c.applyVMs(want, &res) || changed
+	changed = c.applySPs(want, &res) || changed
+	changed = c.applyExtra(recs, set.byKind, &probs) || changed
+	if changed {
+		d.changed()
+		res.Changed = true
+	}
+	sort.Slice(probs, func(i, j int) bool { return probs[i].String() < probs[j].String() })
+	res.Problems = probs
+	return res
+}
+
+// problems collects the records left out.
+type problems []Problem
+
+func (p *problems) add(r store.Record, err error) {
+	*p = append(*p, Problem{Kind: r.Kind, Name: r.Name, Err: err.Error()})
+}
+
+// recordSet is a record set decoded: the records by kind, each kind's
+// sorted by name, and the object each record of a converged kind decoded
+// to (nil: left out, or a kind converged elsewhere).
+type recordSet struct {
+	byKind map[store.Kind][]store.Record
+	objs   map[recKey]any
+}
+
+// decode is step 1: every record of a converged kind decoded and checked
+// on its own (cached by its bytes), outside the state lock; each record
+// left out goes to probs.
+func (c *Converger) decode(recs []store.Record, probs *problems) *recordSet {
+	s := &recordSet{byKind: map[store.Kind][]store.Record{}, objs: make(map[recKey]any, len(recs))}
 	for _, r := range recs {
 		k := recKey{r.Kind, r.Name}
-		if _, dup := objs[k]; dup {
-			bad(r, fmt.Errorf("stored twice"))
+		if _, dup := s.objs[k]; dup {
+			probs.add(r, fmt.Errorf("stored twice"))
 			continue
 		}
-		objs[k] = nil
-		byKind[r.Kind] = append(byKind[r.Kind], r)
+		s.objs[k] = nil
+		s.byKind[r.Kind] = append(s.byKind[r.Kind], r)
 		if !convergedKinds[r.Kind] {
 			continue
 		}
@@ -233,162 +245,54 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			c.cache[k] = e
 		}
 		if e.err != nil {
-			bad(r, e.err)
+			probs.add(r, e.err)
 			continue
 		}
-		objs[k] = e.obj
+		s.objs[k] = e.obj
 	}
 	for k := range c.cache {
-		if _, ok := objs[k]; !ok {
+		if _, ok := s.objs[k]; !ok {
 			delete(c.cache, k)
 		}
 	}
-	for _, rs := range byKind {
+	for _, rs := range s.byKind {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].Name < rs[j].Name })
 	}
+	return s
+}
 
-	// An SA object built below takes its sequence numbers from its
-	// stored reservation, read now, before the state lock (seqres.go).
+// seqsRead are the stored sequence reservations by SA name, and the error
+// reading them.
+type seqsRead struct {
+	byName map[string]store.Record
+	err    error
+}
+
+// reservations reads the stored sequence reservations, before the state
+// lock, if an SA object may be built: it takes its sequence numbers from
+// its reservation (seqres.go).
+func (c *Converger) reservations(s *recordSet) seqsRead {
+	if !c.needSeqs(s.byKind[store.KindSA], s.objs) {
+		return seqsRead{}
+	}
+	rs, err := c.d.st.LoadSeqs()
+	byName, _, _ := parseSeqs(rs)
+	return seqsRead{byName: byName, err: err}
+}
+
+// applySAs is step 3: it keeps the live object of every unchanged SA,
+// builds the new and changed ones, and adds them and removes the rest in
+// one sa.DB.Apply; it then records whom each stored SA belongs to. It
+// reports whether anything changed.
+func (c *Converger) applySAs(want *desired, seqs seqsRead, res *ConvergeResult, probs *problems) bool {
 	d := c.d
-	var seqRecs map[string]store.Record
-	var seqErr error
-	if c.needSeqs(byKind[store.KindSA], objs) {
-		var rs []store.Record
-		rs, seqErr = d.st.LoadSeqs()
-		seqRecs, _, _ = parseSeqs(rs)
-	}
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if begin != nil && !begin() {
-		res.Skipped = true
-		return res
-	}
-
-	// 2. Check references across records, in the order of store.Kinds.
-	want := &desired{enabled: c.defaultEnabled, tenants: make(map[string]tenant.Tenant, len(byKind[store.KindTenant])),
-		vms: make(map[string]tenant.VM, len(byKind[store.KindVM])), sas: make(map[string]*wantSA, len(byKind[store.KindSA])),
-		sps: make(map[string]*spEntry, len(byKind[store.KindSP])), fdb: make(map[fdbKey]FDBEntry, len(byKind[store.KindFDB]))}
-	obj := func(r store.Record) (any, bool) { o := objs[recKey{r.Kind, r.Name}]; return o, o != nil }
-	for _, r := range byKind[store.KindConfig] {
-		if o, ok := obj(r); ok {
-			want.enabled = o.(configRecord).IPsecEnabled
-		}
-	}
-	for _, r := range byKind[store.KindUplink] {
-		if o, ok := obj(r); ok {
-			u := o.(Uplink)
-			want.uplink = &u
-		}
-	}
-	vnis := map[uint32]string{}
-	for _, r := range byKind[store.KindTenant] {
-		o, ok := obj(r)
-		if !ok {
-			continue
-		}
-		t := o.(tenant.Tenant)
-		if other, dup := vnis[t.VNI]; dup && t.VNI != 0 {
-			bad(r, fmt.Errorf("VNI %d is also tenant %q's", t.VNI, other))
-			continue
-		}
-		vnis[t.VNI] = t.Name
-		want.tenants[t.Name] = t
-	}
-	scopes := make(map[sa.Scope]string, len(byKind[store.KindVM]))
-	for _, r := range byKind[store.KindVM] {
-		o, ok := obj(r)
-		if !ok {
-			continue
-		}
-		v := o.(tenant.VM)
-		if _, ok := want.tenants[v.Tenant]; !ok {
-			bad(r, fmt.Errorf("tenant %q is not stored", v.Tenant))
-			continue
-		}
-		sc := sa.Scope{VLAN: v.VLAN, MAC: header.MAC(v.MAC)}
-		if other, dup := scopes[sc]; dup {
-			bad(r, fmt.Errorf("same (vlan, mac) as VM %q", other))
-			continue
-		}
-		scopes[sc] = v.Name
-		want.vms[v.Name] = v
-	}
-	keys := make(map[sa.Key]string, len(byKind[store.KindSA]))
-	for _, r := range byKind[store.KindSA] {
-		o, ok := obj(r)
-		if !ok {
-			continue
-		}
-		w := o.(*wantSA)
-		var scope sa.Scope
-		var err error
-		switch {
-		case w.owner.vm != "":
-			if v, ok := want.vms[w.owner.vm]; !ok {
-				err = fmt.Errorf("VM %q is not stored", w.owner.vm)
-			} else {
-				scope = sa.Scope{VLAN: v.VLAN, MAC: header.MAC(v.MAC)}
-			}
-		default:
-			if _, ok := want.tenants[w.owner.tenant]; !ok {
-				err = fmt.Errorf("tenant %q is not stored", w.owner.tenant)
-			}
-		}
-		if err == nil && w.cfg.Scope != scope {
-			err = fmt.Errorf("stored with %s but its %s has %s", w.cfg.Scope, w.owner, scope)
-		}
-		if err == nil {
-			if other, dup := keys[w.cfg.Key()]; dup {
-				err = fmt.Errorf("SPI 0x%x is also SA %q's in the same scope", w.cfg.SPI, other)
-			}
-		}
-		if err != nil {
-			bad(r, err)
-			continue
-		}
-		keys[w.cfg.Key()] = w.cfg.Name
-		want.sas[w.cfg.Name] = w
-	}
-	for _, r := range byKind[store.KindSP] {
-		o, ok := obj(r)
-		if !ok {
-			continue
-		}
-		e := o.(*spEntry)
-		p := e.p
-		if _, ok := want.vms[p.VM]; !ok {
-			bad(r, fmt.Errorf("VM %q is not stored", p.VM))
-			continue
-		}
-		if w := want.sas[p.SAName]; p.Action == tenant.ActionIPsec && w != nil && w.owner.vm != p.VM {
-			bad(r, fmt.Errorf("SA %q is not an SA of VM %q (%s)", p.SAName, p.VM, w.owner))
-			continue
-		}
-		want.sps[p.Name] = e
-	}
-	for _, r := range byKind[store.KindFDB] {
-		o, ok := obj(r)
-		if !ok {
-			continue
-		}
-		e := o.(FDBEntry)
-		if _, ok := want.tenants[e.Tenant]; !ok {
-			bad(r, fmt.Errorf("tenant %q is not stored", e.Tenant))
-			continue
-		}
-		want.fdb[e.key()] = e
-	}
-
-	// 3. SAs: keep the live object of every unchanged SA; build the new
-	// and changed ones; one sa.DB.Apply adds them and removes the rest.
 	var add []*sa.SA
 	var remove []string
 	removing := map[string]bool{}
 	for name, w := range want.sas {
 		live := d.db.Get(name)
 		if live != nil && !storedSA(name) {
-			bad(store.Record{Kind: store.KindSA, Name: name}, fmt.Errorf("the name is taken by an SA IKE installed"))
+			probs.add(store.Record{Kind: store.KindSA, Name: name}, fmt.Errorf("the name is taken by an SA IKE installed"))
 			delete(want.sas, name)
 			continue
 		}
@@ -401,11 +305,11 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 		}
 		s, err := sa.New(w.cfg)
 		if err != nil {
-			bad(store.Record{Kind: store.KindSA, Name: name}, err)
+			probs.add(store.Record{Kind: store.KindSA, Name: name}, err)
 			delete(want.sas, name)
 			continue
 		}
-		d.adoptSeqLocked(s, seqRecs, seqErr)
+		d.adoptSeqLocked(s, seqs.byName, seqs.err)
 		add = append(add, s)
 		c.built[name] = built{w, s}
 		if live != nil {
@@ -433,7 +337,7 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 	// An SA IKE installed may hold a key a stored SA wants.
 	add = slices.DeleteFunc(add, func(s *sa.SA) bool {
 		if o := d.db.Lookup(s.Key()); o != nil && o.Name() != s.Name() && !removing[o.Name()] {
-			bad(store.Record{Kind: store.KindSA, Name: s.Name()}, fmt.Errorf("SPI 0x%x is used by SA %q in the same scope", s.SPI(), o.Name()))
+			probs.add(store.Record{Kind: store.KindSA, Name: s.Name()}, fmt.Errorf("SPI 0x%x is used by SA %q in the same scope", s.SPI(), o.Name()))
 			delete(want.sas, s.Name())
 			return true
 		}
@@ -454,9 +358,32 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 		}
 		d.seqs.mu.Unlock()
 	}
+	// SA ownership: IKE's SAs stay as they are.
+	for name, w := range want.sas {
+		if w.owner.vm != "" {
+			if d.saVM[name] != w.owner.vm {
+				delete(d.saTenant, name)
+				d.saVM[name] = w.owner.vm
+			}
+		} else if d.saTenant[name] != w.owner.tenant {
+			delete(d.saVM, name)
+			d.saTenant[name] = w.owner.tenant
+		}
+	}
+	for name := range removing {
+		if want.sas[name] == nil {
+			delete(d.saVM, name)
+			delete(d.saTenant, name)
+		}
+	}
+	return len(add)+len(remove) > 0
+}
 
-	// 4. Everything else is swapped in, reusing unchanged entries.
-	changed := len(add)+len(remove) > 0
+// applyTenants swaps in the IPsec switch, the uplink, the tenants and the
+// FDB where they differ.
+func (c *Converger) applyTenants(want *desired, res *ConvergeResult) bool {
+	d := c.d
+	changed := false
 	if want.enabled != d.enabled {
 		d.enabled, changed = want.enabled, true
 		res.Updated[store.KindConfig]++
@@ -465,9 +392,18 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 		d.uplink, changed = want.uplink, true
 		res.Updated[store.KindUplink]++
 	}
-	if diffCount(d.tenants, want.tenants, func(a, b tenant.Tenant) bool { return a == b }, store.KindTenant, &res) {
+	if diffCount(d.tenants, want.tenants, func(a, b tenant.Tenant) bool { return a == b }, store.KindTenant, res) {
 		d.tenants, changed = want.tenants, true
 	}
+	if diffCount(fdbByName(d.fdb), fdbByName(want.fdb), func(a, b FDBEntry) bool { return a == b }, store.KindFDB, res) {
+		d.fdb, changed = want.fdb, true
+	}
+	return changed
+}
+
+// applyVMs swaps in the VMs, keeping the counters of those that stay.
+func (c *Converger) applyVMs(want *desired, res *ConvergeResult) bool {
+	d := c.d
 	vms := make(map[string]*vmEntry, len(want.vms))
 	byScope := make(map[sa.Scope]string, len(want.vms))
 	for name, v := range want.vms {
@@ -488,40 +424,29 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			res.Removed[store.KindVM]++
 		}
 	}
-	if res.Added[store.KindVM]+res.Updated[store.KindVM]+res.Removed[store.KindVM] > 0 {
-		// The SAs IKE installed for a VM that left (moved to another
-		// host, detached there) or whose (vlan, mac) changed go with it;
-		// its policies stay, dormant until it is here again.
-		var gone []*ikeChild
-		for _, ch := range d.ike.children {
-			e, old := vms[ch.vm], d.vms[ch.vm]
-			if e == nil || old == nil || e.scope() != old.scope() {
-				gone = append(gone, ch)
-			}
-		}
-		if len(gone) > 0 {
-			d.removeChildrenLocked(gone)
-		}
-		d.vms, d.byScope, changed = vms, byScope, true
+	if res.Added[store.KindVM]+res.Updated[store.KindVM]+res.Removed[store.KindVM] == 0 {
+		return false
 	}
-	// SA ownership: IKE's SAs stay as they are.
-	for name, w := range want.sas {
-		if w.owner.vm != "" {
-			if d.saVM[name] != w.owner.vm {
-				delete(d.saTenant, name)
-				d.saVM[name] = w.owner.vm
-			}
-		} else if d.saTenant[name] != w.owner.tenant {
-			delete(d.saVM, name)
-			d.saTenant[name] = w.owner.tenant
+	// The SAs IKE installed for a VM that left (moved to another host,
+	// detached there) or whose (vlan, mac) changed go with it; its
+	// policies stay, dormant until it is here again.
+	var gone []*ikeChild
+	for _, ch := range d.ike.children {
+		e, old := vms[ch.vm], d.vms[ch.vm]
+		if e == nil || old == nil || e.scope() != old.scope() {
+			gone = append(gone, ch)
 		}
 	}
-	for name := range removing {
-		if want.sas[name] == nil {
-			delete(d.saVM, name)
-			delete(d.saTenant, name)
-		}
+	if len(gone) > 0 {
+		d.removeChildrenLocked(gone)
 	}
+	d.vms, d.byScope = vms, byScope
+	return true
+}
+
+// applySPs swaps in the SPs, keeping the entries that did not change.
+func (c *Converger) applySPs(want *desired, res *ConvergeResult) bool {
+	d := c.d
 	sps := make(map[string]*spEntry, len(want.sps))
 	for name, e := range want.sps {
 		if old := d.sps[name]; old != nil && old.seq == e.seq && reflect.DeepEqual(old.p, e.p) {
@@ -541,35 +466,38 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			res.Removed[store.KindSP]++
 		}
 	}
-	if res.Added[store.KindSP]+res.Updated[store.KindSP]+res.Removed[store.KindSP] > 0 {
-		d.sps, changed = sps, true
+	if res.Added[store.KindSP]+res.Updated[store.KindSP]+res.Removed[store.KindSP] == 0 {
+		return false
 	}
-	if diffCount(fdbByName(d.fdb), fdbByName(want.fdb), func(a, b FDBEntry) bool { return a == b }, store.KindFDB, &res) {
-		d.fdb, changed = want.fdb, true
-	}
+	d.sps = sps
+	return true
+}
 
-	// 5. Kinds converged elsewhere. They refer to one another (a policy
-	// to its certificate, a CRL to its CA), so when any of them changed,
-	// every handled kind is applied again, in store order.
+// applyExtra is step 5: the kinds converged elsewhere (Extra). They refer
+// to one another (a policy to its certificate, a CRL to its CA), so when
+// any of them changed, every handled kind is applied again, in store
+// order.
+func (c *Converger) applyExtra(recs []store.Record, byKind map[store.Kind][]store.Record, probs *problems) bool {
+	d := c.d
 	other := digestOther(recs)
-	extraChanged := false
+	defer func() { c.extraSeen = other }()
+	changed := false
 	for kind, dg := range other {
 		if c.extraSeen[kind] != dg && c.Extra[kind] != nil {
-			extraChanged = true
+			changed = true
 		}
 	}
 	for kind := range c.extraSeen {
 		if _, ok := other[kind]; !ok && c.Extra[kind] != nil {
-			extraChanged = true
+			changed = true
 		}
 	}
-	if extraChanged {
+	if changed {
 		for _, kind := range store.Kinds() {
 			if h := c.Extra[kind]; h != nil {
-				probs = append(probs, h(d, byKind[kind])...)
+				*probs = append(*probs, h(d, byKind[kind])...)
 			}
 		}
-		changed = true
 	}
 	for kind, dg := range other {
 		if c.extraSeen[kind] != dg && c.Extra[kind] == nil {
@@ -583,16 +511,20 @@ func (c *Converger) Converge(recs []store.Record, begin func() bool) ConvergeRes
 			d.log.Warn("stored records removed; changes of this kind made by other hosts apply here when vifsecd restarts", "kind", string(kind))
 		}
 	}
-	c.extraSeen = other
+	return changed
+}
 
-	if changed {
-		d.changed()
-		res.Changed = true
+// forget zeroes the keys of the SA records c holds (decoded, and the
+// record that built each live SA) and drops them: c is thrown away.
+func (c *Converger) forget() {
+	for _, e := range c.cache {
+		if w, ok := e.obj.(*wantSA); ok {
+			clear(w.cfg.EncKey)
+			clear(w.cfg.IntegKey)
+		}
 	}
-	sort.Slice(probs, func(i, j int) bool { return probs[i].String() < probs[j].String() })
-	res.Problems = probs
-	c.report(&res)
-	return res
+	clear(c.cache)
+	clear(c.built)
 }
 
 // needSeqs says whether Converge may build an SA object from recs (a
@@ -711,81 +643,6 @@ func sameSA(live *sa.SA, cfg *sa.Config) bool {
 		a.IntegKey, b.IntegKey = nil, nil
 	}
 	return reflect.DeepEqual(a, b)
-}
-
-// decodeRecord decodes and checks one record on its own.
-func decodeRecord(r store.Record) (any, error) {
-	named := func(got string) error {
-		if got != r.Name {
-			return fmt.Errorf("holds %s %q", r.Kind, got)
-		}
-		return nil
-	}
-	switch r.Kind {
-	case store.KindConfig:
-		var c configRecord
-		return c, json.Unmarshal(r.Value, &c)
-	case store.KindUplink:
-		var u Uplink
-		if err := json.Unmarshal(r.Value, &u); err != nil {
-			return nil, err
-		}
-		return u, u.Validate()
-	case store.KindTenant:
-		var t tenant.Tenant
-		if err := json.Unmarshal(r.Value, &t); err != nil {
-			return nil, err
-		}
-		if err := t.Validate(); err != nil {
-			return nil, err
-		}
-		return t, named(t.Name)
-	case store.KindVM:
-		var v tenant.VM
-		if err := json.Unmarshal(r.Value, &v); err != nil {
-			return nil, err
-		}
-		if err := v.Validate(); err != nil {
-			return nil, err
-		}
-		return v, named(v.Name)
-	case store.KindSA:
-		o, c, err := decodeSA(r.Value)
-		if err == nil {
-			err = named(c.Name)
-		}
-		if err == nil && (o.vm == "") == (o.tenant == "") {
-			err = fmt.Errorf("names both or neither of a VM (%q) and a tenant (%q)", o.vm, o.tenant)
-		}
-		if err == nil {
-			err = c.Validate()
-		}
-		if err != nil {
-			clear(c.EncKey)
-			clear(c.IntegKey)
-			return nil, err
-		}
-		return &wantSA{owner: o, cfg: c}, nil
-	case store.KindSP:
-		var s spRecord
-		if err := json.Unmarshal(r.Value, &s); err != nil {
-			return nil, err
-		}
-		if err := s.Policy.Validate(); err != nil {
-			return nil, err
-		}
-		return &spEntry{seq: s.Seq, p: s.Policy}, named(s.Policy.Name)
-	case store.KindFDB:
-		var e FDBEntry
-		if err := json.Unmarshal(r.Value, &e); err != nil {
-			return nil, err
-		}
-		if err := e.Validate(); err != nil {
-			return nil, err
-		}
-		return e, named(e.key().storeName())
-	}
-	return nil, fmt.Errorf("kind %s is not converged here", r.Kind)
 }
 
 // Discard zeroes the keys of every SA of a Daemon that is being thrown

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/sa"
@@ -500,5 +501,59 @@ func TestConvergeVMLeavesWithIKESAs(t *testing.T) {
 	}
 	if ps, _ := b.Policies("t1"); len(ps) != 1 {
 		t.Fatalf("policy gone with the VM: %+v", ps)
+	}
+}
+
+// TestRestoreAndConvergeShareRules: a record that breaks a rule of the
+// stored state makes New fail naming it, and makes NewFleet (a Converger)
+// leave it out with the same message, for every kind of rule.
+func TestRestoreAndConvergeShareRules(t *testing.T) {
+	base := storetest.NewMemory()
+	d := setup(t, base)
+	mustW(t)(d.AddSA("vm1", gcmSA(t, "s1", 0x1000, sa.ModeTransport)))
+	stored := map[recKey][]byte{}
+	for _, r := range load(t, base) {
+		stored[recKey{r.Kind, r.Name}] = r.Value
+	}
+	edit := func(kind store.Kind, name string, v any, change func()) []byte {
+		must(t, json.Unmarshal(stored[recKey{kind, name}], v))
+		change()
+		return mustJSON(v)
+	}
+	var t2 tenant.Tenant
+	var both, twin saRecord
+	good := pskPolicy("p")
+	for _, tc := range []struct {
+		name string
+		bad  store.Op
+		want string // in the message
+	}{
+		{"tenant with a VNI taken", store.Put(store.KindTenant, "t2", edit(store.KindTenant, "t1", &t2, func() { t2.Name = "t2" })), "VNI 100"},
+		{"VM of a missing tenant", store.Put(store.KindVM, "vm9", mustJSON(vm("vm9", "ghost", "52:54:00:00:00:09", 10))), `tenant "ghost"`},
+		{"SA of a VM and a tenant", store.Put(store.KindSA, "s1", edit(store.KindSA, "s1", &both, func() { both.Tenant = "t1" })), "both or neither"},
+		{"SA with a key taken", store.Put(store.KindSA, "s2", edit(store.KindSA, "s1", &twin, func() { twin.Name = "s2" })), "SPI 0x1000"},
+		{"SP with another VM's SA", store.Put(store.KindSP, "p9", mustJSON(spRecord{Seq: 9, Policy: policy("p9", "vm2", "s1", sa.DirOut, tenant.ActionIPsec, sa.ModeTransport)})), `not an SA of VM "vm2"`},
+		{"FDB entry under another name", store.Put(store.KindFDB, "t1/52:54:00:00:00:99", mustJSON(FDBEntry{Tenant: "t1", MAC: tenant.MAC{0x52, 0x54, 0, 0, 0, 0x98}, Remote: netip.MustParseAddr("192.0.2.9")})), "holds fdb"},
+		{"policy of a missing tenant", store.Put(store.KindPolicy, "ghost/p", encodePolicy(&ikeconf.Policy{Tenant: "ghost", Name: "p", LocalSubnets: good.LocalSubnets, RemoteSubnets: good.RemoteSubnets, Mode: sa.ModeTransport, Auth: ikeconf.AuthPSK, PSK: []byte(testPSK)})), `no tenant named "ghost"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := storetest.NewMemory()
+			var ops []store.Op
+			for k, v := range stored {
+				ops = append(ops, store.Put(k.kind, k.name, v))
+			}
+			must(t, st.Commit(append(ops, tc.bad)))
+			_, _, probs, err := NewFleet(st, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(probs) != 1 || probs[0].Kind != tc.bad.Kind || probs[0].Name != tc.bad.Name || !strings.Contains(probs[0].Err, tc.want) {
+				t.Fatalf("NewFleet's problems %q, want one of %s %q saying %q", probs, tc.bad.Kind, tc.bad.Name, tc.want)
+			}
+			_, err = New(st, nil)
+			if want := "restore state: " + probs[0].String(); err == nil || err.Error() != want {
+				t.Errorf("New = %v\nwant %s", err, want)
+			}
+		})
 	}
 }

@@ -38,6 +38,15 @@
 // addresses (ike.go), resolving the peer's MAC with ARP or Neighbor
 // Discovery as the guest would (neigh.go).
 //
+// UDP GSO (outbound.go joinTrains, inbound.go splitOwnUDP): toward an
+// uplink with virtio-net headers, the ESP-in-UDP (or VXLAN) datagrams made
+// from one TSO super-frame of a VM leave as one GSO_UDP_L4 super-frame,
+// which the kernel, the NIC or the receiver behind a veth cuts again; such
+// a super-frame arriving whole from the uplink is cut (gso.SplitUDP) and
+// its datagrams handled one by one in the same batch, when vifsec is the
+// one to consume it (an inbound SA of the VM it is addressed to, or the
+// local VTEP). A guest's own UDP super-frame is delivered whole.
+//
 // What a frame may be is decided before anything else looks at it, the
 // same way in both directions (frame.go): at most one VLAN tag, counting
 // the one AF_PACKET may have moved into packet metadata, which must be

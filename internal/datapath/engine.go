@@ -227,7 +227,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 	}
 	e := &Engine{db: db, log: log, workers: map[vif.Port][]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
 		misses: make(chan netip.Addr, 16), now: time.Now}
-	e.cfg.Store(&config{enabled: true, coalesce: true, mtu: DefaultMTU, pathMTU: DefaultMTU})
+	e.cfg.Store(&config{enabled: true, coalesce: true, udpGSO: true, mtu: DefaultMTU, pathMTU: DefaultMTU})
 	e.snap.Store(newSnapshot())
 	return e
 }
@@ -240,6 +240,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 type config struct {
 	enabled  bool // IPsec processing (SetEnabled)
 	coalesce bool // ingress coalescing (SetCoalesce)
+	udpGSO   bool // UDP GSO toward the uplink (SetUDPGSO)
 	uplink   *txPort
 	mtu      int // the uplink's MTU
 	// pathMTU is the largest IP packet a VM may hand over before ESP:
@@ -268,6 +269,12 @@ func (e *Engine) SetEnabled(on bool) { e.setConfig(func(c *config) { c.enabled =
 // TCP segments into one super-frame for VIFs that take virtio-net headers)
 // on or off. It is on by default.
 func (e *Engine) SetCoalesce(on bool) { e.setConfig(func(c *config) { c.coalesce = on }) }
+
+// SetUDPGSO turns UDP GSO toward an uplink with virtio-net headers on or
+// off: the ESP-in-UDP or VXLAN packets made from one TSO super-frame of a
+// VM leave as one GSO_UDP_L4 super-frame (outbound.go, joinTrains). It is
+// on by default. Receiving such super-frames is always on.
+func (e *Engine) SetUDPGSO(on bool) { e.setConfig(func(c *config) { c.udpGSO = on }) }
 
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.cfg.Load().enabled }

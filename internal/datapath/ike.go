@@ -163,7 +163,10 @@ func (e *Engine) ikeNextHop(k ikeNeighKey, now time.Time) (header.MAC, bool) {
 // when either port is 4500. IPv4 leaves without DF (IKE messages may be
 // fragmented on the path) and is fragmented here when it exceeds the
 // uplink's path MTU; IPv6 that does not fit is refused (ErrTooBig: use
-// RFC 7383 fragmentation). The VM need not have VM.IKE: an IKE SA may
+// RFC 7383 fragmentation). To another VM on this host (in the VM's VLAN,
+// owning the peer's address) it never takes the uplink: the IKE handler
+// gets it in that VM's scope when the gateway runs its IKE too, else its
+// guest gets the frame. The VM need not have VM.IKE: an IKE SA may
 // outlive its policy long enough to send its Delete. Like a UDP socket's send, success means the
 // frame was handed to the uplink, not that it arrived; when the peer's
 // next-hop MAC is not known yet, it means the datagram waits while the
@@ -197,12 +200,15 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 	case !vm.owns(local):
 		return fmt.Errorf("send IKE from %v: %w: not an address of VM %q (--ip)", local, ErrBadAddress, vm.name)
 	}
+	if _, _, err := e.datagramLen(p, withMarker); err != nil {
+		return err
+	}
+	if v := snap.localPeer(vm, remote); v != nil {
+		return e.sendLocal(vm, v, p, withMarker)
+	}
 	up := e.cfg.Load().uplink
 	if up == nil {
 		return fmt.Errorf("send IKE for VM %q: %w", vm.name, ErrNoUplink)
-	}
-	if _, _, err := e.datagramLen(p, withMarker); err != nil {
-		return err
 	}
 	now := e.now()
 	k := keyOf(vm, remote)
@@ -223,6 +229,61 @@ func (e *Engine) sendUDP(p IKEPacket, withMarker bool) error {
 	}
 	if ask {
 		return e.solicit(vm, up, local, remote)
+	}
+	return nil
+}
+
+// localPeer returns the other VM on this host, in vm's VLAN (and VNI),
+// that has addr among its configured addresses: a peer whose IKE never
+// crosses the uplink. nil if there is none.
+func (snap *snapshot) localPeer(vm *vmState, addr netip.Addr) *vmState {
+	for _, v := range snap.byVLAN[vm.vlan] {
+		if v != vm && v.vni == vm.vni && len(v.ips) > 0 && v.owns(addr) {
+			return v
+		}
+	}
+	return nil
+}
+
+// sendLocal delivers p from vm to v, a VM on this host (localPeer), as
+// the uplink would have brought it back had it left: to the IKE handler
+// in v's scope when the gateway runs v's IKE too (a NAT-keepalive is
+// consumed), else to v's guest as a UDP frame under v's inbound SPD.
+func (e *Engine) sendLocal(vm, v *vmState, p IKEPacket, withMarker bool) error {
+	if v.ike {
+		if h := e.ikeHandler.Load(); h != nil {
+			vm.stats.IKEOut.Add(1)
+			if !withMarker {
+				v.stats.Drop(drop.NATKeepalive)
+				return nil
+			}
+			v.stats.IKEIn.Add(1)
+			(*h)(IKEPacket{VM: v.name, Scope: sa.Scope{VLAN: v.vlan, MAC: v.mac}, Local: p.Remote, Remote: p.Local, Data: bytes.Clone(p.Data)})
+			return nil
+		}
+	}
+	total, marker, err := e.datagramLen(p, withMarker)
+	if err != nil {
+		return err
+	}
+	local, remote := p.Local.Addr().Unmap(), p.Remote.Addr().Unmap()
+	buf := make([]byte, readOff+ethLen+total+esp.Tailroom)
+	f := buf[readOff:]
+	copy(f[0:6], v.mac[:])
+	copy(f[6:12], vm.mac[:])
+	et := uint16(etherIPv4)
+	if !local.Is4() {
+		et = etherIPv6
+	}
+	binary.BigEndian.PutUint16(f[12:14], et)
+	buildIKEPacket(f[ethLen:ethLen+total], local, remote, p.Local.Port(), p.Remote.Port(), marker, p.Data, uint16(e.ikeID.Add(1)))
+	e.ikeTxMu.Lock()
+	defer e.ikeTxMu.Unlock()
+	w := e.ikeWorker()
+	vm.stats.IKEOut.Add(1)
+	if w.inboundClear(v, buf, readOff, ethLen+total, et) {
+		w.queue(v.port, buf, readOff, readOff+ethLen+total, v.stats)
+		w.flush()
 	}
 	return nil
 }

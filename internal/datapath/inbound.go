@@ -2,11 +2,13 @@ package datapath
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
+	"github.com/vifsec/vifsec/offload/gso"
 	"github.com/vifsec/vifsec/offload/mss"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
@@ -63,6 +65,9 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 			return
 		}
 	}
+	if h.GSO() == offload.GSOUDPL4 && w.splitOwnUDP(snap, l, buf, off, n, h) {
+		return
+	}
 	vm := snap.byKey[vmKey{l.vlan, [6]byte(buf[off : off+6])}]
 	if vm == nil {
 		w.e.UplinkRx.UnknownDest.Add(1)
@@ -82,6 +87,67 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 	}
 	w.out[w.nout] = outFrame{dst: vm.port, buf: buf, start: off, end: off + n, vm: vm.stats, hasHdr: true}
 	w.nout++
+}
+
+// splitOwnUDP cuts a UDP GSO super-frame from the uplink (the frame
+// buf[off:off+n], untagged, of VLAN l.vlan) that vifsec consumes itself
+// — ESP in UDP for an inbound SA of the VM it is addressed to, or VXLAN
+// or ESP in UDP to the local VTEP — into its datagrams (gso.SplitUDP) and
+// handles each as a frame from the uplink: a peer's train (joinTrains) is
+// decrypted in one pass, without a system call per datagram, and its
+// TCP segments go on to the ingress coalescer. It reports false for any
+// other super-frame (a guest's own UDP), which the caller delivers whole.
+func (w *worker) splitOwnUDP(snap *snapshot, l l2, buf []byte, off, n int, h offload.VnetHdr) bool {
+	if l.etype != etherIPv4 && l.etype != etherIPv6 {
+		return false
+	}
+	ip := buf[off+ethLen : off+n]
+	c := esp.Classify(ip)
+	own := false
+	if ov := w.cfg.overlay; ov != nil {
+		dst, port, ok := udpDst(ip)
+		own = ok && dst == ov.src && (port == ov.port || c.Kind == esp.KindESPInUDP)
+	}
+	if !own && c.Kind == esp.KindESPInUDP && w.cfg.enabled {
+		if vm := snap.byKey[vmKey{l.vlan, [6]byte(buf[off : off+6])}]; vm != nil {
+			s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
+			own = s != nil && s.Dir() != sa.DirOut
+		}
+	}
+	if !own {
+		return false
+	}
+	w.ensureSeg()
+	w.flush() // frames still queued may be in the segment buffers
+	ns, d := gso.SplitUDP(buf[off:off+n], h, w.seg, readOff, w.segSizes)
+	if d != drop.None {
+		w.e.UplinkRx.Malformed.Add(1)
+		return true
+	}
+	m := vif.Meta{Tagged: l.tagged, VLAN: l.vlan}
+	for i := range ns {
+		w.fromUplink(snap, w.seg[i], readOff, w.segSizes[i], m)
+	}
+	w.flush()
+	w.Splits++
+	return true
+}
+
+// udpDst returns the destination address and UDP port of ip, an IPv4
+// packet or an IPv6 one whose next header is UDP; ok is false for anything
+// else.
+func udpDst(ip []byte) (dst netip.Addr, port uint16, ok bool) {
+	switch {
+	case len(ip) >= 20 && ip[0]>>4 == 4 && ip[9] == header.ProtoUDP:
+		l4 := int(ip[0]&0x0f) * 4
+		if l4 < 20 || len(ip) < l4+8 {
+			return dst, 0, false
+		}
+		return netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(ip[l4+2:]), true
+	case len(ip) >= ipv6Len+8 && ip[0]>>4 == 6 && ip[6] == header.ProtoUDP:
+		return netip.AddrFrom16([16]byte(ip[24:40])), binary.BigEndian.Uint16(ip[ipv6Len+2:]), true
+	}
+	return dst, 0, false
 }
 
 func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
@@ -179,7 +245,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			}
 		case esp.KindESP:
 			if w.cfg.enabled {
-				w.inboundESP(vm, w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI}), buf, off, n)
+				w.inboundESP(vm, w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI}), buf, off, n, netip.AddrPort{})
 				return
 			}
 		case esp.KindESPInUDP:
@@ -191,7 +257,7 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 			if w.cfg.enabled {
 				s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
 				if s != nil && s.Dir() != sa.DirOut {
-					w.inboundESP(vm, s, buf, off, n)
+					w.inboundESP(vm, s, buf, off, n, udpSource(f[ethLen:], &c))
 					return
 				}
 				if vm.ike {
@@ -220,9 +286,24 @@ func (w *worker) toVM(vm *vmState, buf []byte, off, n int, etype uint16) {
 	}
 }
 
+// udpSource is the outer source address and UDP source port of an IP
+// packet esp.Classify found to be ESP in UDP.
+func udpSource(pkt []byte, c *esp.Class) netip.AddrPort {
+	var a netip.Addr
+	if c.V6 {
+		a = header.IPv6(pkt).Src()
+	} else {
+		a = header.IPv4(pkt).Src()
+	}
+	return netip.AddrPortFrom(a, binary.BigEndian.Uint16(pkt[c.UDP:]))
+}
+
 // inboundESP decapsulates ESP for vm on s, the SA its SPI names in the
-// VM's scope (nil: none), and delivers what the inbound SPD accepts.
-func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
+// VM's scope (nil: none), and delivers what the inbound SPD accepts. from
+// is where ESP in UDP came from (zero for plain ESP): once the packet
+// authenticated, s learns it (sa.SA.NotePeer: a NAT rebinding is
+// reported, and IKE moves the Child SAs).
+func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int, from netip.AddrPort) {
 	st := vm.stats
 	if s == nil {
 		st.Drop(drop.NoSA)
@@ -234,6 +315,9 @@ func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int) {
 		st.Drop(d)
 		s.Drop(d)
 		return
+	}
+	if from.IsValid() {
+		s.NotePeer(from) // authenticated, inside the replay window
 	}
 	if !tenant.ParseFlow(buf[start:end], &w.flow) {
 		st.Drop(drop.Malformed)

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vifsec/vifsec/offload/gro"
+	"github.com/vifsec/vifsec/offload/gso"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/esp"
@@ -73,6 +74,16 @@ type worker struct {
 
 	fragmenting bool // w.seg holds fragments being sent
 	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
+	// train joins the uplink datagrams made from one super-frame into
+	// one UDP GSO super-frame in trainBuf (joinTrains).
+	train    gso.Train
+	trainBuf []byte
+	// Trains counts UDP GSO super-frames sent, TrainSegs the datagrams in
+	// them (read by tests and benchmarks).
+	Trains, TrainSegs uint64
+	// Splits counts UDP GSO super-frames from the uplink cut into
+	// datagrams (uplink worker; read by tests).
+	Splits uint64
 
 	// What the batch counts, added to shared counters once per batch:
 	// frames a VM sent (forward), frames delivered to VMs (flush),

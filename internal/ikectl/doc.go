@@ -5,9 +5,9 @@
 // events, and reports its IKE SAs for `vifsec show-ikesa`.
 //
 // It owns no packet I/O: the caller gives Config.Send and feeds received
-// IKE datagrams to Input (cmd/vifsecd wires the data path's IKE punt for
-// policies with --vm and UDP sockets on the underlay address for the
-// others). It must not reach into the data path or the store.
+// IKE datagrams to Input (internal/ikeio carries them: the data path's
+// IKE punt for policies with --vm, UDP sockets on the underlay address for
+// the others). It must not reach into the data path or the store.
 //
 // Concurrency: the engine's AllocSPI and FreeSPI callbacks take the
 // Daemon's lock while the engine holds its own, so nothing here calls the

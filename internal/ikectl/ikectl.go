@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"sync"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/ike"
@@ -66,6 +68,8 @@ func New(d *daemon.Daemon, cfg *Config) *Controller {
 	ec.Remove = c.remove
 	ec.AllocSPI = d.AllocIKESPI
 	ec.FreeSPI = d.FreeIKESPI
+	ec.Rebind = c.rebind
+	ec.InboundPackets = func(cs *ike.ChildSA) uint64 { return d.IKEInboundPackets(cs.Scope, cs.In.SPI) }
 	c.e = ike.New(&ec)
 	d.SetIKEEvents(c.e.HandleEvent)
 	d.SetIKEReport(c.report)
@@ -192,17 +196,17 @@ func enginePolicy(pc daemon.IKEPolicyConfig) (p ike.Policy, why string) {
 		LocalTS: d.LocalSubnets, RemoteTS: d.RemoteSubnets, Protocol: d.Protocol,
 		LocalPorts: ports(d.LocalPorts), RemotePorts: ports(d.RemotePorts), Mode: d.Mode,
 		LocalID: d.LocalIdentity, RemoteID: d.RemoteIdentity,
-		DPD: d.DPDInterval, DPDClear: d.EffectiveDPDAction() == daemon.DPDClear,
+		DPD: d.DPDInterval, DPDClear: d.EffectiveDPDAction() == ikeconf.DPDClear,
 		PPK: d.PPK, PPKID: d.PPKID, PPKRequired: d.PPKRequired,
 	}
 	p.IKELifetime, p.ChildLifetime = d.Lifetimes()
-	if d.RemoteIdentity == daemon.AnyIdentity {
+	if d.RemoteIdentity == ikeconf.AnyIdentity {
 		p.RemoteID, p.AnyRemoteID = "", true
 	}
 	switch d.Auth {
-	case daemon.AuthPSK:
+	case ikeconf.AuthPSK:
 		p.PSK = d.PSK
-	case daemon.AuthPKI:
+	case ikeconf.AuthPKI:
 		p.Cert, p.Chain, p.Key, p.Roots, p.CRLs = pc.Cert, pc.Chain, pc.Key, pc.Roots, pc.CRLs
 		if len(p.Roots) == 0 {
 			return p, fmt.Sprintf("tenant %s has no IPsec CA (vifsec ca-certificate add)", d.Tenant)
@@ -234,7 +238,7 @@ func enginePolicy(pc daemon.IKEPolicyConfig) (p ike.Policy, why string) {
 	return p, ""
 }
 
-func ports(r daemon.PortRange) [2]uint16 {
+func ports(r ikeconf.PortRange) [2]uint16 {
 	if r.IsAny() {
 		return [2]uint16{}
 	}
@@ -256,16 +260,28 @@ func (c *Controller) install(cs *ike.ChildSA) error {
 	return err
 }
 
-func portRange(p [2]uint16) daemon.PortRange {
+func portRange(p [2]uint16) ikeconf.PortRange {
 	if p == [2]uint16{} || p == [2]uint16{0, 65535} {
-		return daemon.AnyPorts
+		return ikeconf.AnyPorts
 	}
-	return daemon.PortRange{First: p[0], Last: p[1]}
+	return ikeconf.PortRange{First: p[0], Last: p[1]}
 }
 
 func (c *Controller) switchTo(cs *ike.ChildSA) {
 	if err := c.d.SwitchIKEChild(cs.Scope, cs.In.SPI); err != nil {
 		c.log.Debug("IKE switch of a child SA that is gone", "tenant", cs.Tenant, "policy", cs.Policy, "err", err)
+	}
+}
+
+// rebind is the engine's Rebind: the Child SA's SAs follow the peer to
+// its new endpoint.
+func (c *Controller) rebind(cs *ike.ChildSA) {
+	if cs.Out.Encap == nil {
+		return
+	}
+	to := netip.AddrPortFrom(cs.Out.Dst, cs.Out.Encap.DstPort)
+	if err := c.d.RebindIKEChild(cs.In.Name, cs.Out.Name, to); err != nil {
+		c.log.Warn("IKE child SA not moved to its peer's new endpoint", "tenant", cs.Tenant, "policy", cs.Policy, "to", to.String(), "err", err)
 	}
 }
 

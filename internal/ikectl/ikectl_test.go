@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/pkitest"
 	"github.com/vifsec/vifsec/internal/store/storetest"
@@ -96,6 +97,12 @@ func testLogger(buf io.Writer) *slog.Logger {
 // at ip (VLAN vlan), and its controller on w.
 func newGateway(t *testing.T, w *wire, name, mac string, vlan uint16, ip string) *gateway {
 	t.Helper()
+	return newGatewayEngine(t, w, name, mac, vlan, ip, &ike.Config{RetransmitTimeout: 500 * time.Millisecond})
+}
+
+// newGatewayEngine is newGateway with the engine tuned by ec.
+func newGatewayEngine(t *testing.T, w *wire, name, mac string, vlan uint16, ip string, ec *ike.Config) *gateway {
+	t.Helper()
 	logs := &testutil.LogBuffer{}
 	d, err := daemon.New(storetest.NewMemory(), &daemon.Config{Logger: testLogger(logs).With("gw", name)})
 	if err != nil {
@@ -110,8 +117,7 @@ func newGateway(t *testing.T, w *wire, name, mac string, vlan uint16, ip string)
 		g.scope = sa.Scope{VLAN: vlan, MAC: header.MAC(m)}
 		w.gw[netip.MustParseAddr(ip)] = g
 	}
-	g.c = New(d, &Config{Logger: testLogger(logs).With("gw", name), Send: w.send(g),
-		Engine: &ike.Config{RetransmitTimeout: 500 * time.Millisecond}})
+	g.c = New(d, &Config{Logger: testLogger(logs).With("gw", name), Send: w.send(g), Engine: ec})
 	return g
 }
 
@@ -178,11 +184,11 @@ func waitChildren(t *testing.T, g *gateway, n int) []daemon.IPsecSA {
 	}
 }
 
-func pskPolicy(name, vm, local, remote, remoteAddr string) daemon.IKEPolicy {
-	p := daemon.IKEPolicy{Tenant: "t1", Name: name, VM: vm,
+func pskPolicy(name, vm, local, remote, remoteAddr string) ikeconf.Policy {
+	p := ikeconf.Policy{Tenant: "t1", Name: name, VM: vm,
 		LocalSubnets:  []netip.Prefix{netip.MustParsePrefix(local)},
 		RemoteSubnets: []netip.Prefix{netip.MustParsePrefix(remote)},
-		Auth:          daemon.AuthPSK, PSK: []byte("back-to-back pre-shared key")}
+		Auth:          ikeconf.AuthPSK, PSK: []byte("back-to-back pre-shared key")}
 	if remoteAddr != "" {
 		p.RemoteAddress = netip.MustParseAddr(remoteAddr)
 	}
@@ -306,17 +312,17 @@ func TestBackToBackUnderlayPKI(t *testing.T) {
 		cn    string
 	}{{a, la, "a.example.com"}, {b, lb, "b.example.com"}} {
 		must(t, x.g.d.SetUplink(daemon.Uplink{Dev: "eth0", Overlay: daemon.OverlayVXLAN, VXLANLocal: x.local, Protect: daemon.ProtectUnderlay}))
-		mustW(t)(x.g.d.InstallCertificate("t1", "srv", daemon.CertServer, ca.Issue(x.cn).ServerPEM(ca)))
-		mustW(t)(x.g.d.InstallCertificate("t1", "ca", daemon.CertClientCA, ca.PEM()))
+		mustW(t)(x.g.d.InstallCertificate("t1", "srv", ikeconf.CertServer, ca.Issue(x.cn).ServerPEM(ca)))
+		mustW(t)(x.g.d.InstallCertificate("t1", "ca", ikeconf.CertClientCA, ca.PEM()))
 		mustW(t)(x.g.d.AddCACertificates("t1", []string{"ca"}))
 	}
-	pol := func(local, remote netip.Addr, remoteID string) daemon.IKEPolicy {
-		return daemon.IKEPolicy{Tenant: "t1", Name: "vtep", LocalSubnets: []netip.Prefix{netip.PrefixFrom(local, 32)},
-			RemoteSubnets: []netip.Prefix{netip.PrefixFrom(remote, 32)}, RemoteAddress: remote, Protocol: daemon.ProtoNumUDP,
-			Auth: daemon.AuthPKI, CertName: "srv", RemoteIdentity: remoteID, ESPProposals: []string{"aes128gcm16"}}
+	pol := func(local, remote netip.Addr, remoteID string) ikeconf.Policy {
+		return ikeconf.Policy{Tenant: "t1", Name: "vtep", LocalSubnets: []netip.Prefix{netip.PrefixFrom(local, 32)},
+			RemoteSubnets: []netip.Prefix{netip.PrefixFrom(remote, 32)}, RemoteAddress: remote, Protocol: ikeconf.ProtoNumUDP,
+			Auth: ikeconf.AuthPKI, CertName: "srv", RemoteIdentity: remoteID, ESPProposals: []string{"aes128gcm16"}}
 	}
 	mustW(t)(a.d.CreatePolicy(pol(la, lb, "CN=b.example.com, O=vifsec test")))
-	pb := pol(lb, la, daemon.AnyIdentity)
+	pb := pol(lb, la, ikeconf.AnyIdentity)
 	pb.RemoteAddress = netip.Addr{} // responds only: one IKE SA, not two crossing
 	mustW(t)(b.d.CreatePolicy(pb))
 	start(t, w, a, b)

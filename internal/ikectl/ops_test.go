@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
@@ -16,18 +17,18 @@ func TestEnginePolicyTimers(t *testing.T) {
 	local := netip.MustParseAddr("192.0.2.1")
 	for _, tc := range []struct {
 		name      string
-		edit      func(p *daemon.IKEPolicy)
+		edit      func(p *ikeconf.Policy)
 		ikeLife   time.Duration
 		childLife time.Duration
 		dpd       time.Duration
 		clear     bool
 	}{
-		{name: "defaults, initiating", edit: func(*daemon.IKEPolicy) {}, ikeLife: 4 * time.Hour, childLife: time.Hour, clear: false},
-		{name: "defaults, responding", edit: func(p *daemon.IKEPolicy) { p.RemoteAddress = netip.Addr{} }, ikeLife: 4 * time.Hour, childLife: time.Hour, clear: true},
-		{name: "set", edit: func(p *daemon.IKEPolicy) {
-			p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction = 20*time.Minute, 90*time.Second, 30*time.Second, daemon.DPDClear
+		{name: "defaults, initiating", edit: func(*ikeconf.Policy) {}, ikeLife: 4 * time.Hour, childLife: time.Hour, clear: false},
+		{name: "defaults, responding", edit: func(p *ikeconf.Policy) { p.RemoteAddress = netip.Addr{} }, ikeLife: 4 * time.Hour, childLife: time.Hour, clear: true},
+		{name: "set", edit: func(p *ikeconf.Policy) {
+			p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction = 20*time.Minute, 90*time.Second, 30*time.Second, ikeconf.DPDClear
 		}, ikeLife: 20 * time.Minute, childLife: 90 * time.Second, dpd: 30 * time.Second, clear: true},
-		{name: "restart", edit: func(p *daemon.IKEPolicy) { p.DPDInterval, p.DPDAction = time.Second, daemon.DPDRestart },
+		{name: "restart", edit: func(p *ikeconf.Policy) { p.DPDInterval, p.DPDAction = time.Second, ikeconf.DPDRestart },
 			ikeLife: 4 * time.Hour, childLife: time.Hour, dpd: time.Second, clear: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/sa"
@@ -57,9 +58,9 @@ func liveDaemon(t *testing.T) *daemon.Daemon {
 	// vifsec_sa_drops_total has only the reasons seen: one replayed packet.
 	d.SADB().Get("s1").Stats.Drops[drop.Replay].Add(1)
 	for _, name := range []string{"pol1", "pol2"} {
-		p := daemon.IKEPolicy{Tenant: "t1", Name: name, VM: "vm1",
+		p := ikeconf.Policy{Tenant: "t1", Name: name, VM: "vm1",
 			LocalSubnets: []netip.Prefix{netip.MustParsePrefix("2001:db8:1::121/128")}, RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("2001:db8:2::/64")},
-			Auth: daemon.AuthPSK, PSK: []byte("correct horse battery staple 42")}
+			Auth: ikeconf.AuthPSK, PSK: []byte("correct horse battery staple 42")}
 		if name == "pol1" {
 			p.RemoteAddress = netip.MustParseAddr("2001:db8:2::5")
 		} else {

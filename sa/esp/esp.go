@@ -206,7 +206,7 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 // proto is ESP, or UDP for ESP in UDP.
 func writeOuter(s *sa.SA, h, inner []byte, innerV6, outerV6 bool, total int, id uint16, proto byte) {
 	t := tos(inner, innerV6)
-	src, dst := s.Src().Unmap(), s.Dst().Unmap()
+	src, dst := s.Src().Unmap(), s.OuterDst().Unmap()
 	if outerV6 {
 		var fl uint32
 		if innerV6 {

@@ -55,6 +55,7 @@ type childSA struct {
 	tRekey        timer
 	tExpire       timer
 	inst          atomic.Int32
+	inSeen        uint64 // Config.InboundPackets at the last liveness check
 
 	nonces    [2][]byte // Ni, Nr of the exchange that made it
 	replaces  *childSA  // the child this one rekeys

@@ -88,6 +88,22 @@ type Config struct {
 	// FreeSPI releases an SPI from AllocSPI that never got installed
 	// (the negotiation failed). Same locking rule as AllocSPI. May be nil.
 	FreeSPI func(scope sa.Scope, spi uint32)
+	// Rebind moves c.In's and c.Out's remote end, in place, to c.Out.Dst
+	// and c.Out.Encap.DstPort (sa.SA.Rebind: keys, sequence numbers and
+	// replay window unchanged): the peer behind a NAT was seen at a new
+	// address or port, in authenticated ESP (sa.EventPeerMoved) or IKE.
+	// It must tolerate SAs already gone. nil: Child SAs keep the
+	// endpoint they were installed with.
+	Rebind func(c *ChildSA)
+	// InboundPackets returns how many ESP packets the data path has
+	// authenticated on c.In (ICV verified, inside the replay window)
+	// since Install: the SA's packet counter. A peer whose Child SAs
+	// still bring ESP is alive: a liveness check (DPD) is sent only when
+	// neither an IKE message nor, by this count, ESP arrived in the DPD
+	// interval (RFC 7296 §2.4). Same locking rule as AllocSPI: it must be
+	// cheap (an atomic load) and must not call the Engine. nil: only IKE
+	// messages count.
+	InboundPackets func(c *ChildSA) uint64
 
 	// HalfOpenCookieThreshold: with this many half-open IKE SAs (answered
 	// IKE_SA_INIT, no IKE_AUTH yet) of a tenant, new IKE_SA_INIT requests
@@ -593,7 +609,9 @@ func (e *Engine) Input(p Packet) {
 
 // HandleEvent takes a lifetime event of an SA the engine installed
 // (sa.DB.Events): a soft limit or sequence number exhaustion rekeys its
-// Child SA, a hard limit deletes it. It reports whether the SA is the
+// Child SA, a hard limit deletes it; authenticated ESP from the peer at a
+// new address or port behind a NAT moves the IKE SA and all its Child
+// SAs there (RFC 3948, RFC 7296 §2.23). It reports whether the SA is the
 // engine's.
 func (e *Engine) HandleEvent(ev sa.Event) bool {
 	e.mu.Lock()
@@ -604,6 +622,8 @@ func (e *Engine) HandleEvent(ev sa.Event) bool {
 			c.ike.rekeyChild(c)
 		case sa.EventHard:
 			c.ike.deleteChild(c, "hard lifetime")
+		case sa.EventPeerMoved:
+			c.ike.peerMoved(ev.Peer)
 		}
 	}
 	e.unlock()

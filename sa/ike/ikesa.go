@@ -453,8 +453,10 @@ func (s *ikeSA) receive(p Packet, h wire.Header) {
 	s.lastRecv = s.e.now()
 	if (s.natLocal || s.natRemote) && (p.Remote != s.remote || p.Local != s.local) {
 		// RFC 7296 §2.23: with a NAT, follow the peer's authenticated
-		// address and port (the float to 4500 included).
+		// address and port (the float to 4500 included), and so do the
+		// Child SAs.
 		s.remote, s.local = p.Remote, p.Local
+		s.rebindChildren()
 	}
 	if resp {
 		r := s.req
@@ -591,6 +593,11 @@ func (s *ikeSA) dpdCheck() {
 		return
 	}
 	now := s.e.now()
+	if s.espArrived() {
+		// ESP since the last check, at most the DPD delay ago: the peer
+		// is alive.
+		s.lastRecv = now
+	}
 	idle := now.Sub(s.lastRecv)
 	if idle < s.pol.DPD {
 		s.e.arm(&s.tDPD, s.lastRecv.Add(s.pol.DPD))
@@ -605,6 +612,70 @@ func (s *ikeSA) dpdCheck() {
 		build:  func() []wire.Payload { return []wire.Payload{} },
 		onFail: func() { s.e.stats.DPDFailures++; s.dead("peer did not answer liveness check (DPD)") },
 	}, false)
+}
+
+// peerMoved follows the peer to "to", where authenticated ESP of one of
+// the IKE SA's Child SAs came from (sa.EventPeerMoved): with a NAT
+// between us (ESP in UDP, RFC 3948) the IKE SA's remote end moves there
+// (the peer's IKE and ESP share its port 4500, and so its NAT mapping)
+// and every Child SA follows. Without a NAT addresses are fixed and
+// nothing moves.
+func (s *ikeSA) peerMoved(to netip.AddrPort) {
+	if !(s.natLocal || s.natRemote) || s.state != ikeEstablished || !to.IsValid() ||
+		to.Addr().Unmap().Is4() != s.remote.Addr().Unmap().Is4() {
+		return
+	}
+	if to != s.remote {
+		s.linfo("peer moved: authenticated ESP from a new address or port", "from", s.remote.String(), "to", to.String())
+		s.remote = to
+	}
+	s.rebindChildren()
+}
+
+// rebindChildren moves the UDP-encapsulated Child SAs whose remote end is
+// not the IKE SA's to it (Config.Rebind).
+func (s *ikeSA) rebindChildren() {
+	e := s.e
+	for _, c := range s.children {
+		out := c.cfg.Out.Encap
+		if out == nil || (c.cfg.Out.Dst == s.remote.Addr().Unmap() && out.DstPort == s.remote.Port()) {
+			continue
+		}
+		ra := s.remote.Addr().Unmap()
+		if ra.Is4() != c.cfg.Out.Dst.Is4() {
+			continue
+		}
+		c.cfg.Out.Dst, c.cfg.In.Src = ra, ra
+		c.cfg.Out.Encap = &sa.UDPEncap{SrcPort: out.SrcPort, DstPort: s.remote.Port()}
+		c.cfg.In.Encap = &sa.UDPEncap{SrcPort: s.remote.Port(), DstPort: c.cfg.In.Encap.DstPort}
+		s.linfo("Child SA follows the peer", "in_spi", hex32(c.inSPI), "out_spi", hex32(c.outSPI), "to", s.remote.String())
+		cc := c.copyCfg()
+		e.effect(func() {
+			if c.inst.Load() == instOK && e.cfg.Rebind != nil {
+				e.cfg.Rebind(cc)
+			}
+		})
+	}
+}
+
+// espArrived reports whether the data path authenticated ESP on any of
+// the IKE SA's installed Child SAs since the last call, by their inbound
+// packet counters (Config.InboundPackets).
+func (s *ikeSA) espArrived() bool {
+	f := s.e.cfg.InboundPackets
+	if f == nil {
+		return false
+	}
+	arrived := false
+	for _, c := range s.children {
+		if c.inst.Load() != instOK {
+			continue
+		}
+		if n := f(&c.cfg); n != c.inSeen {
+			c.inSeen, arrived = n, true
+		}
+	}
+	return arrived
 }
 
 func (s *ikeSA) rekeyTimer() {

@@ -1,4 +1,4 @@
-package main
+package vtep
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 	"github.com/vifsec/vifsec/vif"
 )
 
-// overlayCtl keeps the data path's VXLAN underlay in line with the
+// Controller keeps the data path's VXLAN underlay in line with the
 // configured uplink and FDB: it compiles the FDB by VNI, holds the VXLAN
 // UDP port on the host (so the host's stack does not answer vifsec's VXLAN
 // with port-unreachable), and resolves each remote VTEP's next-hop MAC
 // through the kernel's neighbour table of the uplink.
-type overlayCtl struct {
+type Controller struct {
 	e   *datapath.Engine
 	log *slog.Logger
 	key [16]byte // source-port hash key, per daemon run
@@ -33,18 +33,20 @@ type overlayCtl struct {
 	holdAt  string
 	holdESP net.PacketConn // protocol 50, with --protect underlay
 	espAt   string
-	// kick asks resolve to look at the remotes now (new ones appeared).
+	// kick asks Resolve to look at the remotes now (new ones appeared).
 	kick chan struct{}
 }
 
-func newOverlayCtl(e *datapath.Engine, log *slog.Logger) *overlayCtl {
-	o := &overlayCtl{e: e, log: log, kick: make(chan struct{}, 1)}
+// New makes the controller of e's overlay. Apply gives it each snapshot;
+// Resolve runs its neighbour resolution until the context ends.
+func New(e *datapath.Engine, log *slog.Logger) *Controller {
+	o := &Controller{e: e, log: log, kick: make(chan struct{}, 1)}
 	rand.Read(o.key[:])
 	return o
 }
 
-// apply takes a new snapshot.
-func (o *overlayCtl) apply(snap *daemon.Snapshot) {
+// Apply takes a new snapshot.
+func (o *Controller) Apply(snap *daemon.Snapshot) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	u := snap.Uplink
@@ -128,7 +130,7 @@ func (o *overlayCtl) apply(snap *daemon.Snapshot) {
 	}
 }
 
-func (o *overlayCtl) release() {
+func (o *Controller) release() {
 	if o.hold != nil {
 		o.hold.Close()
 		o.hold, o.holdAt = nil, ""
@@ -153,11 +155,11 @@ func drain(c net.PacketConn) {
 // frames wait for a remote VTEP's MAC (datapath.NeighborHoldTime at most).
 const waitingPoll = 20 * time.Millisecond
 
-// resolve keeps the remote VTEPs' MACs fresh: every second, at once when
+// Resolve keeps the remote VTEPs' MACs fresh: every second, at once when
 // the FDB names new remotes, and while frames wait for a remote's MAC
 // (the data path reported a miss), every waitingPoll until the kernel
 // has resolved it or the frames' wait is over.
-func (o *overlayCtl) resolve(ctx context.Context) {
+func (o *Controller) Resolve(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	defer func() {

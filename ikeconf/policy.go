@@ -1,4 +1,4 @@
-package daemon
+package ikeconf
 
 import (
 	"errors"
@@ -124,9 +124,9 @@ const (
 	ProtoNumICMP6 = 58
 )
 
-// ParseIKEProtocol parses `--protocols`: any, tcp, udp, icmp, icmp6 (also
+// ParseProtocol parses `--protocols`: any, tcp, udp, icmp, icmp6 (also
 // ipv6-icmp), or a protocol number 1-255. 0 means any.
-func ParseIKEProtocol(s string) (uint8, error) {
+func ParseProtocol(s string) (uint8, error) {
 	const rule = "use any, tcp, udp, icmp, icmp6 or a protocol number 1-255"
 	switch strings.ToLower(s) {
 	case "any":
@@ -150,8 +150,8 @@ func ParseIKEProtocol(s string) (uint8, error) {
 	return uint8(n), nil
 }
 
-// IKEProtocolString is the CLI spelling of protocol number p.
-func IKEProtocolString(p uint8) string {
+// ProtocolString is the CLI spelling of protocol number p.
+func ProtocolString(p uint8) string {
 	switch p {
 	case 0:
 		return "any"
@@ -181,7 +181,7 @@ const MinPPKLen = 32
 // maxIdentity bounds --local-identity and --remote-identity.
 const maxIdentity = 255
 
-// IKEPolicy is one IKE policy of a tenant: which traffic IKE protects,
+// Policy is one IKE policy of a tenant: which traffic IKE protects,
 // with whom and how peers authenticate. Equivalent to: `vifsec policy
 // create --tenant NAME --name NAME [--vm NAME] --local-ip-subnets LIST
 // --remote-ip-subnets LIST [--protocols P] [--local-ports P]
@@ -199,7 +199,7 @@ const maxIdentity = 255
 // PSK and PPK are secrets: they are stored (sealed like the PSK in a
 // fleet store), never logged, and never returned by a listing
 // (PolicyInfo has PSKSet and PPKSet instead).
-type IKEPolicy struct {
+type Policy struct {
 	Tenant string
 	Name   string
 	VM     string
@@ -249,12 +249,12 @@ type IKEPolicy struct {
 	DPDAction                             DPDAction
 }
 
-// key is the policy's name in the store and in Daemon maps: tenant names
-// cannot hold '/', so "TENANT/NAME" is unique.
-func (p *IKEPolicy) key() string { return p.Tenant + "/" + p.Name }
+// ID is the policy's name in the store and in the daemon's maps: tenant
+// names cannot hold '/', so "TENANT/NAME" is unique.
+func (p *Policy) ID() string { return p.Tenant + "/" + p.Name }
 
-// clone returns a deep copy of p, secret included.
-func (p *IKEPolicy) clone() IKEPolicy {
+// Clone returns a deep copy of p, secrets included.
+func (p *Policy) Clone() Policy {
 	c := *p
 	c.LocalSubnets = slices.Clone(p.LocalSubnets)
 	c.RemoteSubnets = slices.Clone(p.RemoteSubnets)
@@ -265,21 +265,21 @@ func (p *IKEPolicy) clone() IKEPolicy {
 	return c
 }
 
-// clearSecrets zeroes p's pre-shared keys (the bytes are shared by no
-// other policy: clone copies them).
-func (p *IKEPolicy) clearSecrets() {
+// ClearSecrets zeroes p's pre-shared keys (the bytes are shared by no
+// other policy: Clone copies them).
+func (p *Policy) ClearSecrets() {
 	clear(p.PSK)
 	clear(p.PPK)
 }
 
-// Family reports whether the policy's subnets are IPv4 (else IPv6); valid
+// Is4 reports whether the policy's subnets are IPv4 (else IPv6); valid
 // only when Validate passed.
-func (p *IKEPolicy) is4() bool { return len(p.LocalSubnets) > 0 && p.LocalSubnets[0].Addr().Is4() }
+func (p *Policy) Is4() bool { return len(p.LocalSubnets) > 0 && p.LocalSubnets[0].Addr().Is4() }
 
 // Validate returns nil if p is well formed, else every problem found,
 // each naming its flag. It does not look at other objects (the tenant,
 // VM and certificate): the daemon does.
-func (p *IKEPolicy) Validate() error {
+func (p *Policy) Validate() error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if err := tenant.ValidName(p.Tenant); err != nil {
@@ -296,7 +296,7 @@ func (p *IKEPolicy) Validate() error {
 	lf := checkSubnets(&errs, "--local-ip-subnets", p.LocalSubnets)
 	rf := checkSubnets(&errs, "--remote-ip-subnets", p.RemoteSubnets)
 	if lf != 0 && rf != 0 && lf != rf {
-		add("--local-ip-subnets %s and --remote-ip-subnets %s are of different address families; a policy protects IPv6 or IPv4 traffic, not both", joinPrefixes(p.LocalSubnets), joinPrefixes(p.RemoteSubnets))
+		add("--local-ip-subnets %s and --remote-ip-subnets %s are of different address families; a policy protects IPv6 or IPv4 traffic, not both", JoinPrefixes(p.LocalSubnets), JoinPrefixes(p.RemoteSubnets))
 	}
 	switch p.Protocol {
 	case 0, ProtoNumTCP, ProtoNumUDP:
@@ -318,7 +318,7 @@ func (p *IKEPolicy) Validate() error {
 			add("%s: %d-%d is an empty range; write the lower port first", pr.flag, pr.r.First, pr.r.Last)
 		case pr.r.IsAny():
 		case p.Protocol != ProtoNumTCP && p.Protocol != ProtoNumUDP:
-			add("%s %v needs --protocols tcp or udp: IKE traffic selectors carry ports only for a protocol that has them (--protocols is %s)", pr.flag, pr.r, IKEProtocolString(p.Protocol))
+			add("%s %v needs --protocols tcp or udp: IKE traffic selectors carry ports only for a protocol that has them (--protocols is %s)", pr.flag, pr.r, ProtocolString(p.Protocol))
 		}
 	}
 	if a := p.RemoteAddress; a.IsValid() {
@@ -329,7 +329,7 @@ func (p *IKEPolicy) Validate() error {
 	switch p.Mode {
 	case sa.ModeTransport:
 		if a := p.RemoteAddress; a.IsValid() && rf != 0 && !slices.ContainsFunc(p.RemoteSubnets, func(s netip.Prefix) bool { return s.Contains(a) }) {
-			add("--remote-address %v is in none of --remote-ip-subnets %s; in transport mode the peer's address is the traffic's, so it must be one of them (or use --mode tunnel)", a, joinPrefixes(p.RemoteSubnets))
+			add("--remote-address %v is in none of --remote-ip-subnets %s; in transport mode the peer's address is the traffic's, so it must be one of them (or use --mode tunnel)", a, JoinPrefixes(p.RemoteSubnets))
 		}
 	case sa.ModeTunnel:
 	default:
@@ -418,7 +418,7 @@ func checkSubnets(errs *[]error, flag string, ps []netip.Prefix) int {
 			f = 4
 		}
 		if fam != 0 && f != fam {
-			*errs = append(*errs, fmt.Errorf("%s: %s mixes IPv6 and IPv4; give prefixes of one family (create a second policy for the other)", flag, joinPrefixes(ps)))
+			*errs = append(*errs, fmt.Errorf("%s: %s mixes IPv6 and IPv4; give prefixes of one family (create a second policy for the other)", flag, JoinPrefixes(ps)))
 			return 0
 		}
 		fam = f
@@ -426,7 +426,8 @@ func checkSubnets(errs *[]error, flag string, ps []netip.Prefix) int {
 	return fam
 }
 
-func joinPrefixes(ps []netip.Prefix) string {
+// JoinPrefixes writes ps as the CLI takes them: comma separated.
+func JoinPrefixes(ps []netip.Prefix) string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
 		s[i] = p.String()

@@ -1,4 +1,4 @@
-package daemon
+package ikeconf
 
 import (
 	"errors"
@@ -109,7 +109,7 @@ func FormatTimer(d time.Duration) string {
 
 // Lifetimes returns the policy's IKE and ESP lifetimes, defaults filled
 // in.
-func (p *IKEPolicy) Lifetimes() (ikeSA, esp time.Duration) {
+func (p *Policy) Lifetimes() (ikeSA, esp time.Duration) {
 	ikeSA, esp = p.IKELifetime, p.ESPLifetime
 	if ikeSA == 0 {
 		ikeSA = DefaultIKELifetime
@@ -122,7 +122,7 @@ func (p *IKEPolicy) Lifetimes() (ikeSA, esp time.Duration) {
 
 // EffectiveDPDAction is the action IKE takes for the policy: its
 // --dpd-action, else restart when it has --remote-address, else clear.
-func (p *IKEPolicy) EffectiveDPDAction() DPDAction {
+func (p *Policy) EffectiveDPDAction() DPDAction {
 	switch {
 	case p.DPDAction != DPDDefault:
 		return p.DPDAction
@@ -133,7 +133,7 @@ func (p *IKEPolicy) EffectiveDPDAction() DPDAction {
 }
 
 // checkTimers appends the problems of the lifetimes and DPD settings.
-func (p *IKEPolicy) checkTimers(errs *[]error) {
+func (p *Policy) checkTimers(errs *[]error) {
 	for _, x := range [...]struct {
 		flag string
 		d    time.Duration

@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package ikeio
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/internal/testutil"
@@ -101,10 +102,10 @@ func TestIntegrationIKEFlood(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range []daemon.IKEPolicy{
-		{Tenant: "acme", Name: "any", Auth: daemon.AuthPSK, PSK: psk,
+	for _, p := range []ikeconf.Policy{
+		{Tenant: "acme", Name: "any", Auth: ikeconf.AuthPSK, PSK: psk,
 			LocalSubnets: []netip.Prefix{netip.MustParsePrefix("192.0.2.2/32")}, RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
-		{Tenant: "globex", Name: "peer", Auth: daemon.AuthPSK, PSK: psk, RemoteAddress: peerAddr,
+		{Tenant: "globex", Name: "peer", Auth: ikeconf.AuthPSK, PSK: psk, RemoteAddress: peerAddr,
 			LocalSubnets: []netip.Prefix{netip.MustParsePrefix("192.0.2.2/32")}, RemoteSubnets: []netip.Prefix{netip.MustParsePrefix("192.0.2.200/32")}},
 	} {
 		if _, err := d.CreatePolicy(p); err != nil {
@@ -113,10 +114,10 @@ func TestIntegrationIKEFlood(t *testing.T) {
 	}
 	// No half-open IKE SA times out during the test: the floods' state
 	// is all held at the end.
-	g := newIKEGlue(d, log, &ike.Config{HalfOpenTimeout: 10 * time.Minute})
+	g := New(d, log, &ike.Config{HalfOpenTimeout: 10 * time.Minute})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { g.run(ctx) })
+	wg.Go(func() { g.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	testutil.WaitUntil(t, "the gateway's underlay sockets", 15*time.Second, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.under != nil })
 	for _, a := range append(append(append([]netip.Addr{peerAddr}, flood1...), flood2...), flood3...) {

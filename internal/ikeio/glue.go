@@ -1,4 +1,4 @@
-package main
+package ikeio
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"github.com/vifsec/vifsec/vif"
 )
 
-// ikeGlue carries IKE datagrams between the engine (internal/ikectl) and
+// Glue carries IKE datagrams between the engine (internal/ikectl) and
 // the network:
 //
 //  1. Policies with --vm: the data path punts IKE addressed to the VM
@@ -32,7 +32,7 @@ import (
 //  3. Received datagrams go through one bounded queue to one goroutine
 //     that runs the engine (DH and signatures never run on the data
 //     path's uplink worker).
-type ikeGlue struct {
+type Glue struct {
 	d   *daemon.Daemon
 	log *slog.Logger
 	ctl *ikectl.Controller
@@ -69,22 +69,24 @@ type underlaySockets struct {
 	c500, c4500 net.PacketConn
 }
 
-func newIKEGlue(d *daemon.Daemon, log *slog.Logger, tune *ike.Config) *ikeGlue {
-	g := &ikeGlue{d: d, log: log, in: make(chan ike.Packet, ikeQueue)}
+// New makes the glue of d's IKE engine; tune, if not nil, tunes the
+// engine (retransmission, half-open limits). Run runs it.
+func New(d *daemon.Daemon, log *slog.Logger, tune *ike.Config) *Glue {
+	g := &Glue{d: d, log: log, in: make(chan ike.Packet, ikeQueue)}
 	g.ctl = ikectl.New(d, &ikectl.Config{Logger: log, Send: g.send, Engine: tune})
 	return g
 }
 
-// attachDataPath is called by runDataPath with its engine: IKE for VMs
+// AttachDataPath is called by runDataPath with its engine: IKE for VMs
 // with --vm policies is punted to the queue.
-func (g *ikeGlue) attachDataPath(e *datapath.Engine) {
+func (g *Glue) AttachDataPath(e *datapath.Engine) {
 	g.dp.Store(e)
 	e.SetIKEHandler(func(p datapath.IKEPacket) {
 		g.enqueue(ike.Packet{Local: p.Local, Remote: p.Remote, Scope: p.Scope, Data: p.Data})
 	})
 }
 
-func (g *ikeGlue) enqueue(p ike.Packet) {
+func (g *Glue) enqueue(p ike.Packet) {
 	g.log.Debug("IKE datagram received", "scope", p.Scope.String(), "local", p.Local, "remote", p.Remote, "bytes", len(p.Data))
 	select {
 	case g.in <- p:
@@ -99,7 +101,7 @@ func (g *ikeGlue) enqueue(p ike.Packet) {
 // VM yet or the underlay sockets are not open yet, is tried
 // again after ikeResendFirst, then after twice as long each time up to
 // ikeResendLast (ikeResendAfter in all): the engine initiates as soon as a
-// policy is created or its VM arrives (a move), the data path (or run, for
+// policy is created or its VM arrives (a move), the data path (or Run, for
 // the sockets) takes the new state a moment later, usually within a few
 // milliseconds, and the engine's own retransmission comes only seconds
 // after.
@@ -110,11 +112,11 @@ const (
 )
 
 // send is the engine's Send.
-func (g *ikeGlue) send(p ike.Packet) { g.sendTry(p, ikeResendFirst) }
+func (g *Glue) send(p ike.Packet) { g.sendTry(p, ikeResendFirst) }
 
 // resend tries p again after wait, then after twice as long each time, up
 // to ikeResendLast.
-func (g *ikeGlue) resend(p ike.Packet, wait time.Duration) {
+func (g *Glue) resend(p ike.Packet, wait time.Duration) {
 	p.Data = slices.Clone(p.Data)
 	next := 2 * wait
 	if next > ikeResendLast {
@@ -125,7 +127,7 @@ func (g *ikeGlue) resend(p ike.Packet, wait time.Duration) {
 
 // sendTry sends p; if it cannot go yet and retry is not 0, it is tried
 // again after retry.
-func (g *ikeGlue) sendTry(p ike.Packet, retry time.Duration) {
+func (g *Glue) sendTry(p ike.Packet, retry time.Duration) {
 	if p.Scope != (sa.Scope{}) {
 		dp := g.dp.Load()
 		if dp == nil {
@@ -172,9 +174,9 @@ const (
 	esp4500 = 4500
 )
 
-// run runs the controller, the input queue and the underlay sockets
+// Run runs the controller, the input queue and the underlay sockets
 // until ctx is done.
-func (g *ikeGlue) run(ctx context.Context) {
+func (g *Glue) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.ctl.Run(ctx) })
 	wg.Go(func() {
@@ -209,7 +211,7 @@ func (g *ikeGlue) run(ctx context.Context) {
 // open while an IKE SA on the underlay lives, so that deleting the last
 // policy still reaches the peer (the engine's Delete and its
 // retransmissions), and close at the next check after.
-func (g *ikeGlue) syncUnderlay(cfg daemon.IKEConfig) {
+func (g *Glue) syncUnderlay(cfg daemon.IKEConfig) {
 	var want underlayAt
 	if cfg.Enabled && cfg.Underlay.IsValid() && slices.ContainsFunc(cfg.Policies, func(p daemon.IKEPolicyConfig) bool { return p.Policy.VM == "" }) {
 		want = underlayAt{netns: cfg.UnderlayNetns, addr: cfg.Underlay}
@@ -255,7 +257,7 @@ func openUnderlay(at underlayAt) (*underlaySockets, error) {
 }
 
 // closeUnderlay closes the sockets; the caller holds g.mu.
-func (g *ikeGlue) closeUnderlay() {
+func (g *Glue) closeUnderlay() {
 	if g.under != nil {
 		g.under.c500.Close()
 		g.under.c4500.Close()
@@ -267,7 +269,7 @@ func (g *ikeGlue) closeUnderlay() {
 // closed. On 4500 only datagrams with the non-ESP marker are IKE: the
 // others are ESP in UDP (the data path's, which sees them on the uplink)
 // or NAT keepalives (one 0xff byte).
-func (g *ikeGlue) read(u *underlaySockets, c net.PacketConn, port uint16) {
+func (g *Glue) read(u *underlaySockets, c net.PacketConn, port uint16) {
 	buf := make([]byte, 65536)
 	local := netip.AddrPortFrom(u.at.addr, port)
 	for {

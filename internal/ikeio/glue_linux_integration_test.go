@@ -1,6 +1,6 @@
 //go:build linux
 
-package main
+package ikeio
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vifsec/vifsec/ikeconf"
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/internal/store/storetest"
 	"github.com/vifsec/vifsec/internal/testutil"
@@ -51,7 +52,7 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 	type gw struct {
 		name string
 		d    *daemon.Daemon
-		g    *ikeGlue
+		g    *Glue
 		logs *testutil.LogBuffer
 	}
 	mk := func(name, ns, local, remote string, initiate bool) *gw {
@@ -69,7 +70,7 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		p := daemon.IKEPolicy{Tenant: "t1", Name: "vteps", Auth: daemon.AuthPSK, PSK: []byte("underlay udp test key 0123456789"),
+		p := ikeconf.Policy{Tenant: "t1", Name: "vteps", Auth: ikeconf.AuthPSK, PSK: []byte("underlay udp test key 0123456789"),
 			LocalSubnets: []netip.Prefix{netip.MustParsePrefix(local + "/32")}, RemoteSubnets: []netip.Prefix{netip.MustParsePrefix(remote + "/32")}}
 		if initiate {
 			p.RemoteAddress = netip.MustParseAddr(remote)
@@ -77,15 +78,15 @@ func TestIntegrationIKEUnderlayUDP(t *testing.T) {
 		if _, err := d.CreatePolicy(p); err != nil {
 			t.Fatal(err)
 		}
-		return &gw{name: name, d: d, g: newIKEGlue(d, log, nil), logs: logs}
+		return &gw{name: name, d: d, g: New(d, log, nil), logs: logs}
 	}
 	// b responds only, and listens before a starts.
 	a, b := mk("a", nsA, "192.0.2.1", "192.0.2.2", true), mk("b", nsB, "192.0.2.2", "192.0.2.1", false)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { b.g.run(ctx) })
+	wg.Go(func() { b.g.Run(ctx) })
 	testutil.WaitUntil(t, "b's underlay sockets", 15*time.Second, func() bool { b.g.mu.Lock(); defer b.g.mu.Unlock(); return b.g.under != nil })
-	wg.Go(func() { a.g.run(ctx) })
+	wg.Go(func() { a.g.Run(ctx) })
 	stopped := false
 	stop := func() {
 		if !stopped {

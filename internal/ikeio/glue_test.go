@@ -1,4 +1,4 @@
-package main
+package ikeio
 
 import (
 	"log/slog"
@@ -15,7 +15,7 @@ import (
 // at about the same moment), overwrites the engine's buffer, opens the
 // sockets after openAfter, and returns what the peer got, from where, and
 // how long after the send.
-func underlaySendEarly(t *testing.T, openAfter time.Duration) (g *ikeGlue, peer, c500 *net.UDPConn, got string, from netip.AddrPort, el time.Duration) {
+func underlaySendEarly(t *testing.T, openAfter time.Duration) (g *Glue, peer, c500 *net.UDPConn, got string, from netip.AddrPort, el time.Duration) {
 	t.Helper()
 	lo := netip.MustParseAddr("127.0.0.1")
 	var err error
@@ -27,7 +27,7 @@ func underlaySendEarly(t *testing.T, openAfter time.Duration) (g *ikeGlue, peer,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c500.Close() })
-	g = &ikeGlue{log: slog.New(slog.DiscardHandler)}
+	g = &Glue{log: slog.New(slog.DiscardHandler)}
 	data := []byte("IKE_SA_INIT request")
 	start := time.Now()
 	g.send(ike.Packet{Local: netip.AddrPortFrom(lo, ike500), Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort(), Data: data})
