@@ -100,17 +100,19 @@ lab-trixie:
 # lab-libreswan: a Debian 13 root with libreswan 5.2, where the lab runs a
 # chrooted pluto (TestIntegrationIKELibreswan), a second IKE
 # implementation next to strongSwan; its own root because Debian's
-# libreswan conflicts with strongswan-libcharon. Same stamp rule as
-# lab-trixie (about 1.5 min and 200 MB).
+# libreswan conflicts with strongswan-libcharon. bind9-host provides the
+# virtual package "host" libreswan depends on, which debootstrap does not
+# resolve; openssl makes the PKCS#12 files pluto's NSS imports. Same stamp
+# rule as lab-trixie (about 2 min and 200 MB).
 LIBRESWAN_ROOT := .cache/lab-libreswan
-LIBRESWAN_PKGS := libreswan
+LIBRESWAN_PKGS := libreswan,bind9-host,openssl
 lab-libreswan:
 	@if [ "$$(cat $(LIBRESWAN_ROOT)/.complete 2>/dev/null)" = "$(LIBRESWAN_PKGS)" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then echo "lab-libreswan: debootstrap needs root; skipped (the lab tests need root too)"; exit 0; fi; \
 	command -v debootstrap >/dev/null || $(MAKE) deps; \
 	set -e; \
 	mkdir -p $(dir $(LIBRESWAN_ROOT)); rm -rf $(LIBRESWAN_ROOT).tmp; \
-	echo "lab-libreswan: debootstrap trixie with $(LIBRESWAN_PKGS) into $(LIBRESWAN_ROOT) (about 1.5 min)"; \
+	echo "lab-libreswan: debootstrap trixie with $(LIBRESWAN_PKGS) into $(LIBRESWAN_ROOT) (about 2 min)"; \
 	debootstrap --variant=minbase --include=$(LIBRESWAN_PKGS) trixie $(LIBRESWAN_ROOT).tmp http://deb.debian.org/debian >$(LIBRESWAN_ROOT).log 2>&1 || { tail -20 $(LIBRESWAN_ROOT).log >&2; exit 1; }; \
 	rm -rf $(LIBRESWAN_ROOT) && mv $(LIBRESWAN_ROOT).tmp $(LIBRESWAN_ROOT) && echo "$(LIBRESWAN_PKGS)" > $(LIBRESWAN_ROOT)/.complete
 
