@@ -21,7 +21,8 @@
 // kernel's copy into the ring moves to the sender's side, and ReadBatch
 // still copies each frame into the caller's buffer. It was slower for
 // 64 KiB virtio-net super-frames (two copies, one frame per block),
-// delays a lone frame by the block retire timeout (1 ms at the least),
+// delays a lone frame by the block retire timeout (BenchmarkLatency:
+// 1.0-1.1 ms from write to ReadBatch, against 8-13 µs with recvmmsg),
 // and pins 2 MiB per socket where a socket buffer is a limit, not an
 // allocation. The transmit ring was no faster than sendmmsg. AF_XDP in
 // copy mode on a veth (XDP in the driver, redirect to an XSKMAP) took
