@@ -7,7 +7,6 @@ package vif
 // says why). TestIntegrationRing holds it to the Port contract, so the
 // numbers are those of a correct port.
 //
-//
 //  1. Receive (PACKET_RX_RING, TPACKET_V3). The kernel fills fixed-size
 //     blocks with variable-size frames, each behind a struct tpacket3_hdr,
 //     and hands a block over (block_status TP_STATUS_USER) when it is full
