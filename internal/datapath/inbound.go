@@ -152,7 +152,7 @@ func udpDst(ip []byte) (dst netip.Addr, port uint16, ok bool) {
 
 func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	ps := &w.e.UplinkRx
-	ps.Frames.Add(1)
+	w.rxFrames++
 	if n < ethLen {
 		ps.Malformed.Add(1)
 		return

@@ -362,8 +362,7 @@ func sourceAllowed(vm *vmState, f *tenant.Flow, nd bool) bool {
 // addressed to, or to every other VM of the VLAN and the uplink when it is
 // broadcast or multicast, or else to the uplink.
 func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start, end int) {
-	from.stats.PacketsOut.Add(1)
-	from.stats.BytesOut.Add(uint64(end - start))
+	w.sent.add(&from.stats.PacketsOut, &from.stats.BytesOut, end-start)
 	if local != nil {
 		w.queue(local.port, buf, start, end, local.stats)
 		return

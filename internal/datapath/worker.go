@@ -85,6 +85,12 @@ type worker struct {
 	// datagrams (uplink worker; read by tests).
 	Splits uint64
 
+	// What the batch counts, added to shared counters once per batch:
+	// frames a VM sent (forward), frames delivered to VMs (flush),
+	// frames from the uplink (fromUplink).
+	sent, delivered tally
+	rxFrames        uint64
+
 	// batches counts batch starts and ends: odd while one runs.
 	batches atomic.Uint64
 
@@ -214,6 +220,39 @@ func (w *worker) batch(n int) {
 	}
 	w.flushRun()
 	w.flush()
+	w.sent.commit()
+	if w.rxFrames > 0 {
+		w.e.UplinkRx.Frames.Add(w.rxFrames)
+		w.rxFrames = 0
+	}
+}
+
+// tally sums what a worker counts for one VM while it handles a batch,
+// so that it adds to the VM's counters, which other workers add to as
+// well, once per batch (or per port written) instead of once per frame.
+type tally struct {
+	packets, bytes *atomic.Uint64 // the VM's counters
+	n, b           uint64
+}
+
+// add counts a frame of size bytes on packets and bytes; what the tally
+// held for other counters is added to them first.
+func (t *tally) add(packets, bytes *atomic.Uint64, size int) {
+	if t.packets != packets {
+		t.commit()
+		t.packets, t.bytes = packets, bytes
+	}
+	t.n++
+	t.b += uint64(size)
+}
+
+// commit adds what the tally holds to the VM's counters.
+func (t *tally) commit() {
+	if t.n > 0 {
+		t.packets.Add(t.n)
+		t.bytes.Add(t.b)
+	}
+	*t = tally{}
 }
 
 // ensureSeg allocates the segment buffers on a VIF worker's first
@@ -333,12 +372,12 @@ func (w *worker) flush() {
 			}
 			w.group = append(w.group, o.buf[start:o.end])
 			if o.vm != nil {
-				o.vm.PacketsIn.Add(1)
-				o.vm.BytesIn.Add(uint64(o.end - o.start))
+				w.delivered.add(&o.vm.PacketsIn, &o.vm.BytesIn, o.end-o.start)
 			}
 			o.dst = nil
 		}
 		dst.writeFrom(w.seq, w.group)
+		w.delivered.commit()
 	}
 	clear(w.out[:w.nout])
 	w.nout = 0
