@@ -93,6 +93,11 @@ type SAAddRequest struct {
 	ESN                 Value  `json:"esn,omitempty"`
 	LifetimeBytes       Value  `json:"lifetime_bytes,omitempty"`
 	LifetimeSeconds     Value  `json:"lifetime_seconds,omitempty"`
+	// Encapsulation is --encapsulation none|udp (an extension of esxcli):
+	// none (the default) sends ESP as IP protocol 50, udp in UDP between
+	// ports 4500 (RFC 3948), which lets the kernel and NICs batch it
+	// (UDP GSO/GRO). Both ends of an SA must agree, as on its keys.
+	Encapsulation string `json:"encapsulation,omitempty"`
 }
 
 // SPAddRequest is POST /v2/sp (`vifsec sp add`, `vifsec add`).
@@ -219,8 +224,15 @@ type SA struct {
 	ESN                 bool       `json:"esn"`
 	LifetimeBytes       uint64     `json:"lifetime_bytes"`
 	LifetimeSeconds     uint64     `json:"lifetime_seconds"`
-	UsedBy              []string   `json:"used_by"`
-	State               string     `json:"state"` // installed, idle, expired, refused
+	// Encapsulation is none (ESP, IP protocol 50) or udp (ESP in UDP,
+	// RFC 3948: --encapsulation udp, or IKE's NAT traversal); with udp,
+	// EncapSourcePort and EncapDestinationPort are the UDP ports (4500
+	// unless a NAT maps them).
+	Encapsulation        string   `json:"encapsulation"`
+	EncapSourcePort      uint16   `json:"encap_source_port,omitempty"`
+	EncapDestinationPort uint16   `json:"encap_destination_port,omitempty"`
+	UsedBy               []string `json:"used_by"`
+	State                string   `json:"state"` // installed, idle, expired, refused
 
 	// IKEPolicy is the IKE policy whose Child SA this is, managed by IKE
 	// (`sa remove` refuses it); absent for a manual SA.

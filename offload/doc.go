@@ -12,7 +12,9 @@
 //   - offload/csum: Internet checksums (RFC 1071), completing a
 //     CHECKSUM_PARTIAL frame, pseudo-headers, incremental update (RFC 1624).
 //   - offload/gso: software segmentation of TCPv4/TCPv6/UDP_L4 super-frames
-//     into MTU-sized frames, before ESP.
+//     into MTU-sized frames, before ESP; after ESP, joining a train of
+//     ESP-in-UDP datagrams into one UDP GSO super-frame (Train) and
+//     cutting one received whole (SplitUDP).
 //   - offload/gro: its inverse toward a VM, merging consecutive TCP
 //     segments of a flow into one super-frame after ESP is removed.
 //   - offload/mss: clamping the TCP MSS option of SYN and SYN-ACK.

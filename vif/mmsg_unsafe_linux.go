@@ -68,6 +68,14 @@ func (b *mmsgBatch) sendmmsg(fd uintptr) (int, unix.Errno) {
 	return int(n), e
 }
 
+// peekFrame looks at the next frame queued on the socket fd without
+// taking it or waiting: errno 0 when there is one, EAGAIN when not.
+func peekFrame(fd uintptr, b []byte) unix.Errno {
+	_, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)),
+		unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+	return e
+}
+
 // result returns frame i's length and metadata, and whether the kernel cut
 // it (MSG_TRUNC: it did not fit the buffer).
 func (b *mmsgBatch) result(i int) (n int, m Meta, truncated bool) {

@@ -23,9 +23,13 @@ type PacketPort struct {
 	rx, tx mmsgBatch
 	// recvFn and sendFn are created once: a method value made per call
 	// would allocate on every batch.
-	recvFn, sendFn func(fd uintptr) bool
-	rxN, txN       int
-	rxErr, txErr   error
+	recvFn, sendFn, peekFn func(fd uintptr) bool
+	rxN, txN               int
+	rxErr, txErr           error
+	// peek receives WaitRead's look at the next frame (a virtio-net
+	// header's worth: the kernel refuses a shorter read of a port
+	// that has them).
+	peek [VnetHdrLen]byte
 
 	// Truncated counts frames larger than the read buffer, dropped.
 	Truncated atomic.Uint64
@@ -163,6 +167,7 @@ func openSocket(name, nsName string, opt PacketOptions, muted bool) (*PacketPort
 	p.tx.init(false)
 	p.recvFn = p.recv
 	p.sendFn = p.send
+	p.peekFn = p.peekOne
 	return p, nil
 }
 
@@ -261,6 +266,32 @@ func (p *PacketPort) recv(fd uintptr) bool {
 		return true
 	}
 	p.rxN = n
+	return true
+}
+
+// WaitRead waits until a frame is queued on the socket (vif.Waiter),
+// leaving it there for ReadBatch.
+func (p *PacketPort) WaitRead() error {
+	p.rxErr = nil
+	if err := p.rc.Read(p.peekFn); err != nil {
+		return p.mapErr(err)
+	}
+	if p.rxErr != nil {
+		return p.mapErr(p.rxErr)
+	}
+	return nil
+}
+
+func (p *PacketPort) peekOne(fd uintptr) bool {
+	switch errno := peekFrame(fd, p.peek[:]); errno {
+	case unix.EAGAIN:
+		return false
+	case 0, unix.EINTR:
+		// A frame, or a wake-up ReadBatch sorts out (it waits itself
+		// when nothing is there after all).
+	default:
+		p.rxErr = errno
+	}
 	return true
 }
 

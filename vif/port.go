@@ -30,6 +30,15 @@ type Port interface {
 	Close() error
 }
 
+// Waiter is a Port that can wait for a frame without being given the
+// buffers to read it into, so that a reader of an idle port holds none.
+// WaitRead blocks until a frame is there to read (the next ReadBatch
+// returns without waiting) or the port is closed (ErrClosed). It is
+// called from the port's one reader goroutine.
+type Waiter interface {
+	WaitRead() error
+}
+
 // ErrClosed is returned by a Port's methods after Close.
 var ErrClosed = errors.New("vif: port closed")
 

@@ -138,7 +138,7 @@ const headroom = 64
 // readFrames reads from p until it has want frames that keep accepts
 // (nil: every frame), or fails the test after timeout. It returns the
 // kept frames and the size of the first batch read.
-func readFrames(t testing.TB, p *PacketPort, bufSize, want int, keep func([]byte) bool) (got []rxFrame, first int) {
+func readFrames(t testing.TB, p Port, bufSize, want int, keep func([]byte) bool) (got []rxFrame, first int) {
 	t.Helper()
 	bufs := make([][]byte, MaxBatch)
 	for i := range bufs {
@@ -171,7 +171,7 @@ func readFrames(t testing.TB, p *PacketPort, bufSize, want int, keep func([]byte
 
 func keepTest(f []byte) bool { _, ok := isTest(f); return ok }
 
-func writeAll(t testing.TB, p *PacketPort, frames [][]byte) {
+func writeAll(t testing.TB, p Port, frames [][]byte) {
 	t.Helper()
 	n, err := p.WriteBatch(frames)
 	if err != nil || n != len(frames) {
@@ -270,7 +270,7 @@ func TestIntegrationIgnoreOutgoing(t *testing.T) {
 }
 
 // expectFirst fails unless the first test frame p reads is want.
-func expectFirst(t testing.TB, p *PacketPort, want []byte) {
+func expectFirst(t testing.TB, p Port, want []byte) {
 	t.Helper()
 	got, _ := readFrames(t, p, 2048, 1, keepTest)
 	if !bytes.Equal(got[0].data, want) {
@@ -771,5 +771,82 @@ func TestIntegrationOpenOnlyItsInterface(t *testing.T) {
 	}
 	if leaked > 0 {
 		t.Fatalf("ports on vif0 read %d frames of other0 over %d opens", leaked, opens)
+	}
+}
+
+// TestIntegrationWaitRead: WaitRead on an idle port waits, returns once a
+// frame is queued and leaves it for ReadBatch — also on a port with
+// virtio-net headers, whose socket refuses reads shorter than the
+// header — and returns ErrClosed when the port is closed under it.
+func TestIntegrationWaitRead(t *testing.T) {
+	testutil.NeedRoot(t)
+	hv, vm := newNetns(t, "hv"), newNetns(t, "vm")
+	vethPair(t, hv, "vif0", vm, "eth0")
+	guest := openPort(t, "eth0", vm)
+	for _, vnet := range []bool{false, true} {
+		host, err := OpenPacketWith("vif0", hv, PacketOptions{VnetHdr: vnet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bufs, sizes, meta := [][]byte{make([]byte, 2048)}, make([]int, 1), make([]Meta, 1)
+		woke := make(chan error, 1)
+		// Wait for 100 ms of quiet: when WaitRead returns before the
+		// test frame is sent, a frame (the new link's IPv6 chatter) must
+		// be there to read.
+		for quiet := false; !quiet; {
+			go func() { woke <- host.WaitRead() }()
+			select {
+			case err := <-woke:
+				read := make(chan error, 1)
+				go func() { _, err := host.ReadBatch(bufs, sizes, meta, 0); read <- err }()
+				select {
+				case err2 := <-read:
+					if err != nil || err2 != nil {
+						t.Fatalf("vnet %v: WaitRead %v, ReadBatch %v", vnet, err, err2)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("vnet %v: WaitRead returned %v with nothing to read", vnet, err)
+				}
+			case <-time.After(100 * time.Millisecond):
+				quiet = true
+			}
+		}
+		f := testFrame(macHV, macVM, 7, 300)
+		writeAll(t, guest, [][]byte{f})
+		select {
+		case err := <-woke:
+			if err != nil {
+				t.Fatalf("vnet %v: WaitRead: %v", vnet, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("vnet %v: WaitRead still waiting with a frame queued", vnet)
+		}
+		hdr := 0
+		if vnet {
+			hdr = VnetHdrLen
+		}
+		for {
+			n, err := host.ReadBatch(bufs, sizes, meta, 0)
+			if err != nil || n != 1 {
+				t.Fatalf("vnet %v: ReadBatch after WaitRead: %d frames, %v", vnet, n, err)
+			}
+			if _, ok := isTest(bufs[0][hdr:sizes[0]]); ok {
+				break // IPv6 chatter of the new link may come first
+			}
+		}
+		if got := bufs[0][hdr:sizes[0]]; !bytes.Equal(got, f) {
+			t.Fatalf("vnet %v: read %x, want %x", vnet, got, f)
+		}
+		go func() { woke <- host.WaitRead() }()
+		time.Sleep(20 * time.Millisecond)
+		host.Close()
+		select {
+		case err := <-woke:
+			if !errors.Is(err, ErrClosed) {
+				t.Fatalf("vnet %v: WaitRead after Close: %v, want ErrClosed", vnet, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("vnet %v: WaitRead not woken by Close", vnet)
+		}
 	}
 }

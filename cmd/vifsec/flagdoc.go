@@ -57,6 +57,7 @@ var flagDocs = map[string]flagDoc{
 	"esn":                  {meaning: "64-bit extended sequence numbers (RFC 4304)", values: "true|false", def: "false"},
 	"lifetime-bytes":       {meaning: "hard byte lifetime: the SA expires after this many bytes", values: "N", def: "none"},
 	"lifetime-seconds":     {meaning: "hard time lifetime: the SA expires this many seconds after it was added", values: "N", def: "none"},
+	"encapsulation":        {meaning: "extension: how the SA's ESP travels: none as IP protocol 50, udp inside UDP between ports 4500 (RFC 3948), which the kernel and NICs can batch (UDP GSO/GRO) where they cannot batch ESP; both ends must agree", values: "none|udp", def: "none"},
 	"removeall":            {meaning: "remove every one, even those in use (and say what that left unprotected)", values: "true|false", def: "false"},
 
 	// SPs (esxcli network ip ipsec sp add).
@@ -100,6 +101,9 @@ var flagDocs = map[string]flagDoc{
 	"ca-certs": {meaning: "CA certificates (installed with certificate install) that verify peers", values: "NAME[,NAME...]"},
 }
 
+// ikeEncapDoc is --encapsulation of an IKE policy.
+var ikeEncapDoc = flagDoc{meaning: "extension: how the policy's Child SAs carry ESP: auto in UDP to port 4500 only when IKE detects a NAT (RFC 7296 §2.23); udp always, as strongSwan's encap=yes (the initiator makes the peer see a NAT), so the kernel and NICs can batch it", values: "auto|udp", def: "auto"}
+
 // verbFlagDocs documents flags whose meaning in one verb differs from
 // flagDocs'.
 var verbFlagDocs = map[string]map[string]flagDoc{
@@ -113,6 +117,8 @@ var verbFlagDocs = map[string]map[string]flagDoc{
 	"vm move":          {"dev": {meaning: "the VM's interface on the new host, if its name differs there", values: "IFNAME"}, "netns": {meaning: "the namespace of that interface on the new host", values: "NS"}},
 	"stats":            {"vm": {meaning: "one VM's counters (default: every VM's)", values: "NAME"}},
 	"uplink set":       {"dev": {meaning: "the host interface protected traffic leaves on (refused if it does not exist)", values: "IFNAME"}},
+	"policy create":    {"encapsulation": ikeEncapDoc},
+	"policy modify":    {"encapsulation": ikeEncapDoc},
 	"policy rekey":     {"name": {meaning: "the IKE policy to rekey", values: "NAME"}},
 	"overlay fdb list": {"tenant": {meaning: "only this tenant's entries", values: "NAME"}},
 }

@@ -278,9 +278,9 @@ func verbTable() []*verb {
 			flags: []flagDef{opt("vm"), opt("tenant"), req("sa-source"), req("sa-destination"), req("sa-mode"), req("sa-spi"),
 				req("encryption-algorithm"), opt("encryption-key"), opt("encryption-key-file"), req("integrity-algorithm"), opt("integrity-key"),
 				opt("integrity-key-file"), req("sa-name"),
-				opt("replay-window"), boolean("esn"), opt("lifetime-bytes"), opt("lifetime-seconds")},
+				opt("replay-window"), boolean("esn"), opt("lifetime-bytes"), opt("lifetime-seconds"), opt("encapsulation")},
 			oneOf: []string{"vm", "tenant"},
-			usage: "sa add --vm NAME|--tenant NAME --sa-source ADDR --sa-destination ADDR --sa-mode transport|tunnel --sa-spi 0xHEX|auto --encryption-algorithm ALG [--encryption-key-file FILE|- | --encryption-key KEY] --integrity-algorithm ALG [--integrity-key-file FILE|- | --integrity-key KEY] --sa-name NAME [--replay-window N] [--esn] [--lifetime-bytes N] [--lifetime-seconds N]   (--tenant: an underlay SA between VTEP addresses, for uplink --protect underlay; a key file holds the key on one line, - reads it from stdin; a key given on the command line is visible to other users)",
+			usage: "sa add --vm NAME|--tenant NAME --sa-source ADDR --sa-destination ADDR --sa-mode transport|tunnel --sa-spi 0xHEX|auto --encryption-algorithm ALG [--encryption-key-file FILE|- | --encryption-key KEY] --integrity-algorithm ALG [--integrity-key-file FILE|- | --integrity-key KEY] --sa-name NAME [--replay-window N] [--esn] [--lifetime-bytes N] [--lifetime-seconds N] [--encapsulation none|udp]   (--tenant: an underlay SA between VTEP addresses, for uplink --protect underlay; a key file holds the key on one line, - reads it from stdin; a key given on the command line is visible to other users)",
 			run:   runSAAdd},
 		{words: []string{"sa", "list"}, usage: "sa list", run: runSAList},
 		{words: []string{"sa", "remove"}, flags: []flagDef{opt("sa-name"), boolean("removeall")}, oneOf: []string{"sa-name", "removeall"},
@@ -471,6 +471,7 @@ func runSAAdd(c *cli, in *invocation) int {
 		IntegrityAlgorithm: in.get("integrity-algorithm"), IntegrityKey: integKey,
 		ReplayWindow: val(in, "replay-window"), ESN: val(in, "esn"),
 		LifetimeBytes: val(in, "lifetime-bytes"), LifetimeSeconds: val(in, "lifetime-seconds"),
+		Encapsulation: in.get("encapsulation"),
 	}))
 }
 
@@ -494,10 +495,19 @@ func runSAList(c *cli, in *invocation) int {
 	for _, s := range sas {
 		rows = append(rows, []string{s.Name, orDash(string(s.VM)), orDash(s.Tenant), s.Source, s.Destination, s.Mode, s.SPI.String(),
 			algWithKey(s.EncryptionAlgorithm, s.EncryptionKeyBytes), algWithKey(s.IntegrityAlgorithm, s.IntegrityKeyBytes),
-			joinOrDash(s.UsedBy), s.State})
+			encapString(s), joinOrDash(s.UsedBy), s.State})
 	}
-	c.table([]string{"Name", "VM", "Tenant", "Source", "Destination", "Mode", "SPI", "Encryption Algorithm", "Integrity Algorithm", "Used By", "State"}, rows)
+	c.table([]string{"Name", "VM", "Tenant", "Source", "Destination", "Mode", "SPI", "Encryption Algorithm", "Integrity Algorithm", "Encapsulation", "Used By", "State"}, rows)
 	return exitOK
+}
+
+// encapString shows an SA's encapsulation: none, udp (ports 4500), or udp
+// with the ports a NAT mapped.
+func encapString(s api.SA) string {
+	if s.Encapsulation != "udp" || s.EncapSourcePort == 4500 && s.EncapDestinationPort == 4500 {
+		return orDash(s.Encapsulation)
+	}
+	return fmt.Sprintf("udp %d->%d", s.EncapSourcePort, s.EncapDestinationPort)
 }
 
 func runSARemove(c *cli, in *invocation) int {

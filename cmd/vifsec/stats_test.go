@@ -102,3 +102,19 @@ func lineWith(t *testing.T, out, prefix, header string) string {
 	t.Fatalf("no line starting %q after %q in:\n%s", prefix, header, out)
 	return ""
 }
+
+func TestEncapString(t *testing.T) {
+	for _, tc := range []struct {
+		s    api.SA
+		want string
+	}{
+		{api.SA{Encapsulation: "none"}, "none"},
+		{api.SA{Encapsulation: ""}, "-"}, // an older daemon that does not say
+		{api.SA{Encapsulation: "udp", EncapSourcePort: 4500, EncapDestinationPort: 4500}, "udp"},
+		{api.SA{Encapsulation: "udp", EncapSourcePort: 4500, EncapDestinationPort: 31000}, "udp 4500->31000"},
+	} {
+		if got := encapString(tc.s); got != tc.want {
+			t.Errorf("encapString(%+v) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}

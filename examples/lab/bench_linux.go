@@ -25,6 +25,9 @@ type BenchPolicy struct {
 	Enc    string // with ipsec: aes128-gcm, aes256-gcm or chacha20-poly1305
 	Mode   string // transport or tunnel
 	VXLAN  bool   // over the VXLAN underlay (the uplinks need AddUnderlay)
+	// Encap is the SAs' --encapsulation: "" or none (ESP, IP protocol
+	// 50), udp (ESP in UDP to 4500, which vifsecd sends as UDP GSO trains).
+	Encap string
 }
 
 // benchKeyLen is the AEAD key length with its 4-byte salt (RFC 4106, RFC 7634).
@@ -127,9 +130,13 @@ func configureBenchVM(l *Lab, vm *VM, p BenchPolicy, say func(args ...string) er
 				if err != nil {
 					return err
 				}
-				if err := say("sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
+				args := []string{"sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
 					"--sa-mode", p.Mode, "--sa-spi", fmt.Sprintf("0x%x", s.spi), "--encryption-algorithm", p.Enc,
-					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-"+vm.Tenant+"-"+s.name+fam.name); err != nil {
+					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-" + vm.Tenant + "-" + s.name + fam.name}
+				if p.Encap != "" {
+					args = append(args, "--encapsulation", p.Encap)
+				}
+				if err := say(args...); err != nil {
 					return err
 				}
 			}

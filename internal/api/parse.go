@@ -10,6 +10,7 @@ import (
 
 	"github.com/vifsec/vifsec/internal/daemon"
 	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/esp"
 	"github.com/vifsec/vifsec/sa/replay"
 	"github.com/vifsec/vifsec/tenant"
 )
@@ -303,6 +304,15 @@ func (r *SAAddRequest) Parse() (vm string, cfg sa.Config, err error) {
 			p.add("--lifetime-seconds", err)
 		}
 		cfg.Lifetime.Hard.Seconds = n
+	}
+	switch r.Encapsulation {
+	case "", "none":
+	case "udp":
+		// The ports are RFC 3948's: the receiving end takes UDP to 4500
+		// as ESP, so there is nothing to choose without a NAT.
+		cfg.Encap = &sa.UDPEncap{SrcPort: esp.NATTPort, DstPort: esp.NATTPort}
+	default:
+		p.addf("--encapsulation: %q is not an encapsulation; use none (ESP, IP protocol 50) or udp (ESP in UDP to port 4500, RFC 3948)", r.Encapsulation)
 	}
 	if err := p.err(); err != nil {
 		clear(cfg.EncKey)

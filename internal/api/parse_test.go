@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"github.com/vifsec/vifsec/internal/daemon"
+	"github.com/vifsec/vifsec/sa"
 	"strings"
 	"testing"
 )
@@ -93,14 +94,28 @@ func TestSAAddRequestParse(t *testing.T) {
 		t.Errorf("ASCII keys: %v", err)
 	}
 
+	if cfg.Encap != nil {
+		t.Errorf("no --encapsulation: %+v, want plain ESP", cfg.Encap)
+	}
+	for _, tc := range []struct {
+		in   string
+		want *sa.UDPEncap
+	}{{"none", nil}, {"udp", &sa.UDPEncap{SrcPort: 4500, DstPort: 4500}}} {
+		r.Encapsulation = tc.in
+		_, cfg, err := r.Parse()
+		if err != nil || (cfg.Encap == nil) != (tc.want == nil) || tc.want != nil && *cfg.Encap != *tc.want {
+			t.Errorf("--encapsulation %s: %+v, %v; want %+v", tc.in, cfg.Encap, err, tc.want)
+		}
+	}
+
 	bad := SAAddRequest{SASPI: "4096", SAMode: "tunel", SASource: "2001:db8::1/64", EncryptionAlgorithm: "des",
-		IntegrityAlgorithm: "md5", EncryptionKey: "0xzz", ESN: "yes", ReplayWindow: "-1"}
+		IntegrityAlgorithm: "md5", EncryptionKey: "0xzz", ESN: "yes", ReplayWindow: "-1", Encapsulation: "esp-in-udp"}
 	_, _, err = bad.Parse()
 	if err == nil {
 		t.Fatal("bad request parsed")
 	}
 	for _, flag := range []string{"--vm", "--sa-name", "--sa-source", "--sa-destination", "--sa-mode", "--sa-spi",
-		"--encryption-algorithm", "--integrity-algorithm", "--encryption-key", "--esn", "--replay-window"} {
+		"--encryption-algorithm", "--integrity-algorithm", "--encryption-key", "--esn", "--replay-window", "--encapsulation"} {
 		if !strings.Contains(err.Error(), flag+":") {
 			t.Errorf("error does not name %s:\n%v", flag, err)
 		}

@@ -265,6 +265,10 @@ func SAOf(info daemon.SAInfo) SA {
 		ReplayWindow: effectiveWindow(c.ReplayWindow), ESN: c.ESN,
 		LifetimeBytes: c.Lifetime.Hard.Bytes, LifetimeSeconds: c.Lifetime.Hard.Seconds,
 		UsedBy: append([]string{}, info.UsedBy...), State: saState(info), IKEPolicy: info.IKEPolicy, Refused: info.Refused,
+		Encapsulation: "none",
+	}
+	if e := c.Encap; e != nil {
+		out.Encapsulation, out.EncapSourcePort, out.EncapDestinationPort = "udp", e.SrcPort, e.DstPort
 	}
 	return out
 }

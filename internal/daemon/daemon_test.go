@@ -14,6 +14,7 @@ import (
 
 	"github.com/vifsec/vifsec/internal/store"
 	"github.com/vifsec/vifsec/internal/store/storetest"
+	"github.com/vifsec/vifsec/internal/testutil"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/tenant"
 )
@@ -59,6 +60,19 @@ func stopCleanly(d *Daemon) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	d.Run(ctx)
+}
+
+// reopen closes st, a bolt store at path, and returns a Daemon New
+// restores from it, and its store (closed when t ends).
+func reopen(t *testing.T, st *store.Bolt, path string) (*Daemon, *store.Bolt) {
+	t.Helper()
+	must(t, st.Close())
+	st2, err := store.OpenBolt(path, 0)
+	must(t, err)
+	t.Cleanup(func() { st2.Close() })
+	d2, err := New(st2, nil)
+	must(t, err)
+	return d2, st2
 }
 
 func policy(name, vm, saName string, dir sa.Direction, action tenant.Action, mode sa.Mode) tenant.Policy {
@@ -137,6 +151,38 @@ func observe(d *Daemon) state {
 	s.Uplink, _ = d.Uplink()
 	s.FDB = d.FDB("")
 	return s
+}
+
+// everything returns all that a request to d could change: the state,
+// the IKE state (secrets included), the underlay SAs the data path is
+// given, the store's commits and the generation.
+func everything(d *Daemon, st *storetest.Memory) func() any {
+	type all struct {
+		State    state
+		IKE      ikeView
+		Underlay []UnderlaySA
+		Commits  int
+		Gen      uint64
+	}
+	return func() any {
+		return all{observe(d), observeIKE(d), d.Snapshot().UnderlaySAs, st.Commits(), d.Generation()}
+	}
+}
+
+// refused runs do, which must be refused with code and a message naming
+// flag, and change nothing that look sees.
+func refused(t *testing.T, look func() any, do func() error, code Code, flag string) {
+	t.Helper()
+	err := testutil.Refused(t, look, do)
+	if err == nil {
+		return
+	}
+	if CodeOf(err) != code {
+		t.Errorf("code %v, want %v (%v)", CodeOf(err), code, err)
+	}
+	if !strings.Contains(err.Error(), flag) {
+		t.Errorf("message %q does not name %s", err, flag)
+	}
 }
 
 func TestSPIIsPerVM(t *testing.T) {
@@ -246,23 +292,7 @@ func TestRefusalsChangeNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, commits, gen := observe(d), st.Commits(), d.Generation()
-			err := tt.do()
-			if err == nil {
-				t.Fatal("accepted, want refused")
-			}
-			if CodeOf(err) != tt.code {
-				t.Errorf("code %v, want %v (%v)", CodeOf(err), tt.code, err)
-			}
-			if !strings.Contains(err.Error(), tt.flag) {
-				t.Errorf("message %q does not name %s", err, tt.flag)
-			}
-			if after := observe(d); !reflect.DeepEqual(before, after) {
-				t.Errorf("state changed:\nbefore %+v\nafter  %+v", before, after)
-			}
-			if st.Commits() != commits || d.Generation() != gen {
-				t.Errorf("refusal committed or bumped the generation")
-			}
+			refused(t, everything(d, st), tt.do, tt.code, tt.flag)
 		})
 	}
 }
@@ -341,6 +371,7 @@ func TestRestoreIsExact(t *testing.T) {
 	must(t, err)
 	cfg := gcmSA(t, "sa2", 0xdeadbeef, sa.ModeTunnel)
 	cfg.ESN, cfg.ReplayWindow, cfg.Lifetime.Hard.Seconds = true, 1024, 3600
+	cfg.Encap = &sa.UDPEncap{SrcPort: 4500, DstPort: 4500} // --encapsulation udp
 	_, err = d.AddSA("vm2", cfg)
 	must(t, err)
 	// SPD order is insertion order, not name order.
@@ -358,16 +389,13 @@ func TestRestoreIsExact(t *testing.T) {
 	must(t, d.RemoveFDB("t1", fdb("t1", "52:54:00:00:00:13", "::1").MAC))
 	before := observe(d)
 	stopCleanly(d)
-	must(t, st.Close())
-
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, _ := reopen(t, st, path)
 	after := observe(d2)
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if e := after.Keys["sa2"].Encap; e == nil || *e != (sa.UDPEncap{SrcPort: 4500, DstPort: 4500}) {
+		t.Errorf("restored sa2 encapsulation %+v, want UDP 4500->4500", e)
 	}
 	if u, _ := d2.Uplink(); u.Overlay != OverlayVXLAN || u.VXLANPort != DefaultVXLANPort || u.VXLANLocal != netip.MustParseAddr("2001:db8:ff::1") {
 		t.Errorf("restored uplink %+v", u)

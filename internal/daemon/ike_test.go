@@ -305,26 +305,7 @@ func TestIKERefusalsChangeNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, ikeBefore, commits, gen := observe(d), observeIKE(d), st.Commits(), d.Generation()
-			err := tt.do()
-			if err == nil {
-				t.Fatal("accepted, want refused")
-			}
-			if CodeOf(err) != tt.code {
-				t.Errorf("code %v, want %v (%v)", CodeOf(err), tt.code, err)
-			}
-			if !strings.Contains(err.Error(), tt.flag) {
-				t.Errorf("message %q does not name %s", err, tt.flag)
-			}
-			if after := observe(d); !reflect.DeepEqual(before, after) {
-				t.Errorf("state changed")
-			}
-			if after := observeIKE(d); !reflect.DeepEqual(ikeBefore, after) {
-				t.Errorf("IKE state changed:\nbefore %+v\nafter  %+v", ikeBefore, after)
-			}
-			if st.Commits() != commits || d.Generation() != gen {
-				t.Errorf("refusal committed or bumped the generation")
-			}
+			refused(t, everything(d, st), tt.do, tt.code, tt.flag)
 		})
 	}
 	// Tenant removal names the IKE objects once the VMs are gone.
@@ -433,6 +414,7 @@ func TestIKERestoreIsExact(t *testing.T) {
 	p := pskPolicy("pol1")
 	p.Protocol, p.LocalPorts, p.IKEProposals, p.ESPProposals = ikeconf.ProtoNumTCP, ikeconf.PortRange{First: 2049, Last: 2049}, []string{"aes256gcm16-prfsha384-ecp384", "aes128-sha256-modp2048"}, []string{"aes256gcm16"}
 	p.LocalIdentity, p.RemoteIdentity = "gw.example.com", "client@example.com"
+	p.ForceEncap = true // --encapsulation udp
 	must2(t)(d.CreatePolicy(p))
 	p2 := pskPolicy("pki")
 	p2.Auth, p2.PSK, p2.CertName, p2.RemoteIdentity, p2.Mode = ikeconf.AuthPKI, nil, "srv", ikeconf.AnyIdentity, sa.ModeTunnel
@@ -443,13 +425,7 @@ func TestIKERestoreIsExact(t *testing.T) {
 		Auth: ikeconf.AuthPSK, PSK: []byte{0, 1, 2, 0xff}}
 	must2(t)(d.CreatePolicy(u))
 	before, ikeBefore := observe(d), observeIKE(d)
-	must(t, st.Close())
-
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, _ := reopen(t, st, path)
 	if after := observe(d2); !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs")
 	}

@@ -45,12 +45,7 @@ func TestPolicyTimersPersisted(t *testing.T) {
 	})
 	must(t, err)
 	before := observeIKE(d)
-	must(t, st.Close())
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, st2 := reopen(t, st, path)
 	if after := observeIKE(d2); !reflect.DeepEqual(before, after) {
 		t.Errorf("restored IKE state differs:\nbefore %+v\nafter  %+v", before.Policies, after.Policies)
 	}
@@ -106,26 +101,7 @@ func TestPolicyTimerRefusalsChangeNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, ikeBefore, commits, gen := observe(d), observeIKE(d), st.Commits(), d.Generation()
-			err := tt.do()
-			if err == nil {
-				t.Fatal("accepted, want refused")
-			}
-			if CodeOf(err) != CodeInvalid {
-				t.Errorf("code %v, want invalid (%v)", CodeOf(err), err)
-			}
-			if !strings.Contains(err.Error(), tt.flag) {
-				t.Errorf("message %q does not name %s", err, tt.flag)
-			}
-			if after := observe(d); !reflect.DeepEqual(before, after) {
-				t.Errorf("state changed")
-			}
-			if after := observeIKE(d); !reflect.DeepEqual(ikeBefore, after) {
-				t.Errorf("IKE state changed")
-			}
-			if st.Commits() != commits || d.Generation() != gen {
-				t.Errorf("refusal committed or bumped the generation")
-			}
+			refused(t, everything(d, st), tt.do, CodeInvalid, tt.flag)
 		})
 	}
 	// Bounds are inclusive.

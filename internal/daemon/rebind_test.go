@@ -1,10 +1,8 @@
 package daemon
 
 import (
-	"errors"
 	"net/netip"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/vifsec/vifsec/internal/store/storetest"
@@ -59,30 +57,23 @@ func TestRebindVM(t *testing.T) {
 		t.Fatalf("after the move the SA is gone: %+v", d2.SAs())
 	}
 
-	before := observe(d)
 	for _, tc := range []struct {
 		name string
 		edit func(v *tenant.VM)
+		code Code
 		want string
 	}{
-		{"other origin", func(v *tenant.VM) { v.Origin = "libvirt:00000000-0000-4000-8000-000000000000" }, "not by libvirt:0000"},
-		{"operator's VM", func(v *tenant.VM) { v.Name = "vm1"; v.Origin = "libvirt:x" }, "an operator"},
-		{"vlan", func(v *tenant.VM) { v.VLAN = 11 }, "--vlan 10"},
-		{"mac", func(v *tenant.VM) { v.MAC = tenant.MAC{0x52, 0x54, 0, 0, 0, 0x32} }, "--mac 52:54:00:00:00:31"},
-		{"ips", func(v *tenant.VM) { v.IPs = []netip.Addr{netip.MustParseAddr("192.0.2.9")} }, "--ip (any)"},
-		{"bad", func(v *tenant.VM) { v.Origin = "libvirt: spaces" }, "origin:"},
+		{"other origin", func(v *tenant.VM) { v.Origin = "libvirt:00000000-0000-4000-8000-000000000000" }, CodeExists, "not by libvirt:0000"},
+		{"operator's VM", func(v *tenant.VM) { v.Name = "vm1"; v.Origin = "libvirt:x" }, CodeExists, "an operator"},
+		{"vlan", func(v *tenant.VM) { v.VLAN = 11 }, CodeExists, "--vlan 10"},
+		{"mac", func(v *tenant.VM) { v.MAC = tenant.MAC{0x52, 0x54, 0, 0, 0, 0x32} }, CodeExists, "--mac 52:54:00:00:00:31"},
+		{"ips", func(v *tenant.VM) { v.IPs = []netip.Addr{netip.MustParseAddr("192.0.2.9")} }, CodeExists, "--ip (any)"},
+		{"bad", func(v *tenant.VM) { v.Origin = "libvirt: spaces" }, CodeInvalid, "origin:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := lv
 			tc.edit(&v)
-			_, err := d.RebindVM(v)
-			var de *Error
-			if err == nil || !errors.As(err, &de) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("RebindVM = %v; want a refusal containing %q", err, tc.want)
-			}
-			if !reflect.DeepEqual(observe(d), before) {
-				t.Fatal("a refused RebindVM changed the state")
-			}
+			refused(t, everything(d, st), func() error { _, err := d.RebindVM(v); return err }, tc.code, tc.want)
 		})
 	}
 }

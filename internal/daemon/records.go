@@ -45,7 +45,9 @@ type saRecord struct {
 	ReplayWindow int         `json:"replay_window,omitempty"`
 	ESN          bool        `json:"esn,omitempty"`
 	Lifetime     sa.Lifetime `json:"lifetime"`
-	Created      time.Time   `json:"created,omitzero"`
+	// Encap is the SA's UDP encapsulation (RFC 3948); absent: plain ESP.
+	Encap   *sa.UDPEncap `json:"encap,omitempty"`
+	Created time.Time    `json:"created,omitzero"`
 }
 
 // saOwner is whom an SA belongs to: a VM, or (underlay SA) a tenant.
@@ -65,7 +67,7 @@ func encodeSA(o saOwner, c *sa.Config) ([]byte, error) {
 		VM: o.vm, Tenant: o.tenant, Name: c.Name, VLAN: c.Scope.VLAN, MAC: tenant.MAC(c.Scope.MAC), SPI: c.SPI,
 		Src: c.Src, Dst: c.Dst, Mode: c.Mode.String(),
 		Enc: c.Enc.String(), EncKey: c.EncKey, Integ: c.Integ.String(), IntegKey: c.IntegKey,
-		ReplayWindow: c.ReplayWindow, ESN: c.ESN, Lifetime: c.Lifetime, Created: c.Created,
+		ReplayWindow: c.ReplayWindow, ESN: c.ESN, Lifetime: c.Lifetime, Encap: c.Encap, Created: c.Created,
 	}
 	if c.Dir != sa.DirInvalid {
 		r.Dir = c.Dir.String()
@@ -82,7 +84,7 @@ func decodeSA(b []byte) (o saOwner, c sa.Config, err error) {
 	c = sa.Config{
 		Name: r.Name, Scope: sa.Scope{VLAN: r.VLAN, MAC: header.MAC(r.MAC)}, SPI: r.SPI,
 		Src: r.Src, Dst: r.Dst, EncKey: r.EncKey, IntegKey: r.IntegKey,
-		ReplayWindow: r.ReplayWindow, ESN: r.ESN, Lifetime: r.Lifetime, Created: r.Created,
+		ReplayWindow: r.ReplayWindow, ESN: r.ESN, Lifetime: r.Lifetime, Encap: r.Encap, Created: r.Created,
 	}
 	if r.Dir != "" {
 		if c.Dir, err = sa.ParseDirection(r.Dir); err != nil {

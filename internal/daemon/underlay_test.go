@@ -200,27 +200,7 @@ func TestUnderlayRefusalsChangeNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, commits, gen := observe(d), st.Commits(), d.Generation()
-			snap := d.Snapshot().UnderlaySAs
-			err := tt.do()
-			if err == nil {
-				t.Fatal("accepted, want refused")
-			}
-			if CodeOf(err) != tt.code {
-				t.Errorf("code %v, want %v (%v)", CodeOf(err), tt.code, err)
-			}
-			if !strings.Contains(err.Error(), tt.flag) {
-				t.Errorf("message %q does not name %s", err, tt.flag)
-			}
-			if after := observe(d); !reflect.DeepEqual(before, after) {
-				t.Errorf("state changed:\nbefore %+v\nafter  %+v", before, after)
-			}
-			if !reflect.DeepEqual(snap, d.Snapshot().UnderlaySAs) {
-				t.Error("Snapshot().UnderlaySAs changed")
-			}
-			if st.Commits() != commits || d.Generation() != gen {
-				t.Errorf("refusal committed or bumped the generation")
-			}
+			refused(t, everything(d, st), tt.do, tt.code, tt.flag)
 		})
 	}
 }
@@ -244,13 +224,7 @@ func TestUnderlayRestoreIsExact(t *testing.T) {
 	before := observe(d)
 	snap := d.Snapshot()
 	stopCleanly(d)
-	must(t, st.Close())
-
-	st2, err := store.OpenBolt(path, 0)
-	must(t, err)
-	defer st2.Close()
-	d2, err := New(st2, nil)
-	must(t, err)
+	d2, _ := reopen(t, st, path)
 	if after := observe(d2); !reflect.DeepEqual(before, after) {
 		t.Errorf("restored state differs:\nbefore %+v\nafter  %+v", before, after)
 	}

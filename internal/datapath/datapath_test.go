@@ -246,8 +246,8 @@ func TestPipelineAllocs(t *testing.T) {
 	snapB.byKey[vmKey{100, macB1}] = vmB
 	eb.snap.Store(snapB)
 
-	wa := newWorker(ea, vmA.port, false)
-	wb := newWorker(eb, &txPort{Port: viftest.NewSink("upB")}, true)
+	wa := newTestWorker(ea, vmA.port, false)
+	wb := newTestWorker(eb, &txPort{Port: viftest.NewSink("upB")}, true)
 	clearFrame := frame(macB1, macA1, satest.V6A, satest.V6B, 1000)
 	const batch = 32
 	allocs := testing.AllocsPerRun(50, func() {
@@ -293,7 +293,7 @@ func TestPipelineGSOAllocs(t *testing.T) {
 		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1, 1)}
 	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{vifA: vm}})
 	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
-	w := newWorker(e, tp, false)
+	w := newTestWorker(e, tp, false)
 
 	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 1000, Flags: 0x18, Payload: make([]byte, 60000)}
 	frame, h := offloadtest.Super(p, 1440, true, false)
@@ -335,7 +335,7 @@ func TestUplinkSuperFrameToVM(t *testing.T) {
 	snap.byKey[vmKey{0, macB1}] = vm
 	e.snap.Store(snap)
 	up := &txPort{Port: viftest.NewSink("up"), vnet: true}
-	w := newWorker(e, up, true)
+	w := newTestWorker(e, up, true)
 	p := offloadtest.Packet{Src: satest.V4A, Dst: satest.V4B, Seq: 7, Payload: make([]byte, 30000)}
 	frame, h := offloadtest.Super(p, 1448, false, false)
 	copy(frame[0:6], macB1[:])
@@ -371,7 +371,7 @@ func TestCoalesceTowardVM(t *testing.T) {
 	snap := newSnapshot()
 	snap.byKey[vmKey{0, macB1}] = vm
 	e.snap.Store(snap)
-	w := newWorker(e, &txPort{Port: viftest.NewSink("up")}, true)
+	w := newTestWorker(e, &txPort{Port: viftest.NewSink("up")}, true)
 	const segs, size = 10, 1000
 	var frames [][]byte
 	for i := 0; i < segs; i++ {

@@ -14,17 +14,21 @@
 // goroutine per queue of each port: a port is one queue, or several
 // (vif.Multi: AF_PACKET sockets in one PACKET_FANOUT hash group, so a
 // flow or an SA stays on one worker and keeps its order). Each worker
-// owns its buffers and crypto scratch, moves frames in batches, and
-// allocates nothing per packet (proved by AllocsPerRun tests with
-// viftest ports). A worker writes to another port on the queue its
-// number picks, under that queue's lock only. What workers of one port
-// share is atomic (counters, the ICMP rate limiter, SA sequence numbers)
-// or behind the SA's replay lock. vifsecd gives the uplink one queue per
-// CPU and each VIF at most two (internal/attach): every queue's worker
-// has its own receive buffers (a VIF with virtio-net headers: 8 buffers
-// for 64 KiB super-frames, of which only the pages the kernel writes
-// become resident, plus 8 broadcast spares of 4 KiB), so more queues on
-// every VM would multiply per-VM memory for little gain.
+// has its crypto scratch, moves frames in batches, and allocates nothing
+// per packet (proved by AllocsPerRun tests with viftest ports). A worker
+// writes to another port on the queue its number picks, under that
+// queue's lock only. What workers of one port share is atomic (counters,
+// the ICMP rate limiter, SA sequence numbers) or behind the SA's replay
+// lock. vifsecd gives the uplink one queue per CPU and each VIF at most
+// two (internal/attach). The uplink's workers keep their buffers; a
+// VIF's worker waits for frames holding none, takes a set (receive
+// buffers — 8 for 64 KiB super-frames on a port with virtio-net headers
+// —, broadcast spares, segment buffers, its output queue) from a pool
+// shared by the engine's VIF workers when frames arrive, and gives it
+// back when its queue is drained (bufs.go). A quiet VM thus costs its
+// table entry, its sockets and parked goroutines, whatever its queues;
+// the pools hold at most twice as many sets as there are CPUs, and a
+// worker with more to read yields its set to one that waits.
 //
 // ESP may travel in UDP (RFC 3948 NAT traversal, per SA): the uplink takes
 // UDP to port 4500 as ESP when its SPI names an SA of the VM (other UDP to
@@ -33,6 +37,15 @@
 // NAT-keepalives are consumed, and SendIKE speaks from the VM's MAC and
 // addresses (ike.go), resolving the peer's MAC with ARP or Neighbor
 // Discovery as the guest would (neigh.go).
+//
+// UDP GSO (outbound.go joinTrains, inbound.go splitOwnUDP): toward an
+// uplink with virtio-net headers, the ESP-in-UDP (or VXLAN) datagrams made
+// from one TSO super-frame of a VM leave as one GSO_UDP_L4 super-frame,
+// which the kernel, the NIC or the receiver behind a veth cuts again; such
+// a super-frame arriving whole from the uplink is cut (gso.SplitUDP) and
+// its datagrams handled one by one in the same batch, when vifsec is the
+// one to consume it (an inbound SA of the VM it is addressed to, or the
+// local VTEP). A guest's own UDP super-frame is delivered whole.
 //
 // What a frame may be is decided before anything else looks at it, the
 // same way in both directions (frame.go): at most one VLAN tag, counting

@@ -113,8 +113,11 @@ func newSnapshot() *snapshot {
 type txPort struct {
 	mu sync.Mutex
 	vif.Port
-	vnet  bool // frames carry a virtio-net header (vif.PacketOptions.VnetHdr)
-	stats PortStats
+	vnet bool // frames carry a virtio-net header (vif.PacketOptions.VnetHdr)
+	// udpGSO: the device takes UDP GSO super-frames whole (uplink only,
+	// UplinkOptions.UDPGSO).
+	udpGSO bool
+	stats  PortStats
 	// qs are the queues of a vif.Multi port (nil: one queue, Port).
 	qs []*txQueue
 	// down makes OnPortDown fire once per port, whichever queue failed.
@@ -206,10 +209,13 @@ type Engine struct {
 	workers   map[vif.Port][]*worker
 	// workerSeq numbers workers (worker.seq).
 	workerSeq atomic.Uint32
-	stats     map[string]*VMStats
-	ports     map[vif.Port]*txPort
-	wg        sync.WaitGroup
-	closed    bool
+	// pools hold the buffers of VIF workers between batches (bufs.go).
+	poolsMu sync.Mutex
+	pools   map[bufKind]*bufPool
+	stats   map[string]*VMStats
+	ports   map[vif.Port]*txPort
+	wg      sync.WaitGroup
+	closed  bool
 
 	// OnPortDown, if set before ports are added, is called from a worker
 	// whose port failed (the interface went down or away) just before the
@@ -224,7 +230,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 	}
 	e := &Engine{db: db, log: log, workers: map[vif.Port][]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
 		misses: make(chan netip.Addr, 16), now: time.Now}
-	e.cfg.Store(&config{enabled: true, coalesce: true, mtu: DefaultMTU, pathMTU: DefaultMTU})
+	e.cfg.Store(&config{enabled: true, coalesce: true, udpGSO: true, mtu: DefaultMTU, pathMTU: DefaultMTU})
 	e.snap.Store(newSnapshot())
 	return e
 }
@@ -237,6 +243,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 type config struct {
 	enabled  bool // IPsec processing (SetEnabled)
 	coalesce bool // ingress coalescing (SetCoalesce)
+	udpGSO   bool // UDP GSO toward the uplink (SetUDPGSO)
 	uplink   *txPort
 	mtu      int // the uplink's MTU
 	// pathMTU is the largest IP packet a VM may hand over before ESP:
@@ -266,6 +273,12 @@ func (e *Engine) SetEnabled(on bool) { e.setConfig(func(c *config) { c.enabled =
 // on or off. It is on by default.
 func (e *Engine) SetCoalesce(on bool) { e.setConfig(func(c *config) { c.coalesce = on }) }
 
+// SetUDPGSO turns UDP GSO toward an uplink with virtio-net headers on or
+// off: the ESP-in-UDP or VXLAN packets made from one TSO super-frame of a
+// VM leave as one GSO_UDP_L4 super-frame (outbound.go, joinTrains). It is
+// on by default. Receiving such super-frames is always on.
+func (e *Engine) SetUDPGSO(on bool) { e.setConfig(func(c *config) { c.udpGSO = on }) }
+
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.cfg.Load().enabled }
 
@@ -293,6 +306,14 @@ type UplinkOptions struct {
 	// NIC or the kernel coalesced (GRO) arrive described, and are handed
 	// to the VMs as the super-frames they are.
 	VnetHdr bool
+	// UDPGSO says the uplink device segments UDP GSO super-frames itself
+	// (its tx-udp-segmentation feature is on: a NIC with USO, a veth,
+	// which carries them whole), so the engine may send ESP-in-UDP and
+	// VXLAN trains as one super-frame (Engine.SetUDPGSO). Only with
+	// VnetHdr. Without it the kernel would have to segment them in
+	// software, which an AF_PACKET socket with PACKET_QDISC_BYPASS (as
+	// vif opens its ports) cannot: __dev_direct_xmit drops the frame.
+	UDPGSO bool
 }
 
 // SetUplinkWith is SetUplink with options.
@@ -316,6 +337,7 @@ func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
 		return
 	}
 	tp := newTxPort(p, o.VnetHdr)
+	tp.udpGSO = o.VnetHdr && o.UDPGSO
 	e.setConfig(func(c *config) { c.uplink = tp })
 	e.upWorkers = e.startWorkers(tp, true)
 }

@@ -109,8 +109,8 @@ func newFrameLab(t *testing.T) *frameLab {
 	e.snap.Store(snap)
 	x.up = viftest.NewSink("up")
 	e.setConfig(func(c *config) { c.uplink = &txPort{Port: x.up} })
-	x.vmW = newWorker(e, x.vms["acme"].port, false)
-	x.upW = newWorker(e, &txPort{Port: viftest.NewSink("up-rx")}, true)
+	x.vmW = newTestWorker(e, x.vms["acme"].port, false)
+	x.upW = newTestWorker(e, &txPort{Port: viftest.NewSink("up-rx")}, true)
 	return x
 }
 

@@ -134,9 +134,9 @@ func FuzzPipeline(f *testing.F) {
 		{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}},
 		{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB}, ProtectUnderlay: true,
 			Underlay: []UnderlaySA{{VNI: 1000, SA: u}}}}
-	vmW := newWorker(e, vm.port, false)
-	upW := newWorker(e, plainUp, true)
-	upVW := newWorker(e, vnetUp, true)
+	vmW := newTestWorker(e, vm.port, false)
+	upW := newTestWorker(e, plainUp, true)
+	upVW := newTestWorker(e, vnetUp, true)
 
 	f.Fuzz(func(t *testing.T, data []byte, sel uint8) {
 		e.SetOverlay(overlays[int(sel>>4)%len(overlays)])

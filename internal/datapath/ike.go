@@ -355,11 +355,7 @@ func (e *Engine) sendDatagram(vm *vmState, up *txPort, mac header.MAC, p IKEPack
 // batch); ikeTxMu must be held.
 func (e *Engine) ikeWorker() *worker {
 	if e.ikeTx == nil {
-		w := &worker{e: e, group: make([][]byte, 0, maxOut), spare: make([][]byte, maxSpare)}
-		for i := range w.spare {
-			w.spare[i] = make([]byte, bufSize)
-		}
-		e.ikeTx = w
+		e.ikeTx = &worker{e: e, batchBufs: newBatchBufs(bufKind{frame: bufSize})}
 	}
 	e.ikeTx.cfg = e.cfg.Load()
 	return e.ikeTx

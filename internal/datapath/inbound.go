@@ -8,6 +8,7 @@ import (
 	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload"
 	"github.com/vifsec/vifsec/offload/csum"
+	"github.com/vifsec/vifsec/offload/gso"
 	"github.com/vifsec/vifsec/offload/mss"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
@@ -64,6 +65,9 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 			return
 		}
 	}
+	if h.GSO() == offload.GSOUDPL4 && w.splitOwnUDP(snap, l, buf, off, n, h) {
+		return
+	}
 	vm := snap.byKey[vmKey{l.vlan, [6]byte(buf[off : off+6])}]
 	if vm == nil {
 		w.e.UplinkRx.UnknownDest.Add(1)
@@ -85,9 +89,70 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 	w.nout++
 }
 
+// splitOwnUDP cuts a UDP GSO super-frame from the uplink (the frame
+// buf[off:off+n], untagged, of VLAN l.vlan) that vifsec consumes itself
+// — ESP in UDP for an inbound SA of the VM it is addressed to, or VXLAN
+// or ESP in UDP to the local VTEP — into its datagrams (gso.SplitUDP) and
+// handles each as a frame from the uplink: a peer's train (joinTrains) is
+// decrypted in one pass, without a system call per datagram, and its
+// TCP segments go on to the ingress coalescer. It reports false for any
+// other super-frame (a guest's own UDP), which the caller delivers whole.
+func (w *worker) splitOwnUDP(snap *snapshot, l l2, buf []byte, off, n int, h offload.VnetHdr) bool {
+	if l.etype != etherIPv4 && l.etype != etherIPv6 {
+		return false
+	}
+	ip := buf[off+ethLen : off+n]
+	c := esp.Classify(ip)
+	own := false
+	if ov := w.cfg.overlay; ov != nil {
+		dst, port, ok := udpDst(ip)
+		own = ok && dst == ov.src && (port == ov.port || c.Kind == esp.KindESPInUDP)
+	}
+	if !own && c.Kind == esp.KindESPInUDP && w.cfg.enabled {
+		if vm := snap.byKey[vmKey{l.vlan, [6]byte(buf[off : off+6])}]; vm != nil {
+			s := w.e.db.Lookup(sa.Key{Scope: sa.Scope{VLAN: vm.vlan, MAC: vm.mac}, SPI: c.SPI})
+			own = s != nil && s.Dir() != sa.DirOut
+		}
+	}
+	if !own {
+		return false
+	}
+	w.ensureSeg()
+	w.flush() // frames still queued may be in the segment buffers
+	ns, d := gso.SplitUDP(buf[off:off+n], h, w.seg, readOff, w.segSizes)
+	if d != drop.None {
+		w.e.UplinkRx.Malformed.Add(1)
+		return true
+	}
+	m := vif.Meta{Tagged: l.tagged, VLAN: l.vlan}
+	for i := range ns {
+		w.fromUplink(snap, w.seg[i], readOff, w.segSizes[i], m)
+	}
+	w.flush()
+	w.Splits++
+	return true
+}
+
+// udpDst returns the destination address and UDP port of ip, an IPv4
+// packet or an IPv6 one whose next header is UDP; ok is false for anything
+// else.
+func udpDst(ip []byte) (dst netip.Addr, port uint16, ok bool) {
+	switch {
+	case len(ip) >= 20 && ip[0]>>4 == 4 && ip[9] == header.ProtoUDP:
+		l4 := int(ip[0]&0x0f) * 4
+		if l4 < 20 || len(ip) < l4+8 {
+			return dst, 0, false
+		}
+		return netip.AddrFrom4([4]byte(ip[16:20])), binary.BigEndian.Uint16(ip[l4+2:]), true
+	case len(ip) >= ipv6Len+8 && ip[0]>>4 == 6 && ip[6] == header.ProtoUDP:
+		return netip.AddrFrom16([16]byte(ip[24:40])), binary.BigEndian.Uint16(ip[ipv6Len+2:]), true
+	}
+	return dst, 0, false
+}
+
 func (w *worker) fromUplink(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	ps := &w.e.UplinkRx
-	ps.Frames.Add(1)
+	w.rxFrames++
 	if n < ethLen {
 		ps.Malformed.Add(1)
 		return

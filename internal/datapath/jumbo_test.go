@@ -108,7 +108,7 @@ func TestJumboSuperFrameSegments(t *testing.T) {
 		spd: tenant.Compile(pol), policies: pol, sas: []*sa.SA{out}, stats: new(VMStats), icmp: pmtu.NewRateLimiter(1, 1)}
 	e.snap.Store(&snapshot{byKey: map[vmKey]*vmState{}, byPort: map[vif.Port]*vmState{vifA: vm}})
 	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
-	w := newWorker(e, tp, false)
+	w := newTestWorker(e, tp, false)
 
 	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 1000, Flags: 0x18, Payload: make([]byte, 60000)}
 	frame, h := offloadtest.Super(p, 8900, true, false)
@@ -154,8 +154,8 @@ func drops(st *VMStats) map[drop.Reason]uint64 {
 // raised after the worker started.
 func TestFrameBuffersFollowMTU(t *testing.T) {
 	e := New(sa.NewDB(0), nil)
-	plain := newWorker(e, &txPort{Port: viftest.NewSink("vif")}, false)
-	vnet := newWorker(e, &txPort{Port: viftest.NewSink("vnet"), vnet: true}, false)
+	plain := newTestWorker(e, &txPort{Port: viftest.NewSink("vif")}, false)
+	vnet := newTestWorker(e, &txPort{Port: viftest.NewSink("vnet"), vnet: true}, false)
 	if len(plain.bufs[0]) != bufSize || len(plain.spare[0]) != bufSize {
 		t.Errorf("MTU 1500: read buffers %d, spares %d bytes; want %d", len(plain.bufs[0]), len(plain.spare[0]), bufSize)
 	}
@@ -173,7 +173,7 @@ func TestFrameBuffersFollowMTU(t *testing.T) {
 	if len(vnet.seg[0]) < jumbo+ethLen+vif.VnetHdrLen+readOff {
 		t.Errorf("MTU %d: segment buffers %d bytes", jumbo, len(vnet.seg[0]))
 	}
-	big := newWorker(e, &txPort{Port: viftest.NewSink("vif2")}, false)
+	big := newTestWorker(e, &txPort{Port: viftest.NewSink("vif2")}, false)
 	if len(big.bufs[0]) < jumbo+ethLen+readOff {
 		t.Errorf("MTU %d: read buffers %d bytes", jumbo, len(big.bufs[0]))
 	}

@@ -774,7 +774,7 @@ func TestNATAndIKEAllocs(t *testing.T) {
 	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
 	handled := 0
 	e.SetIKEHandler(func(IKEPacket) { handled++ })
-	w := newWorker(e, &txPort{Port: viftest.NewSink("upw")}, true)
+	w := newTestWorker(e, &txPort{Port: viftest.NewSink("upw")}, true)
 
 	plain := udpFrame(macB1, peerMAC, satest.V4A, satest.V4B, 3000, 4000, make([]byte, 200))
 	foreign := udpFrame(macB1, peerMAC, satest.V4A, netip.MustParseAddr("192.0.2.99"), 500, 500, make([]byte, 60))
@@ -821,7 +821,7 @@ func TestNATAndIKEAllocs(t *testing.T) {
 	ea.snap.Store(snapA)
 	upA := viftest.NewSink("upA")
 	ea.setConfig(func(c *config) { c.uplink = &txPort{Port: upA} })
-	wa := newWorker(ea, vmA.port, false)
+	wa := newTestWorker(ea, vmA.port, false)
 	f := frame(macB1, macA1, satest.V4A, satest.V4B, 1000)
 	allocs = testing.AllocsPerRun(50, func() {
 		for i := 0; i < 8; i++ {
@@ -875,7 +875,7 @@ func TestHeadroomWorstCase(t *testing.T) {
 	e.SetOverlay(&Overlay{Local: vtepA, UplinkMAC: header.MAC{2, 0, 0, 0, 0, 0xa}, FDB: map[FDBKey]netip.Addr{{1000, macB1}: vtepB},
 		ProtectUnderlay: true, Underlay: []UnderlaySA{{VNI: 1000, SA: under}}})
 	e.SetNeighbors(map[netip.Addr]header.MAC{vtepB: {2, 0, 0, 0, 0, 0xb}})
-	w := newWorker(e, vm.port, false)
+	w := newTestWorker(e, vm.port, false)
 	f := frame(macB1, macA1, satest.V6A, satest.V6B, 100)
 	w.sizes[0] = copy(w.bufs[0][readOff:], f)
 	w.batch(1)
@@ -909,7 +909,7 @@ func TestInboundRekeyOverlap(t *testing.T) {
 			SrcPort: tenant.PortAny, DstPort: port, ULProto: tenant.ProtoAny, Direction: sa.DirIn, Action: act, Mode: sa.ModeTransport, SAName: s}
 	}
 	sink := viftest.NewSink("vif")
-	w := newWorker(e, &txPort{Port: viftest.NewSink("up")}, true)
+	w := newTestWorker(e, &txPort{Port: viftest.NewSink("up")}, true)
 	var sc sa.Scratch
 	setup := func(pol []tenant.Policy, sas []*sa.SA) *vmState {
 		vm := &vmState{name: "acme", port: &txPort{Port: sink}, mac: macB1, vlan: 100, def: tenant.ActionNone,
@@ -1048,7 +1048,7 @@ func TestNoSAYetAllocs(t *testing.T) {
 	e.snap.Store(snap)
 	up := viftest.NewSink("up")
 	e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
-	w := newWorker(e, vm.port, false)
+	w := newTestWorker(e, vm.port, false)
 	f := frame(peerMAC, macA1, satest.V4A, satest.V4B, 200)
 	run := func() {
 		for i := 0; i < 8; i++ {

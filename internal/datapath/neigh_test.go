@@ -526,7 +526,7 @@ func newSnoopBench() *snoopBench {
 	snap.byPort[x.sink] = x.vm
 	x.e.snap.Store(snap)
 	x.e.setConfig(func(c *config) { c.uplink = &txPort{Port: viftest.NewSink("up")} })
-	x.w = newWorker(x.e, &txPort{Port: viftest.NewSink("upw")}, true)
+	x.w = newTestWorker(x.e, &txPort{Port: viftest.NewSink("upw")}, true)
 	mac := header.MAC{2, 0, 0, 0, 0x66, 6}
 	x.frames = [][]byte{
 		udpFrame(macB1, peerMAC, r4, v4, 3000, 4000, make([]byte, 200)),

@@ -215,7 +215,63 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	for i := 0; i < ns; i++ {
 		w.fromVIF(snap, w.seg[i], readOff, w.segSizes[i], m)
 	}
+	w.joinTrains()
 	w.flush()
+}
+
+// joinTrains replaces the first run of queued uplink frames that are UDP
+// datagrams of one flow — ESP in UDP to port 4500 or VXLAN to the overlay's
+// port, as one super-frame's segments become after ESP — with one UDP GSO
+// super-frame (gso.Train) when the uplink takes virtio-net headers and
+// segments UDP GSO itself (UplinkOptions.UDPGSO): one
+// write and one trip through the kernel instead of one per datagram. The
+// kernel, the NIC or the receiver behind a veth cuts it again. Runs of
+// other frames, or of one datagram, stay as they are. The caller flushes
+// before the next super-frame: the train's buffer is the worker's.
+func (w *worker) joinTrains() {
+	up := w.cfg.uplink
+	if up == nil || !up.udpGSO || w.nout < 2 || !w.cfg.udpGSO {
+		return
+	}
+	var vxPort uint16
+	if ov := w.cfg.overlay; ov != nil {
+		vxPort = ov.port
+	}
+	for i := 0; i+1 < w.nout; i++ {
+		o := &w.out[i]
+		if o.dst != up || o.hasHdr {
+			continue
+		}
+		if p, ok := gso.TrainPort(o.buf[o.start:o.end]); !ok || p != esp.NATTPort && (vxPort == 0 || p != vxPort) {
+			continue
+		}
+		if w.trainBuf == nil {
+			// The first train of this worker: most VMs' never send one.
+			w.trainBuf = make([]byte, gsoBufSize)
+		}
+		if !w.train.Start(w.trainBuf, readOff, o.buf[o.start:o.end]) {
+			continue
+		}
+		k := i + 1
+		for ; k < w.nout; k++ {
+			q := &w.out[k]
+			if q.dst != up || q.hasHdr || !w.train.Append(q.buf[q.start:q.end]) {
+				break
+			}
+		}
+		start, end, h := w.train.Finish()
+		if k-i < 2 {
+			continue
+		}
+		h.Put(w.trainBuf[start-vif.VnetHdrLen:])
+		w.out[i] = outFrame{dst: up, buf: w.trainBuf, start: start, end: end, hasHdr: true}
+		n := copy(w.out[i+1:], w.out[k:w.nout])
+		clear(w.out[i+1+n : w.nout])
+		w.nout = i + 1 + n
+		w.Trains++
+		w.TrainSegs += uint64(k - i)
+		return // one train buffer
+	}
 }
 
 // mtuFor is the largest IP packet of the flow in frame (an Ethernet frame,
@@ -306,8 +362,7 @@ func sourceAllowed(vm *vmState, f *tenant.Flow, nd bool) bool {
 // addressed to, or to every other VM of the VLAN and the uplink when it is
 // broadcast or multicast, or else to the uplink.
 func (w *worker) forward(snap *snapshot, from, local *vmState, buf []byte, start, end int) {
-	from.stats.PacketsOut.Add(1)
-	from.stats.BytesOut.Add(uint64(end - start))
+	w.sent.add(&from.stats.PacketsOut, &from.stats.BytesOut, end-start)
 	if local != nil {
 		w.queue(local.port, buf, start, end, local.stats)
 		return

@@ -208,7 +208,7 @@ func TestOverlayAllocs(t *testing.T) {
 		snap.byPort[vifA] = vm
 		e.snap.Store(snap)
 		e.setConfig(func(c *config) { c.uplink = &txPort{Port: up} })
-		w := newWorker(e, vm.port, false)
+		w := newTestWorker(e, vm.port, false)
 		f := frame(macB1, macA1, satest.V6A, satest.V6B, 1000)
 		const batch = 32
 		allocs := testing.AllocsPerRun(50, func() {
@@ -275,7 +275,7 @@ func newHoldRig(t *testing.T, protect bool, remotes ...netip.Addr) *holdRig {
 	snap.byPort[vifA] = vm
 	e.snap.Store(snap)
 	e.setConfig(func(c *config) { c.uplink = &txPort{Port: r.up} })
-	r.w = newWorker(e, vm.port, false)
+	r.w = newTestWorker(e, vm.port, false)
 	return r
 }
 

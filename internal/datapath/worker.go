@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vifsec/vifsec/offload/gro"
+	"github.com/vifsec/vifsec/offload/gso"
 	"github.com/vifsec/vifsec/overlay/vxlan"
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/esp"
@@ -60,26 +61,35 @@ type worker struct {
 	// loaded at its start with the snapshot.
 	cfg *config
 
-	bufs  [][]byte
-	sizes []int
-	meta  []vif.Meta
-	spare [][]byte // copies for frames that go to several ports in different forms
-	nsp   int
-	sc    sa.Scratch
-	flow  tenant.Flow
-	macs  [12]byte
+	// The buffers of the batch being handled (bufs.go). A VIF's worker
+	// takes them from pool when frames arrive and gives them back when
+	// its queue is drained, so a quiet VM holds none; the uplink's
+	// workers, always busy, keep theirs (pool nil).
+	*batchBufs
+	pool *bufPool
 
-	out   [maxOut]outFrame
-	nout  int
-	group [][]byte
+	sc   sa.Scratch
+	flow tenant.Flow
+	macs [12]byte
 
-	// VIF ports with virtio-net headers only: segments of a super-frame
-	// (or fragments of a packet), and room to build an ICMP error.
-	seg         [][]byte
-	segSizes    []int
-	icmpBuf     []byte
 	fragmenting bool // w.seg holds fragments being sent
 	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
+	// train joins the uplink datagrams made from one super-frame into
+	// one UDP GSO super-frame in trainBuf (joinTrains).
+	train    gso.Train
+	trainBuf []byte
+	// Trains counts UDP GSO super-frames sent, TrainSegs the datagrams in
+	// them (read by tests and benchmarks).
+	Trains, TrainSegs uint64
+	// Splits counts UDP GSO super-frames from the uplink cut into
+	// datagrams (uplink worker; read by tests).
+	Splits uint64
+
+	// What the batch counts, added to shared counters once per batch:
+	// frames a VM sent (forward), frames delivered to VMs (flush),
+	// frames from the uplink (fromUplink).
+	sent, delivered tally
+	rxFrames        uint64
 
 	// batches counts batch starts and ends: odd while one runs.
 	batches atomic.Uint64
@@ -106,58 +116,87 @@ func frameBufSize(mtu int) int { return max(bufSize, frameExtra+mtu) }
 // newWorker makes p's worker. Its frame buffers (reads without virtio-net
 // headers, broadcast copies) are sized for the uplink's MTU at this
 // moment; segment buffers follow the uplink's MTU as it changes
-// (ensureSeg).
+// (ensureSeg). A VIF's worker gets its buffers when frames arrive (run).
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
 	w := &worker{e: e, port: p, rx: p.Port, seq: e.workerSeq.Add(1) - 1, uplink: uplink, done: make(chan struct{}), cfg: e.cfg.Load()}
 	frame := frameBufSize(w.cfg.mtu)
-	nbuf, size := vif.MaxBatch, frame
-	if p.vnet && uplink {
+	switch {
+	case p.vnet && uplink:
 		// The uplink is the busiest port: full batches, each buffer big
 		// enough for a coalesced (GRO) super-frame.
-		size = gsoBufSize
-	} else if p.vnet {
+		w.batchBufs = newBatchBufs(bufKind{nbuf: vif.MaxBatch, size: gsoBufSize, frame: frame})
+	case uplink:
+		w.batchBufs = newBatchBufs(bufKind{nbuf: vif.MaxBatch, size: frame, frame: frame})
+	case p.vnet:
 		// A port with virtio-net headers hands over super-frames of up to
-		// 64 KiB. Pages of a buffer the kernel never writes stay
-		// untouched, so an idle VM costs little resident memory.
-		nbuf, size = gsoBatch, gsoBufSize
-		w.icmpBuf = make([]byte, bufSize)
-	}
-	w.bufs = make([][]byte, nbuf)
-	for i := range w.bufs {
-		w.bufs[i] = make([]byte, size)
-	}
-	// Spares hold tagged copies of broadcast frames a VM sends on a VLAN:
-	// a few per batch is plenty (beyond that, broadcasts are dropped).
-	w.spare = make([][]byte, maxSpare)
-	for i := range w.spare {
-		w.spare[i] = make([]byte, frame)
+		// 64 KiB, a few per batch.
+		w.pool = e.bufPool(bufKind{nbuf: gsoBatch, size: gsoBufSize, frame: frame, icmp: true})
+	default:
+		w.pool = e.bufPool(bufKind{nbuf: vif.MaxBatch, size: frame, frame: frame})
 	}
 	if uplink {
 		w.co = gro.New(gsoBufSize-readOff, readOff)
 	}
-	w.sizes = make([]int, nbuf)
-	w.meta = make([]vif.Meta, nbuf)
-	w.group = make([][]byte, 0, maxOut)
 	return w
 }
 
 func (w *worker) run() {
 	defer w.e.wg.Done()
 	defer close(w.done)
+	defer w.release()
+	waiter, _ := w.rx.(vif.Waiter)
+	if waiter == nil && w.pool != nil {
+		// A port that cannot wait without buffers: the worker keeps a
+		// set of its own, outside the pool's bound.
+		w.batchBufs, w.pool = newBatchBufs(w.pool.kind), nil
+	}
+	full := false // the last batch filled every buffer: read on at once
 	for {
+		switch {
+		case w.pool == nil:
+		case !full:
+			// Drained: the buffers go back while the queue is quiet.
+			w.release()
+			if err := waiter.WaitRead(); err != nil {
+				w.stop(err)
+				return
+			}
+		case w.pool.contended():
+			// More to read, but others wait for buffers: their turn.
+			w.release()
+		}
+		if w.batchBufs == nil {
+			w.batchBufs = w.pool.get()
+		}
 		n, err := w.rx.ReadBatch(w.bufs, w.sizes, w.meta, readOff)
 		if err != nil {
-			if !errors.Is(err, vif.ErrClosed) {
-				w.e.log.Warn("port read failed; worker stops", "port", w.port.Name(), "err", err)
-				w.port.down.Do(func() {
-					if f := w.e.OnPortDown; f != nil {
-						f(w.port.Port, err)
-					}
-				})
-			}
+			w.stop(err)
 			return
 		}
 		w.batch(n)
+		full = n == len(w.bufs)
+	}
+}
+
+// stop ends the worker on err from its port: the port failed unless it
+// was closed.
+func (w *worker) stop(err error) {
+	if errors.Is(err, vif.ErrClosed) {
+		return
+	}
+	w.e.log.Warn("port read failed; worker stops", "port", w.port.Name(), "err", err)
+	w.port.down.Do(func() {
+		if f := w.e.OnPortDown; f != nil {
+			f(w.port.Port, err)
+		}
+	})
+}
+
+// release gives a pooled worker's buffers back.
+func (w *worker) release() {
+	if w.pool != nil && w.batchBufs != nil {
+		w.pool.put(w.batchBufs)
+		w.batchBufs = nil
 	}
 }
 
@@ -181,6 +220,39 @@ func (w *worker) batch(n int) {
 	}
 	w.flushRun()
 	w.flush()
+	w.sent.commit()
+	if w.rxFrames > 0 {
+		w.e.UplinkRx.Frames.Add(w.rxFrames)
+		w.rxFrames = 0
+	}
+}
+
+// tally sums what a worker counts for one VM while it handles a batch,
+// so that it adds to the VM's counters, which other workers add to as
+// well, once per batch (or per port written) instead of once per frame.
+type tally struct {
+	packets, bytes *atomic.Uint64 // the VM's counters
+	n, b           uint64
+}
+
+// add counts a frame of size bytes on packets and bytes; what the tally
+// held for other counters is added to them first.
+func (t *tally) add(packets, bytes *atomic.Uint64, size int) {
+	if t.packets != packets {
+		t.commit()
+		t.packets, t.bytes = packets, bytes
+	}
+	t.n++
+	t.b += uint64(size)
+}
+
+// commit adds what the tally holds to the VM's counters.
+func (t *tally) commit() {
+	if t.n > 0 {
+		t.packets.Add(t.n)
+		t.bytes.Add(t.b)
+	}
+	*t = tally{}
 }
 
 // ensureSeg allocates the segment buffers on a VIF worker's first
@@ -300,12 +372,12 @@ func (w *worker) flush() {
 			}
 			w.group = append(w.group, o.buf[start:o.end])
 			if o.vm != nil {
-				o.vm.PacketsIn.Add(1)
-				o.vm.BytesIn.Add(uint64(o.end - o.start))
+				w.delivered.add(&o.vm.PacketsIn, &o.vm.BytesIn, o.end-o.start)
 			}
 			o.dst = nil
 		}
 		dst.writeFrom(w.seq, w.group)
+		w.delivered.commit()
 	}
 	clear(w.out[:w.nout])
 	w.nout = 0

@@ -2,7 +2,9 @@ package datapath
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -169,4 +171,104 @@ func merge(t *testing.T, peers []*viftest.Port) <-chan viftest.Frame {
 		}()
 	}
 	return c
+}
+
+// TestWorkersKeepFlowOrder: with two queues and workers on every port,
+// each flow's frames come out in the order they went in, through both
+// gateways: A's VIF workers encrypt (each on its own SA, one per peer
+// address) and write on their own uplink queue, B's uplink workers
+// decrypt what arrives on each queue and deliver it. A frame's size
+// tells its place in its flow.
+func TestWorkersKeepFlowOrder(t *testing.T) {
+	const k, perFlow = 2, 150
+	peers := []netip.Addr{satest.V6B, netip.MustParseAddr("2001:db8:1::3")}
+	mkSA := func(i int, dir sa.Direction, mac header.MAC, src, dst netip.Addr) *sa.SA {
+		s, err := sa.New(sa.Config{Name: fmt.Sprintf("acme-%d-%s", i, dir), Scope: sa.Scope{VLAN: 100, MAC: mac}, SPI: 0x1000 + uint32(i), Dir: dir,
+			Src: src, Dst: dst, Mode: sa.ModeTransport, Enc: sa.EncAES128GCM, EncKey: satest.Key(20, byte(i)), Integ: sa.IntegNone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	mk := func(mac header.MAC, out bool, vifG *viftest.Group) *viftest.Group {
+		db := sa.NewDB(0)
+		var pol []tenant.Policy
+		var sas []*sa.SA
+		for i, peer := range peers {
+			var s *sa.SA
+			dir := sa.DirIn
+			if out {
+				s, dir = mkSA(i, sa.DirOut, mac, satest.V6A, peer), sa.DirOut
+			} else {
+				s = mkSA(i, sa.DirIn, mac, satest.V6A, peer)
+			}
+			if err := db.Add(s); err != nil {
+				t.Fatal(err)
+			}
+			p := tenant.Policy{Name: fmt.Sprintf("p%d", i), VM: "acme", SrcPort: tenant.PortAny, DstPort: tenant.PortAny,
+				ULProto: tenant.ProtoUDP, Direction: dir, Action: tenant.ActionIPsec, Mode: sa.ModeTransport}
+			// B stands for both peers: it receives what A's VM sends.
+			p.Src, p.Dst = netip.PrefixFrom(satest.V6A, 128), netip.PrefixFrom(peer, 128)
+			pol, sas = append(pol, p), append(sas, s)
+		}
+		e := New(db, nil)
+		t.Cleanup(e.Close)
+		upG := viftest.NewGroup("uplink", k, 2*perFlow)
+		e.SetUplink(upG, 0)
+		e.Update([]VM{{Name: "acme", Port: vifG, MAC: mac, VLAN: 100, DefaultAction: tenant.ActionNone, Policies: pol, SAs: sas}})
+		return upG
+	}
+	// Flow q: from the VM to peer q, on VIF queue q (as the fanout hash
+	// would keep it), sizes 100, 101, … in order; queued before the
+	// workers start, so they read full batches.
+	vifA, vifB := viftest.NewGroup("vifA", k, 2*perFlow), viftest.NewGroup("vifB", k, 2*perFlow)
+	for q := range k {
+		for i := range perFlow {
+			vifA.Q[q].Inject(udp(peerMAC, macA1, satest.V6A, peers[q], 1000, 2000, 100+i), vif.Meta{})
+		}
+	}
+	upB := mk(macA1, false, vifB)
+	upA := mk(macA1, true, vifA)
+	// A's uplink queue j feeds B's uplink queue j, in the order written,
+	// to B's VM. On the way, each SA's sequence numbers must rise.
+	for j := range k {
+		go func() {
+			last := map[uint32]uint32{}
+			for {
+				f, ok := upA.Peers[j].Recv()
+				if !ok {
+					return
+				}
+				// Tagged Ethernet (VLAN 100), IPv6, ESP: SPI, sequence number.
+				spi, seq := binary.BigEndian.Uint32(f.Data[18+40:]), binary.BigEndian.Uint32(f.Data[18+40+4:])
+				if seq <= last[spi] {
+					t.Errorf("uplink queue %d: SPI %#x sequence number %d after %d", j, spi, seq, last[spi])
+				}
+				last[spi] = seq
+				copy(f.Data[0:6], macA1[:])
+				copy(f.Data[6:12], peerMAC[:])
+				upB.Q[j].Inject(f.Data, vif.Meta{})
+			}
+		}()
+	}
+	got := merge(t, vifB.Peers)
+	next := make([]int, k)
+	deadline := time.After(10 * time.Second)
+	for n := 0; n < k*perFlow; n++ {
+		var f viftest.Frame
+		select {
+		case f = <-got:
+		case <-deadline:
+			t.Fatalf("VIF of B: %d of %d frames", n, k*perFlow)
+		}
+		ip := f.Data[ethLen:]
+		q := slices.Index(peers, netip.AddrFrom16([16]byte(ip[24:40])))
+		if q < 0 {
+			t.Fatalf("frame to %x", ip[24:40])
+		}
+		if size := len(ip) - ipv6HeaderLen - 8; size != 100+next[q] {
+			t.Fatalf("flow %d: frame %d of the flow came as number %d", q, size-100, next[q])
+		}
+		next[q]++
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,24 @@ func WaitNoError(t testing.TB, what string, timeout time.Duration, check func() 
 		}
 		return true, ""
 	})
+}
+
+// Refused runs do, a request that must be refused, and returns its error
+// for the caller to check. It fails t if do returned nil, or if look,
+// which returns all that the request could have changed (memory, the
+// store, a generation), returns something else after do than before
+// (reflect.DeepEqual): a refused request changes nothing.
+func Refused[V any](t testing.TB, look func() V, do func() error) error {
+	t.Helper()
+	before := look()
+	err := do()
+	if err == nil {
+		t.Errorf("accepted, want refused")
+	}
+	if after := look(); !reflect.DeepEqual(before, after) {
+		t.Errorf("a refused request changed the state:\nbefore %+v\nafter  %+v", before, after)
+	}
+	return err
 }
 
 // LogBuffer is an io.Writer that keeps what is written, for a logger or a

@@ -24,6 +24,9 @@ func (f *fakeT) Fatalf(format string, args ...any) {
 	f.failed = fmt.Sprintf(format, args...)
 	runtime.Goexit()
 }
+func (f *fakeT) Errorf(format string, args ...any) {
+	f.failed += fmt.Sprintf(format, args...) + "\n"
+}
 func (f *fakeT) Skip(args ...any) {
 	f.skipped = fmt.Sprint(args...)
 	runtime.Goexit()
@@ -67,6 +70,25 @@ func TestWaitForTimesOut(t *testing.T) {
 	})
 	if !strings.Contains(f.failed, "boom") {
 		t.Fatalf("WaitNoError failure %q; want the last error", f.failed)
+	}
+}
+
+func TestRefused(t *testing.T) {
+	state := 1
+	look := func() map[string]int { return map[string]int{"state": state} }
+	refuse := errors.New("refused")
+	var got error
+	f := run(func(t testing.TB) { got = Refused(t, look, func() error { return refuse }) })
+	if f.failed != "" || got != refuse {
+		t.Errorf("a refusal that changed nothing: failed %q, returned %v; want a pass returning the refusal", f.failed, got)
+	}
+	f = run(func(t testing.TB) { Refused(t, look, func() error { return nil }) })
+	if !strings.Contains(f.failed, "accepted") || strings.Contains(f.failed, "changed") {
+		t.Errorf("an accepted request that changed nothing: failed %q; want it to say accepted, only", f.failed)
+	}
+	f = run(func(t testing.TB) { Refused(t, look, func() error { state++; return refuse }) })
+	if !strings.Contains(f.failed, "changed the state") || !strings.Contains(f.failed, "state:1") || !strings.Contains(f.failed, "state:2") {
+		t.Errorf("a refusal that changed the state: failed %q; want it to say so, with before and after", f.failed)
 	}
 }
 

@@ -6,6 +6,13 @@
 // caller-provided batch of buffers at a caller-given offset (the ESP
 // headroom).
 //
+// The same floor serves UDP GSO on the uplink, after ESP: Train joins a
+// run of equal-sized UDP datagrams with the same headers (ESP in UDP cut
+// from one TSO super-frame) into one GSO_UDP_L4 super-frame that the
+// kernel or NIC cuts again, and SplitUDP cuts such a super-frame received
+// whole (from a veth) into datagrams for vifsec's own ESP or VXLAN
+// decapsulation, without computing UDP checksums nobody will check.
+//
 // It owns the per-segment header rewrite and nothing else: it does not
 // choose the MTU (the caller passes the effective MTU after ESP and
 // overlay overhead), encrypt, clamp MSS (offload/mss) or tell the guest

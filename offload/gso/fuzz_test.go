@@ -3,6 +3,7 @@ package gso_test
 import (
 	"bytes"
 	"github.com/vifsec/vifsec/drop"
+	"strings"
 	"testing"
 
 	"github.com/vifsec/vifsec/offload"
@@ -89,4 +90,108 @@ func FuzzParseVnetHdr(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzSplitUDP feeds virtio_net_hdr + frame bytes, as a veth hands a
+// peer's UDP GSO super-frame to AF_PACKET, to SplitUDP. Properties:
+// nothing panics; every datagram is a well-formed UDP packet (lengths,
+// IPv4 header checksum) with the super-frame's headers; the payloads, in
+// order, are the super-frame's; every one but the last carries gso_size;
+// and where a Train takes the datagrams, it joins them back into the
+// super-frame (but for the checksum fields it rewrites).
+func FuzzSplitUDP(f *testing.F) {
+	add := func(p ot.Packet, gs uint16) {
+		frame, h := ot.Super(p, gs, true, false)
+		b := make([]byte, offload.VnetHdrLen, offload.VnetHdrLen+len(frame))
+		h.Put(b)
+		f.Add(append(b, frame...))
+	}
+	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, SrcPort: 4500, DstPort: 4500, DF: true, Payload: payload(1000)}, 300)
+	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, IPOptions: []byte{1, 1, 1, 0}, VLANs: []uint16{9}, Payload: payload(600)}, 200)
+	add(ot.Packet{Src: ot.V6A, Dst: ot.V6B, UDP: true, SrcPort: 4500, DstPort: 4500, Payload: payload(900)}, 400)
+	add(ot.Packet{Src: ot.V6A, Dst: ot.V6C, UDP: true, ExtHeaders: []ot.Ext{{Type: ot.ProtoHopByHop, Body: make([]byte, 6)}}, Payload: payload(500)}, 100)
+	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, Payload: payload(100)}, 1000) // gso_size beyond the payload
+	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, Payload: payload(100)}, 1)    // too many segments
+	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, Payload: payload(100)}, 0)    // gso_size 0
+	f.Add([]byte{})
+	f.Add(append([]byte{1, 5, 0, 0, 0xe8, 3, 34, 0, 6, 0}, make([]byte, 60)...))
+
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, d := offload.ParseVnetHdr(b)
+		if d != drop.None {
+			return
+		}
+		frame := b[offload.VnetHdrLen:]
+		n, d := gso.SplitUDP(frame, h, fuzzOut, headroom, fuzzSizes)
+		if d != drop.None {
+			if n != 0 {
+				t.Fatalf("dropped (%v) with n = %d", d, n)
+			}
+			return
+		}
+		l4 := int(h.CsumStart)
+		pay := l4 + 8
+		var joined []byte
+		for i := range n {
+			seg := fuzzOut[i][headroom : headroom+fuzzSizes[i]]
+			if _, err := ot.ParseFrame(seg); err != nil && !strings.HasPrefix(err.Error(), "UDP") {
+				// The UDP checksum is left 0 (IPv6: "invalid"); anything
+				// else a receiver checks must hold.
+				t.Fatalf("datagram %d malformed: %v\n%x", i, err, seg)
+			}
+			if !sameButLengths(seg[:pay], frame[:pay], l4) {
+				t.Fatalf("datagram %d headers differ:\n got %x\nwant %x", i, seg[:pay], frame[:pay])
+			}
+			if p := len(seg) - pay; i < n-1 && p != int(h.GSOSize) || p > int(h.GSOSize) && n > 1 {
+				t.Fatalf("datagram %d of %d carries %d, gso_size %d", i, n, p, h.GSOSize)
+			}
+			joined = append(joined, seg[pay:]...)
+		}
+		if want := frame[pay : pay+len(joined)]; !bytes.Equal(joined, want) {
+			t.Fatalf("payloads joined differ from the super-frame's")
+		}
+		if n < 2 || n > gso.MaxTrainSegments {
+			return
+		}
+		buf := make([]byte, headroom+70000)
+		var tr gso.Train
+		if !tr.Start(buf, headroom, fuzzOut[0][headroom:headroom+fuzzSizes[0]]) {
+			return // extension headers, two tags: not a Train's
+		}
+		for i := 1; i < n; i++ {
+			if !tr.Append(fuzzOut[i][headroom : headroom+fuzzSizes[i]]) {
+				t.Fatalf("Train refused datagram %d of %d", i, n)
+			}
+		}
+		s, e, th := tr.Finish()
+		if th.GSOSize != h.GSOSize || th.CsumStart != h.CsumStart || e-s != pay+len(joined) {
+			t.Fatalf("Train header %+v for %+v", th, h)
+		}
+		if !sameButLengths(buf[s:e], frame[:e-s], l4) || !bytes.Equal(buf[s+pay:e], frame[pay:e-s]) {
+			t.Fatalf("Train of the datagrams differs from the super-frame")
+		}
+	})
+}
+
+// sameButLengths reports whether the headers a and b (a frame's up to the
+// end of its UDP header at l4+8) are equal but for the fields a split or a
+// train rewrites: IP lengths, IPv4 ID and header checksum, UDP length and
+// checksum.
+func sameButLengths(a, b []byte, l4 int) bool {
+	if len(a) < l4+8 || len(b) < l4+8 {
+		return false
+	}
+	a, b = bytes.Clone(a[:l4+8]), bytes.Clone(b[:l4+8])
+	l3 := ot.L2Len(a)
+	for _, x := range [][]byte{a, b} {
+		ip := x[l3:]
+		if ip[0]>>4 == 4 {
+			copy(ip[2:6], []byte{0, 0, 0, 0})
+			ip[10], ip[11] = 0, 0
+		} else {
+			ip[4], ip[5] = 0, 0
+		}
+		copy(x[l4+4:l4+8], []byte{0, 0, 0, 0})
+	}
+	return bytes.Equal(a, b)
 }

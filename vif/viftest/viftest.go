@@ -24,6 +24,10 @@ type Port struct {
 	closed chan struct{}
 	once   sync.Once
 
+	// next is the frame WaitRead took off rx for the next ReadBatch.
+	next    Frame
+	hasNext bool
+
 	mu  sync.Mutex
 	log []Frame // every frame written on this end, if Record
 	// Record keeps a copy of every frame written on this end.
@@ -53,13 +57,26 @@ func (p *Port) Inject(data []byte, m vif.Meta) {
 	}
 }
 
-func (p *Port) ReadBatch(bufs [][]byte, sizes []int, meta []vif.Meta, offset int) (int, error) {
-	var f Frame
-	select {
-	case f = <-p.rx:
-	case <-p.closed:
-		return 0, vif.ErrClosed
+// WaitRead waits for a frame to read (vif.Waiter).
+func (p *Port) WaitRead() error {
+	if p.hasNext {
+		return nil
 	}
+	select {
+	case p.next = <-p.rx:
+		p.hasNext = true
+		return nil
+	case <-p.closed:
+		return vif.ErrClosed
+	}
+}
+
+func (p *Port) ReadBatch(bufs [][]byte, sizes []int, meta []vif.Meta, offset int) (int, error) {
+	if err := p.WaitRead(); err != nil {
+		return 0, err
+	}
+	f := p.next
+	p.next, p.hasNext = Frame{}, false
 	n := 0
 	for {
 		room := bufs[n][offset:]
@@ -145,8 +162,13 @@ func (s *Sink) Close() error {
 	return nil
 }
 func (s *Sink) ReadBatch([][]byte, []int, []vif.Meta, int) (int, error) {
+	return 0, s.WaitRead()
+}
+
+// WaitRead waits until Close (vif.Waiter): a sink never has a frame.
+func (s *Sink) WaitRead() error {
 	<-s.closed
-	return 0, vif.ErrClosed
+	return vif.ErrClosed
 }
 func (s *Sink) WriteBatch(frames [][]byte) (int, error) {
 	for _, f := range frames {
@@ -194,6 +216,9 @@ func (g *Group) Queues() []vif.Port {
 func (g *Group) ReadBatch(bufs [][]byte, sizes []int, meta []vif.Meta, offset int) (int, error) {
 	return g.Q[0].ReadBatch(bufs, sizes, meta, offset)
 }
+
+// WaitRead waits on the first queue.
+func (g *Group) WaitRead() error { return g.Q[0].WaitRead() }
 
 // WriteBatch writes on the first queue.
 func (g *Group) WriteBatch(frames [][]byte) (int, error) { return g.Q[0].WriteBatch(frames) }

@@ -13,6 +13,12 @@
 //     aes128-gcm-tso-off: (3) with `ethtool -K eth0 tso off gso off tx off`
 //     in both VMs for the run (restored after): the guests hand over
 //     MTU-sized, checksummed frames, and vifsecd handles each on its own;
+//     aes128-gcm-udp: (3) with the SAs added with --encapsulation udp: ESP
+//     in UDP to port 4500, which vifsecd sends toward its virtio-net uplink
+//     as one UDP GSO super-frame per guest TSO super-frame (the kernel
+//     segments it on an uplink without tx-udp-segmentation, as the lab's;
+//     with --uplink-offloads it crosses the veth whole and the receiving
+//     vifsecd cuts it);
 //  4. chacha20-poly1305: vifsecd ESP, ChaCha20-Poly1305;
 //  5. strongswan: no vifsec; the bridges of (1), and a strongSwan charon with
 //     kernel-libipsec (userspace ESP over TUN) in each VM namespace, IKEv2
@@ -41,6 +47,7 @@
 //
 //	e2e aes128-gcm gbps=1.23 ...
 //	e2e ratio esp_over_none=0.8 esp_over_wireguard=R esp_over_strongswan=25
+//	e2e ratio esp_udp_over_none=R esp_udp_over_wireguard=R esp_udp_over_esp=R
 //	e2e ratio tso_on_over_off=1.6
 //	e2e ratio gro_on_over_off=R
 //	e2e rss vms=100 rss_kib=N
@@ -55,7 +62,7 @@
 // With --scale (`make bench-scale`, scale.go) it runs N VM pairs at once
 // instead, on the same lab builder and gateway set-ups.
 //
-//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR] [--wireguard-go PATH]
+//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR] [--wireguard-go PATH] [--uplink-offloads]
 //	bench-e2e --scale [--pairs 1,2,4] [--time 10s] [--mode tunnel|transport] [--wireguard-go PATH]
 package main
 
@@ -80,10 +87,10 @@ import (
 )
 
 // allCases in the order they are reported.
-var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305", "strongswan", "strongswan-openssl", "wireguard-go"}
+var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-udp", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305", "strongswan", "strongswan-openssl", "wireguard-go"}
 
 // vifsecCases run on vifsecd (or, with --engine, datapath.Engine).
-var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305"}
+var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-udp", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305"}
 
 // tsoOff marks a case that runs its cipher with the guests' TSO, GSO and
 // tx checksum offload off.
@@ -95,6 +102,10 @@ const groOff = "-gro-off"
 
 // overVXLAN marks a case run over the VXLAN underlay (ESP inside VXLAN).
 const overVXLAN = "-vxlan"
+
+// inUDP marks a case whose SAs have --encapsulation udp: ESP in UDP to
+// 4500, which vifsecd sends toward its virtio-net uplink as UDP GSO trains.
+const inUDP = "-udp"
 
 // strongswan runs charon with CharonPlugins, where the aes and
 // gcm plugins (portable C, no AES-NI) come before openssl and so do ESP's
@@ -168,6 +179,7 @@ func main() {
 	wgBin := flag.String("wireguard-go", "", "wireguard-go binary for the wireguard-go case (default: bin/wireguard-go/wireguard, as make bench-e2e builds it)")
 	scale := flag.Bool("scale", false, "instead of the cases above: 1, 2, 4, … VM pairs (up to the CPUs, or --pairs), one iperf3 stream each, for plain, none, aes128-gcm and wireguard-go")
 	pairs := flag.String("pairs", "", "with --scale: comma-separated pair counts (default 1, 2, 4, … up to runtime.NumCPU())")
+	uplinkOff := flag.Bool("uplink-offloads", false, "turn on tx checksum offload, TSO, GSO and tx-udp-segmentation on both uplink veths for every case (the lab leaves them off, so the kernel segments and checksums whatever crosses them): UDP GSO super-frames then cross the veth whole")
 	engine := flag.Bool("engine", false, "run cases none/aes128-gcm/chacha20-poly1305 with vifsec's data path engine inside this process (no vifsecd); with --profile, also a runtime/pprof CPU profile")
 	flag.Parse()
 	if *mode != "tunnel" && *mode != "transport" {
@@ -195,13 +207,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(ctx, want, *dur, *mode, *vms, *profile, *keep, *engine, *waitIdle, *wgBin); err != nil {
+	if err := run(ctx, want, *dur, *mode, *vms, *profile, *keep, *engine, *waitIdle, *wgBin, *uplinkOff); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-e2e: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, want map[string]bool, dur time.Duration, mode string, vms int, profile, keep string, engine bool, waitIdle time.Duration, wgBin string) (err error) {
+func run(ctx context.Context, want map[string]bool, dur time.Duration, mode string, vms int, profile, keep string, engine bool, waitIdle time.Duration, wgBin string, uplinkOffloads bool) (err error) {
 	if err := preflight(want, profile); err != nil {
 		return err
 	}
@@ -242,6 +254,15 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 		}
 		progress("teardown: namespaces removed")
 	}()
+	uplinks := "uplink veth tx/tso/gso off (as the lab leaves it)"
+	if uplinkOffloads {
+		uplinks = "uplink veth tx/tso/gso/tx-udp-segmentation on (--uplink-offloads)"
+		for _, gw := range l.Gateways {
+			if out, err := lab.Exec(ctx, gw.NS, "ethtool", "-K", gw.Uplink, "tx", "on", "tso", "on", "gso", "on", "tx-udp-segmentation", "on"); err != nil {
+				return fmt.Errorf("--uplink-offloads: ethtool -K %s in %s: %v\n%s", gw.Uplink, gw.NS, err, out)
+			}
+		}
+	}
 	bn := &bench{ctx: ctx, l: l, bin: bin, tmp: tmp, dur: dur, mode: mode, profile: profile, keep: keep, engine: engine, idle: waitIdle, wgBin: wgBin,
 		a: l.VM("acme", "a"), b: l.VM("acme", "b")}
 	// What the guests run with, checked rather than assumed: every case
@@ -298,7 +319,7 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 
 	fmt.Printf("# iperf3 TCP %s, acme VM a %s -> VM b %s (IPv4), one stream; vifsec mode %s; %d CPUs\n",
 		dur, bn.a.IP4, bn.b.IP4, mode, runtime.NumCPU())
-	fmt.Printf("# guests: %s (the %s cases: tx tso gso off for the run)\n", strings.Join(guests, "; "), tsoOff)
+	fmt.Printf("# guests: %s (the %s cases: tx tso gso off for the run); %s\n", strings.Join(guests, "; "), tsoOff, uplinks)
 	if engine {
 		fmt.Printf("# --engine: vifsec cases ran datapath.Engine inside bench-e2e, not vifsecd (vifsecd_cpu_a is both gateways' engines)\n")
 	}
@@ -332,6 +353,10 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 	}
 	fmt.Printf("e2e ratio esp_over_none=%s esp_over_wireguard=%s esp_over_strongswan=%s esp_over_strongswan_openssl=%s\n",
 		ratio("aes128-gcm", "none"), ratio("aes128-gcm", "wireguard-go"), ratio("aes128-gcm", "strongswan"), ratio("aes128-gcm", "strongswan-openssl"))
+	if want["aes128-gcm"+inUDP] {
+		fmt.Printf("e2e ratio esp_udp_over_none=%s esp_udp_over_wireguard=%s esp_udp_over_esp=%s\n",
+			ratio("aes128-gcm"+inUDP, "none"), ratio("aes128-gcm"+inUDP, "wireguard-go"), ratio("aes128-gcm"+inUDP, "aes128-gcm"))
+	}
 	if r := results["aes128-gcm"]; r != nil && r.err == nil {
 		x20 := func(c string) string {
 			s := results[c]
@@ -487,9 +512,14 @@ func (bn *bench) vifsec(c string) (r *result) {
 	enc, noTSO := strings.CutSuffix(c, tsoOff)
 	enc, noGRO := strings.CutSuffix(enc, groOff)
 	enc, viaVXLAN := strings.CutSuffix(enc, overVXLAN)
+	enc, viaUDP := strings.CutSuffix(enc, inUDP)
 	var daemonFlags []string
 	p := lab.BenchPolicy{Action: "ipsec", Enc: enc, Mode: bn.mode}
 	r = &result{name: c, note: fmt.Sprintf("vifsecd ESP %s, %s mode", enc, bn.mode)}
+	if viaUDP {
+		p.Encap = "udp"
+		r.note += ", --encapsulation udp (UDP GSO trains)"
+	}
 	if noTSO {
 		r.note += ", guests tso/gso/tx off"
 	}
@@ -634,7 +664,7 @@ func (bn *bench) startVifsecd(c string, vms []*lab.VM, p lab.BenchPolicy, flags 
 // vifsecEngine runs one vifsec case with both gateways' data paths as
 // datapath.Engines in this process.
 func (bn *bench) vifsecEngine(c string) (r *result) {
-	if strings.HasSuffix(c, overVXLAN) || strings.HasSuffix(c, groOff) {
+	if strings.HasSuffix(c, overVXLAN) || strings.HasSuffix(c, groOff) || strings.HasSuffix(c, inUDP) {
 		return &result{name: c, err: fmt.Errorf("case %s runs with vifsecd only (not --engine)", c)}
 	}
 	enc, noTSO := strings.CutSuffix(c, tsoOff)
