@@ -10,7 +10,9 @@
 // each frame. The socket ignores outgoing frames (PACKET_IGNORE_OUTGOING),
 // so frames vifsec sends never loop back into its own reader, and bypasses
 // the qdisc (PACKET_QDISC_BYPASS), as a VM's frames already went through
-// the guest's.
+// the guest's; a port opened with PacketOptions.Qdisc (the uplink) sends
+// through it, so that the kernel segments in software the GSO super-frames
+// the device cannot take whole.
 //
 // Memory-mapped TPACKET_V3 rings (PACKET_RX_RING, PACKET_TX_RING) and an
 // AF_XDP socket were measured against recvmmsg/sendmmsg on a veth

@@ -134,10 +134,14 @@ func openSocket(name, nsName string, opt PacketOptions, muted bool) (*PacketPort
 			return fail("SO_ATTACH_FILTER", err)
 		}
 	}
-	for _, o := range []struct {
+	opts := []struct {
 		name string
 		opt  int
-	}{{"PACKET_AUXDATA", unix.PACKET_AUXDATA}, {"PACKET_IGNORE_OUTGOING", unix.PACKET_IGNORE_OUTGOING}, {"PACKET_QDISC_BYPASS", unix.PACKET_QDISC_BYPASS}} {
+	}{{"PACKET_AUXDATA", unix.PACKET_AUXDATA}, {"PACKET_IGNORE_OUTGOING", unix.PACKET_IGNORE_OUTGOING}, {"PACKET_QDISC_BYPASS", unix.PACKET_QDISC_BYPASS}}
+	if opt.Qdisc {
+		opts = opts[:2]
+	}
+	for _, o := range opts {
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, o.opt, 1); err != nil {
 			return fail(o.name, err)
 		}

@@ -66,6 +66,14 @@ type PacketOptions struct {
 	// reaches the same socket, in order. Each socket has its own receive
 	// and send path (Multi). 0 or 1: one socket, no fanout.
 	Queues int
+	// Qdisc sends frames through the interface's queueing discipline
+	// instead of past it (no PACKET_QDISC_BYPASS): the kernel then
+	// segments in software a GSO super-frame the device cannot take whole
+	// (a UDP GSO train toward a device without tx-udp-segmentation), where
+	// a bypassing socket's frame is dropped; and tc egress sees the
+	// frames. For the uplink only: a VIF's guard (InstallGuard) counts on
+	// vifsec's own writes passing its egress filter unseen.
+	Qdisc bool
 }
 
 // Multi is a Port made of several queues, each a Port with its own

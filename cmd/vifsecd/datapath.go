@@ -29,15 +29,15 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 	if onEngine != nil {
 		onEngine(e)
 	}
-	a := attach.New(e, func(dev, ns string, vnet bool, queues int) (vif.Port, int, error) {
-		p, err := vif.OpenPacketWith(dev, ns, vif.PacketOptions{VnetHdr: vnet, Queues: queues})
+	a := attach.New(e, func(dev, ns string, o vif.PacketOptions) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, ns, o)
 		if err != nil {
 			return nil, 0, err
 		}
 		mtu := 0
 		if info, err := vif.Describe(dev, ns); err == nil {
 			mtu = info.MTU
-			log.Info("port opened", "dev", dev, "netns", ns, "vnet_hdr", vnet, "queues", queues, "info", info.String())
+			log.Info("port opened", "dev", dev, "netns", ns, "vnet_hdr", o.VnetHdr, "queues", o.Queues, "qdisc", o.Qdisc, "info", info.String())
 		}
 		return p, mtu, nil
 	}, log.With("part", "attach"))

@@ -20,12 +20,12 @@ import (
 // hand vifsecd TSO super-frames).
 //
 //   - uplink without USO: the lab's uplink veths have no checksum or
-//     segmentation offload, so vifsecd sends every ESP-in-UDP packet on
-//     its own (the kernel could not segment a super-frame for a socket
-//     with PACKET_QDISC_BYPASS). Every frame on the wire must be ESP in UDP
-//     to 4500 that tshark, with each tenant's keys alone, decrypts and
-//     authenticates; no UDP checksum may be bad, no ESP travel outside
-//     UDP, no clear IP leak.
+//     segmentation offload, so the kernel cuts vifsecd's super-frames in
+//     software (the uplink's socket sends through the qdisc) and fills in
+//     their checksums. Every frame on the wire must be ESP in UDP to 4500
+//     that tshark, with each tenant's keys alone, decrypts and
+//     authenticates; no frame may exceed the MTU, no UDP checksum be bad,
+//     no ESP travel outside UDP, no clear IP leak.
 //   - veth carries super-frames: with tx-udp-segmentation on, vifsecd sends
 //     the packets of each guest super-frame as one UDP GSO super-frame,
 //     which crosses the veth whole; gateway b's vifsecd reads it as such

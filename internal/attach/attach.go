@@ -25,14 +25,15 @@ type Want struct {
 // UplinkWant is where the uplink is; nil means none.
 type UplinkWant struct{ Dev, Netns string }
 
-// Opener opens a port on an interface; vif.OpenPacketWith in production.
-// Every port is opened with vnet true (frames carry virtio-net headers, so
-// guests may keep TSO/GSO and checksum offload, and the uplink's GRO'd
-// frames arrive described). It returns the interface's MTU too (0 if
-// unknown). queues is how many queues (vif.PacketOptions.Queues, one
-// data-path worker each) to open; an opener that cannot open several
-// (a tap, a test port) opens one.
-type Opener func(dev, netns string, vnet bool, queues int) (p vif.Port, mtu int, err error)
+// Opener opens a port on an interface with options o; vif.OpenPacketWith
+// in production. Every port is opened with o.VnetHdr (frames carry
+// virtio-net headers, so guests may keep TSO/GSO and checksum offload,
+// and the uplink's GRO'd frames arrive described); the uplink alone with
+// o.Qdisc (the kernel segments the UDP GSO trains the device cannot).
+// o.Queues is how many queues (one data-path worker each) to open; an
+// opener that cannot open several (a tap, a test port) opens one. It
+// returns the interface's MTU too (0 if unknown).
+type Opener func(dev, netns string, o vif.PacketOptions) (p vif.Port, mtu int, err error)
 
 // guardKey names a VIF that carries vifsec's guard (vif.InstallGuard).
 type guardKey struct{ dev, netns string }
@@ -301,7 +302,7 @@ func (a *Attacher) reconcile() {
 				a.lastErr[name] = "interface is down"
 				continue
 			}
-			p, _, err := a.open(w.Dev, w.Netns, true, int(a.vifQueues.Load()))
+			p, _, err := a.open(w.Dev, w.Netns, vif.PacketOptions{VnetHdr: true, Queues: int(a.vifQueues.Load())})
 			if err != nil {
 				a.setErr(name, w, err)
 				continue
@@ -368,7 +369,7 @@ func (a *Attacher) reconcile() {
 			a.lastErr["\x00uplink"] = "interface is down"
 			return
 		}
-		p, mtu, err := a.open(up.Dev, up.Netns, true, int(a.upQueues.Load()))
+		p, mtu, err := a.open(up.Dev, up.Netns, vif.PacketOptions{VnetHdr: true, Queues: int(a.upQueues.Load()), Qdisc: true})
 		if err != nil {
 			if a.lastErr["\x00uplink"] != err.Error() {
 				a.log.Warn("uplink not available; will retry", "dev", up.Dev, "err", err)
@@ -378,14 +379,17 @@ func (a *Attacher) reconcile() {
 		}
 		delete(a.lastErr, "\x00uplink")
 		a.up = &port{dev: up.Dev, netns: up.Netns, p: p}
-		// UDP GSO trains only where the device segments them itself:
-		// read when the uplink is (re)opened.
-		udpGSO := false
+		// UDP GSO trains leave whole where the device segments them
+		// (tx-udp-segmentation on) and are cut by the kernel in software,
+		// after the qdisc, where it does not: either way one write carries
+		// a train.
+		udpGSO := "software"
 		if fs, err := vif.Features(up.Dev, up.Netns); err == nil {
-			f, ok := fs.Lookup("tx-udp-segmentation")
-			udpGSO = ok && f.Active
+			if f, ok := fs.Lookup("tx-udp-segmentation"); ok && f.Active {
+				udpGSO = "device"
+			}
 		}
-		a.e.SetUplinkWith(p, datapath.UplinkOptions{MTU: mtu, VnetHdr: true, UDPGSO: udpGSO})
+		a.e.SetUplinkWith(p, datapath.UplinkOptions{MTU: mtu, VnetHdr: true, UDPGSO: true})
 		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns, "mtu", mtu, "udp_gso", udpGSO)
 	}
 }

@@ -42,8 +42,8 @@ func TestIntegrationVIFGoneAndBack(t *testing.T) {
 	goroutines := runtime.NumGoroutine()
 
 	e := datapath.New(sa.NewDB(0), nil)
-	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
-		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
+	a := New(e, func(dev, n string, o vif.PacketOptions) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: o.VnetHdr, Qdisc: o.Qdisc})
 		return p, 0, err
 	}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -90,8 +90,8 @@ func TestIntegrationCreateTap(t *testing.T) {
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	e := datapath.New(sa.NewDB(0), nil)
 	defer e.Close()
-	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
-		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
+	a := New(e, func(dev, n string, o vif.PacketOptions) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: o.VnetHdr, Qdisc: o.Qdisc})
 		return p, 0, err
 	}, nil)
 	a.Set([]Want{{Dev: "vmtap0", Netns: ns, CreateTap: true, VM: datapath.VM{Name: "vm1", MAC: header.MAC{0x52, 0x54, 0, 0, 0, 2}}}}, nil)

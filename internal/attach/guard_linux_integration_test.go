@@ -369,8 +369,8 @@ func leakAccepted(t *testing.T, kind, topo string) {
 
 	db := sa.NewDB(0)
 	e := datapath.New(db, nil)
-	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
-		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
+	a := New(e, func(dev, n string, o vif.PacketOptions) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: o.VnetHdr, Qdisc: o.Qdisc})
 		return p, 0, err
 	}, nil)
 	t.Cleanup(e.Close)
@@ -447,7 +447,7 @@ func leakRefused(t *testing.T, kind, mode string) {
 	e := datapath.New(sa.NewDB(0), nil)
 	t.Cleanup(e.Close)
 	opened := false
-	a := New(e, func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
+	a := New(e, func(dev, n string, o vif.PacketOptions) (vif.Port, int, error) {
 		opened = true
 		return nil, 0, fmt.Errorf("opened a %s", kind)
 	}, nil)
@@ -557,8 +557,8 @@ func TestIntegrationGuardLifecycle(t *testing.T) {
 		}
 		return bytes.Contains(out, []byte("vifsec_guard"))
 	}
-	open := func(dev, n string, vnet bool, _ int) (vif.Port, int, error) {
-		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: vnet})
+	open := func(dev, n string, o vif.PacketOptions) (vif.Port, int, error) {
+		p, err := vif.OpenPacketWith(dev, n, vif.PacketOptions{VnetHdr: o.VnetHdr, Qdisc: o.Qdisc})
 		return p, 0, err
 	}
 	want := func(dev string) []Want {

@@ -306,13 +306,14 @@ type UplinkOptions struct {
 	// NIC or the kernel coalesced (GRO) arrive described, and are handed
 	// to the VMs as the super-frames they are.
 	VnetHdr bool
-	// UDPGSO says the uplink device segments UDP GSO super-frames itself
-	// (its tx-udp-segmentation feature is on: a NIC with USO, a veth,
-	// which carries them whole), so the engine may send ESP-in-UDP and
-	// VXLAN trains as one super-frame (Engine.SetUDPGSO). Only with
-	// VnetHdr. Without it the kernel would have to segment them in
-	// software, which an AF_PACKET socket with PACKET_QDISC_BYPASS (as
-	// vif opens its ports) cannot: __dev_direct_xmit drops the frame.
+	// UDPGSO says the uplink port takes UDP GSO super-frames, so the
+	// engine may send ESP-in-UDP and VXLAN trains as one super-frame
+	// (Engine.SetUDPGSO). Only with VnetHdr. Either the device segments
+	// them itself (tx-udp-segmentation on: a NIC with USO, a veth, which
+	// carries them whole), or the port sends through the qdisc
+	// (vif.PacketOptions.Qdisc) and the kernel segments them in software;
+	// a port with PACKET_QDISC_BYPASS toward a device without USO cannot
+	// take them (__dev_direct_xmit drops the frame).
 	UDPGSO bool
 }
 

@@ -223,9 +223,9 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 // datagrams of one flow — ESP in UDP to port 4500 or VXLAN to the overlay's
 // port, as one super-frame's segments become after ESP — with one UDP GSO
 // super-frame (gso.Train) when the uplink takes virtio-net headers and
-// segments UDP GSO itself (UplinkOptions.UDPGSO): one
-// write and one trip through the kernel instead of one per datagram. The
-// kernel, the NIC or the receiver behind a veth cuts it again. Runs of
+// UDP GSO super-frames (UplinkOptions.UDPGSO): one write and one trip
+// through the kernel instead of one per datagram. The kernel (in software,
+// after the qdisc), the NIC or the receiver behind a veth cuts it again. Runs of
 // other frames, or of one datagram, stay as they are. The caller flushes
 // before the next super-frame: the train's buffer is the worker's.
 func (w *worker) joinTrains() {
