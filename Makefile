@@ -32,7 +32,7 @@ WIREGUARD_GO := golang.zx2c4.com/wireguard@v0.0.0-20260522210424-ecfc5a8d5446
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build install deb test test-package bench bench-esp bench-sadb bench-datapath bench-e2e bench-scale wireguard-go bench-fleet bench-ike lint demo clean lab-trixie
+.PHONY: all deps build install deb test test-package bench bench-esp bench-sadb bench-datapath bench-e2e bench-scale wireguard-go bench-fleet bench-ike lint demo clean lab-trixie lab-libreswan
 
 all: build
 
@@ -97,10 +97,29 @@ lab-trixie:
 	debootstrap --variant=minbase --include=$(TRIXIE_PKGS) trixie $(TRIXIE_ROOT).tmp http://deb.debian.org/debian >$(TRIXIE_ROOT).log 2>&1 || { tail -20 $(TRIXIE_ROOT).log >&2; exit 1; }; \
 	rm -rf $(TRIXIE_ROOT) && mv $(TRIXIE_ROOT).tmp $(TRIXIE_ROOT) && echo "$(TRIXIE_PKGS)" > $(TRIXIE_ROOT)/.complete
 
+# lab-libreswan: a Debian 13 root with libreswan 5.2, where the lab runs a
+# chrooted pluto (TestIntegrationIKELibreswan), a second IKE
+# implementation next to strongSwan; its own root because Debian's
+# libreswan conflicts with strongswan-libcharon. bind9-host provides the
+# virtual package "host" libreswan depends on, which debootstrap does not
+# resolve; openssl makes the PKCS#12 files pluto's NSS imports. Same stamp
+# rule as lab-trixie (about 2 min and 200 MB).
+LIBRESWAN_ROOT := .cache/lab-libreswan
+LIBRESWAN_PKGS := libreswan,bind9-host,openssl
+lab-libreswan:
+	@if [ "$$(cat $(LIBRESWAN_ROOT)/.complete 2>/dev/null)" = "$(LIBRESWAN_PKGS)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "lab-libreswan: debootstrap needs root; skipped (the lab tests need root too)"; exit 0; fi; \
+	command -v debootstrap >/dev/null || $(MAKE) deps; \
+	set -e; \
+	mkdir -p $(dir $(LIBRESWAN_ROOT)); rm -rf $(LIBRESWAN_ROOT).tmp; \
+	echo "lab-libreswan: debootstrap trixie with $(LIBRESWAN_PKGS) into $(LIBRESWAN_ROOT) (about 2 min)"; \
+	debootstrap --variant=minbase --include=$(LIBRESWAN_PKGS) trixie $(LIBRESWAN_ROOT).tmp http://deb.debian.org/debian >$(LIBRESWAN_ROOT).log 2>&1 || { tail -20 $(LIBRESWAN_ROOT).log >&2; exit 1; }; \
+	rm -rf $(LIBRESWAN_ROOT) && mv $(LIBRESWAN_ROOT).tmp $(LIBRESWAN_ROOT) && echo "$(LIBRESWAN_PKGS)" > $(LIBRESWAN_ROOT)/.complete
+
 # test runs unit tests, integration tests (network namespaces, tshark,
 # strongSwan; they need root) and every Fuzz* target's seed corpus (go test
 # runs seeds as ordinary tests).
-test: build deb lab-trixie
+test: build deb lab-trixie lab-libreswan
 	$(GO) vet ./...
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l .; exit 1; }
 	VIFSEC_DEB=$(abspath $(DEB)) VIFSEC_VERSION=$(VERSION) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

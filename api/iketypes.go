@@ -83,6 +83,9 @@ type PolicyCreateRequest struct {
 	ESPLifetime Value  `json:"esp_lifetime,omitempty"`
 	DPDInterval Value  `json:"dpd_interval,omitempty"`
 	DPDAction   string `json:"dpd_action,omitempty"`
+	// Encapsulation (ext) is auto (ESP in UDP only behind a NAT) or udp
+	// (always, strongSwan's encap=yes).
+	Encapsulation string `json:"encapsulation,omitempty"`
 }
 
 // PolicyModifyRequest is PATCH /v2/policies/TENANT/NAME (`vifsec policy
@@ -114,6 +117,7 @@ type PolicyModifyRequest struct {
 	ESPLifetime     *Value  `json:"esp_lifetime,omitempty"`
 	DPDInterval     *Value  `json:"dpd_interval,omitempty"`
 	DPDAction       *string `json:"dpd_action,omitempty"`
+	Encapsulation   *string `json:"encapsulation,omitempty"`
 }
 
 // PolicyRekeyRequest is POST /v2/policies/TENANT/NAME/rekey (`vifsec
@@ -182,6 +186,8 @@ type Policy struct {
 	ESPLifetime string `json:"esp_lifetime"`
 	DPDInterval string `json:"dpd_interval"`
 	DPDAction   string `json:"dpd_action"`
+	// Encapsulation is auto or udp (--encapsulation).
+	Encapsulation string `json:"encapsulation"`
 }
 
 // Certificate is an installed certificate as listed: "private_key" says

@@ -247,6 +247,11 @@ type Policy struct {
 	// found dead (see EffectiveDPDAction).
 	IKELifetime, ESPLifetime, DPDInterval time.Duration
 	DPDAction                             DPDAction
+	// ForceEncap (ext: --encapsulation udp) puts the Child SAs' ESP in
+	// UDP to port 4500 even without a NAT, as strongSwan's encap=yes:
+	// the initiator makes the NAT detection see one (RFC 7296 §2.23).
+	// false (auto): ESP in UDP only where a NAT is detected.
+	ForceEncap bool
 }
 
 // ID is the policy's name in the store and in the daemon's maps: tenant

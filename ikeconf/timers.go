@@ -58,6 +58,27 @@ func (a DPDAction) String() string {
 	return fmt.Sprintf("DPDAction(%d)", uint8(a))
 }
 
+// ParseEncapsulation parses an IKE policy's --encapsulation: auto (or
+// "": ESP in UDP only where NAT detection finds a NAT) or udp (always,
+// as strongSwan's encap=yes); it returns ForceEncap.
+func ParseEncapsulation(s string) (force bool, err error) {
+	switch s {
+	case "", "auto":
+		return false, nil
+	case "udp":
+		return true, nil
+	}
+	return false, fmt.Errorf("%q is not an encapsulation; use auto (ESP in UDP only when a NAT is detected, RFC 7296 §2.23) or udp (always ESP in UDP to port 4500, as strongSwan's encap=yes)", s)
+}
+
+// EncapsulationString is --encapsulation for ForceEncap: auto or udp.
+func EncapsulationString(force bool) string {
+	if force {
+		return "udp"
+	}
+	return "auto"
+}
+
 // ParseDPDAction parses --dpd-action: clear or restart; "" is the
 // default.
 func ParseDPDAction(s string) (DPDAction, error) {

@@ -138,7 +138,7 @@ const headroom = 64
 // readFrames reads from p until it has want frames that keep accepts
 // (nil: every frame), or fails the test after timeout. It returns the
 // kept frames and the size of the first batch read.
-func readFrames(t testing.TB, p *PacketPort, bufSize, want int, keep func([]byte) bool) (got []rxFrame, first int) {
+func readFrames(t testing.TB, p Port, bufSize, want int, keep func([]byte) bool) (got []rxFrame, first int) {
 	t.Helper()
 	bufs := make([][]byte, MaxBatch)
 	for i := range bufs {
@@ -171,7 +171,7 @@ func readFrames(t testing.TB, p *PacketPort, bufSize, want int, keep func([]byte
 
 func keepTest(f []byte) bool { _, ok := isTest(f); return ok }
 
-func writeAll(t testing.TB, p *PacketPort, frames [][]byte) {
+func writeAll(t testing.TB, p Port, frames [][]byte) {
 	t.Helper()
 	n, err := p.WriteBatch(frames)
 	if err != nil || n != len(frames) {
@@ -270,7 +270,7 @@ func TestIntegrationIgnoreOutgoing(t *testing.T) {
 }
 
 // expectFirst fails unless the first test frame p reads is want.
-func expectFirst(t testing.TB, p *PacketPort, want []byte) {
+func expectFirst(t testing.TB, p Port, want []byte) {
 	t.Helper()
 	got, _ := readFrames(t, p, 2048, 1, keepTest)
 	if !bytes.Equal(got[0].data, want) {

@@ -101,6 +101,9 @@ var flagDocs = map[string]flagDoc{
 	"ca-certs": {meaning: "CA certificates (installed with certificate install) that verify peers", values: "NAME[,NAME...]"},
 }
 
+// ikeEncapDoc is --encapsulation of an IKE policy.
+var ikeEncapDoc = flagDoc{meaning: "extension: how the policy's Child SAs carry ESP: auto in UDP to port 4500 only when IKE detects a NAT (RFC 7296 §2.23); udp always, as strongSwan's encap=yes (the initiator makes the peer see a NAT), so the kernel and NICs can batch it", values: "auto|udp", def: "auto"}
+
 // verbFlagDocs documents flags whose meaning in one verb differs from
 // flagDocs'.
 var verbFlagDocs = map[string]map[string]flagDoc{
@@ -114,6 +117,8 @@ var verbFlagDocs = map[string]map[string]flagDoc{
 	"vm move":          {"dev": {meaning: "the VM's interface on the new host, if its name differs there", values: "IFNAME"}, "netns": {meaning: "the namespace of that interface on the new host", values: "NS"}},
 	"stats":            {"vm": {meaning: "one VM's counters (default: every VM's)", values: "NAME"}},
 	"uplink set":       {"dev": {meaning: "the host interface protected traffic leaves on (refused if it does not exist)", values: "IFNAME"}},
+	"policy create":    {"encapsulation": ikeEncapDoc},
+	"policy modify":    {"encapsulation": ikeEncapDoc},
 	"policy rekey":     {"name": {meaning: "the IKE policy to rekey", values: "NAME"}},
 	"overlay fdb list": {"tenant": {meaning: "only this tenant's entries", values: "NAME"}},
 }

@@ -31,7 +31,7 @@ const maxPSKLine = 4096
 // and --name.
 var policyFlags = []string{"vm", "local-ip-subnets", "remote-ip-subnets", "protocols", "local-ports", "remote-ports",
 	"remote-address", "mode", "auth-method", "cert-name", "local-identity", "remote-identity", "ike-proposals", "esp-proposals",
-	"ike-lifetime", "esp-lifetime", "dpd-interval", "dpd-action", "ppk-id", "ppk-required"}
+	"ike-lifetime", "esp-lifetime", "dpd-interval", "dpd-action", "ppk-id", "ppk-required", "encapsulation"}
 
 var ontapSynonyms = map[string]string{"vserver": "tenant"}
 
@@ -46,7 +46,7 @@ func ikeVerbs() []*verb {
 		}
 		modify = append(modify, opt(f))
 	}
-	const policyUsage = " [--vm NAME] [--protocols any|tcp|udp|icmp|icmp6|N] [--local-ports N|N-M|any] [--remote-ports N|N-M|any] [--remote-address ADDR] [--mode transport|tunnel] [--auth-method PSK|PKI] [--cert-name NAME] [--local-identity ID] [--remote-identity ID|ANYTHING] [--ike-proposals LIST] [--esp-proposals LIST]    (ext:) [--ike-lifetime DURATION] [--esp-lifetime DURATION] [--dpd-interval DURATION|off] [--dpd-action clear|restart] [--ppk-id ID] [--ppk-required true|false]" +
+	const policyUsage = " [--vm NAME] [--protocols any|tcp|udp|icmp|icmp6|N] [--local-ports N|N-M|any] [--remote-ports N|N-M|any] [--remote-address ADDR] [--mode transport|tunnel] [--auth-method PSK|PKI] [--cert-name NAME] [--local-identity ID] [--remote-identity ID|ANYTHING] [--ike-proposals LIST] [--esp-proposals LIST]    (ext:) [--ike-lifetime DURATION] [--esp-lifetime DURATION] [--dpd-interval DURATION|off] [--dpd-action clear|restart] [--ppk-id ID] [--ppk-required true|false] [--encapsulation auto|udp]" +
 		"   (ext defaults: 4h, 1h, off, restart with --remote-address else clear; durations like 30s, 5m, 1h)" +
 		"   (--ppk-id: a post-quantum preshared key (RFC 8784) is read like the PSK; from stdin the PSK is the first line and the PPK the next)"
 	return []*verb{
@@ -221,6 +221,7 @@ func runPolicyCreate(c *cli, in *invocation) int {
 	}
 	r.IKELifetime, r.ESPLifetime, r.DPDInterval = val(in, "ike-lifetime"), val(in, "esp-lifetime"), val(in, "dpd-interval")
 	r.DPDAction = in.get("dpd-action")
+	r.Encapsulation = in.get("encapsulation")
 	req, err := ppkRequired(in)
 	if err != nil {
 		return c.fail(err)
@@ -275,6 +276,7 @@ func runPolicyModify(c *cli, in *invocation) int {
 	r.LocalPorts, r.RemotePorts = value("local-ports"), value("remote-ports")
 	r.IKELifetime, r.ESPLifetime, r.DPDInterval = value("ike-lifetime"), value("esp-lifetime"), value("dpd-interval")
 	r.DPDAction = str("dpd-action")
+	r.Encapsulation = str("encapsulation")
 	var err error
 	if r.PPKRequired, err = ppkRequired(in); err != nil {
 		return c.fail(err)
@@ -300,12 +302,12 @@ func runPolicyShow(c *cli, in *invocation) int {
 	ps, err := c.c.Policies(c.ctx, in.get("tenant"))
 	return list(c, ps, err, []string{"Tenant", "Policy", "VM", "Local-IP-Subnets", "Remote-IP-Subnets", "Protocols", "Local-Ports", "Remote-Ports",
 		"Remote-Address", "Mode", "Auth-Method", "PSK", "PPK", "PPK-ID", "PPK-Required", "Cert-Name", "Local-Identity", "Remote-Identity", "IKE-Address",
-		"IKE-Lifetime", "ESP-Lifetime", "DPD-Interval", "DPD-Action"},
+		"IKE-Lifetime", "ESP-Lifetime", "DPD-Interval", "DPD-Action", "Encapsulation"},
 		func(p api.Policy) []string {
 			return []string{p.Tenant, p.Name, orDash(p.VM), strings.Join(p.LocalIPSubnets, ","), strings.Join(p.RemoteIPSubnets, ","),
 				p.Protocols, p.LocalPorts, p.RemotePorts, orDash(p.RemoteAddress), p.Mode, p.AuthMethod, orDash(p.PSK), orDash(p.PPK), orDash(p.PPKID), ppkRequiredString(p), orDash(p.CertName),
 				orDash(p.LocalIdentity), orDash(p.RemoteIdentity), orDash(p.LocalAddress),
-				p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction}
+				p.IKELifetime, p.ESPLifetime, p.DPDInterval, p.DPDAction, orDash(p.Encapsulation)}
 		})
 }
 

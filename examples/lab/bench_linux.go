@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,10 +130,13 @@ func configureBenchVM(l *Lab, vm *VM, p BenchPolicy, say func(args ...string) er
 				if err != nil {
 					return err
 				}
-				if err := say("sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
+				args := []string{"sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
 					"--sa-mode", p.Mode, "--sa-spi", fmt.Sprintf("0x%x", s.spi), "--encryption-algorithm", p.Enc,
-					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-"+vm.Tenant+"-"+s.name+fam.name,
-					"--encapsulation", cmp.Or(p.Encap, "none")); err != nil {
+					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", "bench-" + vm.Tenant + "-" + s.name + fam.name}
+				if p.Encap != "" {
+					args = append(args, "--encapsulation", p.Encap)
+				}
+				if err := say(args...); err != nil {
 					return err
 				}
 			}

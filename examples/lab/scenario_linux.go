@@ -150,6 +150,13 @@ func (l *Lab) underlayAddrs(ctx context.Context, op string) error {
 // the uplink gets --overlay vxlan, each tenant its VNI, and the FDB the
 // peer VM's MAC behind the other gateway's VTEP.
 func ConfigureWith(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Writer, vxlan bool) ([]SAEntry, error) {
+	return ConfigureEncap(ctx, l, d, mode, w, vxlan, "")
+}
+
+// ConfigureEncap is ConfigureWith with every SA added with
+// --encapsulation encap ("": the flag left out, ESP; udp: ESP in UDP to
+// 4500).
+func ConfigureEncap(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Writer, vxlan bool, encap string) ([]SAEntry, error) {
 	var sas []SAEntry
 	say := func(args ...string) error {
 		if w != nil {
@@ -207,9 +214,13 @@ func ConfigureWith(ctx context.Context, l *Lab, d *Daemon, mode string, w io.Wri
 				from     string
 			}{{outName, outSPI, saSrc, saDst, gw.Name}, {inName, inSPI, inSrc, inDst, other}} {
 				key := demoKey(vm.Tenant, s.spi)
-				if err := say("sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
+				args := []string{"sa", "add", "--vm", vm.Name, "--sa-source", s.src.String(), "--sa-destination", s.dst.String(),
 					"--sa-mode", mode, "--sa-spi", fmt.Sprintf("0x%x", s.spi), "--encryption-algorithm", "aes128-gcm",
-					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", s.name); err != nil {
+					"--encryption-key", key, "--integrity-algorithm", "none", "--sa-name", s.name}
+				if encap != "" {
+					args = append(args, "--encapsulation", encap)
+				}
+				if err := say(args...); err != nil {
 					return nil, err
 				}
 				sas = append(sas, SAEntry{Tenant: vm.Tenant, VLAN: vm.VLAN, Src: s.src, Dst: s.dst, SPI: s.spi, Key: key})

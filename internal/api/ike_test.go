@@ -59,7 +59,7 @@ func TestAPIPolicies(t *testing.T) {
 		RemoteIPSubnets: []string{"2001:db8:2::/64", "2001:db8:3::/64"}, Protocols: "tcp", LocalPorts: "2049", RemotePorts: "any",
 		RemoteAddress: "2001:db8:2::5", Mode: "transport", AuthMethod: "PSK", PSK: "set",
 		IKEProposals: []string{"aes256gcm16-prfsha384-ecp384"}, ESPProposals: []string{}, LocalAddress: "2001:db8:1::121",
-		IKELifetime: "4h", ESPLifetime: "1h", DPDInterval: "off", DPDAction: "restart"}
+		IKELifetime: "4h", ESPLifetime: "1h", DPDInterval: "off", DPDAction: "restart", Encapsulation: "auto"}
 	if !reflect.DeepEqual(ps[0], want) {
 		t.Errorf("policy listed as\n%+v\nwant\n%+v", ps[0], want)
 	}
@@ -76,7 +76,22 @@ func TestAPIPolicies(t *testing.T) {
 	if ps[0].Mode != "tunnel" || ps[0].RemoteAddress != "" || ps[0].Protocols != "tcp" || ps[0].PSK != "set" {
 		t.Errorf("after modify: %+v", ps[0])
 	}
+	// --encapsulation udp (strongSwan's encap=yes) is kept; "" resets it.
+	udp := "udp"
+	must(c.ModifyPolicy(ctx, "t1", "pol1", wire.PolicyModifyRequest{Encapsulation: &udp}))
+	if ps, _ = c.Policies(ctx, ""); ps[0].Encapsulation != "udp" {
+		t.Errorf("after --encapsulation udp: %q", ps[0].Encapsulation)
+	}
+	must(c.ModifyPolicy(ctx, "t1", "pol1", wire.PolicyModifyRequest{Encapsulation: &empty}))
+	if ps, _ = c.Policies(ctx, ""); ps[0].Encapsulation != "auto" {
+		t.Errorf("after --encapsulation '': %q", ps[0].Encapsulation)
+	}
 	var ae *Error
+	bad := "esp-in-udp"
+	_, err = c.ModifyPolicy(ctx, "t1", "pol1", wire.PolicyModifyRequest{Encapsulation: &bad})
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "--encapsulation") || !strings.Contains(ae.Message, "auto") {
+		t.Errorf("--encapsulation esp-in-udp: %v", err)
+	}
 	anything := "ANYTHING"
 	_, err = c.ModifyPolicy(ctx, "t1", "pol1", wire.PolicyModifyRequest{RemoteIdentity: &anything})
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, "--remote-identity") {

@@ -116,6 +116,14 @@ func (ps *policySetter) timer(flag string, d *time.Duration, v Value) {
 	*d = x
 }
 
+func (ps *policySetter) encapsulation(pol *ikeconf.Policy, v string) {
+	f, err := ikeconf.ParseEncapsulation(v)
+	if err != nil {
+		ps.p.add("--encapsulation", err)
+	}
+	pol.ForceEncap = f
+}
+
 func (ps *policySetter) dpdAction(pol *ikeconf.Policy, v string) {
 	a, err := ikeconf.ParseDPDAction(v)
 	if err != nil {
@@ -200,6 +208,7 @@ func (r *PolicyCreateRequest) Parse() (ikeconf.Policy, error) {
 	ps.timer("--esp-lifetime", &pol.ESPLifetime, r.ESPLifetime)
 	ps.timer("--dpd-interval", &pol.DPDInterval, r.DPDInterval)
 	ps.dpdAction(&pol, r.DPDAction)
+	ps.encapsulation(&pol, r.Encapsulation)
 	if err := ps.p.err(); err != nil {
 		clear(pol.PSK)
 		clear(pol.PPK)
@@ -295,6 +304,9 @@ func (r *PolicyModifyRequest) Edit() func(*ikeconf.Policy) error {
 		if r.DPDAction != nil {
 			ps.dpdAction(pol, *r.DPDAction)
 		}
+		if r.Encapsulation != nil {
+			ps.encapsulation(pol, *r.Encapsulation)
+		}
 		return ps.p.err()
 	}
 }
@@ -329,6 +341,7 @@ func PolicyOf(info daemon.PolicyInfo) Policy {
 	ikeL, espL := p.Lifetimes()
 	out.IKELifetime, out.ESPLifetime, out.DPDInterval = ikeconf.FormatTimer(ikeL), ikeconf.FormatTimer(espL), ikeconf.FormatTimer(p.DPDInterval)
 	out.DPDAction = p.EffectiveDPDAction().String()
+	out.Encapsulation = ikeconf.EncapsulationString(p.ForceEncap)
 	return out
 }
 

@@ -378,7 +378,14 @@ func (a *Attacher) reconcile() {
 		}
 		delete(a.lastErr, "\x00uplink")
 		a.up = &port{dev: up.Dev, netns: up.Netns, p: p}
-		a.e.SetUplinkWith(p, datapath.UplinkOptions{MTU: mtu, VnetHdr: true})
-		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns, "mtu", mtu)
+		// UDP GSO trains only where the device segments them itself:
+		// read when the uplink is (re)opened.
+		udpGSO := false
+		if fs, err := vif.Features(up.Dev, up.Netns); err == nil {
+			f, ok := fs.Lookup("tx-udp-segmentation")
+			udpGSO = ok && f.Active
+		}
+		a.e.SetUplinkWith(p, datapath.UplinkOptions{MTU: mtu, VnetHdr: true, UDPGSO: udpGSO})
+		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns, "mtu", mtu, "udp_gso", udpGSO)
 	}
 }

@@ -69,6 +69,7 @@ type policyRecord struct {
 	ESPLifetime string `json:"esp_lifetime,omitempty"`
 	DPDInterval string `json:"dpd_interval,omitempty"`
 	DPDAction   string `json:"dpd_action,omitempty"`
+	ForceEncap  bool   `json:"force_encap,omitempty"`
 }
 
 // timerRecord is d as stored: "" for 0.
@@ -99,7 +100,7 @@ func encodePolicy(p *ikeconf.Policy) []byte {
 		PPK: p.PPK, PPKID: p.PPKID, PPKRequired: p.PPKRequired,
 		LocalIdentity: p.LocalIdentity, RemoteIdentity: p.RemoteIdentity, IKEProposals: p.IKEProposals, ESPProposals: p.ESPProposals,
 		IKELifetime: timerRecord(p.IKELifetime), ESPLifetime: timerRecord(p.ESPLifetime), DPDInterval: timerRecord(p.DPDInterval),
-		DPDAction: p.DPDAction.String(),
+		DPDAction: p.DPDAction.String(), ForceEncap: p.ForceEncap,
 	})
 }
 
@@ -113,7 +114,7 @@ func decodePolicy(b []byte) (ikeconf.Policy, error) {
 		Protocol: r.Protocol, LocalPorts: r.LocalPorts, RemotePorts: r.RemotePorts, RemoteAddress: r.RemoteAddress,
 		PSK: r.PSK, CertName: r.CertName, LocalIdentity: r.LocalIdentity, RemoteIdentity: r.RemoteIdentity,
 		PPK: r.PPK, PPKID: r.PPKID, PPKRequired: r.PPKRequired,
-		IKEProposals: r.IKEProposals, ESPProposals: r.ESPProposals,
+		IKEProposals: r.IKEProposals, ESPProposals: r.ESPProposals, ForceEncap: r.ForceEncap,
 	}
 	var err error
 	if p.Mode, err = sa.ParseMode(r.Mode); err != nil {

@@ -414,6 +414,7 @@ func TestIKERestoreIsExact(t *testing.T) {
 	p := pskPolicy("pol1")
 	p.Protocol, p.LocalPorts, p.IKEProposals, p.ESPProposals = ikeconf.ProtoNumTCP, ikeconf.PortRange{First: 2049, Last: 2049}, []string{"aes256gcm16-prfsha384-ecp384", "aes128-sha256-modp2048"}, []string{"aes256gcm16"}
 	p.LocalIdentity, p.RemoteIdentity = "gw.example.com", "client@example.com"
+	p.ForceEncap = true // --encapsulation udp
 	must2(t)(d.CreatePolicy(p))
 	p2 := pskPolicy("pki")
 	p2.Auth, p2.PSK, p2.CertName, p2.RemoteIdentity, p2.Mode = ikeconf.AuthPKI, nil, "srv", ikeconf.AnyIdentity, sa.ModeTunnel

@@ -113,8 +113,11 @@ func newSnapshot() *snapshot {
 type txPort struct {
 	mu sync.Mutex
 	vif.Port
-	vnet  bool // frames carry a virtio-net header (vif.PacketOptions.VnetHdr)
-	stats PortStats
+	vnet bool // frames carry a virtio-net header (vif.PacketOptions.VnetHdr)
+	// udpGSO: the device takes UDP GSO super-frames whole (uplink only,
+	// UplinkOptions.UDPGSO).
+	udpGSO bool
+	stats  PortStats
 	// qs are the queues of a vif.Multi port (nil: one queue, Port).
 	qs []*txQueue
 	// down makes OnPortDown fire once per port, whichever queue failed.
@@ -303,6 +306,14 @@ type UplinkOptions struct {
 	// NIC or the kernel coalesced (GRO) arrive described, and are handed
 	// to the VMs as the super-frames they are.
 	VnetHdr bool
+	// UDPGSO says the uplink device segments UDP GSO super-frames itself
+	// (its tx-udp-segmentation feature is on: a NIC with USO, a veth,
+	// which carries them whole), so the engine may send ESP-in-UDP and
+	// VXLAN trains as one super-frame (Engine.SetUDPGSO). Only with
+	// VnetHdr. Without it the kernel would have to segment them in
+	// software, which an AF_PACKET socket with PACKET_QDISC_BYPASS (as
+	// vif opens its ports) cannot: __dev_direct_xmit drops the frame.
+	UDPGSO bool
 }
 
 // SetUplinkWith is SetUplink with options.
@@ -326,6 +337,7 @@ func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
 		return
 	}
 	tp := newTxPort(p, o.VnetHdr)
+	tp.udpGSO = o.VnetHdr && o.UDPGSO
 	e.setConfig(func(c *config) { c.uplink = tp })
 	e.upWorkers = e.startWorkers(tp, true)
 }

@@ -222,29 +222,34 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 // joinTrains replaces the first run of queued uplink frames that are UDP
 // datagrams of one flow — ESP in UDP to port 4500 or VXLAN to the overlay's
 // port, as one super-frame's segments become after ESP — with one UDP GSO
-// super-frame (gso.Train) when the uplink takes virtio-net headers: one
+// super-frame (gso.Train) when the uplink takes virtio-net headers and
+// segments UDP GSO itself (UplinkOptions.UDPGSO): one
 // write and one trip through the kernel instead of one per datagram. The
 // kernel, the NIC or the receiver behind a veth cuts it again. Runs of
 // other frames, or of one datagram, stay as they are. The caller flushes
 // before the next super-frame: the train's buffer is the worker's.
 func (w *worker) joinTrains() {
 	up := w.cfg.uplink
-	if up == nil || !up.vnet || w.nout < 2 || !w.cfg.udpGSO {
+	if up == nil || !up.udpGSO || w.nout < 2 || !w.cfg.udpGSO {
 		return
 	}
 	var vxPort uint16
 	if ov := w.cfg.overlay; ov != nil {
 		vxPort = ov.port
 	}
-	if w.trainBuf == nil {
-		w.trainBuf = make([]byte, gsoBufSize)
-	}
 	for i := 0; i+1 < w.nout; i++ {
 		o := &w.out[i]
-		if o.dst != up || o.hasHdr || !w.train.Start(w.trainBuf, readOff, o.buf[o.start:o.end]) {
+		if o.dst != up || o.hasHdr {
 			continue
 		}
-		if p := w.train.DstPort(); p != esp.NATTPort && (vxPort == 0 || p != vxPort) {
+		if p, ok := gso.TrainPort(o.buf[o.start:o.end]); !ok || p != esp.NATTPort && (vxPort == 0 || p != vxPort) {
+			continue
+		}
+		if w.trainBuf == nil {
+			// The first train of this worker: most VMs' never send one.
+			w.trainBuf = make([]byte, gsoBufSize)
+		}
+		if !w.train.Start(w.trainBuf, readOff, o.buf[o.start:o.end]) {
 			continue
 		}
 		k := i + 1

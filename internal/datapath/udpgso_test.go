@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"testing"
 
@@ -58,7 +59,7 @@ func newUDPGSOSide(t testing.TB, mac header.MAC, local, remote netip.Addr, outSP
 	snap.byKey[vmKey{0, mac}] = vm
 	snap.byPort[vifPort] = vm
 	e.snap.Store(snap)
-	upTx := &txPort{Port: upPort, vnet: true}
+	upTx := &txPort{Port: upPort, vnet: true, udpGSO: true}
 	e.setConfig(func(c *config) { c.uplink = upTx })
 	vifW := newWorker(e, tp, false)
 	if vifW.batchBufs == nil {
@@ -230,4 +231,105 @@ func (c *captureOne) Close() error { return nil }
 
 func gsoSplit(frame []byte, h offload.VnetHdr, out [][]byte, sizes []int) (int, drop.Reason) {
 	return gso.SplitUDP(frame, h, out, 0, sizes)
+}
+
+// TestUDPGSONeedsDevice: toward an uplink whose device does not segment
+// UDP GSO itself (UplinkOptions.UDPGSO false), or with SetUDPGSO(false),
+// the ESP-in-UDP packets leave one by one: the kernel would have to cut a
+// super-frame in software, which a PACKET_QDISC_BYPASS socket cannot.
+func TestUDPGSONeedsDevice(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		device bool
+		on     bool
+	}{{"device without USO", false, true}, {"SetUDPGSO(false)", true, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := viftest.NewSink("up")
+			a := newUDPGSOSide(t, macA1, satest.V4A, satest.V4B, 0x1000, 0x2000, sa.ModeTunnel, viftest.NewSink("vifA"), up)
+			a.e.cfg.Load().uplink.udpGSO = tc.device
+			a.e.SetUDPGSO(tc.on)
+			p := offloadtest.Packet{Src: satest.V4A, Dst: satest.V4B, Seq: 1000, Flags: 0x10, Payload: make([]byte, 20000)}
+			frame, h := offloadtest.Super(p, 1448, true, false)
+			copy(frame[0:6], macB1[:])
+			copy(frame[6:12], macA1[:])
+			h.Put(a.vifW.bufs[0][readOff:])
+			a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
+			a.vifW.batch(1)
+			if a.vifW.Trains != 0 || up.Frames < 14 { // 20000 bytes at an MSS below 1448
+				t.Fatalf("%d trains, %d frames to the uplink; want every ESP packet on its own", a.vifW.Trains, up.Frames)
+			}
+		})
+	}
+}
+
+// TestUDPGSOVXLANTrain: over the VXLAN underlay, the VXLAN packets made
+// from one guest TSO super-frame (each carrying one ESP packet) leave as
+// one UDP GSO super-frame to the remote VTEP's port 4789; the remote
+// gateway, receiving it whole, cuts it, decapsulates VXLAN and ESP, and
+// its VM gets the guest's TCP stream.
+func TestUDPGSOVXLANTrain(t *testing.T) {
+	wire, wireB := viftest.Pair("upA", "upB", 8)
+	wire.Record = true
+	vifB, _ := viftest.Pair("vifB", "guestB", 64)
+	vifB.Record = true
+	a := newUDPGSOSide(t, macA1, satest.V4A, satest.V4B, 0x1000, 0x2000, sa.ModeTransport, viftest.NewSink("vifA"), wire)
+	b := newUDPGSOSide(t, macB1, satest.V4B, satest.V4A, 0x2000, 0x1000, sa.ModeTransport, vifB, wireB)
+	const vni = 1000
+	vtepA, vtepB := netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("203.0.113.2")
+	upMACA, upMACB := header.MAC{2, 0, 0, 0, 0, 0xa}, header.MAC{2, 0, 0, 0, 0, 0xb}
+	for _, s := range []struct {
+		side           *udpGSOSide
+		local, remote  netip.Addr
+		upMAC, peerMAC header.MAC
+		peerVM         header.MAC
+	}{{a, vtepA, vtepB, upMACA, upMACB, macB1}, {b, vtepB, vtepA, upMACB, upMACA, macA1}} {
+		s.side.vm.vni = vni
+		snap := s.side.e.snap.Load()
+		snap.byVNIMAC[FDBKey{vni, s.side.vm.mac}] = s.side.vm
+		snap.byVNI[vni] = []*vmState{s.side.vm}
+		s.side.e.SetOverlay(&Overlay{Local: s.local, UplinkMAC: s.upMAC, FDB: map[FDBKey]netip.Addr{{vni, s.peerVM}: s.remote}})
+		s.side.e.SetNeighbors(map[netip.Addr]header.MAC{s.remote: s.peerMAC})
+	}
+	data := make([]byte, 40000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	p := offloadtest.Packet{Src: satest.V4A, Dst: satest.V4B, Seq: 1, Flags: 0x10, Payload: data}
+	frame, h := offloadtest.Super(p, 1448, true, false)
+	copy(frame[0:6], macB1[:])
+	copy(frame[6:12], macA1[:])
+	h.Put(a.vifW.bufs[0][readOff:])
+	a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
+	a.vifW.batch(1)
+	sent := wire.Written()
+	if len(sent) != 1 || a.vifW.Trains != 1 {
+		t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.vifW.Trains)
+	}
+	gh, _ := offload.DecodeVnetHdr(sent[0].Data)
+	fr := sent[0].Data[vif.VnetHdrLen:]
+	if gh.GSO() != offload.GSOUDPL4 || binary.BigEndian.Uint16(fr[int(gh.CsumStart)+2:]) != 4789 {
+		t.Fatalf("header %+v: want GSO_UDP_L4 to VXLAN port 4789", gh)
+	}
+	b.up.sizes[0] = copy(b.up.bufs[0][readOff:], sent[0].Data)
+	b.up.batch(1)
+	if b.up.Splits != 1 {
+		t.Fatalf("B split %d super-frames, want 1", b.up.Splits)
+	}
+	var stream []byte
+	for _, f := range vifB.Written() {
+		vh, _ := offload.DecodeVnetHdr(f.Data)
+		fr := f.Data[vif.VnetHdrLen:]
+		if vh.NeedsCsum() && !csum.Complete(fr, int(vh.CsumStart), int(vh.CsumOffset)) {
+			t.Fatalf("bad partial checksum %+v", vh)
+		}
+		in, err := offloadtest.ParseFrame(fr)
+		if err != nil {
+			t.Fatalf("frame to B's VM: %v", err)
+		}
+		stream = append(stream, in.L4[len(in.L4)-in.PayloadLen:]...)
+	}
+	if !bytes.Equal(stream, data) {
+		t.Fatalf("B's VM got %d bytes of the %d A's guest sent (overlay drops %d/%d)", len(stream), len(data),
+			b.e.OverlayStats.DecapErrors.Load(), b.e.UplinkRx.Malformed.Load())
+	}
 }

@@ -197,7 +197,7 @@ func enginePolicy(pc daemon.IKEPolicyConfig) (p ike.Policy, why string) {
 		LocalPorts: ports(d.LocalPorts), RemotePorts: ports(d.RemotePorts), Mode: d.Mode,
 		LocalID: d.LocalIdentity, RemoteID: d.RemoteIdentity,
 		DPD: d.DPDInterval, DPDClear: d.EffectiveDPDAction() == ikeconf.DPDClear,
-		PPK: d.PPK, PPKID: d.PPKID, PPKRequired: d.PPKRequired,
+		PPK: d.PPK, PPKID: d.PPKID, PPKRequired: d.PPKRequired, ForceEncap: d.ForceEncap,
 	}
 	p.IKELifetime, p.ChildLifetime = d.Lifetimes()
 	if d.RemoteIdentity == ikeconf.AnyIdentity {

@@ -53,6 +53,18 @@ func TestEnginePolicyTimers(t *testing.T) {
 	}
 }
 
+// TestEnginePolicyForceEncap: --encapsulation udp reaches the IKE engine.
+func TestEnginePolicyForceEncap(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		d := pskPolicy("p1", "", "192.0.2.1/32", "192.0.2.2/32", "192.0.2.2")
+		d.ForceEncap = force
+		p, why := enginePolicy(daemon.IKEPolicyConfig{Policy: d, Local: netip.MustParseAddr("192.0.2.1")})
+		if why != "" || p.ForceEncap != force {
+			t.Errorf("ForceEncap %v: engine policy has %v (%s)", force, p.ForceEncap, why)
+		}
+	}
+}
+
 func TestBackToBackRekeyNowAndLifetime(t *testing.T) {
 	w := newWire(t)
 	a := newGateway(t, w, "a", "52:54:00:00:00:0a", 10, "2001:db8:1::121")

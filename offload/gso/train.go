@@ -70,13 +70,15 @@ func (t *Train) Start(buf []byte, off int, frame []byte) bool {
 	return true
 }
 
-// DstPort is the UDP destination port of the train's datagrams (0 for an
-// empty train).
-func (t *Train) DstPort() uint16 {
-	if t.segs == 0 {
-		return 0
+// TrainPort returns the UDP destination port of frame if it is a datagram
+// a Train takes (see Train), so a caller can choose trains by port before
+// it commits a buffer to one.
+func TrainPort(frame []byte) (port uint16, ok bool) {
+	l, ok := udpLayout(frame)
+	if !ok {
+		return 0, false
 	}
-	return binary.BigEndian.Uint16(t.buf[t.off+t.l4+2:])
+	return binary.BigEndian.Uint16(frame[l.l4+2:]), true
 }
 
 // Len is the number of datagrams in the train.

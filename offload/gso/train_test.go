@@ -292,3 +292,21 @@ func TestSplitUDPDrops(t *testing.T) {
 		t.Errorf("gso_size > payload: %d, %v, size %d", n, d, sizes[0])
 	}
 }
+
+func TestTrainPort(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		port  uint16
+		ok    bool
+	}{
+		{"esp in udp", ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, SrcPort: 4500, DstPort: 4500, Payload: payload(100)}.Frame(), 4500, true},
+		{"vxlan over ipv6, tagged", ot.Packet{Src: ot.V6A, Dst: ot.V6B, UDP: true, DstPort: 4789, VLANs: []uint16{3}, Payload: payload(100)}.Frame(), 4789, true},
+		{"tcp", ot.Packet{Src: ot.V4A, Dst: ot.V4B, DstPort: 4500, Payload: payload(100)}.Frame(), 0, false},
+		{"truncated", ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, DstPort: 4500, Payload: payload(100)}.Frame()[:40], 0, false},
+	} {
+		if port, ok := gso.TrainPort(tc.frame); port != tc.port || ok != tc.ok {
+			t.Errorf("%s: TrainPort = %d, %v; want %d, %v", tc.name, port, ok, tc.port, tc.ok)
+		}
+	}
+}

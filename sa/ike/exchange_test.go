@@ -525,6 +525,38 @@ func TestNAT(t *testing.T) {
 	wantUp(t, a, b, 1)
 }
 
+// TestForceEncap: with no NAT in the way, an initiating policy with
+// ForceEncap (strongSwan's encap=yes) makes both ends detect a NAT: IKE
+// floats to 4500 and both ends' Child SAs carry ESP in UDP between ports
+// 4500. Without it, the same pair uses plain ESP.
+func TestForceEncap(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprint("force=", force), func(t *testing.T) {
+			pa, pb := pskPair()
+			pa.ForceEncap = force
+			_, a, b := establish(t, pa, pb, nil, nil)
+			wantUp(t, a, b, 1)
+			ia, ib := a.established()[0], b.established()[0]
+			ca, cb := onlyChild(t, a), onlyChild(t, b)
+			if !force {
+				if ia.NAT || ib.NAT || ca.Out.Encap != nil || cb.In.Encap != nil {
+					t.Fatalf("NAT %v/%v, encap %+v/%+v without a NAT or ForceEncap", ia.NAT, ib.NAT, ca.Out.Encap, cb.In.Encap)
+				}
+				return
+			}
+			if !ia.NAT || !ib.NAT || ia.Local.Port() != 4500 || ia.Remote.Port() != 4500 || ib.Local.Port() != 4500 || ib.Remote.Port() != 4500 {
+				t.Fatalf("no float to 4500: %+v / %+v", ia, ib)
+			}
+			want := sa.UDPEncap{SrcPort: 4500, DstPort: 4500}
+			for _, c := range []*sa.UDPEncap{ca.Out.Encap, ca.In.Encap, cb.Out.Encap, cb.In.Encap} {
+				if c == nil || *c != want {
+					t.Fatalf("encap a %+v %+v, b %+v %+v; want 4500->4500 everywhere", ca.Out.Encap, ca.In.Encap, cb.Out.Encap, cb.In.Encap)
+				}
+			}
+		})
+	}
+}
+
 func TestRetransmitSchedule(t *testing.T) {
 	for _, tc := range []struct {
 		name string

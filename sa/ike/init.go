@@ -157,11 +157,17 @@ func (s *ikeSA) sendInit(group uint16) {
 	if s.cookie != nil {
 		ps = append(ps, &wire.Notify{NotifyType: wire.NotifyCookie, Data: s.cookie})
 	}
+	natSrc := natHash(s.spiI, 0, s.local)
+	if s.pol.ForceEncap {
+		// RFC 7296 §2.23: a host may send a value that cannot match to
+		// make the peer see a NAT and use UDP encapsulation.
+		natSrc = s.e.random(len(natSrc))
+	}
 	ps = append(ps,
 		ikeProposals(s.pol.IKE, nil),
 		&wire.KE{Group: group, Data: s.dh.Public()},
 		&wire.Nonce{Data: s.ni},
-		&wire.Notify{NotifyType: wire.NotifyNATDetectionSourceIP, Data: natHash(s.spiI, 0, s.local)},
+		&wire.Notify{NotifyType: wire.NotifyNATDetectionSourceIP, Data: natSrc},
 		&wire.Notify{NotifyType: wire.NotifyNATDetectionDestinationIP, Data: natHash(s.spiI, 0, s.remote)},
 		&wire.Notify{NotifyType: wire.NotifyIKEv2FragmentationSupported},
 		&wire.Notify{NotifyType: wire.NotifySignatureHashAlgorithms, Data: hashAlgsData(ourHashes)},
@@ -262,7 +268,9 @@ func (s *ikeSA) initResponse(p Packet, h wire.Header) {
 	s.initRsp = p.Data
 	if len(ip.natSrc) > 0 && len(ip.natDst) > 0 {
 		s.natRemote = !containsBytes(ip.natSrc, natHash(s.spiI, s.spiR, p.Remote))
-		s.natLocal = !containsBytes(ip.natDst, natHash(s.spiI, s.spiR, p.Local))
+		// With ForceEncap we pretend to be behind the NAT our detection
+		// payload made up (and so keep it alive, as one would).
+		s.natLocal = pol.ForceEncap || !containsBytes(ip.natDst, natHash(s.spiI, s.spiR, p.Local))
 	}
 	s.fragOK = ip.frag
 	s.intOK = ip.inter

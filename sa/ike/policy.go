@@ -82,6 +82,16 @@ type Policy struct {
 	// cleared policy then only responds until SetPolicies gives it
 	// changed.
 	DPDClear bool
+
+	// ForceEncap puts the Child SAs' ESP in UDP (RFC 3948, port 4500)
+	// even where no NAT is in the way, as strongSwan's encap=yes: when
+	// this side initiates, its NAT_DETECTION_SOURCE_IP is a value no
+	// address hashes to, so both ends detect a NAT, as RFC 7296 §2.23
+	// allows a host to make them do, float IKE to port 4500 and
+	// encapsulate. A responding side needs nothing: the initiator's
+	// detection payloads decide. It takes effect only with a peer that
+	// does NAT detection (every RFC 7296 implementation should).
+	ForceEncap bool
 }
 
 // Default proposals: strongSwan's preferred suites that every peer of
