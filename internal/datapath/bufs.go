@@ -32,6 +32,9 @@ type batchBufs struct {
 	segSizes []int
 	// Ports with virtio-net headers only: room to build an ICMP error.
 	icmpBuf []byte
+	// Made on first use (joinTrains): the UDP GSO super-frame joined
+	// from a super-frame's datagrams.
+	trainBuf []byte
 }
 
 // bufKind is what a set of buffers is made for: nbuf receive buffers of

@@ -151,7 +151,7 @@ func newTestWorker(e *Engine, p *txPort, uplink bool) *worker {
 
 // bytes is the memory of b's buffers.
 func (b *batchBufs) bytes() int64 {
-	n := int64(cap(b.icmpBuf))
+	n := int64(cap(b.icmpBuf) + cap(b.trainBuf))
 	for _, bs := range [][][]byte{b.bufs, b.spare, b.seg} {
 		for _, x := range bs {
 			n += int64(cap(x))

@@ -75,9 +75,8 @@ type worker struct {
 	fragmenting bool // w.seg holds fragments being sent
 	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
 	// train joins the uplink datagrams made from one super-frame into
-	// one UDP GSO super-frame in trainBuf (joinTrains).
-	train    gso.Train
-	trainBuf []byte
+	// one UDP GSO super-frame in trainBuf (joinTrains; bufs.go).
+	train gso.Train
 	// Trains counts UDP GSO super-frames sent, TrainSegs the datagrams in
 	// them (read by tests and benchmarks).
 	Trains, TrainSegs uint64
