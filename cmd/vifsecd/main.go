@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -111,15 +112,29 @@ func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// usageError is a command line vifsecd cannot read (a flag it does not
+// know, a flag without its value, an argument): exit status 2. A flag
+// given a value it does not accept is bad input: 1, as vifsec's.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
 func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, error) {
 	o := &options{}
 	fs := flagSet(o, stderr)
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		// The flag package's errors for a value its flag refuses start
+		// with "invalid" (invalid value, invalid boolean value): bad
+		// input. The others (a flag not defined, one missing its
+		// argument) are usage errors.
+		if errors.Is(err, flag.ErrHelp) || strings.HasPrefix(err.Error(), "invalid ") {
+			return nil, nil, err
+		}
+		return nil, nil, usageError{err}
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
-		return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	if o.version || o.man {
 		return o, nil, nil
@@ -174,7 +189,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(socket
 			return 0
 		}
 		fmt.Fprintln(stderr, "vifsecd:", err)
-		return 2
+		if errors.As(err, new(usageError)) {
+			return 2
+		}
+		return 1
 	}
 	if o.version || o.man { // main prints them on stdout; here they go with the logs
 		if o.man {

@@ -107,14 +107,19 @@ func TestFlags(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"--log-level", "loud"}, 2, "--log-level"},
+		// A value a flag refuses is bad input (1, as vifsec's); a command
+		// line vifsecd cannot read is a usage error (2).
+		{[]string{"--log-level", "loud"}, 1, "--log-level"},
 		{[]string{"extra"}, 2, "unexpected argument"},
 		{[]string{"--bogus"}, 2, "bogus"},
-		{[]string{"--metrics", ""}, 2, "--metrics off"},
-		{[]string{"--log-format", "xml"}, 2, "--log-format"},
-		{[]string{"--workers", "many"}, 2, `invalid value "many" for flag -workers: use 0 (one per CPU available) or 1 to 256 workers`},
-		{[]string{"--workers", "-1"}, 2, "-workers: use 0"},
-		{[]string{"--workers=257"}, 2, "-workers: use 0"},
+		{[]string{"--workers"}, 2, "needs an argument"},
+		{[]string{"--metrics", ""}, 1, "--metrics off"},
+		{[]string{"--log-format", "xml"}, 1, "--log-format"},
+		{[]string{"--workers", "many"}, 1, `invalid value "many" for flag -workers: use 0 (one per CPU available) or 1 to 256 workers`},
+		{[]string{"--workers", "-1"}, 1, "-workers: use 0"},
+		{[]string{"--workers=257"}, 1, "-workers: use 0"},
+		{[]string{"--ike-retransmit-tries", "0"}, 1, "--ike-retransmit-tries"},
+		{[]string{"--gro=maybe"}, 1, "-gro"},
 		{[]string{"--version"}, 0, "vifsecd "},
 	}
 	for _, tt := range tests {

@@ -36,7 +36,7 @@ func manPage() *manpage.Page {
 				{Tag: "/run/vifsec/seq-*.anchor", Text: "beside the socket: binds the store's sequence-number reservations to this boot. It survives a crash (SAs continue above their reservation) but not a reboot (only cleanly stopped SAs continue); a state directory restored from elsewhere disagrees with it, and its SAs refuse to send until re-keyed."},
 				{Tag: "/etc/default/vifsecd", Text: "VIFSECD_OPTS, extra options the systemd unit passes."},
 			}},
-			{Title: "Exit status", Text: []string{"0 after a clean stop, 1 when it cannot start or serve (the log says why), 2 on a usage error."}},
+			{Title: "Exit status", Text: []string{"0 after a clean stop; 1 when a flag's value is refused (the message names the flag and what it accepts) or when it cannot start or serve (the log says why); 2 on a usage error (a flag it does not know, a flag without its value, an argument)."}},
 			{Title: "See also", Text: []string{"vifsec(8), vifsec-hook(8)"}},
 		},
 	}
