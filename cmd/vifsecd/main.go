@@ -100,7 +100,7 @@ func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.man, "man", false, "print the manual page (roff) and exit")
 	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
-	fs.Var((*workersFlag)(&o.workers), "workers", "data-path workers: the uplink is read by `N` queues (a PACKET_FANOUT hash group, so a flow stays on one), each VM's interface by min(N, 2); 0 = one per CPU available (ext)")
+	fs.Var((*workersFlag)(&o.workers), "workers", "data-path workers: the uplink is read by `N` queues (a PACKET_FANOUT hash group, so a flow stays on one), each VM's interface by one (its SAs leave in sequence order); 0 = one per CPU available (ext)")
 	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
 	fs.DurationVar(&o.ikeRetransmit, "ike-retransmit-timeout", 4*time.Second, "IKE: first retransmission after this, then ×1.8 each try, as strongSwan's retransmit_timeout (ext)")
 	fs.IntVar(&o.ikeTries, "ike-retransmit-tries", 5, "IKE: retransmissions before a peer is declared dead, as strongSwan's retransmit_tries (ext)")

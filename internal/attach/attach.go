@@ -90,11 +90,15 @@ func (a *Attacher) SetQueues(k int) {
 	a.vifQueues.Store(int32(min(k, MaxVIFQueues)))
 }
 
-// MaxVIFQueues bounds a VIF's queues: one VM's traffic rarely needs more
-// than two cores, and each queue costs a socket and a worker (whose
-// buffers come from a pool shared by all VIFs only while it has frames
-// to handle: internal/datapath's doc).
-const MaxVIFQueues = 2
+// MaxVIFQueues bounds a VIF's queues. One: a VM's outbound SAs are its
+// own, so with one worker per VIF each SA is encrypted by one worker and
+// its packets leave in sequence-number order. With two, a VM's flows on
+// both queues would share an SA and its sequence numbers would leave
+// interleaved by up to a write (8 frames, or the ~45 segments of a
+// super-frame), which a peer with a smaller replay window (strongSwan's
+// default is 32) drops. Hosts scale across VMs, each on its own worker,
+// and inbound across the uplink's queues.
+const MaxVIFQueues = 1
 
 func (a *Attacher) portDown(p vif.Port, err error) {
 	a.mu.Lock()

@@ -19,8 +19,9 @@
 // writes to another port on the queue its number picks, under that
 // queue's lock only. What workers of one port share is atomic (counters,
 // the ICMP rate limiter, SA sequence numbers) or behind the SA's replay
-// lock. vifsecd gives the uplink one queue per CPU and each VIF at most
-// two (internal/attach). The uplink's workers keep their buffers; a
+// lock. vifsecd gives the uplink one queue per CPU and each VIF one
+// (internal/attach: so that each of a VM's SAs is encrypted by one worker
+// and leaves in sequence order). The uplink's workers keep their buffers; a
 // VIF's worker waits for frames holding none, takes a set (receive
 // buffers — 8 for 64 KiB super-frames on a port with virtio-net headers
 // —, broadcast spares, segment buffers, its output queue) from a pool
