@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -95,9 +96,13 @@ func TestIntegrationDemo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// b's uplink capture holds what b sent too (vifsec's uplink
+			// writes pass the taps): take a frame addressed to acme's VM
+			// on b.
+			acmeBMAC, _ := net.ParseMAC(l.VM("acme", "b").MAC)
 			var acmeESP []byte
 			for _, f := range frames {
-				if len(f) > 18+40+8 && binary.BigEndian.Uint16(f[12:]) == 0x8100 && binary.BigEndian.Uint16(f[14:])&0xfff == 100 &&
+				if len(f) > 18+40+8 && bytes.Equal(f[0:6], acmeBMAC) && binary.BigEndian.Uint16(f[12:]) == 0x8100 && binary.BigEndian.Uint16(f[14:])&0xfff == 100 &&
 					binary.BigEndian.Uint16(f[16:]) == 0x86dd && f[18+6] == 50 {
 					acmeESP = append([]byte(nil), f...)
 				}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -135,7 +136,9 @@ func seqCheckWire(t *testing.T, files []string, atLeast int) {
 				continue
 			}
 			esp++
-			k := fmt.Sprintf("vlan %d spi 0x%08x seq %d", binary.BigEndian.Uint16(fr[14:])&0xfff,
+			// Per capture point: a frame one gateway sent is in its
+			// uplink's capture (egress) and in the other's (ingress).
+			k := fmt.Sprintf("%s: vlan %d spi 0x%08x seq %d", filepath.Base(f), binary.BigEndian.Uint16(fr[14:])&0xfff,
 				binary.BigEndian.Uint32(fr[18+40:]), binary.BigEndian.Uint32(fr[18+44:]))
 			if seen[k]++; seen[k] == 2 {
 				dups++
