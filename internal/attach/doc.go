@@ -27,7 +27,9 @@
 // vifsec's inbound policy. The guard's second filter, first on the VIF's
 // clsact egress, drops every frame the kernel transmits there; vifsec's
 // own writes skip the tc egress hook and the qdiscs (its packet sockets
-// set PACKET_QDISC_BYPASS), so the guest gets what vifsec wrote and
+// on VIFs set PACKET_QDISC_BYPASS; the uplink's, never guarded, send
+// through the qdisc so the kernel can cut UDP GSO trains in software),
+// so the guest gets what vifsec wrote and
 // nothing else. clsact cannot exist beside an ingress qdisc, which
 // libvirt adds for <bandwidth><outbound>. There the egress filter goes
 // first on the VIF's root qdisc: libvirt's htb when <inbound> put one
