@@ -130,23 +130,8 @@ func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int,
 		flags0 = frame[l.l4+13]
 	}
 	for i := range n {
-		p0 := l.pay + i*seg
-		p1 := min(p0+seg, l.end)
-		size := l.pay + p1 - p0
-		dst := out[i][offset : offset+size]
-		copy(dst, frame[:l.pay])
-		copy(dst[l.pay:], frame[p0:p1])
-		sizes[i] = size
-
-		ip := dst[l.l3:]
-		if l.v6 {
-			binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
-		} else {
-			binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
-			binary.BigEndian.PutUint16(ip[4:], id0+uint16(i))
-			ip[10], ip[11] = 0, 0
-			binary.BigEndian.PutUint16(ip[10:], csum.Checksum(ip[:ihl], 0))
-		}
+		dst := l.cut(out[i][offset:], frame, i, seg, ihl, id0)
+		sizes[i] = len(dst)
 		l4 := dst[l.l4:]
 		pseudo := csum.Add(addrs, uint16(len(l4)))
 		if l.udp {
@@ -315,4 +300,28 @@ func parse(frame []byte, h offload.VnetHdr) (l layout, d drop.Reason) {
 		return l, drop.BadVnetHdr
 	}
 	return l, drop.None
+}
+
+// cut writes segment i (payload bytes i*seg onward, at most seg) of the
+// super-frame laid out as l into buf: the headers up to the payload, its
+// part of the payload, and the IP header's length (and, for IPv4, ID i
+// after the first's and its checksum) made true for it. It returns the
+// segment; the caller has checked that buf holds it. The transport
+// header is the caller's to finish.
+func (l *layout) cut(buf, frame []byte, i, seg, ihl int, id0 uint16) []byte {
+	p0 := l.pay + i*seg
+	p1 := min(p0+seg, l.end)
+	dst := buf[:l.pay+p1-p0]
+	copy(dst, frame[:l.pay])
+	copy(dst[l.pay:], frame[p0:p1])
+	ip := dst[l.l3:]
+	if l.v6 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
+	} else {
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		binary.BigEndian.PutUint16(ip[4:], id0+uint16(i))
+		ip[10], ip[11] = 0, 0
+		binary.BigEndian.PutUint16(ip[10:], csum.Checksum(ip[:ihl], 0))
+	}
+	return dst
 }

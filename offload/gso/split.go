@@ -4,9 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/vifsec/vifsec/drop"
-	"github.com/vifsec/vifsec/header"
 	"github.com/vifsec/vifsec/offload"
-	"github.com/vifsec/vifsec/offload/csum"
 )
 
 // SplitUDP cuts a received UDP GSO super-frame (GSO_UDP_L4, described by
@@ -56,22 +54,8 @@ func SplitUDP(frame []byte, h offload.VnetHdr, out [][]byte, offset int, sizes [
 	ihl := int(frame[l.l3]&0x0f) * 4
 	id0 := binary.BigEndian.Uint16(frame[l.l3+4:])
 	for i := range n {
-		p0 := l.pay + i*seg
-		p1 := min(p0+seg, l.end)
-		size := l.pay + p1 - p0
-		dst := out[i][offset : offset+size]
-		copy(dst, frame[:l.pay])
-		copy(dst[l.pay:], frame[p0:p1])
-		sizes[i] = size
-		ip := dst[l.l3:]
-		if l.v6 {
-			binary.BigEndian.PutUint16(ip[4:], uint16(len(ip)-header.IPv6Len))
-		} else {
-			binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
-			binary.BigEndian.PutUint16(ip[4:], id0+uint16(i))
-			ip[10], ip[11] = 0, 0
-			binary.BigEndian.PutUint16(ip[10:], csum.Checksum(ip[:ihl], 0))
-		}
+		dst := l.cut(out[i][offset:], frame, i, seg, ihl, id0)
+		sizes[i] = len(dst)
 		u := dst[l.l4:]
 		binary.BigEndian.PutUint16(u[4:], uint16(len(u)))
 		u[6], u[7] = 0, 0
