@@ -19,6 +19,11 @@
 //     segments it on an uplink without tx-udp-segmentation, as the lab's;
 //     with --uplink-offloads it crosses the veth whole and the receiving
 //     vifsecd cuts it);
+//     aes128-gcm-udp-tso-off: aes128-gcm-udp with the guests' offloads off
+//     as in aes128-gcm-tso-off: each MTU-sized frame leaves as its own
+//     datagram, no train;
+//     aes128-gcm-gro-off: (3) with vifsecd --gro=false: decrypted segments
+//     reach the guest one by one instead of coalesced;
 //  4. chacha20-poly1305: vifsecd ESP, ChaCha20-Poly1305;
 //  5. strongswan: no vifsec; the bridges of (1), and a strongSwan charon with
 //     kernel-libipsec (userspace ESP over TUN) in each VM namespace, IKEv2
@@ -49,11 +54,11 @@
 //	e2e ratio esp_over_none=0.8 esp_over_wireguard=R esp_over_strongswan=25
 //	e2e ratio esp_udp_over_none=R esp_udp_over_wireguard=R esp_udp_over_esp=R
 //	e2e ratio tso_on_over_off=1.6
+//	e2e ratio tso_on_over_off_udp=R
 //	e2e ratio gro_on_over_off=R
 //	e2e rss vms=100 rss_kib=N
 //
-// Ingress coalescing (GRO toward the guest) is not implemented in vifsec,
-// so there is no on/off ratio for it: the gro line says so.
+// A ratio needs both of its cases in --cases; it prints n/a when one failed.
 //
 // `make bench-e2e` runs it (root, after make build). Everything it creates
 // (namespaces, daemons, charons, iperf3) is removed on exit, also on
@@ -87,10 +92,10 @@ import (
 )
 
 // allCases in the order they are reported.
-var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-udp", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305", "strongswan", "strongswan-openssl", "wireguard-go"}
+var allCases = []string{"plain", "none", "aes128-gcm", "aes128-gcm-udp", "aes128-gcm-tso-off", "aes128-gcm-udp-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305", "strongswan", "strongswan-openssl", "wireguard-go"}
 
 // vifsecCases run on vifsecd (or, with --engine, datapath.Engine).
-var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-udp", "aes128-gcm-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305"}
+var vifsecCases = []string{"none", "aes128-gcm", "aes128-gcm-udp", "aes128-gcm-tso-off", "aes128-gcm-udp-tso-off", "aes128-gcm-gro-off", "aes128-gcm-vxlan", "chacha20-poly1305"}
 
 // tsoOff marks a case that runs its cipher with the guests' TSO, GSO and
 // tx checksum offload off.
@@ -376,6 +381,9 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 			goal = verdict(results["aes128-gcm"].res.Gbps >= 1.5*results["aes128-gcm"+tsoOff].res.Gbps)
 		}
 		fmt.Printf("# goal for guest TSO: aes128-gcm with guest tso/gso/tx on >= 1.5x off: %s\n", goal)
+		if want["aes128-gcm"+inUDP] && want["aes128-gcm"+inUDP+tsoOff] {
+			fmt.Printf("e2e ratio tso_on_over_off_udp=%s\n", ratio("aes128-gcm"+inUDP, "aes128-gcm"+inUDP+tsoOff))
+		}
 		// Ingress coalescing (vifsecd --gro) on vs off.
 		if want["aes128-gcm"] && want["aes128-gcm"+groOff] {
 			fmt.Printf("e2e ratio gro_on_over_off=%s\n", ratio("aes128-gcm", "aes128-gcm"+groOff))
@@ -664,7 +672,7 @@ func (bn *bench) startVifsecd(c string, vms []*lab.VM, p lab.BenchPolicy, flags 
 // vifsecEngine runs one vifsec case with both gateways' data paths as
 // datapath.Engines in this process.
 func (bn *bench) vifsecEngine(c string) (r *result) {
-	if strings.HasSuffix(c, overVXLAN) || strings.HasSuffix(c, groOff) || strings.HasSuffix(c, inUDP) {
+	if base, _ := strings.CutSuffix(c, tsoOff); strings.HasSuffix(base, overVXLAN) || strings.HasSuffix(base, groOff) || strings.HasSuffix(base, inUDP) {
 		return &result{name: c, err: fmt.Errorf("case %s runs with vifsecd only (not --engine)", c)}
 	}
 	enc, noTSO := strings.CutSuffix(c, tsoOff)
