@@ -282,6 +282,12 @@ func (e *Engine) SetUDPGSO(on bool) { e.setConfig(func(c *config) { c.udpGSO = o
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.cfg.Load().enabled }
 
+// Coalescing reports SetCoalesce's switch.
+func (e *Engine) Coalescing() bool { return e.cfg.Load().coalesce }
+
+// UDPGSO reports SetUDPGSO's switch.
+func (e *Engine) UDPGSO() bool { return e.cfg.Load().udpGSO }
+
 // Path-MTU errors sent to one VM: at most this many per second, in bursts
 // of icmpBurst (RFC 4443 §2.4(f) asks for a limit; Linux defaults to 1/s per
 // destination with a burst of 50 per host).
