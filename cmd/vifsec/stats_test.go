@@ -40,6 +40,10 @@ func TestCLIStatsDataPathCounters(t *testing.T) {
 	e.UplinkRx.Frames.Add(100)
 	e.UplinkRx.UnknownDest.Add(7)
 	e.OverlayStats.NoNeighbor.Add(12)
+	e.GSOStats.TrainsSent.Add(2)
+	e.GSOStats.SegmentsSent.Add(80)
+	e.GSOStats.TrainsReceived.Add(3)
+	e.GSOStats.SegmentsReceived.Add(90)
 
 	out = r.ok("", "stats")
 	ike := lineWith(t, out, "vm1 ", "IKE In")
@@ -50,7 +54,8 @@ func TestCLIStatsDataPathCounters(t *testing.T) {
 		t.Errorf("vm2 (nothing counted) in the IKE table:\n%s", out)
 	}
 	up := lineWith(t, out, "100 ", "Uplink Frames In")
-	if f := strings.Fields(up); len(f) != 4 || f[1] != "0" || f[2] != "unknown-destination=7" || f[3] != "no-neighbor=12" {
+	if f := strings.Fields(up); len(f) != 8 || f[1] != "0" || f[2] != "unknown-destination=7" || f[3] != "no-neighbor=12" ||
+		strings.Join(f[4:], " ") != "2 80 3 90" {
 		t.Errorf("uplink row %q\n%s", up, out)
 	}
 	if out := r.ok("", "stats", "--vm", "vm2"); strings.Contains(out, "Uplink") || strings.Contains(out, "IKE In") {
@@ -71,7 +76,8 @@ func TestCLIStatsDataPathCounters(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.ok("", "--format", "json", "stats", "--uplink")), &u); err != nil {
 		t.Fatal(err)
 	}
-	if u.FramesIn != 100 || u.Drops["unknown-destination"] != 7 || u.OverlayDrops["no-neighbor"] != 12 || u.OverlayDrops["unprotected"] != 0 || len(u.OverlayDrops) != 6 {
+	if u.FramesIn != 100 || u.Drops["unknown-destination"] != 7 || u.OverlayDrops["no-neighbor"] != 12 || u.OverlayDrops["unprotected"] != 0 || len(u.OverlayDrops) != 6 ||
+		u.UDPGSO != (api.UDPGSOStats{TrainsSent: 2, SegmentsSent: 80, TrainsReceived: 3, SegmentsReceived: 90}) {
 		t.Errorf("stats --uplink json %+v", u)
 	}
 

@@ -193,6 +193,12 @@ type Engine struct {
 		// plain VXLAN while the underlay must be protected.
 		UnderlayNoSA, Unprotected atomic.Uint64
 	}
+	// GSOStats count UDP GSO trains: sent toward the uplink (joinTrains)
+	// and received from it and cut (splitOwnUDP), and their datagrams.
+	// Workers add to them once per batch.
+	GSOStats struct {
+		TrainsSent, SegmentsSent, TrainsReceived, SegmentsReceived atomic.Uint64
+	}
 	// IKE on VMs' behalf (ike.go).
 	ikeHandler atomic.Pointer[func(IKEPacket)]
 	ikeNeigh   ikeNeighbors

@@ -130,6 +130,7 @@ func (w *worker) splitOwnUDP(snap *snapshot, l l2, buf []byte, off, n int, h off
 	}
 	w.flush()
 	w.Splits++
+	w.SplitSegs += uint64(ns)
 	return true
 }
 

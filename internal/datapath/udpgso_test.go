@@ -106,14 +106,14 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			a.vifW.batch(1)
 
 			sent := wire.Written()
-			if len(sent) != 1 || a.vifW.Trains != 1 {
-				t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.vifW.Trains)
+			if len(sent) != 1 || a.e.GSOStats.TrainsSent.Load() != 1 {
+				t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.e.GSOStats.TrainsSent.Load())
 			}
 			gh, d := offload.ParseVnetHdr(sent[0].Data)
 			if d != drop.None || gh.GSO() != offload.GSOUDPL4 || !gh.NeedsCsum() || gh.CsumOffset != 6 {
 				t.Fatalf("uplink header %+v (%v): want GSO_UDP_L4 with NEEDS_CSUM at the UDP checksum", gh, d)
 			}
-			segs := int(a.vifW.TrainSegs)
+			segs := int(a.e.GSOStats.SegmentsSent.Load())
 			if want := len(sent[0].Data) - vif.VnetHdrLen - int(gh.CsumStart) - 8; segs != (want+int(gh.GSOSize)-1)/int(gh.GSOSize) {
 				t.Fatalf("%d datagrams joined, but %d payload bytes / gso_size %d", segs, want, gh.GSOSize)
 			}
@@ -136,8 +136,8 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			// Gateway B's uplink reads the super-frame whole.
 			b.up.sizes[0] = copy(b.up.bufs[0][readOff:], sent[0].Data)
 			b.up.batch(1)
-			if b.up.Splits != 1 {
-				t.Fatalf("B split %d super-frames, want 1", b.up.Splits)
+			if b.e.GSOStats.TrainsReceived.Load() != 1 {
+				t.Fatalf("B split %d super-frames, want 1", b.e.GSOStats.TrainsReceived.Load())
 			}
 			for dr := range b.vm.stats.Drops {
 				if c := b.vm.stats.Drops[dr].Load(); c != 0 {
@@ -146,6 +146,13 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			}
 			if got := b.in.Stats.Packets.Load(); int(got) != segs {
 				t.Errorf("B's inbound SA decrypted %d packets, want %d", got, segs)
+			}
+			// What `vifsec stats --uplink` shows of both gateways.
+			if got, want := a.e.UplinkCounts().UDPGSO, (UDPGSOCounts{TrainsSent: 1, SegmentsSent: uint64(segs)}); got != want {
+				t.Errorf("A's UDP GSO counts %+v, want %+v", got, want)
+			}
+			if got, want := b.e.UplinkCounts().UDPGSO, (UDPGSOCounts{TrainsReceived: 1, SegmentsReceived: uint64(segs)}); got != want {
+				t.Errorf("B's UDP GSO counts %+v, want %+v", got, want)
 			}
 			var stream []byte
 			for _, f := range vifB.Written() {
@@ -202,8 +209,8 @@ func TestUDPGSOTrainAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per super-frame through both gateways", allocs)
 	}
-	if runs := uint64(21); a.vifW.Trains != runs || b.up.Splits != runs {
-		t.Fatalf("%d trains sent, %d split; want %d each", a.vifW.Trains, b.up.Splits, runs)
+	if runs := uint64(21); a.e.GSOStats.TrainsSent.Load() != runs || b.e.GSOStats.TrainsReceived.Load() != runs {
+		t.Fatalf("%d trains sent, %d split; want %d each", a.e.GSOStats.TrainsSent.Load(), b.e.GSOStats.TrainsReceived.Load(), runs)
 	}
 	if vifSink.Frames == 0 || b.up.co.Segments == 0 {
 		t.Fatalf("B's VM got %d frames, %d segments coalesced", vifSink.Frames, b.up.co.Segments)
@@ -255,8 +262,8 @@ func TestUDPGSONeedsDevice(t *testing.T) {
 			h.Put(a.vifW.bufs[0][readOff:])
 			a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
 			a.vifW.batch(1)
-			if a.vifW.Trains != 0 || up.Frames < 14 { // 20000 bytes at an MSS below 1448
-				t.Fatalf("%d trains, %d frames to the uplink; want every ESP packet on its own", a.vifW.Trains, up.Frames)
+			if a.e.GSOStats.TrainsSent.Load() != 0 || up.Frames < 14 { // 20000 bytes at an MSS below 1448
+				t.Fatalf("%d trains, %d frames to the uplink; want every ESP packet on its own", a.e.GSOStats.TrainsSent.Load(), up.Frames)
 			}
 		})
 	}
@@ -302,8 +309,8 @@ func TestUDPGSOVXLANTrain(t *testing.T) {
 	a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
 	a.vifW.batch(1)
 	sent := wire.Written()
-	if len(sent) != 1 || a.vifW.Trains != 1 {
-		t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.vifW.Trains)
+	if len(sent) != 1 || a.e.GSOStats.TrainsSent.Load() != 1 {
+		t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.e.GSOStats.TrainsSent.Load())
 	}
 	gh, _ := offload.DecodeVnetHdr(sent[0].Data)
 	fr := sent[0].Data[vif.VnetHdrLen:]
@@ -312,8 +319,8 @@ func TestUDPGSOVXLANTrain(t *testing.T) {
 	}
 	b.up.sizes[0] = copy(b.up.bufs[0][readOff:], sent[0].Data)
 	b.up.batch(1)
-	if b.up.Splits != 1 {
-		t.Fatalf("B split %d super-frames, want 1", b.up.Splits)
+	if b.e.GSOStats.TrainsReceived.Load() != 1 {
+		t.Fatalf("B split %d super-frames, want 1", b.e.GSOStats.TrainsReceived.Load())
 	}
 	var stream []byte
 	for _, f := range vifB.Written() {
