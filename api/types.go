@@ -360,9 +360,13 @@ type IPsecSA struct {
 	SA            string     `json:"sa"`
 	LocalAddress  string     `json:"local_address"`
 	RemoteAddress string     `json:"remote_address"`
-	InboundSPI    SPI        `json:"inbound_spi"`
-	OutboundSPI   SPI        `json:"outbound_spi"`
-	State         string     `json:"state"`
+	// RemotePort is the peer's UDP port of ESP in UDP (RFC 3948), 0 for
+	// plain ESP. RemoteAddress and RemotePort are the peer's endpoint
+	// now: after a NAT rebinding, the new one.
+	RemotePort  int    `json:"remote_port"`
+	InboundSPI  SPI    `json:"inbound_spi"`
+	OutboundSPI SPI    `json:"outbound_spi"`
+	State       string `json:"state"`
 }
 
 // VersionInfo answers GET /v2/version.

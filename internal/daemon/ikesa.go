@@ -496,6 +496,9 @@ func (d *Daemon) ikeIPsecSAsLocked(tenantName string, engineState map[sa.Key]str
 		r := IPsecSA{Tenant: ch.tenant, VM: ch.vm, SA: ch.in, Underlay: ch.vm == "", Policies: []string{ch.policy}, IKEPolicy: ch.policy,
 			Local: ch.local, Remote: ch.remote, InboundSPI: ch.inSPI, OutboundSPI: ch.outSPI, State: "INSTALLED"}
 		in, out2 := d.db.Get(ch.in), d.db.Get(ch.out)
+		if !r.peerOf(out2) {
+			r.peerOf(in)
+		}
 		switch {
 		case in == nil || out2 == nil || in.Expired() || out2.Expired():
 			r.State = "EXPIRED"
