@@ -527,6 +527,11 @@ type IKESA struct {
 	NAT                        bool // a NAT was detected: IKE on 4500, ESP in UDP
 	Established                time.Time
 	Children                   int
+	// ChildError says why the policy's Child SA is missing on this IKE
+	// SA: the peer refused it (e.g. TS_UNACCEPTABLE); "" when it is up.
+	// The IKE SA stands, and an initiating policy retries the Child SA
+	// with CREATE_CHILD_SA.
+	ChildError string
 }
 
 // IKEReport is what the IKE engine reports: its IKE SAs, and the state of
