@@ -299,9 +299,10 @@ func (a *Attacher) reconcile() {
 				a.setErr(name, w, err)
 				continue
 			}
-			// A packet socket bound to a device that is down reports
-			// ENETDOWN at once: wait for the link to come up (a link
-			// event triggers the next reconcile).
+			// An interface that is down is not attached: its port would
+			// read nothing and drop what it is given until the link is
+			// up. Wait for that (a link event triggers the next
+			// reconcile).
 			if !info.AdminUp {
 				a.lastErr[name] = "interface is down"
 				continue
