@@ -394,6 +394,9 @@ func (a *Attacher) reconcile() {
 				udpGSO = "device"
 			}
 		}
+		if !a.e.UDPGSO() {
+			udpGSO = "off (--udp-gso=false)"
+		}
 		a.e.SetUplinkWith(p, datapath.UplinkOptions{MTU: mtu, VnetHdr: true, UDPGSO: true})
 		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns, "mtu", mtu, "udp_gso", udpGSO)
 	}
