@@ -528,6 +528,8 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 		rps = append(rps, cps...)
 		if c != nil {
 			s.installChild(c, true)
+		} else if n, ok := firstNotify(cps); ok {
+			s.childErr = n.NotifyType.String() // we refused it; the initiator may try again
 		}
 	}
 	s.respond(p, h, rps)
@@ -546,4 +548,13 @@ func (e *Engine) initialContact(s *ikeSA) {
 			x.destroy("peer sent INITIAL_CONTACT")
 		}
 	}
+}
+
+// firstNotify returns the Notify that starts ps, a refusal's answer.
+func firstNotify(ps []wire.Payload) (*wire.Notify, bool) {
+	if len(ps) == 0 {
+		return nil, false
+	}
+	n, ok := ps[0].(*wire.Notify)
+	return n, ok
 }

@@ -158,8 +158,8 @@ func TestChildRefusedRespondingPolicy(t *testing.T) {
 	pa, pb := pskPair()
 	pb.LocalTS = []netip.Prefix{prefix("198.51.100.0/24")}
 	n, a, b := establish(t, pa, pb, nil, nil)
-	if len(b.established()) != 1 || len(b.children()) != 0 {
-		t.Fatalf("b: %+v, %d children", b.e.IKESAs(), len(b.children()))
+	if bs := b.established(); len(bs) != 1 || len(b.children()) != 0 || bs[0].ChildError != "TS_UNACCEPTABLE" {
+		t.Fatalf("b: %+v, %d children; want its IKE SA up, its ChildError TS_UNACCEPTABLE", b.e.IKESAs(), len(b.children()))
 	}
 	before := countRequests(n, addrB, wire.ExchangeCreateChildSA)
 	n.advance(3 * b.e.cfg.RetryInterval)
