@@ -238,4 +238,9 @@ type IKESA struct {
 	NAT           bool   `json:"nat"`
 	Established   string `json:"established"`
 	ChildSAs      int    `json:"child_sas"`
+	// ChildSAError says why the policy's Child SA is missing on this IKE
+	// SA: the peer refused it (its error notify, e.g. TS_UNACCEPTABLE,
+	// or what was wrong with its answer); "" when it is up. The IKE SA
+	// stands and an initiating policy retries the Child SA alone.
+	ChildSAError string `json:"child_sa_error"`
 }

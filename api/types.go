@@ -316,12 +316,26 @@ type Stats struct {
 // UplinkStats are the counters that belong to no VM (`vifsec stats
 // --uplink`, GET /v2/stats/uplink): frames received on the uplink, the
 // uplink port's write errors (since it was last opened), and drops by
-// reason on the uplink and in the VXLAN overlay, zeros included.
+// reason on the uplink and in the VXLAN overlay, zeros included, and the
+// UDP GSO super-frames sent and received.
 type UplinkStats struct {
 	FramesIn     uint64            `json:"frames_in"`
 	TxErrors     uint64            `json:"tx_errors"`
 	Drops        map[string]uint64 `json:"drops"`
 	OverlayDrops map[string]uint64 `json:"overlay_drops"`
+	UDPGSO       UDPGSOStats       `json:"udp_gso"`
+}
+
+// UDPGSOStats count UDP GSO super-frames ("trains"): TrainsSent toward
+// the uplink, each joined from the ESP-in-UDP or VXLAN datagrams cut from
+// one guest TSO super-frame, carrying SegmentsSent datagrams in all;
+// TrainsReceived whole from the uplink and cut by vifsec into
+// SegmentsReceived datagrams.
+type UDPGSOStats struct {
+	TrainsSent       uint64 `json:"trains_sent"`
+	SegmentsSent     uint64 `json:"segments_sent"`
+	TrainsReceived   uint64 `json:"trains_received"`
+	SegmentsReceived uint64 `json:"segments_received"`
 }
 
 // SAStats is one SA's counters; Direction is in, out or "" if unknown.
@@ -346,9 +360,13 @@ type IPsecSA struct {
 	SA            string     `json:"sa"`
 	LocalAddress  string     `json:"local_address"`
 	RemoteAddress string     `json:"remote_address"`
-	InboundSPI    SPI        `json:"inbound_spi"`
-	OutboundSPI   SPI        `json:"outbound_spi"`
-	State         string     `json:"state"`
+	// RemotePort is the peer's UDP port of ESP in UDP (RFC 3948), 0 for
+	// plain ESP. RemoteAddress and RemotePort are the peer's endpoint
+	// now: after a NAT rebinding, the new one.
+	RemotePort  int    `json:"remote_port"`
+	InboundSPI  SPI    `json:"inbound_spi"`
+	OutboundSPI SPI    `json:"outbound_spi"`
+	State       string `json:"state"`
 }
 
 // VersionInfo answers GET /v2/version.

@@ -30,7 +30,10 @@
 // still above the effective MTU through pmtu (ICMP back to the guest, or
 // IPv4 fragmentation); then ESP. Frames under no policy or a bypass policy
 // need only the checksum completion before they leave on a device without
-// checksum offload.
+// checksum offload. Headers the kernel wrote in front of a frame it hands
+// over (the uplink's reads) are parsed with ParseReceivedVnetHdr, which
+// also takes a UDP GSO super-frame with DATA_VALID (UDP GRO), as no
+// sender may write one.
 //
 // # What it must not do
 //

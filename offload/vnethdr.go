@@ -66,6 +66,9 @@ type VnetHdr struct {
 // NeedsCsum reports whether the frame's L4 checksum is partial.
 func (h VnetHdr) NeedsCsum() bool { return h.Flags&FlagNeedsCsum != 0 }
 
+// DataValid reports whether the device verified the frame's checksums.
+func (h VnetHdr) DataValid() bool { return h.Flags&FlagDataValid != 0 }
+
 // GSO returns the GSO type without the ECN bit.
 func (h VnetHdr) GSO() uint8 { return h.GSOType &^ GSOECN }
 
@@ -107,12 +110,20 @@ func (h VnetHdr) Put(b []byte) bool {
 // ParseVnetHdr decodes the virtio_net_hdr at the start of b and validates
 // it against the frame that follows it, b[VnetHdrLen:]. b is guest input:
 // any inconsistency is a drop.BadVnetHdr, never a panic.
-func ParseVnetHdr(b []byte) (VnetHdr, drop.Reason) {
+func ParseVnetHdr(b []byte) (VnetHdr, drop.Reason) { return parseVnetHdr(b, false) }
+
+// ParseReceivedVnetHdr is ParseVnetHdr for what the kernel hands a reader
+// (an uplink's packet socket): the header is checked with
+// ValidateReceived's rules. b is still untrusted (what the wire sent,
+// as the kernel or a NIC merged it).
+func ParseReceivedVnetHdr(b []byte) (VnetHdr, drop.Reason) { return parseVnetHdr(b, true) }
+
+func parseVnetHdr(b []byte, received bool) (VnetHdr, drop.Reason) {
 	h, ok := DecodeVnetHdr(b)
 	if !ok {
 		return VnetHdr{}, drop.BadVnetHdr
 	}
-	if d := h.Validate(b[VnetHdrLen:]); d != drop.None {
+	if d := h.validate(b[VnetHdrLen:], received); d != drop.None {
 		return VnetHdr{}, d
 	}
 	return h, drop.None
@@ -138,7 +149,8 @@ const (
 //   - NEEDS_CSUM: csum_start+csum_offset+2 ≤ len(frame); for GSO, the
 //     checksum field is TCP's (offset 16) or UDP's (offset 6) and the
 //     whole TCP or UDP header is in the frame;
-//   - UDP_L4 requires NEEDS_CSUM, as the kernel does;
+//   - UDP_L4 requires NEEDS_CSUM, as the kernel does (ValidateReceived
+//     also takes DATA_VALID);
 //   - hdr_len ≤ len(frame). hdr_len is otherwise a hint (the kernel sets it
 //     to the skb's linear length, which may exceed the headers), so the
 //     segmenter finds the headers itself.
@@ -146,7 +158,21 @@ const (
 // csum_start and csum_offset are not checked without NEEDS_CSUM: they mean
 // nothing then, as in the kernel. Validate does not parse the frame's
 // headers; gso.Segment checks that they agree with h.
-func (h VnetHdr) Validate(frame []byte) drop.Reason {
+func (h VnetHdr) Validate(frame []byte) drop.Reason { return h.validate(frame, false) }
+
+// ValidateReceived is Validate for a header the kernel wrote in front of a
+// frame it hands over (a packet socket's or a tap's read,
+// virtio_net_hdr_from_skb), where a UDP_L4 super-frame may come with
+// DATA_VALID instead of NEEDS_CSUM: datagrams a NIC or the kernel
+// coalesced (UDP GRO, for forwarding) whose checksums the device already
+// verified. Its UDP checksum field then means nothing for any datagram;
+// whoever cuts it makes each datagram's (gso.SplitUDP), and whoever passes
+// it on whole gives it a partial checksum (gso.PartialUDP). A sender
+// must not write such a header: the kernel refuses UDP_L4 without
+// NEEDS_CSUM, which is why Validate, for frames a guest sends, does too.
+func (h VnetHdr) ValidateReceived(frame []byte) drop.Reason { return h.validate(frame, true) }
+
+func (h VnetHdr) validate(frame []byte, received bool) drop.Reason {
 	const known = FlagNeedsCsum | FlagDataValid
 	if h.Flags&^known != 0 || h.Flags == known {
 		return drop.BadVnetHdr
@@ -170,7 +196,7 @@ func (h VnetHdr) Validate(frame []byte) drop.Reason {
 		return drop.BadVnetHdr
 	}
 	if !h.NeedsCsum() {
-		if h.GSO() == GSOUDPL4 {
+		if h.GSO() == GSOUDPL4 && !(received && h.DataValid()) {
 			return drop.BadVnetHdr
 		}
 		return drop.None

@@ -51,6 +51,9 @@ func TestParseVnetHdr(t *testing.T) {
 		h     VnetHdr
 		frame int
 		want  drop.Reason
+		// rxOK: ParseReceivedVnetHdr (a header the kernel wrote) takes
+		// what ParseVnetHdr refuses; else both agree.
+		rxOK bool
 	}{
 		{name: "TSO IPv4 partial", h: tcp, frame: 3000},
 		{name: "TSO IPv6 with ECN", h: mod(tcp, func(h *VnetHdr) { h.GSOType = GSOTCPv6 | GSOECN; h.CsumStart = 54 }), frame: 3000},
@@ -82,6 +85,10 @@ func TestParseVnetHdr(t *testing.T) {
 		{name: "TSO with TCP header past the end", h: mod(tcp, func(h *VnetHdr) { h.HdrLen = 0 }), frame: 34 + 19, want: drop.BadVnetHdr},
 		{name: "USO with TCP's csum offset", h: mod(udp, func(h *VnetHdr) { h.CsumOffset = 16 }), frame: 3000, want: drop.BadVnetHdr},
 		{name: "USO without NEEDS_CSUM", h: mod(udp, func(h *VnetHdr) { h.Flags = 0 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "USO with DATA_VALID (UDP GRO)", h: mod(udp, func(h *VnetHdr) { h.Flags = FlagDataValid; h.CsumStart, h.CsumOffset = 0, 0 }), frame: 3000, want: drop.BadVnetHdr, rxOK: true},
+		{name: "USO with DATA_VALID, csum fields ignored", h: mod(udp, func(h *VnetHdr) { h.Flags = FlagDataValid; h.CsumStart = 0xffff }), frame: 3000, want: drop.BadVnetHdr, rxOK: true},
+		{name: "USO with DATA_VALID, hdr_len beyond the frame", h: mod(udp, func(h *VnetHdr) { h.Flags = FlagDataValid; h.HdrLen = 3001 }), frame: 3000, want: drop.BadVnetHdr},
+		{name: "USO with DATA_VALID, gso_size 0", h: mod(udp, func(h *VnetHdr) { h.Flags = FlagDataValid; h.GSOSize = 0 }), frame: 3000, want: drop.BadVnetHdr},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,6 +108,13 @@ func TestParseVnetHdr(t *testing.T) {
 			}
 			if d != drop.None && h != (VnetHdr{}) {
 				t.Errorf("a refused header came back non-zero: %+v", h)
+			}
+			want := tc.want
+			if tc.rxOK {
+				want = drop.None
+			}
+			if h, d := ParseReceivedVnetHdr(b); d != want || d == drop.None && h != tc.h {
+				t.Errorf("ParseReceivedVnetHdr = %+v, %v; want %v", h, d, want)
 			}
 		})
 	}

@@ -160,6 +160,13 @@ func openSocket(name, nsName string, opt PacketOptions, muted bool) (*PacketPort
 	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq); err != nil {
 		return fail("promiscuous", err)
 	}
+	// A bind to a device that is down (or went down since the caller
+	// looked) leaves ENETDOWN pending on the socket (packet_do_bind),
+	// which its first read or write would report even with the link up
+	// again by then. Reading SO_ERROR clears it: the socket starts clean,
+	// receives once the device is up (NETDEV_UP hooks it in), and a
+	// device that goes down later raises the error anew.
+	_, _ = unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	f := os.NewFile(uintptr(fd), "packet:"+name)
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -318,12 +325,26 @@ func (p *PacketPort) WriteBatch(frames [][]byte) (int, error) {
 
 func (p *PacketPort) send(fd uintptr) bool {
 	n, errno := p.tx.sendmmsg(fd)
+	if errno == unix.ENETDOWN {
+		// It may be stale: a link that went down and came up since the
+		// socket was last read leaves ENETDOWN pending (packet_notifier
+		// at NETDEV_DOWN), and the kernel reports and clears it when this
+		// send allocates its first frame, before it looks at the device.
+		// No frame went: send them again. A device still down refuses
+		// again (ENETDOWN from its flags), and would refuse every frame
+		// of the batch: they are dropped at once.
+		if n, errno = p.tx.sendmmsg(fd); errno == unix.ENETDOWN {
+			p.txN = p.tx.n
+			p.TxDropped.Add(uint64(p.tx.n))
+			return true
+		}
+	}
 	switch errno {
 	case 0:
 		p.txN = n
 	case unix.EAGAIN:
 		return false
-	case unix.ENOBUFS, unix.EMSGSIZE, unix.ENETDOWN, unix.ENXIO:
+	case unix.ENOBUFS, unix.EMSGSIZE, unix.ENXIO:
 		// The first frame cannot go out now; drop it rather than spin.
 		p.txN = 1
 		p.TxDropped.Add(1)

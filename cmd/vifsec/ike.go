@@ -411,7 +411,7 @@ func runCRLShow(c *cli, in *invocation) int {
 
 func runShowIKESA(c *cli, in *invocation) int {
 	rows, err := c.c.IKESAs(c.ctx, in.get("tenant"))
-	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Initiator-SPI", "State", "Key-Exchanges", "PPK"},
+	code := list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Initiator-SPI", "State", "Key-Exchanges", "PPK"},
 		func(r api.IKESA) []string {
 			ppk := "no"
 			if r.PPK {
@@ -419,4 +419,19 @@ func runShowIKESA(c *cli, in *invocation) int {
 			}
 			return []string{r.Tenant, r.Policy, orDash(r.LocalAddress), orDash(r.RemoteAddress), r.InitiatorSPI, r.State, orDash(r.KeyExchanges), ppk}
 		})
+	if code != exitOK || c.format == "json" {
+		return code
+	}
+	// IKE SAs whose Child SA the peer refused: they stand without one.
+	var notes [][]string
+	for _, r := range rows {
+		if r.ChildSAError != "" {
+			notes = append(notes, []string{r.Tenant, r.Policy, r.InitiatorSPI, r.ChildSAError})
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(c.stdout)
+		c.table([]string{"Tenant", "Policy", "Initiator-SPI", "Child-SA-Refused"}, notes)
+	}
+	return code
 }

@@ -137,3 +137,30 @@ func TestCLIPolicyRekey(t *testing.T) {
 		t.Errorf("missing --name: exit %d, want 2", code)
 	}
 }
+
+// TestShowIKESAChildRefused: an IKE SA whose Child SA the peer refused
+// stands; show-ikesa lists it as ESTABLISHED and says, under the table
+// and in JSON (child_sa_error), why it has no Child SA.
+func TestShowIKESAChildRefused(t *testing.T) {
+	r := newCLIRig(t)
+	r.d.SetIKEReport(func() daemon.IKEReport {
+		return daemon.IKEReport{IKESAs: []daemon.IKESA{
+			{Tenant: "t1", Policy: "pol1", State: "ESTABLISHED", InitiatorSPI: 0x1122334455667788, ChildError: "TS_UNACCEPTABLE"},
+			{Tenant: "t1", Policy: "pol2", State: "ESTABLISHED", InitiatorSPI: 0x99, Children: 1},
+		}}
+	})
+	out := r.ok("", "show-ikesa")
+	if !strings.Contains(out, "Child-SA-Refused") || !strings.Contains(lineWith(t, out, "t1 ", "Child-SA-Refused"), "1122334455667788  TS_UNACCEPTABLE") {
+		t.Errorf("show-ikesa does not say why pol1 has no Child SA:\n%s", out)
+	}
+	if strings.Contains(out[strings.Index(out, "Child-SA-Refused"):], "pol2") {
+		t.Errorf("pol2 (its Child SA up) listed as refused:\n%s", out)
+	}
+	var rows []api.IKESA
+	if err := json.Unmarshal([]byte(r.ok("", "--format", "json", "show-ikesa")), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("show-ikesa json: %v %+v", err, rows)
+	}
+	if rows[0].ChildSAError != "TS_UNACCEPTABLE" || rows[1].ChildSAError != "" {
+		t.Errorf("child_sa_error %q, %q", rows[0].ChildSAError, rows[1].ChildSAError)
+	}
+}

@@ -40,8 +40,10 @@ func runUplinkStats(c *cli) int {
 }
 
 func (c *cli) uplinkTable(u api.UplinkStats) {
-	c.table([]string{"Uplink Frames In", "TX Errors", "Drops", "Overlay Drops"},
-		[][]string{{fmt.Sprint(u.FramesIn), fmt.Sprint(u.TxErrors), dropsString(u.Drops), dropsString(u.OverlayDrops)}})
+	g := u.UDPGSO
+	c.table([]string{"Uplink Frames In", "TX Errors", "Drops", "Overlay Drops", "UDP GSO Trains Out", "Segments", "UDP GSO Trains In", "Segments"},
+		[][]string{{fmt.Sprint(u.FramesIn), fmt.Sprint(u.TxErrors), dropsString(u.Drops), dropsString(u.OverlayDrops),
+			fmt.Sprint(g.TrainsSent), fmt.Sprint(g.SegmentsSent), fmt.Sprint(g.TrainsReceived), fmt.Sprint(g.SegmentsReceived)}})
 }
 
 // statsExtra ends the `vifsec stats` table: the VMs' IKE and neighbour

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -40,6 +41,10 @@ func TestCLIStatsDataPathCounters(t *testing.T) {
 	e.UplinkRx.Frames.Add(100)
 	e.UplinkRx.UnknownDest.Add(7)
 	e.OverlayStats.NoNeighbor.Add(12)
+	e.GSOStats.TrainsSent.Add(2)
+	e.GSOStats.SegmentsSent.Add(80)
+	e.GSOStats.TrainsReceived.Add(3)
+	e.GSOStats.SegmentsReceived.Add(90)
 
 	out = r.ok("", "stats")
 	ike := lineWith(t, out, "vm1 ", "IKE In")
@@ -50,7 +55,8 @@ func TestCLIStatsDataPathCounters(t *testing.T) {
 		t.Errorf("vm2 (nothing counted) in the IKE table:\n%s", out)
 	}
 	up := lineWith(t, out, "100 ", "Uplink Frames In")
-	if f := strings.Fields(up); len(f) != 4 || f[1] != "0" || f[2] != "unknown-destination=7" || f[3] != "no-neighbor=12" {
+	if f := strings.Fields(up); len(f) != 8 || f[1] != "0" || f[2] != "unknown-destination=7" || f[3] != "no-neighbor=12" ||
+		strings.Join(f[4:], " ") != "2 80 3 90" {
 		t.Errorf("uplink row %q\n%s", up, out)
 	}
 	if out := r.ok("", "stats", "--vm", "vm2"); strings.Contains(out, "Uplink") || strings.Contains(out, "IKE In") {
@@ -71,7 +77,8 @@ func TestCLIStatsDataPathCounters(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.ok("", "--format", "json", "stats", "--uplink")), &u); err != nil {
 		t.Fatal(err)
 	}
-	if u.FramesIn != 100 || u.Drops["unknown-destination"] != 7 || u.OverlayDrops["no-neighbor"] != 12 || u.OverlayDrops["unprotected"] != 0 || len(u.OverlayDrops) != 6 {
+	if u.FramesIn != 100 || u.Drops["unknown-destination"] != 7 || u.OverlayDrops["no-neighbor"] != 12 || u.OverlayDrops["unprotected"] != 0 || len(u.OverlayDrops) != 6 ||
+		u.UDPGSO != (api.UDPGSOStats{TrainsSent: 2, SegmentsSent: 80, TrainsReceived: 3, SegmentsReceived: 90}) {
 		t.Errorf("stats --uplink json %+v", u)
 	}
 
@@ -115,6 +122,48 @@ func TestEncapString(t *testing.T) {
 	} {
 		if got := encapString(tc.s); got != tc.want {
 			t.Errorf("encapString(%+v) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
+
+// TestShowIPsecSARemotePort: show-ipsecsa's Remote-Address is the
+// peer's address, with its port (address:port) for ESP in UDP; JSON has
+// the address and remote_port (0 for plain ESP). The move of an IKE
+// Child SA's peer by a NAT rebinding is internal/daemon's
+// TestRebindIKEChild.
+func TestShowIPsecSARemotePort(t *testing.T) {
+	r := newCLIRig(t)
+	r.ok("", "tenant", "add", "--tenant", "t1")
+	r.ok("", "vm", "attach", "--vm", "vm1", "--tenant", "t1", "--dev", "tap0", "--mac", "52:54:00:00:00:01")
+	for i, encap := range []string{"udp", "none"} {
+		spi, name, dst := fmt.Sprintf("0x%x", 0x1000+i), "out"+encap, fmt.Sprintf("198.51.100.%d", 2+i)
+		r.ok("", "sa", "add", "--vm", "vm1", "--sa-source", "192.0.2.1", "--sa-destination", dst, "--sa-mode", "tunnel",
+			"--sa-spi", spi, "--encryption-algorithm", "aes128-gcm", "--encryption-key", "0x000102030405060708090a0b0c0d0e0f10111213",
+			"--integrity-algorithm", "none", "--sa-name", name, "--encapsulation", encap)
+		r.ok("", "sp", "add", "--vm", "vm1", "--sp-source", "192.0.2.1/32", "--sp-destination", fmt.Sprintf("203.0.113.%d/32", i), "--source-port", "any",
+			"--destination-port", "any", "--upper-layer-protocol", "any", "--flow-direction", "out", "--action", "ipsec",
+			"--sp-mode", "tunnel", "--sa-name", name, "--sp-name", "sp"+encap)
+	}
+	out := r.ok("", "show-ipsecsa")
+	var rows []api.IPsecSA
+	if err := json.Unmarshal([]byte(r.ok("", "--format", "json", "show-ipsecsa")), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("show-ipsecsa json: %v %+v", err, rows)
+	}
+	for _, tc := range []struct {
+		sp, cell, addr string
+		port           int
+	}{
+		{"spudp", "198.51.100.2:4500", "198.51.100.2", 4500},
+		{"spnone", "198.51.100.3", "198.51.100.3", 0},
+	} {
+		f := strings.Fields(lineWith(t, out, "t1      "+tc.sp, "Remote-Address"))
+		if len(f) < 4 || f[3] != tc.cell {
+			t.Errorf("%s: row %q, want Remote-Address %s", tc.sp, f, tc.cell)
+		}
+		for _, j := range rows {
+			if j.Policy == tc.sp && (j.RemoteAddress != tc.addr || j.RemotePort != tc.port) {
+				t.Errorf("%s: json %+v, want remote %s port %d", tc.sp, j, tc.addr, tc.port)
+			}
 		}
 	}
 }

@@ -23,9 +23,9 @@ import (
 // engine before it runs (IKE's punt and send, internal/ikeio). A receive on
 // recheck probes the uplink and every VM's interface at once and logs
 // what it found (SIGHUP).
-func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bool, workers int, onEngine func(*datapath.Engine), recheck <-chan struct{}) {
+func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, o dataPathOptions, onEngine func(*datapath.Engine), recheck <-chan struct{}) {
 	e := datapath.New(d.SADB(), log.With("part", "datapath"))
-	e.SetCoalesce(gro)
+	o.configure(e)
 	if onEngine != nil {
 		onEngine(e)
 	}
@@ -41,7 +41,7 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 		}
 		return p, mtu, nil
 	}, log.With("part", "attach"))
-	workers = dataPathWorkers(workers)
+	workers := dataPathWorkers(o.workers)
 	log.Info("data path workers", "uplink_queues", workers, "vif_queues", min(workers, attach.MaxVIFQueues))
 	a.SetQueues(workers)
 	d.SetVIFStatus(a.Status)
@@ -80,6 +80,19 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, gro bo
 			logCheck = true
 		}
 	}
+}
+
+// dataPathOptions are the daemon's flags that shape the data path.
+type dataPathOptions struct {
+	gro     bool // --gro: ingress coalescing toward guests
+	udpGSO  bool // --udp-gso: UDP GSO trains toward the uplink
+	workers int  // --workers
+}
+
+// configure applies the switches of o to e before it runs.
+func (o dataPathOptions) configure(e *datapath.Engine) {
+	e.SetCoalesce(o.gro)
+	e.SetUDPGSO(o.udpGSO)
 }
 
 // dataPathWorkers is the number of queues --workers n asks for: n, or

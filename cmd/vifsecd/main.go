@@ -77,6 +77,7 @@ type options struct {
 	version                          bool   // --version
 	man                              bool   // --man: print the manual page (make install)
 	gro                              bool
+	udpGSO                           bool // --udp-gso: UDP GSO trains toward the uplink
 	// workers is --workers: data-path queues, one worker each, of the
 	// uplink (each VIF min(workers, attach.MaxVIFQueues)); 0 = the
 	// CPUs available (runDataPath).
@@ -100,13 +101,15 @@ func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.man, "man", false, "print the manual page (roff) and exit")
 	fs.BoolVar(&o.gro, "gro", true, "coalesce a flow's TCP segments into super-frames toward guests (ext)")
+	o.udpGSO = true
+	fs.Var((*boolFlag)(&o.udpGSO), "udp-gso", "send the ESP-in-UDP or VXLAN datagrams made from one guest TSO super-frame to the uplink as one UDP GSO (GSO_UDP_L4) super-frame, when the uplink's device takes them; false sends each datagram as its own frame (ext)")
 	fs.Var((*workersFlag)(&o.workers), "workers", "data-path workers: the uplink is read by `N` queues (a PACKET_FANOUT hash group, so a flow stays on one), each VM's interface by one (its SAs leave in sequence order); 0 = one per CPU available (ext)")
 	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
 	fs.DurationVar(&o.ikeRetransmit, "ike-retransmit-timeout", 4*time.Second, "IKE: first retransmission after this, then ×1.8 each try, as strongSwan's retransmit_timeout (ext)")
 	fs.IntVar(&o.ikeTries, "ike-retransmit-tries", 5, "IKE: retransmissions before a peer is declared dead, as strongSwan's retransmit_tries (ext)")
 	addFleetFlags(fs, &o.fleet)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--workers N] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--udp-gso=true|false] [--workers N] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -176,6 +179,22 @@ func (w *workersFlag) Set(s string) error {
 		return fmt.Errorf("use 0 (one per CPU available) or 1 to %d workers", maxWorkers)
 	}
 	*w = workersFlag(n)
+	return nil
+}
+
+// boolFlag is a boolean flag (--flag, --flag=true, --flag=false) whose
+// refusal of another value says what it accepts.
+type boolFlag bool
+
+func (b *boolFlag) String() string   { return strconv.FormatBool(bool(*b)) }
+func (b *boolFlag) IsBoolFlag() bool { return true }
+
+func (b *boolFlag) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("use true or false")
+	}
+	*b = boolFlag(v)
 	return nil
 }
 
@@ -318,7 +337,9 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	}
 	ig := ikeio.New(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
 	wg.Go(func() { ig.Run(runCtx) })
-	wg.Go(func() { runDataPath(runCtx, d, log, o.gro, o.workers, ig.AttachDataPath, recheck) })
+	wg.Go(func() {
+		runDataPath(runCtx, d, log, dataPathOptions{gro: o.gro, udpGSO: o.udpGSO, workers: o.workers}, ig.AttachDataPath, recheck)
+	})
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 
 	snap := d.Snapshot()

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/vifsec/vifsec/api"
+	"github.com/vifsec/vifsec/internal/datapath"
 	"github.com/vifsec/vifsec/internal/testutil"
+	"github.com/vifsec/vifsec/sa"
 )
 
 // TestLifecycle runs the daemon in process, talks to it, cancels it (as
@@ -120,6 +122,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"--workers=257"}, 1, "-workers: use 0"},
 		{[]string{"--ike-retransmit-tries", "0"}, 1, "--ike-retransmit-tries"},
 		{[]string{"--gro=maybe"}, 1, "-gro"},
+		{[]string{"--udp-gso=maybe"}, 1, `invalid boolean value "maybe" for -udp-gso: use true or false`},
+		{[]string{"--udp-gso", "false"}, 2, `unexpected argument "false"`},
 		{[]string{"--version"}, 0, "vifsecd "},
 	}
 	for _, tt := range tests {
@@ -140,6 +144,39 @@ func TestFlags(t *testing.T) {
 	}
 	if n := dataPathWorkers(5); n != 5 {
 		t.Errorf("--workers 5: %d workers", n)
+	}
+}
+
+// TestUDPGSOFlag: --udp-gso (default true) reaches the data path's
+// engine, which with false sends every datagram cut from a guest's TSO
+// super-frame as its own frame (internal/datapath TestUDPGSONeedsDevice).
+func TestUDPGSOFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		gro, gso bool
+	}{
+		{nil, true, true},
+		{[]string{"--udp-gso=false"}, true, false},
+		{[]string{"--udp-gso=0"}, true, false},
+		{[]string{"--udp-gso"}, true, true},
+		{[]string{"--udp-gso=false", "--udp-gso=true"}, true, true},
+		{[]string{"--gro=false", "--udp-gso=false"}, false, false},
+	} {
+		o, _, err := parseFlags(tc.args, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		e := datapath.New(sa.NewDB(0), nil)
+		dataPathOptions{gro: o.gro, udpGSO: o.udpGSO, workers: o.workers}.configure(e)
+		if e.UDPGSO() != tc.gso || e.Coalescing() != tc.gro {
+			t.Errorf("vifsecd %v: engine UDP GSO %v, coalescing %v; want %v, %v", tc.args, e.UDPGSO(), e.Coalescing(), tc.gso, tc.gro)
+		}
+		e.Close()
+	}
+	var b bytes.Buffer
+	manPage().Write(&b)
+	if !strings.Contains(b.String(), `\-\-udp\-gso`) {
+		t.Error("vifsecd(8) does not describe --udp-gso")
 	}
 }
 

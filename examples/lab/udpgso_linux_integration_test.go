@@ -98,6 +98,32 @@ func TestIntegrationESPInUDPGSO(t *testing.T) {
 					t.Logf("gateway %s stats:\n%s", d.GW.Name, out)
 				}
 			}
+			// vifsec stats --uplink counts the trains: each gateway sent
+			// some (echo both ways); over the veth that carries them
+			// whole, each received and cut some.
+			for _, d := range ds {
+				out, err := d.CLI(ctx, "--format", "json", "stats", "--uplink")
+				var u struct {
+					UDPGSO struct {
+						TrainsSent       uint64 `json:"trains_sent"`
+						SegmentsSent     uint64 `json:"segments_sent"`
+						TrainsReceived   uint64 `json:"trains_received"`
+						SegmentsReceived uint64 `json:"segments_received"`
+					} `json:"udp_gso"`
+				}
+				if err == nil {
+					err = json.Unmarshal([]byte(out), &u)
+				}
+				g := u.UDPGSO
+				switch {
+				case err != nil:
+					t.Errorf("gateway %s stats --uplink: %v\n%s", d.GW.Name, err, out)
+				case g.TrainsSent == 0 || g.SegmentsSent < 2*g.TrainsSent:
+					t.Errorf("gateway %s: %d UDP GSO trains sent carrying %d datagrams; want some, of 2 or more each", d.GW.Name, g.TrainsSent, g.SegmentsSent)
+				case tc.offloads && (g.TrainsReceived == 0 || g.SegmentsReceived < 2*g.TrainsReceived):
+					t.Errorf("gateway %s: %d UDP GSO trains received carrying %d datagrams; want some over the veth", d.GW.Name, g.TrainsReceived, g.SegmentsReceived)
+				}
+			}
 			for _, d := range ds {
 				for vm, drops := range dropsOf(t, d) {
 					for r, n := range drops {

@@ -404,7 +404,7 @@ func CRLOf(c daemon.CRLInfo) CRL {
 func IKESAOf(s daemon.IKESA) IKESA {
 	out := IKESA{Tenant: s.Tenant, Policy: s.Policy, VM: s.VM, Initiator: s.Initiator, State: s.State, Suite: s.Suite,
 		KeyExchanges: s.KeyExchanges, PPK: s.PPK,
-		LocalIdentity: s.LocalID, RemoteID: s.RemoteID, NAT: s.NAT, ChildSAs: s.Children,
+		LocalIdentity: s.LocalID, RemoteID: s.RemoteID, NAT: s.NAT, ChildSAs: s.Children, ChildSAError: s.ChildError,
 		InitiatorSPI: fmt.Sprintf("%016x", s.InitiatorSPI), ResponderSPI: fmt.Sprintf("%016x", s.ResponderSPI),
 		Established: fmtTime(s.Established, s.Established.UTC().Format(timeFormat))}
 	if s.Local.IsValid() {

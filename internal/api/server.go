@@ -529,7 +529,7 @@ func (s *server) listIPsecSAs(w http.ResponseWriter, r *http.Request) {
 	out := []IPsecSA{}
 	for _, x := range rows {
 		out = append(out, IPsecSA{Tenant: x.Tenant, Policy: ipsecSAPolicy(x), Policies: append([]string{}, x.Policies...),
-			VM: NullString(x.VM), SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(),
+			VM: NullString(x.VM), SA: x.SA, LocalAddress: x.Local.String(), RemoteAddress: x.Remote.String(), RemotePort: int(x.RemotePort),
 			InboundSPI: SPI(x.InboundSPI), OutboundSPI: SPI(x.OutboundSPI), State: x.State})
 	}
 	writeJSON(w, http.StatusOK, out)

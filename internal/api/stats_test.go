@@ -68,6 +68,10 @@ func TestStatsDataPathCounters(t *testing.T) {
 	e.OverlayStats.DecapErrors.Add(14)
 	e.OverlayStats.UnderlayNoSA.Add(15)
 	e.OverlayStats.Unprotected.Add(16)
+	e.GSOStats.TrainsSent.Add(17)
+	e.GSOStats.SegmentsSent.Add(18)
+	e.GSOStats.TrainsReceived.Add(19)
+	e.GSOStats.SegmentsReceived.Add(20)
 
 	var raw []map[string]any
 	if err := c.Do(ctx, http.MethodGet, "/v2/stats", nil, &raw); err != nil || len(raw) != 1 {
@@ -91,7 +95,8 @@ func TestStatsDataPathCounters(t *testing.T) {
 	wantUp := map[string]any{"frames_in": 100.0, "tx_errors": 0.0,
 		"drops": map[string]any{"unknown-destination": 7.0, "malformed": 8.0},
 		"overlay_drops": map[string]any{"no-fdb-entry": 11.0, "no-neighbor": 12.0, "encap-error": 13.0,
-			"decap-error": 14.0, "underlay-no-sa": 15.0, "unprotected": 16.0}}
+			"decap-error": 14.0, "underlay-no-sa": 15.0, "unprotected": 16.0},
+		"udp_gso": map[string]any{"trains_sent": 17.0, "segments_sent": 18.0, "trains_received": 19.0, "segments_received": 20.0}}
 	if !reflect.DeepEqual(rawUp, wantUp) {
 		t.Errorf("GET /v2/stats/uplink = %v\nwant %v", rawUp, wantUp)
 	}

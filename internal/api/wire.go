@@ -36,6 +36,7 @@ type (
 	Tenant                   = wire.Tenant
 	Unprotected              = wire.Unprotected
 	Uplink                   = wire.Uplink
+	UDPGSOStats              = wire.UDPGSOStats
 	UplinkStats              = wire.UplinkStats
 	VM                       = wire.VM
 	Value                    = wire.Value

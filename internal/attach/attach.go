@@ -299,9 +299,10 @@ func (a *Attacher) reconcile() {
 				a.setErr(name, w, err)
 				continue
 			}
-			// A packet socket bound to a device that is down reports
-			// ENETDOWN at once: wait for the link to come up (a link
-			// event triggers the next reconcile).
+			// An interface that is down is not attached: its port would
+			// read nothing and drop what it is given until the link is
+			// up. Wait for that (a link event triggers the next
+			// reconcile).
 			if !info.AdminUp {
 				a.lastErr[name] = "interface is down"
 				continue
@@ -392,6 +393,9 @@ func (a *Attacher) reconcile() {
 			if f, ok := fs.Lookup("tx-udp-segmentation"); ok && f.Active {
 				udpGSO = "device"
 			}
+		}
+		if !a.e.UDPGSO() {
+			udpGSO = "off (--udp-gso=false)"
 		}
 		a.e.SetUplinkWith(p, datapath.UplinkOptions{MTU: mtu, VnetHdr: true, UDPGSO: true})
 		a.log.Info("uplink attached", "dev", up.Dev, "netns", up.Netns, "mtu", mtu, "udp_gso", udpGSO)

@@ -54,6 +54,17 @@ type UplinkCounts struct {
 	// opened (a new uplink port starts at zero).
 	TxErrors uint64
 	Overlay  OverlayCounts
+	UDPGSO   UDPGSOCounts
+}
+
+// UDPGSOCounts count UDP GSO super-frames (GSO_UDP_L4 "trains"): those
+// sent toward the uplink, each joined from the ESP-in-UDP or VXLAN
+// datagrams cut from one guest TSO super-frame, and those received whole
+// from the uplink and cut into their datagrams by vifsec, with the
+// datagrams each carried.
+type UDPGSOCounts struct {
+	TrainsSent, SegmentsSent         uint64
+	TrainsReceived, SegmentsReceived uint64
 }
 
 // OverlayCounts is a copy of Engine.OverlayStats.

@@ -496,6 +496,9 @@ func (d *Daemon) ikeIPsecSAsLocked(tenantName string, engineState map[sa.Key]str
 		r := IPsecSA{Tenant: ch.tenant, VM: ch.vm, SA: ch.in, Underlay: ch.vm == "", Policies: []string{ch.policy}, IKEPolicy: ch.policy,
 			Local: ch.local, Remote: ch.remote, InboundSPI: ch.inSPI, OutboundSPI: ch.outSPI, State: "INSTALLED"}
 		in, out2 := d.db.Get(ch.in), d.db.Get(ch.out)
+		if !r.peerOf(out2) {
+			r.peerOf(in)
+		}
 		switch {
 		case in == nil || out2 == nil || in.Expired() || out2.Expired():
 			r.State = "EXPIRED"
@@ -524,6 +527,11 @@ type IKESA struct {
 	NAT                        bool // a NAT was detected: IKE on 4500, ESP in UDP
 	Established                time.Time
 	Children                   int
+	// ChildError says why the policy's Child SA is missing on this IKE
+	// SA: the peer refused it (e.g. TS_UNACCEPTABLE); "" when it is up.
+	// The IKE SA stands, and an initiating policy retries the Child SA
+	// with CREATE_CHILD_SA.
+	ChildError string
 }
 
 // IKEReport is what the IKE engine reports: its IKE SAs, and the state of

@@ -12,8 +12,8 @@ import (
 // TestRebindIKEChild: an installed IKE Child SA in ESP in UDP moves to its
 // peer's new endpoint in place: the same SA objects (sequence numbers
 // and replay window kept), the outbound one sending to the new address
-// and port, the inbound one expecting them; and IKEInboundPackets reads
-// the inbound SA's counter.
+// and port, the inbound one expecting them, and show-ipsecsa showing
+// them; and IKEInboundPackets reads the inbound SA's counter.
 func TestRebindIKEChild(t *testing.T) {
 	d := setup(t, storetest.NewMemory())
 	p := pskPolicy("pol1")
@@ -42,8 +42,22 @@ func TestRebindIKEChild(t *testing.T) {
 	if n := d.IKEInboundPackets(scope, 0x7000); n != 0 {
 		t.Errorf("IKEInboundPackets of the outbound SA %d, want 0", n)
 	}
+	remote := func() (netip.Addr, uint16) {
+		rows, err := d.IPsecSAs("t1")
+		must(t, err)
+		if len(rows) != 1 {
+			t.Fatalf("show-ipsecsa: %d rows, want the child's one: %+v", len(rows), rows)
+		}
+		return rows[0].Remote, rows[0].RemotePort
+	}
+	if a, p := remote(); a != peer || p != 40001 {
+		t.Errorf("show-ipsecsa before the rebind: remote %v port %d, want %v port 40001", a, p, peer)
+	}
 	to := netip.MustParseAddrPort("[2001:db8:9::5]:41000")
 	must(t, d.RebindIKEChild(sin.Name(), sout.Name(), to))
+	if a, p := remote(); a != to.Addr() || p != to.Port() {
+		t.Errorf("show-ipsecsa after the rebind: remote %v port %d, want %v", a, p, to)
+	}
 	if d.SADB().Get(sin.Name()) != sin || d.SADB().Get(sout.Name()) != sout {
 		t.Fatal("RebindIKEChild replaced the SAs")
 	}

@@ -187,9 +187,14 @@ type IPsecSA struct {
 	Underlay       bool
 	Policies       []string
 	Local, Remote  netip.Addr
-	InboundSPI     uint32 // 0: none
-	OutboundSPI    uint32 // 0: none
-	State          string // INSTALLED, IDLE (no SP uses it), EXPIRED, DISABLED (IPsec switched off)
+	// RemotePort is the peer's UDP port of an SA with UDP encapsulation
+	// (RFC 3948), 0 for plain ESP. Remote and RemotePort are where the SA
+	// sends or receives now: after a NAT rebinding (sa.SA.Rebind), the
+	// new endpoint.
+	RemotePort  uint16
+	InboundSPI  uint32 // 0: none
+	OutboundSPI uint32 // 0: none
+	State       string // INSTALLED, IDLE (no SP uses it), EXPIRED, DISABLED (IPsec switched off)
 
 	// IKEPolicy is the IKE policy of an IKE Child SA (one row for both
 	// of its SAs; SA is the inbound one); "" for a manual SA.
@@ -224,6 +229,15 @@ func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
 		} else {
 			r.Local, r.Remote, r.OutboundSPI = c.Src, c.Dst, c.SPI
 		}
+		if !r.peerOf(x) {
+			// A manual SA has no direction of its own (its SPs give it
+			// one) and so no rebinding: its ports are as added.
+			if e, ok := x.Encap(); ok && info.Dir == sa.DirIn {
+				r.RemotePort = e.SrcPort
+			} else if ok && info.Dir == sa.DirOut {
+				r.RemotePort = e.DstPort
+			}
+		}
 		switch {
 		case info.Expired:
 			r.State = "EXPIRED"
@@ -239,6 +253,20 @@ func (d *Daemon) IPsecSAs(tenantName string) ([]IPsecSA, error) {
 	out = append(out, d.ikeIPsecSAsLocked(tenantName, rep.ChildState)...)
 	slices.SortStableFunc(out, func(a, b IPsecSA) int { return strings.Compare(a.Tenant, b.Tenant) })
 	return out, nil
+}
+
+// peerOf sets r's remote end to s's UDP-encapsulated peer, where s sends
+// or receives now (sa.SA.Peer: the endpoint a NAT rebinding moved it to);
+// an SA without UDP encapsulation or direction leaves r as it is.
+func (r *IPsecSA) peerOf(s *sa.SA) bool {
+	if s == nil {
+		return false
+	}
+	p, ok := s.Peer()
+	if ok {
+		r.Remote, r.RemotePort = p.Addr(), p.Port()
+	}
+	return ok
 }
 
 // String is for logs and test failures.

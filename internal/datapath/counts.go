@@ -2,11 +2,12 @@ package datapath
 
 import "github.com/vifsec/vifsec/internal/counters"
 
-// UplinkCounts and OverlayCounts are copies of the counters that belong to
+// UplinkCounts, OverlayCounts and UDPGSOCounts are copies of the counters that belong to
 // no single VM (package counters).
 type (
 	UplinkCounts  = counters.UplinkCounts
 	OverlayCounts = counters.OverlayCounts
+	UDPGSOCounts  = counters.UDPGSOCounts
 )
 
 // UplinkCounts reads the uplink's and the overlay's counters now.
@@ -23,6 +24,12 @@ func (e *Engine) UplinkCounts() UplinkCounts {
 			DecapErrors:  e.OverlayStats.DecapErrors.Load(),
 			UnderlayNoSA: e.OverlayStats.UnderlayNoSA.Load(),
 			Unprotected:  e.OverlayStats.Unprotected.Load(),
+		},
+		UDPGSO: UDPGSOCounts{
+			TrainsSent:       e.GSOStats.TrainsSent.Load(),
+			SegmentsSent:     e.GSOStats.SegmentsSent.Load(),
+			TrainsReceived:   e.GSOStats.TrainsReceived.Load(),
+			SegmentsReceived: e.GSOStats.SegmentsReceived.Load(),
 		},
 	}
 	if up := e.cfg.Load().uplink; up != nil {

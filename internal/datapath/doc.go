@@ -46,7 +46,9 @@
 // a super-frame arriving whole from the uplink is cut (gso.SplitUDP) and
 // its datagrams handled one by one in the same batch, when vifsec is the
 // one to consume it (an inbound SA of the VM it is addressed to, or the
-// local VTEP). A guest's own UDP super-frame is delivered whole.
+// local VTEP). A guest's own UDP super-frame is delivered whole. Trains
+// sent and cut, and their datagrams, are counted per worker and added to
+// Engine.GSOStats once per batch (`vifsec stats --uplink`).
 //
 // What a frame may be is decided before anything else looks at it, the
 // same way in both directions (frame.go): at most one VLAN tag, counting

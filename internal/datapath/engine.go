@@ -193,6 +193,12 @@ type Engine struct {
 		// plain VXLAN while the underlay must be protected.
 		UnderlayNoSA, Unprotected atomic.Uint64
 	}
+	// GSOStats count UDP GSO trains: sent toward the uplink (joinTrains)
+	// and received from it and cut (splitOwnUDP), and their datagrams.
+	// Workers add to them once per batch.
+	GSOStats struct {
+		TrainsSent, SegmentsSent, TrainsReceived, SegmentsReceived atomic.Uint64
+	}
 	// IKE on VMs' behalf (ike.go).
 	ikeHandler atomic.Pointer[func(IKEPacket)]
 	ikeNeigh   ikeNeighbors
@@ -281,6 +287,12 @@ func (e *Engine) SetUDPGSO(on bool) { e.setConfig(func(c *config) { c.udpGSO = o
 
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.cfg.Load().enabled }
+
+// Coalescing reports SetCoalesce's switch.
+func (e *Engine) Coalescing() bool { return e.cfg.Load().coalesce }
+
+// UDPGSO reports SetUDPGSO's switch.
+func (e *Engine) UDPGSO() bool { return e.cfg.Load().udpGSO }
 
 // Path-MTU errors sent to one VM: at most this many per second, in bursts
 // of icmpBurst (RFC 4443 §2.4(f) asks for a limit; Linux defaults to 1/s per

@@ -34,11 +34,13 @@ import (
 //
 // fromUplinkVnet takes a frame with its virtio-net header from the uplink.
 // A plain frame gets its partial checksum completed (a local sender's
-// offload) and goes on as usual; a super-frame the kernel or NIC coalesced
-// (GRO) is clear TCP by construction — ESP and VXLAN are not coalesced — and
-// goes to its VM whole, with its header, after the inbound policy check.
+// offload) and goes on as usual; a TCP super-frame the kernel or NIC
+// coalesced (GRO) goes to its VM whole, with its header, after the inbound
+// policy check; a UDP one (a peer's train through a veth, or UDP GRO,
+// DATA_VALID) is cut when vifsec consumes its datagrams (splitOwnUDP),
+// else it goes whole too.
 func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
-	h, d := offload.ParseVnetHdr(buf[off : off+n])
+	h, d := offload.ParseReceivedVnetHdr(buf[off : off+n])
 	if d != drop.None {
 		w.e.UplinkRx.Malformed.Add(1)
 		return
@@ -65,8 +67,16 @@ func (w *worker) fromUplinkVnet(snap *snapshot, buf []byte, off, n int, m vif.Me
 			return
 		}
 	}
-	if h.GSO() == offload.GSOUDPL4 && w.splitOwnUDP(snap, l, buf, off, n, h) {
-		return
+	if h.GSO() == offload.GSOUDPL4 {
+		if w.splitOwnUDP(snap, l, buf, off, n, h) {
+			return
+		}
+		// A guest's, delivered whole: a UDP GRO super-frame (DATA_VALID)
+		// needs the partial checksum a writer must give UDP GSO.
+		if h, d = gso.PartialUDP(buf[off:off+n], h); d != drop.None {
+			w.e.UplinkRx.Malformed.Add(1)
+			return
+		}
 	}
 	vm := snap.byKey[vmKey{l.vlan, [6]byte(buf[off : off+6])}]
 	if vm == nil {
@@ -130,6 +140,7 @@ func (w *worker) splitOwnUDP(snap *snapshot, l l2, buf []byte, off, n int, h off
 	}
 	w.flush()
 	w.Splits++
+	w.SplitSegs += uint64(ns)
 	return true
 }
 

@@ -106,14 +106,14 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			a.vifW.batch(1)
 
 			sent := wire.Written()
-			if len(sent) != 1 || a.vifW.Trains != 1 {
-				t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.vifW.Trains)
+			if len(sent) != 1 || a.e.GSOStats.TrainsSent.Load() != 1 {
+				t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.e.GSOStats.TrainsSent.Load())
 			}
 			gh, d := offload.ParseVnetHdr(sent[0].Data)
 			if d != drop.None || gh.GSO() != offload.GSOUDPL4 || !gh.NeedsCsum() || gh.CsumOffset != 6 {
 				t.Fatalf("uplink header %+v (%v): want GSO_UDP_L4 with NEEDS_CSUM at the UDP checksum", gh, d)
 			}
-			segs := int(a.vifW.TrainSegs)
+			segs := int(a.e.GSOStats.SegmentsSent.Load())
 			if want := len(sent[0].Data) - vif.VnetHdrLen - int(gh.CsumStart) - 8; segs != (want+int(gh.GSOSize)-1)/int(gh.GSOSize) {
 				t.Fatalf("%d datagrams joined, but %d payload bytes / gso_size %d", segs, want, gh.GSOSize)
 			}
@@ -136,8 +136,8 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			// Gateway B's uplink reads the super-frame whole.
 			b.up.sizes[0] = copy(b.up.bufs[0][readOff:], sent[0].Data)
 			b.up.batch(1)
-			if b.up.Splits != 1 {
-				t.Fatalf("B split %d super-frames, want 1", b.up.Splits)
+			if b.e.GSOStats.TrainsReceived.Load() != 1 {
+				t.Fatalf("B split %d super-frames, want 1", b.e.GSOStats.TrainsReceived.Load())
 			}
 			for dr := range b.vm.stats.Drops {
 				if c := b.vm.stats.Drops[dr].Load(); c != 0 {
@@ -146,6 +146,13 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			}
 			if got := b.in.Stats.Packets.Load(); int(got) != segs {
 				t.Errorf("B's inbound SA decrypted %d packets, want %d", got, segs)
+			}
+			// What `vifsec stats --uplink` shows of both gateways.
+			if got, want := a.e.UplinkCounts().UDPGSO, (UDPGSOCounts{TrainsSent: 1, SegmentsSent: uint64(segs)}); got != want {
+				t.Errorf("A's UDP GSO counts %+v, want %+v", got, want)
+			}
+			if got, want := b.e.UplinkCounts().UDPGSO, (UDPGSOCounts{TrainsReceived: 1, SegmentsReceived: uint64(segs)}); got != want {
+				t.Errorf("B's UDP GSO counts %+v, want %+v", got, want)
 			}
 			var stream []byte
 			for _, f := range vifB.Written() {
@@ -202,8 +209,8 @@ func TestUDPGSOTrainAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per super-frame through both gateways", allocs)
 	}
-	if runs := uint64(21); a.vifW.Trains != runs || b.up.Splits != runs {
-		t.Fatalf("%d trains sent, %d split; want %d each", a.vifW.Trains, b.up.Splits, runs)
+	if runs := uint64(21); a.e.GSOStats.TrainsSent.Load() != runs || b.e.GSOStats.TrainsReceived.Load() != runs {
+		t.Fatalf("%d trains sent, %d split; want %d each", a.e.GSOStats.TrainsSent.Load(), b.e.GSOStats.TrainsReceived.Load(), runs)
 	}
 	if vifSink.Frames == 0 || b.up.co.Segments == 0 {
 		t.Fatalf("B's VM got %d frames, %d segments coalesced", vifSink.Frames, b.up.co.Segments)
@@ -255,8 +262,8 @@ func TestUDPGSONeedsDevice(t *testing.T) {
 			h.Put(a.vifW.bufs[0][readOff:])
 			a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
 			a.vifW.batch(1)
-			if a.vifW.Trains != 0 || up.Frames < 14 { // 20000 bytes at an MSS below 1448
-				t.Fatalf("%d trains, %d frames to the uplink; want every ESP packet on its own", a.vifW.Trains, up.Frames)
+			if a.e.GSOStats.TrainsSent.Load() != 0 || up.Frames < 14 { // 20000 bytes at an MSS below 1448
+				t.Fatalf("%d trains, %d frames to the uplink; want every ESP packet on its own", a.e.GSOStats.TrainsSent.Load(), up.Frames)
 			}
 		})
 	}
@@ -302,8 +309,8 @@ func TestUDPGSOVXLANTrain(t *testing.T) {
 	a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
 	a.vifW.batch(1)
 	sent := wire.Written()
-	if len(sent) != 1 || a.vifW.Trains != 1 {
-		t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.vifW.Trains)
+	if len(sent) != 1 || a.e.GSOStats.TrainsSent.Load() != 1 {
+		t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.e.GSOStats.TrainsSent.Load())
 	}
 	gh, _ := offload.DecodeVnetHdr(sent[0].Data)
 	fr := sent[0].Data[vif.VnetHdrLen:]
@@ -312,8 +319,8 @@ func TestUDPGSOVXLANTrain(t *testing.T) {
 	}
 	b.up.sizes[0] = copy(b.up.bufs[0][readOff:], sent[0].Data)
 	b.up.batch(1)
-	if b.up.Splits != 1 {
-		t.Fatalf("B split %d super-frames, want 1", b.up.Splits)
+	if b.e.GSOStats.TrainsReceived.Load() != 1 {
+		t.Fatalf("B split %d super-frames, want 1", b.e.GSOStats.TrainsReceived.Load())
 	}
 	var stream []byte
 	for _, f := range vifB.Written() {
@@ -331,5 +338,96 @@ func TestUDPGSOVXLANTrain(t *testing.T) {
 	if !bytes.Equal(stream, data) {
 		t.Fatalf("B's VM got %d bytes of the %d A's guest sent (overlay drops %d/%d)", len(stream), len(data),
 			b.e.OverlayStats.DecapErrors.Load(), b.e.UplinkRx.Malformed.Load())
+	}
+}
+
+// TestUDPGSODataValidFromUplink: a NIC or the kernel doing UDP GRO (for
+// forwarding) hands the uplink the ESP-in-UDP datagrams of a peer's
+// super-frame merged into one with DATA_VALID instead of NEEDS_CSUM: the
+// gateway takes it as a train (not a malformed frame), cuts it, decrypts
+// every datagram and its VM gets the guest's TCP stream; a guest's own
+// UDP super-frame merged so goes to its VM whole, with the partial
+// checksum a writer must give UDP GSO.
+func TestUDPGSODataValidFromUplink(t *testing.T) {
+	wire, wireB := viftest.Pair("upA", "upB", 8)
+	wire.Record = true
+	vifB, _ := viftest.Pair("vifB", "guestB", 64)
+	vifB.Record = true
+	a := newUDPGSOSide(t, macA1, satest.V6A, satest.V6B, 0x1000, 0x2000, sa.ModeTransport, viftest.NewSink("vifA"), wire)
+	b := newUDPGSOSide(t, macB1, satest.V6B, satest.V6A, 0x2000, 0x1000, sa.ModeTransport, vifB, wireB)
+	data := make([]byte, 30000)
+	for i := range data {
+		data[i] = byte(i * 11)
+	}
+	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 7, Flags: 0x18, Payload: data}
+	frame, h := offloadtest.Super(p, 1448, true, false)
+	copy(frame[0:6], macB1[:])
+	copy(frame[6:12], macA1[:])
+	h.Put(a.vifW.bufs[0][readOff:])
+	a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
+	a.vifW.batch(1)
+	sent := wire.Written()
+	if len(sent) != 1 {
+		t.Fatalf("uplink got %d frames, want one train", len(sent))
+	}
+	// As UDP GRO would hand it over: DATA_VALID, no checksum offsets.
+	gh, _ := offload.DecodeVnetHdr(sent[0].Data)
+	segs := int(a.e.GSOStats.SegmentsSent.Load())
+	gro := bytes.Clone(sent[0].Data)
+	binary.BigEndian.PutUint16(gro[vif.VnetHdrLen+int(gh.CsumStart)+6:], 0xbeef)
+	(offload.VnetHdr{Flags: offload.FlagDataValid, GSOType: offload.GSOUDPL4, GSOSize: gh.GSOSize, HdrLen: gh.HdrLen}).Put(gro)
+
+	b.up.sizes[0] = copy(b.up.bufs[0][readOff:], gro)
+	b.up.batch(1)
+	if m := b.e.UplinkRx.Malformed.Load(); m != 0 {
+		t.Fatalf("B counted the UDP GRO super-frame malformed (%d)", m)
+	}
+	if got := b.e.UplinkCounts().UDPGSO; got.TrainsReceived != 1 || int(got.SegmentsReceived) != segs {
+		t.Fatalf("B's UDP GSO counts %+v, want 1 train of %d datagrams", got, segs)
+	}
+	if got := b.in.Stats.Packets.Load(); int(got) != segs {
+		t.Errorf("B's inbound SA decrypted %d packets, want %d", got, segs)
+	}
+	var stream []byte
+	for _, f := range vifB.Written() {
+		vh, _ := offload.DecodeVnetHdr(f.Data)
+		fr := f.Data[vif.VnetHdrLen:]
+		if vh.NeedsCsum() && !csum.Complete(fr, int(vh.CsumStart), int(vh.CsumOffset)) {
+			t.Fatalf("frame to B's VM: bad partial checksum %+v", vh)
+		}
+		in, err := offloadtest.ParseFrame(fr)
+		if err != nil {
+			t.Fatalf("frame to B's VM (%+v): %v", vh, err)
+		}
+		stream = append(stream, in.L4[len(in.L4)-in.PayloadLen:]...)
+	}
+	if !bytes.Equal(stream, data) {
+		t.Fatalf("B's VM got %d bytes of TCP payload, want the %d A's guest sent", len(stream), len(data))
+	}
+
+	// A guest's own UDP (no SA names it), merged by UDP GRO: to the VM
+	// whole, NEEDS_CSUM at its UDP header.
+	n0 := len(vifB.Written())
+	u := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, UDP: true, SrcPort: 5000, DstPort: 6000, Payload: make([]byte, 4000)}
+	uf, _ := offloadtest.Super(u, 1000, false, false)
+	copy(uf[0:6], macB1[:])
+	copy(uf[6:12], macA1[:])
+	ub := make([]byte, vif.VnetHdrLen, vif.VnetHdrLen+len(uf))
+	l4 := offloadtest.L2Len(uf) + u.L3Len()
+	(offload.VnetHdr{Flags: offload.FlagDataValid, GSOType: offload.GSOUDPL4, GSOSize: 1000, HdrLen: uint16(l4 + 8)}).Put(ub)
+	ub = append(ub, uf...)
+	b.vm.policies, b.vm.spd, b.vm.sas, b.vm.inBySA = nil, tenant.Compile(nil), nil, nil // clear UDP passes
+	b.up.sizes[0] = copy(b.up.bufs[0][readOff:], ub)
+	b.up.batch(1)
+	got := vifB.Written()[n0:]
+	if len(got) != 1 {
+		t.Fatalf("B's VM got %d frames of the guest's UDP super-frame, want it whole", len(got))
+	}
+	vh, _ := offload.DecodeVnetHdr(got[0].Data)
+	if vh.GSO() != offload.GSOUDPL4 || !vh.NeedsCsum() || int(vh.CsumStart) != l4 || vh.CsumOffset != 6 {
+		t.Fatalf("header to the VM %+v: want GSO_UDP_L4, NEEDS_CSUM at %d", vh, l4)
+	}
+	if d := vh.Validate(got[0].Data[vif.VnetHdrLen:]); d != drop.None {
+		t.Fatalf("header to the VM refused from a writer: %v", d)
 	}
 }

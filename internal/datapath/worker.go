@@ -77,12 +77,11 @@ type worker struct {
 	// train joins the uplink datagrams made from one super-frame into
 	// one UDP GSO super-frame in trainBuf (joinTrains; bufs.go).
 	train gso.Train
-	// Trains counts UDP GSO super-frames sent, TrainSegs the datagrams in
-	// them (read by tests and benchmarks).
-	Trains, TrainSegs uint64
-	// Splits counts UDP GSO super-frames from the uplink cut into
-	// datagrams (uplink worker; read by tests).
-	Splits uint64
+	// Trains counts the UDP GSO super-frames this batch sent, TrainSegs
+	// the datagrams in them; Splits those from the uplink cut into
+	// datagrams (uplink worker), SplitSegs the datagrams. batch adds them
+	// to Engine.GSOStats at its end.
+	Trains, TrainSegs, Splits, SplitSegs uint64
 
 	// What the batch counts, added to shared counters once per batch:
 	// frames a VM sent (forward), frames delivered to VMs (flush),
@@ -223,6 +222,21 @@ func (w *worker) batch(n int) {
 	if w.rxFrames > 0 {
 		w.e.UplinkRx.Frames.Add(w.rxFrames)
 		w.rxFrames = 0
+	}
+	w.commitTrains()
+}
+
+// commitTrains adds the batch's UDP GSO counts to the engine's.
+func (w *worker) commitTrains() {
+	if w.Trains > 0 {
+		w.e.GSOStats.TrainsSent.Add(w.Trains)
+		w.e.GSOStats.SegmentsSent.Add(w.TrainSegs)
+		w.Trains, w.TrainSegs = 0, 0
+	}
+	if w.Splits > 0 {
+		w.e.GSOStats.TrainsReceived.Add(w.Splits)
+		w.e.GSOStats.SegmentsReceived.Add(w.SplitSegs)
+		w.Splits, w.SplitSegs = 0, 0
 	}
 }
 

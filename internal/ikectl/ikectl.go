@@ -309,6 +309,7 @@ func (c *Controller) report() daemon.IKEReport {
 			InitiatorSPI: s.SPIi, ResponderSPI: s.SPIr, Initiator: s.Initiator, State: s.State, Suite: s.Suite,
 			KeyExchanges: s.KeyExchanges, PPK: s.PPK,
 			LocalID: s.LocalID, RemoteID: s.RemoteID, NAT: s.NAT, Established: s.Established, Children: s.Children,
+			ChildError: s.ChildError,
 		})
 	}
 	for _, ch := range c.e.ChildSAs() {

@@ -64,6 +64,8 @@ var (
 	descUplinkDrops    = prometheus.NewDesc("vifsec_uplink_drops_total", "Frames from the uplink dropped before reaching any VM, by reason.", []string{"reason"}, nil)
 	descUplinkTxErrors = prometheus.NewDesc("vifsec_uplink_tx_errors_total", "Frames the uplink port did not take; restarts at 0 when the uplink port is reopened.", nil, nil)
 	descUplinkUp       = prometheus.NewDesc("vifsec_uplink_up", "1 if the configured uplink's port is open, 0 if not (device missing, down or gone); absent without an uplink.", []string{"dev"}, nil)
+	descUplinkGSO      = prometheus.NewDesc("vifsec_uplink_udp_gso_trains_total", "UDP GSO super-frames: out, sent to the uplink joined from the ESP-in-UDP or VXLAN datagrams of one guest TSO super-frame; in, received whole from the uplink and cut by vifsecd.", []string{"direction"}, nil)
+	descUplinkGSOSegs  = prometheus.NewDesc("vifsec_uplink_udp_gso_segments_total", "Datagrams carried in UDP GSO super-frames, by direction (out, in).", []string{"direction"}, nil)
 	descOverlayDrops   = prometheus.NewDesc("vifsec_overlay_drops_total", "Frames the VXLAN overlay dropped, by reason.", []string{"reason"}, nil)
 
 	descIKEHalfOpen       = prometheus.NewDesc("vifsec_ike_half_open_sas", "Half-open IKE SAs: IKE_SA_INIT answered, IKE_AUTH not done.", nil, nil)
@@ -98,7 +100,7 @@ func NewCollector(src Source, db *sa.DB, version string) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBuild, descEnabled, descGen, descObjects, descVMPackets, descVMBytes,
 		descVMDrops, descSAPackets, descSABytes, descSADrops, descSAExpired, descSARefused, descLostEvents,
-		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descUplinkUp, descOverlayDrops,
+		descVMIKE, descVMNeighReq, descVMNeighLearned, descUplinkFrames, descUplinkDrops, descUplinkTxErrors, descUplinkUp, descUplinkGSO, descUplinkGSOSegs, descOverlayDrops,
 		descIKEHalfOpen, descIKETenantHalfOpen, descIKEReassembly, descIKECookies, descIKELimitDrops,
 		descSAInfo, descVIFUp, descIKESAs, descIKEChildSAs, descIKEPolicyUp, descIKEPolicyInit,
 		descIKEFailures, descIKERekeys, descIKERekeyFails, descIKEDPDFailures} {
@@ -156,6 +158,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for r, v := range daemon.OverlayDrops(up) {
 		counter(descOverlayDrops, v, r)
 	}
+	counter(descUplinkGSO, up.UDPGSO.TrainsSent, "out")
+	counter(descUplinkGSO, up.UDPGSO.TrainsReceived, "in")
+	counter(descUplinkGSOSegs, up.UDPGSO.SegmentsSent, "out")
+	counter(descUplinkGSOSegs, up.UDPGSO.SegmentsReceived, "in")
 	ik := c.src.IKEStats()
 	gauge(descIKEHalfOpen, float64(ik.HalfOpen))
 	gauge(descIKEReassembly, float64(ik.ReassemblyBytes))

@@ -59,6 +59,10 @@ func TestCollector(t *testing.T) {
 	e.OverlayStats.DecapErrors.Add(14)
 	e.OverlayStats.UnderlayNoSA.Add(15)
 	e.OverlayStats.Unprotected.Add(16)
+	e.GSOStats.TrainsSent.Add(17)
+	e.GSOStats.SegmentsSent.Add(18)
+	e.GSOStats.TrainsReceived.Add(19)
+	e.GSOStats.SegmentsReceived.Add(20)
 
 	// The IKE engine's limits, as internal/ikectl reports them.
 	d.SetIKEStats(func() daemon.IKEStats {
@@ -111,8 +115,17 @@ vifsec_overlay_drops_total{reason="no-fdb-entry"} 11
 vifsec_overlay_drops_total{reason="no-neighbor"} 12
 vifsec_overlay_drops_total{reason="underlay-no-sa"} 15
 vifsec_overlay_drops_total{reason="unprotected"} 16
+# HELP vifsec_uplink_udp_gso_trains_total UDP GSO super-frames: out, sent to the uplink joined from the ESP-in-UDP or VXLAN datagrams of one guest TSO super-frame; in, received whole from the uplink and cut by vifsecd.
+# TYPE vifsec_uplink_udp_gso_trains_total counter
+vifsec_uplink_udp_gso_trains_total{direction="in"} 19
+vifsec_uplink_udp_gso_trains_total{direction="out"} 17
+# HELP vifsec_uplink_udp_gso_segments_total Datagrams carried in UDP GSO super-frames, by direction (out, in).
+# TYPE vifsec_uplink_udp_gso_segments_total counter
+vifsec_uplink_udp_gso_segments_total{direction="in"} 20
+vifsec_uplink_udp_gso_segments_total{direction="out"} 18
 `), "vifsec_vm_ike_datagrams_total", "vifsec_vm_neighbor_requests_total", "vifsec_vm_neighbors_learned_total",
-		"vifsec_uplink_received_frames_total", "vifsec_uplink_drops_total", "vifsec_uplink_tx_errors_total", "vifsec_overlay_drops_total"); err != nil {
+		"vifsec_uplink_received_frames_total", "vifsec_uplink_drops_total", "vifsec_uplink_tx_errors_total", "vifsec_overlay_drops_total",
+		"vifsec_uplink_udp_gso_trains_total", "vifsec_uplink_udp_gso_segments_total"); err != nil {
 		t.Error(err)
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(`

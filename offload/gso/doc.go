@@ -10,8 +10,11 @@
 // run of equal-sized UDP datagrams with the same headers (ESP in UDP cut
 // from one TSO super-frame) into one GSO_UDP_L4 super-frame that the
 // kernel or NIC cuts again, and SplitUDP cuts such a super-frame received
-// whole (from a veth) into datagrams for vifsec's own ESP or VXLAN
-// decapsulation, without computing UDP checksums nobody will check.
+// whole (from a veth with NEEDS_CSUM, or merged by a NIC's or the
+// kernel's UDP GRO with DATA_VALID) into datagrams for vifsec's own ESP or
+// VXLAN decapsulation, with UDP checksums a receiver accepts (none over
+// IPv4, computed over IPv6). PartialUDP gives a DATA_VALID one the
+// partial checksum a writer must give UDP GSO, to pass it on whole.
 //
 // It owns the per-segment header rewrite and nothing else: it does not
 // choose the MTU (the caller passes the effective MTU after ESP and

@@ -3,7 +3,6 @@ package gso_test
 import (
 	"bytes"
 	"github.com/vifsec/vifsec/drop"
-	"strings"
 	"testing"
 
 	"github.com/vifsec/vifsec/offload"
@@ -92,16 +91,28 @@ func FuzzParseVnetHdr(f *testing.F) {
 	})
 }
 
-// FuzzSplitUDP feeds virtio_net_hdr + frame bytes, as a veth hands a
-// peer's UDP GSO super-frame to AF_PACKET, to SplitUDP. Properties:
-// nothing panics; every datagram is a well-formed UDP packet (lengths,
-// IPv4 header checksum) with the super-frame's headers; the payloads, in
-// order, are the super-frame's; every one but the last carries gso_size;
-// and where a Train takes the datagrams, it joins them back into the
-// super-frame (but for the checksum fields it rewrites).
+// FuzzSplitUDP feeds virtio_net_hdr + frame bytes, as AF_PACKET hands
+// over a UDP GSO super-frame (a peer's, whole through a veth, with
+// NEEDS_CSUM; or one a NIC or the kernel merged by UDP GRO, with
+// DATA_VALID), to ParseReceivedVnetHdr and SplitUDP. Properties: nothing
+// panics; every datagram passes a receiver's checks (lengths, IPv4 header
+// checksum, the UDP checksum: none over IPv4, valid over IPv6) with the
+// super-frame's headers; the payloads, in order, are the super-frame's;
+// every one but the last carries gso_size; and where a Train takes the
+// datagrams, it joins them back into the super-frame (but for the
+// checksum fields it rewrites).
 func FuzzSplitUDP(f *testing.F) {
 	add := func(p ot.Packet, gs uint16) {
 		frame, h := ot.Super(p, gs, true, false)
+		b := make([]byte, offload.VnetHdrLen, offload.VnetHdrLen+len(frame))
+		h.Put(b)
+		f.Add(append(b, frame...))
+	}
+	// UDP GRO's super-frames: DATA_VALID, no checksum offsets, the UDP
+	// checksum field left from the merge (here the whole frame's sum).
+	addGRO := func(p ot.Packet, gs uint16) {
+		frame, h := ot.Super(p, gs, false, false)
+		h.Flags = offload.FlagDataValid
 		b := make([]byte, offload.VnetHdrLen, offload.VnetHdrLen+len(frame))
 		h.Put(b)
 		f.Add(append(b, frame...))
@@ -113,11 +124,16 @@ func FuzzSplitUDP(f *testing.F) {
 	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, Payload: payload(100)}, 1000) // gso_size beyond the payload
 	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, Payload: payload(100)}, 1)    // too many segments
 	add(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, Payload: payload(100)}, 0)    // gso_size 0
+	addGRO(ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, SrcPort: 4500, DstPort: 4500, DF: true, Payload: payload(1000)}, 300)
+	addGRO(ot.Packet{Src: ot.V6A, Dst: ot.V6B, UDP: true, SrcPort: 4789, DstPort: 4789, VLANs: []uint16{5}, Payload: payload(900)}, 400)
+	addGRO(ot.Packet{Src: ot.V6A, Dst: ot.V6C, UDP: true, ExtHeaders: []ot.Ext{{Type: ot.ProtoDstOpts, Body: make([]byte, 6)}}, Payload: payload(500)}, 100)
 	f.Add([]byte{})
 	f.Add(append([]byte{1, 5, 0, 0, 0xe8, 3, 34, 0, 6, 0}, make([]byte, 60)...))
+	f.Add(append([]byte{2, 5, 0, 0, 0xe8, 3, 0, 0, 0, 0}, make([]byte, 60)...))
+	f.Add(append([]byte{3, 5, 0, 0, 0xe8, 3, 34, 0, 6, 0}, make([]byte, 60)...)) // both flags
 
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, d := offload.ParseVnetHdr(b)
+		h, d := offload.ParseReceivedVnetHdr(b)
 		if d != drop.None {
 			return
 		}
@@ -129,15 +145,20 @@ func FuzzSplitUDP(f *testing.F) {
 			}
 			return
 		}
-		l4 := int(h.CsumStart)
-		pay := l4 + 8
+		l4, pay := 0, 0
 		var joined []byte
 		for i := range n {
 			seg := fuzzOut[i][headroom : headroom+fuzzSizes[i]]
-			if _, err := ot.ParseFrame(seg); err != nil && !strings.HasPrefix(err.Error(), "UDP") {
-				// The UDP checksum is left 0 (IPv6: "invalid"); anything
-				// else a receiver checks must hold.
+			in, err := ot.ParseFrame(seg)
+			if err != nil {
 				t.Fatalf("datagram %d malformed: %v\n%x", i, err, seg)
+			}
+			if i == 0 {
+				l4 = ot.L2Len(seg) + in.HdrLen
+				pay = l4 + 8
+				if h.NeedsCsum() && l4 != int(h.CsumStart) {
+					t.Fatalf("UDP header at %d, csum_start %d", l4, h.CsumStart)
+				}
 			}
 			if !sameButLengths(seg[:pay], frame[:pay], l4) {
 				t.Fatalf("datagram %d headers differ:\n got %x\nwant %x", i, seg[:pay], frame[:pay])
@@ -164,7 +185,7 @@ func FuzzSplitUDP(f *testing.F) {
 			}
 		}
 		s, e, th := tr.Finish()
-		if th.GSOSize != h.GSOSize || th.CsumStart != h.CsumStart || e-s != pay+len(joined) {
+		if th.GSOSize != h.GSOSize || int(th.CsumStart) != l4 || e-s != pay+len(joined) {
 			t.Fatalf("Train header %+v for %+v", th, h)
 		}
 		if !sameButLengths(buf[s:e], frame[:e-s], l4) || !bytes.Equal(buf[s+pay:e], frame[pay:e-s]) {

@@ -72,7 +72,7 @@ type layout struct {
 //     rewrite L3 lengths/ID/checksum and L4 sequence/flags/length/checksum.
 func Segment(frame []byte, h offload.VnetHdr, mtu int, out [][]byte, offset int, sizes []int) (n int, d drop.Reason) {
 	// 1.
-	l, d := parse(frame, h)
+	l, d := parse(frame, h, false)
 	if d != drop.None {
 		return 0, d
 	}
@@ -183,9 +183,16 @@ func sourceRouted(opts []byte) bool {
 }
 
 // parse validates h against frame and finds the headers. Every read is
-// length-checked first: frame is guest input.
-func parse(frame []byte, h offload.VnetHdr) (l layout, d drop.Reason) {
-	if d := h.Validate(frame); d != drop.None {
+// length-checked first: frame is guest input. received selects
+// ValidateReceived's rules for h (a header the kernel wrote), else
+// Validate's (one a sender wrote).
+func parse(frame []byte, h offload.VnetHdr, received bool) (l layout, d drop.Reason) {
+	if received {
+		d = h.ValidateReceived(frame)
+	} else {
+		d = h.Validate(frame)
+	}
+	if d != drop.None {
 		return l, d
 	}
 	var wantV4, wantV6 bool

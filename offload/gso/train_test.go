@@ -38,8 +38,9 @@ func train(t *testing.T, frames [][]byte) ([]byte, offload.VnetHdr, int) {
 // TestTrainInvertsSegment: a USO super-frame cut by Segment and joined
 // again by a Train is the super-frame it was, byte for byte, with the
 // same virtio_net_hdr (partial checksum, gso_size, header length); and
-// SplitUDP cuts it into Segment's datagrams but for the UDP checksum,
-// which it leaves 0.
+// SplitUDP cuts it into Segment's datagrams but for the UDP checksum
+// over IPv4, which it leaves 0 ("none"; over IPv6 it computes it, so
+// those are Segment's byte for byte).
 func TestTrainInvertsSegment(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -92,11 +93,13 @@ func TestTrainInvertsSegment(t *testing.T) {
 					t.Errorf("datagram %d of the train:\n got %x\nwant %x", i, s, want)
 				}
 				s := split[i][headroom : headroom+splitSizes[i]]
-				if binary.BigEndian.Uint16(s[l4+6:]) != 0 {
-					t.Errorf("SplitUDP datagram %d: UDP checksum %#x, want 0", i, binary.BigEndian.Uint16(s[l4+6:]))
-				}
 				w := bytes.Clone(want)
-				w[l4+6], w[l4+7] = 0, 0
+				if !tc.p.Src.Is6() {
+					if binary.BigEndian.Uint16(s[l4+6:]) != 0 {
+						t.Errorf("SplitUDP datagram %d: UDP checksum %#x, want 0", i, binary.BigEndian.Uint16(s[l4+6:]))
+					}
+					w[l4+6], w[l4+7] = 0, 0
+				}
 				if !bytes.Equal(s, w) {
 					t.Errorf("SplitUDP datagram %d:\n got %x\nwant %x", i, s, w)
 				}
@@ -308,5 +311,90 @@ func TestTrainPort(t *testing.T) {
 		if port, ok := gso.TrainPort(tc.frame); port != tc.port || ok != tc.ok {
 			t.Errorf("%s: TrainPort = %d, %v; want %d, %v", tc.name, port, ok, tc.port, tc.ok)
 		}
+	}
+}
+
+// TestSplitUDPDataValid: a UDP GSO super-frame as AF_PACKET hands over
+// one that a NIC or the kernel merged by UDP GRO (DATA_VALID, no checksum
+// offsets, the UDP checksum field left from the merge) is taken on
+// receipt — never from a sender — and cut into datagrams whose UDP
+// checksums a receiver accepts: none (0) over IPv4, computed over IPv6;
+// and PartialUDP gives it the partial checksum a sender needs to pass it
+// on whole, which the kernel's segmentation (Segment) completes.
+func TestSplitUDPDataValid(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    ot.Packet
+		gs   uint16
+	}{
+		{"ipv4 esp-in-udp", ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, SrcPort: 4500, DstPort: 4500, DF: true, Payload: payload(10*1400 + 3)}, 1400},
+		{"ipv4 tagged, options", ot.Packet{Src: ot.V4A, Dst: ot.V4C, UDP: true, VLANs: []uint16{7}, IPOptions: []byte{1, 1, 1, 0}, Payload: payload(3000)}, 1000},
+		{"ipv6 vxlan", ot.Packet{Src: ot.V6A, Dst: ot.V6B, UDP: true, SrcPort: 4789, DstPort: 4789, Payload: payload(7 * 1200)}, 1200},
+		{"ipv6 destination options", ot.Packet{Src: ot.V6A, Dst: ot.V6C, UDP: true, ExtHeaders: []ot.Ext{{Type: ot.ProtoDstOpts, Body: make([]byte, 6)}}, Payload: payload(2500)}, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			super, _ := ot.Super(tc.p, tc.gs, false, false)
+			l4 := ot.L2Len(super) + tc.p.L3Len()
+			binary.BigEndian.PutUint16(super[l4+6:], 0x1234) // what GRO left: no datagram's checksum
+			h := offload.VnetHdr{Flags: offload.FlagDataValid, GSOType: offload.GSOUDPL4, GSOSize: tc.gs, HdrLen: uint16(l4 + 8)}
+			b := make([]byte, offload.VnetHdrLen, offload.VnetHdrLen+len(super))
+			h.Put(b)
+			b = append(b, super...)
+			if _, d := offload.ParseVnetHdr(b); d != drop.BadVnetHdr {
+				t.Errorf("ParseVnetHdr (a sender's header) = %v, want %v: the kernel refuses UDP_L4 without NEEDS_CSUM", d, drop.BadVnetHdr)
+			}
+			rh, d := offload.ParseReceivedVnetHdr(b)
+			if d != drop.None || rh != h {
+				t.Fatalf("ParseReceivedVnetHdr = %+v, %v; want %+v", rh, d, h)
+			}
+			out, sizes := batch(64, headroom+1600)
+			n, d := gso.SplitUDP(super, h, out, headroom, sizes)
+			if want := (len(super) - l4 - 8 + int(tc.gs) - 1) / int(tc.gs); d != drop.None || n != want {
+				t.Fatalf("SplitUDP = %d, %v; want %d datagrams", n, d, want)
+			}
+			var joined []byte
+			for i := range n {
+				s := out[i][headroom : headroom+sizes[i]]
+				in, err := ot.ParseFrame(s)
+				if err != nil {
+					t.Fatalf("datagram %d: %v", i, err)
+				}
+				if c := binary.BigEndian.Uint16(s[l4+6:]); tc.p.Src.Is6() == (c == 0) {
+					t.Errorf("datagram %d: UDP checksum %#04x", i, c)
+				}
+				joined = append(joined, in.L4[8:]...)
+			}
+			if !bytes.Equal(joined, super[l4+8:]) {
+				t.Errorf("payloads differ from the super-frame's")
+			}
+
+			// Passed on whole: a partial checksum, completed per segment.
+			whole := bytes.Clone(super)
+			ph, d := gso.PartialUDP(whole, h)
+			if d != drop.None || !ph.NeedsCsum() || int(ph.CsumStart) != l4 || ph.CsumOffset != 6 || ph.GSOSize != tc.gs {
+				t.Fatalf("PartialUDP = %+v, %v", ph, d)
+			}
+			if d := ph.Validate(whole); d != drop.None {
+				t.Fatalf("PartialUDP's header %+v refused from a sender: %v", ph, d)
+			}
+			seg, segSizes := batch(64, headroom+1600)
+			ns, d := gso.Segment(whole, ph, 9000, seg, headroom, segSizes)
+			if d != drop.None || ns != n {
+				t.Fatalf("Segment of PartialUDP's super-frame: %d, %v; want %d", ns, d, n)
+			}
+			for i := range ns {
+				if _, err := ot.ParseFrame(seg[i][headroom : headroom+segSizes[i]]); err != nil {
+					t.Fatalf("segment %d: %v", i, err)
+				}
+			}
+		})
+	}
+	// A sender's header needs NEEDS_CSUM; both flags are never valid.
+	p := ot.Packet{Src: ot.V4A, Dst: ot.V4B, UDP: true, Payload: payload(3000)}
+	super, h := ot.Super(p, 1000, true, false)
+	h.Flags |= offload.FlagDataValid
+	out, sizes := batch(8, headroom+1600)
+	if n, d := gso.SplitUDP(super, h, out, headroom, sizes); d != drop.BadVnetHdr || n != 0 {
+		t.Errorf("NEEDS_CSUM|DATA_VALID: %d, %v", n, d)
 	}
 }

@@ -362,13 +362,13 @@ func (s *ikeSA) childFromAuth(ap authPayloads, inSPI uint32) {
 	pol := s.pol
 	if ap.errNote != nil || ap.sa == nil {
 		s.e.freeSPI(pol.Scope, inSPI)
-		s.childless = true
 		why, f := "no SA payload", FailureOther
 		if ap.errNote != nil {
 			why, f = ap.errNote.NotifyType.String(), failureOf(ap.errNote.NotifyType)
 		}
 		s.e.fail(f)
-		s.lwarn("first Child SA not created", "reason", why)
+		s.lwarn("first Child SA not created; the IKE SA stands", "reason", why)
+		s.childFailed(why)
 		return
 	}
 	ch, ok := acceptedESP(ap.sa, pol.ESP, true)
@@ -385,10 +385,10 @@ func (s *ikeSA) childFromAuth(ap authPayloads, inSPI uint32) {
 	}
 	if reason != "" {
 		s.e.fail(bad)
-		s.lwarn("first Child SA refused", "reason", reason)
+		s.lwarn("first Child SA refused; the IKE SA stands", "reason", reason)
 		s.e.freeSPI(pol.Scope, inSPI)
-		s.childless = true
 		s.sendChildDelete(inSPI)
+		s.childFailed(reason)
 		return
 	}
 	iE, iI, rE, rI, err := suite.ChildKeys(s.suite, s.keys.D, ch.suite, nil, s.ni, s.nr)
@@ -396,6 +396,7 @@ func (s *ikeSA) childFromAuth(ap authPayloads, inSPI uint32) {
 		s.lwarn("first Child SA: key derivation failed", "err", err)
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.sendChildDelete(inSPI)
+		s.childFailed("key derivation: " + err.Error())
 		return
 	}
 	c := s.newChild(inSPI, spiFrom(ch.spi), ch.suite, pol.Mode, ap.tsi.Selectors, ap.tsr.Selectors, rE, rI, iE, iI)
@@ -527,9 +528,9 @@ func (s *ikeSA) authRequest(p Packet, h wire.Header, ps []wire.Payload) {
 		rps = append(rps, cps...)
 		if c != nil {
 			s.installChild(c, true)
+		} else if n, ok := firstNotify(cps); ok {
+			s.childErr = n.NotifyType.String() // we refused it; the initiator may try again
 		}
-	} else {
-		s.childless = true
 	}
 	s.respond(p, h, rps)
 	s.clearInit()
@@ -547,4 +548,13 @@ func (e *Engine) initialContact(s *ikeSA) {
 			x.destroy("peer sent INITIAL_CONTACT")
 		}
 	}
+}
+
+// firstNotify returns the Notify that starts ps, a refusal's answer.
+func firstNotify(ps []wire.Payload) (*wire.Notify, bool) {
+	if len(ps) == 0 {
+		return nil, false
+	}
+	n, ok := ps[0].(*wire.Notify)
+	return n, ok
 }

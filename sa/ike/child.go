@@ -137,6 +137,8 @@ func (s *ikeSA) installChild(c *childSA, switchNow bool) {
 	e.children[c.cfg.In.Name] = c
 	e.children[c.cfg.Out.Name] = c
 	s.children = append(s.children, c)
+	s.childErr, s.childFails = "", 0
+	e.disarm(&s.tChild)
 	if c.replaces != nil && !c.redundant {
 		e.stats.ChildRekeys++
 	}
@@ -332,6 +334,39 @@ func (s *ikeSA) rekeyChild(c *childSA) {
 	s.createChild(c, 0)
 }
 
+// childFailed records that the policy's Child SA was refused (why) while
+// s stands, and for an initiating policy arms the retry of the Child SA
+// alone, with CREATE_CHILD_SA on s: RetryInterval after the first
+// failure, doubling after each (at most 256 times), as the policy's own
+// retries of a failed IKE SA. A responding policy waits for the peer.
+func (s *ikeSA) childFailed(why string) {
+	s.childErr = why
+	pol := s.pol
+	if pol == nil || pol.removed || !pol.initiates() || s.state != ikeEstablished || len(s.children) > 0 {
+		return
+	}
+	d := s.e.cfg.RetryInterval << min(s.childFails, 8)
+	s.childFails++
+	s.e.arm(&s.tChild, s.e.now().Add(s.e.jitter(d, 0.9, 1.1)))
+}
+
+// retryChild is the tChild timer: the policy's Child SA again, if s
+// still has none.
+func (s *ikeSA) retryChild() {
+	pol := s.pol
+	if s.state != ikeEstablished || s.rekeyedTo != nil || pol == nil || pol.removed || len(s.children) > 0 {
+		return
+	}
+	if s.rekeyPending {
+		// The IKE SA is being rekeyed: its successor takes the retry
+		// over (moveChildren), or this one tries again shortly.
+		s.e.arm(&s.tChild, s.e.now().Add(s.e.jitter(10*time.Second, 1, 2)))
+		return
+	}
+	s.linfo("retrying the Child SA with CREATE_CHILD_SA", "last_failure", s.childErr, "attempt", s.childFails+1)
+	s.createChild(nil, 0)
+}
+
 // createChild runs CREATE_CHILD_SA for a new Child SA, or to rekey old;
 // group is the PFS group to use (0: the first proposal's).
 func (s *ikeSA) createChild(old *childSA, group uint16) {
@@ -347,6 +382,9 @@ func (s *ikeSA) createChild(old *childSA, group uint16) {
 		if s.state != ikeEstablished || s.rekeyedTo != nil || (old != nil && (old.ike != s || old.state != childRekeying)) {
 			if old != nil && old.ike == s && old.state == childRekeying {
 				old.state = childInstalled
+			}
+			if n := s.rekeyedTo; old == nil && n != nil && len(n.children) == 0 {
+				n.childFailed(s.childErr) // the successor retries it
 			}
 			return nil
 		}
@@ -439,6 +477,9 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 	if s.state != ikeEstablished || s.rekeyedTo != nil {
 		// Deleting or replaced meanwhile: the answer is moot.
 		s.e.freeSPI(pol.Scope, inSPI)
+		if n := s.rekeyedTo; old == nil && n != nil && len(n.children) == 0 {
+			n.childFailed("the IKE SA was rekeyed while the Child SA was made")
+		}
 		return
 	}
 	cp := sortChild(ps)
@@ -490,6 +531,9 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 			s.lwarn("CREATE_CHILD_SA refused", "notify", t)
 			restore(s.e.cfg.RetryInterval)
 		}
+		if old == nil {
+			s.childFailed(cp.errNote.NotifyType.String())
+		}
 		return
 	}
 	reason, bad := "", FailureNoProposal
@@ -535,6 +579,9 @@ func (s *ikeSA) createChildResponse(old *childSA, inSPI uint32, ni []byte, dh su
 		s.e.freeSPI(pol.Scope, inSPI)
 		s.sendChildDelete(inSPI)
 		restore(s.e.cfg.RetryInterval)
+		if old == nil {
+			s.childFailed(reason)
+		}
 	}
 	if reason != "" {
 		refused(reason, bad)
@@ -1156,4 +1203,13 @@ func (s *ikeSA) moveChildren(n *ikeSA) {
 	s.rekeyedTo = n
 	s.e.disarm(&s.tRekey)
 	s.e.disarm(&s.tDPD)
+	if len(n.children) == 0 && s.childErr != "" {
+		// Still without the policy's Child SA: the successor says why,
+		// and makes the pending retry.
+		n.childErr, n.childFails = s.childErr, s.childFails
+		if s.tChild.idx >= 0 {
+			s.e.arm(&n.tChild, s.tChild.at)
+		}
+	}
+	s.e.disarm(&s.tChild)
 }

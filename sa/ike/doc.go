@@ -18,7 +18,11 @@
 // retry) and the limits that keep a hostile peer from exhausting the
 // responder: half-open IKE SAs per source, per tenant and in all, and
 // reassembly memory per IKE SA and in all, each refusal counted
-// (limits.go, Engine.Stats).
+// (limits.go, Engine.Stats). A Child SA the peer refuses, in IKE_AUTH or
+// in a CREATE_CHILD_SA for a new one, fails alone: the IKE SA stands (RFC
+// 7296 §2.21.2), says why (IKESAInfo.ChildError), and an initiating
+// policy retries the Child SA with CREATE_CHILD_SA on it, backing off as
+// its IKE SA retries do, never with a new IKE_SA_INIT.
 //
 // It does not encode messages (sa/ike/wire does), does no cryptography of
 // its own (sa/ike/suite does), does not open sockets or handle the

@@ -697,6 +697,10 @@ type IKESAInfo struct {
 	NAT               bool // a NAT was detected: IKE on 4500, ESP in UDP
 	Established       time.Time
 	Children          int
+	// ChildError says why the policy's Child SA is missing on this IKE SA
+	// (the peer refused it, e.g. "TS_UNACCEPTABLE"); an initiating policy
+	// retries it with CREATE_CHILD_SA. "" once one is installed.
+	ChildError string
 }
 
 // ChildSAInfo describes a Child SA (show-ipsecsa).

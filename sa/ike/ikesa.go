@@ -99,8 +99,17 @@ type ikeSA struct {
 	collision       *ikeSA    // the peer rekeyed this SA while our rekey was pending
 	fu              *followup // responder: a CREATE_CHILD_SA whose IKE_FOLLOWUP_KE exchanges run (followup.go)
 	nonces          [2][]byte
-	childless       bool // IKE_AUTH made no Child SA
 	installFailures int
+
+	// The policy's Child SA when the peer refused it (in IKE_AUTH, or a
+	// CREATE_CHILD_SA of ours for a new one): the IKE SA stands (RFC 7296
+	// §2.21.2) and an initiating policy retries the Child SA alone with
+	// CREATE_CHILD_SA, after RetryInterval doubling per failure
+	// (childFailed, retryChild). childErr says why the last attempt
+	// failed ("" once a Child SA is installed).
+	childErr   string
+	childFails int
+	tChild     timer
 }
 
 // request is one exchange we initiate.
@@ -124,6 +133,7 @@ func (e *Engine) newIKESA(initiator bool, local, remote netip.AddrPort, scope sa
 	s.tDPD = newTimer(s.dpdCheck)
 	s.tRekey = newTimer(s.rekeyTimer)
 	s.tHalf = newTimer(func() { s.destroy("half-open timeout") })
+	s.tChild = newTimer(s.retryChild)
 	return s
 }
 
@@ -201,7 +211,7 @@ func (s *ikeSA) describe() IKESAInfo {
 		Scope: s.scope, Local: s.local, Remote: s.remote, SPIi: s.spiI, SPIr: s.spiR,
 		Initiator: s.initiator, State: s.stateName(), NAT: s.natLocal || s.natRemote,
 		Established: s.established, Children: len(s.children), PPK: s.ppk,
-		LocalID: s.localID.String(), RemoteID: s.remoteID.String(),
+		LocalID: s.localID.String(), RemoteID: s.remoteID.String(), ChildError: s.childErr,
 	}
 	if s.suite != (suite.IKE{}) {
 		in.Suite = s.suite.String()
@@ -513,7 +523,7 @@ func (s *ikeSA) destroy(reason string) {
 		delete(s.pol.sas, s)
 	}
 	s.state = ikeDead
-	for _, t := range []*timer{&s.tRetrans, &s.tDPD, &s.tRekey, &s.tHalf} {
+	for _, t := range []*timer{&s.tRetrans, &s.tDPD, &s.tRekey, &s.tHalf, &s.tChild} {
 		e.disarm(t)
 	}
 	s.req, s.queue = nil, nil

@@ -29,6 +29,7 @@ import (
 	"github.com/vifsec/vifsec/sa"
 	"github.com/vifsec/vifsec/sa/ike"
 	"github.com/vifsec/vifsec/sa/ike/suite"
+	"github.com/vifsec/vifsec/sa/ike/wire"
 )
 
 // IKE interop with strongSwan: charon (kernel-libipsec) in one network
@@ -243,18 +244,17 @@ func certSwanctlConf(ikeProp, espProp string) string {
 `, ikeProp, espProp)
 }
 
-func interop(t *testing.T, tc interopCase) {
-	ikeProp, espProp, weInitiate := tc.ike, tc.esp, tc.weInitiate
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// interopNetns makes the two namespaces, ours (nsA, 192.0.2.1) and
+// charon's (nsB, 192.0.2.2 and 203.0.113.1 inside its local TS), joined
+// by a veth pair; t's cleanup deletes them.
+func interopNetns(t *testing.T) (nsA, nsB string) {
 	id := fmt.Sprintf("%d", os.Getpid()%100000)
-	nsA, nsB := "vikea"+id, "vikeb"+id
+	nsA, nsB = "vikea"+id, "vikeb"+id
 	for _, ns := range []string{nsA, nsB} {
 		sh(t, "ip", "netns", "add", ns)
 		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	}
 	sh(t, "ip", "link", "add", "vka"+id, "netns", nsA, "type", "veth", "peer", "name", "vkb"+id, "netns", nsB)
-	addrA, addrB := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	for _, x := range []struct{ ns, dev, addr string }{{nsA, "vka" + id, "192.0.2.1/24"}, {nsB, "vkb" + id, "192.0.2.2/24"}} {
 		sh(t, "ip", "-n", x.ns, "addr", "add", x.addr, "dev", x.dev)
 		sh(t, "ip", "-n", x.ns, "link", "set", x.dev, "up")
@@ -262,6 +262,15 @@ func interop(t *testing.T, tc interopCase) {
 	}
 	// libipsec installs its routes from an address inside its local TS.
 	sh(t, "ip", "-n", nsB, "addr", "add", "203.0.113.1/24", "dev", "lo")
+	return nsA, nsB
+}
+
+func interop(t *testing.T, tc interopCase) {
+	ikeProp, espProp, weInitiate := tc.ike, tc.esp, tc.weInitiate
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	nsA, nsB := interopNetns(t)
+	addrA, addrB := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	psk := "interop-test-key-0123456789"
 	cc := lab.CharonConfig{
 		NS: nsB, Conn: "lab", Child: "lab", Local: addrB, Remote: addrA, PSK: psk,
@@ -467,5 +476,106 @@ func interop(t *testing.T, tc interopCase) {
 	}
 	if n := len(e.IKESAs()); n != 0 {
 		t.Errorf("%d IKE SAs left", n)
+	}
+}
+
+// TestIntegrationStrongSwanChildRefused: charon authenticates us but
+// refuses the Child SA in its IKE_AUTH answer (its traffic selectors and
+// ours are disjoint: TS_UNACCEPTABLE). The IKE SA stands on both sides
+// (RFC 7296 §2.21.2); the engine says why it has no Child SA and retries
+// the Child SA alone with CREATE_CHILD_SA on that IKE SA (charon refuses
+// again, the IKE SA still stands), never with a second IKE_SA_INIT.
+func TestIntegrationStrongSwanChildRefused(t *testing.T) {
+	needCharon(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nsA, nsB := interopNetns(t)
+	addrA, addrB := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	psk := "interop-test-key-0123456789"
+	charon, err := lab.StartCharon(ctx, lab.CharonConfig{
+		NS: nsB, Conn: "lab", Child: "lab", Local: addrB, Remote: addrA, PSK: psk, Mode: "tunnel",
+		LocalTS: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(charon.Log)
+			lines := strings.Split(string(b), "\n")
+			t.Logf("charon log (tail):\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
+		}
+		charon.Stop()
+	})
+	ep := openEndpoint(t, nsA, addrA)
+	defer ep.close()
+	var mu sync.Mutex
+	requests := map[wire.ExchangeType]int{} // requests we sent, by exchange
+	sent := func(x wire.ExchangeType) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return requests[x]
+	}
+	e := ike.New(&ike.Config{
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Send: func(p ike.Packet) {
+			if h, err := wire.ParseHeader(p.Data); err == nil && h.Flags&wire.FlagResponse == 0 {
+				mu.Lock()
+				requests[h.Exchange]++
+				mu.Unlock()
+			}
+			ep.send(p)
+		},
+		Install:           func(*ike.ChildSA) error { t.Error("a Child SA was installed"); return nil },
+		RetransmitTimeout: time.Second,
+		RetryInterval:     2 * time.Second,
+	})
+	ep.serve(e)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go e.Run(runCtx)
+	// charon's default proposals (lab.CharonConfig).
+	ikes, err := suite.ParseIKEProposal("aes128gcm16-prfsha256-modp2048")
+	if err != nil {
+		t.Fatal(err)
+	}
+	esps, err := suite.ParseESPProposal("aes128gcm16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetPolicies([]ike.Policy{{
+		Tenant: "acme", Name: "interop", Local: addrA, Remote: addrB, PSK: []byte(psk), Mode: sa.ModeTunnel, IKE: ikes, ESP: esps,
+		LocalTS: []netip.Prefix{netip.MustParsePrefix("192.0.2.64/26")}, RemoteTS: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	var first ike.IKESAInfo
+	testutil.WaitUntil(t, "the IKE SA up without its Child SA", 20*time.Second, func() bool {
+		sas := e.IKESAs()
+		if len(sas) == 1 && sas[0].State == "ESTABLISHED" && sas[0].ChildError != "" {
+			first = sas[0]
+			return true
+		}
+		return false
+	})
+	if first.ChildError != "TS_UNACCEPTABLE" || first.Children != 0 {
+		t.Errorf("IKE SA %+v: want no Child SA, ChildError TS_UNACCEPTABLE", first)
+	}
+	// Two retries: the second is sent only after charon refused the
+	// first and the engine kept the IKE SA.
+	testutil.WaitUntil(t, "two CREATE_CHILD_SA retries", 20*time.Second, func() bool { return sent(wire.ExchangeCreateChildSA) >= 2 })
+	sas := e.IKESAs()
+	if len(sas) != 1 || sas[0].SPIi != first.SPIi || sas[0].State != "ESTABLISHED" || sas[0].ChildError != "TS_UNACCEPTABLE" {
+		t.Errorf("after the retries: %+v; want the first IKE SA %016x still ESTABLISHED without a Child SA", sas, first.SPIi)
+	}
+	if n := sent(wire.ExchangeIKESAInit); n != 1 {
+		t.Errorf("%d IKE_SA_INIT requests sent, want 1", n)
+	}
+	out, err := charon.ListSAs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, fmt.Sprintf("%016x_i", first.SPIi)) || strings.Count(out, "ESTABLISHED") != 1 || strings.Contains(out, "INSTALLED") {
+		t.Errorf("charon's SAs: want our IKE SA %016x ESTABLISHED, no Child SA:\n%s", first.SPIi, out)
 	}
 }
