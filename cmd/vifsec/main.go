@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"sort"
@@ -656,16 +655,6 @@ func runShowIPsecSA(c *cli, in *invocation) int {
 	rows, err := c.c.IPsecSAs(c.ctx, in.get("tenant"))
 	return list(c, rows, err, []string{"Tenant", "Policy", "Local-Address", "Remote-Address", "Inbound-SPI", "Outbound-SPI", "State"},
 		func(r api.IPsecSA) []string {
-			return []string{r.Tenant, r.Policy, r.LocalAddress, remoteEndpoint(r), ontapSPI(r.InboundSPI), ontapSPI(r.OutboundSPI), r.State}
+			return []string{r.Tenant, r.Policy, r.LocalAddress, r.RemoteAddress, ontapSPI(r.InboundSPI), ontapSPI(r.OutboundSPI), r.State}
 		})
-}
-
-// remoteEndpoint is show-ipsecsa's Remote-Address: the peer's address,
-// and for ESP in UDP its port (address:port, [IPv6]:port), which a NAT
-// in between may have changed.
-func remoteEndpoint(r api.IPsecSA) string {
-	if r.RemotePort == 0 {
-		return r.RemoteAddress
-	}
-	return net.JoinHostPort(r.RemoteAddress, strconv.Itoa(r.RemotePort))
 }

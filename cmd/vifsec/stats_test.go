@@ -127,8 +127,8 @@ func TestEncapString(t *testing.T) {
 }
 
 // TestShowIPsecSARemotePort: show-ipsecsa's Remote-Address is the
-// peer's address, with its port (address:port) for ESP in UDP; JSON has
-// the address and remote_port (0 for plain ESP). The move of an IKE
+// peer's address alone (scripts parse the column as an address); JSON has
+// the address and remote_port (the ESP-in-UDP port, 0 for plain ESP). The move of an IKE
 // Child SA's peer by a NAT rebinding is internal/daemon's
 // TestRebindIKEChild.
 func TestShowIPsecSARemotePort(t *testing.T) {
@@ -153,7 +153,7 @@ func TestShowIPsecSARemotePort(t *testing.T) {
 		sp, cell, addr string
 		port           int
 	}{
-		{"spudp", "198.51.100.2:4500", "198.51.100.2", 4500},
+		{"spudp", "198.51.100.2", "198.51.100.2", 4500},
 		{"spnone", "198.51.100.3", "198.51.100.3", 0},
 	} {
 		f := strings.Fields(lineWith(t, out, "t1      "+tc.sp, "Remote-Address"))
