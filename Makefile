@@ -24,7 +24,7 @@ DEB := $(BIN)/vifsec_$(VERSION)_$(ARCH).deb
 # Debian packages the tests, the lab and the demo use.
 APT_PKGS := prometheus iproute2 iputils-ping ethtool tcpdump tshark iperf3 wireguard-tools strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 \
-  etcd-server zsh man-db debootstrap
+  etcd-server zsh man-db debootstrap nftables
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # wireguard-go, the benchmarks' userspace-tunnel baseline, pinned; its
 # binary is named wireguard.
