@@ -24,7 +24,7 @@ DEB := $(BIN)/vifsec_$(VERSION)_$(ARCH).deb
 # Debian packages the tests, the lab and the demo use.
 APT_PKGS := prometheus iproute2 iputils-ping ethtool tcpdump tshark iperf3 wireguard-tools strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-system libvirt-daemon-system-sysv libvirt-clients qemu-system-x86 \
-  etcd-server zsh man-db debootstrap
+  etcd-server zsh man-db debootstrap nftables
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # wireguard-go, the benchmarks' userspace-tunnel baseline, pinned; its
 # binary is named wireguard.
@@ -32,7 +32,7 @@ WIREGUARD_GO := golang.zx2c4.com/wireguard@v0.0.0-20260522210424-ecfc5a8d5446
 # make test must stay under 15 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 12m
 
-.PHONY: all deps build install deb test test-package bench bench-esp bench-sadb bench-datapath bench-e2e bench-scale wireguard-go bench-fleet bench-ike lint demo clean lab-trixie lab-libreswan
+.PHONY: all deps build install deb test test-package bench bench-esp bench-sadb bench-datapath bench-e2e bench-scale wireguard-go bench-fleet bench-ike lint demo clean lab-sw6 lab-libreswan lab-roots
 
 all: build
 
@@ -78,24 +78,32 @@ deb: deps
 	dpkg-deb --root-owner-group -Zxz --build $(BIN)/debroot $(DEB)
 	@echo "built $(DEB)"
 
-# lab-trixie: a Debian 13 root with strongSwan 6.0.1 (RFC 9370 additional
-# key exchanges; no ML-KEM in Debian's build), where the lab runs a
-# chrooted charon (TestIntegrationIKEStrongSwan6*); built into .cache/
-# (debootstrap from deb.debian.org: about 2.5 min and 300 MB). The
-# .complete stamp holds TRIXIE_PKGS: a root built from another list (an
-# older tree's, or a cache CI kept) is built again. (Debian's libreswan
+# lab-sw6: a Debian forky (testing) root with strongSwan 6.1 and OpenSSL
+# 3.6, where the lab runs a chrooted charon (TestIntegrationIKEStrongSwan6*,
+# TestIntegrationStrongSwan6Vectors): RFC 9370 additional key exchanges
+# with ML-KEM-768/1024 from the openssl plugin (strongSwan 6.0.2 or later
+# with OpenSSL 3.5 or later; Debian 13 has 6.0.1, without). Built into
+# .cache/ by debootstrap from deb.debian.org (about 1-2.5 min and 240 MB);
+# Debian 12's debootstrap has no forky script, sid's fits. forky moves and
+# snapshot.debian.org pins nothing here, so the .complete stamp records
+# what was installed: line 1 is SW6_PKGS (a root built from another list,
+# an older tree's or a cache CI kept, is built again), then one
+# "package version" line per package the tests log. (Debian's libreswan
 # conflicts with strongswan-libcharon: it cannot join this root.)
-TRIXIE_ROOT := .cache/lab-trixie
-TRIXIE_PKGS := charon-systemd,libstrongswan-standard-plugins,libcharon-extra-plugins,strongswan-swanctl,libstrongswan-extra-plugins
-lab-trixie:
-	@if [ "$$(cat $(TRIXIE_ROOT)/.complete 2>/dev/null)" = "$(TRIXIE_PKGS)" ]; then exit 0; fi; \
-	if [ "$$(id -u)" != 0 ]; then echo "lab-trixie: debootstrap needs root; skipped (the lab tests need root too)"; exit 0; fi; \
+SW6_ROOT := .cache/lab-sw6
+SW6_PKGS := charon-systemd,libstrongswan-standard-plugins,libcharon-extra-plugins,strongswan-swanctl,libstrongswan-extra-plugins
+SW6_VERSIONS := libstrongswan strongswan-libcharon charon-systemd strongswan-swanctl libstrongswan-standard-plugins libssl3t64
+lab-sw6:
+	@if [ "$$(head -1 $(SW6_ROOT)/.complete 2>/dev/null)" = "$(SW6_PKGS)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "lab-sw6: debootstrap needs root; skipped (the lab tests need root too)"; exit 0; fi; \
 	command -v debootstrap >/dev/null || $(MAKE) deps; \
 	set -e; \
-	mkdir -p $(dir $(TRIXIE_ROOT)); rm -rf $(TRIXIE_ROOT).tmp; \
-	echo "lab-trixie: debootstrap trixie with $(TRIXIE_PKGS) into $(TRIXIE_ROOT) (about 2.5 min)"; \
-	debootstrap --variant=minbase --include=$(TRIXIE_PKGS) trixie $(TRIXIE_ROOT).tmp http://deb.debian.org/debian >$(TRIXIE_ROOT).log 2>&1 || { tail -20 $(TRIXIE_ROOT).log >&2; exit 1; }; \
-	rm -rf $(TRIXIE_ROOT) && mv $(TRIXIE_ROOT).tmp $(TRIXIE_ROOT) && echo "$(TRIXIE_PKGS)" > $(TRIXIE_ROOT)/.complete
+	mkdir -p $(dir $(SW6_ROOT)); rm -rf $(SW6_ROOT).tmp; \
+	echo "lab-sw6: debootstrap forky with $(SW6_PKGS) into $(SW6_ROOT) (about 1-2.5 min)"; \
+	debootstrap --variant=minbase --include=$(SW6_PKGS) forky $(SW6_ROOT).tmp http://deb.debian.org/debian /usr/share/debootstrap/scripts/sid >$(SW6_ROOT).log 2>&1 || { tail -20 $(SW6_ROOT).log >&2; exit 1; }; \
+	{ echo "$(SW6_PKGS)"; chroot $(SW6_ROOT).tmp dpkg-query -W -f='$${Package} $${Version}\n' $(SW6_VERSIONS); } > $(SW6_ROOT).tmp/.complete.new; \
+	rm -rf $(SW6_ROOT) && mv $(SW6_ROOT).tmp $(SW6_ROOT) && mv $(SW6_ROOT)/.complete.new $(SW6_ROOT)/.complete; \
+	sed 1d $(SW6_ROOT)/.complete | sed 's/^/lab-sw6: /'
 
 # lab-libreswan: a Debian 13 root with libreswan 5.2, where the lab runs a
 # chrooted pluto (TestIntegrationIKELibreswan), a second IKE
@@ -103,23 +111,33 @@ lab-trixie:
 # libreswan conflicts with strongswan-libcharon. bind9-host provides the
 # virtual package "host" libreswan depends on, which debootstrap does not
 # resolve; openssl makes the PKCS#12 files pluto's NSS imports. Same stamp
-# rule as lab-trixie (about 2 min and 200 MB).
+# rule as lab-sw6, versions of libreswan and NSS after the list (about 2
+# min and 200 MB).
 LIBRESWAN_ROOT := .cache/lab-libreswan
 LIBRESWAN_PKGS := libreswan,bind9-host,openssl
 lab-libreswan:
-	@if [ "$$(cat $(LIBRESWAN_ROOT)/.complete 2>/dev/null)" = "$(LIBRESWAN_PKGS)" ]; then exit 0; fi; \
+	@if [ "$$(head -1 $(LIBRESWAN_ROOT)/.complete 2>/dev/null)" = "$(LIBRESWAN_PKGS)" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then echo "lab-libreswan: debootstrap needs root; skipped (the lab tests need root too)"; exit 0; fi; \
 	command -v debootstrap >/dev/null || $(MAKE) deps; \
 	set -e; \
 	mkdir -p $(dir $(LIBRESWAN_ROOT)); rm -rf $(LIBRESWAN_ROOT).tmp; \
 	echo "lab-libreswan: debootstrap trixie with $(LIBRESWAN_PKGS) into $(LIBRESWAN_ROOT) (about 2 min)"; \
 	debootstrap --variant=minbase --include=$(LIBRESWAN_PKGS) trixie $(LIBRESWAN_ROOT).tmp http://deb.debian.org/debian >$(LIBRESWAN_ROOT).log 2>&1 || { tail -20 $(LIBRESWAN_ROOT).log >&2; exit 1; }; \
-	rm -rf $(LIBRESWAN_ROOT) && mv $(LIBRESWAN_ROOT).tmp $(LIBRESWAN_ROOT) && echo "$(LIBRESWAN_PKGS)" > $(LIBRESWAN_ROOT)/.complete
+	{ echo "$(LIBRESWAN_PKGS)"; chroot $(LIBRESWAN_ROOT).tmp dpkg-query -W -f='$${Package} $${Version}\n' libreswan libnss3; } > $(LIBRESWAN_ROOT).tmp/.complete.new; \
+	rm -rf $(LIBRESWAN_ROOT) && mv $(LIBRESWAN_ROOT).tmp $(LIBRESWAN_ROOT) && mv $(LIBRESWAN_ROOT)/.complete.new $(LIBRESWAN_ROOT)/.complete; \
+	sed 1d $(LIBRESWAN_ROOT)/.complete | sed 's/^/lab-libreswan: /'
+
+# lab-roots builds both lab roots at once: two independent debootstraps
+# that wait on the mirror as much as on the CPU (on 2 busy cores, 156-162 s
+# together against 191-202 s one after the other).
+lab-roots:
+	@command -v debootstrap >/dev/null || $(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory -j2 lab-sw6 lab-libreswan
 
 # test runs unit tests, integration tests (network namespaces, tshark,
 # strongSwan; they need root) and every Fuzz* target's seed corpus (go test
 # runs seeds as ordinary tests).
-test: build deb lab-trixie lab-libreswan
+test: build deb lab-roots
 	$(GO) vet ./...
 	@test -z "$$($(GOFMT) -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; $(GOFMT) -l .; exit 1; }
 	VIFSEC_DEB=$(abspath $(DEB)) VIFSEC_VERSION=$(VERSION) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -13,51 +13,56 @@ import (
 	"github.com/vifsec/vifsec/internal/api"
 )
 
-// Interop with strongSwan 6 (Debian 13), run chrooted in the tree `make
-// lab-trixie` builds: an additional key exchange (RFC 9370) in
-// IKE_INTERMEDIATE at setup and in IKE_FOLLOWUP_KE after every rekey, of
-// the IKE SA and of the Child SA (PFS), each side initiating and
-// rekeying; a post-quantum preshared key (RFC 8784) required on both
-// sides, with a PSK and with certificates, through its rekeys.
+// Interop with strongSwan 6 (6.1 with OpenSSL 3.6, Debian forky), run
+// chrooted in the tree `make lab-sw6` builds: an additional key exchange
+// (RFC 9370) in IKE_INTERMEDIATE at setup and in IKE_FOLLOWUP_KE after
+// every rekey, of the IKE SA and of the Child SA (PFS), each side
+// initiating and rekeying; a post-quantum preshared key (RFC 8784)
+// required on both sides, with a PSK and with certificates, through its
+// rekeys.
 //
-// The additional key exchange is ML-KEM (x25519 then ML-KEM-768, ECP-384
-// then ML-KEM-1024) where the root's charon implements it, and ECP-384 or
-// x25519 in its place where not. Debian 13's strongSwan 6.0.1 does not,
-// although its OpenSSL (3.5) has ML-KEM: in 6.0.x before 6.0.2 the
-// openssl plugin provides ML-KEM only when built against AWS-LC
-// ("ML-KEM is provided by the botan, wolfssl, openssl (only via AWS-LC)
-// and the new ml plugins" in 6.0.0's NEWS; "ML-KEM is supported via
-// OpenSSL 3.5+" is a 6.0.2 entry), and Debian builds neither the ml,
-// botan nor wolfssl plugin into any package (trixie, trixie-security,
-// trixie-backports). With every plugin the root has loaded, `swanctl
-// --list-algs` lists key exchanges CURVE_25519, MODP_* (gcrypt), ECP_*,
-// ECP_*_BP and CURVE_448 (openssl), no ML_KEM_*. A root with 6.0.2 or
-// later (VIFSEC_TRIXIE_ROOT, e.g. debootstrap of sid) runs the ML-KEM
-// matrix.
+// The additional key exchange is ML-KEM: x25519 then ML-KEM-768, ECP-384
+// then ML-KEM-1024. strongSwan's openssl plugin provides ML-KEM from 6.0.2
+// on with OpenSSL 3.5 or later; Debian 13's 6.0.1 has none (before 6.0.2
+// the openssl plugin offered it only when built against AWS-LC, and
+// Debian builds none of the ml, botan or wolfssl plugins), hence the
+// forky root. A root whose charon lists no ML_KEM_768 in `swanctl
+// --list-algs` (VIFSEC_SW6_ROOT pointing at another tree) runs the matrix
+// with ECP-384 or x25519 as the additional key exchange, and fails when
+// CI=true.
 //
 // The wire, captured on the peer, has each IKE_INTERMEDIATE (exchange
 // type 43) and IKE_FOLLOWUP_KE (44) as tshark decodes them.
 
-// trixieCharon is the daemon the tree's charon-systemd package installs.
-const trixieCharon = "/usr/sbin/charon-systemd"
+// sw6Charon is the daemon the tree's charon-systemd package installs.
+const sw6Charon = "/usr/sbin/charon-systemd"
 
-// trixiePlugins are charon 6's plugins the lab needs.
-const trixiePlugins = CharonPlugins
+// sw6Plugins are charon 6's plugins the lab needs.
+const sw6Plugins = CharonPlugins
 
-// needTrixie returns the strongSwan 6 root, or skips (fails under CI)
-// without it.
-func needTrixie(t *testing.T) string {
+// needSW6 returns the strongSwan 6 root (VIFSEC_SW6_ROOT, or
+// VIFSEC_TRIXIE_ROOT as older trees named it, else `make lab-sw6`'s), or
+// skips (fails under CI) without it. It logs the package versions the
+// root's .complete stamp records: the root follows Debian testing.
+func needSW6(t *testing.T) string {
 	t.Helper()
-	root := os.Getenv("VIFSEC_TRIXIE_ROOT")
+	root := os.Getenv("VIFSEC_SW6_ROOT")
 	if root == "" {
-		root, _ = filepath.Abs("../../.cache/lab-trixie")
+		root = os.Getenv("VIFSEC_TRIXIE_ROOT")
 	}
-	if _, err := os.Stat(filepath.Join(root, ".complete")); err != nil {
-		msg := "strongSwan 6 root missing (make lab-trixie): " + root
+	if root == "" {
+		root, _ = filepath.Abs("../../.cache/lab-sw6")
+	}
+	stamp, err := os.ReadFile(filepath.Join(root, ".complete"))
+	if err != nil {
+		msg := "strongSwan 6 root missing (make lab-sw6): " + root
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
+	}
+	if _, versions, ok := strings.Cut(strings.TrimSpace(string(stamp)), "\n"); ok {
+		t.Logf("strongSwan 6 root %s:\n%s", root, versions)
 	}
 	return root
 }
@@ -138,13 +143,17 @@ func charonChildPair(list string) (in, out string) {
 
 func TestIntegrationIKEStrongSwan6(t *testing.T) {
 	bin := needDemoTools(t)
-	root := needTrixie(t)
+	root := needSW6(t)
 	l, d := ikeLabT(t, bin, "vs6")
 	ctx := context.Background()
-	base := CharonConfig{Root: root, Charon: trixieCharon, Plugins: trixiePlugins}
-	mlkem := strings.Contains(charonAlgs(t, l, base), "ML_KEM_768")
+	base := CharonConfig{Root: root, Charon: sw6Charon, Plugins: sw6Plugins}
+	algs := charonAlgs(t, l, base)
+	mlkem := strings.Contains(algs, "ML_KEM_768") && strings.Contains(algs, "ML_KEM_1024")
+	if !mlkem && os.Getenv("CI") == "true" {
+		t.Fatalf("the charon in %s lacks ML-KEM-768 or ML-KEM-1024 (swanctl --list-algs below); make lab-sw6 builds one with both\n%s", root, algs)
+	}
 	if !mlkem {
-		t.Logf("the charon in %s implements no ML-KEM (no ML_KEM_768 in swanctl --list-algs): the additional key exchange is ECP-384 or x25519", root)
+		t.Logf("the charon in %s implements no ML-KEM (ML_KEM_768 or ML_KEM_1024 missing from swanctl --list-algs): the additional key exchange is ECP-384 or x25519", root)
 	}
 	kes := ike6KEs(mlkem)
 	type keCase struct {
@@ -374,14 +383,14 @@ func charonAlgs(t *testing.T, l *IKELab, base CharonConfig) string {
 //
 // Transport mode: libipsec creates tunnel-mode SAs only (ipsec_sa_create
 // refuses any other mode, logging "IPsec SA: unsupported mode", in
-// 6.0.1 as in 5.9.8); the subtest sees charon refuse to install it, and
+// 6.0.1 and 6.1 as in 5.9.8); the subtest sees charon refuse to install it, and
 // runs traffic through it should a root's charon accept it.
 func TestIntegrationIKEStrongSwan6RawESP(t *testing.T) {
 	bin := needDemoTools(t)
-	root := needTrixie(t)
+	root := needSW6(t)
 	l, d := ikeLabT(t, bin, "vr6")
 	ctx := context.Background()
-	base := CharonConfig{Root: root, Charon: trixieCharon, Plugins: trixiePlugins, RawESP: true}
+	base := CharonConfig{Root: root, Charon: sw6Charon, Plugins: sw6Plugins, RawESP: true}
 	ike, esp := "aes256gcm16-prfsha384-x25519", "aes256gcm16"
 
 	t.Run("tunnel", func(t *testing.T) {

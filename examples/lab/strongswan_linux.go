@@ -84,8 +84,8 @@ type CharonConfig struct {
 
 	// Root is a root file system charon and swanctl run in, chrooted
 	// inside charon's mount namespace: a debootstrap tree such as the
-	// strongSwan 6 one of `make lab-trixie` (TrixieRoot). "" runs the
-	// host's. Charon is the daemon's path inside it; "" means CharonPath.
+	// strongSwan 6 one of `make lab-sw6`. "" runs the host's. Charon is
+	// the daemon's path inside it; "" means CharonPath.
 	// A daemon named charon-systemd reads its own strongswan.conf
 	// section, which StartCharon writes under that name.
 	Root   string

@@ -401,8 +401,13 @@ func setups(nw Network, ea, eb Endpoint, s Suite, n, conc int, mem *MemResult) (
 			Port: port, NATPort: port + 1,
 			// Requests held at the gate are not lost; a real loss shows as
 			// a stall of this long and a retransmission counted.
-			RetransmitTimeout:       5 * time.Second,
+			RetransmitTimeout: 5 * time.Second,
+			// Every setup comes from one address: the responder's
+			// per-source limit (cookies from half of it, then silence)
+			// would otherwise measure its cookie round trips and the
+			// retransmission timeout, not setups.
 			HalfOpenCookieThreshold: max(64, 2*conc),
+			MaxHalfOpenPerSource:    max(64, 2*conc),
 			MaxHalfOpen:             max(16384, 2*conc),
 		}
 	}

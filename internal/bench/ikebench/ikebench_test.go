@@ -30,6 +30,20 @@ func TestSetupsInMemory(t *testing.T) {
 	}
 }
 
+// TestSetupsFromOneSource runs as many setups in flight as make bench-ike
+// does (64), all from one source address: none may meet the responder's
+// half-open limits (a cookie challenge or a dropped IKE_SA_INIT shows as
+// a retransmission).
+func TestSetupsFromOneSource(t *testing.T) {
+	r, err := Setups(InMemory(), Suites[0], 200, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.N != 200 || r.Retransmits != 0 {
+		t.Errorf("200 setups, 64 in flight: %d done, %d retransmissions; want all, none", r.N, r.Retransmits)
+	}
+}
+
 func TestSetupsLoopback(t *testing.T) {
 	nw, err := Loopback()
 	if err != nil {

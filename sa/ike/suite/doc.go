@@ -24,6 +24,11 @@
 // Child SA (ESP): every algorithm of the ESP core (sa.EncAlgs,
 // sa.IntegAlgs), ESN, and an optional PFS group from the same DH groups.
 //
+// The derivations and AUTH computations are checked against values
+// strongSwan's charon logged (testdata/): 5.9.8 for IKE_SA_INIT and
+// IKE_AUTH, 6.1 for an additional ML-KEM-768 exchange in IKE_INTERMEDIATE
+// with IntAuth, with and without a PPK.
+//
 // # Keys
 //
 // AEAD keys are laid out as the ESP core wants them: key followed by the

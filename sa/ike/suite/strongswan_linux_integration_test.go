@@ -68,7 +68,7 @@ func TestIntegrationStrongSwanVectors(t *testing.T) {
 				return
 			}
 			out := filepath.Join("testdata", "strongswan-"+tc.name+".txt")
-			if err := v.write(out, "recorded from two strongSwan 5.9.8 charons by TestIntegrationStrongSwanVectors ("+tc.auth+", IKE_SA_INIT + IKE_AUTH)"); err != nil {
+			if err := v.write(out, []string{"recorded from two strongSwan 5.9.8 charons by TestIntegrationStrongSwanVectors (" + tc.auth + ", IKE_SA_INIT + IKE_AUTH)"}, swVectorKeys); err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("wrote %s", out)
@@ -81,6 +81,19 @@ const testPSK = "vifsec-suite-vector"
 // runCharonPair runs initiator a (192.0.2.1) and responder b (192.0.2.2)
 // and returns what their logs hold.
 func runCharonPair(t *testing.T, ikeProp, espProp, auth string) *swVector {
+	v, _, _ := runCharonPairIn(t, ikeProp, espProp, auth, pairOpts{})
+	return v
+}
+
+// pairOpts are runCharonPairIn's options beyond the proposals.
+type pairOpts struct {
+	root       string // both charons chrooted in it (make lab-sw6); "" the host's
+	ppkID, ppk string // a PPK both require (RFC 8784); "" none
+}
+
+// runCharonPairIn is runCharonPair with options; it also returns the
+// initiator's and the responder's parsed logs.
+func runCharonPairIn(t *testing.T, ikeProp, espProp, auth string, o pairOpts) (*swVector, *charonLog, *charonLog) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	id := strconv.Itoa(os.Getpid() % 100000)
@@ -108,8 +121,10 @@ func runCharonPair(t *testing.T, ikeProp, espProp, auth string) *swVector {
 		run("ip", "-n", ns, "addr", "add", inner[ns], "dev", "d0")
 		run("ip", "-n", ns, "link", "set", "d0", "up")
 	}
-	pa := &peerConf{me: "192.0.2.1", peer: "192.0.2.2", lts: "198.51.100.0/24", rts: "203.0.113.0/24", ike: ikeProp, esp: espProp, auth: auth}
-	pb := &peerConf{me: "192.0.2.2", peer: "192.0.2.1", lts: "203.0.113.0/24", rts: "198.51.100.0/24", ike: ikeProp, esp: espProp, auth: auth}
+	pa := &peerConf{me: "192.0.2.1", peer: "192.0.2.2", lts: "198.51.100.0/24", rts: "203.0.113.0/24", ike: ikeProp, esp: espProp, auth: auth,
+		root: o.root, ppkID: o.ppkID, ppk: o.ppk}
+	pb := &peerConf{me: "192.0.2.2", peer: "192.0.2.1", lts: "203.0.113.0/24", rts: "198.51.100.0/24", ike: ikeProp, esp: espProp, auth: auth,
+		root: o.root, ppkID: o.ppkID, ppk: o.ppk}
 	if auth != "psk" {
 		makeCerts(t, auth, pa, pb)
 	}
@@ -131,7 +146,9 @@ func runCharonPair(t *testing.T, ikeProp, espProp, auth string) *swVector {
 	} else {
 		set("cert_i", pa.certDER)
 	}
-	set("octets_i", la.get(t, "octets = message + nonce + prf(Sk_px, IDx')", 0))
+	if o.root == "" {
+		set("octets_i", la.get(t, "octets = message + nonce + prf(Sk_px, IDx')", 0))
+	}
 	set("init_request", stripMarker(lb.get(t, "received packet", 0)))
 	set("init_response", stripMarker(la.get(t, "received packet", 0)))
 	set("auth_request", stripMarker(lb.get(t, "received packet", 1)))
@@ -147,7 +164,7 @@ func runCharonPair(t *testing.T, ikeProp, espProp, auth string) *swVector {
 		}
 	}
 	set("idi", la.get(t, "IDx'", 0))
-	return v
+	return v, la, lb
 }
 
 // stripMarker removes the 4-byte non-ESP marker of UDP port 4500.
@@ -160,6 +177,7 @@ func stripMarker(b []byte) []byte {
 
 type charon struct {
 	dir, conf, log string
+	root           string // chrooted in it, if not ""
 	pid            int
 	cmd            *exec.Cmd
 	done           chan struct{}
@@ -173,19 +191,32 @@ type peerConf struct {
 	certDER                            []byte
 	certPEM, keyPEM, caPEM             []byte
 	keyDir                             string // swanctl/ecdsa or swanctl/rsa
+	// root is a root file system (make lab-sw6) whose charon-systemd
+	// runs chrooted; "" runs the host's charon.
+	root string
+	// ppkID and ppk: a post-quantum preshared key (RFC 8784) both sides
+	// require; "" for none.
+	ppkID, ppk string
 }
 
 func startCharon(t *testing.T, ctx context.Context, ns string, p *peerConf) *charon {
 	t.Helper()
-	c := &charon{dir: t.TempDir()}
-	c.conf = filepath.Join(c.dir, "strongswan.conf")
+	c := &charon{dir: t.TempDir(), root: p.root}
 	c.log = filepath.Join(c.dir, "charon.log")
 	for _, d := range []string{"run", "swanctl"} {
 		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	conf := `charon {
+	// A daemon reads the section of its own name; a chrooted one finds
+	// this file as /run/strongswan.conf (c.dir/run is mounted there).
+	daemon, section := "/usr/lib/ipsec/charon", "charon"
+	c.conf = filepath.Join(c.dir, "strongswan.conf")
+	if p.root != "" {
+		daemon, section = "/usr/sbin/charon-systemd", "charon-systemd"
+		c.conf = filepath.Join(c.dir, "run", "strongswan.conf")
+	}
+	conf := section + ` {
   load = random nonce kdf aes sha1 sha2 hmac gcm pem pkcs1 x509 revocation constraints pubkey openssl kernel-libipsec kernel-netlink socket-default vici
   filelog {
     stderr {
@@ -205,7 +236,7 @@ func startCharon(t *testing.T, ctx context.Context, ns string, p *peerConf) *cha
 	localAuth, remoteAuth, certs, secrets := "psk", "psk", "", ""
 	id, peerID := p.me, p.peer
 	if p.auth == "psk" {
-		secrets = fmt.Sprintf("secrets {\n  ike-1 {\n    id-1 = %s\n    id-2 = %s\n    secret = %q\n  }\n}\n", p.me, p.peer, testPSK)
+		secrets = fmt.Sprintf("  ike-1 {\n    id-1 = %s\n    id-2 = %s\n    secret = %q\n  }\n", p.me, p.peer, testPSK)
 	} else {
 		localAuth, remoteAuth, certs = "pubkey", "pubkey", "      certs = me.pem\n"
 		if p.auth == "rsa-pss" {
@@ -222,14 +253,23 @@ func startCharon(t *testing.T, ctx context.Context, ns string, p *peerConf) *cha
 			}
 		}
 	}
-	// fragmentation = no: an RSA certificate's IKE_AUTH stays one datagram.
+	ppk := ""
+	if p.ppkID != "" {
+		ppk = fmt.Sprintf("    ppk_id = %s\n    ppk_required = yes\n", p.ppkID)
+		secrets += fmt.Sprintf("  ppk-1 {\n    id = %s\n    secret = %q\n  }\n", p.ppkID, p.ppk)
+	}
+	if secrets != "" {
+		secrets = "secrets {\n" + secrets + "}\n"
+	}
+	// fragmentation = no: an RSA certificate's IKE_AUTH or an ML-KEM-768
+	// key stays one datagram.
 	swanctl := fmt.Sprintf(`connections {
   t {
     local_addrs = %s
     remote_addrs = %s
     proposals = %s
     fragmentation = no
-    local {
+%s    local {
       auth = %s
       id = %s
 %s    }
@@ -246,7 +286,7 @@ func startCharon(t *testing.T, ctx context.Context, ns string, p *peerConf) *cha
     }
   }
 }
-%s`, p.me, p.peer, p.ike, localAuth, id, certs, remoteAuth, peerID, p.lts, p.rts, p.esp, secrets)
+%s`, p.me, p.peer, p.ike, ppk, localAuth, id, certs, remoteAuth, peerID, p.lts, p.rts, p.esp, secrets)
 	if err := os.WriteFile(c.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -260,10 +300,18 @@ func startCharon(t *testing.T, ctx context.Context, ns string, p *peerConf) *cha
 	// ip netns exec, unshare (without --fork) and sh all exec in place:
 	// the command's pid is charon's. The mount namespace keeps the bind
 	// mounts (pid file, vici socket, config) private to this charon.
-	script := fmt.Sprintf("mount --bind %s /var/run && mount --bind %s /etc/swanctl && exec /usr/lib/ipsec/charon",
-		filepath.Join(c.dir, "run"), filepath.Join(c.dir, "swanctl"))
+	script := fmt.Sprintf("mount --bind %s /var/run && mount --bind %s /etc/swanctl && exec %s",
+		filepath.Join(c.dir, "run"), filepath.Join(c.dir, "swanctl"), daemon)
+	if r := p.root; r != "" {
+		// The tree's /var/run is a symlink to /run. charon needs /dev
+		// (/dev/net/tun for kernel-libipsec, /dev/urandom) and /proc;
+		// chroot execs it in place.
+		script = fmt.Sprintf("mount --bind %s %s && mount --bind %s %s && mount --rbind /dev %s && mount -t proc proc %s && exec chroot %s %s",
+			filepath.Join(c.dir, "run"), filepath.Join(r, "run"), filepath.Join(c.dir, "swanctl"), filepath.Join(r, "etc/swanctl"),
+			filepath.Join(r, "dev"), filepath.Join(r, "proc"), r, daemon)
+	}
 	c.cmd = exec.Command("ip", "netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
-	c.cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf)
+	c.cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.chrootConf())
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.cmd.Start(); err != nil {
@@ -294,9 +342,21 @@ func startCharon(t *testing.T, ctx context.Context, ns string, p *peerConf) *cha
 	return c
 }
 
+// chrootConf is strongswan.conf's path as charon and swanctl see it.
+func (c *charon) chrootConf() string {
+	if c.root != "" {
+		return "/run/strongswan.conf"
+	}
+	return c.conf
+}
+
 func (c *charon) swanctl(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(c.pid), "-m", "-n", "swanctl"}, args...)...)
-	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.conf)
+	ns := []string{"-t", strconv.Itoa(c.pid), "-m", "-n"}
+	if c.root != "" {
+		ns = append(ns, "-r", "-w") // charon's root: its swanctl
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", append(append(ns, "swanctl"), args...)...)
+	cmd.Env = append(os.Environ(), "STRONGSWAN_CONF="+c.chrootConf())
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -443,4 +503,105 @@ func makeCerts(t *testing.T, auth string, pa, pb *peerConf) {
 		p.id = name
 	}
 	pa.peerID, pb.peerID = pb.id, pa.id
+}
+
+// TestIntegrationStrongSwan6Vectors is TestIntegrationStrongSwanVectors
+// for an IKE SA with an additional ML-KEM-768 exchange (RFC 9370) in
+// IKE_INTERMEDIATE (RFC 9242), without and with a PPK (RFC 8784), between
+// two strongSwan 6 charons chrooted in the root `make lab-sw6` builds
+// (VIFSEC_SW6_ROOT overrides it): checkVector6 checks every key of the
+// chain against theirs, and with VIFSEC_RECORD_VECTORS=1 the vectors go
+// to testdata/strongswan6-*.txt for TestStrongSwan6Vectors.
+func TestIntegrationStrongSwan6Vectors(t *testing.T) {
+	testutil.NeedRoot(t, "ip", "unshare", "nsenter", "chroot")
+	root := os.Getenv("VIFSEC_SW6_ROOT")
+	if root == "" {
+		root, _ = filepath.Abs("../../../.cache/lab-sw6")
+	}
+	stamp, err := os.ReadFile(filepath.Join(root, ".complete"))
+	if err != nil {
+		testutil.CannotRun(t, "strongSwan 6 root missing (make lab-sw6): "+root)
+	}
+	_, versions, _ := strings.Cut(strings.TrimSpace(string(stamp)), "\n")
+	t.Logf("strongSwan 6 root %s:\n%s", root, versions)
+	const ike, esp = "aes256gcm16-prfsha384-x25519-ke1_mlkem768", "aes256gcm16"
+	for _, tc := range []struct {
+		name string
+		o    pairOpts
+	}{
+		{"x25519-mlkem768-psk", pairOpts{root: root}},
+		{"x25519-mlkem768-psk-ppk", pairOpts{root: root, ppkID: "vifsec-ppk", ppk: "vifsec suite post-quantum key 01"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, la, lb := runCharonPairIn(t, ike, esp, "psk", tc.o)
+			v := vector6(t, la, lb, ike, esp, tc.o)
+			v.name = tc.name
+			for _, e := range checkVector6(v) {
+				t.Error(e)
+			}
+			if t.Failed() || os.Getenv("VIFSEC_RECORD_VECTORS") != "1" {
+				return
+			}
+			out := filepath.Join("testdata", "strongswan6-"+tc.name+".txt")
+			comment := []string{
+				"recorded from two strongSwan 6 charons (ike, chd and net at log level 4) by",
+				"  VIFSEC_RECORD_VECTORS=1 go test -run 'TestIntegrationStrongSwan6Vectors$' ./sa/ike/suite/",
+				"  (as root, after make lab-sw6): IKE_SA_INIT, IKE_INTERMEDIATE with ML-KEM-768, IKE_AUTH;",
+				"  the responder's log unless said; root " + filepath.Base(root) + ":",
+			}
+			for _, l := range strings.Split(versions, "\n") {
+				comment = append(comment, "    "+l)
+			}
+			if err := v.write(out, comment, sw6VectorKeys); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("wrote %s", out)
+		})
+	}
+}
+
+// vector6 takes a strongSwan 6 vector out of the initiator's (la) and the
+// responder's (lb) logs. Each key derivation logs "key exchange secret",
+// SKEYSEED and Sk_*: first IKE_SA_INIT's, then the IKE_INTERMEDIATE's
+// ML-KEM; with a PPK, IKE_AUTH logs Sk_d, Sk_pi and Sk_pr a third time.
+func vector6(t *testing.T, la, lb *charonLog, ike, esp string, o pairOpts) *swVector {
+	v := &swVector{f: map[string]string{"ike": ike, "esp": esp, "auth": "psk", "psk": testPSK}}
+	set := func(k string, b []byte) { v.f[k] = hex.EncodeToString(b) }
+	if o.ppkID != "" {
+		v.f["ppk_id"], v.f["ppk"] = o.ppkID, hex.EncodeToString([]byte(o.ppk))
+	}
+	// The responder receives IKE_SA_INIT, IKE_INTERMEDIATE and IKE_AUTH
+	// requests in this order, the initiator their responses.
+	for i, k := range []string{"init_request", "int_request", "auth_request"} {
+		set(k, stripMarker(lb.get(t, "received packet", i)))
+	}
+	for i, k := range []string{"init_response", "int_response", "auth_response"} {
+		set(k, stripMarker(la.get(t, "received packet", i)))
+	}
+	for i, sfx := range []string{"", "_1"} {
+		set("shared"+sfx, lb.get(t, "key exchange secret", i))
+		set("skeyseed"+sfx, lb.get(t, "SKEYSEED", i))
+		for k, label := range map[string]string{"sk_d": "Sk_d secret", "sk_ei": "Sk_ei secret", "sk_er": "Sk_er secret", "sk_pi": "Sk_pi secret", "sk_pr": "Sk_pr secret"} {
+			set(k+sfx, lb.get(t, label, i))
+		}
+	}
+	if o.ppkID != "" {
+		for k, label := range map[string]string{"sk_d": "Sk_d secret", "sk_pi": "Sk_pi secret", "sk_pr": "Sk_pr secret"} {
+			set(k+"_ppk", lb.get(t, label, 2))
+		}
+	}
+	label := "IntAuth_N = prf(Sk_px, data)" // the request's, then the response's
+	set("intauth_i", lb.get(t, label, 0))
+	set("intauth_r", lb.get(t, label, 1))
+	// The responder checks the initiator's AUTH, then makes its own.
+	octets, auth := "octets = message + nonce + prf(Sk_px, IDx') + IntAuth", "AUTH = prf(prf(secret, keypad), octets)"
+	set("idi", lb.get(t, "IDx'", 0))
+	set("octets_i", lb.get(t, octets, 0))
+	set("auth_i", lb.get(t, auth, 0))
+	set("idr", lb.get(t, "IDx'", 1))
+	set("octets_r", lb.get(t, octets, 1))
+	set("auth_r", lb.get(t, auth, 1))
+	set("child_enc_i", lb.get(t, "encryption initiator key", 0))
+	set("child_enc_r", lb.get(t, "encryption responder key", 0))
+	return v
 }
