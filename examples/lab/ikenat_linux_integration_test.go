@@ -148,8 +148,8 @@ secrets {
 		return err == nil
 	})
 	t.Logf("%v after the change: the peer's ping answered", time.Since(changed).Round(time.Millisecond))
-	// show-ikesa has no ports: vifsecd's log says where the Child SA
-	// went, and the wire below shows it.
+	// vifsecd's log says where the Child SA went, show-ipsecsa's JSON
+	// where it is, and the wire below shows it.
 	var moved []netip.AddrPort
 	waitFor6(t, 5*time.Second, "vifsecd's log does not say the Child SA followed its peer", func() bool {
 		moved = childMoves(t, d.Log)
@@ -163,6 +163,16 @@ secrets {
 	}
 	if now := natChildSPIs(t, d); now != spis {
 		t.Errorf("Child SA %s after the NAT's change, was %s: want it moved in place, not replaced", now, spis)
+	}
+	// What an operator sees: show-ipsecsa's JSON has the peer's port now.
+	for _, r := range ike2IPsecSAs(t, d, "acme") {
+		if r.Policy != "nat" || r.State != "INSTALLED" {
+			continue
+		}
+		ap := netip.AddrPortFrom(mustAddr(r.RemoteAddress), uint16(r.RemotePort))
+		if !inRange(ap, IKEPeer4, natPortsNew) {
+			t.Errorf("show-ipsecsa after the NAT's change: remote %v; want %v on a port in %v", ap, IKEPeer4, natPortsNew)
+		}
 	}
 	bothWays(t, l, "after the NAT's change")
 
