@@ -48,7 +48,10 @@
 // stops an SA and returns the exact last number (a clean stop), Refuse
 // stops it for good when its history cannot be proven (drop.SeqRefused).
 // An SA built by New has no limit (SeqUnlimited); the daemon sets one on
-// every SA it stores (internal/daemon, seqres.go).
+// every SA it stores (internal/daemon, seqres.go). ReserveSeq takes a
+// block of consecutive numbers at once under the same limits (NextSeq is
+// a block of one), for a sender that seals a run of packets in parallel
+// and sends them in number order.
 //
 // # What this package must not do
 //
