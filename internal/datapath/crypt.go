@@ -1,0 +1,330 @@
+package datapath
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vifsec/vifsec/drop"
+	"github.com/vifsec/vifsec/sa"
+	"github.com/vifsec/vifsec/sa/esp"
+)
+
+// Parallel crypto inside one flow. A worker is one goroutine, and one
+// VM's outbound traffic (its VIF has one queue) or one inbound SA (the
+// uplink's fanout keeps it on one queue) has one worker: without help,
+// one guest's TCP stream is encrypted on one core. So a worker does not
+// seal or open an AEAD SA's packets as it meets them; it collects them
+// in a run (cryptRun) and, where the run ends, does the crypto of the
+// whole run at once, sharing it with the engine's helpers, then sends
+// what came out in the run's order:
+//
+//  1. Collect: fromVIF stops an ESP packet before Encap (addSeal),
+//     inboundESP before Decap (addOpen). A run holds one direction's
+//     packets, outbound those of one SA, at most maxRun.
+//  2. End the run (cryptFlush) before anything else is queued or
+//     delivered, before the buffers its packets are in are reused, and
+//     at the end of the batch: frames keep the order they had.
+//  3. Outbound: reserve the run's sequence numbers as one block
+//     (sa.SA.ReserveSeq); packet i gets first+i.
+//  4. Crypto: packets are taken one at a time from a shared index by the
+//     worker and by the helpers it could hand the run to (esp.EncapSeq,
+//     esp.Decap), each with its own sa.Scratch.
+//  5. Finish in run order on the worker: outbound, the Ethernet header
+//     and forward (a packet whose number is not above the last one the
+//     run sent on its SA is dropped and counted, drop.Reordered: the
+//     wire order of an SA is its number order); inbound, the SPD check
+//     and delivery.
+//
+// The pool has one helper per CPU beyond the first (GOMAXPROCS-1 when
+// the engine starts its first worker); with one CPU there is none and a
+// worker does its crypto inline, packet by packet, as without the pool.
+// A worker hands its run only to helpers that are idle at that moment
+// (a send on an unbuffered channel that does not wait), and only as
+// many as the run is long enough to pay for (cryptShare packets each,
+// measured): it never waits for a helper to become free, and never for
+// one that was handed the run but has not started (it takes the job
+// back, see cryptJob). Nothing is allocated per packet or per run: the
+// run, its jobs and its channel are made once per set of buffers.
+
+// cryptShare is the fewest packets a participant's share of a run must
+// have for handing it to a helper to pay: below it, waking a helper (a
+// few microseconds, more when the CPU it runs on is busy) costs more
+// than the crypto it takes over. 1400-byte AES-GCM packets take about
+// 0.4 µs each to seal on the machines this was measured on
+// (BenchmarkCryptRun: 2 CPUs, a run of 8 is no faster shared, 16 is).
+const cryptShare = 8
+
+// maxRun is the most packets a run holds: a super-frame's segments
+// (maxSegs) or a batch.
+const maxRun = max(maxSegs, 64)
+
+// cryptPool is the engine's crypto helpers.
+type cryptPool struct {
+	// ch hands a job to an idle helper; unbuffered, so a send that does
+	// not wait succeeds only when a helper waits for work.
+	ch      chan cryptMsg
+	helpers int
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// newCryptPool starts n helpers (none and nil for n < 1).
+func newCryptPool(n int) *cryptPool {
+	if n < 1 {
+		return nil
+	}
+	p := &cryptPool{ch: make(chan cryptMsg), helpers: n, stop: make(chan struct{})}
+	for range n {
+		p.wg.Add(1)
+		go p.helper()
+	}
+	return p
+}
+
+// close stops the helpers and waits for them. No worker may use the
+// pool any more.
+func (p *cryptPool) close() {
+	if p == nil {
+		return
+	}
+	close(p.stop)
+	p.wg.Wait()
+}
+
+func (p *cryptPool) helper() {
+	defer p.wg.Done()
+	var sc sa.Scratch
+	for {
+		select {
+		case m := <-p.ch:
+			j := m.job
+			if !j.state.CompareAndSwap(m.gen<<2|jobPosted, m.gen<<2|jobTaken) {
+				continue // the worker took it back, or it is an old message
+			}
+			j.run.work(&sc)
+			j.run.done <- struct{}{}
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// The states of a cryptJob, in the low bits of its state word; the
+// high bits are the posting's generation.
+const (
+	jobPosted    = 1 // handed over; may be taken or taken back
+	jobTaken     = 2 // a helper works on the run; it will signal done
+	jobCancelled = 3 // the worker took it back; no helper touches the run
+)
+
+// cryptJob is one hand-off of a run to a helper. The worker posts it
+// (state gen|posted) and sends (job, gen); a helper that receives it
+// takes it (posted → taken) before touching the run. When the worker
+// has done the run's work it takes back every job still posted
+// (posted → cancelled): a helper that was woken but did not start by
+// then costs the worker no wait. The generation makes an old message
+// that a slow helper receives late fail to take a later posting.
+type cryptJob struct {
+	state atomic.Uint64
+	gen   uint64
+	run   *cryptRun
+}
+
+type cryptMsg struct {
+	job *cryptJob
+	gen uint64
+}
+
+// cryptItem is one packet of a run.
+type cryptItem struct {
+	vm  *vmState
+	s   *sa.SA
+	buf []byte
+	// off, n: the IP packet given to ESP; after the crypto, start and
+	// end of the result in buf.
+	off, n     int
+	start, end int
+	seq        uint64 // outbound: the number reserved for it
+	d          drop.Reason
+	macs       [12]byte       // the frame's destination and source MAC
+	from       netip.AddrPort // inbound ESP in UDP: where it came from
+}
+
+// cryptRun is a worker's run of packets waiting for their crypto. It
+// lives in the worker's batchBufs: nothing in it outlives the batch.
+type cryptRun struct {
+	open  bool // Decap (inbound) rather than EncapSeq
+	snap  *snapshot
+	items [maxRun]cryptItem
+	n     int
+
+	// While the crypto runs: k items, next the index the next taker
+	// gets.
+	k    int
+	next atomic.Int32
+	jobs []cryptJob
+	done chan struct{}
+
+	// The last sequence number sent on lastSA from this run.
+	lastSA  *sa.SA
+	lastSeq uint64
+
+	// Parallel counts runs shared with at least one helper, Shared the
+	// packets in them (read by tests and benchmarks).
+	Parallel, Shared uint64
+}
+
+func newCryptRun(p *cryptPool) *cryptRun {
+	r := &cryptRun{jobs: make([]cryptJob, p.helpers), done: make(chan struct{}, p.helpers)}
+	for i := range r.jobs {
+		r.jobs[i].run = r
+	}
+	return r
+}
+
+// work does the crypto of the run's items not yet taken, one at a time.
+func (r *cryptRun) work(sc *sa.Scratch) {
+	for {
+		i := int(r.next.Add(1)) - 1
+		if i >= r.k {
+			return
+		}
+		it := &r.items[i]
+		if it.d != drop.None {
+			continue
+		}
+		if r.open {
+			it.start, it.end, it.d = esp.Decap(it.s, sc, it.buf, it.off, it.n)
+		} else {
+			it.start, it.end, it.d = esp.EncapSeq(it.s, sc, it.buf, it.off, it.n, it.seq)
+		}
+	}
+}
+
+// crypt does the crypto of the run's k items: with as many idle helpers
+// as k is long enough for, or alone.
+func (r *cryptRun) crypt(p *cryptPool, k int, sc *sa.Scratch) {
+	r.k = k
+	r.next.Store(0)
+	posted := 0
+	for posted < len(r.jobs) && (posted+2)*cryptShare <= k {
+		j := &r.jobs[posted]
+		j.gen++
+		j.state.Store(j.gen<<2 | jobPosted)
+		select {
+		case p.ch <- cryptMsg{j, j.gen}:
+			posted++
+			continue
+		default:
+		}
+		j.state.Store(j.gen<<2 | jobCancelled) // nobody received it
+		break
+	}
+	r.work(sc)
+	taken := 0
+	for i := range posted {
+		j := &r.jobs[i]
+		if !j.state.CompareAndSwap(j.gen<<2|jobPosted, j.gen<<2|jobCancelled) {
+			taken++
+		}
+	}
+	for range taken {
+		<-r.done
+	}
+	if taken > 0 {
+		r.Parallel++
+		r.Shared += uint64(k)
+	}
+}
+
+// cryptOn reports whether packets of s go through the worker's run: the
+// engine has helpers and s's crypto runs on several goroutines at once.
+func (w *worker) cryptOn(s *sa.SA) bool { return w.crypt != nil && s.ConcurrentCrypto() }
+
+// runFor returns the worker's run ready for another packet of direction
+// open (and, outbound, SA s): the run pending is finished first if it is
+// of the other direction or SA, or full.
+func (w *worker) runFor(open bool, s *sa.SA) *cryptRun {
+	if w.crun == nil {
+		w.crun = newCryptRun(w.crypt)
+	}
+	r := w.crun
+	if r.n > 0 && (r.open != open || r.n == maxRun || !open && r.items[0].s != s) {
+		w.cryptFlush()
+	}
+	r.open = open
+	return r
+}
+
+// addSeal puts the IP packet buf[off:off+n] of vm's frame (whose MACs
+// are macs) into the run, to be sealed with s and forwarded.
+func (w *worker) addSeal(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, off, n int, macs *[12]byte) {
+	r := w.runFor(false, s)
+	r.snap = snap
+	r.items[r.n] = cryptItem{vm: vm, s: s, buf: buf, off: off, n: n, macs: *macs}
+	r.n++
+}
+
+// addOpen puts the ESP frame buf[off:off+n] for vm into the run, to be
+// opened with s and delivered.
+func (w *worker) addOpen(vm *vmState, s *sa.SA, buf []byte, off, n int, from netip.AddrPort) {
+	r := w.runFor(true, s)
+	it := &r.items[r.n]
+	*it = cryptItem{vm: vm, s: s, buf: buf, off: off + ethLen, n: n - ethLen, from: from}
+	copy(it.macs[:], buf[off:off+12])
+	r.n++
+}
+
+// cryptFlush does the crypto of the pending run and sends or delivers
+// its packets, in order. The run is empty from its start: what its
+// packets' sending calls (queue, flush, deliver) finds nothing pending.
+func (w *worker) cryptFlush() {
+	r := w.crun
+	if r == nil || r.n == 0 {
+		return
+	}
+	k := r.n
+	r.n = 0
+	if !r.open {
+		reserveRun(r.items[:k])
+	}
+	r.crypt(w.crypt, k, &w.sc)
+	for i := range k {
+		it := &r.items[i]
+		if r.open {
+			w.decapped(it.vm, it.s, it.buf, it.start, it.end, it.d, it.from, &it.macs)
+			continue
+		}
+		if it.d == drop.None {
+			if it.s == r.lastSA && it.seq <= r.lastSeq {
+				it.d = drop.Reordered
+			} else {
+				r.lastSA, r.lastSeq = it.s, it.seq
+			}
+		}
+		w.sealed(r.snap, it.vm, it.s, it.buf, it.start, it.end, it.d, &it.macs)
+	}
+	clear(r.items[:k]) // no buffer or SA stays referenced
+	r.snap = nil
+}
+
+// reserveRun gives each item of an outbound run (one SA) its sequence
+// number, in order, from as few blocks as the SA's limits allow; items
+// that get none are dropped for the reason the SA gives.
+func reserveRun(items []cryptItem) {
+	s := items[0].s
+	for i := 0; i < len(items); {
+		first, granted, d := s.ReserveSeq(len(items) - i)
+		if d != drop.None {
+			for ; i < len(items); i++ {
+				items[i].d = d
+			}
+			return
+		}
+		for g := range granted {
+			items[i+g].seq = first + uint64(g)
+		}
+		i += granted
+	}
+}
