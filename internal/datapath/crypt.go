@@ -2,8 +2,10 @@ package datapath
 
 import (
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vifsec/vifsec/drop"
 	"github.com/vifsec/vifsec/sa"
@@ -55,13 +57,24 @@ import (
 // (BenchmarkCryptRun: 2 CPUs, a run of 8 is no faster shared, 16 is).
 const cryptShare = 8
 
+// cryptSpin is how long a helper that finished a job waits, awake, for
+// the next before it parks: about one super-frame's segmentation, so
+// that a worker whose runs follow one another (a guest's TSO stream)
+// hands them over without waking a parked goroutine each time.
+const cryptSpin = 50 * time.Microsecond
+
 // maxRun is the most packets a run holds: a super-frame's segments
 // (maxSegs) or a batch.
 const maxRun = max(maxSegs, 64)
 
 // cryptPool is the engine's crypto helpers.
 type cryptPool struct {
-	// ch hands a job to an idle helper; unbuffered, so a send that does
+	// offer hands a job to a helper that spins (spinning > 0): one that
+	// finished a job polls it for cryptSpin before it parks, so a worker
+	// with runs back to back finds it awake.
+	offer    atomic.Pointer[cryptJob]
+	spinning atomic.Int32
+	// ch hands a job to a parked helper; unbuffered, so a send that does
 	// not wait succeeds only when a helper waits for work.
 	ch      chan cryptMsg
 	helpers int
@@ -100,13 +113,47 @@ func (p *cryptPool) helper() {
 		case m := <-p.ch:
 			j := m.job
 			if !j.state.CompareAndSwap(m.gen<<2|jobPosted, m.gen<<2|jobTaken) {
-				continue // the worker took it back, or it is an old message
+				// The worker took it back (it did the run alone before
+				// this helper ran), or it is an old message: awake now,
+				// wait for its next run.
+				j = p.spin()
 			}
-			j.run.work(&sc)
-			j.run.done <- struct{}{}
+			for j != nil {
+				j.run.work(&sc)
+				j.run.done <- struct{}{}
+				j = p.spin()
+			}
 		case <-p.stop:
 			return
 		}
+	}
+}
+
+// spin polls the offer for cryptSpin and returns the job it took, or nil.
+func (p *cryptPool) spin() *cryptJob {
+	p.spinning.Add(1)
+	defer p.spinning.Add(-1)
+	deadline := time.Now().Add(cryptSpin)
+	for {
+		for range 64 {
+			if p.offer.Load() == nil {
+				continue
+			}
+			j := p.offer.Swap(nil)
+			if j == nil {
+				continue
+			}
+			// The job is the one posted now, or, if this helper was slow,
+			// a later posting of it: either way, posted is the worker's
+			// offer to the taker.
+			if st := j.state.Load(); st&3 == jobPosted && j.state.CompareAndSwap(st, st&^3|jobTaken) {
+				return j
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		runtime.Gosched() // the process's other goroutines come first
 	}
 }
 
@@ -212,19 +259,23 @@ func (r *cryptRun) crypt(p *cryptPool, k int, sc *sa.Scratch) {
 		j := &r.jobs[posted]
 		j.gen++
 		j.state.Store(j.gen<<2 | jobPosted)
+		posted++
+		if p.spinning.Load() > 0 && p.offer.CompareAndSwap(nil, j) {
+			continue
+		}
 		select {
 		case p.ch <- cryptMsg{j, j.gen}:
-			posted++
 			continue
 		default:
 		}
-		j.state.Store(j.gen<<2 | jobCancelled) // nobody received it
-		break
+		break // no helper is idle
 	}
 	r.work(sc)
 	taken := 0
 	for i := range posted {
 		j := &r.jobs[i]
+		p.offer.CompareAndSwap(j, nil)
+		// Posted and not taken: no helper will touch the run.
 		if !j.state.CompareAndSwap(j.gen<<2|jobPosted, j.gen<<2|jobCancelled) {
 			taken++
 		}
