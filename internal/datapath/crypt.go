@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,33 +60,51 @@ const cryptShare = 8
 // the next before it parks: about one super-frame's segmentation, so
 // that a worker whose runs follow one another (a guest's TSO stream)
 // hands them over without waking a parked goroutine each time.
-const cryptSpin = 50 * time.Microsecond
+const cryptSpin = 100 * time.Microsecond
+
+// maxShareBackoff bounds the runs a worker does alone after runs whose
+// sharing did not pay; cryptGain is the most, in percent of the time the
+// run would have taken alone, that a shared run may take to have paid.
+const (
+	maxShareBackoff = 256
+	cryptGain       = 90
+)
 
 // maxRun is the most packets a run holds: a super-frame's segments
 // (maxSegs) or a batch.
 const maxRun = max(maxSegs, 64)
 
-// cryptPool is the engine's crypto helpers.
+// cryptPool is the engine's crypto helpers. A worker offers a job in a
+// free slot of offers; a helper takes it from there. A helper that
+// finished a job spins, polling the slots, for cryptSpin before it parks
+// (waker: a blocking system call, so that the kernel, not the Go
+// scheduler, wakes it on an idle CPU; a goroutine readied through a
+// channel waits on the CPU of the goroutine that readied it, which a
+// worker never leaves). A worker wakes a parked helper only when no
+// helper spins.
 type cryptPool struct {
-	// offer hands a job to a helper that spins (spinning > 0): one that
-	// finished a job polls it for cryptSpin before it parks, so a worker
-	// with runs back to back finds it awake.
-	offer    atomic.Pointer[cryptJob]
+	offers   []atomic.Pointer[cryptJob]
 	spinning atomic.Int32
-	// ch hands a job to a parked helper; unbuffered, so a send that does
-	// not wait succeeds only when a helper waits for work.
-	ch      chan cryptMsg
-	helpers int
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	parked   atomic.Int32
+	stopped  atomic.Bool
+	waker    *waker
+	wg       sync.WaitGroup
+	// alwaysShare makes workers offer every run long enough, whether
+	// sharing paid or not (tests that must see runs shared).
+	alwaysShare bool
 }
 
-// newCryptPool starts n helpers (none and nil for n < 1).
+// newCryptPool starts n helpers; nil (no helpers: workers do their
+// crypto inline) for n < 1 or where helpers cannot be parked (waker).
 func newCryptPool(n int) *cryptPool {
 	if n < 1 {
 		return nil
 	}
-	p := &cryptPool{ch: make(chan cryptMsg), helpers: n, stop: make(chan struct{})}
+	wk, err := newWaker()
+	if err != nil {
+		return nil
+	}
+	p := &cryptPool{offers: make([]atomic.Pointer[cryptJob], n), waker: wk}
 	for range n {
 		p.wg.Add(1)
 		go p.helper()
@@ -95,92 +112,110 @@ func newCryptPool(n int) *cryptPool {
 	return p
 }
 
-// close stops the helpers and waits for them. No worker may use the
-// pool any more.
+// helpers is how many helpers p has (0 for nil).
+func (p *cryptPool) helpers() int {
+	if p == nil {
+		return 0
+	}
+	return len(p.offers)
+}
+
+// close stops the helpers and waits for them. Workers may still call
+// crypt: with no helper to take their jobs, they do them alone.
 func (p *cryptPool) close() {
 	if p == nil {
 		return
 	}
-	close(p.stop)
+	p.stopped.Store(true)
+	p.waker.wake(len(p.offers))
 	p.wg.Wait()
+	p.waker.close()
 }
 
 func (p *cryptPool) helper() {
 	defer p.wg.Done()
 	var sc sa.Scratch
-	for {
-		select {
-		case m := <-p.ch:
-			j := m.job
-			if !j.state.CompareAndSwap(m.gen<<2|jobPosted, m.gen<<2|jobTaken) {
-				// The worker took it back (it did the run alone before
-				// this helper ran), or it is an old message: awake now,
-				// wait for its next run.
-				j = p.spin()
+	buf := new([8]byte)
+	for !p.stopped.Load() {
+		j := p.spin()
+		if j == nil {
+			p.parked.Add(1)
+			// A worker that offered a job before it saw this helper
+			// parked did not wake it: look once more.
+			if j = p.take(); j == nil {
+				p.waker.wait(buf)
 			}
-			for j != nil {
-				j.run.work(&sc)
-				j.run.done <- struct{}{}
-				j = p.spin()
-			}
-		case <-p.stop:
-			return
+			p.parked.Add(-1)
+		}
+		if j != nil {
+			j.run.work(&sc)
+			j.run.finished.Add(1)
 		}
 	}
 }
 
-// spin polls the offer for cryptSpin and returns the job it took, or nil.
+// take takes a job offered now, or returns nil.
+func (p *cryptPool) take() *cryptJob {
+	for i := range p.offers {
+		o := &p.offers[i]
+		if o.Load() == nil {
+			continue
+		}
+		j := o.Swap(nil)
+		if j == nil {
+			continue
+		}
+		// The job is the one offered now, or, if this helper was slow, a
+		// later offer of it: either way, posted is the worker's offer
+		// to the taker.
+		if st := j.state.Load(); st&3 == jobPosted && j.state.CompareAndSwap(st, st&^3|jobTaken) {
+			return j
+		}
+	}
+	return nil
+}
+
+// spin polls the offers for cryptSpin and returns the job it took, or
+// nil.
 func (p *cryptPool) spin() *cryptJob {
 	p.spinning.Add(1)
 	defer p.spinning.Add(-1)
 	deadline := time.Now().Add(cryptSpin)
-	for {
+	for !p.stopped.Load() {
 		for range 64 {
-			if p.offer.Load() == nil {
-				continue
-			}
-			j := p.offer.Swap(nil)
-			if j == nil {
-				continue
-			}
-			// The job is the one posted now, or, if this helper was slow,
-			// a later posting of it: either way, posted is the worker's
-			// offer to the taker.
-			if st := j.state.Load(); st&3 == jobPosted && j.state.CompareAndSwap(st, st&^3|jobTaken) {
+			if j := p.take(); j != nil {
 				return j
 			}
 		}
+		// No runtime.Gosched here or in the worker's wait: a goroutine
+		// that yields goes to the global queue without waking an idle
+		// CPU, and helper and worker could end up taking turns on one.
 		if time.Now().After(deadline) {
 			return nil
 		}
-		runtime.Gosched() // the process's other goroutines come first
 	}
+	return nil
 }
 
 // The states of a cryptJob, in the low bits of its state word; the
 // high bits are the posting's generation.
 const (
-	jobPosted    = 1 // handed over; may be taken or taken back
-	jobTaken     = 2 // a helper works on the run; it will signal done
+	jobPosted    = 1 // offered; may be taken or taken back
+	jobTaken     = 2 // a helper works on the run; it will count itself finished
 	jobCancelled = 3 // the worker took it back; no helper touches the run
 )
 
-// cryptJob is one hand-off of a run to a helper. The worker posts it
-// (state gen|posted) and sends (job, gen); a helper that receives it
+// cryptJob is one offer of a run to a helper. The worker posts it
+// (state gen|posted) in a free slot of the pool's offers; a helper
 // takes it (posted → taken) before touching the run. When the worker
 // has done the run's work it takes back every job still posted
-// (posted → cancelled): a helper that was woken but did not start by
-// then costs the worker no wait. The generation makes an old message
-// that a slow helper receives late fail to take a later posting.
+// (posted → cancelled): a helper that did not start by then costs the
+// worker no wait.
 type cryptJob struct {
 	state atomic.Uint64
 	gen   uint64
+	slot  int
 	run   *cryptRun
-}
-
-type cryptMsg struct {
-	job *cryptJob
-	gen uint64
 }
 
 // cryptItem is one packet of a run.
@@ -211,19 +246,30 @@ type cryptRun struct {
 	k    int
 	next atomic.Int32
 	jobs []cryptJob
-	done chan struct{}
+	// finished counts the helpers that took a job of this run and are
+	// done with it. The worker waits for them spinning, not parked: a
+	// parked worker would be woken on the helper's CPU and wait there
+	// for it.
+	finished atomic.Int32
+
+	// Runs to do alone (skip), and how many the last run that did not
+	// pay set that to (backoff); the mean time per packet of runs done
+	// alone.
+	skip, backoff int
+	perPacket     time.Duration
 
 	// The last sequence number sent on lastSA from this run.
 	lastSA  *sa.SA
 	lastSeq uint64
 
 	// Parallel counts runs shared with at least one helper, Shared the
-	// packets in them (read by tests and benchmarks).
-	Parallel, Shared uint64
+	// packets in them, BackedOff the runs after which sharing stopped
+	// for a while (read by tests and benchmarks).
+	Parallel, Shared, BackedOff uint64
 }
 
 func newCryptRun(p *cryptPool) *cryptRun {
-	r := &cryptRun{jobs: make([]cryptJob, p.helpers), done: make(chan struct{}, p.helpers)}
+	r := &cryptRun{jobs: make([]cryptJob, p.helpers())}
 	for i := range r.jobs {
 		r.jobs[i].run = r
 	}
@@ -249,43 +295,75 @@ func (r *cryptRun) work(sc *sa.Scratch) {
 	}
 }
 
-// crypt does the crypto of the run's k items: with as many idle helpers
-// as k is long enough for, or alone.
+// crypt does the crypto of the run's k items: with as many helpers as
+// k is long enough for, or alone.
+//
+// Sharing has to pay, and on a host whose CPUs are busy with other work
+// it does not: a woken helper does not get a CPU before the run is done
+// (the wake cost the worker a system call), or it gets the worker's own
+// CPU, or it is preempted holding a packet while the worker, done with
+// the rest, waits for it. So the worker times its runs: alone, a mean
+// time per packet (perPacket); shared, the whole run. A shared run that
+// did not take less than cryptGain of what alone would have, or a wake
+// that no helper answered, makes the worker do the next runs alone,
+// twice as many each time it happens again (up to maxShareBackoff): on a
+// busy host it tries once in that many runs, and it shares again from
+// the first run that paid.
 func (r *cryptRun) crypt(p *cryptPool, k int, sc *sa.Scratch) {
 	r.k = k
 	r.next.Store(0)
+	r.finished.Store(0)
+	t0 := time.Now()
+	if !p.alwaysShare && (r.skip > 0 || r.perPacket == 0) || len(r.jobs) == 0 || 2*cryptShare > k {
+		r.skip = max(r.skip-1, 0)
+		r.work(sc)
+		if el := time.Since(t0) / time.Duration(k); r.perPacket == 0 {
+			r.perPacket = el
+		} else {
+			r.perPacket += (el - r.perPacket) / 8
+		}
+		return
+	}
 	posted := 0
-	for posted < len(r.jobs) && (posted+2)*cryptShare <= k {
+	for slot := 0; slot < len(p.offers) && posted < len(r.jobs) && (posted+2)*cryptShare <= k; slot++ {
 		j := &r.jobs[posted]
+		if !p.offers[slot].CompareAndSwap(nil, j) {
+			continue // another worker's offer
+		}
+		// A helper that finds it before the state says posted leaves it.
 		j.gen++
+		j.slot = slot
 		j.state.Store(j.gen<<2 | jobPosted)
 		posted++
-		if p.spinning.Load() > 0 && p.offer.CompareAndSwap(nil, j) {
-			continue
-		}
-		select {
-		case p.ch <- cryptMsg{j, j.gen}:
-			continue
-		default:
-		}
-		break // no helper is idle
+	}
+	woke := false
+	if wake := min(posted-int(p.spinning.Load()), int(p.parked.Load())); wake > 0 {
+		p.waker.wake(wake)
+		woke = true
 	}
 	r.work(sc)
 	taken := 0
 	for i := range posted {
 		j := &r.jobs[i]
-		p.offer.CompareAndSwap(j, nil)
+		p.offers[j.slot].CompareAndSwap(j, nil)
 		// Posted and not taken: no helper will touch the run.
 		if !j.state.CompareAndSwap(j.gen<<2|jobPosted, j.gen<<2|jobCancelled) {
 			taken++
 		}
 	}
-	for range taken {
-		<-r.done
+	for r.finished.Load() != int32(taken) {
+		// A helper that took a job finishes the one packet it holds.
 	}
 	if taken > 0 {
 		r.Parallel++
 		r.Shared += uint64(k)
+	}
+	if woke && taken == 0 || taken > 0 && time.Since(t0) > r.perPacket*time.Duration(k)*cryptGain/100 {
+		r.backoff = min(2*r.backoff+1, maxShareBackoff)
+		r.skip = r.backoff
+		r.BackedOff++
+	} else if taken > 0 {
+		r.backoff = 0
 	}
 }
 

@@ -154,6 +154,7 @@ func TestCryptRunsKeepSeqOrder(t *testing.T) {
 	atLeastTwoProcs(t)
 	pool := newCryptPool(runtime.GOMAXPROCS(0) - 1)
 	t.Cleanup(pool.close)
+	pool.alwaysShare = true
 	upA, vifB := &recorder{}, &recorder{}
 	l := newCryptLab(t, pool, upA, vifB)
 
@@ -250,6 +251,7 @@ func TestCryptAllocs(t *testing.T) {
 	atLeastTwoProcs(t)
 	pool := newCryptPool(runtime.GOMAXPROCS(0) - 1)
 	t.Cleanup(pool.close)
+	pool.alwaysShare = true
 	// ESP frames for B, made by A beforehand (each can be opened once).
 	upA := &recorder{}
 	l := newCryptLab(t, pool, upA, viftest.NewSink("vifB"))
@@ -295,6 +297,7 @@ func TestCryptWorkersShareHelpers(t *testing.T) {
 	atLeastTwoProcs(t)
 	pool := newCryptPool(runtime.GOMAXPROCS(0) - 1)
 	t.Cleanup(pool.close)
+	pool.alwaysShare = true
 	var wg sync.WaitGroup
 	for range 3 {
 		upA, vifB := &recorder{}, &recorder{}
@@ -333,6 +336,7 @@ func BenchmarkCryptRun(b *testing.B) {
 						b.Skip("GOMAXPROCS 1: no helpers")
 					}
 					defer pool.close()
+					pool.alwaysShare = true
 				} else {
 					pool = &cryptPool{} // no helpers: every run inline
 				}
