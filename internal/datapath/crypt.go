@@ -38,28 +38,32 @@ import (
 //     and delivery.
 //
 // The pool has one helper per CPU beyond the first (GOMAXPROCS-1 when
-// the engine starts its first worker); with one CPU there is none and a
-// worker does its crypto inline, packet by packet, as without the pool.
-// A worker hands its run only to helpers that are idle at that moment
-// (a send on an unbuffered channel that does not wait), and only as
-// many as the run is long enough to pay for (cryptShare packets each,
-// measured): it never waits for a helper to become free, and never for
-// one that was handed the run but has not started (it takes the job
-// back, see cryptJob). Nothing is allocated per packet or per run: the
-// run, its jobs and its channel are made once per set of buffers.
+// the engine starts its first worker; on Linux only, see waker); with
+// one CPU there is none and a worker does its crypto inline, packet by
+// packet, as without the pool. A worker offers its run only as many
+// times as the run is long enough to pay for (cryptShare packets a
+// share), wakes a parked helper only when none spins, never waits for a
+// helper to become free, and never for one that was offered the run but
+// did not start (it takes the offer back, see cryptJob): the worker does
+// whatever no helper took. Sharing that does not pay stops for a while
+// (crypt). Nothing is allocated per packet or per run: the run and its
+// jobs are made once per set of buffers, each helper's scratch once.
 
 // cryptShare is the fewest packets a participant's share of a run must
-// have for handing it to a helper to pay: below it, waking a helper (a
-// few microseconds, more when the CPU it runs on is busy) costs more
-// than the crypto it takes over. 1400-byte AES-GCM packets take about
-// 0.4 µs each to seal on the machines this was measured on
-// (BenchmarkCryptRun: 2 CPUs, a run of 8 is no faster shared, 16 is).
+// have for offering it to a helper: runs of fewer than 2*cryptShare
+// packets are done alone. Taking a share costs a helper a few atomic
+// operations and the cache lines of the packets it seals; a 1400-byte
+// AES-GCM packet takes about 1.2 µs to seal on the 2-CPU machine this
+// was measured on (BenchmarkCryptRun, a shared run of 16 took 0.7 of
+// the time alone when the second CPU was free, 12 and fewer gained
+// nothing that the noise of that shared machine let show).
 const cryptShare = 8
 
-// cryptSpin is how long a helper that finished a job waits, awake, for
-// the next before it parks: about one super-frame's segmentation, so
-// that a worker whose runs follow one another (a guest's TSO stream)
-// hands them over without waking a parked goroutine each time.
+// cryptSpin is how long a helper that finished a job polls for the
+// next before it parks: about one super-frame's segmentation and
+// sealing, so that a worker whose runs follow one another (a guest's
+// TSO stream) hands them over without a wake-up (a system call, and tens
+// of microseconds before the helper runs) each time.
 const cryptSpin = 100 * time.Microsecond
 
 // maxShareBackoff bounds the runs a worker does alone after runs whose
