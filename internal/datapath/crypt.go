@@ -93,6 +93,11 @@ type cryptPool struct {
 	stopped  atomic.Bool
 	waker    *waker
 	wg       sync.WaitGroup
+	// busy counts the workers in a batch, procs the CPUs: while every
+	// CPU has a worker, a helper could only take one from a worker, so
+	// no run is offered and no helper spins.
+	busy  atomic.Int32
+	procs int32
 	// alwaysShare makes workers offer every run long enough, whether
 	// sharing paid or not (tests that must see runs shared).
 	alwaysShare bool
@@ -108,7 +113,7 @@ func newCryptPool(n int) *cryptPool {
 	if err != nil {
 		return nil
 	}
-	p := &cryptPool{offers: make([]atomic.Pointer[cryptJob], n), waker: wk}
+	p := &cryptPool{offers: make([]atomic.Pointer[cryptJob], n), waker: wk, procs: int32(n + 1)}
 	for range n {
 		p.wg.Add(1)
 		go p.helper()
@@ -194,7 +199,7 @@ func (p *cryptPool) spin() *cryptJob {
 		// No runtime.Gosched here or in the worker's wait: a goroutine
 		// that yields goes to the global queue without waking an idle
 		// CPU, and helper and worker could end up taking turns on one.
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || p.busy.Load() >= p.procs {
 			return nil
 		}
 	}
@@ -318,7 +323,7 @@ func (r *cryptRun) crypt(p *cryptPool, k int, sc *sa.Scratch) {
 	r.next.Store(0)
 	r.finished.Store(0)
 	t0 := time.Now()
-	if !p.alwaysShare && (r.skip > 0 || r.perPacket == 0) || len(r.jobs) == 0 || 2*cryptShare > k {
+	if !p.alwaysShare && (r.skip > 0 || r.perPacket == 0 || p.busy.Load() >= p.procs) || len(r.jobs) == 0 || 2*cryptShare > k {
 		r.skip = max(r.skip-1, 0)
 		r.work(sc)
 		if el := time.Since(t0) / time.Duration(k); r.perPacket == 0 {

@@ -206,6 +206,11 @@ func (w *worker) release() {
 func (w *worker) batch(n int) {
 	w.batches.Add(1) // odd: in a batch (Engine.Quiesce)
 	defer w.batches.Add(1)
+	if w.crypt != nil {
+		// Helpers share runs only while some CPU runs no worker.
+		w.crypt.busy.Add(1)
+		defer w.crypt.busy.Add(-1)
+	}
 	snap := w.e.snap.Load()
 	w.cfg = w.e.cfg.Load()
 	for i := 0; i < n; i++ {
