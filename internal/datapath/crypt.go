@@ -81,11 +81,11 @@ const maxRun = max(maxSegs, 64)
 // cryptPool is the engine's crypto helpers. A worker offers a job in a
 // free slot of offers; a helper takes it from there. A helper that
 // finished a job spins, polling the slots, for cryptSpin before it parks
-// (waker: a blocking system call, so that the kernel, not the Go
-// scheduler, wakes it on an idle CPU; a goroutine readied through a
-// channel waits on the CPU of the goroutine that readied it, which a
-// worker never leaves). A worker wakes a parked helper only when no
-// helper spins.
+// (waker: a read of an eventfd, so that the wake comes through the
+// network poller to an idle CPU; a goroutine readied through a channel
+// waits on the CPU of the goroutine that readied it, which a worker
+// never leaves). A worker wakes a parked helper only when no helper
+// spins.
 type cryptPool struct {
 	offers   []atomic.Pointer[cryptJob]
 	spinning atomic.Int32
@@ -137,8 +137,8 @@ func (p *cryptPool) close() {
 	}
 	p.stopped.Store(true)
 	p.waker.wake(len(p.offers))
+	p.waker.close() // and whoever still waits returns
 	p.wg.Wait()
-	p.waker.close()
 }
 
 func (p *cryptPool) helper() {
@@ -243,7 +243,8 @@ type cryptItem struct {
 }
 
 // cryptRun is a worker's run of packets waiting for their crypto. It
-// lives in the worker's batchBufs: nothing in it outlives the batch.
+// lives in the worker's batchBufs: no packet in it outlives the batch;
+// what it learns (times, the last number sent) stays with the set.
 type cryptRun struct {
 	open  bool // Decap (inbound) rather than EncapSeq
 	snap  *snapshot
@@ -264,8 +265,8 @@ type cryptRun struct {
 	// Runs to do alone (skip), and how many the last run that did not
 	// pay set that to (backoff); the mean time per packet of runs done
 	// alone.
-	skip, backoff int
-	perPacket     time.Duration
+	skip, backoff, unanswered int
+	perPacket                 time.Duration
 
 	// The last sequence number sent on lastSA from this run.
 	lastSA  *sa.SA
@@ -312,12 +313,12 @@ func (r *cryptRun) work(sc *sa.Scratch) {
 // (the wake cost the worker a system call), or it gets the worker's own
 // CPU, or it is preempted holding a packet while the worker, done with
 // the rest, waits for it. So the worker times its runs: alone, a mean
-// time per packet (perPacket); shared, the whole run. A shared run that
-// did not take less than cryptGain of what alone would have, or a wake
-// that no helper answered, makes the worker do the next runs alone,
-// twice as many each time it happens again (up to maxShareBackoff): on a
-// busy host it tries once in that many runs, and it shares again from
-// the first run that paid.
+// time per packet (perPacket); shared, the whole run. A run shared with
+// a helper that was awake and that did not take less than cryptGain of
+// what alone would have, or two wakes in a row that no helper answered,
+// make the worker do the next runs alone, twice as many each time it
+// happens again (up to maxShareBackoff): on a busy host it tries once in
+// that many runs, and it shares again from the first run that paid.
 func (r *cryptRun) crypt(p *cryptPool, k int, sc *sa.Scratch) {
 	r.k = k
 	r.next.Store(0)
@@ -367,11 +368,22 @@ func (r *cryptRun) crypt(p *cryptPool, k int, sc *sa.Scratch) {
 		r.Parallel++
 		r.Shared += uint64(k)
 	}
-	if woke && taken == 0 || taken > 0 && time.Since(t0) > r.perPacket*time.Duration(k)*cryptGain/100 {
+	// A helper woken now joins late, if at all: that run says little,
+	// the next (the helper now spins) tells. Two wakes in a row that no
+	// helper answered, or a run shared with an awake helper that took
+	// no less time than alone, do tell.
+	slow := taken > 0 && time.Since(t0) > r.perPacket*time.Duration(k)*cryptGain/100
+	if woke && taken == 0 {
+		r.unanswered++
+	} else if taken > 0 {
+		r.unanswered = 0
+	}
+	if r.unanswered >= 2 || !woke && slow {
 		r.backoff = min(2*r.backoff+1, maxShareBackoff)
 		r.skip = r.backoff
+		r.unanswered = 0
 		r.BackedOff++
-	} else if taken > 0 {
+	} else if taken > 0 && !slow {
 		r.backoff = 0
 	}
 }
