@@ -51,12 +51,11 @@ import (
 
 // cryptShare is the fewest packets a participant's share of a run must
 // have for offering it to a helper: runs of fewer than 2*cryptShare
-// packets are done alone. Taking a share costs a helper a few atomic
-// operations and the cache lines of the packets it seals; a 1400-byte
-// AES-GCM packet takes about 1.2 µs to seal on the 2-CPU machine this
-// was measured on (BenchmarkCryptRun, a shared run of 16 took 0.7 of
-// the time alone when the second CPU was free, 12 and fewer gained
-// nothing that the noise of that shared machine let show).
+// packets are done alone. Measured with one helper on a 2-CPU VM
+// (runs of 1400-byte AES-GCM packets sealed back to back, each shared):
+// a run of 8 took 8-220 µs shared against 7-17 µs alone, no gain; 12,
+// 7-47 µs against 10-28 µs, a gain only while the other CPU was free;
+// 16, 10-12 µs against 12-20 µs; 45, 33-52 µs against 52-65 µs.
 const cryptShare = 8
 
 // cryptSpin is how long a helper that finished a job polls for the
