@@ -44,9 +44,10 @@
 // crypto is inline, packet by packet), and sends the results in the
 // run's order. Wire order is sequence order: a packet whose number is
 // not above the last its run sent on the SA is dropped, never sent
-// (drop: reordered). A worker offers a run only to helpers that are
-// awake or parked, never waits for one that did not start, and stops
-// offering for a while when sharing did not pay (a busy host); the run,
+// (drop: reordered). A worker offers a run only while some CPU runs no
+// worker's batch, never waits for a helper that did not start, and
+// stops offering for a while when sharing did not pay (a busy host);
+// helpers park in the network poller, not on a channel. The run,
 // its jobs and the helpers' scratch are made once, so nothing is
 // allocated per packet or per run.
 //
