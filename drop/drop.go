@@ -37,6 +37,7 @@ const (
 	FragmentPolicy        // non-first IP fragment the policies do not agree on whatever its ports (RFC 4301 §7.1)
 	BadNeighbor           // ARP or neighbour discovery message malformed, too big, or claiming addresses not the VM's
 	WrongDest             // unicast to a VM on this host for an IP address that is not one of that VM's
+	Reordered             // sealed with a sequence number not above one its worker already sent on the SA: dropped rather than sent out of order (a bug of the parallel crypto if ever counted)
 	NumCounted
 )
 
@@ -106,6 +107,7 @@ var names = [NumReasons]string{
 	FragmentPolicy:  "fragment-policy",
 	BadNeighbor:     "bad-neighbor",
 	WrongDest:       "wrong-destination",
+	Reordered:       "reordered",
 	BadVnetHdr:      "bad-vnet-hdr",
 	Unsupported:     "unsupported",
 	TooManySegments: "too-many-segments",

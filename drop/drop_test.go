@@ -8,7 +8,7 @@ func TestCounterNames(t *testing.T) {
 	want := []string{"none", "no-sa", "replay", "auth-failed", "bad-padding", "malformed", "seq-overflow",
 		"expired", "no-room", "policy-discard", "policy-mismatch", "spoofed-source", "too-big", "dummy",
 		"fragment", "ecn-drop", "encap-mismatch", "nat-keepalive", "seq-reservation", "seq-refused",
-		"bad-tag", "ethertype", "fragment-policy", "bad-neighbor", "wrong-destination"}
+		"bad-tag", "ethertype", "fragment-policy", "bad-neighbor", "wrong-destination", "reordered"}
 	if int(NumCounted) != len(want) {
 		t.Fatalf("NumCounted = %d, want %d", NumCounted, len(want))
 	}
@@ -34,7 +34,7 @@ func TestEveryReasonNamedAndCounted(t *testing.T) {
 			t.Errorf("%v counted as %v", r, c)
 		}
 	}
-	if NumReasons.Counted() != NumCounted || NumReasons.String() != "Drop(35)" {
+	if NumReasons.Counted() != NumCounted || NumReasons.String() != "Drop(36)" {
 		t.Errorf("out of range: %v counted as %v", NumReasons, NumReasons.Counted())
 	}
 }

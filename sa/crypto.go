@@ -173,6 +173,11 @@ func (s *SA) Seal(p []byte, seq uint64, sc *Scratch) {
 	su.mu.Unlock()
 }
 
+// ConcurrentCrypto reports whether Seal and Open of this SA run on
+// several goroutines at once without serialising (AEAD suites); CBC and
+// null encryption with HMAC take the SA's lock for each packet.
+func (s *SA) ConcurrentCrypto() bool { return s.suite.aead != nil }
+
 // Open verifies and decrypts one ESP packet in place (the same layout as
 // Seal) and returns the plaintext: payload, padding, pad length, next
 // header. seq is the full sequence number from ReplayCheck.

@@ -30,8 +30,10 @@
 //
 // Per-SA mutable state follows the same rule where it can: the outbound
 // sequence number and the counters are atomics; the anti-replay window is a
-// per-SA mutex held only for the few nanoseconds of Accept (packets of one
-// SA arrive on one queue in practice, so it is uncontended); CBC+HMAC suites
+// per-SA mutex held only for the few nanoseconds of a check or an Accept
+// (packets of one SA arrive on one queue in practice; the data path's
+// crypto helpers may open a run of them at once, each packet checked
+// before and accepted after its decryption); CBC+HMAC suites
 // keep their chaining and HMAC state behind a per-SA mutex, while AEAD
 // suites (AES-GCM, ChaCha20-Poly1305) are safe for concurrent use as they are.
 //
@@ -48,7 +50,10 @@
 // stops an SA and returns the exact last number (a clean stop), Refuse
 // stops it for good when its history cannot be proven (drop.SeqRefused).
 // An SA built by New has no limit (SeqUnlimited); the daemon sets one on
-// every SA it stores (internal/daemon, seqres.go).
+// every SA it stores (internal/daemon, seqres.go). ReserveSeq takes a
+// block of consecutive numbers at once under the same limits (NextSeq is
+// a block of one), for a sender that seals a run of packets in parallel
+// and sends them in number order.
 //
 // # What this package must not do
 //

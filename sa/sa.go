@@ -427,32 +427,63 @@ func (s *SA) Drop(d drop.Reason) {
 
 // NextSeq reserves the next outbound sequence number. Without ESN an SA
 // that has sent 2^32-1 packets refuses (RFC 4303 §3.3.3: it must be
-// rekeyed, never wrap).
+// rekeyed, never wrap). It is ReserveSeq(1).
 func (s *SA) NextSeq() (uint64, drop.Reason) {
-	if s.state.Load() == stateExpired {
-		return 0, drop.Expired
+	n, _, d := s.ReserveSeq(1)
+	return n, d
+}
+
+// ReserveSeq reserves n consecutive outbound sequence numbers at once
+// (n ≥ 1): the caller may send granted packets numbered first,
+// first+1, …, first+granted-1, and must put them on the wire in that
+// order. It applies the same limits as NextSeq would to n calls in a
+// row: the durable reservation (SeqLimit; numbers above it are refused
+// and a renewal is asked for), the soft mark and the end of the
+// sequence space (2^32-1 without ESN, 2^64-1 with it). granted < n when
+// a limit falls inside the block; the numbers past it are never handed
+// out again (the gap is harmless). granted is 0 exactly when d is not
+// drop.None. Lifetimes are not charged here: the caller accounts each
+// packet it sends (Account). Safe for concurrent callers: blocks never
+// overlap.
+func (s *SA) ReserveSeq(n int) (first uint64, granted int, d drop.Reason) {
+	if n < 1 {
+		panic(fmt.Sprintf("sa: ReserveSeq(%d): want n >= 1", n))
 	}
-	n := s.outSeq.Add(1)
-	if n >= s.seqMark.Load() {
-		if d := s.seqSlow(n); d != drop.None {
-			return 0, d
+	if s.state.Load() == stateExpired {
+		return 0, 0, drop.Expired
+	}
+	last := s.outSeq.Add(uint64(n))
+	first = last - uint64(n) + 1
+	if last < uint64(n) {
+		// The add went past 2^64-1 (ESN): the numbers up to it remain.
+		s.outSeq.Store(^uint64(0)) // stay saturated, never wrap
+		if n-int(last)-1 <= 0 {
+			s.emitOnce(stateExpired, EventSeqOverflow)
+			return 0, 0, drop.SeqOverflow
+		}
+		last = ^uint64(0)
+	}
+	if last >= s.seqMark.Load() {
+		if last, d = s.seqSlow(first, last); d != drop.None {
+			return 0, 0, d
 		}
 	}
 	if !s.cfg.ESN {
-		if n > 0xffffffff {
+		if first > 0xffffffff {
 			s.outSeq.Store(1 << 32) // stay saturated, never wrap
 			s.emitOnce(stateExpired, EventSeqOverflow)
-			return 0, drop.SeqOverflow
+			return 0, 0, drop.SeqOverflow
 		}
-		if n == seqSoftMark {
+		if first <= seqSoftMark && seqSoftMark <= last {
 			s.emitOnce(stateSoft, EventSoft)
 		}
-	} else if n == 0 {
-		s.outSeq.Store(^uint64(0))
-		s.emitOnce(stateExpired, EventSeqOverflow)
-		return 0, drop.SeqOverflow
+		if last > 0xffffffff {
+			// The block runs past the last number: what fits is sent,
+			// the next reservation overflows.
+			last = 0xffffffff
+		}
 	}
-	return n, drop.None
+	return first, int(last - first + 1), drop.None
 }
 
 // SetNextSeq sets the next sequence number NextSeq returns; for tests
@@ -463,23 +494,25 @@ func (s *SA) SetNextSeq(n uint64) { s.outSeq.Store(n - 1) }
 // respect: an SA that dies with the process (IKE's) or a test's.
 const SeqUnlimited = ^uint64(0)
 
-// seqSlow is NextSeq past the renewal mark: n is refused if it is above
-// the reservation, and a renewal is asked for either way. A refused
-// number is never handed out again: the gap it leaves is harmless.
-func (s *SA) seqSlow(n uint64) drop.Reason {
+// seqSlow is ReserveSeq past the renewal mark, for the block
+// first..last: numbers above the reservation are refused, and a renewal
+// is asked for either way. It returns the last number that may be sent
+// (d is not drop.None when even first may not). A refused number is
+// never handed out again: the gap it leaves is harmless.
+func (s *SA) seqSlow(first, last uint64) (uint64, drop.Reason) {
 	lim := s.seqLimit.Load()
 	if lim == SeqUnlimited {
-		return drop.None
+		return last, drop.None
 	}
-	if n > lim {
+	if first > lim {
 		if s.refused.Load() != nil {
-			return drop.SeqRefused
+			return 0, drop.SeqRefused
 		}
 		s.askRenewal()
-		return drop.SeqReservation
+		return 0, drop.SeqReservation
 	}
 	s.askRenewal()
-	return drop.None
+	return min(last, lim), drop.None
 }
 
 func (s *SA) askRenewal() {

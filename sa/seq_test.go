@@ -144,3 +144,153 @@ func TestNextSeqAllocsWithReservation(t *testing.T) {
 		t.Errorf("NextSeq past the renewal mark: %v allocs, want 0", a)
 	}
 }
+
+// ReserveSeq hands out blocks that follow one another, clipped at the
+// reservation like n calls of NextSeq would be, asking for a renewal.
+func TestReserveSeqBlocks(t *testing.T) {
+	db := NewDB(0)
+	s := newOutSA(t, false)
+	s.SetSeqLimit(10, 8)
+	if err := db.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n, wantFirst, wantGranted int
+		want                      drop.Reason
+	}{
+		{4, 1, 4, drop.None},
+		{3, 5, 3, drop.None},
+		{4, 8, 3, drop.None}, // 11 is above the limit: 8, 9, 10 only
+		{2, 0, 0, drop.SeqReservation},
+	} {
+		first, granted, d := s.ReserveSeq(c.n)
+		if first != uint64(c.wantFirst) || granted != c.wantGranted || d != c.want {
+			t.Fatalf("ReserveSeq(%d) = %d, %d, %v; want %d, %d, %v", c.n, first, granted, d, c.wantFirst, c.wantGranted, c.want)
+		}
+	}
+	if len(db.RenewalWanted()) != 1 {
+		t.Error("a block past the renewal mark did not ask for a renewal")
+	}
+	s.RaiseSeqLimit(100, 90)
+	if first, granted, d := s.ReserveSeq(5); first != 14 || granted != 5 || d != drop.None {
+		t.Errorf("after renewal: %d, %d, %v; want 14, 5 (11-13 were refused, never sent)", first, granted, d)
+	}
+	if n, d := s.NextSeq(); n != 19 || d != drop.None {
+		t.Errorf("NextSeq after blocks = %d, %v; want 19", n, d)
+	}
+	if last := s.Freeze(); last != 19 {
+		t.Errorf("Freeze = %d, want 19", last)
+	}
+	if _, _, d := s.ReserveSeq(3); d != drop.SeqReservation {
+		t.Errorf("after Freeze: %v, want drop.SeqReservation", d)
+	}
+}
+
+// The end of the sequence space cuts a block short; the soft mark inside
+// a block raises the soft event; the next block overflows.
+func TestReserveSeqSpaceEnd(t *testing.T) {
+	db := NewDB(0)
+	s := newOutSA(t, false)
+	if err := db.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	s.SetNextSeq(seqSoftMark - 2)
+	if first, granted, d := s.ReserveSeq(8); first != seqSoftMark-2 || granted != 8 || d != drop.None {
+		t.Fatalf("across the soft mark: %d, %d, %v", first, granted, d)
+	}
+	if ev := <-db.Events(); ev.Kind != EventSoft {
+		t.Errorf("event %v, want soft-lifetime", ev.Kind)
+	}
+	s.SetNextSeq(0xfffffffe)
+	if first, granted, d := s.ReserveSeq(4); first != 0xfffffffe || granted != 2 || d != drop.None {
+		t.Fatalf("at the end of 32-bit numbers: %d, %d, %v; want 0xfffffffe, 2", first, granted, d)
+	}
+	if _, _, d := s.ReserveSeq(1); d != drop.SeqOverflow {
+		t.Errorf("past the end: %v, want seq-overflow", d)
+	}
+	if ev := <-db.Events(); ev.Kind != EventSeqOverflow {
+		t.Errorf("event %v, want seq-overflow", ev.Kind)
+	}
+	if _, _, d := s.ReserveSeq(1); d != drop.Expired {
+		t.Errorf("after overflow: %v, want expired", d)
+	}
+
+	e := newOutSA(t, true)
+	e.SetNextSeq(^uint64(0) - 1)
+	if first, granted, d := e.ReserveSeq(4); first != ^uint64(0)-1 || granted != 2 || d != drop.None {
+		t.Fatalf("ESN at the end of 64-bit numbers: %d, %d, %v; want 2^64-2, 2", first, granted, d)
+	}
+	if _, _, d := e.ReserveSeq(1); d != drop.SeqOverflow {
+		t.Errorf("ESN past the end: %v, want seq-overflow", d)
+	}
+}
+
+// Blocks and single numbers taken at once against a renewer: no number
+// twice, none above the limit in force.
+func TestReserveSeqConcurrent(t *testing.T) {
+	db := NewDB(0)
+	s := newOutSA(t, true)
+	s.SetSeqLimit(1000, 500)
+	if err := db.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[uint64]bool{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for g := range 4 {
+		wg.Go(func() {
+			var mine []uint64
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					mu.Lock()
+					for _, n := range mine {
+						if seen[n] {
+							t.Errorf("number %d handed out twice", n)
+						}
+						seen[n] = true
+					}
+					mu.Unlock()
+					return
+				default:
+				}
+				first, granted, d := s.ReserveSeq(1 + (g*7+i)%45)
+				if d != drop.None {
+					continue
+				}
+				if lim := s.SeqLimit(); lim != 0 && first+uint64(granted)-1 > lim {
+					t.Errorf("block %d+%d above the limit %d", first, granted, lim)
+				}
+				for k := range granted {
+					mine = append(mine, first+uint64(k))
+				}
+			}
+		})
+	}
+	for range 100 {
+		<-db.RenewalWanted()
+		lim := s.LastSeq() + 1000
+		s.RaiseSeqLimit(lim, lim-500)
+	}
+	last := s.Freeze()
+	close(stop)
+	wg.Wait()
+	for n := range seen {
+		if n > last {
+			t.Errorf("number %d handed out after Freeze returned %d", n, last)
+		}
+	}
+}
+
+func TestReserveSeqAllocs(t *testing.T) {
+	db := NewDB(0)
+	s := newOutSA(t, true)
+	s.SetSeqLimit(1<<40, 1)
+	if err := db.Add(s); err != nil {
+		t.Fatal(err)
+	}
+	if a := testing.AllocsPerRun(1000, func() { s.ReserveSeq(45) }); a != 0 {
+		t.Errorf("ReserveSeq past the renewal mark: %v allocs, want 0", a)
+	}
+}

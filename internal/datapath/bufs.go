@@ -35,6 +35,9 @@ type batchBufs struct {
 	// Made on first use (joinTrains): the UDP GSO super-frame joined
 	// from a super-frame's datagrams.
 	trainBuf []byte
+	// Made on first use, with crypto helpers only: the packets waiting
+	// for their crypto (crypt.go).
+	crun *cryptRun
 }
 
 // bufKind is what a set of buffers is made for: nbuf receive buffers of

@@ -36,6 +36,7 @@ func (w *worker) coalesce(vm *vmState, buf []byte, start, end int) {
 // flushRun sends the pending run: as it is when it holds one segment,
 // otherwise as one super-frame with its virtio-net header.
 func (w *worker) flushRun() {
+	w.cryptFlush() // what the crypto run holds came first
 	vm := w.coVM
 	if vm == nil {
 		return

@@ -31,6 +31,26 @@
 // the pools hold at most twice as many sets as there are CPUs, and a
 // worker with more to read yields its set to one that waits.
 //
+// One flow still runs on one worker, so the crypto of a run of packets
+// is shared (crypt.go): a worker collects the packets of an AEAD SA it
+// would seal (a super-frame's segments, a batch) or open (a batch, a UDP
+// GSO train cut by SplitUDP) into a run, and where the run ends —
+// before anything else is queued or delivered, before its buffers are
+// reused, at the end of the batch — seals it with one block of sequence
+// numbers reserved at once (sa.SA.ReserveSeq, esp.EncapSeq) or opens it
+// (esp.Decap, safe on one SA from several goroutines), taking packets
+// one at a time from a shared index alongside the engine's crypto
+// helpers (on Linux one per CPU beyond the first, none with one CPU:
+// then the crypto is inline, packet by packet), and sends the results
+// in the run's order. Wire order is sequence order: a packet whose number is
+// not above the last its run sent on the SA is dropped, never sent
+// (drop: reordered). A worker offers a run only while some CPU runs no
+// worker's batch, never waits for a helper that did not start, and
+// stops offering for a while when sharing did not pay (a busy host);
+// helpers park in the network poller, not on a channel. The run,
+// its jobs and the helpers' scratch are made once, so nothing is
+// allocated per packet or per run.
+//
 // ESP may travel in UDP (RFC 3948 NAT traversal, per SA): the uplink takes
 // UDP to port 4500 as ESP when its SPI names an SA of the VM (other UDP to
 // 4500 is the guest's). For VMs whose IKE the gateway runs (VM.IKE), IKE

@@ -4,6 +4,7 @@ import (
 	"github.com/vifsec/vifsec/header"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,9 +211,13 @@ type Engine struct {
 	now func() time.Time
 
 	upWorkers []*worker
-	UplinkRx  PortStats
-	mu        sync.Mutex // Update, SetUplink, Close
-	workers   map[vif.Port][]*worker
+	// crypt is the crypto helpers workers share (crypt.go), started with
+	// the first worker (nil: one CPU, none) and stopped by Close.
+	crypt        *cryptPool
+	cryptStarted bool
+	UplinkRx     PortStats
+	mu           sync.Mutex // Update, SetUplink, Close
+	workers      map[vif.Port][]*worker
 	// workerSeq numbers workers (worker.seq).
 	workerSeq atomic.Uint32
 	// pools hold the buffers of VIF workers between batches (bufs.go).
@@ -355,8 +360,12 @@ func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
 	e.upWorkers = e.startWorkers(tp, true)
 }
 
-// startWorkers starts one worker per queue of tp. The caller holds e.mu.
+// startWorkers starts one worker per queue of tp, and the crypto
+// helpers with the first. The caller holds e.mu.
 func (e *Engine) startWorkers(tp *txPort, uplink bool) []*worker {
+	if !e.cryptStarted {
+		e.crypt, e.cryptStarted = newCryptPool(runtime.GOMAXPROCS(0)-1), true
+	}
 	var ws []*worker
 	for _, q := range tp.rxQueues() {
 		w := newWorker(e, tp, uplink)
@@ -489,4 +498,9 @@ func (e *Engine) Close() {
 	e.SetUplink(nil, 0)
 	e.Update(nil)
 	e.wg.Wait()
+	e.mu.Lock()
+	p := e.crypt
+	e.crypt = nil
+	e.mu.Unlock()
+	p.close()
 }

@@ -315,13 +315,25 @@ func udpSource(pkt []byte, c *esp.Class) netip.AddrPort {
 // authenticated, s learns it (sa.SA.NotePeer: a NAT rebinding is
 // reported, and IKE moves the Child SAs).
 func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int, from netip.AddrPort) {
-	st := vm.stats
 	if s == nil {
-		st.Drop(drop.NoSA)
+		vm.stats.Drop(drop.NoSA)
 		return
 	}
-	copy(w.macs[6:], buf[off+6:off+12])
+	if w.cryptOn(s) {
+		// Opened with the run, in parallel (crypt.go).
+		w.addOpen(vm, s, buf, off, n, from)
+		return
+	}
+	copy(w.macs[:], buf[off:off+12])
 	start, end, d := esp.Decap(s, &w.sc, buf, off+ethLen, n-ethLen)
+	w.decapped(vm, s, buf, start, end, d, from, &w.macs)
+}
+
+// decapped delivers what the inbound SPD accepts of the clear packet
+// buf[start:end] that Decap with s made of ESP for vm (d: dropped
+// instead), from the source MAC of the ESP frame (macs[6:]).
+func (w *worker) decapped(vm *vmState, s *sa.SA, buf []byte, start, end int, d drop.Reason, from netip.AddrPort, macs *[12]byte) {
+	st := vm.stats
 	if d != drop.None {
 		st.Drop(d)
 		s.Drop(d)
@@ -359,7 +371,7 @@ func (w *worker) inboundESP(vm *vmState, s *sa.SA, buf []byte, off, n int, from 
 	}
 	start -= ethLen
 	copy(buf[start:], vm.mac[:])
-	copy(buf[start+6:], w.macs[6:])
+	copy(buf[start+6:], macs[6:])
 	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[start+ethLen]))
 	w.deliver(vm, buf, start, end)
 }
@@ -416,6 +428,7 @@ func (w *worker) inboundClear(vm *vmState, buf []byte, off, n int, etype uint16)
 }
 
 func (w *worker) deliver(vm *vmState, buf []byte, start, end int) {
+	w.cryptFlush() // what the run holds came first
 	if w.co != nil && vm.port.vnet && w.cfg.coalesce {
 		w.coalesce(vm, buf, start, end)
 		return

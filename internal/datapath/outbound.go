@@ -159,14 +159,26 @@ func (w *worker) fromVIF(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 		return
 	}
 	copy(w.macs[:], f[0:12])
+	if w.cryptOn(s) {
+		// Sealed with the run, in parallel (crypt.go).
+		w.addSeal(snap, vm, s, buf, ip, n-ethLen, &w.macs)
+		return
+	}
 	start, end, d := esp.Encap(s, &w.sc, buf, ip, n-ethLen)
+	w.sealed(snap, vm, s, buf, start, end, d, &w.macs)
+}
+
+// sealed forwards vm's packet that ESP with s made into buf[start:end]
+// (d: dropped instead) in a frame from the MACs the VM's frame had
+// (macs: destination, source).
+func (w *worker) sealed(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, start, end int, d drop.Reason, macs *[12]byte) {
 	if d != drop.None {
-		st.Drop(d)
+		vm.stats.Drop(d)
 		s.Drop(d)
 		return
 	}
 	start -= ethLen
-	copy(buf[start:], w.macs[:])
+	copy(buf[start:], macs[:])
 	binary.BigEndian.PutUint16(buf[start+12:], etherTypeOf(buf[start+ethLen]))
 	w.forward(snap, vm, nil, buf, start, end)
 }
@@ -215,6 +227,7 @@ func (w *worker) fromVnet(snap *snapshot, buf []byte, off, n int, m vif.Meta) {
 	for i := 0; i < ns; i++ {
 		w.fromVIF(snap, w.seg[i], readOff, w.segSizes[i], m)
 	}
+	w.cryptFlush()
 	w.joinTrains()
 	w.flush()
 }
@@ -320,6 +333,7 @@ func (w *worker) tooBig(vm *vmState, buf []byte, off, n, mtu int) {
 // — IPv6, DF set, transport mode (RFC 4301 §7: whole datagrams only) — is
 // dropped and answered with ICMP too-big carrying mtu.
 func (w *worker) oversized(snap *snapshot, vm *vmState, s *sa.SA, buf []byte, off, n int, m vif.Meta, mtu int) {
+	w.cryptFlush() // packets of the run may be in w.seg
 	pkt := buf[off+ethLen : off+n]
 	if pkt[0]>>4 == 4 && pkt[6]&0x40 == 0 && (s == nil || s.Mode() == sa.ModeTunnel) && w.port.vnet && !w.fragmenting {
 		w.ensureSeg()

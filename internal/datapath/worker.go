@@ -70,7 +70,10 @@ type worker struct {
 
 	sc   sa.Scratch
 	flow tenant.Flow
-	macs [12]byte
+	// crypt is the engine's crypto helpers (crypt.go); nil: none, the
+	// worker seals and opens inline.
+	crypt *cryptPool
+	macs  [12]byte
 
 	fragmenting bool // w.seg holds fragments being sent
 	fragPolicy  int  // while fragmenting: the datagram's policy (-1: default)
@@ -116,7 +119,7 @@ func frameBufSize(mtu int) int { return max(bufSize, frameExtra+mtu) }
 // moment; segment buffers follow the uplink's MTU as it changes
 // (ensureSeg). A VIF's worker gets its buffers when frames arrive (run).
 func newWorker(e *Engine, p *txPort, uplink bool) *worker {
-	w := &worker{e: e, port: p, rx: p.Port, seq: e.workerSeq.Add(1) - 1, uplink: uplink, done: make(chan struct{}), cfg: e.cfg.Load()}
+	w := &worker{e: e, port: p, rx: p.Port, seq: e.workerSeq.Add(1) - 1, uplink: uplink, done: make(chan struct{}), cfg: e.cfg.Load(), crypt: e.crypt}
 	frame := frameBufSize(w.cfg.mtu)
 	switch {
 	case p.vnet && uplink:
@@ -202,6 +205,11 @@ func (w *worker) release() {
 func (w *worker) batch(n int) {
 	w.batches.Add(1) // odd: in a batch (Engine.Quiesce)
 	defer w.batches.Add(1)
+	if w.crypt != nil {
+		// Helpers share runs only while some CPU runs no worker.
+		w.crypt.busy.Add(1)
+		defer w.crypt.busy.Add(-1)
+	}
 	snap := w.e.snap.Load()
 	w.cfg = w.e.cfg.Load()
 	for i := 0; i < n; i++ {
@@ -216,6 +224,7 @@ func (w *worker) batch(n int) {
 			w.fromVIF(snap, w.bufs[i], readOff, w.sizes[i], w.meta[i])
 		}
 	}
+	w.cryptFlush()
 	w.flushRun()
 	w.flush()
 	w.sent.commit()
@@ -354,6 +363,7 @@ func etherTypeOf(b byte) uint16 {
 // The frame must have vif.VnetHdrLen bytes of headroom in buf, where a
 // virtio-net header is written for ports that take one.
 func (w *worker) queue(dst *txPort, buf []byte, start, end int, vm *VMStats) {
+	w.cryptFlush() // what the run holds came first
 	if w.nout == maxOut {
 		w.flush()
 	}
@@ -361,8 +371,10 @@ func (w *worker) queue(dst *txPort, buf []byte, start, end int, vm *VMStats) {
 	w.nout++
 }
 
-// flush writes the queued frames, one WriteBatch per destination port.
+// flush writes the queued frames, one WriteBatch per destination port,
+// after those of the crypto run (crypt.go).
 func (w *worker) flush() {
+	w.cryptFlush()
 	for i := 0; i < w.nout; i++ {
 		dst := w.out[i].dst
 		if dst == nil {

@@ -1,7 +1,14 @@
 // Package esp is the ESP transform (RFC 4303) on packets in caller
 // buffers: Encap and Decap in place, transport and tunnel mode, IPv6 and
 // IPv4, with the headroom and tailroom the caller leaves (Headroom,
-// Tailroom, MaxPrefix), allocating nothing.
+// Tailroom, MaxPrefix), allocating nothing. Encap takes the SA's next
+// sequence number; EncapSeq seals with a number the caller reserved
+// (sa.SA.ReserveSeq), so that a run of packets of one SA can be sealed on
+// several goroutines at once and still leave in number order. Decap is
+// safe for concurrent callers on one SA: the replay check and the
+// window's move are under the SA's lock, the move only after
+// authentication, so each of a run of one SA's packets decrypted at once
+// is accepted once.
 //
 // It also owns UDP encapsulation of ESP for NAT traversal (RFC 3948): an
 // SA with sa.Config.Encap sends and accepts only ESP in UDP, one without

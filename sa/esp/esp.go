@@ -66,16 +66,32 @@ func Locate(pkt []byte) (off int, spi uint32, ok bool) {
 // 8200 §8.1).
 //
 // Encap allocates nothing. A drop leaves buf's packet in an unspecified
-// state.
+// state. It is EncapSeq with the number NextSeq reserves once the packet
+// is found valid.
 //
 // Stages:
 //  1. Validate the inner IP header and find where ESP goes.
-//  2. Reserve a sequence number and charge the lifetime (drop: seq-overflow, expired).
+//  2. Reserve a sequence number (EncapSeq: take the caller's) and charge
+//     the lifetime (drop: seq-overflow, expired).
 //  3. Write the trailer: padding 1,2,3…, pad length, next header.
 //  4. Move the IP header (transport) or write the outer header (tunnel),
 //     the UDP header (Encap) and the ESP header in front.
 //  5. Seal in place (AEAD or CBC+HMAC); over IPv6, the UDP checksum.
 func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d drop.Reason) {
+	return encap(s, sc, buf, off, n, 0, true)
+}
+
+// EncapSeq is Encap with sequence number seq, which the caller reserved
+// with s.ReserveSeq: a worker reserves a block for a run of packets,
+// seals them on several goroutines at once (each with its own Scratch)
+// and sends them in the order of their numbers. A packet dropped here
+// leaves its number unused, a harmless gap. Safe for concurrent use on
+// one SA with distinct numbers and buffers.
+func EncapSeq(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int, seq uint64) (start, end int, d drop.Reason) {
+	return encap(s, sc, buf, off, n, seq, false)
+}
+
+func encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int, seq uint64, reserve bool) (start, end int, d drop.Reason) {
 	if off < 0 || n < 0 || off+n > len(buf) {
 		return 0, 0, drop.NoRoom
 	}
@@ -141,9 +157,10 @@ func Encap(s *sa.SA, sc *sa.Scratch, buf []byte, off, n int) (start, end int, d 
 		return 0, 0, drop.TooBig
 	}
 	// 2.
-	seq, d := s.NextSeq()
-	if d != drop.None {
-		return 0, 0, d
+	if reserve {
+		if seq, d = s.NextSeq(); d != drop.None {
+			return 0, 0, d
+		}
 	}
 	if d = s.Account(ln); d != drop.None {
 		return 0, 0, d
