@@ -95,6 +95,9 @@ func openKind(tb testing.TB, mode, name, ns string, vnet bool) Port {
 		p, err = openRing(name, ns, opt)
 	case "af-xdp":
 		p, err = openXSK(name, ns)
+	case "sendmmsg-64-qdisc", "sendmmsg-64-pfifo":
+		opt.Qdisc = true
+		p, err = OpenPacketWith(name, ns, opt)
 	default:
 		p, err = OpenPacketWith(name, ns, opt)
 	}
@@ -216,13 +219,23 @@ func benchReceive(b *testing.B, hv, vm, mode string, size int) {
 // the frames and drops them (an EtherType nobody handles). An op is one
 // frame sent; cpu-ns/frame is the writer thread's user+system time per
 // frame, which includes the veth's delivery to its peer.
+//
+// sendmmsg-64 bypasses the qdisc (PACKET_QDISC_BYPASS, a VIF's port);
+// sendmmsg-64-qdisc is the same through the qdisc (PacketOptions.Qdisc,
+// the uplink's port) on the veth's own noqueue; sendmmsg-64-pfifo
+// through a root pfifo_fast, the default qdisc of a NIC's queues (a
+// frame that finds it empty goes straight to the driver).
 func BenchmarkTransmit(b *testing.B) {
 	testutil.NeedRoot(b)
 	hv, vm := newNetns(b, "hv"), newNetns(b, "vm")
 	vethPair(b, hv, "vif0", vm, "eth0")
 	for _, size := range []int{64, 512, 1500} {
-		for _, mode := range []string{"sendmmsg-64", "tx-ring"} {
+		for _, mode := range []string{"sendmmsg-64", "sendmmsg-64-qdisc", "sendmmsg-64-pfifo", "tx-ring"} {
 			b.Run(fmt.Sprintf("%s/%dB", mode, size), func(b *testing.B) {
+				if mode == "sendmmsg-64-pfifo" {
+					run(b, "ip", "netns", "exec", hv, "tc", "qdisc", "replace", "dev", "vif0", "root", "pfifo_fast")
+					defer run(b, "ip", "netns", "exec", hv, "tc", "qdisc", "del", "dev", "vif0", "root")
+				}
 				tx := openKind(b, mode, "vif0", hv, false)
 				defer tx.Close()
 				batch := frames(macVM, macHV, MaxBatch, size)

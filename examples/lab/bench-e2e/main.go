@@ -67,7 +67,7 @@
 // With --scale (`make bench-scale`, scale.go) it runs N VM pairs at once
 // instead, on the same lab builder and gateway set-ups.
 //
-//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR] [--wireguard-go PATH] [--uplink-offloads]
+//	bench-e2e [--time 10s] [--mode tunnel|transport] [--cases LIST] [--vms 100] [--profile DIR] [--keep-logs DIR] [--wireguard-go PATH] [--uplink-offloads] [--uplink-qdisc QDISC]
 //	bench-e2e --scale [--pairs 1,2,4] [--time 10s] [--mode tunnel|transport] [--wireguard-go PATH]
 package main
 
@@ -178,13 +178,14 @@ func main() {
 	mode := flag.String("mode", "tunnel", "IPsec mode of vifsec's SAs: tunnel (as strongSwan's) or transport")
 	cases := flag.String("cases", strings.Join(allCases, ","), "comma-separated cases to run: "+strings.Join(allCases, ","))
 	vms := flag.Int("vms", 100, "VMs to attach for the RSS measurement (0: skip it)")
-	profile := flag.String("profile", "", "after the aes128-gcm run, run it again under perf record -a -g and write perf data and reports into this directory")
+	profile := flag.String("profile", "", "after the aes128-gcm and aes128-gcm-udp runs, run each again under perf record -a -g and write perf data and reports into this directory")
 	keep := flag.String("keep-logs", "", "copy daemon and charon logs into this directory")
 	waitIdle := flag.Duration("wait-idle", 30*time.Second, "before each case, wait up to this long for the machine to be under 25% busy (other processes skew results)")
 	wgBin := flag.String("wireguard-go", "", "wireguard-go binary for the wireguard-go case (default: bin/wireguard-go/wireguard, as make bench-e2e builds it)")
 	scale := flag.Bool("scale", false, "instead of the cases above: 1, 2, 4, … VM pairs (up to the CPUs, or --pairs), one iperf3 stream each, for plain, none, aes128-gcm and wireguard-go")
 	pairs := flag.String("pairs", "", "with --scale: comma-separated pair counts (default 1, 2, 4, … up to runtime.NumCPU())")
 	uplinkOff := flag.Bool("uplink-offloads", false, "turn on tx checksum offload, TSO, GSO and tx-udp-segmentation on both uplink veths for every case (the lab leaves them off, so the kernel segments and checksums whatever crosses them): UDP GSO super-frames then cross the veth whole")
+	uplinkQdisc := flag.String("uplink-qdisc", "", "put this root qdisc (as tc names it, e.g. pfifo_fast, a NIC's default) on both uplink veths for every case, where the lab's veths have noqueue: vifsecd's uplink writes then pass it as on a NIC")
 	engine := flag.Bool("engine", false, "run cases none/aes128-gcm/chacha20-poly1305 with vifsec's data path engine inside this process (no vifsecd); with --profile, also a runtime/pprof CPU profile")
 	flag.Parse()
 	if *mode != "tunnel" && *mode != "transport" {
@@ -212,13 +213,13 @@ func main() {
 		}
 		return
 	}
-	if err := run(ctx, want, *dur, *mode, *vms, *profile, *keep, *engine, *waitIdle, *wgBin, *uplinkOff); err != nil {
+	if err := run(ctx, want, *dur, *mode, *vms, *profile, *keep, *engine, *waitIdle, *wgBin, *uplinkOff, *uplinkQdisc); err != nil {
 		fmt.Fprintf(os.Stderr, "bench-e2e: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, want map[string]bool, dur time.Duration, mode string, vms int, profile, keep string, engine bool, waitIdle time.Duration, wgBin string, uplinkOffloads bool) (err error) {
+func run(ctx context.Context, want map[string]bool, dur time.Duration, mode string, vms int, profile, keep string, engine bool, waitIdle time.Duration, wgBin string, uplinkOffloads bool, uplinkQdisc string) (err error) {
 	if err := preflight(want, profile); err != nil {
 		return err
 	}
@@ -265,6 +266,14 @@ func run(ctx context.Context, want map[string]bool, dur time.Duration, mode stri
 		for _, gw := range l.Gateways {
 			if out, err := lab.Exec(ctx, gw.NS, "ethtool", "-K", gw.Uplink, "tx", "on", "tso", "on", "gso", "on", "tx-udp-segmentation", "on"); err != nil {
 				return fmt.Errorf("--uplink-offloads: ethtool -K %s in %s: %v\n%s", gw.Uplink, gw.NS, err, out)
+			}
+		}
+	}
+	if uplinkQdisc != "" {
+		uplinks += "; uplink root qdisc " + uplinkQdisc + " (--uplink-qdisc)"
+		for _, gw := range l.Gateways {
+			if out, err := lab.Exec(ctx, gw.NS, "tc", "qdisc", "replace", "dev", gw.Uplink, "root", uplinkQdisc); err != nil {
+				return fmt.Errorf("--uplink-qdisc %s: tc qdisc replace dev %s root %s in %s: %v\n%s", uplinkQdisc, gw.Uplink, uplinkQdisc, gw.NS, err, out)
 			}
 		}
 	}
@@ -632,7 +641,7 @@ func (bn *bench) vifsec(c string) (r *result) {
 	if stB, err := lab.BenchStats(ctx, ds[1], bn.b.Name); err == nil {
 		r.note += drops("b", stB)
 	}
-	if bn.profile != "" && c == "aes128-gcm" && r.err == nil {
+	if bn.profile != "" && (c == "aes128-gcm" || c == "aes128-gcm-udp") && r.err == nil {
 		if err := bn.perf(c, "vifsecd"); err != nil {
 			progress("profile: " + err.Error())
 		}
