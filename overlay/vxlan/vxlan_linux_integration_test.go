@@ -60,6 +60,29 @@ func sh(t *testing.T, args ...string) {
 	}
 }
 
+// settled waits until dev in ns has no tentative global IPv6 address. An
+// address added with nodad while its link is down stays tentative after
+// the link comes up until the kernel's DAD work runs, which on a loaded
+// machine can be later than the test's first packet; the kernel drops
+// what is sent to a tentative address.
+func settled(t *testing.T, ns, dev string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", ns, "-6", "addr", "show", "dev", dev, "scope", "global", "tentative").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip -n %s -6 addr show dev %s scope global tentative: %v\n%s", ns, dev, err, out)
+		}
+		if len(strings.TrimSpace(string(out))) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s in %s still has tentative global addresses:\n%s", dev, ns, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 var nsSeq atomic.Int32
 
 func netns(t *testing.T, role string) string {
@@ -103,6 +126,7 @@ func newLab(t *testing.T, v6 bool) *lab {
 	sh(t, "ip", "-n", remote, "addr", "add", "198.51.100.2/24", "dev", "ul1")
 	sh(t, "ip", "-n", remote, "addr", "add", "2001:db8:ff::2/64", "dev", "ul1", "nodad")
 	sh(t, "ip", "-n", remote, "link", "set", "ul1", "up")
+	settled(t, remote, "ul1")
 	sh(t, "ip", "-n", remote, "neigh", "add", "198.51.100.1", "lladdr", macString(macUplink), "dev", "ul1", "nud", "permanent")
 	sh(t, "ip", "-n", remote, "neigh", "add", "2001:db8:ff::1", "lladdr", macString(macUplink), "dev", "ul1", "nud", "permanent")
 	p, err := vif.OpenPacket("ul0", local)
@@ -165,6 +189,7 @@ func (l *lab) tenant(vni uint32, ttl int, extra ...string) string {
 	sh(t, "ip", "-n", ns, "addr", "add", "192.0.2.2/24", "dev", dev)
 	sh(t, "ip", "-n", ns, "addr", "add", "2001:db8:1::2/64", "dev", dev, "nodad")
 	sh(t, "ip", "-n", ns, "link", "set", dev, "up")
+	settled(t, ns, dev)
 	return ns
 }
 
