@@ -42,7 +42,7 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, o data
 		return p, mtu, nil
 	}, log.With("part", "attach"))
 	workers := dataPathWorkers(o.workers)
-	log.Info("data path workers", "uplink_queues", workers, "vif_queues", min(workers, attach.MaxVIFQueues))
+	log.Info("data path workers", "uplink_queues", workers, "vif_queues", min(workers, attach.MaxVIFQueues), "crypto_helpers", e.CryptoHelpers())
 	a.SetQueues(workers)
 	d.SetVIFStatus(a.Status)
 	d.SetUplinkState(a.UplinkStatus)
@@ -84,15 +84,17 @@ func runDataPath(ctx context.Context, d *daemon.Daemon, log *slog.Logger, o data
 
 // dataPathOptions are the daemon's flags that shape the data path.
 type dataPathOptions struct {
-	gro     bool // --gro: ingress coalescing toward guests
-	udpGSO  bool // --udp-gso: UDP GSO trains toward the uplink
-	workers int  // --workers
+	gro           bool // --gro: ingress coalescing toward guests
+	udpGSO        bool // --udp-gso: UDP GSO trains toward the uplink
+	workers       int  // --workers
+	cryptoHelpers int  // --crypto-helpers: -1 one per CPU beyond the first
 }
 
 // configure applies the switches of o to e before it runs.
 func (o dataPathOptions) configure(e *datapath.Engine) {
 	e.SetCoalesce(o.gro)
 	e.SetUDPGSO(o.udpGSO)
+	e.SetCryptoHelpers(o.cryptoHelpers)
 }
 
 // dataPathWorkers is the number of queues --workers n asks for: n, or

@@ -81,7 +81,11 @@ type options struct {
 	// workers is --workers: data-path queues, one worker each, of the
 	// uplink (each VIF min(workers, attach.MaxVIFQueues)); 0 = the
 	// CPUs available (runDataPath).
-	workers       int
+	workers int
+	// cryptoHelpers is --crypto-helpers: the data path's crypto helpers
+	// (datapath.Engine.SetCryptoHelpers); -1 = one per CPU beyond the
+	// first, 0 = none.
+	cryptoHelpers int
 	libvirt       string        // --libvirt auto|off|SOCKET (libvirt.go)
 	fleet         fleetOptions  // --store etcd://... (fleet.go)
 	ikeRetransmit time.Duration // --ike-retransmit-timeout (ike.Config)
@@ -104,12 +108,14 @@ func flagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	o.udpGSO = true
 	fs.Var((*boolFlag)(&o.udpGSO), "udp-gso", "send the ESP-in-UDP or VXLAN datagrams made from one guest TSO super-frame to the uplink as one UDP GSO (GSO_UDP_L4) super-frame, when the uplink's device takes them; false sends each datagram as its own frame (ext)")
 	fs.Var((*workersFlag)(&o.workers), "workers", "data-path workers: the uplink is read by `N` queues (a PACKET_FANOUT hash group, so a flow stays on one), each VM's interface by one (its SAs leave in sequence order); 0 = one per CPU available (ext)")
+	o.cryptoHelpers = -1
+	fs.Var((*cryptoHelpersFlag)(&o.cryptoHelpers), "crypto-helpers", "data-path crypto helpers: `N` goroutines that seal or open long runs of one SA's packets on otherwise idle CPUs, each polling about 100 µs for the next run before it sleeps; -1 = one per CPU beyond the first, 0 = none (each worker does its own crypto: for hosts whose CPUs are busy), N above GOMAXPROCS-1 gets GOMAXPROCS-1 (ext)")
 	fs.StringVar(&o.libvirt, "libvirt", "auto", "reconcile VMs of libvirt domains: auto (libvirt's read-only sockets), off, or a socket path (ext)")
 	fs.DurationVar(&o.ikeRetransmit, "ike-retransmit-timeout", 4*time.Second, "IKE: first retransmission after this, then ×1.8 each try, as strongSwan's retransmit_timeout (ext)")
 	fs.IntVar(&o.ikeTries, "ike-retransmit-tries", 5, "IKE: retransmissions before a peer is declared dead, as strongSwan's retransmit_tries (ext)")
 	addFleetFlags(fs, &o.fleet)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--udp-gso=true|false] [--workers N] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
+		fmt.Fprintln(stderr, "usage: vifsecd [--state DIR] [--socket PATH] [--metrics ADDR|off] [--log-level debug|info|warn|error] [--log-format text|json] [--version] [--gro=true|false] [--udp-gso=true|false] [--workers N] [--crypto-helpers N] [--libvirt auto|off|SOCKET] [--ike-retransmit-timeout 4s] [--ike-retransmit-tries 5] "+fleetUsage)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -164,6 +170,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, *slog.LevelVar, erro
 	return o, lv, nil
 }
 
+// dataPath is the options of o that shape the data path.
+func (o *options) dataPath() dataPathOptions {
+	return dataPathOptions{gro: o.gro, udpGSO: o.udpGSO, workers: o.workers, cryptoHelpers: o.cryptoHelpers}
+}
+
 // maxWorkers bounds --workers: a PACKET_FANOUT group holds at most 256
 // sockets.
 const maxWorkers = 256
@@ -179,6 +190,22 @@ func (w *workersFlag) Set(s string) error {
 		return fmt.Errorf("use 0 (one per CPU available) or 1 to %d workers", maxWorkers)
 	}
 	*w = workersFlag(n)
+	return nil
+}
+
+// cryptoHelpersFlag is --crypto-helpers: -1 (one per CPU beyond the
+// first), 0 (none) or a number of helpers, which the engine caps at one
+// per CPU beyond the first.
+type cryptoHelpersFlag int
+
+func (c *cryptoHelpersFlag) String() string { return strconv.Itoa(int(*c)) }
+
+func (c *cryptoHelpersFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < -1 {
+		return errors.New("use -1 (one per CPU beyond the first), 0 (none: each worker does its own crypto) or a number of helpers")
+	}
+	*c = cryptoHelpersFlag(n)
 	return nil
 }
 
@@ -338,7 +365,7 @@ func serve(ctx context.Context, o *options, log *slog.Logger, ready func(string,
 	ig := ikeio.New(d, log.With("part", "ike"), &ike.Config{RetransmitTimeout: o.ikeRetransmit, RetransmitTries: o.ikeTries})
 	wg.Go(func() { ig.Run(runCtx) })
 	wg.Go(func() {
-		runDataPath(runCtx, d, log, dataPathOptions{gro: o.gro, udpGSO: o.udpGSO, workers: o.workers}, ig.AttachDataPath, recheck)
+		runDataPath(runCtx, d, log, o.dataPath(), ig.AttachDataPath, recheck)
 	})
 	wg.Go(func() { runLibvirt(runCtx, d, log, o.libvirt) })
 

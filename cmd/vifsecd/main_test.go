@@ -32,7 +32,7 @@ func TestLifecycle(t *testing.T) {
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "s.sock")
 	state := filepath.Join(dir, "state")
-	args := []string{"--state", state, "--socket", sock, "--metrics", "127.0.0.1:0", "--log-level", "debug"}
+	args := []string{"--state", state, "--socket", sock, "--metrics", "127.0.0.1:0", "--log-level", "debug", "--crypto-helpers", "0"}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs testutil.LogBuffer
@@ -93,6 +93,9 @@ func TestLifecycle(t *testing.T) {
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket not removed: %v", err)
 	}
+	if !strings.Contains(logs.String(), "crypto_helpers=0") {
+		t.Errorf("no crypto_helpers=0 in the data path's startup log:\n%s", logs.String())
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > base {
 		if time.Now().After(deadline) {
@@ -124,6 +127,10 @@ func TestFlags(t *testing.T) {
 		{[]string{"--gro=maybe"}, 1, "-gro"},
 		{[]string{"--udp-gso=maybe"}, 1, `invalid boolean value "maybe" for -udp-gso: use true or false`},
 		{[]string{"--udp-gso", "false"}, 2, `unexpected argument "false"`},
+		{[]string{"--crypto-helpers", "some"}, 1, `invalid value "some" for flag -crypto-helpers: use -1 (one per CPU beyond the first), 0 (none: each worker does its own crypto) or a number of helpers`},
+		{[]string{"--crypto-helpers=-2"}, 1, `invalid value "-2" for flag -crypto-helpers: use -1`},
+		{[]string{"--crypto-helpers", "1.5"}, 1, "-crypto-helpers: use -1"},
+		{[]string{"--crypto-helpers"}, 2, "needs an argument"},
 		{[]string{"--version"}, 0, "vifsecd "},
 	}
 	for _, tt := range tests {
@@ -167,7 +174,7 @@ func TestUDPGSOFlag(t *testing.T) {
 			t.Fatalf("%v: %v", tc.args, err)
 		}
 		e := datapath.New(sa.NewDB(0), nil)
-		dataPathOptions{gro: o.gro, udpGSO: o.udpGSO, workers: o.workers}.configure(e)
+		o.dataPath().configure(e)
 		if e.UDPGSO() != tc.gso || e.Coalescing() != tc.gro {
 			t.Errorf("vifsecd %v: engine UDP GSO %v, coalescing %v; want %v, %v", tc.args, e.UDPGSO(), e.Coalescing(), tc.gso, tc.gro)
 		}
@@ -177,6 +184,46 @@ func TestUDPGSOFlag(t *testing.T) {
 	manPage().Write(&b)
 	if !strings.Contains(b.String(), `\-\-udp\-gso`) {
 		t.Error("vifsecd(8) does not describe --udp-gso")
+	}
+}
+
+// TestCryptoHelpersFlag: --crypto-helpers (default -1) reaches the data
+// path's engine, which starts that many helpers, at most one per CPU
+// beyond the first, and none with 0 (internal/datapath
+// TestCryptoHelpersOption).
+func TestCryptoHelpersFlag(t *testing.T) {
+	prev := runtime.GOMAXPROCS(4)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	for _, tc := range []struct {
+		args []string
+		n    int // the option
+		want int // the engine's helpers
+	}{
+		{nil, -1, 3},
+		{[]string{"--crypto-helpers", "-1"}, -1, 3},
+		{[]string{"--crypto-helpers", "0"}, 0, 0},
+		{[]string{"--crypto-helpers=2"}, 2, 2},
+		{[]string{"--crypto-helpers", "64"}, 64, 3},
+		{[]string{"--crypto-helpers", "0", "--crypto-helpers", "1"}, 1, 1},
+	} {
+		o, _, err := parseFlags(tc.args, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if o.cryptoHelpers != tc.n {
+			t.Errorf("vifsecd %v: --crypto-helpers %d, want %d", tc.args, o.cryptoHelpers, tc.n)
+		}
+		e := datapath.New(sa.NewDB(0), nil)
+		o.dataPath().configure(e)
+		if runtime.GOOS == "linux" && e.CryptoHelpers() != tc.want {
+			t.Errorf("vifsecd %v: engine will start %d crypto helpers, want %d", tc.args, e.CryptoHelpers(), tc.want)
+		}
+		e.Close()
+	}
+	var b bytes.Buffer
+	manPage().Write(&b)
+	if !strings.Contains(b.String(), `\-\-crypto\-helpers`) {
+		t.Error("vifsecd(8) does not describe --crypto-helpers")
 	}
 }
 

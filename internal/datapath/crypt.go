@@ -2,6 +2,7 @@ package datapath
 
 import (
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +39,10 @@ import (
 //     and delivery.
 //
 // The pool has one helper per CPU beyond the first (GOMAXPROCS-1 when
-// the engine starts its first worker; on Linux only, see waker); with
-// one CPU there is none and a worker does its crypto inline, packet by
-// packet, as without the pool. A worker offers its run only as many
+// the engine starts its first worker; on Linux only, see waker), or as
+// many as Engine.SetCryptoHelpers asked for, at most that many; with one
+// CPU, or none asked for, there is no pool and a worker does its crypto
+// inline, packet by packet, its packets never collected in a run. A worker offers its run only as many
 // times as the run is long enough to pay for (cryptShare packets a
 // share), wakes a parked helper only when none spins, never waits for a
 // helper to become free, and never for one that was offered the run but
@@ -102,17 +104,32 @@ type cryptPool struct {
 	alwaysShare bool
 }
 
-// newCryptPool starts n helpers; nil (no helpers: workers do their
-// crypto inline) for n < 1 or where helpers cannot be parked (waker).
+// cryptHelpers is how many helpers a pool asked for n has with procs
+// CPUs: for n < 0 one per CPU beyond the first, otherwise n, at most
+// that many; none where helpers cannot be parked (waker).
+func cryptHelpers(n, procs int) int {
+	if !haveWaker {
+		return 0
+	}
+	if n < 0 || n > procs-1 {
+		return max(procs-1, 0)
+	}
+	return n
+}
+
+// newCryptPool starts the helpers asked for n (cryptHelpers, with
+// GOMAXPROCS CPUs); nil when that is none (workers do their crypto
+// inline) or the waker cannot be made.
 func newCryptPool(n int) *cryptPool {
-	if n < 1 {
+	procs := runtime.GOMAXPROCS(0)
+	if n = cryptHelpers(n, procs); n < 1 {
 		return nil
 	}
 	wk, err := newWaker()
 	if err != nil {
 		return nil
 	}
-	p := &cryptPool{offers: make([]atomic.Pointer[cryptJob], n), waker: wk, procs: int32(n + 1)}
+	p := &cryptPool{offers: make([]atomic.Pointer[cryptJob], n), waker: wk, procs: int32(procs)}
 	for range n {
 		p.wg.Add(1)
 		go p.helper()

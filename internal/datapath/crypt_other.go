@@ -9,6 +9,9 @@ import "errors"
 // inline.
 type waker struct{}
 
+// haveWaker says crypto helpers cannot be parked here.
+const haveWaker = false
+
 func newWaker() (*waker, error) {
 	return nil, errors.New("crypto helpers: unsupported on this platform")
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -363,4 +364,116 @@ func BenchmarkCryptRun(b *testing.B) {
 			})
 		}
 	}
+}
+
+// helperGoroutines counts the crypto helpers in the process, started or
+// not yet (newCryptPool creates no other goroutine).
+func helperGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "created by github.com/vifsec/vifsec/internal/datapath.newCryptPool ")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// TestCryptoHelpersOption: SetCryptoHelpers(n), before the first port,
+// decides the pool an engine starts: with 0 no pool and no helper
+// goroutine, the workers sealing and opening inline (they never collect
+// a run); with n > 0 n helpers, at most GOMAXPROCS-1; with -1 (the
+// default) GOMAXPROCS-1. Traffic passes either way, and a later call
+// changes nothing.
+func TestCryptoHelpersOption(t *testing.T) {
+	if !haveWaker {
+		t.Skip("no crypto helpers on this platform")
+	}
+	prev := runtime.GOMAXPROCS(4)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	for _, tc := range []struct {
+		name string
+		set  bool
+		n    int
+		want int
+	}{
+		{"default", false, 0, 3},
+		{"0", true, 0, 0},
+		{"1", true, 1, 1},
+		{"2", true, 2, 2},
+		{"-1", true, -1, 3},
+		{"capped", true, 9, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := helperGoroutines()
+			a, b, _ := buildWith(t, func(e *Engine) {
+				if tc.set {
+					e.SetCryptoHelpers(tc.n)
+				}
+				if got := e.CryptoHelpers(); got != tc.want {
+					t.Errorf("before the first port: CryptoHelpers %d, want %d", got, tc.want)
+				}
+			})
+			for _, s := range []*side{a, b} {
+				p := poolOf(s.e)
+				if p.helpers() != tc.want || (p == nil) != (tc.want == 0) {
+					t.Errorf("pool %v with %d helpers, want %d", p != nil, p.helpers(), tc.want)
+				}
+				if got := s.e.CryptoHelpers(); got != tc.want {
+					t.Errorf("running: CryptoHelpers %d, want %d", got, tc.want)
+				}
+			}
+			if got := helperGoroutines() - before; got != 2*tc.want {
+				t.Errorf("%d helper goroutines for two engines, want %d", got, 2*tc.want)
+			}
+
+			// A batch of one SA's packets: a run long enough to share.
+			const k = 40
+			var fs [][]byte
+			for i := range k {
+				fs = append(fs, frame(macB1, macA1, satest.V6A, satest.V6B, 100+i))
+			}
+			a.guests["acme"].WriteBatch(fs)
+			for i := range k {
+				if got := recv(t, b.guests["acme"]); !bytes.Equal(got, fs[i]) {
+					t.Fatalf("frame %d delivered as %x, want %x", i, got, fs[i])
+				}
+			}
+			// Every worker has the engine's pool (nil: it seals and opens
+			// inline). B's uplink worker, which keeps its buffers, opened
+			// the frames: in a run (crun, made before it delivered them)
+			// only with helpers.
+			for _, s := range []*side{a, b} {
+				s.e.mu.Lock()
+				ws := append([]*worker(nil), s.e.upWorkers...)
+				for _, w := range s.e.workers {
+					ws = append(ws, w...)
+				}
+				s.e.mu.Unlock()
+				for _, w := range ws {
+					if w.crypt != poolOf(s.e) {
+						t.Errorf("worker with pool %p, engine's %p", w.crypt, poolOf(s.e))
+					}
+				}
+			}
+			b.e.mu.Lock()
+			w := b.e.upWorkers[0]
+			b.e.mu.Unlock()
+			if got := w.crun != nil; got != (tc.want > 0) {
+				t.Errorf("%d helpers: B's uplink worker collected a run %v, want %v", tc.want, got, tc.want > 0)
+			}
+
+			a.e.SetCryptoHelpers(tc.want + 1)
+			if got := a.e.CryptoHelpers(); got != tc.want {
+				t.Errorf("SetCryptoHelpers after start: CryptoHelpers %d, want %d still", got, tc.want)
+			}
+		})
+	}
+}
+
+// poolOf is e's crypto pool.
+func poolOf(e *Engine) *cryptPool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.crypt
 }

@@ -72,10 +72,17 @@ func policies(vm string, local, remote netip.Prefix) []tenant.Policy {
 // build makes gateway A and B joined by an in-memory wire, each with an
 // acme VM (VLAN 100) and a globex VM (VLAN 200) using the same addresses
 // and SPI 0x1000 with different keys.
-func build(t *testing.T) (a, b *side, wireA *viftest.Port) {
+func build(t *testing.T) (a, b *side, wireA *viftest.Port) { return buildWith(t, nil) }
+
+// buildWith is build with setup, if not nil, applied to each engine
+// before it has a port.
+func buildWith(t *testing.T, setup func(*Engine)) (a, b *side, wireA *viftest.Port) {
 	mk := func(macAcme, macGlobex header.MAC, local, remote netip.Addr, outSPI, inSPI uint32) *side {
 		s := &side{db: sa.NewDB(0), guests: map[string]*viftest.Port{}}
 		s.e = New(s.db, nil)
+		if setup != nil {
+			setup(s.e)
+		}
 		var vms []VM
 		for _, tc := range []struct {
 			name string

@@ -40,8 +40,9 @@
 // numbers reserved at once (sa.SA.ReserveSeq, esp.EncapSeq) or opens it
 // (esp.Decap, safe on one SA from several goroutines), taking packets
 // one at a time from a shared index alongside the engine's crypto
-// helpers (on Linux one per CPU beyond the first, none with one CPU:
-// then the crypto is inline, packet by packet), and sends the results
+// helpers (on Linux one per CPU beyond the first, or as many as
+// SetCryptoHelpers asks, at most that; none with one CPU or when 0 are
+// asked for: then the crypto is inline, packet by packet), and sends the results
 // in the run's order. Wire order is sequence order: a packet whose number is
 // not above the last its run sent on the SA is dropped, never sent
 // (drop: reordered). A worker offers a run only while some CPU runs no

@@ -212,9 +212,11 @@ type Engine struct {
 
 	upWorkers []*worker
 	// crypt is the crypto helpers workers share (crypt.go), started with
-	// the first worker (nil: one CPU, none) and stopped by Close.
+	// the first worker (nil: one CPU, or none asked for) and stopped by
+	// Close; cryptAsk is SetCryptoHelpers's n. Under mu.
 	crypt        *cryptPool
 	cryptStarted bool
+	cryptAsk     int
 	UplinkRx     PortStats
 	mu           sync.Mutex // Update, SetUplink, Close
 	workers      map[vif.Port][]*worker
@@ -240,7 +242,7 @@ func New(db *sa.DB, log *slog.Logger) *Engine {
 		log = slog.Default()
 	}
 	e := &Engine{db: db, log: log, workers: map[vif.Port][]*worker{}, stats: map[string]*VMStats{}, ports: map[vif.Port]*txPort{},
-		misses: make(chan netip.Addr, 16), now: time.Now}
+		misses: make(chan netip.Addr, 16), now: time.Now, cryptAsk: -1}
 	e.cfg.Store(&config{enabled: true, coalesce: true, udpGSO: true, mtu: DefaultMTU, pathMTU: DefaultMTU})
 	e.snap.Store(newSnapshot())
 	return e
@@ -289,6 +291,34 @@ func (e *Engine) SetCoalesce(on bool) { e.setConfig(func(c *config) { c.coalesce
 // VM leave as one GSO_UDP_L4 super-frame (outbound.go, joinTrains). It is
 // on by default. Receiving such super-frames is always on.
 func (e *Engine) SetUDPGSO(on bool) { e.setConfig(func(c *config) { c.udpGSO = on }) }
+
+// SetCryptoHelpers sets how many crypto helpers (goroutines that seal
+// or open long runs of one SA's packets beside the worker, on CPUs no
+// worker uses) the engine starts with its first worker: n < 0 one per
+// CPU beyond the first (GOMAXPROCS-1, the default); 0 none, each worker
+// doing its own crypto packet by packet; otherwise n, at most
+// GOMAXPROCS-1. A helper polls for the next run for about 100 µs
+// before it parks: on a host whose CPUs are busy with other work, 0
+// leaves them alone. Once the first worker has started it changes
+// nothing (CryptoHelpers reports what the engine has).
+func (e *Engine) SetCryptoHelpers(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.cryptStarted {
+		e.cryptAsk = n
+	}
+}
+
+// CryptoHelpers reports how many crypto helpers the engine runs, or,
+// before its first worker, will start with GOMAXPROCS as it is now.
+func (e *Engine) CryptoHelpers() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cryptStarted {
+		return e.crypt.helpers()
+	}
+	return cryptHelpers(e.cryptAsk, runtime.GOMAXPROCS(0))
+}
 
 // Enabled reports the switch.
 func (e *Engine) Enabled() bool { return e.cfg.Load().enabled }
@@ -364,7 +394,7 @@ func (e *Engine) SetUplinkWith(p vif.Port, o UplinkOptions) {
 // helpers with the first. The caller holds e.mu.
 func (e *Engine) startWorkers(tp *txPort, uplink bool) []*worker {
 	if !e.cryptStarted {
-		e.crypt, e.cryptStarted = newCryptPool(runtime.GOMAXPROCS(0)-1), true
+		e.crypt, e.cryptStarted = newCryptPool(e.cryptAsk), true
 	}
 	var ws []*worker
 	for _, q := range tp.rxQueues() {
