@@ -155,9 +155,11 @@ bench-esp: deps
 # rounds; then one flow alone (one VM outbound, one SA inbound, one VM's
 # 64 KB TSO super-frames), where a second CPU can only help through the
 # crypto helpers; prints frames/s, the cores the process got, and the
-# ratio (~100 s).
+# ratio (~100 s); then the same with no crypto helpers (-crypto-helpers 0),
+# the baseline the helpers are measured against (~100 s).
 bench-datapath: deps
 	$(GO) run ./internal/bench/cmd/vifsec-bench datapath
+	$(GO) run ./internal/bench/cmd/vifsec-bench datapath -crypto-helpers 0
 
 # bench-sadb: lookups in a DB of 1,000,000 SAs and memory per SA (~1 min, ~3 GB).
 bench-sadb: deps

@@ -57,8 +57,12 @@ func runDatapath(args []string) error {
 	runs := fs.Int("runs", 3, "rounds of every measurement; the best is compared")
 	contention := fs.Bool("contention", false, "with 2 procs, record mutex and blocking contention and print how long workers waited in all")
 	single := fs.Bool("single", true, "also measure one flow alone: outbound and inbound with one VM, and one VM's TSO super-frames (tso)")
+	fs.IntVar(&dpCryptoHelpers, "crypto-helpers", -1, "the engines' crypto helpers, as vifsecd --crypto-helpers: -1 one per CPU beyond the first, 0 none")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if dpCryptoHelpers < -1 {
+		return fmt.Errorf("-crypto-helpers: %d out of range; use -1 (one per CPU beyond the first), 0 (none) or a number of helpers", dpCryptoHelpers)
 	}
 	if *vms < 1 || *vms > 250 {
 		return fmt.Errorf("-vms: %d out of range; use 1 to 250", *vms)
@@ -117,6 +121,9 @@ func runDatapath(args []string) error {
 	}
 	return nil
 }
+
+// dpCryptoHelpers is -crypto-helpers, given to every engine dpEngine makes.
+var dpCryptoHelpers = -1
 
 type dpResult struct {
 	pps   float64
@@ -425,6 +432,7 @@ func dpEngine(vms []dpVM, vifs [][]*dpPort, upQ []*dpPort, tso bool) *datapath.E
 		panic(err)
 	}
 	e := datapath.New(db, nil)
+	e.SetCryptoHelpers(dpCryptoHelpers)
 	proto := tenant.ProtoUDP
 	if tso {
 		proto = tenant.ProtoAny
