@@ -93,17 +93,7 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			a := newUDPGSOSide(t, macA1, tc.src, tc.dst, 0x1000, 0x2000, tc.mode, viftest.NewSink("vifA"), wire)
 			b := newUDPGSOSide(t, macB1, tc.dst, tc.src, 0x2000, 0x1000, tc.mode, vifB, wireB)
 
-			data := make([]byte, 60000)
-			for i := range data {
-				data[i] = byte(i * 13)
-			}
-			p := offloadtest.Packet{Src: tc.src, Dst: tc.dst, Seq: 1000, Flags: 0x18, Payload: data}
-			frame, h := offloadtest.Super(p, 1448, true, false)
-			copy(frame[0:6], macB1[:])
-			copy(frame[6:12], macA1[:])
-			h.Put(a.vifW.bufs[0][readOff:])
-			a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
-			a.vifW.batch(1)
+			data := guestSuper(a.vifW, tc.src, tc.dst, 1000, 0x18, 60000, 13)
 
 			sent := wire.Written()
 			if len(sent) != 1 || a.e.GSOStats.TrainsSent.Load() != 1 {
@@ -154,19 +144,7 @@ func TestUDPGSOTrainAcrossGateways(t *testing.T) {
 			if got, want := b.e.UplinkCounts().UDPGSO, (UDPGSOCounts{TrainsReceived: 1, SegmentsReceived: uint64(segs)}); got != want {
 				t.Errorf("B's UDP GSO counts %+v, want %+v", got, want)
 			}
-			var stream []byte
-			for _, f := range vifB.Written() {
-				vh, _ := offload.DecodeVnetHdr(f.Data)
-				fr := f.Data[vif.VnetHdrLen:]
-				if vh.NeedsCsum() && !csum.Complete(fr, int(vh.CsumStart), int(vh.CsumOffset)) {
-					t.Fatalf("frame to B's VM: bad partial checksum %+v", vh)
-				}
-				in, err := offloadtest.ParseFrame(fr)
-				if err != nil {
-					t.Fatalf("frame to B's VM (%+v): %v", vh, err)
-				}
-				stream = append(stream, in.L4[len(in.L4)-in.PayloadLen:]...)
-			}
+			stream := vmStream(t, vifB.Written())
 			if !bytes.Equal(stream, data) {
 				t.Fatalf("B's VM got %d bytes of TCP payload, want the %d A's guest sent", len(stream), len(data))
 			}
@@ -297,17 +275,7 @@ func TestUDPGSOVXLANTrain(t *testing.T) {
 		s.side.e.SetOverlay(&Overlay{Local: s.local, UplinkMAC: s.upMAC, FDB: map[FDBKey]netip.Addr{{vni, s.peerVM}: s.remote}})
 		s.side.e.SetNeighbors(map[netip.Addr]header.MAC{s.remote: s.peerMAC})
 	}
-	data := make([]byte, 40000)
-	for i := range data {
-		data[i] = byte(i * 7)
-	}
-	p := offloadtest.Packet{Src: satest.V4A, Dst: satest.V4B, Seq: 1, Flags: 0x10, Payload: data}
-	frame, h := offloadtest.Super(p, 1448, true, false)
-	copy(frame[0:6], macB1[:])
-	copy(frame[6:12], macA1[:])
-	h.Put(a.vifW.bufs[0][readOff:])
-	a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
-	a.vifW.batch(1)
+	data := guestSuper(a.vifW, satest.V4A, satest.V4B, 1, 0x10, 40000, 7)
 	sent := wire.Written()
 	if len(sent) != 1 || a.e.GSOStats.TrainsSent.Load() != 1 {
 		t.Fatalf("uplink got %d frames (%d trains), want one UDP GSO super-frame", len(sent), a.e.GSOStats.TrainsSent.Load())
@@ -322,19 +290,7 @@ func TestUDPGSOVXLANTrain(t *testing.T) {
 	if b.e.GSOStats.TrainsReceived.Load() != 1 {
 		t.Fatalf("B split %d super-frames, want 1", b.e.GSOStats.TrainsReceived.Load())
 	}
-	var stream []byte
-	for _, f := range vifB.Written() {
-		vh, _ := offload.DecodeVnetHdr(f.Data)
-		fr := f.Data[vif.VnetHdrLen:]
-		if vh.NeedsCsum() && !csum.Complete(fr, int(vh.CsumStart), int(vh.CsumOffset)) {
-			t.Fatalf("bad partial checksum %+v", vh)
-		}
-		in, err := offloadtest.ParseFrame(fr)
-		if err != nil {
-			t.Fatalf("frame to B's VM: %v", err)
-		}
-		stream = append(stream, in.L4[len(in.L4)-in.PayloadLen:]...)
-	}
+	stream := vmStream(t, vifB.Written())
 	if !bytes.Equal(stream, data) {
 		t.Fatalf("B's VM got %d bytes of the %d A's guest sent (overlay drops %d/%d)", len(stream), len(data),
 			b.e.OverlayStats.DecapErrors.Load(), b.e.UplinkRx.Malformed.Load())
@@ -355,17 +311,7 @@ func TestUDPGSODataValidFromUplink(t *testing.T) {
 	vifB.Record = true
 	a := newUDPGSOSide(t, macA1, satest.V6A, satest.V6B, 0x1000, 0x2000, sa.ModeTransport, viftest.NewSink("vifA"), wire)
 	b := newUDPGSOSide(t, macB1, satest.V6B, satest.V6A, 0x2000, 0x1000, sa.ModeTransport, vifB, wireB)
-	data := make([]byte, 30000)
-	for i := range data {
-		data[i] = byte(i * 11)
-	}
-	p := offloadtest.Packet{Src: satest.V6A, Dst: satest.V6B, Seq: 7, Flags: 0x18, Payload: data}
-	frame, h := offloadtest.Super(p, 1448, true, false)
-	copy(frame[0:6], macB1[:])
-	copy(frame[6:12], macA1[:])
-	h.Put(a.vifW.bufs[0][readOff:])
-	a.vifW.sizes[0] = vif.VnetHdrLen + copy(a.vifW.bufs[0][readOff+vif.VnetHdrLen:], frame)
-	a.vifW.batch(1)
+	data := guestSuper(a.vifW, satest.V6A, satest.V6B, 7, 0x18, 30000, 11)
 	sent := wire.Written()
 	if len(sent) != 1 {
 		t.Fatalf("uplink got %d frames, want one train", len(sent))
@@ -388,19 +334,7 @@ func TestUDPGSODataValidFromUplink(t *testing.T) {
 	if got := b.in.Stats.Packets.Load(); int(got) != segs {
 		t.Errorf("B's inbound SA decrypted %d packets, want %d", got, segs)
 	}
-	var stream []byte
-	for _, f := range vifB.Written() {
-		vh, _ := offload.DecodeVnetHdr(f.Data)
-		fr := f.Data[vif.VnetHdrLen:]
-		if vh.NeedsCsum() && !csum.Complete(fr, int(vh.CsumStart), int(vh.CsumOffset)) {
-			t.Fatalf("frame to B's VM: bad partial checksum %+v", vh)
-		}
-		in, err := offloadtest.ParseFrame(fr)
-		if err != nil {
-			t.Fatalf("frame to B's VM (%+v): %v", vh, err)
-		}
-		stream = append(stream, in.L4[len(in.L4)-in.PayloadLen:]...)
-	}
+	stream := vmStream(t, vifB.Written())
 	if !bytes.Equal(stream, data) {
 		t.Fatalf("B's VM got %d bytes of TCP payload, want the %d A's guest sent", len(stream), len(data))
 	}
@@ -430,4 +364,43 @@ func TestUDPGSODataValidFromUplink(t *testing.T) {
 	if d := vh.Validate(got[0].Data[vif.VnetHdrLen:]); d != drop.None {
 		t.Fatalf("header to the VM refused from a writer: %v", d)
 	}
+}
+
+// guestSuper hands w (a VIF worker of macA1's gateway) one guest TCP
+// super-frame from src to dst toward macB1, as a guest with TSO writes it
+// (segments of 1448 bytes, partial checksum): n bytes of payload, byte i
+// being i*mul, which it returns.
+func guestSuper(w *worker, src, dst netip.Addr, seq uint32, flags byte, n int, mul byte) []byte {
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = byte(i) * mul
+	}
+	p := offloadtest.Packet{Src: src, Dst: dst, Seq: seq, Flags: flags, Payload: data}
+	frame, h := offloadtest.Super(p, 1448, true, false)
+	copy(frame[0:6], macB1[:])
+	copy(frame[6:12], macA1[:])
+	h.Put(w.bufs[0][readOff:])
+	w.sizes[0] = vif.VnetHdrLen + copy(w.bufs[0][readOff+vif.VnetHdrLen:], frame)
+	w.batch(1)
+	return data
+}
+
+// vmStream is the TCP payload of the frames a VM was given, in order;
+// each frame's partial checksum, if it has one, must complete.
+func vmStream(t *testing.T, frames []viftest.Frame) []byte {
+	t.Helper()
+	var stream []byte
+	for _, f := range frames {
+		vh, _ := offload.DecodeVnetHdr(f.Data)
+		fr := f.Data[vif.VnetHdrLen:]
+		if vh.NeedsCsum() && !csum.Complete(fr, int(vh.CsumStart), int(vh.CsumOffset)) {
+			t.Fatalf("frame to the VM: bad partial checksum %+v", vh)
+		}
+		in, err := offloadtest.ParseFrame(fr)
+		if err != nil {
+			t.Fatalf("frame to the VM (%+v): %v", vh, err)
+		}
+		stream = append(stream, in.L4[len(in.L4)-in.PayloadLen:]...)
+	}
+	return stream
 }
