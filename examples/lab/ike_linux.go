@@ -91,5 +91,10 @@ func BuildIKE(ctx context.Context, prefix string) (l *IKELab, err error) {
 			return nil, err
 		}
 	}
+	for _, nd := range [][2]string{{guest.NS, "eth0"}, {l.Peer, "eth0"}, {l.Peer, "prot0"}} {
+		if err := waitGlobalSettled(ctx, nd[0], nd[1]); err != nil {
+			return nil, err
+		}
+	}
 	return l, nil
 }

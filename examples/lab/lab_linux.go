@@ -154,6 +154,9 @@ func BuildTenants(ctx context.Context, prefix string, tenants []Tenant) (l *Lab,
 					return nil, err
 				}
 			}
+			if err := waitGlobalSettled(ctx, vm.NS, "eth0"); err != nil {
+				return nil, err
+			}
 			gw.VMs = append(gw.VMs, vm)
 		}
 		l.Gateways = append(l.Gateways, gw)

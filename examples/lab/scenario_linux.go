@@ -99,7 +99,7 @@ func (l *Lab) AddUnderlay6(ctx context.Context) error {
 	// (it has no usable source address), so nothing resolves. Wait for
 	// it: the lab is ready when its underlay is.
 	for _, gw := range l.Gateways {
-		if err := waitNoTentative(ctx, gw.NS, gw.Uplink); err != nil {
+		if err := waitTentative(ctx, gw.NS, gw.Uplink); err != nil {
 			return err
 		}
 	}
@@ -107,12 +107,24 @@ func (l *Lab) AddUnderlay6(ctx context.Context) error {
 	return nil
 }
 
-// waitNoTentative waits until no IPv6 address of dev in namespace ns is
-// tentative (duplicate address detection over), for 10 s at most.
-func waitNoTentative(ctx context.Context, ns, dev string) error {
+// waitGlobalSettled waits until no global IPv6 address of dev in ns is
+// tentative. An address added with nodad while its link is down stays
+// tentative after the link comes up until the kernel's DAD work runs,
+// which on a loaded machine can be after a test's first packet; the
+// kernel drops what is sent to a tentative address. Link-local
+// addresses, whose DAD takes 1–2 s, are not waited for.
+func waitGlobalSettled(ctx context.Context, ns, dev string) error {
+	return waitTentative(ctx, ns, dev, "scope", "global")
+}
+
+// waitTentative waits until no IPv6 address of dev in namespace ns (of
+// those filter, `ip addr show` arguments, selects) is tentative
+// (duplicate address detection over), for 10 s at most.
+func waitTentative(ctx context.Context, ns, dev string, filter ...string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		out, err := exec.CommandContext(ctx, "ip", "-n", ns, "-6", "addr", "show", "dev", dev, "tentative").CombinedOutput()
+		args := append([]string{"-n", ns, "-6", "addr", "show", "dev", dev}, filter...)
+		out, err := exec.CommandContext(ctx, "ip", append(args, "tentative")...).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("lab: ip -n %s -6 addr show dev %s tentative: %v: %s", ns, dev, err, out)
 		}
