@@ -81,6 +81,18 @@ func TestSeqReservation(t *testing.T) {
 // Many senders against a renewer and a final Freeze: no number above a
 // limit in force is handed out, none twice, none above Freeze's answer.
 func TestSeqReservationConcurrent(t *testing.T) {
+	raceSeqs(t, 200, func(s *SA, g, i int) (uint64, int, drop.Reason) {
+		n, d := s.NextSeq()
+		return n, 1, d
+	})
+}
+
+// raceSeqs runs 4 senders taking numbers with take (sender g's i-th
+// call) from an SA whose reservation a renewer raises rounds times, then
+// freezes it: no number may be handed out twice, above the limit in
+// force when it was taken, or above Freeze's answer.
+func raceSeqs(t *testing.T, rounds int, take func(s *SA, g, i int) (first uint64, granted int, d drop.Reason)) {
+	t.Helper()
 	db := NewDB(0)
 	s := newOutSA(t, true)
 	s.SetSeqLimit(1000, 500)
@@ -91,10 +103,10 @@ func TestSeqReservationConcurrent(t *testing.T) {
 	seen := map[uint64]bool{}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	for range 4 {
+	for g := range 4 {
 		wg.Go(func() {
 			var mine []uint64
-			for {
+			for i := 0; ; i++ {
 				select {
 				case <-stop:
 					mu.Lock()
@@ -108,19 +120,22 @@ func TestSeqReservationConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				if n, d := s.NextSeq(); d == drop.None {
-					if n > s.SeqLimit() && s.SeqLimit() != 0 {
-						t.Errorf("number %d above the limit %d", n, s.SeqLimit())
-					}
-					mine = append(mine, n)
+				first, granted, d := take(s, g, i)
+				if d != drop.None {
+					continue
+				}
+				if lim := s.SeqLimit(); lim != 0 && first+uint64(granted)-1 > lim {
+					t.Errorf("numbers %d+%d above the limit %d", first, granted, lim)
+				}
+				for k := range granted {
+					mine = append(mine, first+uint64(k))
 				}
 			}
 		})
 	}
-	lim := uint64(1000)
-	for range 200 {
+	for range rounds {
 		<-db.RenewalWanted()
-		lim = s.LastSeq() + 1000
+		lim := s.LastSeq() + 1000
 		s.RaiseSeqLimit(lim, lim-500)
 	}
 	last := s.Freeze()
@@ -134,15 +149,22 @@ func TestSeqReservationConcurrent(t *testing.T) {
 }
 
 func TestNextSeqAllocsWithReservation(t *testing.T) {
+	s := reservedOutSA(t)
+	if a := testing.AllocsPerRun(1000, func() { s.NextSeq() }); a != 0 {
+		t.Errorf("NextSeq past the renewal mark: %v allocs, want 0", a)
+	}
+}
+
+// reservedOutSA is an outbound SA in a DB with a reservation whose
+// renewal mark is behind it: every number taken asks for a renewal.
+func reservedOutSA(t *testing.T) *SA {
 	db := NewDB(0)
 	s := newOutSA(t, true)
 	s.SetSeqLimit(1<<40, 1)
 	if err := db.Add(s); err != nil {
 		t.Fatal(err)
 	}
-	if a := testing.AllocsPerRun(1000, func() { s.NextSeq() }); a != 0 {
-		t.Errorf("NextSeq past the renewal mark: %v allocs, want 0", a)
-	}
+	return s
 }
 
 // ReserveSeq hands out blocks that follow one another, clipped at the
@@ -228,68 +250,13 @@ func TestReserveSeqSpaceEnd(t *testing.T) {
 // Blocks and single numbers taken at once against a renewer: no number
 // twice, none above the limit in force.
 func TestReserveSeqConcurrent(t *testing.T) {
-	db := NewDB(0)
-	s := newOutSA(t, true)
-	s.SetSeqLimit(1000, 500)
-	if err := db.Add(s); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	seen := map[uint64]bool{}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for g := range 4 {
-		wg.Go(func() {
-			var mine []uint64
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					mu.Lock()
-					for _, n := range mine {
-						if seen[n] {
-							t.Errorf("number %d handed out twice", n)
-						}
-						seen[n] = true
-					}
-					mu.Unlock()
-					return
-				default:
-				}
-				first, granted, d := s.ReserveSeq(1 + (g*7+i)%45)
-				if d != drop.None {
-					continue
-				}
-				if lim := s.SeqLimit(); lim != 0 && first+uint64(granted)-1 > lim {
-					t.Errorf("block %d+%d above the limit %d", first, granted, lim)
-				}
-				for k := range granted {
-					mine = append(mine, first+uint64(k))
-				}
-			}
-		})
-	}
-	for range 100 {
-		<-db.RenewalWanted()
-		lim := s.LastSeq() + 1000
-		s.RaiseSeqLimit(lim, lim-500)
-	}
-	last := s.Freeze()
-	close(stop)
-	wg.Wait()
-	for n := range seen {
-		if n > last {
-			t.Errorf("number %d handed out after Freeze returned %d", n, last)
-		}
-	}
+	raceSeqs(t, 100, func(s *SA, g, i int) (uint64, int, drop.Reason) {
+		return s.ReserveSeq(1 + (g*7+i)%45)
+	})
 }
 
 func TestReserveSeqAllocs(t *testing.T) {
-	db := NewDB(0)
-	s := newOutSA(t, true)
-	s.SetSeqLimit(1<<40, 1)
-	if err := db.Add(s); err != nil {
-		t.Fatal(err)
-	}
+	s := reservedOutSA(t)
 	if a := testing.AllocsPerRun(1000, func() { s.ReserveSeq(45) }); a != 0 {
 		t.Errorf("ReserveSeq past the renewal mark: %v allocs, want 0", a)
 	}
