@@ -118,11 +118,17 @@ func peerCharon(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity) 
 }
 
 // peerCharonIn is peerCharon with base's Root, Charon and Plugins (a
-// chrooted strongSwan 6, say).
+// chrooted strongSwan 6, say), and base's Local, if set, as the address
+// charon sends from (behind a NAT: its identity stays IKEPeer4, the
+// address vifsec sees).
 func peerCharonIn(t *testing.T, l *IKELab, c ikeCase, pki *PKI, peerID *Identity, base CharonConfig) *Charon {
 	t.Helper()
 	ctx := context.Background()
-	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: IKEPeer4, Root: base.Root, Charon: base.Charon, Plugins: base.Plugins, RawESP: base.RawESP}
+	local := IKEPeer4
+	if base.Local.IsValid() {
+		local = base.Local
+	}
+	cfg := CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: local, Root: base.Root, Charon: base.Charon, Plugins: base.Plugins, RawESP: base.RawESP}
 	mode, localTS := "tunnel", IKEProtected4.String()
 	if c.mode == "transport" {
 		mode, localTS = "transport", IKEPeer4.String()+"/32"
@@ -174,7 +180,7 @@ secrets {
     secret = %q
   }
 %s}
-`, IKEPeer4, IKEGuest4, c.ike, ppkConn, auth, ids[0], certs, auth, ids[1], localTS, IKEGuest4, c.esp, mode, ids[0], ids[1], ikeLabPSK, ppkSecret)
+`, local, IKEGuest4, c.ike, ppkConn, auth, ids[0], certs, auth, ids[1], localTS, IKEGuest4, c.esp, mode, ids[0], ids[1], ikeLabPSK, ppkSecret)
 	ch, err := StartCharon(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)

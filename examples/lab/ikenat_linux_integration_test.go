@@ -83,46 +83,7 @@ func TestIntegrationIKENATRebind(t *testing.T) {
 	// charon behind the NAT initiates (nothing reaches it from outside
 	// before it did); its identity is the address vifsec sees.
 	c := ikeCase{auth: "psk", ike: "aes256gcm16-prfsha384-x25519", esp: "aes256gcm16"}
-	ch, err := StartCharon(ctx, CharonConfig{NS: l.Peer, Conn: "vm", Child: "vm", Local: natPeer, SwanctlConf: fmt.Sprintf(`connections {
-  vm {
-    local_addrs = %s
-    remote_addrs = %s
-    proposals = %s
-    local {
-      auth = psk
-      id = %s
-    }
-    remote {
-      auth = psk
-      id = %s
-    }
-    children {
-      vm {
-        local_ts = %s
-        remote_ts = %s/32
-        esp_proposals = %s
-        start_action = none
-      }
-    }
-  }
-}
-secrets {
-  ike-vm {
-    id-1 = %s
-    id-2 = %s
-    secret = %q
-  }
-}
-`, natPeer, IKEGuest4, c.ike, IKEPeer4, IKEGuest4, IKEProtected4, IKEGuest4, c.esp, IKEPeer4, IKEGuest4, ikeLabPSK)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("charon log:\n%s", tail(ch.Log, 60))
-		}
-		ch.Stop()
-	})
+	ch := peerCharonIn(t, l, c, nil, nil, CharonConfig{Local: natPeer})
 	vifsecPolicy(t, d, l, c, "nat")
 	t.Cleanup(func() { d.CLI(ctx, "policy", "delete", "--tenant", "acme", "--name", "nat") })
 	if err := ch.Initiate(ctx); err != nil {
